@@ -1,0 +1,36 @@
+# Two commands matter: `make render` and `make test`. Both set up .venv first.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: render test tools bench check clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --disable-pip-version-check -e '.[test]'
+	touch $(STAMP)
+
+## render: write k8s/<stack>/ for every stack from Pulumi.<stack>.yaml (no Pulumi CLI needed)
+render: $(STAMP)
+	$(BIN)/ksecrets export
+
+## check: fail when k8s/ is not what `make render` writes
+check: $(STAMP)
+	$(BIN)/ksecrets export --check
+
+## tools: the offline oracles the tests use (promtool; kubectl comes from the machine)
+tools:
+	bash .ci/tools.sh
+
+## test: the whole suite against the real oracles
+test: $(STAMP) tools
+	PATH="$(CURDIR)/.tools/bin:$$PATH" $(BIN)/python -m pytest -q
+
+## bench: print the benchmark tables quoted in README.md
+bench: $(STAMP)
+	$(BIN)/python bench/export.py
+	$(BIN)/python bench/seal.py
+
+clean:
+	rm -rf $(VENV) .tools .pytest_cache

@@ -1,0 +1,3 @@
+from ksecrets.cli import run
+
+run()

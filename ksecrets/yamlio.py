@@ -1,0 +1,77 @@
+"""Deterministic YAML in and out for manifests.
+
+Dumping keeps the insertion order of each dict (builders write keys in Kubernetes' usual order:
+apiVersion, kind, metadata, spec/data) and never folds long lines, so the same objects always
+give the same bytes. Loading refuses duplicate keys and names the source and line on error,
+without echoing the document (it may hold a secret).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Iterable
+
+import yaml
+
+from ksecrets.errors import KsecretsError
+
+_Dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """SafeLoader that rejects duplicate mapping keys (PyYAML silently keeps the last)."""
+
+
+def _construct_mapping(loader: _StrictLoader, node: yaml.MappingNode, deep: bool = False) -> dict:
+    loader.flatten_mapping(node)
+    mapping: dict[Any, Any] = {}
+    for key_node, value_node in node.value:
+        key = loader.construct_object(key_node, deep=deep)
+        if key in mapping:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"duplicate key {key!r}", key_node.start_mark
+            )
+        mapping[key] = loader.construct_object(value_node, deep=deep)
+    return mapping
+
+
+_StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+
+
+def dump(obj: Any) -> str:
+    """One YAML document, deterministic bytes."""
+    return yaml.dump(
+        obj,
+        Dumper=_Dumper,
+        sort_keys=False,
+        default_flow_style=False,
+        allow_unicode=True,
+        width=1 << 16,
+    )
+
+
+def dump_all(objs: Iterable[Any]) -> str:
+    return "---\n".join(dump(o) for o in objs)
+
+
+def _problem(exc: yaml.YAMLError) -> str:
+    mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
+    where = f"line {mark.line + 1}: " if mark is not None else ""
+    # `problem` is the parser's own words ("found duplicate key", "could not find expected ':'");
+    # never include the snippet, which may be a secret.
+    problem = getattr(exc, "problem", None) or exc.__class__.__name__
+    return f"{where}invalid YAML: {problem}"
+
+
+def load(text: str, source: str) -> Any:
+    """Parse one YAML (or JSON, a YAML subset) document."""
+    try:
+        return yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - SafeLoader subclass
+    except yaml.YAMLError as exc:
+        raise KsecretsError(f"{source}: {_problem(exc)}") from None
+
+
+def load_all(text: str, source: str) -> list[Any]:
+    try:
+        return [d for d in yaml.load_all(text, Loader=_StrictLoader) if d is not None]
+    except yaml.YAMLError as exc:
+        raise KsecretsError(f"{source}: {_problem(exc)}") from None
