@@ -1,0 +1,490 @@
+"""Stack config → `StackConfig`, from a `Pulumi.<stack>.yaml` file or from Pulumi's own config.
+
+Both paths build the same raw mapping (the `k8s-secrets:` keys without their prefix) and go
+through `parse`, so the exporter and `pulumi up` see one model. Every error names the file and
+the key path (`apps[1].secretName`); unknown keys are errors, so a typo never passes silently.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Callable, Mapping, TypeVar
+
+from ksecrets import yamlio
+from ksecrets.config import model as m
+from ksecrets.config import validate as v
+from ksecrets.errors import ConfigError
+
+PROJECT = "k8s-secrets"
+PREFIX = f"{PROJECT}:"
+# Top-level keys Pulumi itself writes into stack files.
+_STACK_FILE_KEYS = {"config", "secretsprovider", "encryptedkey", "encryptionsalt", "environment"}
+
+T = TypeVar("T")
+
+
+class _Node:
+    """A value with its key path, so every check can name where it failed."""
+
+    def __init__(self, value: Any, path: str, source: str) -> None:
+        self.value = value
+        self.path = path
+        self.source = source
+
+    def fail(self, problem: str) -> ConfigError:
+        return ConfigError(self.source, self.path, problem)
+
+    def child(self, key: str | int, value: Any) -> "_Node":
+        if isinstance(key, int):
+            return _Node(value, f"{self.path}[{key}]", self.source)
+        return _Node(value, f"{self.path}.{key}" if self.path else key, self.source)
+
+    def mapping(self, allowed: set[str]) -> dict[str, "_Node"]:
+        if not isinstance(self.value, Mapping):
+            raise self.fail(f"must be a mapping, not {_kind(self.value)}")
+        out: dict[str, _Node] = {}
+        for key, value in self.value.items():
+            if not isinstance(key, str):
+                raise self.fail(f"key {key!r} must be a string")
+            if key not in allowed:
+                hint = _close(key, allowed)
+                raise self.child(key, value).fail(
+                    "unknown key" + (f" (did you mean {hint!r}?)" if hint else "")
+                )
+            out[key] = self.child(key, value)
+        return out
+
+    def seq(self) -> list["_Node"]:
+        if not isinstance(self.value, list):
+            raise self.fail(f"must be a list, not {_kind(self.value)}")
+        return [self.child(i, item) for i, item in enumerate(self.value)]
+
+    def str(self, check: Callable[[str], str | None] | None = None) -> str:
+        if not isinstance(self.value, str) or isinstance(self.value, bool):
+            raise self.fail(f"must be a string, not {_kind(self.value)}")
+        if check is not None:
+            problem = check(self.value)
+            if problem:
+                raise self.fail(problem)
+        return self.value
+
+    def int(self, low: int, high: int) -> int:
+        if isinstance(self.value, bool) or not isinstance(self.value, int):
+            raise self.fail(f"must be a whole number, not {_kind(self.value)}")
+        if not low <= self.value <= high:
+            raise self.fail(f"{self.value} is out of range ({low} to {high})")
+        return self.value
+
+    def bool(self) -> bool:
+        if not isinstance(self.value, bool):
+            raise self.fail(f"must be true or false, not {_kind(self.value)}")
+        return self.value
+
+    def choice(self, options: tuple[str, ...]) -> str:
+        value = self.str()
+        if value not in options:
+            raise self.fail(f"{value!r} is not one of {', '.join(options)}")
+        return value
+
+
+def _kind(value: Any) -> str:
+    if value is None:
+        return "empty"
+    return {dict: "a mapping", list: "a list", str: "a string", bool: "a boolean",
+            int: "a number", float: "a number"}.get(type(value), type(value).__name__)
+
+
+def _close(key: str, allowed: set[str]) -> str | None:
+    import difflib
+
+    match = difflib.get_close_matches(key, sorted(allowed), n=1, cutoff=0.75)
+    return match[0] if match else None
+
+
+def _opt(nodes: Mapping[str, _Node], key: str, read: Callable[[_Node], T], default: T) -> T:
+    node = nodes.get(key)
+    if node is None or node.value is None:
+        return default
+    return read(node)
+
+
+def _req(nodes: Mapping[str, _Node], key: str, read: Callable[[_Node], T], parent: _Node) -> T:
+    node = nodes.get(key)
+    if node is None or node.value is None:
+        raise parent.child(key, None).fail("is required")
+    return read(node)
+
+
+def _str_map(node: _Node, check_key: Callable[[str], str | None], check_value=None) -> tuple[tuple[str, str], ...]:
+    if not isinstance(node.value, Mapping):
+        raise node.fail(f"must be a mapping, not {_kind(node.value)}")
+    out = []
+    for key, value in node.value.items():
+        child = node.child(str(key), value)
+        if not isinstance(key, str) or check_key(key):
+            raise child.fail(check_key(str(key)) or "key must be a string")
+        out.append((key, child.str(check_value)))
+    return tuple(out)
+
+
+# --- sections ----------------------------------------------------------------------------------
+
+def _flux(node: _Node) -> m.FluxConfig:
+    f = node.mapping({"namespace", "sourceName", "interval", "path"})
+    return m.FluxConfig(
+        namespace=_opt(f, "namespace", lambda n: n.str(v.dns_label), "flux-system"),
+        source_name=_opt(f, "sourceName", lambda n: n.str(v.dns_subdomain), "flux-system"),
+        interval=_opt(f, "interval", lambda n: n.str(v.duration), "10m"),
+        path=_opt(f, "path", lambda n: n.str(), ""),
+    )
+
+
+def _sealed_secrets(node: _Node) -> m.SealedSecretsConfig:
+    f = node.mapping({"chartVersion", "chartRepository", "controllerName", "controllerNamespace",
+                      "certificate", "keyRenewPeriod"})
+    d = m.SealedSecretsConfig()
+    return m.SealedSecretsConfig(
+        chart_version=_opt(f, "chartVersion", lambda n: n.str(v.chart_version), d.chart_version),
+        chart_repository=_opt(f, "chartRepository", lambda n: n.str(), d.chart_repository),
+        controller_name=_opt(f, "controllerName", lambda n: n.str(v.dns_label), d.controller_name),
+        controller_namespace=_opt(f, "controllerNamespace", lambda n: n.str(v.dns_label), d.controller_namespace),
+        certificate=_opt(f, "certificate", lambda n: n.str(), None),
+        key_renew_period=_opt(f, "keyRenewPeriod", lambda n: n.str(v.duration), None),
+    )
+
+
+def _vault(node: _Node) -> m.VaultConfig:
+    f = node.mapping({"chartVersion", "chartRepository", "namespace", "replicas", "dataStorageSize",
+                      "auditStorageSize", "storageClass", "tls", "address", "kvMount", "authMount",
+                      "audience", "operator", "database"})
+    d = m.VaultConfig()
+
+    def tls(n: _Node) -> m.VaultTLS:
+        t = n.mapping({"enabled", "secretName"})
+        return m.VaultTLS(
+            enabled=_opt(t, "enabled", _Node.bool, False),
+            secret_name=_opt(t, "secretName", lambda x: x.str(v.dns_subdomain), "vault-tls"),
+        )
+
+    def operator(n: _Node) -> m.VaultOperatorConfig:
+        o = n.mapping({"chartVersion", "namespace"})
+        od = m.VaultOperatorConfig()
+        return m.VaultOperatorConfig(
+            chart_version=_opt(o, "chartVersion", lambda x: x.str(v.chart_version), od.chart_version),
+            namespace=_opt(o, "namespace", lambda x: x.str(v.dns_label), od.namespace),
+        )
+
+    def database(n: _Node) -> m.VaultDatabase:
+        b = n.mapping({"mount", "connectionName", "plugin", "connectionUrl", "username"})
+        return m.VaultDatabase(
+            mount=_opt(b, "mount", _Node.str, "database"),
+            connection_name=_opt(b, "connectionName", _Node.str, "postgres"),
+            plugin=_opt(b, "plugin", _Node.str, "postgresql-database-plugin"),
+            connection_url=_req(b, "connectionUrl", _check_connection_url, n),
+            username=_req(b, "username", _Node.str, n),
+        )
+
+    return m.VaultConfig(
+        chart_version=_opt(f, "chartVersion", lambda n: n.str(v.chart_version), d.chart_version),
+        chart_repository=_opt(f, "chartRepository", _Node.str, d.chart_repository),
+        namespace=_opt(f, "namespace", lambda n: n.str(v.dns_label), d.namespace),
+        replicas=_opt(f, "replicas", lambda n: n.int(1, 9), d.replicas),
+        data_storage_size=_opt(f, "dataStorageSize", lambda n: n.str(v.quantity), d.data_storage_size),
+        audit_storage_size=_opt(f, "auditStorageSize", lambda n: n.str(v.quantity), d.audit_storage_size),
+        storage_class=_opt(f, "storageClass", lambda n: n.str(v.dns_subdomain), None),
+        tls=_opt(f, "tls", tls, m.VaultTLS()),
+        address=_opt(f, "address", _Node.str, ""),
+        kv_mount=_opt(f, "kvMount", lambda n: n.str(_mount_path), d.kv_mount),
+        auth_mount=_opt(f, "authMount", lambda n: n.str(_mount_path), d.auth_mount),
+        audience=_opt(f, "audience", _Node.str, d.audience),
+        operator=_opt(f, "operator", operator, m.VaultOperatorConfig()),
+        database=_opt(f, "database", database, None),
+    )
+
+
+def _check_connection_url(node: _Node) -> str:
+    url = node.str()
+    # A password in the URL would put a secret into Git; Vault fills {{password}} itself.
+    if "{{password}}" not in url:
+        raise node.fail("must use {{username}} and {{password}} templates, never a literal password")
+    return url
+
+
+def _mount_path(value: str) -> str | None:
+    if not value or value.startswith("/") or value.endswith("/") or " " in value:
+        return f"{value!r} is not a Vault mount path (no leading or trailing '/')"
+    return None
+
+
+def _vault_path(value: str) -> str | None:
+    if not value or value.startswith("/") or value.endswith("/") or ".." in value.split("/"):
+        return f"{value!r} is not a Vault secret path (relative, no leading or trailing '/')"
+    return None
+
+
+def _deployment(node: _Node) -> m.Deployment:
+    f = node.mapping({"name", "image", "replicas", "port", "envFrom", "env"})
+
+    def env(n: _Node) -> tuple[m.EnvFromKey, ...]:
+        return tuple(m.EnvFromKey(name=k, key=val) for k, val in _str_map(n, v.env_var_name, v.secret_key))
+
+    return m.Deployment(
+        name=_req(f, "name", lambda n: n.str(v.dns_label), node),
+        image=_req(f, "image", lambda n: n.str(v.image), node),
+        replicas=_opt(f, "replicas", lambda n: n.int(0, 1000), 1),
+        port=_opt(f, "port", lambda n: n.int(1, 65535), None),
+        env_from=_opt(f, "envFrom", _Node.bool, True),
+        env=_opt(f, "env", env, ()),
+    )
+
+
+def _postgres(node: _Node) -> m.PostgresTarget:
+    f = node.mapping({"host", "port", "database", "role", "adminSecret"})
+    return m.PostgresTarget(
+        host=_req(f, "host", _Node.str, node),
+        role=_req(f, "role", _Node.str, node),
+        port=_opt(f, "port", lambda n: n.int(1, 65535), 5432),
+        database=_opt(f, "database", _Node.str, "postgres"),
+        admin_secret=_req(f, "adminSecret", lambda n: n.str(v.dns_subdomain), node),
+    )
+
+
+def _rotation_spec(node: _Node, default_schedule: str) -> m.RotationSpec:
+    f = node.mapping({"key", "schedule", "generator", "length", "postgres", "restart"})
+    generator = _opt(f, "generator", lambda n: n.choice(("random", "postgres")), "random")
+    spec = m.RotationSpec(
+        key=_req(f, "key", lambda n: n.str(v.secret_key), node),
+        schedule=_opt(f, "schedule", lambda n: n.str(v.cron), default_schedule),
+        generator=generator,
+        length=_opt(f, "length", lambda n: n.int(16, 256), 32),
+        postgres=_opt(f, "postgres", _postgres, None),
+        restart=_opt(f, "restart", lambda n: tuple(x.str(v.dns_label) for x in n.seq()), ()),
+    )
+    if generator == "postgres" and spec.postgres is None:
+        raise node.child("postgres", None).fail("is required when generator is postgres")
+    return spec
+
+
+def _app_vault(node: _Node, app_name: str) -> m.AppVault:
+    f = node.mapping({"path", "refreshAfter", "role", "dynamic"})
+
+    def dynamic(n: _Node) -> tuple[m.DynamicSecretSpec, ...]:
+        out = []
+        for item in n.seq():
+            d = item.mapping({"name", "role", "mount", "renewalPercent"})
+            out.append(m.DynamicSecretSpec(
+                name=_req(d, "name", lambda x: x.str(v.dns_subdomain), item),
+                role=_req(d, "role", _Node.str, item),
+                mount=_opt(d, "mount", lambda x: x.str(_mount_path), "database"),
+                renewal_percent=_opt(d, "renewalPercent", lambda x: x.int(1, 90), 67),
+            ))
+        return tuple(out)
+
+    return m.AppVault(
+        path=_opt(f, "path", lambda n: n.str(_vault_path), app_name),
+        refresh_after=_opt(f, "refreshAfter", lambda n: n.str(v.duration), "60s"),
+        role=_opt(f, "role", _Node.str, app_name),
+        dynamic=_opt(f, "dynamic", dynamic, ()),
+    )
+
+
+def _app(node: _Node, default_schedule: str) -> m.App:
+    f = node.mapping({"name", "namespace", "serviceAccount", "secretName", "deployments", "keys",
+                      "rotation", "vault"})
+    name = _req(f, "name", lambda n: n.str(v.dns_label), node)
+    return m.App(
+        name=name,
+        namespace=_req(f, "namespace", lambda n: n.str(v.dns_label), node),
+        service_account=_opt(f, "serviceAccount", lambda n: n.str(v.dns_subdomain), name),
+        secret_name=_opt(f, "secretName", lambda n: n.str(v.dns_subdomain), f"{name}-secrets"),
+        deployments=_opt(f, "deployments", lambda n: tuple(_deployment(x) for x in n.seq()), ()),
+        keys=_opt(f, "keys", lambda n: tuple(x.str(v.secret_key) for x in n.seq()), ()),
+        rotation=_opt(f, "rotation", lambda n: tuple(_rotation_spec(x, default_schedule) for x in n.seq()), ()),
+        vault=_opt(f, "vault", lambda n: _app_vault(n, name), None),
+    )
+
+
+def _sealed_entry(node: _Node) -> m.SealedEntry:
+    f = node.mapping({"name", "namespace", "scope", "type", "certificateFingerprint",
+                      "encryptedData", "digests"})
+    return m.SealedEntry(
+        name=_req(f, "name", lambda n: n.str(v.dns_subdomain), node),
+        namespace=_req(f, "namespace", lambda n: n.str(v.dns_label), node),
+        scope=_opt(f, "scope", lambda n: n.choice(m.SCOPES), "strict"),
+        type=_opt(f, "type", _Node.str, "Opaque"),
+        certificate_fingerprint=_opt(f, "certificateFingerprint", _Node.str, None),
+        encrypted_data=tuple(sorted(_opt(f, "encryptedData", lambda n: _str_map(n, v.secret_key), ()))),
+        digests=tuple(sorted(_opt(f, "digests", lambda n: _str_map(n, v.secret_key), ()))),
+    )
+
+
+def _manual_values(node: _Node) -> tuple[tuple[str, tuple[str, ...]], ...]:
+    """Only the shape: secretName → keys. Values are Pulumi secrets, read under `pulumi up`."""
+    if not isinstance(node.value, Mapping):
+        raise node.fail(f"must be a mapping, not {_kind(node.value)}")
+    out = []
+    for secret_name, values in node.value.items():
+        child = node.child(str(secret_name), values)
+        problem = v.dns_subdomain(str(secret_name))
+        if problem:
+            raise child.fail(problem)
+        if not isinstance(values, Mapping):
+            raise child.fail(f"must be a mapping of keys to secret values, not {_kind(values)}")
+        for key in values:
+            if v.secret_key(str(key)):
+                raise child.child(str(key), None).fail(v.secret_key(str(key)))
+        out.append((str(secret_name), tuple(sorted(str(k) for k in values))))
+    return tuple(sorted(out))
+
+
+def _rotation(node: _Node) -> m.RotationConfig:
+    f = node.mapping({"image", "defaultSchedule", "successfulJobsHistoryLimit", "failedJobsHistoryLimit"})
+    d = m.RotationConfig()
+    return m.RotationConfig(
+        image=_opt(f, "image", lambda n: n.str(v.image), d.image),
+        default_schedule=_opt(f, "defaultSchedule", lambda n: n.str(v.cron), d.default_schedule),
+        successful_jobs_history_limit=_opt(f, "successfulJobsHistoryLimit", lambda n: n.int(0, 100), 3),
+        failed_jobs_history_limit=_opt(f, "failedJobsHistoryLimit", lambda n: n.int(0, 100), 3),
+    )
+
+
+def _monitoring(node: _Node) -> m.MonitoringConfig:
+    f = node.mapping({"enabled", "namespace", "ruleLabels", "certificateExpiryWarningDays"})
+    d = m.MonitoringConfig()
+    return m.MonitoringConfig(
+        enabled=_opt(f, "enabled", _Node.bool, True),
+        namespace=_opt(f, "namespace", lambda n: n.str(v.dns_label), d.namespace),
+        rule_labels=_opt(f, "ruleLabels", lambda n: _str_map(n, v.dns_subdomain), d.rule_labels),
+        certificate_expiry_warning_days=_opt(f, "certificateExpiryWarningDays", lambda n: n.int(1, 365), 30),
+    )
+
+
+KEYS = {"backend", "namespaces", "flux", "sealedSecrets", "vault", "apps", "sealed", "manualValues",
+        "rotation", "monitoring"}
+
+
+def parse(raw: Mapping[str, Any], *, stack: str, source: str, root: str = ".") -> m.StackConfig:
+    """Validate the `k8s-secrets:` keys of one stack (prefix removed) into a StackConfig."""
+    top = _Node(raw, "", source)
+    f = top.mapping(KEYS)
+    rotation = _opt(f, "rotation", _rotation, m.RotationConfig())
+    backend = _req(f, "backend", lambda n: n.choice(m.BACKENDS), top)
+    vault = _opt(f, "vault", _vault, None)
+    if backend == "vault" and vault is None:
+        vault = m.VaultConfig()
+    cfg = m.StackConfig(
+        stack=stack,
+        source=source,
+        root=root,
+        backend=backend,
+        namespaces=_opt(f, "namespaces", lambda n: tuple(x.str(v.dns_label) for x in n.seq()), ()),
+        flux=_opt(f, "flux", _flux, m.FluxConfig()),
+        sealed_secrets=_opt(f, "sealedSecrets", _sealed_secrets, m.SealedSecretsConfig()),
+        vault=vault,
+        apps=_opt(f, "apps", lambda n: tuple(_app(x, rotation.default_schedule) for x in n.seq()), ()),
+        sealed=_opt(f, "sealed", lambda n: tuple(_sealed_entry(x) for x in n.seq()), ()),
+        manual_keys=_opt(f, "manualValues", _manual_values, ()),
+        rotation=rotation,
+        monitoring=_opt(f, "monitoring", _monitoring, m.MonitoringConfig()),
+    )
+    _cross_checks(cfg, f, top)
+    return cfg
+
+
+def _cross_checks(cfg: m.StackConfig, f: Mapping[str, _Node], top: _Node) -> None:
+    """Rules that span sections: unique names, references that must resolve."""
+    apps_node = f.get("apps")
+    seen: dict[tuple[str, str], int] = {}
+    secrets_seen: dict[tuple[str, str], int] = {}
+    for i, app in enumerate(cfg.apps):
+        at = apps_node.child(i, None) if apps_node else top
+        if (app.namespace, app.name) in seen:
+            raise at.child("name", None).fail(f"{app.name!r} is already used by apps[{seen[(app.namespace, app.name)]}]")
+        seen[(app.namespace, app.name)] = i
+        if (app.namespace, app.secret_name) in secrets_seen:
+            raise at.child("secretName", None).fail(
+                f"{app.secret_name!r} is already used by apps[{secrets_seen[(app.namespace, app.secret_name)]}]")
+        secrets_seen[(app.namespace, app.secret_name)] = i
+        deployments = {d.name for d in app.deployments}
+        if len(deployments) != len(app.deployments):
+            raise at.child("deployments", None).fail("deployment names must be unique")
+        known_keys = set(cfg.secret_keys(app))
+        for j, d in enumerate(app.deployments):
+            for k, e in enumerate(d.env):
+                if known_keys and e.key not in known_keys:
+                    raise at.child("deployments", None).child(j, None).child("env", None).child(e.name, None).fail(
+                        f"key {e.key!r} is not in Secret {app.secret_name!r} (keys: {', '.join(sorted(known_keys))})")
+        for j, r in enumerate(app.rotation):
+            rat = at.child("rotation", None).child(j, None)
+            if r.key not in known_keys:
+                raise rat.child("key", None).fail(
+                    f"{r.key!r} is not a key of Secret {app.secret_name!r}"
+                    + (f" (keys: {', '.join(sorted(known_keys))})" if known_keys else " (it has no known keys)"))
+            for target in r.restart:
+                if target not in deployments:
+                    raise rat.child("restart", None).fail(
+                        f"Deployment {target!r} is not one of app {app.name!r}'s deployments")
+            if r.generator == "postgres" and cfg.backend != "vault":
+                raise rat.child("generator", None).fail("postgres rotation needs the vault backend")
+        if cfg.backend == "vault" and app.vault is None:
+            raise at.child("vault", None).fail("is required when backend is vault (at least {path: ...})")
+    if cfg.backend == "sealed-secrets" and cfg.apps and not cfg.sealed_secrets.certificate:
+        raise top.child("sealedSecrets", None).child("certificate", None).fail(
+            "is required when backend is sealed-secrets (the public sealing certificate, e.g. certs/<stack>.pem)")
+    for i, entry in enumerate(cfg.sealed):
+        others = [j for j, e in enumerate(cfg.sealed[:i]) if (e.namespace, e.name) == (entry.namespace, entry.name)]
+        if others:
+            raise f["sealed"].child(i, None).child("name", None).fail(
+                f"{entry.namespace}/{entry.name} is already sealed in sealed[{others[0]}]")
+
+
+# --- sources -----------------------------------------------------------------------------------
+
+def stack_name_from_path(path: Path) -> str:
+    name = path.name
+    if not (name.startswith("Pulumi.") and name.endswith(".yaml")) or name == "Pulumi.yaml":
+        raise ConfigError(str(path), "", "is not a stack file (Pulumi.<stack>.yaml)")
+    return name[len("Pulumi."):-len(".yaml")]
+
+
+def raw_from_stack_file(path: Path) -> dict[str, Any]:
+    source = path.name
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(source, "", "no such stack file") from None
+    doc = yamlio.load(text, source)
+    top = _Node(doc if doc is not None else {}, "", source)
+    sections = top.mapping(_STACK_FILE_KEYS)
+    config = sections.get("config")
+    if config is None or config.value is None:
+        raise ConfigError(source, "config", "is required")
+    if not isinstance(config.value, Mapping):
+        raise config.fail("must be a mapping")
+    raw: dict[str, Any] = {}
+    for key, value in config.value.items():
+        if not isinstance(key, str):
+            raise config.fail(f"key {key!r} must be a string")
+        if key.startswith(PREFIX):
+            raw[key[len(PREFIX):]] = value
+        elif ":" not in key:
+            # Pulumi treats an unprefixed key as the project's own; so do we.
+            raw[key] = value
+    return raw
+
+
+def load_stack_file(path: str | os.PathLike[str]) -> m.StackConfig:
+    p = Path(path)
+    stack = stack_name_from_path(p)
+    raw = raw_from_stack_file(p)
+    # Error messages name the file as the user sees it in the repo: "Pulumi.staging.yaml".
+    return parse(raw, stack=stack, source=p.name, root=str(p.resolve().parent))
+
+
+def stack_files(root: str | os.PathLike[str] = ".") -> list[Path]:
+    return sorted(p for p in Path(root).glob("Pulumi.*.yaml") if p.name != "Pulumi.yaml")
+
+
+def load_stack(stack: str, root: str | os.PathLike[str] = ".") -> m.StackConfig:
+    return load_stack_file(Path(root) / f"Pulumi.{stack}.yaml")

@@ -1,0 +1,229 @@
+"""The typed model of one stack (environment). Frozen dataclasses: builders read, never write.
+
+Field names are Python's; the stack file spells them in camelCase (see `ksecrets.config.load`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+Backend = Literal["manual", "sealed-secrets", "vault"]
+BACKENDS: tuple[str, ...] = ("manual", "sealed-secrets", "vault")
+Scope = Literal["strict", "namespace-wide", "cluster-wide"]
+SCOPES: tuple[str, ...] = ("strict", "namespace-wide", "cluster-wide")
+
+DEFAULT_ROTATION_SCHEDULE = "0 2 * * 0"  # weekly, Sunday 02:00, as in the guide
+
+
+@dataclass(frozen=True)
+class FluxConfig:
+    """Where Flux runs and which Git source it reconciles k8s/<stack>/ from."""
+
+    namespace: str = "flux-system"
+    source_name: str = "flux-system"  # the GitRepository `flux bootstrap` creates
+    interval: str = "10m"
+    path: str = ""  # in the Git repository; default ./k8s/<stack>
+
+
+@dataclass(frozen=True)
+class SealedSecretsConfig:
+    chart_version: str = "2.18.5"
+    chart_repository: str = "https://bitnami-labs.github.io/sealed-secrets"
+    controller_name: str = "sealed-secrets-controller"
+    controller_namespace: str = "kube-system"
+    certificate: str | None = None  # certs/<stack>.pem, relative to the stack file
+    key_renew_period: str | None = None  # controller default 720h
+
+
+@dataclass(frozen=True)
+class VaultTLS:
+    enabled: bool = False
+    secret_name: str = "vault-tls"  # kubernetes.io/tls Secret with tls.crt, tls.key, ca.crt
+
+
+@dataclass(frozen=True)
+class VaultDatabase:
+    """The database secrets engine for dynamic credentials (PostgreSQL)."""
+
+    mount: str = "database"
+    connection_name: str = "postgres"
+    plugin: str = "postgresql-database-plugin"
+    connection_url: str = ""  # postgresql://{{username}}:{{password}}@host:5432/db
+    username: str = ""  # the admin Vault logs in as; its password is pushed, never in config
+
+
+@dataclass(frozen=True)
+class VaultOperatorConfig:
+    chart_version: str = "1.4.1"
+    namespace: str = "vault-secrets-operator-system"
+
+
+@dataclass(frozen=True)
+class VaultConfig:
+    chart_version: str = "0.34.1"
+    chart_repository: str = "https://helm.releases.hashicorp.com"
+    namespace: str = "vault"
+    replicas: int = 3
+    data_storage_size: str = "10Gi"
+    audit_storage_size: str = "10Gi"
+    storage_class: str | None = None
+    tls: VaultTLS = field(default_factory=VaultTLS)
+    address: str = ""  # default: http(s)://vault.<namespace>.svc:8200
+    kv_mount: str = "secret"
+    auth_mount: str = "kubernetes"
+    audience: str = "vault"
+    operator: VaultOperatorConfig = field(default_factory=VaultOperatorConfig)
+    database: VaultDatabase | None = None
+
+    @property
+    def service_address(self) -> str:
+        if self.address:
+            return self.address
+        scheme = "https" if self.tls.enabled else "http"
+        return f"{scheme}://vault.{self.namespace}.svc:8200"
+
+
+@dataclass(frozen=True)
+class EnvFromKey:
+    """One environment variable read from one key of the app's Secret (secretKeyRef)."""
+
+    name: str
+    key: str
+
+
+@dataclass(frozen=True)
+class Deployment:
+    """A Deployment that consumes the app's Secret."""
+
+    name: str
+    image: str
+    replicas: int = 1
+    port: int | None = None
+    env_from: bool = True  # envFrom.secretRef: every key as a variable
+    env: tuple[EnvFromKey, ...] = ()  # env[].valueFrom.secretKeyRef
+
+
+@dataclass(frozen=True)
+class PostgresTarget:
+    """Where a rotated database password lives: the rotator runs ALTER ROLE here first."""
+
+    host: str
+    role: str
+    port: int = 5432
+    database: str = "postgres"
+    admin_secret: str = ""  # Secret (same namespace) with keys username/password of an admin
+
+
+@dataclass(frozen=True)
+class RotationSpec:
+    key: str
+    schedule: str = DEFAULT_ROTATION_SCHEDULE
+    generator: Literal["random", "postgres"] = "random"
+    length: int = 32
+    postgres: PostgresTarget | None = None
+    restart: tuple[str, ...] = ()  # Deployments to restart; default: all of the app's
+
+
+@dataclass(frozen=True)
+class DynamicSecretSpec:
+    """A VaultDynamicSecret: database credentials Vault makes per lease."""
+
+    name: str  # the destination Secret
+    role: str  # the database role in Vault
+    mount: str = "database"
+    renewal_percent: int = 67
+
+
+@dataclass(frozen=True)
+class AppVault:
+    path: str  # kv-v2 path under the stack's mount
+    refresh_after: str = "60s"
+    role: str = ""  # Vault kubernetes-auth role; default the app name
+    dynamic: tuple[DynamicSecretSpec, ...] = ()
+
+
+@dataclass(frozen=True)
+class App:
+    name: str
+    namespace: str
+    service_account: str
+    secret_name: str
+    deployments: tuple[Deployment, ...] = ()
+    keys: tuple[str, ...] = ()  # declared keys of the Secret (vault and manual backends)
+    rotation: tuple[RotationSpec, ...] = ()
+    vault: AppVault | None = None
+
+
+@dataclass(frozen=True)
+class SealedEntry:
+    """One Secret's sealed values, as `ksecrets seal --stack` stores them."""
+
+    name: str
+    namespace: str
+    scope: str = "strict"
+    type: str = "Opaque"
+    certificate_fingerprint: str | None = None
+    encrypted_data: tuple[tuple[str, str], ...] = ()
+    digests: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def keys(self) -> tuple[str, ...]:
+        return tuple(k for k, _ in self.encrypted_data)
+
+
+@dataclass(frozen=True)
+class RotationConfig:
+    image: str = "ghcr.io/example/ksecrets-rotator:0.1.0"
+    default_schedule: str = DEFAULT_ROTATION_SCHEDULE
+    successful_jobs_history_limit: int = 3
+    failed_jobs_history_limit: int = 3
+
+
+@dataclass(frozen=True)
+class MonitoringConfig:
+    enabled: bool = True
+    namespace: str = "monitoring"
+    rule_labels: tuple[tuple[str, str], ...] = (("release", "prometheus"),)
+    certificate_expiry_warning_days: int = 30
+
+
+@dataclass(frozen=True)
+class StackConfig:
+    stack: str
+    source: str  # the file it came from, for error messages ("Pulumi.staging.yaml")
+    root: str  # the directory relative paths (certificate) resolve against
+    backend: str
+    namespaces: tuple[str, ...] = ()
+    flux: FluxConfig = field(default_factory=FluxConfig)
+    sealed_secrets: SealedSecretsConfig = field(default_factory=SealedSecretsConfig)
+    vault: VaultConfig | None = None
+    apps: tuple[App, ...] = ()
+    sealed: tuple[SealedEntry, ...] = ()
+    manual_keys: tuple[tuple[str, tuple[str, ...]], ...] = ()  # secretName -> keys (values stay in Pulumi)
+    rotation: RotationConfig = field(default_factory=RotationConfig)
+    monitoring: MonitoringConfig = field(default_factory=MonitoringConfig)
+
+    @property
+    def flux_path(self) -> str:
+        return self.flux.path or f"./k8s/{self.stack}"
+
+    def all_namespaces(self) -> tuple[str, ...]:
+        """Namespaces this stack creates: the listed ones plus every app's, sorted, no duplicates."""
+        names = set(self.namespaces) | {a.namespace for a in self.apps}
+        return tuple(sorted(names))
+
+    def sealed_entry(self, namespace: str, name: str) -> SealedEntry | None:
+        for entry in self.sealed:
+            if entry.namespace == namespace and entry.name == name:
+                return entry
+        return None
+
+    def secret_keys(self, app: App) -> tuple[str, ...]:
+        """The keys the app's Secret has under this stack's backend, as far as config knows."""
+        if self.backend == "sealed-secrets":
+            entry = self.sealed_entry(app.namespace, app.secret_name)
+            return entry.keys if entry else app.keys
+        if self.backend == "manual":
+            return dict(self.manual_keys).get(app.secret_name, app.keys)
+        return app.keys

@@ -1,0 +1,134 @@
+"""Small validators for config values: Kubernetes names, images, durations, cron schedules.
+
+Each returns an error phrase (to be prefixed with file and key path) or None. They quote the
+offending value because config values here are names and schedules, never secrets.
+"""
+
+from __future__ import annotations
+
+import re
+
+_DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+_DNS1123_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+# Kubernetes' IsConfigMapKey: the keys of a Secret's data.
+_SECRET_KEY = re.compile(r"^[-._a-zA-Z0-9]+$")
+# Kubernetes' IsEnvVarName.
+_ENV_VAR = re.compile(r"^[-._a-zA-Z][-._a-zA-Z0-9]*$")
+_DURATION = re.compile(r"^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$")
+_QUANTITY = re.compile(r"^[0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti|Pi|Ei|k|M|G|T|P|E)?$")
+_SEMVER = re.compile(r"^v?[0-9]+\.[0-9]+\.[0-9]+(-[0-9A-Za-z.-]+)?$")
+# registry/path:tag or @sha256:digest; the tag is what we insist on.
+_IMAGE = re.compile(
+    r"^(?P<repo>[a-z0-9]+([._-][a-z0-9]+)*(:[0-9]+)?(/[a-z0-9]+([._-]{1,2}[a-z0-9]+)*)*)"
+    r"(:(?P<tag>[\w][\w.-]{0,127}))?(@(?P<digest>sha256:[a-f0-9]{64}))?$"
+)
+
+
+def dns_label(value: str) -> str | None:
+    if len(value) > 63 or not _DNS1123_LABEL.match(value):
+        return f"{value!r} is not a valid Kubernetes name (lower-case DNS-1123 label, at most 63 characters)"
+    return None
+
+
+def dns_subdomain(value: str) -> str | None:
+    if len(value) > 253 or not _DNS1123_SUBDOMAIN.match(value):
+        return f"{value!r} is not a valid Kubernetes name"
+    return None
+
+
+def secret_key(value: str) -> str | None:
+    if len(value) > 253 or not _SECRET_KEY.match(value):
+        return f"{value!r} is not a valid Secret key (letters, digits, '-', '_' and '.')"
+    return None
+
+
+def env_var_name(value: str) -> str | None:
+    if not _ENV_VAR.match(value):
+        return f"{value!r} is not a valid environment variable name"
+    return None
+
+
+def duration(value: str) -> str | None:
+    if not _DURATION.match(value):
+        return f"{value!r} is not a duration like 30s, 10m or 1h30m"
+    return None
+
+
+def quantity(value: str) -> str | None:
+    if not _QUANTITY.match(value):
+        return f"{value!r} is not a storage quantity like 10Gi"
+    return None
+
+
+def chart_version(value: str) -> str | None:
+    if not _SEMVER.match(value):
+        return f"{value!r} is not a pinned chart version (x.y.z); ranges and 'latest' are not reproducible"
+    return None
+
+
+def image(value: str) -> str | None:
+    match = _IMAGE.match(value)
+    if not match:
+        return f"{value!r} is not a valid image reference"
+    if not match.group("tag") and not match.group("digest"):
+        return f"{value!r} has no tag; pin a version (e.g. :1.2.3) or a digest"
+    if match.group("tag") == "latest" and not match.group("digest"):
+        return f"{value!r} uses :latest; pin a version or a digest"
+    return None
+
+
+# --- cron --------------------------------------------------------------------------------------
+# The schedule syntax of Kubernetes CronJobs (robfig/cron standard parser): five fields, names
+# for months and weekdays, ranges, lists, steps, `*`/`?`, and the @-macros.
+_MACROS = {"@yearly", "@annually", "@monthly", "@weekly", "@daily", "@midnight", "@hourly"}
+_FIELDS = (
+    ("minute", 0, 59, {}),
+    ("hour", 0, 23, {}),
+    ("day of month", 1, 31, {}),
+    ("month", 1, 12, {m: i + 1 for i, m in enumerate(
+        ["jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"])}),
+    ("day of week", 0, 6, {d: i for i, d in enumerate(["sun", "mon", "tue", "wed", "thu", "fri", "sat"])}),
+)
+
+
+def _cron_number(text: str, low: int, high: int, names: dict[str, int]) -> int:
+    if text.lower() in names:
+        return names[text.lower()]
+    if not text.isdigit():
+        raise ValueError(text)
+    number = int(text)
+    if not low <= number <= high:
+        raise ValueError(text)
+    return number
+
+
+def _cron_field(text: str, low: int, high: int, names: dict[str, int]) -> bool:
+    for part in text.split(","):
+        base, _, step = part.partition("/")
+        if step and (not step.isdigit() or int(step) == 0):
+            return False
+        try:
+            if base in ("*", "?"):
+                continue
+            start, dash, end = base.partition("-")
+            first = _cron_number(start, low, high, names)
+            if dash and _cron_number(end, low, high, names) < first:
+                return False
+        except ValueError:
+            return False
+    return True
+
+
+def cron(value: str) -> str | None:
+    text = value.strip()
+    if text in _MACROS:
+        return None
+    if text.startswith("TZ=") or text.startswith("CRON_TZ="):
+        return f"{value!r}: set the time zone with spec.timeZone, not in the schedule"
+    fields = text.split()
+    if len(fields) != 5:
+        return f"{value!r} is not a cron schedule (five fields: minute hour day-of-month month day-of-week)"
+    for field, (label, low, high, names) in zip(fields, _FIELDS):
+        if not _cron_field(field, low, high, names):
+            return f"{value!r} is not a cron schedule ({label} field {field!r} is out of range or malformed)"
+    return None

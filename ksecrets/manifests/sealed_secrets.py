@@ -1,0 +1,73 @@
+"""The Sealed Secrets controller (a Flux HelmRelease) and one SealedSecret per sealed entry."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ksecrets.config.model import SealedEntry, StackConfig
+from ksecrets.manifests import flux
+from ksecrets.manifests.plan import Manifest, Planned
+
+REPOSITORY = "sealed-secrets"
+RELEASE = "sealed-secrets"
+
+
+def release_id(cfg: StackConfig) -> str:
+    return f"{flux.HELM_API}/HelmRelease/{cfg.flux.namespace}/{RELEASE}"
+
+
+def controller_values(cfg: StackConfig) -> dict[str, Any]:
+    """Chart values; every key exists in the chart's values.yaml (a test checks)."""
+    ss = cfg.sealed_secrets
+    values: dict[str, Any] = {
+        # kubeseal looks for sealed-secrets-controller in kube-system by default; keep that name.
+        "fullnameOverride": ss.controller_name,
+        "keyrenewperiod": ss.key_renew_period or "",
+        "resources": {
+            "requests": {"cpu": "50m", "memory": "64Mi"},
+            "limits": {"memory": "256Mi"},
+        },
+    }
+    if cfg.monitoring.enabled:
+        values["metrics"] = {
+            "serviceMonitor": {
+                "enabled": True,
+                "namespace": ss.controller_namespace,
+                "labels": dict(cfg.monitoring.rule_labels),
+            }
+        }
+    return values
+
+
+def controller(cfg: StackConfig) -> list[Planned]:
+    ss = cfg.sealed_secrets
+    ns = cfg.flux.namespace
+    return [
+        Planned(flux.helm_repository(REPOSITORY, ns, ss.chart_repository), "infrastructure"),
+        Planned(
+            flux.helm_release(
+                RELEASE, ns,
+                chart="sealed-secrets", version=ss.chart_version, repository=REPOSITORY,
+                target_namespace=ss.controller_namespace, values=controller_values(cfg),
+            ),
+            "infrastructure",
+        ),
+    ]
+
+
+def sealed_secret(cfg: StackConfig, entry: SealedEntry) -> Manifest:
+    from ksecrets.sealing.sealedsecret import build_sealed_secret
+
+    return build_sealed_secret(
+        name=entry.name,
+        namespace=entry.namespace,
+        scope=entry.scope,
+        encrypted_data=dict(entry.encrypted_data),
+        secret_type=entry.type,
+        fingerprint=entry.certificate_fingerprint,
+    )
+
+
+def sealed_secrets(cfg: StackConfig) -> list[Planned]:
+    needs = (release_id(cfg),)
+    return [Planned(sealed_secret(cfg, e), "apps", needs) for e in cfg.sealed]

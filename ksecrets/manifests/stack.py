@@ -1,0 +1,42 @@
+"""Everything one stack deploys, in a stable order: `build_stack(cfg)` is the single source of
+truth that both `components/` (pulumi up) and the exporter (k8s/ for Flux) consume."""
+
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+from ksecrets.config.model import StackConfig
+from ksecrets.manifests import manual, monitoring, namespaces, rbac, rotation, sealed_secrets, vault, workloads
+from ksecrets.manifests.plan import Planned
+
+
+def build_stack(cfg: StackConfig, manual_values: Mapping[str, Mapping[str, Any]] | None = None) -> list[Planned]:
+    """All objects of one stack. `manual_values` (secretName → key → value) only under pulumi up."""
+    planned: list[Planned] = []
+    planned += namespaces.namespaces(cfg)
+    # The sealed-secrets controller runs in every stack: it is how a stack migrates from
+    # sealed-secrets to Vault without a window where existing SealedSecrets stop unsealing.
+    planned += sealed_secrets.controller(cfg)
+    if cfg.backend == "vault":
+        planned += vault.infrastructure(cfg)
+    planned += rbac.app_rbac(cfg)
+    if cfg.backend == "sealed-secrets":
+        planned += sealed_secrets.sealed_secrets(cfg)
+    elif cfg.backend == "vault":
+        planned += vault.app_objects(cfg)
+    planned += manual.manual_secrets(cfg, manual_values)
+    planned += workloads.deployments(cfg)
+    planned += rotation.cronjobs(cfg)
+    planned += monitoring.rules(cfg)
+    _check_unique(planned)
+    return planned
+
+
+def _check_unique(planned: list[Planned]) -> None:
+    seen: set[str] = set()
+    for p in planned:
+        if p.id in seen:
+            from ksecrets.errors import KsecretsError
+
+            raise KsecretsError(f"two objects would be {p.id}; rename one in the stack config")
+        seen.add(p.id)

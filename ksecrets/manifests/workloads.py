@@ -1,0 +1,78 @@
+"""Deployments that consume an app's Secret, both ways the guide shows: `envFrom.secretRef`
+(every key as a variable) and `env[].valueFrom.secretKeyRef` (one key, one variable)."""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+from ksecrets.config.model import App, Deployment, StackConfig
+from ksecrets.manifests.plan import Manifest, Planned, metadata
+
+# Restricted Pod Security Standard, field for field.
+POD_SECURITY_CONTEXT = {"runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}}
+CONTAINER_SECURITY_CONTEXT = {
+    "allowPrivilegeEscalation": False,
+    "readOnlyRootFilesystem": True,
+    "runAsNonRoot": True,
+    "capabilities": {"drop": ["ALL"]},
+    "seccompProfile": {"type": "RuntimeDefault"},
+}
+SECRET_CHECKSUM = "ksecrets.io/secret-checksum"
+
+
+def secret_checksum(cfg: StackConfig, app: App) -> str | None:
+    """A digest of the sealed ciphertexts: a re-sealed value rolls the pods, an unchanged one
+    does not (sealing is churn-free). Vault apps restart through the operator instead."""
+    if cfg.backend != "sealed-secrets":
+        return None
+    entry = cfg.sealed_entry(app.namespace, app.secret_name)
+    if entry is None:
+        return None
+    digest = hashlib.sha256()
+    for key, value in entry.encrypted_data:
+        digest.update(f"{key}={value}\n".encode())
+    return "sha256:" + digest.hexdigest()
+
+
+def deployment(cfg: StackConfig, app: App, d: Deployment) -> Manifest:
+    labels = {"app.kubernetes.io/name": d.name, "app.kubernetes.io/instance": app.name}
+    container: dict[str, Any] = {"name": d.name, "image": d.image}
+    if d.port:
+        container["ports"] = [{"name": "http", "containerPort": d.port, "protocol": "TCP"}]
+    if d.env_from:
+        container["envFrom"] = [{"secretRef": {"name": app.secret_name}}]
+    if d.env:
+        container["env"] = [
+            {"name": e.name, "valueFrom": {"secretKeyRef": {"name": app.secret_name, "key": e.key}}}
+            for e in d.env
+        ]
+    container["resources"] = {"requests": {"cpu": "50m", "memory": "64Mi"}, "limits": {"memory": "256Mi"}}
+    container["securityContext"] = CONTAINER_SECURITY_CONTEXT
+    container["volumeMounts"] = [{"name": "tmp", "mountPath": "/tmp"}]
+    template_meta: dict[str, Any] = {"labels": labels}
+    checksum = secret_checksum(cfg, app)
+    if checksum:
+        template_meta["annotations"] = {SECRET_CHECKSUM: checksum}
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": metadata(d.name, app.namespace, labels=labels),
+        "spec": {
+            "replicas": d.replicas,
+            "selector": {"matchLabels": labels},
+            "template": {
+                "metadata": template_meta,
+                "spec": {
+                    "serviceAccountName": app.service_account,
+                    "securityContext": POD_SECURITY_CONTEXT,
+                    "containers": [container],
+                    "volumes": [{"name": "tmp", "emptyDir": {}}],
+                },
+            },
+        },
+    }
+
+
+def deployments(cfg: StackConfig) -> list[Planned]:
+    return [Planned(deployment(cfg, app, d), "apps") for app in cfg.apps for d in app.deployments]
