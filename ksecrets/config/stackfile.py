@@ -1,0 +1,204 @@
+"""In-place edits of `Pulumi.<stack>.yaml`, keeping comments, key order, quoting and indentation.
+
+`update_stack_file(path, mutate)` loads the file with ruamel.yaml's round-trip loader, hands the
+`config:` map to `mutate`, and writes the result atomically: a failed run (an exception in
+`mutate` or in `check`) leaves the file as it was. Helpers below edit the `k8s-secrets:` keys that
+`ksecrets seal`, `reseal` and `keygen` own; other commands can reuse the generic function.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from pathlib import Path
+from typing import Any, Callable, Iterable, Mapping
+
+from ruamel.yaml import YAML
+from ruamel.yaml.comments import CommentedMap, CommentedSeq
+from ruamel.yaml.error import MarkedYAMLError, YAMLError
+
+from ksecrets.errors import ConfigError, KsecretsError
+from ksecrets.fileio import atomic_write_text
+
+PREFIX = "k8s-secrets:"
+SEALED = PREFIX + "sealed"
+SEALED_SECRETS = PREFIX + "sealedSecrets"
+APPS = PREFIX + "apps"
+BACKEND = PREFIX + "backend"
+
+
+def _guess_style(text: str) -> tuple[int, int]:
+    """(mapping indent, dash offset) as the file already uses them; defaults: 2 and 2."""
+    mapping = offset = None
+    parent = None  # indent of the previous `key:` line that opens a block
+    for raw in text.splitlines():
+        stripped = raw.lstrip(" ")
+        if not stripped or stripped.startswith("#"):
+            continue
+        col = len(raw) - len(stripped)
+        if mapping is None and col > 0 and not stripped.startswith("- "):
+            mapping = col
+        if offset is None and stripped.startswith("- ") and parent is not None and col >= parent:
+            offset = col - parent
+        parent = col if stripped.rstrip().endswith(":") and not stripped.startswith("- ") else None
+        if mapping is not None and offset is not None:
+            break
+    return mapping or 2, 2 if offset is None else offset
+
+
+def _yaml(text: str) -> YAML:
+    y = YAML(typ="rt")
+    y.preserve_quotes = True
+    y.width = 1 << 16  # never fold long lines (ciphertexts, comments)
+    mapping, offset = _guess_style(text)
+    y.indent(mapping=mapping, sequence=offset + 2, offset=offset)
+    return y
+
+
+def load_round_trip(path: Path) -> tuple[Any, YAML, str]:
+    source = path.name
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(source, "", "no such stack file") from None
+    try:
+        y = _yaml(text)
+        doc = y.load(text)
+    except MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        where = f"line {mark.line + 1}: " if mark is not None else ""
+        raise KsecretsError(f"{source}: {where}invalid YAML: {exc.problem or type(exc).__name__}") from None
+    except YAMLError as exc:
+        raise KsecretsError(f"{source}: invalid YAML: {type(exc).__name__}") from None
+    return doc, y, text
+
+
+def update_stack_file(path: str | os.PathLike[str], mutate: Callable[[CommentedMap], None], *,
+                      check: Callable[[str], None] | None = None) -> bool:
+    """Apply `mutate` to the stack file's `config:` map and write it atomically.
+
+    `check(new_text)` may validate the result (e.g. with the config loader) and raise to abort.
+    Returns False (and writes nothing) when the bytes would not change.
+    """
+    p = Path(path)
+    doc, y, old = load_round_trip(p)
+    if doc is None:
+        doc = CommentedMap()
+    if not isinstance(doc, CommentedMap):
+        raise ConfigError(p.name, "", "must be a mapping")
+    config = doc.get("config")
+    if config is None:
+        config = doc["config"] = CommentedMap()
+    if not isinstance(config, CommentedMap):
+        raise ConfigError(p.name, "config", "must be a mapping")
+    mutate(config)
+    buf = io.StringIO()
+    y.dump(doc, buf)
+    new = buf.getvalue()
+    if check is not None:
+        check(new)
+    if new == old:
+        return False
+    mode = p.stat().st_mode & 0o777
+    atomic_write_text(p, new, mode)
+    return True
+
+
+# --- helpers for the sealed-secrets keys ---------------------------------------------------------
+
+def sealed_list(config: CommentedMap, create: bool = True) -> CommentedSeq | None:
+    seq = config.get(SEALED)
+    if seq is None and create:
+        seq = config[SEALED] = CommentedSeq()
+    return seq
+
+
+def find_sealed_entry(config: Mapping[str, Any], name: str, namespace: str) -> tuple[int, Any] | tuple[None, None]:
+    for i, entry in enumerate(config.get(SEALED) or []):
+        if isinstance(entry, Mapping) and entry.get("name") == name and (entry.get("namespace") or "") == namespace:
+            return i, entry
+    return None, None
+
+
+def _string_map(items: Mapping[str, str]) -> CommentedMap:
+    out = CommentedMap()
+    for key in sorted(items):
+        out[key] = items[key]
+    return out
+
+
+def upsert_sealed_secret(config: CommentedMap, *, name: str, namespace: str, scope: str,
+                         encrypted_data: Mapping[str, str], certificate_fingerprint: str,
+                         digests: Mapping[str, str] | None = None, secret_type: str | None = None) -> int:
+    """Insert or update one `k8s-secrets:sealed` entry in place; returns its index.
+
+    An existing entry keeps its position, its comments and any field not named here; its
+    `encryptedData` and `digests` are replaced by the given maps (keys sorted). An empty `digests`
+    removes the field.
+    """
+    seq = sealed_list(config)
+    index, entry = find_sealed_entry(config, name, namespace)
+    if entry is None:
+        entry = CommentedMap()
+        entry["name"] = name
+        entry["namespace"] = namespace
+        seq.append(entry)
+        index = len(seq) - 1
+    entry["scope"] = scope
+    if secret_type is not None and (secret_type != "Opaque" or "type" in entry):
+        entry["type"] = secret_type
+    entry["certificateFingerprint"] = certificate_fingerprint
+    _replace_map(entry, "encryptedData", encrypted_data)
+    if digests:
+        _replace_map(entry, "digests", digests)
+    elif "digests" in entry:
+        del entry["digests"]
+    return index
+
+
+def _replace_map(entry: CommentedMap, field: str, items: Mapping[str, str]) -> None:
+    """Replace a map's content while keeping the existing node (and its comments) when present."""
+    current = entry.get(field)
+    if isinstance(current, CommentedMap):
+        for key in [k for k in current if k not in items]:
+            del current[key]
+        for key in sorted(items):
+            if current.get(key) != items[key]:
+                current[key] = items[key]
+        # Keep keys sorted: rebuild the order only when it is off (rare: a new key was appended).
+        if list(current) != sorted(current):
+            ordered = [(k, current[k]) for k in sorted(current)]
+            for k, _ in ordered:
+                del current[k]
+            for k, v in ordered:
+                current[k] = v
+    else:
+        entry[field] = _string_map(items)
+
+
+def set_certificate_path(config: CommentedMap, path: str) -> None:
+    section = config.get(SEALED_SECRETS)
+    if section is None:
+        section = config[SEALED_SECRETS] = CommentedMap()
+    if not isinstance(section, CommentedMap):
+        raise KsecretsError(f"config: {SEALED_SECRETS}: must be a mapping")
+    section["certificate"] = path
+
+
+def app_namespaces_for_secret(config: Mapping[str, Any], secret_name: str) -> list[str]:
+    """Namespaces of the apps whose `secretName` is `secret_name` (no duplicates, file order)."""
+    out: list[str] = []
+    for app in config.get(APPS) or []:
+        if isinstance(app, Mapping) and app.get("secretName") == secret_name:
+            ns = app.get("namespace")
+            if isinstance(ns, str) and ns not in out:
+                out.append(ns)
+    return out
+
+
+def stack_file_path(stack: str, root: str | os.PathLike[str] = ".") -> Path:
+    return Path(root) / f"Pulumi.{stack}.yaml"
+
+
+def stack_files(root: str | os.PathLike[str] = ".") -> Iterable[Path]:
+    return sorted(p for p in Path(root).glob("Pulumi.*.yaml") if p.name != "Pulumi.yaml")
