@@ -1,0 +1,154 @@
+"""kv-v2 reads and check-and-set writes: the only way ksecrets changes a value in Vault.
+
+A write is made only when a value differs (so `push` twice makes one version, not two) and always
+with `options.cas` = the version we read (0 when the secret does not exist yet). If someone else
+wrote in between, Vault refuses the write (400, check-and-set mismatch) and we say so instead of
+overwriting their value.
+
+A 404 on `<mount>/data/<path>` is ambiguous: no such secret, or a mount that is not kv-v2 (on a
+kv-v1 mount `data/<path>` is just another missing key, and a kv-v1 mount would even accept our
+write as a key named `data/<path>`). So before treating a 404 as "not there yet" we ask the mount
+what it is, as the Vault CLI's kv preflight does (`sys/internal/ui/mounts/<mount>/<path>`).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+import hvac
+import hvac.exceptions as hx
+import requests
+
+from ksecrets.vault.client import VaultError, address_of, describe, mount_info, vault_errors
+
+
+@dataclass(frozen=True)
+class WriteResult:
+    """What `write_if_changed` did. Key names only: never values."""
+
+    changed: bool
+    version: int  # the current version after the call (unchanged when changed is False)
+    added: tuple[str, ...] = ()
+    updated: tuple[str, ...] = ()
+    removed: tuple[str, ...] = ()
+
+
+def data_path(mount: str, path: str) -> str:
+    return f"{mount}/data/{path}"
+
+
+def metadata_path(mount: str, path: str) -> str:
+    return f"{mount}/metadata/{path}"
+
+
+def _as_str(value: Any) -> str:
+    # Values ksecrets writes are strings; a value someone wrote as JSON (a number, a map) is
+    # compared and kept in its JSON spelling, which is also what VSO puts in the Secret.
+    return value if isinstance(value, str) else json.dumps(value, sort_keys=True, separators=(",", ":"))
+
+
+def check_kv2_mount(client: hvac.Client, mount: str, path: str) -> None:
+    """Raise a one-line error unless `mount` is a kv version 2 mount."""
+    info = mount_info(client, f"{mount}/{path}")
+    where = data_path(mount, path)
+    if info is None or str(info.get("path", "")).rstrip("/") != mount:
+        raise VaultError(address_of(client), where,
+                         f"no kv-v2 mount at {mount}/ (not enabled, or the token may not see it)")
+    kind = str(info.get("type", ""))
+    version = str((info.get("options") or {}).get("version", "1"))
+    if kind != "kv" or version != "2":
+        what = f"kv version {version}" if kind == "kv" else f"a {kind or 'unknown'} mount"
+        raise VaultError(address_of(client), where,
+                         f"wrong mount type: {mount}/ is {what}, not kv version 2")
+
+
+def _read(client: hvac.Client, mount: str, path: str) -> tuple[dict[str, str] | None, int]:
+    """(data, current version); data None when there is no live version; version 0 if never written."""
+    where = data_path(mount, path)
+    with vault_errors(client, where):
+        try:
+            response = client.secrets.kv.v2.read_secret_version(
+                path=path, mount_point=mount, raise_on_deleted_version=False)
+        except (hx.InvalidPath, hx.UnsupportedOperation) as exc:
+            check_kv2_mount(client, mount, path)
+            if isinstance(exc, hx.UnsupportedOperation):
+                raise describe(exc, client, where) from None
+            # A deleted or destroyed latest version: 404 with the metadata still in the body.
+            meta = ((exc.json or {}).get("data") or {}).get("metadata") if isinstance(exc.json, dict) else None
+            return None, int((meta or {}).get("version") or 0)
+    body = response.get("data") if isinstance(response, dict) else None
+    if not isinstance(body, dict) or not isinstance(body.get("metadata"), dict):
+        # 200 without kv-v2 metadata: this is not a kv-v2 mount (kv-v1 has a key named data/<path>).
+        check_kv2_mount(client, mount, path)
+        raise VaultError(address_of(client), where, "unexpected response (no kv-v2 metadata)")
+    version = int(body["metadata"].get("version") or 0)
+    data = body.get("data")
+    if data is None:  # deleted latest version (hvac returned the 404 body)
+        return None, version
+    return {str(k): _as_str(v) for k, v in data.items()}, version
+
+
+def read_current(client: hvac.Client, mount: str, path: str) -> tuple[dict[str, str], int]:
+    """The current version's data and its number. KsecretsError when there is no live version."""
+    data, version = _read(client, mount, path)
+    if data is None:
+        reason = (f"no such secret (its latest version {version} is deleted)" if version
+                  else "no such secret (404)")
+        raise VaultError(address_of(client), data_path(mount, path), reason)
+    return data, version
+
+
+def _cas_write(client: hvac.Client, mount: str, path: str, data: Mapping[str, str], cas: int) -> int:
+    where = data_path(mount, path)
+    try:
+        response = client.secrets.kv.v2.create_or_update_secret(
+            path=path, secret=dict(data), cas=cas, mount_point=mount)
+    except hx.InvalidRequest as exc:
+        text = " ".join(str(e) for e in (exc.errors or []))
+        if "check-and-set" in text:
+            raise VaultError(address_of(client), where,
+                             f"changed concurrently: check-and-set expected version {cas}; "
+                             "nothing was overwritten, read it again and retry") from None
+        raise describe(exc, client, where, redact=data.values()) from None
+    except (hx.VaultError, requests.RequestException) as exc:
+        raise describe(exc, client, where, redact=data.values()) from None
+    body = response.get("data") if isinstance(response, dict) else None
+    if not isinstance(body, dict) or "version" not in body:
+        raise VaultError(address_of(client), where, "unexpected response to a kv-v2 write (no version)")
+    return int(body["version"])
+
+
+def _check_data(client: hvac.Client, mount: str, path: str, data: Mapping[str, str]) -> None:
+    for key, value in data.items():
+        if not isinstance(key, str) or not isinstance(value, str):
+            raise VaultError(address_of(client), data_path(mount, path),
+                             f"key {key!r}: values must be text (str)")
+
+
+def write_if_changed(client: hvac.Client, mount: str, path: str, data: Mapping[str, str]) -> WriteResult:
+    """Make `data` the secret's content (every key; keys not in `data` go), with check-and-set.
+
+    No request writes when the current version already holds exactly `data`.
+    """
+    _check_data(client, mount, path, data)
+    current, version = _read(client, mount, path)
+    old = current or {}
+    new = dict(data)
+    if current is not None and old == new:
+        return WriteResult(changed=False, version=version)
+    added = tuple(sorted(k for k in new if k not in old))
+    updated = tuple(sorted(k for k in new if k in old and old[k] != new[k]))
+    removed = tuple(sorted(k for k in old if k not in new))
+    new_version = _cas_write(client, mount, path, new, cas=version)
+    return WriteResult(changed=True, version=new_version, added=added, updated=updated, removed=removed)
+
+
+def rotate_key(client: hvac.Client, mount: str, path: str, key: str, new_value: str) -> int:
+    """Replace one key's value (the others are kept), check-and-set on the version read. New version."""
+    if not isinstance(new_value, str):
+        raise VaultError(address_of(client), data_path(mount, path), f"key {key!r}: the new value must be text")
+    data, version = read_current(client, mount, path)
+    data[key] = new_value
+    return _cas_write(client, mount, path, data, cas=version)
