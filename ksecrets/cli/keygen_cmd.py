@@ -1,0 +1,81 @@
+"""`ksecrets keygen --stack S`: a controller-compatible sealing key pair for a stack.
+
+Writes the public certificate to the stack's certificate path (default `certs/<stack>.pem`) and the
+private key only into an encrypted backup file; `--print-secret` also prints the
+`kubernetes.io/tls` key Secret for bringing your own key to a cluster:
+
+    ksecrets keygen --stack staging --backup-file ~/safe/staging.ksbackup --print-secret | kubectl apply -f -
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from ksecrets import yamlio
+from ksecrets.errors import KsecretsError
+from ksecrets.fileio import atomic_write_bytes
+from ksecrets.sealing.backup import backup_plaintext, get_passphrase, log2_n_from_env, write_backup
+from ksecrets.sealing.certs import public_key_fingerprint
+from ksecrets.sealing.keys import cert_pem, generate_key_and_cert, tls_secret_manifest
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser("keygen", help="make a sealing key pair for a stack (cert in certs/, key in a backup)",
+                              description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--stack", required=True)
+    p.add_argument("--backup-file", required=True, metavar="FILE",
+                   help="where the encrypted private key goes (keep it outside Git); never overwritten")
+    p.add_argument("--print-secret", action="store_true",
+                   help="print the kubernetes.io/tls key Secret (plaintext private key!) to stdout")
+    p.add_argument("--force", action="store_true", help="replace an existing certificate (then run reseal)")
+    p.add_argument("--root", default=".", help="directory of the stack files (default .)")
+    p.set_defaults(func=run)
+
+
+def _stack_settings(root: Path, stack: str) -> tuple[str, str, bool]:
+    """(certificate path as configured or default, controller namespace, stack file needs the path set)."""
+    path = root / f"Pulumi.{stack}.yaml"
+    if not path.exists():
+        return f"certs/{stack}.pem", "kube-system", False
+    from ksecrets.config.stackfile import load_round_trip, SEALED_SECRETS
+
+    doc, _, _ = load_round_trip(path)
+    section = ((doc or {}).get("config") or {}).get(SEALED_SECRETS) or {}
+    cert = section.get("certificate")
+    return cert or f"certs/{stack}.pem", section.get("controllerNamespace") or "kube-system", not cert
+
+
+def run(args: argparse.Namespace) -> int:
+    root = Path(args.root)
+    rel, namespace, set_path = _stack_settings(root, args.stack)
+    cert_path = root / rel
+    if cert_path.exists() and not args.force:
+        raise KsecretsError(f"{rel}: already exists; pass --force to replace it (then `ksecrets reseal` the stack)")
+    backup = Path(args.backup_file)
+    if backup.exists():
+        raise KsecretsError(f"{backup}: already exists; choose another file (a backup is never overwritten)")
+    passphrase = get_passphrase(confirm=True)
+
+    key, cert = generate_key_and_cert()
+    manifest = tls_secret_manifest(key, cert, namespace=namespace)
+    # The backup first: a certificate must never exist without its key being safe somewhere.
+    write_backup(backup, backup_plaintext(manifest, str(backup)), passphrase, log2_n=log2_n_from_env())
+    atomic_write_bytes(cert_path, cert_pem(cert), 0o644)
+    if set_path:
+        from ksecrets.config.stackfile import set_certificate_path, update_stack_file
+
+        update_stack_file(root / f"Pulumi.{args.stack}.yaml", lambda c: set_certificate_path(c, rel))
+    fp = public_key_fingerprint(key.public_key())
+    sys.stderr.write(f"{rel}: {fp}, expires {cert.not_valid_after_utc:%Y-%m-%d}\n")
+    sys.stderr.write(f"{backup}: private key saved, encrypted (mode 0600)\n")
+    try:
+        if os.path.commonpath([backup.resolve(), root.resolve()]) == str(root.resolve()):
+            sys.stderr.write(f"warning: {backup} is inside {root.resolve()}; keep key backups out of Git\n")
+    except ValueError:
+        pass
+    if args.print_secret:
+        sys.stdout.write(yamlio.dump(manifest))
+    return 0

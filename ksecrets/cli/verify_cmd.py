@@ -1,0 +1,30 @@
+"""`ksecrets verify`: offline, for CI: which sealed values were sealed for another certificate, and
+when each stack's certificate expires. Exit 1 on a stale entry, an expired or missing certificate
+or a damaged ciphertext; a certificate expiring within 30 days is a warning."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from ksecrets.errors import CheckFailed
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser("verify", help="check sealed values against each stack's current certificate",
+                              description=__doc__)
+    p.add_argument("--stack", help="one stack (default: every Pulumi.<stack>.yaml)")
+    p.add_argument("--root", default=".", help="directory of the stack files (default .)")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ksecrets.sealing.stack import verify_stacks
+
+    result = verify_stacks(args.root, args.stack)
+    for line in result.lines:
+        sys.stdout.write(line + "\n")
+    sys.stdout.flush()
+    if result.problems:
+        raise CheckFailed(f"verify: {result.problems} problem(s) found")
+    return 0

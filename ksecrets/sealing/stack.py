@@ -1,0 +1,322 @@
+"""Sealing straight into a stack file: `seal --stack`, `reseal` and `verify` work here.
+
+A stack keeps its sealed values under `k8s-secrets:sealed`, one entry per Secret (see
+`ksecrets.config.model.SealedEntry`); its certificate is `k8s-secrets:sealedSecrets.certificate`
+(default `certs/<stack>.pem`), relative to the stack file's directory.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import datetime as _dt
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from ksecrets import yamlio
+from ksecrets.config import load_stack, load_stack_file, parse
+from ksecrets.config.model import SealedEntry, StackConfig
+from ksecrets.config.stackfile import PREFIX, set_certificate_path, stack_file_path, stack_files, \
+    update_stack_file, upsert_sealed_secret
+from ksecrets.errors import KsecretsError
+from ksecrets.sealing import churn, crypto
+from ksecrets.sealing.certs import SealingCert, load_certificate
+from ksecrets.sealing.secret_input import check_size
+
+
+def certificate_path(cfg: StackConfig) -> tuple[Path, str]:
+    """(absolute path, the path as written in the stack file) of the stack's sealing certificate."""
+    rel = cfg.sealed_secrets.certificate or f"certs/{cfg.stack}.pem"
+    return Path(cfg.root) / rel, rel
+
+
+def stack_certificate(cfg: StackConfig, *, now: _dt.datetime | None = None, allow_expired: bool = False) -> SealingCert:
+    path, rel = certificate_path(cfg)
+    return load_certificate(path, source=f"{cfg.source}: {PREFIX}sealedSecrets.certificate: {rel}", now=now,
+                            allow_expired=allow_expired)
+
+
+def _entry_index(cfg: StackConfig, entry: SealedEntry) -> int:
+    return cfg.sealed.index(entry)
+
+
+def _validator(stack: str, source: str, root: str):
+    """Re-validate the edited file with the config loader before it is written."""
+
+    def check(text: str) -> None:
+        doc = yamlio.load(text, source) or {}
+        raw: dict[str, Any] = {}
+        for key, value in (doc.get("config") or {}).items():
+            if isinstance(key, str) and key.startswith(PREFIX):
+                raw[key[len(PREFIX):]] = value
+            elif isinstance(key, str) and ":" not in key:
+                raw[key] = value
+        parse(raw, stack=stack, source=source, root=root)
+
+    return check
+
+
+def resolve_namespace(cfg: StackConfig, name: str, namespace: str | None) -> str:
+    if namespace:
+        return namespace
+    found = sorted({a.namespace for a in cfg.apps if a.secret_name == name})
+    if not found:
+        raise KsecretsError(f"{cfg.source}: no app has secretName {name}; pass --namespace")
+    if len(found) > 1:
+        raise KsecretsError(f"{cfg.source}: apps in namespaces {', '.join(found)} use secretName {name}; pass --namespace")
+    return found[0]
+
+
+@dataclass
+class SealReport:
+    source: str
+    name: str
+    namespace: str
+    scope: str
+    fingerprint: str
+    added: list[str] = field(default_factory=list)
+    changed: list[str] = field(default_factory=list)
+    resealed: list[str] = field(default_factory=list)
+    unchanged: list[str] = field(default_factory=list)
+    kept: list[str] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
+    reason: str | None = None  # why every value was re-encrypted, when it was
+    warnings: list[str] = field(default_factory=list)
+    written: bool = False
+
+    def lines(self) -> list[str]:
+        head = f"{self.source}: {self.namespace}/{self.name} ({self.scope}, {self.fingerprint})"
+        out = [f"warning: {w}" for w in self.warnings]
+        if self.reason:
+            out.append(f"{head}: re-sealed every value: {self.reason}")
+        parts = []
+        for label, keys in (("added", self.added), ("changed", self.changed), ("re-sealed", self.resealed),
+                            ("unchanged", self.unchanged), ("kept (not in input)", self.kept),
+                            ("removed", self.removed)):
+            if keys:
+                parts.append(f"{label}: {', '.join(keys)}")
+        out.append(f"{head}: {'; '.join(parts) or 'no keys'}" + ("" if self.written else " (file unchanged)"))
+        return out
+
+
+def seal_into_stack(root: str | os.PathLike[str], stack: str, *, name: str, values: Mapping[str, bytes],
+                    namespace: str | None = None, scope: str | None = None, secret_type: str | None = None,
+                    prune: bool = False, seal_key: bytes | None = None,
+                    now: _dt.datetime | None = None) -> SealReport:
+    """Seal `values` for Secret `name` with the stack's certificate and upsert the stack's entry.
+
+    Churn-free: with `seal_key`, a value whose keyed digest matches keeps its ciphertext.
+    """
+    cfg = load_stack(stack, root)
+    source = cfg.source
+    cert = stack_certificate(cfg, now=now)
+    ns = resolve_namespace(cfg, name, namespace)
+    entry = cfg.sealed_entry(ns, name)
+    scope = crypto.check_scope(scope) if scope else (entry.scope if entry else "strict")
+    where = f"{PREFIX}sealed[{_entry_index(cfg, entry)}]" if entry else f"{PREFIX}sealed"
+    report = SealReport(source, name, ns, scope, cert.fingerprint)
+    if cfg.backend != "sealed-secrets":
+        report.warnings.append(f"{source}: {PREFIX}backend is {cfg.backend}; these values are used once it is sealed-secrets")
+    if not values and not prune:
+        raise KsecretsError(f"{source}: {ns}/{name}: no values given (use --from-env-file or --from-literal)")
+    check_size(values, f"{source}: {ns}/{name}", "values")
+
+    old_enc = dict(entry.encrypted_data) if entry else {}
+    old_dig = dict(entry.digests) if entry else {}
+    same_slot = entry is not None and entry.scope == scope and entry.certificate_fingerprint == cert.fingerprint
+    if entry is not None and entry.certificate_fingerprint != cert.fingerprint:
+        report.reason = f"the certificate changed (was {entry.certificate_fingerprint or 'not recorded'})"
+    elif entry is not None and entry.scope != scope:
+        report.reason = f"the scope changed (was {entry.scope})"
+    elif seal_key is None and old_enc:
+        report.reason = f"{churn.ENV_VAR} is not set, so unchanged values cannot be recognised"
+
+    label = crypto.label_for(scope, ns, name)
+    new_enc: dict[str, str] = {}
+    new_dig: dict[str, str] = {}
+    for key in sorted(values):
+        slot = dict(namespace=ns, name=name, key=key, scope=scope, fingerprint=cert.fingerprint, value=values[key])
+        if seal_key is not None and same_slot and key in old_enc and churn.unchanged(old_dig.get(key), seal_key, **slot):
+            new_enc[key] = old_enc[key]
+            report.unchanged.append(key)
+        else:
+            new_enc[key] = crypto.encrypt_value(cert.public_key, values[key], label)
+            if key not in old_enc:
+                report.added.append(key)
+            elif seal_key is not None and same_slot and old_dig.get(key):
+                report.changed.append(key)
+            else:
+                report.resealed.append(key)
+        if seal_key is not None:
+            new_dig[key] = churn.value_digest(seal_key, **slot)
+    leftover = [k for k in sorted(old_enc) if k not in values]
+    if leftover and prune:
+        report.removed = leftover
+    elif leftover and not same_slot:
+        raise KsecretsError(
+            f"{source}: {where}: {', '.join(leftover)} not in the input but sealed for another certificate or scope; "
+            f"give their values, pass --prune to drop them, or run `ksecrets reseal`")
+    else:
+        for key in leftover:
+            new_enc[key] = old_enc[key]
+            if key in old_dig:
+                new_dig[key] = old_dig[key]
+            report.kept.append(key)
+    if not new_enc:
+        raise KsecretsError(f"{source}: {ns}/{name}: nothing left to seal")
+    if secret_type is None:
+        secret_type = entry.type if entry else "Opaque"
+
+    def mutate(config) -> None:
+        upsert_sealed_secret(config, name=name, namespace=ns, scope=scope, encrypted_data=new_enc,
+                             certificate_fingerprint=cert.fingerprint, digests=new_dig, secret_type=secret_type)
+
+    path = stack_file_path(stack, root)
+    report.written = update_stack_file(path, mutate, check=_validator(stack, source, cfg.root))
+    return report
+
+
+@dataclass
+class ResealReport:
+    source: str
+    fingerprint: str
+    resealed: list[str] = field(default_factory=list)  # "ns/name (n keys)"
+    skipped: list[str] = field(default_factory=list)
+    certificate_path: str | None = None
+    written: bool = False
+
+    def lines(self) -> list[str]:
+        out = [f"{self.source}: re-sealed {len(self.resealed)} Secret(s) for {self.fingerprint}"
+               + (f": {', '.join(self.resealed)}" if self.resealed else "")]
+        if self.skipped:
+            out.append(f"{self.source}: already sealed for {self.fingerprint}, left as is: {', '.join(self.skipped)}")
+        if self.certificate_path:
+            out.append(f"{self.source}: {PREFIX}sealedSecrets.certificate set to {self.certificate_path}")
+        return out
+
+
+def reseal_stack(root: str | os.PathLike[str], stack: str, *, private_keys: Iterable[rsa.RSAPrivateKey],
+                 cert: SealingCert, set_certificate: bool = False, cert_path: str | os.PathLike[str] | None = None,
+                 seal_key: bytes | None = None, force: bool = False) -> ResealReport:
+    """Decrypt every sealed value of a stack with the old keys and encrypt it for `cert`, in one write."""
+    cfg = load_stack(stack, root)
+    keys = list(private_keys)
+    report = ResealReport(cfg.source, cert.fingerprint)
+    updates = []
+    for i, entry in enumerate(cfg.sealed):
+        ident = f"{entry.namespace}/{entry.name}"
+        if entry.certificate_fingerprint == cert.fingerprint and not force:
+            report.skipped.append(ident)
+            continue
+        old_label = crypto.label_for(entry.scope, entry.namespace, entry.name)
+        enc: dict[str, str] = {}
+        dig: dict[str, str] = {}
+        for key, value in entry.encrypted_data:
+            try:
+                plain = crypto.decrypt_value(keys, value, old_label)
+            except crypto.DecryptError as exc:
+                raise KsecretsError(f"{cfg.source}: {PREFIX}sealed[{i}].encryptedData.{key}: {exc}") from None
+            enc[key] = crypto.encrypt_value(cert.public_key, plain, old_label)
+            if seal_key is not None:
+                dig[key] = churn.value_digest(seal_key, namespace=entry.namespace, name=entry.name, key=key,
+                                              scope=entry.scope, fingerprint=cert.fingerprint, value=plain)
+            del plain
+        updates.append((entry, enc, dig))
+        report.resealed.append(f"{ident} ({len(enc)} keys)")
+    rel = None
+    if set_certificate:
+        if cert_path is None:
+            raise KsecretsError("--set-certificate needs --cert")
+        rel = os.path.relpath(Path(cert_path).resolve(), Path(cfg.root).resolve())
+        if rel.startswith(".."):
+            raise KsecretsError(f"{cert_path}: must be inside the repository ({cfg.root}) to be the stack's certificate")
+        report.certificate_path = rel
+
+    def mutate(config) -> None:
+        for entry, enc, dig in updates:
+            upsert_sealed_secret(config, name=entry.name, namespace=entry.namespace, scope=entry.scope,
+                                 encrypted_data=enc, certificate_fingerprint=cert.fingerprint, digests=dig,
+                                 secret_type=entry.type)
+        if rel is not None:
+            set_certificate_path(config, rel)
+
+    report.written = update_stack_file(stack_file_path(stack, root), mutate,
+                                       check=_validator(stack, cfg.source, cfg.root))
+    return report
+
+
+@dataclass
+class VerifyResult:
+    lines: list[str] = field(default_factory=list)
+    problems: int = 0
+    warnings: int = 0
+
+
+def _layout_problem(value: str, cert: SealingCert) -> str | None:
+    try:
+        raw = base64.b64decode(value.encode("ascii"), validate=True)
+    except (binascii.Error, UnicodeEncodeError):
+        return "not valid base64"
+    if len(raw) < 2 + cert.key_bytes + 16:
+        return "too short (truncated)"
+    if int.from_bytes(raw[:2], "big") != cert.key_bytes:
+        return f"RSA block is not {cert.key_bytes} bytes (another key size, or damaged)"
+    return None
+
+
+def verify_stack(cfg: StackConfig, result: VerifyResult, now: _dt.datetime | None = None) -> None:
+    now = now or _dt.datetime.now(_dt.timezone.utc)
+    st = cfg.stack
+    uses_sealing = cfg.backend == "sealed-secrets" or cfg.sealed or cfg.sealed_secrets.certificate
+    if not uses_sealing:
+        result.lines.append(f"{st}: backend {cfg.backend}, nothing sealed")
+        return
+    path, rel = certificate_path(cfg)
+    try:
+        cert = load_certificate(path, source=rel, now=now, allow_expired=True)
+    except KsecretsError as exc:
+        result.lines.append(f"{st}: FAIL: {cfg.source}: {exc}")
+        result.problems += 1
+        return
+    days = (cert.not_after - now).total_seconds() / 86400
+    expiry = f"{cert.not_after:%Y-%m-%d %H:%M} UTC"
+    result.lines.append(f"{st}: certificate {rel} {cert.fingerprint} expires {expiry} ({int(days)} days)")
+    warn_days = getattr(cfg.monitoring, "certificate_expiry_warning_days", 30) or 30
+    if days < 0:
+        result.lines.append(f"{st}: FAIL: certificate {rel} expired on {expiry}")
+        result.problems += 1
+    elif days <= warn_days:
+        result.lines.append(f"{st}: warning: certificate {rel} expires within {warn_days} days ({expiry})")
+        result.warnings += 1
+    stale = 0
+    for i, entry in enumerate(cfg.sealed):
+        where = f"{cfg.source}: {PREFIX}sealed[{i}] {entry.namespace}/{entry.name}"
+        if entry.certificate_fingerprint != cert.fingerprint:
+            stale += 1
+            result.problems += 1
+            result.lines.append(
+                f"{st}: STALE: {where}: sealed for {entry.certificate_fingerprint or 'an unrecorded certificate'}, "
+                f"not the current {cert.fingerprint}")
+            continue
+        for key, value in entry.encrypted_data:
+            problem = _layout_problem(value, cert)
+            if problem:
+                result.problems += 1
+                result.lines.append(f"{st}: FAIL: {where}: encryptedData.{key}: {problem}")
+    if not stale:
+        result.lines.append(f"{st}: {len(cfg.sealed)} sealed Secret(s), all sealed for the current certificate")
+
+
+def verify_stacks(root: str | os.PathLike[str] = ".", stack: str | None = None,
+                  now: _dt.datetime | None = None) -> VerifyResult:
+    result = VerifyResult()
+    paths = [stack_file_path(stack, root)] if stack else list(stack_files(root))
+    if not paths:
+        raise KsecretsError(f"{root}: no stack files (Pulumi.<stack>.yaml)")
+    for path in paths:
+        verify_stack(load_stack_file(path), result, now)
+    return result
