@@ -4,7 +4,9 @@
 - `layer`: which Flux layer exports it (`infrastructure` before `apps`, so CRDs come first);
 - `needs`: ids of HelmReleases that install the CRD this object's kind comes from, so that
   `pulumi up` waits for them and Flux puts the object in a later layer;
-- `gitops`: False for objects that only `pulumi up` may apply (manual-backend Secrets).
+- `gitops`: False for objects that only `pulumi up` may apply (manual-backend Secrets);
+- `group`: the concern it belongs to; `components/` registers each group under one
+  ComponentResource (`build_stack` sets it per builder).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ class Planned:
     layer: Layer
     needs: tuple[str, ...] = ()
     gitops: bool = True
+    group: str = ""
 
     @property
     def id(self) -> str:

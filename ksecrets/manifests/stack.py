@@ -3,7 +3,8 @@ truth that both `components/` (pulumi up) and the exporter (k8s/ for Flux) consu
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+import dataclasses
+from typing import Any, Iterable, Mapping
 
 from ksecrets.config.model import StackConfig
 from ksecrets.manifests import manual, monitoring, namespaces, rbac, rotation, sealed_secrets, vault, workloads
@@ -13,21 +14,25 @@ from ksecrets.manifests.plan import Planned
 def build_stack(cfg: StackConfig, manual_values: Mapping[str, Mapping[str, Any]] | None = None) -> list[Planned]:
     """All objects of one stack. `manual_values` (secretName → key → value) only under pulumi up."""
     planned: list[Planned] = []
-    planned += namespaces.namespaces(cfg)
+
+    def add(group: str, items: Iterable[Planned]) -> None:
+        planned.extend(dataclasses.replace(p, group=group) for p in items)
+
+    add("namespaces", namespaces.namespaces(cfg))
     # The sealed-secrets controller runs in every stack: it is how a stack migrates from
     # sealed-secrets to Vault without a window where existing SealedSecrets stop unsealing.
-    planned += sealed_secrets.controller(cfg)
+    add("sealed-secrets-controller", sealed_secrets.controller(cfg))
     if cfg.backend == "vault":
-        planned += vault.infrastructure(cfg)
-    planned += rbac.app_rbac(cfg)
+        add("vault", vault.infrastructure(cfg))
+    add("access", rbac.app_rbac(cfg))
     if cfg.backend == "sealed-secrets":
-        planned += sealed_secrets.sealed_secrets(cfg)
+        add("sealed-secrets", sealed_secrets.sealed_secrets(cfg))
     elif cfg.backend == "vault":
-        planned += vault.app_objects(cfg)
-    planned += manual.manual_secrets(cfg, manual_values)
-    planned += workloads.deployments(cfg)
-    planned += rotation.cronjobs(cfg)
-    planned += monitoring.rules(cfg)
+        add("vault-secrets", vault.app_objects(cfg))
+    add("manual-secrets", manual.manual_secrets(cfg, manual_values))
+    add("workloads", workloads.deployments(cfg))
+    add("rotation", rotation.cronjobs(cfg))
+    add("monitoring", monitoring.rules(cfg))
     _check_unique(planned)
     return planned
 

@@ -1,0 +1,24 @@
+"""k8s-secrets: one stack (environment) per `pulumi up`. See README.md."""
+
+import sys
+
+import pulumi
+
+from components.platform import Platform
+from ksecrets.config.pulumi_source import load_from_pulumi, manual_value_outputs
+from ksecrets.errors import KsecretsError
+
+try:
+    cfg, manual = load_from_pulumi()
+except KsecretsError as exc:  # one line naming the key, as in `ksecrets export`; no traceback
+    pulumi.log.error(f"ksecrets: {exc}")
+    sys.exit(2)
+
+platform = Platform(cfg.stack, cfg, manual_values=manual_value_outputs(cfg, manual))
+
+pulumi.export("backend", cfg.backend)
+pulumi.export("namespaces", list(cfg.all_namespaces()))
+pulumi.export("objects", platform.object_count)
+pulumi.export("exportPath", cfg.flux_path)
+if cfg.vault is not None:
+    pulumi.export("vaultAddress", cfg.vault.service_address)

@@ -1,0 +1,1 @@
+"""The Pulumi layer: ComponentResources that register the builders' objects unchanged."""

@@ -1,0 +1,120 @@
+"""Registering builder dicts as pulumi-kubernetes resources, unchanged.
+
+`ObjectGroup` is the base of every component here: it takes `Planned` objects from
+`ksecrets.manifests` and registers each one as a child (`parent=self`): core kinds with their
+typed classes, CRD kinds with `apiextensions.CustomResource`. Fields go in as the builders wrote
+them; Pulumi's name translation leaves camelCase keys alone, and the round-trip test under
+mocks (tests/components/) proves the registered inputs equal the exported objects.
+
+Two things only Pulumi needs are added here and never exported:
+- `pulumi.com/waitFor: condition=Ready` on HelmReleases, so `pulumi up` waits for a chart (and
+  the CRDs it installs) before creating objects of those CRDs;
+- `depends_on` from an object to the HelmReleases it needs and to the Namespace it lives in.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any, Callable, Mapping, Sequence
+
+import pulumi
+import pulumi_kubernetes as k8s
+
+from ksecrets.manifests.plan import Manifest, Planned
+
+WAIT_FOR = "pulumi.com/waitFor"
+WAIT_READY = "condition=Ready"
+
+# (apiVersion, kind) → typed class. Anything else must be a CRD kind.
+_TYPED: Mapping[tuple[str, str], Callable[..., pulumi.CustomResource]] = {
+    ("v1", "Namespace"): k8s.core.v1.Namespace,
+    ("v1", "ServiceAccount"): k8s.core.v1.ServiceAccount,
+    ("v1", "Secret"): k8s.core.v1.Secret,
+    ("v1", "Service"): k8s.core.v1.Service,
+    ("v1", "ConfigMap"): k8s.core.v1.ConfigMap,
+    ("apps/v1", "Deployment"): k8s.apps.v1.Deployment,
+    ("batch/v1", "CronJob"): k8s.batch.v1.CronJob,
+    ("rbac.authorization.k8s.io/v1", "Role"): k8s.rbac.v1.Role,
+    ("rbac.authorization.k8s.io/v1", "RoleBinding"): k8s.rbac.v1.RoleBinding,
+    ("rbac.authorization.k8s.io/v1", "ClusterRole"): k8s.rbac.v1.ClusterRole,
+    ("rbac.authorization.k8s.io/v1", "ClusterRoleBinding"): k8s.rbac.v1.ClusterRoleBinding,
+}
+_CORE_GROUPS = ("v1", "apps/", "batch/", "rbac.authorization.k8s.io/", "networking.k8s.io/", "policy/")
+# Top-level fields of typed kinds: camelCase → the Python keyword argument.
+_ARG_NAMES = {"apiVersion": "api_version", "stringData": "string_data", "roleRef": "role_ref",
+              "automountServiceAccountToken": "automount_service_account_token",
+              "imagePullSecrets": "image_pull_secrets", "aggregationRule": "aggregation_rule"}
+
+
+def resource_name(obj: Manifest) -> str:
+    """`<namespace>/<name>` (or `<name>` for cluster-scoped kinds): unique per type in a stack."""
+    meta = obj["metadata"]
+    return f"{meta['namespace']}/{meta['name']}" if meta.get("namespace") else meta["name"]
+
+
+def pulumi_object(planned: Planned) -> Manifest:
+    """The object as Pulumi registers it: the exported dict plus Pulumi-only annotations."""
+    obj = copy.deepcopy(planned.obj)
+    if obj["kind"] == "HelmRelease":
+        obj["metadata"].setdefault("annotations", {})[WAIT_FOR] = WAIT_READY
+    return obj
+
+
+def register(obj: Manifest, opts: pulumi.ResourceOptions) -> pulumi.CustomResource:
+    key = (obj["apiVersion"], obj["kind"])
+    name = resource_name(obj)
+    cls = _TYPED.get(key)
+    if cls is not None:
+        kwargs = {_ARG_NAMES.get(k, k): v for k, v in obj.items()}
+        if obj["kind"] == "Secret":
+            # Belt and braces: pulumi-kubernetes marks these secret already; state must never
+            # hold them in the clear, whatever the provider version does.
+            opts = pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(
+                additional_secret_outputs=["data", "stringData"]))
+        return cls(name, opts=opts, **kwargs)
+    if obj["apiVersion"].startswith(_CORE_GROUPS):
+        raise ValueError(f"no typed class registered for {key}; add it to components/kube.py")
+    extra = set(obj) - {"apiVersion", "kind", "metadata", "spec"}
+    if extra:
+        raise ValueError(f"{key} has top-level fields {sorted(extra)} that CustomResource cannot carry")
+    return k8s.apiextensions.CustomResource(
+        name, api_version=obj["apiVersion"], kind=obj["kind"], metadata=obj["metadata"],
+        spec=obj.get("spec"), opts=opts,
+    )
+
+
+class Registry:
+    """The resources of one stack by object id, so later groups can depend on earlier ones."""
+
+    def __init__(self) -> None:
+        self.by_id: dict[str, pulumi.CustomResource] = {}
+        self.depends: dict[str, list[str]] = {}
+        self.namespaces: dict[str, str] = {}  # namespace name → object id of its Namespace
+
+    def add(self, planned: Planned, resource: pulumi.CustomResource, depends: list[str]) -> None:
+        self.by_id[planned.id] = resource
+        self.depends[planned.id] = depends
+        if planned.obj["kind"] == "Namespace" and planned.obj["apiVersion"] == "v1":
+            self.namespaces[planned.obj["metadata"]["name"]] = planned.id
+
+
+class ObjectGroup(pulumi.ComponentResource):
+    """A component whose children are exactly the given planned objects."""
+
+    TYPE = "k8s-secrets:kube:ObjectGroup"
+
+    def __init__(self, name: str, planned: Sequence[Planned], registry: Registry,
+                 opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__(self.TYPE, name, None, opts)
+        self.resources: dict[str, pulumi.CustomResource] = {}
+        for p in planned:
+            depends = list(p.needs)
+            ns = p.obj["metadata"].get("namespace")
+            if ns in registry.namespaces:
+                depends.append(registry.namespaces[ns])
+            child_opts = pulumi.ResourceOptions(
+                parent=self, depends_on=[registry.by_id[d] for d in depends if d in registry.by_id])
+            resource = register(pulumi_object(p), child_opts)
+            registry.add(p, resource, depends)
+            self.resources[p.id] = resource
+        self.register_outputs({"objects": sorted(self.resources)})

@@ -1,0 +1,63 @@
+"""One environment: every concern of a stack as its own component, in dependency order.
+
+`Platform` builds the stack with `ksecrets.manifests.build_stack` (the same call the exporter
+makes) and hands each group of objects to the component for that concern.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+import pulumi
+
+from components.kube import ObjectGroup, Registry
+from components.manual import ManualSecrets
+from components.monitoring import Monitoring
+from components.namespaces import Namespaces
+from components.rbac import AppAccess
+from components.rotation import Rotation
+from components.sealed_secrets import SealedSecrets, SealedSecretsController
+from components.vault import VaultPlatform, VaultSecrets
+from components.workloads import Workloads
+from ksecrets.config.model import StackConfig
+from ksecrets.manifests import build_stack
+from ksecrets.manifests.plan import Planned
+
+# Group (set by build_stack) → (component class, child role). Order matters: a group may only
+# depend on groups above it.
+GROUPS: tuple[tuple[str, type[ObjectGroup], str], ...] = (
+    ("namespaces", Namespaces, "namespaces"),
+    ("sealed-secrets-controller", SealedSecretsController, "sealed-secrets"),
+    ("vault", VaultPlatform, "vault"),
+    ("access", AppAccess, "access"),
+    ("sealed-secrets", SealedSecrets, "sealed"),
+    ("vault-secrets", VaultSecrets, "vault-secrets"),
+    ("manual-secrets", ManualSecrets, "manual"),
+    ("workloads", Workloads, "workloads"),
+    ("rotation", Rotation, "rotation"),
+    ("monitoring", Monitoring, "monitoring"),
+)
+
+
+class Platform(pulumi.ComponentResource):
+    """All of one stack's Kubernetes objects, grouped by concern."""
+
+    def __init__(self, name: str, cfg: StackConfig, *,
+                 manual_values: Mapping[str, Mapping[str, Any]] | None = None,
+                 opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("k8s-secrets:platform:Platform", name, None, opts)
+        self.planned: list[Planned] = build_stack(cfg, manual_values)
+        self.registry = Registry()
+        self.groups: dict[str, ObjectGroup] = {}
+        known = {g for g, _, _ in GROUPS}
+        unknown = {p.group for p in self.planned} - known
+        if unknown:
+            raise ValueError(f"no component for groups {sorted(unknown)}; add them to GROUPS")
+        for group, cls, role in GROUPS:
+            members = [p for p in self.planned if p.group == group]
+            if members:
+                self.groups[group] = cls(f"{name}-{role}", members, self.registry,
+                                         pulumi.ResourceOptions(parent=self))
+        self.backend = cfg.backend
+        self.object_count = len(self.planned)
+        self.register_outputs({"backend": cfg.backend, "objects": len(self.planned)})

@@ -1,0 +1,36 @@
+"""`ksecrets export [--stack S]... [--check]`: write k8s/<stack>/ for Flux, or check it."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from ksecrets.errors import CheckFailed
+from ksecrets.export import export
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("export", help="write k8s/<stack>/ for Flux from the stack files",
+                       description="Render every stack (or the given ones) into k8s/<stack>/.")
+    p.add_argument("--stack", action="append", metavar="NAME", help="only this stack (repeatable)")
+    p.add_argument("--check", action="store_true", help="write nothing; exit 1 and list files that differ")
+    p.add_argument("--root", default=".", type=Path, help="the repository root (default: .)")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    root = args.root.resolve()
+    result = export(root, args.stack, check=args.check)
+    lines = result.lines(root)
+    if args.check:
+        if lines:
+            for line in lines:
+                print(line)
+            raise CheckFailed(f"{len(lines)} file(s) under k8s/ differ from the stack config; run `make render`")
+        print(f"k8s/ is up to date ({result.unchanged} files)")
+        return 0
+    for line in lines:
+        print(line.replace("changed:", "wrote:").replace("missing:", "wrote:").replace("stale:", "removed:"))
+    print(f"{len(result.write)} written, {len(result.remove)} removed, {result.unchanged} unchanged", file=sys.stderr)
+    return 0

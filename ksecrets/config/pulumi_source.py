@@ -1,0 +1,58 @@
+"""The one Pulumi adapter of the config layer: Pulumi config → the same `parse` as the files.
+
+Imported only by `__main__.py` (and tests under mocks), never by the rest of `ksecrets`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any
+
+import pulumi
+
+from ksecrets.config import model
+from ksecrets.config.load import KEYS, PROJECT, parse
+
+
+def _raw_value(key: str) -> Any:
+    raw = pulumi.runtime.get_config(f"{PROJECT}:{key}")
+    if raw is None:
+        return None
+    try:
+        return json.loads(raw)
+    except (TypeError, ValueError):
+        return raw  # a plain string value such as `backend: vault`
+
+
+def load_from_pulumi() -> tuple[model.StackConfig, pulumi.Output[Any] | None]:
+    """The stack model, plus the manual values as one secret Output (None when there are none).
+
+    `manualValues` is read for its shape only (secret name → keys); its values never leave the
+    secret Output, so they stay encrypted in state and out of logs and error messages.
+    """
+    stack = pulumi.get_stack()
+    raw: dict[str, Any] = {}
+    for key in sorted(KEYS):
+        value = _raw_value(key)
+        if value is None:
+            continue
+        if key == "manualValues" and isinstance(value, dict):
+            value = {name: {k: "" for k in keys} if isinstance(keys, dict) else keys
+                     for name, keys in value.items()}
+        raw[key] = value
+    cfg = parse(raw, stack=stack, source=f"Pulumi.{stack}.yaml", root=os.getcwd())
+    manual = None
+    if "manualValues" in raw:
+        manual = pulumi.Config(PROJECT).require_secret_object("manualValues")
+    return cfg, manual
+
+
+def manual_value_outputs(cfg: model.StackConfig, manual: pulumi.Output[Any] | None) -> dict[str, dict[str, Any]]:
+    """secretName → key → secret Output of that one value (never resolved in our code)."""
+    if manual is None:
+        return {}
+    return {
+        name: {k: manual.apply(lambda d, n=name, k=k: str(d[n][k])) for k in keys}
+        for name, keys in cfg.manual_keys
+    }

@@ -1,0 +1,95 @@
+"""One source of truth: under Pulumi mocks, the program registers exactly the objects that
+`ksecrets export` writes, field by field, plus only Pulumi-only annotations and the manual
+Secrets that are never exported."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import pytest
+import yaml
+
+from components.kube import WAIT_FOR, WAIT_READY, resource_name
+from components.platform import Platform
+from ksecrets.config import load_stack_file, stack_files
+from ksecrets.export import render
+from tests.pulumi_harness import run_program
+
+ROOT = Path(__file__).resolve().parents[2]
+STACKS = [p for p in stack_files(ROOT)]
+
+
+def _strip_none(value):
+    if isinstance(value, dict):
+        return {k: _strip_none(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [_strip_none(v) for v in value]
+    return value
+
+
+def _registered_objects(mocks):
+    """Registered custom resources as Kubernetes objects (type token → apiVersion/kind)."""
+    out = {}
+    for r in mocks.resources:
+        if not r.custom:
+            continue
+        obj = _strip_none(copy.deepcopy(r.inputs))
+        key = (obj["apiVersion"], obj["kind"], obj["metadata"].get("namespace", ""), obj["metadata"]["name"])
+        assert key not in out, f"registered twice: {key}"
+        assert r.name == resource_name(obj)
+        out[key] = obj
+    return out
+
+
+@pytest.mark.parametrize("stack_file", STACKS, ids=lambda p: p.name)
+def test_registered_resources_equal_exported_objects(stack_file):
+    cfg = load_stack_file(stack_file)
+    mocks, _ = run_program(lambda: Platform(cfg.stack, cfg), stack=cfg.stack)
+    registered = _registered_objects(mocks)
+
+    exported = {}
+    rendered = render(cfg)
+    for layer in ("infrastructure", "apps"):
+        for obj in rendered.objects[layer]:
+            key = (obj["apiVersion"], obj["kind"], obj["metadata"].get("namespace", ""), obj["metadata"]["name"])
+            exported[key] = obj
+    # The files on disk are these objects (the export writes them, the drift test checks them).
+    for rel, data in rendered.files.items():
+        if not rel.endswith("kustomization.yaml") and not rel.startswith("sync/"):
+            doc = yaml.safe_load(data)
+            assert doc in rendered.objects[rel.split("/")[0]]
+
+    assert set(registered) == set(exported), "registered and exported object sets differ"
+    for key, obj in registered.items():
+        expected = copy.deepcopy(exported[key])
+        if obj["kind"] == "HelmRelease":
+            # The only Pulumi-only field: pulumi up waits for the chart to be Ready.
+            assert obj["metadata"]["annotations"] == {WAIT_FOR: WAIT_READY}
+            del obj["metadata"]["annotations"]
+        assert obj == expected, f"{key} differs between pulumi and export"
+
+
+@pytest.mark.parametrize("stack_file", STACKS, ids=lambda p: p.name)
+def test_exported_files_carry_no_pulumi_annotations(stack_file):
+    cfg = load_stack_file(stack_file)
+    for rel, data in render(cfg).files.items():
+        assert b"pulumi.com/" not in data, rel
+
+
+def test_components_parent_their_children_and_wait_for_crds(tmp_path):
+    cfg = load_stack_file(ROOT / "Pulumi.staging.yaml")
+    holder = {}
+    mocks, _ = run_program(lambda: holder.setdefault("p", Platform(cfg.stack, cfg)), stack=cfg.stack)
+    platform = holder["p"]
+    types = {r.type for r in mocks.resources if not r.custom}
+    assert "k8s-secrets:platform:Platform" in types
+    assert "k8s-secrets:sealed-secrets:Controller" in types
+    registry = platform.registry
+    for planned in platform.planned:
+        deps = registry.depends[planned.id]
+        for need in planned.needs:
+            assert need in deps, f"{planned.id} does not wait for {need}"
+        ns = planned.obj["metadata"].get("namespace")
+        if ns in registry.namespaces:
+            assert registry.namespaces[ns] in deps, f"{planned.id} does not wait for its namespace"
