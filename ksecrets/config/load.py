@@ -161,10 +161,11 @@ def _vault(node: _Node) -> m.VaultConfig:
     d = m.VaultConfig()
 
     def tls(n: _Node) -> m.VaultTLS:
-        t = n.mapping({"enabled", "secretName"})
+        t = n.mapping({"enabled", "secretName", "caSecretName"})
         return m.VaultTLS(
             enabled=_opt(t, "enabled", _Node.bool, False),
             secret_name=_opt(t, "secretName", lambda x: x.str(v.dns_subdomain), "vault-tls"),
+            ca_secret_name=_opt(t, "caSecretName", lambda x: x.str(v.dns_subdomain), "vault-ca"),
         )
 
     def operator(n: _Node) -> m.VaultOperatorConfig:

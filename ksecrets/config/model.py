@@ -40,6 +40,9 @@ class SealedSecretsConfig:
 class VaultTLS:
     enabled: bool = False
     secret_name: str = "vault-tls"  # kubernetes.io/tls Secret with tls.crt, tls.key, ca.crt
+    # A Secret holding only ca.crt, in the operator's namespace, for VaultConnection.caCertSecretRef
+    # (the server's Secret also holds its private key, which the operator must not see).
+    ca_secret_name: str = "vault-ca"
 
 
 @dataclass(frozen=True)
