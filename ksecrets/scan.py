@@ -1,0 +1,379 @@
+"""Find secret material that must not be committed. Names file, line and kind; never the value.
+
+Four rules, each with a finding kind that allow markers name:
+- `env-value`: a value of a given env file (the exact bytes, or their base64, as a Secret's
+  `data` would hold them);
+- `private-key`: a PEM private key block (`-----BEGIN ... PRIVATE KEY-----`), as text or
+  base64-encoded (a Secret's `tls.key`). `ENCRYPTED PRIVATE KEY` blocks are passphrase-protected
+  and pass;
+- `secret-data`: a `v1` Secret with non-empty `data`/`stringData` in a YAML or JSON file (every
+  document, and every item of a `List`);
+- `unencrypted-key-backup`: a sealing key Secret (label `sealedsecrets.bitnami.com/sealed-secrets-key`)
+  with its data, which is what a raw `kubectl get secret -o yaml` backup of the controller's keys
+  looks like. An encrypted backup (`ksecrets backup`) carries neither PEM nor Secret data and passes.
+
+Allowing a finding, for test fixtures only:
+- `ksecrets: allow <kind>[ <kind>...]` in a comment on the finding's line or the line above it;
+- `ksecrets: allow-file <kind>[ <kind>...]` anywhere in the file;
+- `.ksecrets-scan-ignore` at the root: one path glob per line (`fnmatch`, `*` also matches `/`),
+  optionally followed by the kinds it allows (all kinds when none is given); `#` starts a comment.
+
+Values are held only as bytes to search for; no message, exception or finding includes one.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import fnmatch
+import os
+import re
+import subprocess
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable, Iterator, Sequence
+
+import yaml
+
+from ksecrets.errors import KsecretsError
+from ksecrets.sealing.envfile import parse_env_file
+
+ENV_VALUE = "env-value"
+PRIVATE_KEY = "private-key"
+SECRET_DATA = "secret-data"
+KEY_BACKUP = "unencrypted-key-backup"
+KINDS: tuple[str, ...] = (ENV_VALUE, PRIVATE_KEY, SECRET_DATA, KEY_BACKUP)
+
+IGNORE_FILE = ".ksecrets-scan-ignore"
+KEY_LABEL = "sealedsecrets.bitnami.com/sealed-secrets-key"
+# Shorter values ("1", "true", "dev") match everywhere; searching for them is noise, not safety.
+MIN_VALUE_LENGTH = 6
+# Directories never worth scanning when a directory is walked (git ls-files never lists them).
+SKIP_DIRS = frozenset({".git", ".venv", "venv", "node_modules", ".tools", "__pycache__", ".pytest_cache",
+                       ".mypy_cache", ".ruff_cache", "build", "dist"})
+YAML_SUFFIXES = (".yaml", ".yml", ".json")
+_BINARY_PROBE = 8192
+
+# BEGIN lines of PKCS#1 (RSA/EC/DSA), PKCS#8, OpenSSH and PGP private keys; the label group tells
+# ENCRYPTED ones apart.
+_PEM = re.compile(rb"-----BEGIN ([A-Z0-9 ]*?)PRIVATE KEY( BLOCK)?-----")
+# base64("-----BEGIN ") at any of the three alignments is "LS0tLS1CRUdJTi"; a base64 run that starts
+# with it is decoded (just its head) to see whether it is a private key.
+_B64_PEM = re.compile(rb"LS0tLS1CRUdJTi[A-Za-z0-9+/]{8,}")
+_ALLOW = re.compile(r"ksecrets:\s*allow\s+([a-z][a-z0-9-]*(?:[ \t,]+[a-z][a-z0-9-]*)*)")
+_ALLOW_FILE = re.compile(r"ksecrets:\s*allow-file\s+([a-z][a-z0-9-]*(?:[ \t,]+[a-z][a-z0-9-]*)*)")
+# Fallback for YAML that does not parse (templates): a top-level `kind: Secret` and a `data:` or
+# `stringData:` key followed by an indented entry.
+_KIND_SECRET = re.compile(rb"^kind:[ \t]*[\"']?Secret[\"']?[ \t]*(?:#.*)?$", re.M)
+_DATA_KEY = re.compile(rb"^(?:data|stringData):[ \t]*(?:#.*)?\r?\n[ \t]+[^ \t\r\n#]", re.M)
+
+
+@dataclass(frozen=True, order=True)
+class Finding:
+    path: str
+    line: int
+    kind: str
+    detail: str = ""
+
+    def __str__(self) -> str:
+        return f"{self.path}:{self.line}: {self.kind}" + (f" ({self.detail})" if self.detail else "")
+
+
+@dataclass(frozen=True)
+class EnvValue:
+    """One value to look for. `repr` never shows the bytes."""
+
+    source: str
+    key: str
+    value: bytes = field(repr=False)
+
+
+@dataclass(frozen=True)
+class IgnoreRule:
+    pattern: str
+    kinds: frozenset[str]  # empty: every kind
+
+    def allows(self, path: str, kind: str) -> bool:
+        return (not self.kinds or kind in self.kinds) and fnmatch.fnmatchcase(path, self.pattern)
+
+
+# --- inputs --------------------------------------------------------------------------------------
+
+def load_env_values(paths: Iterable[str]) -> tuple[list[EnvValue], int]:
+    """Values of the env files (kubectl's env-file rules) and how many were too short to search."""
+    values: list[EnvValue] = []
+    short = 0
+    for path in paths:
+        try:
+            data = Path(path).read_bytes()
+        except FileNotFoundError:
+            raise KsecretsError(f"{path}: no such env file") from None
+        except OSError as exc:
+            raise KsecretsError(f"{path}: cannot read env file: {exc.strerror}") from None
+        for key, value in parse_env_file(data, path).items():
+            if len(value) < MIN_VALUE_LENGTH:
+                short += 1
+                continue
+            values.append(EnvValue(path, key, value))
+    return values, short
+
+
+def parse_ignore_file(text: str, source: str) -> list[IgnoreRule]:
+    rules = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        line = line.split("#", 1)[0].strip()
+        if not line:
+            continue
+        pattern, *kinds = line.split()
+        unknown = [k for k in kinds if k not in KINDS]
+        if unknown:
+            raise KsecretsError(f"{source}: line {number}: unknown finding kind {unknown[0]!r} "
+                                f"(kinds: {', '.join(KINDS)})")
+        rules.append(IgnoreRule(pattern.rstrip("/") + ("*" if pattern.endswith("/") else ""), frozenset(kinds)))
+    return rules
+
+
+def load_ignore_file(path: str | os.PathLike[str]) -> list[IgnoreRule]:
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return []
+    except (OSError, UnicodeDecodeError) as exc:
+        raise KsecretsError(f"{p}: cannot read: {getattr(exc, 'strerror', None) or 'not UTF-8'}") from None
+    return parse_ignore_file(text, str(p))
+
+
+def tracked_files(root: str | os.PathLike[str] = ".") -> list[str]:
+    """`git ls-files` of the work tree at `root` (paths relative to it), existing files only."""
+    try:
+        out = subprocess.run(["git", "ls-files", "-z"], cwd=root, capture_output=True, check=True).stdout
+    except FileNotFoundError:
+        raise KsecretsError("git is not installed; give the PATHS to scan") from None
+    except subprocess.CalledProcessError:
+        raise KsecretsError(f"{root}: not a git work tree; give the PATHS to scan") from None
+    names = [n for n in out.decode("utf-8", "surrogateescape").split("\0") if n]
+    # A file deleted in the work tree but still in the index has nothing left to leak.
+    return [n for n in names if os.path.isfile(os.path.join(root, n))]
+
+
+def expand_paths(paths: Sequence[str]) -> list[str]:
+    """Files named, and the files under directories named; a missing path is bad input."""
+    out: list[str] = []
+    for path in paths:
+        if os.path.isdir(path):
+            for top, dirs, files in os.walk(path):
+                dirs[:] = sorted(d for d in dirs if d not in SKIP_DIRS)
+                out += [os.path.join(top, f) for f in sorted(files)]
+        elif os.path.isfile(path):
+            out.append(path)
+        elif os.path.lexists(path):
+            continue  # a socket, fifo or dangling symlink holds no committed content
+        else:
+            raise KsecretsError(f"{path}: no such file or directory")
+    return out
+
+
+# --- rules ---------------------------------------------------------------------------------------
+
+def _line_of(data: bytes, offset: int) -> int:
+    return data.count(b"\n", 0, offset) + 1
+
+
+def find_private_keys(data: bytes) -> Iterator[tuple[int, str]]:
+    """(line, detail) of each unencrypted PEM private key, plain or base64-encoded."""
+    for match in _PEM.finditer(data):
+        if b"ENCRYPTED" in match.group(1):
+            continue
+        yield _line_of(data, match.start()), ""
+    for match in _B64_PEM.finditer(data):
+        run = match.group(0)
+        head = run[: (min(len(run), 120) // 4) * 4]
+        try:
+            decoded = base64.b64decode(head, validate=True)
+        except (binascii.Error, ValueError):
+            continue
+        pem = _PEM.match(decoded)
+        if pem and b"ENCRYPTED" not in pem.group(1):
+            yield _line_of(data, match.start()), "base64-encoded"
+
+
+def _env_patterns(values: Sequence[EnvValue]) -> list[tuple[bytes, EnvValue, str]]:
+    out = []
+    for v in values:
+        out.append((v.value, v, ""))
+        out.append((base64.b64encode(v.value), v, "base64"))
+    return out
+
+
+def find_env_values(data: bytes, patterns: Sequence[tuple[bytes, EnvValue, str]],
+                    skip_source: str | None = None) -> Iterator[tuple[int, str]]:
+    for needle, v, form in patterns:
+        if skip_source is not None and os.path.abspath(v.source) == skip_source:
+            continue  # the env file itself is where the values live
+        start = data.find(needle)
+        seen_lines: set[int] = set()
+        while start != -1:
+            line = _line_of(data, start)
+            if line not in seen_lines:
+                seen_lines.add(line)
+                detail = f"value of {v.key} from {v.source}" + (f", {form}" if form else "")
+                yield line, detail
+            start = data.find(needle, start + 1)
+
+
+def _map(node: yaml.Node) -> dict[str, tuple[yaml.Node, yaml.Node]]:
+    if not isinstance(node, yaml.MappingNode):
+        return {}
+    out = {}
+    for key, value in node.value:
+        if isinstance(key, yaml.ScalarNode):
+            out[key.value] = (key, value)
+    return out
+
+
+def _scalar(entry: tuple[yaml.Node, yaml.Node] | None) -> str | None:
+    if entry is None or not isinstance(entry[1], yaml.ScalarNode):
+        return None
+    return entry[1].value
+
+
+def _has_values(node: yaml.Node) -> bool:
+    """A mapping with at least one entry that is not null or the empty string."""
+    if not isinstance(node, yaml.MappingNode):
+        return False
+    for _, value in node.value:
+        if isinstance(value, yaml.ScalarNode) and (value.tag.endswith(":null") or value.value == ""):
+            continue
+        return True
+    return False
+
+
+def _secret_findings(node: yaml.Node) -> Iterator[tuple[int, str, str]]:
+    fields = _map(node)
+    kind = _scalar(fields.get("kind"))
+    if kind is not None and kind.endswith("List"):
+        items = fields.get("items")
+        if items is not None and isinstance(items[1], yaml.SequenceNode):
+            for item in items[1].value:
+                yield from _secret_findings(item)
+        return
+    if kind != "Secret" or _scalar(fields.get("apiVersion")) not in ("v1", None):
+        return
+    labels = _map(_map(fields["metadata"][1]).get("labels", (None, None))[1]) if "metadata" in fields else {}
+    is_key = KEY_LABEL in labels
+    for name in ("data", "stringData"):
+        entry = fields.get(name)
+        if entry is not None and _has_values(entry[1]):
+            line = entry[0].start_mark.line + 1
+            if is_key:
+                yield line, KEY_BACKUP, "sealing key Secret with its private key"
+            else:
+                yield line, SECRET_DATA, f"v1 Secret with {name}"
+
+
+def find_secret_objects(data: bytes, path: str) -> Iterator[tuple[int, str, str]]:
+    """(line, kind, detail) of each v1 Secret with data in a YAML/JSON file."""
+    if b"Secret" not in data:
+        return
+    try:
+        text = data.decode("utf-8")
+        nodes = list(yaml.compose_all(text, Loader=yaml.SafeLoader))
+    except (UnicodeDecodeError, yaml.YAMLError):
+        # Not YAML we can read (a template, say): fall back to a line heuristic.
+        if _KIND_SECRET.search(data):
+            for match in _DATA_KEY.finditer(data):
+                yield _line_of(data, match.start()), SECRET_DATA, "v1 Secret with data; the file does not parse"
+        return
+    for node in nodes:
+        if node is not None:
+            yield from _secret_findings(node)
+
+
+# --- allow markers -------------------------------------------------------------------------------
+
+def _kinds_in(match_group: str) -> set[str]:
+    return set(re.split(r"[\s,]+", match_group.strip()))
+
+
+def _allowed_inline(lines: list[str], line: int, kind: str) -> bool:
+    for n in (line, line - 1):
+        if 1 <= n <= len(lines):
+            m = _ALLOW.search(lines[n - 1])
+            if m and kind in _kinds_in(m.group(1)):
+                return True
+    return False
+
+
+def scan_bytes(path: str, data: bytes, env_patterns: Sequence[tuple[bytes, EnvValue, str]] = (),
+               ignore: Sequence[IgnoreRule] = (), *, rel: str | None = None) -> list[Finding]:
+    """Findings in one file's content, after allow markers and ignore rules.
+
+    `path` is how findings name the file; `rel` (default `path`) is what ignore globs match.
+    """
+    if b"\0" in data[:_BINARY_PROBE]:
+        return []
+    norm = _posix(path)
+    raw: list[Finding] = []
+    for line, detail in find_private_keys(data):
+        raw.append(Finding(norm, line, PRIVATE_KEY, detail))
+    if env_patterns:
+        for line, detail in find_env_values(data, env_patterns, skip_source=os.path.abspath(path)):
+            raw.append(Finding(norm, line, ENV_VALUE, detail))
+    if path.lower().endswith(YAML_SUFFIXES):
+        for line, kind, detail in find_secret_objects(data, path):
+            raw.append(Finding(norm, line, kind, detail))
+    if not raw:
+        return []
+    text = data.decode("utf-8", "replace")
+    lines = text.splitlines()
+    file_allows: set[str] = set()
+    for m in _ALLOW_FILE.finditer(text):
+        file_allows |= _kinds_in(m.group(1))
+    match_path = _posix(rel) if rel is not None else norm
+    out = []
+    for f in raw:
+        if f.kind in file_allows or _allowed_inline(lines, f.line, f.kind):
+            continue
+        if any(rule.allows(match_path, f.kind) for rule in ignore):
+            continue
+        out.append(f)
+    return sorted(set(out))
+
+
+def _posix(path: str) -> str:
+    norm = Path(path).as_posix()
+    while norm.startswith("./"):
+        norm = norm[2:]
+    return norm
+
+
+def scan_files(files: Iterable[str], env_values: Sequence[EnvValue] = (),
+               ignore: Sequence[IgnoreRule] = (), *, root: str = ".") -> list[Finding]:
+    """Scan files (paths as the user gave them); ignore globs match paths relative to `root`."""
+    patterns = _env_patterns(env_values)
+    root_abs = os.path.abspath(root)
+    findings: list[Finding] = []
+    for path in files:
+        try:
+            data = Path(path).read_bytes()
+        except OSError as exc:
+            raise KsecretsError(f"{path}: cannot read: {exc.strerror}") from None
+        rel = os.path.relpath(os.path.abspath(path), root_abs)
+        findings += scan_bytes(path, data, patterns, ignore, rel=rel)
+    return findings
+
+
+def scan(paths: Sequence[str] = (), env_files: Sequence[str] = (), *, root: str = ".",
+         ignore_file: str | None = None) -> tuple[list[Finding], int]:
+    """Scan PATHS, or the files git tracks under `root` when none is given.
+
+    Returns the findings (sorted by file and line) and how many env values were too short to search.
+    """
+    env_values, short = load_env_values(env_files)
+    ignore = load_ignore_file(ignore_file if ignore_file is not None else os.path.join(root, IGNORE_FILE))
+    if paths:
+        files = expand_paths(paths)
+    else:
+        files = [os.path.join(root, n) for n in tracked_files(root)]
+    return scan_files(files, env_values, ignore, root=root), short
