@@ -46,6 +46,18 @@ class SealingCert:
         return self.not_after - now <= _dt.timedelta(days=days)
 
 
+def key_kind(key: object) -> str:
+    from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519
+
+    for cls, name in ((ec.EllipticCurvePublicKey, "ECDSA"), (ec.EllipticCurvePrivateKey, "ECDSA"),
+                      (ed25519.Ed25519PublicKey, "Ed25519"), (ed25519.Ed25519PrivateKey, "Ed25519"),
+                      (ed448.Ed448PublicKey, "Ed448"), (ed448.Ed448PrivateKey, "Ed448"),
+                      (dsa.DSAPublicKey, "DSA"), (dsa.DSAPrivateKey, "DSA")):
+        if isinstance(key, cls):
+            return name
+    return type(key).__name__
+
+
 def public_key_fingerprint(public_key: rsa.RSAPublicKey) -> str:
     """`SHA256:...` exactly as upstream `crypto.PublicKeyFingerprint` (ssh.FingerprintSHA256)."""
     openssh = public_key.public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH)
@@ -70,7 +82,7 @@ def parse_certificate(data: bytes, source: str, *, now: _dt.datetime | None = No
     except (ValueError, TypeError):
         raise KsecretsError(f"{source}: unsupported public key in certificate") from None
     if not isinstance(key, rsa.RSAPublicKey):
-        raise KsecretsError(f"{source}: expected an RSA public key, found {type(key).__name__.lstrip('_')}")
+        raise KsecretsError(f"{source}: expected an RSA public key, found {key_kind(key)}")
     not_after = cert.not_valid_after_utc
     now = now or _dt.datetime.now(_dt.timezone.utc)
     if not allow_expired and now > not_after:

@@ -22,7 +22,7 @@ from cryptography.x509.oid import ExtensionOID
 
 from ksecrets import yamlio
 from ksecrets.errors import KsecretsError
-from ksecrets.sealing.certs import public_key_fingerprint
+from ksecrets.sealing.certs import key_kind, public_key_fingerprint
 
 KEY_BITS = 4096
 VALID_FOR = _dt.timedelta(hours=87600)
@@ -103,7 +103,7 @@ def parse_private_key_pem(data: bytes, source: str) -> rsa.RSAPrivateKey:
     except (ValueError, Exception):  # noqa: BLE001 - any parse failure is the same bad input
         raise KsecretsError(f"{source}: not a PEM private key") from None
     if not isinstance(key, rsa.RSAPrivateKey):
-        raise KsecretsError(f"{source}: expected an RSA private key, found {type(key).__name__.lstrip('_')}")
+        raise KsecretsError(f"{source}: expected an RSA private key, found {key_kind(key)}")
     return key
 
 

@@ -153,6 +153,8 @@ def seal_into_stack(root: str | os.PathLike[str], stack: str, *, name: str, valu
                 report.resealed.append(key)
         if seal_key is not None:
             new_dig[key] = churn.value_digest(seal_key, **slot)
+    if report.reason is None and old_enc and not report.unchanged and not report.changed and report.resealed:
+        report.reason = f"no stored digests to compare (sealed without {churn.ENV_VAR}, or with another key)"
     leftover = [k for k in sorted(old_enc) if k not in values]
     if leftover and prune:
         report.removed = leftover
