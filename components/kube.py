@@ -14,7 +14,6 @@ Two things only Pulumi needs are added here and never exported:
 
 from __future__ import annotations
 
-import copy
 from typing import Any, Callable, Mapping, Sequence
 
 import pulumi
@@ -52,9 +51,18 @@ def resource_name(obj: Manifest) -> str:
     return f"{meta['namespace']}/{meta['name']}" if meta.get("namespace") else meta["name"]
 
 
+def _copy(value: Any) -> Any:
+    """Copy dicts and lists, keep leaves: a leaf may be a secret Output, which must not be copied."""
+    if isinstance(value, dict):
+        return {k: _copy(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_copy(v) for v in value]
+    return value
+
+
 def pulumi_object(planned: Planned) -> Manifest:
     """The object as Pulumi registers it: the exported dict plus Pulumi-only annotations."""
-    obj = copy.deepcopy(planned.obj)
+    obj = _copy(planned.obj)
     if obj["kind"] == "HelmRelease":
         obj["metadata"].setdefault("annotations", {})[WAIT_FOR] = WAIT_READY
     return obj

@@ -46,11 +46,11 @@ class _Node:
         out: dict[str, _Node] = {}
         for key, value in self.value.items():
             if not isinstance(key, str):
-                raise self.fail(f"key {key!r} must be a string")
+                raise self.fail(f"key \"{key}\" must be a string")
             if key not in allowed:
                 hint = _close(key, allowed)
                 raise self.child(key, value).fail(
-                    "unknown key" + (f" (did you mean {hint!r}?)" if hint else "")
+                    "unknown key" + (f" (did you mean \"{hint}\"?)" if hint else "")
                 )
             out[key] = self.child(key, value)
         return out
@@ -84,7 +84,7 @@ class _Node:
     def choice(self, options: tuple[str, ...]) -> str:
         value = self.str()
         if value not in options:
-            raise self.fail(f"{value!r} is not one of {', '.join(options)}")
+            raise self.fail(f"\"{value}\" is not one of {', '.join(options)}")
         return value
 
 
@@ -214,13 +214,13 @@ def _check_connection_url(node: _Node) -> str:
 
 def _mount_path(value: str) -> str | None:
     if not value or value.startswith("/") or value.endswith("/") or " " in value:
-        return f"{value!r} is not a Vault mount path (no leading or trailing '/')"
+        return f"\"{value}\" is not a Vault mount path (no leading or trailing '/')"
     return None
 
 
 def _vault_path(value: str) -> str | None:
     if not value or value.startswith("/") or value.endswith("/") or ".." in value.split("/"):
-        return f"{value!r} is not a Vault secret path (relative, no leading or trailing '/')"
+        return f"\"{value}\" is not a Vault secret path (relative, no leading or trailing '/')"
     return None
 
 
@@ -401,11 +401,11 @@ def _cross_checks(cfg: m.StackConfig, f: Mapping[str, _Node], top: _Node) -> Non
     for i, app in enumerate(cfg.apps):
         at = apps_node.child(i, None) if apps_node else top
         if (app.namespace, app.name) in seen:
-            raise at.child("name", None).fail(f"{app.name!r} is already used by apps[{seen[(app.namespace, app.name)]}]")
+            raise at.child("name", None).fail(f"\"{app.name}\" is already used by apps[{seen[(app.namespace, app.name)]}]")
         seen[(app.namespace, app.name)] = i
         if (app.namespace, app.secret_name) in secrets_seen:
             raise at.child("secretName", None).fail(
-                f"{app.secret_name!r} is already used by apps[{secrets_seen[(app.namespace, app.secret_name)]}]")
+                f"\"{app.secret_name}\" is already used by apps[{secrets_seen[(app.namespace, app.secret_name)]}]")
         secrets_seen[(app.namespace, app.secret_name)] = i
         deployments = {d.name for d in app.deployments}
         if len(deployments) != len(app.deployments):
@@ -415,17 +415,17 @@ def _cross_checks(cfg: m.StackConfig, f: Mapping[str, _Node], top: _Node) -> Non
             for k, e in enumerate(d.env):
                 if known_keys and e.key not in known_keys:
                     raise at.child("deployments", None).child(j, None).child("env", None).child(e.name, None).fail(
-                        f"key {e.key!r} is not in Secret {app.secret_name!r} (keys: {', '.join(sorted(known_keys))})")
+                        f"key \"{e.key}\" is not in Secret \"{app.secret_name}\" (keys: {', '.join(sorted(known_keys))})")
         for j, r in enumerate(app.rotation):
             rat = at.child("rotation", None).child(j, None)
             if r.key not in known_keys:
                 raise rat.child("key", None).fail(
-                    f"{r.key!r} is not a key of Secret {app.secret_name!r}"
+                    f"\"{r.key}\" is not a key of Secret \"{app.secret_name}\""
                     + (f" (keys: {', '.join(sorted(known_keys))})" if known_keys else " (it has no known keys)"))
             for target in r.restart:
                 if target not in deployments:
                     raise rat.child("restart", None).fail(
-                        f"Deployment {target!r} is not one of app {app.name!r}'s deployments")
+                        f"Deployment \"{target}\" is not one of app \"{app.name}\"'s deployments")
             if r.generator == "postgres" and cfg.backend != "vault":
                 raise rat.child("generator", None).fail("postgres rotation needs the vault backend")
         if cfg.backend == "vault" and app.vault is None:
@@ -466,7 +466,7 @@ def raw_from_stack_file(path: Path) -> dict[str, Any]:
     raw: dict[str, Any] = {}
     for key, value in config.value.items():
         if not isinstance(key, str):
-            raise config.fail(f"key {key!r} must be a string")
+            raise config.fail(f"key \"{key}\" must be a string")
         if key.startswith(PREFIX):
             raw[key[len(PREFIX):]] = value
         elif ":" not in key:

@@ -26,54 +26,54 @@ _IMAGE = re.compile(
 
 def dns_label(value: str) -> str | None:
     if len(value) > 63 or not _DNS1123_LABEL.match(value):
-        return f"{value!r} is not a valid Kubernetes name (lower-case DNS-1123 label, at most 63 characters)"
+        return f"\"{value}\" is not a valid Kubernetes name (lower-case DNS-1123 label, at most 63 characters)"
     return None
 
 
 def dns_subdomain(value: str) -> str | None:
     if len(value) > 253 or not _DNS1123_SUBDOMAIN.match(value):
-        return f"{value!r} is not a valid Kubernetes name"
+        return f"\"{value}\" is not a valid Kubernetes name"
     return None
 
 
 def secret_key(value: str) -> str | None:
     if len(value) > 253 or not _SECRET_KEY.match(value):
-        return f"{value!r} is not a valid Secret key (letters, digits, '-', '_' and '.')"
+        return f"\"{value}\" is not a valid Secret key (letters, digits, '-', '_' and '.')"
     return None
 
 
 def env_var_name(value: str) -> str | None:
     if not _ENV_VAR.match(value):
-        return f"{value!r} is not a valid environment variable name"
+        return f"\"{value}\" is not a valid environment variable name"
     return None
 
 
 def duration(value: str) -> str | None:
     if not _DURATION.match(value):
-        return f"{value!r} is not a duration like 30s, 10m or 1h30m"
+        return f"\"{value}\" is not a duration like 30s, 10m or 1h30m"
     return None
 
 
 def quantity(value: str) -> str | None:
     if not _QUANTITY.match(value):
-        return f"{value!r} is not a storage quantity like 10Gi"
+        return f"\"{value}\" is not a storage quantity like 10Gi"
     return None
 
 
 def chart_version(value: str) -> str | None:
     if not _SEMVER.match(value):
-        return f"{value!r} is not a pinned chart version (x.y.z); ranges and 'latest' are not reproducible"
+        return f"\"{value}\" is not a pinned chart version (x.y.z); ranges and 'latest' are not reproducible"
     return None
 
 
 def image(value: str) -> str | None:
     match = _IMAGE.match(value)
     if not match:
-        return f"{value!r} is not a valid image reference"
+        return f"\"{value}\" is not a valid image reference"
     if not match.group("tag") and not match.group("digest"):
-        return f"{value!r} has no tag; pin a version (e.g. :1.2.3) or a digest"
+        return f"\"{value}\" has no tag; pin a version (e.g. :1.2.3) or a digest"
     if match.group("tag") == "latest" and not match.group("digest"):
-        return f"{value!r} uses :latest; pin a version or a digest"
+        return f"\"{value}\" uses :latest; pin a version or a digest"
     return None
 
 
@@ -124,11 +124,11 @@ def cron(value: str) -> str | None:
     if text in _MACROS:
         return None
     if text.startswith("TZ=") or text.startswith("CRON_TZ="):
-        return f"{value!r}: set the time zone with spec.timeZone, not in the schedule"
+        return f"\"{value}\": set the time zone with spec.timeZone, not in the schedule"
     fields = text.split()
     if len(fields) != 5:
-        return f"{value!r} is not a cron schedule (five fields: minute hour day-of-month month day-of-week)"
+        return f"\"{value}\" is not a cron schedule (five fields: minute hour day-of-month month day-of-week)"
     for field, (label, low, high, names) in zip(fields, _FIELDS):
         if not _cron_field(field, low, high, names):
-            return f"{value!r} is not a cron schedule ({label} field {field!r} is out of range or malformed)"
+            return f"\"{value}\" is not a cron schedule ({label} field \"{field}\" is out of range or malformed)"
     return None

@@ -1,0 +1,75 @@
+"""The same model from Pulumi config (under `pulumi up`) as from the stack file (export), and
+manual-backend values that stay secret Outputs all the way into the registered Secret."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pulumi
+import pytest
+import yaml
+
+from components.platform import Platform
+from ksecrets.config import load_stack_file, stack_files
+from ksecrets.config.pulumi_source import load_from_pulumi, manual_value_outputs
+from tests.conftest import ROOT
+from tests.pulumi_harness import run_program
+
+
+def _pulumi_config(stack_file):
+    """What the Pulumi engine hands the program: the stack file's config, values as JSON strings."""
+    doc = yaml.safe_load(stack_file.read_text())
+    return dict(doc["config"])
+
+
+@pytest.mark.parametrize("stack_file", stack_files(ROOT), ids=lambda p: p.stem)
+def test_pulumi_config_and_stack_file_give_the_same_model(stack_file):
+    from_file = load_stack_file(stack_file)
+    stack = from_file.stack
+    holder = {}
+    run_program(lambda: holder.setdefault("cfg", load_from_pulumi()[0]), stack=stack, config=_pulumi_config(stack_file))
+    from_pulumi = holder["cfg"]
+    assert dataclasses.replace(from_pulumi, root=from_file.root) == from_file
+
+
+MANUAL = {
+    "k8s-secrets:backend": "manual",
+    "k8s-secrets:apps": [{"name": "web", "namespace": "web", "secretName": "web-secrets",
+                          "deployments": [{"name": "web", "image": "ghcr.io/example/web:1.0.0"}]}],
+    # What the engine passes for a secure value: the decrypted JSON (marked secret).
+    "k8s-secrets:manualValues": {"web-secrets": {"PASSWORD": "canary-4a1f-manual", "USER": "app"}},
+}
+
+
+def test_manual_values_register_as_secret_outputs():
+    holder = {}
+
+    def program():
+        cfg, manual = load_from_pulumi()
+        values = manual_value_outputs(cfg, manual)
+        holder["values"] = values
+        holder["platform"] = Platform(cfg.stack, cfg, manual_values=values)
+
+    mocks, _ = run_program(program, stack="dev", config=MANUAL)
+    secrets = [r for r in mocks.resources if r.type == "kubernetes:core/v1:Secret"]
+    assert len(secrets) == 1
+    assert secrets[0].inputs["metadata"]["name"] == "web-secrets"
+    # The values reach the provider only inside Pulumi's secret envelope (its signature key),
+    # which the engine encrypts in state.
+    SECRET_SIG = "4dabf18193072939515e22adb298388d"
+    string_data = secrets[0].inputs["stringData"]
+    assert string_data[SECRET_SIG] == "1b47061264138c4ac30d75fd1eb44270"
+    assert string_data["value"] == {"PASSWORD": "canary-4a1f-manual", "USER": "app"}
+    out = holder["values"]["web-secrets"]["PASSWORD"]
+    is_secret = pulumi.runtime.sync_await._sync_await(out.is_secret())
+    assert is_secret is True
+    # The Secret resource marks its data outputs secret in state as well.
+    secret_resource = holder["platform"].registry.by_id["v1/Secret/web/web-secrets"]
+    assert "stringData" in secret_resource._opts.additional_secret_outputs  # noqa: SLF001 (option check)
+
+
+def test_model_from_pulumi_never_holds_manual_values():
+    holder = {}
+    run_program(lambda: holder.setdefault("cfg", load_from_pulumi()[0]), stack="dev", config=MANUAL)
+    assert "canary-4a1f-manual" not in repr(holder["cfg"])
+    assert dict(holder["cfg"].manual_keys) == {"web-secrets": ("PASSWORD", "USER")}

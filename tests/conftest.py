@@ -1,0 +1,53 @@
+"""Shared fixtures: a copy of the repository to run commands in, and the CLI in-process."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared"
+
+
+@pytest.fixture
+def repo_copy(tmp_path: Path) -> Path:
+    """The stack files, certs and k8s/ of this repository in a temp dir (for writes)."""
+    dest = tmp_path / "repo"
+    dest.mkdir()
+    for p in ROOT.glob("Pulumi*.yaml"):
+        shutil.copy2(p, dest / p.name)
+    for d in ("certs", "k8s"):
+        if (ROOT / d).is_dir():
+            shutil.copytree(ROOT / d, dest / d)
+    return dest
+
+
+class CliResult:
+    def __init__(self, code: int, out: str, err: str) -> None:
+        self.code, self.out, self.err = code, out, err
+
+
+@pytest.fixture
+def cli(capsys):
+    """Run `ksecrets ARGS` in-process; returns exit code, stdout, stderr."""
+    from ksecrets.cli import main
+
+    def run(*args: str) -> CliResult:
+        try:
+            code = main(list(args))
+        except SystemExit as exc:  # argparse errors
+            code = int(exc.code or 0)
+        captured = capsys.readouterr()
+        return CliResult(code, captured.out, captured.err)
+
+    return run
+
+
+def run_ksecrets(*args: str, cwd: Path, stdin: str | None = None, env: dict | None = None) -> subprocess.CompletedProcess:
+    """Run the real `ksecrets` entry point as a user would (a separate process)."""
+    return subprocess.run([sys.executable, "-m", "ksecrets", *args], cwd=cwd, input=stdin,
+                          capture_output=True, text=True, env=env)
