@@ -1,0 +1,118 @@
+"""`python -m ksecrets.rotate`: the entry point of the rotation CronJob's container.
+
+What to rotate comes as flags (the CronJob's args); how to reach Vault and the database comes
+from the environment, never from flags (a flag is visible in `ps` and in the pod spec):
+
+    VAULT_ADDR, VAULT_CACERT, VAULT_SKIP_VERIFY, VAULT_NAMESPACE   as for the Vault CLI
+    VAULT_TOKEN                       when set, used as is (a workstation run)
+    KSECRETS_VAULT_ROLE               otherwise: log in with the Kubernetes auth method as this role,
+    KSECRETS_VAULT_AUTH_MOUNT         at this auth mount (default kubernetes),
+    KSECRETS_VAULT_TOKEN_FILE         with this projected service-account token
+    PGADMIN_USER, PGADMIN_PASSWORD    the PostgreSQL admin (generator postgres), from a Secret
+
+Exit codes: 0 rotated, 1 failed with the old value intact, 2 bad input, 3 the database and
+Vault may disagree (see `ksecrets.rotate`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Mapping, Sequence
+
+import hvac
+
+from ksecrets.errors import KsecretsError
+from ksecrets.rotate import (EXIT_OK, MAX_LENGTH, MIN_LENGTH, Postgres, Target, log, rotate_postgres,
+                             rotate_random)
+
+DEFAULT_TOKEN_FILE = "/var/run/secrets/kubernetes.io/serviceaccount/token"
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:
+        sys.stderr.write(f"ksecrets.rotate: {message}\n")
+        raise SystemExit(2)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="python -m ksecrets.rotate", description="Rotate one key of a Vault kv-v2 secret.")
+    p.add_argument("--mount", required=True, help="kv-v2 mount (e.g. secret)")
+    p.add_argument("--path", required=True, help="secret path under the mount (e.g. my-app)")
+    p.add_argument("--key", required=True, help="the key whose value is rotated")
+    p.add_argument("--generator", choices=("random", "postgres"), default="random")
+    p.add_argument("--length", type=int, default=32, help=f"characters ({MIN_LENGTH} to {MAX_LENGTH})")
+    p.add_argument("--pg-host")
+    p.add_argument("--pg-port", type=int, default=5432)
+    p.add_argument("--pg-database", default="postgres")
+    p.add_argument("--pg-role", help="the PostgreSQL role whose password the key holds")
+    return p
+
+
+def vault_login(env: Mapping[str, str]) -> hvac.Client:
+    """A Vault client: `VAULT_TOKEN` when set, else a Kubernetes-auth login with the pod's token."""
+    from ksecrets.vault import client as vc
+
+    if (env.get("VAULT_TOKEN") or "").strip():
+        return vc.make_client(env=env)
+    role = (env.get("KSECRETS_VAULT_ROLE") or "").strip()
+    if not role:
+        raise KsecretsError("no Vault credentials: set VAULT_TOKEN, or KSECRETS_VAULT_ROLE for Kubernetes auth")
+    mount = (env.get("KSECRETS_VAULT_AUTH_MOUNT") or "kubernetes").strip().strip("/")
+    token_file = Path(env.get("KSECRETS_VAULT_TOKEN_FILE") or DEFAULT_TOKEN_FILE)
+    try:
+        jwt = token_file.read_text(encoding="utf-8").strip()
+    except OSError as exc:
+        raise KsecretsError(f"{token_file}: cannot read the service-account token ({exc.strerror})") from None
+    if not jwt:
+        raise KsecretsError(f"{token_file}: the service-account token is empty")
+    address = vc.resolve_address(None, env)
+    # Same TLS rules as make_client (VAULT_CACERT, VAULT_SKIP_VERIFY); the token comes from the login.
+    client = hvac.Client(url=address, verify=vc._verify(env), namespace=(env.get("VAULT_NAMESPACE") or None),
+                         timeout=vc.DEFAULT_TIMEOUT)
+    with vc.vault_errors(client, f"auth/{mount}/login"):
+        client.auth.kubernetes.login(role=role, jwt=jwt, mount_point=mount)
+    log.info("logged in to Vault %s as role %s (auth/%s)", address, role, mount)
+    return client
+
+
+def _postgres(args: argparse.Namespace, env: Mapping[str, str]) -> Postgres:
+    missing = [flag for flag, value in (("--pg-host", args.pg_host), ("--pg-role", args.pg_role)) if not value]
+    if missing:
+        raise KsecretsError(f"generator postgres needs {' and '.join(missing)}")
+    user = (env.get("PGADMIN_USER") or "").strip()
+    password = env.get("PGADMIN_PASSWORD") or ""
+    if not user or not password:
+        raise KsecretsError("generator postgres needs PGADMIN_USER and PGADMIN_PASSWORD (from the admin Secret)")
+    return Postgres(host=args.pg_host, port=args.pg_port, database=args.pg_database, role=args.pg_role,
+                    admin_user=user, admin_password=password)
+
+
+def run(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None) -> int:
+    env = os.environ if env is None else env
+    args = build_parser().parse_args(argv)
+    target = Target(mount=args.mount.strip("/"), path=args.path.strip("/"), key=args.key)
+    if args.generator == "postgres":
+        pg = _postgres(args, env)
+        client = vault_login(env)
+        rotate_postgres(client, target, pg, args.length)
+    else:
+        client = vault_login(env)
+        rotate_random(client, target, args.length)
+    return EXIT_OK
+
+
+def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="ksecrets.rotate: %(message)s", stream=sys.stderr)
+    try:
+        return run(argv, env)
+    except KsecretsError as exc:
+        sys.stderr.write(f"ksecrets.rotate: {exc}\n")
+        return exc.exit_code
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

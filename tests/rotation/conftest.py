@@ -1,0 +1,200 @@
+"""Fixtures for rotation tests: a throw-away PostgreSQL server and a kv-v2 Vault at the HTTP
+boundary (`responses`), so hvac and `ksecrets.vault.kv` run unchanged."""
+
+from __future__ import annotations
+
+import json
+import os
+import pwd
+import shutil
+import socket
+import subprocess
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterator
+
+import pytest
+import responses
+
+PG_BIN_DIRS = sorted(Path("/usr/lib/postgresql").glob("*/bin"), reverse=True)
+ADMIN = "ksadmin"
+ADMIN_PASSWORD = "admin-pw-for-tests-only"
+VAULT_ADDR = "http://vault.test:8200"
+VAULT_TOKEN = "hvs.test-token"
+JSON = {"Content-Type": "application/json"}
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@dataclass
+class PgServer:
+    socket_dir: str
+    port: int
+    log_file: Path
+    admin: str = ADMIN
+    admin_password: str = ADMIN_PASSWORD
+
+    def admin_conn(self, autocommit: bool = True):
+        import psycopg
+
+        return psycopg.connect(host=self.socket_dir, port=self.port, dbname="postgres", user=self.admin,
+                               password=self.admin_password, autocommit=autocommit)
+
+    def create_role(self, role: str, password: str) -> None:
+        from psycopg import sql
+
+        with self.admin_conn() as conn:
+            conn.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(role)))
+            conn.execute(sql.SQL("CREATE ROLE {} LOGIN PASSWORD {}").format(sql.Identifier(role), sql.Literal(password)))
+
+
+def _as_postgres(cmd: list[str]) -> list[str]:
+    if os.geteuid() == 0:
+        return ["runuser", "-u", "postgres", "--", *cmd]
+    return cmd
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[PgServer]:
+    """A PostgreSQL cluster in a temp dir, on a free port and a unix socket in that dir, with
+    scram-sha-256 authentication everywhere (so a wrong password really is refused)."""
+    if not PG_BIN_DIRS:
+        pytest.skip("PostgreSQL server binaries not found under /usr/lib/postgresql/*/bin (bash .ci/tools.sh installs them)")
+    bindir = PG_BIN_DIRS[0]
+    if os.geteuid() == 0:
+        try:
+            owner = pwd.getpwnam("postgres")
+        except KeyError:
+            pytest.skip("running as root and there is no 'postgres' user to run the server as")
+    base = tempfile.mkdtemp(prefix="ksecrets-pg-")
+    data, sock = Path(base) / "data", Path(base) / "sock"
+    pwfile, log_file = Path(base) / "pw", Path(base) / "server.log"
+    sock.mkdir()
+    pwfile.write_text(ADMIN_PASSWORD + "\n")
+    if os.geteuid() == 0:
+        for p in (Path(base), sock, pwfile):
+            os.chown(p, owner.pw_uid, owner.pw_gid)
+    os.chmod(base, 0o755)
+    port = _free_port()
+    run = lambda cmd: subprocess.run(_as_postgres(cmd), check=True, capture_output=True, text=True)  # noqa: E731
+    try:
+        run([str(bindir / "initdb"), "-D", str(data), "-U", ADMIN, f"--pwfile={pwfile}",
+             "--auth=scram-sha-256", "--no-sync", "-E", "UTF8", "--locale=C"])
+        # log_statement=all: the tests read the server log to prove no password reached it.
+        opts = (f"-p {port} -k {sock} -c listen_addresses='' -c log_statement=all "
+                f"-c password_encryption=scram-sha-256")
+        run([str(bindir / "pg_ctl"), "-D", str(data), "-o", opts, "-l", str(log_file), "-w", "-t", "30", "start"])
+    except (subprocess.CalledProcessError, OSError) as exc:
+        shutil.rmtree(base, ignore_errors=True)
+        detail = getattr(exc, "stderr", "") or str(exc)
+        pytest.skip(f"cannot start a PostgreSQL server: {' '.join(str(detail).split())[:300]}")
+    server = PgServer(socket_dir=str(sock), port=port, log_file=log_file)
+    try:
+        yield server
+    finally:
+        subprocess.run(_as_postgres([str(bindir / "pg_ctl"), "-D", str(data), "-m", "immediate", "-w", "stop"]),
+                       capture_output=True)
+        shutil.rmtree(base, ignore_errors=True)
+
+
+@dataclass
+class FakeKV:
+    """kv-v2 at `secret/` as Vault's HTTP API answers it: versions, check-and-set, 400 on mismatch.
+
+    Hooks simulate failures at the HTTP boundary:
+      fail_write: status for the next writes (the write does not land)
+      fail_after_write: the write lands, but the client sees this status
+      fail_reads_after_failed_write: every GET fails (503) once a write has failed
+      before_write: called before a write is applied (e.g. to break the database connection)
+      concurrent_write: another writer bumps the version just before our write
+    """
+
+    mount: str = "secret"
+    addr: str = VAULT_ADDR
+    token: str = VAULT_TOKEN
+    versions: dict[str, list[dict[str, str]]] = field(default_factory=dict)
+    fail_write: int | None = None
+    fail_after_write: int | None = None
+    fail_reads_after_failed_write: bool = False
+    before_write: Callable[[], None] | None = None
+    concurrent_write: dict[str, str] | None = None
+    write_failed: bool = False
+    writes: int = 0
+    logins: list[dict] = field(default_factory=list)
+
+    def seed(self, path: str, data: dict[str, str]) -> None:
+        self.versions.setdefault(path, []).append(dict(data))
+
+    def current(self, path: str) -> dict[str, str]:
+        return dict(self.versions[path][-1])
+
+    def version(self, path: str) -> int:
+        return len(self.versions.get(path, []))
+
+    def _path(self, url: str) -> str:
+        prefix = f"{VAULT_ADDR}/v1/{self.mount}/data/"
+        return url.split("?")[0][len(prefix):]
+
+    def _read(self, request):
+        if self.fail_reads_after_failed_write and self.write_failed:
+            return 503, JSON, json.dumps({"errors": ["Vault is sealed"]})
+        path = self._path(request.url)
+        if path not in self.versions:
+            return 404, JSON, json.dumps({"errors": []})
+        n = self.version(path)
+        body = {"data": {"data": self.current(path), "metadata": {
+            "version": n, "created_time": "2026-01-01T00:00:00Z", "deletion_time": "", "destroyed": False}}}
+        return 200, JSON, json.dumps(body)
+
+    def _write(self, request):
+        path = self._path(request.url)
+        if self.concurrent_write is not None:
+            self.seed(path, {**self.current(path), **self.concurrent_write})
+            self.concurrent_write = None
+        if self.before_write is not None:
+            self.before_write()
+        if self.fail_write is not None:
+            self.write_failed = True
+            return self.fail_write, JSON, json.dumps({"errors": ["internal error"]})
+        payload = json.loads(request.body)
+        cas = (payload.get("options") or {}).get("cas")
+        if cas is not None and cas != self.version(path):
+            self.write_failed = True
+            return 400, JSON, json.dumps({"errors": [
+                f"check-and-set parameter did not match the current version"]})
+        self.seed(path, payload["data"])
+        self.writes += 1
+        if self.fail_after_write is not None:
+            self.write_failed = True
+            return self.fail_after_write, JSON, json.dumps({"errors": ["upstream timeout"]})
+        return 200, JSON, json.dumps({"data": {"version": self.version(path), "created_time": "2026-01-01T00:00:00Z"}})
+
+    def _login(self, request):
+        self.logins.append(json.loads(request.body))
+        return 200, JSON, json.dumps({"auth": {"client_token": "hvs.from-kubernetes-login", "renewable": True,
+                                             "lease_duration": 600, "policies": ["rotate"]}})
+
+    def register(self, rsps: responses.RequestsMock) -> None:
+        import re
+
+        base = re.escape(f"{VAULT_ADDR}/v1/{self.mount}/data/")
+        rsps.add_callback(responses.GET, re.compile(base + r".+"), callback=self._read)
+        rsps.add_callback(responses.POST, re.compile(base + r".+"), callback=self._write)
+        rsps.add_callback(responses.PUT, re.compile(base + r".+"), callback=self._write)
+        rsps.add_callback(responses.POST, re.compile(re.escape(f"{VAULT_ADDR}/v1/auth/") + r"[^/]+/login"),
+                          callback=self._login)
+        rsps.add(responses.GET, re.compile(re.escape(f"{VAULT_ADDR}/v1/sys/internal/ui/mounts/") + ".*"),
+                 json={"data": {"path": f"{self.mount}/", "type": "kv", "options": {"version": "2"}}})
+
+
+@pytest.fixture
+def fake_kv() -> Iterator[FakeKV]:
+    kv = FakeKV()
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as rsps:
+        kv.register(rsps)
+        yield kv
