@@ -1,10 +1,220 @@
-"""Rotation CronJobs (placeholder until rotation lands)."""
+"""Rotation CronJobs: one `batch/v1` CronJob per rotatable key, running `python -m ksecrets.rotate`.
+
+Only the vault backend rotates inside the cluster. A SealedSecret can only be made with the
+sealing certificate and committed to Git, so a pod cannot rotate it; that is `ksecrets rotate`
+on a workstation (and a commit). Manual-backend values live in Pulumi config; same story.
+
+Least privilege:
+- each app gets its own `<app>-rotator` ServiceAccount with `automountServiceAccountToken: false`
+  and no Kubernetes RBAC at all: the rotator never talks to the Kubernetes API. It logs in to
+  Vault with a short-lived projected token whose audience is the stack's Vault audience, and the
+  Vault role `<app>-rotator` (created by `ksecrets vault bootstrap`) is what allows it to write
+  one kv path;
+- the PostgreSQL admin credentials come from the `adminSecret` Secret through `secretKeyRef`
+  (the kubelet reads it; the ServiceAccount needs no `get` on secrets);
+- the restricted Pod Security Standard, field for field, on the pod and the container.
+
+Failures surface as a failed Job (non-zero exit, `backoffLimit` retries), which the
+`SecretRotationJobFailed` alert in `ksecrets.manifests.monitoring` watches.
+"""
 
 from __future__ import annotations
 
-from ksecrets.config.model import StackConfig
-from ksecrets.manifests.plan import Planned
+import hashlib
+import re
+from typing import Any
+
+from ksecrets.config.model import App, RotationSpec, StackConfig
+from ksecrets.manifests.plan import Manifest, Planned, metadata
+from ksecrets.manifests.workloads import CONTAINER_SECURITY_CONTEXT, POD_SECURITY_CONTEXT
+
+COMPONENT = "secret-rotation"
+# The Dockerfile's numeric user: runAsNonRoot can only be verified for a numeric UID.
+RUN_AS_USER = 10001
+TOKEN_DIR = "/var/run/secrets/ksecrets/vault"
+TOKEN_FILE = f"{TOKEN_DIR}/token"
+TOKEN_EXPIRATION_SECONDS = 600  # the API server's minimum; a rotation takes seconds
+CA_DIR = "/etc/ksecrets/vault-ca"
+
+STARTING_DEADLINE_SECONDS = 3600  # a run missed by more than an hour waits for the next slot
+BACKOFF_LIMIT = 2  # three attempts: each attempt is safe to repeat (see ksecrets.rotate)
+ACTIVE_DEADLINE_SECONDS = 600
+# Longer than the default weekly period, so a failed Job (and its alert) outlives the next
+# scheduled attempt; the history limits still cap how many are kept.
+TTL_SECONDS_AFTER_FINISHED = 8 * 24 * 3600
+
+_CRONJOB_NAME_MAX = 52  # CronJob names: the controller appends an 11-character suffix for Jobs
+
+
+def rotator_service_account_name(app: App) -> str:
+    return f"{app.name}-rotator"
+
+
+def vault_role(app: App) -> str:
+    """The Vault kubernetes-auth role the rotator logs in as (bound to its ServiceAccount)."""
+    return f"{app.name}-rotator"
+
+
+def _slug(key: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", key.lower()).strip("-") or "key"
+
+
+def cronjob_name(app: App, spec: RotationSpec) -> str:
+    """`<app>-rotate-<key>` in DNS form (`API_KEY` → `my-app-rotate-api-key`). When two of the
+    app's keys share a slug (`API_KEY`, `api-key`) or the name is too long, a short hash of the
+    key keeps it unique."""
+    slug = _slug(spec.key)
+    name = f"{app.name}-rotate-{slug}"
+    shared = sum(1 for other in app.rotation if _slug(other.key) == slug) > 1
+    if len(name) <= _CRONJOB_NAME_MAX and not shared:
+        return name
+    digest = hashlib.sha256(spec.key.encode()).hexdigest()[:6]
+    head = name[: _CRONJOB_NAME_MAX - 7].rstrip("-")
+    return f"{head}-{digest}"
+
+
+def cronjob_names(cfg: StackConfig) -> list[tuple[str, str]]:
+    """(namespace, CronJob name) of every rotation CronJob the stack emits, in emit order."""
+    if not _rotates_in_cluster(cfg):
+        return []
+    return [(app.namespace, cronjob_name(app, spec)) for app in cfg.apps for spec in app.rotation]
+
+
+def _rotates_in_cluster(cfg: StackConfig) -> bool:
+    return cfg.backend == "vault" and cfg.vault is not None
+
+
+def _labels(app: App) -> dict[str, str]:
+    return {"app.kubernetes.io/name": "ksecrets-rotator", "app.kubernetes.io/instance": app.name,
+            "app.kubernetes.io/component": COMPONENT}
+
+
+def service_account(app: App) -> Manifest:
+    return {
+        "apiVersion": "v1",
+        "kind": "ServiceAccount",
+        "metadata": metadata(rotator_service_account_name(app), app.namespace, labels=_labels(app)),
+        # The rotator never calls the Kubernetes API; the Vault login uses a projected token.
+        "automountServiceAccountToken": False,
+    }
+
+
+def rotator_args(cfg: StackConfig, app: App, spec: RotationSpec) -> list[str]:
+    """What to rotate, as `python -m ksecrets.rotate` flags. Names and places only, no values."""
+    assert cfg.vault is not None and app.vault is not None
+    args = [
+        "--mount", cfg.vault.kv_mount,
+        "--path", app.vault.path,
+        "--key", spec.key,
+        "--generator", spec.generator,
+        "--length", str(spec.length),
+    ]
+    if spec.generator == "postgres" and spec.postgres is not None:
+        pg = spec.postgres
+        args += ["--pg-host", pg.host, "--pg-port", str(pg.port), "--pg-database", pg.database,
+                 "--pg-role", pg.role]
+    return args
+
+
+def _env(cfg: StackConfig, app: App, spec: RotationSpec) -> list[dict[str, Any]]:
+    assert cfg.vault is not None
+    env: list[dict[str, Any]] = [
+        {"name": "VAULT_ADDR", "value": cfg.vault.service_address},
+        {"name": "KSECRETS_VAULT_AUTH_MOUNT", "value": cfg.vault.auth_mount},
+        {"name": "KSECRETS_VAULT_ROLE", "value": vault_role(app)},
+        {"name": "KSECRETS_VAULT_TOKEN_FILE", "value": TOKEN_FILE},
+    ]
+    if cfg.vault.tls.enabled:
+        env.append({"name": "VAULT_CACERT", "value": f"{CA_DIR}/ca.crt"})
+    if spec.generator == "postgres" and spec.postgres is not None:
+        admin = spec.postgres.admin_secret
+        env += [
+            {"name": "PGADMIN_USER", "valueFrom": {"secretKeyRef": {"name": admin, "key": "username"}}},
+            {"name": "PGADMIN_PASSWORD", "valueFrom": {"secretKeyRef": {"name": admin, "key": "password"}}},
+        ]
+    env.append({"name": "PYTHONDONTWRITEBYTECODE", "value": "1"})  # read-only root filesystem
+    return env
+
+
+def ca_secret_name(cfg: StackConfig) -> str:
+    """The Secret (in the app's namespace) with `ca.crt`, the CA of Vault's TLS certificate.
+
+    Only the CA: the server's `tls.key` never leaves Vault's namespace.
+    """
+    assert cfg.vault is not None
+    return f"{cfg.vault.tls.secret_name}-ca"
+
+
+def cronjob(cfg: StackConfig, app: App, spec: RotationSpec) -> Manifest:
+    assert cfg.vault is not None
+    labels = _labels(app)
+    container: dict[str, Any] = {
+        "name": "rotate",
+        "image": cfg.rotation.image,
+        "command": ["python", "-m", "ksecrets.rotate"],
+        "args": rotator_args(cfg, app, spec),
+        "env": _env(cfg, app, spec),
+        "resources": {"requests": {"cpu": "10m", "memory": "64Mi"}, "limits": {"memory": "128Mi"}},
+        "securityContext": CONTAINER_SECURITY_CONTEXT,
+        "volumeMounts": [
+            {"name": "tmp", "mountPath": "/tmp"},
+            {"name": "vault-token", "mountPath": TOKEN_DIR, "readOnly": True},
+        ],
+    }
+    volumes: list[dict[str, Any]] = [
+        {"name": "tmp", "emptyDir": {}},
+        {"name": "vault-token", "projected": {"sources": [{"serviceAccountToken": {
+            "audience": cfg.vault.audience, "expirationSeconds": TOKEN_EXPIRATION_SECONDS, "path": "token"}}]}},
+    ]
+    if cfg.vault.tls.enabled:
+        container["volumeMounts"].append({"name": "vault-ca", "mountPath": CA_DIR, "readOnly": True})
+        volumes.append({"name": "vault-ca", "secret": {"secretName": ca_secret_name(cfg),
+                                                       "items": [{"key": "ca.crt", "path": "ca.crt"}]}})
+    pod_security = {**POD_SECURITY_CONTEXT, "runAsUser": RUN_AS_USER, "runAsGroup": RUN_AS_USER,
+                    "fsGroup": RUN_AS_USER}
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "CronJob",
+        "metadata": metadata(cronjob_name(app, spec), app.namespace, labels=labels,
+                             annotations={"ksecrets.io/rotates": f"{app.secret_name}/{spec.key}"}),
+        "spec": {
+            "schedule": spec.schedule,
+            "concurrencyPolicy": "Forbid",
+            "startingDeadlineSeconds": STARTING_DEADLINE_SECONDS,
+            "successfulJobsHistoryLimit": cfg.rotation.successful_jobs_history_limit,
+            "failedJobsHistoryLimit": cfg.rotation.failed_jobs_history_limit,
+            "jobTemplate": {
+                "metadata": {"labels": labels},
+                "spec": {
+                    "backoffLimit": BACKOFF_LIMIT,
+                    "activeDeadlineSeconds": ACTIVE_DEADLINE_SECONDS,
+                    "ttlSecondsAfterFinished": TTL_SECONDS_AFTER_FINISHED,
+                    "template": {
+                        "metadata": {"labels": labels},
+                        "spec": {
+                            "serviceAccountName": rotator_service_account_name(app),
+                            "automountServiceAccountToken": False,
+                            "restartPolicy": "Never",
+                            "securityContext": pod_security,
+                            "containers": [container],
+                            "volumes": volumes,
+                        },
+                    },
+                },
+            },
+        },
+    }
 
 
 def cronjobs(cfg: StackConfig) -> list[Planned]:
-    return []
+    """The rotation objects of one stack (layer "apps"): per app, its rotator ServiceAccount,
+    then one CronJob per rotation spec. Nothing for backends that cannot rotate in-cluster."""
+    if not _rotates_in_cluster(cfg):
+        return []
+    out: list[Planned] = []
+    for app in cfg.apps:
+        if not app.rotation or app.vault is None:
+            continue
+        out.append(Planned(service_account(app), "apps"))
+        out += [Planned(cronjob(cfg, app, spec), "apps") for spec in app.rotation]
+    return out

@@ -1,0 +1,161 @@
+"""Rotation CronJobs: exact shape, least privilege, restricted security context, strict schema."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import kubernetes_validate
+import pytest
+
+from ksecrets.config.load import load_stack, load_stack_file
+from ksecrets.manifests import rotation
+from ksecrets.manifests.stack import build_stack
+
+FIXTURES = Path(__file__).parent / "fixtures"
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def cfg():
+    return load_stack_file(FIXTURES / "Pulumi.rotating.yaml")
+
+
+@pytest.fixture(scope="module")
+def planned(cfg):
+    return rotation.cronjobs(cfg)
+
+
+def by_name(planned, kind):
+    return {p.obj["metadata"]["name"]: p.obj for p in planned if p.obj["kind"] == kind}
+
+
+def test_one_service_account_per_rotating_app_then_one_cronjob_per_key(planned):
+    assert [(p.obj["kind"], p.obj["metadata"]["namespace"], p.obj["metadata"]["name"], p.layer) for p in planned] == [
+        ("ServiceAccount", "my-app", "my-app-rotator", "apps"),
+        ("CronJob", "my-app", "my-app-rotate-api-key", "apps"),
+        ("CronJob", "my-app", "my-app-rotate-database-password", "apps"),
+    ]
+    assert all(p.gitops and p.needs == () for p in planned)
+
+
+def test_every_object_validates_strictly(planned):
+    for p in planned:
+        kubernetes_validate.validate(p.obj, "1.33", strict=True)
+
+
+def test_random_cronjob_exact(planned):
+    cj = by_name(planned, "CronJob")["my-app-rotate-api-key"]
+    assert list(cj) == ["apiVersion", "kind", "metadata", "spec"]
+    assert cj["apiVersion"] == "batch/v1"
+    assert cj["metadata"]["annotations"] == {"ksecrets.io/rotates": "my-app-secrets/API_KEY"}
+    spec = cj["spec"]
+    assert {k: v for k, v in spec.items() if k != "jobTemplate"} == {
+        "schedule": "0 2 * * 0",  # the default: weekly, Sunday 02:00
+        "concurrencyPolicy": "Forbid",
+        "startingDeadlineSeconds": 3600,
+        "successfulJobsHistoryLimit": 2,
+        "failedJobsHistoryLimit": 5,
+    }
+    job = spec["jobTemplate"]["spec"]
+    assert (job["backoffLimit"], job["activeDeadlineSeconds"], job["ttlSecondsAfterFinished"]) == (2, 600, 691200)
+    pod = job["template"]["spec"]
+    assert pod["serviceAccountName"] == "my-app-rotator"
+    assert pod["automountServiceAccountToken"] is False
+    assert pod["restartPolicy"] == "Never"
+    (container,) = pod["containers"]
+    assert container["image"] == "ghcr.io/example/ksecrets-rotator:0.1.0"
+    assert container["command"] == ["python", "-m", "ksecrets.rotate"]
+    assert container["args"] == ["--mount", "secret", "--path", "my-app", "--key", "API_KEY",
+                                 "--generator", "random", "--length", "48"]
+    assert container["env"] == [
+        {"name": "VAULT_ADDR", "value": "https://vault.vault.svc:8200"},
+        {"name": "KSECRETS_VAULT_AUTH_MOUNT", "value": "kubernetes"},
+        {"name": "KSECRETS_VAULT_ROLE", "value": "my-app-rotator"},
+        {"name": "KSECRETS_VAULT_TOKEN_FILE", "value": "/var/run/secrets/ksecrets/vault/token"},
+        {"name": "VAULT_CACERT", "value": "/etc/ksecrets/vault-ca/ca.crt"},
+        {"name": "PYTHONDONTWRITEBYTECODE", "value": "1"},
+    ]
+    assert pod["volumes"][1] == {"name": "vault-token", "projected": {"sources": [{"serviceAccountToken": {
+        "audience": "vault", "expirationSeconds": 600, "path": "token"}}]}}
+    assert pod["volumes"][2] == {"name": "vault-ca", "secret": {"secretName": "vault-tls-ca",
+                                                                "items": [{"key": "ca.crt", "path": "ca.crt"}]}}
+
+
+def test_postgres_cronjob_reads_admin_credentials_by_reference_only(planned):
+    cj = by_name(planned, "CronJob")["my-app-rotate-database-password"]
+    assert cj["spec"]["schedule"] == "30 3 * * 1"
+    (container,) = cj["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"]
+    assert container["args"][-8:] == ["--pg-host", "postgres.db.svc", "--pg-port", "5432",
+                                      "--pg-database", "app", "--pg-role", "app_user"]
+    admin_env = [e for e in container["env"] if e["name"].startswith("PGADMIN_")]
+    assert admin_env == [
+        {"name": "PGADMIN_USER", "valueFrom": {"secretKeyRef": {"name": "postgres-admin", "key": "username"}}},
+        {"name": "PGADMIN_PASSWORD", "valueFrom": {"secretKeyRef": {"name": "postgres-admin", "key": "password"}}},
+    ]
+    # No env var carries an inline value except addresses, names and paths.
+    inline = {e["name"] for e in container["env"] if "value" in e}
+    assert inline == {"VAULT_ADDR", "KSECRETS_VAULT_AUTH_MOUNT", "KSECRETS_VAULT_ROLE",
+                      "KSECRETS_VAULT_TOKEN_FILE", "VAULT_CACERT", "PYTHONDONTWRITEBYTECODE"}
+
+
+def test_restricted_security_context_on_pod_and_container(planned):
+    for cj in by_name(planned, "CronJob").values():
+        pod = cj["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+        assert pod["securityContext"]["runAsNonRoot"] is True
+        assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+        assert pod["securityContext"]["runAsUser"] == 10001
+        for c in pod["containers"]:
+            sc = c["securityContext"]
+            assert sc["runAsNonRoot"] is True
+            assert sc["readOnlyRootFilesystem"] is True
+            assert sc["allowPrivilegeEscalation"] is False
+            assert sc["capabilities"] == {"drop": ["ALL"]}
+            assert sc["seccompProfile"] == {"type": "RuntimeDefault"}
+            assert {"name": "tmp", "mountPath": "/tmp"} in c["volumeMounts"]
+
+
+def test_rotator_service_account_has_no_api_token_and_no_rbac(cfg):
+    planned = build_stack(cfg)
+    sa = next(p.obj for p in planned if p.obj["kind"] == "ServiceAccount" and p.obj["metadata"]["name"] == "my-app-rotator")
+    assert sa["automountServiceAccountToken"] is False
+    bound = [s for p in planned if p.obj["kind"] in ("RoleBinding", "ClusterRoleBinding")
+             for s in p.obj.get("subjects", [])]
+    assert all(s["name"] != "my-app-rotator" for s in bound)
+
+
+def test_no_tls_no_ca_volume(cfg):
+    import dataclasses
+
+    plain = dataclasses.replace(cfg, vault=dataclasses.replace(cfg.vault, tls=dataclasses.replace(cfg.vault.tls, enabled=False)))
+    cj = by_name(rotation.cronjobs(plain), "CronJob")["my-app-rotate-api-key"]
+    pod = cj["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+    assert [v["name"] for v in pod["volumes"]] == ["tmp", "vault-token"]
+    env = {e["name"]: e.get("value") for e in pod["containers"][0]["env"]}
+    assert env["VAULT_ADDR"] == "http://vault.vault.svc:8200" and "VAULT_CACERT" not in env
+
+
+def test_deterministic(cfg):
+    assert [p.obj for p in rotation.cronjobs(cfg)] == [p.obj for p in rotation.cronjobs(cfg)]
+
+
+def test_sealed_secrets_backend_has_no_cronjob_by_design():
+    cfg = load_stack("staging", REPO)
+    assert rotation.cronjobs(cfg) == []
+    assert rotation.cronjob_names(cfg) == []
+
+
+def test_cronjob_names_unique_and_short(cfg):
+    import dataclasses
+
+    from ksecrets.config.model import RotationSpec
+
+    app = dataclasses.replace(cfg.apps[0], name="a" * 40, rotation=(
+        RotationSpec(key="API_KEY"), RotationSpec(key="api-key"), RotationSpec(key="A_VERY_LONG_KEY_NAME_FOR_ROTATION")))
+    names = [rotation.cronjob_name(app, spec) for spec in app.rotation]
+    assert len(set(names)) == 3
+    assert all(len(n) <= 52 for n in names)
+    import hashlib
+
+    assert names[0] == "a" * 40 + "-rota-" + hashlib.sha256(b"API_KEY").hexdigest()[:6]
+    assert rotation.cronjob_names(cfg) == [("my-app", "my-app-rotate-api-key"),
+                                           ("my-app", "my-app-rotate-database-password")]
