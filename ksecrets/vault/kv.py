@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any, Iterable, Mapping
 
 import hvac
 import hvac.exceptions as hx
@@ -33,6 +33,7 @@ class WriteResult:
     added: tuple[str, ...] = ()
     updated: tuple[str, ...] = ()
     removed: tuple[str, ...] = ()
+    kept: tuple[str, ...] = ()  # keep_existing keys whose current value won over a different one
 
 
 def data_path(mount: str, path: str) -> str:
@@ -127,22 +128,29 @@ def _check_data(client: hvac.Client, mount: str, path: str, data: Mapping[str, s
                              f"key {key!r}: values must be text (str)")
 
 
-def write_if_changed(client: hvac.Client, mount: str, path: str, data: Mapping[str, str]) -> WriteResult:
+def write_if_changed(client: hvac.Client, mount: str, path: str, data: Mapping[str, str], *,
+                     keep_existing: Iterable[str] = ()) -> WriteResult:
     """Make `data` the secret's content (every key; keys not in `data` go), with check-and-set.
 
-    No request writes when the current version already holds exactly `data`.
+    Keys in `keep_existing` keep the value the current version has, when it has one (a key the
+    rotator owns must not go back to an old value from an env file). No request writes when the
+    current version already holds exactly the result.
     """
     _check_data(client, mount, path, data)
     current, version = _read(client, mount, path)
     old = current or {}
     new = dict(data)
+    kept = tuple(sorted(k for k in set(keep_existing) if k in old and k in new and new[k] != old[k]))
+    for key in set(keep_existing):
+        if key in old:
+            new[key] = old[key]
     if current is not None and old == new:
-        return WriteResult(changed=False, version=version)
+        return WriteResult(changed=False, version=version, kept=kept)
     added = tuple(sorted(k for k in new if k not in old))
     updated = tuple(sorted(k for k in new if k in old and old[k] != new[k]))
     removed = tuple(sorted(k for k in old if k not in new))
     new_version = _cas_write(client, mount, path, new, cas=version)
-    return WriteResult(changed=True, version=new_version, added=added, updated=updated, removed=removed)
+    return WriteResult(changed=True, version=new_version, added=added, updated=updated, removed=removed, kept=kept)
 
 
 def rotate_key(client: hvac.Client, mount: str, path: str, key: str, new_value: str) -> int:

@@ -1,0 +1,79 @@
+"""`ksecrets vault bootstrap|push --stack S`: configure Vault for a stack, push an env file to it.
+
+The token is never an argument: `VAULT_TOKEN`, or the file `vault login` writes (~/.vault-token).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from ksecrets.config.load import load_stack
+from ksecrets.errors import KsecretsError
+
+DB_PASSWORD_ENV = "KSECRETS_DB_ADMIN_PASSWORD"
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("vault", help="configure Vault for a stack and push values to it",
+                       description="Vault backend. Address: VAULT_ADDR or the stack's vault.address; token: "
+                                   "VAULT_TOKEN or ~/.vault-token; VAULT_CACERT, VAULT_NAMESPACE as for the Vault CLI.")
+    vsub = p.add_subparsers(dest="vault_command", required=True, parser_class=type(p))
+
+    b = vsub.add_parser("bootstrap", help="kv-v2, kubernetes auth, per-app policies and roles, audit (idempotent)")
+    b.add_argument("--stack", required=True, help="the stack (Pulumi.<stack>.yaml)")
+    b.add_argument("--kube-host", default=None, metavar="URL",
+                   help="Kubernetes API URL as Vault reaches it (default https://kubernetes.default.svc:443)")
+    b.add_argument("--kube-ca-file", default=None, metavar="FILE",
+                   help="the API server's CA (PEM); default: Vault in the cluster uses its pod's CA")
+    b.add_argument("--root", default=".", type=Path, help="where the stack files are (default: .)")
+    b.set_defaults(func=run_bootstrap)
+
+    u = vsub.add_parser("push", help="write an env file to the app's kv-v2 path when a value changed")
+    u.add_argument("--stack", required=True, help="the stack (Pulumi.<stack>.yaml)")
+    u.add_argument("--path", required=True, metavar="APP", help="the app's Vault path (or app name)")
+    u.add_argument("--from-env-file", required=True, metavar="FILE", help="KEY=value lines, as kubectl reads them")
+    u.add_argument("--root", default=".", type=Path, help="where the stack files are (default: .)")
+    u.set_defaults(func=run_push)
+
+
+def _vault_stack(args: argparse.Namespace):
+    cfg = load_stack(args.stack, args.root)
+    if cfg.vault is None:
+        raise KsecretsError(f"{cfg.source}: backend: {cfg.backend}; the vault commands need a vault stack")
+    return cfg
+
+
+def run_bootstrap(args: argparse.Namespace) -> int:
+    from ksecrets.vault.bootstrap import DEFAULT_KUBE_HOST, bootstrap
+    from ksecrets.vault.client import make_client
+
+    cfg = _vault_stack(args)
+    ca = None
+    if args.kube_ca_file:
+        try:
+            ca = Path(args.kube_ca_file).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise KsecretsError(f"{args.kube_ca_file}: cannot read the CA file ({getattr(exc, 'strerror', None) or 'not text'})") from None
+        if "-----BEGIN CERTIFICATE-----" not in ca:
+            raise KsecretsError(f"{args.kube_ca_file}: not a PEM certificate")
+    client = make_client(cfg.vault)
+    report = bootstrap(client, cfg, kube_host=args.kube_host or DEFAULT_KUBE_HOST, kube_ca_pem=ca,
+                       db_admin_password=os.environ.get(DB_PASSWORD_ENV) or None)
+    for line in report.lines():
+        print(line)
+    return 0
+
+
+def run_push(args: argparse.Namespace) -> int:
+    from ksecrets.vault.client import make_client
+    from ksecrets.vault.push import push_env_file
+
+    cfg = _vault_stack(args)
+    client = make_client(cfg.vault)
+    result = push_env_file(client, cfg, path=args.path, env_file=args.from_env_file)
+    for line in result.lines():
+        print(line)
+    return 0

@@ -1,0 +1,330 @@
+"""`ksecrets vault bootstrap`: Vault configured for a stack, idempotently, through its HTTP API.
+
+Each item is read first and written only when it differs, so a second run issues no write and
+its report says "no changes". What it sets up:
+
+- kv-v2 at `vault.kvMount` (an existing mount of another type or kv version is an error, never
+  silently replaced: that would lose data);
+- the kubernetes auth method at `vault.authMount`, with the API server's host and CA;
+- per app a policy `ksecrets-<role>` with `read` on exactly `<kvMount>/data/<app.vault.path>` (the
+  Vault Secrets Operator reads only that path for kv-v2; it never reads `metadata/`) plus
+  `<db mount>/creds/<role>` for each dynamic secret, and a role bound to the app's service
+  account, namespace and the stack's audience;
+- per app that rotates keys, a policy `ksecrets-<app>-rotator` that may read and write exactly
+  that app's kv-v2 path (check-and-set writes are `create`/`update` on `data/<path>`) and a role
+  `<app>-rotator` bound to the `<app>-rotator` service account (see `ksecrets.manifests.rotation`);
+- a file audit device writing to the audit volume the chart mounts;
+- where `vault.database` is set: the database secrets engine, its connection and one role per
+  dynamic secret.
+
+All requests use hvac's adapter with the documented paths and bodies, so the tests can assert
+them exactly.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+import hvac
+import hvac.exceptions as hx
+
+from ksecrets.config.model import App, StackConfig, VaultConfig
+from ksecrets.errors import KsecretsError
+from ksecrets.manifests.vault import AUDIT_FILE, app_role, dynamic_path
+from ksecrets.vault.client import VaultError, address_of, vault_errors
+
+AUDIT_DEVICE = "file"
+TOKEN_TTL = 3600  # seconds; the operator renews its token, the rotator needs minutes
+TOKEN_MAX_TTL = 86400
+DB_DEFAULT_TTL = 3600
+DB_MAX_TTL = 86400
+DEFAULT_KUBE_HOST = "https://kubernetes.default.svc:443"
+
+
+@dataclass
+class Report:
+    """What bootstrap did: one line per item, `changed` (written) or `unchanged` (already so)."""
+
+    changed: list[str] = field(default_factory=list)
+    unchanged: list[str] = field(default_factory=list)
+
+    def done(self, item: str, wrote: bool) -> None:
+        (self.changed if wrote else self.unchanged).append(item)
+
+    @property
+    def any_changes(self) -> bool:
+        return bool(self.changed)
+
+    def lines(self) -> list[str]:
+        out = [f"changed: {c}" for c in self.changed]
+        if not self.changed:
+            out.append(f"no changes: all {len(self.unchanged)} items already as configured")
+        else:
+            out.append(f"{len(self.changed)} changed, {len(self.unchanged)} already as configured")
+        return out
+
+
+# --- desired state (pure) ---------------------------------------------------------------------
+
+def app_policy_name(app: App) -> str:
+    return f"ksecrets-{app_role(app)}"
+
+
+def rotator_role(app: App) -> str:
+    # Same names as ksecrets.manifests.rotation (vault_role, rotator_service_account_name).
+    return f"{app.name}-rotator"
+
+
+def rotator_policy_name(app: App) -> str:
+    return f"ksecrets-{rotator_role(app)}"
+
+
+def _hcl_path(path: str, capabilities: tuple[str, ...]) -> list[str]:
+    caps = ", ".join(f'"{c}"' for c in capabilities)
+    return [f'path "{path}" {{', f"  capabilities = [{caps}]", "}"]
+
+
+def app_policy(cfg: StackConfig, app: App) -> str:
+    vc = _vc(cfg)
+    assert app.vault is not None
+    lines = [f"# ksecrets, stack {cfg.stack}: app {app.namespace}/{app.name} reads its own secret, nothing else."]
+    lines += _hcl_path(f"{vc.kv_mount}/data/{app.vault.path}", ("read",))
+    for d in app.vault.dynamic:
+        lines += _hcl_path(f"{d.mount}/{dynamic_path(d)}", ("read",))
+    return "\n".join(lines) + "\n"
+
+
+def rotator_policy(cfg: StackConfig, app: App) -> str:
+    vc = _vc(cfg)
+    assert app.vault is not None
+    lines = [f"# ksecrets, stack {cfg.stack}: the rotator of app {app.namespace}/{app.name} "
+             "writes new versions of its secret (check-and-set), nothing else."]
+    lines += _hcl_path(f"{vc.kv_mount}/data/{app.vault.path}", ("read", "create", "update"))
+    return "\n".join(lines) + "\n"
+
+
+def app_role_body(cfg: StackConfig, app: App) -> dict[str, Any]:
+    return {
+        "bound_service_account_names": [app.service_account],
+        "bound_service_account_namespaces": [app.namespace],
+        "audience": _vc(cfg).audience,
+        "token_policies": [app_policy_name(app)],
+        "token_ttl": TOKEN_TTL,
+        "token_max_ttl": TOKEN_MAX_TTL,
+    }
+
+
+def rotator_role_body(cfg: StackConfig, app: App) -> dict[str, Any]:
+    return {
+        "bound_service_account_names": [rotator_role(app)],
+        "bound_service_account_namespaces": [app.namespace],
+        "audience": _vc(cfg).audience,
+        "token_policies": [rotator_policy_name(app)],
+        "token_ttl": 600,
+        "token_max_ttl": 1800,
+    }
+
+
+def creation_statements(role: str) -> list[str]:
+    # Vault makes a login role per lease that inherits a group role of the same name as the
+    # Vault role: the DBA grants privileges to that group role once (README-vault.md).
+    return [
+        "CREATE ROLE \"{{name}}\" WITH LOGIN PASSWORD '{{password}}' VALID UNTIL '{{expiration}}' "
+        f'IN ROLE "{role}";'
+    ]
+
+
+def _vc(cfg: StackConfig) -> VaultConfig:
+    if cfg.vault is None:
+        raise KsecretsError(f"{cfg.source}: vault: the stack has no vault section (backend {cfg.backend})")
+    return cfg.vault
+
+
+def _vault_apps(cfg: StackConfig) -> list[App]:
+    apps = [a for a in cfg.apps if a.vault is not None]
+    seen: dict[str, App] = {}
+    for app in apps:
+        for role in (app_role(app), *((rotator_role(app),) if app.rotation else ())):
+            if role in seen and seen[role] is not app:
+                raise KsecretsError(
+                    f"{cfg.source}: apps: Vault role {role!r} would serve both {seen[role].namespace}/{seen[role].name} "
+                    f"and {app.namespace}/{app.name}; set vault.role on one of them")
+            seen[role] = app
+    return apps
+
+
+# --- reading and writing ----------------------------------------------------------------------
+
+def _get(client: hvac.Client, path: str) -> dict[str, Any] | None:
+    """GET /v1/<path> → the response's `data` (or the body), None on 404."""
+    with vault_errors(client, path):
+        try:
+            response = client.adapter.get(f"/v1/{path}")
+        except hx.InvalidPath:
+            return None
+    if not isinstance(response, dict):
+        return None
+    data = response.get("data")
+    return data if isinstance(data, dict) else response
+
+
+def _write(client: hvac.Client, method: str, path: str, body: Mapping[str, Any], *, redact: tuple[str, ...] = ()) -> None:
+    with vault_errors(client, path, redact=redact):
+        client.adapter.request(method, f"/v1/{path}", json=dict(body))
+
+
+def _mounts(client: hvac.Client, listing: str) -> dict[str, Any]:
+    data = _get(client, listing) or {}
+    return {k.rstrip("/"): v for k, v in data.items() if isinstance(v, dict) and "type" in v}
+
+
+def ensure_secrets_engine(client: hvac.Client, report: Report, mount: str, kind: str,
+                          options: Mapping[str, str] | None = None) -> None:
+    current = _mounts(client, "sys/mounts").get(mount)
+    item = f"secrets engine {mount}/ ({kind}{' v' + options['version'] if options and 'version' in options else ''})"
+    if current is None:
+        body: dict[str, Any] = {"type": kind}
+        if options:
+            body["options"] = dict(options)
+        _write(client, "POST", f"sys/mounts/{mount}", body)
+        report.done(item, True)
+        return
+    have_kind = str(current.get("type", ""))
+    have_version = str((current.get("options") or {}).get("version", "1"))
+    if have_kind != kind or (options and "version" in options and have_version != options["version"]):
+        what = f"kv version {have_version}" if have_kind == "kv" else have_kind
+        raise VaultError(address_of(client), f"sys/mounts/{mount}",
+                         f"wrong mount type: {mount}/ is {what}, not {kind}"
+                         f"{' version ' + options['version'] if options and 'version' in options else ''}; "
+                         "bootstrap will not replace it")
+    report.done(item, False)
+
+
+def ensure_auth_method(client: hvac.Client, report: Report, mount: str, kind: str) -> None:
+    current = _mounts(client, "sys/auth").get(mount)
+    item = f"auth method {mount}/ ({kind})"
+    if current is None:
+        _write(client, "POST", f"sys/auth/{mount}", {"type": kind})
+        report.done(item, True)
+        return
+    if current.get("type") != kind:
+        raise VaultError(address_of(client), f"sys/auth/{mount}",
+                         f"wrong mount type: {mount}/ is {current.get('type')}, not {kind}; bootstrap will not replace it")
+    report.done(item, False)
+
+
+def _differs(current: Mapping[str, Any] | None, desired: Mapping[str, Any]) -> bool:
+    if current is None:
+        return True
+    for key, want in desired.items():
+        have = current.get(key)
+        if isinstance(want, str) and isinstance(have, str):
+            if want.strip() != have.strip():
+                return True
+        elif have != want:
+            return True
+    return False
+
+
+def ensure_object(client: hvac.Client, report: Report, item: str, path: str, desired: Mapping[str, Any],
+                  *, method: str = "POST") -> None:
+    """Read `path`; write `desired` there only when a field differs."""
+    current = _get(client, path)
+    wrote = _differs(current, desired)
+    if wrote:
+        _write(client, method, path, desired)
+    report.done(item, wrote)
+
+
+def ensure_policy(client: hvac.Client, report: Report, name: str, text: str) -> None:
+    path = f"sys/policies/acl/{name}"
+    current = _get(client, path)
+    wrote = current is None or str(current.get("policy", "")) != text
+    if wrote:
+        _write(client, "POST", path, {"policy": text})
+    report.done(f"policy {name}", wrote)
+
+
+def ensure_audit(client: hvac.Client, report: Report) -> None:
+    devices = _get(client, "sys/audit") or {}
+    current = devices.get(f"{AUDIT_DEVICE}/")
+    item = f"audit device {AUDIT_DEVICE}/ ({AUDIT_FILE})"
+    if isinstance(current, dict):
+        if current.get("type") != "file":
+            raise VaultError(address_of(client), f"sys/audit/{AUDIT_DEVICE}",
+                             f"an audit device of type {current.get('type')} is enabled at {AUDIT_DEVICE}/; "
+                             "bootstrap will not replace it")
+        # An audit device cannot be changed in place; a different file_path is left as it is.
+        report.done(item, False)
+        return
+    _write(client, "PUT", f"sys/audit/{AUDIT_DEVICE}", {"type": "file", "options": {"file_path": AUDIT_FILE}})
+    report.done(item, True)
+
+
+def ensure_database(client: hvac.Client, report: Report, cfg: StackConfig, apps: list[App],
+                    admin_password: str | None) -> None:
+    vc = _vc(cfg)
+    db = vc.database
+    assert db is not None
+    ensure_secrets_engine(client, report, db.mount, "database")
+    roles = sorted({d.role for app in apps for d in (app.vault.dynamic if app.vault else ()) if d.mount == db.mount})
+    path = f"{db.mount}/config/{db.connection_name}"
+    current = _get(client, path)
+    desired = {"plugin_name": db.plugin, "connection_url": db.connection_url, "username": db.username,
+               "allowed_roles": roles}
+    have: dict[str, Any] | None = None
+    if current is not None:
+        details = current.get("connection_details") or {}
+        have = {"plugin_name": current.get("plugin_name"), "connection_url": details.get("connection_url"),
+                "username": details.get("username"), "allowed_roles": sorted(current.get("allowed_roles") or [])}
+    item = f"database connection {db.mount}/{db.connection_name}"
+    if have is not None and not _differs(have, desired):
+        report.done(item, False)
+    else:
+        if not admin_password:
+            problem = ("does not exist yet" if have is None else "differs from the stack file")
+            raise VaultError(address_of(client), path,
+                             f"the connection {problem}; set KSECRETS_DB_ADMIN_PASSWORD to the password of "
+                             f"{db.username!r} to write it (Vault never returns it, so it is only needed then)")
+        body = {**desired, "password": admin_password, "verify_connection": True}
+        _write(client, "POST", path, body, redact=(admin_password,))
+        report.done(item, True)
+    for role in roles:
+        ensure_object(client, report, f"database role {db.mount}/{role}", f"{db.mount}/roles/{role}", {
+            "db_name": db.connection_name,
+            "creation_statements": creation_statements(role),
+            "default_ttl": DB_DEFAULT_TTL,
+            "max_ttl": DB_MAX_TTL,
+        })
+
+
+def bootstrap(client: hvac.Client, cfg: StackConfig, *, kube_host: str = DEFAULT_KUBE_HOST,
+              kube_ca_pem: str | None = None, db_admin_password: str | None = None) -> Report:
+    """Configure Vault for the stack. Idempotent: a second run writes nothing.
+
+    `kube_ca_pem` None leaves the CA out of the auth config, so Vault in the cluster uses its own
+    pod's CA (and service account token to review app tokens).
+    """
+    vc = _vc(cfg)
+    apps = _vault_apps(cfg)
+    report = Report()
+    ensure_secrets_engine(client, report, vc.kv_mount, "kv", {"version": "2"})
+    ensure_auth_method(client, report, vc.auth_mount, "kubernetes")
+    auth_config: dict[str, Any] = {"kubernetes_host": kube_host}
+    if kube_ca_pem:
+        auth_config["kubernetes_ca_cert"] = kube_ca_pem
+    ensure_object(client, report, f"auth {vc.auth_mount}/config (host {kube_host})",
+                  f"auth/{vc.auth_mount}/config", auth_config)
+    for app in apps:
+        ensure_policy(client, report, app_policy_name(app), app_policy(cfg, app))
+        ensure_object(client, report, f"role {app_role(app)} ({app.namespace}/{app.service_account})",
+                      f"auth/{vc.auth_mount}/role/{app_role(app)}", app_role_body(cfg, app))
+        if app.rotation:
+            ensure_policy(client, report, rotator_policy_name(app), rotator_policy(cfg, app))
+            ensure_object(client, report, f"role {rotator_role(app)} ({app.namespace}/{rotator_role(app)})",
+                          f"auth/{vc.auth_mount}/role/{rotator_role(app)}", rotator_role_body(cfg, app))
+    ensure_audit(client, report)
+    if vc.database is not None:
+        ensure_database(client, report, cfg, apps, db_admin_password)
+    return report

@@ -1,0 +1,155 @@
+"""`ksecrets migrate --stack S --to vault`: move a sealed-secrets stack to Vault with no value lost.
+
+1. Unseal every sealed entry of the stack in memory with the recovery keys (nothing is written
+   to disk); every entry must belong to an app (its `secretName` and namespace), or we stop: an
+   entry no app consumes would have nowhere to go.
+2. Check every value is UTF-8 text (kv-v2 holds JSON strings) before anything is pushed.
+3. Push each Secret to `<kvMount>/<app.vault.path>` (check-and-set, only when it differs) and read
+   it back; any failure stops here with the stack file untouched.
+4. Only then edit the stack file: `backend: vault`, `vault: {path: ...}` on each app that lacks
+   it and the Secret's keys as `keys:` where the app declared none (the vault backend knows keys
+   only from config). The `sealed:` entries stay, so switching back is one line.
+
+The next `ksecrets export` then writes VaultStaticSecrets where the SealedSecrets were.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable
+
+import hvac
+from ruamel.yaml.comments import CommentedMap, CommentedSeq
+
+from ksecrets.config import stackfile
+from ksecrets.config.load import load_stack_file, parse, raw_from_stack_file
+from ksecrets.config.model import App, SealedEntry, StackConfig
+from ksecrets.errors import KsecretsError
+from ksecrets.manifests.sealed_secrets import sealed_secret
+from ksecrets.sealing.sealedsecret import unseal
+from ksecrets.vault import kv
+
+
+@dataclass
+class MigrationReport:
+    pushed: list[str] = field(default_factory=list)  # "<mount>/data/<path>: version N (added: ...)"
+    switched: bool = False
+
+    def lines(self) -> list[str]:
+        return self.pushed + ([f"backend switched to vault"] if self.switched else ["stack file unchanged"])
+
+
+def app_for_entry(cfg: StackConfig, entry: SealedEntry) -> App | None:
+    for app in cfg.apps:
+        if app.namespace == entry.namespace and app.secret_name == entry.name:
+            return app
+    return None
+
+
+def vault_path(app: App) -> str:
+    return app.vault.path if app.vault else app.name
+
+
+def unsealed_values(cfg: StackConfig, private_keys: Iterable[Any]) -> list[tuple[App, dict[str, str]]]:
+    """(app, key → text value) for each sealed entry, decrypted in memory."""
+    keys = list(private_keys)
+    out: list[tuple[App, dict[str, str]]] = []
+    orphans = []
+    for i, entry in enumerate(cfg.sealed):
+        app = app_for_entry(cfg, entry)
+        if app is None:
+            orphans.append(f"{entry.namespace}/{entry.name}")
+            continue
+        where = f"{cfg.source}: sealed[{i}] ({entry.namespace}/{entry.name})"
+        secret = unseal(sealed_secret(cfg, entry), keys, where)
+        values: dict[str, str] = {}
+        for key, b64 in sorted((secret.get("data") or {}).items()):
+            try:
+                values[key] = base64.b64decode(b64).decode("utf-8")
+            except UnicodeDecodeError:
+                raise KsecretsError(f"{where}: key {key}: the value is not UTF-8 text, which Vault kv cannot hold; "
+                                    "nothing was pushed") from None
+        out.append((app, values))
+    if orphans:
+        raise KsecretsError(f"{cfg.source}: sealed entries no app uses ({', '.join(orphans)}): give them an app "
+                            "(secretName, namespace) or remove them; nothing was pushed")
+    paths: dict[str, App] = {}
+    for app, _ in out:
+        p = vault_path(app)
+        if p in paths and paths[p] is not app:
+            raise KsecretsError(f"{cfg.source}: apps {paths[p].name} and {app.name} would share Vault path {p!r}; "
+                                "set vault.path on one of them; nothing was pushed")
+        paths[p] = app
+    return out
+
+
+def _switch(config: CommentedMap, keys_by_app: dict[tuple[str, str], list[str]]) -> None:
+    config[stackfile.BACKEND] = "vault"
+    for app in config.get(stackfile.APPS) or []:
+        if not isinstance(app, CommentedMap):
+            continue
+        ident = (str(app.get("namespace")), str(app.get("name")))
+        if app.get("vault") is None:
+            v = CommentedMap()
+            v["path"] = str(app.get("name"))
+            app["vault"] = v
+        if not app.get("keys") and keys_by_app.get(ident):
+            seq = CommentedSeq(keys_by_app[ident])
+            seq.fa.set_flow_style()
+            app["keys"] = seq
+
+
+def migrate_to_vault(client: hvac.Client, stack_file: str | os.PathLike[str], private_keys: Iterable[Any]) -> MigrationReport:
+    path = Path(stack_file)
+    cfg = load_stack_file(path)
+    if cfg.backend == "vault":
+        raise KsecretsError(f"{cfg.source}: backend: already vault; nothing to migrate")
+    if cfg.backend != "sealed-secrets":
+        raise KsecretsError(f"{cfg.source}: backend: {cfg.backend} stacks migrate by pushing values "
+                            "(`ksecrets vault push`), not from sealed entries")
+    # The Vault settings the stack will have once switched (defaults if it has no vault section).
+    target = _as_vault_stack(path, cfg)
+    entries = unsealed_values(cfg, private_keys)
+    report = MigrationReport()
+    mount = target.vault.kv_mount if target.vault else "secret"
+    for app, values in entries:
+        result = kv.write_if_changed(client, mount, vault_path(app), values)
+        back, version = kv.read_current(client, mount, vault_path(app))
+        if back != values:
+            raise KsecretsError(f"{kv.data_path(mount, vault_path(app))}: version {version} does not hold what was "
+                                "pushed (changed concurrently?); the stack file is unchanged")
+        where = kv.data_path(mount, vault_path(app))
+        report.pushed.append(f"{where}: version {result.version} ({'written' if result.changed else 'already there'}; "
+                             f"keys: {', '.join(sorted(values))})")
+    keys_by_app = {(app.namespace, app.name): sorted(values) for app, values in entries}
+
+    def check(text: str) -> None:
+        # The edited file must load as a vault stack, or nothing is written.
+        from ksecrets import yamlio
+        doc = yamlio.load(text, cfg.source)
+        raw = {k[len("k8s-secrets:"):]: v for k, v in (doc.get("config") or {}).items() if k.startswith("k8s-secrets:")}
+        parse(raw, stack=cfg.stack, source=cfg.source, root=cfg.root)
+
+    report.switched = stackfile.update_stack_file(path, lambda c: _switch(c, keys_by_app), check=check)
+    return report
+
+
+def _as_vault_stack(path: Path, cfg: StackConfig) -> StackConfig:
+    """The stack parsed as if already switched (validates paths, gives the kv mount)."""
+    raw = raw_from_stack_file(path)
+    raw["backend"] = "vault"
+    apps = []
+    for app in raw.get("apps") or []:
+        app = dict(app)
+        app.setdefault("vault", {"path": app.get("name")})
+        if not app.get("keys"):
+            entry = cfg.sealed_entry(str(app.get("namespace")), str(app.get("secretName") or f"{app.get('name')}-secrets"))
+            if entry is not None:
+                app["keys"] = list(entry.keys)
+        apps.append(app)
+    if apps:
+        raw["apps"] = apps
+    return parse(raw, stack=cfg.stack, source=cfg.source, root=cfg.root)
