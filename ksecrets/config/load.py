@@ -350,14 +350,21 @@ def _rotation(node: _Node) -> m.RotationConfig:
     )
 
 
+def _http_url(value: str) -> str | None:
+    if not value.startswith(("https://", "http://")) or " " in value or "#" in value:
+        return f"{value!r} is not an http(s) URL without a #fragment"
+    return None
+
+
 def _monitoring(node: _Node) -> m.MonitoringConfig:
-    f = node.mapping({"enabled", "namespace", "ruleLabels", "certificateExpiryWarningDays"})
+    f = node.mapping({"enabled", "namespace", "ruleLabels", "certificateExpiryWarningDays", "runbookBaseUrl"})
     d = m.MonitoringConfig()
     return m.MonitoringConfig(
         enabled=_opt(f, "enabled", _Node.bool, True),
         namespace=_opt(f, "namespace", lambda n: n.str(v.dns_label), d.namespace),
         rule_labels=_opt(f, "ruleLabels", lambda n: _str_map(n, v.dns_subdomain), d.rule_labels),
         certificate_expiry_warning_days=_opt(f, "certificateExpiryWarningDays", lambda n: n.int(1, 365), 30),
+        runbook_base_url=_opt(f, "runbookBaseUrl", lambda n: n.str(_http_url), d.runbook_base_url),
     )
 
 

@@ -189,6 +189,8 @@ class MonitoringConfig:
     namespace: str = "monitoring"
     rule_labels: tuple[tuple[str, str], ...] = (("release", "prometheus"),)
     certificate_expiry_warning_days: int = 30
+    # Where the alerts' runbook_url points: README.md's runbook sections are its anchors.
+    runbook_base_url: str = "https://github.com/example/k8s-secrets/blob/main/README.md"
 
 
 @dataclass(frozen=True)
