@@ -169,7 +169,7 @@ def plan(root: Path, rendered: list[Rendered], *, prune_stacks: bool) -> Plan:
 
 def apply(result: Plan) -> None:
     for path, data in sorted(result.write.items()):
-        atomic_write_bytes(path, data)
+        atomic_write_bytes(path, data, durable=False)  # regenerable by `make render`
     for path in result.remove:
         path.unlink()
         parent = path.parent

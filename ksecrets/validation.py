@@ -67,6 +67,32 @@ def _core_schema_file(api_version: str, kind: str) -> Any:
 
 
 @functools.cache
+def _definitions() -> dict[str, Any]:
+    return json.loads((_core_dir() / "_definitions.json").read_text(encoding="utf-8"))["$defs"]
+
+
+def _inline(schema: Any, trail: tuple[str, ...] = ()) -> Any:
+    """Replace `$ref`s into `_definitions.json` by the definitions themselves (once per kind).
+
+    jsonschema resolves a `$ref` through the registry on every visit, which made validation the
+    bulk of an export; the inlined schema validates identically. A recursive definition (none in
+    the kinds we emit) keeps its `$ref`, resolved by the registry as before.
+    """
+    if isinstance(schema, dict):
+        ref = schema.get("$ref")
+        if isinstance(ref, str) and "#/$defs/" in ref:
+            name = ref.split("#/$defs/", 1)[1]
+            if name in trail:
+                return {**schema, "$ref": f"/api/_definitions.json#/$defs/{name}"}
+            rest = {k: _inline(v, trail) for k, v in schema.items() if k != "$ref"}
+            return {**_inline(_definitions()[name], (*trail, name)), **rest}
+        return {k: _inline(v, trail) for k, v in schema.items()}
+    if isinstance(schema, list):
+        return [_inline(v, trail) for v in schema]
+    return schema
+
+
+@functools.cache
 def _validator(api_version: str, kind: str) -> jsonschema.protocols.Validator:
     crd = _crd_schemas().get((api_version, kind))
     if crd is not None:
@@ -78,7 +104,7 @@ def _validator(api_version: str, kind: str) -> jsonschema.protocols.Validator:
         schema = json.loads(schema_file.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise UnknownKind(f"{api_version} {kind}") from None
-    return jsonschema.Draft202012Validator(schema, registry=_core_registry())
+    return jsonschema.Draft202012Validator(_inline(schema), registry=_core_registry())
 
 
 def _where(error: jsonschema.ValidationError) -> str:
