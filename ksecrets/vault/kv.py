@@ -72,9 +72,10 @@ def _read(client: hvac.Client, mount: str, path: str) -> tuple[dict[str, str] | 
         try:
             response = client.secrets.kv.v2.read_secret_version(
                 path=path, mount_point=mount, raise_on_deleted_version=False)
-        except (hx.InvalidPath, hx.UnsupportedOperation) as exc:
+        except (hx.InvalidPath, hx.UnsupportedOperation, hx.UnexpectedError) as exc:
+            # 404 (or 405 on some engines): first make sure this is a kv-v2 mount at all.
             check_kv2_mount(client, mount, path)
-            if isinstance(exc, hx.UnsupportedOperation):
+            if not isinstance(exc, hx.InvalidPath):
                 raise describe(exc, client, where) from None
             # A deleted or destroyed latest version: 404 with the metadata still in the body.
             meta = ((exc.json or {}).get("data") or {}).get("metadata") if isinstance(exc.json, dict) else None
