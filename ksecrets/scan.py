@@ -26,6 +26,7 @@ from __future__ import annotations
 import base64
 import binascii
 import fnmatch
+import glob
 import os
 import re
 import subprocess
@@ -57,8 +58,8 @@ _BINARY_PROBE = 8192
 # BEGIN lines of PKCS#1 (RSA/EC/DSA), PKCS#8, OpenSSH and PGP private keys; the label group tells
 # ENCRYPTED ones apart.
 _PEM = re.compile(rb"-----BEGIN ([A-Z0-9 ]*?)PRIVATE KEY( BLOCK)?-----")
-# base64("-----BEGIN ") at any of the three alignments is "LS0tLS1CRUdJTi"; a base64 run that starts
-# with it is decoded (just its head) to see whether it is a private key.
+# A base64-encoded PEM (a Secret's `tls.key`) starts with base64("-----BEGIN ") = "LS0tLS1CRUdJTi";
+# such a run is decoded (just its head) to see whether it is a private key.
 _B64_PEM = re.compile(rb"LS0tLS1CRUdJTi[A-Za-z0-9+/]{8,}")
 _ALLOW = re.compile(r"ksecrets:\s*allow\s+([a-z][a-z0-9-]*(?:[ \t,]+[a-z][a-z0-9-]*)*)")
 _ALLOW_FILE = re.compile(r"ksecrets:\s*allow-file\s+([a-z][a-z0-9-]*(?:[ \t,]+[a-z][a-z0-9-]*)*)")
@@ -157,14 +158,20 @@ def tracked_files(root: str | os.PathLike[str] = ".") -> list[str]:
     return [n for n in names if os.path.isfile(os.path.join(root, n))]
 
 
-def expand_paths(paths: Sequence[str]) -> list[str]:
-    """Files named, and the files under directories named; a missing path is bad input."""
+def expand_paths(paths: Sequence[str], skip: Iterable[str] = ()) -> list[str]:
+    """Files named, and the files under directories named; a missing path is bad input.
+
+    `skip` (absolute paths) are left out of directory walks only: the env files being searched
+    for sit in the work tree uncommitted; named explicitly (or staged), they are findings.
+    """
+    skipped = {os.path.abspath(p) for p in skip}
     out: list[str] = []
     for path in paths:
         if os.path.isdir(path):
             for top, dirs, files in os.walk(path):
                 dirs[:] = sorted(d for d in dirs if d not in SKIP_DIRS)
-                out += [os.path.join(top, f) for f in sorted(files)]
+                out += [os.path.join(top, f) for f in sorted(files)
+                        if os.path.abspath(os.path.join(top, f)) not in skipped]
         elif os.path.isfile(path):
             out.append(path)
         elif os.path.lexists(path):
@@ -180,21 +187,37 @@ def _line_of(data: bytes, offset: int) -> int:
     return data.count(b"\n", 0, offset) + 1
 
 
+# What follows a BEGIN line in a real key: line breaks (or `\n` escapes, in JSON and string
+# literals) and indentation, then either the base64 body or RFC 1421 headers.
+_PEM_BODY = re.compile(rb"(?:\s|\\n|\\r)+(?:(Proc-Type:[^\r\n\\]*)|[A-Za-z0-9+/=]{16})")
+
+
+def _is_private_key_block(data: bytes, match: re.Match) -> bool:
+    """An unencrypted key: a body follows the BEGIN line (a bare header in code is no key), and
+    neither the label (PKCS#8 `ENCRYPTED PRIVATE KEY`) nor a legacy `Proc-Type: 4,ENCRYPTED`
+    header says it is passphrase-protected."""
+    if b"ENCRYPTED" in match.group(1):
+        return False
+    body = _PEM_BODY.match(data, match.end())
+    if body is None:
+        return False
+    return not (body.group(1) and b"ENCRYPTED" in body.group(1))
+
+
 def find_private_keys(data: bytes) -> Iterator[tuple[int, str]]:
     """(line, detail) of each unencrypted PEM private key, plain or base64-encoded."""
     for match in _PEM.finditer(data):
-        if b"ENCRYPTED" in match.group(1):
-            continue
-        yield _line_of(data, match.start()), ""
+        if _is_private_key_block(data, match):
+            yield _line_of(data, match.start()), ""
     for match in _B64_PEM.finditer(data):
         run = match.group(0)
-        head = run[: (min(len(run), 120) // 4) * 4]
+        head = run[: (min(len(run), 160) // 4) * 4]
         try:
             decoded = base64.b64decode(head, validate=True)
         except (binascii.Error, ValueError):
             continue
         pem = _PEM.match(decoded)
-        if pem and b"ENCRYPTED" not in pem.group(1):
+        if pem and _is_private_key_block(decoded, pem):
             yield _line_of(data, match.start()), "base64-encoded"
 
 
@@ -210,7 +233,7 @@ def find_env_values(data: bytes, patterns: Sequence[tuple[bytes, EnvValue, str]]
                     skip_source: str | None = None) -> Iterator[tuple[int, str]]:
     for needle, v, form in patterns:
         if skip_source is not None and os.path.abspath(v.source) == skip_source:
-            continue  # the env file itself is where the values live
+            continue  # the env file itself: reported once, as a whole, by scan_bytes
         start = data.find(needle)
         seen_lines: set[int] = set()
         while start != -1:
@@ -318,7 +341,10 @@ def scan_bytes(path: str, data: bytes, env_patterns: Sequence[tuple[bytes, EnvVa
     for line, detail in find_private_keys(data):
         raw.append(Finding(norm, line, PRIVATE_KEY, detail))
     if env_patterns:
-        for line, detail in find_env_values(data, env_patterns, skip_source=os.path.abspath(path)):
+        here = os.path.abspath(path)
+        if any(os.path.abspath(v.source) == here for _, v, _ in env_patterns):
+            raw.append(Finding(norm, 1, ENV_VALUE, "the env file itself"))
+        for line, detail in find_env_values(data, env_patterns, skip_source=here):
             raw.append(Finding(norm, line, ENV_VALUE, detail))
     if path.lower().endswith(YAML_SUFFIXES):
         for line, kind, detail in find_secret_objects(data, path):
@@ -364,16 +390,27 @@ def scan_files(files: Iterable[str], env_values: Sequence[EnvValue] = (),
     return findings
 
 
+def env_files_matching(globs: Sequence[str], root: str = ".") -> list[str]:
+    """Existing files matching the globs under `root` (none is fine: a hook runs on every machine)."""
+    out: list[str] = []
+    for pattern in globs:
+        for match in sorted(glob.glob(os.path.join(root, pattern), include_hidden=True)):
+            if os.path.isfile(match) and match not in out:
+                out.append(match)
+    return out
+
+
 def scan(paths: Sequence[str] = (), env_files: Sequence[str] = (), *, root: str = ".",
-         ignore_file: str | None = None) -> tuple[list[Finding], int]:
+         ignore_file: str | None = None, env_globs: Sequence[str] = ()) -> tuple[list[Finding], int]:
     """Scan PATHS, or the files git tracks under `root` when none is given.
 
     Returns the findings (sorted by file and line) and how many env values were too short to search.
     """
-    env_values, short = load_env_values(env_files)
+    sources = list(env_files) + [f for f in env_files_matching(env_globs, root) if f not in env_files]
+    env_values, short = load_env_values(sources)
     ignore = load_ignore_file(ignore_file if ignore_file is not None else os.path.join(root, IGNORE_FILE))
     if paths:
-        files = expand_paths(paths)
+        files = expand_paths(paths, skip=sources)
     else:
         files = [os.path.join(root, n) for n in tracked_files(root)]
     return scan_files(files, env_values, ignore, root=root), short

@@ -25,6 +25,8 @@ def register(subparsers) -> None:
                    help="files or directories to scan (default: the files git tracks)")
     p.add_argument("--env-file", action="append", default=[], metavar="F",
                    help="an env file whose values must appear nowhere (repeatable)")
+    p.add_argument("--env-glob", action="append", default=[], metavar="GLOB",
+                   help="env files by glob under --root, e.g. '.env*'; none matching is fine (for hooks)")
     p.add_argument("--ignore-file", default=None, metavar="F",
                    help=f"path globs (and kinds) to allow (default: {scanner.IGNORE_FILE} if present)")
     p.add_argument("--root", default=".", metavar="DIR",
@@ -33,7 +35,8 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    findings, short = scanner.scan(args.paths, args.env_file, root=args.root, ignore_file=args.ignore_file)
+    findings, short = scanner.scan(args.paths, args.env_file, root=args.root, ignore_file=args.ignore_file,
+                                  env_globs=args.env_glob)
     if short:
         sys.stderr.write(f"ksecrets: scan: {short} env value(s) shorter than {scanner.MIN_VALUE_LENGTH} "
                          "bytes not searched (too common to match)\n")

@@ -72,11 +72,21 @@ def test_encrypted_keys_and_certificates_pass(tmp_path, rsa_key):
     assert s.scan_files([str(_write(tmp_path / "ok.pem", data))]) == []
 
 
-def test_base64_encoded_private_key_is_found_at_every_alignment(tmp_path, rsa_key):
+def test_legacy_encrypted_key_header_only_literal_and_json_escaped_key(tmp_path, rsa_key):
+    legacy = pem(rsa_key, serialization.PrivateFormat.TraditionalOpenSSL,
+                 serialization.BestAvailableEncryption(b"pw-123456"))
+    assert b"Proc-Type: 4,ENCRYPTED" in legacy
+    code = b'assert data.startswith(b"-----BEGIN RSA PRIVATE KEY-----")\n'  # a header in code is no key
+    assert s.scan_files([str(_write(tmp_path / "ok.txt", legacy + code))]) == []
+    escaped = json.dumps({"note": "x", "key": pem(rsa_key, serialization.PrivateFormat.PKCS8).decode()}, indent=1)
+    target = _write(tmp_path / "sa.json", escaped.encode())
+    assert [str(f) for f in s.scan_files([str(target)])] == [f"{target.as_posix()}:3: private-key"]
+
+
+def test_base64_encoded_private_key_is_found(tmp_path, rsa_key):
+    """A Secret's `tls.key` is the base64 of the whole PEM: it starts with base64("-----BEGIN ")."""
     raw = pem(rsa_key, serialization.PrivateFormat.TraditionalOpenSSL)
-    lines = [b"tls.key: " + base64.b64encode(raw)]
-    # A key embedded in a longer base64 blob is not a Secret value; the value alone is what leaks.
-    target = _write(tmp_path / "blob.txt", b"\n".join(lines) + b"\n")
+    target = _write(tmp_path / "blob.txt", b"tls.key: " + base64.b64encode(raw) + b"\n")
     assert [str(f) for f in s.scan_files([str(target)])] == [f"{target.as_posix()}:1: private-key (base64-encoded)"]
 
 
@@ -185,6 +195,7 @@ def test_env_values_raw_and_base64_are_found_by_key_never_shown(tmp_path):
     assert got == [
         f"{leak.as_posix()}:2: env-value (value of API_KEY from {env})",
         f"{leak.as_posix()}:4: env-value (value of API_KEY from {env}, base64)",
+        f"{env.as_posix()}:1: env-value (the env file itself)",  # named for scanning: it is being committed
     ]
 
 
@@ -255,8 +266,9 @@ def test_cli_exit_codes_and_output_never_hold_the_value(tmp_path, rsa_key):
 
     bad = run_cli(str(clean), str(leak), str(env), "--env-file", str(env), cwd=tmp_path)
     assert bad.returncode == 1
-    assert bad.stdout == f"{leak.as_posix()}:1: env-value (value of PASSWORD from {env})\n"
-    assert bad.stderr.startswith("ksecrets: scan: 1 finding(s) in 1 file(s);")
+    assert bad.stdout == (f"{leak.as_posix()}:1: env-value (value of PASSWORD from {env})\n"
+                          f"{env.as_posix()}:1: env-value (the env file itself)\n")
+    assert bad.stderr.startswith("ksecrets: scan: 2 finding(s) in 2 file(s);")
     assert CANARY not in bad.stdout + bad.stderr
 
     missing = run_cli(str(tmp_path / "nope"), cwd=tmp_path)
@@ -282,6 +294,20 @@ def test_no_paths_scans_what_git_tracks(tmp_path, rsa_key):
     outside = run_cli(cwd=tmp_path.parent / ".") if not (tmp_path.parent / ".git").exists() else None
     if outside is not None:
         assert outside.returncode == 2 and "not a git work tree" in outside.stderr
+
+
+def test_env_glob_finds_local_env_files_and_walks_skip_them(tmp_path):
+    (tmp_path / "src").mkdir()
+    _write(tmp_path / ".env.staging", f"API_KEY={CANARY}\n".encode())
+    _write(tmp_path / "src" / "app.py", f'KEY = "{CANARY}"\n'.encode())
+    result = run_cli(".", "--env-glob", ".env*", cwd=tmp_path)
+    assert (result.returncode, result.stdout) == (1, "src/app.py:1: env-value (value of API_KEY from ./.env.staging)\n")
+    # No env file matching is not an error: the hook runs on machines without one.
+    assert run_cli("src", "--env-glob", ".env.production*", cwd=tmp_path).returncode == 0
+    # Named explicitly (as a pre-commit hook names a staged file), the env file is itself a finding.
+    staged = run_cli(".env.staging", "--env-glob", ".env*", cwd=tmp_path)
+    assert (staged.returncode, staged.stdout) == (1, ".env.staging:1: env-value (the env file itself)\n")
+    assert CANARY not in result.stdout + result.stderr + staged.stdout + staged.stderr
 
 
 def test_directories_are_walked_skipping_tool_dirs(tmp_path, rsa_key):
