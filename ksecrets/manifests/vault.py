@@ -162,8 +162,8 @@ def operator_values(cfg: StackConfig) -> dict[str, Any]:
                     "limits": {"memory": "256Mi"},
                 },
             },
-            "podSecurityContext": {"runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}},
-            "securityContext": {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}},
+            # podSecurityContext/securityContext stay the chart's (runAsNonRoot, no privilege
+            # escalation): that meets `baseline`, which the operator's namespace enforces.
         },
         # The stack's VaultConnection and per-app VaultAuths are explicit objects (apps layer),
         # so no implicit defaults that some other namespace could fall back on.
