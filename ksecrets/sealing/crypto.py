@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import os
 from typing import Iterable
 
@@ -47,6 +48,7 @@ def label_for(scope: str, namespace: str, name: str) -> bytes:
     return f"{namespace}/{name}".encode("utf-8")
 
 
+@functools.lru_cache(maxsize=256)
 def _oaep(label: bytes) -> padding.OAEP:
     return padding.OAEP(
         mgf=padding.MGF1(algorithm=hashes.SHA256()), algorithm=hashes.SHA256(), label=label or None
