@@ -10,7 +10,9 @@ Four rules, each with a finding kind that allow markers name:
   document, and every item of a `List`);
 - `unencrypted-key-backup`: a sealing key Secret (label `sealedsecrets.bitnami.com/sealed-secrets-key`)
   with its data, which is what a raw `kubectl get secret -o yaml` backup of the controller's keys
-  looks like. An encrypted backup (`ksecrets backup`) carries neither PEM nor Secret data and passes.
+  looks like (also in a file with no YAML suffix), and a `KSECRETS SEALING KEY BACKUP` armour whose
+  body lacks the encrypted header (`KSBK`, see `ksecrets.sealing.backup`). An encrypted backup
+  (`ksecrets backup`) passes.
 
 Allowing a finding, for test fixtures only:
 - `ksecrets: allow <kind>[ <kind>...]` in a comment on the finding's line or the line above it;
@@ -61,6 +63,10 @@ _PEM = re.compile(rb"-----BEGIN ([A-Z0-9 ]*?)PRIVATE KEY( BLOCK)?-----")
 # A base64-encoded PEM (a Secret's `tls.key`) starts with base64("-----BEGIN ") = "LS0tLS1CRUdJTi";
 # such a run is decoded (just its head) to see whether it is a private key.
 _B64_PEM = re.compile(rb"LS0tLS1CRUdJTi[A-Za-z0-9+/]{8,}")
+_BACKUP_ARMOUR = re.compile(rb"-----BEGIN KSECRETS SEALING KEY BACKUP-----\s*([A-Za-z0-9+/=\s]*?)-----END")
+_BACKUP_MAGIC = b"KSBK"  # ksecrets.sealing.backup.MAGIC: the encrypted format's header
+# A manifest without a YAML suffix (`keys.bak`, stdin saved to a file): its first content line.
+_MANIFEST_START = re.compile(rb"\A(?:\s*#[^\n]*\n|\s*---[^\n]*\n|\s)*(?:apiVersion:|kind:|\{\s*\"(?:apiVersion|kind)\")")
 _ALLOW = re.compile(r"ksecrets:\s*allow\s+([a-z][a-z0-9-]*(?:[ \t,]+[a-z][a-z0-9-]*)*)")
 _ALLOW_FILE = re.compile(r"ksecrets:\s*allow-file\s+([a-z][a-z0-9-]*(?:[ \t,]+[a-z][a-z0-9-]*)*)")
 # Fallback for YAML that does not parse (templates): a top-level `kind: Secret` and a `data:` or
@@ -221,6 +227,22 @@ def find_private_keys(data: bytes) -> Iterator[tuple[int, str]]:
             yield _line_of(data, match.start()), "base64-encoded"
 
 
+def find_unencrypted_backups(data: bytes) -> Iterator[tuple[int, str]]:
+    """A backup armour whose body does not start with the encrypted format's header."""
+    for match in _BACKUP_ARMOUR.finditer(data):
+        head = b"".join(match.group(1).split())[:8]
+        try:
+            magic = base64.b64decode(head[: len(head) // 4 * 4], validate=True)[:4]
+        except (binascii.Error, ValueError):
+            magic = b""
+        if magic != _BACKUP_MAGIC:
+            yield _line_of(data, match.start()), "backup armour without the encrypted header"
+
+
+def looks_like_manifest(path: str, data: bytes) -> bool:
+    return path.lower().endswith(YAML_SUFFIXES) or _MANIFEST_START.match(data) is not None
+
+
 def _env_patterns(values: Sequence[EnvValue]) -> list[tuple[bytes, EnvValue, str]]:
     out = []
     for v in values:
@@ -346,7 +368,9 @@ def scan_bytes(path: str, data: bytes, env_patterns: Sequence[tuple[bytes, EnvVa
             raw.append(Finding(norm, 1, ENV_VALUE, "the env file itself"))
         for line, detail in find_env_values(data, env_patterns, skip_source=here):
             raw.append(Finding(norm, line, ENV_VALUE, detail))
-    if path.lower().endswith(YAML_SUFFIXES):
+    for line, detail in find_unencrypted_backups(data):
+        raw.append(Finding(norm, line, KEY_BACKUP, detail))
+    if looks_like_manifest(path, data):
         for line, kind, detail in find_secret_objects(data, path):
             raw.append(Finding(norm, line, kind, detail))
     if not raw:

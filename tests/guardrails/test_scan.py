@@ -142,9 +142,30 @@ def test_secrets_with_data_found_per_document(tmp_path):
     ]
 
 
-def test_same_secrets_in_a_non_yaml_file_are_not_parsed(tmp_path):
-    # Only YAML/JSON files are parsed as objects; a README that shows one is not a manifest.
-    assert s.scan_files([str(_write(tmp_path / "README.md", MULTI_DOC.encode()))]) == []
+def test_docs_showing_a_secret_are_not_manifests_but_suffixless_manifests_are(tmp_path):
+    # YAML/JSON files, and files that start like a manifest, are parsed; a README showing one is not.
+    doc = "# Secrets\n\nNever commit this:\n\n```yaml\n" + MULTI_DOC + "```\n"
+    assert s.scan_files([str(_write(tmp_path / "README.md", doc.encode()))]) == []
+    bak = _write(tmp_path / "secrets.bak", ("# saved\n---\n" + MULTI_DOC).encode())
+    assert [f.line for f in s.scan_files([str(bak)])] == [15, 38]
+
+
+def test_key_backups_encrypted_pass_plaintext_fails(tmp_path):
+    from ksecrets.sealing import backup
+
+    key, cert = keys.generate_key_and_cert(key_bits=2048)
+    plaintext = backup.backup_plaintext({"apiVersion": "v1", "kind": "List",
+                                         "items": [keys.tls_secret_manifest(key, cert)]}, "test")
+    encrypted = _write(tmp_path / "keys.ksbackup", backup.encrypt_backup(plaintext, "a passphrase 123", log2_n=10))
+    assert s.scan_files([str(encrypted)]) == []
+    # The same List unencrypted, saved without a suffix: the JSON is parsed, the key is found.
+    raw = _write(tmp_path / "keys.bak", plaintext)
+    assert [(f.line, f.kind) for f in s.scan_files([str(raw)])] == [(1, "private-key"), (1, "unencrypted-key-backup")]
+    # Armour around something that is not the encrypted format.
+    fake = b"-----BEGIN KSECRETS SEALING KEY BACKUP-----\n" + base64.b64encode(plaintext) + b"\n-----END KSECRETS SEALING KEY BACKUP-----\n"
+    target = _write(tmp_path / "fake.ksbackup", fake)
+    assert [str(f) for f in s.scan_files([str(target)])] == [
+        f"{target.as_posix()}:1: unencrypted-key-backup (backup armour without the encrypted header)"]
 
 
 def test_json_secret_and_list_items(tmp_path):
