@@ -199,3 +199,41 @@ def test_two_apps_claiming_one_role_are_refused(vault, client, tmp_path):
     assert str(e.value) == ("Pulumi.clash.yaml: apps: Vault role 'orders' would serve both shop/orders and "
                             "billing/billing; set vault.role on one of them")
     assert vault.log == []
+
+
+def test_cli_bootstrap_twice(cli, vault, vault_env, tmp_path):
+    ca = tmp_path / "ca.pem"
+    ca.write_text(CA)
+    args = ("vault", "bootstrap", "--stack", "production", "--kube-host", HOST, "--kube-ca-file", str(ca), "--root", str(ROOT))
+    r = cli(*args)
+    assert (r.code, r.err) == (0, "")
+    assert r.out.splitlines() == [
+        "changed: secrets engine secret/ (kv v2)",
+        "changed: auth method kubernetes/ (kubernetes)",
+        f"changed: auth kubernetes/config (host {HOST})",
+        "changed: policy ksecrets-my-app",
+        "changed: role my-app (my-app/my-app)",
+        "changed: audit device file/ (/vault/audit/vault-audit.log)",
+        "6 changed, 0 already as configured",
+    ]
+    assert vault.objects["auth/kubernetes/config"] == {"kubernetes_host": HOST, "kubernetes_ca_cert": CA}
+    r = cli(*args)
+    assert (r.code, r.out) == (0, "no changes: all 6 items already as configured\n")
+
+
+def test_cli_bootstrap_rejects_a_ca_file_that_is_not_pem(cli, vault_env, tmp_path):
+    bad = tmp_path / "ca.txt"
+    bad.write_text("hello")
+    r = cli("vault", "bootstrap", "--stack", "production", "--kube-ca-file", str(bad), "--root", str(ROOT))
+    assert (r.code, r.err) == (2, f"ksecrets: {bad}: not a PEM certificate\n")
+
+
+def test_really_unreachable_vault(vault_env, monkeypatch, production):
+    # No mock: a real connection to a closed local port.
+    from ksecrets.vault.client import make_client
+
+    c = make_client(production.vault, env={"VAULT_ADDR": "http://127.0.0.1:9", "VAULT_TOKEN": "t"})
+    with pytest.raises(KsecretsError) as e:
+        bootstrap(c, production)
+    assert str(e.value) == ("Vault http://127.0.0.1:9: sys/mounts: unreachable (connection failed; check VAULT_ADDR "
+                            "and that Vault is running)")
