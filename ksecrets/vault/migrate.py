@@ -64,6 +64,10 @@ def unsealed_values(cfg: StackConfig, private_keys: Iterable[Any]) -> list[tuple
             orphans.append(f"{entry.namespace}/{entry.name}")
             continue
         where = f"{cfg.source}: sealed[{i}] ({entry.namespace}/{entry.name})"
+        if entry.type != "Opaque":
+            # The operator creates Opaque Secrets; a typed one (TLS, docker config) would change kind.
+            raise KsecretsError(f"{where}: type {entry.type} is not Opaque, which the Vault Secrets Operator "
+                                "creates; move it by hand; nothing was pushed")
         secret = unseal(sealed_secret(cfg, entry), keys, where)
         values: dict[str, str] = {}
         for key, b64 in sorted((secret.get("data") or {}).items()):

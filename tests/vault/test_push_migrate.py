@@ -175,3 +175,15 @@ def test_migrate_an_already_vault_stack(cli, vault, vault_env, prod_root, tmp_pa
     k.write_bytes(private_key_pem(key))
     r = cli("migrate", "--stack", "production", "--to", "vault", "--recovery-private-key", str(k), "--root", str(prod_root))
     assert (r.code, r.err) == (2, "ksecrets: Pulumi.production.yaml: backend: already vault; nothing to migrate\n")
+
+
+def test_migrate_refuses_a_typed_secret_before_pushing(cli, vault, vault_env, sealed_stack):
+    root, keyfile = sealed_stack
+    f = root / "Pulumi.staging.yaml"
+    f.write_text(f.read_text().replace("      scope: strict\n", "      scope: strict\n      type: kubernetes.io/basic-auth\n", 1))
+    before = f.read_bytes()
+    r = cli("migrate", "--stack", "staging", "--to", "vault", "--recovery-private-key", str(keyfile), "--root", str(root))
+    assert (r.code, r.err) == (2, "ksecrets: Pulumi.staging.yaml: sealed[0] (my-app/my-app-secrets): type "
+                                  "kubernetes.io/basic-auth is not Opaque, which the Vault Secrets Operator creates; "
+                                  "move it by hand; nothing was pushed\n")
+    assert vault.log == [] and f.read_bytes() == before
