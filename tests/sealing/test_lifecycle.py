@@ -5,9 +5,7 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import json
-import os
 import stat
-from pathlib import Path
 
 import pytest
 import yaml
