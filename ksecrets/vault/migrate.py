@@ -39,7 +39,7 @@ class MigrationReport:
     switched: bool = False
 
     def lines(self) -> list[str]:
-        return self.pushed + ([f"backend switched to vault"] if self.switched else ["stack file unchanged"])
+        return self.pushed + (["backend switched to vault"] if self.switched else ["stack file unchanged"])
 
 
 def app_for_entry(cfg: StackConfig, entry: SealedEntry) -> App | None:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from ksecrets.config.load import load_stack, load_stack_file
+from ksecrets.config.load import load_stack
 from ksecrets.manifests.stack import build_stack
 from ksecrets.sealing.keys import generate_key_and_cert, cert_pem, private_key_pem
 from ksecrets.sealing.stack import seal_into_stack
