@@ -414,11 +414,18 @@ def scan_files(files: Iterable[str], env_values: Sequence[EnvValue] = (),
     return findings
 
 
+# Committed templates (`.env.example`) hold placeholders, not secrets: never env files to search.
+TEMPLATE_SUFFIXES = (".example", ".sample", ".template", ".dist", ".tmpl")
+
+
 def env_files_matching(globs: Sequence[str], root: str = ".") -> list[str]:
-    """Existing files matching the globs under `root` (none is fine: a hook runs on every machine)."""
+    """Existing files matching the globs under `root` (none is fine: a hook runs on every machine),
+    except templates such as `.env.example`."""
     out: list[str] = []
     for pattern in globs:
         for match in sorted(glob.glob(os.path.join(root, pattern), include_hidden=True)):
+            if match.lower().endswith(TEMPLATE_SUFFIXES):
+                continue
             if os.path.isfile(match) and match not in out:
                 out.append(match)
     return out

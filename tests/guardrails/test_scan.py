@@ -329,6 +329,10 @@ def test_env_glob_finds_local_env_files_and_walks_skip_them(tmp_path):
     staged = run_cli(".env.staging", "--env-glob", ".env*", cwd=tmp_path)
     assert (staged.returncode, staged.stdout) == (1, ".env.staging:1: env-value (the env file itself)\n")
     assert CANARY not in result.stdout + result.stderr + staged.stdout + staged.stderr
+    # A committed template is no env file: its placeholders are not searched, and it may be staged.
+    _write(tmp_path / ".env.example", b"API_KEY=change-me-please\n")
+    _write(tmp_path / "src" / "docs.txt", b"set API_KEY=change-me-please\n")
+    assert run_cli(".env.example", "src/docs.txt", "--env-glob", ".env*", cwd=tmp_path).returncode == 0
 
 
 def test_directories_are_walked_skipping_tool_dirs(tmp_path, rsa_key):
