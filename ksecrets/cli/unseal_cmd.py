@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from ksecrets.errors import KsecretsError
 from ksecrets.sealing.cliutil import add_format_flag, add_recovery_flags, read_stdin_text, recovery_keys, render
 from ksecrets.sealing.sealedsecret import parse_sealed_secret, unseal
 
@@ -16,11 +17,39 @@ def register(subparsers) -> None:
                     "keys or backups (every key is tried). The output holds plaintext: handle it like one.")
     add_recovery_flags(p)
     add_format_flag(p, default="json")
+    p.add_argument("--stack", help="unseal an entry of Pulumi.<stack>.yaml instead of stdin (needs --name)")
+    p.add_argument("--name", help="--stack: the Secret's name")
+    p.add_argument("--namespace", "-n", help="--stack: the Secret's namespace (default: from the app)")
+    p.add_argument("--root", default=".", help="directory of the stack files (default .)")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     keys = recovery_keys(args)
-    obj = parse_sealed_secret(read_stdin_text("stdin"), "stdin")
-    sys.stdout.write(render(unseal(obj, keys, "stdin"), args.format))
+    if args.stack:
+        obj, source = _from_stack(args)
+    else:
+        if args.name or args.namespace:
+            raise KsecretsError("--name and --namespace need --stack")
+        obj, source = parse_sealed_secret(read_stdin_text("stdin"), "stdin"), "stdin"
+    sys.stdout.write(render(unseal(obj, keys, source), args.format))
     return 0
+
+
+def _from_stack(args: argparse.Namespace) -> tuple[dict, str]:
+    from ksecrets.config import load_stack
+    from ksecrets.config.stackfile import SEALED
+    from ksecrets.sealing.sealedsecret import build_sealed_secret
+    from ksecrets.sealing.stack import resolve_namespace
+
+    if not args.name:
+        raise KsecretsError("--stack needs --name (the Secret's name)")
+    cfg = load_stack(args.stack, args.root)
+    ns = resolve_namespace(cfg, args.name, args.namespace)
+    entry = cfg.sealed_entry(ns, args.name)
+    if entry is None:
+        raise KsecretsError(f"{cfg.source}: {SEALED}: no entry for {ns}/{args.name}")
+    obj = build_sealed_secret(name=entry.name, namespace=entry.namespace, scope=entry.scope,
+                              encrypted_data=dict(entry.encrypted_data), secret_type=entry.type,
+                              fingerprint=entry.certificate_fingerprint)
+    return obj, f"{cfg.source}: {SEALED}[{cfg.sealed.index(entry)}]"

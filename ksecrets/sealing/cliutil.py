@@ -16,6 +16,8 @@ CERT_ENV = "SEALED_SECRETS_CERT"  # kubeseal reads the same variable
 
 
 def read_stdin_text(source: str = "stdin") -> str:
+    if sys.stdin.isatty():  # as kubeseal does: say what is expected instead of waiting silently
+        sys.stderr.write("(tty detected: expecting a JSON or YAML Kubernetes object on stdin)\n")
     data = sys.stdin.buffer.read()
     try:
         return data.decode("utf-8")

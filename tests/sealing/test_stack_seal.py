@@ -237,3 +237,16 @@ def test_repository_stack_file_round_trips_unchanged(tmp_path):
         shutil.copy(src, dest)
         assert update_stack_file(dest, lambda config: None) is False
         assert dest.read_bytes() == src.read_bytes()
+
+
+def test_unseal_a_stack_entry(stack, key_file):
+    assert seal(stack, "--from-literal", f"A={VALUE}").returncode == 0
+    out = ksecrets("unseal", "--stack", "staging", "--name", "my-app-secrets", "--recovery-private-key",
+                   str(key_file), "-o", "json", cwd=stack, env=clean_env())
+    assert out.returncode == 0, out.stderr
+    secret = json.loads(out.stdout)
+    assert secret["metadata"] == {"name": "my-app-secrets", "namespace": "my-app"}
+    assert base64.b64decode(secret["data"]["A"]) == VALUE.encode()
+    out = ksecrets("unseal", "--stack", "staging", "--name", "nope", "--namespace", "x", "--recovery-private-key",
+                   str(key_file), cwd=stack, env=clean_env())
+    assert err_line(out) == "ksecrets: Pulumi.staging.yaml: k8s-secrets:sealed: no entry for x/nope"
