@@ -425,6 +425,9 @@ def _cross_checks(cfg: m.StackConfig, f: Mapping[str, _Node], top: _Node) -> Non
                         f"key \"{e.key}\" is not in Secret \"{app.secret_name}\" (keys: {', '.join(sorted(known_keys))})")
         for j, r in enumerate(app.rotation):
             rat = at.child("rotation", None).child(j, None)
+            first = next(k for k, other in enumerate(app.rotation) if other.key == r.key)
+            if first != j:
+                raise rat.child("key", None).fail(f"\"{r.key}\" is already rotated by rotation[{first}]")
             if r.key not in known_keys:
                 raise rat.child("key", None).fail(
                     f"\"{r.key}\" is not a key of Secret \"{app.secret_name}\""
