@@ -2,7 +2,8 @@
 
 Four rules, each with a finding kind that allow markers name:
 - `env-value`: a value of a given env file (the exact bytes, or their base64, as a Secret's
-  `data` would hold them);
+  `data` would hold them; values shorter than MIN_VALUE_LENGTH are not searched), and a given env
+  file that is itself among the files scanned (staged or tracked);
 - `private-key`: a PEM private key block (`-----BEGIN ... PRIVATE KEY-----`), as text or
   base64-encoded (a Secret's `tls.key`). `ENCRYPTED PRIVATE KEY` blocks are passphrase-protected
   and pass;
@@ -48,7 +49,7 @@ KEY_BACKUP = "unencrypted-key-backup"
 KINDS: tuple[str, ...] = (ENV_VALUE, PRIVATE_KEY, SECRET_DATA, KEY_BACKUP)
 
 IGNORE_FILE = ".ksecrets-scan-ignore"
-KEY_LABEL = "sealedsecrets.bitnami.com/sealed-secrets-key"
+KEY_LABEL = "sealedsecrets.bitnami.com/sealed-secrets-key"  # = ksecrets.sealing.keys.KEY_LABEL (no crypto import here)
 # Shorter values ("1", "true", "dev") match everywhere; searching for them is noise, not safety.
 MIN_VALUE_LENGTH = 6
 # Directories never worth scanning when a directory is walked (git ls-files never lists them).
@@ -56,6 +57,7 @@ SKIP_DIRS = frozenset({".git", ".venv", "venv", "node_modules", ".tools", "__pyc
                        ".mypy_cache", ".ruff_cache", "build", "dist"})
 YAML_SUFFIXES = (".yaml", ".yml", ".json")
 _BINARY_PROBE = 8192
+_Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml when present: a hook must be quick
 
 # BEGIN lines of PKCS#1 (RSA/EC/DSA), PKCS#8, OpenSSH and PGP private keys; the label group tells
 # ENCRYPTED ones apart.
@@ -323,7 +325,7 @@ def find_secret_objects(data: bytes, path: str) -> Iterator[tuple[int, str, str]
         return
     try:
         text = data.decode("utf-8")
-        nodes = list(yaml.compose_all(text, Loader=yaml.SafeLoader))
+        nodes = list(yaml.compose_all(text, Loader=_Loader))
     except (UnicodeDecodeError, yaml.YAMLError):
         # Not YAML we can read (a template, say): fall back to a line heuristic.
         if _KIND_SECRET.search(data):
