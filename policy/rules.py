@@ -154,9 +154,11 @@ def runs_as_non_root(pod_security: Any, container_security: Any) -> bool:
         return value if value is not None else _get(pod_security, field)
 
     user = pick("runAsUser")
-    if user == 0:
+    # Numbers reach a policy through protobuf Structs, as floats (10001.0): compare by value.
+    numeric = isinstance(user, (int, float)) and not isinstance(user, bool)
+    if numeric and user == 0:
         return False
-    return pick("runAsNonRoot") is True or (isinstance(user, int) and not isinstance(user, bool) and user > 0)
+    return pick("runAsNonRoot") is True or (numeric and user > 0)
 
 
 def non_root_violations(resource_type: str, props: Mapping[str, Any]) -> list[str]:

@@ -89,6 +89,41 @@ def test_registered_resources_pass_every_policy(stack):
     assert len([r for r in resources if r.type == HELM_RELEASE]) >= 1
 
 
+FIXTURE_STACKS = [ROOT / "tests/rotation/fixtures/Pulumi.rotating.yaml", ROOT / "tests/vault/fixtures/Pulumi.vaultdb.yaml"]
+CRONJOB = "kubernetes:batch/v1:CronJob"
+
+
+def registered_file(path: Path) -> list:
+    cfg = load_stack_file(path)
+    mocks, _ = run_program(lambda: Platform(cfg.stack, cfg), stack=cfg.stack)
+    pulumi.runtime.set_all_config({})
+    return [r for r in mocks.resources if r.custom]
+
+
+@pytest.mark.parametrize("path", FIXTURE_STACKS, ids=lambda p: p.name)
+def test_fixture_stacks_with_rotation_cronjobs_pass(path):
+    resources = registered_file(path)
+    config = {SECRET_POLICY: {"backend": "vault"}}
+    for r in resources:
+        assert pack.evaluate(r.type, r.inputs, name=r.name, config=config) == {}, r.name
+    assert any(r.type == CRONJOB for r in resources)
+
+
+def test_registered_rotation_cronjob_as_root_fails():
+    (cron,) = [r for r in registered_file(FIXTURE_STACKS[0]) if r.type == CRONJOB and r.name.endswith("api-key")]
+    obj = copy.deepcopy(cron.inputs)
+    spec = rules.pod_spec(CRONJOB, obj)
+    assert rules.reads_secrets(spec["containers"][0], rules._secret_volumes(spec))
+    # As registered, numbers are floats (protobuf): runAsUser 10001.0 with runAsNonRoot.
+    assert spec["securityContext"]["runAsUser"] == 10001.0
+    del spec["securityContext"]["runAsNonRoot"], spec["containers"][0]["securityContext"]["runAsNonRoot"]
+    assert rules.non_root_violations(CRONJOB, obj) == []  # a non-zero uid alone is non-root
+    spec["containers"][0]["securityContext"]["runAsUser"] = 0.0
+    assert pack.evaluate(CRONJOB, obj) == {"secret-readers-run-as-non-root": [
+        "CronJob my-app/my-app-rotate-api-key: containers[0] (rotate) reads a Secret but may run as root "
+        "(set runAsNonRoot: true, or a non-zero runAsUser)"]}
+
+
 def test_backend_comes_from_the_stack_file_by_urn():
     assert pack.stack_from_urn("urn:pulumi:staging::k8s-secrets::kubernetes:core/v1:Secret::x") == "staging"
     assert pack.backend_from_stack_file("staging") == "sealed-secrets"
@@ -207,7 +242,7 @@ def test_cronjob_and_pod_that_mount_secrets():
         "containers": [{"name": "rotator", "image": "x", "volumeMounts": [{"name": "creds", "mountPath": "/s"}]}],
     }}}}}}
     assert rules.non_root_violations("kubernetes:batch/v1:CronJob", cron) == [
-        "CronJob my-app/rotate: containers[0] (rotator) reads a Secret but may run as root "
+        "CronJob my-app/rotate: containers[0] (rotate) reads a Secret but may run as root "
         "(set runAsNonRoot: true, or a non-zero runAsUser)"]
     cron["spec"]["jobTemplate"]["spec"]["template"]["spec"]["securityContext"] = {"runAsNonRoot": True}
     assert rules.non_root_violations("kubernetes:batch/v1:CronJob", cron) == []
