@@ -18,9 +18,11 @@ from components.rbac import AppAccess
 from components.rotation import Rotation
 from components.sealed_secrets import SealedSecrets, SealedSecretsController
 from components.vault import VaultPlatform, VaultSecrets
+from components.vault_config import VaultBootstrap
 from components.workloads import Workloads
 from ksecrets.config.model import StackConfig
 from ksecrets.manifests import build_stack
+from ksecrets.manifests.vault import vault_release_id
 from ksecrets.manifests.plan import Planned
 
 # Group (set by build_stack) → (component class, child role). Order matters: a group may only
@@ -58,6 +60,12 @@ class Platform(pulumi.ComponentResource):
             if members:
                 self.groups[group] = cls(f"{name}-{role}", members, self.registry,
                                          pulumi.ResourceOptions(parent=self))
+        self.vault_config: VaultBootstrap | None = None
+        if cfg.backend == "vault" and cfg.vault is not None and cfg.vault.configure:
+            # Vault itself, configured once its release is Ready (same code as the CLI).
+            release = self.registry.by_id[vault_release_id(cfg)]
+            self.vault_config = VaultBootstrap(f"{name}-vault-config", cfg, opts=pulumi.ResourceOptions(
+                parent=self, depends_on=[release]))
         self.backend = cfg.backend
         self.object_count = len(self.planned)
         self.register_outputs({"backend": cfg.backend, "objects": len(self.planned)})

@@ -157,7 +157,7 @@ def _sealed_secrets(node: _Node) -> m.SealedSecretsConfig:
 def _vault(node: _Node) -> m.VaultConfig:
     f = node.mapping({"chartVersion", "chartRepository", "namespace", "replicas", "dataStorageSize",
                       "auditStorageSize", "storageClass", "tls", "address", "kvMount", "authMount",
-                      "audience", "operator", "database"})
+                      "audience", "operator", "database", "configure"})
     d = m.VaultConfig()
 
     def tls(n: _Node) -> m.VaultTLS:
@@ -201,6 +201,7 @@ def _vault(node: _Node) -> m.VaultConfig:
         audience=_opt(f, "audience", _Node.str, d.audience),
         operator=_opt(f, "operator", operator, m.VaultOperatorConfig()),
         database=_opt(f, "database", database, None),
+        configure=_opt(f, "configure", _Node.bool, False),
     )
 
 

@@ -78,6 +78,10 @@ class VaultConfig:
     audience: str = "vault"
     operator: VaultOperatorConfig = field(default_factory=VaultOperatorConfig)
     database: VaultDatabase | None = None
+    # Configure Vault itself (kv, auth, policies, roles, audit) during `pulumi up` with the same
+    # code as `ksecrets vault bootstrap`. Off until Vault is initialised and unsealed: a fresh
+    # Vault cannot be configured.
+    configure: bool = False
 
     @property
     def service_address(self) -> str:

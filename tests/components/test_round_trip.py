@@ -93,3 +93,22 @@ def test_components_parent_their_children_and_wait_for_crds(tmp_path):
         ns = planned.obj["metadata"].get("namespace")
         if ns in registry.namespaces:
             assert registry.namespaces[ns] in deps, f"{planned.id} does not wait for its namespace"
+
+
+def test_vault_is_configured_by_pulumi_only_when_asked(tmp_path):
+    import yaml as _yaml
+
+    doc = _yaml.safe_load((ROOT / "Pulumi.production.yaml").read_text())
+    for configure in (False, True):
+        doc["config"]["k8s-secrets:vault"]["configure"] = configure
+        path = tmp_path / "Pulumi.prod2.yaml"
+        path.write_text(_yaml.safe_dump(doc))
+        cfg = load_stack_file(path)
+        holder = {}
+        mocks, _ = run_program(lambda: holder.setdefault("p", Platform(cfg.stack, cfg)), stack=cfg.stack)
+        dynamic = [r for r in mocks.resources if r.type == "pulumi-python:dynamic:Resource"]
+        assert len(dynamic) == (1 if configure else 0)
+        if configure:
+            assert dynamic[0].name == "prod2-vault-config"
+            # No token or password in what Pulumi records for it.
+            assert "VAULT_TOKEN" not in repr(dynamic[0].inputs) and "hvs." not in repr(dynamic[0].inputs)
