@@ -242,7 +242,7 @@ def test_cronjob_and_pod_that_mount_secrets():
         "containers": [{"name": "rotator", "image": "x", "volumeMounts": [{"name": "creds", "mountPath": "/s"}]}],
     }}}}}}
     assert rules.non_root_violations("kubernetes:batch/v1:CronJob", cron) == [
-        "CronJob my-app/rotate: containers[0] (rotate) reads a Secret but may run as root "
+        "CronJob my-app/rotate: containers[0] (rotator) reads a Secret but may run as root "
         "(set runAsNonRoot: true, or a non-zero runAsUser)"]
     cron["spec"]["jobTemplate"]["spec"]["template"]["spec"]["securityContext"] = {"runAsNonRoot": True}
     assert rules.non_root_violations("kubernetes:batch/v1:CronJob", cron) == []
