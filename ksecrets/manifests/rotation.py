@@ -137,12 +137,11 @@ def _env(cfg: StackConfig, app: App, spec: RotationSpec) -> list[dict[str, Any]]
 
 
 def ca_secret_name(cfg: StackConfig) -> str:
-    """The Secret (in the app's namespace) with `ca.crt`, the CA of Vault's TLS certificate.
-
-    Only the CA: the server's `tls.key` never leaves Vault's namespace.
-    """
+    """The CA-only Secret (`ca.crt`) that VaultConnection uses (`vault.tls.caSecretName`); the
+    rotator mounts a Secret of that name in the app's namespace. Never the server's TLS Secret,
+    whose `tls.key` must not leave Vault's namespace."""
     assert cfg.vault is not None
-    return f"{cfg.vault.tls.secret_name}-ca"
+    return cfg.vault.tls.ca_secret_name
 
 
 def cronjob(cfg: StackConfig, app: App, spec: RotationSpec) -> Manifest:

@@ -77,7 +77,7 @@ def test_random_cronjob_exact(planned):
     ]
     assert pod["volumes"][1] == {"name": "vault-token", "projected": {"sources": [{"serviceAccountToken": {
         "audience": "vault", "expirationSeconds": 600, "path": "token"}}]}}
-    assert pod["volumes"][2] == {"name": "vault-ca", "secret": {"secretName": "vault-tls-ca",
+    assert pod["volumes"][2] == {"name": "vault-ca", "secret": {"secretName": "vault-ca",
                                                                 "items": [{"key": "ca.crt", "path": "ca.crt"}]}}
 
 
