@@ -144,10 +144,10 @@ def upsert_sealed_secret(config: CommentedMap, *, name: str, namespace: str, sco
         entry["namespace"] = namespace
         seq.append(entry)
         index = len(seq) - 1
-    entry["scope"] = scope
+    _set_in_order(entry, "scope", scope)
     if secret_type is not None and (secret_type != "Opaque" or "type" in entry):
-        entry["type"] = secret_type
-    entry["certificateFingerprint"] = certificate_fingerprint
+        _set_in_order(entry, "type", secret_type)
+    _set_in_order(entry, "certificateFingerprint", certificate_fingerprint)
     _replace_map(entry, "encryptedData", encrypted_data)
     if digests:
         _replace_map(entry, "digests", digests)
@@ -156,10 +156,27 @@ def upsert_sealed_secret(config: CommentedMap, *, name: str, namespace: str, sco
     return index
 
 
+_ENTRY_ORDER = ("name", "namespace", "scope", "type", "certificateFingerprint", "encryptedData", "digests")
+
+
+def _set_in_order(entry: CommentedMap, key: str, value: Any) -> None:
+    """Set `key`; a new key goes where the schema lists it, not at the end of the entry."""
+    if key in entry:
+        if entry[key] != value:
+            entry[key] = value
+        return
+    later = _ENTRY_ORDER[_ENTRY_ORDER.index(key) + 1:]
+    keys = list(entry)
+    pos = next((i for i, k in enumerate(keys) if k in later), len(keys))
+    entry.insert(pos, key, value)
+
+
 def _replace_map(entry: CommentedMap, field: str, items: Mapping[str, str]) -> None:
     """Replace a map's content while keeping the existing node (and its comments) when present."""
     current = entry.get(field)
     if isinstance(current, CommentedMap):
+        # Comment lines after a map's last key belong to that key in ruamel; keep them at the end.
+        tail = current.ca.items.get(list(current)[-1]) if len(current) else None
         for key in [k for k in current if k not in items]:
             del current[key]
         for key in sorted(items):
@@ -172,8 +189,14 @@ def _replace_map(entry: CommentedMap, field: str, items: Mapping[str, str]) -> N
                 del current[k]
             for k, v in ordered:
                 current[k] = v
+        if tail is not None and len(current):
+            last = list(current)[-1]
+            for key in list(current.ca.items):
+                if key != last and current.ca.items[key] is tail:
+                    del current.ca.items[key]
+            current.ca.items.setdefault(last, tail)
     else:
-        entry[field] = _string_map(items)
+        _set_in_order(entry, field, _string_map(items))
 
 
 def set_certificate_path(config: CommentedMap, path: str) -> None:

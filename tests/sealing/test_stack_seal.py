@@ -250,3 +250,25 @@ def test_unseal_a_stack_entry(stack, key_file):
     out = ksecrets("unseal", "--stack", "staging", "--name", "nope", "--namespace", "x", "--recovery-private-key",
                    str(key_file), cwd=stack, env=clean_env())
     assert err_line(out) == "ksecrets: Pulumi.staging.yaml: k8s-secrets:sealed: no entry for x/nope"
+
+
+def test_an_existing_entry_is_updated_in_place(stack, vector_cert):
+    """A hand-written entry keeps its comments and position; missing fields go where the schema lists them."""
+    text = STACK_FILE + """\
+  k8s-secrets:sealed:
+    # first entry, written by hand
+    - name: my-app-secrets
+      namespace: my-app   # the app's namespace
+      encryptedData:
+        OLD: AgBvbGQ=
+  # trailing comment
+"""
+    (stack / "Pulumi.staging.yaml").write_text(text)
+    out = seal(stack, "--from-literal", "NEW=1", "--prune")
+    assert out.returncode == 0, out.stderr
+    new = (stack / "Pulumi.staging.yaml").read_text()
+    assert new.startswith(STACK_FILE + "  k8s-secrets:sealed:\n    # first entry, written by hand\n"
+                          "    - name: my-app-secrets\n      namespace: my-app   # the app's namespace\n"
+                          "      scope: strict\n"
+                          f"      certificateFingerprint: {vector_cert.fingerprint}\n      encryptedData:\n        NEW: AgB")
+    assert "# trailing comment" in new and "OLD" not in new
