@@ -426,6 +426,7 @@ def env_files_matching(globs: Sequence[str], root: str = ".") -> list[str]:
     out: list[str] = []
     for pattern in globs:
         for match in sorted(glob.glob(os.path.join(root, pattern), include_hidden=True)):
+            match = os.path.normpath(match)  # "./.env" -> ".env", as the user would name it
             if match.lower().endswith(TEMPLATE_SUFFIXES):
                 continue
             if os.path.isfile(match) and match not in out:

@@ -165,7 +165,7 @@ def test_hook_blocks_a_staged_key_and_a_leaked_local_env_value(tmp_path):
     assert run_hook(tmp_path, ["README.md"]).returncode == 0
     result = run_hook(tmp_path, ["README.md", "settings.py", "tls.key"])
     assert result.returncode == 1
-    assert result.stdout == ("settings.py:1: env-value (value of TOKEN from ./.env)\n"
+    assert result.stdout == ("settings.py:1: env-value (value of TOKEN from .env)\n"
                              "tls.key:1: private-key\n")
     assert canary not in result.stdout + result.stderr
     staged_env = run_hook(tmp_path, [".env"])

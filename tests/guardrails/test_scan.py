@@ -322,7 +322,7 @@ def test_env_glob_finds_local_env_files_and_walks_skip_them(tmp_path):
     _write(tmp_path / ".env.staging", f"API_KEY={CANARY}\n".encode())
     _write(tmp_path / "src" / "app.py", f'KEY = "{CANARY}"\n'.encode())
     result = run_cli(".", "--env-glob", ".env*", cwd=tmp_path)
-    assert (result.returncode, result.stdout) == (1, "src/app.py:1: env-value (value of API_KEY from ./.env.staging)\n")
+    assert (result.returncode, result.stdout) == (1, "src/app.py:1: env-value (value of API_KEY from .env.staging)\n")
     # No env file matching is not an error: the hook runs on machines without one.
     assert run_cli("src", "--env-glob", ".env.production*", cwd=tmp_path).returncode == 0
     # Named explicitly (as a pre-commit hook names a staged file), the env file is itself a finding.
