@@ -16,7 +16,8 @@ Every metric and label below is read from its exporter's source (see README "Mon
   job: a sealed or starting Vault may not answer `/v1/sys/metrics` at all.
 - kube-apiserver: `apiserver_request_total` {verb, group, version, resource, subresource, scope,
   component, code}: no namespace label, so 403s on `secrets` are counted cluster-wide by verb.
-- kube-state-metrics: `kube_job_status_failed` {namespace, job_name}, `kube_job_owner`
+- kube-state-metrics: `kube_job_failed` {namespace, job_name, condition} (the Job's Failed
+  condition: "true" once `backoffLimit` or `activeDeadlineSeconds` is spent), `kube_job_owner`
   {namespace, job_name, owner_kind, owner_name, owner_is_controller}, `kube_job_status_start_time`
   and `kube_cronjob_status_last_successful_time` {namespace, cronjob}.
 - The sealing certificate's NotAfter is known when rendering, so its expiry is `time()` against a
@@ -213,12 +214,14 @@ def rotation_alerts(cfg: StackConfig) -> list[Alert]:
         return []
     namespaces = _regex_alternation(sorted({ns for ns, _ in names}))
     cronjobs = _regex_alternation(sorted({n for _, n in names}))
-    # A failed rotation Job, with its CronJob as owner_name and its start time as the value...
+    # A rotation Job whose Failed condition is True (its retries are spent: a pod that failed and was
+    # retried successfully does not count), with its CronJob as owner_name and its start time as
+    # the value...
     failed = (
         f'max by (namespace, owner_name, job_name) ('
         f'kube_job_owner{{owner_kind="CronJob", namespace=~"{namespaces}", owner_name=~"{cronjobs}"}} '
         f'* on (namespace, job_name) group_left() max by (namespace, job_name) (kube_job_status_start_time) '
-        f'and on (namespace, job_name) (max by (namespace, job_name) (kube_job_status_failed) > 0))'
+        f'and on (namespace, job_name) (max by (namespace, job_name) (kube_job_failed{{condition="true"}}) == 1))'
     )
     last_success = ('label_replace(max by (namespace, cronjob) (kube_cronjob_status_last_successful_time), '
                     '"owner_name", "$1", "cronjob", "(.+)")')

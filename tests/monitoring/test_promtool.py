@@ -116,7 +116,7 @@ CASES: dict[str, dict] = {
             s(f'kube_job_owner{{{KSM}, namespace="my-app", job_name="{JOB}", owner_kind="CronJob", '
               f'owner_name="my-app-rotate-api-key", owner_is_controller="true"}}', "1x20"),
             s(f'kube_job_status_start_time{{{KSM}, namespace="my-app", job_name="{JOB}"}}', "600x20"),
-            s(f'kube_job_status_failed{{{KSM}, namespace="my-app", job_name="{JOB}"}}', "0x15 1x5"),
+            s(f'kube_job_failed{{{KSM}, namespace="my-app", job_name="{JOB}", condition="true"}}', "0x15 1x5"),
             # the last success was before this Job started
             s(f'kube_cronjob_status_last_successful_time{{{KSM}, namespace="my-app", cronjob="my-app-rotate-api-key"}}',
               "60x20"),
@@ -128,7 +128,7 @@ CASES: dict[str, dict] = {
             s(f'kube_job_owner{{{KSM}, namespace="my-app", job_name="{JOB}", owner_kind="CronJob", '
               f'owner_name="my-app-rotate-api-key", owner_is_controller="true"}}', "1x20"),
             s(f'kube_job_status_start_time{{{KSM}, namespace="my-app", job_name="{JOB}"}}', "600x20"),
-            s(f'kube_job_status_failed{{{KSM}, namespace="my-app", job_name="{JOB}"}}', "0x15 1x5"),
+            s(f'kube_job_failed{{{KSM}, namespace="my-app", job_name="{JOB}", condition="true"}}', "0x15 1x5"),
             # a later run succeeded: the failed Job stays in history, the alert does not
             s(f'kube_cronjob_status_last_successful_time{{{KSM}, namespace="my-app", cronjob="my-app-rotate-api-key"}}',
               "60x15 1100x5"),
@@ -136,7 +136,14 @@ CASES: dict[str, dict] = {
             s(f'kube_job_owner{{{KSM}, namespace="my-app", job_name="backup-1", owner_kind="CronJob", '
               f'owner_name="backup", owner_is_controller="true"}}', "1x20"),
             s(f'kube_job_status_start_time{{{KSM}, namespace="my-app", job_name="backup-1"}}', "600x20"),
-            s(f'kube_job_status_failed{{{KSM}, namespace="my-app", job_name="backup-1"}}', "1x20"),
+            s(f'kube_job_failed{{{KSM}, namespace="my-app", job_name="backup-1", condition="true"}}', "1x20"),
+            # a rotation Job still retrying after a failed pod (no Failed condition yet)
+            s(f'kube_job_owner{{{KSM}, namespace="my-app", job_name="my-app-rotate-api-key-2", owner_kind="CronJob", '
+              f'owner_name="my-app-rotate-api-key", owner_is_controller="true"}}', "1x20"),
+            s(f'kube_job_status_start_time{{{KSM}, namespace="my-app", job_name="my-app-rotate-api-key-2"}}', "1150x20"),
+            s(f'kube_job_status_failed{{{KSM}, namespace="my-app", job_name="my-app-rotate-api-key-2"}}', "1x20"),
+            s(f'kube_job_failed{{{KSM}, namespace="my-app", job_name="my-app-rotate-api-key-2", condition="false"}}',
+              "1x20"),
         ],
     ),
     # promtool's clock starts at the epoch; the fixture certificate is valid for 40 days from it.

@@ -23,7 +23,7 @@ VERIFIED_METRICS = {
     "sealed_secrets_controller_unseal_errors_total", "sealed_secrets_controller_condition_info",
     "vso_client_operations_errors_total", "controller_runtime_reconcile_errors_total",
     "vault_core_unsealed", "up", "apiserver_request_total",
-    "kube_job_owner", "kube_job_status_start_time", "kube_job_status_failed",
+    "kube_job_owner", "kube_job_status_start_time", "kube_job_failed",
     "kube_cronjob_status_last_successful_time",
 }
 PROMQL_WORDS = {"sum", "max", "by", "on", "increase", "and", "or", "unless", "group_left", "label_replace",
