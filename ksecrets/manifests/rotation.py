@@ -36,6 +36,7 @@ TOKEN_FILE = f"{TOKEN_DIR}/token"
 TOKEN_EXPIRATION_SECONDS = 600  # the API server's minimum; a rotation takes seconds
 CA_DIR = "/etc/ksecrets/vault-ca"
 
+TIME_ZONE = "Etc/UTC"
 STARTING_DEADLINE_SECONDS = 3600  # a run missed by more than an hour waits for the next slot
 BACKOFF_LIMIT = 2  # three attempts: each attempt is safe to repeat (see ksecrets.rotate)
 ACTIVE_DEADLINE_SECONDS = 600
@@ -178,6 +179,8 @@ def cronjob(cfg: StackConfig, app: App, spec: RotationSpec) -> Manifest:
                              annotations={"ksecrets.io/rotates": f"{app.secret_name}/{spec.key}"}),
         "spec": {
             "schedule": spec.schedule,
+            # Schedules mean UTC whatever the controller manager's local time zone is.
+            "timeZone": TIME_ZONE,
             "concurrencyPolicy": "Forbid",
             "startingDeadlineSeconds": STARTING_DEADLINE_SECONDS,
             "successfulJobsHistoryLimit": cfg.rotation.successful_jobs_history_limit,

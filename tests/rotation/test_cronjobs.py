@@ -51,6 +51,7 @@ def test_random_cronjob_exact(planned):
     spec = cj["spec"]
     assert {k: v for k, v in spec.items() if k != "jobTemplate"} == {
         "schedule": "0 2 * * 0",  # the default: weekly, Sunday 02:00
+        "timeZone": "Etc/UTC",
         "concurrencyPolicy": "Forbid",
         "startingDeadlineSeconds": 3600,
         "successfulJobsHistoryLimit": 2,

@@ -133,3 +133,37 @@ def test_vault_backend_failed_write_exits_1(fake_kv, cli, monkeypatch):
     assert result.code == 1
     assert result.err.startswith("ksecrets: rotation of secret/data/my-app key API_KEY failed, the old value stays current")
     assert fake_kv.current("my-app") == {"API_KEY": "old-api-key-value"}
+
+
+def test_vault_backend_postgres_key_from_the_workstation(pg_server, fake_kv, cli, monkeypatch, tmp_path):
+    from ksecrets.rotate.postgres import can_login
+    from ksecrets.rotate import Postgres
+
+    pg_server.create_role("ws_user", "ws-old-password-0123456789")
+    (tmp_path / "Pulumi.ws.yaml").write_text(f"""\
+config:
+  k8s-secrets:backend: vault
+  k8s-secrets:apps:
+    - name: my-app
+      namespace: my-app
+      keys: [DB_PASSWORD]
+      vault: {{path: my-app}}
+      rotation:
+        - key: DB_PASSWORD
+          generator: postgres
+          postgres: {{host: "{pg_server.socket_dir}", port: {pg_server.port}, database: postgres, role: ws_user,
+                     adminSecret: pg-admin}}
+""")
+    fake_kv.seed("my-app", {"DB_PASSWORD": "ws-old-password-0123456789"})
+    for name, value in (("VAULT_ADDR", fake_kv.addr), ("VAULT_TOKEN", fake_kv.token),
+                        ("PGADMIN_USER", pg_server.admin), ("PGADMIN_PASSWORD", pg_server.admin_password)):
+        monkeypatch.setenv(name, value)
+    result = cli("rotate", "--stack", "ws", "--name", "my-app-secrets", "--key", "DB_PASSWORD", "--root", str(tmp_path))
+    assert result.code == 0, result.err
+    assert result.out.splitlines()[0] == ("secret/data/my-app key DB_PASSWORD: rotated (kv-v2 version 2) and "
+                                          "ALTER ROLE ws_user committed")
+    new = fake_kv.current("my-app")["DB_PASSWORD"]
+    pg = Postgres(pg_server.socket_dir, pg_server.port, "postgres", "ws_user", pg_server.admin, pg_server.admin_password)
+    assert can_login(pg, "ws_user", new) is True
+    assert can_login(pg, "ws_user", "ws-old-password-0123456789") is False
+    assert new not in result.out + result.err
