@@ -6,7 +6,7 @@ on one core. We seal 1, 100 and 10,000 values (32 bytes each, strict scope) with
 `ksecrets seal` uses and print values/s, the ratio to that limit, and memory:
 
 - peak: tracemalloc peak while sealing into a SealedSecret; it grows with N only because the
-  output does (a 32-byte value seals to 732 base64 characters), so "per value" stays flat;
+  output does (a 32-byte value seals to 752 base64 characters), so "per value" stays flat;
 - stream: tracemalloc peak while sealing value by value and discarding (should stay flat);
 - maxrss: the process's resident high-water mark after the run.
 
