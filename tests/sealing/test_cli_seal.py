@@ -190,3 +190,17 @@ def test_unseal_errors(tmp_path, cert_file, key_file, other_key_file):
         assert out.returncode == 2
         assert err_line(out) == f"ksecrets: stdin: spec.encryptedData.PASSWORD: {problem} (sealed strict for b/a)"
         assert out.stdout == b""
+
+
+def test_merge_into_a_json_file_keeps_json(tmp_path, cert_file, vector_key):
+    first = ksecrets("seal", "--cert", str(cert_file),
+                     input="apiVersion: v1\nkind: Secret\nmetadata: {name: a, namespace: b}\nstringData: {A: one}\n")
+    target = tmp_path / "sealed.json"
+    target.write_bytes(first.stdout)
+    out = ksecrets("seal", "--cert", str(cert_file), "--merge-into", str(target),
+                   input="apiVersion: v1\nkind: Secret\nmetadata: {name: a}\nstringData: {B: two}\n")
+    assert out.returncode == 0, out.stderr
+    assert out.stderr.decode() == f"{target}: sealed B\n"
+    merged = json.loads(target.read_text())
+    assert sorted(merged["spec"]["encryptedData"]) == ["A", "B"]
+    assert crypto.decrypt_value([vector_key], merged["spec"]["encryptedData"]["B"], b"b/a") == b"two"

@@ -257,3 +257,12 @@ def test_backup_format_unit(vector_pair):
     assert backup.decrypt_backup(blob, "pass phrase 123", "f") == b"plain"
     with pytest.raises(KsecretsError, match="wrong passphrase"):
         backup.decrypt_backup(blob, "pass phrase 124", "f")
+
+
+def test_the_repository_verifies():
+    """What CI runs: every stack's sealed values match its committed certificate, none expired."""
+    from .conftest import ROOT
+
+    out = ksecrets("verify", "--root", str(ROOT))
+    assert out.returncode == 0, out.stdout.decode() + out.stderr.decode()
+    assert "staging: certificate certs/staging.pem SHA256:" in out.stdout.decode()
