@@ -15,7 +15,7 @@ from ksecrets.manifests import monitoring, sealed_secrets
 
 from .conftest import ROOT
 
-CRD = Path("/work/shared/schemas/crds/prometheus-operator-monitoring.coreos.com_prometheusrules.yaml")
+CRD = ROOT.parent / "shared/schemas/crds/prometheus-operator-monitoring.coreos.com_prometheusrules.yaml"
 VENDORED = ROOT / "ksecrets/schemas/crds/prometheus-operator-monitoring.coreos.com_prometheusrules.yaml"
 
 # Every metric an expression may use, each verified in its exporter's source (module docstring).
@@ -31,7 +31,9 @@ PROMQL_WORDS = {"sum", "max", "by", "on", "increase", "and", "or", "unless", "gr
 
 
 def _schema():
+    # The shared upstream CRD when it is beside the repository (as in CI), else the vendored copy.
     path = CRD if CRD.is_file() else VENDORED
+    assert path.is_file(), f"no PrometheusRule CRD at {CRD} or {VENDORED}"
     crd = yaml.safe_load(path.read_text())
     (version,) = [v for v in crd["spec"]["versions"] if v["name"] == "v1"]
     return version["schema"]["openAPIV3Schema"]
