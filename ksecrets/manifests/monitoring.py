@@ -31,7 +31,6 @@ used. Each alert has `severity`, `summary`, `description` and a `runbook_url` th
 from __future__ import annotations
 
 import datetime as _dt
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any

@@ -10,7 +10,7 @@ import yaml
 from ksecrets.config.load import parse
 from ksecrets.config.validate import cron, image
 from ksecrets.errors import ConfigError
-from tests.conftest import ROOT, run_ksecrets
+from tests.conftest import run_ksecrets
 
 VAULT = {
     "backend": "vault",
