@@ -14,7 +14,7 @@ Every metric and label below is read from its exporter's source (see README "Mon
   VaultStaticSecret and VaultDynamicSecret controllers are `vaultstaticsecret`/`vaultdynamicsecret`.
 - Vault telemetry: `vault_core_unsealed` (1 unsealed, 0 sealed; every node), and `up` of the scrape
   job: a sealed or starting Vault may not answer `/v1/sys/metrics` at all.
-- kube-apiserver: `apiserver_request_total` {verb, group, version, resource, subresource, scope,
+- kube-apiserver: `apiserver_request_total` {verb, dry_run, group, version, resource, subresource, scope,
   component, code}: no namespace label, so 403s on `secrets` are counted cluster-wide by verb.
 - kube-state-metrics: `kube_job_failed` {namespace, job_name, condition} (the Job's Failed
   condition: "true" once `backoffLimit` or `activeDeadlineSeconds` is spent), `kube_job_owner`
