@@ -45,8 +45,9 @@ def _vault(cfg: StackConfig) -> VaultConfig:
 
 # --- the Vault server -------------------------------------------------------------------------
 
-def raft_config(vc: VaultConfig) -> str:
-    """The server's HCL: a tcp listener (TLS per config), raft storage joining every peer."""
+def raft_config(vc: VaultConfig, *, metrics: bool = False) -> str:
+    """The server's HCL: a tcp listener (TLS per config), raft storage joining every peer, and
+    with `metrics` the Prometheus telemetry the VaultSealed/VaultDown alerts read."""
     scheme = "https" if vc.tls.enabled else "http"
     lines = [
         "ui = true",
@@ -64,6 +65,10 @@ def raft_config(vc: VaultConfig) -> str:
         ]
     else:
         lines.append("  tls_disable = 1")
+    if metrics:
+        # /v1/sys/metrics without a token, so the chart's ServiceMonitor can scrape it; it
+        # reveals counters, never secret data.
+        lines += ["  telemetry {", '    unauthenticated_metrics_access = "true"', "  }"]
     lines += ["}", 'storage "raft" {', f'  path = "{DATA_PATH}"']
     for n in range(vc.replicas):
         lines += ["  retry_join {", f'    leader_api_addr = "{scheme}://{VAULT_RELEASE}-{n}.{VAULT_RELEASE}-internal:8200"']
@@ -76,6 +81,8 @@ def raft_config(vc: VaultConfig) -> str:
             ]
         lines.append("  }")
     lines += ["}", 'service_registration "kubernetes" {}']
+    if metrics:
+        lines += ["telemetry {", '  prometheus_retention_time = "30s"', "  disable_hostname = true", "}"]
     return "\n".join(lines) + "\n"
 
 
@@ -121,7 +128,7 @@ def vault_values(cfg: StackConfig) -> dict[str, Any]:
         "ha": {
             "enabled": True,
             "replicas": vc.replicas,
-            "raft": {"enabled": True, "setNodeId": True, "config": raft_config(vc)},
+            "raft": {"enabled": True, "setNodeId": True, "config": raft_config(vc, metrics=cfg.monitoring.enabled)},
             "disruptionBudget": {"enabled": True},
         },
         # The server's own service account reviews app tokens for the kubernetes auth method
@@ -142,13 +149,19 @@ def vault_values(cfg: StackConfig) -> dict[str, Any]:
             }
         },
     })
-    return {
+    values: dict[str, Any] = {
         "global": {"enabled": True, "tlsDisable": not vc.tls.enabled},
         # The operator syncs Secrets; the agent injector is not used.
         "injector": {"enabled": False},
         "server": server,
         "ui": {"enabled": True, "serviceType": "ClusterIP"},
     }
+    if cfg.monitoring.enabled:
+        monitor: dict[str, Any] = {"enabled": True, "selectors": dict(cfg.monitoring.rule_labels)}
+        if vc.tls.enabled:
+            monitor["tlsConfig"] = {"ca": {"secret": {"name": vc.tls.secret_name, "key": "ca.crt"}}}
+        values["serverTelemetry"] = {"serviceMonitor": monitor}
+    return values
 
 
 def operator_values(cfg: StackConfig) -> dict[str, Any]:
@@ -169,6 +182,9 @@ def operator_values(cfg: StackConfig) -> dict[str, Any]:
         # so no implicit defaults that some other namespace could fall back on.
         "defaultVaultConnection": {"enabled": False},
         "defaultAuthMethod": {"enabled": False},
+        # The operator's sync and login-error metrics feed the VaultSecretsOperator* alerts.
+        "telemetry": {"serviceMonitor": {"enabled": cfg.monitoring.enabled,
+                                         "selectors": dict(cfg.monitoring.rule_labels)}},
     }
 
 
