@@ -71,7 +71,7 @@ def vault_login(env: Mapping[str, str]) -> hvac.Client:
         raise KsecretsError(f"{token_file}: the service-account token is empty")
     address = vc.resolve_address(None, env)
     # Same TLS rules as make_client (VAULT_CACERT, VAULT_SKIP_VERIFY); the token comes from the login.
-    client = hvac.Client(url=address, verify=vc._verify(env), namespace=(env.get("VAULT_NAMESPACE") or None),
+    client = hvac.Client(url=address, verify=vc.tls_verify(env), namespace=(env.get("VAULT_NAMESPACE") or None),
                          timeout=vc.DEFAULT_TIMEOUT)
     with vc.vault_errors(client, f"auth/{mount}/login"):
         client.auth.kubernetes.login(role=role, jwt=jwt, mount_point=mount)

@@ -70,7 +70,8 @@ def read_token(env: Mapping[str, str] | None = None, token_file: str | os.PathLi
     return token
 
 
-def _verify(env: Mapping[str, str]) -> bool | str:
+def tls_verify(env: Mapping[str, str]) -> bool | str:
+    """What `requests` should verify against, as the Vault CLI reads it: VAULT_SKIP_VERIFY, VAULT_CACERT."""
     if (env.get("VAULT_SKIP_VERIFY") or "").strip().lower() in ("1", "true", "yes"):
         return False
     cacert = (env.get("VAULT_CACERT") or "").strip()
@@ -94,7 +95,7 @@ def make_client(cfg: VaultConfig | None = None, *, env: Mapping[str, str] | None
         raise KsecretsError(f"Vault address {address!r} must start with http:// or https://")
     token = read_token(env, token_file)
     namespace = (env.get("VAULT_NAMESPACE") or "").strip() or None
-    return hvac.Client(url=address, token=token, verify=_verify(env), namespace=namespace, timeout=timeout)
+    return hvac.Client(url=address, token=token, verify=tls_verify(env), namespace=namespace, timeout=timeout)
 
 
 def address_of(client: hvac.Client) -> str:
