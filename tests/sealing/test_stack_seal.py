@@ -270,5 +270,5 @@ def test_an_existing_entry_is_updated_in_place(stack, vector_cert):
     assert new.startswith(STACK_FILE + "  k8s-secrets:sealed:\n    # first entry, written by hand\n"
                           "    - name: my-app-secrets\n      namespace: my-app   # the app's namespace\n"
                           "      scope: strict\n"
-                          f"      certificateFingerprint: {vector_cert.fingerprint}\n      encryptedData:\n        NEW: AgB")
+                          f"      certificateFingerprint: {vector_cert.fingerprint}\n      encryptedData:\n        NEW: Ag")
     assert "# trailing comment" in new and "OLD" not in new
