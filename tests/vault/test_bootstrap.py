@@ -11,6 +11,8 @@ from ksecrets.errors import KsecretsError
 from ksecrets.vault.bootstrap import bootstrap
 from tests.vault.fakevault import ADDR
 
+PROD_ROOT = Path(__file__).parent / "fixtures" / "production"  # frozen production stack
+
 ROOT = Path(__file__).resolve().parents[2]
 FIXTURES = Path(__file__).parent / "fixtures"
 CA = "-----BEGIN CERTIFICATE-----\nMIIBfake\n-----END CERTIFICATE-----\n"
@@ -27,7 +29,7 @@ PRODUCTION_POLICY = (
 
 @pytest.fixture
 def production():
-    return load_stack("production", ROOT)
+    return load_stack("production", PROD_ROOT)
 
 
 @pytest.fixture
@@ -204,7 +206,7 @@ def test_two_apps_claiming_one_role_are_refused(vault, client, tmp_path):
 def test_cli_bootstrap_twice(cli, vault, vault_env, tmp_path):
     ca = tmp_path / "ca.pem"
     ca.write_text(CA)
-    args = ("vault", "bootstrap", "--stack", "production", "--kube-host", HOST, "--kube-ca-file", str(ca), "--root", str(ROOT))
+    args = ("vault", "bootstrap", "--stack", "production", "--kube-host", HOST, "--kube-ca-file", str(ca), "--root", str(PROD_ROOT))
     r = cli(*args)
     assert (r.code, r.err) == (0, "")
     assert r.out.splitlines() == [
@@ -224,7 +226,7 @@ def test_cli_bootstrap_twice(cli, vault, vault_env, tmp_path):
 def test_cli_bootstrap_rejects_a_ca_file_that_is_not_pem(cli, vault_env, tmp_path):
     bad = tmp_path / "ca.txt"
     bad.write_text("hello")
-    r = cli("vault", "bootstrap", "--stack", "production", "--kube-ca-file", str(bad), "--root", str(ROOT))
+    r = cli("vault", "bootstrap", "--stack", "production", "--kube-ca-file", str(bad), "--root", str(PROD_ROOT))
     assert (r.code, r.err) == (2, f"ksecrets: {bad}: not a PEM certificate\n")
 
 

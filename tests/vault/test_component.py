@@ -14,6 +14,8 @@ from ksecrets.config.load import load_stack, load_stack_file
 from tests.pulumi_harness import run_program
 from tests.vault.conftest import ENV
 
+PROD_ROOT = Path(__file__).parent / "fixtures" / "production"  # frozen production stack
+
 ROOT = Path(__file__).resolve().parents[2]
 FIXTURES = Path(__file__).parent / "fixtures"
 HOST = "https://10.0.0.1:6443"
@@ -27,7 +29,7 @@ def test_inputs_round_trip_to_the_same_config():
 
 
 def test_create_configures_vault_and_a_second_create_writes_nothing(vault):
-    cfg = load_stack("production", ROOT)
+    cfg = load_stack("production", PROD_ROOT)
     provider = VaultBootstrapProvider(env=dict(ENV))
     props = bootstrap_inputs(cfg, kube_host=HOST)
     created = provider.create(props)
@@ -43,7 +45,7 @@ def test_create_configures_vault_and_a_second_create_writes_nothing(vault):
 
 
 def test_diff_follows_the_inputs():
-    cfg = load_stack("production", ROOT)
+    cfg = load_stack("production", PROD_ROOT)
     provider = VaultBootstrapProvider(env={})
     olds = bootstrap_inputs(cfg, kube_host=HOST)
     assert provider.diff("id", {**olds, "changed": ["x"]}, bootstrap_inputs(cfg, kube_host=HOST)).changes is False
@@ -64,7 +66,7 @@ def test_the_password_and_token_never_reach_the_outputs(vault):
 def test_registered_under_mocks_with_plain_inputs_only(monkeypatch):
     monkeypatch.setenv("VAULT_TOKEN", "hvs.token-from-the-environment")
     monkeypatch.setenv("KSECRETS_DB_ADMIN_PASSWORD", DB_PASSWORD)
-    cfg = load_stack("production", ROOT)
+    cfg = load_stack("production", PROD_ROOT)
     mocks, _ = run_program(lambda: VaultBootstrap("production-vault-config", cfg, kube_host=HOST), stack="production")
     [res] = [r for r in mocks.resources if r.name == "production-vault-config"]
     assert res.type == "pulumi-python:dynamic:Resource"

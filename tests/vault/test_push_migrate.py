@@ -14,6 +14,8 @@ from ksecrets.sealing.keys import generate_key_and_cert, cert_pem, private_key_p
 from ksecrets.sealing.stack import seal_into_stack
 from tests.vault.fakevault import ADDR
 
+PROD_ROOT = Path(__file__).parent / "fixtures" / "production"  # frozen production stack
+
 ROOT = Path(__file__).resolve().parents[2]
 FIXTURES = Path(__file__).parent / "fixtures"
 DB_URL = "postgres://app:p4ss-w0rd-secret@db:5432/app"
@@ -22,7 +24,7 @@ API_KEY = "ak-live-0123456789-secret"
 
 @pytest.fixture
 def prod_root(tmp_path):
-    shutil.copy2(ROOT / "Pulumi.production.yaml", tmp_path / "Pulumi.production.yaml")
+    shutil.copy2(PROD_ROOT / "Pulumi.production.yaml", tmp_path / "Pulumi.production.yaml")
     return tmp_path
 
 
