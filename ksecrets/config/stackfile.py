@@ -153,7 +153,36 @@ def upsert_sealed_secret(config: CommentedMap, *, name: str, namespace: str, sco
         _replace_map(entry, "digests", digests)
     elif "digests" in entry:
         del entry["digests"]
+    _keep_trailing_comment_last(entry)
     return index
+
+
+def _trailing_token(m: Any) -> tuple[Any, Any] | None:
+    """(key, comment token) when the map's last key carries comment lines after it (no EOL comment)."""
+    if not isinstance(m, CommentedMap) or not len(m):
+        return None
+    last = list(m)[-1]
+    item = m.ca.items.get(last)
+    token = item[2] if item and len(item) > 2 else None
+    if token is not None and str(getattr(token, "value", "")).startswith("\n"):
+        return last, token
+    return None
+
+
+def _keep_trailing_comment_last(entry: CommentedMap) -> None:
+    """Comment lines after an entry stay after it when a map (digests) is added behind encryptedData."""
+    maps = [entry[k] for k in ("encryptedData", "digests") if isinstance(entry.get(k), CommentedMap) and len(entry[k])]
+    if len(maps) != 2 or list(entry)[-1] != "digests":
+        return
+    found = _trailing_token(maps[0])
+    if found is None or _trailing_token(maps[1]) is not None:
+        return
+    key, token = found
+    maps[0].ca.items[key][2] = None
+    last = list(maps[1])[-1]
+    item = maps[1].ca.items.setdefault(last, [None, None, None, None])
+    if item[2] is None:
+        item[2] = token
 
 
 _ENTRY_ORDER = ("name", "namespace", "scope", "type", "certificateFingerprint", "encryptedData", "digests")

@@ -271,4 +271,5 @@ def test_an_existing_entry_is_updated_in_place(stack, vector_cert):
                           "    - name: my-app-secrets\n      namespace: my-app   # the app's namespace\n"
                           "      scope: strict\n"
                           f"      certificateFingerprint: {vector_cert.fingerprint}\n      encryptedData:\n        NEW: Ag")
-    assert "# trailing comment" in new and "OLD" not in new
+    assert new.endswith("      digests:\n        NEW: " + entry(stack).digests[0][1] + "\n  # trailing comment\n")
+    assert "OLD" not in new
