@@ -111,3 +111,32 @@ def test_wrong_key_fails_and_every_key_is_tried(vectors, vector_key, other_pair)
 def test_unknown_scope_is_rejected():
     with pytest.raises(Exception, match="must be one of strict, namespace-wide, cluster-wide"):
         crypto.label_for("cluster", "ns", "n")
+
+
+@pytest.mark.oracle
+def test_openssl_reads_our_rsa_block(tmp_path, vectors, vector_cert):
+    """An independent implementation: openssl pkeyutl recovers the session key with OAEP-SHA256 and the label."""
+    import shutil
+    import subprocess
+
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl not installed")
+    key = tmp_path / "key.pem"
+    key.write_text(vectors["private_key_pem"])
+    label = b"my-app/my-app-secrets"
+    raw = base64.b64decode(crypto.encrypt_value(vector_cert.public_key, b"opaque \x00 bytes", label))
+    (tmp_path / "rsa.bin").write_bytes(raw[2:514])
+    out = subprocess.run(
+        ["openssl", "pkeyutl", "-decrypt", "-inkey", str(key), "-in", str(tmp_path / "rsa.bin"),
+         "-pkeyopt", "rsa_padding_mode:oaep", "-pkeyopt", "rsa_oaep_md:sha256", "-pkeyopt", "rsa_mgf1_md:sha256",
+         "-pkeyopt", f"rsa_oaep_label:{label.hex()}"], capture_output=True, check=True)
+    session_key = out.stdout
+    assert len(session_key) == 32
+    assert AESGCM(session_key).decrypt(bytes(12), raw[514:], None) == b"opaque \x00 bytes"
+    wrong = subprocess.run(
+        ["openssl", "pkeyutl", "-decrypt", "-inkey", str(key), "-in", str(tmp_path / "rsa.bin"),
+         "-pkeyopt", "rsa_padding_mode:oaep", "-pkeyopt", "rsa_oaep_md:sha256", "-pkeyopt", "rsa_mgf1_md:sha256",
+         "-pkeyopt", f"rsa_oaep_label:{b'my-app'.hex()}"], capture_output=True)
+    assert wrong.returncode != 0
