@@ -444,11 +444,13 @@ def _cross_checks(cfg: m.StackConfig, f: Mapping[str, _Node], top: _Node) -> Non
     if cfg.backend == "sealed-secrets" and cfg.apps and not cfg.sealed_secrets.certificate:
         raise top.child("sealedSecrets", None).child("certificate", None).fail(
             "is required when backend is sealed-secrets (the public sealing certificate, e.g. certs/<stack>.pem)")
+    first_seen: dict[tuple[str, str], int] = {}
     for i, entry in enumerate(cfg.sealed):
-        others = [j for j, e in enumerate(cfg.sealed[:i]) if (e.namespace, e.name) == (entry.namespace, entry.name)]
-        if others:
+        key = (entry.namespace, entry.name)
+        if key in first_seen:
             raise f["sealed"].child(i, None).child("name", None).fail(
-                f"{entry.namespace}/{entry.name} is already sealed in sealed[{others[0]}]")
+                f"{entry.namespace}/{entry.name} is already sealed in sealed[{first_seen[key]}]")
+        first_seen[key] = i
 
 
 # --- sources -----------------------------------------------------------------------------------

@@ -5,6 +5,7 @@ Field names are Python's; the stack file spells them in camelCase (see `ksecrets
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -222,11 +223,14 @@ class StackConfig:
         names = set(self.namespaces) | {a.namespace for a in self.apps}
         return tuple(sorted(names))
 
+    @functools.cached_property
+    def _sealed_index(self) -> dict[tuple[str, str], SealedEntry]:
+        # Built once per model (frozen, so it cannot go stale): lookups per app stay O(1), and
+        # a stack of thousands of apps loads in linear time.
+        return {(e.namespace, e.name): e for e in self.sealed}
+
     def sealed_entry(self, namespace: str, name: str) -> SealedEntry | None:
-        for entry in self.sealed:
-            if entry.namespace == namespace and entry.name == name:
-                return entry
-        return None
+        return self._sealed_index.get((namespace, name))
 
     def secret_keys(self, app: App) -> tuple[str, ...]:
         """The keys the app's Secret has under this stack's backend, as far as config knows."""
