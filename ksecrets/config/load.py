@@ -309,7 +309,7 @@ def _app(node: _Node, default_schedule: str) -> m.App:
 
 def _sealed_entry(node: _Node) -> m.SealedEntry:
     f = node.mapping({"name", "namespace", "scope", "type", "certificateFingerprint",
-                      "encryptedData", "digests"})
+                      "encryptedData", "digests", "labels", "annotations", "immutable"})
     return m.SealedEntry(
         name=_req(f, "name", lambda n: n.str(v.dns_subdomain), node),
         namespace=_req(f, "namespace", lambda n: n.str(v.dns_label), node),
@@ -318,6 +318,9 @@ def _sealed_entry(node: _Node) -> m.SealedEntry:
         certificate_fingerprint=_opt(f, "certificateFingerprint", _Node.str, None),
         encrypted_data=tuple(sorted(_opt(f, "encryptedData", lambda n: _str_map(n, v.secret_key), ()))),
         digests=tuple(sorted(_opt(f, "digests", lambda n: _str_map(n, v.secret_key), ()))),
+        labels=_opt(f, "labels", lambda n: _str_map(n, v.qualified_name), ()),
+        annotations=_opt(f, "annotations", lambda n: _str_map(n, v.qualified_name), ()),
+        immutable=_opt(f, "immutable", _Node.bool, None),
     )
 
 

@@ -174,6 +174,10 @@ class SealedEntry:
     certificate_fingerprint: str | None = None
     encrypted_data: tuple[tuple[str, str], ...] = ()
     digests: tuple[tuple[str, str], ...] = ()
+    # Carried into spec.template: the Secret the controller creates gets them.
+    labels: tuple[tuple[str, str], ...] = ()
+    annotations: tuple[tuple[str, str], ...] = ()
+    immutable: bool | None = None
 
     @property
     def keys(self) -> tuple[str, ...]:

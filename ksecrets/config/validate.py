@@ -37,6 +37,17 @@ def dns_subdomain(value: str) -> str | None:
     return None
 
 
+_NAME_PART = re.compile(r"^([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]$")
+
+
+def qualified_name(value: str) -> str | None:
+    """A label or annotation key: `[prefix/]name`, prefix a DNS subdomain, name ≤ 63."""
+    prefix, _, name = value.rpartition("/")
+    if (prefix and dns_subdomain(prefix)) or len(name) > 63 or not _NAME_PART.match(name):
+        return f"\"{value}\" is not a valid label or annotation key"
+    return None
+
+
 def secret_key(value: str) -> str | None:
     if len(value) > 253 or not _SECRET_KEY.match(value):
         return f"\"{value}\" is not a valid Secret key (letters, digits, '-', '_' and '.')"

@@ -64,6 +64,9 @@ def sealed_secret(cfg: StackConfig, entry: SealedEntry) -> Manifest:
         scope=entry.scope,
         encrypted_data=dict(entry.encrypted_data),
         secret_type=entry.type,
+        labels=dict(entry.labels) or None,
+        annotations=dict(entry.annotations) or None,
+        immutable=entry.immutable,
         fingerprint=entry.certificate_fingerprint,
     )
 

@@ -186,3 +186,23 @@ def test_render_matches_files_on_disk():
         cfg = load_stack_file(stack_file)
         for rel, data in render(cfg).files.items():
             assert (ROOT / "k8s" / cfg.stack / rel).read_bytes() == data
+
+
+def test_sealed_entry_labels_annotations_and_immutable_reach_the_template(repo_copy, cli):
+    import yaml as _yaml
+
+    path = repo_copy / "Pulumi.staging.yaml"
+    doc = _yaml.safe_load(path.read_text())
+    entry = doc["config"]["k8s-secrets:sealed"][0]
+    entry.update(labels={"team": "payments"}, annotations={"example.com/owner": "alice"}, immutable=True)
+    path.write_text(_yaml.safe_dump(doc, sort_keys=False))
+    assert cli("export", "--root", str(repo_copy)).code == 0
+    obj = _yaml.safe_load((repo_copy / "k8s/staging/apps/sealedsecret-my-app-secrets.yaml").read_text())
+    template = obj["spec"]["template"]
+    assert template["metadata"]["labels"] == {"team": "payments"}
+    assert template["metadata"]["annotations"]["example.com/owner"] == "alice"
+    assert template["immutable"] is True
+    entry["labels"] = {"bad key!": "x"}
+    path.write_text(_yaml.safe_dump(doc, sort_keys=False))
+    result = cli("export", "--root", str(repo_copy))
+    assert result.err == 'ksecrets: Pulumi.staging.yaml: sealed[0].labels.bad key!: "bad key!" is not a valid label or annotation key\n'
