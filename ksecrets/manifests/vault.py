@@ -73,7 +73,7 @@ def raft_config(vc: VaultConfig, *, metrics: bool = False) -> str:
     for n in range(vc.replicas):
         lines += ["  retry_join {", f'    leader_api_addr = "{scheme}://{VAULT_RELEASE}-{n}.{VAULT_RELEASE}-internal:8200"']
         if vc.tls.enabled:
-            # The peer's certificate must name vault-N.vault-internal (see README-vault.md).
+            # The peer's certificate must name vault-N.vault-internal (see README.md, "TLS").
             lines += [
                 f'    leader_ca_cert_file = "{TLS_DIR}/ca.crt"',
                 f'    leader_client_cert_file = "{TLS_DIR}/tls.crt"',

@@ -128,7 +128,7 @@ def rotator_role_body(cfg: StackConfig, app: App) -> dict[str, Any]:
 
 def creation_statements(role: str) -> list[str]:
     # Vault makes a login role per lease that inherits a group role of the same name as the
-    # Vault role: the DBA grants privileges to that group role once (README-vault.md).
+    # Vault role: the DBA grants privileges to that group role once (README.md, "The Vault backend").
     return [
         "CREATE ROLE \"{{name}}\" WITH LOGIN PASSWORD '{{password}}' VALID UNTIL '{{expiration}}' "
         f'IN ROLE "{role}";'
