@@ -10,6 +10,8 @@ import os
 import tempfile
 from pathlib import Path
 
+from ksecrets.errors import KsecretsError
+
 
 def atomic_write_bytes(path: str | os.PathLike[str], data: bytes, mode: int = 0o644, *,
                        durable: bool = True) -> None:
@@ -33,6 +35,19 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes, mode: int = 0o
         except FileNotFoundError:
             pass
         raise
+
+
+def read_bytes(path: str | os.PathLike[str], what: str = "file", *, source: str | None = None) -> bytes:
+    """A file's bytes, or one line naming it (never its content) when it cannot be read."""
+    name = source or str(path)
+    try:
+        return Path(path).read_bytes()
+    except FileNotFoundError:
+        raise KsecretsError(f"{name}: {what} not found") from None
+    except IsADirectoryError:
+        raise KsecretsError(f"{name}: is a directory") from None
+    except OSError as exc:
+        raise KsecretsError(f"{name}: cannot read {what}: {exc.strerror}") from None
 
 
 def atomic_write_text(path: str | os.PathLike[str], text: str, mode: int = 0o644) -> None:

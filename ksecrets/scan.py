@@ -40,6 +40,7 @@ from typing import Iterable, Iterator, Sequence
 import yaml
 
 from ksecrets.errors import KsecretsError
+from ksecrets.fileio import read_bytes
 from ksecrets.sealing.envfile import parse_env_file
 
 ENV_VALUE = "env-value"
@@ -113,12 +114,7 @@ def load_env_values(paths: Iterable[str]) -> tuple[list[EnvValue], int]:
     values: list[EnvValue] = []
     short = 0
     for path in paths:
-        try:
-            data = Path(path).read_bytes()
-        except FileNotFoundError:
-            raise KsecretsError(f"{path}: no such env file") from None
-        except OSError as exc:
-            raise KsecretsError(f"{path}: cannot read env file: {exc.strerror}") from None
+        data = read_bytes(path, "env file")
         for key, value in parse_env_file(data, path).items():
             if len(value) < MIN_VALUE_LENGTH:
                 short += 1

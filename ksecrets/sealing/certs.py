@@ -12,13 +12,13 @@ import datetime as _dt
 import hashlib
 import os
 from dataclasses import dataclass
-from pathlib import Path
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from ksecrets.errors import KsecretsError
+from ksecrets.fileio import read_bytes
 
 EXPIRY_WARNING_DAYS = 30
 
@@ -94,10 +94,5 @@ def parse_certificate(data: bytes, source: str, *, now: _dt.datetime | None = No
 def load_certificate(path: str | os.PathLike[str], *, source: str | None = None,
                      now: _dt.datetime | None = None, allow_expired: bool = False) -> SealingCert:
     source = source or str(path)
-    try:
-        data = Path(path).read_bytes()
-    except FileNotFoundError:
-        raise KsecretsError(f"{source}: certificate file not found") from None
-    except OSError as exc:
-        raise KsecretsError(f"{source}: cannot read certificate: {exc.strerror}") from None
+    data = read_bytes(path, "certificate file", source=source)
     return parse_certificate(data, source, now=now, allow_expired=allow_expired)

@@ -5,11 +5,11 @@ from __future__ import annotations
 import json
 import os
 import sys
-from pathlib import Path
 from typing import Any
 
 from ksecrets import yamlio
 from ksecrets.errors import KsecretsError
+from ksecrets.fileio import read_bytes
 from ksecrets.sealing.certs import SealingCert, load_certificate
 
 CERT_ENV = "SEALED_SECRETS_CERT"  # kubeseal reads the same variable
@@ -26,14 +26,7 @@ def read_stdin_text(source: str = "stdin") -> str:
 
 
 def read_file_bytes(path: str, what: str = "file") -> bytes:
-    try:
-        return Path(path).read_bytes()
-    except FileNotFoundError:
-        raise KsecretsError(f"{path}: {what} not found") from None
-    except IsADirectoryError:
-        raise KsecretsError(f"{path}: is a directory") from None
-    except OSError as exc:
-        raise KsecretsError(f"{path}: cannot read {what}: {exc.strerror}") from None
+    return read_bytes(path, what)
 
 
 def render(obj: Any, fmt: str) -> str:

@@ -4,7 +4,6 @@ traceback, nothing written."""
 from __future__ import annotations
 
 import copy
-from pathlib import Path
 
 import pytest
 import yaml

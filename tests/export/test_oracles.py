@@ -7,7 +7,6 @@ import filecmp
 import json
 import shutil
 import subprocess
-from pathlib import Path
 
 import jsonschema
 import kubernetes_validate

@@ -25,7 +25,6 @@ import sys
 from pathlib import Path
 
 import pulumi
-import pytest
 import responses
 
 from components.platform import Platform

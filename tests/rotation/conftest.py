@@ -166,7 +166,7 @@ class FakeKV:
         if cas is not None and cas != self.version(path):
             self.write_failed = True
             return 400, JSON, json.dumps({"errors": [
-                f"check-and-set parameter did not match the current version"]})
+                "check-and-set parameter did not match the current version"]})
         self.seed(path, payload["data"])
         self.writes += 1
         if self.fail_after_write is not None:
