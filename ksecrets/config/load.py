@@ -471,6 +471,11 @@ def raw_from_stack_file(path: Path) -> dict[str, Any]:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise ConfigError(source, "", "no such stack file") from None
+    return raw_from_text(text, source)
+
+
+def raw_from_text(text: str, source: str) -> dict[str, Any]:
+    """The `k8s-secrets:` keys (prefix removed) of a stack file's text; other sections checked."""
     doc = yamlio.load(text, source)
     top = _Node(doc if doc is not None else {}, "", source)
     sections = top.mapping(_STACK_FILE_KEYS)

@@ -13,12 +13,12 @@ import datetime as _dt
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Iterable, Mapping
 
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from ksecrets import yamlio
 from ksecrets.config import load_stack, load_stack_file, parse
+from ksecrets.config.load import raw_from_text
 from ksecrets.config.model import SealedEntry, StackConfig
 from ksecrets.config.stackfile import PREFIX, set_certificate_path, stack_file_path, stack_files, \
     update_stack_file, upsert_sealed_secret
@@ -48,14 +48,7 @@ def _validator(stack: str, source: str, root: str):
     """Re-validate the edited file with the config loader before it is written."""
 
     def check(text: str) -> None:
-        doc = yamlio.load(text, source) or {}
-        raw: dict[str, Any] = {}
-        for key, value in (doc.get("config") or {}).items():
-            if isinstance(key, str) and key.startswith(PREFIX):
-                raw[key[len(PREFIX):]] = value
-            elif isinstance(key, str) and ":" not in key:
-                raw[key] = value
-        parse(raw, stack=stack, source=source, root=root)
+        parse(raw_from_text(text, source), stack=stack, source=source, root=root)
 
     return check
 
@@ -287,7 +280,7 @@ def verify_stack(cfg: StackConfig, result: VerifyResult, now: _dt.datetime | Non
     days = (cert.not_after - now).total_seconds() / 86400
     expiry = f"{cert.not_after:%Y-%m-%d %H:%M} UTC"
     result.lines.append(f"{st}: certificate {rel} {cert.fingerprint} expires {expiry} ({int(days)} days)")
-    warn_days = getattr(cfg.monitoring, "certificate_expiry_warning_days", 30) or 30
+    warn_days = cfg.monitoring.certificate_expiry_warning_days
     if days < 0:
         result.lines.append(f"{st}: FAIL: certificate {rel} expired on {expiry}")
         result.problems += 1
