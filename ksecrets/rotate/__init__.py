@@ -26,10 +26,13 @@ Order for `postgres`, and why
      naming the path, so a human compares the latest version with the database (`vault kv
      rollback` restores the previous version).
 4. COMMIT. From here the new password logs in and the old one does not.
-5. The COMMIT fails (the connection dropped, the server restarted): the transaction is gone, so
-   the database still has the old password, but Vault now holds the new one. Write the old value
-   back to Vault as a newer version (check-and-set again), so Vault's latest version is the
-   password that works; exit 1. If even that write fails, exit 3 naming the path.
+5. The COMMIT reports an error. Usually the transaction is gone (the connection dropped, the
+   server restarted), but a commit can also land and lose only its reply. So ask the database
+   which password logs in, with a fresh connection as the role:
+   - the new one: the commit landed; Vault already holds it; done (exit 0);
+   - the old one: write the old value back to Vault as a newer version (check-and-set again),
+     so Vault's latest version is the password that works; exit 1 (exit 3 if that write fails);
+   - neither (the database is unreachable): exit 3 naming the path and the role.
 
 Why database-first inside an open transaction rather than "ALTER, then write Vault, then ALTER
 back on failure": setting the old password back needs a second round trip that can fail too, and
@@ -192,7 +195,16 @@ def rotate_postgres(client: hvac.Client, target: Target, pg: Postgres, length: i
         try:
             pgops.commit(conn)
         except pgops.Error as commit_error:
-            _restore(client, target, old_value, pg, f"COMMIT failed ({type(commit_error).__name__})")
+            why = f"COMMIT failed ({type(commit_error).__name__})"
+            # The reply was lost, not necessarily the commit: the database decides (step 5).
+            if pgops.can_login(pg, pg.role, new_value):
+                log.info("%s, but role %s logs in with the new password: the commit landed", why, pg.role)
+                return new_version
+            if old_value is not None and not pgops.can_login(pg, pg.role, old_value):
+                raise RotationStateUnknown(
+                    f"{why}, and role {pg.role} logs in with neither password (is the database reachable?); "
+                    f"{target.where} holds the new value as version {new_version}: compare by hand") from None
+            _restore(client, target, old_value, pg, why)
             raise AssertionError("unreachable")  # _restore always raises
         log.info("committed the new password of role %s", pg.role)
         return new_version

@@ -125,6 +125,44 @@ def test_commit_fails_after_the_vault_write_old_value_is_restored_in_vault(pg_se
     assert seeded.version("my-app") == 3 and seeded.current("my-app")["DB_PASSWORD"] == OLD
 
 
+def test_commit_that_landed_but_lost_its_reply_keeps_the_new_pair(pg, seeded, monkeypatch):
+    """A COMMIT can succeed on the server and still raise on the client; the database decides."""
+    import psycopg
+
+    from ksecrets.rotate import postgres as pgops
+
+    real_commit = pgops.commit
+
+    def commit_then_lose_reply(conn):
+        real_commit(conn)
+        raise psycopg.OperationalError("server closed the connection unexpectedly")
+
+    monkeypatch.setattr(pgops, "commit", commit_then_lose_reply)
+    version = rotate_postgres(client(), TARGET, pg, 32, generator=lambda n: NEW)
+    assert version == 2
+    assert seeded.version("my-app") == 2 and seeded.current("my-app")["DB_PASSWORD"] == NEW
+    assert can_login(pg, ROLE, NEW) is True
+    assert can_login(pg, ROLE, OLD) is False
+
+
+def test_commit_error_with_the_database_unreachable_exits_3(pg, seeded, monkeypatch):
+    import psycopg
+
+    from ksecrets.rotate import postgres as pgops
+
+    def commit_fails(conn):
+        conn.rollback()
+        raise psycopg.OperationalError("connection lost")
+
+    monkeypatch.setattr(pgops, "commit", commit_fails)
+    monkeypatch.setattr(pgops, "can_login", lambda pg_, role, password: False)
+    with pytest.raises(RotationStateUnknown) as err:
+        rotate_postgres(client(), TARGET, pg, 32, generator=lambda n: NEW)
+    assert err.value.exit_code == EXIT_UNKNOWN
+    assert "logs in with neither password" in str(err.value)
+    assert NEW not in str(err.value) and OLD not in str(err.value)
+
+
 def test_vault_unreadable_after_a_failed_write_exits_3_with_database_unchanged(pg, seeded):
     seeded.fail_write = 503
     seeded.fail_reads_after_failed_write = True
