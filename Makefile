@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: render test tools bench check clean
+.PHONY: render test tools bench check clean e2e e2e-tools
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -26,6 +26,15 @@ tools:
 ## test: the whole suite against the real oracles
 test: $(STAMP) tools
 	PATH="$(CURDIR)/.tools/bin:$$PATH" $(BIN)/python -m pytest -q
+
+## e2e-tools: build the real upstream programs from their pinned Go modules (tools/) into
+## $${XDG_CACHE_HOME:-~/.cache}/k8s-secrets/e2e, keyed by version; builds only what is missing
+e2e-tools:
+	$(PY) tools/build.py
+
+## e2e: the real-component suite (tests/e2e): API server, controllers, Vault, Pulumi engine
+e2e: $(STAMP) tools e2e-tools
+	PATH="$(CURDIR)/.tools/bin:$$PATH" $(BIN)/python -m pytest -q -m e2e tests/e2e
 
 ## bench: print the benchmark tables quoted in README.md
 bench: $(STAMP)

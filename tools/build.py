@@ -43,6 +43,17 @@ RENAME = {
     "github.com/hashicorp/vault-secrets-operator": "vault-secrets-operator",
 }
 
+# Version stamps upstream's own release builds set with -ldflags -X (a module build has none:
+# kube-apiserver would report v0.0.0-master, which clients such as kubectl refuse to parse).
+# {version}, {major} and {minor} come from the pinned version of the folder's upstream module.
+_K8S_VERSION_VARS = ("gitVersion={version}", "gitMajor={major}", "gitMinor={minor}", "gitTreeState=clean",
+                     "buildDate=1970-01-01T00:00:00Z")
+LDFLAGS: dict[str, list[str]] = {
+    "kubernetes": [f"-X {pkg}.{var}" for pkg in ("k8s.io/component-base/version", "k8s.io/client-go/pkg/version")
+                   for var in _K8S_VERSION_VARS],
+    "sealed-secrets": ["-X main.VERSION={version}"],
+}
+
 # Steps some modules need before ``go build``: the module is copied out of Go's read-only module
 # cache into the build cache and prepared there. Keyed by the tools folder.
 PREPARE: dict[str, list[list[str]]] = {}
@@ -120,7 +131,7 @@ def programs() -> list[Program]:
         text = gomod.read_text()
         gosum = gomod.parent / "go.sum"
         digest = hashlib.sha256(text.encode() + (gosum.read_bytes() if gosum.exists() else b""))
-        for step in PREPARE.get(folder, []):
+        for step in PREPARE.get(folder, []) + [LDFLAGS.get(folder, [])]:
             digest.update("\0".join(step).encode())
         requires, tools = _parse_go_mod(text)
         for package in tools:
@@ -138,11 +149,17 @@ def binaries() -> dict[str, Path]:
 
 def _go_env() -> dict[str, str]:
     env = dict(os.environ)
-    # Reproducible, small binaries; never let a go.work elsewhere change what is built.
-    env.setdefault("CGO_ENABLED", "0")
+    # Never let a go.work elsewhere change what is built.
     env["GOWORK"] = "off"
     env["GOFLAGS"] = "-mod=readonly"
     return env
+
+
+def _ldflags(program: Program) -> str:
+    m = re.match(r"v(\d+)\.(\d+)", program.version)
+    major, minor = m.groups() if m else ("", "")
+    stamps = [f.format(version=program.version, major=major, minor=minor) for f in LDFLAGS.get(program.folder, [])]
+    return " ".join(["-s", "-w", *stamps])
 
 
 def build(program: Program) -> float:
@@ -151,7 +168,7 @@ def build(program: Program) -> float:
     program.path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{program.name}.", dir=program.path.parent)
     os.close(fd)
-    cmd = ["go", "build", "-trimpath", "-ldflags=-s -w", "-o", tmp, program.package]
+    cmd = ["go", "build", "-trimpath", f"-ldflags={_ldflags(program)}", "-o", tmp, program.package]
     try:
         subprocess.run(cmd, cwd=TOOLS / program.folder, env=_go_env(), check=True)
         os.chmod(tmp, 0o755)
