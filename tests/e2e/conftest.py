@@ -71,3 +71,22 @@ def cluster(e2e_dir: Path) -> Iterator[Cluster]:
         yield c
     finally:
         c.stop()
+
+
+@pytest.fixture(scope="session")
+def cluster_factory(e2e_dir: Path):
+    """Fresh control planes for tests that need a cluster of their own (one stack each); each is
+    stopped by PID when the session ends."""
+    made: list[Cluster] = []
+
+    def make(name: str) -> Cluster:
+        bins = require("etcd", "kube-apiserver", "kube-controller-manager", "kubectl")
+        c = Cluster(e2e_dir / f"cluster-{name}", bins)
+        made.append(c)
+        c.start()
+        c.install_crds(CRDS)
+        return c
+
+    yield make
+    for c in made:
+        c.stop()
