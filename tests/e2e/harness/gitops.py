@@ -80,6 +80,19 @@ def apply_layer(cluster: Cluster, stack: str, layer_dir: Path, *, kubeconfig: Pa
     return result
 
 
+def diff_layer(cluster: Cluster, stack: str, layer_dir: Path) -> str:
+    """What applying the layer again would change, as Flux's drift detection sees it (a server-side
+    dry-run apply compared with the live objects: `kubectl diff --server-side`). Empty: nothing."""
+    objects = _label(build(cluster, layer_dir) if (layer_dir / "kustomization.yaml").exists()
+                     else _plain_objects(layer_dir), f"{stack}-{layer_dir.name}" if layer_dir.name != "sync"
+                     else "flux-system")
+    res = cluster.kubectl("diff", "--server-side", f"--field-manager={FIELD_MANAGER}", "-f", "-",
+                          input=yaml.safe_dump_all(objects), check=False)
+    if res.returncode not in (0, 1):
+        raise AssertionError(f"{stack}/{layer_dir.name}: kubectl diff failed: {res.stderr.strip()}")
+    return res.stdout
+
+
 def bootstrap_flux(cluster: Cluster) -> None:
     """What `flux bootstrap` leaves behind that the sync layer refers to (simulated)."""
     cluster.ensure_namespace(FLUX_NAMESPACE)
@@ -112,11 +125,29 @@ def mark_helmreleases_ready(cluster: Cluster, objects: list[dict]) -> list[str]:
     return done
 
 
-def apply_stack(cluster: Cluster, stack_dir: Path, *, kubeconfig: Path | None = None) -> dict[str, LayerResult]:
+def external_namespaces(root: Path, stack: str) -> list[str]:
+    """Namespaces a stack uses but does not create: they belong to what runs beside it (the
+    monitoring stack's namespace holds the PrometheusRule)."""
+    from ksecrets.config.load import load_stack
+
+    cfg = load_stack(stack, root)
+    out = list(getattr(cfg, "external_namespaces", ()) or ())
+    if cfg.monitoring.enabled and cfg.monitoring.namespace not in cfg.all_namespaces():
+        out.append(cfg.monitoring.namespace)
+    return sorted(set(out))
+
+
+def apply_stack(cluster: Cluster, stack_dir: Path, *, kubeconfig: Path | None = None,
+                root: Path | None = None) -> dict[str, LayerResult]:
     """The whole of ``k8s/<stack>/`` in Flux's order: sync, infrastructure (then its HelmReleases
-    become Ready: simulated), apps (it dependsOn infrastructure)."""
+    become Ready: simulated), apps (it dependsOn infrastructure).
+
+    The namespaces the stack declares as existing outside it are created first (simulated: the
+    monitoring stack, for example, is installed by its own Kustomization)."""
     stack = stack_dir.name
     bootstrap_flux(cluster)
+    for ns in external_namespaces(root or stack_dir.parents[1], stack):
+        cluster.ensure_namespace(ns)
     results: dict[str, LayerResult] = {}
     results["sync"] = apply_layer(cluster, stack, stack_dir / "sync", kubeconfig=kubeconfig) \
         if (stack_dir / "sync" / "kustomization.yaml").exists() else _apply_plain(cluster, stack, stack_dir / "sync")
@@ -129,10 +160,7 @@ def apply_stack(cluster: Cluster, stack_dir: Path, *, kubeconfig: Path | None = 
 def _apply_plain(cluster: Cluster, stack: str, folder: Path) -> LayerResult:
     """``sync/`` has no kustomization.yaml (bootstrap adds its own): apply its files as Flux's
     bootstrap Kustomization would include them."""
-    objects = []
-    for f in sorted(folder.glob("*.yaml")):
-        objects += [d for d in yaml.safe_load_all(f.read_text()) if d]
-    objects = _label(objects, "flux-system")
+    objects = _label(_plain_objects(folder), "flux-system")
     res = cluster.kubectl("apply", "--server-side", f"--field-manager={FIELD_MANAGER}", "-f", "-",
                           input=yaml.safe_dump_all(objects), check=False)
     if res.returncode != 0:
@@ -141,15 +169,29 @@ def _apply_plain(cluster: Cluster, stack: str, folder: Path) -> LayerResult:
                        res.stderr)
 
 
-def live_versions(cluster: Cluster, objects: list[dict]) -> dict[str, str]:
-    """kind/namespace/name → resourceVersion of each object as the server holds it now."""
+def _plain_objects(folder: Path) -> list[dict]:
+    objects: list[dict] = []
+    for f in sorted(folder.glob("*.yaml")):
+        objects += [d for d in yaml.safe_load_all(f.read_text()) if d]
+    return objects
+
+
+def live_field(cluster: Cluster, objects: list[dict], jsonpath: str) -> dict[str, str]:
+    """kind/namespace/name → a field of each object as the server holds it now ("" if absent)."""
     out = {}
     for obj in objects:
         md = obj["metadata"]
         group = obj["apiVersion"].split("/")[0] if "/" in obj["apiVersion"] else ""
-        args = ["get", f"{obj['kind']}.{group}" if group else obj["kind"], md["name"],
-                "-o", "jsonpath={.metadata.resourceVersion}"]
+        args = ["get", f"{obj['kind']}.{group}" if group else obj["kind"], md["name"], "-o", f"jsonpath={jsonpath}"]
         if md.get("namespace"):
             args += ["-n", md["namespace"]]
         out[f"{obj['kind']}/{md.get('namespace', '')}/{md['name']}"] = cluster.kubectl(*args).stdout
     return out
+
+
+def live_versions(cluster: Cluster, objects: list[dict]) -> dict[str, str]:
+    return live_field(cluster, objects, "{.metadata.resourceVersion}")
+
+
+def live_generations(cluster: Cluster, objects: list[dict]) -> dict[str, str]:
+    return live_field(cluster, objects, "{.metadata.generation}")
