@@ -6,10 +6,14 @@ import pulumi
 
 from components.platform import Platform
 from ksecrets.config.pulumi_source import load_from_pulumi, manual_value_outputs
+from ksecrets import preflight
 from ksecrets.errors import KsecretsError
 
 try:
     cfg, manual = load_from_pulumi()
+    # What the cluster would refuse (prerequisites, placeholders, namespaces, names, sizes) stops
+    # `pulumi preview` as it stops `ksecrets export`.
+    preflight.check_stack(cfg)
 except KsecretsError as exc:  # one line naming the key, as in `ksecrets export`; no traceback
     pulumi.log.error(f"ksecrets: {exc}")
     sys.exit(2)

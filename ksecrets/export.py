@@ -21,7 +21,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ksecrets import validation, yamlio
+from ksecrets import preflight, validation, yamlio
 from ksecrets.config import load_stack_file, stack_files
 from ksecrets.config.model import StackConfig
 from ksecrets.errors import KsecretsError
@@ -102,6 +102,9 @@ def render(cfg: StackConfig) -> Rendered:
     exported = [p for p in planned if p.gitops]
     _refuse_secret_data(cfg, exported)
     _check_order(cfg, exported)
+    # What a cluster would refuse: prerequisites, placeholders, namespaces, names, sizes.
+    preflight.check_prerequisites(cfg, planned)
+    preflight.check_objects(cfg, [p.obj for p in exported] + flux.layer_kustomizations(cfg))
     out = Rendered(cfg.stack)
     header = _header(cfg)
     groups: dict[str, list[Manifest]] = {layer: [p.obj for p in exported if p.layer == layer] for layer in LAYERS}

@@ -97,6 +97,13 @@ POLICIES = [
         enforcement_level=EnforcementLevel.MANDATORY,
         validate=_wrap(lambda a: rules.helm_version_violations(a.resource_type, a.props)),
     ),
+    ResourceValidationPolicy(
+        name="run-as-numeric-user",
+        description="Containers with runAsNonRoot set a numeric, non-zero runAsUser and runAsGroup, which the "
+                    "kubelet can verify whatever the image's USER is.",
+        enforcement_level=EnforcementLevel.MANDATORY,
+        validate=_wrap(lambda a: rules.numeric_user_violations(a.resource_type, a.props)),
+    ),
 ]
 
 

@@ -176,6 +176,41 @@ def non_root_violations(resource_type: str, props: Mapping[str, Any]) -> list[st
     return out
 
 
+# --- 5. runAsNonRoot with a numeric user and group --------------------------------------------------
+
+def _is_id(value: Any) -> bool:
+    # Numbers reach a policy through protobuf Structs, as floats (65532.0).
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0 and value == int(value)
+
+
+def numeric_user_violations(resource_type: str, props: Mapping[str, Any]) -> list[str]:
+    """A container that asks for `runAsNonRoot` gets a numeric, non-zero `runAsUser` and
+    `runAsGroup` (container over pod). The kubelet verifies runAsNonRoot against the image's
+    USER when runAsUser is unset, and refuses to start an image whose USER is a name ("image has
+    non-numeric user ... cannot verify user is non-root") or that has none (root)."""
+    spec = pod_spec(resource_type, props)
+    if spec is None:
+        return []
+    kind = resource_type.rsplit(":", 1)[1]
+    pod_security = spec.get("securityContext")
+    out = []
+    for field, i, container in _containers(spec):
+        security = container.get("securityContext")
+
+        def pick(name: str) -> Any:
+            value = _get(security, name)
+            return value if value is not None else _get(pod_security, name)
+
+        if pick("runAsNonRoot") is not True:
+            continue
+        missing = [f for f in ("runAsUser", "runAsGroup") if not _is_id(pick(f))]
+        if missing:
+            out.append(f"{kind} {object_name(props)}: {field}[{i}] ({container.get('name', '?')}) sets runAsNonRoot "
+                       f"without a numeric non-zero {' and '.join(missing)}: the kubelet refuses an image whose "
+                       "user is a name")
+    return out
+
+
 # --- 4. HelmReleases pin an exact chart version ----------------------------------------------------
 
 def is_exact_version(version: Any) -> bool:
@@ -205,4 +240,5 @@ def helm_version_violations(resource_type: str, props: Mapping[str, Any]) -> lis
 def all_violations(resource_type: str, props: Mapping[str, Any], backend: str | None) -> list[str]:
     """Every policy's messages for one resource, in policy order."""
     return (secret_data_violations(resource_type, props, backend) + role_violations(resource_type, props)
-            + non_root_violations(resource_type, props) + helm_version_violations(resource_type, props))
+            + non_root_violations(resource_type, props) + helm_version_violations(resource_type, props)
+            + numeric_user_violations(resource_type, props))

@@ -91,6 +91,7 @@ def _seal_stdin(args: argparse.Namespace) -> int:
         secret.namespace = args.namespace
     if not args.merge_into:
         sealed = seal_secret(secret, cert, scope=args.scope, source="stdin")
+        _check_size(sealed, "stdin")
         sys.stdout.write(render(sealed, args.format or "json"))
         return 0
 
@@ -105,10 +106,19 @@ def _seal_stdin(args: argparse.Namespace) -> int:
         scope = sealed_scope(orig)
     update = seal_secret(secret, cert, scope=scope, source="stdin")
     merged = merge_sealed(orig, update, args.merge_into)
+    _check_size(merged, args.merge_into)  # all keys of the file, not only this run's
     fmt = args.format or ("json" if text.lstrip().startswith("{") else "yaml")
     atomic_write_text(target, render(merged, fmt), target.stat().st_mode & 0o777)
     sys.stderr.write(f"{args.merge_into}: sealed {', '.join(sorted(update['spec']['encryptedData']))}\n")
     return 0
+
+
+def _check_size(sealed: dict, source: str) -> None:
+    from ksecrets.preflight import size_problem
+
+    problem = size_problem(sealed)
+    if problem:
+        raise KsecretsError(f"{source}: SealedSecret {sealed['metadata'].get('name', '')}: {problem}; nothing written")
 
 
 def _stack_values(args: argparse.Namespace) -> dict[str, bytes]:

@@ -226,7 +226,7 @@ def _vault_path(value: str) -> str | None:
 
 
 def _deployment(node: _Node) -> m.Deployment:
-    f = node.mapping({"name", "image", "replicas", "port", "envFrom", "env"})
+    f = node.mapping({"name", "image", "replicas", "port", "envFrom", "env", "runAsUser", "runAsGroup"})
 
     def env(n: _Node) -> tuple[m.EnvFromKey, ...]:
         return tuple(m.EnvFromKey(name=k, key=val) for k, val in _str_map(n, v.env_var_name, v.secret_key))
@@ -238,6 +238,9 @@ def _deployment(node: _Node) -> m.Deployment:
         port=_opt(f, "port", lambda n: n.int(1, 65535), None),
         env_from=_opt(f, "envFrom", _Node.bool, True),
         env=_opt(f, "env", env, ()),
+        # Never 0: root is what runAsNonRoot refuses. Linux uids are 32-bit.
+        run_as_user=_opt(f, "runAsUser", lambda n: n.int(1, 2**31 - 1), m.DEFAULT_RUN_AS_USER),
+        run_as_group=_opt(f, "runAsGroup", lambda n: n.int(1, 2**31 - 1), m.DEFAULT_RUN_AS_USER),
     )
 
 
@@ -344,13 +347,16 @@ def _manual_values(node: _Node) -> tuple[tuple[str, tuple[str, ...]], ...]:
 
 
 def _rotation(node: _Node) -> m.RotationConfig:
-    f = node.mapping({"image", "defaultSchedule", "successfulJobsHistoryLimit", "failedJobsHistoryLimit"})
+    f = node.mapping({"image", "defaultSchedule", "successfulJobsHistoryLimit", "failedJobsHistoryLimit",
+                      "runAsUser", "runAsGroup"})
     d = m.RotationConfig()
     return m.RotationConfig(
         image=_opt(f, "image", lambda n: n.str(v.image), d.image),
         default_schedule=_opt(f, "defaultSchedule", lambda n: n.str(v.cron), d.default_schedule),
         successful_jobs_history_limit=_opt(f, "successfulJobsHistoryLimit", lambda n: n.int(0, 100), 3),
         failed_jobs_history_limit=_opt(f, "failedJobsHistoryLimit", lambda n: n.int(0, 100), 3),
+        run_as_user=_opt(f, "runAsUser", lambda n: n.int(1, 2**31 - 1), d.run_as_user),
+        run_as_group=_opt(f, "runAsGroup", lambda n: n.int(1, 2**31 - 1), d.run_as_group),
     )
 
 
@@ -361,7 +367,8 @@ def _http_url(value: str) -> str | None:
 
 
 def _monitoring(node: _Node) -> m.MonitoringConfig:
-    f = node.mapping({"enabled", "namespace", "ruleLabels", "certificateExpiryWarningDays", "runbookBaseUrl"})
+    f = node.mapping({"enabled", "namespace", "ruleLabels", "certificateExpiryWarningDays", "runbookBaseUrl",
+                      "prometheusOperator"})
     d = m.MonitoringConfig()
     return m.MonitoringConfig(
         enabled=_opt(f, "enabled", _Node.bool, True),
@@ -369,16 +376,39 @@ def _monitoring(node: _Node) -> m.MonitoringConfig:
         rule_labels=_opt(f, "ruleLabels", lambda n: _str_map(n, v.dns_subdomain), d.rule_labels),
         certificate_expiry_warning_days=_opt(f, "certificateExpiryWarningDays", lambda n: n.int(1, 365), 30),
         runbook_base_url=_opt(f, "runbookBaseUrl", lambda n: n.str(_http_url), d.runbook_base_url),
+        prometheus_operator=_opt(f, "prometheusOperator", _Node.bool, None),
     )
 
 
-KEYS = {"backend", "namespaces", "flux", "sealedSecrets", "vault", "apps", "sealed", "manualValues",
-        "rotation", "monitoring"}
+# Stack keys whose values may be placeholders (see `ksecrets.preflight`): allowPlaceholders lists them.
+PLACEHOLDER_KEYS = ("apps.deployments.image", "rotation.image", "monitoring.runbookBaseUrl")
+
+
+def _placeholder_key(value: str) -> str | None:
+    if value not in PLACEHOLDER_KEYS:
+        return f"\"{value}\" is not one of {', '.join(PLACEHOLDER_KEYS)}"
+    return None
+
+
+def stack_name(value: str) -> str | None:
+    """Pulumi accepts `[A-Za-z0-9_.-]` in stack names; the stack's name goes into object names
+    (`<stack>-apps`, `k8s-secrets-<stack>`), which Kubernetes wants as lower-case DNS labels."""
+    if v.dns_label(value):
+        return (f"stack name \"{value}\" cannot be used in Kubernetes object names: use lower-case letters, "
+                "digits and '-' (at most 63 characters); rename it with `pulumi stack rename`")
+    return None
+
+
+KEYS = {"backend", "namespaces", "externalNamespaces", "flux", "sealedSecrets", "vault", "apps", "sealed",
+        "manualValues", "rotation", "monitoring", "allowPlaceholders", "vaultMigration"}
 
 
 def parse(raw: Mapping[str, Any], *, stack: str, source: str, root: str = ".") -> m.StackConfig:
     """Validate the `k8s-secrets:` keys of one stack (prefix removed) into a StackConfig."""
     top = _Node(raw, "", source)
+    problem = stack_name(stack)
+    if problem:
+        raise ConfigError(source, "", problem)
     f = top.mapping(KEYS)
     rotation = _opt(f, "rotation", _rotation, m.RotationConfig())
     backend = _req(f, "backend", lambda n: n.choice(m.BACKENDS), top)
@@ -391,6 +421,7 @@ def parse(raw: Mapping[str, Any], *, stack: str, source: str, root: str = ".") -
         root=root,
         backend=backend,
         namespaces=_opt(f, "namespaces", lambda n: tuple(x.str(v.dns_label) for x in n.seq()), ()),
+        external_namespaces=_opt(f, "externalNamespaces", lambda n: tuple(x.str(v.dns_label) for x in n.seq()), ()),
         flux=_opt(f, "flux", _flux, m.FluxConfig()),
         sealed_secrets=_opt(f, "sealedSecrets", _sealed_secrets, m.SealedSecretsConfig()),
         vault=vault,
@@ -399,8 +430,12 @@ def parse(raw: Mapping[str, Any], *, stack: str, source: str, root: str = ".") -
         manual_keys=_opt(f, "manualValues", _manual_values, ()),
         rotation=rotation,
         monitoring=_opt(f, "monitoring", _monitoring, m.MonitoringConfig()),
+        allow_placeholders=_opt(f, "allowPlaceholders", lambda n: tuple(x.str(_placeholder_key) for x in n.seq()), ()),
+        vault_migration=_opt(f, "vaultMigration", lambda n: n.choice(m.MIGRATION_PHASES), None),
     )
     _cross_checks(cfg, f, top)
+    _namespace_checks(cfg, f, top)
+    _migration_checks(cfg, f, top)
     return cfg
 
 
@@ -454,6 +489,47 @@ def _cross_checks(cfg: m.StackConfig, f: Mapping[str, _Node], top: _Node) -> Non
             raise f["sealed"].child(i, None).child("name", None).fail(
                 f"{entry.namespace}/{entry.name} is already sealed in sealed[{first_seen[key]}]")
         first_seen[key] = i
+
+
+def _namespace_checks(cfg: m.StackConfig, f: Mapping[str, _Node], top: _Node) -> None:
+    """System and shared namespaces are never created, labelled or pruned by a stack."""
+    shared = set(cfg.shared_namespaces())
+    external = set(cfg.external_namespaces)
+    vault_owned = set(cfg.vault_namespaces())
+    for i, name in enumerate(cfg.namespaces):
+        at = f["namespaces"].child(i, name)
+        if name in shared:
+            raise at.fail(f"\"{name}\" is a system or shared namespace; a stack never creates, labels or prunes it "
+                          "(list it under externalNamespaces to place objects there)")
+        if name in external:
+            raise at.fail(f"\"{name}\" is also in externalNamespaces; a namespace is either created here or not")
+        if name in vault_owned:
+            raise at.fail(f"\"{name}\" is where this stack installs Vault or its operator (with their own Pod "
+                          "Security level); do not list it here")
+    for i, app in enumerate(cfg.apps):
+        at = f["apps"].child(i, None).child("namespace", app.namespace)
+        if app.namespace in vault_owned:
+            raise at.fail(f"\"{app.namespace}\" is Vault's or its operator's namespace; run apps elsewhere")
+        if app.namespace in shared and app.namespace not in external:
+            raise at.fail(f"\"{app.namespace}\" is a system or shared namespace; a stack never creates, labels or "
+                          "prunes it: add it to externalNamespaces to deploy into it as it is")
+    if cfg.vault is not None and cfg.installs_vault:
+        for key, name in (("namespace", cfg.vault.namespace), ("operator.namespace", cfg.vault.operator.namespace)):
+            if name in shared and name not in external:
+                raise top.child("vault", None).child(key, name).fail(
+                    f"\"{name}\" is a system or shared namespace; give Vault its own (or list it under externalNamespaces)")
+
+
+def _migration_checks(cfg: m.StackConfig, f: Mapping[str, _Node], top: _Node) -> None:
+    phase = cfg.vault_migration
+    if phase is None:
+        return
+    at = top.child("vaultMigration", phase)
+    wanted = {"install": "sealed-secrets", "handover": "vault"}[phase]
+    if cfg.backend != wanted:
+        raise at.fail(f"phase {phase} needs backend {wanted}, not {cfg.backend}")
+    if phase == "install" and cfg.vault is None:
+        raise at.fail("phase install needs a vault section (the Vault this stack installs)")
 
 
 # --- sources -----------------------------------------------------------------------------------

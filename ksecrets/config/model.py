@@ -15,6 +15,18 @@ Scope = Literal["strict", "namespace-wide", "cluster-wide"]
 SCOPES: tuple[str, ...] = ("strict", "namespace-wide", "cluster-wide")
 
 DEFAULT_ROTATION_SCHEDULE = "0 2 * * 0"  # weekly, Sunday 02:00, as in the guide
+# The numeric user and group our containers run as unless a Deployment says otherwise. The
+# kubelet can only verify `runAsNonRoot` against a numeric uid: an image whose USER is a name
+# (podinfo's is `app`) fails with "image has non-numeric user" without one. 65532 is the
+# conventional `nonroot` uid of distroless images.
+DEFAULT_RUN_AS_USER = 65532
+
+# Namespaces every cluster has: a stack never creates, labels or prunes them.
+SYSTEM_NAMESPACES: tuple[str, ...] = ("default", "kube-node-lease", "kube-public", "kube-system")
+# The sealed → vault migration (README "Moving a stack to Vault"): `install` adds Vault and the
+# operator to a sealed-secrets stack, `handover` is the vault stack whose operator takes over the
+# Secrets the SealedSecrets made.
+MIGRATION_PHASES: tuple[str, ...] = ("install", "handover")
 
 
 @dataclass(frozen=True)
@@ -110,6 +122,8 @@ class Deployment:
     port: int | None = None
     env_from: bool = True  # envFrom.secretRef: every key as a variable
     env: tuple[EnvFromKey, ...] = ()  # env[].valueFrom.secretKeyRef
+    run_as_user: int = DEFAULT_RUN_AS_USER
+    run_as_group: int = DEFAULT_RUN_AS_USER
 
 
 @dataclass(frozen=True)
@@ -190,6 +204,9 @@ class RotationConfig:
     default_schedule: str = DEFAULT_ROTATION_SCHEDULE
     successful_jobs_history_limit: int = 3
     failed_jobs_history_limit: int = 3
+    # The rotator image's numeric user (the Dockerfile's USER 10001); set both for another build.
+    run_as_user: int = 10001
+    run_as_group: int = 10001
 
 
 @dataclass(frozen=True)
@@ -200,6 +217,15 @@ class MonitoringConfig:
     certificate_expiry_warning_days: int = 30
     # Where the alerts' runbook_url points: README.md's runbook sections are its anchors.
     runbook_base_url: str = "https://github.com/example/k8s-secrets/blob/main/README.md"
+    # The ServiceMonitors (chart values) and the PrometheusRule are Prometheus Operator kinds:
+    # a cluster without its CRDs refuses them. None: not declared, which export and preview
+    # refuse while monitoring is enabled; False: those objects are left out.
+    prometheus_operator: bool | None = None
+
+    @property
+    def operator_objects(self) -> bool:
+        """Whether ServiceMonitors and the PrometheusRule are emitted."""
+        return self.enabled and self.prometheus_operator is True
 
 
 @dataclass(frozen=True)
@@ -209,6 +235,9 @@ class StackConfig:
     root: str  # the directory relative paths (certificate) resolve against
     backend: str
     namespaces: tuple[str, ...] = ()
+    # Namespaces that exist outside this stack: objects may live there, the stack never creates,
+    # labels or prunes them.
+    external_namespaces: tuple[str, ...] = ()
     flux: FluxConfig = field(default_factory=FluxConfig)
     sealed_secrets: SealedSecretsConfig = field(default_factory=SealedSecretsConfig)
     vault: VaultConfig | None = None
@@ -217,15 +246,43 @@ class StackConfig:
     manual_keys: tuple[tuple[str, tuple[str, ...]], ...] = ()  # secretName -> keys (values stay in Pulumi)
     rotation: RotationConfig = field(default_factory=RotationConfig)
     monitoring: MonitoringConfig = field(default_factory=MonitoringConfig)
+    # Key paths whose placeholder values (an `example` image or URL) are deployed on purpose.
+    allow_placeholders: tuple[str, ...] = ()
+    vault_migration: str | None = None  # one of MIGRATION_PHASES while moving to Vault
+
+    @property
+    def installs_vault(self) -> bool:
+        """Vault and the operator are part of this stack: a vault stack, or phase 1 of a migration."""
+        return self.vault is not None and (self.backend == "vault" or self.vault_migration == "install")
 
     @property
     def flux_path(self) -> str:
         return self.flux.path or f"./k8s/{self.stack}"
 
     def all_namespaces(self) -> tuple[str, ...]:
-        """Namespaces this stack creates: the listed ones plus every app's, sorted, no duplicates."""
+        """Namespaces this stack creates: the listed ones plus every app's, sorted, no duplicates;
+        never one declared external."""
         names = set(self.namespaces) | {a.namespace for a in self.apps}
+        return tuple(sorted(names - set(self.external_namespaces)))
+
+    def shared_namespaces(self) -> tuple[str, ...]:
+        """Namespaces a stack must never create, label or prune: the system ones, Flux's, the
+        monitoring namespace and the sealed-secrets controller's."""
+        names = set(SYSTEM_NAMESPACES) | {self.flux.namespace, self.monitoring.namespace,
+                                          self.sealed_secrets.controller_namespace}
         return tuple(sorted(names))
+
+    def vault_namespaces(self) -> tuple[str, ...]:
+        """The namespaces Vault and its operator run in, when this stack installs them."""
+        if not self.installs_vault or self.vault is None:
+            return ()
+        return tuple(sorted({self.vault.namespace, self.vault.operator.namespace}))
+
+    def known_namespaces(self) -> frozenset[str]:
+        """Every namespace an exported object of this stack may sit in: created here, declared
+        external, a system namespace, or a shared one this stack relies on."""
+        return frozenset(set(self.all_namespaces()) | set(self.external_namespaces) | set(self.shared_namespaces())
+                         | set(self.vault_namespaces()))
 
     @functools.cached_property
     def _sealed_index(self) -> dict[tuple[str, str], SealedEntry]:

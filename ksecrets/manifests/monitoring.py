@@ -148,7 +148,7 @@ def certificate_alerts(cfg: StackConfig) -> list[Alert]:
 
 
 def vault_alerts(cfg: StackConfig) -> list[Alert]:
-    if cfg.backend != "vault" or cfg.vault is None:
+    if not cfg.installs_vault or cfg.vault is None:
         return []
     vns = cfg.vault.namespace
     ons = cfg.vault.operator.namespace
@@ -286,9 +286,10 @@ def prometheus_rule(cfg: StackConfig) -> Manifest:
 def rules(cfg: StackConfig) -> list[Planned]:
     """The stack's PrometheusRule (layer "apps"), or nothing when monitoring is disabled.
 
-    The CRD comes from the Prometheus Operator, which the cluster runs already (it is not one of
-    this project's HelmReleases), so the object needs nothing of ours.
+    The CRD comes from the Prometheus Operator, which is not one of this project's HelmReleases:
+    the stack declares it (`monitoring.prometheusOperator: true`); with `false` the rule is left
+    out, and undeclared, export and preview refuse (`ksecrets.preflight`).
     """
-    if not cfg.monitoring.enabled:
+    if not cfg.monitoring.operator_objects:
         return []
     return [Planned(prometheus_rule(cfg), "apps")]

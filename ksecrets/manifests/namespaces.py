@@ -1,4 +1,5 @@
-"""Namespaces of a stack: the listed ones plus every app's."""
+"""Namespaces of a stack: the listed ones plus every app's, never a system, shared or external
+one (`StackConfig.all_namespaces`; the loader refuses system and shared ones)."""
 
 from __future__ import annotations
 

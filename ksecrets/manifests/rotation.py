@@ -170,8 +170,9 @@ def cronjob(cfg: StackConfig, app: App, spec: RotationSpec) -> Manifest:
         container["volumeMounts"].append({"name": "vault-ca", "mountPath": CA_DIR, "readOnly": True})
         volumes.append({"name": "vault-ca", "secret": {"secretName": ca_secret_name(cfg),
                                                        "items": [{"key": "ca.crt", "path": "ca.crt"}]}})
-    pod_security = {**POD_SECURITY_CONTEXT, "runAsUser": RUN_AS_USER, "runAsGroup": RUN_AS_USER,
-                    "fsGroup": RUN_AS_USER}
+    rc = cfg.rotation
+    pod_security = {**POD_SECURITY_CONTEXT, "runAsUser": rc.run_as_user, "runAsGroup": rc.run_as_group,
+                    "fsGroup": rc.run_as_group}
     return {
         "apiVersion": "batch/v1",
         "kind": "CronJob",

@@ -10,6 +10,15 @@ from ksecrets.manifests.plan import Manifest, Planned
 
 REPOSITORY = "sealed-secrets"
 RELEASE = "sealed-secrets"
+# Phase `install` of a move to Vault: the controller stops setting itself as the Secret's owner
+# (and drops the ownerReference it set), and keeps managing the Secret by this annotation instead.
+# Pruning the SealedSecret later then leaves the Secret in place for the Vault operator to take
+# over (pkg/apis/sealedsecrets/v1alpha1: SealedSecretSkipSetOwnerReferencesAnnotation,
+# SealedSecretManagedAnnotation; pkg/controller: isAnnotatedToBeManaged).
+HANDOVER_ANNOTATIONS = {
+    "sealedsecrets.bitnami.com/managed": "true",
+    "sealedsecrets.bitnami.com/skip-set-owner-references": "true",
+}
 
 
 def release_id(cfg: StackConfig) -> str:
@@ -28,7 +37,7 @@ def controller_values(cfg: StackConfig) -> dict[str, Any]:
             "limits": {"memory": "256Mi"},
         },
     }
-    if cfg.monitoring.enabled:
+    if cfg.monitoring.operator_objects:
         values["metrics"] = {
             "serviceMonitor": {
                 "enabled": True,
@@ -58,6 +67,9 @@ def controller(cfg: StackConfig) -> list[Planned]:
 def sealed_secret(cfg: StackConfig, entry: SealedEntry) -> Manifest:
     from ksecrets.sealing.sealedsecret import build_sealed_secret
 
+    annotations = dict(entry.annotations)
+    if cfg.vault_migration == "install":
+        annotations.update(HANDOVER_ANNOTATIONS)
     return build_sealed_secret(
         name=entry.name,
         namespace=entry.namespace,
@@ -65,7 +77,7 @@ def sealed_secret(cfg: StackConfig, entry: SealedEntry) -> Manifest:
         encrypted_data=dict(entry.encrypted_data),
         secret_type=entry.type,
         labels=dict(entry.labels) or None,
-        annotations=dict(entry.annotations) or None,
+        annotations=annotations or None,
         immutable=entry.immutable,
         fingerprint=entry.certificate_fingerprint,
     )

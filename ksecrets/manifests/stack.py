@@ -22,7 +22,8 @@ def build_stack(cfg: StackConfig, manual_values: Mapping[str, Mapping[str, Any]]
     # The sealed-secrets controller runs in every stack: it is how a stack migrates from
     # sealed-secrets to Vault without a window where existing SealedSecrets stop unsealing.
     add("sealed-secrets-controller", sealed_secrets.controller(cfg))
-    if cfg.backend == "vault":
+    if cfg.installs_vault:
+        # A vault stack, or phase `install` of a move to Vault (the SealedSecrets stay the source).
         add("vault", vault.infrastructure(cfg))
     add("access", rbac.app_rbac(cfg))
     if cfg.backend == "sealed-secrets":

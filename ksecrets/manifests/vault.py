@@ -156,7 +156,7 @@ def vault_values(cfg: StackConfig) -> dict[str, Any]:
         "server": server,
         "ui": {"enabled": True, "serviceType": "ClusterIP"},
     }
-    if cfg.monitoring.enabled:
+    if cfg.monitoring.operator_objects:
         monitor: dict[str, Any] = {"enabled": True, "selectors": dict(cfg.monitoring.rule_labels)}
         if vc.tls.enabled:
             monitor["tlsConfig"] = {"ca": {"secret": {"name": vc.tls.secret_name, "key": "ca.crt"}}}
@@ -183,7 +183,7 @@ def operator_values(cfg: StackConfig) -> dict[str, Any]:
         "defaultVaultConnection": {"enabled": False},
         "defaultAuthMethod": {"enabled": False},
         # The operator's sync and login-error metrics feed the VaultSecretsOperator* alerts.
-        "telemetry": {"serviceMonitor": {"enabled": cfg.monitoring.enabled,
+        "telemetry": {"serviceMonitor": {"enabled": cfg.monitoring.operator_objects,
                                          "selectors": dict(cfg.monitoring.rule_labels)}},
     }
 
@@ -202,7 +202,7 @@ def infrastructure(cfg: StackConfig) -> list[Planned]:
     vc = _vault(cfg)
     ns = cfg.flux.namespace
     out: list[Planned] = []
-    known = set(cfg.all_namespaces())
+    known = set(cfg.all_namespaces()) | set(cfg.external_namespaces)
     # Namespaces the stack does not already create. The Vault pods meet `restricted`; the
     # operator chart's sidecar is not ours to vouch for, so `baseline` there, warning on restricted.
     for name, enforce in ((vc.namespace, "restricted"), (vc.operator.namespace, "baseline")):
@@ -278,8 +278,14 @@ def _restart_targets(app: App) -> list[dict[str, str]]:
     return [{"kind": "Deployment", "name": d.name} for d in app.deployments]
 
 
-def _destination(name: str) -> dict[str, Any]:
-    return {"name": name, "create": True, "labels": dict(MANAGED_BY)}
+def _destination(name: str, overwrite: bool = False) -> dict[str, Any]:
+    dest: dict[str, Any] = {"name": name, "create": True}
+    if overwrite:
+        # The Secret exists (the SealedSecret made it): take it over in place. The operator then
+        # owns it (its ownerReference replaces any other), so pruning the SealedSecret leaves it.
+        dest["overwrite"] = True
+    dest["labels"] = dict(MANAGED_BY)
+    return dest
 
 
 def vault_static_secret(cfg: StackConfig, app: App) -> Manifest:
@@ -293,7 +299,7 @@ def vault_static_secret(cfg: StackConfig, app: App) -> Manifest:
         "refreshAfter": app.vault.refresh_after,
         # The operator restarts the Deployments only when the data's HMAC changes.
         "hmacSecretData": True,
-        "destination": _destination(app.secret_name),
+        "destination": _destination(app.secret_name, overwrite=cfg.vault_migration == "handover"),
     }
     targets = _restart_targets(app)
     if targets:

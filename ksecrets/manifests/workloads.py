@@ -23,8 +23,12 @@ SECRET_CHECKSUM = "ksecrets.io/secret-checksum"
 
 def secret_checksum(cfg: StackConfig, app: App) -> str | None:
     """A digest of the sealed ciphertexts: a re-sealed value rolls the pods, an unchanged one
-    does not (sealing is churn-free). Vault apps restart through the operator instead."""
-    if cfg.backend != "sealed-secrets":
+    does not (sealing is churn-free). Vault apps restart through the operator instead.
+
+    In the `handover` phase of a move to Vault the digest stays as it was: the switch changes no
+    pod template, so no Deployment rolls before the operator has written the Secret (the
+    operator then restarts them itself, `rolloutRestartTargets`)."""
+    if cfg.backend != "sealed-secrets" and cfg.vault_migration != "handover":
         return None
     entry = cfg.sealed_entry(app.namespace, app.secret_name)
     if entry is None:
@@ -65,7 +69,11 @@ def deployment(cfg: StackConfig, app: App, d: Deployment) -> Manifest:
                 "metadata": template_meta,
                 "spec": {
                     "serviceAccountName": app.service_account,
-                    "securityContext": POD_SECURITY_CONTEXT,
+                    # A numeric uid and gid: the kubelet refuses runAsNonRoot for an image whose
+                    # USER is a name ("image has non-numeric user") unless runAsUser is set.
+                    "securityContext": {"runAsNonRoot": True, "runAsUser": d.run_as_user,
+                                        "runAsGroup": d.run_as_group,
+                                        "seccompProfile": POD_SECURITY_CONTEXT["seccompProfile"]},
                     "containers": [container],
                     "volumes": [{"name": "tmp", "emptyDir": {}}],
                 },

@@ -165,6 +165,8 @@ def seal_into_stack(root: str | os.PathLike[str], stack: str, *, name: str, valu
         raise KsecretsError(f"{source}: {ns}/{name}: nothing left to seal")
     if secret_type is None:
         secret_type = entry.type if entry else "Opaque"
+    _check_result(cfg, report, where, name=name, namespace=ns, scope=scope, encrypted_data=new_enc,
+                  secret_type=secret_type, fingerprint=cert.fingerprint, entry=entry)
 
     def mutate(config) -> None:
         upsert_sealed_secret(config, name=name, namespace=ns, scope=scope, encrypted_data=new_enc,
@@ -173,6 +175,29 @@ def seal_into_stack(root: str | os.PathLike[str], stack: str, *, name: str, valu
     path = stack_file_path(stack, root)
     report.written = update_stack_file(path, mutate, check=_validator(stack, source, cfg.root))
     return report
+
+
+def _check_result(cfg: StackConfig, report: SealReport, where: str, *, name: str, namespace: str, scope: str,
+                  encrypted_data: Mapping[str, str], secret_type: str, fingerprint: str,
+                  entry: SealedEntry | None) -> None:
+    """The SealedSecret this seal leaves in the stack (every key, not only this run's): refused
+    when the cluster would refuse it; a warning when export will refuse its namespace."""
+    from ksecrets import preflight
+    from ksecrets.sealing.sealedsecret import build_sealed_secret
+
+    obj = build_sealed_secret(name=name, namespace=namespace, scope=scope, encrypted_data=encrypted_data,
+                              secret_type=secret_type, labels=dict(entry.labels) if entry else None,
+                              annotations=dict(entry.annotations) if entry else None,
+                              immutable=entry.immutable if entry else None, fingerprint=fingerprint)
+    problem = preflight.size_problem(obj)
+    if problem:
+        raise KsecretsError(f"{cfg.source}: {where}: {namespace}/{name}: with {len(encrypted_data)} keys {problem}; "
+                            "nothing written")
+    if namespace not in cfg.known_namespaces():
+        report.warnings.append(
+            f"{cfg.source}: namespace \"{namespace}\" is not created by this stack nor listed in externalNamespaces: "
+            f"`ksecrets export` refuses {namespace}/{name} until it is (add an app there, or list the namespace under "
+            "namespaces or externalNamespaces)")
 
 
 @dataclass

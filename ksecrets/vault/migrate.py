@@ -1,5 +1,22 @@
-"""`ksecrets migrate --stack S --to vault`: move a sealed-secrets stack to Vault with no value lost.
+"""`ksecrets migrate --stack S --to vault`: move a sealed-secrets stack to Vault with no value lost,
+on a cluster that has no Vault yet, without a moment where an app's Secret is missing.
 
+Three steps, each a stack-file edit that `ksecrets export` turns into one Flux apply:
+
+- `--prepare` (phase `install`, no Vault needed): the sealed-secrets stack also installs Vault
+  and the operator (`vaultMigration: install`, a `vault:` section, `vault.path` and `keys` per
+  app). Its SealedSecrets now tell the controller to drop its ownerReference from their Secrets
+  and keep managing them by annotation (`HANDOVER_ANNOTATIONS`): pruning a SealedSecret later
+  leaves its Secret in place. No pod template changes, so nothing rolls.
+- the switch (below; phase `handover`): values pushed, `backend: vault`. The export has
+  VaultStaticSecrets with `destination.overwrite: true` (the operator takes over the existing
+  Secret of the same name and becomes its owner) and no SealedSecrets (Flux prunes them; their
+  Secrets stay). Pod templates keep their sealed checksum annotation, so the apply rolls no
+  Deployment: the operator restarts them (`rolloutRestartTargets`) after it wrote the Secret.
+- `--finish` (once `kubectl get vaultstaticsecret` shows them synced): `vaultMigration` goes;
+  the pod templates drop the sealed checksum (one rollout, onto the operator's Secret).
+
+The switch:
 1. Unseal every sealed entry of the stack in memory with the recovery keys (nothing is written
    to disk); every entry must belong to an app (its `secretName` and namespace), or we stop: an
    entry no app consumes would have nowhere to go.
@@ -37,6 +54,7 @@ from ksecrets.vault import kv
 class MigrationReport:
     pushed: list[str] = field(default_factory=list)  # "<mount>/data/<path>: version N (added: ...)"
     switched: bool = False
+    warnings: list[str] = field(default_factory=list)
 
     def lines(self) -> list[str]:
         return self.pushed + (["backend switched to vault"] if self.switched else ["stack file unchanged"])
@@ -90,8 +108,26 @@ def unsealed_values(cfg: StackConfig, private_keys: Iterable[Any]) -> list[tuple
     return out
 
 
+MIGRATION = stackfile.PREFIX + "vaultMigration"
+VAULT = stackfile.PREFIX + "vault"
+
+
+def _set_after_backend(config: CommentedMap, key: str, value: Any) -> None:
+    if key in config:
+        config[key] = value
+        return
+    keys = list(config.keys())
+    pos = keys.index(stackfile.BACKEND) + 1 if stackfile.BACKEND in keys else len(keys)
+    config.insert(pos, key, value)
+
+
 def _switch(config: CommentedMap, keys_by_app: dict[tuple[str, str], list[str]]) -> None:
     config[stackfile.BACKEND] = "vault"
+    _set_after_backend(config, MIGRATION, "handover")
+    _add_app_vault(config, keys_by_app)
+
+
+def _add_app_vault(config: CommentedMap, keys_by_app: dict[tuple[str, str], list[str]]) -> None:
     for app in config.get(stackfile.APPS) or []:
         if not isinstance(app, CommentedMap):
             continue
@@ -138,13 +174,64 @@ def migrate_to_vault(client: hvac.Client, stack_file: str | os.PathLike[str], pr
         parse(raw, stack=cfg.stack, source=cfg.source, root=cfg.root)
 
     report.switched = stackfile.update_stack_file(path, lambda c: _switch(c, keys_by_app), check=check)
+    if cfg.vault_migration != "install":
+        report.warnings.append(
+            f"{cfg.source}: the stack skipped `migrate --prepare`: its Secrets are still owned by their "
+            "SealedSecrets, so when Flux prunes those the Secrets are deleted until the operator writes them "
+            "again; apply `--prepare` first on a live cluster")
     return report
+
+
+def _check_edit(cfg: StackConfig):
+    def check(text: str) -> None:
+        from ksecrets.config.load import raw_from_text
+
+        parse(raw_from_text(text, cfg.source), stack=cfg.stack, source=cfg.source, root=cfg.root)
+
+    return check
+
+
+def prepare(stack_file: str | os.PathLike[str]) -> bool:
+    """Phase `install`: the sealed-secrets stack installs Vault and the operator, and its
+    SealedSecrets release their Secrets. Needs no Vault and no keys. Returns whether it wrote."""
+    path = Path(stack_file)
+    cfg = load_stack_file(path)
+    if cfg.backend != "sealed-secrets":
+        raise KsecretsError(f"{cfg.source}: backend: {cfg.backend}; --prepare is for a sealed-secrets stack")
+    keys_by_app = {}
+    for app in cfg.apps:
+        entry = cfg.sealed_entry(app.namespace, app.secret_name)
+        if entry is not None:
+            keys_by_app[(app.namespace, app.name)] = list(entry.keys)
+
+    def mutate(config: CommentedMap) -> None:
+        _set_after_backend(config, MIGRATION, "install")
+        if config.get(VAULT) is None:
+            config[VAULT] = CommentedMap()
+        _add_app_vault(config, keys_by_app)
+
+    return stackfile.update_stack_file(path, mutate, check=_check_edit(cfg))
+
+
+def finish(stack_file: str | os.PathLike[str]) -> bool:
+    """After the handover: the operator owns the Secrets; the stack becomes a plain vault stack."""
+    path = Path(stack_file)
+    cfg = load_stack_file(path)
+    if cfg.vault_migration != "handover":
+        raise KsecretsError(f"{cfg.source}: vaultMigration: is {cfg.vault_migration or 'not set'}; --finish follows "
+                            "the switch (`ksecrets migrate --to vault`), once the VaultStaticSecrets have synced")
+
+    def mutate(config: CommentedMap) -> None:
+        del config[MIGRATION]
+
+    return stackfile.update_stack_file(path, mutate, check=_check_edit(cfg))
 
 
 def _as_vault_stack(path: Path, cfg: StackConfig) -> StackConfig:
     """The stack parsed as if already switched (validates paths, gives the kv mount)."""
     raw = raw_from_stack_file(path)
     raw["backend"] = "vault"
+    raw["vaultMigration"] = "handover"
     apps = []
     for app in raw.get("apps") or []:
         app = dict(app)

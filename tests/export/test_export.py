@@ -116,6 +116,8 @@ config:
       secretName: web-secrets
       deployments:
         - {name: web, image: "ghcr.io/example/web:1.0.0"}
+  k8s-secrets:monitoring: {prometheusOperator: true}
+  k8s-secrets:allowPlaceholders: [apps.deployments.image, monitoring.runbookBaseUrl]
   k8s-secrets:manualValues:
     web-secrets:
       PASSWORD:

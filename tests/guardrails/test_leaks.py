@@ -49,6 +49,8 @@ config:
         - name: my-app
           image: ghcr.io/stefanprodan/podinfo:6.7.1
           envFrom: true
+  k8s-secrets:monitoring: {{prometheusOperator: true}}
+  k8s-secrets:allowPlaceholders: [monitoring.runbookBaseUrl]
   k8s-secrets:manualValues:
     my-app-secrets:
       API_KEY:
@@ -70,6 +72,9 @@ config:
       namespace: my-app
       serviceAccount: my-app
       secretName: my-app-secrets
+  k8s-secrets:monitoring:
+    prometheusOperator: true
+  k8s-secrets:allowPlaceholders: [monitoring.runbookBaseUrl]
 """
 
 

@@ -213,6 +213,7 @@ def test_secret_reader_running_as_root_fails():
     spec = d["spec"]["template"]["spec"]
     del spec["securityContext"]["runAsNonRoot"]
     del spec["containers"][0]["securityContext"]["runAsNonRoot"]
+    del spec["securityContext"]["runAsUser"]  # a non-zero uid alone is non-root (see below)
     assert pack.evaluate(DEPLOYMENT, d) == {"secret-readers-run-as-non-root": [message]}
 
     d = _deployment()
@@ -283,7 +284,8 @@ def test_policies_are_mandatory_and_named():
     from pulumi_policy import EnforcementLevel
 
     assert [p.name for p in pack.POLICIES] == [
-        SECRET_POLICY, "secret-roles-least-privilege", "secret-readers-run-as-non-root", "helm-chart-version-pinned"]
+        SECRET_POLICY, "secret-roles-least-privilege", "secret-readers-run-as-non-root", "helm-chart-version-pinned",
+        "run-as-numeric-user"]
     assert all(p.enforcement_level == EnforcementLevel.MANDATORY for p in pack.POLICIES)
 
 
@@ -297,3 +299,33 @@ def test_policy_pack_process_starts_and_serves():
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+# --- 5. runAsNonRoot with a numeric user and group ----------------------------------------------
+
+def test_run_as_non_root_without_a_numeric_user_fails():
+    """The kubelet refuses runAsNonRoot for an image whose USER is a name (podinfo's is `app`)
+    unless runAsUser is numeric: what the program registered before issue 11."""
+    d = _deployment()
+    spec = d["spec"]["template"]["spec"]
+    assert rules.numeric_user_violations(DEPLOYMENT, d) == []
+    del spec["securityContext"]["runAsUser"], spec["securityContext"]["runAsGroup"]
+    assert pack.evaluate(DEPLOYMENT, d) == {"run-as-numeric-user": [
+        "Deployment my-app/my-app: containers[0] (my-app) sets runAsNonRoot without a numeric non-zero runAsUser "
+        "and runAsGroup: the kubelet refuses an image whose user is a name"]}
+    spec["containers"][0]["securityContext"]["runAsUser"] = 1000.0  # container over pod, as floats
+    assert rules.numeric_user_violations(DEPLOYMENT, d) == [
+        "Deployment my-app/my-app: containers[0] (my-app) sets runAsNonRoot without a numeric non-zero runAsGroup: "
+        "the kubelet refuses an image whose user is a name"]
+    spec["securityContext"]["runAsGroup"] = 1000.0
+    assert rules.numeric_user_violations(DEPLOYMENT, d) == []
+
+
+@pytest.mark.parametrize("path", FIXTURE_STACKS, ids=lambda p: p.name)
+def test_every_registered_workload_has_a_numeric_user(path):
+    checked = 0
+    for r in registered_file(path) + registered("staging"):
+        if rules.pod_spec(r.type, r.inputs) is not None:
+            assert rules.numeric_user_violations(r.type, r.inputs) == [], r.name
+            checked += 1
+    assert checked >= 2
