@@ -23,7 +23,7 @@ DEFAULT_RUN_AS_USER = 65532
 
 # Namespaces every cluster has: a stack never creates, labels or prunes them.
 SYSTEM_NAMESPACES: tuple[str, ...] = ("default", "kube-node-lease", "kube-public", "kube-system")
-# The sealed → vault migration (README "Moving a stack to Vault"): `install` adds Vault and the
+# The sealed → vault migration (README "From sealed-secrets to Vault"): `install` adds Vault and the
 # operator to a sealed-secrets stack, `handover` is the vault stack whose operator takes over the
 # Secrets the SealedSecrets made.
 MIGRATION_PHASES: tuple[str, ...] = ("install", "handover")
