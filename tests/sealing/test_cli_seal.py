@@ -204,3 +204,23 @@ def test_merge_into_a_json_file_keeps_json(tmp_path, cert_file, vector_key):
     merged = json.loads(target.read_text())
     assert sorted(merged["spec"]["encryptedData"]) == ["A", "B"]
     assert crypto.decrypt_value([vector_key], merged["spec"]["encryptedData"]["B"], b"b/a") == b"two"
+
+
+def test_merge_into_refuses_a_sealed_secret_that_grows_over_1_mib(tmp_path, cert_file):
+    """kubeseal's --merge-into path: the merged file is checked, not only this run's keys."""
+    def secret(key: str) -> str:
+        value = base64.b64encode(key.encode() * 450_000).decode()
+        return f"apiVersion: v1\nkind: Secret\nmetadata: {{name: a, namespace: b}}\ndata: {{{key}: {value}}}\n"
+
+    first = ksecrets("seal", "--cert", str(cert_file), "-o", "yaml", input=secret("A"))
+    assert first.returncode == 0, first.stderr
+    target = tmp_path / "sealed.yaml"
+    target.write_bytes(first.stdout)
+    assert ksecrets("seal", "--cert", str(cert_file), "--merge-into", str(target), input=secret("B")).returncode == 0
+    snapshot = target.read_bytes()
+    out = ksecrets("seal", "--cert", str(cert_file), "--merge-into", str(target), input=secret("C"))
+    assert out.returncode == 2
+    assert out.stderr.decode() == (f"ksecrets: {target}: SealedSecret a: its Secret would hold 1350000 bytes of data, "
+                                   "over Kubernetes' 1048576-byte (1 MiB) Secret limit; split it into several "
+                                   "Secrets; nothing written\n")
+    assert target.read_bytes() == snapshot
