@@ -29,6 +29,7 @@ def stack_doc(apps: int) -> dict:
         "k8s-secrets:backend": "sealed-secrets",
         "k8s-secrets:sealedSecrets": {"chartVersion": "2.18.5", "certificate": "certs/bench.pem"},
         "k8s-secrets:monitoring": {"enabled": False},
+        "k8s-secrets:allowPlaceholders": ["apps.deployments.image"],
         "k8s-secrets:apps": [
             {"name": f"app{i}", "namespace": f"team{i}", "secretName": f"app{i}-secrets",
              "deployments": [{"name": f"app{i}", "image": "ghcr.io/example/app:1.0.0", "port": 8080,

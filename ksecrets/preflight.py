@@ -173,9 +173,9 @@ def size_problem(obj: Manifest) -> str | None:
     return None
 
 
-def namespace_problem(cfg: StackConfig, obj: Manifest) -> str | None:
+def namespace_problem(cfg: StackConfig, obj: Manifest, known: frozenset[str] | None = None) -> str | None:
     namespace = (obj.get("metadata") or {}).get("namespace")
-    if namespace is None or namespace in cfg.known_namespaces():
+    if namespace is None or namespace in (known if known is not None else cfg.known_namespaces()):
         return None
     return (f"namespace \"{namespace}\" is not created by this stack nor listed in externalNamespaces, so Flux's "
             "apply of the whole layer would fail: add an app in it, list it under namespaces, or under "
@@ -183,8 +183,9 @@ def namespace_problem(cfg: StackConfig, obj: Manifest) -> str | None:
 
 
 def check_objects(cfg: StackConfig, objects: Iterable[Manifest]) -> None:
+    known = cfg.known_namespaces()  # once: it spans every app
     for obj in objects:
-        for problem in (name_problem(obj), namespace_problem(cfg, obj), size_problem(obj)):
+        for problem in (name_problem(obj), namespace_problem(cfg, obj, known), size_problem(obj)):
             if problem:
                 raise KsecretsError(f"{cfg.source}: {_describe(obj)}: {problem}")
 
