@@ -126,15 +126,12 @@ def mark_helmreleases_ready(cluster: Cluster, objects: list[dict]) -> list[str]:
 
 
 def external_namespaces(root: Path, stack: str) -> list[str]:
-    """Namespaces a stack uses but does not create: they belong to what runs beside it (the
-    monitoring stack's namespace holds the PrometheusRule)."""
+    """Namespaces a stack uses but never creates: those it declares external and the shared ones
+    (Flux's, the monitoring stack's, the system ones), which what runs beside it creates."""
     from ksecrets.config.load import load_stack
 
     cfg = load_stack(stack, root)
-    out = list(getattr(cfg, "external_namespaces", ()) or ())
-    if cfg.monitoring.enabled and cfg.monitoring.namespace not in cfg.all_namespaces():
-        out.append(cfg.monitoring.namespace)
-    return sorted(set(out))
+    return sorted(set(cfg.external_namespaces) | set(cfg.shared_namespaces()))
 
 
 def apply_stack(cluster: Cluster, stack_dir: Path, *, kubeconfig: Path | None = None,
@@ -147,7 +144,8 @@ def apply_stack(cluster: Cluster, stack_dir: Path, *, kubeconfig: Path | None = 
     stack = stack_dir.name
     bootstrap_flux(cluster)
     for ns in external_namespaces(root or stack_dir.parents[1], stack):
-        cluster.ensure_namespace(ns)
+        if cluster.get(f"/api/v1/namespaces/{ns}") is None:
+            cluster.ensure_namespace(ns)
     results: dict[str, LayerResult] = {}
     results["sync"] = apply_layer(cluster, stack, stack_dir / "sync", kubeconfig=kubeconfig) \
         if (stack_dir / "sync" / "kustomization.yaml").exists() else _apply_plain(cluster, stack, stack_dir / "sync")
