@@ -9,7 +9,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ksecrets.sealing.cliutil import add_recovery_flags, recovery_keys
+from ksecrets.cli.flags import add_recovery_flags
+
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -24,6 +25,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ksecrets.sealing.cliutil import recovery_keys
+
     from ksecrets.config.load import load_stack_file
     from ksecrets.config.model import VaultConfig
     from ksecrets.vault.client import make_client
