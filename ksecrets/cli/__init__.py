@@ -42,7 +42,21 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
+def _width() -> int:
+    """argparse asks shutil for the terminal width, and shutil imports bz2, lzma and zlib: ask os."""
+    import os
+
+    try:
+        columns = int(os.environ.get("COLUMNS", "")) or os.get_terminal_size(2).columns
+    except (ValueError, OSError):
+        columns = 80
+    return max(columns - 2, 20)
+
+
 class _Parser(argparse.ArgumentParser):
+    def _get_formatter(self):
+        return self.formatter_class(prog=self.prog, width=_width())
+
     def error(self, message: str) -> None:  # one line, exit 2, like every other bad input
         sys.stderr.write(f"ksecrets: {message}\n")
         raise SystemExit(2)
@@ -68,34 +82,37 @@ def _wanted(argv: Sequence[str]) -> str | None:
     return None
 
 
-def build_parser(only: str | None = None) -> argparse.ArgumentParser:
-    """The full parser; with `only`, the other subcommands are placeholders (name and help) that
-    cost nothing to build."""
+def build_parser(only: str | None = None, *, lazy: bool = False) -> argparse.ArgumentParser:
+    """The full parser. With `lazy`, only the subcommand `only` (if any) gets its real parser; the
+    others are placeholders (name and help) that cost nothing to build."""
     from ksecrets import __version__
 
     parser = _Parser(prog="ksecrets", description="Kubernetes secrets across environments.")
     parser.add_argument("--version", action="version", version=f"ksecrets {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     only_module = SUBCOMMANDS[only][0] if only else None
+    lazy = lazy or only is not None
+    # Running a subcommand needs only its own parser; the placeholders are for `ksecrets --help`.
+    placeholders = only is None
     registered: set[str] = set()
     for name, (modname, help_text) in SUBCOMMANDS.items():
         if name in registered:
             continue
-        if only is None or modname == only_module:
+        if not lazy or modname == only_module:
             module = _module(name)
             if module is None:
                 continue
             before = set(sub.choices)
             module.register(sub)
             registered |= set(sub.choices) - before
-        elif importlib.util.find_spec(f"ksecrets.cli.{modname}") is not None:
+        elif placeholders and importlib.util.find_spec(f"ksecrets.cli.{modname}") is not None:
             sub.add_parser(name, help=help_text)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    parser = build_parser(only=_wanted(argv))
+    parser = build_parser(only=_wanted(argv), lazy=True)
     args = parser.parse_args(argv)
     try:
         return int(args.func(args) or 0)

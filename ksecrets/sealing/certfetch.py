@@ -84,7 +84,16 @@ def read_cert_source(value: str, *, ca_file: str | None = None) -> tuple[bytes, 
         path = urllib.parse.unquote(parts.path)
         return read_bytes(path, "certificate file"), path
     if scheme == "https":
-        return _get(value, ca_file=ca_file), _redact(value)
+        headers = {}
+        if parts.username is not None:  # user:password@ as HTTP basic auth, as Go's http client does
+            import base64
+
+            user = urllib.parse.unquote(parts.username)
+            password = urllib.parse.unquote(parts.password or "")
+            headers["Authorization"] = "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode("ascii")
+            host = parts.hostname + (f":{parts.port}" if parts.port else "")
+            value = urllib.parse.urlunsplit((parts.scheme, host, parts.path, parts.query, ""))
+        return _get(value, ca_file=ca_file, headers=headers), _redact(value)
     if scheme == "http":
         raise KsecretsError(f"{_redact(value)}: plain http is refused for a sealing certificate (it could be "
                             "swapped in transit); serve it over https or download it and check its fingerprint")

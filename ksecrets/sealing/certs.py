@@ -9,9 +9,8 @@ from __future__ import annotations
 
 import base64
 import datetime as _dt
-import hashlib
 import os
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from cryptography.hazmat.primitives.asymmetric import rsa
 
@@ -21,9 +20,8 @@ from ksecrets.fileio import read_bytes
 EXPIRY_WARNING_DAYS = 30
 
 
-@dataclass(frozen=True)
-class SealingCert:
-    """A validated sealing certificate."""
+class SealingCert(NamedTuple):
+    """A validated sealing certificate. (A NamedTuple, not a dataclass: see secret_input.SecretInput.)"""
 
     source: str
     public_key: rsa.RSAPublicKey
@@ -69,7 +67,11 @@ def public_key_fingerprint(public_key: rsa.RSAPublicKey) -> str:
     SHA-256 of the key in SSH wire format (string "ssh-rsa", mpint e, mpint n; RFC 4253 6.6)."""
     numbers = public_key.public_numbers()
     blob = _ssh_string(b"ssh-rsa") + _mpint(numbers.e) + _mpint(numbers.n)
-    return "SHA256:" + base64.b64encode(hashlib.sha256(blob).digest()).decode("ascii").rstrip("=")
+    from cryptography.hazmat.primitives import hashes  # already loaded with rsa; hashlib would not be
+
+    digest = hashes.Hash(hashes.SHA256())
+    digest.update(blob)
+    return "SHA256:" + base64.b64encode(digest.finalize()).decode("ascii").rstrip("=")
 
 
 # --- a small DER reader for the one common case (an RSA certificate), so that sealing need not
@@ -113,8 +115,10 @@ def _der_time(buf: bytes, pos: int) -> tuple[_dt.datetime, int]:
         text = f"{1900 + year if year >= 50 else 2000 + year}{text[2:]}"
     elif not (t == 0x18 and len(text) == 15 and text.endswith("Z")):  # GeneralizedTime YYYYMMDDHHMMSSZ
         raise _NotSimple
-    when = _dt.datetime.strptime(text, "%Y%m%d%H%M%SZ").replace(tzinfo=_dt.timezone.utc)
-    return when, end
+    if not text[:14].isdigit():
+        raise _NotSimple
+    y, mo, d, h, mi, sec = (int(text[i:j]) for i, j in ((0, 4), (4, 6), (6, 8), (8, 10), (10, 12), (12, 14)))
+    return _dt.datetime(y, mo, d, h, mi, sec, tzinfo=_dt.timezone.utc), end
 
 
 def _fast_parse(data: bytes) -> tuple[rsa.RSAPublicKey, _dt.datetime, bytes]:
