@@ -145,7 +145,7 @@ def _merge_entry(where: str, b: dict | None, o: dict, t: dict, conflicts: list[s
             merged[f] = tv
         else:
             merged[f] = ov
-            conflicts.append(f"{where}: {f} changed on both branches ({ov} and {tv}); kept ours, re-seal the entry")
+            conflicts.append(f"{where}: {f} changed on both branches ({ov} and {tv}); kept ours")
     enc: dict[str, str] = {}
     dig: dict[str, str] = {}
     bd, od, td = b.get("encryptedData", {}), o["encryptedData"], t["encryptedData"]
@@ -163,7 +163,7 @@ def _merge_entry(where: str, b: dict | None, o: dict, t: dict, conflicts: list[s
         else:
             what = "changed on both branches" if ov is not None and tv is not None else \
                 "removed on one branch and changed on the other"
-            conflicts.append(f"{where} key {key}: {what}; kept {'ours' if ov is not None else 'theirs'}, re-seal it")
+            conflicts.append(f"{where} key {key}: {what}; kept {'ours' if ov is not None else 'theirs'}")
             side = "o" if ov is not None else "t"
         src = o if side == "o" else t
         value = src["encryptedData"].get(key)
@@ -171,7 +171,7 @@ def _merge_entry(where: str, b: dict | None, o: dict, t: dict, conflicts: list[s
             continue
         if src.get("certificateFingerprint") != merged.get("certificateFingerprint"):
             conflicts.append(f"{where} key {key}: sealed for {src.get('certificateFingerprint')} on one branch, "
-                             f"the entry is now {merged.get('certificateFingerprint')}; re-seal it")
+                             f"the entry is now {merged.get('certificateFingerprint')}")
         enc[key] = value
         if src["digests"].get(key):
             dig[key] = src["digests"][key]
@@ -280,9 +280,14 @@ def merge_driver(base_path: str, ours_path: str, theirs_path: str, pathname: str
     merged, conflicts = merge_texts(*texts, path=pathname)
     mode = Path(ours_path).stat().st_mode & 0o777 if Path(ours_path).exists() else 0o644
     atomic_write_text(ours_path, merged, mode)
-    hint = (f"; re-seal (ksecrets seal --stack {_stack_of(pathname)} --name NAME ...), then git add {pathname}"
-            if any("re-seal" in c for c in conflicts) else "")
-    return (1 if conflicts else 0), [c + (hint if "re-seal" in c else "") for c in conflicts]
+    out = []
+    for c in conflicts:
+        m = re.search(r"sealed (\S+)/(\S+?)(?::| key )", c)
+        if m:
+            c += (f"; re-seal it (ksecrets seal --stack {_stack_of(pathname)} --name {m.group(2)} "
+                  f"--namespace {m.group(1)} ...), then git add {pathname}")
+        out.append(c)
+    return (1 if conflicts else 0), out
 
 
 # --- textconv -------------------------------------------------------------------------------------

@@ -123,7 +123,10 @@ def test_same_key_changed_on_both_branches_is_one_line_naming_it(repo, vector_ke
     out = res.stdout + res.stderr
     conflict_lines = [l for l in out.splitlines() if "ksecrets:" in l]
     assert len(conflict_lines) == 1, out
-    assert "my-app/my-app-secrets key API_KEY: changed on both branches" in conflict_lines[0]
+    assert conflict_lines[0].strip() == (
+        "ksecrets: Pulumi.qa.yaml: merge conflict: k8s-secrets:sealed my-app/my-app-secrets key API_KEY: changed on "
+        "both branches; kept ours; re-seal it (ksecrets seal --stack qa --name my-app-secrets --namespace my-app ...), "
+        "then git add Pulumi.qa.yaml")
     assert "Ag" not in conflict_lines[0]  # no ciphertext in the message
     assert git(repo, "status", "--porcelain").stdout.startswith("UU Pulumi.qa.yaml")
     # The file stays a valid stack (ours kept), so `ksecrets seal` can settle the conflict.
