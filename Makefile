@@ -40,6 +40,7 @@ e2e: $(STAMP) tools e2e-tools
 bench: $(STAMP)
 	$(BIN)/python bench/export.py
 	$(BIN)/python bench/seal.py
+	$(BIN)/python bench/startup.py
 
 clean:
 	rm -rf $(VENV) .tools .pytest_cache

@@ -48,7 +48,8 @@ class Platform(pulumi.ComponentResource):
                  manual_values: Mapping[str, Mapping[str, Any]] | None = None,
                  opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("k8s-secrets:platform:Platform", name, None, opts)
-        self.planned: list[Planned] = build_stack(cfg, manual_values)
+        # Objects only Flux needs (the apps layer's applier ServiceAccount) are not registered.
+        self.planned: list[Planned] = [p for p in build_stack(cfg, manual_values) if p.pulumi]
         self.registry = Registry()
         self.groups: dict[str, ObjectGroup] = {}
         known = {g for g, _, _ in GROUPS}

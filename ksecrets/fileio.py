@@ -7,7 +7,6 @@ file system), with the final mode from the start, and removed if anything fails.
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 
 from ksecrets.errors import KsecretsError
@@ -18,6 +17,8 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes, mode: int = 0o
     """Write `data` to `path` atomically. `durable=False` skips the fsync: still atomic for every
     reader, but after a power cut the file may be the old one. Fine for files we can regenerate
     (k8s/ exports); stack files and key backups keep the fsync."""
+    import tempfile
+
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)

@@ -3,56 +3,116 @@
 A subcommand module adds its parser and sets `func=<callable(args) -> int>`. Errors derived from
 `KsecretsError` become one line on stderr (`ksecrets: ...`) and their exit code; nothing else
 prints a traceback for bad input.
+
+Start-up is kept cheap: `main` imports only the module of the subcommand being run (the others
+appear in `--help` from the table below), and each module imports its implementation inside the
+function that runs it, not at import time. `bench/startup.py` measures it.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import importlib.util
 import sys
 from typing import Sequence
 
 from ksecrets.errors import KsecretsError
 
-# Subcommand modules under ksecrets/cli/, in the order `--help` lists them. A module that does not
-# exist yet is skipped, so the command works while the project grows.
-SUBCOMMANDS = (
-    "export",
-    "seal",
-    "unseal",
-    "reseal",
-    "verify",
-    "keygen",
-    "backup",
-    "rotate",
-    "vault",
-    "migrate",
-    "scan",
-)
+# Subcommand → (module under ksecrets/cli/, one-line help), in the order `--help` lists them. A
+# module that does not exist yet is skipped, so the command works while the project grows.
+SUBCOMMANDS: dict[str, tuple[str, str]] = {
+    "export": ("export_cmd", "write k8s/<stack>/ for Flux from the stack files"),
+    "seal": ("seal_cmd", "seal a Secret (stdin) into a SealedSecret, offline; or seal values into stacks"),
+    "unseal": ("unseal_cmd", "decrypt a SealedSecret (stdin) with recovery keys; prints the Secret"),
+    "reseal": ("reseal_cmd", "re-encrypt all of a stack's sealed values for a new certificate"),
+    "verify": ("verify_cmd", "check sealed values against each stack's current certificate"),
+    "keygen": ("keygen_cmd", "make a sealing key pair for a stack (cert in certs/, key in a backup)"),
+    "backup": ("backup_cmd", "encrypt the controller's key Secrets (stdin) into a backup file"),
+    "restore": ("backup_cmd", "print the key Secrets of a backup file, for kubectl apply"),
+    "rotate": ("rotate_cmd", "rotate one key of a Secret (sealed-secrets: re-seal into the stack; vault: write Vault)"),
+    "vault": ("vault_cmd", "configure Vault for a stack and push values to it"),
+    "migrate": ("migrate_cmd", "move a sealed-secrets stack to Vault with no value lost"),
+    "scan": ("scan_cmd", "find secret material that must not be committed"),
+    "adopt": ("adopt_cmd", "move plaintext Secret manifests and .env files into a stack, then remove them"),
+    "stack": ("stack_cmd", "create a stack file (stack new)"),
+    "app": ("app_cmd", "add an app to a stack (app add)"),
+    "doctor": ("doctor_cmd", "check a stack's references: namespaces, service accounts, Secrets"),
+    "git": ("git_cmd", "git merge and diff drivers for stack files (git setup)"),
+}
+
+
+def _width() -> int:
+    """argparse asks shutil for the terminal width, and shutil imports bz2, lzma and zlib: ask os."""
+    import os
+
+    try:
+        columns = int(os.environ.get("COLUMNS", "")) or os.get_terminal_size(2).columns
+    except (ValueError, OSError):
+        columns = 80
+    return max(columns - 2, 20)
 
 
 class _Parser(argparse.ArgumentParser):
+    def _get_formatter(self):
+        return self.formatter_class(prog=self.prog, width=_width())
+
     def error(self, message: str) -> None:  # one line, exit 2, like every other bad input
         sys.stderr.write(f"ksecrets: {message}\n")
         raise SystemExit(2)
 
 
-def build_parser() -> argparse.ArgumentParser:
+def _module(name: str):
+    modname = SUBCOMMANDS[name][0]
+    try:
+        return importlib.import_module(f"ksecrets.cli.{modname}")
+    except ModuleNotFoundError as exc:
+        if exc.name == f"ksecrets.cli.{modname}":
+            return None
+        raise
+
+
+def _wanted(argv: Sequence[str]) -> str | None:
+    """The subcommand named on the command line (the first argument that is not an option)."""
+    for arg in argv:
+        if arg == "--":
+            return None
+        if not arg.startswith("-"):
+            return arg if arg in SUBCOMMANDS else None
+    return None
+
+
+def build_parser(only: str | None = None, *, lazy: bool = False) -> argparse.ArgumentParser:
+    """The full parser. With `lazy`, only the subcommand `only` (if any) gets its real parser; the
+    others are placeholders (name and help) that cost nothing to build."""
+    from ksecrets import __version__
+
     parser = _Parser(prog="ksecrets", description="Kubernetes secrets across environments.")
+    parser.add_argument("--version", action="version", version=f"ksecrets {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
-    for name in SUBCOMMANDS:
-        try:
-            module = importlib.import_module(f"ksecrets.cli.{name}_cmd")
-        except ModuleNotFoundError as exc:
-            if exc.name == f"ksecrets.cli.{name}_cmd":
+    only_module = SUBCOMMANDS[only][0] if only else None
+    lazy = lazy or only is not None
+    # Running a subcommand needs only its own parser; the placeholders are for `ksecrets --help`.
+    placeholders = only is None
+    registered: set[str] = set()
+    for name, (modname, help_text) in SUBCOMMANDS.items():
+        if name in registered:
+            continue
+        if not lazy or modname == only_module:
+            module = _module(name)
+            if module is None:
                 continue
-            raise
-        module.register(sub)
+            before = set(sub.choices)
+            module.register(sub)
+            registered |= set(sub.choices) - before
+        elif placeholders and importlib.util.find_spec(f"ksecrets.cli.{modname}") is not None:
+            sub.add_parser(name, help=help_text)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser(only=_wanted(argv), lazy=True)
     args = parser.parse_args(argv)
     try:
         return int(args.func(args) or 0)

@@ -12,11 +12,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ksecrets import yamlio
-from ksecrets.sealing.backup import backup_plaintext, get_passphrase, log2_n_from_env, read_backup, write_backup
-from ksecrets.sealing.cliutil import add_format_flag, read_stdin_text, render
-from ksecrets.sealing.keys import fingerprint_of_private, keys_from_secrets
-from ksecrets.sealing.secret_input import load_document
+from ksecrets.cli.flags import add_format_flag
+
 
 
 def register(subparsers) -> None:
@@ -33,6 +30,11 @@ def register(subparsers) -> None:
 
 
 def run_backup(args: argparse.Namespace) -> int:
+    from ksecrets.sealing.backup import backup_plaintext, get_passphrase, log2_n_from_env, write_backup
+    from ksecrets.sealing.cliutil import read_stdin_text
+    from ksecrets.sealing.keys import fingerprint_of_private, keys_from_secrets
+    from ksecrets.sealing.secret_input import load_document
+
     doc = load_document(read_stdin_text("stdin"), "stdin")
     plaintext = backup_plaintext(doc, "stdin")
     passphrase = get_passphrase(confirm=True)
@@ -46,6 +48,10 @@ def run_backup(args: argparse.Namespace) -> int:
 
 
 def run_restore(args: argparse.Namespace) -> int:
+    from ksecrets import yamlio
+    from ksecrets.sealing.backup import get_passphrase, read_backup
+    from ksecrets.sealing.cliutil import render
+
     secrets_ = read_backup(args.backup, get_passphrase(confirm=False))
     if args.format == "json":
         sys.stdout.write(render({"apiVersion": "v1", "kind": "List", "items": secrets_}, "json"))

@@ -7,7 +7,6 @@ import sys
 from pathlib import Path
 
 from ksecrets.errors import CheckFailed
-from ksecrets.export import export
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -20,6 +19,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ksecrets.export import export
+
     root = args.root.resolve()
     result = export(root, args.stack, check=args.check)
     lines = result.lines(root)

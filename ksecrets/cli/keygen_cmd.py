@@ -14,12 +14,7 @@ import os
 import sys
 from pathlib import Path
 
-from ksecrets import yamlio
 from ksecrets.errors import KsecretsError
-from ksecrets.fileio import atomic_write_bytes
-from ksecrets.sealing.backup import backup_plaintext, get_passphrase, log2_n_from_env, write_backup
-from ksecrets.sealing.certs import public_key_fingerprint
-from ksecrets.sealing.keys import cert_pem, generate_key_and_cert, tls_secret_manifest
 
 
 def register(subparsers) -> None:
@@ -49,6 +44,12 @@ def _stack_settings(root: Path, stack: str) -> tuple[str, str, bool]:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ksecrets import yamlio
+    from ksecrets.fileio import atomic_write_bytes
+    from ksecrets.sealing.backup import backup_plaintext, get_passphrase, log2_n_from_env, write_backup
+    from ksecrets.sealing.certs import public_key_fingerprint
+    from ksecrets.sealing.keys import cert_pem, generate_key_and_cert, tls_secret_manifest
+
     root = Path(args.root)
     rel, namespace, set_path = _stack_settings(root, args.stack)
     cert_path = root / rel

@@ -12,9 +12,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from ksecrets.cli.flags import add_recovery_flags
 from ksecrets.errors import KsecretsError
-
-from ksecrets.sealing.cliutil import add_recovery_flags, recovery_keys
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -34,6 +33,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ksecrets.sealing.cliutil import recovery_keys
+
     from ksecrets.config.load import load_stack_file
     from ksecrets.config.model import VaultConfig
     from ksecrets.vault.client import make_client

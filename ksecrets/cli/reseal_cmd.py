@@ -10,9 +10,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ksecrets.sealing import churn
-from ksecrets.sealing.certs import load_certificate
-from ksecrets.sealing.cliutil import add_recovery_flags, recovery_keys
+from ksecrets.cli.flags import add_recovery_flags
+
 
 
 def register(subparsers) -> None:
@@ -31,6 +30,10 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ksecrets.sealing import churn
+    from ksecrets.sealing.certs import load_certificate
+    from ksecrets.sealing.cliutil import recovery_keys
+
     from ksecrets.sealing.stack import reseal_stack
 
     cert = load_certificate(args.cert)

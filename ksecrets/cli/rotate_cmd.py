@@ -19,13 +19,15 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from typing import TYPE_CHECKING
 
-from ksecrets.config.load import load_stack
-from ksecrets.config.model import App, RotationSpec, StackConfig
 from ksecrets.errors import KsecretsError
-from ksecrets.rotate import MAX_LENGTH, MIN_LENGTH, generate
+
+if TYPE_CHECKING:
+    from ksecrets.config.model import App, RotationSpec, StackConfig
 
 DEFAULT_LENGTH = 32
+MIN_LENGTH, MAX_LENGTH = 16, 256  # ksecrets.rotate's (a test keeps them equal)
 
 
 def register(subparsers) -> None:
@@ -57,6 +59,8 @@ def _spec_for(app: App | None, key: str) -> RotationSpec | None:
 
 
 def _length(args: argparse.Namespace, spec: RotationSpec | None) -> int:
+    from ksecrets.rotate import MAX_LENGTH, MIN_LENGTH
+
     length = args.length if args.length is not None else (spec.length if spec else DEFAULT_LENGTH)
     if not MIN_LENGTH <= length <= MAX_LENGTH:
         raise KsecretsError(f"--length: {length} is out of range ({MIN_LENGTH} to {MAX_LENGTH})")
@@ -64,6 +68,8 @@ def _length(args: argparse.Namespace, spec: RotationSpec | None) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ksecrets.config.load import load_stack
+
     cfg = load_stack(args.stack, args.root)
     app = _app_for(cfg, args.name, args.namespace)
     spec = _spec_for(app, args.key)
@@ -78,6 +84,8 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _rotate_sealed(args: argparse.Namespace, cfg: StackConfig, app: App | None, length: int) -> int:
+    from ksecrets.rotate import generate
+
     from ksecrets.sealing import churn
     from ksecrets.sealing.stack import resolve_namespace, seal_into_stack
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ksecrets import scan as scanner
 from ksecrets.errors import CheckFailed
 
 
@@ -28,13 +27,15 @@ def register(subparsers) -> None:
     p.add_argument("--env-glob", action="append", default=[], metavar="GLOB",
                    help="env files by glob under --root, e.g. '.env*'; none matching is fine (for hooks)")
     p.add_argument("--ignore-file", default=None, metavar="F",
-                   help=f"path globs (and kinds) to allow (default: {scanner.IGNORE_FILE} if present)")
+                   help="path globs (and kinds) to allow (default: .ksecrets-scan-ignore if present)")
     p.add_argument("--root", default=".", metavar="DIR",
                    help="the work tree: git ls-files runs here and ignore globs are relative to it")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    from ksecrets import scan as scanner
+
     findings, short = scanner.scan(args.paths, args.env_file, root=args.root, ignore_file=args.ignore_file,
                                   env_globs=args.env_glob)
     if short:

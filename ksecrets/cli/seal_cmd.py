@@ -1,9 +1,13 @@
-"""`ksecrets seal`: kubeseal's offline sealing, plus sealing straight into a stack file.
+"""`ksecrets seal`: kubeseal's offline sealing, plus sealing straight into stack files.
 
     kubectl create secret generic app --from-env-file .env --dry-run=client -o yaml \\
       | ksecrets seal --cert certs/staging.pem -o yaml > app.sealed.yaml
-    ksecrets seal --raw --cert C --name N --namespace NS --from-file value.txt
-    ksecrets seal --stack staging --name my-app-secrets --from-env-file .env.staging
+    ksecrets seal --cert https://certs.example.com/staging.pem -f secret.yaml -w app.sealed.yaml
+    ksecrets seal --raw --cert C --name N --namespace NS --from-file value.txt   # or the value on stdin
+    ksecrets seal --stack staging --stack qa --name my-app-secrets --from-env-file .env   # or --all-stacks
+
+kubeseal's SEALED_SECRETS_<FLAG> environment variables set the flags not given on the command line
+(SEALED_SECRETS_CERT, SEALED_SECRETS_FORMAT, SEALED_SECRETS_SCOPE, ...); --stack ignores them.
 """
 
 from __future__ import annotations
@@ -13,32 +17,51 @@ import os
 import sys
 from pathlib import Path
 
+from ksecrets.cli.flags import SCOPES
 from ksecrets.errors import KsecretsError
-from ksecrets.fileio import atomic_write_text
-from ksecrets.sealing import churn, crypto
-from ksecrets.sealing.cliutil import add_format_flag, cert_from_args, read_file_bytes, read_stdin_text, render
-from ksecrets.sealing.envfile import parse_env_file, parse_literal
-from ksecrets.sealing.secret_input import SCOPE_ANNOTATIONS, check_key, check_size, read_secret
-from ksecrets.sealing.sealedsecret import merge_sealed, parse_sealed_secret, sealed_scope, seal_secret
+
+ENV_PREFIX = "SEALED_SECRETS_"
+# Flags kubeseal reads from SEALED_SECRETS_<FLAG> (pflagenv: the flag name upper-cased, - as _),
+# with the argparse destination they fill here.
+ENV_FLAGS = {
+    "cert": "cert", "controller-name": "controller_name", "controller-namespace": "controller_namespace",
+    "format": "format", "secret-file": "secret_file", "sealed-secret-file": "sealed_secret_file",
+    "scope": "scope", "name": "name", "namespace": "namespace", "allow-empty-data": "allow_empty_data",
+    "merge-into": "merge_into", "raw": "raw", "from-file": "from_file",
+}
+_TRUE = {"1", "t", "T", "true", "TRUE", "True"}
+_FALSE = {"0", "f", "F", "false", "FALSE", "False"}
 
 
 def register(subparsers) -> None:
+    from ksecrets.cli import SUBCOMMANDS
+
     p = subparsers.add_parser(
-        "seal", help="seal a Secret (stdin) into a SealedSecret, offline; or seal values into a stack",
-        description="Seal a v1 Secret (YAML or JSON on stdin) into a SealedSecret with a certificate, "
-                    "offline. With --stack, seal values straight into Pulumi.<stack>.yaml.")
-    p.add_argument("--cert", help=f"sealing certificate (PEM); default ${'SEALED_SECRETS_CERT'}")
-    add_format_flag(p, default=None)
-    p.add_argument("--scope", choices=crypto.SCOPES,
+        "seal", help=SUBCOMMANDS["seal"][1], description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--version", action="store_true", help="print the version and exit (like kubeseal --version)")
+    p.add_argument("--cert", help="sealing certificate: a PEM file, file:// or https:// URL; default $SEALED_SECRETS_CERT")
+    p.add_argument("--cert-ca", metavar="FILE", help="CA (PEM) that signed the https server of --cert (default: system CAs)")
+    p.add_argument("-o", "--format", choices=("json", "yaml"), default=None,
+                   help="output format (default json, yaml for a -w file ending .yaml/.yml, like kubeseal)")
+    p.add_argument("-f", "--secret-file", metavar="FILE", help="the Secret to seal (default: stdin)")
+    p.add_argument("-w", "--sealed-secret-file", metavar="FILE",
+                   help="write the result to FILE (atomically: a failed run leaves it as it was)")
+    p.add_argument("--scope", choices=SCOPES,
                    help="sealing scope (default: the Secret's scope annotations, else strict)")
     p.add_argument("--merge-into", metavar="FILE", help="update only the given keys of an existing SealedSecret file")
-    p.add_argument("--allow-empty-data", action="store_true", help="allow a Secret without data")
-    p.add_argument("--raw", action="store_true", help="print one encrypted value (needs --from-file)")
+    p.add_argument("--allow-empty-data", action="store_true", default=None, help="allow a Secret without data")
+    p.add_argument("--raw", action="store_true", default=None,
+                   help="print one encrypted value: --from-file, or the value on stdin")
     p.add_argument("--name", help="Secret name (--raw, --stack)")
     p.add_argument("--namespace", "-n", help="Secret namespace (--raw; --stack: default from the app)")
-    p.add_argument("--from-file", action="append", default=[], metavar="[KEY=]PATH",
+    p.add_argument("--controller-name", help="kubeseal's; read for compatibility (ksecrets seals offline)")
+    p.add_argument("--controller-namespace", help="kubeseal's; read for compatibility (ksecrets seals offline)")
+    p.add_argument("--from-file", action="append", default=None, metavar="[KEY=]PATH",
                    help="--raw: the value to seal; --stack: a key from a file (key defaults to the file name)")
-    p.add_argument("--stack", help="seal into Pulumi.<stack>.yaml with the stack's certificate")
+    p.add_argument("--stack", action="append", default=[], metavar="NAME",
+                   help="seal into Pulumi.<NAME>.yaml with that stack's certificate (repeatable)")
+    p.add_argument("--all-stacks", action="store_true", help="seal into every stack whose backend is sealed-secrets")
     p.add_argument("--from-env-file", action="append", default=[], metavar="FILE",
                    help="--stack: values from an env file (kubectl's rules)")
     p.add_argument("--from-literal", action="append", default=[], metavar="KEY=VALUE",
@@ -49,9 +72,38 @@ def register(subparsers) -> None:
     p.set_defaults(func=run)
 
 
+def apply_env(args: argparse.Namespace, environ=None) -> None:
+    """Fill flags not given on the command line from SEALED_SECRETS_<FLAG>, as kubeseal does."""
+    environ = os.environ if environ is None else environ
+    for flag, dest in ENV_FLAGS.items():
+        var = ENV_PREFIX + flag.upper().replace("-", "_")
+        if var not in environ or getattr(args, dest) not in (None, []):
+            continue
+        value = environ[var]
+        if dest in ("raw", "allow_empty_data"):
+            if value not in _TRUE | _FALSE:
+                raise KsecretsError(f"{var}: expected true or false")
+            value = value in _TRUE
+        elif dest == "scope" and value not in SCOPES:
+            raise KsecretsError(f"{var}: {value!r} is not a scope ({', '.join(SCOPES)})")
+        elif dest == "format" and value not in ("json", "yaml"):
+            raise KsecretsError(f"{var}: {value!r} is not json or yaml")
+        elif dest == "from_file":
+            value = [v for v in value.split(",") if v]
+        setattr(args, dest, value)
+
+
 def run(args: argparse.Namespace) -> int:
-    if args.stack:
+    if args.version:
+        from ksecrets import __version__
+
+        sys.stdout.write(f"ksecrets version: {__version__}\n")
+        return 0
+    if args.stack or args.all_stacks:
+        args.from_file = args.from_file or []
         return _seal_stack(args)
+    apply_env(args)
+    args.from_file = args.from_file or []
     if args.from_env_file or args.from_literal or args.prune or args.secret_type:
         raise KsecretsError("--from-env-file, --from-literal, --type and --prune need --stack")
     if args.raw:
@@ -61,39 +113,93 @@ def run(args: argparse.Namespace) -> int:
     return _seal_stdin(args)
 
 
+def _emit(args: argparse.Namespace, text: str) -> None:
+    """stdout, or -w FILE written atomically (kept mode, else 0644)."""
+    if not args.sealed_secret_file:
+        sys.stdout.write(text)
+        return
+    from ksecrets.fileio import atomic_write_text
+
+    target = Path(args.sealed_secret_file)
+    if target.is_dir():
+        raise KsecretsError(f"{target}: is a directory")
+    mode = target.stat().st_mode & 0o777 if target.exists() else 0o644
+    atomic_write_text(target, text, mode)
+
+
+def _out_format(args: argparse.Namespace) -> str:
+    if args.format:
+        return args.format
+    if args.sealed_secret_file and Path(args.sealed_secret_file).suffix in (".yaml", ".yml"):
+        return "yaml"
+    return "json"
+
+
 def _seal_raw(args: argparse.Namespace) -> int:
     if args.merge_into:
         raise KsecretsError("--raw and --merge-into cannot be combined")
-    if len(args.from_file) != 1:
-        raise KsecretsError("--raw needs exactly one --from-file")
+    from ksecrets.sealing import crypto
+    from ksecrets.sealing.cliutil import cert_from_args, read_file_bytes
+    from ksecrets.sealing.secret_input import check_size
+
+    if args.secret_file:
+        raise KsecretsError("--raw seals one value from --from-file or stdin; -f/--secret-file is for a whole Secret")
+    if len(args.from_file) > 1:
+        raise KsecretsError("--raw takes only one --from-file")
     scope = args.scope or "strict"
     namespace, name = args.namespace or "", args.name or ""
     if not namespace and scope != "cluster-wide":
         raise KsecretsError(f"--raw with --scope {scope} needs --namespace")
     if not name and scope == "strict":
         raise KsecretsError("--raw with --scope strict needs --name")
-    path = args.from_file[0].split("=", 1)[-1]
-    value = read_file_bytes(path, "value file")
-    check_size({path: value}, path, "--from-file")
-    cert = cert_from_args(args.cert)
-    sys.stdout.write(crypto.encrypt_value(cert.public_key, value, crypto.label_for(scope, namespace, name)))
+    cert = cert_from_args(args.cert, args.cert_ca)
+    if args.from_file:
+        path = args.from_file[0].split("=", 1)[-1]
+        value = read_file_bytes(path, "value file")
+    else:
+        path = "stdin"
+        if sys.stdin.isatty():
+            sys.stderr.write("(tty detected: expecting a secret to encrypt in stdin)\n")
+        value = sys.stdin.buffer.read()
+    check_size({path: value}, path, "--from-file" if args.from_file else "stdin")
+    _emit(args, crypto.encrypt_value(cert.public_key, value, crypto.label_for(scope, namespace, name)))
     return 0
 
 
+def _read_input(args: argparse.Namespace) -> tuple[str, str]:
+    from ksecrets.sealing.cliutil import read_file_bytes, read_stdin_text
+
+    if args.secret_file:
+        data = read_file_bytes(args.secret_file, "Secret file")
+        try:
+            return data.decode("utf-8"), args.secret_file
+        except UnicodeDecodeError:
+            raise KsecretsError(f"{args.secret_file}: not UTF-8 text") from None
+    return read_stdin_text("stdin"), "stdin"
+
+
 def _seal_stdin(args: argparse.Namespace) -> int:
-    secret = read_secret(read_stdin_text("stdin"), "stdin")
+    from ksecrets.fileio import atomic_write_text
+    from ksecrets.sealing.cliutil import cert_from_args, read_file_bytes, render
+    from ksecrets.sealing.secret_input import SCOPE_ANNOTATIONS, read_secret
+    from ksecrets.sealing.sealedsecret import merge_sealed, parse_sealed_secret, sealed_scope, seal_secret
+
+    text, src = _read_input(args)
+    secret = read_secret(text, src)
     if not secret.data and not args.allow_empty_data:
-        raise KsecretsError("stdin: the Secret has no data or stringData (pass --allow-empty-data if intended)")
-    cert = cert_from_args(args.cert)
+        raise KsecretsError(f"{src}: the Secret has no data or stringData (pass --allow-empty-data if intended)")
+    cert = cert_from_args(args.cert, args.cert_ca)
     if args.name:
         secret.name = args.name
     if args.namespace:
         secret.namespace = args.namespace
     if not args.merge_into:
-        sealed = seal_secret(secret, cert, scope=args.scope, source="stdin")
-        _check_size(sealed, "stdin")
-        sys.stdout.write(render(sealed, args.format or "json"))
+        sealed = seal_secret(secret, cert, scope=args.scope, source=src)
+        _check_size(sealed, src)
+        _emit(args, render(sealed, _out_format(args)))
         return 0
+    if args.sealed_secret_file:
+        raise KsecretsError("--merge-into updates its file in place; -w/--sealed-secret-file does not apply")
 
     target = Path(args.merge_into)
     text = read_file_bytes(args.merge_into, "SealedSecret file").decode("utf-8", "replace")
@@ -104,7 +210,7 @@ def _seal_stdin(args: argparse.Namespace) -> int:
     scope = args.scope
     if scope is None and not any(k in secret.annotations for k in SCOPE_ANNOTATIONS.values()):
         scope = sealed_scope(orig)
-    update = seal_secret(secret, cert, scope=scope, source="stdin")
+    update = seal_secret(secret, cert, scope=scope, source=src)
     merged = merge_sealed(orig, update, args.merge_into)
     _check_size(merged, args.merge_into)  # all keys of the file, not only this run's
     fmt = args.format or ("json" if text.lstrip().startswith("{") else "yaml")
@@ -122,6 +228,10 @@ def _check_size(sealed: dict, source: str) -> None:
 
 
 def _stack_values(args: argparse.Namespace) -> dict[str, bytes]:
+    from ksecrets.sealing.cliutil import read_file_bytes
+    from ksecrets.sealing.envfile import parse_env_file, parse_literal
+    from ksecrets.sealing.secret_input import check_key
+
     values: dict[str, bytes] = {}
 
     def add(key: str, value: bytes, source: str) -> None:
@@ -147,16 +257,22 @@ def _stack_values(args: argparse.Namespace) -> dict[str, bytes]:
 
 
 def _seal_stack(args: argparse.Namespace) -> int:
-    from ksecrets.sealing.stack import seal_into_stack
+    from ksecrets.sealing import churn
+    from ksecrets.sealing.stack import seal_into_stacks, sealed_stack_names
 
-    if args.raw or args.merge_into or args.cert:
-        raise KsecretsError("--stack seals with the stack's certificate; --raw, --merge-into and --cert do not apply")
+    if args.raw or args.merge_into or args.cert or args.secret_file or args.sealed_secret_file:
+        raise KsecretsError("--stack seals with each stack's certificate into its stack file; "
+                            "--raw, --merge-into, --cert, -f and -w do not apply")
+    if args.stack and args.all_stacks:
+        raise KsecretsError("give --stack NAME (repeatable) or --all-stacks, not both")
     if not args.name:
         raise KsecretsError("--stack needs --name (the Secret's name)")
+    stacks = sealed_stack_names(args.root) if args.all_stacks else list(dict.fromkeys(args.stack))
     values = _stack_values(args)
-    report = seal_into_stack(args.root, args.stack, name=args.name, namespace=args.namespace, values=values,
-                             scope=args.scope, secret_type=args.secret_type, prune=args.prune,
-                             seal_key=churn.seal_key_from_env())
-    for line in report.lines():
-        sys.stderr.write(line + "\n")
+    reports = seal_into_stacks(args.root, stacks, name=args.name, namespace=args.namespace, values=values,
+                               scope=args.scope, secret_type=args.secret_type, prune=args.prune,
+                               seal_key=churn.seal_key_from_env())
+    for report in reports:
+        for line in report.lines():
+            sys.stderr.write(line + "\n")
     return 0

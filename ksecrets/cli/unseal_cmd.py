@@ -5,9 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from ksecrets.cli.flags import add_format_flag, add_recovery_flags
 from ksecrets.errors import KsecretsError
-from ksecrets.sealing.cliutil import add_format_flag, add_recovery_flags, read_stdin_text, recovery_keys, render
-from ksecrets.sealing.sealedsecret import parse_sealed_secret, unseal
 
 
 def register(subparsers) -> None:
@@ -25,6 +24,9 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ksecrets.sealing.cliutil import read_stdin_text, recovery_keys, render
+    from ksecrets.sealing.sealedsecret import parse_sealed_secret, unseal
+
     keys = recovery_keys(args)
     if args.stack:
         obj, source = _from_stack(args)

@@ -9,7 +9,6 @@ import argparse
 import os
 from pathlib import Path
 
-from ksecrets.config.load import load_stack
 from ksecrets.errors import KsecretsError
 
 DB_PASSWORD_ENV = "KSECRETS_DB_ADMIN_PASSWORD"
@@ -39,6 +38,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _vault_stack(args: argparse.Namespace):
+    from ksecrets.config.load import load_stack
+
     cfg = load_stack(args.stack, args.root)
     if cfg.vault is None:
         raise KsecretsError(f"{cfg.source}: backend: {cfg.backend}; the vault commands need a vault stack")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
 
@@ -73,12 +74,32 @@ def load_round_trip(path: Path) -> tuple[Any, YAML, str]:
     return doc, y, text
 
 
-def update_stack_file(path: str | os.PathLike[str], mutate: Callable[[CommentedMap], None], *,
-                      check: Callable[[str], None] | None = None) -> bool:
-    """Apply `mutate` to the stack file's `config:` map and write it atomically.
+@dataclass
+class PendingWrite:
+    """A validated new content for a stack file, not yet written (`commit()` writes it)."""
 
-    `check(new_text)` may validate the result (e.g. with the config loader) and raise to abort.
-    Returns False (and writes nothing) when the bytes would not change.
+    path: Path
+    old: str
+    new: str
+    mode: int
+
+    @property
+    def changed(self) -> bool:
+        return self.new != self.old
+
+    def commit(self) -> bool:
+        if not self.changed:
+            return False
+        atomic_write_text(self.path, self.new, self.mode)
+        return True
+
+
+def prepare_stack_update(path: str | os.PathLike[str], mutate: Callable[[CommentedMap], None], *,
+                         check: Callable[[str], None] | None = None) -> PendingWrite:
+    """Apply `mutate` to the stack file's `config:` map in memory and validate the result.
+
+    Several files can be prepared first and committed after, so that a failure in any of them
+    leaves every file as it was.
     """
     p = Path(path)
     doc, y, old = load_round_trip(p)
@@ -97,11 +118,17 @@ def update_stack_file(path: str | os.PathLike[str], mutate: Callable[[CommentedM
     new = buf.getvalue()
     if check is not None:
         check(new)
-    if new == old:
-        return False
-    mode = p.stat().st_mode & 0o777
-    atomic_write_text(p, new, mode)
-    return True
+    return PendingWrite(p, old, new, p.stat().st_mode & 0o777)
+
+
+def update_stack_file(path: str | os.PathLike[str], mutate: Callable[[CommentedMap], None], *,
+                      check: Callable[[str], None] | None = None) -> bool:
+    """Apply `mutate` to the stack file's `config:` map and write it atomically.
+
+    `check(new_text)` may validate the result (e.g. with the config loader) and raise to abort.
+    Returns False (and writes nothing) when the bytes would not change.
+    """
+    return prepare_stack_update(path, mutate, check=check).commit()
 
 
 # --- helpers for the sealed-secrets keys ---------------------------------------------------------

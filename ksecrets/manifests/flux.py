@@ -7,10 +7,11 @@ version the current CRD defines.
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from typing import Any, Iterable, Mapping
 
 from ksecrets.config.model import StackConfig
-from ksecrets.manifests.plan import Manifest, metadata
+from ksecrets.errors import KsecretsError
+from ksecrets.manifests.plan import Manifest, Planned, metadata
 
 SOURCE_API = "source.toolkit.fluxcd.io/v1"
 HELM_API = "helm.toolkit.fluxcd.io/v2"
@@ -72,9 +73,138 @@ def helm_release(
     }
 
 
-def layer_kustomizations(cfg: StackConfig) -> list[Manifest]:
-    """The two Flux Kustomizations of a stack: apps depends on infrastructure, both wait."""
+# --- health of the apps layer ---------------------------------------------------------------------
+#
+# Flux evaluates `inProgress`, then `failed`, then `current` (RFC 0009, fluxcd/pkg runtime/cel),
+# after its own check that status.observedGeneration, when present, equals metadata.generation.
+# Conditions are read with optional field access (`status.?conditions`), so an object whose
+# controller has not written conditions yet is in progress rather than an evaluation error.
+#
+# SealedSecret (sealed-secrets controller 0.36): status.observedGeneration and one condition of
+# type Synced, True once the Secret is written, False with the unseal error otherwise.
+# VaultStaticSecret / VaultDynamicSecret (VSO 1.x): no status.observedGeneration (VSO writes
+# status.lastGeneration), conditions SecretSynced, Healthy and Ready, each carrying the generation
+# it was computed for; SecretSynced is False while Vault cannot be read or the Secret not written.
+_CONDITIONS = "status.?conditions.orValue([])"
+
+
+def _condition(ctype: str, status: str, *, generation: bool = False) -> str:
+    gen = " && c.?observedGeneration.orValue(-1) == metadata.generation" if generation else ""
+    return f"{_CONDITIONS}.exists(c, c.type == '{ctype}' && c.status == '{status}'{gen})"
+
+
+HEALTH_CHECK_EXPRS: dict[tuple[str, str], dict[str, str]] = {
+    ("bitnami.com/v1alpha1", "SealedSecret"): {
+        "failed": _condition("Synced", "False"),
+        "current": _condition("Synced", "True"),
+    },
+    **{("secrets.hashicorp.com/v1beta1", kind): {
+        "inProgress": f"!{_CONDITIONS}.exists(c, c.type == 'SecretSynced' && "
+                      "c.?observedGeneration.orValue(-1) == metadata.generation)",
+        "failed": _condition("SecretSynced", "False", generation=True),
+        "current": _condition("SecretSynced", "True", generation=True),
+    } for kind in ("VaultStaticSecret", "VaultDynamicSecret")},
+}
+
+
+def health_check_exprs(objects: Iterable[Manifest]) -> list[dict[str, str]]:
+    """healthCheckExprs for exactly the kinds among `objects` that have one (in a stable order)."""
+    present = {(o["apiVersion"], o["kind"]) for o in objects}
+    out = []
+    for (api, kind), exprs in HEALTH_CHECK_EXPRS.items():
+        if (api, kind) in present:
+            out.append({"apiVersion": api, "kind": kind, **exprs})
+    return out
+
+
+# --- the apps layer's own ServiceAccount -------------------------------------------------------------
+#
+# As in Flux's multi-tenancy example, the apps Kustomization applies as a ServiceAccount of its own
+# (spec.serviceAccountName: kustomize-controller impersonates it), which may manage exactly the
+# kinds the apps layer holds, in exactly the namespaces it holds them in. Kubernetes refuses to let
+# anyone create a Role granting more than they hold (RBAC escalation check), so each namespace's
+# applier Role also carries the rules of the Roles the apps layer puts there.
+
+APPLIER_COMPONENT = "flux-applier"
+APPLY_VERBS = ["get", "list", "watch", "create", "update", "patch", "delete"]
+
+
+def guess_resource(kind: str) -> str:
+    """A kind's resource name as apimachinery's UnsafeGuessKindToResource makes it (right for every
+    built-in kind the apps layer uses; CRD kinds take `spec.names.plural` from the vendored CRDs)."""
+    lower = kind.lower()
+    if lower.endswith("s"):
+        return lower + "es"
+    if lower.endswith("y"):
+        return lower[:-1] + "ies"
+    return lower + "s"
+
+
+def _crd_plurals() -> dict[tuple[str, str], str]:
+    from pathlib import Path
+
+    import yaml
+
+    out = {}
+    for path in sorted((Path(__file__).resolve().parents[1] / "schemas" / "crds").glob("*.yaml")):
+        crd = yaml.safe_load(path.read_text())
+        out[(crd["spec"]["group"], crd["spec"]["names"]["kind"])] = crd["spec"]["names"]["plural"]
+    return out
+
+
+def applier_name(cfg: StackConfig) -> str:
+    return f"{cfg.stack}-apps"
+
+
+def apps_applier(cfg: StackConfig, apps: list[Manifest]) -> list[Manifest]:
+    """The ServiceAccount the apps Kustomization applies as, and per namespace a Role (and its
+    RoleBinding) for exactly the kinds the apps layer puts there."""
+    plurals = _crd_plurals()
+    name = applier_name(cfg)
+    labels = {"app.kubernetes.io/component": APPLIER_COMPONENT}
+    by_ns: dict[str, set[tuple[str, str]]] = {}
+    escalation: dict[str, list[dict]] = {}
+    for obj in apps:
+        api = obj["apiVersion"]
+        group = api.split("/")[0] if "/" in api else ""
+        ns = obj["metadata"].get("namespace")
+        if not ns:
+            raise KsecretsError(f"{cfg.source}: the apps layer holds the cluster-scoped {obj['kind']} "
+                                f"{obj['metadata']['name']}; its ServiceAccount would need cluster-wide rights")
+        plural = plurals.get((group, obj["kind"])) or guess_resource(obj["kind"])
+        by_ns.setdefault(ns, set()).add((group, plural))
+        if obj["kind"] == "Role":
+            escalation.setdefault(ns, []).extend(obj.get("rules") or [])
+    out: list[Manifest] = [{"apiVersion": "v1", "kind": "ServiceAccount",
+                            "metadata": metadata(name, cfg.flux.namespace, labels=labels)}]
+    for ns in sorted(by_ns):
+        groups: dict[str, list[str]] = {}
+        for group, plural in sorted(by_ns[ns]):
+            groups.setdefault(group, []).append(plural)
+        rules = [{"apiGroups": [g], "resources": res, "verbs": list(APPLY_VERBS)} for g, res in groups.items()]
+        for rule in escalation.get(ns, []):
+            if rule not in rules:
+                rules.append(rule)
+        out.append({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
+                    "metadata": metadata(f"{name}-applier", ns, labels=labels), "rules": rules})
+        out.append({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+                    "metadata": metadata(f"{name}-applier", ns, labels=labels),
+                    "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": f"{name}-applier"},
+                    "subjects": [{"kind": "ServiceAccount", "name": name, "namespace": cfg.flux.namespace}]})
+    return out
+
+
+def applier_planned(cfg: StackConfig, planned: list[Planned]) -> list[Planned]:
+    """The applier's objects, for the infrastructure layer; Flux-only (pulumi up applies as itself)."""
+    apps = [p.obj for p in planned if p.layer == "apps" and p.gitops]
+    return [Planned(obj, "infrastructure", pulumi=False) for obj in apps_applier(cfg, apps)]
+
+
+def layer_kustomizations(cfg: StackConfig, apps: Iterable[Manifest] = ()) -> list[Manifest]:
+    """The two Flux Kustomizations of a stack: apps depends on infrastructure, both wait; apps
+    applies as its own ServiceAccount and checks the health of its secrets' custom resources."""
     flux = cfg.flux
+    apps = list(apps)
 
     def one(layer: str, depends: str | None) -> Manifest:
         spec: dict[str, Any] = {
@@ -88,6 +218,11 @@ def layer_kustomizations(cfg: StackConfig) -> list[Manifest]:
         }
         if depends:
             spec["dependsOn"] = [{"name": depends}]
+        if layer == "apps":
+            spec["serviceAccountName"] = applier_name(cfg)
+            exprs = health_check_exprs(apps)
+            if exprs:
+                spec["healthCheckExprs"] = exprs
         return {
             "apiVersion": KUSTOMIZE_API,
             "kind": "Kustomization",

@@ -5,6 +5,7 @@
 - `needs`: ids of HelmReleases that install the CRD this object's kind comes from, so that
   `pulumi up` waits for them and Flux puts the object in a later layer;
 - `gitops`: False for objects that only `pulumi up` may apply (manual-backend Secrets);
+- `pulumi`: False for objects only Flux needs (the apps layer's ServiceAccount and its RBAC);
 - `group`: the concern it belongs to; `components/` registers each group under one
   ComponentResource (`build_stack` sets it per builder).
 """
@@ -27,6 +28,7 @@ class Planned:
     needs: tuple[str, ...] = ()
     gitops: bool = True
     group: str = ""
+    pulumi: bool = True
 
     @property
     def id(self) -> str:

@@ -7,7 +7,7 @@ import dataclasses
 from typing import Any, Iterable, Mapping
 
 from ksecrets.config.model import StackConfig
-from ksecrets.manifests import manual, monitoring, namespaces, rbac, rotation, sealed_secrets, vault, workloads
+from ksecrets.manifests import flux, manual, monitoring, namespaces, rbac, rotation, sealed_secrets, vault, workloads
 from ksecrets.manifests.plan import Planned
 
 
@@ -34,6 +34,8 @@ def build_stack(cfg: StackConfig, manual_values: Mapping[str, Mapping[str, Any]]
     add("workloads", workloads.deployments(cfg))
     add("rotation", rotation.cronjobs(cfg))
     add("monitoring", monitoring.rules(cfg))
+    # Flux only: the ServiceAccount the apps Kustomization applies as, and its RBAC.
+    add("flux-applier", flux.applier_planned(cfg, planned))
     _check_unique(planned)
     return planned
 

@@ -9,12 +9,9 @@ from __future__ import annotations
 
 import base64
 import datetime as _dt
-import hashlib
 import os
-from dataclasses import dataclass
+from typing import NamedTuple
 
-from cryptography import x509
-from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from ksecrets.errors import KsecretsError
@@ -23,9 +20,8 @@ from ksecrets.fileio import read_bytes
 EXPIRY_WARNING_DAYS = 30
 
 
-@dataclass(frozen=True)
-class SealingCert:
-    """A validated sealing certificate."""
+class SealingCert(NamedTuple):
+    """A validated sealing certificate. (A NamedTuple, not a dataclass: see secret_input.SecretInput.)"""
 
     source: str
     public_key: rsa.RSAPublicKey
@@ -58,16 +54,137 @@ def key_kind(key: object) -> str:
     return type(key).__name__
 
 
+def _ssh_string(b: bytes) -> bytes:
+    return len(b).to_bytes(4, "big") + b
+
+
+def _mpint(n: int) -> bytes:
+    return _ssh_string(n.to_bytes(n.bit_length() // 8 + 1, "big") if n else b"")
+
+
 def public_key_fingerprint(public_key: rsa.RSAPublicKey) -> str:
-    """`SHA256:...` exactly as upstream `crypto.PublicKeyFingerprint` (ssh.FingerprintSHA256)."""
-    openssh = public_key.public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH)
-    blob = base64.b64decode(openssh.split()[1])
-    return "SHA256:" + base64.b64encode(hashlib.sha256(blob).digest()).decode("ascii").rstrip("=")
+    """`SHA256:...` exactly as upstream `crypto.PublicKeyFingerprint` (ssh.FingerprintSHA256): the
+    SHA-256 of the key in SSH wire format (string "ssh-rsa", mpint e, mpint n; RFC 4253 6.6)."""
+    numbers = public_key.public_numbers()
+    blob = _ssh_string(b"ssh-rsa") + _mpint(numbers.e) + _mpint(numbers.n)
+    from cryptography.hazmat.primitives import hashes  # already loaded with rsa; hashlib would not be
+
+    digest = hashes.Hash(hashes.SHA256())
+    digest.update(blob)
+    return "SHA256:" + base64.b64encode(digest.finalize()).decode("ascii").rstrip("=")
+
+
+# --- a small DER reader for the one common case (an RSA certificate), so that sealing need not
+# import cryptography.x509, which costs as much as the rest of `ksecrets seal`'s start-up. Anything
+# it does not recognise goes to the full x509 parser below, which also words every error.
+
+_RSA_OID = bytes.fromhex("06092a864886f70d010101")
+_PEM_CERT = (b"-----BEGIN CERTIFICATE-----", b"-----END CERTIFICATE-----")
+
+
+class _NotSimple(Exception):
+    pass
+
+
+def _tlv(buf: bytes, pos: int, tag: int | None = None) -> tuple[int, int, int]:
+    """(tag, start of content, end of content) of the DER element at `pos`."""
+    if pos + 2 > len(buf):
+        raise _NotSimple
+    t, first = buf[pos], buf[pos + 1]
+    if tag is not None and t != tag:
+        raise _NotSimple
+    pos += 2
+    if first < 0x80:
+        length = first
+    else:
+        n = first & 0x7F
+        if n == 0 or n > 4 or pos + n > len(buf):
+            raise _NotSimple
+        length = int.from_bytes(buf[pos:pos + n], "big")
+        pos += n
+    if pos + length > len(buf):
+        raise _NotSimple
+    return t, pos, pos + length
+
+
+def _der_time(buf: bytes, pos: int) -> tuple[_dt.datetime, int]:
+    t, start, end = _tlv(buf, pos)
+    text = buf[start:end].decode("ascii", "strict")
+    if t == 0x17 and len(text) == 13 and text.endswith("Z"):  # UTCTime YYMMDDHHMMSSZ (RFC 5280 4.1.2.5.1)
+        year = int(text[:2])
+        text = f"{1900 + year if year >= 50 else 2000 + year}{text[2:]}"
+    elif not (t == 0x18 and len(text) == 15 and text.endswith("Z")):  # GeneralizedTime YYYYMMDDHHMMSSZ
+        raise _NotSimple
+    if not text[:14].isdigit():
+        raise _NotSimple
+    y, mo, d, h, mi, sec = (int(text[i:j]) for i, j in ((0, 4), (4, 6), (6, 8), (8, 10), (10, 12), (12, 14)))
+    return _dt.datetime(y, mo, d, h, mi, sec, tzinfo=_dt.timezone.utc), end
+
+
+def _fast_parse(data: bytes) -> tuple[rsa.RSAPublicKey, _dt.datetime, bytes]:
+    """(public key, notAfter, the first certificate's PEM) of a PEM with an RSA certificate."""
+    begin = data.find(_PEM_CERT[0])
+    end = data.find(_PEM_CERT[1], begin)
+    if begin < 0 or end < 0:
+        raise _NotSimple
+    body = b"".join(data[begin + len(_PEM_CERT[0]):end].split())
+    der = base64.b64decode(body, validate=True)
+    _, cstart, cend = _tlv(der, 0, 0x30)
+    if cend != len(der):
+        raise _NotSimple
+    _, tstart, tend = _tlv(der, cstart, 0x30)  # tbsCertificate
+    pos = tstart
+    if der[pos] == 0xA0:  # [0] EXPLICIT version
+        pos = _tlv(der, pos)[2]
+    for tag in (0x02, 0x30, 0x30):  # serialNumber, signature, issuer
+        pos = _tlv(der, pos, tag)[2]
+    _, vstart, vend = _tlv(der, pos, 0x30)  # validity
+    _, after = _der_time(der, vstart)
+    not_after, vpos = _der_time(der, after)
+    if vpos != vend:
+        raise _NotSimple
+    pos = _tlv(der, vend, 0x30)[2]  # subject
+    _, sstart, send = _tlv(der, pos, 0x30)  # subjectPublicKeyInfo
+    _, astart, aend = _tlv(der, sstart, 0x30)
+    if not der[astart:aend].startswith(_RSA_OID):
+        raise _NotSimple
+    _, bstart, bend = _tlv(der, aend, 0x03)
+    if der[bstart] != 0:
+        raise _NotSimple
+    _, kstart, kend = _tlv(der, bstart + 1, 0x30)
+    _, nstart, nend = _tlv(der, kstart, 0x02)
+    _, estart, eend = _tlv(der, nend, 0x02)
+    if eend != kend or kend != bend or bend != send:
+        raise _NotSimple
+    n = int.from_bytes(der[nstart:nend], "big")
+    e = int.from_bytes(der[estart:eend], "big")
+    key = rsa.RSAPublicNumbers(e, n).public_key()
+    lines = [base64.b64encode(der[i:i + 48]) for i in range(0, len(der), 48)]
+    pem = _PEM_CERT[0] + b"\n" + b"\n".join(lines) + b"\n" + _PEM_CERT[1] + b"\n"
+    return key, not_after, pem
 
 
 def parse_certificate(data: bytes, source: str, *, now: _dt.datetime | None = None,
                       allow_expired: bool = False) -> SealingCert:
     """Validate PEM bytes; errors are one line naming `source`."""
+    now = now or _dt.datetime.now(_dt.timezone.utc)
+    if b"PRIVATE KEY-----" not in data:
+        try:
+            key, not_after, pem = _fast_parse(data)
+        except (_NotSimple, ValueError, IndexError, UnicodeDecodeError):
+            pass
+        else:
+            if not allow_expired and now > not_after:
+                raise KsecretsError(f"{source}: certificate expired on {not_after:%Y-%m-%d %H:%M} UTC; "
+                                    "fetch the controller's current one")
+            return SealingCert(source, key, public_key_fingerprint(key), not_after, pem)
+    return _full_parse(data, source, now=now, allow_expired=allow_expired)
+
+
+def _full_parse(data: bytes, source: str, *, now: _dt.datetime, allow_expired: bool) -> SealingCert:
+    from cryptography import x509
+    from cryptography.hazmat.primitives import serialization
+
     if b"-----BEGIN CERTIFICATE-----" not in data:
         if b"PRIVATE KEY-----" in data:
             raise KsecretsError(f"{source}: is a private key, not a certificate; never pass a private key as --cert")
@@ -84,7 +201,6 @@ def parse_certificate(data: bytes, source: str, *, now: _dt.datetime | None = No
     if not isinstance(key, rsa.RSAPublicKey):
         raise KsecretsError(f"{source}: expected an RSA public key, found {key_kind(key)}")
     not_after = cert.not_valid_after_utc
-    now = now or _dt.datetime.now(_dt.timezone.utc)
     if not allow_expired and now > not_after:
         raise KsecretsError(f"{source}: certificate expired on {not_after:%Y-%m-%d %H:%M} UTC; fetch the controller's current one")
     pem = cert.public_bytes(serialization.Encoding.PEM)

@@ -10,7 +10,8 @@ from typing import Any
 from ksecrets import yamlio
 from ksecrets.errors import KsecretsError
 from ksecrets.fileio import read_bytes
-from ksecrets.sealing.certs import SealingCert, load_certificate
+from ksecrets.sealing.certs import SealingCert, parse_certificate
+from ksecrets.cli.flags import add_format_flag, add_recovery_flags  # noqa: F401 (re-exported)
 
 CERT_ENV = "SEALED_SECRETS_CERT"  # kubeseal reads the same variable
 
@@ -35,24 +36,15 @@ def render(obj: Any, fmt: str) -> str:
     return yamlio.dump(obj)
 
 
-def cert_from_args(path: str | None) -> SealingCert:
+def cert_from_args(path: str | None, ca_file: str | None = None) -> SealingCert:
+    """`--cert` (or $SEALED_SECRETS_CERT): a PEM file, a file:// or an https:// URL."""
+    from ksecrets.sealing.certfetch import read_cert_source
+
     path = path or os.environ.get(CERT_ENV)
     if not path:
         raise KsecretsError(f"no certificate: pass --cert FILE (or set {CERT_ENV}); ksecrets never asks a cluster")
-    return load_certificate(path)
-
-
-def add_format_flag(parser, default: str | None = "json") -> None:
-    parser.add_argument("-o", "--format", choices=("json", "yaml"), default=default,
-                        help=f"output format (default {default or 'that of the file'}, like kubeseal)")
-
-
-def add_recovery_flags(parser) -> None:
-    parser.add_argument("--recovery-private-key", action="append", default=[], metavar="FILE[,FILE]",
-                        help="private key (PEM) or key Secret(s) (YAML/JSON); repeatable; every key is tried")
-    parser.add_argument("--backup", action="append", default=[], metavar="FILE",
-                        help="an encrypted backup from `ksecrets backup` or `keygen` (passphrase from "
-                             "KSECRETS_BACKUP_PASSPHRASE or a prompt)")
+    data, source = read_cert_source(path, ca_file=ca_file)
+    return parse_certificate(data, source)
 
 
 def recovery_keys(args) -> list:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 from ksecrets import yamlio
@@ -31,15 +30,29 @@ LAST_APPLIED_ANNOTATIONS = (
 )
 
 
-@dataclass
 class SecretInput:
-    name: str
-    namespace: str
-    type: str = "Opaque"
-    labels: dict[str, str] = field(default_factory=dict)
-    annotations: dict[str, str] = field(default_factory=dict)
-    immutable: bool | None = None
-    data: dict[str, bytes] = field(default_factory=dict)
+    """A v1 Secret as read from input. A plain class, not a dataclass: `dataclasses` (and the
+    `inspect` it imports) would be a tenth of `ksecrets seal`'s start-up."""
+
+    __slots__ = ("name", "namespace", "type", "labels", "annotations", "immutable", "data")
+
+    def __init__(self, name: str, namespace: str, type: str = "Opaque", labels: dict[str, str] | None = None,
+                 annotations: dict[str, str] | None = None, immutable: bool | None = None,
+                 data: dict[str, bytes] | None = None) -> None:
+        self.name, self.namespace, self.type = name, namespace, type
+        self.labels = {} if labels is None else labels
+        self.annotations = {} if annotations is None else annotations
+        self.immutable = immutable
+        self.data = {} if data is None else data
+
+    def _key(self) -> tuple:
+        return tuple(getattr(self, k) for k in self.__slots__)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, SecretInput) and self._key() == other._key()
+
+    def __repr__(self) -> str:  # never the values
+        return f"SecretInput(name={self.name!r}, namespace={self.namespace!r}, keys={sorted(self.data)!r})"
 
 
 def scope_from_annotations(annotations: Mapping[str, str] | None) -> str:

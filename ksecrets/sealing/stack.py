@@ -20,7 +20,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from ksecrets.config import load_stack, load_stack_file, parse
 from ksecrets.config.load import raw_from_text
 from ksecrets.config.model import SealedEntry, StackConfig
-from ksecrets.config.stackfile import PREFIX, set_certificate_path, stack_file_path, stack_files, \
+from ksecrets.config.stackfile import PREFIX, PendingWrite, prepare_stack_update, set_certificate_path, stack_file_path, stack_files, \
     update_stack_file, upsert_sealed_secret
 from ksecrets.errors import KsecretsError
 from ksecrets.sealing import churn, crypto
@@ -104,6 +104,43 @@ def seal_into_stack(root: str | os.PathLike[str], stack: str, *, name: str, valu
 
     Churn-free: with `seal_key`, a value whose keyed digest matches keeps its ciphertext.
     """
+    report, pending = prepare_seal_into_stack(root, stack, name=name, values=values, namespace=namespace,
+                                              scope=scope, secret_type=secret_type, prune=prune,
+                                              seal_key=seal_key, now=now)
+    report.written = pending.commit()
+    return report
+
+
+def seal_into_stacks(root: str | os.PathLike[str], stacks: Iterable[str], *, name: str,
+                     values: Mapping[str, bytes], namespace: str | None = None, scope: str | None = None,
+                     secret_type: str | None = None, prune: bool = False, seal_key: bytes | None = None,
+                     now: _dt.datetime | None = None) -> list[SealReport]:
+    """The same values into several stacks, each sealed with its own certificate. Every stack is
+    sealed and validated before any file is written: one failure writes nothing."""
+    prepared = [prepare_seal_into_stack(root, stack, name=name, values=values, namespace=namespace, scope=scope,
+                                        secret_type=secret_type, prune=prune, seal_key=seal_key, now=now)
+                for stack in stacks]
+    for report, pending in prepared:
+        report.written = pending.commit()
+    return [report for report, _ in prepared]
+
+
+def sealed_stack_names(root: str | os.PathLike[str] = ".") -> list[str]:
+    """Stacks whose backend is sealed-secrets (what `seal --all-stacks` seals into)."""
+    out = []
+    for path in stack_files(root):
+        cfg = load_stack_file(path)
+        if cfg.backend == "sealed-secrets":
+            out.append(cfg.stack)
+    if not out:
+        raise KsecretsError(f"{root}: no stack with backend sealed-secrets")
+    return out
+
+
+def prepare_seal_into_stack(root: str | os.PathLike[str], stack: str, *, name: str, values: Mapping[str, bytes],
+                            namespace: str | None = None, scope: str | None = None,
+                            secret_type: str | None = None, prune: bool = False, seal_key: bytes | None = None,
+                            now: _dt.datetime | None = None) -> tuple[SealReport, PendingWrite]:
     cfg = load_stack(stack, root)
     source = cfg.source
     cert = stack_certificate(cfg, now=now)
@@ -173,8 +210,7 @@ def seal_into_stack(root: str | os.PathLike[str], stack: str, *, name: str, valu
                              certificate_fingerprint=cert.fingerprint, digests=new_dig, secret_type=secret_type)
 
     path = stack_file_path(stack, root)
-    report.written = update_stack_file(path, mutate, check=_validator(stack, source, cfg.root))
-    return report
+    return report, prepare_stack_update(path, mutate, check=_validator(stack, source, cfg.root))
 
 
 def _check_result(cfg: StackConfig, report: SealReport, where: str, *, name: str, namespace: str, scope: str,

@@ -1,0 +1,40 @@
+"""`ksecrets adopt PATH --stack S [--name N] [--namespace NS] [--keep]`: from leaky to sealed.
+
+Seals (sealed-secrets stacks) or pushes (vault stacks) the plaintext that `ksecrets scan` finds
+under PATH, v1 Secret manifests with data and `.env*` files, then deletes those files from the
+working tree and prints how to purge them from Git history. An env file needs --name (the Secret
+it holds). Nothing is deleted unless every value went in.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def register(subparsers) -> None:
+    from ksecrets.cli import SUBCOMMANDS
+
+    p = subparsers.add_parser("adopt", help=SUBCOMMANDS["adopt"][1], description=__doc__,
+                              formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("path", metavar="PATH", help="a Secret manifest, an env file, or a directory of them")
+    p.add_argument("--stack", required=True)
+    p.add_argument("--name", help="the Secret an env file's values belong to")
+    p.add_argument("--namespace", "-n", help="its namespace (default: from the app that uses it)")
+    p.add_argument("--keep", action="store_true", help="do not delete the plaintext files")
+    p.add_argument("--root", default=".", help="directory of the stack files (default .)")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ksecrets.adopt import adopt
+    from ksecrets.sealing import churn
+
+    report = adopt(args.path, args.root, args.stack, name=args.name, namespace=args.namespace, keep=args.keep,
+                   seal_key=churn.seal_key_from_env())
+    for line in report.lines:
+        sys.stderr.write(line + "\n")
+    for line in report.purge_lines():
+        print(line)
+    print(f"next: ksecrets doctor --stack {args.stack}; make render; git add -A and commit")
+    return 0

@@ -1,0 +1,34 @@
+"""`ksecrets doctor [--stack S]`: references across a stack, offline.
+
+Namespaces the stack's objects live in but nobody creates, ServiceAccounts a Deployment, CronJob,
+RoleBinding or VaultAuth names but nobody creates, Secrets (and keys) a workload reads that no
+backend provides, sealed entries no app uses. Exit 1 on a problem; warnings alone exit 0.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from ksecrets.errors import CheckFailed
+
+
+def register(subparsers) -> None:
+    from ksecrets.cli import SUBCOMMANDS
+
+    p = subparsers.add_parser("doctor", help=SUBCOMMANDS["doctor"][1], description=__doc__)
+    p.add_argument("--stack", help="one stack (default: every Pulumi.<stack>.yaml)")
+    p.add_argument("--root", default=".", help="directory of the stack files (default .)")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ksecrets.stacks import doctor_stacks
+
+    report = doctor_stacks(args.root, args.stack)
+    for line in report.lines:
+        sys.stdout.write(line + "\n")
+    sys.stdout.flush()
+    if report.problems:
+        raise CheckFailed(f"doctor: {report.problems} problem(s)")
+    return 0

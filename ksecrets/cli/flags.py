@@ -1,0 +1,19 @@
+"""Flags shared by several subcommands. Imports nothing beyond the standard library: parsers are
+built at every start-up, so they must stay cheap (see ksecrets/cli/__init__.py)."""
+
+from __future__ import annotations
+
+SCOPES = ("strict", "namespace-wide", "cluster-wide")  # ksecrets.sealing.crypto.SCOPES
+
+
+def add_format_flag(parser, default: str | None = "json") -> None:
+    parser.add_argument("-o", "--format", choices=("json", "yaml"), default=default,
+                        help=f"output format (default {default or 'that of the file'}, like kubeseal)")
+
+
+def add_recovery_flags(parser) -> None:
+    parser.add_argument("--recovery-private-key", action="append", default=[], metavar="FILE[,FILE]",
+                        help="private key (PEM) or key Secret(s) (YAML/JSON); repeatable; every key is tried")
+    parser.add_argument("--backup", action="append", default=[], metavar="FILE",
+                        help="an encrypted backup from `ksecrets backup` or `keygen` (passphrase from "
+                             "KSECRETS_BACKUP_PASSPHRASE or a prompt)")

@@ -1,0 +1,64 @@
+"""`ksecrets git setup|merge|textconv`: git drivers for stack files.
+
+    ksecrets git setup                 # once per clone: .gitattributes (commit it) and git config
+    # git then calls, by itself:
+    ksecrets git merge %O %A %B %P     # merge driver: sealed values merged key by key
+    ksecrets git textconv FILE         # diff: ciphertexts shown as ids, so `git diff` shows keys
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def register(subparsers) -> None:
+    from ksecrets.cli import SUBCOMMANDS
+
+    p = subparsers.add_parser("git", help=SUBCOMMANDS["git"][1], description=__doc__,
+                              formatter_class=argparse.RawDescriptionHelpFormatter)
+    gsub = p.add_subparsers(dest="git_command", required=True, parser_class=type(p))
+    s = gsub.add_parser("setup", help="install the merge and diff drivers in this repository")
+    s.add_argument("--command", default="ksecrets",
+                   help="how git should call ksecrets (default: ksecrets on PATH; e.g. .venv/bin/ksecrets)")
+    s.add_argument("--root", default=".", help="a directory inside the repository (default .)")
+    s.set_defaults(func=run_setup)
+    m = gsub.add_parser("merge", help="merge driver (git calls it with %%O %%A %%B %%P)")
+    for name in ("base", "ours", "theirs"):
+        m.add_argument(name)
+    m.add_argument("path", nargs="?", default="Pulumi.stack.yaml", help="the file's path in the repository (%%P)")
+    m.set_defaults(func=run_merge)
+    t = gsub.add_parser("textconv", help="diff textconv: print FILE with ciphertexts as ids")
+    t.add_argument("file")
+    t.set_defaults(func=run_textconv)
+
+
+def run_setup(args: argparse.Namespace) -> int:
+    from ksecrets.gitdriver import setup
+
+    for line in setup(args.root, args.command):
+        print(line)
+    return 0
+
+
+def run_merge(args: argparse.Namespace) -> int:
+    from ksecrets.gitdriver import merge_driver
+
+    code, conflicts = merge_driver(args.base, args.ours, args.theirs, args.path)
+    for line in conflicts:
+        sys.stderr.write(f"ksecrets: {line}\n")
+    return code
+
+
+def run_textconv(args: argparse.Namespace) -> int:
+    from ksecrets.fileio import read_bytes
+    from ksecrets.gitdriver import textconv
+
+    data = read_bytes(args.file, "file")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        sys.stdout.buffer.write(data)
+        return 0
+    sys.stdout.write(textconv(text))
+    return 0

@@ -1,0 +1,360 @@
+"""New environments and apps: `stack new`, `app add`, and `doctor` (references across a stack).
+
+Every write goes through the config loader first (an invalid file is never written) and is atomic.
+`stack new` also adds the stack to CI's preview matrix (`.github/workflows/ci.yml`), so CI previews
+every stack file there is.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+from ksecrets.config import stack_files
+from ksecrets.config.stackfile import PREFIX, stack_file_path
+from ksecrets.errors import CheckFailed, KsecretsError
+
+CI_FILE = Path(".github") / "workflows" / "ci.yml"
+_STACK_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]{0,48}[a-z0-9])?$")
+
+
+def kubeconfig_secret(stack: str) -> str:
+    return f"KUBECONFIG_{stack.upper().replace('-', '_')}_READONLY"
+
+
+def _validate_text(text: str, stack: str, source: str, root: str):
+    from ksecrets.config.load import parse, raw_from_text
+
+    return parse(raw_from_text(text, source), stack=stack, source=source, root=root)
+
+
+def _dump(config: Mapping[str, Any], header: str) -> str:
+    from ksecrets import yamlio
+
+    return header + yamlio.dump({"config": dict(config)})
+
+
+# --- stack new ------------------------------------------------------------------------------------
+
+def new_stack_config(stack: str, backend: str, source: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The `config:` map of a new stack: the source stack's apps and settings without any value
+    (no sealed ciphertext: it is sealed for another cluster's key; no manual values), or defaults."""
+    cfg: dict[str, Any] = {}
+    if source:
+        cfg = copy.deepcopy({k: v for k, v in source.items() if k.startswith(PREFIX)})
+    sealed = cfg.pop(PREFIX + "sealed", None) or []
+    cfg.pop(PREFIX + "manualValues", None)
+    cfg[PREFIX + "backend"] = backend
+    flux = cfg.get(PREFIX + "flux")
+    if isinstance(flux, dict) and flux.get("path"):
+        flux["path"] = f"./k8s/{stack}"
+    ss = cfg.setdefault(PREFIX + "sealedSecrets", {})
+    ss.pop("certificate", None)
+    if backend == "sealed-secrets":
+        ss["certificate"] = f"certs/{stack}.pem"
+    keys_of = {(e.get("namespace"), e.get("name")): sorted((e.get("encryptedData") or {})) for e in sealed
+               if isinstance(e, dict)}
+    for app in cfg.get(PREFIX + "apps") or []:
+        if not isinstance(app, dict):
+            continue
+        secret = app.get("secretName") or f"{app.get('name')}-secrets"
+        known = keys_of.get((app.get("namespace"), secret))
+        if known and not app.get("keys"):
+            app["keys"] = known  # the key names travel (the values never do)
+        if backend == "vault":
+            app.setdefault("vault", {"path": app.get("name")})
+        elif "vault" in app and backend != "vault":
+            app.pop("vault")
+            app["rotation"] = [r for r in app.get("rotation") or [] if r.get("generator", "random") != "postgres"]
+            if not app["rotation"]:
+                app.pop("rotation")
+    if backend != "vault":
+        cfg.pop(PREFIX + "vault", None)
+    order = ["backend", "namespaces", "flux", "sealedSecrets", "vault", "apps", "rotation", "monitoring"]
+    return {PREFIX + k: cfg[PREFIX + k] for k in order if PREFIX + k in cfg} | \
+        {k: v for k, v in cfg.items() if k[len(PREFIX):] not in order}
+
+
+@dataclass
+class NewStack:
+    path: Path
+    ci_updated: bool
+    next_steps: list[str] = field(default_factory=list)
+
+
+def stack_new(root: str | os.PathLike[str], stack: str, backend: str, source: str | None = None) -> NewStack:
+    from ksecrets import yamlio
+    from ksecrets.config.model import BACKENDS
+    from ksecrets.fileio import atomic_write_text, read_bytes
+
+    root = Path(root)
+    if not _STACK_NAME.match(stack):
+        raise KsecretsError(f"{stack!r}: a stack name is lower-case letters, digits and '-' (at most 50)")
+    if backend not in BACKENDS:
+        raise KsecretsError(f"--backend: {backend!r} is not one of {', '.join(BACKENDS)}")
+    path = stack_file_path(stack, root)
+    if path.exists():
+        raise KsecretsError(f"{path.name}: already exists")
+    src_config = None
+    if source:
+        src_path = stack_file_path(source, root)
+        doc = yamlio.load(read_bytes(src_path, "stack file", source=src_path.name).decode("utf-8"), src_path.name)
+        src_config = (doc or {}).get("config") or {}
+    config = new_stack_config(stack, backend, src_config)
+    header = (f"# {stack}: backend {backend}" + (f", apps and settings from {source} (no values)" if source else "")
+              + ". Written by `ksecrets stack new`.\n")
+    text = _dump(config, header)
+    _validate_text(text, stack, path.name, str(root))  # never write a stack the loader refuses
+    ci = root / CI_FILE
+    ci_text = None
+    if ci.exists():
+        ci_text = add_to_preview_matrix(ci.read_text(encoding="utf-8"), stack)
+    atomic_write_text(path, text, 0o644)
+    if ci_text is not None:
+        atomic_write_text(ci, ci_text, ci.stat().st_mode & 0o777)
+    steps = []
+    if backend == "sealed-secrets":
+        steps.append(f"certificate: kubeseal --fetch-cert --controller-namespace kube-system > certs/{stack}.pem "
+                     f"(from the new cluster), or ksecrets keygen --stack {stack} --backup-file ~/safe/{stack}.ksbackup")
+        for app in config.get(PREFIX + "apps") or []:
+            secret = app.get("secretName") or f"{app['name']}-secrets"
+            steps.append(f"values: ksecrets seal --stack {stack} --name {secret} --from-env-file .env.{stack}")
+    elif backend == "vault":
+        steps.append(f"vault: ksecrets vault bootstrap --stack {stack}; then per app: "
+                     f"ksecrets vault push --stack {stack} --path APP --from-env-file .env.{stack}")
+    steps.append(f"check: ksecrets doctor --stack {stack}; make render")
+    if ci_text is not None:
+        steps.append(f"CI: add the repository secret {kubeconfig_secret(stack)} (a read-only kubeconfig) for its preview")
+    return NewStack(path, ci_text is not None, steps)
+
+
+_INCLUDE = re.compile(r"^(?P<indent>\s*)include:\s*$")
+_ITEM = re.compile(r"^(?P<indent>\s*)- stack: *(?P<name>\S+)\s*$")
+
+
+def add_to_preview_matrix(text: str, stack: str) -> str:
+    """ci.yml with `- stack: NAME / kubeconfig: KUBECONFIG_NAME_READONLY` added to the preview
+    job's matrix, after its last entry (text edit: comments and layout stay as they are)."""
+    lines = text.splitlines(keepends=True)
+    try:
+        start = next(i for i, l in enumerate(lines) if re.match(r"^  preview:\s*$", l))
+    except StopIteration:
+        raise KsecretsError(f"{CI_FILE}: no preview job") from None
+    inc = next((i for i in range(start, len(lines)) if _INCLUDE.match(lines[i])), None)
+    if inc is None:
+        raise KsecretsError(f"{CI_FILE}: the preview job has no matrix include list")
+    items, last, indent = [], inc, None
+    for i in range(inc + 1, len(lines)):
+        m = _ITEM.match(lines[i])
+        if m:
+            items.append(m.group("name"))
+            indent = m.group("indent")
+            last = i
+        elif indent is not None and lines[i].startswith(indent + "  ") and lines[i].strip():
+            last = i
+        else:
+            break
+    if indent is None:
+        raise KsecretsError(f"{CI_FILE}: the preview matrix has no `- stack:` entries")
+    if stack in items:
+        return text
+    entry = f"{indent}- stack: {stack}\n{indent}  kubeconfig: {kubeconfig_secret(stack)}\n"
+    return "".join(lines[:last + 1] + [entry] + lines[last + 1:])
+
+
+# --- app add --------------------------------------------------------------------------------------
+
+def app_add(root: str | os.PathLike[str], stack: str, app: Mapping[str, Any]) -> Path:
+    from ksecrets.config.load import parse, raw_from_text
+    from ksecrets.config.stackfile import APPS, update_stack_file
+    from ruamel.yaml.comments import CommentedMap, CommentedSeq
+
+    path = stack_file_path(stack, root)
+
+    def mutate(config) -> None:
+        apps = config.get(APPS)
+        if apps is None:
+            apps = config[APPS] = CommentedSeq()
+        if any(isinstance(a, Mapping) and a.get("name") == app["name"] and a.get("namespace") == app["namespace"]
+               for a in apps):
+            raise KsecretsError(f"{path.name}: app {app['namespace']}/{app['name']} already exists")
+        node = CommentedMap()
+        for k, v in app.items():
+            if isinstance(v, dict):
+                m = CommentedMap()
+                m.update(v)
+                v = m
+            elif isinstance(v, list):
+                v = CommentedSeq([_cm(x) for x in v])
+            node[k] = v
+        apps.append(node)
+
+    def check(text: str) -> None:
+        parse(raw_from_text(text, path.name), stack=stack, source=path.name, root=str(root))
+
+    update_stack_file(path, mutate, check=check)
+    return path
+
+
+def _cm(x):
+    from ruamel.yaml.comments import CommentedMap
+
+    if isinstance(x, dict):
+        m = CommentedMap()
+        for k, v in x.items():
+            m[k] = _cm(v)
+        return m
+    return x
+
+
+# --- doctor ---------------------------------------------------------------------------------------
+
+@dataclass
+class Report:
+    lines: list[str] = field(default_factory=list)
+    problems: int = 0
+    warnings: int = 0
+
+    def fail(self, text: str) -> None:
+        self.problems += 1
+        self.lines.append(f"FAIL: {text}")
+
+    def warn(self, text: str) -> None:
+        self.warnings += 1
+        self.lines.append(f"warning: {text}")
+
+
+def _pod_spec(obj: Mapping[str, Any]) -> Mapping[str, Any] | None:
+    if obj["kind"] == "Deployment":
+        return obj["spec"]["template"]["spec"]
+    if obj["kind"] == "CronJob":
+        return obj["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+    return None
+
+
+def _secret_refs(pod: Mapping[str, Any]) -> list[tuple[str, str | None, bool]]:
+    """(Secret name, key or None, optional) a pod reads."""
+    out = []
+    for c in [*(pod.get("initContainers") or []), *(pod.get("containers") or [])]:
+        for src in c.get("envFrom") or []:
+            if "secretRef" in src:
+                out.append((src["secretRef"]["name"], None, bool(src["secretRef"].get("optional"))))
+        for env in c.get("env") or []:
+            ref = (env.get("valueFrom") or {}).get("secretKeyRef")
+            if ref:
+                out.append((ref["name"], ref["key"], bool(ref.get("optional"))))
+    for vol in pod.get("volumes") or []:
+        if "secret" in vol:
+            out.append((vol["secret"]["secretName"], None, bool(vol["secret"].get("optional"))))
+    return out
+
+
+def _provided(objects: list[Mapping[str, Any]], cfg) -> dict[tuple[str, str], set[str] | None]:
+    """(namespace, Secret name) → its keys (None: unknown) for every Secret some backend makes."""
+    out: dict[tuple[str, str], set[str] | None] = {}
+    for o in objects:
+        ns = o["metadata"].get("namespace", "")
+        if o["kind"] == "SealedSecret":
+            name = ((o["spec"].get("template") or {}).get("metadata") or {}).get("name") or o["metadata"]["name"]
+            out[(ns, name)] = set(o["spec"].get("encryptedData") or {})
+        elif o["kind"] in ("VaultStaticSecret", "VaultDynamicSecret"):
+            dest = o["spec"]["destination"]["name"]
+            app = next((a for a in cfg.apps if a.namespace == ns and a.secret_name == dest), None)
+            out[(ns, dest)] = set(app.keys) if (o["kind"] == "VaultStaticSecret" and app and app.keys) else None
+        elif o["kind"] == "Secret":
+            out[(ns, o["metadata"]["name"])] = set(o.get("data") or {}) | set(o.get("stringData") or {}) or None
+    if cfg.backend == "manual":
+        for app in cfg.apps:
+            keys = dict(cfg.manual_keys).get(app.secret_name)
+            out.setdefault((app.namespace, app.secret_name), set(keys) if keys else None)
+    return out
+
+
+def doctor(cfg) -> Report:
+    """Cross-references of one stack's objects: namespaces, service accounts, Secrets."""
+    from ksecrets.manifests import build_stack
+
+    report = Report()
+    planned = build_stack(cfg)
+    objects = [p.obj for p in planned]
+    created_ns = {o["metadata"]["name"] for o in objects if o["kind"] == "Namespace"}
+    external_ns = {"kube-system", cfg.flux.namespace, cfg.monitoring.namespace, cfg.sealed_secrets.controller_namespace}
+    sas = {(o["metadata"]["namespace"], o["metadata"]["name"]) for o in objects if o["kind"] == "ServiceAccount"}
+    provided = _provided(objects, cfg)
+    # Secrets the README asks you to create outside the stack (cert-manager can issue them).
+    external = {cfg.vault.tls.ca_secret_name} if cfg.vault is not None and cfg.vault.tls.enabled else set()
+    src = cfg.source
+    seen: set[tuple[str, str, str]] = set()
+    for o in objects:
+        ns = o["metadata"].get("namespace")
+        what = f"{o['kind']} {ns}/{o['metadata']['name']}" if ns else f"{o['kind']} {o['metadata']['name']}"
+        if ns and ns not in created_ns and ns not in external_ns:
+            report.fail(f"{src}: {what}: namespace {ns} is not created by this stack (add it to k8s-secrets:namespaces)")
+        pod = _pod_spec(o)
+        if pod is not None:
+            sa = pod.get("serviceAccountName")
+            if sa and (ns, sa) not in sas:
+                report.fail(f"{src}: {what}: ServiceAccount {ns}/{sa} is not created by this stack")
+            for secret, key, optional in _secret_refs(pod):
+                keys = provided.get((ns, secret), ())
+                if (what, secret, key or "") in seen:
+                    continue
+                seen.add((what, secret, key or ""))
+                if keys == () and secret in external:
+                    if (what, secret, "") not in seen or key is None:
+                        report.warn(f"{src}: {what} reads Secret {ns}/{secret}, which you create outside the stack "
+                                    "(vault.tls.caSecretName, key ca.crt); make sure it exists there")
+                elif keys == ():
+                    if (what, secret, "*") in seen:
+                        continue
+                    seen.add((what, secret, "*"))
+                    if not optional:
+                        hint = (f"seal it: ksecrets seal --stack {cfg.stack} --name {secret} --from-env-file F"
+                                if cfg.backend == "sealed-secrets" else
+                                f"push it: ksecrets vault push --stack {cfg.stack} --path APP --from-env-file F"
+                                if cfg.backend == "vault" else "set it with pulumi config set --secret")
+                        report.fail(f"{src}: {what} reads Secret {ns}/{secret}, which no backend provides ({hint})")
+                elif key is not None and keys is not None and key not in keys and not optional:
+                    report.fail(f"{src}: {what} reads key {key} of Secret {ns}/{secret}, which has no such key "
+                                f"(keys: {', '.join(sorted(keys)) or 'none'})")
+        if o["kind"] == "RoleBinding":
+            for s in o.get("subjects") or []:
+                if s.get("kind") == "ServiceAccount" and (s.get("namespace"), s["name"]) not in sas \
+                        and s.get("namespace") not in external_ns:
+                    report.fail(f"{src}: {what}: subject ServiceAccount {s.get('namespace')}/{s['name']} "
+                                "is not created by this stack")
+        if o["kind"] == "VaultAuth":
+            sa = o["spec"]["kubernetes"]["serviceAccount"]
+            if (ns, sa) not in sas:
+                report.fail(f"{src}: {what}: ServiceAccount {ns}/{sa} is not created by this stack")
+    used = {(a.namespace, a.secret_name) for a in cfg.apps}
+    for i, e in enumerate(cfg.sealed):
+        if (e.namespace, e.name) not in used:
+            report.warn(f"{src}: {PREFIX}sealed[{i}] {e.namespace}/{e.name}: no app uses this Secret")
+    if not report.problems:
+        refs = sum(len(_secret_refs(p)) for p in filter(None, (_pod_spec(o) for o in objects)))
+        report.lines.append(f"{cfg.stack}: ok: {len(objects)} objects, {refs} Secret reference(s)"
+                            + (f", {report.warnings} warning(s)" if report.warnings else ", every one provided"))
+    return report
+
+
+def doctor_stacks(root: str | os.PathLike[str], stack: str | None) -> Report:
+    from ksecrets.config import load_stack_file
+
+    paths = [stack_file_path(stack, root)] if stack else list(stack_files(root))
+    if not paths:
+        raise KsecretsError(f"{root}: no stack files (Pulumi.<stack>.yaml)")
+    total = Report()
+    for p in paths:
+        r = doctor(load_stack_file(p))
+        total.lines += r.lines
+        total.problems += r.problems
+        total.warnings += r.warnings
+    return total
+
+
+__all__ = ["CheckFailed", "app_add", "doctor", "doctor_stacks", "stack_new", "add_to_preview_matrix"]

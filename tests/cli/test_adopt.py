@@ -1,0 +1,179 @@
+"""`ksecrets adopt`: plaintext Secret manifests and env files into a stack, the files removed, and
+the printed `git filter-repo` command run for real on the repository's history."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from ksecrets.sealing import crypto
+
+ROOT = Path(__file__).resolve().parents[2]
+VECTORS = ROOT.parent / "shared" / "vectors" / "sealed-secrets-v1.json"
+BIN = Path(sys.executable).parent
+LABEL = b"my-app/my-app-secrets"
+SECRET = ("apiVersion: v1\nkind: Secret\nmetadata:\n  name: my-app-secrets\n  namespace: my-app\n"
+          "stringData:\n  DATABASE_URL: postgres://app:leaked-pass@db/app\n  API_KEY: leaked-api-key-123\n")
+
+
+def env(**extra) -> dict[str, str]:
+    e = {k: v for k, v in os.environ.items() if not k.startswith(("KSECRETS_", "SEALED_SECRETS_", "GIT_"))}
+    e.update(PATH=f"{BIN}{os.pathsep}{e.get('PATH', '')}", GIT_CONFIG_GLOBAL=os.devnull, GIT_CONFIG_NOSYSTEM="1",
+             GIT_AUTHOR_NAME="t", GIT_AUTHOR_EMAIL="t@example.com", GIT_COMMITTER_NAME="t",
+             GIT_COMMITTER_EMAIL="t@example.com")
+    e.update(extra)
+    return e
+
+
+def run(repo: Path, *argv: str, check: bool = True) -> subprocess.CompletedProcess:
+    res = subprocess.run(list(argv), cwd=repo, capture_output=True, text=True, env=env())
+    if check and res.returncode != 0:
+        raise AssertionError(f"{argv}: {res.returncode}\n{res.stdout}\n{res.stderr}")
+    return res
+
+
+@pytest.fixture(scope="module")
+def vector_key():
+    from ksecrets.sealing.keys import parse_private_key_pem
+
+    return parse_private_key_pem(json.loads(VECTORS.read_text())["private_key_pem"].encode(), "vectors")
+
+
+@pytest.fixture
+def repo(tmp_path) -> Path:
+    """A git repository with a sealed stack `qa` (the vectors' certificate) and a leaked Secret."""
+    repo = tmp_path / "repo"
+    (repo / "certs").mkdir(parents=True)
+    (repo / "certs" / "qa.pem").write_text(json.loads(VECTORS.read_text())["certificate_pem"])
+    text = (ROOT / "Pulumi.staging.yaml").read_text().replace("certs/staging.pem", "certs/qa.pem")
+    (repo / "Pulumi.qa.yaml").write_text(text[:text.index("  k8s-secrets:sealed:")])
+    (repo / "deploy").mkdir()
+    (repo / "deploy" / "secret.yaml").write_text(SECRET)
+    run(repo, "git", "init", "-q", "-b", "main")
+    run(repo, "git", "add", "-A")
+    run(repo, "git", "commit", "-q", "-m", "leaky")
+    return repo
+
+
+def sealed_values(repo: Path, vector_key) -> dict[str, bytes]:
+    cfg = yaml.safe_load((repo / "Pulumi.qa.yaml").read_text())["config"]
+    (entry,) = cfg["k8s-secrets:sealed"]
+    return {k: crypto.decrypt_value([vector_key], v, LABEL) for k, v in entry["encryptedData"].items()}
+
+
+def test_adopt_seals_removes_and_the_printed_purge_works(repo, vector_key):
+    res = run(repo, "ksecrets", "adopt", "deploy", "--stack", "qa")
+    assert sealed_values(repo, vector_key) == {"DATABASE_URL": b"postgres://app:leaked-pass@db/app",
+                                               "API_KEY": b"leaked-api-key-123"}
+    assert not (repo / "deploy" / "secret.yaml").exists()
+    assert "leaked" not in res.stdout + res.stderr
+    lines = res.stdout.splitlines()
+    assert lines[0] == "removed from the working tree: deploy/secret.yaml"
+    assert "still in Git history: deploy/secret.yaml" in lines[1]
+    purge = next(l.strip() for l in lines if l.strip().startswith("git filter-repo"))
+    assert purge == "git filter-repo --invert-paths --path deploy/secret.yaml"
+    # The stack is valid and complete.
+    assert run(repo, "ksecrets", "doctor", "--stack", "qa").returncode == 0
+    # Commit, then run the printed command: the leaked value is gone from every commit.
+    run(repo, "git", "add", "-A")
+    run(repo, "git", "commit", "-q", "-m", "adopted")
+    assert "leaked-pass" in run(repo, "git", "log", "--all", "-p").stdout
+    run(repo, *purge.split(), "--force")
+    history = run(repo, "git", "log", "--all", "-p").stdout
+    assert "leaked-pass" not in history and "Pulumi.qa.yaml" in history
+
+
+def test_adopt_an_env_file_needs_a_name_and_says_when_history_is_clean(repo, vector_key):
+    (repo / ".env.qa").write_text("DATABASE_URL=postgres://from-env\nAPI_KEY=env-api-key-456\n")
+    no_name = run(repo, "ksecrets", "adopt", ".env.qa", "--stack", "qa", check=False)
+    assert no_name.returncode == 2 and "pass --name" in no_name.stderr
+    assert (repo / ".env.qa").exists()
+    res = run(repo, "ksecrets", "adopt", ".env.qa", "--stack", "qa", "--name", "my-app-secrets")
+    assert sealed_values(repo, vector_key)["API_KEY"] == b"env-api-key-456"
+    assert "never committed: nothing to purge from Git history" in res.stdout
+    assert not (repo / ".env.qa").exists()
+
+
+def test_nothing_half_done_on_failure(repo):
+    before = (repo / "Pulumi.qa.yaml").read_bytes()
+    # A second Secret no app uses and without a namespace: cannot be placed.
+    (repo / "deploy" / "other.yaml").write_text(
+        "apiVersion: v1\nkind: Secret\nmetadata:\n  name: orphan\nstringData:\n  K: v-1234567890\n")
+    res = run(repo, "ksecrets", "adopt", "deploy", "--stack", "qa", check=False)
+    assert res.returncode == 2 and "no app has secretName orphan" in res.stderr
+    assert (repo / "Pulumi.qa.yaml").read_bytes() == before
+    assert (repo / "deploy" / "secret.yaml").exists() and (repo / "deploy" / "other.yaml").exists()
+    # A value the stack refuses after the first Secret went in: the stack file is restored.
+    (repo / "deploy" / "other.yaml").write_text(
+        "apiVersion: v1\nkind: Secret\nmetadata:\n  name: zzz\n  namespace: my-app\ndata:\n  K: '%%%'\n")
+    res = run(repo, "ksecrets", "adopt", "deploy", "--stack", "qa", check=False)
+    assert res.returncode == 2
+    assert (repo / "Pulumi.qa.yaml").read_bytes() == before
+    assert (repo / "deploy" / "secret.yaml").exists()
+    mixed = repo / "mixed.yaml"
+    mixed.write_text(SECRET + "---\napiVersion: v1\nkind: ConfigMap\nmetadata: {name: c}\ndata: {a: b}\n")
+    res = run(repo, "ksecrets", "adopt", "mixed.yaml", "--stack", "qa", check=False)
+    assert res.returncode == 2 and "holds other objects" in res.stderr and mixed.exists()
+
+
+def test_adopt_failing_mid_way_restores_the_stack_file(repo, monkeypatch, tmp_path):
+    """In-process: the second seal raises; the first one's write is undone."""
+    from ksecrets import adopt as adopt_mod
+    from ksecrets.errors import KsecretsError
+    from ksecrets.sealing import stack as stack_mod
+
+    (repo / "deploy" / "second.yaml").write_text(SECRET.replace("my-app-secrets", "second").replace(
+        "namespace: my-app", "namespace: my-app"))
+    text = (repo / "Pulumi.qa.yaml").read_text()
+    before = (repo / "Pulumi.qa.yaml").read_bytes()
+    calls = []
+    real = stack_mod.seal_into_stack
+
+    def flaky(*a, **kw):
+        calls.append(kw["name"])
+        if len(calls) == 2:
+            raise KsecretsError("disk full")
+        return real(*a, **kw)
+
+    monkeypatch.setattr(stack_mod, "seal_into_stack", flaky)
+    with pytest.raises(KsecretsError):
+        adopt_mod.adopt(repo / "deploy", repo, "qa", namespace="my-app")
+    assert calls and (repo / "Pulumi.qa.yaml").read_bytes() == before and text
+    assert (repo / "deploy" / "secret.yaml").exists() and (repo / "deploy" / "second.yaml").exists()
+
+
+def test_adopt_pushes_into_a_vault_stack(vault_env_for_adopt, tmp_path):
+    """Against the fake Vault of the vault tests (no real Vault here): values go to the app's path."""
+    vault, root = vault_env_for_adopt
+    (tmp_path / "leak").mkdir()
+    (tmp_path / "leak" / "s.yaml").write_text(SECRET)
+    from ksecrets.adopt import adopt
+    from ksecrets.vault.client import make_client
+
+    report = adopt(tmp_path / "leak", root, "production", vault_client=make_client(env={
+        "VAULT_ADDR": vault.addr, "VAULT_TOKEN": "test-token"}))
+    assert vault.kv_latest("secret", "my-app") == {"DATABASE_URL": "postgres://app:leaked-pass@db/app",
+                                                    "API_KEY": "leaked-api-key-123"}
+    assert report.removed == [str(tmp_path / "leak" / "s.yaml")] and not (tmp_path / "leak" / "s.yaml").exists()
+
+
+@pytest.fixture
+def vault_env_for_adopt(tmp_path):
+    import responses
+
+    from tests.vault.fakevault import FakeVault
+
+    root = tmp_path / "root"
+    root.mkdir()
+    shutil.copy2(ROOT / "tests" / "vault" / "fixtures" / "production" / "Pulumi.production.yaml", root)
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as rsps:
+        vault = FakeVault(rsps)
+        vault.enable_kv2()
+        yield vault, root
