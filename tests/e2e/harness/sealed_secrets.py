@@ -206,8 +206,16 @@ def wait_secret(cluster: Cluster, namespace: str, name: str, data: Mapping[str, 
                 proc: Proc | None = None) -> float:
     """Wait until the Secret's data equals ``data``; returns the seconds it took."""
     started = time.monotonic()
-    wait_for(f"Secret {namespace}/{name} with the expected data ({len(data)} keys)",
-             lambda: secret_data(cluster, namespace, name) == dict(data), timeout, proc)
+    try:
+        wait_for(f"Secret {namespace}/{name} with the expected data ({len(data)} keys)",
+                 lambda: secret_data(cluster, namespace, name) == dict(data), timeout, proc)
+    except TimeoutError as exc:
+        live = secret_data(cluster, namespace, name)
+        if live is None:
+            raise AssertionError(f"{exc}\nSecret {namespace}/{name} does not exist; SealedSecret Synced: "
+                                 f"{synced(cluster, namespace, name)}") from None
+        wrong = sorted(k for k in set(live) | set(data) if live.get(k) != data.get(k))
+        raise AssertionError(f"{exc}\nkeys that differ (values not shown): {wrong}") from None
     return time.monotonic() - started
 
 
