@@ -16,7 +16,10 @@ The tests of this module run in order on one controller; the last one renews its
 from __future__ import annotations
 
 import copy
+import re
 import secrets
+import shutil
+import subprocess
 import time
 from pathlib import Path
 
@@ -25,6 +28,7 @@ import yaml
 
 from ksecrets.config.load import load_stack
 from ksecrets.sealing.certs import load_certificate
+from tests.e2e.harness import ROOT
 from tests.e2e.harness.gitops import apply_stack
 from tests.e2e.harness.sealed_secrets import (
     SS_API, kubectl_secret_data, secret_data, sealed_secret, synced, wait_secret,
@@ -213,8 +217,71 @@ def test_copied_sealed_secrets_unseal_only_where_their_scope_allows(sealed, flow
     # The originals were not disturbed.
     for scope in SCOPES:
         assert secret_data(cluster, ns, flow["names"][scope]) == flow["expected"][scope]
+    flow["scrape"] = ctl.metrics()  # for the alert test below (deleting a SealedSecret drops its series)
+    flow["refused"] = [(where, name) for _, where, name, ok in cases if not ok]
     for _, where, name, _ in cases:
         cluster.kubectl("delete", "sealedsecret", name, "-n", where)
+
+
+def _samples(text: str, metric: str) -> list[tuple[dict[str, str], float]]:
+    out = []
+    for line in text.splitlines():
+        m = re.match(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)\{([^}]*)\}\s+(\S+)$", line)
+        if m and m.group(1) == metric:
+            out.append((dict(re.findall(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"', m.group(2))), float(m.group(3))))
+    return out
+
+
+def test_the_controllers_real_metrics_fire_the_stacks_alerts(sealed, flow, tmp_path):
+    """The series the real controller exposed after the refusals above, fed to `promtool test rules`
+    with the stack's exported PrometheusRule: SealedSecretsUnsealErrors fires for each namespace
+    with a refusal (reason `unseal`), SealedSecretNotSynced for each refused SealedSecret and for
+    no synced one.
+    Real: the controller's label names and values, the exported rules, promtool's evaluation.
+    Simulated: Prometheus' scrape through the chart's ServiceMonitor (no Prometheus runs): the
+    target labels it adds (`namespace` of the controller's Service, `job`) and the rename of the
+    controller's own `namespace` label to `exported_namespace` (honorLabels false)."""
+    promtool = shutil.which("promtool") or str(ROOT / ".tools" / "bin" / "promtool")
+    if not Path(promtool).is_file():
+        pytest.fail("promtool not found (run `make tools`)", pytrace=False)
+    assert "scrape" in flow, "runs after test_copied_sealed_secrets_unseal_only_where_their_scope_allows"
+    ns, ctl_ns = flow["ns"], sealed.controller.namespace
+    rule = yaml.safe_load(next((flow["repo"].k8s_dir / "apps").glob("prometheusrule-*.yaml")).read_text())
+    (tmp_path / "rules.yaml").write_text(yaml.safe_dump({"groups": rule["spec"]["groups"]}))
+
+    def series(metric: str, labels: dict[str, str]) -> str:
+        labels = dict(labels)
+        labels["exported_namespace"] = labels.pop("namespace")
+        labels.update(namespace=ctl_ns, job="sealed-secrets-controller-metrics")
+        return metric + "{" + ",".join(f'{k}="{v}"' for k, v in sorted(labels.items())) + "}"
+
+    inputs = []
+    for labels, value in _samples(flow["scrape"], "sealed_secrets_controller_unseal_errors_total"):
+        inputs.append({"series": series("sealed_secrets_controller_unseal_errors_total", labels),
+                       "values": f"0x5 {value:g}x20"})
+    conditions = _samples(flow["scrape"], "sealed_secrets_controller_condition_info")
+    for labels, value in conditions:
+        inputs.append({"series": series("sealed_secrets_controller_condition_info", labels), "values": f"{value:g}x25"})
+    assert any(l["condition"] == "Synced" and v == 1 for l, v in conditions), "no synced SealedSecret in the scrape"
+    rules = {r["alert"]: r for g in rule["spec"]["groups"] for r in g["rules"] if "alert" in r}
+
+    def expect(alert: str, **labels: str) -> dict:
+        r = rules[alert]
+        labels = {**r["labels"], **labels}
+        render = lambda t: re.sub(r"\{\{\s*\$labels\.(\w+)\s*\}\}", lambda m: labels[m.group(1)], t)  # noqa: E731
+        return {"exp_labels": labels, "exp_annotations": {k: render(v) for k, v in r["annotations"].items()}}
+
+    unseal = [expect("SealedSecretsUnsealErrors", exported_namespace=n, reason="unseal")
+              for n in sorted({w for w, _ in flow["refused"]})]
+    not_synced = [expect("SealedSecretNotSynced", exported_namespace=w, name=n) for w, n in sorted(flow["refused"])]
+    tests = {"rule_files": ["rules.yaml"], "evaluation_interval": "1m", "tests": [{
+        "interval": "1m", "input_series": inputs,
+        "alert_rule_test": [{"alertname": "SealedSecretsUnsealErrors", "eval_time": "15m", "exp_alerts": unseal},
+                            {"alertname": "SealedSecretNotSynced", "eval_time": "15m", "exp_alerts": not_synced}]}]}
+    assert ns in {w for w, _ in flow["refused"]}
+    (tmp_path / "tests.yaml").write_text(yaml.safe_dump(tests))
+    done = subprocess.run([promtool, "test", "rules", "tests.yaml"], cwd=tmp_path, capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout + done.stderr
 
 
 def test_after_a_key_renewal_reseal_output_unseals_with_the_new_key(sealed, flow):
@@ -268,3 +335,4 @@ def test_after_a_key_renewal_reseal_output_unseals_with_the_new_key(sealed, flow
             and sealed_secret(cluster, ns, name).get("status", {}).get("observedGeneration")
             == sealed_secret(cluster, ns, name)["metadata"]["generation"]))
     assert len(repo.errors) == len(SCOPES)  # the three expected refusals above, one line each
+
