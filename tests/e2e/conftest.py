@@ -107,7 +107,7 @@ class SealedEnv:
     controller: SealedSecretsController
     template: StackRepo  # copy it per test (StackRepo.copy) before changing anything
     stack: str
-    key_manifest: str  # the key Secret `keygen --print-secret` printed (plaintext key: run folder only)
+    key_manifest: str  # the key Secret `keygen --print-secret` printed (plaintext key, kept in memory)
     backup: Path
     env: dict[str, str]
     workdir: Path

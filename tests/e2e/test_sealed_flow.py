@@ -118,7 +118,7 @@ def test_controller_serves_the_stacks_certificate(sealed):
 
 def test_env_file_to_secret_in_all_three_scopes(sealed, flow):
     """env file → `ksecrets seal --stack` (strict, namespace-wide, cluster-wide) → `ksecrets export`
-    → applied as Flux applies it → the real controller writes each Secret with exactly the data
+    (what `make render` runs) → applied as Flux applies it → the real controller writes each Secret with exactly the data
     `kubectl create secret generic --from-env-file` gives for that file, and marks it Synced."""
     cluster, ns = sealed.cluster, flow["ns"]
     assert all(w == [] for r in flow["results"].values() for w in [r.warnings]), "the API server warned"
