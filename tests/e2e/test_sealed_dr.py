@@ -33,7 +33,9 @@ def test_sealed_secrets_drill_new_api_server_restores_every_value(cluster_factor
     """Old cluster: `ksecrets keygen` key, values sealed into the stack in all three scopes, the
     controller renews its key (now two keys), more values sealed with the renewed certificate,
     all applied and unsealed. Backup: the old cluster's key Secrets through `ksecrets backup`.
-    Then the old cluster is destroyed. Recovery, timed: a new API server, `ksecrets restore |
+    Then the old cluster is destroyed. A stale backup (keygen's, taken before the renewal) restored
+    into a new API server unseals only the values of the first key: the real controller refuses
+    the others. Recovery with the current backup, timed: a new API server, `ksecrets restore |
     kubectl apply -f -`, the controller started, the unchanged stack applied as Flux would; the
     real controller unseals every SealedSecret of the stack with exactly the values the env files
     hold, serves the renewed certificate (so certs/<stack>.pem stays valid), and records no
@@ -95,7 +97,28 @@ def test_sealed_secrets_drill_new_api_server_restores_every_value(cluster_factor
     shutil.rmtree(old.workdir / "etcd")
     assert not old_ctl.alive() and not old.apiserver.alive() and not old.etcd.alive()
 
-    # Recovery, timed.
+    # First, what a stale backup (the one keygen wrote, before the renewal) gets you on a new
+    # cluster: the values sealed for the renewed key are refused by the real controller.
+    stale = cluster_factory("dr-stale")
+    stale.kubectl("apply", "-f", "-", input=repo.ksecrets("restore", "--backup", str(safe / "keygen.ksbackup")).stdout)
+    stale_ctl = sealed_controller_factory(stale, work / "stale-controller", None, sealed_stack)
+    apply_stack(stale, repo.k8s_dir)
+    renewed_fp = load_certificate(repo.cert_path).fingerprint
+    refused = 0
+    for n in envs:
+        if repo.sealed_secret(n)["metadata"]["annotations"]["ksecrets.io/sealing-certificate"] != renewed_fp:
+            wait_secret(stale, ns, n, expected[n], proc=stale_ctl.proc)
+            continue
+        stale.wait(f"{n}: refused with a stale backup", lambda n=n: (synced(stale, ns, n) or {}).get("status") == "False")
+        assert "no key could decrypt secret" in synced(stale, ns, n)["message"]
+        assert secret_data(stale, ns, n) is None
+        refused += 1
+    assert refused == len(SCOPES)
+    print(f"\nfigure: a backup taken before the key renewal: {refused} of {len(envs)} Secrets refused on a new cluster")
+    stale_ctl.stop()
+    stale.stop()
+
+    # Recovery with the current backup, timed.
     t0 = time.monotonic()
     new = cluster_factory("dr-new")
     t_cluster = time.monotonic()
