@@ -21,7 +21,7 @@ from tests.e2e.harness import ROOT, binaries, missing_binaries
 from tests.e2e.harness import procs
 from tests.e2e.harness.kube import Cluster
 from tests.e2e.harness.sealed_secrets import (
-    SealedSecretsController, StackRepo, keygen, sealed_stacks, stack_flags, stack_prerequisites,
+    SealedSecretsController, StackRepo, keygen, sealed_stacks, stack_flags,
 )
 
 CRDS = sorted((ROOT / "ksecrets" / "schemas" / "crds").glob("*.yaml"))
@@ -122,7 +122,6 @@ def start_sealed_controller(cluster: Cluster, workdir: Path, keys_yaml: str | No
     bins = require("sealed-secrets-controller")
     ctl = SealedSecretsController(cluster, workdir, bins["sealed-secrets-controller"], flags=stack_flags(stack))
     ctl.install_rbac()
-    stack_prerequisites(cluster, stack)
     if keys_yaml is not None:
         ctl.install_keys(keys_yaml)
     return ctl.start()

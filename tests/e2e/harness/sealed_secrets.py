@@ -327,16 +327,3 @@ def keygen(repo: StackRepo, backup: Path) -> str:
     res = repo.ksecrets("keygen", "--stack", repo.stack, "--backup-file", str(backup), "--force", "--print-secret")
     return res.stdout
 
-
-def stack_prerequisites(cluster: Cluster, stack: str) -> list[str]:
-    """What a stack expects to exist before Flux applies it but does not create itself: the
-    monitoring namespace its PrometheusRules go to (made by the Prometheus operator's install, not
-    by this project). Simulated here, named; returns the namespaces created."""
-    from ksecrets.config.load import load_stack
-
-    cfg = load_stack(stack, ROOT)
-    made = []
-    if cfg.monitoring.enabled and cfg.monitoring.namespace:
-        cluster.ensure_namespace(cfg.monitoring.namespace)
-        made.append(cfg.monitoring.namespace)
-    return made
