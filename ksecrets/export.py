@@ -23,6 +23,7 @@ from pathlib import Path
 
 from ksecrets import preflight, validation, yamlio
 from ksecrets.config import load_stack_file, stack_files
+from ksecrets.config.load import stack_path
 from ksecrets.config.model import StackConfig
 from ksecrets.errors import KsecretsError
 from ksecrets.fileio import atomic_write_bytes
@@ -186,7 +187,7 @@ def apply(result: Plan) -> None:
 
 def load_stacks(root: Path, stacks: list[str] | None) -> list[StackConfig]:
     if stacks:
-        return [load_stack_file(root / f"Pulumi.{s}.yaml") for s in stacks]
+        return [load_stack_file(stack_path(s, root)) for s in stacks]
     files = stack_files(root)
     if not files:
         raise KsecretsError(f"{root}: no Pulumi.<stack>.yaml stack files")

@@ -14,6 +14,7 @@ import os
 import sys
 from pathlib import Path
 
+from ksecrets.config.load import stack_path
 from ksecrets.errors import KsecretsError
 
 
@@ -32,7 +33,7 @@ def register(subparsers) -> None:
 
 def _stack_settings(root: Path, stack: str) -> tuple[str, str, bool]:
     """(certificate path as configured or default, controller namespace, stack file needs the path set)."""
-    path = root / f"Pulumi.{stack}.yaml"
+    path = stack_path(stack, root)
     if not path.exists():
         return f"certs/{stack}.pem", "kube-system", False
     from ksecrets.config.stackfile import load_round_trip, SEALED_SECRETS
@@ -68,7 +69,7 @@ def run(args: argparse.Namespace) -> int:
     if set_path:
         from ksecrets.config.stackfile import set_certificate_path, update_stack_file
 
-        update_stack_file(root / f"Pulumi.{args.stack}.yaml", lambda c: set_certificate_path(c, rel))
+        update_stack_file(stack_path(args.stack, root), lambda c: set_certificate_path(c, rel))
     fp = public_key_fingerprint(key.public_key())
     sys.stderr.write(f"{rel}: {fp}, expires {cert.not_valid_after_utc:%Y-%m-%d}\n")
     sys.stderr.write(f"{backup}: private key saved, encrypted (mode 0600)\n")

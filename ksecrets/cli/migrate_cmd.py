@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 from ksecrets.cli.flags import add_recovery_flags
+from ksecrets.config.load import stack_path
 from ksecrets.errors import KsecretsError
 
 
@@ -40,7 +41,7 @@ def run(args: argparse.Namespace) -> int:
     from ksecrets.vault.client import make_client
     from ksecrets.vault.migrate import migrate_to_vault
 
-    path = Path(args.root) / f"Pulumi.{args.stack}.yaml"
+    path = stack_path(args.stack, args.root)
     cfg = load_stack_file(path)  # bad stack names and files fail before any key is read
     if args.prepare or args.finish:
         return _phase(args, path)

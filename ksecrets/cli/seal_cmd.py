@@ -179,7 +179,7 @@ def _read_input(args: argparse.Namespace) -> tuple[str, str]:
 
 
 def _seal_stdin(args: argparse.Namespace) -> int:
-    from ksecrets.fileio import atomic_write_text
+    from ksecrets.fileio import atomic_write_text, locked
     from ksecrets.sealing.cliutil import cert_from_args, read_file_bytes, render
     from ksecrets.sealing.secret_input import SCOPE_ANNOTATIONS, read_secret
     from ksecrets.sealing.sealedsecret import merge_sealed, parse_sealed_secret, sealed_scope, seal_secret
@@ -201,20 +201,21 @@ def _seal_stdin(args: argparse.Namespace) -> int:
     if args.sealed_secret_file:
         raise KsecretsError("--merge-into updates its file in place; -w/--sealed-secret-file does not apply")
 
-    target = Path(args.merge_into)
-    text = read_file_bytes(args.merge_into, "SealedSecret file").decode("utf-8", "replace")
-    orig = parse_sealed_secret(text, args.merge_into)
-    # As kubeseal: the values are sealed for the file's name and namespace.
-    secret.name = orig["metadata"]["name"]
-    secret.namespace = orig["metadata"].get("namespace") or ""
-    scope = args.scope
-    if scope is None and not any(k in secret.annotations for k in SCOPE_ANNOTATIONS.values()):
-        scope = sealed_scope(orig)
-    update = seal_secret(secret, cert, scope=scope, source=src)
-    merged = merge_sealed(orig, update, args.merge_into)
-    _check_size(merged, args.merge_into)  # all keys of the file, not only this run's
-    fmt = args.format or ("json" if text.lstrip().startswith("{") else "yaml")
-    atomic_write_text(target, render(merged, fmt), target.stat().st_mode & 0o777)
+    # Locked from the read to the write: parallel --merge-into runs on one file all land.
+    with locked(args.merge_into, "SealedSecret file") as target:
+        text = read_file_bytes(str(target), "SealedSecret file").decode("utf-8", "replace")
+        orig = parse_sealed_secret(text, args.merge_into)
+        # As kubeseal: the values are sealed for the file's name and namespace.
+        secret.name = orig["metadata"]["name"]
+        secret.namespace = orig["metadata"].get("namespace") or ""
+        scope = args.scope
+        if scope is None and not any(k in secret.annotations for k in SCOPE_ANNOTATIONS.values()):
+            scope = sealed_scope(orig)
+        update = seal_secret(secret, cert, scope=scope, source=src)
+        merged = merge_sealed(orig, update, args.merge_into)
+        _check_size(merged, args.merge_into)  # all keys of the file, not only this run's
+        fmt = args.format or ("json" if text.lstrip().startswith("{") else "yaml")
+        atomic_write_text(target, render(merged, fmt), target.stat().st_mode & 0o777)
     sys.stderr.write(f"{args.merge_into}: sealed {', '.join(sorted(update['spec']['encryptedData']))}\n")
     return 0
 

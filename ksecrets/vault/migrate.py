@@ -45,6 +45,7 @@ from ksecrets.config import stackfile
 from ksecrets.config.load import load_stack_file, parse, raw_from_stack_file
 from ksecrets.config.model import App, SealedEntry, StackConfig
 from ksecrets.errors import KsecretsError
+from ksecrets.fileio import locked
 from ksecrets.manifests.sealed_secrets import sealed_secret
 from ksecrets.sealing.sealedsecret import unseal
 from ksecrets.vault import kv
@@ -143,7 +144,13 @@ def _add_app_vault(config: CommentedMap, keys_by_app: dict[tuple[str, str], list
 
 
 def migrate_to_vault(client: hvac.Client, stack_file: str | os.PathLike[str], private_keys: Iterable[Any]) -> MigrationReport:
+    """Locked from the read to the switch: a `seal --stack` meanwhile cannot be lost."""
     path = Path(stack_file)
+    with locked(path, "stack file", source=path.name):
+        return _migrate(client, path, private_keys)
+
+
+def _migrate(client: hvac.Client, path: Path, private_keys: Iterable[Any]) -> MigrationReport:
     cfg = load_stack_file(path)
     if cfg.backend == "vault":
         raise KsecretsError(f"{cfg.source}: backend: already vault; nothing to migrate")
