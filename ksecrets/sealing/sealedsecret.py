@@ -88,6 +88,17 @@ def resolve_scope(secret: SecretInput, scope: str | None) -> str:
     return crypto.check_scope(scope) if scope else scope_from_annotations(secret.annotations)
 
 
+def check_names(name: str, namespace: str, source: str) -> None:
+    """The API server's rules: a Secret's name is a DNS subdomain, its namespace a DNS label."""
+    from ksecrets.config.validate import dns_label, dns_subdomain
+
+    for field, value, check in (("metadata.name", name, dns_subdomain), ("metadata.namespace", namespace, dns_label)):
+        problem = check(value) if value else None
+        if problem:
+            shown = value if len(value) <= 64 else value[:64] + "..."
+            raise KsecretsError(f"{source}: {field}: {problem.replace(value, shown)}")
+
+
 def check_namespace(namespace: str, scope: str, source: str) -> None:
     if not namespace and scope != "cluster-wide":
         raise KsecretsError(
@@ -105,6 +116,7 @@ def seal_secret(secret: SecretInput, cert: SealingCert, *, scope: str | None = N
     """kubeseal's offline `Seal`: a Secret in, a SealedSecret out."""
     if not secret.name:
         raise KsecretsError(f"{source}: metadata.name: missing")
+    check_names(secret.name, secret.namespace, source)
     scope = resolve_scope(secret, scope)
     check_namespace(secret.namespace, scope, source)
     encrypted = encrypt_all(cert, secret.data, scope=scope, namespace=secret.namespace, name=secret.name)
