@@ -79,7 +79,8 @@ def editable_target(path: str | os.PathLike[str], what: str = "file", *, source:
     try:
         real = p.resolve(strict=True)
     except FileNotFoundError:
-        raise KsecretsError(f"{name}: {what} not found") from None
+        # The loader's words for a stack file ("no such stack file"), read_bytes' for the others.
+        raise KsecretsError(f"{name}: no such stack file" if what == "stack file" else f"{name}: {what} not found") from None
     except (OSError, RuntimeError) as exc:  # a symlink loop
         raise KsecretsError(f"{name}: cannot resolve the {what} ({getattr(exc, 'strerror', None) or 'symlink loop'})") from None
     if not real.is_file():
