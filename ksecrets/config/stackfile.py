@@ -21,6 +21,7 @@ from ruamel.yaml.error import MarkedYAMLError, YAMLError
 from ksecrets.config.load import check_stack_name, stack_path  # noqa: F401 (re-exported)
 from ksecrets.errors import ConfigError, KsecretsError
 from ksecrets.fileio import atomic_write_bytes, editable_target, locked
+from ksecrets.yamlio import check_depth
 
 PREFIX = "k8s-secrets:"
 SEALED = PREFIX + "sealed"
@@ -69,6 +70,7 @@ def load_round_trip(path: Path, source: str | None = None) -> tuple[Any, YAML, s
         raise KsecretsError(f"{source}: not UTF-8 text") from None
     # ruamel works on LF text without a BOM; `PendingWrite.commit` puts both back as they were.
     text = text.removeprefix("\ufeff").replace("\r\n", "\n")
+    check_depth(text, source)
     try:
         y = _yaml(text)
         doc = y.load(text)
