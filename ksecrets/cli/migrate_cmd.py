@@ -13,7 +13,6 @@ import sys
 from pathlib import Path
 
 from ksecrets.cli.flags import add_recovery_flags
-from ksecrets.config.load import stack_path
 from ksecrets.errors import KsecretsError
 
 
@@ -36,7 +35,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from ksecrets.sealing.cliutil import recovery_keys
 
-    from ksecrets.config.load import load_stack_file
+    from ksecrets.config.load import load_stack_file, stack_path
     from ksecrets.config.model import VaultConfig
     from ksecrets.vault.client import make_client
     from ksecrets.vault.migrate import migrate_to_vault
