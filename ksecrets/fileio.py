@@ -6,8 +6,11 @@ file system), with the final mode from the start, and removed if anything fails.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
 from pathlib import Path
+from typing import Iterator
 
 from ksecrets.errors import KsecretsError
 
@@ -53,3 +56,76 @@ def read_bytes(path: str | os.PathLike[str], what: str = "file", *, source: str 
 
 def atomic_write_text(path: str | os.PathLike[str], text: str, mode: int = 0o644) -> None:
     atomic_write_bytes(path, text.encode("utf-8"), mode)
+
+
+# --- serialised read-modify-write -----------------------------------------------------------------
+#
+# Every command that edits a file in place (a stack file, a SealedSecret given to --merge-into)
+# holds an exclusive `flock` on the file itself from before it reads it until after its write.
+# The file is replaced by a rename (a new inode), so a process that waited on the old inode finds,
+# once it gets the lock, that the path now names another file: it drops the lock and takes the
+# new one, then reads what the previous writer left. No lock file is left beside the user's file.
+# Within one process the lock is re-entrant (a command locks, reads, computes and then calls a
+# helper that locks again to write).
+
+_held: dict[Path, int] = {}
+
+
+def editable_target(path: str | os.PathLike[str], what: str = "file", *, source: str | None = None) -> Path:
+    """The file an in-place edit of `path` writes: a symlink is followed (the link stays a link and
+    its target changes); a file that is not writable is refused rather than replaced."""
+    p = Path(path)
+    name = source or str(path)
+    try:
+        real = p.resolve(strict=True)
+    except FileNotFoundError:
+        # The loader's words for a stack file ("no such stack file"), read_bytes' for the others.
+        raise KsecretsError(f"{name}: no such stack file" if what == "stack file" else f"{name}: {what} not found") from None
+    except (OSError, RuntimeError) as exc:  # a symlink loop
+        raise KsecretsError(f"{name}: cannot resolve the {what} ({getattr(exc, 'strerror', None) or 'symlink loop'})") from None
+    if not real.is_file():
+        raise KsecretsError(f"{name}: {what} is not a regular file")
+    mode = real.stat().st_mode
+    # root passes os.access whatever the mode, so the mode bits decide as well.
+    if not (mode & 0o222) or not os.access(real, os.W_OK):
+        raise KsecretsError(f"{name}: {what} is read-only; not changed (make it writable to edit it)")
+    return real
+
+
+@contextlib.contextmanager
+def locked(path: str | os.PathLike[str], what: str = "file", *, source: str | None = None) -> Iterator[Path]:
+    """Hold an exclusive lock on an existing file (symlinks followed) for a read-modify-write.
+
+    Yields the real path to read and to write (`atomic_write_*`). Blocks while another process
+    edits the same file."""
+    real = editable_target(path, what, source=source)
+    if real in _held:
+        _held[real] += 1
+        try:
+            yield real
+        finally:
+            _held[real] -= 1
+        return
+    while True:
+        try:
+            fd = os.open(real, os.O_RDONLY | os.O_CLOEXEC)
+        except FileNotFoundError:
+            raise KsecretsError(f"{source or path}: {what} not found") from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            try:
+                same = os.stat(real).st_ino == os.fstat(fd).st_ino
+            except FileNotFoundError:
+                same = False
+        except BaseException:
+            os.close(fd)
+            raise
+        if same:
+            break
+        os.close(fd)  # replaced while we waited: lock the file that is there now
+    _held[real] = 1
+    try:
+        yield real
+    finally:
+        del _held[real]
+        os.close(fd)

@@ -15,6 +15,15 @@ Four rules, each with a finding kind that allow markers name:
   body lacks the encrypted header (`KSBK`, see `ksecrets.sealing.backup`). An encrypted backup
   (`ksecrets backup`) passes.
 
+- `credential`: tokens with a recognisable format: AWS access key IDs (`AKIA`/`ASIA`...), GitHub
+  (`ghp_`, `gho_`, `ghu_`, `ghs_`, `ghr_`, `github_pat_`) and GitLab (`glpat-`) tokens, and JWTs
+  (three base64url parts, the first two JSON objects);
+- `env-file`: a scanned file named like an env file (`.env`, `.env.*`, `*.env`; not templates such
+  as `.env.example`): committed, it is a file of secrets in the clear;
+- kustomize `secretGenerator` entries with `literals` are `secret-data` too;
+- `private-key` also covers DER keys (PKCS#1, SEC1, unencrypted PKCS#8) and PKCS#12 bundles that
+  open without a password. UTF-16 text (with or without a BOM) is decoded and scanned like UTF-8.
+
 Allowing a finding, for test fixtures only:
 - `ksecrets: allow <kind>[ <kind>...]` in a comment on the finding's line or the line above it;
 - `ksecrets: allow-file <kind>[ <kind>...]` anywhere in the file;
@@ -47,7 +56,9 @@ ENV_VALUE = "env-value"
 PRIVATE_KEY = "private-key"
 SECRET_DATA = "secret-data"
 KEY_BACKUP = "unencrypted-key-backup"
-KINDS: tuple[str, ...] = (ENV_VALUE, PRIVATE_KEY, SECRET_DATA, KEY_BACKUP)
+CREDENTIAL = "credential"
+ENV_FILE = "env-file"
+KINDS: tuple[str, ...] = (ENV_VALUE, PRIVATE_KEY, SECRET_DATA, KEY_BACKUP, CREDENTIAL, ENV_FILE)
 
 IGNORE_FILE = ".ksecrets-scan-ignore"
 KEY_LABEL = "sealedsecrets.bitnami.com/sealed-secrets-key"  # = ksecrets.sealing.keys.KEY_LABEL (no crypto import here)
@@ -186,6 +197,117 @@ def expand_paths(paths: Sequence[str], skip: Iterable[str] = ()) -> list[str]:
 
 
 # --- rules ---------------------------------------------------------------------------------------
+
+# Token formats with a fixed prefix or shape (each documented by its issuer). AWS's documentation
+# example key ends in EXAMPLE and is not a credential.
+_CREDENTIALS: tuple[tuple[re.Pattern[bytes], str], ...] = (
+    (re.compile(rb"(?<![A-Z0-9])(?:AKIA|ASIA|AGPA|AIDA|AROA|ANPA|ANVA|AIPA)[A-Z2-7]{16}(?![A-Z0-9])"), "AWS access key ID"),
+    (re.compile(rb"(?<![A-Za-z0-9_])gh[opusr]_[A-Za-z0-9]{36}(?![A-Za-z0-9_])"), "GitHub token"),
+    (re.compile(rb"(?<![A-Za-z0-9_])github_pat_[A-Za-z0-9]{22}_[A-Za-z0-9]{59}(?![A-Za-z0-9_])"), "GitHub token"),
+    (re.compile(rb"(?<![A-Za-z0-9_-])glpat-[A-Za-z0-9_-]{20,}(?![A-Za-z0-9_-])"), "GitLab token"),
+    # A JWT: base64url of '{"' starts with eyJ, for the header and the payload; then a signature.
+    (re.compile(rb"(?<![A-Za-z0-9_-])eyJ[A-Za-z0-9_-]{10,}\.eyJ[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]{16,}"), "JWT"),
+)
+
+
+def find_credentials(data: bytes) -> Iterator[tuple[int, str]]:
+    for pattern, what in _CREDENTIALS:
+        for match in pattern.finditer(data):
+            if match.group(0).endswith(b"EXAMPLE"):
+                continue
+            if what == "JWT" and not _is_jwt(match.group(0)):
+                continue
+            yield _line_of(data, match.start()), what
+
+
+def _is_jwt(token: bytes) -> bool:
+    import json
+
+    head, payload, _ = token.split(b".", 2)
+    try:
+        for part in (head, payload):
+            if not isinstance(json.loads(base64.urlsafe_b64decode(part + b"=" * (-len(part) % 4))), dict):
+                return False
+    except (ValueError, binascii.Error):
+        return False
+    return True
+
+
+# Env files by name (what `.env*`/`*.env` globs match), minus templates.
+def is_env_file_name(path: str) -> bool:
+    name = os.path.basename(path).lower()
+    if name.endswith(TEMPLATE_SUFFIXES):
+        return False
+    return name == ".env" or name.startswith(".env.") or (name.endswith(".env") and len(name) > 4)
+
+
+def _utf16(data: bytes) -> str | None:
+    """The text of a UTF-16 file (BOM, or every other byte NUL in ASCII-heavy text), else None."""
+    if data[:2] in (b"\xff\xfe", b"\xfe\xff"):
+        codec = "utf-16"
+    else:
+        probe = data[:_BINARY_PROBE]
+        if len(probe) < 4:
+            return None
+        even, odd = probe[0::2], probe[1::2]
+        if odd.count(0) >= 0.9 * len(odd) and even.count(0) <= 0.1 * len(even):
+            codec = "utf-16-le"
+        elif even.count(0) >= 0.9 * len(even) and odd.count(0) <= 0.1 * len(odd):
+            codec = "utf-16-be"
+        else:
+            return None
+    try:
+        return data.decode(codec)
+    except UnicodeDecodeError:
+        return None
+
+
+def find_der_keys(data: bytes) -> Iterator[tuple[int, str]]:
+    """A binary file that is a DER private key, or a PKCS#12 bundle that opens without a password."""
+    if not data.startswith(b"\x30") or len(data) > 1 << 20:
+        return
+    from cryptography.hazmat.primitives.serialization import load_der_private_key, pkcs12
+
+    try:
+        load_der_private_key(data, password=None)
+        yield 1, "DER"
+        return
+    except (ValueError, TypeError):  # not a key, or encrypted (TypeError: a password is needed)
+        pass
+    except Exception:  # noqa: BLE001 - unsupported key types: not a finding to crash on
+        pass
+    for password in (None, b""):
+        try:
+            key, _, _ = pkcs12.load_key_and_certificates(data, password)
+        except (ValueError, TypeError):
+            continue
+        except Exception:  # noqa: BLE001
+            continue
+        if key is not None:
+            yield 1, "PKCS#12 without a password"
+        return
+
+
+def find_secret_generators(data: bytes) -> Iterator[tuple[int, str, str]]:
+    """kustomize `secretGenerator` entries with `literals` (values in the clear)."""
+    if b"secretGenerator" not in data:
+        return
+    try:
+        nodes = list(yaml.compose_all(data.decode("utf-8"), Loader=_Loader))
+    except (UnicodeDecodeError, yaml.YAMLError):
+        return
+    for node in nodes:
+        gen = _map(node).get("secretGenerator") if node is not None else None
+        if gen is None or not isinstance(gen[1], yaml.SequenceNode):
+            continue
+        for item in gen[1].value:
+            lits = _map(item).get("literals")
+            if lits is None or not isinstance(lits[1], yaml.SequenceNode):
+                continue
+            for lit in lits[1].value:
+                if isinstance(lit, yaml.ScalarNode) and "=" in lit.value and lit.value.split("=", 1)[1]:
+                    key = lit.value.split("=", 1)[0]
+                    yield lit.start_mark.line + 1, SECRET_DATA, f"kustomize secretGenerator literal {key}"
 
 def _line_of(data: bytes, offset: int) -> int:
     return data.count(b"\n", 0, offset) + 1
@@ -354,12 +476,18 @@ def scan_bytes(path: str, data: bytes, env_patterns: Sequence[tuple[bytes, EnvVa
 
     `path` is how findings name the file; `rel` (default `path`) is what ignore globs match.
     """
-    if b"\0" in data[:_BINARY_PROBE]:
-        return []
     norm = _posix(path)
     raw: list[Finding] = []
+    if b"\0" in data[:_BINARY_PROBE]:
+        text16 = _utf16(data)
+        if text16 is None:
+            raw += [Finding(norm, line, PRIVATE_KEY, detail) for line, detail in find_der_keys(data)]
+            return _allowed(raw, "", norm, ignore, rel)
+        data = text16.lstrip("\ufeff").encode("utf-8")
     for line, detail in find_private_keys(data):
         raw.append(Finding(norm, line, PRIVATE_KEY, detail))
+    for line, detail in find_credentials(data):
+        raw.append(Finding(norm, line, CREDENTIAL, detail))
     if env_patterns:
         here = os.path.abspath(path)
         if any(os.path.abspath(v.source) == here for _, v, _ in env_patterns):
@@ -371,9 +499,16 @@ def scan_bytes(path: str, data: bytes, env_patterns: Sequence[tuple[bytes, EnvVa
     if looks_like_manifest(path, data):
         for line, kind, detail in find_secret_objects(data, path):
             raw.append(Finding(norm, line, kind, detail))
+        for line, kind, detail in find_secret_generators(data):
+            raw.append(Finding(norm, line, kind, detail))
+    if is_env_file_name(path) and not any(f.kind == ENV_VALUE and f.detail == "the env file itself" for f in raw):
+        raw.append(Finding(norm, 1, ENV_FILE, "an env file: keep it out of Git (seal or push its values)"))
+    return _allowed(raw, data.decode("utf-8", "replace"), norm, ignore, rel)
+
+
+def _allowed(raw: list[Finding], text: str, norm: str, ignore: Sequence[IgnoreRule], rel: str | None) -> list[Finding]:
     if not raw:
         return []
-    text = data.decode("utf-8", "replace")
     lines = text.splitlines()
     file_allows: set[str] = set()
     for m in _ALLOW_FILE.finditer(text):

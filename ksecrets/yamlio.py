@@ -31,6 +31,10 @@ def _construct_mapping(loader: _StrictLoader, node: yaml.MappingNode, deep: bool
     loader.flatten_mapping(node)
     mapping: dict[Any, Any] = {}
     for key_node, value_node in node.value:
+        if not isinstance(key_node, yaml.ScalarNode):
+            # `? [a, b]: x` (a "complex key"): no Kubernetes or Pulumi key is a list or a map.
+            raise yaml.constructor.ConstructorError(
+                None, None, "a mapping key must be a plain value, not a list or a mapping", key_node.start_mark)
         key = loader.construct_object(key_node, deep=deep)
         if key in mapping:
             raise yaml.constructor.ConstructorError(
@@ -68,8 +72,43 @@ def _problem(exc: yaml.YAMLError) -> str:
     return f"{where}invalid YAML: {problem}"
 
 
+MAX_DEPTH = 100  # Kubernetes objects and stack files nest about 15 levels
+# Under this many brackets and columns of indentation a document cannot nest deep enough to
+# harm the parser (libyaml's composer recurses in C; 10,000 levels are fine, 30,000 crash), and
+# no code here walks user values recursively, so the exact count is skipped: it costs a second
+# parse (0.6 s for a 2.5 MB stack file).
+_SCAN_ABOVE = 2000
+
+
+def _may_be_deep(text: str) -> bool:
+    """A cheap upper bound: nesting needs a bracket, or indentation and block indicators."""
+    if text.count("[") + text.count("{") > _SCAN_ABOVE:
+        return True
+    return any(len(line) - len(line.lstrip(" -?:")) > _SCAN_ABOVE for line in text.splitlines())
+
+
+def check_depth(text: str, source: str, limit: int = MAX_DEPTH) -> None:
+    """Refuse documents nested deeper than `limit` before building them: libyaml's composer
+    recurses in C and overflows the stack (a crash, not an exception) near 20,000 levels."""
+    if not _may_be_deep(text):
+        return
+    depth = 0
+    try:
+        for event in yaml.parse(text, Loader=_StrictLoader):
+            if isinstance(event, (yaml.SequenceStartEvent, yaml.MappingStartEvent)):
+                depth += 1
+                if depth > limit:
+                    line = event.start_mark.line + 1 if event.start_mark else 0
+                    raise KsecretsError(f"{source}: line {line}: nested more than {limit} levels deep")
+            elif isinstance(event, (yaml.SequenceEndEvent, yaml.MappingEndEvent)):
+                depth -= 1
+    except yaml.YAMLError as exc:
+        raise KsecretsError(f"{source}: {_problem(exc)}") from None
+
+
 def load(text: str, source: str) -> Any:
     """Parse one YAML (or JSON, a YAML subset) document."""
+    check_depth(text, source)
     try:
         return yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - SafeLoader subclass
     except yaml.YAMLError as exc:
@@ -77,6 +116,7 @@ def load(text: str, source: str) -> Any:
 
 
 def load_all(text: str, source: str) -> list[Any]:
+    check_depth(text, source)
     try:
         return [d for d in yaml.load_all(text, Loader=_StrictLoader) if d is not None]
     except yaml.YAMLError as exc:

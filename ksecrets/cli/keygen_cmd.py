@@ -32,7 +32,9 @@ def register(subparsers) -> None:
 
 def _stack_settings(root: Path, stack: str) -> tuple[str, str, bool]:
     """(certificate path as configured or default, controller namespace, stack file needs the path set)."""
-    path = root / f"Pulumi.{stack}.yaml"
+    from ksecrets.config.load import stack_path
+
+    path = stack_path(stack, root)
     if not path.exists():
         return f"certs/{stack}.pem", "kube-system", False
     from ksecrets.config.stackfile import load_round_trip, SEALED_SECRETS
@@ -66,9 +68,9 @@ def run(args: argparse.Namespace) -> int:
     write_backup(backup, backup_plaintext(manifest, str(backup)), passphrase, log2_n=log2_n_from_env())
     atomic_write_bytes(cert_path, cert_pem(cert), 0o644)
     if set_path:
-        from ksecrets.config.stackfile import set_certificate_path, update_stack_file
+        from ksecrets.config.stackfile import set_certificate_path, stack_path, update_stack_file
 
-        update_stack_file(root / f"Pulumi.{args.stack}.yaml", lambda c: set_certificate_path(c, rel))
+        update_stack_file(stack_path(args.stack, root), lambda c: set_certificate_path(c, rel))
     fp = public_key_fingerprint(key.public_key())
     sys.stderr.write(f"{rel}: {fp}, expires {cert.not_valid_after_utc:%Y-%m-%d}\n")
     sys.stderr.write(f"{backup}: private key saved, encrypted (mode 0600)\n")

@@ -35,12 +35,12 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from ksecrets.sealing.cliutil import recovery_keys
 
-    from ksecrets.config.load import load_stack_file
+    from ksecrets.config.load import load_stack_file, stack_path
     from ksecrets.config.model import VaultConfig
     from ksecrets.vault.client import make_client
     from ksecrets.vault.migrate import migrate_to_vault
 
-    path = Path(args.root) / f"Pulumi.{args.stack}.yaml"
+    path = stack_path(args.stack, args.root)
     cfg = load_stack_file(path)  # bad stack names and files fail before any key is read
     if args.prepare or args.finish:
         return _phase(args, path)

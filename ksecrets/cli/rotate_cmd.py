@@ -75,7 +75,14 @@ def run(args: argparse.Namespace) -> int:
     spec = _spec_for(app, args.key)
     length = _length(args, spec)
     if cfg.backend == "sealed-secrets":
-        return _rotate_sealed(args, cfg, app, length)
+        from ksecrets.config.load import stack_path
+        from ksecrets.fileio import locked
+
+        path = stack_path(args.stack, args.root)
+        with locked(path, "stack file", source=path.name):
+            cfg = load_stack(args.stack, args.root)  # again, under the lock
+            app = _app_for(cfg, args.name, args.namespace)
+            return _rotate_sealed(args, cfg, app, length)
     if cfg.backend == "vault":
         return _rotate_vault(args, cfg, app, spec, length)
     raise KsecretsError(f"{cfg.source}: backend manual keeps values in Pulumi config; rotate with "

@@ -140,6 +140,7 @@ def _seal_raw(args: argparse.Namespace) -> int:
         raise KsecretsError("--raw and --merge-into cannot be combined")
     from ksecrets.sealing import crypto
     from ksecrets.sealing.cliutil import cert_from_args, read_file_bytes
+    from ksecrets.sealing.sealedsecret import check_names
     from ksecrets.sealing.secret_input import check_size
 
     if args.secret_file:
@@ -152,6 +153,7 @@ def _seal_raw(args: argparse.Namespace) -> int:
         raise KsecretsError(f"--raw with --scope {scope} needs --namespace")
     if not name and scope == "strict":
         raise KsecretsError("--raw with --scope strict needs --name")
+    check_names(name, namespace, "--raw")
     cert = cert_from_args(args.cert, args.cert_ca)
     if args.from_file:
         path = args.from_file[0].split("=", 1)[-1]
@@ -179,10 +181,11 @@ def _read_input(args: argparse.Namespace) -> tuple[str, str]:
 
 
 def _seal_stdin(args: argparse.Namespace) -> int:
-    from ksecrets.fileio import atomic_write_text
+    from ksecrets.fileio import atomic_write_text, locked
     from ksecrets.sealing.cliutil import cert_from_args, read_file_bytes, render
     from ksecrets.sealing.secret_input import SCOPE_ANNOTATIONS, read_secret
-    from ksecrets.sealing.sealedsecret import merge_sealed, parse_sealed_secret, sealed_scope, seal_secret
+    from ksecrets.sealing.kubeconfig import current_namespace
+    from ksecrets.sealing.sealedsecret import merge_sealed, parse_sealed_secret, resolve_scope, sealed_scope, seal_secret
 
     text, src = _read_input(args)
     secret = read_secret(text, src)
@@ -193,6 +196,12 @@ def _seal_stdin(args: argparse.Namespace) -> int:
         secret.name = args.name
     if args.namespace:
         secret.namespace = args.namespace
+    if not args.merge_into and not secret.namespace and resolve_scope(secret, args.scope) != "cluster-wide":
+        # As kubeseal: a Secret without a namespace is sealed for the current kubectl context's
+        # namespace, else "default" (`kubectl create secret ... --dry-run=client` writes none).
+        secret.namespace, why = current_namespace()
+        sys.stderr.write(f"ksecrets: {src}: no metadata.namespace; sealing for namespace {secret.namespace!r} "
+                         f"({why}), as kubeseal does; pass --namespace to choose\n")
     if not args.merge_into:
         sealed = seal_secret(secret, cert, scope=args.scope, source=src)
         _check_size(sealed, src)
@@ -201,20 +210,21 @@ def _seal_stdin(args: argparse.Namespace) -> int:
     if args.sealed_secret_file:
         raise KsecretsError("--merge-into updates its file in place; -w/--sealed-secret-file does not apply")
 
-    target = Path(args.merge_into)
-    text = read_file_bytes(args.merge_into, "SealedSecret file").decode("utf-8", "replace")
-    orig = parse_sealed_secret(text, args.merge_into)
-    # As kubeseal: the values are sealed for the file's name and namespace.
-    secret.name = orig["metadata"]["name"]
-    secret.namespace = orig["metadata"].get("namespace") or ""
-    scope = args.scope
-    if scope is None and not any(k in secret.annotations for k in SCOPE_ANNOTATIONS.values()):
-        scope = sealed_scope(orig)
-    update = seal_secret(secret, cert, scope=scope, source=src)
-    merged = merge_sealed(orig, update, args.merge_into)
-    _check_size(merged, args.merge_into)  # all keys of the file, not only this run's
-    fmt = args.format or ("json" if text.lstrip().startswith("{") else "yaml")
-    atomic_write_text(target, render(merged, fmt), target.stat().st_mode & 0o777)
+    # Locked from the read to the write: parallel --merge-into runs on one file all land.
+    with locked(args.merge_into, "SealedSecret file") as target:
+        text = read_file_bytes(str(target), "SealedSecret file").decode("utf-8", "replace")
+        orig = parse_sealed_secret(text, args.merge_into)
+        # As kubeseal: the values are sealed for the file's name and namespace.
+        secret.name = orig["metadata"]["name"]
+        secret.namespace = orig["metadata"].get("namespace") or ""
+        scope = args.scope
+        if scope is None and not any(k in secret.annotations for k in SCOPE_ANNOTATIONS.values()):
+            scope = sealed_scope(orig)
+        update = seal_secret(secret, cert, scope=scope, source=src)
+        merged = merge_sealed(orig, update, args.merge_into)
+        _check_size(merged, args.merge_into)  # all keys of the file, not only this run's
+        fmt = args.format or ("json" if text.lstrip().startswith("{") else "yaml")
+        atomic_write_text(target, render(merged, fmt), target.stat().st_mode & 0o777)
     sys.stderr.write(f"{args.merge_into}: sealed {', '.join(sorted(update['spec']['encryptedData']))}\n")
     return 0
 

@@ -8,13 +8,14 @@ the key path (`apps[1].secretName`); unknown keys are errors, so a typo never pa
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Any, Callable, Mapping, TypeVar
 
 from ksecrets import yamlio
 from ksecrets.config import model as m
 from ksecrets.config import validate as v
-from ksecrets.errors import ConfigError
+from ksecrets.errors import ConfigError, KsecretsError
 
 PROJECT = "k8s-secrets"
 PREFIX = f"{PROJECT}:"
@@ -577,12 +578,29 @@ def load_stack_file(path: str | os.PathLike[str]) -> m.StackConfig:
     stack = stack_name_from_path(p)
     raw = raw_from_stack_file(p)
     # Error messages name the file as the user sees it in the repo: "Pulumi.staging.yaml".
-    return parse(raw, stack=stack, source=p.name, root=str(p.resolve().parent))
+    # The root is where the file is named (a symlinked stack file's repo), not the link's target.
+    return parse(raw, stack=stack, source=p.name, root=os.path.abspath(p.parent))
 
 
 def stack_files(root: str | os.PathLike[str] = ".") -> list[Path]:
     return sorted(p for p in Path(root).glob("Pulumi.*.yaml") if p.name != "Pulumi.yaml")
 
 
+_STACK_NAME = re.compile(r"[A-Za-z0-9_.-]{1,100}")
+
+
+def check_stack_name(stack: str) -> str:
+    """Pulumi's stack name characters (letters, digits, `-`, `_`, `.`): never a path."""
+    if not _STACK_NAME.fullmatch(stack or "") or ".." in stack:
+        shown = stack if len(stack) <= 64 else stack[:64] + "..."
+        raise KsecretsError(f"--stack {shown!r}: not a stack name (letters, digits, '-', '_' and '.'; no '/' or '..')")
+    return stack
+
+
+def stack_path(stack: str, root: str | os.PathLike[str] = ".") -> Path:
+    """`<root>/Pulumi.<stack>.yaml`, for a stack name that cannot leave `root`."""
+    return Path(root) / f"Pulumi.{check_stack_name(stack)}.yaml"
+
+
 def load_stack(stack: str, root: str | os.PathLike[str] = ".") -> m.StackConfig:
-    return load_stack_file(Path(root) / f"Pulumi.{stack}.yaml")
+    return load_stack_file(stack_path(stack, root))

@@ -18,8 +18,10 @@ from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
 
+from ksecrets.config.load import check_stack_name, stack_path  # noqa: F401 (re-exported)
 from ksecrets.errors import ConfigError, KsecretsError
-from ksecrets.fileio import atomic_write_text
+from ksecrets.fileio import atomic_write_bytes, editable_target, locked
+from ksecrets.yamlio import check_depth
 
 PREFIX = "k8s-secrets:"
 SEALED = PREFIX + "sealed"
@@ -56,12 +58,19 @@ def _yaml(text: str) -> YAML:
     return y
 
 
-def load_round_trip(path: Path) -> tuple[Any, YAML, str]:
-    source = path.name
+def load_round_trip(path: Path, source: str | None = None) -> tuple[Any, YAML, str]:
+    source = source or path.name
     try:
-        text = path.read_text(encoding="utf-8")
+        data = path.read_bytes()
     except FileNotFoundError:
         raise ConfigError(source, "", "no such stack file") from None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise KsecretsError(f"{source}: not UTF-8 text") from None
+    # ruamel works on LF text without a BOM; `PendingWrite.commit` puts both back as they were.
+    text = text.removeprefix("\ufeff").replace("\r\n", "\n")
+    check_depth(text, source)
     try:
         y = _yaml(text)
         doc = y.load(text)
@@ -69,7 +78,7 @@ def load_round_trip(path: Path) -> tuple[Any, YAML, str]:
         mark = exc.problem_mark or exc.context_mark
         where = f"line {mark.line + 1}: " if mark is not None else ""
         raise KsecretsError(f"{source}: {where}invalid YAML: {exc.problem or type(exc).__name__}") from None
-    except YAMLError as exc:
+    except (YAMLError, RecursionError) as exc:
         raise KsecretsError(f"{source}: invalid YAML: {type(exc).__name__}") from None
     return doc, y, text
 
@@ -78,20 +87,30 @@ def load_round_trip(path: Path) -> tuple[Any, YAML, str]:
 class PendingWrite:
     """A validated new content for a stack file, not yet written (`commit()` writes it)."""
 
-    path: Path
+    path: Path  # the file itself (a symlinked stack file's target)
     old: str
     new: str
     mode: int
+    raw: bytes = b""  # the file's bytes as read: its BOM and line endings are kept
 
     @property
     def changed(self) -> bool:
         return self.new != self.old
 
     def commit(self) -> bool:
+        """Write, atomically. Callers hold the file's lock (`fileio.locked`) since before the read."""
         if not self.changed:
             return False
-        atomic_write_text(self.path, self.new, self.mode)
+        atomic_write_bytes(self.path, _as_original(self.new, self.raw), self.mode)
         return True
+
+
+def _as_original(text: str, original: bytes) -> bytes:
+    """`text` (LF, no BOM) with the original file's BOM and line endings (CRLF when it used them)."""
+    if b"\r\n" in original and original.count(b"\r\n") * 2 >= original.count(b"\n"):
+        text = text.replace("\n", "\r\n")
+    data = text.encode("utf-8")
+    return (b"\xef\xbb\xbf" + data) if original.startswith(b"\xef\xbb\xbf") else data
 
 
 def prepare_stack_update(path: str | os.PathLike[str], mutate: Callable[[CommentedMap], None], *,
@@ -102,7 +121,9 @@ def prepare_stack_update(path: str | os.PathLike[str], mutate: Callable[[Comment
     leaves every file as it was.
     """
     p = Path(path)
-    doc, y, old = load_round_trip(p)
+    real = editable_target(p, "stack file", source=p.name)  # symlink followed; read-only refused
+    raw = real.read_bytes()
+    doc, y, old = load_round_trip(real, p.name)
     if doc is None:
         doc = CommentedMap()
     if not isinstance(doc, CommentedMap):
@@ -118,7 +139,7 @@ def prepare_stack_update(path: str | os.PathLike[str], mutate: Callable[[Comment
     new = buf.getvalue()
     if check is not None:
         check(new)
-    return PendingWrite(p, old, new, p.stat().st_mode & 0o777)
+    return PendingWrite(real, old, new, real.stat().st_mode & 0o777, raw)
 
 
 def update_stack_file(path: str | os.PathLike[str], mutate: Callable[[CommentedMap], None], *,
@@ -126,9 +147,12 @@ def update_stack_file(path: str | os.PathLike[str], mutate: Callable[[CommentedM
     """Apply `mutate` to the stack file's `config:` map and write it atomically.
 
     `check(new_text)` may validate the result (e.g. with the config loader) and raise to abort.
-    Returns False (and writes nothing) when the bytes would not change.
+    Returns False (and writes nothing) when the bytes would not change. The file is locked from
+    the read to the write (and re-read under the lock), so parallel edits serialise.
     """
-    return prepare_stack_update(path, mutate, check=check).commit()
+    p = Path(path)
+    with locked(p, "stack file", source=p.name):
+        return prepare_stack_update(p, mutate, check=check).commit()
 
 
 # --- helpers for the sealed-secrets keys ---------------------------------------------------------
@@ -276,7 +300,7 @@ def app_namespaces_for_secret(config: Mapping[str, Any], secret_name: str) -> li
 
 
 def stack_file_path(stack: str, root: str | os.PathLike[str] = ".") -> Path:
-    return Path(root) / f"Pulumi.{stack}.yaml"
+    return stack_path(stack, root)
 
 
 def stack_files(root: str | os.PathLike[str] = ".") -> Iterable[Path]:

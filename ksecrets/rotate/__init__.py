@@ -62,6 +62,7 @@ import hvac
 
 from ksecrets.errors import KsecretsError
 from ksecrets.vault import kv
+from ksecrets.vault.client import WriteOutcomeUnknown
 
 log = logging.getLogger("ksecrets.rotate")
 
@@ -135,6 +136,9 @@ def rotate_random(client: hvac.Client, target: Target, length: int,
     value = generator(length)
     try:
         version = kv.rotate_key(client, target.mount, target.path, target.key, value)
+    except WriteOutcomeUnknown as exc:
+        # The answer was lost: the new value may be current. Never claim the old one is.
+        raise RotationStateUnknown(f"rotation of {target.where}: {exc}") from None
     except KsecretsError as exc:
         # check-and-set: a failed write leaves the previous version current.
         raise RotationFailed(f"rotation of {target.where} failed, the old value stays current: {exc}") from None

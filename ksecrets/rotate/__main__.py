@@ -71,10 +71,14 @@ def vault_login(env: Mapping[str, str]) -> hvac.Client:
         raise KsecretsError(f"{token_file}: the service-account token is empty")
     address = vc.resolve_address(None, env)
     # Same TLS rules as make_client (VAULT_CACERT, VAULT_SKIP_VERIFY); the token comes from the login.
-    client = hvac.Client(url=address, verify=vc.tls_verify(env), namespace=(env.get("VAULT_NAMESPACE") or None),
-                         timeout=vc.DEFAULT_TIMEOUT)
+    client = vc.new_client(address, token=None, verify=vc.tls_verify(env),
+                           namespace=(env.get("VAULT_NAMESPACE") or None), timeout=vc.client_timeout(env))
     with vc.vault_errors(client, f"auth/{mount}/login"):
-        client.auth.kubernetes.login(role=role, jwt=jwt, mount_point=mount)
+        try:
+            client.auth.kubernetes.login(role=role, jwt=jwt, mount_point=mount)
+        except (KeyError, TypeError):  # a 200 without `auth.client_token`: not Vault's login answer
+            raise vc.VaultError(address, f"auth/{mount}/login", "the answer is not Vault's (no auth.client_token): "
+                                "is this address a Vault server?") from None
     log.info("logged in to Vault %s as role %s (auth/%s)", address, role, mount)
     return client
 

@@ -37,6 +37,9 @@ MIN_PASSPHRASE = 12
 MAGIC = b"KSBK"
 VERSION = 1
 DEFAULT_LOG2_N = 17  # 128 MiB, about 0.4 s here
+MAX_LOG2_N = 20  # with r = 8: 1 GiB, the most a backup may ask for
+MAX_SCRYPT_MEMORY = 128 * 8 * (1 << MAX_LOG2_N)
+MAX_SCRYPT_P = 4
 _BEGIN = "-----BEGIN KSECRETS SEALING KEY BACKUP-----"
 _END = "-----END KSECRETS SEALING KEY BACKUP-----"
 _HEADER_LEN = 4 + 4 + 16 + 12
@@ -74,6 +77,12 @@ def decrypt_backup(data: bytes, passphrase: str, source: str) -> bytes:
     log2_n, r, p = blob[5], blob[6], blob[7]
     if not (10 <= log2_n <= 22 and 1 <= r <= 32 and 1 <= p <= 16):
         raise KsecretsError(f"{source}: damaged backup (implausible scrypt parameters)")
+    # The header is authenticated only by the key scrypt derives, so bound its cost first: a forged
+    # header must not make us allocate gigabytes (scrypt needs 128 * r * N bytes, p times over).
+    memory = 128 * r * (1 << log2_n)
+    if memory > MAX_SCRYPT_MEMORY or p > MAX_SCRYPT_P:
+        raise KsecretsError(f"{source}: backup asks scrypt for {memory >> 20} MiB x {p}; the limit is "
+                            f"{MAX_SCRYPT_MEMORY >> 20} MiB x {MAX_SCRYPT_P} (damaged or forged header)")
     header = blob[:_HEADER_LEN]
     salt, nonce = header[8:24], header[24:36]
     try:
@@ -159,6 +168,6 @@ def log2_n_from_env() -> int:
         value = int(raw)
     except ValueError:
         raise KsecretsError("KSECRETS_BACKUP_SCRYPT_LOG2N: expected an integer") from None
-    return max(14, min(22, value))
+    return max(14, min(MAX_LOG2_N, value))
 
 

@@ -42,6 +42,9 @@ class SealingCert(NamedTuple):
         return self.not_after - now <= _dt.timedelta(days=days)
 
 
+MIN_RSA_BITS = 2048
+
+
 def key_kind(key: object) -> str:
     from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519
 
@@ -164,6 +167,13 @@ def _fast_parse(data: bytes) -> tuple[rsa.RSAPublicKey, _dt.datetime, bytes]:
     return key, not_after, pem
 
 
+def _check_key_size(key: rsa.RSAPublicKey, source: str) -> None:
+    if key.key_size < MIN_RSA_BITS:
+        # Under 2048 bits RSA is breakable, and under 594 it cannot even hold an OAEP-SHA256 session key.
+        raise KsecretsError(f"{source}: RSA key of {key.key_size} bits; at least {MIN_RSA_BITS} are required "
+                            "(the controller makes 4096)")
+
+
 def parse_certificate(data: bytes, source: str, *, now: _dt.datetime | None = None,
                       allow_expired: bool = False) -> SealingCert:
     """Validate PEM bytes; errors are one line naming `source`."""
@@ -174,6 +184,7 @@ def parse_certificate(data: bytes, source: str, *, now: _dt.datetime | None = No
         except (_NotSimple, ValueError, IndexError, UnicodeDecodeError):
             pass
         else:
+            _check_key_size(key, source)
             if not allow_expired and now > not_after:
                 raise KsecretsError(f"{source}: certificate expired on {not_after:%Y-%m-%d %H:%M} UTC; "
                                     "fetch the controller's current one")
@@ -200,6 +211,7 @@ def _full_parse(data: bytes, source: str, *, now: _dt.datetime, allow_expired: b
         raise KsecretsError(f"{source}: unsupported public key in certificate") from None
     if not isinstance(key, rsa.RSAPublicKey):
         raise KsecretsError(f"{source}: expected an RSA public key, found {key_kind(key)}")
+    _check_key_size(key, source)
     not_after = cert.not_valid_after_utc
     if not allow_expired and now > not_after:
         raise KsecretsError(f"{source}: certificate expired on {not_after:%Y-%m-%d %H:%M} UTC; fetch the controller's current one")

@@ -10,18 +10,20 @@ Upstream: `k8s.io/kubectl/pkg/cmd/util/env_file.go` (`AddFromEnvFile`, `processE
   starting with `#` is skipped; a `#` later in a line is part of the value;
 - the key is everything before the first `=` and must pass `IsEnvVarName`; the value is everything
   after it, untouched: no quote stripping, no trailing-space trimming, no `export` handling;
-- a line without `=` takes its value from the environment (empty when unset);
+- a line without `=`: kubectl takes the value from the environment (empty when unset), so the
+  line's text becomes a key name, stored in the clear and printed. A line without `=` in a file of
+  secrets is far more often a pasted value or a broken line than a deliberate reference, so here
+  it is refused (naming the file and the line, never its text): a deliberate difference;
 - every key must also pass `IsConfigMapKey` (at most 253 characters), and a key seen twice is an
   error ("another key by that name already exists").
 
-One deliberate difference: Go's scanner stops at a line of 64 KiB or more and kubectl ignores that
+Another deliberate difference: Go's scanner stops at a line of 64 KiB or more and kubectl ignores that
 error, silently dropping the rest of the file. Dropping secrets silently is worse than refusing, so
 such a line is an error here.
 """
 
 from __future__ import annotations
 
-import os
 import re
 from typing import Mapping
 
@@ -78,7 +80,8 @@ def _lines(data: bytes):
 def parse_env_file(data: bytes, source: str, environ: Mapping[str, str] | None = None) -> dict[str, bytes]:
     """Key -> value bytes in file order. Errors name the file and line, never a value.
 
-    `environ` (default: the process environment) supplies the values of lines without '='.
+    `environ` is accepted for callers of the kubectl-compatible signature and not used: lines
+    without '=' are refused rather than read from the environment.
     """
     out: dict[str, bytes] = {}
     for number, raw, line in _lines(data):
@@ -102,17 +105,16 @@ def parse_env_file(data: bytes, source: str, environ: Mapping[str, str] | None =
         if problem:
             # The would-be key is not echoed: a line without '=' may well be a value.
             raise KsecretsError(f"{source}: line {number}: invalid key name: {problem}")
+        if not sep:
+            raise KsecretsError(
+                f"{source}: line {number}: no '=' (kubectl would make the line's text a key and read its value "
+                "from the environment); write KEY=VALUE")
         problem = config_map_key_problem(key)
         if problem:
             raise KsecretsError(f"{source}: line {number}: key {key[:40]}...: {problem}")
         if key in out:
             raise KsecretsError(f"{source}: line {number}: key {key}: another key by that name already exists")
-        if sep:
-            out[key] = value.encode("utf-8")
-        elif environ is None:
-            out[key] = os.environb.get(key.encode("ascii"), b"")
-        else:
-            out[key] = environ.get(key, "").encode("utf-8", "surrogateescape")
+        out[key] = value.encode("utf-8")
     return out
 
 

@@ -13,6 +13,7 @@ Where things go, as upstream does it:
 from __future__ import annotations
 
 import base64
+import re
 from typing import Any, Iterable, Mapping
 
 from cryptography.hazmat.primitives.asymmetric import rsa
@@ -88,6 +89,22 @@ def resolve_scope(secret: SecretInput, scope: str | None) -> str:
     return crypto.check_scope(scope) if scope else scope_from_annotations(secret.annotations)
 
 
+_DNS1123_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
+_DNS1123_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
+
+
+def check_names(name: str, namespace: str, source: str) -> None:
+    """The API server's rules: a Secret's name is a DNS subdomain, its namespace a DNS label (the
+    same rules as `ksecrets.config.validate`, here so that sealing does not load the config package)."""
+    for field, value, pattern, limit, what in (
+            ("metadata.name", name, _DNS1123_SUBDOMAIN, 253, ""),
+            ("metadata.namespace", namespace, _DNS1123_LABEL, 63,
+             " (lower-case DNS-1123 label, at most 63 characters)")):
+        if value and (len(value) > limit or not pattern.fullmatch(value)):
+            shown = value if len(value) <= 64 else value[:64] + "..."
+            raise KsecretsError(f"{source}: {field}: \"{shown}\" is not a valid Kubernetes name{what}")
+
+
 def check_namespace(namespace: str, scope: str, source: str) -> None:
     if not namespace and scope != "cluster-wide":
         raise KsecretsError(
@@ -105,6 +122,7 @@ def seal_secret(secret: SecretInput, cert: SealingCert, *, scope: str | None = N
     """kubeseal's offline `Seal`: a Secret in, a SealedSecret out."""
     if not secret.name:
         raise KsecretsError(f"{source}: metadata.name: missing")
+    check_names(secret.name, secret.namespace, source)
     scope = resolve_scope(secret, scope)
     check_namespace(secret.namespace, scope, source)
     encrypted = encrypt_all(cert, secret.data, scope=scope, namespace=secret.namespace, name=secret.name)

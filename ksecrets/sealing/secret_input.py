@@ -80,14 +80,42 @@ class _DuplicateJSONKey(ValueError):
         self.key = key
 
 
+def _json_depth(text: str) -> int:
+    """The deepest nesting of `[`/`{` outside JSON strings (before parsing: json recurses)."""
+    depth = deepest = 0
+    in_string = escaped = False
+    for ch in text:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif ch == "\\":
+                escaped = True
+            elif ch == '"':
+                in_string = False
+        elif ch == '"':
+            in_string = True
+        elif ch in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif ch in "]}":
+            depth -= 1
+    return deepest
+
+
 def load_document(text: str, source: str) -> Any:
     """One YAML or JSON document; several documents, or none, are an error."""
     stripped = text.lstrip("\ufeff \t\r\n")
     if not stripped:
         raise KsecretsError(f"{source}: empty input")
     if stripped.startswith(("{", "[")):
+        if stripped.count("[") + stripped.count("{") > yamlio.MAX_DEPTH:
+            depth = _json_depth(stripped)
+            if depth > yamlio.MAX_DEPTH:
+                raise KsecretsError(f"{source}: invalid JSON: nested more than {yamlio.MAX_DEPTH} levels deep")
         try:
             return json.loads(stripped, object_pairs_hook=_json_pairs)
+        except RecursionError:
+            raise KsecretsError(f"{source}: invalid JSON: nested too deep") from None
         except _DuplicateJSONKey as exc:
             raise KsecretsError(f"{source}: invalid JSON: duplicate key {exc.key!r}") from None
         except json.JSONDecodeError as exc:

@@ -8,6 +8,7 @@ A stack keeps its sealed values under `k8s-secrets:sealed`, one entry per Secret
 from __future__ import annotations
 
 import base64
+import contextlib
 import binascii
 import datetime as _dt
 import os
@@ -23,6 +24,7 @@ from ksecrets.config.model import SealedEntry, StackConfig
 from ksecrets.config.stackfile import PREFIX, PendingWrite, prepare_stack_update, set_certificate_path, stack_file_path, stack_files, \
     update_stack_file, upsert_sealed_secret
 from ksecrets.errors import KsecretsError
+from ksecrets.fileio import locked
 from ksecrets.sealing import churn, crypto
 from ksecrets.sealing.certs import SealingCert, load_certificate
 from ksecrets.sealing.secret_input import check_size
@@ -103,11 +105,14 @@ def seal_into_stack(root: str | os.PathLike[str], stack: str, *, name: str, valu
     """Seal `values` for Secret `name` with the stack's certificate and upsert the stack's entry.
 
     Churn-free: with `seal_key`, a value whose keyed digest matches keeps its ciphertext.
+    The stack file stays locked from the read to the write, so parallel runs serialise.
     """
-    report, pending = prepare_seal_into_stack(root, stack, name=name, values=values, namespace=namespace,
-                                              scope=scope, secret_type=secret_type, prune=prune,
-                                              seal_key=seal_key, now=now)
-    report.written = pending.commit()
+    path = stack_file_path(stack, root)
+    with locked(path, "stack file", source=path.name):
+        report, pending = prepare_seal_into_stack(root, stack, name=name, values=values, namespace=namespace,
+                                                  scope=scope, secret_type=secret_type, prune=prune,
+                                                  seal_key=seal_key, now=now)
+        report.written = pending.commit()
     return report
 
 
@@ -116,12 +121,18 @@ def seal_into_stacks(root: str | os.PathLike[str], stacks: Iterable[str], *, nam
                      secret_type: str | None = None, prune: bool = False, seal_key: bytes | None = None,
                      now: _dt.datetime | None = None) -> list[SealReport]:
     """The same values into several stacks, each sealed with its own certificate. Every stack is
-    sealed and validated before any file is written: one failure writes nothing."""
-    prepared = [prepare_seal_into_stack(root, stack, name=name, values=values, namespace=namespace, scope=scope,
-                                        secret_type=secret_type, prune=prune, seal_key=seal_key, now=now)
-                for stack in stacks]
-    for report, pending in prepared:
-        report.written = pending.commit()
+    sealed and validated before any file is written: one failure writes nothing. Every file is
+    locked (in name order, so two such runs cannot deadlock) from the first read to the last write."""
+    stacks = list(stacks)
+    with contextlib.ExitStack() as held:
+        for stack in sorted(set(stacks)):
+            path = stack_file_path(stack, root)
+            held.enter_context(locked(path, "stack file", source=path.name))
+        prepared = [prepare_seal_into_stack(root, stack, name=name, values=values, namespace=namespace, scope=scope,
+                                            secret_type=secret_type, prune=prune, seal_key=seal_key, now=now)
+                    for stack in stacks]
+        for report, pending in prepared:
+            report.written = pending.commit()
     return [report for report, _ in prepared]
 
 
@@ -259,6 +270,13 @@ def reseal_stack(root: str | os.PathLike[str], stack: str, *, private_keys: Iter
                  cert: SealingCert, set_certificate: bool = False, cert_path: str | os.PathLike[str] | None = None,
                  seal_key: bytes | None = None, force: bool = False) -> ResealReport:
     """Decrypt every sealed value of a stack with the old keys and encrypt it for `cert`, in one write."""
+    path = stack_file_path(stack, root)
+    with locked(path, "stack file", source=path.name):
+        return _reseal_stack(root, stack, private_keys=private_keys, cert=cert, set_certificate=set_certificate,
+                             cert_path=cert_path, seal_key=seal_key, force=force)
+
+
+def _reseal_stack(root, stack, *, private_keys, cert, set_certificate, cert_path, seal_key, force) -> ResealReport:
     cfg = load_stack(stack, root)
     keys = list(private_keys)
     report = ResealReport(cfg.source, cert.fingerprint)

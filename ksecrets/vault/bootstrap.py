@@ -24,15 +24,17 @@ them exactly.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 import hvac
 import hvac.exceptions as hx
+import requests
 
 from ksecrets.config.model import App, StackConfig, VaultConfig
 from ksecrets.errors import KsecretsError
 from ksecrets.manifests.vault import AUDIT_FILE, app_role, dynamic_path
-from ksecrets.vault.client import VaultError, address_of, vault_errors
+from ksecrets.vault.client import (VaultError, WriteOutcomeUnknown, address_of, answer_was_lost, describe,
+                                    vault_errors)
 
 AUDIT_DEVICE = "file"
 TOKEN_TTL = 3600  # seconds; the operator renews its token, the rotator needs minutes
@@ -157,26 +159,58 @@ def _vault_apps(cfg: StackConfig) -> list[App]:
 # --- reading and writing ----------------------------------------------------------------------
 
 def _get(client: hvac.Client, path: str) -> dict[str, Any] | None:
-    """GET /v1/<path> → the response's `data` (or the body), None on 404."""
+    """GET /v1/<path> → the response's `data`, None on 404. An answer without Vault's `data` map
+    is an error: reading it as "not there yet" would make bootstrap write to an impostor."""
     with vault_errors(client, path):
         try:
             response = client.adapter.get(f"/v1/{path}")
         except hx.InvalidPath:
             return None
-    if not isinstance(response, dict):
-        return None
-    data = response.get("data")
-    return data if isinstance(data, dict) else response
+    data = response.get("data") if isinstance(response, dict) else None
+    if not isinstance(data, dict):
+        raise VaultError(address_of(client), path,
+                         "the answer is not Vault's (JSON without a `data` map): is this address a Vault server?")
+    return data
 
 
-def _write(client: hvac.Client, method: str, path: str, body: Mapping[str, Any], *, redact: tuple[str, ...] = ()) -> None:
+def _write(client: hvac.Client, method: str, path: str, body: Mapping[str, Any], *, redact: tuple[str, ...] = ()) -> str | None:
+    """Send one write. Returns None, or why its answer was lost (it may have landed: `_confirm` decides)."""
     with vault_errors(client, path, redact=redact):
-        client.adapter.request(method, f"/v1/{path}", json=dict(body))
+        try:
+            client.adapter.request(method, f"/v1/{path}", json=dict(body))
+        except requests.RequestException as exc:
+            if answer_was_lost(exc):
+                return describe(exc, client, path).reason
+            raise
+    return None
+
+
+def _confirm(client: hvac.Client, path: str, read_path: str, holds: Callable[[], bool], lost: str | None) -> None:
+    """Read a write back before it counts: Vault must now hold what was written."""
+    try:
+        ok = holds()
+    except KsecretsError as exc:
+        if lost is None:
+            raise
+        raise WriteOutcomeUnknown(address_of(client), path,
+                                  f"the write got no answer ({lost}) and reading {read_path} back failed "
+                                  f"({getattr(exc, 'reason', exc)}): maybe written; check with `vault read {read_path}` "
+                                  "or run bootstrap again (it is idempotent)") from None
+    if not ok:
+        why = f"the write got no answer ({lost}) and" if lost else "written, but"
+        raise VaultError(address_of(client), path,
+                         f"{why} reading {read_path} back does not show it: not a Vault server, or changed "
+                         "concurrently")
 
 
 def _mounts(client: hvac.Client, listing: str) -> dict[str, Any]:
     data = _get(client, listing) or {}
     return {k.rstrip("/"): v for k, v in data.items() if isinstance(v, dict) and "type" in v}
+
+
+def _mount_is(client: hvac.Client, listing: str, mount: str, kind: str) -> bool:
+    current = _mounts(client, listing).get(mount)
+    return isinstance(current, dict) and current.get("type") == kind
 
 
 def ensure_secrets_engine(client: hvac.Client, report: Report, mount: str, kind: str,
@@ -187,7 +221,8 @@ def ensure_secrets_engine(client: hvac.Client, report: Report, mount: str, kind:
         body: dict[str, Any] = {"type": kind}
         if options:
             body["options"] = dict(options)
-        _write(client, "POST", f"sys/mounts/{mount}", body)
+        lost = _write(client, "POST", f"sys/mounts/{mount}", body)
+        _confirm(client, f"sys/mounts/{mount}", "sys/mounts", lambda: _mount_is(client, "sys/mounts", mount, kind), lost)
         report.done(item, True)
         return
     have_kind = str(current.get("type", ""))
@@ -205,7 +240,8 @@ def ensure_auth_method(client: hvac.Client, report: Report, mount: str, kind: st
     current = _mounts(client, "sys/auth").get(mount)
     item = f"auth method {mount}/ ({kind})"
     if current is None:
-        _write(client, "POST", f"sys/auth/{mount}", {"type": kind})
+        lost = _write(client, "POST", f"sys/auth/{mount}", {"type": kind})
+        _confirm(client, f"sys/auth/{mount}", "sys/auth", lambda: _mount_is(client, "sys/auth", mount, kind), lost)
         report.done(item, True)
         return
     if current.get("type") != kind:
@@ -229,12 +265,18 @@ def _differs(current: Mapping[str, Any] | None, desired: Mapping[str, Any]) -> b
 
 def ensure_object(client: hvac.Client, report: Report, item: str, path: str, desired: Mapping[str, Any],
                   *, method: str = "POST") -> None:
-    """Read `path`; write `desired` there only when a field differs."""
+    """Read `path`; write `desired` there only when a field differs, then read it back."""
     current = _get(client, path)
     wrote = _differs(current, desired)
     if wrote:
-        _write(client, method, path, desired)
+        lost = _write(client, method, path, desired)
+        _confirm(client, path, path, lambda: not _differs(_get(client, path), desired), lost)
     report.done(item, wrote)
+
+
+def _policy_is(client: hvac.Client, path: str, text: str) -> bool:
+    current = _get(client, path)
+    return current is not None and str(current.get("policy", "")) == text
 
 
 def ensure_policy(client: hvac.Client, report: Report, name: str, text: str) -> None:
@@ -242,8 +284,14 @@ def ensure_policy(client: hvac.Client, report: Report, name: str, text: str) -> 
     current = _get(client, path)
     wrote = current is None or str(current.get("policy", "")) != text
     if wrote:
-        _write(client, "POST", path, {"policy": text})
+        lost = _write(client, "POST", path, {"policy": text})
+        _confirm(client, path, path, lambda: _policy_is(client, path, text), lost)
     report.done(f"policy {name}", wrote)
+
+
+def _audit_is_file(client: hvac.Client) -> bool:
+    current = (_get(client, "sys/audit") or {}).get(f"{AUDIT_DEVICE}/")
+    return isinstance(current, dict) and current.get("type") == "file"
 
 
 def ensure_audit(client: hvac.Client, report: Report) -> None:
@@ -258,7 +306,8 @@ def ensure_audit(client: hvac.Client, report: Report) -> None:
         # An audit device cannot be changed in place; a different file_path is left as it is.
         report.done(item, False)
         return
-    _write(client, "PUT", f"sys/audit/{AUDIT_DEVICE}", {"type": "file", "options": {"file_path": AUDIT_FILE}})
+    lost = _write(client, "PUT", f"sys/audit/{AUDIT_DEVICE}", {"type": "file", "options": {"file_path": AUDIT_FILE}})
+    _confirm(client, f"sys/audit/{AUDIT_DEVICE}", "sys/audit", lambda: _audit_is_file(client), lost)
     report.done(item, True)
 
 
@@ -270,14 +319,18 @@ def ensure_database(client: hvac.Client, report: Report, cfg: StackConfig, apps:
     ensure_secrets_engine(client, report, db.mount, "database")
     roles = sorted({d.role for app in apps for d in (app.vault.dynamic if app.vault else ()) if d.mount == db.mount})
     path = f"{db.mount}/config/{db.connection_name}"
-    current = _get(client, path)
     desired = {"plugin_name": db.plugin, "connection_url": db.connection_url, "username": db.username,
                "allowed_roles": roles}
-    have: dict[str, Any] | None = None
-    if current is not None:
+
+    def connection() -> dict[str, Any] | None:
+        current = _get(client, path)
+        if current is None:
+            return None
         details = current.get("connection_details") or {}
-        have = {"plugin_name": current.get("plugin_name"), "connection_url": details.get("connection_url"),
+        return {"plugin_name": current.get("plugin_name"), "connection_url": details.get("connection_url"),
                 "username": details.get("username"), "allowed_roles": sorted(current.get("allowed_roles") or [])}
+
+    have = connection()
     item = f"database connection {db.mount}/{db.connection_name}"
     if have is not None and not _differs(have, desired):
         report.done(item, False)
@@ -288,7 +341,8 @@ def ensure_database(client: hvac.Client, report: Report, cfg: StackConfig, apps:
                              f"the connection {problem}; set KSECRETS_DB_ADMIN_PASSWORD to the password of "
                              f"{db.username!r} to write it (Vault never returns it, so it is only needed then)")
         body = {**desired, "password": admin_password, "verify_connection": True}
-        _write(client, "POST", path, body, redact=(admin_password,))
+        lost = _write(client, "POST", path, body, redact=(admin_password,))
+        _confirm(client, path, path, lambda: not _differs(connection(), desired), lost)
         report.done(item, True)
     for role in roles:
         ensure_object(client, report, f"database role {db.mount}/{role}", f"{db.mount}/roles/{role}", {

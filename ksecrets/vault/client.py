@@ -18,8 +18,10 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
+import threading
 from pathlib import Path
-from typing import Iterable, Iterator, Mapping
+from typing import Any, Iterable, Iterator, Mapping
 
 import hvac
 import hvac.exceptions as hx
@@ -30,16 +32,128 @@ from ksecrets.errors import KsecretsError
 
 TOKEN_FILE = "~/.vault-token"
 DEFAULT_TIMEOUT = 30
+TIMEOUT_ENV = "VAULT_CLIENT_TIMEOUT"  # the Vault CLI's variable: seconds, or a duration like 30s, 2m
 
 
 class VaultError(KsecretsError):
-    """A Vault call failed. `address`, `path` and `reason` are kept for callers and tests."""
+    """A Vault call failed or was refused, and nothing changed: exit 1 in every command.
+    `address`, `path` and `reason` are kept for callers and tests."""
+
+    exit_code = 1
 
     def __init__(self, address: str, path: str, reason: str) -> None:
         self.address = address
         self.path = path
         self.reason = reason
         super().__init__(f"Vault {address}: {path}: {reason}")
+
+
+class WriteOutcomeUnknown(VaultError):
+    """A write was sent and its answer lost, and reading back could not tell: exit 3."""
+
+    exit_code = 3
+
+
+class NotVaultAnswer(hx.VaultError):
+    """An answer that Vault's HTTP API never gives (HTML, non-JSON, JSON of another shape)."""
+
+
+class TotalTimeout(requests.exceptions.ReadTimeout):
+    """No complete answer within the client timeout (a server that trickles bytes)."""
+
+
+class StrictAdapter(hvac.adapters.JSONAdapter):
+    """hvac's JSON adapter, minus its leniency: Vault answers a success with JSON (or 204 and no
+    body) and a 404 with a JSON `errors` list. Anything else is not Vault (a login page, a proxy,
+    another service on that port) and must not be read as "done" or as "not there"."""
+
+    def request(self, method, url, headers=None, raise_exception=True, **kwargs):
+        response = hvac.adapters.RawAdapter.request(self, method, url, headers=headers, raise_exception=False,
+                                                    **kwargs)
+        status = response.status_code
+        if status == 204 or (200 <= status < 300 and not response.content):
+            return response
+        body = None
+        if 200 <= status < 300 or status == 404:
+            try:
+                body = response.json()
+            except ValueError:
+                body = None
+            if not isinstance(body, dict):
+                kind = (response.headers.get("Content-Type") or "no content type").split(";")[0].strip()
+                raise NotVaultAnswer(f"HTTP {status} with {kind}")
+        if not response.ok and raise_exception and not self.ignore_exceptions:
+            self._raise_for_error(method, url, response)
+        return body if 200 <= status < 300 else response
+
+
+class DeadlineSession(requests.Session):
+    """A session whose requests end within `total` seconds, whatever the server does.
+
+    `requests`' own timeout bounds each socket read, so a server that sends one byte a second
+    would hold a command for ever; here the request runs in a worker thread and the caller stops
+    waiting at the deadline (the thread is a daemon and ends with the connection)."""
+
+    def __init__(self, total: float) -> None:
+        super().__init__()
+        self.total = total
+
+    def request(self, method, url, *args, **kwargs):  # type: ignore[override]
+        box: dict[str, Any] = {}
+
+        def work() -> None:
+            try:
+                box["response"] = requests.Session.request(self, method, url, *args, **kwargs)
+            except BaseException as exc:  # handed to the caller's thread
+                box["error"] = exc
+
+        worker = threading.Thread(target=work, name="vault-request", daemon=True)
+        worker.start()
+        worker.join(self.total)
+        if worker.is_alive():
+            raise TotalTimeout(f"no complete answer within {self.total:g}s")
+        if "error" in box:
+            raise box["error"]
+        return box["response"]
+
+
+def client_timeout(env: Mapping[str, str] | None = None) -> float:
+    """`VAULT_CLIENT_TIMEOUT` as the Vault CLI reads it (seconds, or `30s`, `2m`); default 30 s."""
+    env = os.environ if env is None else env
+    raw = (env.get(TIMEOUT_ENV) or "").strip()
+    if not raw:
+        return float(DEFAULT_TIMEOUT)
+    m = re.fullmatch(r"(\d+(?:\.\d+)?)(ms|s|m|h)?", raw)
+    if not m:
+        raise KsecretsError(f"{TIMEOUT_ENV}: {raw!r} is not a duration (seconds, or e.g. 30s, 2m)")
+    value = float(m.group(1)) * {"ms": 0.001, "s": 1, "m": 60, "h": 3600, None: 1}[m.group(2)]
+    if value <= 0:
+        raise KsecretsError(f"{TIMEOUT_ENV}: must be more than 0")
+    return value
+
+
+def new_client(address: str, *, token: str | None, verify: bool | str, namespace: str | None,
+               timeout: float) -> hvac.Client:
+    """An hvac client whose every request ends within `timeout` and whose answers must be Vault's."""
+    session = DeadlineSession(timeout)
+    session.verify = verify  # hvac takes a given session's `verify` over its own argument
+    return hvac.Client(url=address, token=token, verify=verify, namespace=namespace, timeout=timeout,
+                       session=session, adapter=StrictAdapter)
+
+
+def answer_was_lost(exc: BaseException) -> bool:
+    """True when a request may have reached Vault but its answer did not reach us: the write may
+    have happened. False for faults before sending (refused, DNS, TLS, connect timeout) and for
+    answers Vault gave."""
+    if isinstance(exc, (requests.exceptions.ConnectTimeout, requests.exceptions.SSLError)):
+        return False
+    if isinstance(exc, (requests.exceptions.ReadTimeout, requests.exceptions.ChunkedEncodingError)):
+        return True
+    if isinstance(exc, requests.exceptions.ConnectionError):
+        text = repr(exc.args[0] if exc.args else exc)
+        return not any(w in text for w in ("NewConnectionError", "NameResolutionError", "Failed to resolve",
+                                            "Connection refused", "ConnectTimeout"))
+    return False
 
 
 def resolve_address(cfg: VaultConfig | None = None, env: Mapping[str, str] | None = None) -> str:
@@ -84,7 +198,7 @@ def tls_verify(env: Mapping[str, str]) -> bool | str:
 
 def make_client(cfg: VaultConfig | None = None, *, env: Mapping[str, str] | None = None,
                 token_file: str | os.PathLike[str] | None = None,
-                timeout: int = DEFAULT_TIMEOUT) -> hvac.Client:
+                timeout: float | None = None) -> hvac.Client:
     """An hvac client for the stack's Vault (or `VAULT_ADDR`), authenticated by token.
 
     No request is made here; the first call reports an unreachable or sealed Vault.
@@ -95,7 +209,8 @@ def make_client(cfg: VaultConfig | None = None, *, env: Mapping[str, str] | None
         raise KsecretsError(f"Vault address {address!r} must start with http:// or https://")
     token = read_token(env, token_file)
     namespace = (env.get("VAULT_NAMESPACE") or "").strip() or None
-    return hvac.Client(url=address, token=token, verify=tls_verify(env), namespace=namespace, timeout=timeout)
+    return new_client(address, token=token, verify=tls_verify(env), namespace=namespace,
+                      timeout=timeout if timeout is not None else client_timeout(env))
 
 
 def address_of(client: hvac.Client) -> str:
@@ -106,7 +221,7 @@ def _sealed_status(client: hvac.Client) -> str | None:
     """Ask `sys/health` (unauthenticated) why Vault answered 503: sealed, standby or unknown."""
     try:
         response = client.adapter.get("/v1/sys/health", raise_exception=False)
-    except requests.RequestException:
+    except (requests.RequestException, hx.VaultError):
         return None
     # hvac's JSON adapter gives a dict for 200 and the raw response otherwise (503 when sealed).
     if isinstance(response, dict):
@@ -139,6 +254,10 @@ def describe(exc: BaseException, client: hvac.Client, path: str, *,
              redact: Iterable[str] = ()) -> KsecretsError:
     """The one-line error for an exception raised while calling Vault at `path`."""
     address = address_of(client)
+    if isinstance(exc, NotVaultAnswer):
+        return VaultError(address, path, f"the answer is not Vault's ({exc}): is this address a Vault server?")
+    if isinstance(exc, TotalTimeout):
+        return VaultError(address, path, f"unreachable (timed out: {exc}; {TIMEOUT_ENV} sets the limit)")
     if isinstance(exc, requests.exceptions.SSLError):
         return VaultError(address, path, "TLS verification failed (set VAULT_CACERT to the CA that signed Vault's certificate)")
     if isinstance(exc, requests.exceptions.Timeout):
@@ -197,7 +316,12 @@ def mount_info(client: hvac.Client, path: str) -> dict | None:
         response = client.adapter.get(f"/v1/sys/internal/ui/mounts/{path}")
     except (hx.Forbidden, hx.InvalidPath):
         return None
+    except NotVaultAnswer as exc:
+        raise describe(exc, client, path) from None
     except (hx.VaultError, requests.RequestException) as exc:
         raise describe(exc, client, path) from None
     data = response.get("data") if isinstance(response, dict) else None
-    return data if isinstance(data, dict) else None
+    if not isinstance(data, dict):
+        raise VaultError(address_of(client), path,
+                         "the answer is not Vault's (JSON without a `data` map): is this address a Vault server?")
+    return data

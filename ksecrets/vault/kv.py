@@ -21,7 +21,9 @@ import hvac
 import hvac.exceptions as hx
 import requests
 
-from ksecrets.vault.client import VaultError, address_of, describe, mount_info, vault_errors
+from ksecrets.errors import KsecretsError
+from ksecrets.vault.client import (VaultError, WriteOutcomeUnknown, address_of, answer_was_lost, describe,
+                                    mount_info, vault_errors)
 
 
 @dataclass(frozen=True)
@@ -102,6 +104,12 @@ def read_current(client: hvac.Client, mount: str, path: str) -> tuple[dict[str, 
     return data, version
 
 
+class _AnswerLost(Exception):
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
 def _cas_write(client: hvac.Client, mount: str, path: str, data: Mapping[str, str], cas: int) -> int:
     where = data_path(mount, path)
     try:
@@ -114,12 +122,60 @@ def _cas_write(client: hvac.Client, mount: str, path: str, data: Mapping[str, st
                              f"changed concurrently: check-and-set expected version {cas}; "
                              "nothing was overwritten, read it again and retry") from None
         raise describe(exc, client, where, redact=data.values()) from None
-    except (hx.VaultError, requests.RequestException) as exc:
+    except requests.RequestException as exc:
+        if answer_was_lost(exc):
+            raise _AnswerLost(describe(exc, client, where).reason) from None
+        raise describe(exc, client, where, redact=data.values()) from None
+    except hx.VaultError as exc:
         raise describe(exc, client, where, redact=data.values()) from None
     body = response.get("data") if isinstance(response, dict) else None
-    if not isinstance(body, dict) or "version" not in body:
+    if not isinstance(body, dict) or not isinstance(body.get("version"), int):
         raise VaultError(address_of(client), where, "unexpected response to a kv-v2 write (no version)")
     return int(body["version"])
+
+
+def _kv_get(mount: str, path: str) -> str:
+    return f"`vault kv get -mount={mount} {path}`"
+
+
+def _write_confirmed(client: hvac.Client, mount: str, path: str, data: Mapping[str, str], cas: int) -> int:
+    """A check-and-set write that counts only once reading it back shows it: the new version.
+
+    A write whose answer was lost (a timeout after sending, a dropped connection) is read back
+    too: it landed, it did not, or, when Vault cannot be read, it *may* have (exit 3, saying how
+    to check), never "the old value stays"."""
+    where = data_path(mount, path)
+    want = dict(data)
+    try:
+        version = _cas_write(client, mount, path, want, cas)
+    except _AnswerLost as lost:
+        try:
+            back, now = _read(client, mount, path)
+        except KsecretsError:
+            raise WriteOutcomeUnknown(address_of(client), where,
+                                      f"the write got no answer ({lost.reason}) and reading back failed: maybe "
+                                      f"written; check with {_kv_get(mount, path)}") from None
+        if now > cas and back == want:
+            return now  # it landed; only the answer was lost
+        if now == cas:
+            raise VaultError(address_of(client), where,
+                             f"the write got no answer ({lost.reason}); reading back shows version {now} "
+                             "still current: not written") from None
+        raise WriteOutcomeUnknown(address_of(client), where,
+                                  f"the write got no answer ({lost.reason}) and version {now} holds other values "
+                                  f"(another writer?): check with {_kv_get(mount, path)}") from None
+    try:
+        back, now = _read(client, mount, path)
+    except KsecretsError as exc:
+        raise WriteOutcomeUnknown(address_of(client), where,
+                                  f"wrote version {version}, but reading it back failed ({getattr(exc, 'reason', exc)}): "
+                                  f"maybe written; check with {_kv_get(mount, path)}") from None
+    if back != want or now != version:
+        raise VaultError(address_of(client), where,
+                         f"the write answered version {version}, but reading back shows "
+                         f"{'version ' + str(now) if back is not None else 'no value'} with other values: "
+                         "not Vault's kv-v2, or changed concurrently")
+    return version
 
 
 def _check_data(client: hvac.Client, mount: str, path: str, data: Mapping[str, str]) -> None:
@@ -150,7 +206,7 @@ def write_if_changed(client: hvac.Client, mount: str, path: str, data: Mapping[s
     added = tuple(sorted(k for k in new if k not in old))
     updated = tuple(sorted(k for k in new if k in old and old[k] != new[k]))
     removed = tuple(sorted(k for k in old if k not in new))
-    new_version = _cas_write(client, mount, path, new, cas=version)
+    new_version = _write_confirmed(client, mount, path, new, cas=version)
     return WriteResult(changed=True, version=new_version, added=added, updated=updated, removed=removed, kept=kept)
 
 
@@ -160,4 +216,4 @@ def rotate_key(client: hvac.Client, mount: str, path: str, key: str, new_value: 
         raise VaultError(address_of(client), data_path(mount, path), f"key {key!r}: the new value must be text")
     data, version = read_current(client, mount, path)
     data[key] = new_value
-    return _cas_write(client, mount, path, data, cas=version)
+    return _write_confirmed(client, mount, path, data, cas=version)

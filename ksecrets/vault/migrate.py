@@ -45,6 +45,7 @@ from ksecrets.config import stackfile
 from ksecrets.config.load import load_stack_file, parse, raw_from_stack_file
 from ksecrets.config.model import App, SealedEntry, StackConfig
 from ksecrets.errors import KsecretsError
+from ksecrets.fileio import locked
 from ksecrets.manifests.sealed_secrets import sealed_secret
 from ksecrets.sealing.sealedsecret import unseal
 from ksecrets.vault import kv
@@ -143,7 +144,13 @@ def _add_app_vault(config: CommentedMap, keys_by_app: dict[tuple[str, str], list
 
 
 def migrate_to_vault(client: hvac.Client, stack_file: str | os.PathLike[str], private_keys: Iterable[Any]) -> MigrationReport:
+    """Locked from the read to the switch: a `seal --stack` meanwhile cannot be lost."""
     path = Path(stack_file)
+    with locked(path, "stack file", source=path.name):
+        return _migrate(client, path, private_keys)
+
+
+def _migrate(client: hvac.Client, path: Path, private_keys: Iterable[Any]) -> MigrationReport:
     cfg = load_stack_file(path)
     if cfg.backend == "vault":
         raise KsecretsError(f"{cfg.source}: backend: already vault; nothing to migrate")
@@ -195,36 +202,38 @@ def prepare(stack_file: str | os.PathLike[str]) -> bool:
     """Phase `install`: the sealed-secrets stack installs Vault and the operator, and its
     SealedSecrets release their Secrets. Needs no Vault and no keys. Returns whether it wrote."""
     path = Path(stack_file)
-    cfg = load_stack_file(path)
-    if cfg.backend != "sealed-secrets":
-        raise KsecretsError(f"{cfg.source}: backend: {cfg.backend}; --prepare is for a sealed-secrets stack")
-    keys_by_app = {}
-    for app in cfg.apps:
-        entry = cfg.sealed_entry(app.namespace, app.secret_name)
-        if entry is not None:
-            keys_by_app[(app.namespace, app.name)] = list(entry.keys)
+    with locked(path, "stack file", source=path.name):  # read to write, as every edit
+        cfg = load_stack_file(path)
+        if cfg.backend != "sealed-secrets":
+            raise KsecretsError(f"{cfg.source}: backend: {cfg.backend}; --prepare is for a sealed-secrets stack")
+        keys_by_app = {}
+        for app in cfg.apps:
+            entry = cfg.sealed_entry(app.namespace, app.secret_name)
+            if entry is not None:
+                keys_by_app[(app.namespace, app.name)] = list(entry.keys)
 
-    def mutate(config: CommentedMap) -> None:
-        _set_after_backend(config, MIGRATION, "install")
-        if config.get(VAULT) is None:
-            config[VAULT] = CommentedMap()
-        _add_app_vault(config, keys_by_app)
+        def mutate(config: CommentedMap) -> None:
+            _set_after_backend(config, MIGRATION, "install")
+            if config.get(VAULT) is None:
+                config[VAULT] = CommentedMap()
+            _add_app_vault(config, keys_by_app)
 
-    return stackfile.update_stack_file(path, mutate, check=_check_edit(cfg))
+        return stackfile.update_stack_file(path, mutate, check=_check_edit(cfg))
 
 
 def finish(stack_file: str | os.PathLike[str]) -> bool:
     """After the handover: the operator owns the Secrets; the stack becomes a plain vault stack."""
     path = Path(stack_file)
-    cfg = load_stack_file(path)
-    if cfg.vault_migration != "handover":
-        raise KsecretsError(f"{cfg.source}: vaultMigration: is {cfg.vault_migration or 'not set'}; --finish follows "
-                            "the switch (`ksecrets migrate --to vault`), once the VaultStaticSecrets have synced")
+    with locked(path, "stack file", source=path.name):  # read to write, as every edit
+        cfg = load_stack_file(path)
+        if cfg.vault_migration != "handover":
+            raise KsecretsError(f"{cfg.source}: vaultMigration: is {cfg.vault_migration or 'not set'}; --finish follows "
+                                "the switch (`ksecrets migrate --to vault`), once the VaultStaticSecrets have synced")
 
-    def mutate(config: CommentedMap) -> None:
-        del config[MIGRATION]
+        def mutate(config: CommentedMap) -> None:
+            del config[MIGRATION]
 
-    return stackfile.update_stack_file(path, mutate, check=_check_edit(cfg))
+        return stackfile.update_stack_file(path, mutate, check=_check_edit(cfg))
 
 
 def _as_vault_stack(path: Path, cfg: StackConfig) -> StackConfig:

@@ -229,8 +229,11 @@ def test_env_value_is_an_exact_byte_match(tmp_path):
 def test_bad_env_file_is_bad_input_without_the_value(tmp_path):
     env = _write(tmp_path / "bad.env", f"GOOD=fine-value\n{CANARY}\n".encode())  # a line with no '=' ...
     bad = _write(tmp_path / "bad2.env", f"1{CANARY}=x\n".encode())  # ... and an invalid key
-    values, _ = s.load_env_values([str(env)])  # a bare name reads the environment: valid
-    assert [v.key for v in values] == ["GOOD"]
+    with pytest.raises(KsecretsError) as err:  # kubectl would read a bare name from the environment; refused
+        s.load_env_values([str(env)])
+    assert str(err.value) == (f"{env}: line 2: no '=' (kubectl would make the line's text a key and read its value "
+                              "from the environment); write KEY=VALUE")
+    assert CANARY not in str(err.value)
     with pytest.raises(KsecretsError) as err:
         s.load_env_values([str(bad)])
     assert str(err.value) == f"{bad}: line 1: invalid key name: a valid environment variable name consists of " \

@@ -81,6 +81,7 @@ def test_first_write_uses_cas_zero(vault, client):
         ("GET", "secret/data/my-app", None),
         ("GET", "sys/internal/ui/mounts/secret/my-app", None),  # 404: is the mount kv-v2?
         ("POST", "secret/data/my-app", {"options": {"cas": 0}, "data": {"API_KEY": SECRET, "DB": "x"}}),
+        ("GET", "secret/data/my-app", None),  # read back: a write counts once Vault shows it
     ]
 
 
