@@ -10,6 +10,14 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
+# Test data vendored in the repository: the sealed-secrets known-answer vectors, the charts'
+# values files, and (shipped with the package, used by `ksecrets export`) the upstream CRDs.
+FIXTURES = ROOT / "tests" / "fixtures"
+VECTORS = FIXTURES / "vectors" / "sealed-secrets-v1.json"
+CHARTS = FIXTURES / "charts"
+CRDS = ROOT / "ksecrets" / "schemas" / "crds"
+# The project's shared data folder, when it sits beside the checkout (it does in the project's
+# own workspace, never in a user's clone): only the tests that compare the vendored copies use it.
 SHARED = ROOT.parent / "shared"
 
 

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
-VECTORS = ROOT.parent / "shared" / "vectors" / "sealed-secrets-v1.json"
-CRD = ROOT.parent / "shared" / "schemas" / "crds" / "sealedsecret.yaml"
+from tests.conftest import CRDS, ROOT, VECTORS  # noqa: F401  (ROOT: the sealing tests import it from here)
+
+CRD = CRDS / "sealedsecret.yaml"
 PASSPHRASE = "correct horse battery staple"
 
 
