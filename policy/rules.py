@@ -7,8 +7,10 @@ program registers under Pulumi mocks. Messages name the object and the field, ne
 
 from __future__ import annotations
 
-import re
 from typing import Any, Iterator, Mapping
+
+# The one "pinned version" rule (exact SemVer, no `v`), shared with the stack-file loader.
+from ksecrets.config.validate import is_exact_version
 
 GITOPS_BACKENDS = ("sealed-secrets", "vault")
 BACKENDS = ("manual", "sealed-secrets", "vault")
@@ -28,11 +30,6 @@ POD_SPEC_PATHS: dict[str, tuple[str, ...]] = {
 HELM_RELEASE_TYPES = tuple(f"kubernetes:helm.toolkit.fluxcd.io/{v}:HelmRelease" for v in ("v2", "v2beta2", "v2beta1"))
 PULUMI_HELM_TYPES = ("kubernetes:helm.sh/v3:Release", "kubernetes:helm.sh/v4:Chart", "kubernetes:helm.sh/v3:Chart")
 FORBIDDEN_SECRET_VERBS = ("list", "watch", "*")
-# An exact SemVer 2.0 version: 1.2.3, 1.2.3-rc.1, 1.2.3+build. No range, wildcard, `v` or `latest`.
-EXACT_VERSION = re.compile(
-    r"(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)"
-    r"(-[0-9A-Za-z-]+(\.[0-9A-Za-z-]+)*)?(\+[0-9A-Za-z-]+(\.[0-9A-Za-z-]+)*)?"
-)
 
 
 def _get(obj: Any, *path: str) -> Any:
@@ -212,10 +209,6 @@ def numeric_user_violations(resource_type: str, props: Mapping[str, Any]) -> lis
 
 
 # --- 4. HelmReleases pin an exact chart version ----------------------------------------------------
-
-def is_exact_version(version: Any) -> bool:
-    return isinstance(version, str) and EXACT_VERSION.fullmatch(version) is not None
-
 
 def helm_version_violations(resource_type: str, props: Mapping[str, Any]) -> list[str]:
     if resource_type in HELM_RELEASE_TYPES:

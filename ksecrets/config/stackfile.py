@@ -18,10 +18,10 @@ from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
 
+from ksecrets.config.load import PREFIX  # the one home of the `k8s-secrets:` prefix
 from ksecrets.errors import ConfigError, KsecretsError
 from ksecrets.fileio import atomic_write_text
 
-PREFIX = "k8s-secrets:"
 SEALED = PREFIX + "sealed"
 SEALED_SECRETS = PREFIX + "sealedSecrets"
 APPS = PREFIX + "apps"

@@ -16,7 +16,13 @@ _SECRET_KEY = re.compile(r"^[-._a-zA-Z0-9]+$")
 _ENV_VAR = re.compile(r"^[-._a-zA-Z][-._a-zA-Z0-9]*$")
 _DURATION = re.compile(r"^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$")
 _QUANTITY = re.compile(r"^[0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti|Pi|Ei|k|M|G|T|P|E)?$")
-_SEMVER = re.compile(r"^v?[0-9]+\.[0-9]+\.[0-9]+(-[0-9A-Za-z.-]+)?$")
+# An exact SemVer 2.0 version: 1.2.3, 1.2.3-rc.1, 1.2.3+build. No range, wildcard, `v` prefix or
+# `latest`. The one "pinned version" rule: the config loader and the policy pack (policy/rules.py,
+# helm-chart-version-pinned) both use it.
+EXACT_VERSION = re.compile(
+    r"(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)"
+    r"(-[0-9A-Za-z-]+(\.[0-9A-Za-z-]+)*)?(\+[0-9A-Za-z-]+(\.[0-9A-Za-z-]+)*)?"
+)
 # registry/path:tag or @sha256:digest; the tag is what we insist on.
 _IMAGE = re.compile(
     # A registry port only before a path ("host:5000/img"): in "redis:7" the 7 is the tag.
@@ -72,8 +78,12 @@ def quantity(value: str) -> str | None:
     return None
 
 
+def is_exact_version(value: object) -> bool:
+    return isinstance(value, str) and EXACT_VERSION.fullmatch(value) is not None
+
+
 def chart_version(value: str) -> str | None:
-    if not _SEMVER.match(value):
+    if not is_exact_version(value):
         return f"\"{value}\" is not a pinned chart version (x.y.z); ranges and 'latest' are not reproducible"
     return None
 
