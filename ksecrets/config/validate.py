@@ -78,6 +78,45 @@ def quantity(value: str) -> str | None:
     return None
 
 
+# Vault's own rule for a name in an endpoint path (the SDK's framework.GenericNameRegex, which the
+# kubernetes auth roles, database roles and connections use): word characters, '-' and '.', first and
+# last a word character. Names have no '/', so a role can never leave `auth/<mount>/role/`. Paths
+# (kv secret paths, mounts) are '/'-separated segments that each follow the same rule: no empty, '.'
+# or '..' segment, no leading or trailing '/'.
+_VAULT_NAME = re.compile(r"^[A-Za-z0-9_]([A-Za-z0-9_.-]*[A-Za-z0-9_])?$")
+_VAULT_NAME_HELP = "letters, digits, '_', '-', '.'; first and last a letter, digit or '_'"
+# Paths Vault reserves for itself: a secrets engine mounted "there" would address Vault's own API.
+_RESERVED_MOUNTS = {"sys", "auth", "audit", "cubbyhole", "identity"}
+
+
+def vault_name(value: str) -> str | None:
+    if len(value) > 128 or not _VAULT_NAME.match(value):
+        return f"\"{value}\" is not a Vault name ({_VAULT_NAME_HELP}; at most 128 characters)"
+    return None
+
+
+def _vault_segments_ok(value: str) -> bool:
+    return bool(value) and len(value) <= 512 and all(_VAULT_NAME.match(s) for s in value.split("/"))
+
+
+def vault_path(value: str) -> str | None:
+    """A kv secret path below its mount (`team/my-app`)."""
+    if not _vault_segments_ok(value):
+        return (f"\"{value}\" is not a Vault secret path (relative, no leading or trailing '/'; "
+                f"each '/'-separated part: {_VAULT_NAME_HELP})")
+    return None
+
+
+def vault_mount(value: str) -> str | None:
+    """A secrets engine's or auth method's mount path (`secret`, `kv/team`)."""
+    if not _vault_segments_ok(value):
+        return (f"\"{value}\" is not a Vault mount path (no leading or trailing '/'; "
+                f"each '/'-separated part: {_VAULT_NAME_HELP})")
+    if value.split("/")[0] in _RESERVED_MOUNTS:
+        return f"\"{value}\" is not a Vault mount path: {value.split('/')[0]}/ is Vault's own"
+    return None
+
+
 def is_exact_version(value: object) -> bool:
     return isinstance(value, str) and EXACT_VERSION.fullmatch(value) is not None
 
