@@ -14,6 +14,7 @@ import shutil
 import subprocess
 import sys
 import sysconfig
+import tomllib
 import venv
 import zipfile
 from pathlib import Path
@@ -64,6 +65,8 @@ def test_installed_wheel_exports_the_stacks(installed, repo_copy):
     where = subprocess.run([str(bin_dir / "python"), "-c", "import ksecrets; print(ksecrets.__file__)"],
                            capture_output=True, text=True, check=True, cwd=repo_copy).stdout.strip()
     assert Path(where).is_relative_to(bin_dir.parent), where  # the wheel's copy, not the source tree
+    version = subprocess.run([str(bin_dir / "ksecrets"), "--version"], capture_output=True, text=True, check=True)
+    assert version.stdout == f"ksecrets {tomllib.loads((ROOT / 'pyproject.toml').read_text())['project']['version']}\n"
 
     proc = subprocess.run([str(bin_dir / "ksecrets"), "export", "--check"], capture_output=True, text=True,
                           cwd=repo_copy)
