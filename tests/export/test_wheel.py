@@ -10,54 +10,22 @@ never runs there and `ksecrets` can only come from the wheel).
 
 from __future__ import annotations
 
-import shutil
 import subprocess
-import sys
 import sysconfig
 import tomllib
-import venv
 import zipfile
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT
-
-SOURCES = ("pyproject.toml", "README.md", "ksecrets", "components")
-
-
-def _build_wheel(tmp: Path) -> Path:
-    src = tmp / "src"
-    src.mkdir()
-    for name in SOURCES:
-        if (ROOT / name).is_dir():
-            shutil.copytree(ROOT / name, src / name, ignore=shutil.ignore_patterns("__pycache__"))
-        else:
-            shutil.copy2(ROOT / name, src / name)
-    out = tmp / "dist"
-    proc = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "--no-index",
-                           "--disable-pip-version-check", "-q", "-w", str(out), str(src)],
-                          capture_output=True, text=True)
-    assert proc.returncode == 0, proc.stderr
-    (wheel,) = out.glob("k8s_secrets-*.whl")
-    return wheel
+from tests.conftest import ROOT, fresh_venv_with_wheel
 
 
 @pytest.fixture(scope="module")
-def installed(tmp_path_factory) -> tuple[Path, Path]:
+def installed(tmp_path_factory, built_wheel) -> tuple[Path, Path]:
     """(the wheel, the fresh venv's bin/) with only the wheel installed in it."""
-    tmp = tmp_path_factory.mktemp("wheel")
-    wheel = _build_wheel(tmp)
-    env = tmp / "venv"
-    venv.EnvBuilder(with_pip=False).create(env)
-    py = env / "bin" / "python"
-    purelib = subprocess.run([str(py), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-                             capture_output=True, text=True, check=True).stdout.strip()
-    Path(purelib, "deps-from-project-venv.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
-    proc = subprocess.run([sys.executable, "-m", "pip", "--python", str(py), "install", "--no-deps", "--no-index",
-                           "--disable-pip-version-check", "-q", str(wheel)], capture_output=True, text=True)
-    assert proc.returncode == 0, proc.stderr
-    return wheel, env / "bin"
+    env = fresh_venv_with_wheel(tmp_path_factory.mktemp("venv"), built_wheel, sysconfig.get_paths()["purelib"])
+    return built_wheel, env / "bin"
 
 
 def test_installed_wheel_exports_the_stacks(installed, repo_copy):
