@@ -115,8 +115,8 @@ def pod_spec(resource_type: str, props: Mapping[str, Any]) -> Mapping[str, Any] 
     return spec if isinstance(spec, Mapping) else None
 
 
-def _secret_volumes(spec: Mapping[str, Any]) -> set[str]:
-    names = set()
+def _secret_volumes(spec: Mapping[str, Any]) -> set[str | None]:
+    names: set[str | None] = set()
     for volume in _list(spec.get("volumes")):
         if not isinstance(volume, Mapping):
             continue
@@ -128,7 +128,7 @@ def _secret_volumes(spec: Mapping[str, Any]) -> set[str]:
     return names
 
 
-def reads_secrets(container: Mapping[str, Any], secret_volumes: set[str]) -> bool:
+def reads_secrets(container: Mapping[str, Any], secret_volumes: set[str | None]) -> bool:
     if any(isinstance(e, Mapping) and _get(e, "secretRef") is not None for e in _list(container.get("envFrom"))):
         return True
     if any(isinstance(e, Mapping) and _get(e, "valueFrom", "secretKeyRef") is not None for e in _list(container.get("env"))):

@@ -15,7 +15,7 @@ import argparse
 import importlib
 import importlib.util
 import sys
-from typing import Sequence
+from typing import NoReturn, Sequence
 
 from ksecrets import version
 from ksecrets.errors import KsecretsError
@@ -58,7 +58,7 @@ class _Parser(argparse.ArgumentParser):
     def _get_formatter(self):
         return self.formatter_class(prog=self.prog, width=_width())
 
-    def error(self, message: str) -> None:  # one line, exit 2, like every other bad input
+    def error(self, message: str) -> NoReturn:  # one line, exit 2, like every other bad input
         sys.stderr.write(f"ksecrets: {message}\n")
         raise SystemExit(2)
 

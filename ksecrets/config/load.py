@@ -451,7 +451,7 @@ def _cross_checks(cfg: m.StackConfig, f: Mapping[str, _Node], top: _Node) -> Non
             raise at.child("deployments", None).fail("deployment names must be unique")
         known_keys = set(cfg.secret_keys(app))
         for j, d in enumerate(app.deployments):
-            for k, e in enumerate(d.env):
+            for e in d.env:
                 if known_keys and e.key not in known_keys:
                     raise at.child("deployments", None).child(j, None).child("env", None).child(e.name, None).fail(
                         f"key \"{e.key}\" is not in Secret \"{app.secret_name}\" (keys: {', '.join(sorted(known_keys))})")

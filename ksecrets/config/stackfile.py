@@ -164,6 +164,7 @@ def upsert_sealed_secret(config: CommentedMap, *, name: str, namespace: str, sco
     removes the field.
     """
     seq = sealed_list(config)
+    assert seq is not None  # created when missing
     index, entry = find_sealed_entry(config, name, namespace)
     if entry is None:
         entry = CommentedMap()
@@ -181,6 +182,7 @@ def upsert_sealed_secret(config: CommentedMap, *, name: str, namespace: str, sco
     elif "digests" in entry:
         del entry["digests"]
     _keep_trailing_comment_last(entry)
+    assert index is not None
     return index
 
 

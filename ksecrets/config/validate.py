@@ -142,7 +142,7 @@ def image(value: str) -> str | None:
 # The schedule syntax of Kubernetes CronJobs (robfig/cron standard parser): five fields, names
 # for months and weekdays, ranges, lists, steps, `*`/`?`, and the @-macros.
 _MACROS = {"@yearly", "@annually", "@monthly", "@weekly", "@daily", "@midnight", "@hourly"}
-_FIELDS = (
+_FIELDS: tuple[tuple[str, int, int, dict[str, int]], ...] = (
     ("minute", 0, 59, {}),
     ("hour", 0, 23, {}),
     ("day of month", 1, 31, {}),
