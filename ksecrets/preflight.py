@@ -21,7 +21,7 @@ import base64
 import binascii
 import json
 import re
-from typing import Any, Iterable
+from typing import Iterable
 from urllib.parse import urlsplit
 
 from ksecrets.config import validate as v

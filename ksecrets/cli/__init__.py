@@ -56,7 +56,7 @@ def _width() -> int:
 
 class _Parser(argparse.ArgumentParser):
     def _get_formatter(self):
-        return self.formatter_class(prog=self.prog, width=_width())
+        return self.formatter_class(prog=self.prog, width=_width())  # type: ignore[call-arg]  # typeshed: prog only
 
     def error(self, message: str) -> NoReturn:  # one line, exit 2, like every other bad input
         sys.stderr.write(f"ksecrets: {message}\n")
