@@ -2,9 +2,11 @@
 #   docker build -t ghcr.io/example/ksecrets-rotator:0.1.0 .
 # The tag goes into the stack config (k8s-secrets:rotation.image); never :latest.
 #
-# Pinned base by tag (Debian bookworm, Python 3.11 like the project's venv). The project is
-# installed with its `rotate` extra (psycopg[binary]: libpq ships in the wheel, no apt packages),
-# with the exact pins of pyproject.toml. The rotator itself needs only hvac, PyYAML and psycopg.
+# Pinned base by tag (Debian bookworm, Python 3.11 like the project's venv). The rotator needs only
+# hvac, PyYAML and psycopg (psycopg[binary]: libpq ships in the wheel, no apt packages): the package
+# is installed without its dependencies (those of the CLI and the Pulumi program: no Pulumi SDK, no
+# kubernetes-validate), then the `rotate` extra's requirements, read from pyproject.toml, the one
+# place their exact pins are written.
 FROM python:3.11.7-slim-bookworm
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
@@ -17,9 +19,12 @@ COPY pyproject.toml README.md ./
 COPY ksecrets ./ksecrets
 # Installed as root into site-packages (not editable), then the sources go: nothing at runtime
 # is writable by the process, so readOnlyRootFilesystem holds (/tmp is an emptyDir in the pod).
-RUN pip install ".[rotate]" \
- && rm -rf /src \
- && python -c "import ksecrets.rotate.postgres, hvac, psycopg"
+RUN pip install --no-deps . \
+ && python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['optional-dependencies']['rotate']))" > /tmp/rotate.txt \
+ && pip install -r /tmp/rotate.txt \
+ && rm -rf /src /tmp/rotate.txt \
+ && python -c "import ksecrets.rotate.postgres, hvac, psycopg" \
+ && ! python -c "import pulumi" 2>/dev/null
 
 # A numeric user: the kubelet can only verify runAsNonRoot for a numeric UID (the CronJob also
 # sets runAsUser: 10001).

@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: render test tools bench check clean e2e e2e-tools
+.PHONY: render test tools bench check clean e2e e2e-tools lint
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -18,6 +18,16 @@ render: $(STAMP)
 ## check: fail when k8s/ is not what `make render` writes
 check: $(STAMP)
 	$(BIN)/ksecrets export --check
+
+## lint: ruff (lint rules in pyproject.toml) and mypy on ksecrets, components and policy
+LINT_STAMP := $(VENV)/.lint-installed
+$(LINT_STAMP): $(STAMP)
+	$(BIN)/python -m pip install -q --disable-pip-version-check -e '.[test,lint]'
+	touch $(LINT_STAMP)
+
+lint: $(LINT_STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/mypy
 
 ## tools: the offline oracles the tests use (promtool; kubectl comes from the machine)
 tools:

@@ -35,7 +35,7 @@ from ksecrets.sealing import crypto  # noqa: E402
 from ksecrets.sealing.certs import parse_certificate  # noqa: E402
 from ksecrets.sealing.sealedsecret import build_sealed_secret, encrypt_all  # noqa: E402
 
-VECTORS = ROOT.parent / "shared" / "vectors" / "sealed-secrets-v1.json"
+VECTORS = ROOT / "tests" / "fixtures" / "vectors" / "sealed-secrets-v1.json"
 COUNTS = (1, 100, 10_000)
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "5"))  # best of: other processes on the machine only slow things down
 MIN_SECONDS = 1.0

@@ -277,7 +277,7 @@ def merge_driver(base_path: str, ours_path: str, theirs_path: str, pathname: str
             texts.append("")
         except (OSError, UnicodeDecodeError) as exc:
             raise KsecretsError(f"{pathname}: cannot read a side of the merge ({type(exc).__name__})") from None
-    merged, conflicts = merge_texts(*texts, path=pathname)
+    merged, conflicts = merge_texts(texts[0], texts[1], texts[2], path=pathname)
     mode = Path(ours_path).stat().st_mode & 0o777 if Path(ours_path).exists() else 0o644
     atomic_write_text(ours_path, merged, mode)
     out = []

@@ -21,13 +21,14 @@ import base64
 import binascii
 import json
 import re
-from typing import Any, Iterable
+from typing import TYPE_CHECKING, Iterable
 from urllib.parse import urlsplit
 
-from ksecrets.config import validate as v
-from ksecrets.config.model import StackConfig
 from ksecrets.errors import KsecretsError
-from ksecrets.manifests.plan import Manifest, Planned
+
+if TYPE_CHECKING:  # `ksecrets seal` uses size_problem and must not load the config model (tests/cli/test_startup.py)
+    from ksecrets.config.model import StackConfig
+    from ksecrets.manifests.plan import Manifest, Planned
 
 MAX_SECRET_BYTES = 1024 * 1024  # corev1 MaxSecretSize: the sum of the data values
 ETCD_REQUEST_BYTES = 1536 * 1024  # etcd's default --max-request-bytes
@@ -111,6 +112,8 @@ def _describe(obj: Manifest) -> str:
 
 def name_problem(obj: Manifest) -> str | None:
     """`metadata.name` (and namespace, label values) by the API server's rules for the kind."""
+    from ksecrets.config import validate as v
+
     kind = obj.get("kind", "")
     meta = obj.get("metadata") or {}
     name = meta.get("name")

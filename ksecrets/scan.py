@@ -387,10 +387,10 @@ def find_env_values(data: bytes, patterns: Sequence[tuple[bytes, EnvValue, str]]
             start = data.find(needle, start + 1)
 
 
-def _map(node: yaml.Node) -> dict[str, tuple[yaml.Node, yaml.Node]]:
+def _map(node: yaml.Node | None) -> dict[str, tuple[yaml.Node, yaml.Node]]:
     if not isinstance(node, yaml.MappingNode):
         return {}
-    out = {}
+    out: dict[str, tuple[yaml.Node, yaml.Node]] = {}
     for key, value in node.value:
         if isinstance(key, yaml.ScalarNode):
             out[key.value] = (key, value)

@@ -12,7 +12,7 @@ import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 from ksecrets.config import stack_files
 from ksecrets.config.stackfile import PREFIX, stack_file_path
@@ -238,7 +238,7 @@ def _pod_spec(obj: Mapping[str, Any]) -> Mapping[str, Any] | None:
 
 def _secret_refs(pod: Mapping[str, Any]) -> list[tuple[str, str | None, bool]]:
     """(Secret name, key or None, optional) a pod reads."""
-    out = []
+    out: list[tuple[str, str | None, bool]] = []
     for c in [*(pod.get("initContainers") or []), *(pod.get("containers") or [])]:
         for src in c.get("envFrom") or []:
             if "secretRef" in src:
@@ -253,7 +253,7 @@ def _secret_refs(pod: Mapping[str, Any]) -> list[tuple[str, str | None, bool]]:
     return out
 
 
-def _provided(objects: list[Mapping[str, Any]], cfg) -> dict[tuple[str, str], set[str] | None]:
+def _provided(objects: Sequence[Mapping[str, Any]], cfg) -> dict[tuple[str, str], set[str] | None]:
     """(namespace, Secret name) → its keys (None: unknown) for every Secret some backend makes."""
     out: dict[tuple[str, str], set[str] | None] = {}
     for o in objects:

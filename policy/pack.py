@@ -115,7 +115,10 @@ def evaluate(resource_type: str, props: Mapping[str, Any], *, urn: str = "", nam
         args = ResourceValidationArgs(resource_type, props, urn, name, None, None,  # type: ignore[arg-type]
                                       (config or {}).get(policy.name, {}))
         messages: list[str] = []
-        policy.validate(args, lambda message, urn=None: messages.append(message))
+        def report(message: str, urn: Any = None, messages: list[str] = messages) -> None:
+            messages.append(message)
+
+        policy.validate(args, report)
         if messages:
             out[policy.name] = messages
     return out

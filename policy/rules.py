@@ -7,8 +7,10 @@ program registers under Pulumi mocks. Messages name the object and the field, ne
 
 from __future__ import annotations
 
-import re
 from typing import Any, Iterator, Mapping
+
+# The one "pinned version" rule (exact SemVer, no `v`), shared with the stack-file loader.
+from ksecrets.config.validate import is_exact_version
 
 GITOPS_BACKENDS = ("sealed-secrets", "vault")
 BACKENDS = ("manual", "sealed-secrets", "vault")
@@ -28,11 +30,6 @@ POD_SPEC_PATHS: dict[str, tuple[str, ...]] = {
 HELM_RELEASE_TYPES = tuple(f"kubernetes:helm.toolkit.fluxcd.io/{v}:HelmRelease" for v in ("v2", "v2beta2", "v2beta1"))
 PULUMI_HELM_TYPES = ("kubernetes:helm.sh/v3:Release", "kubernetes:helm.sh/v4:Chart", "kubernetes:helm.sh/v3:Chart")
 FORBIDDEN_SECRET_VERBS = ("list", "watch", "*")
-# An exact SemVer 2.0 version: 1.2.3, 1.2.3-rc.1, 1.2.3+build. No range, wildcard, `v` or `latest`.
-EXACT_VERSION = re.compile(
-    r"(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)"
-    r"(-[0-9A-Za-z-]+(\.[0-9A-Za-z-]+)*)?(\+[0-9A-Za-z-]+(\.[0-9A-Za-z-]+)*)?"
-)
 
 
 def _get(obj: Any, *path: str) -> Any:
@@ -118,8 +115,8 @@ def pod_spec(resource_type: str, props: Mapping[str, Any]) -> Mapping[str, Any] 
     return spec if isinstance(spec, Mapping) else None
 
 
-def _secret_volumes(spec: Mapping[str, Any]) -> set[str]:
-    names = set()
+def _secret_volumes(spec: Mapping[str, Any]) -> set[str | None]:
+    names: set[str | None] = set()
     for volume in _list(spec.get("volumes")):
         if not isinstance(volume, Mapping):
             continue
@@ -131,7 +128,7 @@ def _secret_volumes(spec: Mapping[str, Any]) -> set[str]:
     return names
 
 
-def reads_secrets(container: Mapping[str, Any], secret_volumes: set[str]) -> bool:
+def reads_secrets(container: Mapping[str, Any], secret_volumes: set[str | None]) -> bool:
     if any(isinstance(e, Mapping) and _get(e, "secretRef") is not None for e in _list(container.get("envFrom"))):
         return True
     if any(isinstance(e, Mapping) and _get(e, "valueFrom", "secretKeyRef") is not None for e in _list(container.get("env"))):
@@ -212,10 +209,6 @@ def numeric_user_violations(resource_type: str, props: Mapping[str, Any]) -> lis
 
 
 # --- 4. HelmReleases pin an exact chart version ----------------------------------------------------
-
-def is_exact_version(version: Any) -> bool:
-    return isinstance(version, str) and EXACT_VERSION.fullmatch(version) is not None
-
 
 def helm_version_violations(resource_type: str, props: Mapping[str, Any]) -> list[str]:
     if resource_type in HELM_RELEASE_TYPES:

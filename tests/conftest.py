@@ -10,6 +10,14 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
+# Test data vendored in the repository: the sealed-secrets known-answer vectors, the charts'
+# values files, and (shipped with the package, used by `ksecrets export`) the upstream CRDs.
+FIXTURES = ROOT / "tests" / "fixtures"
+VECTORS = FIXTURES / "vectors" / "sealed-secrets-v1.json"
+CHARTS = FIXTURES / "charts"
+CRDS = ROOT / "ksecrets" / "schemas" / "crds"
+# The project's shared data folder, when it sits beside the checkout (it does in the project's
+# own workspace, never in a user's clone): only the tests that compare the vendored copies use it.
 SHARED = ROOT.parent / "shared"
 
 
@@ -24,6 +32,48 @@ def repo_copy(tmp_path: Path) -> Path:
         if (ROOT / d).is_dir():
             shutil.copytree(ROOT / d, dest / d)
     return dest
+
+
+WHEEL_SOURCES = ("pyproject.toml", "README.md", "ksecrets", "components")
+
+
+@pytest.fixture(scope="session")
+def built_wheel(tmp_path_factory) -> Path:
+    """The project's wheel, built offline from a copy of its sources (the setuptools the test extra
+    pins, --no-build-isolation), as `pip wheel .` builds it."""
+    tmp = tmp_path_factory.mktemp("wheel")
+    src = tmp / "src"
+    src.mkdir()
+    for name in WHEEL_SOURCES:
+        if (ROOT / name).is_dir():
+            shutil.copytree(ROOT / name, src / name, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copy2(ROOT / name, src / name)
+    out = tmp / "dist"
+    proc = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "--no-index",
+                           "--disable-pip-version-check", "-q", "-w", str(out), str(src)],
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    (wheel,) = out.glob("k8s_secrets-*.whl")
+    return wheel
+
+
+def fresh_venv_with_wheel(where: Path, wheel: Path, deps_dir: str | Path) -> Path:
+    """A new venv (no pip) with only `wheel` installed (--no-deps) and `deps_dir` on its path through
+    a .pth line. A directory added by a .pth line is not a site dir: its own .pth files (the
+    project venv's editable hook) never run there, so `ksecrets` can only come from the wheel."""
+    import venv
+
+    env = where / "venv"
+    venv.EnvBuilder(with_pip=False).create(env)
+    py = env / "bin" / "python"
+    purelib = subprocess.run([str(py), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                             capture_output=True, text=True, check=True).stdout.strip()
+    Path(purelib, "deps.pth").write_text(f"{deps_dir}\n")
+    proc = subprocess.run([sys.executable, "-m", "pip", "--python", str(py), "install", "--no-deps", "--no-index",
+                           "--disable-pip-version-check", "-q", str(wheel)], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    return env
 
 
 class CliResult:

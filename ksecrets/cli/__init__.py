@@ -15,8 +15,9 @@ import argparse
 import importlib
 import importlib.util
 import sys
-from typing import Sequence
+from typing import NoReturn, Sequence
 
+from ksecrets import version
 from ksecrets.errors import KsecretsError
 
 # Subcommand → (module under ksecrets/cli/, one-line help), in the order `--help` lists them. A
@@ -55,9 +56,9 @@ def _width() -> int:
 
 class _Parser(argparse.ArgumentParser):
     def _get_formatter(self):
-        return self.formatter_class(prog=self.prog, width=_width())
+        return self.formatter_class(prog=self.prog, width=_width())  # type: ignore[call-arg]  # typeshed: prog only
 
-    def error(self, message: str) -> None:  # one line, exit 2, like every other bad input
+    def error(self, message: str) -> NoReturn:  # one line, exit 2, like every other bad input
         sys.stderr.write(f"ksecrets: {message}\n")
         raise SystemExit(2)
 
@@ -82,13 +83,22 @@ def _wanted(argv: Sequence[str]) -> str | None:
     return None
 
 
+class _Version(argparse.Action):
+    """`--version`: the package metadata is read only when asked for."""
+
+    def __init__(self, option_strings, dest=argparse.SUPPRESS, default=argparse.SUPPRESS, help=None):
+        super().__init__(option_strings=option_strings, dest=dest, default=default, nargs=0, help=help)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        sys.stdout.write(f"ksecrets {version()}\n")
+        parser.exit(0)
+
+
 def build_parser(only: str | None = None, *, lazy: bool = False) -> argparse.ArgumentParser:
     """The full parser. With `lazy`, only the subcommand `only` (if any) gets its real parser; the
     others are placeholders (name and help) that cost nothing to build."""
-    from ksecrets import __version__
-
     parser = _Parser(prog="ksecrets", description="Kubernetes secrets across environments.")
-    parser.add_argument("--version", action="version", version=f"ksecrets {__version__}")
+    parser.add_argument("--version", action=_Version, help="print the version and exit")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     only_module = SUBCOMMANDS[only][0] if only else None
     lazy = lazy or only is not None

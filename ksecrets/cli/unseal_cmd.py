@@ -41,7 +41,7 @@ def run(args: argparse.Namespace) -> int:
 def _from_stack(args: argparse.Namespace) -> tuple[dict, str]:
     from ksecrets.config import load_stack
     from ksecrets.config.stackfile import SEALED
-    from ksecrets.sealing.sealedsecret import build_sealed_secret
+    from ksecrets.manifests.sealed_secrets import sealed_secret
     from ksecrets.sealing.stack import resolve_namespace
 
     if not args.name:
@@ -51,7 +51,5 @@ def _from_stack(args: argparse.Namespace) -> tuple[dict, str]:
     entry = cfg.sealed_entry(ns, args.name)
     if entry is None:
         raise KsecretsError(f"{cfg.source}: {SEALED}: no entry for {ns}/{args.name}")
-    obj = build_sealed_secret(name=entry.name, namespace=entry.namespace, scope=entry.scope,
-                              encrypted_data=dict(entry.encrypted_data), secret_type=entry.type,
-                              fingerprint=entry.certificate_fingerprint)
+    obj = sealed_secret(cfg, entry)  # the exporter's own object: template labels, annotations, immutable
     return obj, f"{cfg.source}: {SEALED}[{cfg.sealed.index(entry)}]"

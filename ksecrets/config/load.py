@@ -180,8 +180,8 @@ def _vault(node: _Node) -> m.VaultConfig:
     def database(n: _Node) -> m.VaultDatabase:
         b = n.mapping({"mount", "connectionName", "plugin", "connectionUrl", "username"})
         return m.VaultDatabase(
-            mount=_opt(b, "mount", _Node.str, "database"),
-            connection_name=_opt(b, "connectionName", _Node.str, "postgres"),
+            mount=_opt(b, "mount", lambda x: x.str(_mount_path), "database"),
+            connection_name=_opt(b, "connectionName", lambda x: x.str(v.vault_name), "postgres"),
             plugin=_opt(b, "plugin", _Node.str, "postgresql-database-plugin"),
             connection_url=_req(b, "connectionUrl", _check_connection_url, n),
             username=_req(b, "username", _Node.str, n),
@@ -214,16 +214,9 @@ def _check_connection_url(node: _Node) -> str:
     return url
 
 
-def _mount_path(value: str) -> str | None:
-    if not value or value.startswith("/") or value.endswith("/") or " " in value:
-        return f"\"{value}\" is not a Vault mount path (no leading or trailing '/')"
-    return None
-
-
-def _vault_path(value: str) -> str | None:
-    if not value or value.startswith("/") or value.endswith("/") or ".." in value.split("/"):
-        return f"\"{value}\" is not a Vault secret path (relative, no leading or trailing '/')"
-    return None
+# Every name from the stack file that becomes part of a Vault request path is checked here.
+_mount_path = v.vault_mount
+_vault_path = v.vault_path
 
 
 def _deployment(node: _Node) -> m.Deployment:
@@ -281,7 +274,7 @@ def _app_vault(node: _Node, app_name: str) -> m.AppVault:
             d = item.mapping({"name", "role", "mount", "renewalPercent"})
             out.append(m.DynamicSecretSpec(
                 name=_req(d, "name", lambda x: x.str(v.dns_subdomain), item),
-                role=_req(d, "role", _Node.str, item),
+                role=_req(d, "role", lambda x: x.str(v.vault_name), item),
                 mount=_opt(d, "mount", lambda x: x.str(_mount_path), "database"),
                 renewal_percent=_opt(d, "renewalPercent", lambda x: x.int(1, 90), 67),
             ))
@@ -290,7 +283,7 @@ def _app_vault(node: _Node, app_name: str) -> m.AppVault:
     return m.AppVault(
         path=_opt(f, "path", lambda n: n.str(_vault_path), app_name),
         refresh_after=_opt(f, "refreshAfter", lambda n: n.str(v.duration), "60s"),
-        role=_opt(f, "role", _Node.str, app_name),
+        role=_opt(f, "role", lambda n: n.str(v.vault_name), app_name),
         dynamic=_opt(f, "dynamic", dynamic, ()),
     )
 
@@ -459,7 +452,7 @@ def _cross_checks(cfg: m.StackConfig, f: Mapping[str, _Node], top: _Node) -> Non
             raise at.child("deployments", None).fail("deployment names must be unique")
         known_keys = set(cfg.secret_keys(app))
         for j, d in enumerate(app.deployments):
-            for k, e in enumerate(d.env):
+            for e in d.env:
                 if known_keys and e.key not in known_keys:
                     raise at.child("deployments", None).child(j, None).child("env", None).child(e.name, None).fail(
                         f"key \"{e.key}\" is not in Secret \"{app.secret_name}\" (keys: {', '.join(sorted(known_keys))})")

@@ -18,12 +18,12 @@ from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
 
+from ksecrets.config.load import PREFIX  # the one home of the `k8s-secrets:` prefix
 from ksecrets.config.load import check_stack_name, stack_path  # noqa: F401 (re-exported)
 from ksecrets.errors import ConfigError, KsecretsError
 from ksecrets.fileio import atomic_write_bytes, editable_target, locked
 from ksecrets.yamlio import check_depth
 
-PREFIX = "k8s-secrets:"
 SEALED = PREFIX + "sealed"
 SEALED_SECRETS = PREFIX + "sealedSecrets"
 APPS = PREFIX + "apps"
@@ -188,6 +188,7 @@ def upsert_sealed_secret(config: CommentedMap, *, name: str, namespace: str, sco
     removes the field.
     """
     seq = sealed_list(config)
+    assert seq is not None  # created when missing
     index, entry = find_sealed_entry(config, name, namespace)
     if entry is None:
         entry = CommentedMap()
@@ -205,6 +206,7 @@ def upsert_sealed_secret(config: CommentedMap, *, name: str, namespace: str, sco
     elif "digests" in entry:
         del entry["digests"]
     _keep_trailing_comment_last(entry)
+    assert index is not None
     return index
 
 

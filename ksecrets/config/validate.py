@@ -16,7 +16,13 @@ _SECRET_KEY = re.compile(r"^[-._a-zA-Z0-9]+$")
 _ENV_VAR = re.compile(r"^[-._a-zA-Z][-._a-zA-Z0-9]*$")
 _DURATION = re.compile(r"^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$")
 _QUANTITY = re.compile(r"^[0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti|Pi|Ei|k|M|G|T|P|E)?$")
-_SEMVER = re.compile(r"^v?[0-9]+\.[0-9]+\.[0-9]+(-[0-9A-Za-z.-]+)?$")
+# An exact SemVer 2.0 version: 1.2.3, 1.2.3-rc.1, 1.2.3+build. No range, wildcard, `v` prefix or
+# `latest`. The one "pinned version" rule: the config loader and the policy pack (policy/rules.py,
+# helm-chart-version-pinned) both use it.
+EXACT_VERSION = re.compile(
+    r"(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)"
+    r"(-[0-9A-Za-z-]+(\.[0-9A-Za-z-]+)*)?(\+[0-9A-Za-z-]+(\.[0-9A-Za-z-]+)*)?"
+)
 # registry/path:tag or @sha256:digest; the tag is what we insist on.
 _IMAGE = re.compile(
     # A registry port only before a path ("host:5000/img"): in "redis:7" the 7 is the tag.
@@ -72,8 +78,51 @@ def quantity(value: str) -> str | None:
     return None
 
 
+# Vault's own rule for a name in an endpoint path (the SDK's framework.GenericNameRegex, which the
+# kubernetes auth roles, database roles and connections use): word characters, '-' and '.', first and
+# last a word character. Names have no '/', so a role can never leave `auth/<mount>/role/`. Paths
+# (kv secret paths, mounts) are '/'-separated segments that each follow the same rule: no empty, '.'
+# or '..' segment, no leading or trailing '/'.
+_VAULT_NAME = re.compile(r"^[A-Za-z0-9_]([A-Za-z0-9_.-]*[A-Za-z0-9_])?$")
+_VAULT_NAME_HELP = "letters, digits, '_', '-', '.'; first and last a letter, digit or '_'"
+# Paths Vault reserves for itself: a secrets engine mounted "there" would address Vault's own API.
+_RESERVED_MOUNTS = {"sys", "auth", "audit", "cubbyhole", "identity"}
+
+
+def vault_name(value: str) -> str | None:
+    if len(value) > 128 or not _VAULT_NAME.match(value):
+        return f"\"{value}\" is not a Vault name ({_VAULT_NAME_HELP}; at most 128 characters)"
+    return None
+
+
+def _vault_segments_ok(value: str) -> bool:
+    return bool(value) and len(value) <= 512 and all(_VAULT_NAME.match(s) for s in value.split("/"))
+
+
+def vault_path(value: str) -> str | None:
+    """A kv secret path below its mount (`team/my-app`)."""
+    if not _vault_segments_ok(value):
+        return (f"\"{value}\" is not a Vault secret path (relative, no leading or trailing '/'; "
+                f"each '/'-separated part: {_VAULT_NAME_HELP})")
+    return None
+
+
+def vault_mount(value: str) -> str | None:
+    """A secrets engine's or auth method's mount path (`secret`, `kv/team`)."""
+    if not _vault_segments_ok(value):
+        return (f"\"{value}\" is not a Vault mount path (no leading or trailing '/'; "
+                f"each '/'-separated part: {_VAULT_NAME_HELP})")
+    if value.split("/")[0] in _RESERVED_MOUNTS:
+        return f"\"{value}\" is not a Vault mount path: {value.split('/')[0]}/ is Vault's own"
+    return None
+
+
+def is_exact_version(value: object) -> bool:
+    return isinstance(value, str) and EXACT_VERSION.fullmatch(value) is not None
+
+
 def chart_version(value: str) -> str | None:
-    if not _SEMVER.match(value):
+    if not is_exact_version(value):
         return f"\"{value}\" is not a pinned chart version (x.y.z); ranges and 'latest' are not reproducible"
     return None
 
@@ -93,7 +142,7 @@ def image(value: str) -> str | None:
 # The schedule syntax of Kubernetes CronJobs (robfig/cron standard parser): five fields, names
 # for months and weekdays, ranges, lists, steps, `*`/`?`, and the @-macros.
 _MACROS = {"@yearly", "@annually", "@monthly", "@weekly", "@daily", "@midnight", "@hourly"}
-_FIELDS = (
+_FIELDS: tuple[tuple[str, int, int, dict[str, int]], ...] = (
     ("minute", 0, 59, {}),
     ("hour", 0, 23, {}),
     ("day of month", 1, 31, {}),

@@ -209,7 +209,7 @@ def rotate_postgres(client: hvac.Client, target: Target, pg: Postgres, length: i
                     f"{why}, and role {pg.role} logs in with neither password (is the database reachable?); "
                     f"{target.where} holds the new value as version {new_version}: compare by hand") from None
             _restore(client, target, old_value, pg, why)
-            raise AssertionError("unreachable")  # _restore always raises
+            raise AssertionError("unreachable") from None  # _restore always raises
         log.info("committed the new password of role %s", pg.role)
         return new_version
     finally:

@@ -21,10 +21,11 @@ import logging
 import os
 import sys
 from pathlib import Path
-from typing import Mapping, Sequence
+from typing import Callable, Mapping, NoReturn, Sequence
 
 import hvac
 
+from ksecrets.config import validate
 from ksecrets.errors import KsecretsError
 from ksecrets.rotate import (EXIT_OK, MAX_LENGTH, MIN_LENGTH, Postgres, Target, log, rotate_postgres,
                              rotate_random)
@@ -33,7 +34,7 @@ DEFAULT_TOKEN_FILE = "/var/run/secrets/kubernetes.io/serviceaccount/token"
 
 
 class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:
+    def error(self, message: str) -> NoReturn:
         sys.stderr.write(f"ksecrets.rotate: {message}\n")
         raise SystemExit(2)
 
@@ -52,6 +53,14 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _check_vault_names(*items: tuple[str, str, Callable[[str], str | None]]) -> None:
+    """The names that go into Vault request paths, checked with the stack file's own rules."""
+    for where, value, check in items:
+        problem = check(value)
+        if problem:
+            raise KsecretsError(f"{where}: {problem}")
+
+
 def vault_login(env: Mapping[str, str]) -> hvac.Client:
     """A Vault client: `VAULT_TOKEN` when set, else a Kubernetes-auth login with the pod's token."""
     from ksecrets.vault import client as vc
@@ -62,6 +71,8 @@ def vault_login(env: Mapping[str, str]) -> hvac.Client:
     if not role:
         raise KsecretsError("no Vault credentials: set VAULT_TOKEN, or KSECRETS_VAULT_ROLE for Kubernetes auth")
     mount = (env.get("KSECRETS_VAULT_AUTH_MOUNT") or "kubernetes").strip().strip("/")
+    _check_vault_names(("KSECRETS_VAULT_ROLE", role, validate.vault_name),
+                       ("KSECRETS_VAULT_AUTH_MOUNT", mount, validate.vault_mount))
     token_file = Path(env.get("KSECRETS_VAULT_TOKEN_FILE") or DEFAULT_TOKEN_FILE)
     try:
         jwt = token_file.read_text(encoding="utf-8").strip()
@@ -99,6 +110,7 @@ def run(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None)
     env = os.environ if env is None else env
     args = build_parser().parse_args(argv)
     target = Target(mount=args.mount.strip("/"), path=args.path.strip("/"), key=args.key)
+    _check_vault_names(("--mount", target.mount, validate.vault_mount), ("--path", target.path, validate.vault_path))
     if args.generator == "postgres":
         pg = _postgres(args, env)
         client = vault_login(env)

@@ -91,7 +91,7 @@ def read_cert_source(value: str, *, ca_file: str | None = None) -> tuple[bytes, 
             user = urllib.parse.unquote(parts.username)
             password = urllib.parse.unquote(parts.password or "")
             headers["Authorization"] = "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode("ascii")
-            host = parts.hostname + (f":{parts.port}" if parts.port else "")
+            host = (parts.hostname or "") + (f":{parts.port}" if parts.port else "")
             value = urllib.parse.urlunsplit((parts.scheme, host, parts.path, parts.query, ""))
         return _get(value, ca_file=ca_file, headers=headers), _redact(value)
     if scheme == "http":

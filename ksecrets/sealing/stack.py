@@ -14,7 +14,7 @@ import datetime as _dt
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Mapping
+from typing import Any, Iterable, Mapping
 
 from cryptography.hazmat.primitives.asymmetric import rsa
 
@@ -180,7 +180,8 @@ def prepare_seal_into_stack(root: str | os.PathLike[str], stack: str, *, name: s
     new_enc: dict[str, str] = {}
     new_dig: dict[str, str] = {}
     for key in sorted(values):
-        slot = dict(namespace=ns, name=name, key=key, scope=scope, fingerprint=cert.fingerprint, value=values[key])
+        slot: dict[str, Any] = dict(namespace=ns, name=name, key=key, scope=scope, fingerprint=cert.fingerprint,
+                                    value=values[key])
         if seal_key is not None and same_slot and key in old_enc and churn.unchanged(old_dig.get(key), seal_key, **slot):
             new_enc[key] = old_enc[key]
             report.unchanged.append(key)

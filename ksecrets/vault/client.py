@@ -289,8 +289,8 @@ def describe(exc: BaseException, client: hvac.Client, path: str, *,
     if isinstance(exc, hx.RateLimitExceeded):
         return VaultError(address, path, "rate limited (429)")
     if isinstance(exc, hx.VaultError):
-        status = {hx.InternalServerError: 500, hx.BadGateway: 502}.get(type(exc))
-        return VaultError(address, path, f"Vault error ({status or type(exc).__name__})")
+        code = {hx.InternalServerError: 500, hx.BadGateway: 502}.get(type(exc))
+        return VaultError(address, path, f"Vault error ({code or type(exc).__name__})")
     return VaultError(address, path, f"unexpected error ({type(exc).__name__})")
 
 

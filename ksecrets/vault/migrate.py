@@ -42,7 +42,7 @@ import hvac
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 
 from ksecrets.config import stackfile
-from ksecrets.config.load import load_stack_file, parse, raw_from_stack_file
+from ksecrets.config.load import load_stack_file, parse, raw_from_stack_file, raw_from_text
 from ksecrets.config.model import App, SealedEntry, StackConfig
 from ksecrets.errors import KsecretsError
 from ksecrets.fileio import locked
@@ -174,11 +174,8 @@ def _migrate(client: hvac.Client, path: Path, private_keys: Iterable[Any]) -> Mi
     keys_by_app = {(app.namespace, app.name): sorted(values) for app, values in entries}
 
     def check(text: str) -> None:
-        # The edited file must load as a vault stack, or nothing is written.
-        from ksecrets import yamlio
-        doc = yamlio.load(text, cfg.source)
-        raw = {k[len("k8s-secrets:"):]: v for k, v in (doc.get("config") or {}).items() if k.startswith("k8s-secrets:")}
-        parse(raw, stack=cfg.stack, source=cfg.source, root=cfg.root)
+        # The edited file must load as a vault stack (read by the loader's own reader), or nothing is written.
+        parse(raw_from_text(text, cfg.source), stack=cfg.stack, source=cfg.source, root=cfg.root)
 
     report.switched = stackfile.update_stack_file(path, lambda c: _switch(c, keys_by_app), check=check)
     if cfg.vault_migration != "install":

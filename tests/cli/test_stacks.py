@@ -16,7 +16,7 @@ import yaml
 from ksecrets.config import load_stack_file, stack_files
 
 ROOT = Path(__file__).resolve().parents[2]
-VECTORS = ROOT.parent / "shared" / "vectors" / "sealed-secrets-v1.json"
+VECTORS = ROOT / "tests" / "fixtures" / "vectors" / "sealed-secrets-v1.json"  # vendored (tests/fixtures/README.md)
 
 
 def ks(*args: str, cwd: Path) -> subprocess.CompletedProcess:

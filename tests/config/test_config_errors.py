@@ -50,6 +50,11 @@ CASES = [
      'apps[0].deployments[0].image: "ghcr.io/example/web:latest" uses :latest; pin a version or a digest'),
     ("chart-range", [(("config", P + "sealedSecrets", "chartVersion"), "2.x")],
      'sealedSecrets.chartVersion: "2.x" is not a pinned chart version (x.y.z); ranges and \'latest\' are not reproducible'),
+    # The policy pack's rule (exact SemVer): no `v` prefix, no leading zero, pre-release and build allowed.
+    ("chart-v-prefix", [(("config", P + "sealedSecrets", "chartVersion"), "v2.18.5")],
+     'sealedSecrets.chartVersion: "v2.18.5" is not a pinned chart version (x.y.z); ranges and \'latest\' are not reproducible'),
+    ("chart-leading-zero", [(("config", P + "sealedSecrets", "chartVersion"), "2.018.5")],
+     'sealedSecrets.chartVersion: "2.018.5" is not a pinned chart version (x.y.z); ranges and \'latest\' are not reproducible'),
     ("duplicate-app", [(("config", P + "apps", 1, "name"), "web"), (("config", P + "apps", 1, "namespace"), "web")],
      'apps[1].name: "web" is already used by apps[0]'),
     ("env-key-not-in-secret", [(("config", P + "apps", 1, "deployments", 0, "env"), {"TOKEN_X": "NOPE"})],

@@ -17,10 +17,10 @@ from ksecrets.config import load_stack_file, stack_files
 from ksecrets.export import render
 from ksecrets.manifests import sealed_secrets
 from ksecrets.validation import KUBERNETES_VERSION
-from tests.conftest import ROOT, SHARED
+from tests.conftest import CHARTS, FIXTURES, ROOT, SHARED
+from tests.conftest import CRDS as CRD_DIR
 
 STACKS = stack_files(ROOT)
-CRD_DIR = SHARED / "schemas" / "crds" if (SHARED / "schemas" / "crds").is_dir() else ROOT / "ksecrets" / "schemas" / "crds"
 
 
 def _crd_schemas():
@@ -93,13 +93,20 @@ def test_kubectl_kustomize_builds_every_layer(stack_file, layer, tmp_path):
         assert built[0]["kind"] == "Namespace"  # kustomize puts namespaces first
 
 
-def test_vendored_crds_equal_upstream_copies():
-    shared = SHARED / "schemas" / "crds"
+@pytest.mark.parametrize("shared_dir,vendored,pattern", [
+    ("schemas/crds", CRD_DIR, "*.yaml"),
+    ("schemas/charts", CHARTS, "*"),
+    ("vectors", FIXTURES / "vectors", "*"),
+])
+def test_vendored_copies_equal_the_shared_originals(shared_dir, vendored, pattern):
+    """The vendored data (CRDs shipped with the package, chart values and vectors under
+    tests/fixtures/) byte for byte equal the project's shared originals, when those are beside
+    this checkout; a user's clone has no ../shared and the tests run on the vendored copies."""
+    shared = SHARED / shared_dir
     if not shared.is_dir():
-        pytest.skip("../shared/schemas/crds is not beside this checkout")
-    vendored = ROOT / "ksecrets" / "schemas" / "crds"
-    names = sorted(p.name for p in shared.glob("*.yaml"))
-    assert sorted(p.name for p in vendored.glob("*.yaml")) == names
+        pytest.skip(f"../shared/{shared_dir} is not beside this checkout")
+    names = sorted(p.name for p in shared.glob(pattern) if p.is_file())
+    assert sorted(p.name for p in vendored.glob(pattern) if p.is_file()) == names
     match, mismatch, errors = filecmp.cmpfiles(shared, vendored, names, shallow=False)
     assert (mismatch, errors) == ([], [])
 
@@ -112,9 +119,7 @@ def _keys(values, prefix=""):
 
 
 def test_sealed_secrets_values_exist_in_the_chart():
-    values_file = SHARED / "schemas" / "charts" / "sealed-secrets-values.yaml"
-    if not values_file.is_file():
-        pytest.skip("../shared/schemas/charts is not beside this checkout")
+    values_file = CHARTS / "sealed-secrets-values.yaml"
     chart = yaml.safe_load(values_file.read_text())
     chart_keys = set(_keys(chart))
     for stack_file in STACKS:

@@ -21,7 +21,7 @@ from ksecrets.config import load_stack_file
 from ksecrets.sealing import crypto
 
 ROOT = Path(__file__).resolve().parents[2]
-VECTORS = ROOT.parent / "shared" / "vectors" / "sealed-secrets-v1.json"
+VECTORS = ROOT / "tests" / "fixtures" / "vectors" / "sealed-secrets-v1.json"  # vendored (tests/fixtures/README.md)
 BIN = Path(sys.executable).parent
 LABEL = b"my-app/my-app-secrets"
 

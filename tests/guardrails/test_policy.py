@@ -329,3 +329,34 @@ def test_every_registered_workload_has_a_numeric_user(path):
             assert rules.numeric_user_violations(r.type, r.inputs) == [], r.name
             checked += 1
     assert checked >= 2
+
+
+@pytest.mark.parametrize("version", ["2.18.5", "1.0.0-rc.1", "1.0.0+build.5", "v2.18.5", "2.018.5", "2.18",
+                                     "~2.18.5", "2.18.5-", "latest"])
+def test_config_and_policy_share_one_pinned_version_rule(tmp_path, version):
+    """A chartVersion the stack file accepts renders a HelmRelease the policy passes; one it rejects,
+    the policy would reject too (`v2.18.5` used to load and then fail `pulumi preview`)."""
+    from ksecrets.errors import ConfigError
+    from ksecrets.manifests.stack import build_stack
+
+    text = (ROOT / "Pulumi.staging.yaml").read_text()
+    assert "chartVersion: 2.18.5" in text
+    (tmp_path / "certs").mkdir()
+    (tmp_path / "certs" / "staging.pem").write_bytes((ROOT / "certs" / "staging.pem").read_bytes())
+    stack_file = tmp_path / "Pulumi.staging.yaml"
+    stack_file.write_text(text.replace("chartVersion: 2.18.5", f'chartVersion: "{version}"', 1))
+    hr = one(registered("staging"), HELM_RELEASE).inputs
+    hr = copy.deepcopy(hr)
+    hr["spec"]["chart"]["spec"]["version"] = version
+    policy_ok = rules.helm_version_violations(HELM_RELEASE, hr) == []
+    try:
+        cfg = load_stack_file(stack_file)
+    except ConfigError as exc:
+        assert "sealedSecrets.chartVersion" in str(exc) and not policy_ok, str(exc)
+    else:
+        assert policy_ok
+        release = next(p.obj for p in build_stack(cfg) if p.obj["kind"] == "HelmRelease"
+                       and p.obj["metadata"]["name"] == "sealed-secrets")
+        assert release["spec"]["chart"]["spec"]["version"] == version
+        assert rules.helm_version_violations(HELM_RELEASE, release) == []
+    assert policy_ok == (version in {"2.18.5", "1.0.0-rc.1", "1.0.0+build.5"})

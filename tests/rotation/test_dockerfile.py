@@ -4,9 +4,18 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
+import socket
+import subprocess
+import sys
+import tomllib
+from importlib import metadata
 from pathlib import Path
 
+from packaging.requirements import Requirement
+
 from ksecrets.manifests import rotation
+from tests.conftest import ROOT, fresh_venv_with_wheel
 
 DOCKERFILE = Path(__file__).resolve().parents[2] / "Dockerfile"
 
@@ -41,6 +50,89 @@ def test_entrypoint_is_the_cronjob_command_and_the_rotate_extra_is_installed():
     (entry,) = [rest for word, rest in instructions() if word == "ENTRYPOINT"]
     assert json.loads(entry) == ["python", "-m", "ksecrets.rotate"]
     runs = " ".join(rest for word, rest in instructions() if word == "RUN")
-    assert 'pip install ".[rotate]"' in runs
+    # The package without its dependencies, then only the `rotate` extra's requirements (was
+    # `pip install ".[rotate]"`, which also installed the CLI's and the Pulumi program's dependencies).
+    assert "pip install --no-deps ." in runs and "pip install -r /tmp/rotate.txt" in runs
     env = " ".join(rest for word, rest in instructions() if word == "ENV")
     assert "PYTHONDONTWRITEBYTECODE=1" in env  # read-only root filesystem
+
+
+PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+ROTATE = PYPROJECT["optional-dependencies"]["rotate"]
+
+
+def test_the_images_requirements_are_the_rotate_extra_at_the_projects_pins(tmp_path):
+    """Runs the Dockerfile's own requirement step on pyproject.toml: it yields the `rotate` extra,
+    each requirement pinned exactly and, where the package also depends on it, at the same pin."""
+    runs = " ".join(rest for word, rest in instructions() if word == "RUN")
+    (snippet,) = re.findall(r'python -c "(import tomllib;[^"]*)" > /tmp/rotate\.txt', runs)
+    shutil.copy2(ROOT / "pyproject.toml", tmp_path / "pyproject.toml")
+    out = subprocess.run([sys.executable, "-c", snippet], cwd=tmp_path, capture_output=True, text=True, check=True)
+    assert out.stdout.splitlines() == ROTATE
+    core = {Requirement(r).name.lower(): str(Requirement(r).specifier) for r in PYPROJECT["dependencies"]}
+    for line in ROTATE:
+        req = Requirement(line)
+        assert str(req.specifier).startswith("==")
+        assert core.get(req.name.lower(), str(req.specifier)) == str(req.specifier), line
+    assert not any(Requirement(r).name.startswith("pulumi") for r in ROTATE)
+
+
+def _closure(requirements: list[str]) -> set[str]:
+    """The installed distributions these requirements pull in (extras and markers evaluated)."""
+    seen: set[str] = set()
+    todo = [Requirement(r) for r in requirements]
+    while todo:
+        req = todo.pop()
+        if req.marker is not None and not req.marker.evaluate({"extra": ""}):
+            continue
+        name = metadata.distribution(req.name).metadata["Name"]
+        for extra in req.extras:
+            for sub in metadata.requires(name) or []:
+                sub_req = Requirement(sub)
+                if sub_req.marker is not None and sub_req.marker.evaluate({"extra": extra}) \
+                        and not sub_req.marker.evaluate({"extra": ""}):
+                    todo.append(Requirement(str(sub_req).split(";")[0]))
+        if name in seen:
+            continue
+        seen.add(name)
+        todo += [Requirement(r) for r in metadata.requires(name) or []]
+    return seen
+
+
+def test_the_rotator_runs_with_the_rotate_extra_alone(tmp_path, built_wheel):
+    """The wheel (--no-deps) in a fresh venv that sees only the `rotate` extra's distributions (and
+    what they require), as the image has them: every rotator module imports, the command runs and
+    reaches Vault over HTTP; the Pulumi SDK, kubernetes-validate and cryptography are absent."""
+    dists = _closure(ROTATE)
+    assert {"hvac", "PyYAML", "psycopg", "psycopg-binary", "requests"} <= dists
+    deps = tmp_path / "deps"
+    deps.mkdir()
+    for name in dists:
+        dist = metadata.distribution(name)
+        for top in {f.parts[0] for f in dist.files or [] if f.parts[0] != ".."}:
+            src = Path(dist.locate_file(top))
+            if src.exists() and not (deps / top).exists():
+                (deps / top).symlink_to(src)
+    env_dir = fresh_venv_with_wheel(tmp_path, built_wheel, deps)
+    py = str(env_dir / "bin" / "python")
+    probe = ("import importlib, ksecrets.rotate, ksecrets.rotate.__main__, ksecrets.rotate.postgres, psycopg\n"
+             "psycopg.pq.version()\n"
+             "for name in ('pulumi', 'pulumi_kubernetes', 'kubernetes_validate', 'cryptography', 'ruamel'):\n"
+             "    try:\n"
+             "        importlib.import_module(name)\n"
+             "    except ModuleNotFoundError:\n"
+             "        print('absent', name)\n")
+    out = subprocess.run([py, "-c", probe], capture_output=True, text=True, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split("\n")[:-1] == [f"absent {n}" for n in
+                                           ("pulumi", "pulumi_kubernetes", "kubernetes_validate", "cryptography",
+                                            "ruamel")]
+    with socket.socket() as s:  # a port nothing listens on: the rotator's HTTP call is refused
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    run = subprocess.run([py, "-m", "ksecrets.rotate", "--mount", "secret", "--path", "my-app", "--key", "API_KEY"],
+                         capture_output=True, text=True, cwd=tmp_path,
+                         env={"PATH": "/usr/bin:/bin", "VAULT_ADDR": f"http://127.0.0.1:{port}", "VAULT_TOKEN": "t"})
+    lines = run.stderr.splitlines()
+    assert run.returncode in (1, 2) and len(lines) == 1, run.stderr
+    assert lines[0].startswith("ksecrets.rotate: ") and f"127.0.0.1:{port}" in lines[0], lines[0]

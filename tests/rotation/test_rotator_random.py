@@ -87,3 +87,23 @@ def test_command_missing_token_file_exits_2(tmp_path, capsys):
     env = {"VAULT_ADDR": VAULT_ADDR, "KSECRETS_VAULT_ROLE": "r", "KSECRETS_VAULT_TOKEN_FILE": str(tmp_path / "none")}
     assert main(["--mount", "secret", "--path", "p", "--key", "k"], env) == 2
     assert "cannot read the service-account token" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv,env,problem", [
+    (["--mount", "secret", "--path", "my-app/../../sys/policies/acl/x"], {},
+     "--path: \"my-app/../../sys/policies/acl/x\" is not a Vault secret path"),
+    (["--mount", "sys", "--path", "p"], {}, "--mount: \"sys\" is not a Vault mount path: sys/ is Vault's own"),
+    (["--mount", "secret", "--path", "p"], {"KSECRETS_VAULT_ROLE": "../../sys/x"},
+     "KSECRETS_VAULT_ROLE: \"../../sys/x\" is not a Vault name"),
+    (["--mount", "secret", "--path", "p"], {"KSECRETS_VAULT_ROLE": "r", "KSECRETS_VAULT_AUTH_MOUNT": "k8s/../../sys"},
+     "KSECRETS_VAULT_AUTH_MOUNT: \"k8s/../../sys\" is not a Vault mount path"),
+])
+def test_command_refuses_names_that_leave_their_vault_path(argv, env, problem, capsys, tmp_path):
+    token = tmp_path / "token"
+    token.write_text("jwt")
+    env = {"VAULT_ADDR": VAULT_ADDR, "KSECRETS_VAULT_TOKEN_FILE": str(token), **env}
+    if "KSECRETS_VAULT_ROLE" not in env:
+        env["VAULT_TOKEN"] = "t"
+    assert main([*argv, "--key", "k"], env) == 2
+    (line,) = capsys.readouterr().err.splitlines()
+    assert line.startswith(f"ksecrets.rotate: {problem}"), line

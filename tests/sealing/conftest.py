@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
-VECTORS = ROOT.parent / "shared" / "vectors" / "sealed-secrets-v1.json"
-CRD = ROOT.parent / "shared" / "schemas" / "crds" / "sealedsecret.yaml"
+from tests.conftest import CRDS, ROOT, VECTORS  # noqa: F401  (ROOT: the sealing tests import it from here)
+
+CRD = CRDS / "sealedsecret.yaml"
 PASSPHRASE = "correct horse battery staple"
 
 
@@ -95,7 +95,50 @@ def clean_env(**extra: str) -> dict[str, str]:
 
 def ksecrets(*args: str, input: bytes | str | None = None, cwd: Path | None = None,
              env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-    """Run the real command line; stdin is never a terminal here."""
+    """Run the command line in this process (`ksecrets.cli.main`), as the process would see it: that
+    stdin (never a terminal), that working directory and exactly that environment, stdout and stderr
+    captured as bytes. A Python start per call was most of the suite's time; the tests that are about
+    the process itself (no terminal to prompt on) use `ksecrets_process`."""
+    import getpass
+    import io
+
+    from ksecrets.cli import main
+
+    data = input.encode() if isinstance(input, str) else (input if input is not None else b"")
+    stdin = io.TextIOWrapper(io.BytesIO(data), encoding="utf-8")
+    out, err = io.BytesIO(), io.BytesIO()
+    stdout = io.TextIOWrapper(out, encoding="utf-8", newline="", write_through=True)
+    stderr = io.TextIOWrapper(err, encoding="utf-8", newline="", write_through=True)
+    saved_env, saved_cwd = dict(os.environ), os.getcwd()
+    saved_std = sys.stdin, sys.stdout, sys.stderr
+    saved_getpass = getpass.getpass
+
+    def no_prompt(*_a, **_k):  # a prompt would wait on this terminal: such a test needs the process
+        raise AssertionError("ksecrets prompted for a passphrase; use ksecrets_process for this test")
+
+    try:
+        os.environ.clear()
+        os.environ.update(env if env is not None else clean_env())
+        if cwd is not None:
+            os.chdir(cwd)
+        sys.stdin, sys.stdout, sys.stderr = stdin, stdout, stderr
+        getpass.getpass = no_prompt
+        try:
+            code = main(list(args))
+        except SystemExit as exc:  # argparse errors and --help
+            code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    finally:
+        getpass.getpass = saved_getpass
+        sys.stdin, sys.stdout, sys.stderr = saved_std
+        os.chdir(saved_cwd)
+        os.environ.clear()
+        os.environ.update(saved_env)
+    return subprocess.CompletedProcess(["ksecrets", *args], code, out.getvalue(), err.getvalue())
+
+
+def ksecrets_process(*args: str, input: bytes | str | None = None, cwd: Path | None = None,
+                     env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    """Run the real command line as a separate process, in a new session (no controlling terminal)."""
     if isinstance(input, str):
         input = input.encode()
     return subprocess.run([sys.executable, "-m", "ksecrets", *args], input=input if input is not None else b"",

@@ -16,7 +16,7 @@ from ksecrets.sealing import backup, crypto
 from ksecrets.sealing.certs import load_certificate, public_key_fingerprint
 from ksecrets.sealing.keys import KEY_LABEL, cert_pem, private_key_pem, self_signed_cert, tls_secret_manifest
 
-from .conftest import PASSPHRASE, clean_env, err_line, ksecrets, past
+from .conftest import PASSPHRASE, clean_env, err_line, ksecrets, ksecrets_process, past
 from .test_stack_seal import STACK_FILE, seal
 
 ENV = {"KSECRETS_BACKUP_PASSPHRASE": PASSPHRASE}
@@ -89,7 +89,8 @@ def test_wrong_passphrase_and_damaged_backups(tmp_path, vector_pair):
 
 def test_backup_needs_a_passphrase_and_real_keys(tmp_path, vector_pair):
     target = tmp_path / "b"
-    out = ksecrets("backup", "--out", str(target), input=key_list(vector_pair), env=clean_env())
+    # A real process in a new session: no terminal to prompt on (the test is about that).
+    out = ksecrets_process("backup", "--out", str(target), input=key_list(vector_pair), env=clean_env())
     assert err_line(out) == "ksecrets: no passphrase: set KSECRETS_BACKUP_PASSPHRASE or run on a terminal"
     out = ksecrets("backup", "--out", str(target), input=key_list(vector_pair),
                    env=clean_env(KSECRETS_BACKUP_PASSPHRASE="short"))

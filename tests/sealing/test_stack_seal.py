@@ -252,6 +252,31 @@ def test_unseal_a_stack_entry(stack, key_file):
     assert err_line(out) == "ksecrets: Pulumi.staging.yaml: k8s-secrets:sealed: no entry for x/nope"
 
 
+def test_unseal_a_stack_entry_is_the_exported_sealed_secret_unsealed(stack, key_file, vector_key, cli, monkeypatch):
+    """`unseal --stack` unseals the very SealedSecret the exporter writes for the entry: the template's
+    labels, annotations and `immutable` reach the Secret, as the controller would create it."""
+    from ksecrets.manifests.sealed_secrets import sealed_secret
+
+    assert seal(stack, "--from-literal", f"A={VALUE}").returncode == 0
+    path = stack / "Pulumi.staging.yaml"
+    path.write_text(path.read_text().replace(
+        "      scope: strict\n",
+        "      scope: strict\n      labels:\n        team: payments\n"
+        "      annotations:\n        example.com/owner: payments\n      immutable: true\n", 1))
+    cfg = load_stack("staging", stack)
+    (e,) = cfg.sealed
+    assert (dict(e.labels), e.immutable) == ({"team": "payments"}, True)
+    monkeypatch.chdir(stack)
+    out = cli("unseal", "--stack", "staging", "--name", "my-app-secrets", "--recovery-private-key", str(key_file),
+              "-o", "json")
+    assert out.code == 0, out.err
+    secret = json.loads(out.out)
+    assert secret == unseal(sealed_secret(cfg, e), [vector_key], "exported")
+    assert secret["metadata"] == {"name": "my-app-secrets", "namespace": "my-app", "labels": {"team": "payments"},
+                                  "annotations": {"example.com/owner": "payments"}}
+    assert secret["immutable"] is True
+
+
 def test_an_existing_entry_is_updated_in_place(stack, vector_cert):
     """A hand-written entry keeps its comments and position; missing fields go where the schema lists them."""
     text = STACK_FILE + """\

@@ -18,9 +18,10 @@ from ksecrets.manifests import vault as mv
 from ksecrets.manifests import workloads
 from ksecrets.manifests.plan import object_id
 from ksecrets.manifests.stack import build_stack
+from tests.conftest import CHARTS
+from tests.conftest import CRDS as CRD_DIR
 
 ROOT = Path(__file__).resolve().parents[2]
-SHARED = ROOT.parent / "shared" / "schemas"
 FIXTURES = Path(__file__).parent / "fixtures"
 
 
@@ -37,7 +38,7 @@ def cfg(request):
 
 
 def _crd_schema(file: str) -> dict[str, Any]:
-    crd = yaml.safe_load((SHARED / "crds" / file).read_text())
+    crd = yaml.safe_load((CRD_DIR / file).read_text())
     return crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
 
 
@@ -56,14 +57,14 @@ def test_every_object_validates_against_the_upstream_schemas(cfg):
     kinds = {o["kind"] for o in objs}
     assert {"VaultConnection", "VaultAuth", "VaultStaticSecret", "HelmRelease", "HelmRepository"} <= kinds
     for obj in objs:
-        if obj["kind"] in CRDS:  # straight against /work/shared, the files the issue names
+        if obj["kind"] in CRDS:  # straight against the vendored upstream CRDs
             errors = list(jsonschema.Draft7Validator(_crd_schema(CRDS[obj["kind"]])).iter_errors(obj))
             assert errors == [], (object_id(obj), [e.message for e in errors])
         assert list(validation.errors(obj)) == [], object_id(obj)
 
 
 def test_vault_values_validate_against_the_charts_schema(cfg):
-    schema = json.loads((SHARED / "charts" / "vault-helm-0.34.1.values.schema.json").read_text())
+    schema = json.loads((CHARTS / "vault-helm-0.34.1.values.schema.json").read_text())
     errors = list(jsonschema.Draft7Validator(schema).iter_errors(mv.vault_values(cfg)))
     assert errors == [], [e.message for e in errors]
 
@@ -88,12 +89,12 @@ def _unknown_keys(values: Any, defaults: Any, path: str = "") -> list[str]:
     ("vault-secrets-operator-1.4.1.values.yaml", mv.operator_values),
 ])
 def test_every_values_key_exists_in_the_charts_values_yaml(cfg, chart, builder):
-    defaults = yaml.safe_load((SHARED / "charts" / chart).read_text())
+    defaults = yaml.safe_load((CHARTS / chart).read_text())
     assert _unknown_keys(builder(cfg), defaults) == []
 
 
 def test_the_key_check_catches_a_misspelt_key():
-    defaults = yaml.safe_load((SHARED / "charts" / "vault-helm-0.34.1.values.yaml").read_text())
+    defaults = yaml.safe_load((CHARTS / "vault-helm-0.34.1.values.yaml").read_text())
     assert _unknown_keys({"server": {"ha": {"raft": {"setNodeID": True}}}}, defaults) == ["server.ha.raft.setNodeID"]
 
 
