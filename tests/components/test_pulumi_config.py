@@ -82,3 +82,27 @@ def test_model_from_pulumi_never_holds_manual_values():
     run_program(lambda: holder.setdefault("cfg", load_from_pulumi()[0]), stack="dev", config=MANUAL)
     assert "canary-4a1f-manual" not in repr(holder["cfg"])
     assert dict(holder["cfg"].manual_keys) == {"web-secrets": ("PASSWORD", "USER")}
+
+
+def test_a_misspelt_key_fails_under_pulumi_as_in_export(tmp_path):
+    """The engine delivers every key of the stack file; one the model does not know fails with
+    the same one line as `ksecrets export` (the file loader), not silently ignored."""
+    from ksecrets.errors import KsecretsError
+
+    text = (ROOT / "Pulumi.staging.yaml").read_text().replace("k8s-secrets:monitoring:", "k8s-secrets:monitorng:")
+    bad = tmp_path / "Pulumi.staging.yaml"
+    bad.write_text(text)
+    with pytest.raises(KsecretsError) as from_file:
+        load_stack_file(bad)
+    holder = {}
+
+    def program():
+        try:
+            load_from_pulumi()
+        except KsecretsError as exc:
+            holder["exc"] = exc
+
+    run_program(program, stack="staging", config=_pulumi_config(bad))
+    assert "exc" in holder, "a misspelt k8s-secrets: key was accepted under Pulumi"
+    assert str(holder["exc"]) == str(from_file.value)
+    assert "monitorng" in str(holder["exc"]) and "did you mean" in str(holder["exc"])
