@@ -106,3 +106,30 @@ def test_a_misspelt_key_fails_under_pulumi_as_in_export(tmp_path):
     assert "exc" in holder, "a misspelt k8s-secrets: key was accepted under Pulumi"
     assert str(holder["exc"]) == str(from_file.value)
     assert "monitorng" in str(holder["exc"]) and "did you mean" in str(holder["exc"])
+
+
+def test_each_stack_names_its_own_cluster():
+    """No stack follows the current kubeconfig context: the explicit provider takes the stack's
+    own `kubernetes:context`, and a stack without one stops with one line naming the key."""
+    from components.cluster import cluster_provider
+    from ksecrets.errors import ConfigError
+
+    for stack_file in stack_files(ROOT):
+        config = _pulumi_config(stack_file)
+        assert config.get("kubernetes:context"), f"{stack_file.name}: no kubernetes:context"
+        mocks, _ = run_program(lambda: cluster_provider(stack_file.stem.split(".", 1)[1]),
+                               stack=stack_file.stem.split(".", 1)[1], config=config)
+        providers = [r for r in mocks.resources if r.type == "pulumi:providers:kubernetes"]
+        assert [p.inputs.get("context") for p in providers] == [config["kubernetes:context"]]
+
+    holder = {}
+
+    def program():
+        try:
+            cluster_provider("staging")
+        except ConfigError as exc:
+            holder["exc"] = exc
+
+    config = {k: v for k, v in _pulumi_config(ROOT / "Pulumi.staging.yaml").items() if not k.startswith("kubernetes:")}
+    run_program(program, stack="staging", config=config)
+    assert str(holder["exc"]).startswith("Pulumi.staging.yaml: kubernetes:context: is required")

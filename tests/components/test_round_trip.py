@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from components.kube import WAIT_FOR, WAIT_READY, resource_name
+from components.kube import SKIP_AWAIT, WAIT_FOR, WAIT_READY, resource_name
 from components.platform import Platform
 from ksecrets.config import load_stack_file, stack_files
 from ksecrets.export import render
@@ -77,9 +77,15 @@ def test_registered_resources_equal_exported_objects(stack_file):
     for key, obj in registered.items():
         expected = copy.deepcopy(exported[key])
         if obj["kind"] == "HelmRelease":
-            # The only Pulumi-only field: pulumi up waits for the chart to be Ready.
+            # Pulumi-only: pulumi up waits for the chart to be Ready.
             assert obj["metadata"]["annotations"] == {WAIT_FOR: WAIT_READY}
             del obj["metadata"]["annotations"]
+        if obj["kind"] == "Deployment" and cfg.backend in ("sealed-secrets", "vault"):
+            # Pulumi-only: its Secret comes from a controller, so pulumi up does not await the rollout.
+            annotations = obj["metadata"]["annotations"]
+            assert annotations.pop(SKIP_AWAIT) == "true"
+            if not annotations:
+                del obj["metadata"]["annotations"]
         assert obj == expected, f"{key} differs between pulumi and export"
 
 
@@ -125,3 +131,40 @@ def test_vault_is_configured_by_pulumi_only_when_asked(tmp_path):
             assert dynamic[0].name == "prod2-vault-config"
             # No token or password in what Pulumi records for it.
             assert "VAULT_TOKEN" not in repr(dynamic[0].inputs) and "hvs." not in repr(dynamic[0].inputs)
+
+
+def test_helmrelease_await_covers_every_attempt_and_manual_deployments_are_awaited():
+    """pulumi up waits for a HelmRelease as long as helm-controller may keep trying (each attempt
+    bounded by spec.timeout, plus remediation retries), not the provider's default; a Deployment
+    whose Secret pulumi itself creates (manual backend) is awaited."""
+    from components.kube import helmrelease_await_seconds
+
+    hr = {"spec": {"timeout": "10m", "install": {"remediation": {"retries": 3}},
+                   "upgrade": {"remediation": {"retries": 1}}}}
+    assert helmrelease_await_seconds(hr) == 4 * 600 + 300
+    assert helmrelease_await_seconds({"spec": {}}) == 300 + 300  # Flux's 5m default, no retries
+    with pytest.raises(ValueError):
+        helmrelease_await_seconds({"spec": {"timeout": "10 minutes"}})
+    for stack_file in STACKS:
+        cfg = load_stack_file(stack_file)
+        for obj in render(cfg).objects["infrastructure"]:
+            if obj["kind"] == "HelmRelease":
+                assert helmrelease_await_seconds(obj) > 600, obj["metadata"]["name"]
+
+    manual = {
+        "k8s-secrets:backend": "manual",
+        "k8s-secrets:apps": [{"name": "web", "namespace": "web", "secretName": "web-secrets", "keys": ["PASSWORD"],
+                              "deployments": [{"name": "web", "image": "ghcr.io/example/web:1.0.0",
+                                               "envFrom": True}]}],
+        "k8s-secrets:manualValues": {"web-secrets": {"PASSWORD": "x"}},
+    }
+    from ksecrets.config.pulumi_source import load_from_pulumi, manual_value_outputs
+
+    def program():
+        cfg, values = load_from_pulumi()
+        Platform(cfg.stack, cfg, manual_values=manual_value_outputs(cfg, values))
+
+    mocks, _ = run_program(program, stack="dev", config=manual)
+    deployments = [r for r in mocks.resources if r.type == "kubernetes:apps/v1:Deployment"]
+    assert deployments and all(SKIP_AWAIT not in (r.inputs["metadata"].get("annotations") or {})
+                               for r in deployments)
