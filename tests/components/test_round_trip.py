@@ -168,3 +168,28 @@ def test_helmrelease_await_covers_every_attempt_and_manual_deployments_are_await
     deployments = [r for r in mocks.resources if r.type == "kubernetes:apps/v1:Deployment"]
     assert deployments and all(SKIP_AWAIT not in (r.inputs["metadata"].get("annotations") or {})
                                for r in deployments)
+
+
+def test_a_namespace_keeps_its_urn_when_it_moves_between_concerns(tmp_path):
+    """Vault's namespace made by the vault concern, then listed in `namespaces`: same parent and
+    name (same URN), so the engine updates its labels instead of replacing a live namespace."""
+    doc = yaml.safe_load((ROOT / "Pulumi.production.yaml").read_text())
+    vault_ns = load_stack_file(ROOT / "Pulumi.production.yaml").vault.namespace
+
+    def namespace_parents(listed: bool) -> dict[str, str]:
+        d = copy.deepcopy(doc)
+        names = [n for n in d["config"].get("k8s-secrets:namespaces", []) if n != vault_ns]
+        d["config"]["k8s-secrets:namespaces"] = names + ([vault_ns] if listed else [])
+        path = tmp_path / "Pulumi.prod3.yaml"
+        path.write_text(yaml.safe_dump(d))
+        cfg = load_stack_file(path)
+        holder = {}
+        run_program(lambda: holder.setdefault("p", Platform(cfg.stack, cfg)), stack=cfg.stack)
+        platform = holder["p"]
+        return {name: group_name for group_name, group in platform.groups.items()
+                for pid, _ in group.resources.items() if pid.startswith("v1/Namespace/")
+                for name in [pid.rsplit("/", 1)[1]]}
+
+    before, after = namespace_parents(False), namespace_parents(True)
+    assert before[vault_ns] == after[vault_ns] == "namespaces"
+    assert set(before.values()) == {"namespaces"}
