@@ -86,7 +86,6 @@ LDFLAGS: dict[str, list[str]] = {
     "kubernetes": [f"-X {pkg}.{var}" for pkg in ("k8s.io/component-base/version", "k8s.io/client-go/pkg/version")
                    for var in _K8S_VERSION_VARS],
     "sealed-secrets": ["-X main.VERSION={version}"],
-    "pulumi": ["-X github.com/pulumi/pulumi/sdk/v3/go/common/version.Version={version}"],
     "pulumi-language-python": ["-X github.com/pulumi/pulumi/sdk/v3/go/common/version.Version={version}"],
     "pulumi-kubernetes": ["-X github.com/pulumi/pulumi-kubernetes/provider/v4/pkg/version.Version=" + _K8S_PROVIDER_RELEASE],
 }
