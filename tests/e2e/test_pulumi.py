@@ -196,3 +196,36 @@ def test_manual_values_stay_ciphertext_in_state(cluster_factory, e2e_dir: Path):
     assert secret["outputs"]["data"]["4dabf18193072939515e22adb298388d"] == "1b47061264138c4ac30d75fd1eb44270"
     log = (project.workdir / "pulumi.log").read_text()
     assert not any(form in log for form in forms.values()), "the canary is in pulumi's output"
+
+
+# ---- the CrossGuard pack under the real engine ------------------------------------------------
+@pytest.mark.parametrize("stack", STACKS)
+def test_policy_pack_passes_on_every_stack(stack, spare_cluster, e2e_dir: Path):
+    bins = require(*PULUMI)
+    project = PulumiProject(e2e_dir / f"pulumi-policy-{stack}", bins, stack,
+                            kubeconfig=spare_cluster.kubeconfig).init()
+    res = project.run("preview", "--policy-pack", project.policy_pack(), timeout=600)
+    assert "k8s-secrets-guardrails@v0.1.0" in res.out, res.out[-3000:]
+
+
+LEAK = '''
+import pulumi_kubernetes as _k8s
+_k8s.core.v1.Secret("my-app/leaked", metadata={"name": "leaked", "namespace": "my-app"},
+                    string_data={"TOKEN": "policy-e2e-value"}, opts=pulumi.ResourceOptions(provider=provider))
+'''
+
+
+def test_a_stack_that_breaks_a_policy_fails_with_its_message(spare_cluster, e2e_dir: Path):
+    """A program change that puts a plain Secret in the sealed-secrets stack: preview fails with
+    the pack's own message (the engine, the pack and pulumi-policy are the real ones)."""
+    bins = require(*PULUMI)
+    project = PulumiProject(e2e_dir / "pulumi-policy-broken", bins, "staging",
+                            kubeconfig=spare_cluster.kubeconfig).init()
+    main = project.project / "__main__.py"
+    main.write_text(main.read_text() + LEAK)
+    res = project.run("preview", "--policy-pack", project.policy_pack(), check=False, timeout=600)
+    assert not res.ok
+    assert ("Secret my-app/leaked has stringData in a sealed-secrets stack: its values would leave the "
+            "sealed-secrets backend") in res.out, res.out[-3000:]
+    assert "no-secret-data-in-gitops-stack" in res.out
+    assert "policy-e2e-value" not in res.out

@@ -72,7 +72,7 @@ class PulumiProject:
         for d in (self.project, self.home, self.state, self.bin):
             d.mkdir(parents=True, exist_ok=True)
         for name in _LINKED:
-            if not (self.project / name).exists():
+            if not (self.project / name).is_symlink():
                 (self.project / name).symlink_to(ROOT / name)
         for name in _COPIED:
             shutil.copyfile(ROOT / name, self.project / name)
@@ -85,8 +85,9 @@ class PulumiProject:
         (self.bin / "pulumi-language-python-exec").chmod(0o755)
         for name in ("pulumi", "pulumi-resource-kubernetes"):
             link = self.bin / name
-            if not link.exists():
-                link.symlink_to(self.bins[name])
+            if link.is_symlink():
+                link.unlink()
+            link.symlink_to(self.bins[name])
 
     # ---- running pulumi --------------------------------------------------------------------
     def env(self, extra: dict[str, str] | None = None) -> dict[str, str]:
@@ -144,6 +145,23 @@ class PulumiProject:
             self.run("config", "set", "kubernetes:kubeconfig", str(self.kubeconfig))
             self.run("config", "set", "kubernetes:context", "e2e")
         return self
+
+    def policy_pack(self, pack: Path | None = None) -> str:
+        """What to pass to ``--policy-pack`` for the pack in ``policy/`` (or ``pack``).
+
+        The language host served as a Go module (sdk/v3 v3.68.0) predates ``ProgramInfo``: asked
+        to run a policy-pack folder, it runs ``python ""`` (the project's own program). So the
+        pack is started through the CLI's executable-analyzer path instead, with the command the
+        current host runs for an analyzer: ``python -u -m pulumi.policy <engine> <pack dir>``,
+        from the pack's folder. The pack, pulumi-policy and the engine are the real ones."""
+        pack = pack or (self.project / "policy")
+        runner = self.workdir / "policy-runner" / "run-policy-pack"
+        runner.parent.mkdir(exist_ok=True)
+        shutil.copyfile(pack / "PulumiPolicy.yaml", runner.parent / "PulumiPolicy.yaml")
+        runner.write_text(f"#!/bin/sh\ncd '{pack}' && exec '{ROOT / '.venv' / 'bin' / 'python'}' -u -m pulumi.policy "
+                          f"\"$@\" '{pack}'\n")
+        runner.chmod(0o755)
+        return str(runner)
 
     def export(self) -> dict[str, Any]:
         return json.loads(self.run("stack", "export", "--show-secrets=false").out)
