@@ -171,25 +171,26 @@ def test_helmrelease_await_covers_every_attempt_and_manual_deployments_are_await
 
 
 def test_a_namespace_keeps_its_urn_when_it_moves_between_concerns(tmp_path):
-    """Vault's namespace made by the vault concern, then listed in `namespaces`: same parent and
-    name (same URN), so the engine updates its labels instead of replacing a live namespace."""
+    """Every Namespace has one home, the `namespaces` component, whichever concern asks for it
+    (listed, an app's, Vault's): same parent and name, same URN, so moving one between concerns
+    makes the engine update it instead of replacing a live namespace (with Vault's volumes)."""
     doc = yaml.safe_load((ROOT / "Pulumi.production.yaml").read_text())
-    vault_ns = load_stack_file(ROOT / "Pulumi.production.yaml").vault.namespace
+    cfg = load_stack_file(ROOT / "Pulumi.production.yaml")
 
-    def namespace_parents(listed: bool) -> dict[str, str]:
-        d = copy.deepcopy(doc)
-        names = [n for n in d["config"].get("k8s-secrets:namespaces", []) if n != vault_ns]
-        d["config"]["k8s-secrets:namespaces"] = names + ([vault_ns] if listed else [])
+    def namespace_homes(d: dict) -> dict[str, str]:
         path = tmp_path / "Pulumi.prod3.yaml"
         path.write_text(yaml.safe_dump(d))
-        cfg = load_stack_file(path)
+        c = load_stack_file(path)
         holder = {}
-        run_program(lambda: holder.setdefault("p", Platform(cfg.stack, cfg)), stack=cfg.stack)
-        platform = holder["p"]
-        return {name: group_name for group_name, group in platform.groups.items()
-                for pid, _ in group.resources.items() if pid.startswith("v1/Namespace/")
-                for name in [pid.rsplit("/", 1)[1]]}
+        run_program(lambda: holder.setdefault("p", Platform(c.stack, c)), stack=c.stack)
+        return {pid.rsplit("/", 1)[1]: group_name for group_name, group in holder["p"].groups.items()
+                for pid in group.resources if pid.startswith("v1/Namespace/")}
 
-    before, after = namespace_parents(False), namespace_parents(True)
-    assert before[vault_ns] == after[vault_ns] == "namespaces"
-    assert set(before.values()) == {"namespaces"}
+    homes = namespace_homes(doc)
+    assert cfg.vault.namespace in homes and cfg.vault.operator.namespace in homes
+    assert set(homes.values()) == {"namespaces"}, homes
+    # An app's namespace that becomes a listed one (and back) keeps its home.
+    app_ns = cfg.apps[0].namespace
+    moved = copy.deepcopy(doc)
+    moved["config"]["k8s-secrets:namespaces"] = sorted(set(moved["config"].get("k8s-secrets:namespaces", [])) | {app_ns})
+    assert namespace_homes(moved)[app_ns] == homes[app_ns] == "namespaces"
