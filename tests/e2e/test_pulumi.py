@@ -23,7 +23,7 @@ from ksecrets.config import load_stack_file
 from ksecrets.export import render
 from tests.e2e.conftest import require
 from tests.e2e.harness import ROOT
-from tests.e2e.harness.gitops import bootstrap_flux
+from tests.e2e.harness.gitops import bootstrap_flux, external_namespaces
 from tests.e2e.harness.kube import write_kubeconfig
 from tests.e2e.harness.pulumi import HelmReleaseReady, PulumiProject
 
@@ -77,6 +77,8 @@ def deployed(request, cluster_factory, e2e_dir: Path):
     bins = require(*PULUMI)
     cluster = cluster_factory(f"pulumi-{stack}")
     bootstrap_flux(cluster)  # flux-system, which `flux bootstrap` creates (HelmReleases live there)
+    for ns in external_namespaces(ROOT, stack):  # what runs beside the stack (simulated, as in gitops)
+        cluster.ensure_namespace(ns)
     project = PulumiProject(e2e_dir / f"pulumi-{stack}", bins, stack, kubeconfig=cluster.kubeconfig).init()
     preview = project.run("preview", "--diff")
     with HelmReleaseReady(cluster) as hr:
@@ -141,6 +143,9 @@ def test_destroy_leaves_nothing_the_stack_created(deployed):
 def spare_cluster(cluster_factory):
     cluster = cluster_factory("pulumi-reach")
     bootstrap_flux(cluster)
+    for stack in STACKS:
+        for ns in external_namespaces(ROOT, stack):
+            cluster.ensure_namespace(ns)
     return cluster
 
 

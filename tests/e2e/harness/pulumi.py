@@ -76,8 +76,10 @@ class PulumiProject:
                 (self.project / name).symlink_to(ROOT / name)
         for name in _COPIED:
             shutil.copyfile(ROOT / name, self.project / name)
-        text = self.stack_file if self.stack_file is not None else (ROOT / f"Pulumi.{self.stack}.yaml").read_text()
-        (self.project / f"Pulumi.{self.stack}.yaml").write_text(text)
+        target = self.project / f"Pulumi.{self.stack}.yaml"
+        if not target.exists():  # a project folder reopened keeps its stack file (salt, config)
+            target.write_text(self.stack_file if self.stack_file is not None
+                              else (ROOT / f"Pulumi.{self.stack}.yaml").read_text())
         # The language host finds its exec script next to its own executable (not a symlink).
         for name in ("pulumi-language-python",):
             shutil.copy2(self.bins[name], self.bin / name)
@@ -104,8 +106,9 @@ class PulumiProject:
             "PULUMI_SKIP_CONFIRMATIONS": "true",
             "PULUMI_COPILOT": "false",
             "NO_COLOR": "1",
-            # No ambient cluster: a stack reaches only the cluster its own config names.
-            "KUBECONFIG": str(self.workdir / "no-such-kubeconfig"),
+            # As in CI: the kubeconfig file comes from the environment; the stack's own
+            # `kubernetes:context` picks the cluster in it (never the file's current-context).
+            "KUBECONFIG": str(self.kubeconfig or self.workdir / "no-such-kubeconfig"),
         })
         if extra:
             env.update(extra)
@@ -142,7 +145,6 @@ class PulumiProject:
         """Select (creating) the stack in the local backend, pointed at the harness's cluster."""
         self.run("stack", "init", self.stack, stack=False)
         if self.kubeconfig is not None:
-            self.run("config", "set", "kubernetes:kubeconfig", str(self.kubeconfig))
             self.run("config", "set", "kubernetes:context", "e2e")
         return self
 
