@@ -21,6 +21,8 @@ import yaml
 
 from ksecrets.config import load_stack_file
 from ksecrets.export import render
+from ksecrets.manifests import build_stack
+from ksecrets.manifests.plan import object_id
 from tests.e2e.conftest import require
 from tests.e2e.harness import ROOT
 from tests.e2e.harness.gitops import bootstrap_flux, external_namespaces
@@ -47,8 +49,12 @@ def _path(obj: dict) -> str:
 
 
 def _exported(stack: str) -> list[dict]:
-    rendered = render(load_stack_file(ROOT / f"Pulumi.{stack}.yaml"))
-    return [o for layer in ("infrastructure", "apps") for o in rendered.objects[layer]]
+    """What `ksecrets export` writes for the stack, less what is for Flux only (the apps layer's
+    applier ServiceAccount and RBAC: `pulumi up` applies as itself)."""
+    cfg = load_stack_file(ROOT / f"Pulumi.{stack}.yaml")
+    flux_only = {object_id(p.obj) for p in build_stack(cfg) if not p.pulumi}
+    rendered = render(cfg)
+    return [o for layer in ("infrastructure", "apps") for o in rendered.objects[layer] if object_id(o) not in flux_only]
 
 
 def _differences(want, live, where: str = "") -> list[str]:
@@ -149,6 +155,18 @@ def spare_cluster(cluster_factory):
     return cluster
 
 
+def test_the_stack_context_is_used_never_the_current_one(spare_cluster, e2e_dir: Path):
+    """The kubeconfig's current-context reaches a live cluster; the staging stack names its own
+    context (`staging`), which this kubeconfig does not have: the explicit provider refuses
+    instead of following the current context."""
+    bins = require(*PULUMI)
+    project = PulumiProject(e2e_dir / "pulumi-context", bins, "staging", kubeconfig=spare_cluster.kubeconfig,
+                            context=None).init()
+    res = project.run("preview", check=False, timeout=300)
+    assert not res.ok
+    assert 'context "staging" does not exist' in res.out, res.out[-3000:]
+
+
 @pytest.mark.parametrize("how", ["unreachable", "refused"])
 def test_preview_fails_when_the_cluster_cannot_be_read(how, spare_cluster, e2e_dir: Path):
     bins = require(*PULUMI)
@@ -179,6 +197,7 @@ def test_manual_values_stay_ciphertext_in_state(cluster_factory, e2e_dir: Path):
     stack_file = yaml.safe_dump({"config": {
         "kubernetes:context": "e2e",
         "k8s-secrets:backend": "manual",
+        "k8s-secrets:monitoring": {"enabled": False},
         "k8s-secrets:apps": [{"name": "web", "namespace": "web", "secretName": "web-secrets",
                               "keys": ["PASSWORD"]}],
     }})
@@ -230,7 +249,10 @@ def test_a_stack_that_breaks_a_policy_fails_with_its_message(spare_cluster, e2e_
     main.write_text(main.read_text() + LEAK)
     res = project.run("preview", "--policy-pack", project.policy_pack(), check=False, timeout=600)
     assert not res.ok
-    assert ("Secret my-app/leaked has stringData in a sealed-secrets stack: its values would leave the "
-            "sealed-secrets backend") in res.out, res.out[-3000:]
+    # The provider's Check turns stringData into data before the pack sees the inputs.
+    assert ("Secret my-app/leaked has data in a sealed-secrets stack: its values would leave the "
+            "sealed-secrets backend; seal them (ksecrets seal) or push them to Vault (ksecrets vault push)"
+            ) in res.out, res.out[-3000:]
+    assert "[mandatory]" in res.out
     assert "no-secret-data-in-gitops-stack" in res.out
     assert "policy-e2e-value" not in res.out

@@ -62,6 +62,7 @@ class PulumiProject:
     stack: str
     kubeconfig: Path | None = None
     stack_file: str | None = None  # text of Pulumi.<stack>.yaml (default: the repo's)
+    context: str | None = "e2e"  # set as the stack's kubernetes:context (None: keep the stack file's)
     runs: list[Result] = field(default_factory=list)
 
     def __post_init__(self) -> None:
@@ -132,20 +133,22 @@ class PulumiProject:
         finally:
             if proc.poll() is None:
                 os.killpg(proc.pid, signal.SIGKILL)
-        result = Result(tuple(args), proc.returncode, out, time.monotonic() - started)
+        # A secret value given on the command line (`config set --secret K V`) is never logged.
+        shown = tuple(args[:-1]) + ("[secret]",) if "--secret" in args else tuple(args)
+        result = Result(shown, proc.returncode, out, time.monotonic() - started)
         self.runs.append(result)
         log = self.workdir / "pulumi.log"
         with open(log, "a") as fh:
-            fh.write(f"\n=== pulumi {' '.join(args)} -> {result.code} ({result.seconds:.1f} s)\n{out}")
+            fh.write(f"\n=== pulumi {' '.join(shown)} -> {result.code} ({result.seconds:.1f} s)\n{out}")
         if check and not result.ok:
-            raise AssertionError(f"pulumi {' '.join(args)} failed ({result.code}); log: {log}\n{out[-4000:]}")
+            raise AssertionError(f"pulumi {' '.join(shown)} failed ({result.code}); log: {log}\n{out[-4000:]}")
         return result
 
     def init(self) -> "PulumiProject":
         """Select (creating) the stack in the local backend, pointed at the harness's cluster."""
         self.run("stack", "init", self.stack, stack=False)
-        if self.kubeconfig is not None:
-            self.run("config", "set", "kubernetes:context", "e2e")
+        if self.kubeconfig is not None and self.context is not None:
+            self.run("config", "set", "kubernetes:context", self.context)
         return self
 
     def policy_pack(self, pack: Path | None = None) -> str:
