@@ -4,6 +4,7 @@ import sys
 
 import pulumi
 
+from components.cluster import check_cluster, cluster_provider
 from components.platform import Platform
 from ksecrets.config.pulumi_source import load_from_pulumi, manual_value_outputs
 from ksecrets import preflight
@@ -14,11 +15,14 @@ try:
     # What the cluster would refuse (prerequisites, placeholders, namespaces, names, sizes) stops
     # `pulumi preview` as it stops `ksecrets export`.
     preflight.check_stack(cfg)
+    provider = cluster_provider(cfg.stack)
 except KsecretsError as exc:  # one line naming the key, as in `ksecrets export`; no traceback
     pulumi.log.error(f"ksecrets: {exc}")
     sys.exit(2)
 
-platform = Platform(cfg.stack, cfg, manual_values=manual_value_outputs(cfg, manual))
+check_cluster(cfg.stack, provider)
+platform = Platform(cfg.stack, cfg, manual_values=manual_value_outputs(cfg, manual),
+                    opts=pulumi.ResourceOptions(providers=[provider]))
 
 pulumi.export("backend", cfg.backend)
 pulumi.export("namespaces", list(cfg.all_namespaces()))

@@ -6,15 +6,22 @@ typed classes, CRD kinds with `apiextensions.CustomResource`. Fields go in as th
 them; Pulumi's name translation leaves camelCase keys alone, and the round-trip test under
 mocks (tests/components/) proves the registered inputs equal the exported objects.
 
-Two things only Pulumi needs are added here and never exported:
+What only Pulumi needs is added here and never exported:
 - `pulumi.com/waitFor: condition=Ready` on HelmReleases, so `pulumi up` waits for a chart (and
-  the CRDs it installs) before creating objects of those CRDs;
+  the CRDs it installs) before creating objects of those CRDs; their await timeout is set from the
+  release's own `timeout` and remediation retries (`custom_timeouts`), not the provider default;
+- `pulumi.com/skipAwait: "true"` on a Deployment whose Secret a controller makes (Sealed Secrets,
+  the Vault Secrets Operator): Pulumi cannot order on a controller's output, and on a fresh cluster
+  that Secret appears only after the controller's key is restored or Vault is initialised and given
+  values, so awaiting the rollout would fail the first `pulumi up` (README: first install order);
 - `depends_on` from an object to the HelmReleases it needs and to the Namespace it lives in.
 """
 
 from __future__ import annotations
 
 from typing import Any, Callable, Mapping, Sequence
+
+import re
 
 import pulumi
 import pulumi_kubernetes as k8s
@@ -23,6 +30,10 @@ from ksecrets.manifests.plan import Manifest, Planned
 
 WAIT_FOR = "pulumi.com/waitFor"
 WAIT_READY = "condition=Ready"
+SKIP_AWAIT = "pulumi.com/skipAwait"
+# Flux's defaults when a HelmRelease leaves them out, and a margin for the first reconcile.
+_FLUX_TIMEOUT_S = 300
+_AWAIT_MARGIN_S = 300
 
 # (apiVersion, kind) → typed class. Anything else must be a CRD kind.
 _TYPED: Mapping[tuple[str, str], Callable[..., pulumi.CustomResource]] = {
@@ -60,11 +71,52 @@ def _copy(value: Any) -> Any:
     return value
 
 
-def pulumi_object(planned: Planned) -> Manifest:
+def _seconds(duration: str) -> int:
+    """A Go duration as Flux writes it ("10m", "1h30m", "90s") in whole seconds."""
+    parts = re.findall(r"(\d+(?:\.\d+)?)(h|m|s)", duration)
+    if not parts or "".join(n + u for n, u in parts) != duration:
+        raise ValueError(f"not a duration: {duration!r}")
+    return int(sum(float(n) * {"h": 3600, "m": 60, "s": 1}[u] for n, u in parts))
+
+
+def helmrelease_await_seconds(obj: Manifest) -> int:
+    """How long `pulumi up` waits for a HelmRelease to be Ready: every attempt helm-controller
+    may make (the first plus remediation retries, each bounded by `spec.timeout`), plus a margin."""
+    spec = obj.get("spec", {})
+    timeout = _seconds(spec["timeout"]) if spec.get("timeout") else _FLUX_TIMEOUT_S
+    retries = max(int(spec.get(k, {}).get("remediation", {}).get("retries", 0)) for k in ("install", "upgrade"))
+    return timeout * (1 + max(retries, 0)) + _AWAIT_MARGIN_S
+
+
+def _pod_secret_names(obj: Manifest) -> set[str]:
+    pod = obj.get("spec", {}).get("template", {}).get("spec", {})
+    names: set[str] = set()
+    for c in pod.get("initContainers", []) + pod.get("containers", []):
+        for src in c.get("envFrom", []):
+            ref = src.get("secretRef")
+            if ref and not ref.get("optional"):
+                names.add(ref["name"])
+        for env in c.get("env", []):
+            ref = env.get("valueFrom", {}).get("secretKeyRef")
+            if ref and not ref.get("optional"):
+                names.add(ref["name"])
+    for vol in pod.get("volumes", []):
+        sec = vol.get("secret")
+        if sec and not sec.get("optional"):
+            names.add(sec["secretName"])
+    return names
+
+
+def pulumi_object(planned: Planned, registry: "Registry | None" = None) -> Manifest:
     """The object as Pulumi registers it: the exported dict plus Pulumi-only annotations."""
     obj = _copy(planned.obj)
     if obj["kind"] == "HelmRelease":
         obj["metadata"].setdefault("annotations", {})[WAIT_FOR] = WAIT_READY
+    if obj["kind"] == "Deployment" and registry is not None:
+        ns = obj["metadata"].get("namespace", "")
+        from_controller = {n for n in _pod_secret_names(obj) if f"v1/Secret/{ns}/{n}" not in registry.by_id}
+        if from_controller:
+            obj["metadata"].setdefault("annotations", {})[SKIP_AWAIT] = "true"
     return obj
 
 
@@ -85,6 +137,10 @@ def register(obj: Manifest, opts: pulumi.ResourceOptions) -> pulumi.CustomResour
     extra = set(obj) - {"apiVersion", "kind", "metadata", "spec"}
     if extra:
         raise ValueError(f"{key} has top-level fields {sorted(extra)} that CustomResource cannot carry")
+    if obj["kind"] == "HelmRelease":
+        wait = f"{helmrelease_await_seconds(obj)}s"
+        opts = pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(
+            custom_timeouts=pulumi.CustomTimeouts(create=wait, update=wait)))
     return k8s.apiextensions.CustomResource(
         name, api_version=obj["apiVersion"], kind=obj["kind"], metadata=obj["metadata"],
         spec=obj.get("spec"), opts=opts,
@@ -122,7 +178,7 @@ class ObjectGroup(pulumi.ComponentResource):
                 depends.append(registry.namespaces[ns])
             child_opts = pulumi.ResourceOptions(
                 parent=self, depends_on=[registry.by_id[d] for d in depends if d in registry.by_id])
-            resource = register(pulumi_object(p), child_opts)
+            resource = register(pulumi_object(p, registry), child_opts)
             registry.add(p, resource, depends)
             self.resources[p.id] = resource
         self.register_outputs({"objects": sorted(self.resources)})

@@ -41,6 +41,16 @@ GROUPS: tuple[tuple[str, type[ObjectGroup], str], ...] = (
 )
 
 
+def _home(p: Planned) -> str:
+    """The component a planned object is registered under. Every Namespace has one home, the
+    `namespaces` component, whichever concern asks for it (listed, an app's, Vault's): its URN
+    then never changes when it moves between concerns, so `pulumi up` never plans a
+    create-then-delete of a live namespace (with Vault's volumes in it)."""
+    if p.obj["kind"] == "Namespace" and p.obj["apiVersion"] == "v1":
+        return "namespaces"
+    return p.group
+
+
 class Platform(pulumi.ComponentResource):
     """All of one stack's Kubernetes objects, grouped by concern."""
 
@@ -57,7 +67,7 @@ class Platform(pulumi.ComponentResource):
         if unknown:
             raise ValueError(f"no component for groups {sorted(unknown)}; add them to GROUPS")
         for group, cls, role in GROUPS:
-            members = [p for p in self.planned if p.group == group]
+            members = [p for p in self.planned if _home(p) == group]
             if members:
                 self.groups[group] = cls(f"{name}-{role}", members, self.registry,
                                          pulumi.ResourceOptions(parent=self))

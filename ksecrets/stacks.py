@@ -134,6 +134,7 @@ def stack_new(root: str | os.PathLike[str], stack: str, backend: str, source: st
 
 _INCLUDE = re.compile(r"^(?P<indent>\s*)include:\s*$")
 _ITEM = re.compile(r"^(?P<indent>\s*)- stack: *(?P<name>\S+)\s*$")
+_DYNAMIC = re.compile(r"^\s*include:\s*\$\{\{\s*fromJSON\(needs\.stacks\.outputs\.matrix\)\s*\}\}\s*$")
 
 
 def add_to_preview_matrix(text: str, stack: str) -> str:
@@ -144,6 +145,9 @@ def add_to_preview_matrix(text: str, stack: str) -> str:
         start = next(i for i, l in enumerate(lines) if re.match(r"^  preview:\s*$", l))
     except StopIteration:
         raise KsecretsError(f"{CI_FILE}: no preview job") from None
+    dynamic = next((i for i in range(start, len(lines)) if _DYNAMIC.match(lines[i])), None)
+    if dynamic is not None:
+        return text  # the matrix is made from the stack files present (.ci/stacks.py): nothing to add
     inc = next((i for i in range(start, len(lines)) if _INCLUDE.match(lines[i])), None)
     if inc is None:
         raise KsecretsError(f"{CI_FILE}: the preview job has no matrix include list")

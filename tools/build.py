@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import json
 import os
 import re
 import shutil
@@ -43,6 +44,39 @@ RENAME = {
     "github.com/hashicorp/vault-secrets-operator": "vault-secrets-operator",
 }
 
+@dataclass(frozen=True)
+class Prepare:
+    """Steps a module needs before ``go build`` (a ``go generate`` whose output is not published).
+
+    The module is copied out of Go's read-only module cache into ``<cache>/<folder>/<version>-<hash>/src``
+    and prepared there; the build then uses that copy through a ``replace`` written into a copy of the
+    tools go.mod beside it (``-modfile``), never into the committed one. In ``steps`` (cwd, argv),
+    ``{src}`` is the copy, ``{work}`` the folder beside it and ``{tools}`` the tools folder; go
+    commands run in ``{tools}`` see the modfile with the replace.
+    """
+
+    module: str
+    steps: tuple[tuple[str, tuple[str, ...]], ...]
+    env: tuple[tuple[str, str], ...] = ()
+
+
+# pulumi-resource-kubernetes embeds schema-embed.json and terraform-mapping-embed.json, which its
+# ``go generate`` (generate.go) writes from the committed schema.json with the release version set
+# in it; the same version goes into the binary with -X (LDFLAGS), as its own Makefile does. The
+# module is served only as the pseudo-version of the v4.25.0 tag commit, so the release is named here.
+_K8S_PROVIDER_RELEASE = "4.25.0"
+PREPARE: dict[str, Prepare] = {
+    "pulumi-kubernetes": Prepare(
+        module="github.com/pulumi/pulumi-kubernetes/provider/v4",
+        steps=(
+            ("{tools}", ("go", "build", "-o", "{work}/generate", "{src}/cmd/pulumi-resource-kubernetes/generate.go")),
+            ("{src}/cmd/pulumi-resource-kubernetes", ("{work}/generate",)),
+        ),
+        env=(("VERSION", _K8S_PROVIDER_RELEASE),),
+    ),
+}
+
+
 # Version stamps upstream's own release builds set with -ldflags -X (a module build has none:
 # kube-apiserver would report v0.0.0-master, which clients such as kubectl refuse to parse).
 # {version}, {major} and {minor} come from the pinned version of the folder's upstream module.
@@ -52,11 +86,9 @@ LDFLAGS: dict[str, list[str]] = {
     "kubernetes": [f"-X {pkg}.{var}" for pkg in ("k8s.io/component-base/version", "k8s.io/client-go/pkg/version")
                    for var in _K8S_VERSION_VARS],
     "sealed-secrets": ["-X main.VERSION={version}"],
+    "pulumi-language-python": ["-X github.com/pulumi/pulumi/sdk/v3/go/common/version.Version={version}"],
+    "pulumi-kubernetes": ["-X github.com/pulumi/pulumi-kubernetes/provider/v4/pkg/version.Version=" + _K8S_PROVIDER_RELEASE],
 }
-
-# Steps some modules need before ``go build``: the module is copied out of Go's read-only module
-# cache into the build cache and prepared there. Keyed by the tools folder.
-PREPARE: dict[str, list[list[str]]] = {}
 
 
 @dataclass(frozen=True)
@@ -131,8 +163,9 @@ def programs() -> list[Program]:
         text = gomod.read_text()
         gosum = gomod.parent / "go.sum"
         digest = hashlib.sha256(text.encode() + (gosum.read_bytes() if gosum.exists() else b""))
-        for step in PREPARE.get(folder, []) + [LDFLAGS.get(folder, [])]:
-            digest.update("\0".join(step).encode())
+        digest.update("\0".join(LDFLAGS.get(folder, [])).encode())
+        if folder in PREPARE:
+            digest.update(repr(PREPARE[folder]).encode())
         requires, tools = _parse_go_mod(text)
         for package in tools:
             module, version = _owner(package, requires)
@@ -162,15 +195,58 @@ def _ldflags(program: Program) -> str:
     return " ".join(["-s", "-w", *stamps])
 
 
+def _prepare(program: Program, prep: Prepare) -> dict[str, str]:
+    """Copy the module out of the module cache, run its steps; returns the go env for the build."""
+    folder = TOOLS / program.folder
+    work = program.path.parent / "prepare"
+    if work.exists():
+        shutil.rmtree(work)
+    work.mkdir(parents=True)
+    env = _go_env()
+    out = subprocess.run(
+        ["go", "mod", "download", "-json", f"{prep.module}@{program.version}"],
+        cwd=folder, env=env, check=True, capture_output=True, text=True,
+    ).stdout
+    src = work / "src"
+    shutil.copytree(json.loads(out)["Dir"], src)
+    for root, dirs, files in os.walk(src):
+        for name in dirs + files:
+            p = os.path.join(root, name)
+            os.chmod(p, os.stat(p).st_mode | 0o200)
+    shutil.copyfile(folder / "go.mod", work / "go.mod")
+    shutil.copyfile(folder / "go.sum", work / "go.sum")
+    subprocess.run(
+        ["go", "mod", "edit", f"-modfile={work / 'go.mod'}", f"-replace={prep.module}={src}"],
+        cwd=folder, env=env, check=True,
+    )
+    env["GOFLAGS"] = f"-mod=readonly -modfile={work / 'go.mod'}"
+    env.update(dict(prep.env))
+    subst = {"{src}": str(src), "{work}": str(work), "{tools}": str(folder)}
+
+    def fill(text: str) -> str:
+        for key, value in subst.items():
+            text = text.replace(key, value)
+        return text
+
+    for cwd, argv in prep.steps:
+        try:
+            subprocess.run([fill(a) for a in argv], cwd=fill(cwd), env=env, check=True)
+        except subprocess.CalledProcessError as exc:
+            raise SystemExit(f"build.py: {program.name} {program.version}: prepare step {argv[0]} failed (exit {exc.returncode})")
+    return env
+
+
 def build(program: Program) -> float:
     """Build one program into its cache path (atomically); returns the seconds it took."""
     started = time.monotonic()
     program.path.parent.mkdir(parents=True, exist_ok=True)
+    prep = PREPARE.get(program.folder)
+    env = _prepare(program, prep) if prep else _go_env()
     fd, tmp = tempfile.mkstemp(prefix=f".{program.name}.", dir=program.path.parent)
     os.close(fd)
     cmd = ["go", "build", "-trimpath", f"-ldflags={_ldflags(program)}", "-o", tmp, program.package]
     try:
-        subprocess.run(cmd, cwd=TOOLS / program.folder, env=_go_env(), check=True)
+        subprocess.run(cmd, cwd=TOOLS / program.folder, env=env, check=True)
         os.chmod(tmp, 0o755)
         os.replace(tmp, program.path)
     except subprocess.CalledProcessError as exc:
@@ -178,6 +254,8 @@ def build(program: Program) -> float:
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+        if prep:
+            shutil.rmtree(program.path.parent / "prepare", ignore_errors=True)
     return time.monotonic() - started
 
 

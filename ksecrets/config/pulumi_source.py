@@ -25,6 +25,15 @@ def _raw_value(key: str) -> Any:
         return raw  # a plain string value such as `backend: vault`
 
 
+def _project_keys() -> list[str]:
+    """Every `k8s-secrets:` key the engine delivers (prefix removed), known or not: the engine
+    passes the whole stack config (PULUMI_CONFIG), so a misspelt key reaches `parse` and fails
+    there as it does in `ksecrets export`, instead of being silently ignored."""
+    keys = set(pulumi.runtime.config.CONFIG.get()) | set(pulumi.runtime.config.get_config_env())
+    prefix = f"{PROJECT}:"
+    return sorted(k[len(prefix):] for k in keys if k.startswith(prefix))
+
+
 def load_from_pulumi() -> tuple[model.StackConfig, pulumi.Output[Any] | None]:
     """The stack model, plus the manual values as one secret Output (None when there are none).
 
@@ -33,7 +42,7 @@ def load_from_pulumi() -> tuple[model.StackConfig, pulumi.Output[Any] | None]:
     """
     stack = pulumi.get_stack()
     raw: dict[str, Any] = {}
-    for key in sorted(KEYS):
+    for key in sorted(set(KEYS) | set(_project_keys())):
         value = _raw_value(key)
         if value is None:
             continue

@@ -32,8 +32,17 @@ def repo(repo_copy: Path) -> Path:
 
 
 def preview_stacks(repo: Path) -> list[str]:
+    """The stacks CI previews: the matrix .ci/stacks.py makes from the stack files in ``repo``
+    (the preview job's include is that job's output), or a written include list."""
     doc = yaml.safe_load((repo / ".github" / "workflows" / "ci.yml").read_text())
-    return [e["stack"] for e in doc["jobs"]["preview"]["strategy"]["matrix"]["include"]]
+    include = doc["jobs"]["preview"]["strategy"]["matrix"]["include"]
+    if include == "${{ fromJSON(needs.stacks.outputs.matrix) }}":
+        (repo / ".ci").mkdir(exist_ok=True)
+        shutil.copy2(ROOT / ".ci" / "stacks.py", repo / ".ci" / "stacks.py")
+        out = subprocess.run([sys.executable, str(repo / ".ci" / "stacks.py")], capture_output=True, text=True,
+                             check=True).stdout
+        include = json.loads(out.removeprefix("matrix="))
+    return [e["stack"] for e in include]
 
 
 def actionlint() -> str | None:

@@ -82,3 +82,54 @@ def test_model_from_pulumi_never_holds_manual_values():
     run_program(lambda: holder.setdefault("cfg", load_from_pulumi()[0]), stack="dev", config=MANUAL)
     assert "canary-4a1f-manual" not in repr(holder["cfg"])
     assert dict(holder["cfg"].manual_keys) == {"web-secrets": ("PASSWORD", "USER")}
+
+
+def test_a_misspelt_key_fails_under_pulumi_as_in_export(tmp_path):
+    """The engine delivers every key of the stack file; one the model does not know fails with
+    the same one line as `ksecrets export` (the file loader), not silently ignored."""
+    from ksecrets.errors import KsecretsError
+
+    text = (ROOT / "Pulumi.staging.yaml").read_text().replace("k8s-secrets:monitoring:", "k8s-secrets:monitorng:")
+    bad = tmp_path / "Pulumi.staging.yaml"
+    bad.write_text(text)
+    with pytest.raises(KsecretsError) as from_file:
+        load_stack_file(bad)
+    holder = {}
+
+    def program():
+        try:
+            load_from_pulumi()
+        except KsecretsError as exc:
+            holder["exc"] = exc
+
+    run_program(program, stack="staging", config=_pulumi_config(bad))
+    assert "exc" in holder, "a misspelt k8s-secrets: key was accepted under Pulumi"
+    assert str(holder["exc"]) == str(from_file.value)
+    assert "monitorng" in str(holder["exc"]) and "did you mean" in str(holder["exc"])
+
+
+def test_each_stack_names_its_own_cluster():
+    """No stack follows the current kubeconfig context: the explicit provider takes the stack's
+    own `kubernetes:context`, and a stack without one stops with one line naming the key."""
+    from components.cluster import cluster_provider
+    from ksecrets.errors import ConfigError
+
+    for stack_file in stack_files(ROOT):
+        config = _pulumi_config(stack_file)
+        assert config.get("kubernetes:context"), f"{stack_file.name}: no kubernetes:context"
+        mocks, _ = run_program(lambda: cluster_provider(stack_file.stem.split(".", 1)[1]),
+                               stack=stack_file.stem.split(".", 1)[1], config=config)
+        providers = [r for r in mocks.resources if r.type == "pulumi:providers:kubernetes"]
+        assert [p.inputs.get("context") for p in providers] == [config["kubernetes:context"]]
+
+    holder = {}
+
+    def program():
+        try:
+            cluster_provider("staging")
+        except ConfigError as exc:
+            holder["exc"] = exc
+
+    config = {k: v for k, v in _pulumi_config(ROOT / "Pulumi.staging.yaml").items() if not k.startswith("kubernetes:")}
+    run_program(program, stack="staging", config=config)
+    assert str(holder["exc"]).startswith("Pulumi.staging.yaml: kubernetes:context: is required")

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from components.kube import WAIT_FOR, WAIT_READY, resource_name
+from components.kube import SKIP_AWAIT, WAIT_FOR, WAIT_READY, resource_name
 from components.platform import Platform
 from ksecrets.config import load_stack_file, stack_files
 from ksecrets.export import render
@@ -77,9 +77,15 @@ def test_registered_resources_equal_exported_objects(stack_file):
     for key, obj in registered.items():
         expected = copy.deepcopy(exported[key])
         if obj["kind"] == "HelmRelease":
-            # The only Pulumi-only field: pulumi up waits for the chart to be Ready.
+            # Pulumi-only: pulumi up waits for the chart to be Ready.
             assert obj["metadata"]["annotations"] == {WAIT_FOR: WAIT_READY}
             del obj["metadata"]["annotations"]
+        if obj["kind"] == "Deployment" and cfg.backend in ("sealed-secrets", "vault"):
+            # Pulumi-only: its Secret comes from a controller, so pulumi up does not await the rollout.
+            annotations = obj["metadata"]["annotations"]
+            assert annotations.pop(SKIP_AWAIT) == "true"
+            if not annotations:
+                del obj["metadata"]["annotations"]
         assert obj == expected, f"{key} differs between pulumi and export"
 
 
@@ -125,3 +131,66 @@ def test_vault_is_configured_by_pulumi_only_when_asked(tmp_path):
             assert dynamic[0].name == "prod2-vault-config"
             # No token or password in what Pulumi records for it.
             assert "VAULT_TOKEN" not in repr(dynamic[0].inputs) and "hvs." not in repr(dynamic[0].inputs)
+
+
+def test_helmrelease_await_covers_every_attempt_and_manual_deployments_are_awaited():
+    """pulumi up waits for a HelmRelease as long as helm-controller may keep trying (each attempt
+    bounded by spec.timeout, plus remediation retries), not the provider's default; a Deployment
+    whose Secret pulumi itself creates (manual backend) is awaited."""
+    from components.kube import helmrelease_await_seconds
+
+    hr = {"spec": {"timeout": "10m", "install": {"remediation": {"retries": 3}},
+                   "upgrade": {"remediation": {"retries": 1}}}}
+    assert helmrelease_await_seconds(hr) == 4 * 600 + 300
+    assert helmrelease_await_seconds({"spec": {}}) == 300 + 300  # Flux's 5m default, no retries
+    with pytest.raises(ValueError):
+        helmrelease_await_seconds({"spec": {"timeout": "10 minutes"}})
+    for stack_file in STACKS:
+        cfg = load_stack_file(stack_file)
+        for obj in render(cfg).objects["infrastructure"]:
+            if obj["kind"] == "HelmRelease":
+                assert helmrelease_await_seconds(obj) > 600, obj["metadata"]["name"]
+
+    manual = {
+        "k8s-secrets:backend": "manual",
+        "k8s-secrets:apps": [{"name": "web", "namespace": "web", "secretName": "web-secrets", "keys": ["PASSWORD"],
+                              "deployments": [{"name": "web", "image": "ghcr.io/example/web:1.0.0",
+                                               "envFrom": True}]}],
+        "k8s-secrets:manualValues": {"web-secrets": {"PASSWORD": "x"}},
+    }
+    from ksecrets.config.pulumi_source import load_from_pulumi, manual_value_outputs
+
+    def program():
+        cfg, values = load_from_pulumi()
+        Platform(cfg.stack, cfg, manual_values=manual_value_outputs(cfg, values))
+
+    mocks, _ = run_program(program, stack="dev", config=manual)
+    deployments = [r for r in mocks.resources if r.type == "kubernetes:apps/v1:Deployment"]
+    assert deployments and all(SKIP_AWAIT not in (r.inputs["metadata"].get("annotations") or {})
+                               for r in deployments)
+
+
+def test_a_namespace_keeps_its_urn_when_it_moves_between_concerns(tmp_path):
+    """Every Namespace has one home, the `namespaces` component, whichever concern asks for it
+    (listed, an app's, Vault's): same parent and name, same URN, so moving one between concerns
+    makes the engine update it instead of replacing a live namespace (with Vault's volumes)."""
+    doc = yaml.safe_load((ROOT / "Pulumi.production.yaml").read_text())
+    cfg = load_stack_file(ROOT / "Pulumi.production.yaml")
+
+    def namespace_homes(d: dict) -> dict[str, str]:
+        path = tmp_path / "Pulumi.prod3.yaml"
+        path.write_text(yaml.safe_dump(d))
+        c = load_stack_file(path)
+        holder = {}
+        run_program(lambda: holder.setdefault("p", Platform(c.stack, c)), stack=c.stack)
+        return {pid.rsplit("/", 1)[1]: group_name for group_name, group in holder["p"].groups.items()
+                for pid in group.resources if pid.startswith("v1/Namespace/")}
+
+    homes = namespace_homes(doc)
+    assert cfg.vault.namespace in homes and cfg.vault.operator.namespace in homes
+    assert set(homes.values()) == {"namespaces"}, homes
+    # An app's namespace that becomes a listed one (and back) keeps its home.
+    app_ns = cfg.apps[0].namespace
+    moved = copy.deepcopy(doc)
+    moved["config"]["k8s-secrets:namespaces"] = sorted(set(moved["config"].get("k8s-secrets:namespaces", [])) | {app_ns})
+    assert namespace_homes(moved)[app_ns] == homes[app_ns] == "namespaces"

@@ -59,7 +59,9 @@ def test_actionlint_passes(path):
 @pytest.mark.oracle
 def test_actionlint_catches_a_broken_copy(tmp_path):
     """The oracle is alive: the same workflow with an undefined matrix key and a bad runner fails."""
-    broken = CI.read_text().replace("stack-name: ${{ matrix.stack }}", "stack-name: ${{ matrix.stak }}", 1)
+    # (in the up job, whose matrix actionlint can see: preview's comes from the stacks job)
+    head, sep, tail = CI.read_text().rpartition("stack-name: ${{ matrix.stack }}")
+    broken = head + "stack-name: ${{ matrix.stak }}" + tail
     broken = broken.replace("runs-on: ubuntu-latest", "runs-on: ubuntu-lastest", 1)
     target = tmp_path / "ci.yml"
     target.write_text(broken)
@@ -75,8 +77,21 @@ def test_preview_runs_per_stack_with_the_pinned_pulumi_action_and_policy_pack():
     jobs = workflow()["jobs"]
     preview = jobs["preview"]
     assert preview["if"] == "github.event_name == 'pull_request'"
-    stacks = [entry["stack"] for entry in preview["strategy"]["matrix"]["include"]]
+    # The matrix comes from the stack files present (.ci/stacks.py in the `stacks` job), not a list.
+    assert preview["needs"] == "stacks"
+    assert preview["strategy"]["matrix"]["include"] == "${{ fromJSON(needs.stacks.outputs.matrix) }}"
+    (listing,) = [s for s in jobs["stacks"]["steps"] if s.get("id") == "list"]
+    assert listing["run"] == 'python3 .ci/stacks.py >> "$GITHUB_OUTPUT"'
+    out = subprocess.run([sys.executable, str(ROOT / ".ci" / "stacks.py")], capture_output=True, text=True, check=True)
+    import json
+
+    include = json.loads(out.stdout.removeprefix("matrix="))
+    stacks = [entry["stack"] for entry in include]
     assert sorted(stacks) == sorted(p.name[len("Pulumi."):-len(".yaml")] for p in stack_files(ROOT))
+    assert {e["stack"]: e["kubeconfig"] for e in include}["production"] == "KUBECONFIG_PRODUCTION_READONLY"
+    # ...and the preview refuses credentials that could `up`.
+    guard = [s for s in preview["steps"] if "auth can-i" in s.get("run", "")]
+    assert guard and "exit 1" in guard[0]["run"]
     (step,) = steps_using(preview, "pulumi/actions")
     assert PINNED.match(step["uses"])
     assert step["with"]["command"] == "preview"

@@ -1,0 +1,211 @@
+"""The real Pulumi engine against the harness's API server: CLI, Python language host, Kubernetes provider.
+
+Built from their Go modules (tools/pulumi, tools/pulumi-language-python, tools/pulumi-kubernetes;
+see README "Running it with Pulumi" for the versions and why). Each project runs in a folder of
+its own: a copy of the program's files (the stack file gets the passphrase salt there, never in
+the clone), a local state backend (``file://``), the passphrase secrets provider, ``PULUMI_HOME``
+in the same folder, and plugins found on ``PATH`` only (no download: automatic plugin
+acquisition is off). Every ``pulumi`` run is its own process group, killed by PID on timeout.
+
+Simulated here, and said so: helm-controller. :class:`HelmReleaseReady` marks each HelmRelease
+Ready through the status subresource while ``pulumi up`` waits for it (``pulumi.com/waitFor``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from . import ROOT, TOOLS, _build_module
+from .gitops import mark_helmreleases_ready
+from .kube import Cluster
+
+PASSPHRASE = "e2e-passphrase-not-a-secret"
+# The program's files a project folder needs (directories are linked, files copied).
+_LINKED = ("components", "ksecrets", "policy", "certs", ".venv")
+_COPIED = ("Pulumi.yaml", "__main__.py")
+
+
+def exec_shim() -> Path:
+    """``pulumi-language-python-exec``: the Python SDK's entry script, published in sdk/v3's module
+    (the version tools/pulumi builds against); the host runs it with the project's python."""
+    out = subprocess.run(["go", "list", "-m", "-f", "{{.Dir}}", "github.com/pulumi/pulumi/sdk/v3"],
+                         cwd=TOOLS / "pulumi", capture_output=True, text=True, check=True,
+                         env=_build_module()._go_env())
+    return Path(out.stdout.strip()) / "python" / "cmd" / "pulumi-language-python-exec"
+
+
+@dataclass
+class Result:
+    args: tuple[str, ...]
+    code: int
+    out: str
+    seconds: float
+
+    @property
+    def ok(self) -> bool:
+        return self.code == 0
+
+
+@dataclass
+class PulumiProject:
+    workdir: Path
+    bins: dict[str, Path]
+    stack: str
+    kubeconfig: Path | None = None
+    stack_file: str | None = None  # text of Pulumi.<stack>.yaml (default: the repo's)
+    context: str | None = "e2e"  # set as the stack's kubernetes:context (None: keep the stack file's)
+    runs: list[Result] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.project = self.workdir / "project"
+        self.home = self.workdir / "pulumi-home"
+        self.state = self.workdir / "state"
+        self.bin = self.workdir / "bin"
+        for d in (self.project, self.home, self.state, self.bin):
+            d.mkdir(parents=True, exist_ok=True)
+        for name in _LINKED:
+            if not (self.project / name).is_symlink():
+                (self.project / name).symlink_to(ROOT / name)
+        for name in _COPIED:
+            shutil.copyfile(ROOT / name, self.project / name)
+        target = self.project / f"Pulumi.{self.stack}.yaml"
+        if not target.exists():  # a project folder reopened keeps its stack file (salt, config)
+            target.write_text(self.stack_file if self.stack_file is not None
+                              else (ROOT / f"Pulumi.{self.stack}.yaml").read_text())
+        # The language host finds its exec script next to its own executable (not a symlink).
+        for name in ("pulumi-language-python",):
+            shutil.copy2(self.bins[name], self.bin / name)
+        shutil.copy2(exec_shim(), self.bin / "pulumi-language-python-exec")
+        (self.bin / "pulumi-language-python-exec").chmod(0o755)
+        for name in ("pulumi", "pulumi-resource-kubernetes"):
+            link = self.bin / name
+            if link.is_symlink():
+                link.unlink()
+            link.symlink_to(self.bins[name])
+
+    # ---- running pulumi --------------------------------------------------------------------
+    def env(self, extra: dict[str, str] | None = None) -> dict[str, str]:
+        venv = ROOT / ".venv" / "bin"
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("PULUMI_", "KUBE"))}
+        env.update({
+            "PATH": f"{self.bin}:{venv}:{os.environ.get('PATH', '/usr/bin:/bin')}",
+            "PULUMI_HOME": str(self.home),
+            "PULUMI_BACKEND_URL": f"file://{self.state}",
+            "PULUMI_CONFIG_PASSPHRASE": PASSPHRASE,
+            "PULUMI_SKIP_UPDATE_CHECK": "true",
+            "PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION": "true",
+            "PULUMI_PYTHON_CMD": str(venv / "python"),
+            "PULUMI_SKIP_CONFIRMATIONS": "true",
+            "PULUMI_COPILOT": "false",
+            "NO_COLOR": "1",
+            # As in CI: the kubeconfig file comes from the environment; the stack's own
+            # `kubernetes:context` picks the cluster in it (never the file's current-context).
+            "KUBECONFIG": str(self.kubeconfig or self.workdir / "no-such-kubeconfig"),
+        })
+        if extra:
+            env.update(extra)
+        return env
+
+    def run(self, *args: str, check: bool = True, timeout: float = 600, env: dict[str, str] | None = None,
+            stack: bool = True) -> Result:
+        argv = [str(self.bin / "pulumi"), *args, "--non-interactive"]
+        if stack:
+            argv += ["--stack", self.stack]
+        started = time.monotonic()
+        proc = subprocess.Popen(argv, cwd=self.project, env=self.env(env), stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, text=True,
+                                start_new_session=True)
+        try:
+            out, _ = proc.communicate(timeout=timeout)
+        except BaseException:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.communicate()
+            raise
+        finally:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+        # A secret value given on the command line (`config set --secret K V`) is never logged.
+        shown = tuple(args[:-1]) + ("[secret]",) if "--secret" in args else tuple(args)
+        result = Result(shown, proc.returncode, out, time.monotonic() - started)
+        self.runs.append(result)
+        log = self.workdir / "pulumi.log"
+        with open(log, "a") as fh:
+            fh.write(f"\n=== pulumi {' '.join(shown)} -> {result.code} ({result.seconds:.1f} s)\n{out}")
+        if check and not result.ok:
+            raise AssertionError(f"pulumi {' '.join(shown)} failed ({result.code}); log: {log}\n{out[-4000:]}")
+        return result
+
+    def init(self) -> "PulumiProject":
+        """Select (creating) the stack in the local backend, pointed at the harness's cluster."""
+        self.run("stack", "init", self.stack, stack=False)
+        if self.kubeconfig is not None and self.context is not None:
+            self.run("config", "set", "kubernetes:context", self.context)
+        return self
+
+    def policy_pack(self, pack: Path | None = None) -> str:
+        """What to pass to ``--policy-pack`` for the pack in ``policy/`` (or ``pack``).
+
+        The language host served as a Go module (sdk/v3 v3.68.0) predates ``ProgramInfo``: asked
+        to run a policy-pack folder, it runs ``python ""`` (the project's own program). So the
+        pack is started through the CLI's executable-analyzer path instead, with the command the
+        current host runs for an analyzer: ``python -u -m pulumi.policy <engine> <pack dir>``,
+        from the pack's folder. The pack, pulumi-policy and the engine are the real ones."""
+        pack = pack or (self.project / "policy")
+        runner = self.workdir / "policy-runner" / "run-policy-pack"
+        runner.parent.mkdir(exist_ok=True)
+        shutil.copyfile(pack / "PulumiPolicy.yaml", runner.parent / "PulumiPolicy.yaml")
+        runner.write_text(f"#!/bin/sh\ncd '{pack}' && exec '{ROOT / '.venv' / 'bin' / 'python'}' -u -m pulumi.policy "
+                          f"\"$@\" '{pack}'\n")
+        runner.chmod(0o755)
+        return str(runner)
+
+    def export(self) -> dict[str, Any]:
+        return json.loads(self.run("stack", "export", "--show-secrets=false").out)
+
+    def outputs(self) -> dict[str, Any]:
+        return json.loads(self.run("stack", "output", "--json").out)
+
+
+class HelmReleaseReady:
+    """Simulated helm-controller while ``pulumi up`` runs: every HelmRelease that appears is
+    marked Ready through the status subresource (a background thread, stopped on exit)."""
+
+    def __init__(self, cluster: Cluster, interval: float = 0.5) -> None:
+        self.cluster = cluster
+        self.interval = interval
+        self.marked: set[str] = set()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                items = (self.cluster.get("/apis/helm.toolkit.fluxcd.io/v2/helmreleases") or {}).get("items", [])
+                todo = [i for i in items if f"{i['metadata']['namespace']}/{i['metadata']['name']}" not in self.marked
+                        or not _ready(i)]
+                self.marked.update(mark_helmreleases_ready(self.cluster, todo))
+            except Exception:  # noqa: BLE001 - the server may be busy; try again
+                pass
+            self._stop.wait(self.interval)
+
+    def __enter__(self) -> "HelmReleaseReady":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(10)
+
+
+def _ready(obj: dict) -> bool:
+    return any(c.get("type") == "Ready" and c.get("status") == "True"
+               for c in obj.get("status", {}).get("conditions", []))
