@@ -135,6 +135,10 @@ class PostgresTarget:
     port: int = 5432
     database: str = "postgres"
     admin_secret: str = ""  # Secret (same namespace) with keys username/password of an admin
+    # single: ALTER the password of `role` itself. dual: `role` is a group role; two logins
+    # `<role>_a`/`<role>_b` inherit it and take turns, the Secret's `username_key` names the one in use.
+    mode: Literal["single", "dual"] = "single"
+    username_key: str = ""
 
 
 @dataclass(frozen=True)
@@ -207,6 +211,10 @@ class RotationConfig:
     # The rotator image's numeric user (the Dockerfile's USER 10001); set both for another build.
     run_as_user: int = 10001
     run_as_group: int = 10001
+    # No app is rotated again sooner than this after its last rotation (the rotator enforces it
+    # from Vault's kv-v2 metadata). Dual PostgreSQL logins rely on it: consumers must re-read
+    # their Secret within it. 0 disables it.
+    min_interval_seconds: int = 3600
 
 
 @dataclass(frozen=True)

@@ -359,7 +359,8 @@ def rotate_random_keys(client: hvac.Client, mount: str, path: str, lengths: Mapp
         new_version = kv.rotate_keys(client, mount, path, {k: generator(n) for k, n in lengths.items()},
                                      cas=version)
     except KsecretsError as exc:
-        raise RotationFailed(f"rotation of {where} failed, the old values stay current: {exc}") from None
+        old = "the old values stay current" if len(lengths) > 1 else "the old value stays current"
+        raise RotationFailed(f"rotation of {where} failed, {old}: {exc}") from None
     log.info("rotated %s: new kv-v2 version %d", where, new_version)
     _step("written")
     return new_version
@@ -384,7 +385,7 @@ class Plan:
     path: str
     random: tuple[tuple[str, int], ...] = ()  # (key, length)
     postgres: PostgresItem | None = None
-    min_interval: int = 0  # seconds; 0: no minimum
+    min_interval: float = 0  # seconds; 0: no minimum
 
     @property
     def where(self) -> str:
