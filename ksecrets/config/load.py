@@ -143,8 +143,20 @@ def _flux(node: _Node) -> m.FluxConfig:
 
 def _sealed_secrets(node: _Node) -> m.SealedSecretsConfig:
     f = node.mapping({"chartVersion", "chartRepository", "controllerName", "controllerNamespace",
-                      "certificate", "keyRenewPeriod"})
+                      "certificate", "keyRenewPeriod", "keyBackup"})
     d = m.SealedSecretsConfig()
+
+    def key_backup(n: _Node) -> m.KeyBackupConfig:
+        k = n.mapping({"publicKey", "schedule", "storageSize", "storageClass", "maxDelay"})
+        kd = m.KeyBackupConfig(public_key="")
+        return m.KeyBackupConfig(
+            public_key=_req(k, "publicKey", lambda x: x.str(), n),
+            schedule=_opt(k, "schedule", lambda x: x.str(v.cron), kd.schedule),
+            storage_size=_opt(k, "storageSize", lambda x: x.str(v.quantity), kd.storage_size),
+            storage_class=_opt(k, "storageClass", lambda x: x.str(v.dns_subdomain), None),
+            max_delay_seconds=_opt(k, "maxDelay", lambda x: _seconds(x.str(v.duration)), kd.max_delay_seconds),
+        )
+
     return m.SealedSecretsConfig(
         chart_version=_opt(f, "chartVersion", lambda n: n.str(v.chart_version), d.chart_version),
         chart_repository=_opt(f, "chartRepository", lambda n: n.str(), d.chart_repository),
@@ -152,14 +164,26 @@ def _sealed_secrets(node: _Node) -> m.SealedSecretsConfig:
         controller_namespace=_opt(f, "controllerNamespace", lambda n: n.str(v.dns_label), d.controller_namespace),
         certificate=_opt(f, "certificate", lambda n: n.str(), None),
         key_renew_period=_opt(f, "keyRenewPeriod", lambda n: n.str(v.duration), None),
+        key_backup=_opt(f, "keyBackup", key_backup, None),
     )
 
 
 def _vault(node: _Node) -> m.VaultConfig:
     f = node.mapping({"chartVersion", "chartRepository", "namespace", "replicas", "dataStorageSize",
                       "auditStorageSize", "storageClass", "tls", "address", "kvMount", "authMount",
-                      "audience", "operator", "database", "configure"})
+                      "audience", "operator", "database", "configure", "snapshots"})
     d = m.VaultConfig()
+
+    def snapshots(n: _Node) -> m.VaultSnapshots:
+        sn = n.mapping({"schedule", "retain", "storageSize", "storageClass", "maxAge"})
+        sd = m.VaultSnapshots()
+        return m.VaultSnapshots(
+            schedule=_opt(sn, "schedule", lambda x: x.str(v.cron), sd.schedule),
+            retain=_opt(sn, "retain", lambda x: x.int(1, 1000), sd.retain),
+            storage_size=_opt(sn, "storageSize", lambda x: x.str(v.quantity), sd.storage_size),
+            storage_class=_opt(sn, "storageClass", lambda x: x.str(v.dns_subdomain), None),
+            max_age_seconds=_opt(sn, "maxAge", lambda x: _seconds(x.str(v.duration)), sd.max_age_seconds),
+        )
 
     def tls(n: _Node) -> m.VaultTLS:
         t = n.mapping({"enabled", "secretName", "caSecretName"})
@@ -203,6 +227,7 @@ def _vault(node: _Node) -> m.VaultConfig:
         operator=_opt(f, "operator", operator, m.VaultOperatorConfig()),
         database=_opt(f, "database", database, None),
         configure=_opt(f, "configure", _Node.bool, False),
+        snapshots=_opt(f, "snapshots", snapshots, None),
     )
 
 

@@ -40,6 +40,18 @@ class FluxConfig:
 
 
 @dataclass(frozen=True)
+class KeyBackupConfig:
+    """The sealing-key backup CronJob: new key Secrets encrypted to an offline public key."""
+
+    public_key: str  # certs/<stack>-keybackup.pem, relative to the stack file
+    schedule: str = "17 * * * *"  # hourly
+    storage_size: str = "1Gi"
+    storage_class: str | None = None
+    # SealingKeyNotBackedUp fires when the newest key is not covered by a success this long.
+    max_delay_seconds: int = 3 * 3600
+
+
+@dataclass(frozen=True)
 class SealedSecretsConfig:
     chart_version: str = "2.18.5"
     chart_repository: str = "https://bitnami-labs.github.io/sealed-secrets"
@@ -47,6 +59,7 @@ class SealedSecretsConfig:
     controller_namespace: str = "kube-system"
     certificate: str | None = None  # certs/<stack>.pem, relative to the stack file
     key_renew_period: str | None = None  # controller default 720h
+    key_backup: KeyBackupConfig | None = None
 
 
 @dataclass(frozen=True)
@@ -76,6 +89,18 @@ class VaultOperatorConfig:
 
 
 @dataclass(frozen=True)
+class VaultSnapshots:
+    """Raft snapshots on a schedule (a CronJob in Vault's namespace) into a PersistentVolumeClaim."""
+
+    schedule: str = "0 3 * * *"  # daily, 03:00 UTC
+    retain: int = 14  # snapshot files kept on the volume
+    storage_size: str = "10Gi"
+    storage_class: str | None = None
+    # VaultSnapshotTooOld fires when the CronJob's last success is older than this.
+    max_age_seconds: int = 26 * 3600
+
+
+@dataclass(frozen=True)
 class VaultConfig:
     chart_version: str = "0.34.1"
     chart_repository: str = "https://helm.releases.hashicorp.com"
@@ -95,6 +120,7 @@ class VaultConfig:
     # code as `ksecrets vault bootstrap`. Off until Vault is initialised and unsealed: a fresh
     # Vault cannot be configured.
     configure: bool = False
+    snapshots: VaultSnapshots | None = None
 
     @property
     def service_address(self) -> str:

@@ -382,6 +382,12 @@ def bootstrap(client: hvac.Client, cfg: StackConfig, *, kube_host: str = DEFAULT
             ensure_policy(client, report, rotator_policy_name(app), rotator_policy(cfg, app))
             ensure_object(client, report, f"role {rotator_role(app)} ({app.namespace}/{rotator_role(app)})",
                           f"auth/{vc.auth_mount}/role/{rotator_role(app)}", rotator_role_body(cfg, app))
+    if vc.snapshots is not None:
+        from ksecrets.manifests import snapshots
+
+        ensure_policy(client, report, snapshots.POLICY, snapshots.policy())
+        ensure_object(client, report, f"role {snapshots.VAULT_ROLE} ({vc.namespace}/{snapshots.NAME})",
+                      f"auth/{vc.auth_mount}/role/{snapshots.VAULT_ROLE}", snapshots.role_body(cfg))
     ensure_audit(client, report)
     if vc.database is not None:
         ensure_database(client, report, cfg, apps, db_admin_password)
