@@ -141,13 +141,24 @@ def _flux(node: _Node) -> m.FluxConfig:
     )
 
 
+def _s3(node: _Node) -> m.S3Config:
+    f = node.mapping({"endpoint", "bucket", "region", "prefix", "credentialsSecret"})
+    return m.S3Config(
+        endpoint=_req(f, "endpoint", lambda n: n.str(_http_url), node),
+        bucket=_req(f, "bucket", lambda n: n.str(v.dns_subdomain), node),
+        credentials_secret=_req(f, "credentialsSecret", lambda n: n.str(v.dns_subdomain), node),
+        region=_opt(f, "region", lambda n: n.str(v.dns_label), "us-east-1"),
+        prefix=_opt(f, "prefix", _Node.str, ""),
+    )
+
+
 def _sealed_secrets(node: _Node) -> m.SealedSecretsConfig:
     f = node.mapping({"chartVersion", "chartRepository", "controllerName", "controllerNamespace",
                       "certificate", "keyRenewPeriod", "keyBackup"})
     d = m.SealedSecretsConfig()
 
     def key_backup(n: _Node) -> m.KeyBackupConfig:
-        k = n.mapping({"publicKey", "schedule", "storageSize", "storageClass", "maxDelay"})
+        k = n.mapping({"publicKey", "schedule", "storageSize", "storageClass", "maxDelay", "s3"})
         kd = m.KeyBackupConfig(public_key="")
         return m.KeyBackupConfig(
             public_key=_req(k, "publicKey", lambda x: x.str(), n),
@@ -155,6 +166,7 @@ def _sealed_secrets(node: _Node) -> m.SealedSecretsConfig:
             storage_size=_opt(k, "storageSize", lambda x: x.str(v.quantity), kd.storage_size),
             storage_class=_opt(k, "storageClass", lambda x: x.str(v.dns_subdomain), None),
             max_delay_seconds=_opt(k, "maxDelay", lambda x: _seconds(x.str(v.duration)), kd.max_delay_seconds),
+            s3=_opt(k, "s3", _s3, None),
         )
 
     return m.SealedSecretsConfig(
@@ -175,7 +187,7 @@ def _vault(node: _Node) -> m.VaultConfig:
     d = m.VaultConfig()
 
     def snapshots(n: _Node) -> m.VaultSnapshots:
-        sn = n.mapping({"schedule", "retain", "storageSize", "storageClass", "maxAge"})
+        sn = n.mapping({"schedule", "retain", "storageSize", "storageClass", "maxAge", "s3"})
         sd = m.VaultSnapshots()
         return m.VaultSnapshots(
             schedule=_opt(sn, "schedule", lambda x: x.str(v.cron), sd.schedule),
@@ -183,6 +195,7 @@ def _vault(node: _Node) -> m.VaultConfig:
             storage_size=_opt(sn, "storageSize", lambda x: x.str(v.quantity), sd.storage_size),
             storage_class=_opt(sn, "storageClass", lambda x: x.str(v.dns_subdomain), None),
             max_age_seconds=_opt(sn, "maxAge", lambda x: _seconds(x.str(v.duration)), sd.max_age_seconds),
+            s3=_opt(sn, "s3", _s3, None),
         )
 
     def tls(n: _Node) -> m.VaultTLS:

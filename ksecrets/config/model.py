@@ -40,6 +40,17 @@ class FluxConfig:
 
 
 @dataclass(frozen=True)
+class S3Config:
+    """An S3-compatible bucket a disaster-recovery CronJob also uploads to (path-style, SigV4)."""
+
+    endpoint: str  # https://s3.eu-west-1.amazonaws.com, http://minio.backup.svc:9000
+    bucket: str
+    credentials_secret: str  # Secret in the CronJob's namespace: accessKeyId, secretAccessKey
+    region: str = "us-east-1"
+    prefix: str = ""
+
+
+@dataclass(frozen=True)
 class KeyBackupConfig:
     """The sealing-key backup CronJob: new key Secrets encrypted to an offline public key."""
 
@@ -49,6 +60,7 @@ class KeyBackupConfig:
     storage_class: str | None = None
     # SealingKeyNotBackedUp fires when the newest key is not covered by a success this long.
     max_delay_seconds: int = 3 * 3600
+    s3: S3Config | None = None
 
 
 @dataclass(frozen=True)
@@ -98,6 +110,7 @@ class VaultSnapshots:
     storage_class: str | None = None
     # VaultSnapshotTooOld fires when the CronJob's last success is older than this.
     max_age_seconds: int = 26 * 3600
+    s3: S3Config | None = None
 
 
 @dataclass(frozen=True)

@@ -24,6 +24,7 @@ from ksecrets.errors import ConfigError
 from ksecrets.fileio import read_bytes
 from ksecrets.manifests.plan import Manifest, Planned, metadata
 from ksecrets.manifests.rotation import RUN_AS_USER, STARTING_DEADLINE_SECONDS, TIME_ZONE, TOKEN_EXPIRATION_SECONDS
+from ksecrets.manifests.snapshots import s3_args, s3_env
 from ksecrets.manifests.workloads import CONTAINER_SECURITY_CONTEXT, POD_SECURITY_CONTEXT
 
 NAME = "sealing-key-backup"
@@ -93,8 +94,8 @@ def cronjob(cfg: StackConfig) -> Manifest:
         "image": cfg.rotation.image,
         "command": ["python", "-m", "ksecrets.sealing.keybackup"],
         "args": ["--namespace", ns, "--public-key", f"{KEY_DIR}/public.pem", "--dir", MOUNT,
-                 "--token-file", f"{SA_DIR}/token", "--ca-file", f"{SA_DIR}/ca.crt"],
-        "env": [{"name": "PYTHONDONTWRITEBYTECODE", "value": "1"}],
+                 "--token-file", f"{SA_DIR}/token", "--ca-file", f"{SA_DIR}/ca.crt"] + s3_args(kb.s3),
+        "env": s3_env(kb.s3) + [{"name": "PYTHONDONTWRITEBYTECODE", "value": "1"}],
         "resources": {"requests": {"cpu": "10m", "memory": "64Mi"}, "limits": {"memory": "128Mi"}},
         "securityContext": CONTAINER_SECURITY_CONTEXT,
         "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}, {"name": "backups", "mountPath": MOUNT},

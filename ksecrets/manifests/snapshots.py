@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ksecrets.config.model import StackConfig
+from ksecrets.config.model import S3Config, StackConfig
 from ksecrets.manifests.plan import Manifest, Planned, metadata
 from ksecrets.manifests.rotation import (CA_DIR, RUN_AS_USER, STARTING_DEADLINE_SECONDS, TIME_ZONE,
                                          TOKEN_DIR, TOKEN_EXPIRATION_SECONDS, TOKEN_FILE)
@@ -26,6 +26,23 @@ PVC = "vault-snapshots"
 MOUNT = "/snapshots"
 VAULT_ROLE = NAME
 POLICY = "ksecrets-vault-snapshot"
+
+
+def s3_args(s3: S3Config | None) -> list[str]:
+    """The CronJob flags of an S3 upload (places only; credentials come from the Secret)."""
+    if s3 is None:
+        return []
+    return ["--s3-endpoint", s3.endpoint, "--s3-bucket", s3.bucket, "--s3-region", s3.region,
+            "--s3-prefix", s3.prefix]
+
+
+def s3_env(s3: S3Config | None) -> list[dict[str, Any]]:
+    if s3 is None:
+        return []
+    return [{"name": "AWS_ACCESS_KEY_ID", "valueFrom": {"secretKeyRef": {"name": s3.credentials_secret,
+                                                                          "key": "accessKeyId"}}},
+            {"name": "AWS_SECRET_ACCESS_KEY", "valueFrom": {"secretKeyRef": {"name": s3.credentials_secret,
+                                                                              "key": "secretAccessKey"}}}]
 
 
 def _labels() -> dict[str, str]:
@@ -76,6 +93,7 @@ def cronjob(cfg: StackConfig) -> Manifest:
         mounts.append({"name": "vault-ca", "mountPath": CA_DIR, "readOnly": True})
         volumes.append({"name": "vault-ca", "secret": {"secretName": vc.tls.ca_secret_name,
                                                        "items": [{"key": "ca.crt", "path": "ca.crt"}]}})
+    env += s3_env(vc.snapshots.s3)
     env.append({"name": "PYTHONDONTWRITEBYTECODE", "value": "1"})
     labels = _labels()
     return {
@@ -101,7 +119,7 @@ def cronjob(cfg: StackConfig) -> Manifest:
                         "name": "snapshot",
                         "image": cfg.rotation.image,
                         "command": ["python", "-m", "ksecrets.vault.snapshot"],
-                        "args": ["--dir", MOUNT, "--retain", str(vc.snapshots.retain)],
+                        "args": ["--dir", MOUNT, "--retain", str(vc.snapshots.retain)] + s3_args(vc.snapshots.s3),
                         "env": env,
                         "resources": {"requests": {"cpu": "10m", "memory": "64Mi"}, "limits": {"memory": "256Mi"}},
                         "securityContext": CONTAINER_SECURITY_CONTEXT,

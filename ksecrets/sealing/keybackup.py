@@ -196,8 +196,14 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
     p.add_argument("--dir", required=True, type=Path)
     p.add_argument("--token-file", type=Path, default=Path("/var/run/secrets/kubernetes.io/serviceaccount/token"))
     p.add_argument("--ca-file", default="/var/run/secrets/kubernetes.io/serviceaccount/ca.crt")
+    from ksecrets import s3
+    from ksecrets.vault.snapshot import add_s3_flags, s3_target
+
+    add_s3_flags(p)
     args = p.parse_args(argv)
     try:
+        target = s3_target(args)
+        creds = s3.credentials_from_env(env) if target else None
         host, port = env.get("KUBERNETES_SERVICE_HOST", ""), env.get("KUBERNETES_SERVICE_PORT", "443")
         api = env.get("KSECRETS_KUBE_API") or (f"https://{host}:{port}" if host else "")
         if not api:
@@ -206,6 +212,11 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
         token = read_bytes(args.token_file, "service-account token").decode().strip()
         secrets_ = list_key_secrets(api, token, args.ca_file, args.namespace)
         written, present = save_new_keys(secrets_, recipient, args.dir)
+        if target is not None and creds is not None:
+            # Every file, every run: a few KiB each, and an upload that failed last time is retried.
+            for f in key_files([args.dir]):
+                s3.put_file(target, f.name, f, creds)
+            log.info("uploaded %d key file(s) to s3://%s/%s", len(key_files([args.dir])), target.bucket, target.prefix)
     except KsecretsError as exc:
         sys.stderr.write(f"ksecrets.keybackup: {exc}\n")
         return 1

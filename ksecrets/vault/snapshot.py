@@ -24,6 +24,7 @@ from typing import Mapping, Sequence
 
 import hvac
 
+from ksecrets import s3
 from ksecrets.errors import KsecretsError
 from ksecrets.vault.client import address_of, vault_errors
 
@@ -118,15 +119,37 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
     p = argparse.ArgumentParser(prog="python -m ksecrets.vault.snapshot")
     p.add_argument("--dir", required=True, type=Path)
     p.add_argument("--retain", type=int, default=14)
+    add_s3_flags(p)
     args = p.parse_args(argv)
+    env = os.environ if env is None else env
     try:
-        client = vault_login(os.environ if env is None else env)
+        target = s3_target(args)
+        creds = s3.credentials_from_env(env) if target else None
+        client = vault_login(env)
         out, size, deleted = save_rotating(client, args.dir, args.retain)
+        log.info("saved %s (%d bytes); deleted %d older snapshot(s)", out, size, len(deleted))
+        if target is not None and creds is not None:
+            s3.put_file(target, out.name, out, creds)
+            log.info("uploaded %s to s3://%s/%s%s", out.name, target.bucket, target.prefix, out.name)
     except KsecretsError as exc:
         sys.stderr.write(f"ksecrets.snapshot: {exc}\n")
         return 1
-    log.info("saved %s (%d bytes); deleted %d older snapshot(s)", out, size, len(deleted))
     return 0
+
+
+def add_s3_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--s3-endpoint", help="also upload to this S3-compatible endpoint")
+    p.add_argument("--s3-bucket")
+    p.add_argument("--s3-region", default="us-east-1")
+    p.add_argument("--s3-prefix", default="")
+
+
+def s3_target(args: argparse.Namespace) -> "s3.Target | None":
+    if not args.s3_endpoint:
+        return None
+    if not args.s3_bucket:
+        raise KsecretsError("--s3-endpoint needs --s3-bucket")
+    return s3.Target(args.s3_endpoint, args.s3_bucket, args.s3_region, args.s3_prefix)
 
 
 if __name__ == "__main__":
