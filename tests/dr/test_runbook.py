@@ -33,3 +33,19 @@ def test_steps_are_numbered_and_most_name_a_test():
 def test_alert_runbook_sections_exist():
     headings = set(re.findall(r"^### (\S+)$", (ROOT / "README.md").read_text(), flags=re.M))
     assert {"VaultSnapshotTooOld", "SealingKeyNotBackedUp"} <= headings
+
+
+def test_the_dr_alerts_use_only_kube_state_metrics_facts():
+    """kube_cronjob_status_last_successful_time, kube_cronjob_created and kube_secret_created are
+    kube-state-metrics' own (internal/store/cronjob.go, secret.go); nothing else is used."""
+    from ksecrets.config.load import load_stack
+    from ksecrets.manifests import monitoring
+
+    used = set()
+    for stack in ("staging", "production"):
+        for alert in monitoring.disaster_recovery_alerts(load_stack(stack, ROOT)):
+            expr = re.sub(r'"[^"]*"', '""', alert.expr)
+            expr = re.sub(r"\{[^}]*\}", "", expr)
+            expr = re.sub(r"\b(by|on) \([a-z_, ]*\)", "", expr)
+            used |= set(re.findall(r"[a-zA-Z_:][a-zA-Z0-9_:]*", expr)) - {"max", "by", "on", "or", "unless", "time"}
+    assert used == {"kube_cronjob_status_last_successful_time", "kube_cronjob_created", "kube_secret_created"}

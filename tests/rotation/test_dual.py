@@ -195,3 +195,40 @@ def test_command_dual_form_and_bad_flags(pg_server, pg, fake_kv, capsys, caplog)
     assert err == ["ksecrets.rotate: --pg-mode dual needs --pg-username-key",
                    "ksecrets.rotate: --random: 'API_KEY:8': the length must be a number from 16 to 256",
                    "ksecrets.rotate: --key (one-key form) cannot be combined with --random or --postgres"]
+
+
+def test_workstation_rotate_dual_honours_the_minimum_interval_unless_forced(pg_server, pg, fake_kv, cli, monkeypatch,
+                                                                            tmp_path):
+    (tmp_path / "Pulumi.ws.yaml").write_text(f"""\
+config:
+  k8s-secrets:backend: vault
+  k8s-secrets:apps:
+    - name: orders
+      namespace: orders
+      keys: [DB_USER, DB_PASSWORD]
+      vault: {{path: orders}}
+      rotation:
+        - key: DB_PASSWORD
+          generator: postgres
+          postgres: {{host: "{pg_server.socket_dir}", port: {pg_server.port}, database: postgres, role: {GROUP},
+                     adminSecret: pg-admin, mode: dual, usernameKey: DB_USER}}
+""")
+    fake_kv.seed("orders", {"DB_USER": "", "DB_PASSWORD": ""})
+    for name, value in (("VAULT_ADDR", fake_kv.addr), ("VAULT_TOKEN", fake_kv.token),
+                        ("PGADMIN_USER", pg_server.admin), ("PGADMIN_PASSWORD", pg_server.admin_password)):
+        monkeypatch.setenv(name, value)
+    args = ("rotate", "--stack", "ws", "--name", "orders-secrets", "--key", "DB_PASSWORD", "--root", str(tmp_path))
+    first = cli(*args)
+    assert first.code == 0, first.err
+    assert first.out.splitlines()[0] == ("secret/data/orders key DB_PASSWORD: rotated (kv-v2 version 2) and login "
+                                         "Orders-App_a/_b switched")
+    second = cli(*args)
+    assert second.code == 1 and second.err.startswith("ksecrets: not rotated: secret/data/orders: the last rotation "
+                                                      "(version 2) is ")
+    assert second.err.rstrip().endswith("less than the minimum interval of 3600s (rotation.minInterval); --force "
+                                        "rotates anyway")
+    forced = cli(*args, "--force")
+    assert forced.code == 0, forced.err
+    cur = fake_kv.current("orders")
+    assert cur["DB_USER"] == B and can_login(pg, cur["DB_USER"], cur["DB_PASSWORD"])
+    assert cur["DB_PASSWORD"] not in first.out + second.out + forced.out + second.err
