@@ -448,7 +448,8 @@ def rotate_app(client: hvac.Client, plan: Plan, *, now: Callable[[], float] = ti
         try:
             kv.write_custom_metadata(client, plan.mount, plan.path, {**custom, MARK_KEY: str(version_read + 1)})
         except KsecretsError as exc:
-            raise RotationFailed(f"rotation of {plan.where} not started: {exc}") from None
+            raise RotationFailed(f"rotation of {plan.where} did not happen (recording it in custom_metadata "
+                                 f"failed; the pair Vault serves is unchanged): {exc}") from None
         _step("marked")
 
     randoms = dict(plan.random)
