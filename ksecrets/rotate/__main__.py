@@ -9,8 +9,7 @@ rotates all its keys in one kv-v2 version:
 `--key K --generator random|postgres --length L` (one key, no minimum interval) is the older
 form, still accepted.
 
-What to rotate comes as flags; how to reach Vault and the database comes
-from the environment, never from flags (a flag is visible in `ps` and in the pod spec):
+How to reach Vault and the database comes from the environment, never from flags (a flag is visible in `ps` and in the pod spec):
 
     VAULT_ADDR, VAULT_CACERT, VAULT_SKIP_VERIFY, VAULT_NAMESPACE   as for the Vault CLI
     VAULT_TOKEN                       when set, used as is (a workstation run)
@@ -49,7 +48,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="python -m ksecrets.rotate", description="Rotate one key of a Vault kv-v2 secret.")
+    p = _Parser(prog="python -m ksecrets.rotate", description="Rotate keys of one Vault kv-v2 secret, in one new version.")
     p.add_argument("--mount", required=True, help="kv-v2 mount (e.g. secret)")
     p.add_argument("--path", required=True, help="secret path under the mount (e.g. my-app)")
     p.add_argument("--key", help="(one-key form) the key whose value is rotated")

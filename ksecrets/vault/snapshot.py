@@ -26,6 +26,7 @@ import hvac
 
 from ksecrets import s3
 from ksecrets.errors import KsecretsError
+from ksecrets.fileio import read_bytes
 from ksecrets.vault.client import address_of, vault_errors
 
 PATH = "sys/storage/raft/snapshot"
@@ -86,6 +87,9 @@ def save(client: hvac.Client, out: Path, *, chunk: int = 1 << 20) -> int:
 def save_rotating(client: hvac.Client, directory: Path, retain: int, now: float | None = None) -> tuple[Path, int, list[Path]]:
     """A new snapshot in `directory`, then the oldest beyond `retain` deleted. (file, size, deleted)."""
     directory = Path(directory)
+    # A run killed mid-stream leaves its temporary file; runs never overlap (concurrencyPolicy Forbid).
+    for stale in directory.glob(".snapshot-*"):
+        stale.unlink()
     out = directory / snapshot_name(time.time() if now is None else now)
     size = save(client, out)
     existing = snapshots(directory)
@@ -97,7 +101,7 @@ def save_rotating(client: hvac.Client, directory: Path, retain: int, now: float 
 
 def restore(client: hvac.Client, source: Path, *, force: bool = False) -> None:
     """Install a snapshot. Vault replaces ALL its data with the snapshot's."""
-    data = Path(source).read_bytes()
+    data = read_bytes(source, "snapshot file")
     if not data.startswith(GZIP_MAGIC):
         raise KsecretsError(f"{source}: not a Vault raft snapshot (not gzip)")
     path = PATH + ("-force" if force else "")

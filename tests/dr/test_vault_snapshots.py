@@ -82,6 +82,7 @@ def fake_snapshot(n: int) -> bytes:
 
 def test_save_rotating_keeps_retain_newest_and_whole_files(tmp_path):
     client = hvac.Client(url=ADDR, token="t")
+    (tmp_path / ".snapshot-killed-run").write_bytes(b"\x1f\x8bhalf")  # a run killed mid-stream
     with responses.RequestsMock() as rsps:
         for i in range(5):
             rsps.add(responses.GET, f"{ADDR}/v1/sys/storage/raft/snapshot", body=fake_snapshot(i), status=200)
