@@ -23,7 +23,7 @@ from ksecrets.config.model import StackConfig
 from ksecrets.errors import ConfigError
 from ksecrets.fileio import read_bytes
 from ksecrets.manifests.plan import Manifest, Planned, metadata
-from ksecrets.manifests.rotation import RUN_AS_USER, STARTING_DEADLINE_SECONDS, TIME_ZONE, TOKEN_EXPIRATION_SECONDS
+from ksecrets.manifests.rotation import STARTING_DEADLINE_SECONDS, TIME_ZONE, TOKEN_EXPIRATION_SECONDS
 from ksecrets.manifests.snapshots import s3_args, s3_env
 from ksecrets.manifests.workloads import CONTAINER_SECURITY_CONTEXT, POD_SECURITY_CONTEXT
 
@@ -120,8 +120,8 @@ def cronjob(cfg: StackConfig) -> Manifest:
                 "backoffLimit": 2, "activeDeadlineSeconds": ACTIVE_DEADLINE_SECONDS,
                 "template": {"metadata": {"labels": labels}, "spec": {
                     "serviceAccountName": NAME, "automountServiceAccountToken": False, "restartPolicy": "Never",
-                    "securityContext": {**POD_SECURITY_CONTEXT, "runAsUser": RUN_AS_USER, "runAsGroup": RUN_AS_USER,
-                                        "fsGroup": RUN_AS_USER},
+                    "securityContext": {**POD_SECURITY_CONTEXT, "runAsUser": cfg.rotation.run_as_user,
+                                        "runAsGroup": cfg.rotation.run_as_group, "fsGroup": cfg.rotation.run_as_group},
                     "containers": [container], "volumes": volumes}}}},
         },
     }

@@ -17,7 +17,7 @@ from typing import Any
 
 from ksecrets.config.model import S3Config, StackConfig
 from ksecrets.manifests.plan import Manifest, Planned, metadata
-from ksecrets.manifests.rotation import (CA_DIR, RUN_AS_USER, STARTING_DEADLINE_SECONDS, TIME_ZONE,
+from ksecrets.manifests.rotation import (CA_DIR, STARTING_DEADLINE_SECONDS, TIME_ZONE,
                                          TOKEN_DIR, TOKEN_EXPIRATION_SECONDS, TOKEN_FILE)
 from ksecrets.manifests.workloads import CONTAINER_SECURITY_CONTEXT, POD_SECURITY_CONTEXT
 
@@ -113,8 +113,8 @@ def cronjob(cfg: StackConfig) -> Manifest:
                     "serviceAccountName": NAME,
                     "automountServiceAccountToken": False,
                     "restartPolicy": "Never",
-                    "securityContext": {**POD_SECURITY_CONTEXT, "runAsUser": RUN_AS_USER,
-                                        "runAsGroup": RUN_AS_USER, "fsGroup": RUN_AS_USER},
+                    "securityContext": {**POD_SECURITY_CONTEXT, "runAsUser": cfg.rotation.run_as_user,
+                                        "runAsGroup": cfg.rotation.run_as_group, "fsGroup": cfg.rotation.run_as_group},
                     "containers": [{
                         "name": "snapshot",
                         "image": cfg.rotation.image,
