@@ -37,7 +37,7 @@ def vault_dev():
 
 def test_dual_zero_failed_logins_across_100_rotations_real_vault(pg_server, vault_dev):  # noqa: F811
     figures = proof.run_rotations(vault_dev, pg_server, mode="dual", group="e2e_proof", rotations=100,
-                                  min_interval=0.08, reread=0.02)
+                                  min_interval=0.3, reread=0.02)
     print("\nreal Vault\n" + proof.Figures.HEADER + "\n" + figures.line())
     assert figures.rotations == 100 and figures.failed == 0 and figures.logins > 500
 

@@ -82,13 +82,14 @@ class Figures:
     rereads: int = 0
     seconds: float = 0.0
     rotation_ms: list[float] = field(default_factory=list)
+    max_age_ms: float = 0.0  # the oldest credential the client used: time since it read it
 
     def line(self) -> str:
         ms = sorted(self.rotation_ms) or [0.0]
         return (f"{self.mode:6} | {self.rotations:9} | {self.logins:6} | {self.failed:13} | {self.rereads:7} | "
-                f"{statistics.median(ms):9.1f} | {ms[-1]:7.1f} | {self.seconds:5.1f}")
+                f"{statistics.median(ms):9.1f} | {ms[-1]:7.1f} | {self.max_age_ms:11.1f} | {self.seconds:5.1f}")
 
-    HEADER = "mode   | rotations | logins | failed logins | rereads | median ms | max ms  | s"
+    HEADER = "mode   | rotations | logins | failed logins | rereads | median ms | max ms  | max age ms  | s"
 
 
 class Client(threading.Thread):
@@ -110,16 +111,18 @@ class Client(threading.Thread):
         return (data[self.user_key] if self.user_key else self.fixed_user), data[self.password_key]
 
     def run(self) -> None:
-        user, password = self._read()
         last = time.monotonic()
+        user, password = self._read()
         while not self.stop_event.is_set():
             if time.monotonic() - last >= self.reread:
+                last = time.monotonic()  # the time of the read, taken before it
                 user, password = self._read()
-                last = time.monotonic()
+            age = time.monotonic() - last
             self.figures.logins += 1
             if not login(self.pg_server, user, password):
                 self.figures.failed += 1
-                self.failures.append(user)
+                self.failures.append(f"{user} (read {age * 1000:.0f} ms before)")
+            self.figures.max_age_ms = max(self.figures.max_age_ms, age * 1000)
 
 
 def run_rotations(source, pg_server, *, mode: str, group: str, rotations: int, min_interval: float,

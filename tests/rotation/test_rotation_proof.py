@@ -12,8 +12,11 @@ import pytest
 from tests.rotation import proof
 
 ROTATIONS = 100
-MIN_INTERVAL = 0.08  # seconds: the rotator's own minimum interval paces the rotations
-REREAD = 0.02  # the client re-reads its source four times per interval
+# The guarantee holds for a consumer that re-reads its source within the minimum interval (in a
+# cluster: refreshAfter plus the rollout, against minInterval). The client re-reads every 20 ms;
+# on a loaded 2-core machine one login can take over 100 ms, so the interval leaves that margin.
+MIN_INTERVAL = 0.3  # seconds: the rotator's own minimum interval paces the rotations
+REREAD = 0.02
 
 
 def test_dual_zero_failed_logins_across_100_rotations(pg_server, served_kv):
@@ -22,6 +25,7 @@ def test_dual_zero_failed_logins_across_100_rotations(pg_server, served_kv):
     print("\n" + proof.Figures.HEADER + "\n" + figures.line())
     assert figures.rotations == ROTATIONS
     assert figures.logins > 5 * ROTATIONS  # the client really kept logging in throughout
+    assert figures.max_age_ms < MIN_INTERVAL * 1000, "the client did not keep to its side (re-read in time)"
     assert figures.failed == 0
     assert figures.skipped > 0  # the minimum interval is what paced them
 
