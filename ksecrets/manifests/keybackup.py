@@ -81,7 +81,9 @@ def objects(cfg: StackConfig) -> list[Planned]:
         pvc_spec["storageClassName"] = kb.storage_class
     pvc = {"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": metadata(PVC, ns, labels=labels),
            "spec": pvc_spec}
-    return [Planned(o, "apps") for o in (sa, role, binding, cm, pvc, cronjob(cfg))]
+    # The infrastructure layer, beside the controller it backs up: applied by Flux itself, so the
+    # apps layer's applier never needs `list` on secrets to create this Role.
+    return [Planned(o, "infrastructure") for o in (sa, role, binding, cm, pvc, cronjob(cfg))]
 
 
 def cronjob(cfg: StackConfig) -> Manifest:

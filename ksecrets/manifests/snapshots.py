@@ -135,7 +135,9 @@ def cronjob(cfg: StackConfig) -> Manifest:
 def objects(cfg: StackConfig) -> list[Planned]:
     if not enabled(cfg):
         return []
-    return [Planned(pvc(cfg), "apps"), Planned(service_account(cfg), "apps"), Planned(cronjob(cfg), "apps")]
+    # The infrastructure layer, beside the Vault it snapshots (the apps layer's applier gets no
+    # rights in Vault's namespace for it).
+    return [Planned(o, "infrastructure") for o in (pvc(cfg), service_account(cfg), cronjob(cfg))]
 
 
 def policy() -> str:

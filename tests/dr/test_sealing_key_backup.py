@@ -188,7 +188,11 @@ def test_builder_one_rbac_exception_exactly(repo, offline):
     from policy import rules
 
     cfg = load_stack("s", repo)
-    objs = [p.obj for p in build_stack(cfg) if p.group == "disaster-recovery"]
+    planned = build_stack(cfg)
+    objs = [p.obj for p in planned if p.group == "disaster-recovery"]
+    assert {p.layer for p in planned if p.group == "disaster-recovery"} == {"infrastructure"}
+    # the apps layer's applier (Flux) gets no rights in the controller's namespace for it
+    assert not [p for p in planned if p.group == "flux-applier" and p.obj["metadata"].get("namespace") == "kube-system"]
     assert [(o["kind"], o["metadata"]["name"]) for o in objs] == [
         ("ServiceAccount", "sealing-key-backup"), ("Role", "ksecrets-sealing-key-backup"),
         ("RoleBinding", "ksecrets-sealing-key-backup"), ("ConfigMap", "sealing-key-backup-public-key"),
