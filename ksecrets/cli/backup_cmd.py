@@ -6,7 +6,7 @@
 
 Keeping backups current (the controller makes a new key every 30 days):
 
-    ksecrets backup --new-offline-key --public-out certs/staging-keybackup.pem --private-out ~/safe/keybackup.key
+    ksecrets backup --new-offline-key --public-out certs/staging-keybackup.pub --private-out ~/safe/keybackup.key
     ksecrets backup --check ~/safe/keys.ksbackup [--stack S]        # which stack certificates it lacks
     kubectl get secret -n kube-system -l sealedsecrets.bitnami.com/sealed-secrets-key -o yaml \\
       | ksecrets backup --check /mnt/keybackup/ --keys-from-stdin     # which live keys it lacks

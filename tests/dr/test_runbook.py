@@ -38,12 +38,17 @@ def test_alert_runbook_sections_exist():
 def test_the_dr_alerts_use_only_kube_state_metrics_facts():
     """kube_cronjob_status_last_successful_time, kube_cronjob_created and kube_secret_created are
     kube-state-metrics' own (internal/store/cronjob.go, secret.go); nothing else is used."""
-    from ksecrets.config.load import load_stack
+    from ksecrets.config.load import parse
     from ksecrets.manifests import monitoring
 
+    cfg = parse({"backend": "vault", "vault": {"snapshots": {}},
+                 "sealedSecrets": {"keyBackup": {"publicKey": "certs/s-keybackup.pub"}}},
+                stack="s", source="Pulumi.s.yaml")
+    alerts = monitoring.disaster_recovery_alerts(cfg)
+    assert [a.name for a in alerts] == ["SealingKeyNotBackedUp", "VaultSnapshotTooOld"]
     used = set()
-    for stack in ("staging", "production"):
-        for alert in monitoring.disaster_recovery_alerts(load_stack(stack, ROOT)):
+    for _ in (0,):
+        for alert in alerts:
             expr = re.sub(r'"[^"]*"', '""', alert.expr)
             expr = re.sub(r"\{[^}]*\}", "", expr)
             expr = re.sub(r"\b(by|on) \([a-z_, ]*\)", "", expr)

@@ -26,8 +26,12 @@ def test_the_key_backup_lists_exactly_the_key_secrets_and_nothing_more(cluster, 
     offline = keybackup.new_offline_key(2048)
     (tmp_path / "certs").mkdir()
     (tmp_path / "certs/staging.pem").write_bytes((ROOT / "certs/staging.pem").read_bytes())
-    (tmp_path / "certs/staging-keybackup.pem").write_bytes(keybackup.public_pem(offline))
-    (tmp_path / "Pulumi.staging.yaml").write_text((ROOT / "Pulumi.staging.yaml").read_text())
+    (tmp_path / "certs/staging-keybackup.pub").write_bytes(keybackup.public_pem(offline))
+    text = (ROOT / "Pulumi.staging.yaml").read_text().replace(
+        "    certificate: certs/staging.pem\n",
+        "    certificate: certs/staging.pem\n    keyBackup:\n      publicKey: certs/staging-keybackup.pub\n", 1)
+    assert "keyBackup" in text
+    (tmp_path / "Pulumi.staging.yaml").write_text(text)
     cfg = load_stack("staging", tmp_path)
     objs = [p.obj for p in build_stack(cfg) if p.group == "disaster-recovery"]
     cluster.apply([o for o in objs if o["kind"] in ("ServiceAccount", "Role", "RoleBinding", "ConfigMap")])

@@ -173,9 +173,7 @@ def test_secret_without_data_passes_and_unknown_backend_fails(manual_resources):
 # --- 2. Roles on secrets ----------------------------------------------------------------------
 
 def test_role_violations():
-    # staging also has the sealing-key backup Role (the one exception, tested in tests/dr)
-    role = copy.deepcopy(next(r for r in registered("staging") if r.type == ROLE
-                              and r.inputs["metadata"]["name"] == "my-app-secret-reader").inputs)
+    role = copy.deepcopy(one(registered("staging"), ROLE).inputs)
     name = "my-app/my-app-secret-reader"
     listing = copy.deepcopy(role)
     listing["rules"][0]["verbs"] = ["get", "list", "watch"]

@@ -117,7 +117,6 @@ def sealed_stack(tmp_path):
     (root / "certs").mkdir()
     (root / "certs" / "staging.pem").write_bytes(cert_pem(cert))
     shutil.copy2(ROOT / "Pulumi.staging.yaml", root / "Pulumi.staging.yaml")
-    shutil.copy2(ROOT / "certs" / "staging-keybackup.pem", root / "certs" / "staging-keybackup.pem")
     seal_into_stack(root, "staging", name="my-app-secrets",
                     values={"DATABASE_URL": DB_URL.encode(), "API_KEY": API_KEY.encode()})
     keyfile = tmp_path / "key.pem"
