@@ -158,10 +158,11 @@ def _sealed_secrets(node: _Node) -> m.SealedSecretsConfig:
     d = m.SealedSecretsConfig()
 
     def key_backup(n: _Node) -> m.KeyBackupConfig:
-        k = n.mapping({"publicKey", "schedule", "storageSize", "storageClass", "maxDelay", "s3"})
+        k = n.mapping({"publicKey", "image", "schedule", "storageSize", "storageClass", "maxDelay", "s3"})
         kd = m.KeyBackupConfig(public_key="")
         return m.KeyBackupConfig(
             public_key=_req(k, "publicKey", lambda x: x.str(), n),
+            image=_req(k, "image", lambda x: x.str(v.image), n),
             schedule=_opt(k, "schedule", lambda x: x.str(v.cron), kd.schedule),
             storage_size=_opt(k, "storageSize", lambda x: x.str(v.quantity), kd.storage_size),
             storage_class=_opt(k, "storageClass", lambda x: x.str(v.dns_subdomain), None),

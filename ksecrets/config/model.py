@@ -54,7 +54,10 @@ class S3Config:
 class KeyBackupConfig:
     """The sealing-key backup CronJob: new key Secrets encrypted to an offline public key."""
 
-    public_key: str  # certs/<stack>-keybackup.pem, relative to the stack file
+    public_key: str  # certs/<stack>-keybackup.pub, relative to the stack file
+    # An image with the project and its `keybackup` extra (cryptography): the rotator image leaves
+    # cryptography out on purpose, so it cannot run the key backup.
+    image: str = ""
     schedule: str = "17 * * * *"  # hourly
     storage_size: str = "1Gi"
     storage_class: str | None = None

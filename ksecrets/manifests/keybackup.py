@@ -93,7 +93,7 @@ def cronjob(cfg: StackConfig) -> Manifest:
     labels = _labels()
     container = {
         "name": "backup",
-        "image": cfg.rotation.image,
+        "image": kb.image,
         "command": ["python", "-m", "ksecrets.sealing.keybackup"],
         "args": ["--namespace", ns, "--public-key", f"{KEY_DIR}/public.pem", "--dir", MOUNT,
                  "--token-file", f"{SA_DIR}/token", "--ca-file", f"{SA_DIR}/ca.crt"] + s3_args(kb.s3),

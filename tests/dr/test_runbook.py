@@ -42,7 +42,8 @@ def test_the_dr_alerts_use_only_kube_state_metrics_facts():
     from ksecrets.manifests import monitoring
 
     cfg = parse({"backend": "vault", "vault": {"snapshots": {}},
-                 "sealedSecrets": {"keyBackup": {"publicKey": "certs/s-keybackup.pub"}}},
+                 "sealedSecrets": {"keyBackup": {"publicKey": "certs/s-keybackup.pub",
+                                                  "image": "registry.test/ksecrets-keybackup:0.1.0"}}},
                 stack="s", source="Pulumi.s.yaml")
     alerts = monitoring.disaster_recovery_alerts(cfg)
     assert [a.name for a in alerts] == ["SealingKeyNotBackedUp", "VaultSnapshotTooOld"]

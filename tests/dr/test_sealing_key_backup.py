@@ -119,6 +119,7 @@ config:
     certificate: certs/s.pem
     keyBackup:
       publicKey: certs/s-keybackup.pem
+      image: registry.test/ksecrets-keybackup:0.1.0
       maxDelay: 2h
 """
 

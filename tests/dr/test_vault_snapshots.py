@@ -175,3 +175,15 @@ def _promtool_case(promtool, tmp_path, cfg, series, at, expect_firing):
 def test_snapshot_alert_with_promtool(promtool, tmp_path, cfg, name, series, at, fires):
     done = _promtool_case(promtool, tmp_path, cfg, series, at, fires)
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_the_snapshot_job_runs_in_the_rotator_image_without_cryptography():
+    """The snapshot CronJob uses the rotator image, which has no cryptography on purpose."""
+    import subprocess
+    import sys
+
+    probe = ("import sys; sys.modules['cryptography'] = None\n"
+             "import ksecrets.vault.snapshot, ksecrets.s3\n"
+             "print('ok', 'cryptography' in sys.modules and sys.modules['cryptography'] is None)")
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
+    assert done.returncode == 0 and done.stdout.split() == ["ok", "True"], done.stderr

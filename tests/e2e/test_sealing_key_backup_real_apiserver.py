@@ -29,7 +29,8 @@ def test_the_key_backup_lists_exactly_the_key_secrets_and_nothing_more(cluster, 
     (tmp_path / "certs/staging-keybackup.pub").write_bytes(keybackup.public_pem(offline))
     text = (ROOT / "Pulumi.staging.yaml").read_text().replace(
         "    certificate: certs/staging.pem\n",
-        "    certificate: certs/staging.pem\n    keyBackup:\n      publicKey: certs/staging-keybackup.pub\n", 1)
+        "    certificate: certs/staging.pem\n    keyBackup:\n      publicKey: certs/staging-keybackup.pub\n"
+        "      image: registry.test/ksecrets-keybackup:0.1.0\n", 1)
     assert "keyBackup" in text
     (tmp_path / "Pulumi.staging.yaml").write_text(text)
     cfg = load_stack("staging", tmp_path)
