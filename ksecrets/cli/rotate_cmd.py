@@ -43,7 +43,7 @@ def register(subparsers) -> None:
                    help=f"characters of the new value ({MIN_LENGTH} to {MAX_LENGTH}; default: the key's "
                         f"rotation.length in the stack, else {DEFAULT_LENGTH})")
     p.add_argument("--force", action="store_true",
-                   help="vault: rotate even if the app's last rotation is younger than rotation.minInterval")
+                   help="vault, postgres mode dual: rotate even if the last rotation is younger than rotation.minInterval")
     p.add_argument("--root", default=".", help="directory of the stack files (default .)")
     p.set_defaults(func=run)
 
@@ -122,7 +122,7 @@ def _rotate_sealed(args: argparse.Namespace, cfg: StackConfig, app: App | None, 
 
 def _rotate_vault(args: argparse.Namespace, cfg: StackConfig, app: App | None, spec: RotationSpec | None,
                   length: int) -> int:
-    from ksecrets.rotate import Plan, Postgres, PostgresItem, Target, rotate_app
+    from ksecrets.rotate import Plan, Postgres, PostgresItem, Target, rotate_app, rotate_postgres, rotate_random
     from ksecrets.vault.client import make_client
 
     if app is None or app.vault is None or cfg.vault is None:
@@ -141,17 +141,19 @@ def _rotate_vault(args: argparse.Namespace, cfg: StackConfig, app: App | None, s
             raise KsecretsError(f"{args.key} is a PostgreSQL password (rotation generator postgres): "
                                 "set PGADMIN_USER and PGADMIN_PASSWORD for the admin that may ALTER ROLE")
         pg = spec.postgres
-        item = PostgresItem(args.key, Postgres(pg.host, pg.port, pg.database, pg.role, user, password), length,
-                            pg.mode, pg.username_key or None)
-        outcome = rotate_app(client, Plan(target.mount, target.path, postgres=item, min_interval=min_interval))
-        _skipped(outcome)
-        done = (f"login {pg.role}_a/_b switched" if pg.mode == "dual" else f"ALTER ROLE {pg.role} committed")
-        print(f"{target.where}: rotated (kv-v2 version {outcome.version}) and {done}")
+        db = Postgres(pg.host, pg.port, pg.database, pg.role, user, password)
+        if pg.mode == "dual":
+            # Dual logins rely on the minimum interval (the previous pair must outlive consumers' refresh).
+            item = PostgresItem(args.key, db, length, pg.mode, pg.username_key or None)
+            outcome = rotate_app(client, Plan(target.mount, target.path, postgres=item, min_interval=min_interval))
+            _skipped(outcome)
+            version, done = outcome.version, f"login {pg.role}_a/_b switched"
+        else:
+            version, done = rotate_postgres(client, target, db, length), f"ALTER ROLE {pg.role} committed"
+        print(f"{target.where}: rotated (kv-v2 version {version}) and {done}")
     else:
-        outcome = rotate_app(client, Plan(target.mount, target.path, random=((args.key, length),),
-                                          min_interval=min_interval))
-        _skipped(outcome)
-        print(f"{target.where}: rotated (kv-v2 version {outcome.version})")
+        version = rotate_random(client, target, length)
+        print(f"{target.where}: rotated (kv-v2 version {version})")
     print(f"next: nothing to commit; the Vault Secrets Operator syncs {app.namespace}/{args.name} within "
           f"refreshAfter ({app.vault.refresh_after}) and restarts its Deployments")
     return 0
