@@ -42,6 +42,7 @@ _TYPED: Mapping[tuple[str, str], Callable[..., pulumi.CustomResource]] = {
     ("v1", "Secret"): k8s.core.v1.Secret,
     ("v1", "Service"): k8s.core.v1.Service,
     ("v1", "ConfigMap"): k8s.core.v1.ConfigMap,
+    ("v1", "PersistentVolumeClaim"): k8s.core.v1.PersistentVolumeClaim,
     ("apps/v1", "Deployment"): k8s.apps.v1.Deployment,
     ("batch/v1", "CronJob"): k8s.batch.v1.CronJob,
     ("rbac.authorization.k8s.io/v1", "Role"): k8s.rbac.v1.Role,

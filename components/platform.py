@@ -10,6 +10,7 @@ from typing import Any, Mapping
 
 import pulumi
 
+from components.disaster_recovery import DisasterRecovery
 from components.kube import ObjectGroup, Registry
 from components.manual import ManualSecrets
 from components.monitoring import Monitoring
@@ -37,6 +38,7 @@ GROUPS: tuple[tuple[str, type[ObjectGroup], str], ...] = (
     ("manual-secrets", ManualSecrets, "manual"),
     ("workloads", Workloads, "workloads"),
     ("rotation", Rotation, "rotation"),
+    ("disaster-recovery", DisasterRecovery, "disaster-recovery"),
     ("monitoring", Monitoring, "monitoring"),
 )
 

@@ -4,22 +4,52 @@
       | ksecrets backup --out ~/safe/keys-2026-11.ksbackup
     ksecrets restore --backup ~/safe/keys-2026-11.ksbackup | kubectl apply -f -
 
-The passphrase comes from KSECRETS_BACKUP_PASSPHRASE or a prompt on the terminal.
+Keeping backups current (the controller makes a new key every 30 days):
+
+    ksecrets backup --new-offline-key --public-out certs/staging-keybackup.pub --private-out ~/safe/keybackup.key
+    ksecrets backup --check ~/safe/keys.ksbackup [--stack S]        # which stack certificates it lacks
+    kubectl get secret -n kube-system -l sealedsecrets.bitnami.com/sealed-secrets-key -o yaml \\
+      | ksecrets backup --check /mnt/keybackup/ --keys-from-stdin     # which live keys it lacks
+    ksecrets backup --import /mnt/keybackup/ --offline-key ~/safe/keybackup.key [--out F.ksbackup]
+
+The passphrase of a .ksbackup comes from KSECRETS_BACKUP_PASSPHRASE or a prompt on the terminal;
+the offline key's from KSECRETS_OFFLINE_KEY_PASSPHRASE or a prompt.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+from pathlib import Path
 
 from ksecrets.cli.flags import add_format_flag
-
+from ksecrets.errors import KsecretsError
 
 
 def register(subparsers) -> None:
-    p = subparsers.add_parser("backup", help="encrypt the controller's key Secrets (stdin) into a backup file",
+    p = subparsers.add_parser("backup", help="encrypt the controller's key Secrets (stdin) into a backup file; "
+                                             "check, import, offline key",
                               description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--out", required=True, metavar="FILE", help="the backup file (mode 0600, never overwritten)")
+    mode = p.add_mutually_exclusive_group(required=True)
+    mode.add_argument("--out", metavar="FILE", help="the backup file (mode 0600, never overwritten)")
+    mode.add_argument("--check", nargs="+", type=Path, metavar="F",
+                      help="backups to check: .ksbackup files, .kskey files or directories of them")
+    mode.add_argument("--import", dest="import_", nargs="+", type=Path, metavar="F",
+                      help=".kskey files or directories the key-backup CronJob wrote")
+    mode.add_argument("--new-offline-key", action="store_true",
+                      help="make the offline key pair the key-backup CronJob encrypts to")
+    p.add_argument("--stack", action="append", default=[], help="--check: this stack's certificate (repeatable; "
+                                                                "default every stack with one)")
+    p.add_argument("--keys-from-stdin", action="store_true",
+                   help="--check: the key Secrets on stdin (kubectl get secret -l ... -o yaml), not the stacks")
+    p.add_argument("--root", default=".", type=Path, help="where the stack files are (default: .)")
+    p.add_argument("--offline-key", type=Path, metavar="FILE", help="--import: the offline private key")
+    p.add_argument("--import-out", dest="import_out", metavar="FILE",
+                   help="--import: write a .ksbackup instead of printing the Secrets")
+    p.add_argument("--public-out", type=Path, metavar="FILE", help="--new-offline-key: public key (commit it)")
+    p.add_argument("--private-out", type=Path, metavar="FILE",
+                   help="--new-offline-key: private key, passphrase-encrypted (keep it offline)")
     p.set_defaults(func=run_backup)
 
     r = subparsers.add_parser("restore", help="print the key Secrets of a backup file, for kubectl apply",
@@ -30,17 +60,23 @@ def register(subparsers) -> None:
 
 
 def run_backup(args: argparse.Namespace) -> int:
+    import json
+
     from ksecrets.sealing.backup import backup_plaintext, get_passphrase, log2_n_from_env, write_backup
     from ksecrets.sealing.cliutil import read_stdin_text
     from ksecrets.sealing.keys import fingerprint_of_private, keys_from_secrets
     from ksecrets.sealing.secret_input import load_document
 
+    if args.check:
+        return run_check(args)
+    if args.import_:
+        return run_import(args)
+    if args.new_offline_key:
+        return run_new_offline_key(args)
     doc = load_document(read_stdin_text("stdin"), "stdin")
     plaintext = backup_plaintext(doc, "stdin")
     passphrase = get_passphrase(confirm=True)
     write_backup(args.out, plaintext, passphrase, log2_n=log2_n_from_env())
-    import json
-
     items = json.loads(plaintext)["items"]
     fps = [fingerprint_of_private(k) for k in keys_from_secrets(items, "stdin")]
     sys.stderr.write(f"{args.out}: {len(items)} key(s) backed up, encrypted (mode 0600): {', '.join(fps)}\n")
@@ -57,4 +93,147 @@ def run_restore(args: argparse.Namespace) -> int:
         sys.stdout.write(render({"apiVersion": "v1", "kind": "List", "items": secrets_}, "json"))
     else:
         sys.stdout.write(yamlio.dump_all(secrets_))
+    return 0
+
+
+# --- check -------------------------------------------------------------------------------------
+
+def backed_up_fingerprints(paths: list[Path]) -> dict[str, str]:
+    """Fingerprint -> where it is, for every key in the given backups. .kskey files need no key;
+    a .ksbackup needs its passphrase."""
+    from ksecrets.fileio import read_bytes
+    from ksecrets.sealing import keybackup
+    from ksecrets.sealing.backup import get_passphrase, read_backup
+    from ksecrets.sealing.keys import fingerprint_of_private, keys_from_secrets
+
+    found: dict[str, str] = {}
+    for path in paths:
+        if path.is_dir():
+            files = keybackup.key_files([path])
+            if not files:
+                raise KsecretsError(f"{path}: no {keybackup.SUFFIX} files")
+        else:
+            files = [path]
+        for f in files:
+            data = read_bytes(f, "backup")
+            if data.lstrip().startswith(b"{"):
+                doc = keybackup.read_key_file(data, str(f))
+                found.setdefault(doc["fingerprint"], str(f))
+            else:
+                for key in keys_from_secrets(read_backup(f, get_passphrase(confirm=False)), str(f)):
+                    found.setdefault(fingerprint_of_private(key), str(f))
+    return found
+
+
+def expected_fingerprints(args: argparse.Namespace) -> list[tuple[str, str]]:
+    """(fingerprint, what) that a complete backup must hold."""
+    from ksecrets.sealing.cliutil import read_stdin_text
+    from ksecrets.sealing.keys import fingerprint_of_private, keys_from_secrets, secrets_from_document
+    from ksecrets.sealing.secret_input import load_document
+
+    if args.keys_from_stdin:
+        doc = load_document(read_stdin_text("stdin"), "stdin")
+        items = secrets_from_document(doc, "stdin")
+        out = []
+        for secret, key in zip(items, keys_from_secrets(items, "stdin")):
+            name = (secret.get("metadata") or {}).get("name", "?")
+            out.append((fingerprint_of_private(key), f"key Secret {name}"))
+        return out
+    from ksecrets.config.load import load_stack, stack_files, stack_name_from_path
+    from ksecrets.sealing.certs import load_certificate
+
+    names = args.stack or [stack_name_from_path(p) for p in stack_files(args.root)]
+    out = []
+    for name in names:
+        cfg = load_stack(name, args.root)
+        if not cfg.sealed_secrets.certificate:
+            if args.stack:
+                raise KsecretsError(f"{cfg.source}: sealedSecrets.certificate: not set; nothing to check")
+            continue
+        path = Path(cfg.root) / cfg.sealed_secrets.certificate
+        cert = load_certificate(path, source=cfg.sealed_secrets.certificate, allow_expired=True)
+        out.append((cert.fingerprint, f"stack {name} ({cfg.sealed_secrets.certificate})"))
+    if not out:
+        raise KsecretsError(f"{args.root}: no stack has a sealing certificate; nothing to check")
+    return out
+
+
+def run_check(args: argparse.Namespace) -> int:
+    have = backed_up_fingerprints(args.check)
+    want = expected_fingerprints(args)
+    missing = 0
+    for fp, what in want:
+        if fp in have:
+            print(f"ok: {what}: {fp} in {have[fp]}")
+        else:
+            missing += 1
+            print(f"missing: {what}: {fp} is in no backup given")
+    print(f"{len(want) - missing} of {len(want)} key(s) backed up" + (f"; {missing} missing" if missing else ""))
+    return 1 if missing else 0
+
+
+# --- import and the offline key -------------------------------------------------------------------
+
+def _offline_passphrase(confirm: bool) -> str:
+    import getpass
+
+    from ksecrets.sealing import keybackup
+
+    value = os.environ.get(keybackup.PASSPHRASE_ENV)
+    if value is None:
+        try:
+            with open("/dev/tty"):
+                pass
+        except OSError:
+            raise KsecretsError(f"no passphrase: set {keybackup.PASSPHRASE_ENV} or run on a terminal") from None
+        value = getpass.getpass("Offline key passphrase: ")
+        if confirm and getpass.getpass("Repeat passphrase: ") != value:
+            raise KsecretsError("the passphrases do not match")
+    if confirm and len(value) < 12:
+        raise KsecretsError(f"{keybackup.PASSPHRASE_ENV}: use a passphrase of at least 12 characters")
+    if not value:
+        raise KsecretsError(f"{keybackup.PASSPHRASE_ENV}: the passphrase is empty")
+    return value
+
+
+def run_import(args: argparse.Namespace) -> int:
+    from ksecrets import yamlio
+    from ksecrets.fileio import read_bytes
+    from ksecrets.sealing import keybackup
+    from ksecrets.sealing.backup import backup_plaintext, get_passphrase, log2_n_from_env, write_backup
+
+    if args.offline_key is None:
+        raise KsecretsError("--import needs --offline-key FILE (the private half of the key-backup key)")
+    offline = keybackup.load_offline_private_key(read_bytes(args.offline_key, "offline key"),
+                                                 _offline_passphrase(False), str(args.offline_key))
+    files = keybackup.key_files(args.import_)
+    if not files:
+        raise KsecretsError(f"{' '.join(map(str, args.import_))}: no {keybackup.SUFFIX} files")
+    secrets_ = [keybackup.decrypt_key_file(read_bytes(f, "key file"), offline, str(f)) for f in files]
+    doc = {"apiVersion": "v1", "kind": "List", "items": secrets_}
+    if args.import_out:
+        write_backup(args.import_out, backup_plaintext(doc, "import"), get_passphrase(confirm=True),
+                     log2_n=log2_n_from_env())
+        sys.stderr.write(f"{args.import_out}: {len(secrets_)} key(s) imported, encrypted (mode 0600)\n")
+    else:
+        sys.stdout.write(yamlio.dump_all(secrets_))
+    return 0
+
+
+def run_new_offline_key(args: argparse.Namespace) -> int:
+    from ksecrets.fileio import atomic_write_bytes
+    from ksecrets.sealing import keybackup
+    from ksecrets.sealing.certs import public_key_fingerprint
+
+    if args.public_out is None or args.private_out is None:
+        raise KsecretsError("--new-offline-key needs --public-out FILE and --private-out FILE")
+    for path in (args.public_out, args.private_out):
+        if path.exists():
+            raise KsecretsError(f"{path}: already exists; a key file is never overwritten")
+    passphrase = _offline_passphrase(True)
+    key = keybackup.new_offline_key()
+    atomic_write_bytes(args.private_out, keybackup.encrypted_private_pem(key, passphrase), 0o600)
+    atomic_write_bytes(args.public_out, keybackup.public_pem(key), 0o644)
+    print(f"{args.public_out}: offline public key {public_key_fingerprint(key.public_key())} (commit it); "
+          f"{args.private_out}: its private key, passphrase-encrypted (keep it offline)")
     return 0

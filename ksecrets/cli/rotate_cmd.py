@@ -42,6 +42,8 @@ def register(subparsers) -> None:
     p.add_argument("--length", type=int,
                    help=f"characters of the new value ({MIN_LENGTH} to {MAX_LENGTH}; default: the key's "
                         f"rotation.length in the stack, else {DEFAULT_LENGTH})")
+    p.add_argument("--force", action="store_true",
+                   help="vault, postgres mode dual: rotate even if the last rotation is younger than rotation.minInterval")
     p.add_argument("--root", default=".", help="directory of the stack files (default .)")
     p.set_defaults(func=run)
 
@@ -120,7 +122,7 @@ def _rotate_sealed(args: argparse.Namespace, cfg: StackConfig, app: App | None, 
 
 def _rotate_vault(args: argparse.Namespace, cfg: StackConfig, app: App | None, spec: RotationSpec | None,
                   length: int) -> int:
-    from ksecrets.rotate import Postgres, Target, rotate_postgres, rotate_random
+    from ksecrets.rotate import Plan, Postgres, PostgresItem, Target, rotate_app, rotate_postgres, rotate_random
     from ksecrets.vault.client import make_client
 
     if app is None or app.vault is None or cfg.vault is None:
@@ -132,18 +134,33 @@ def _rotate_vault(args: argparse.Namespace, cfg: StackConfig, app: App | None, s
                             f"(keys: {', '.join(app.keys)})")
     target = Target(mount=cfg.vault.kv_mount, path=app.vault.path, key=args.key)
     client = make_client(cfg.vault)
+    min_interval = 0 if args.force else cfg.rotation.min_interval_seconds
     if spec is not None and spec.generator == "postgres" and spec.postgres is not None:
         user, password = os.environ.get("PGADMIN_USER", ""), os.environ.get("PGADMIN_PASSWORD", "")
         if not user or not password:
             raise KsecretsError(f"{args.key} is a PostgreSQL password (rotation generator postgres): "
                                 "set PGADMIN_USER and PGADMIN_PASSWORD for the admin that may ALTER ROLE")
         pg = spec.postgres
-        version = rotate_postgres(client, target, Postgres(pg.host, pg.port, pg.database, pg.role, user, password),
-                                  length)
-        print(f"{target.where}: rotated (kv-v2 version {version}) and ALTER ROLE {pg.role} committed")
+        db = Postgres(pg.host, pg.port, pg.database, pg.role, user, password)
+        if pg.mode == "dual":
+            # Dual logins rely on the minimum interval (the previous pair must outlive consumers' refresh).
+            item = PostgresItem(args.key, db, length, pg.mode, pg.username_key or None)
+            outcome = rotate_app(client, Plan(target.mount, target.path, postgres=item, min_interval=min_interval))
+            _skipped(outcome)
+            version, done = outcome.version, f"login {pg.role}_a/_b switched"
+        else:
+            version, done = rotate_postgres(client, target, db, length), f"ALTER ROLE {pg.role} committed"
+        print(f"{target.where}: rotated (kv-v2 version {version}) and {done}")
     else:
         version = rotate_random(client, target, length)
         print(f"{target.where}: rotated (kv-v2 version {version})")
     print(f"next: nothing to commit; the Vault Secrets Operator syncs {app.namespace}/{args.name} within "
           f"refreshAfter ({app.vault.refresh_after}) and restarts its Deployments")
     return 0
+
+
+def _skipped(outcome) -> None:
+    from ksecrets.rotate import RotationFailed
+
+    if outcome.version is None:
+        raise RotationFailed(f"not rotated: {outcome.skipped} (rotation.minInterval); --force rotates anyway")

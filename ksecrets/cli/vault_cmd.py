@@ -36,6 +36,42 @@ def register(sub: argparse._SubParsersAction) -> None:
     u.add_argument("--root", default=".", type=Path, help="where the stack files are (default: .)")
     u.set_defaults(func=run_push)
 
+    sn = vsub.add_parser("snapshot", help="save or restore a raft snapshot (disaster recovery)")
+    ssub = sn.add_subparsers(dest="snapshot_command", required=True, parser_class=type(p))
+    save = ssub.add_parser("save", help="stream a raft snapshot into a new file (atomic)")
+    save.add_argument("--out", required=True, type=Path, metavar="FILE", help="never overwritten")
+    save.set_defaults(func=run_snapshot_save)
+    rest = ssub.add_parser("restore", help="replace ALL of Vault's data with a snapshot's")
+    rest.add_argument("--file", required=True, type=Path, metavar="FILE")
+    rest.add_argument("--yes", action="store_true", help="confirm: every change since the snapshot is lost")
+    rest.add_argument("--force", action="store_true",
+                      help="snapshot-force: the snapshot comes from another cluster (other unseal keys)")
+    rest.set_defaults(func=run_snapshot_restore)
+
+
+def run_snapshot_save(args: argparse.Namespace) -> int:
+    from ksecrets.vault import snapshot
+    from ksecrets.vault.client import make_client
+
+    size = snapshot.save(make_client(None), args.out)
+    print(f"{args.out}: raft snapshot saved ({size} bytes)")
+    return 0
+
+
+def run_snapshot_restore(args: argparse.Namespace) -> int:
+    from ksecrets.vault import snapshot
+    from ksecrets.vault.client import make_client
+
+    if not args.yes:
+        raise KsecretsError(f"{args.file}: restoring replaces all of Vault's data with the snapshot's; "
+                            "add --yes to confirm")
+    if not args.file.is_file():
+        raise KsecretsError(f"{args.file}: no such file")
+    snapshot.restore(make_client(None), args.file, force=args.force)
+    print(f"{args.file}: restored{' (forced)' if args.force else ''}; unseal with the keys of the snapshot's "
+          "cluster if Vault asks")
+    return 0
+
 
 def _vault_stack(args: argparse.Namespace):
     from ksecrets.config.load import load_stack

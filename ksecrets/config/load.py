@@ -141,10 +141,35 @@ def _flux(node: _Node) -> m.FluxConfig:
     )
 
 
+def _s3(node: _Node) -> m.S3Config:
+    f = node.mapping({"endpoint", "bucket", "region", "prefix", "credentialsSecret"})
+    return m.S3Config(
+        endpoint=_req(f, "endpoint", lambda n: n.str(_http_url), node),
+        bucket=_req(f, "bucket", lambda n: n.str(v.dns_subdomain), node),
+        credentials_secret=_req(f, "credentialsSecret", lambda n: n.str(v.dns_subdomain), node),
+        region=_opt(f, "region", lambda n: n.str(v.dns_label), "us-east-1"),
+        prefix=_opt(f, "prefix", _Node.str, ""),
+    )
+
+
 def _sealed_secrets(node: _Node) -> m.SealedSecretsConfig:
     f = node.mapping({"chartVersion", "chartRepository", "controllerName", "controllerNamespace",
-                      "certificate", "keyRenewPeriod"})
+                      "certificate", "keyRenewPeriod", "keyBackup"})
     d = m.SealedSecretsConfig()
+
+    def key_backup(n: _Node) -> m.KeyBackupConfig:
+        k = n.mapping({"publicKey", "image", "schedule", "storageSize", "storageClass", "maxDelay", "s3"})
+        kd = m.KeyBackupConfig(public_key="")
+        return m.KeyBackupConfig(
+            public_key=_req(k, "publicKey", lambda x: x.str(), n),
+            image=_req(k, "image", lambda x: x.str(v.image), n),
+            schedule=_opt(k, "schedule", lambda x: x.str(v.cron), kd.schedule),
+            storage_size=_opt(k, "storageSize", lambda x: x.str(v.quantity), kd.storage_size),
+            storage_class=_opt(k, "storageClass", lambda x: x.str(v.dns_subdomain), None),
+            max_delay_seconds=_opt(k, "maxDelay", lambda x: _seconds(x.str(v.duration)), kd.max_delay_seconds),
+            s3=_opt(k, "s3", _s3, None),
+        )
+
     return m.SealedSecretsConfig(
         chart_version=_opt(f, "chartVersion", lambda n: n.str(v.chart_version), d.chart_version),
         chart_repository=_opt(f, "chartRepository", lambda n: n.str(), d.chart_repository),
@@ -152,14 +177,27 @@ def _sealed_secrets(node: _Node) -> m.SealedSecretsConfig:
         controller_namespace=_opt(f, "controllerNamespace", lambda n: n.str(v.dns_label), d.controller_namespace),
         certificate=_opt(f, "certificate", lambda n: n.str(), None),
         key_renew_period=_opt(f, "keyRenewPeriod", lambda n: n.str(v.duration), None),
+        key_backup=_opt(f, "keyBackup", key_backup, None),
     )
 
 
 def _vault(node: _Node) -> m.VaultConfig:
     f = node.mapping({"chartVersion", "chartRepository", "namespace", "replicas", "dataStorageSize",
                       "auditStorageSize", "storageClass", "tls", "address", "kvMount", "authMount",
-                      "audience", "operator", "database", "configure"})
+                      "audience", "operator", "database", "configure", "snapshots"})
     d = m.VaultConfig()
+
+    def snapshots(n: _Node) -> m.VaultSnapshots:
+        sn = n.mapping({"schedule", "retain", "storageSize", "storageClass", "maxAge", "s3"})
+        sd = m.VaultSnapshots()
+        return m.VaultSnapshots(
+            schedule=_opt(sn, "schedule", lambda x: x.str(v.cron), sd.schedule),
+            retain=_opt(sn, "retain", lambda x: x.int(1, 1000), sd.retain),
+            storage_size=_opt(sn, "storageSize", lambda x: x.str(v.quantity), sd.storage_size),
+            storage_class=_opt(sn, "storageClass", lambda x: x.str(v.dns_subdomain), None),
+            max_age_seconds=_opt(sn, "maxAge", lambda x: _seconds(x.str(v.duration)), sd.max_age_seconds),
+            s3=_opt(sn, "s3", _s3, None),
+        )
 
     def tls(n: _Node) -> m.VaultTLS:
         t = n.mapping({"enabled", "secretName", "caSecretName"})
@@ -203,6 +241,7 @@ def _vault(node: _Node) -> m.VaultConfig:
         operator=_opt(f, "operator", operator, m.VaultOperatorConfig()),
         database=_opt(f, "database", database, None),
         configure=_opt(f, "configure", _Node.bool, False),
+        snapshots=_opt(f, "snapshots", snapshots, None),
     )
 
 
@@ -239,14 +278,23 @@ def _deployment(node: _Node) -> m.Deployment:
 
 
 def _postgres(node: _Node) -> m.PostgresTarget:
-    f = node.mapping({"host", "port", "database", "role", "adminSecret"})
-    return m.PostgresTarget(
+    f = node.mapping({"host", "port", "database", "role", "adminSecret", "mode", "usernameKey"})
+    target = m.PostgresTarget(
         host=_req(f, "host", _Node.str, node),
         role=_req(f, "role", _Node.str, node),
         port=_opt(f, "port", lambda n: n.int(1, 65535), 5432),
         database=_opt(f, "database", _Node.str, "postgres"),
         admin_secret=_req(f, "adminSecret", lambda n: n.str(v.dns_subdomain), node),
+        mode=_opt(f, "mode", lambda n: n.choice(("single", "dual")), "single"),
+        username_key=_opt(f, "usernameKey", lambda n: n.str(v.secret_key), ""),
     )
+    if target.mode == "dual" and not target.username_key:
+        raise node.child("usernameKey", None).fail("is required when mode is dual (the key that holds the login's name)")
+    if target.mode == "single" and target.username_key:
+        raise node.child("usernameKey", None).fail("is only used when mode is dual")
+    if target.mode == "dual" and len(target.role) > 61:
+        raise node.child("role", None).fail("is too long for dual mode (the logins <role>_a/_b must fit 63 characters)")
+    return target
 
 
 def _rotation_spec(node: _Node, default_schedule: str) -> m.RotationSpec:
@@ -342,7 +390,7 @@ def _manual_values(node: _Node) -> tuple[tuple[str, tuple[str, ...]], ...]:
 
 def _rotation(node: _Node) -> m.RotationConfig:
     f = node.mapping({"image", "defaultSchedule", "successfulJobsHistoryLimit", "failedJobsHistoryLimit",
-                      "runAsUser", "runAsGroup"})
+                      "runAsUser", "runAsGroup", "minInterval"})
     d = m.RotationConfig()
     return m.RotationConfig(
         image=_opt(f, "image", lambda n: n.str(v.image), d.image),
@@ -351,7 +399,17 @@ def _rotation(node: _Node) -> m.RotationConfig:
         failed_jobs_history_limit=_opt(f, "failedJobsHistoryLimit", lambda n: n.int(0, 100), 3),
         run_as_user=_opt(f, "runAsUser", lambda n: n.int(1, 2**31 - 1), d.run_as_user),
         run_as_group=_opt(f, "runAsGroup", lambda n: n.int(1, 2**31 - 1), d.run_as_group),
+        min_interval_seconds=_opt(f, "minInterval", lambda n: _seconds(n.str(v.duration)), d.min_interval_seconds),
     )
+
+
+def _seconds(text: str) -> int:
+    """A duration already checked by `v.duration` (30s, 10m, 1h30m, 7d...) in seconds."""
+    import re
+
+    units = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+    total = sum(float(n) * units[u] for n, u in re.findall(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w)", text))
+    return int(total)
 
 
 def _http_url(value: str) -> str | None:
@@ -471,6 +529,21 @@ def _cross_checks(cfg: m.StackConfig, f: Mapping[str, _Node], top: _Node) -> Non
                         f"Deployment \"{target}\" is not one of app \"{app.name}\"'s deployments")
             if r.generator == "postgres" and cfg.backend != "vault":
                 raise rat.child("generator", None).fail("postgres rotation needs the vault backend")
+            if r.generator == "postgres" and r.postgres is not None and r.postgres.mode == "dual":
+                ukey = r.postgres.username_key
+                uat = rat.child("postgres", None).child("usernameKey", None)
+                if known_keys and ukey not in known_keys:
+                    raise uat.fail(f"\"{ukey}\" is not a key of Secret \"{app.secret_name}\" "
+                                   f"(keys: {', '.join(sorted(known_keys))})")
+                if ukey == r.key or any(o.key == ukey for o in app.rotation):
+                    raise uat.fail(f"\"{ukey}\" is rotated itself; the username key is written by this rotation")
+            if r.generator == "postgres":
+                other = next((k for k, o in enumerate(app.rotation[:j])
+                              if o.generator == "postgres" and o.schedule == r.schedule), None)
+                if other is not None:
+                    raise rat.child("schedule", None).fail(
+                        f"rotation[{other}] already rotates a PostgreSQL password on \"{r.schedule}\"; one "
+                        "rotation (one kv-v2 version) changes at most one: give this one another schedule")
         if cfg.backend == "vault" and app.vault is None:
             raise at.child("vault", None).fail("is required when backend is vault (at least {path: ...})")
     if cfg.backend == "sealed-secrets" and cfg.apps and not cfg.sealed_secrets.certificate:

@@ -40,6 +40,33 @@ class FluxConfig:
 
 
 @dataclass(frozen=True)
+class S3Config:
+    """An S3-compatible bucket a disaster-recovery CronJob also uploads to (path-style, SigV4)."""
+
+    endpoint: str  # https://s3.eu-west-1.amazonaws.com, http://minio.backup.svc:9000
+    bucket: str
+    credentials_secret: str  # Secret in the CronJob's namespace: accessKeyId, secretAccessKey
+    region: str = "us-east-1"
+    prefix: str = ""
+
+
+@dataclass(frozen=True)
+class KeyBackupConfig:
+    """The sealing-key backup CronJob: new key Secrets encrypted to an offline public key."""
+
+    public_key: str  # certs/<stack>-keybackup.pub, relative to the stack file
+    # An image with the project and its `keybackup` extra (cryptography): the rotator image leaves
+    # cryptography out on purpose, so it cannot run the key backup.
+    image: str = ""
+    schedule: str = "17 * * * *"  # hourly
+    storage_size: str = "1Gi"
+    storage_class: str | None = None
+    # SealingKeyNotBackedUp fires when the newest key is not covered by a success this long.
+    max_delay_seconds: int = 3 * 3600
+    s3: S3Config | None = None
+
+
+@dataclass(frozen=True)
 class SealedSecretsConfig:
     chart_version: str = "2.18.5"
     chart_repository: str = "https://bitnami-labs.github.io/sealed-secrets"
@@ -47,6 +74,7 @@ class SealedSecretsConfig:
     controller_namespace: str = "kube-system"
     certificate: str | None = None  # certs/<stack>.pem, relative to the stack file
     key_renew_period: str | None = None  # controller default 720h
+    key_backup: KeyBackupConfig | None = None
 
 
 @dataclass(frozen=True)
@@ -76,6 +104,19 @@ class VaultOperatorConfig:
 
 
 @dataclass(frozen=True)
+class VaultSnapshots:
+    """Raft snapshots on a schedule (a CronJob in Vault's namespace) into a PersistentVolumeClaim."""
+
+    schedule: str = "0 3 * * *"  # daily, 03:00 UTC
+    retain: int = 14  # snapshot files kept on the volume
+    storage_size: str = "10Gi"
+    storage_class: str | None = None
+    # VaultSnapshotTooOld fires when the CronJob's last success is older than this.
+    max_age_seconds: int = 26 * 3600
+    s3: S3Config | None = None
+
+
+@dataclass(frozen=True)
 class VaultConfig:
     chart_version: str = "0.34.1"
     chart_repository: str = "https://helm.releases.hashicorp.com"
@@ -95,6 +136,7 @@ class VaultConfig:
     # code as `ksecrets vault bootstrap`. Off until Vault is initialised and unsealed: a fresh
     # Vault cannot be configured.
     configure: bool = False
+    snapshots: VaultSnapshots | None = None
 
     @property
     def service_address(self) -> str:
@@ -135,6 +177,10 @@ class PostgresTarget:
     port: int = 5432
     database: str = "postgres"
     admin_secret: str = ""  # Secret (same namespace) with keys username/password of an admin
+    # single: ALTER the password of `role` itself. dual: `role` is a group role; two logins
+    # `<role>_a`/`<role>_b` inherit it and take turns, the Secret's `username_key` names the one in use.
+    mode: Literal["single", "dual"] = "single"
+    username_key: str = ""
 
 
 @dataclass(frozen=True)
@@ -207,6 +253,10 @@ class RotationConfig:
     # The rotator image's numeric user (the Dockerfile's USER 10001); set both for another build.
     run_as_user: int = 10001
     run_as_group: int = 10001
+    # No app is rotated again sooner than this after its last rotation (the rotator enforces it
+    # from Vault's kv-v2 metadata). Dual PostgreSQL logins rely on it: consumers must re-read
+    # their Secret within it. 0 disables it.
+    min_interval_seconds: int = 3600
 
 
 @dataclass(frozen=True)

@@ -241,12 +241,71 @@ def rotation_alerts(cfg: StackConfig) -> list[Alert]:
     ]
 
 
+def disaster_recovery_alerts(cfg: StackConfig) -> list[Alert]:
+    """VaultSnapshotTooOld from kube-state-metrics facts about the snapshot CronJob: its last
+    success (reached only after the snapshot file is written, fsynced and renamed) is older than
+    `vault.snapshots.maxAge`, or it has existed that long without any success."""
+    from ksecrets.manifests import keybackup, snapshots
+
+    out = key_backup_alerts(cfg) if keybackup.enabled(cfg) else []
+    if not snapshots.enabled(cfg):
+        return out
+    assert cfg.vault is not None and cfg.vault.snapshots is not None
+    sel = f'namespace="{cfg.vault.namespace}", cronjob="{snapshots.NAME}"'
+    age = cfg.vault.snapshots.max_age_seconds
+    last = f"max by (namespace, cronjob) (kube_cronjob_status_last_successful_time{{{sel}}})"
+    created = f"max by (namespace, cronjob) (kube_cronjob_created{{{sel}}})"
+    expr = (f"(time() - {last} > {age}) or "
+            f"((time() - {created} > {age}) unless on (namespace, cronjob) {last})")
+    hours = f"{age / 3600:g}h"
+    return out + [
+        Alert(
+            name="VaultSnapshotTooOld",
+            expr=expr,
+            for_="10m",
+            severity="critical",
+            summary="The newest Vault raft snapshot is older than its schedule allows",
+            description=(f"CronJob {{{{ $labels.namespace }}}}/{{{{ $labels.cronjob }}}} has not saved a raft "
+                         f"snapshot in the last {hours}: a disaster now would lose every change since the last one."),
+        ),
+    ]
+
+
+def key_backup_alerts(cfg: StackConfig) -> list[Alert]:
+    """SealingKeyNotBackedUp: the newest sealing key Secret is not covered by a key-backup run.
+    A run that succeeded saved every key it listed; it listed them at most its active deadline
+    before its success time, so a key created later than (last success - deadline) is not proven
+    saved. kube-state-metrics: `kube_secret_created{namespace, secret}` (the controller names its
+    keys `sealed-secrets-key<random>`) and the CronJob's `kube_cronjob_status_last_successful_time`."""
+    from ksecrets.manifests import keybackup
+
+    kb = cfg.sealed_secrets.key_backup
+    assert kb is not None
+    ns = cfg.sealed_secrets.controller_namespace
+    newest = f'max by (namespace) (kube_secret_created{{namespace="{ns}", secret=~"sealed-secrets-key.+"}})'
+    last = (f'max by (namespace) (kube_cronjob_status_last_successful_time{{namespace="{ns}", '
+            f'cronjob="{keybackup.NAME}"}})')
+    expr = (f"({newest} > on (namespace) ({last} - {keybackup.ACTIVE_DEADLINE_SECONDS})) "
+            f"or ({newest} unless on (namespace) {last})")
+    return [Alert(
+        name="SealingKeyNotBackedUp",
+        expr=expr,
+        for_=f"{kb.max_delay_seconds // 60}m",
+        severity="critical",
+        summary="The newest sealing key is in no backup",
+        description=(f"The newest sealing key Secret in {ns} was created after the last successful run of "
+                     f"CronJob {keybackup.NAME} (or it never succeeded): losing the cluster now would lose "
+                     "the key that unseals every SealedSecret sealed since."),
+    )]
+
+
 GROUPS = (
     ("sealed-secrets", sealed_secrets_alerts),
     ("sealing-certificate", certificate_alerts),
     ("vault", vault_alerts),
     ("secret-access", access_alerts),
     ("secret-rotation", rotation_alerts),
+    ("disaster-recovery", disaster_recovery_alerts),
 )
 
 

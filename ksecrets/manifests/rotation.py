@@ -1,4 +1,8 @@
-"""Rotation CronJobs: one `batch/v1` CronJob per rotatable key, running `python -m ksecrets.rotate`.
+"""Rotation CronJobs: one `batch/v1` CronJob per app and schedule, running `python -m ksecrets.rotate`.
+
+The keys of one app that share a schedule are rotated by one run, in one kv-v2 version: the
+Vault Secrets Operator updates the Secret once and restarts the app once. The rotator enforces
+the stack's `rotation.minInterval` between two rotations of one app (`--min-interval`).
 
 Only the vault backend rotates inside the cluster. A SealedSecret can only be made with the
 sealing certificate and committed to Git, so a pod cannot rotate it; that is `ksecrets rotate`
@@ -74,11 +78,33 @@ def cronjob_name(app: App, spec: RotationSpec) -> str:
     return f"{head}-{digest}"
 
 
+def groups(app: App) -> list[tuple[RotationSpec, ...]]:
+    """The app's rotation specs grouped by schedule, in order of first appearance."""
+    by_schedule: dict[str, list[RotationSpec]] = {}
+    for spec in app.rotation:
+        by_schedule.setdefault(spec.schedule, []).append(spec)
+    return [tuple(specs) for specs in by_schedule.values()]
+
+
+def group_name(app: App, specs: tuple[RotationSpec, ...]) -> str:
+    """One key: `<app>-rotate-<key>` (as `cronjob_name`). Several: `<app>-rotate-<key>-<key>...`,
+    or, when that is too long, the first key's name and a short hash of the schedule."""
+    if len(specs) == 1:
+        return cronjob_name(app, specs[0])
+    name = f"{app.name}-rotate-" + "-".join(_slug(s.key) for s in specs)
+    if len(name) <= _CRONJOB_NAME_MAX:
+        return name
+    digest = hashlib.sha256(specs[0].schedule.encode()).hexdigest()[:6]
+    head = f"{app.name}-rotate-{_slug(specs[0].key)}"[: _CRONJOB_NAME_MAX - 7].rstrip("-")
+    return f"{head}-{digest}"
+
+
 def cronjob_names(cfg: StackConfig) -> list[tuple[str, str]]:
     """(namespace, CronJob name) of every rotation CronJob the stack emits, in emit order."""
     if not _rotates_in_cluster(cfg):
         return []
-    return [(app.namespace, cronjob_name(app, spec)) for app in cfg.apps for spec in app.rotation]
+    return [(app.namespace, group_name(app, specs)) for app in cfg.apps if app.vault is not None
+            for specs in groups(app)]
 
 
 def _rotates_in_cluster(cfg: StackConfig) -> bool:
@@ -100,24 +126,28 @@ def service_account(app: App) -> Manifest:
     }
 
 
-def rotator_args(cfg: StackConfig, app: App, spec: RotationSpec) -> list[str]:
+def rotator_args(cfg: StackConfig, app: App, specs: tuple[RotationSpec, ...] | RotationSpec) -> list[str]:
     """What to rotate, as `python -m ksecrets.rotate` flags. Names and places only, no values."""
     assert cfg.vault is not None and app.vault is not None
-    args = [
-        "--mount", cfg.vault.kv_mount,
-        "--path", app.vault.path,
-        "--key", spec.key,
-        "--generator", spec.generator,
-        "--length", str(spec.length),
-    ]
-    if spec.generator == "postgres" and spec.postgres is not None:
-        pg = spec.postgres
-        args += ["--pg-host", pg.host, "--pg-port", str(pg.port), "--pg-database", pg.database,
-                 "--pg-role", pg.role]
+    if isinstance(specs, RotationSpec):
+        specs = (specs,)
+    args = ["--mount", cfg.vault.kv_mount, "--path", app.vault.path,
+            "--min-interval", str(cfg.rotation.min_interval_seconds)]
+    for spec in specs:
+        if spec.generator == "random":
+            args += ["--random", f"{spec.key}:{spec.length}"]
+    for spec in specs:
+        if spec.generator == "postgres" and spec.postgres is not None:
+            pg = spec.postgres
+            args += ["--postgres", f"{spec.key}:{spec.length}", "--pg-mode", pg.mode]
+            if pg.mode == "dual":
+                args += ["--pg-username-key", pg.username_key]
+            args += ["--pg-host", pg.host, "--pg-port", str(pg.port), "--pg-database", pg.database,
+                     "--pg-role", pg.role]
     return args
 
 
-def _env(cfg: StackConfig, app: App, spec: RotationSpec) -> list[dict[str, Any]]:
+def _env(cfg: StackConfig, app: App, specs: tuple[RotationSpec, ...]) -> list[dict[str, Any]]:
     assert cfg.vault is not None
     env: list[dict[str, Any]] = [
         {"name": "VAULT_ADDR", "value": cfg.vault.service_address},
@@ -127,7 +157,8 @@ def _env(cfg: StackConfig, app: App, spec: RotationSpec) -> list[dict[str, Any]]
     ]
     if cfg.vault.tls.enabled:
         env.append({"name": "VAULT_CACERT", "value": f"{CA_DIR}/ca.crt"})
-    if spec.generator == "postgres" and spec.postgres is not None:
+    spec = next((x for x in specs if x.generator == "postgres" and x.postgres is not None), None)
+    if spec is not None and spec.postgres is not None:
         admin = spec.postgres.admin_secret
         env += [
             {"name": "PGADMIN_USER", "valueFrom": {"secretKeyRef": {"name": admin, "key": "username"}}},
@@ -145,15 +176,18 @@ def ca_secret_name(cfg: StackConfig) -> str:
     return cfg.vault.tls.ca_secret_name
 
 
-def cronjob(cfg: StackConfig, app: App, spec: RotationSpec) -> Manifest:
+def cronjob(cfg: StackConfig, app: App, specs: tuple[RotationSpec, ...] | RotationSpec) -> Manifest:
     assert cfg.vault is not None
+    if isinstance(specs, RotationSpec):
+        specs = (specs,)
+    spec = specs[0]
     labels = _labels(app)
     container: dict[str, Any] = {
         "name": "rotate",
         "image": cfg.rotation.image,
         "command": ["python", "-m", "ksecrets.rotate"],
-        "args": rotator_args(cfg, app, spec),
-        "env": _env(cfg, app, spec),
+        "args": rotator_args(cfg, app, specs),
+        "env": _env(cfg, app, specs),
         "resources": {"requests": {"cpu": "10m", "memory": "64Mi"}, "limits": {"memory": "128Mi"}},
         "securityContext": CONTAINER_SECURITY_CONTEXT,
         "volumeMounts": [
@@ -176,8 +210,9 @@ def cronjob(cfg: StackConfig, app: App, spec: RotationSpec) -> Manifest:
     return {
         "apiVersion": "batch/v1",
         "kind": "CronJob",
-        "metadata": metadata(cronjob_name(app, spec), app.namespace, labels=labels,
-                             annotations={"ksecrets.io/rotates": f"{app.secret_name}/{spec.key}"}),
+        "metadata": metadata(group_name(app, specs), app.namespace, labels=labels,
+                             annotations={"ksecrets.io/rotates": f"{app.secret_name}/"
+                                                                 + ",".join(s.key for s in specs)}),
         "spec": {
             "schedule": spec.schedule,
             # Schedules mean UTC whatever the controller manager's local time zone is.
@@ -211,7 +246,7 @@ def cronjob(cfg: StackConfig, app: App, spec: RotationSpec) -> Manifest:
 
 def cronjobs(cfg: StackConfig) -> list[Planned]:
     """The rotation objects of one stack (layer "apps"): per app, its rotator ServiceAccount,
-    then one CronJob per rotation spec. Nothing for backends that cannot rotate in-cluster."""
+    then one CronJob per schedule. Nothing for backends that cannot rotate in-cluster."""
     if not _rotates_in_cluster(cfg):
         return []
     out: list[Planned] = []
@@ -219,5 +254,5 @@ def cronjobs(cfg: StackConfig) -> list[Planned]:
         if not app.rotation or app.vault is None:
             continue
         out.append(Planned(service_account(app), "apps"))
-        out += [Planned(cronjob(cfg, app, spec), "apps") for spec in app.rotation]
+        out += [Planned(cronjob(cfg, app, specs), "apps") for specs in groups(app)]
     return out

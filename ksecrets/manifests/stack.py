@@ -7,7 +7,8 @@ import dataclasses
 from typing import Any, Iterable, Mapping
 
 from ksecrets.config.model import StackConfig
-from ksecrets.manifests import flux, manual, monitoring, namespaces, rbac, rotation, sealed_secrets, vault, workloads
+from ksecrets.manifests import (flux, keybackup, manual, monitoring, namespaces, rbac, rotation, sealed_secrets,
+                                snapshots, vault, workloads)
 from ksecrets.manifests.plan import Planned
 
 
@@ -33,6 +34,8 @@ def build_stack(cfg: StackConfig, manual_values: Mapping[str, Mapping[str, Any]]
     add("manual-secrets", manual.manual_secrets(cfg, manual_values))
     add("workloads", workloads.deployments(cfg))
     add("rotation", rotation.cronjobs(cfg))
+    add("disaster-recovery", snapshots.objects(cfg))
+    add("disaster-recovery", keybackup.objects(cfg))
     add("monitoring", monitoring.rules(cfg))
     # Flux only: the ServiceAccount the apps Kustomization applies as, and its RBAC.
     add("flux-applier", flux.applier_planned(cfg, planned))

@@ -1,7 +1,15 @@
 """`python -m ksecrets.rotate`: the entry point of the rotation CronJob's container.
 
-What to rotate comes as flags (the CronJob's args); how to reach Vault and the database comes
-from the environment, never from flags (a flag is visible in `ps` and in the pod spec):
+What to rotate comes as flags (the CronJob's args). The CronJob of one app and one schedule
+rotates all its keys in one kv-v2 version:
+
+    --mount secret --path my-app --min-interval 3600 --random API_KEY:48 --random TOKEN:32 \
+      --postgres DB_PASSWORD:32 --pg-mode dual --pg-username-key DB_USER --pg-host ... --pg-role app
+
+`--key K --generator random|postgres --length L` (one key, no minimum interval) is the older
+form, still accepted.
+
+How to reach Vault and the database comes from the environment, never from flags (a flag is visible in `ps` and in the pod spec):
 
     VAULT_ADDR, VAULT_CACERT, VAULT_SKIP_VERIFY, VAULT_NAMESPACE   as for the Vault CLI
     VAULT_TOKEN                       when set, used as is (a workstation run)
@@ -27,8 +35,8 @@ import hvac
 
 from ksecrets.config import validate
 from ksecrets.errors import KsecretsError
-from ksecrets.rotate import (EXIT_OK, MAX_LENGTH, MIN_LENGTH, Postgres, Target, log, rotate_postgres,
-                             rotate_random)
+from ksecrets.rotate import (EXIT_OK, MAX_LENGTH, MIN_LENGTH, Plan, Postgres, PostgresItem, Target, log,
+                             rotate_app, rotate_postgres, rotate_random)
 
 DEFAULT_TOKEN_FILE = "/var/run/secrets/kubernetes.io/serviceaccount/token"
 
@@ -40,12 +48,20 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="python -m ksecrets.rotate", description="Rotate one key of a Vault kv-v2 secret.")
+    p = _Parser(prog="python -m ksecrets.rotate", description="Rotate keys of one Vault kv-v2 secret, in one new version.")
     p.add_argument("--mount", required=True, help="kv-v2 mount (e.g. secret)")
     p.add_argument("--path", required=True, help="secret path under the mount (e.g. my-app)")
-    p.add_argument("--key", required=True, help="the key whose value is rotated")
-    p.add_argument("--generator", choices=("random", "postgres"), default="random")
-    p.add_argument("--length", type=int, default=32, help=f"characters ({MIN_LENGTH} to {MAX_LENGTH})")
+    p.add_argument("--key", help="(one-key form) the key whose value is rotated")
+    p.add_argument("--generator", choices=("random", "postgres"), default="random", help="(one-key form)")
+    p.add_argument("--length", type=int, default=32, help=f"(one-key form) characters ({MIN_LENGTH} to {MAX_LENGTH})")
+    p.add_argument("--random", action="append", default=[], metavar="KEY[:LENGTH]",
+                   help="a key that gets a new random value (repeatable); all keys change in one version")
+    p.add_argument("--postgres", metavar="KEY[:LENGTH]", help="the key holding a PostgreSQL password (at most one)")
+    p.add_argument("--pg-mode", choices=("single", "dual"), default="single",
+                   help="single: ALTER the role's password; dual: alternate logins <role>_a/<role>_b")
+    p.add_argument("--pg-username-key", help="dual mode: the key that holds the login's name")
+    p.add_argument("--min-interval", type=int, default=0, metavar="SECONDS",
+                   help="skip (exit 0) while the last rotation of this secret is younger than this")
     p.add_argument("--pg-host")
     p.add_argument("--pg-port", type=int, default=5432)
     p.add_argument("--pg-database", default="postgres")
@@ -106,9 +122,46 @@ def _postgres(args: argparse.Namespace, env: Mapping[str, str]) -> Postgres:
                     admin_user=user, admin_password=password)
 
 
+def _key_length(text: str, flag: str) -> tuple[str, int]:
+    key, _, length = text.partition(":")
+    if not key:
+        raise KsecretsError(f"{flag}: {text!r}: expected KEY or KEY:LENGTH")
+    if not length:
+        return key, 32
+    if not length.isdigit() or not MIN_LENGTH <= int(length) <= MAX_LENGTH:
+        raise KsecretsError(f"{flag}: {text!r}: the length must be a number from {MIN_LENGTH} to {MAX_LENGTH}")
+    return key, int(length)
+
+
+def plan_from_args(args: argparse.Namespace, env: Mapping[str, str]) -> Plan:
+    randoms = tuple(_key_length(r, "--random") for r in args.random)
+    item = None
+    if args.postgres:
+        key, length = _key_length(args.postgres, "--postgres")
+        if args.pg_mode == "dual" and not args.pg_username_key:
+            raise KsecretsError("--pg-mode dual needs --pg-username-key")
+        item = PostgresItem(key=key, pg=_postgres(args, env), length=length, mode=args.pg_mode,
+                            username_key=args.pg_username_key)
+    keys = [k for k, _ in randoms] + ([item.key] if item else [])
+    if len(set(keys)) != len(keys):
+        raise KsecretsError(f"a key is given twice: {', '.join(keys)}")
+    if args.min_interval < 0:
+        raise KsecretsError("--min-interval: must be 0 or more seconds")
+    return Plan(mount=args.mount.strip("/"), path=args.path.strip("/"), random=randoms, postgres=item,
+                min_interval=args.min_interval)
+
+
 def run(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None) -> int:
     env = os.environ if env is None else env
     args = build_parser().parse_args(argv)
+    if args.key is None:
+        if not args.random and not args.postgres:
+            raise KsecretsError("nothing to rotate: give --random KEY, --postgres KEY or --key KEY")
+        plan = plan_from_args(args, env)
+        rotate_app(vault_login(env), plan)
+        return EXIT_OK
+    if args.random or args.postgres:
+        raise KsecretsError("--key (one-key form) cannot be combined with --random or --postgres")
     target = Target(mount=args.mount.strip("/"), path=args.path.strip("/"), key=args.key)
     _check_vault_names(("--mount", target.mount, validate.vault_mount), ("--path", target.path, validate.vault_path))
     if args.generator == "postgres":

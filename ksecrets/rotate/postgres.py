@@ -81,3 +81,47 @@ def can_login(pg: Postgres, role: str, password: str) -> bool:
             return True
     except psycopg.OperationalError:
         return False
+
+
+def lock_rotation(conn: psycopg.Connection, role: str) -> None:
+    """A session-level advisory lock for rotations of `role`, held until the connection closes
+    (also when the process is killed: the server drops the session and its locks). A second
+    rotator of the same role stops at once instead of changing a password the first one is
+    about to publish."""
+    try:
+        row = conn.execute("SELECT pg_try_advisory_lock(hashtext(%s))", ("ksecrets-rotate:" + role,)).fetchone()
+        conn.commit()
+    except psycopg.Error as exc:
+        rollback(conn)
+        raise RotationFailed(_describe(exc, f"cannot take the rotation lock of role {role}")) from None
+    if not row or row[0] is not True:
+        raise RotationFailed(f"another rotation of role {role} is running (advisory lock held); nothing changed")
+
+
+def set_login_password(conn: psycopg.Connection, group: str, login: str, password: str) -> None:
+    """Dual mode: give `login` (a member of `group`) a new password and COMMIT.
+
+    Creates the login `IN ROLE group` when it does not exist; makes sure it is a member that
+    inherits the group and that its sessions `SET role` to the group (so what it creates belongs
+    to the group, and the other login can use it). One transaction: all of it or nothing."""
+    try:
+        verifier = password_verifier(conn, login, password)
+        exists = conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (login,)).fetchone() is not None
+        if exists:
+            conn.execute(sql.SQL("ALTER ROLE {} WITH LOGIN INHERIT PASSWORD {}").format(
+                sql.Identifier(login), sql.Literal(verifier)))
+            member = conn.execute(
+                "SELECT 1 FROM pg_auth_members m JOIN pg_roles g ON g.oid = m.roleid "
+                "JOIN pg_roles u ON u.oid = m.member WHERE g.rolname = %s AND u.rolname = %s",
+                (group, login)).fetchone() is not None
+            if not member:
+                conn.execute(sql.SQL("GRANT {} TO {}").format(sql.Identifier(group), sql.Identifier(login)))
+        else:
+            conn.execute(sql.SQL("CREATE ROLE {} WITH LOGIN INHERIT PASSWORD {} IN ROLE {}").format(
+                sql.Identifier(login), sql.Literal(verifier), sql.Identifier(group)))
+        conn.execute(sql.SQL("ALTER ROLE {} SET role TO {}").format(sql.Identifier(login), sql.Literal(group)))
+        conn.commit()
+    except psycopg.Error as exc:
+        rollback(conn)
+        raise RotationFailed(_describe(exc, f"setting the password of login {login} (IN ROLE {group}) failed, "
+                                            "nothing changed")) from None

@@ -11,7 +11,8 @@ its report says "no changes". What it sets up:
   `<db mount>/creds/<role>` for each dynamic secret, and a role bound to the app's service
   account, namespace and the stack's audience;
 - per app that rotates keys, a policy `ksecrets-<app>-rotator` that may read and write exactly
-  that app's kv-v2 path (check-and-set writes are `create`/`update` on `data/<path>`) and a role
+  that app's kv-v2 path (check-and-set writes are `create`/`update` on `data/<path>`; its
+  `metadata/<path>` for the minimum interval between rotations) and a role
   `<app>-rotator` bound to the `<app>-rotator` service account (see `ksecrets.manifests.rotation`);
 - a file audit device writing to the audit volume the chart mounts;
 - where `vault.database` is set: the database secrets engine, its connection and one role per
@@ -103,6 +104,9 @@ def rotator_policy(cfg: StackConfig, app: App) -> str:
     lines = [f"# ksecrets, stack {cfg.stack}: the rotator of app {app.namespace}/{app.name} "
              "writes new versions of its secret (check-and-set), nothing else."]
     lines += _hcl_path(f"{vc.kv_mount}/data/{app.vault.path}", ("read", "create", "update"))
+    # The minimum interval between rotations: Vault's creation time of each version, and the
+    # rotator's mark in custom_metadata (ksecrets.rotate.MARK_KEY). No delete or destroy.
+    lines += _hcl_path(f"{vc.kv_mount}/metadata/{app.vault.path}", ("read", "create", "update"))
     return "\n".join(lines) + "\n"
 
 
@@ -378,6 +382,12 @@ def bootstrap(client: hvac.Client, cfg: StackConfig, *, kube_host: str = DEFAULT
             ensure_policy(client, report, rotator_policy_name(app), rotator_policy(cfg, app))
             ensure_object(client, report, f"role {rotator_role(app)} ({app.namespace}/{rotator_role(app)})",
                           f"auth/{vc.auth_mount}/role/{rotator_role(app)}", rotator_role_body(cfg, app))
+    if vc.snapshots is not None:
+        from ksecrets.manifests import snapshots
+
+        ensure_policy(client, report, snapshots.POLICY, snapshots.policy())
+        ensure_object(client, report, f"role {snapshots.VAULT_ROLE} ({vc.namespace}/{snapshots.NAME})",
+                      f"auth/{vc.auth_mount}/role/{snapshots.VAULT_ROLE}", snapshots.role_body(cfg))
     ensure_audit(client, report)
     if vc.database is not None:
         ensure_database(client, report, cfg, apps, db_admin_password)

@@ -217,3 +217,59 @@ def rotate_key(client: hvac.Client, mount: str, path: str, key: str, new_value: 
     data, version = read_current(client, mount, path)
     data[key] = new_value
     return _write_confirmed(client, mount, path, data, cas=version)
+
+
+def rotate_keys(client: hvac.Client, mount: str, path: str, updates: Mapping[str, str], *,
+                cas: int | None = None) -> int:
+    """Replace several keys' values in ONE new version (the other keys are kept), check-and-set.
+
+    `cas` is the version the caller read (and based its decision on); without it the current
+    version is read here. Either every key changes in the new version or none does: one version,
+    so the Vault Secrets Operator updates the Secret once and restarts the app once.
+    """
+    _check_data(client, mount, path, updates)
+    data, version = read_current(client, mount, path)
+    if cas is not None and cas != version:
+        raise VaultError(address_of(client), data_path(mount, path),
+                         f"changed concurrently: check-and-set expected version {cas}; "
+                         "nothing was overwritten, read it again and retry")
+    data.update(updates)
+    return _write_confirmed(client, mount, path, data, cas=version)
+
+
+@dataclass(frozen=True)
+class Metadata:
+    """What `<mount>/metadata/<path>` says: the current version, each kept version's creation
+    time (Vault's clock, RFC 3339) and the secret's custom_metadata."""
+
+    current_version: int
+    created: dict[int, str]
+    custom: dict[str, str]
+
+
+def read_metadata(client: hvac.Client, mount: str, path: str) -> Metadata:
+    where = metadata_path(mount, path)
+    with vault_errors(client, where):
+        try:
+            response = client.secrets.kv.v2.read_secret_metadata(path=path, mount_point=mount)
+        except hx.InvalidPath:
+            return Metadata(0, {}, {})
+    body = response.get("data") if isinstance(response, dict) else None
+    if not isinstance(body, dict):
+        raise VaultError(address_of(client), where, "unexpected response (no kv-v2 metadata)")
+    versions = body.get("versions") or {}
+    created = {int(n): str((v or {}).get("created_time") or "") for n, v in versions.items()
+               if str(n).isdigit()}
+    custom = {str(k): str(v) for k, v in (body.get("custom_metadata") or {}).items()}
+    return Metadata(int(body.get("current_version") or 0), created, custom)
+
+
+def write_custom_metadata(client: hvac.Client, mount: str, path: str, custom: Mapping[str, str]) -> None:
+    """Set the secret's custom_metadata (the whole map: merge with what `read_metadata` gave).
+
+    The body carries only `custom_metadata`, so max_versions, cas_required and
+    delete_version_after stay as they are (hvac's update_metadata would also send
+    delete_version_after: null)."""
+    where = metadata_path(mount, path)
+    with vault_errors(client, where):
+        client.adapter.post(f"/v1/{mount}/metadata/{path}", json={"custom_metadata": dict(custom)})

@@ -129,3 +129,54 @@ def test_the_command_prints_one_line_and_exits_2(tmp_path):
     assert done.stderr == ('ksecrets: Pulumi.production.yaml: apps[0].rotation[0].schedule: "0 2 * *" is not a cron '
                            'schedule (five fields: minute hour day-of-month month day-of-week)\n')
     assert not (tmp_path / "k8s").exists()
+
+
+# --- issue 12: dual PostgreSQL logins, one CronJob per schedule, minimum interval ---------------
+
+DUAL_PG = {"host": "db", "role": "app", "adminSecret": "pg-admin", "mode": "dual", "usernameKey": "DB_USER"}
+
+
+@pytest.mark.parametrize("pg,keys,message", [
+    ({**DUAL_PG, "usernameKey": None}, ["API_KEY", "DB_PASSWORD"],
+     'apps[0].rotation[1].postgres.usernameKey: is required when mode is dual (the key that holds the login\'s name)'),
+    ({**DUAL_PG, "mode": "single"}, ["API_KEY", "DB_PASSWORD", "DB_USER"],
+     "apps[0].rotation[1].postgres.usernameKey: is only used when mode is dual"),
+    (DUAL_PG, ["API_KEY", "DB_PASSWORD"],
+     'apps[0].rotation[1].postgres.usernameKey: "DB_USER" is not a key of Secret "my-app-secrets" '
+     "(keys: API_KEY, DB_PASSWORD)"),
+    ({**DUAL_PG, "usernameKey": "API_KEY"}, ["API_KEY", "DB_PASSWORD"],
+     'apps[0].rotation[1].postgres.usernameKey: "API_KEY" is rotated itself; the username key is written by '
+     "this rotation"),
+    ({**DUAL_PG, "mode": "triple"}, ["API_KEY", "DB_PASSWORD", "DB_USER"],
+     'apps[0].rotation[1].postgres.mode: "triple" is not one of single, dual'),
+])
+def test_dual_mode_errors(pg, keys, message):
+    doc = with_(("apps", 0, "rotation", 1, "postgres"), {k: v for k, v in pg.items() if v is not None})
+    doc["apps"][0]["keys"] = keys
+    with pytest.raises(ConfigError) as err:
+        parse(doc, stack="s", source="Pulumi.s.yaml")
+    assert str(err.value) == f"Pulumi.s.yaml: {message}"
+
+
+def test_two_postgres_passwords_on_one_schedule_is_an_error():
+    doc = copy.deepcopy(VAULT)
+    doc["apps"][0]["keys"].append("DB2")
+    doc["apps"][0]["rotation"].append({"key": "DB2", "generator": "postgres",
+                                       "postgres": {"host": "db2", "role": "b", "adminSecret": "pg-admin"}})
+    with pytest.raises(ConfigError) as err:
+        parse(doc, stack="s", source="Pulumi.s.yaml")
+    assert str(err.value) == ('Pulumi.s.yaml: apps[0].rotation[2].schedule: rotation[1] already rotates a PostgreSQL '
+                              'password on "0 2 * * 0"; one rotation (one kv-v2 version) changes at most one: give '
+                              'this one another schedule')
+    doc["apps"][0]["rotation"][2]["schedule"] = "0 4 * * 0"
+    assert len(parse(doc, stack="s", source="Pulumi.s.yaml").apps[0].rotation) == 3
+
+
+def test_min_interval():
+    assert parse(VAULT, stack="s", source="Pulumi.s.yaml").rotation.min_interval_seconds == 3600
+    doc = with_(("rotation", "minInterval"), "1h30m")
+    assert parse(doc, stack="s", source="Pulumi.s.yaml").rotation.min_interval_seconds == 5400
+    doc = with_(("rotation", "minInterval"), "soon")
+    with pytest.raises(ConfigError) as err:
+        parse(doc, stack="s", source="Pulumi.s.yaml")
+    assert str(err.value) == 'Pulumi.s.yaml: rotation.minInterval: "soon" is not a duration like 30s, 10m or 1h30m'

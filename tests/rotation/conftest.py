@@ -3,6 +3,7 @@ boundary (`responses`), so hvac and `ksecrets.vault.kv` run unchanged."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import pwd
@@ -10,6 +11,8 @@ import shutil
 import socket
 import subprocess
 import tempfile
+import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator
@@ -104,7 +107,8 @@ def pg_server() -> Iterator[PgServer]:
 
 @dataclass
 class FakeKV:
-    """kv-v2 at `secret/` as Vault's HTTP API answers it: versions, check-and-set, 400 on mismatch.
+    """kv-v2 at `secret/` as Vault's HTTP API answers it: versions, check-and-set, 400 on mismatch,
+    `metadata/` with each version's created_time (this machine's clock) and custom_metadata.
 
     Hooks simulate failures at the HTTP boundary:
       fail_write: status for the next writes (the write does not land)
@@ -112,12 +116,17 @@ class FakeKV:
       fail_reads_after_failed_write: every GET fails (503) once a write has failed
       before_write: called before a write is applied (e.g. to break the database connection)
       concurrent_write: another writer bumps the version just before our write
+
+    Served in-process through `responses` (`register`), or on 127.0.0.1 by a real HTTP server
+    (`serve`), for a rotator run as a child process that a test kills.
     """
 
     mount: str = "secret"
     addr: str = VAULT_ADDR
     token: str = VAULT_TOKEN
     versions: dict[str, list[dict[str, str]]] = field(default_factory=dict)
+    created: dict[str, list[float]] = field(default_factory=dict)
+    custom: dict[str, dict[str, str]] = field(default_factory=dict)
     fail_write: int | None = None
     fail_after_write: int | None = None
     fail_reads_after_failed_write: bool = False
@@ -126,9 +135,11 @@ class FakeKV:
     write_failed: bool = False
     writes: int = 0
     logins: list[dict] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def seed(self, path: str, data: dict[str, str]) -> None:
+    def seed(self, path: str, data: dict[str, str], at: float | None = None) -> None:
         self.versions.setdefault(path, []).append(dict(data))
+        self.created.setdefault(path, []).append(time.time() if at is None else at)
 
     def current(self, path: str) -> dict[str, str]:
         return dict(self.versions[path][-1])
@@ -136,8 +147,8 @@ class FakeKV:
     def version(self, path: str) -> int:
         return len(self.versions.get(path, []))
 
-    def _path(self, url: str) -> str:
-        prefix = f"{VAULT_ADDR}/v1/{self.mount}/data/"
+    def _path(self, url: str, kind: str = "data") -> str:
+        prefix = f"{self.addr}/v1/{self.mount}/{kind}/"
         return url.split("?")[0][len(prefix):]
 
     def _read(self, request):
@@ -148,7 +159,8 @@ class FakeKV:
             return 404, JSON, json.dumps({"errors": []})
         n = self.version(path)
         body = {"data": {"data": self.current(path), "metadata": {
-            "version": n, "created_time": "2026-01-01T00:00:00Z", "deletion_time": "", "destroyed": False}}}
+            "version": n, "created_time": _rfc3339(self.created[path][-1]), "deletion_time": "",
+            "destroyed": False}}}
         return 200, JSON, json.dumps(body)
 
     def _write(self, request):
@@ -172,24 +184,108 @@ class FakeKV:
         if self.fail_after_write is not None:
             self.write_failed = True
             return self.fail_after_write, JSON, json.dumps({"errors": ["upstream timeout"]})
-        return 200, JSON, json.dumps({"data": {"version": self.version(path), "created_time": "2026-01-01T00:00:00Z"}})
+        return 200, JSON, json.dumps({"data": {"version": self.version(path),
+                                               "created_time": _rfc3339(self.created[path][-1])}})
+
+    def _read_metadata(self, request):
+        path = self._path(request.url, "metadata")
+        if path not in self.versions:
+            return 404, JSON, json.dumps({"errors": []})
+        versions = {str(i + 1): {"created_time": _rfc3339(t), "deletion_time": "", "destroyed": False}
+                    for i, t in enumerate(self.created[path])}
+        return 200, JSON, json.dumps({"data": {
+            "current_version": self.version(path), "oldest_version": 0, "max_versions": 0, "cas_required": False,
+            "custom_metadata": self.custom.get(path) or None, "versions": versions}})
+
+    def _write_metadata(self, request):
+        path = self._path(request.url, "metadata")
+        payload = json.loads(request.body)
+        if set(payload) - {"custom_metadata"}:
+            return 400, JSON, json.dumps({"errors": ["the rotator only ever sends custom_metadata"]})
+        self.custom[path] = {str(k): str(v) for k, v in (payload.get("custom_metadata") or {}).items()}
+        return 204, {}, ""
 
     def _login(self, request):
         self.logins.append(json.loads(request.body))
         return 200, JSON, json.dumps({"auth": {"client_token": "hvs.from-kubernetes-login", "renewable": True,
                                              "lease_duration": 600, "policies": ["rotate"]}})
 
+    def _mounts(self, request):
+        return 200, JSON, json.dumps({"data": {"path": f"{self.mount}/", "type": "kv", "options": {"version": "2"}}})
+
+    def _routes(self):
+        import re
+
+        v1 = re.escape(f"{self.addr}/v1/")
+        data, meta = v1 + re.escape(f"{self.mount}/data/") + r".+", v1 + re.escape(f"{self.mount}/metadata/") + r".+"
+        login, mounts = v1 + r"auth/[^/]+/login", v1 + r"sys/internal/ui/mounts/.*"
+        return [("GET", data, self._read), ("POST", data, self._write), ("PUT", data, self._write),
+                ("GET", meta, self._read_metadata), ("POST", meta, self._write_metadata),
+                ("PUT", meta, self._write_metadata), ("POST", login, self._login), ("GET", mounts, self._mounts)]
+
+    def _locked(self, handler):
+        def call(request):
+            with self.lock:
+                return handler(request)
+        return call
+
     def register(self, rsps: responses.RequestsMock) -> None:
         import re
 
-        base = re.escape(f"{VAULT_ADDR}/v1/{self.mount}/data/")
-        rsps.add_callback(responses.GET, re.compile(base + r".+"), callback=self._read)
-        rsps.add_callback(responses.POST, re.compile(base + r".+"), callback=self._write)
-        rsps.add_callback(responses.PUT, re.compile(base + r".+"), callback=self._write)
-        rsps.add_callback(responses.POST, re.compile(re.escape(f"{VAULT_ADDR}/v1/auth/") + r"[^/]+/login"),
-                          callback=self._login)
-        rsps.add(responses.GET, re.compile(re.escape(f"{VAULT_ADDR}/v1/sys/internal/ui/mounts/") + ".*"),
-                 json={"data": {"path": f"{self.mount}/", "type": "kv", "options": {"version": "2"}}})
+        for method, pattern, handler in self._routes():
+            rsps.add_callback(method, re.compile(pattern), callback=self._locked(handler))
+
+    @contextlib.contextmanager
+    def serve(self) -> Iterator["FakeKV"]:
+        """The same kv-v2 on a real HTTP server on 127.0.0.1 (a free port); `addr` points at it."""
+        import re
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+        from types import SimpleNamespace
+
+        kv = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def _any(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length) if length else b""
+                request = SimpleNamespace(url=kv.addr + self.path, body=body.decode() if body else None,
+                                          method=self.command)
+                for method, pattern, handler in kv._routes():
+                    if method == self.command and re.fullmatch(pattern, request.url.split("?")[0]):
+                        with kv.lock:
+                            status, headers, text = handler(request)
+                        break
+                else:
+                    status, headers, text = 404, JSON, json.dumps({"errors": ["no route"]})
+                payload = text.encode()
+                self.send_response(status)
+                for k, v in headers.items():
+                    self.send_header(k, v)
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+
+            do_GET = do_POST = do_PUT = _any
+
+            def log_message(self, *args) -> None:  # quiet
+                pass
+
+        server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.addr = f"http://127.0.0.1:{server.server_address[1]}"
+        thread = threading.Thread(target=server.serve_forever, daemon=True)
+        thread.start()
+        try:
+            yield self
+        finally:
+            server.shutdown()
+            server.server_close()
+            thread.join(5)
+
+
+def _rfc3339(t: float) -> str:
+    # Vault's shape: UTC with nanoseconds and a Z.
+    whole = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t))
+    return f"{whole}.{int((t % 1) * 1e9):09d}Z"
 
 
 @pytest.fixture
@@ -197,4 +293,11 @@ def fake_kv() -> Iterator[FakeKV]:
     kv = FakeKV()
     with responses.RequestsMock(assert_all_requests_are_fired=False) as rsps:
         kv.register(rsps)
+        yield kv
+
+
+@pytest.fixture
+def served_kv() -> Iterator[FakeKV]:
+    """The fake kv-v2 on a real HTTP server on 127.0.0.1 (for child processes)."""
+    with FakeKV().serve() as kv:
         yield kv

@@ -66,8 +66,9 @@ def test_random_cronjob_exact(planned):
     (container,) = pod["containers"]
     assert container["image"] == "ghcr.io/example/ksecrets-rotator:0.1.0"
     assert container["command"] == ["python", "-m", "ksecrets.rotate"]
-    assert container["args"] == ["--mount", "secret", "--path", "my-app", "--key", "API_KEY",
-                                 "--generator", "random", "--length", "48"]
+    # The plan form (issue 12): one run per app and schedule, the stack's minimum interval.
+    assert container["args"] == ["--mount", "secret", "--path", "my-app", "--min-interval", "3600",
+                                 "--random", "API_KEY:48"]
     assert container["env"] == [
         {"name": "VAULT_ADDR", "value": "https://vault.vault.svc:8200"},
         {"name": "KSECRETS_VAULT_AUTH_MOUNT", "value": "kubernetes"},
@@ -160,3 +161,42 @@ def test_cronjob_names_unique_and_short(cfg):
     assert names[0] == "a" * 40 + "-rota-" + hashlib.sha256(b"API_KEY").hexdigest()[:6]
     assert rotation.cronjob_names(cfg) == [("my-app", "my-app-rotate-api-key"),
                                            ("my-app", "my-app-rotate-database-password")]
+
+
+def test_keys_on_one_schedule_share_one_cronjob_and_one_version():
+    """Issue 12: one CronJob per app and schedule, so one kv-v2 version and one restart."""
+    from ksecrets.config.load import parse
+
+    doc = {"backend": "vault", "rotation": {"minInterval": "6h"}, "apps": [{
+        "name": "shop", "namespace": "shop", "keys": ["API_KEY", "TOKEN", "DB_PASSWORD", "DB_USER", "OTHER"],
+        "vault": {"path": "shop"},
+        "rotation": [
+            {"key": "API_KEY", "length": 40},
+            {"key": "DB_PASSWORD", "generator": "postgres",
+             "postgres": {"host": "db", "role": "shop", "adminSecret": "pg-admin", "mode": "dual",
+                          "usernameKey": "DB_USER"}},
+            {"key": "OTHER", "schedule": "0 5 1 * *"},
+            {"key": "TOKEN"},
+        ]}]}
+    cfg = parse(doc, stack="s", source="Pulumi.s.yaml")
+    jobs = by_name(rotation.cronjobs(cfg), "CronJob")
+    assert sorted(jobs) == ["shop-rotate-api-key-db-password-token", "shop-rotate-other"]
+    assert rotation.cronjob_names(cfg) == [("shop", "shop-rotate-api-key-db-password-token"),
+                                           ("shop", "shop-rotate-other")]
+    weekly = jobs["shop-rotate-api-key-db-password-token"]
+    assert weekly["metadata"]["annotations"] == {"ksecrets.io/rotates": "shop-secrets/API_KEY,DB_PASSWORD,TOKEN"}
+    (container,) = weekly["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"]
+    assert container["args"] == [
+        "--mount", "secret", "--path", "shop", "--min-interval", "21600",
+        "--random", "API_KEY:40", "--random", "TOKEN:32",
+        "--postgres", "DB_PASSWORD:32", "--pg-mode", "dual", "--pg-username-key", "DB_USER",
+        "--pg-host", "db", "--pg-port", "5432", "--pg-database", "postgres", "--pg-role", "shop"]
+    for obj in jobs.values():
+        kubernetes_validate.validate(obj, "1.33", strict=True)
+    # The args parse back into exactly the plan the rotator runs.
+    from ksecrets.rotate.__main__ import build_parser, plan_from_args
+
+    plan = plan_from_args(build_parser().parse_args(container["args"]),
+                          {"PGADMIN_USER": "u", "PGADMIN_PASSWORD": "p"})
+    assert (plan.random, plan.postgres.key, plan.postgres.mode, plan.postgres.username_key, plan.min_interval) == (
+        (("API_KEY", 40), ("TOKEN", 32)), "DB_PASSWORD", "dual", "DB_USER", 21600)

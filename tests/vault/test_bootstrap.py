@@ -118,7 +118,9 @@ def test_everything_with_database_rotation_and_two_apps(vault, client, vaultdb):
     assert writes[("POST", "sys/policies/acl/ksecrets-orders-rotator")] == {"policy": (
         "# ksecrets, stack vaultdb: the rotator of app shop/orders writes new versions of its secret "
         "(check-and-set), nothing else.\n"
-        'path "kv/data/shop/orders" {\n  capabilities = ["read", "create", "update"]\n}\n')}
+        'path "kv/data/shop/orders" {\n  capabilities = ["read", "create", "update"]\n}\n'
+        # issue 12: the minimum interval between rotations reads and marks the metadata
+        'path "kv/metadata/shop/orders" {\n  capabilities = ["read", "create", "update"]\n}\n')}
     assert writes[("POST", "auth/k8s/role/orders")]["bound_service_account_names"] == ["orders-sa"]
     assert writes[("POST", "auth/k8s/role/orders")]["audience"] == "vault-test"
     assert writes[("POST", "auth/k8s/role/orders-rotator")] == {
