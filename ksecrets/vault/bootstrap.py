@@ -357,23 +357,47 @@ def ensure_database(client: hvac.Client, report: Report, cfg: StackConfig, apps:
         })
 
 
+def ensure_kube_auth_config(client: hvac.Client, report: Report, mount: str, host: str, ca_pem: str | None,
+                            reviewer_jwt: str | None) -> None:
+    """`auth/<mount>/config`: host, CA and (for a Vault outside the cluster) the token reviewer JWT.
+
+    Vault never returns the JWT, only `token_reviewer_jwt_set`, so a given JWT cannot be compared
+    and is written on every run; without one, a JWT set before is removed (a write of the config
+    without it clears it), and Vault in the cluster reviews tokens with its pod's own token.
+    """
+    path = f"auth/{mount}/config"
+    desired: dict[str, Any] = {"kubernetes_host": host}
+    if ca_pem:
+        desired["kubernetes_ca_cert"] = ca_pem
+    current = _get(client, path)
+    wrote = _differs(current, desired) or bool((current or {}).get("token_reviewer_jwt_set")) != bool(reviewer_jwt)
+    item = f"auth {mount}/config (host {host})"
+    if reviewer_jwt:
+        wrote = True
+        item = f"auth {mount}/config (host {host}, token reviewer JWT: write-only, written on every run)"
+        _write(client, "POST", path, {**desired, "token_reviewer_jwt": reviewer_jwt}, redact=(reviewer_jwt,))
+    elif wrote:
+        _write(client, "POST", path, desired)
+    report.done(item, wrote)
+
+
 def bootstrap(client: hvac.Client, cfg: StackConfig, *, kube_host: str = DEFAULT_KUBE_HOST,
-              kube_ca_pem: str | None = None, db_admin_password: str | None = None) -> Report:
-    """Configure Vault for the stack. Idempotent: a second run writes nothing.
+              kube_ca_pem: str | None = None, db_admin_password: str | None = None,
+              token_reviewer_jwt: str | None = None) -> Report:
+    """Configure Vault for the stack. Idempotent: a second run writes nothing (but a given
+    `token_reviewer_jwt`, which Vault never returns and so cannot be compared).
 
     `kube_ca_pem` None leaves the CA out of the auth config, so Vault in the cluster uses its own
-    pod's CA (and service account token to review app tokens).
+    pod's CA (and service account token to review app tokens). `token_reviewer_jwt` is for a
+    Vault outside the cluster: a token of a service account allowed to create TokenReviews
+    (`system:auth-delegator`), which Vault uses to check the tokens clients log in with.
     """
     vc = _vc(cfg)
     apps = _vault_apps(cfg)
     report = Report()
     ensure_secrets_engine(client, report, vc.kv_mount, "kv", {"version": "2"})
     ensure_auth_method(client, report, vc.auth_mount, "kubernetes")
-    auth_config: dict[str, Any] = {"kubernetes_host": kube_host}
-    if kube_ca_pem:
-        auth_config["kubernetes_ca_cert"] = kube_ca_pem
-    ensure_object(client, report, f"auth {vc.auth_mount}/config (host {kube_host})",
-                  f"auth/{vc.auth_mount}/config", auth_config)
+    ensure_kube_auth_config(client, report, vc.auth_mount, kube_host, kube_ca_pem, token_reviewer_jwt)
     for app in apps:
         ensure_policy(client, report, app_policy_name(app), app_policy(cfg, app))
         ensure_object(client, report, f"role {app_role(app)} ({app.namespace}/{app.service_account})",

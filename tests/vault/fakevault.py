@@ -157,6 +157,9 @@ class FakeVault:
                 stored = {"plugin_name": body["plugin_name"], "allowed_roles": body.get("allowed_roles", []),
                           "connection_details": {"connection_url": body["connection_url"], "username": body["username"]},
                           "verify_connection": body.get("verify_connection", True)}
+            if re.fullmatch(r"auth/[^/]+/config", path) and "token_reviewer_jwt" in stored:
+                # Vault keeps the JWT but never returns it: a read says only whether one is set.
+                stored["token_reviewer_jwt_set"] = bool(stored.pop("token_reviewer_jwt"))
             if path.startswith("auth/") and "/role/" in path:
                 stored.setdefault("alias_name_source", "serviceaccount_uid")
                 stored["policies"] = stored.get("token_policies", [])

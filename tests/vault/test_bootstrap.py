@@ -247,3 +247,60 @@ def test_really_unreachable_vault(vault_env, monkeypatch, production):
         bootstrap(c, production)
     assert str(e.value) == ("Vault http://127.0.0.1:9: sys/mounts: unreachable (connection failed; check VAULT_ADDR "
                             "and that Vault is running)")
+
+
+# --- a Vault outside the cluster: the token reviewer JWT -------------------------------------------
+JWT = "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJ2YXVsdCJ9.c2lnbmF0dXJlLW5ldmVyLXNob3du"
+
+
+def test_token_reviewer_jwt_is_sent_and_written_on_every_run(vault, client, production):
+    report = bootstrap(client, production, kube_host=HOST, kube_ca_pem=CA, token_reviewer_jwt=JWT)
+    assert ("POST", "auth/kubernetes/config",
+            {"kubernetes_host": HOST, "kubernetes_ca_cert": CA, "token_reviewer_jwt": JWT}) in vault.log
+    item = f"auth kubernetes/config (host {HOST}, token reviewer JWT: write-only, written on every run)"
+    assert item in report.changed
+    # Vault never returns the JWT, so bootstrap cannot tell it is the same: it writes it again,
+    # and nothing else.
+    vault.log.clear()
+    again = bootstrap(client, production, kube_host=HOST, kube_ca_pem=CA, token_reviewer_jwt=JWT)
+    assert [(m, p) for m, p, _ in vault.writes()] == [("POST", "auth/kubernetes/config")]
+    assert again.changed == [item]
+
+
+def test_without_the_jwt_a_jwt_set_before_is_removed(vault, client, production):
+    bootstrap(client, production, kube_host=HOST, kube_ca_pem=CA, token_reviewer_jwt=JWT)
+    vault.log.clear()
+    report = bootstrap(client, production, kube_host=HOST, kube_ca_pem=CA)
+    assert vault.writes() == [("POST", "auth/kubernetes/config", {"kubernetes_host": HOST, "kubernetes_ca_cert": CA})]
+    assert report.changed == [f"auth kubernetes/config (host {HOST})"]
+
+
+def test_cli_token_reviewer_jwt_file(cli, vault, vault_env, tmp_path):
+    jwt_file = tmp_path / "reviewer.jwt"
+    jwt_file.write_text(JWT + "\n")
+    r = cli("vault", "bootstrap", "--stack", "production", "--kube-host", HOST, "--token-reviewer-jwt-file",
+            str(jwt_file), "--root", str(PROD_ROOT))
+    assert (r.code, r.err) == (0, "")
+    assert vault.objects["auth/kubernetes/config"] == {"kubernetes_host": HOST, "token_reviewer_jwt_set": True}
+    assert JWT not in r.out
+
+
+@pytest.mark.parametrize("content, reason", [
+    ("", "the token reviewer JWT file is empty"),
+    ("not-a-jwt-but-a-secret", "not a JWT (expected one line of three dot-separated parts, as `kubectl create token` prints)"),
+    ("a.b c.d", "not a JWT (expected one line of three dot-separated parts, as `kubectl create token` prints)"),
+])
+def test_cli_token_reviewer_jwt_file_bad_input(cli, vault, vault_env, tmp_path, content, reason):
+    jwt_file = tmp_path / "reviewer.jwt"
+    jwt_file.write_text(content)
+    r = cli("vault", "bootstrap", "--stack", "production", "--token-reviewer-jwt-file", str(jwt_file),
+            "--root", str(PROD_ROOT))
+    assert (r.code, r.out, r.err) == (2, "", f"ksecrets: {jwt_file}: {reason}\n")
+    assert vault.log == []
+
+
+def test_cli_token_reviewer_jwt_file_missing(cli, vault, vault_env, tmp_path):
+    missing = tmp_path / "nope.jwt"
+    r = cli("vault", "bootstrap", "--stack", "production", "--token-reviewer-jwt-file", str(missing),
+            "--root", str(PROD_ROOT))
+    assert (r.code, r.err) == (2, f"ksecrets: {missing}: cannot read the token reviewer JWT file (No such file or directory)\n")
