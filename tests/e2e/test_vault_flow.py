@@ -1,8 +1,8 @@
 """Issue 9, flow 4 (and the Vault share of flow 6): the Vault backend end to end.
 
-Real: a Vault 1.21.4 server (dev mode: in-memory storage, TLS by ``-dev-tls``), kube-apiserver
+Real: a Vault server (the version tools/vault pins) (dev mode: in-memory storage, TLS by ``-dev-tls``), kube-apiserver
 with TokenRequest and TokenReview, kube-controller-manager (Deployments → ReplicaSets), the Vault
-Secrets Operator 1.5.0 with its own CRDs and the chart's RBAC (tests/e2e/harness/vso.py),
+Secrets Operator (tools/vault-secrets-operator) with its own CRDs and the chart's RBAC (tests/e2e/harness/vso.py),
 ``ksecrets vault bootstrap|push``, ``python -m ksecrets.rotate`` and ``kubectl kustomize`` +
 server-side apply of the exported ``k8s/production`` (tests/e2e/harness/gitops.py).
 
@@ -162,7 +162,7 @@ def applied(kcluster, operator, vault, repo, bootstrapped):
     kcluster.ensure_namespace(VSO_NAMESPACE)
     kcluster.apply([{"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "vault-ca", "namespace": VSO_NAMESPACE},
                      "stringData": {"ca.crt": vault.ca.read_text()}}])
-    kcluster.ensure_namespace("monitoring")  # where the stack's PrometheusRule goes (a monitoring stack's)
+
     return apply_stack(kcluster, repo / "k8s" / "production")
 
 

@@ -1,6 +1,6 @@
 """Issue 9, flow 5 (Vault HA) and issue 12's Vault drill (raft snapshot, cluster lost, restore).
 
-Real: three Vault 1.21.4 servers with integrated raft storage, each started from the exact
+Real: three Vault servers (tools/vault) with integrated raft storage, each started from the exact
 ``server.ha.raft.config`` the project exports for production (k8s/production/infrastructure/
 helmrelease-vault.yaml), TLS on as exported, joining each other only through the exported
 ``retry_join`` blocks; Shamir init (5 shares, threshold 3) and unseal as README's first-install

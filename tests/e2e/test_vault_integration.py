@@ -1,7 +1,7 @@
 """Issue 9, flow 4: the existing `VAULT_ADDR` integration tests (tests/vault/test_integration.py)
 run against a real Vault, none skipped.
 
-Real: Vault 1.21.4 in dev mode on 127.0.0.1 (TLS by ``-dev-tls``, so VAULT_CACERT is exercised),
+Real: Vault (tools/vault) in dev mode on 127.0.0.1 (TLS by ``-dev-tls``, so VAULT_CACERT is exercised),
 the tests' own hvac calls. Nothing is simulated: the file runs unchanged in a subprocess with
 VAULT_ADDR, VAULT_TOKEN and VAULT_CACERT set, and must report every test passed.
 """
