@@ -261,14 +261,17 @@ class RaftCluster:
         client = self.client(node, token=None)
 
         def submit() -> bool:
-            status = client.sys.read_seal_status()
-            if not status["sealed"]:
+            if not client.sys.read_seal_status()["sealed"]:
                 return True
-            if not status.get("initialized"):
-                return False  # retry_join has not joined yet
-            for key in keys[: self.key_threshold]:
-                if not client.sys.submit_unseal_key(key)["sealed"]:
-                    break
+            try:
+                # A joining node takes keys once retry_join has its challenge; before that Vault
+                # refuses them, and a half-submitted set is reset before the next attempt.
+                client.sys.submit_unseal_key(reset=True)
+                for key in keys[: self.key_threshold]:
+                    if not client.sys.submit_unseal_key(key)["sealed"]:
+                        break
+            except hvac.exceptions.VaultError:
+                return False
             return not client.sys.read_seal_status()["sealed"]
 
         wait_for(f"{node.name} unsealed", submit, 90, node.proc, interval=0.5)
