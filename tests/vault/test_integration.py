@@ -28,7 +28,29 @@ pytestmark = [
                        reason="needs a Vault server: set VAULT_ADDR and VAULT_TOKEN (e.g. `vault server -dev`)"),
 ]
 
-CA = None  # Vault accepts a kubernetes auth config without a CA (it is not contacted until a login)
+
+
+def _any_ca() -> str:
+    """A CA certificate for the kubernetes auth config. Vault checks only that it parses until a
+    login; without one, a Vault outside a pod fails reading its pod's CA file (the real server's
+    answer: `open /var/run/secrets/kubernetes.io/serviceaccount/ca.crt: no such file`)."""
+    import datetime as dt
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "integration-ca")])
+    now = dt.datetime.now(dt.timezone.utc)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(x509.random_serial_number()).not_valid_before(now).not_valid_after(now + dt.timedelta(days=1))
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True).sign(key, hashes.SHA256()))
+    return cert.public_bytes(serialization.Encoding.PEM).decode()
+
+
+CA = _any_ca()
 
 
 @pytest.fixture(scope="module")
@@ -97,6 +119,7 @@ def test_faults_against_the_real_server(client, cfg, suffix):
     with pytest.raises(KsecretsError, match=rf"wrong mount type: kv1-it-{suffix}/ is kv version 1, not kv version 2$"):
         kv.write_if_changed(client, f"kv1-it-{suffix}", "x", {"A": "1"})
     limited = client.auth.token.create(policies=["default"], ttl="5m")["auth"]["client_token"]
-    weak = make_client(cfg.vault, env={"VAULT_ADDR": os.environ["VAULT_ADDR"], "VAULT_TOKEN": limited})
+    weak = make_client(cfg.vault, env={"VAULT_ADDR": os.environ["VAULT_ADDR"], "VAULT_TOKEN": limited,
+                                       "VAULT_CACERT": os.environ.get("VAULT_CACERT", "")})
     with pytest.raises(KsecretsError, match=r"permission denied \(403\)"):
         kv.read_current(weak, mount, cfg.apps[0].vault.path)
