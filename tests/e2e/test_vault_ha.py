@@ -137,7 +137,8 @@ def test_raft_snapshot_restored_into_a_new_cluster_loses_nothing(e2e_dir, vault_
         formed = time.monotonic() - started
         leader = new.active()
         with pytest.raises((hvac.exceptions.InvalidPath, hvac.exceptions.Forbidden)):  # new and empty
-            new.client(leader).secrets.kv.v2.read_secret_version(path="dr/app-001", mount_point="secret")
+            new.client(leader).secrets.kv.v2.read_secret_version(path="dr/app-001", mount_point="secret",
+                                                               raise_on_deleted_version=True)
         # The snapshot was made by another cluster (other keys): the forced restore is the only one
         # Vault accepts. Afterwards the data, its keyring and the root token are the old cluster's.
         new.client(leader).sys.force_restore_raft_snapshot(snapshot.read_bytes())
