@@ -372,12 +372,19 @@ def ensure_kube_auth_config(client: hvac.Client, report: Report, mount: str, hos
     current = _get(client, path)
     wrote = _differs(current, desired) or bool((current or {}).get("token_reviewer_jwt_set")) != bool(reviewer_jwt)
     item = f"auth {mount}/config (host {host})"
+    body = desired
     if reviewer_jwt:
         wrote = True
         item = f"auth {mount}/config (host {host}, token reviewer JWT: write-only, written on every run)"
-        _write(client, "POST", path, {**desired, "token_reviewer_jwt": reviewer_jwt}, redact=(reviewer_jwt,))
-    elif wrote:
-        _write(client, "POST", path, desired)
+        body = {**desired, "token_reviewer_jwt": reviewer_jwt}
+    if wrote:
+        lost = _write(client, "POST", path, body, redact=(reviewer_jwt,) if reviewer_jwt else ())
+
+        def holds() -> bool:
+            now = _get(client, path)
+            return not _differs(now, desired) and bool((now or {}).get("token_reviewer_jwt_set")) == bool(reviewer_jwt)
+
+        _confirm(client, path, path, holds, lost)
     report.done(item, wrote)
 
 

@@ -250,7 +250,7 @@ def test_really_unreachable_vault(vault_env, monkeypatch, production):
 
 
 # --- a Vault outside the cluster: the token reviewer JWT -------------------------------------------
-JWT = "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJ2YXVsdCJ9.c2lnbmF0dXJlLW5ldmVyLXNob3du"
+JWT = "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJ2YXVsdCJ9.c2lnbmF0dXJlLW5ldmVyLXNob3du"  # ksecrets: allow credential (a made-up JWT)
 
 
 def test_token_reviewer_jwt_is_sent_and_written_on_every_run(vault, client, production):
