@@ -198,10 +198,12 @@ def test_bootstrap_configures_the_real_vault_against_the_real_api_server(bootstr
         "changed: role my-app (my-app/my-app)",
         "changed: policy ksecrets-my-app-rotator",
         "changed: role my-app-rotator (my-app/my-app-rotator)",
-        "6 changed, 2 already as configured",
+        "changed: policy ksecrets-vault-snapshot",
+        "changed: role vault-snapshot (vault/vault-snapshot)",
+        "8 changed, 2 already as configured",
     ]
     # Second run: only the write-only JWT is written again.
-    assert second.returncode == 0 and second.stdout.splitlines() == [reviewer, "1 changed, 7 already as configured"]
+    assert second.returncode == 0 and second.stdout.splitlines() == [reviewer, "1 changed, 9 already as configured"]
     c = vault.client()
     assert c.sys.list_mounted_secrets_engines()["data"]["secret/"]["options"]["version"] == "2"
     config = c.read("auth/kubernetes/config")["data"]
