@@ -14,6 +14,10 @@ What only Pulumi needs is added here and never exported:
   the Vault Secrets Operator): Pulumi cannot order on a controller's output, and on a fresh cluster
   that Secret appears only after the controller's key is restored or Vault is initialised and given
   values, so awaiting the rollout would fail the first `pulumi up` (README: first install order);
+- `pulumi.com/skipAwait: "true"` on a PersistentVolumeClaim: a claim is Bound only once a Pod uses
+  it when its StorageClass binds `WaitForFirstConsumer` (most cloud defaults), and the claims here
+  are used by CronJobs (snapshots, key backups) that have not run yet, so awaiting `Bound` would
+  fail every first `pulumi up` after the provider's timeout;
 - `depends_on` from an object to the HelmReleases it needs and to the Namespace it lives in.
 """
 
@@ -113,6 +117,8 @@ def pulumi_object(planned: Planned, registry: "Registry | None" = None) -> Manif
     obj = _copy(planned.obj)
     if obj["kind"] == "HelmRelease":
         obj["metadata"].setdefault("annotations", {})[WAIT_FOR] = WAIT_READY
+    if obj["kind"] == "PersistentVolumeClaim":
+        obj["metadata"].setdefault("annotations", {})[SKIP_AWAIT] = "true"
     if obj["kind"] == "Deployment" and registry is not None:
         ns = obj["metadata"].get("namespace", "")
         from_controller = {n for n in _pod_secret_names(obj) if f"v1/Secret/{ns}/{n}" not in registry.by_id}

@@ -37,12 +37,9 @@ PULUMI_ONLY = ("pulumi.com/waitFor", "pulumi.com/skipAwait")
 
 def _path(obj: dict) -> str:
     api, kind, md = obj["apiVersion"], obj["kind"], obj["metadata"]
-    plural = {"Namespace": "namespaces", "ServiceAccount": "serviceaccounts", "Secret": "secrets",
-              "Deployment": "deployments", "CronJob": "cronjobs", "Role": "roles", "RoleBinding": "rolebindings",
-              "HelmRelease": "helmreleases", "HelmRepository": "helmrepositories", "SealedSecret": "sealedsecrets",
-              "PrometheusRule": "prometheusrules", "VaultAuth": "vaultauths", "VaultConnection": "vaultconnections",
-              "VaultStaticSecret": "vaultstaticsecrets", "VaultDynamicSecret": "vaultdynamicsecrets",
-              "ClusterRole": "clusterroles", "ClusterRoleBinding": "clusterrolebindings"}[kind]
+    # The REST plural of every kind a stack exports: lower case, "y" → "ies", else "+s".
+    low = kind.lower()
+    plural = low[:-1] + "ies" if low.endswith("y") else low + "s"
     base = f"/api/{api}" if "/" not in api else f"/apis/{api}"
     ns = f"/namespaces/{md['namespace']}" if md.get("namespace") else ""
     return f"{base}{ns}/{plural}/{md['name']}"
