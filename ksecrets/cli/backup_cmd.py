@@ -175,25 +175,10 @@ def run_check(args: argparse.Namespace) -> int:
 # --- import and the offline key -------------------------------------------------------------------
 
 def _offline_passphrase(confirm: bool) -> str:
-    import getpass
-
     from ksecrets.sealing import keybackup
+    from ksecrets.sealing.backup import get_passphrase
 
-    value = os.environ.get(keybackup.PASSPHRASE_ENV)
-    if value is None:
-        try:
-            with open("/dev/tty"):
-                pass
-        except OSError:
-            raise KsecretsError(f"no passphrase: set {keybackup.PASSPHRASE_ENV} or run on a terminal") from None
-        value = getpass.getpass("Offline key passphrase: ")
-        if confirm and getpass.getpass("Repeat passphrase: ") != value:
-            raise KsecretsError("the passphrases do not match")
-    if confirm and len(value) < 12:
-        raise KsecretsError(f"{keybackup.PASSPHRASE_ENV}: use a passphrase of at least 12 characters")
-    if not value:
-        raise KsecretsError(f"{keybackup.PASSPHRASE_ENV}: the passphrase is empty")
-    return value
+    return get_passphrase(confirm=confirm, env_var=keybackup.PASSPHRASE_ENV, prompt="Offline key passphrase: ")
 
 
 def run_import(args: argparse.Namespace) -> int:

@@ -91,23 +91,24 @@ def decrypt_backup(data: bytes, passphrase: str, source: str) -> bytes:
         raise KsecretsError(f"{source}: wrong passphrase, or the backup is damaged") from None
 
 
-def get_passphrase(*, confirm: bool, environ: Mapping[str, str] | None = None) -> str:
-    """From KSECRETS_BACKUP_PASSPHRASE, or a prompt on the terminal (never from stdin, which carries data)."""
+def get_passphrase(*, confirm: bool, environ: Mapping[str, str] | None = None, env_var: str = ENV_VAR,
+                   prompt: str = "Backup passphrase: ") -> str:
+    """From ``env_var``, or a prompt on the terminal (never from stdin, which carries data)."""
     environ = os.environ if environ is None else environ
-    value = environ.get(ENV_VAR)
+    value = environ.get(env_var)
     if value is None:
         try:
             with open("/dev/tty"):
                 pass
         except OSError:
-            raise KsecretsError(f"no passphrase: set {ENV_VAR} or run on a terminal") from None
-        value = getpass.getpass("Backup passphrase: ")
+            raise KsecretsError(f"no passphrase: set {env_var} or run on a terminal") from None
+        value = getpass.getpass(prompt)
         if confirm and getpass.getpass("Repeat passphrase: ") != value:
             raise KsecretsError("the passphrases do not match")
     if not value:
-        raise KsecretsError(f"{ENV_VAR}: the passphrase is empty")
+        raise KsecretsError(f"{env_var}: the passphrase is empty")
     if confirm and len(value) < MIN_PASSPHRASE:
-        raise KsecretsError(f"{ENV_VAR}: use a passphrase of at least {MIN_PASSPHRASE} characters")
+        raise KsecretsError(f"{env_var}: use a passphrase of at least {MIN_PASSPHRASE} characters")
     return value
 
 
