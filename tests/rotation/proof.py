@@ -83,6 +83,7 @@ class Figures:
     seconds: float = 0.0
     rotation_ms: list[float] = field(default_factory=list)
     max_age_ms: float = 0.0  # the oldest credential the client used: time since it read it
+    max_lag: int = 0  # the most versions the pair the client logged in with was behind the newest
 
     def line(self) -> str:
         ms = sorted(self.rotation_ms) or [0.0]
@@ -103,12 +104,26 @@ class Client(threading.Thread):
         self.fixed_user, self.reread, self.figures = fixed_user, reread, figures
         self.stop_event = threading.Event()
         self.failures: list[str] = []
+        self.version_read = 0  # the kv version of the pair in hand
+        self.newest = 0  # the newest version written (set by the rotating side)
+        self.caught_up = threading.Condition()
 
     def _read(self) -> tuple[str, str]:
-        data = self.vault.secrets.kv.v2.read_secret_version(path=self.path, mount_point="secret",
-                                                            raise_on_deleted_version=True)["data"]["data"]
+        answer = self.vault.secrets.kv.v2.read_secret_version(path=self.path, mount_point="secret",
+                                                              raise_on_deleted_version=True)["data"]
+        data = answer["data"]
         self.figures.rereads += 1
+        with self.caught_up:
+            self.version_read = int(answer["metadata"]["version"])
+            self.caught_up.notify_all()
         return (data[self.user_key] if self.user_key else self.fixed_user), data[self.password_key]
+
+    def wait_for(self, version: int, timeout: float = 60.0) -> None:
+        """Block until the client holds `version`: the consumer's side of the contract (in a cluster,
+        refreshAfter plus the rollout within minInterval), made explicit rather than left to timing."""
+        with self.caught_up:
+            if not self.caught_up.wait_for(lambda: self.version_read >= version or not self.is_alive(), timeout):
+                raise AssertionError(f"the client did not read version {version} within {timeout:.0f} s")
 
     def run(self) -> None:
         last = time.monotonic()
@@ -118,6 +133,7 @@ class Client(threading.Thread):
                 last = time.monotonic()  # the time of the read, taken before it
                 user, password = self._read()
             age = time.monotonic() - last
+            self.figures.max_lag = max(self.figures.max_lag, self.newest - self.version_read)
             self.figures.logins += 1
             if not login(self.pg_server, user, password):
                 self.figures.failed += 1
@@ -157,6 +173,11 @@ def run_rotations(source, pg_server, *, mode: str, group: str, rotations: int, m
                 continue
             figures.rotation_ms.append((time.monotonic() - t0) * 1000)
             figures.rotations += 1
+            client.newest = out.version
+            if mode == "dual":
+                # Dual mode keeps the last two pairs valid: the client must hold the newest before
+                # the next rotation retires the one before it.
+                client.wait_for(out.version)
         time.sleep(2 * reread)  # the client re-reads after the last rotation too
     finally:
         client.stop_event.set()

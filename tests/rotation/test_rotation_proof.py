@@ -7,14 +7,14 @@ Run with -s to see the figures quoted in README.md:
 
 from __future__ import annotations
 
-import pytest
 
 from tests.rotation import proof
 
 ROTATIONS = 100
 # The guarantee holds for a consumer that re-reads its source within the minimum interval (in a
-# cluster: refreshAfter plus the rollout, against minInterval). The client re-reads every 20 ms;
-# on a loaded 2-core machine one login can take over 100 ms, so the interval leaves that margin.
+# cluster: refreshAfter plus the rollout, against minInterval). The client re-reads every 20 ms; the
+# proof also waits for it to hold each new version before the next rotation, so a loaded machine
+# (one login can take over 100 ms) cannot break the consumer's side of the contract by timing.
 MIN_INTERVAL = 0.3  # seconds: the rotator's own minimum interval paces the rotations
 REREAD = 0.02
 
@@ -25,7 +25,7 @@ def test_dual_zero_failed_logins_across_100_rotations(pg_server, served_kv):
     print("\n" + proof.Figures.HEADER + "\n" + figures.line())
     assert figures.rotations == ROTATIONS
     assert figures.logins > 5 * ROTATIONS  # the client really kept logging in throughout
-    assert figures.max_age_ms < MIN_INTERVAL * 1000, "the client did not keep to its side (re-read in time)"
+    assert figures.max_lag <= 1, "a login used a pair two rotations old: the client did not keep to its side"
     assert figures.failed == 0
     assert figures.skipped > 0  # the minimum interval is what paced them
 
