@@ -19,7 +19,6 @@ the offline key's from KSECRETS_OFFLINE_KEY_PASSPHRASE or a prompt.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 

@@ -90,7 +90,7 @@ import re
 import secrets
 import string
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable, Mapping
 
 import hvac

@@ -98,7 +98,7 @@ class DeadlineSession(requests.Session):
         super().__init__()
         self.total = total
 
-    def request(self, method, url, *args, **kwargs):  # type: ignore[override]
+    def request(self, method, url, *args, **kwargs):
         box: dict[str, Any] = {}
 
         def work() -> None:
@@ -251,7 +251,7 @@ def _vault_text(exc: hx.VaultError) -> str:
 
 
 def describe(exc: BaseException, client: hvac.Client, path: str, *,
-             redact: Iterable[str] = ()) -> KsecretsError:
+             redact: Iterable[str] = ()) -> VaultError:
     """The one-line error for an exception raised while calling Vault at `path`."""
     address = address_of(client)
     if isinstance(exc, NotVaultAnswer):

@@ -15,9 +15,7 @@ import responses
 import yaml
 
 from ksecrets import yamlio
-from ksecrets.config.load import parse
 from ksecrets.errors import KsecretsError
-from ksecrets.manifests import keybackup as kb_manifests
 from ksecrets.manifests import monitoring
 from ksecrets.manifests.stack import build_stack
 from ksecrets.sealing import crypto, keybackup

@@ -31,7 +31,7 @@ from ksecrets.sealing.certs import load_certificate
 from tests.e2e.harness import ROOT
 from tests.e2e.harness.gitops import apply_stack
 from tests.e2e.harness.sealed_secrets import (
-    SS_API, kubectl_secret_data, secret_data, sealed_secret, synced, wait_secret,
+    kubectl_secret_data, secret_data, sealed_secret, synced, wait_secret,
 )
 
 ELSEWHERE = "ksecrets-e2e-elsewhere"
@@ -198,7 +198,7 @@ def test_copied_sealed_secrets_unseal_only_where_their_scope_allows(sealed, flow
     ]
     docs = [_copy_to(repo.sealed_secret(flow["names"][scope]), where, name) for scope, where, name, _ in cases]
     cluster.apply(docs, field_manager="e2e-copy")
-    for (scope, where, name, unseals), doc in zip(cases, docs):
+    for scope, where, name, unseals in cases:
         label = f"{scope} copy as {where}/{name}"
         if unseals:
             wait_secret(cluster, where, name, flow["expected"][scope], timeout=60, proc=ctl.proc)

@@ -147,12 +147,15 @@ def test_least_privilege_concurrency_and_pinned_actions():
 
 # --- the pre-commit hook ------------------------------------------------------------------------
 
-def hook() -> dict:
+def hooks() -> dict[str, dict]:
     config = yaml.safe_load((ROOT / ".pre-commit-config.yaml").read_text())
     (repo,) = config["repos"]
     assert repo["repo"] == "local"
-    (h,) = repo["hooks"]
-    return h
+    return {h["id"]: h for h in repo["hooks"]}
+
+
+def hook() -> dict:
+    return hooks()["ksecrets-scan"]
 
 
 def run_hook(cwd: Path, files: list[str]) -> subprocess.CompletedProcess:
@@ -167,6 +170,19 @@ def test_hook_shape():
     h = hook()
     assert h["id"] == "ksecrets-scan" and h["language"] == "system"
     assert h.get("pass_filenames", True) is True and shlex.split(h["entry"])[3] == "scan"
+
+
+def test_lint_hooks_run_what_make_lint_runs():
+    """pre-commit, `make lint` and CI run the same two linters with the same configuration."""
+    make = (ROOT / "Makefile").read_text()
+    lint_recipe = make.split("\nlint:", 1)[1].split("\n\n", 1)[0]
+    h = hooks()
+    assert set(h) == {"ksecrets-scan", "ruff", "mypy"}
+    assert shlex.split(h["ruff"]["entry"])[:2] == [".venv/bin/ruff", "check"] and "$(BIN)/ruff check ." in lint_recipe
+    assert h["mypy"]["entry"] == ".venv/bin/mypy" and h["mypy"]["pass_filenames"] is False
+    assert "$(BIN)/mypy" in lint_recipe
+    steps = [s.get("run", "") for s in workflow()["jobs"]["checks"]["steps"]]
+    assert "make lint" in steps
 
 
 def test_hook_blocks_a_staged_key_and_a_leaked_local_env_value(tmp_path):

@@ -10,7 +10,6 @@ import secrets
 import string
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives import serialization

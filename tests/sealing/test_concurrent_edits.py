@@ -7,7 +7,6 @@ jobs would) and then reads the file: every key a process reported as sealed must
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
