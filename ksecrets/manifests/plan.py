@@ -19,6 +19,9 @@ Manifest = dict[str, Any]
 Layer = Literal["infrastructure", "apps"]
 
 MANAGED_BY = {"app.kubernetes.io/managed-by": "k8s-secrets"}
+# What the objects another program writes for us carry: the Vault Secrets Operator sets managed-by
+# on its Secrets to its own value (its ownership check reads it), so ours would be overwritten.
+PART_OF = {"app.kubernetes.io/part-of": "k8s-secrets"}
 
 
 @dataclass(frozen=True)

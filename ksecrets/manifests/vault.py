@@ -16,7 +16,7 @@ from typing import Any
 
 from ksecrets.config.model import App, DynamicSecretSpec, StackConfig, VaultConfig
 from ksecrets.manifests import flux
-from ksecrets.manifests.plan import MANAGED_BY, Manifest, Planned, metadata
+from ksecrets.manifests.plan import PART_OF, Manifest, Planned, metadata
 
 VSO_API = "secrets.hashicorp.com/v1beta1"
 REPOSITORY = "hashicorp"
@@ -284,7 +284,7 @@ def _destination(name: str, overwrite: bool = False) -> dict[str, Any]:
         # The Secret exists (the SealedSecret made it): take it over in place. The operator then
         # owns it (its ownerReference replaces any other), so pruning the SealedSecret leaves it.
         dest["overwrite"] = True
-    dest["labels"] = dict(MANAGED_BY)
+    dest["labels"] = dict(PART_OF)  # the operator owns managed-by on its Secrets
     return dest
 
 

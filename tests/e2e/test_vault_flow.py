@@ -244,9 +244,10 @@ def test_push_then_the_real_operator_writes_the_secret(pushed, kcluster, vault):
     assert DB_URL not in res.stdout + res.stderr and API_KEY not in res.stdout + res.stderr
     assert kv_read(vault)["data"] == {"DATABASE_URL": DB_URL, "API_KEY": API_KEY}
     secret = kcluster.get(f"/api/v1/namespaces/{APP_NS}/secrets/{SECRET}")
-    # Found here: the operator owns the Secret and sets managed-by to its own value, over the
-    # exported destination.labels' "k8s-secrets".
+    # Found here: the operator owns the Secret and sets managed-by to its own value (its ownership
+    # check reads it), so destination.labels carry part-of instead, and that one survives.
     assert secret["metadata"]["labels"]["app.kubernetes.io/managed-by"] == "hashicorp-vso"
+    assert secret["metadata"]["labels"]["app.kubernetes.io/part-of"] == "k8s-secrets"
     assert json.loads(base64.b64decode(secret["data"]["_raw"]))["data"] == {"DATABASE_URL": DB_URL, "API_KEY": API_KEY}
     vss = kcluster.get(f"/apis/secrets.hashicorp.com/v1beta1/namespaces/{APP_NS}/vaultstaticsecrets/my-app")
     assert vss["status"]["secretMAC"], "hmacSecretData: the operator keeps an HMAC, not the data"

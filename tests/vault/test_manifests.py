@@ -188,7 +188,7 @@ def test_vault_auth_per_app_and_one_connection():
         "mount": "database",
         "path": "creds/orders-rw",
         "renewalPercent": 67,
-        "destination": {"name": "orders-db-creds", "create": True, "labels": {"app.kubernetes.io/managed-by": "k8s-secrets"}},
+        "destination": {"name": "orders-db-creds", "create": True, "labels": {"app.kubernetes.io/part-of": "k8s-secrets"}},
         "rolloutRestartTargets": [{"kind": "Deployment", "name": "orders-api"}, {"kind": "Deployment", "name": "orders-worker"}],
     }
 
