@@ -77,7 +77,7 @@ def collect(path: str | os.PathLike[str], *, name: str | None = None, namespace:
     """Every Secret manifest with data and every env file under `path`, parsed (values in memory)."""
     from ksecrets import scan
     from ksecrets.fileio import read_bytes
-    from ksecrets.sealing.envfile import parse_env_file
+    from ksecrets.envfile import parse_env_file
     from ksecrets.sealing.secret_input import read_secret
 
     items: list[Item] = []

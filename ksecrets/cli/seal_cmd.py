@@ -239,7 +239,7 @@ def _check_size(sealed: dict, source: str) -> None:
 
 def _stack_values(args: argparse.Namespace) -> dict[str, bytes]:
     from ksecrets.sealing.cliutil import read_file_bytes
-    from ksecrets.sealing.envfile import parse_env_file, parse_literal
+    from ksecrets.envfile import parse_env_file, parse_literal
     from ksecrets.sealing.secret_input import check_key
 
     values: dict[str, bytes] = {}
