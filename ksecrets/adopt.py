@@ -164,7 +164,7 @@ def adopt(path: str | os.PathLike[str], root: str | os.PathLike[str], stack: str
 def _seal(cfg, root, items: list[Item], report: AdoptReport, seal_key: bytes | None) -> None:
     from ksecrets.config.stackfile import stack_file_path
     from ksecrets.fileio import atomic_write_bytes
-    from ksecrets.sealing.stack import resolve_namespace, seal_into_stack, stack_certificate
+    from ksecrets.usecases.seal_stack import resolve_namespace, seal_into_stack, stack_certificate
 
     stack_certificate(cfg)  # a missing or expired certificate fails before anything
     for it in items:

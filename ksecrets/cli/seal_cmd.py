@@ -268,7 +268,7 @@ def _stack_values(args: argparse.Namespace) -> dict[str, bytes]:
 
 def _seal_stack(args: argparse.Namespace) -> int:
     from ksecrets.sealing import churn
-    from ksecrets.sealing.stack import seal_into_stacks, sealed_stack_names
+    from ksecrets.usecases.seal_stack import seal_into_stacks, sealed_stack_names
 
     if args.raw or args.merge_into or args.cert or args.secret_file or args.sealed_secret_file:
         raise KsecretsError("--stack seals with each stack's certificate into its stack file; "

@@ -42,7 +42,7 @@ def _from_stack(args: argparse.Namespace) -> tuple[dict, str]:
     from ksecrets.config import load_stack
     from ksecrets.config.stackfile import SEALED
     from ksecrets.manifests.sealed_secrets import sealed_secret
-    from ksecrets.sealing.stack import resolve_namespace
+    from ksecrets.usecases.seal_stack import resolve_namespace
 
     if not args.name:
         raise KsecretsError("--stack needs --name (the Secret's name)")
