@@ -183,7 +183,7 @@ def _seal(cfg, root, items: list[Item], report: AdoptReport, seal_key: bytes | N
 
 
 def _push(cfg, items: list[Item], report: AdoptReport, client) -> None:
-    from ksecrets.vault.push import check_declared_keys, push_values, text_values
+    from ksecrets.usecases.vault_push import check_declared_keys, push_values, text_values
 
     plan = []
     for it in items:
