@@ -33,7 +33,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ksecrets.sealing.cliutil import recovery_keys
+    from ksecrets.cli.util import recovery_keys
 
     from ksecrets.config.load import load_stack_file, stack_path
     from ksecrets.config.model import VaultConfig

@@ -32,7 +32,7 @@ def register(subparsers) -> None:
 def run(args: argparse.Namespace) -> int:
     from ksecrets.sealing import churn
     from ksecrets.sealing.certs import load_certificate
-    from ksecrets.sealing.cliutil import recovery_keys
+    from ksecrets.cli.util import recovery_keys
 
     from ksecrets.usecases.seal_stack import reseal_stack
 

@@ -24,7 +24,7 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ksecrets.sealing.cliutil import read_stdin_text, recovery_keys, render
+    from ksecrets.cli.util import read_stdin_text, recovery_keys, render
     from ksecrets.sealing.sealedsecret import parse_sealed_secret, unseal
 
     keys = recovery_keys(args)
