@@ -90,7 +90,7 @@ def _vault_stack(args: argparse.Namespace):
 
 
 def run_bootstrap(args: argparse.Namespace) -> int:
-    from ksecrets.vault.bootstrap import DEFAULT_KUBE_HOST, bootstrap
+    from ksecrets.usecases.vault_bootstrap import DEFAULT_KUBE_HOST, bootstrap
     from ksecrets.vault.client import make_client
 
     cfg = _vault_stack(args)
