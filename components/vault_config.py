@@ -1,4 +1,4 @@
-"""Vault configured by `pulumi up`: the same `ksecrets.vault.bootstrap` as `ksecrets vault bootstrap`,
+"""Vault configured by `pulumi up`: the same `ksecrets.usecases.vault_bootstrap` as `ksecrets vault bootstrap`,
 as a Pulumi dynamic resource.
 
 State holds only what the stack file already says (the Vault part of the config and the apps),
@@ -67,7 +67,7 @@ def bootstrap_inputs(cfg: StackConfig, *, kube_host: str | None = None, kube_ca_
     """The provider's inputs for a stack: plain, deterministic, nothing secret."""
     if cfg.vault is None:
         raise ValueError(f"{cfg.source}: the stack has no vault section")
-    from ksecrets.vault.bootstrap import DEFAULT_KUBE_HOST
+    from ksecrets.usecases.vault_bootstrap import DEFAULT_KUBE_HOST
 
     return {
         "stack": cfg.stack,
@@ -104,7 +104,7 @@ class VaultBootstrapProvider(pulumi.dynamic.ResourceProvider):
         self._env = env
 
     def _apply(self, props: dict[str, Any]) -> dict[str, Any]:
-        from ksecrets.vault.bootstrap import bootstrap
+        from ksecrets.usecases.vault_bootstrap import bootstrap
         from ksecrets.vault.client import make_client
 
         env = self._env if self._env is not None else dict(os.environ)

@@ -77,7 +77,7 @@ def collect(path: str | os.PathLike[str], *, name: str | None = None, namespace:
     """Every Secret manifest with data and every env file under `path`, parsed (values in memory)."""
     from ksecrets import scan
     from ksecrets.fileio import read_bytes
-    from ksecrets.sealing.envfile import parse_env_file
+    from ksecrets.envfile import parse_env_file
     from ksecrets.sealing.secret_input import read_secret
 
     items: list[Item] = []
@@ -164,7 +164,7 @@ def adopt(path: str | os.PathLike[str], root: str | os.PathLike[str], stack: str
 def _seal(cfg, root, items: list[Item], report: AdoptReport, seal_key: bytes | None) -> None:
     from ksecrets.config.stackfile import stack_file_path
     from ksecrets.fileio import atomic_write_bytes
-    from ksecrets.sealing.stack import resolve_namespace, seal_into_stack, stack_certificate
+    from ksecrets.usecases.seal_stack import resolve_namespace, seal_into_stack, stack_certificate
 
     stack_certificate(cfg)  # a missing or expired certificate fails before anything
     for it in items:
@@ -183,7 +183,7 @@ def _seal(cfg, root, items: list[Item], report: AdoptReport, seal_key: bytes | N
 
 
 def _push(cfg, items: list[Item], report: AdoptReport, client) -> None:
-    from ksecrets.vault.push import check_declared_keys, push_values, text_values
+    from ksecrets.usecases.vault_push import check_declared_keys, push_values, text_values
 
     plan = []
     for it in items:

@@ -50,7 +50,7 @@ import yaml
 
 from ksecrets.errors import KsecretsError
 from ksecrets.fileio import read_bytes
-from ksecrets.sealing.envfile import parse_env_file
+from ksecrets.envfile import parse_env_file
 
 ENV_VALUE = "env-value"
 PRIVATE_KEY = "private-key"

@@ -62,7 +62,7 @@ def run_backup(args: argparse.Namespace) -> int:
     import json
 
     from ksecrets.sealing.backup import backup_plaintext, get_passphrase, log2_n_from_env, write_backup
-    from ksecrets.sealing.cliutil import read_stdin_text
+    from ksecrets.cli.util import read_stdin_text
     from ksecrets.sealing.keys import fingerprint_of_private, keys_from_secrets
     from ksecrets.sealing.secret_input import load_document
 
@@ -85,7 +85,7 @@ def run_backup(args: argparse.Namespace) -> int:
 def run_restore(args: argparse.Namespace) -> int:
     from ksecrets import yamlio
     from ksecrets.sealing.backup import get_passphrase, read_backup
-    from ksecrets.sealing.cliutil import render
+    from ksecrets.cli.util import render
 
     secrets_ = read_backup(args.backup, get_passphrase(confirm=False))
     if args.format == "json":
@@ -126,7 +126,7 @@ def backed_up_fingerprints(paths: list[Path]) -> dict[str, str]:
 
 def expected_fingerprints(args: argparse.Namespace) -> list[tuple[str, str]]:
     """(fingerprint, what) that a complete backup must hold."""
-    from ksecrets.sealing.cliutil import read_stdin_text
+    from ksecrets.cli.util import read_stdin_text
     from ksecrets.sealing.keys import fingerprint_of_private, keys_from_secrets, secrets_from_document
     from ksecrets.sealing.secret_input import load_document
 

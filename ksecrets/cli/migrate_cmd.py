@@ -3,7 +3,7 @@
 `--prepare` adds Vault and the operator to the sealed-secrets stack (no Vault needed). Then,
 with the recovery keys, the stack's sealed entries are unsealed in memory and pushed to Vault, and
 only when every push succeeded is the stack file switched to the vault backend. `--finish` ends
-the handover. See `ksecrets.vault.migrate`.
+the handover. See `ksecrets.usecases.vault_migrate`.
 """
 
 from __future__ import annotations
@@ -33,12 +33,12 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ksecrets.sealing.cliutil import recovery_keys
+    from ksecrets.cli.util import recovery_keys
 
     from ksecrets.config.load import load_stack_file, stack_path
     from ksecrets.config.model import VaultConfig
     from ksecrets.vault.client import make_client
-    from ksecrets.vault.migrate import migrate_to_vault
+    from ksecrets.usecases.vault_migrate import migrate_to_vault
 
     path = stack_path(args.stack, args.root)
     cfg = load_stack_file(path)  # bad stack names and files fail before any key is read
@@ -59,7 +59,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _phase(args: argparse.Namespace, path: Path) -> int:
-    from ksecrets.vault.migrate import finish, prepare
+    from ksecrets.usecases.vault_migrate import finish, prepare
 
     if args.recovery_private_key or args.backup:
         raise KsecretsError("--prepare and --finish need no keys")

@@ -32,9 +32,9 @@ def register(subparsers) -> None:
 def run(args: argparse.Namespace) -> int:
     from ksecrets.sealing import churn
     from ksecrets.sealing.certs import load_certificate
-    from ksecrets.sealing.cliutil import recovery_keys
+    from ksecrets.cli.util import recovery_keys
 
-    from ksecrets.sealing.stack import reseal_stack
+    from ksecrets.usecases.seal_stack import reseal_stack
 
     cert = load_certificate(args.cert)
     keys = recovery_keys(args)

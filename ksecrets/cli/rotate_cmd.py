@@ -96,7 +96,7 @@ def _rotate_sealed(args: argparse.Namespace, cfg: StackConfig, app: App | None, 
     from ksecrets.rotate import generate
 
     from ksecrets.sealing import churn
-    from ksecrets.sealing.stack import resolve_namespace, seal_into_stack
+    from ksecrets.usecases.seal_stack import resolve_namespace, seal_into_stack
 
     namespace = args.namespace or (app.namespace if app else resolve_namespace(cfg, args.name, None))
     entry = cfg.sealed_entry(namespace, args.name)

@@ -139,7 +139,7 @@ def _seal_raw(args: argparse.Namespace) -> int:
     if args.merge_into:
         raise KsecretsError("--raw and --merge-into cannot be combined")
     from ksecrets.sealing import crypto
-    from ksecrets.sealing.cliutil import cert_from_args, read_file_bytes
+    from ksecrets.cli.util import cert_from_args, read_file_bytes
     from ksecrets.sealing.sealedsecret import check_names
     from ksecrets.sealing.secret_input import check_size
 
@@ -169,7 +169,7 @@ def _seal_raw(args: argparse.Namespace) -> int:
 
 
 def _read_input(args: argparse.Namespace) -> tuple[str, str]:
-    from ksecrets.sealing.cliutil import read_file_bytes, read_stdin_text
+    from ksecrets.cli.util import read_file_bytes, read_stdin_text
 
     if args.secret_file:
         data = read_file_bytes(args.secret_file, "Secret file")
@@ -182,7 +182,7 @@ def _read_input(args: argparse.Namespace) -> tuple[str, str]:
 
 def _seal_stdin(args: argparse.Namespace) -> int:
     from ksecrets.fileio import atomic_write_text, locked
-    from ksecrets.sealing.cliutil import cert_from_args, read_file_bytes, render
+    from ksecrets.cli.util import cert_from_args, read_file_bytes, render
     from ksecrets.sealing.secret_input import SCOPE_ANNOTATIONS, read_secret
     from ksecrets.sealing.kubeconfig import current_namespace
     from ksecrets.sealing.sealedsecret import merge_sealed, parse_sealed_secret, resolve_scope, sealed_scope, seal_secret
@@ -238,8 +238,8 @@ def _check_size(sealed: dict, source: str) -> None:
 
 
 def _stack_values(args: argparse.Namespace) -> dict[str, bytes]:
-    from ksecrets.sealing.cliutil import read_file_bytes
-    from ksecrets.sealing.envfile import parse_env_file, parse_literal
+    from ksecrets.cli.util import read_file_bytes
+    from ksecrets.envfile import parse_env_file, parse_literal
     from ksecrets.sealing.secret_input import check_key
 
     values: dict[str, bytes] = {}
@@ -268,7 +268,7 @@ def _stack_values(args: argparse.Namespace) -> dict[str, bytes]:
 
 def _seal_stack(args: argparse.Namespace) -> int:
     from ksecrets.sealing import churn
-    from ksecrets.sealing.stack import seal_into_stacks, sealed_stack_names
+    from ksecrets.usecases.seal_stack import seal_into_stacks, sealed_stack_names
 
     if args.raw or args.merge_into or args.cert or args.secret_file or args.sealed_secret_file:
         raise KsecretsError("--stack seals with each stack's certificate into its stack file; "

@@ -24,7 +24,7 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ksecrets.sealing.cliutil import read_stdin_text, recovery_keys, render
+    from ksecrets.cli.util import read_stdin_text, recovery_keys, render
     from ksecrets.sealing.sealedsecret import parse_sealed_secret, unseal
 
     keys = recovery_keys(args)
@@ -42,7 +42,7 @@ def _from_stack(args: argparse.Namespace) -> tuple[dict, str]:
     from ksecrets.config import load_stack
     from ksecrets.config.stackfile import SEALED
     from ksecrets.manifests.sealed_secrets import sealed_secret
-    from ksecrets.sealing.stack import resolve_namespace
+    from ksecrets.usecases.seal_stack import resolve_namespace
 
     if not args.name:
         raise KsecretsError("--stack needs --name (the Secret's name)")

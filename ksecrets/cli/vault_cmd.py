@@ -90,7 +90,7 @@ def _vault_stack(args: argparse.Namespace):
 
 
 def run_bootstrap(args: argparse.Namespace) -> int:
-    from ksecrets.vault.bootstrap import DEFAULT_KUBE_HOST, bootstrap
+    from ksecrets.usecases.vault_bootstrap import DEFAULT_KUBE_HOST, bootstrap
     from ksecrets.vault.client import make_client
 
     cfg = _vault_stack(args)
@@ -128,7 +128,7 @@ def _read_jwt(path: str) -> str:
 
 def run_push(args: argparse.Namespace) -> int:
     from ksecrets.vault.client import make_client
-    from ksecrets.vault.push import push_env_file
+    from ksecrets.usecases.vault_push import push_env_file
 
     cfg = _vault_stack(args)
     client = make_client(cfg.vault)

@@ -19,7 +19,7 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ksecrets.sealing.stack import verify_stacks
+    from ksecrets.usecases.seal_stack import verify_stacks
 
     result = verify_stacks(args.root, args.stack)
     for line in result.lines:

@@ -15,7 +15,7 @@ from typing import Any, Mapping
 
 from ksecrets import yamlio
 from ksecrets.errors import KsecretsError
-from ksecrets.sealing.envfile import config_map_key_problem
+from ksecrets.envfile import config_map_key_problem
 
 MAX_SECRET_BYTES = 1024 * 1024  # corev1 MaxSecretSize
 SCOPE_ANNOTATIONS = {

@@ -127,7 +127,7 @@ def test_adopt_failing_mid_way_restores_the_stack_file(repo, monkeypatch, tmp_pa
     """In-process: the second seal raises; the first one's write is undone."""
     from ksecrets import adopt as adopt_mod
     from ksecrets.errors import KsecretsError
-    from ksecrets.sealing import stack as stack_mod
+    from ksecrets.usecases import seal_stack as stack_mod
 
     (repo / "deploy" / "second.yaml").write_text(SECRET.replace("my-app-secrets", "second").replace(
         "namespace: my-app", "namespace: my-app"))

@@ -11,7 +11,7 @@ import yaml
 
 from components.platform import Platform
 from ksecrets.config import load_stack_file, stack_files
-from ksecrets.config.pulumi_source import load_from_pulumi, manual_value_outputs
+from components.pulumi_source import load_from_pulumi, manual_value_outputs
 from tests.conftest import ROOT
 from tests.pulumi_harness import run_program
 

@@ -164,7 +164,7 @@ def test_helmrelease_await_covers_every_attempt_and_manual_deployments_are_await
                                                "envFrom": True}]}],
         "k8s-secrets:manualValues": {"web-secrets": {"PASSWORD": "x"}},
     }
-    from ksecrets.config.pulumi_source import load_from_pulumi, manual_value_outputs
+    from components.pulumi_source import load_from_pulumi, manual_value_outputs
 
     def program():
         cfg, values = load_from_pulumi()

@@ -58,7 +58,7 @@ def test_its_vault_policy_allows_only_the_snapshot_path():
 
 
 def test_bootstrap_writes_the_policy_and_role(cfg):
-    from ksecrets.vault.bootstrap import bootstrap
+    from ksecrets.usecases.vault_bootstrap import bootstrap
     from tests.vault.fakevault import FakeVault
 
     with responses.RequestsMock(assert_all_requests_are_fired=False) as rsps:

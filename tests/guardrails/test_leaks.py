@@ -30,7 +30,7 @@ import responses
 from components.platform import Platform
 from ksecrets.cli import main as ksecrets_main
 from ksecrets.config import load_stack_file
-from ksecrets.config.pulumi_source import load_from_pulumi, manual_value_outputs
+from components.pulumi_source import load_from_pulumi, manual_value_outputs
 from tests.pulumi_harness import run_program
 from tests.vault.fakevault import ADDR, FakeVault
 

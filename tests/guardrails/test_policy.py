@@ -17,7 +17,7 @@ import pytest
 
 from components.platform import Platform
 from ksecrets.config import load_stack_file
-from ksecrets.config.pulumi_source import load_from_pulumi, manual_value_outputs
+from components.pulumi_source import load_from_pulumi, manual_value_outputs
 from policy import pack, rules
 from tests.pulumi_harness import run_program
 

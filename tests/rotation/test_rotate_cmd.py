@@ -11,7 +11,7 @@ from ksecrets.config.load import load_stack
 from ksecrets.rotate import URL_SAFE
 from ksecrets.sealing import crypto
 from ksecrets.sealing.keys import cert_pem, generate_key_and_cert
-from ksecrets.sealing.stack import seal_into_stack
+from ksecrets.usecases.seal_stack import seal_into_stack
 
 STACK = """\
 # a sealed-secrets stack for rotation tests

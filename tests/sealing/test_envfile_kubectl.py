@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from ksecrets.errors import KsecretsError
-from ksecrets.sealing.envfile import parse_env_file
+from ksecrets.envfile import parse_env_file
 from ksecrets.sealing.sealedsecret import build_sealed_secret, encrypt_all, unseal
 
 KUBECTL = shutil.which("kubectl")

@@ -8,7 +8,7 @@ import pytest
 
 from ksecrets.config.load import load_stack, load_stack_file
 from ksecrets.errors import KsecretsError
-from ksecrets.vault.bootstrap import bootstrap
+from ksecrets.usecases.vault_bootstrap import bootstrap
 from tests.vault.fakevault import ADDR
 
 PROD_ROOT = Path(__file__).parent / "fixtures" / "production"  # frozen production stack

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from ksecrets.sealing.keys import cert_pem, generate_key_and_cert, private_key_pem
-from ksecrets.sealing.stack import seal_into_stack
+from ksecrets.usecases.seal_stack import seal_into_stack
 from tests.vault.impostor import Impostor
 
 ROOT = Path(__file__).resolve().parents[2]

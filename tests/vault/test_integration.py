@@ -19,7 +19,7 @@ import pytest
 from ksecrets.config.load import parse
 from ksecrets.errors import KsecretsError
 from ksecrets.vault import kv
-from ksecrets.vault.bootstrap import app_policy_name, bootstrap
+from ksecrets.usecases.vault_bootstrap import app_policy_name, bootstrap
 from ksecrets.vault.client import make_client
 
 pytestmark = [

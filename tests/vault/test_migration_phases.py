@@ -23,7 +23,7 @@ from ksecrets.manifests.sealed_secrets import HANDOVER_ANNOTATIONS
 from ksecrets.manifests.stack import build_stack
 from ksecrets.sealing.keys import cert_pem, generate_key_and_cert, private_key_pem
 from ksecrets.sealing.sealedsecret import unseal
-from ksecrets.sealing.stack import seal_into_stack
+from ksecrets.usecases.seal_stack import seal_into_stack
 
 from tests.vault.test_bootstrap import CA as KUBE_CA
 

@@ -11,7 +11,7 @@ import pytest
 from ksecrets.config.load import load_stack
 from ksecrets.manifests.stack import build_stack
 from ksecrets.sealing.keys import generate_key_and_cert, cert_pem, private_key_pem
-from ksecrets.sealing.stack import seal_into_stack
+from ksecrets.usecases.seal_stack import seal_into_stack
 from tests.vault.fakevault import ADDR
 
 PROD_ROOT = Path(__file__).parent / "fixtures" / "production"  # frozen production stack

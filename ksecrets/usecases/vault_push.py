@@ -1,6 +1,6 @@
 """`ksecrets vault push`: an env file becomes the app's kv-v2 secret, written only when it changed.
 
-The file is parsed with kubectl's `--from-env-file` rules (`ksecrets.sealing.envfile`), so the same
+The file is parsed with kubectl's `--from-env-file` rules (`ksecrets.envfile`), so the same
 file seals for a sealed-secrets stack and pushes for a vault stack. The file is the whole secret:
 keys not in it are removed, except keys the rotator owns (the app's `rotation[].key`), which keep
 Vault's current value once Vault has one, so an old env file never undoes a rotation.
@@ -19,7 +19,7 @@ import hvac
 
 from ksecrets.config.model import App, StackConfig
 from ksecrets.errors import KsecretsError
-from ksecrets.sealing.envfile import parse_env_file
+from ksecrets.envfile import parse_env_file
 from ksecrets.vault import kv
 
 
