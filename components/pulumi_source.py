@@ -1,6 +1,6 @@
 """The one Pulumi adapter of the config layer: Pulumi config → the same `parse` as the files.
 
-Imported only by `__main__.py` (and tests under mocks), never by the rest of `ksecrets`.
+Imported only by `__main__.py` (and tests under mocks); `ksecrets/` never imports Pulumi.
 """
 
 from __future__ import annotations

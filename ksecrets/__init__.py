@@ -1,7 +1,7 @@
 """k8s-secrets domain logic and the `ksecrets` command line.
 
-Nothing in this package imports Pulumi, except the one adapter
-`ksecrets.config.pulumi_source`, which is imported only by `__main__.py` and `components/`.
+Nothing in this package imports Pulumi (tests/test_layering.py): the Pulumi adapter of the config
+is `components/pulumi_source.py`, beside the Pulumi layer.
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""Small I/O helpers shared by the sealing subcommands (stdin, output formats, certificates)."""
+"""Small I/O helpers shared by the sealing subcommands (stdin, output formats, certificates, the
+recovery-key flags)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,6 @@ from ksecrets import yamlio
 from ksecrets.errors import KsecretsError
 from ksecrets.fileio import read_bytes
 from ksecrets.sealing.certs import SealingCert, parse_certificate
-from ksecrets.cli.flags import add_format_flag, add_recovery_flags  # noqa: F401 (re-exported)
 
 CERT_ENV = "SEALED_SECRETS_CERT"  # kubeseal reads the same variable
 

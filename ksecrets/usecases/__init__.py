@@ -2,9 +2,12 @@
 
 They read and write stack files (`ksecrets.config`) and drive the ports: `ksecrets.sealing` (the
 kubeseal format, certificates, keys, backups) and `ksecrets.vault` (hvac). Neither port imports
-this package, `ksecrets.config`'s loaders or `ksecrets.cli` (tests/test_layering.py).
+this package, `ksecrets.config` or `ksecrets.cli`, and this package does not import `ksecrets.cli`
+(tests/test_layering.py).
 
-- `seal_stack`: sealing into stack files, reseal, verify.
-- `vault_migrate`: sealed-secrets → vault migration of a stack file.
+- `seal_stack`: sealing into stack files (`seal --stack`), `reseal`, `verify`.
+- `vault_bootstrap`: the stack's Vault configuration applied through the HTTP API.
 - `vault_push`: an env file becomes an app's kv-v2 secret.
+- `vault_migrate`: a sealed-secrets stack moved to Vault.
+- `stack_facts`: the facts the pure builders need from files (certificate expiry, public keys).
 """

@@ -21,13 +21,12 @@ import os
 import re
 import threading
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Mapping
+from typing import Any, Iterable, Iterator, Mapping, Protocol
 
 import hvac
 import hvac.exceptions as hx
 import requests
 
-from ksecrets.config.model import VaultConfig
 from ksecrets.errors import KsecretsError
 
 TOKEN_FILE = "~/.vault-token"
@@ -156,7 +155,15 @@ def answer_was_lost(exc: BaseException) -> bool:
     return False
 
 
-def resolve_address(cfg: VaultConfig | None = None, env: Mapping[str, str] | None = None) -> str:
+class Addressed(Protocol):
+    """What the client needs of a stack's Vault config (`ksecrets.config.model.VaultConfig`): the
+    port does not import the stack files."""
+
+    @property
+    def service_address(self) -> str: ...
+
+
+def resolve_address(cfg: Addressed | None = None, env: Mapping[str, str] | None = None) -> str:
     env = os.environ if env is None else env
     address = (env.get("VAULT_ADDR") or "").strip()
     if address:
@@ -196,7 +203,7 @@ def tls_verify(env: Mapping[str, str]) -> bool | str:
     return True
 
 
-def make_client(cfg: VaultConfig | None = None, *, env: Mapping[str, str] | None = None,
+def make_client(cfg: Addressed | None = None, *, env: Mapping[str, str] | None = None,
                 token_file: str | os.PathLike[str] | None = None,
                 timeout: float | None = None) -> hvac.Client:
     """An hvac client for the stack's Vault (or `VAULT_ADDR`), authenticated by token.
