@@ -12,7 +12,8 @@ from typing import Any
 import pulumi
 
 from ksecrets.config import model
-from ksecrets.config.load import KEYS, PROJECT, parse
+from ksecrets.config.load import KEYS, parse
+from ksecrets.config.names import PROJECT
 
 
 def _raw_value(key: str) -> Any:

@@ -15,7 +15,8 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from ksecrets.config import stack_files
-from ksecrets.config.stackfile import PREFIX, stack_file_path
+from ksecrets.config.names import PREFIX
+from ksecrets.config.stackfile import stack_file_path
 from ksecrets.errors import CheckFailed, KsecretsError
 
 CI_FILE = Path(".github") / "workflows" / "ci.yml"

@@ -138,7 +138,8 @@ def expected_fingerprints(args: argparse.Namespace) -> list[tuple[str, str]]:
             name = (secret.get("metadata") or {}).get("name", "?")
             out.append((fingerprint_of_private(key), f"key Secret {name}"))
         return out
-    from ksecrets.config.load import load_stack, stack_files, stack_name_from_path
+    from ksecrets.config.load import load_stack, stack_name_from_path
+    from ksecrets.config.names import stack_files
     from ksecrets.sealing.certs import load_certificate
 
     names = args.stack or [stack_name_from_path(p) for p in stack_files(args.root)]

@@ -17,8 +17,8 @@ from ksecrets.config import model as m
 from ksecrets.config import validate as v
 from ksecrets.errors import ConfigError, KsecretsError
 
-PROJECT = "k8s-secrets"
-PREFIX = f"{PROJECT}:"
+from ksecrets.config.names import PREFIX
+
 # Top-level keys Pulumi itself writes into stack files.
 _STACK_FILE_KEYS = {"config", "secretsprovider", "encryptedkey", "encryptionsalt", "environment"}
 
@@ -646,10 +646,6 @@ def load_stack_file(path: str | os.PathLike[str]) -> m.StackConfig:
     # Error messages name the file as the user sees it in the repo: "Pulumi.staging.yaml".
     # The root is where the file is named (a symlinked stack file's repo), not the link's target.
     return parse(raw, stack=stack, source=p.name, root=os.path.abspath(p.parent))
-
-
-def stack_files(root: str | os.PathLike[str] = ".") -> list[Path]:
-    return sorted(p for p in Path(root).glob("Pulumi.*.yaml") if p.name != "Pulumi.yaml")
 
 
 _STACK_NAME = re.compile(r"[A-Za-z0-9_.-]{1,100}")

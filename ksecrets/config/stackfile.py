@@ -12,14 +12,14 @@ import io
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any, Callable, Mapping
 
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
 
-from ksecrets.config.load import PREFIX  # the one home of the `k8s-secrets:` prefix
 from ksecrets.config.load import check_stack_name, stack_path  # noqa: F401 (re-exported)
+from ksecrets.config.names import PREFIX
 from ksecrets.errors import ConfigError, KsecretsError
 from ksecrets.fileio import atomic_write_bytes, editable_target, locked
 from ksecrets.yamlio import check_depth
@@ -304,6 +304,3 @@ def app_namespaces_for_secret(config: Mapping[str, Any], secret_name: str) -> li
 def stack_file_path(stack: str, root: str | os.PathLike[str] = ".") -> Path:
     return stack_path(stack, root)
 
-
-def stack_files(root: str | os.PathLike[str] = ".") -> Iterable[Path]:
-    return sorted(p for p in Path(root).glob("Pulumi.*.yaml") if p.name != "Pulumi.yaml")

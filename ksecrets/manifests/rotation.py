@@ -51,13 +51,19 @@ TTL_SECONDS_AFTER_FINISHED = 8 * 24 * 3600
 _CRONJOB_NAME_MAX = 52  # CronJob names: the controller appends an 11-character suffix for Jobs
 
 
-def rotator_service_account_name(app: App) -> str:
+def rotator_name(app: App) -> str:
+    """The app's rotator's one name: its ServiceAccount and the Vault kubernetes-auth role it logs
+    in as (`ksecrets vault bootstrap` binds that role to that ServiceAccount)."""
     return f"{app.name}-rotator"
+
+
+def rotator_service_account_name(app: App) -> str:
+    return rotator_name(app)
 
 
 def vault_role(app: App) -> str:
     """The Vault kubernetes-auth role the rotator logs in as (bound to its ServiceAccount)."""
-    return f"{app.name}-rotator"
+    return rotator_name(app)
 
 
 def _slug(key: str) -> str:

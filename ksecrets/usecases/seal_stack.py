@@ -21,7 +21,8 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from ksecrets.config import load_stack, load_stack_file, parse
 from ksecrets.config.load import raw_from_text
 from ksecrets.config.model import SealedEntry, StackConfig
-from ksecrets.config.stackfile import PREFIX, PendingWrite, prepare_stack_update, set_certificate_path, stack_file_path, stack_files, \
+from ksecrets.config.names import PREFIX, stack_files
+from ksecrets.config.stackfile import PendingWrite, prepare_stack_update, set_certificate_path, stack_file_path, \
     update_stack_file, upsert_sealed_secret
 from ksecrets.errors import KsecretsError
 from ksecrets.fileio import locked

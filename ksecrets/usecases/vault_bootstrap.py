@@ -33,6 +33,7 @@ import requests
 
 from ksecrets.config.model import App, StackConfig, VaultConfig
 from ksecrets.errors import KsecretsError
+from ksecrets.manifests import rotation
 from ksecrets.manifests.vault import AUDIT_FILE, app_role, dynamic_path
 from ksecrets.vault.client import (VaultError, WriteOutcomeUnknown, address_of, answer_was_lost, describe,
                                     vault_errors)
@@ -75,8 +76,7 @@ def app_policy_name(app: App) -> str:
 
 
 def rotator_role(app: App) -> str:
-    # Same names as ksecrets.manifests.rotation (vault_role, rotator_service_account_name).
-    return f"{app.name}-rotator"
+    return rotation.vault_role(app)
 
 
 def rotator_policy_name(app: App) -> str:
@@ -123,7 +123,7 @@ def app_role_body(cfg: StackConfig, app: App) -> dict[str, Any]:
 
 def rotator_role_body(cfg: StackConfig, app: App) -> dict[str, Any]:
     return {
-        "bound_service_account_names": [rotator_role(app)],
+        "bound_service_account_names": [rotation.rotator_service_account_name(app)],
         "bound_service_account_namespaces": [app.namespace],
         "audience": _vc(cfg).audience,
         "token_policies": [rotator_policy_name(app)],
@@ -411,7 +411,7 @@ def bootstrap(client: hvac.Client, cfg: StackConfig, *, kube_host: str = DEFAULT
                       f"auth/{vc.auth_mount}/role/{app_role(app)}", app_role_body(cfg, app))
         if app.rotation:
             ensure_policy(client, report, rotator_policy_name(app), rotator_policy(cfg, app))
-            ensure_object(client, report, f"role {rotator_role(app)} ({app.namespace}/{rotator_role(app)})",
+            ensure_object(client, report, f"role {rotator_role(app)} ({app.namespace}/{rotation.rotator_service_account_name(app)})",
                           f"auth/{vc.auth_mount}/role/{rotator_role(app)}", rotator_role_body(cfg, app))
     if vc.snapshots is not None:
         from ksecrets.manifests import snapshots

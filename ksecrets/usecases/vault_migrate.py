@@ -43,6 +43,7 @@ from ruamel.yaml.comments import CommentedMap, CommentedSeq
 
 from ksecrets.config import stackfile
 from ksecrets.config.load import load_stack_file, parse, raw_from_stack_file, raw_from_text
+from ksecrets.config.names import PREFIX
 from ksecrets.config.model import App, SealedEntry, StackConfig
 from ksecrets.errors import KsecretsError
 from ksecrets.fileio import locked
@@ -109,8 +110,8 @@ def unsealed_values(cfg: StackConfig, private_keys: Iterable[Any]) -> list[tuple
     return out
 
 
-MIGRATION = stackfile.PREFIX + "vaultMigration"
-VAULT = stackfile.PREFIX + "vault"
+MIGRATION = PREFIX + "vaultMigration"
+VAULT = PREFIX + "vault"
 
 
 def _set_after_backend(config: CommentedMap, key: str, value: Any) -> None:
@@ -173,11 +174,7 @@ def _migrate(client: hvac.Client, path: Path, private_keys: Iterable[Any]) -> Mi
                              f"keys: {', '.join(sorted(values))})")
     keys_by_app = {(app.namespace, app.name): sorted(values) for app, values in entries}
 
-    def check(text: str) -> None:
-        # The edited file must load as a vault stack (read by the loader's own reader), or nothing is written.
-        parse(raw_from_text(text, cfg.source), stack=cfg.stack, source=cfg.source, root=cfg.root)
-
-    report.switched = stackfile.update_stack_file(path, lambda c: _switch(c, keys_by_app), check=check)
+    report.switched = stackfile.update_stack_file(path, lambda c: _switch(c, keys_by_app), check=_check_edit(cfg))
     if cfg.vault_migration != "install":
         report.warnings.append(
             f"{cfg.source}: the stack skipped `migrate --prepare`: its Secrets are still owned by their "
@@ -187,9 +184,9 @@ def _migrate(client: hvac.Client, path: Path, private_keys: Iterable[Any]) -> Mi
 
 
 def _check_edit(cfg: StackConfig):
-    def check(text: str) -> None:
-        from ksecrets.config.load import raw_from_text
+    """The edited file must load (read by the loader's own reader, prefix and all), or nothing is written."""
 
+    def check(text: str) -> None:
         parse(raw_from_text(text, cfg.source), stack=cfg.stack, source=cfg.source, root=cfg.root)
 
     return check
