@@ -1,6 +1,6 @@
 """One environment: every concern of a stack as its own component, in dependency order.
 
-`Platform` builds the stack with `ksecrets.manifests.build_stack` (the same call the exporter
+`Platform` builds the stack with `ksecrets.usecases.stack_facts.plan_stack` (the same call the exporter
 makes) and hands each group of objects to the component for that concern.
 """
 
@@ -22,7 +22,7 @@ from components.vault import VaultPlatform, VaultSecrets
 from components.vault_config import VaultBootstrap
 from components.workloads import Workloads
 from ksecrets.config.model import StackConfig
-from ksecrets.manifests import build_stack
+from ksecrets.usecases.stack_facts import plan_stack
 from ksecrets.manifests.vault import vault_release_id
 from ksecrets.manifests.plan import Planned
 
@@ -61,7 +61,7 @@ class Platform(pulumi.ComponentResource):
                  opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("k8s-secrets:platform:Platform", name, None, opts)
         # Objects only Flux needs (the apps layer's applier ServiceAccount) are not registered.
-        self.planned: list[Planned] = [p for p in build_stack(cfg, manual_values) if p.pulumi]
+        self.planned: list[Planned] = [p for p in plan_stack(cfg, manual_values) if p.pulumi]
         self.registry = Registry()
         self.groups: dict[str, ObjectGroup] = {}
         known = {g for g, _, _ in GROUPS}

@@ -28,7 +28,8 @@ from ksecrets.config.load import stack_path
 from ksecrets.config.model import StackConfig
 from ksecrets.errors import KsecretsError
 from ksecrets.fileio import atomic_write_bytes
-from ksecrets.manifests import build_stack, flux
+from ksecrets.manifests import flux
+from ksecrets.usecases.stack_facts import plan_stack
 from ksecrets.manifests.plan import Manifest, Planned
 
 LAYERS = ("infrastructure", "apps")
@@ -122,7 +123,7 @@ def _kustomization(names: list[str]) -> Manifest:
 
 def render(cfg: StackConfig) -> Rendered:
     """All files of one stack in memory, validated. Raises KsecretsError; writes nothing."""
-    planned = build_stack(cfg)
+    planned = plan_stack(cfg)
     exported = [p for p in planned if p.gitops]
     _refuse_secret_data(cfg, exported)
     _check_order(cfg, exported)

@@ -195,10 +195,10 @@ def check_objects(cfg: StackConfig, objects: Iterable[Manifest]) -> None:
 
 def check_stack(cfg: StackConfig, planned: list[Planned] | None = None) -> list[Planned]:
     """Every check, on the stack's planned objects (built when not given). Returns them."""
-    from ksecrets.manifests import build_stack
+    from ksecrets.usecases.stack_facts import plan_stack
 
     if planned is None:
-        planned = build_stack(cfg)
+        planned = plan_stack(cfg)
     check_prerequisites(cfg, planned)
     check_objects(cfg, (p.obj for p in planned))
     return planned

@@ -281,10 +281,10 @@ def _provided(objects: Sequence[Mapping[str, Any]], cfg) -> dict[tuple[str, str]
 
 def doctor(cfg) -> Report:
     """Cross-references of one stack's objects: namespaces, service accounts, Secrets."""
-    from ksecrets.manifests import build_stack
+    from ksecrets.usecases.stack_facts import plan_stack
 
     report = Report()
-    planned = build_stack(cfg)
+    planned = plan_stack(cfg)
     objects = [p.obj for p in planned]
     created_ns = {o["metadata"]["name"] for o in objects if o["kind"] == "Namespace"}
     external_ns = {"kube-system", cfg.flux.namespace, cfg.monitoring.namespace, cfg.sealed_secrets.controller_namespace}

@@ -140,26 +140,14 @@ def guess_resource(kind: str) -> str:
     return lower + "s"
 
 
-def _crd_plurals() -> dict[tuple[str, str], str]:
-    from pathlib import Path
-
-    import yaml
-
-    out = {}
-    for path in sorted((Path(__file__).resolve().parents[1] / "schemas" / "crds").glob("*.yaml")):
-        crd = yaml.safe_load(path.read_text())
-        out[(crd["spec"]["group"], crd["spec"]["names"]["kind"])] = crd["spec"]["names"]["plural"]
-    return out
-
-
 def applier_name(cfg: StackConfig) -> str:
     return f"{cfg.stack}-apps"
 
 
-def apps_applier(cfg: StackConfig, apps: list[Manifest]) -> list[Manifest]:
+def apps_applier(cfg: StackConfig, apps: list[Manifest], plurals: Mapping[tuple[str, str], str]) -> list[Manifest]:
     """The ServiceAccount the apps Kustomization applies as, and per namespace a Role (and its
-    RoleBinding) for exactly the kinds the apps layer puts there."""
-    plurals = _crd_plurals()
+    RoleBinding) for exactly the kinds the apps layer puts there. `plurals`: (group, kind) →
+    resource of the vendored CRDs (`StackFacts.crd_plurals`); other kinds are guessed."""
     name = applier_name(cfg)
     labels = {"app.kubernetes.io/component": APPLIER_COMPONENT}
     by_ns: dict[str, set[tuple[str, str]]] = {}
@@ -194,10 +182,10 @@ def apps_applier(cfg: StackConfig, apps: list[Manifest]) -> list[Manifest]:
     return out
 
 
-def applier_planned(cfg: StackConfig, planned: list[Planned]) -> list[Planned]:
+def applier_planned(cfg: StackConfig, planned: list[Planned], plurals: Mapping[tuple[str, str], str]) -> list[Planned]:
     """The applier's objects, for the infrastructure layer; Flux-only (pulumi up applies as itself)."""
     apps = [p.obj for p in planned if p.layer == "apps" and p.gitops]
-    return [Planned(obj, "infrastructure", pulumi=False) for obj in apps_applier(cfg, apps)]
+    return [Planned(obj, "infrastructure", pulumi=False) for obj in apps_applier(cfg, apps, plurals)]
 
 
 def layer_kustomizations(cfg: StackConfig, apps: Iterable[Manifest] = ()) -> list[Manifest]:

@@ -16,12 +16,10 @@ The `SealingKeyNotBackedUp` alert compares kube-state-metrics facts: the newest 
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 from ksecrets.config.model import StackConfig
-from ksecrets.errors import ConfigError
-from ksecrets.fileio import read_bytes
+from ksecrets.manifests.facts import StackFacts
 from ksecrets.manifests.plan import Manifest, Planned, metadata
 from ksecrets.manifests.rotation import STARTING_DEADLINE_SECONDS, TIME_ZONE, TOKEN_EXPIRATION_SECONDS
 from ksecrets.manifests.snapshots import s3_args, s3_env
@@ -45,23 +43,11 @@ def _labels() -> dict[str, str]:
     return {"app.kubernetes.io/name": "ksecrets-sealing-key-backup", "app.kubernetes.io/component": "disaster-recovery"}
 
 
-def public_key_pem(cfg: StackConfig) -> str:
-    from ksecrets.sealing.keybackup import load_public_key
-
-    kb = cfg.sealed_secrets.key_backup
-    assert kb is not None
-    path = Path(cfg.root) / kb.public_key
-    try:
-        data = read_bytes(path, "public key file", source=kb.public_key)
-        load_public_key(data, kb.public_key)
-    except Exception as exc:  # noqa: BLE001 - one config error naming the key
-        raise ConfigError(cfg.source, "sealedSecrets.keyBackup.publicKey", str(exc).split(": ", 1)[-1]) from None
-    return data.decode("ascii")
-
-
-def objects(cfg: StackConfig) -> list[Planned]:
+def objects(cfg: StackConfig, facts: StackFacts) -> list[Planned]:
+    """`facts.key_backup_public_key`: the offline public key's PEM (read and checked by the caller)."""
     if not enabled(cfg):
         return []
+    assert facts.key_backup_public_key is not None, "key backup on: the facts carry its public key"
     kb = cfg.sealed_secrets.key_backup
     assert kb is not None
     ns = cfg.sealed_secrets.controller_namespace
@@ -75,7 +61,7 @@ def objects(cfg: StackConfig) -> list[Planned]:
                "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": ROLE},
                "subjects": [{"kind": "ServiceAccount", "name": NAME, "namespace": ns}]}
     cm = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": metadata(CONFIGMAP, ns, labels=labels),
-          "data": {"public.pem": public_key_pem(cfg)}}
+          "data": {"public.pem": facts.key_backup_public_key}}
     pvc_spec: dict[str, Any] = {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": kb.storage_size}}}
     if kb.storage_class:
         pvc_spec["storageClassName"] = kb.storage_class

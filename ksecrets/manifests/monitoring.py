@@ -32,12 +32,11 @@ from __future__ import annotations
 
 import datetime as _dt
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from ksecrets.config.model import StackConfig
-from ksecrets.errors import KsecretsError
 from ksecrets.manifests import rotation
+from ksecrets.manifests.facts import StackFacts
 from ksecrets.manifests.plan import Manifest, Planned, metadata
 
 API_VERSION = "monitoring.coreos.com/v1"
@@ -78,7 +77,7 @@ def _regex_alternation(values: list[str]) -> str:
 
 # --- the alerts, per concern ---------------------------------------------------------------------
 
-def sealed_secrets_alerts(cfg: StackConfig) -> list[Alert]:
+def sealed_secrets_alerts(cfg: StackConfig, facts: StackFacts) -> list[Alert]:
     ns = cfg.sealed_secrets.controller_namespace
     return [
         Alert(
@@ -104,21 +103,13 @@ def sealed_secrets_alerts(cfg: StackConfig) -> list[Alert]:
     ]
 
 
-def certificate_alerts(cfg: StackConfig) -> list[Alert]:
-    """The committed sealing certificate's expiry, as `time()` against its NotAfter."""
-    path = cfg.sealed_secrets.certificate
-    if not path:
+def certificate_alerts(cfg: StackConfig, facts: StackFacts) -> list[Alert]:
+    """The committed sealing certificate's expiry, as `time()` against its NotAfter (the facts
+    carry it, read by `ksecrets.usecases.stack_facts`; none before anything is sealed)."""
+    cert = facts.certificate
+    if cert is None:
         return []
-    full = Path(cfg.root) / path
-    if not full.is_file():
-        if cfg.sealed:
-            raise KsecretsError(f"{cfg.source}: sealedSecrets.certificate: {path}: certificate file not found "
-                                "(values are sealed with it, and its expiry alert needs its NotAfter)")
-        # Nothing sealed yet (before `ksecrets keygen`): no certificate, no expiry to watch.
-        return []
-    from ksecrets.sealing.certs import load_certificate
-
-    cert = load_certificate(full, source=path, allow_expired=True)
+    path = cert.path
     not_after = int(cert.not_after.timestamp())
     when = cert.not_after.astimezone(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     days = cfg.monitoring.certificate_expiry_warning_days
@@ -147,7 +138,7 @@ def certificate_alerts(cfg: StackConfig) -> list[Alert]:
     ]
 
 
-def vault_alerts(cfg: StackConfig) -> list[Alert]:
+def vault_alerts(cfg: StackConfig, facts: StackFacts) -> list[Alert]:
     if not cfg.installs_vault or cfg.vault is None:
         return []
     vns = cfg.vault.namespace
@@ -193,7 +184,7 @@ def vault_alerts(cfg: StackConfig) -> list[Alert]:
     ]
 
 
-def access_alerts(cfg: StackConfig) -> list[Alert]:
+def access_alerts(cfg: StackConfig, facts: StackFacts) -> list[Alert]:
     return [
         Alert(
             name="SecretAccessDenied",
@@ -207,7 +198,7 @@ def access_alerts(cfg: StackConfig) -> list[Alert]:
     ]
 
 
-def rotation_alerts(cfg: StackConfig) -> list[Alert]:
+def rotation_alerts(cfg: StackConfig, facts: StackFacts) -> list[Alert]:
     names = rotation.cronjob_names(cfg)
     if not names:
         return []
@@ -241,7 +232,7 @@ def rotation_alerts(cfg: StackConfig) -> list[Alert]:
     ]
 
 
-def disaster_recovery_alerts(cfg: StackConfig) -> list[Alert]:
+def disaster_recovery_alerts(cfg: StackConfig, facts: StackFacts) -> list[Alert]:
     """VaultSnapshotTooOld from kube-state-metrics facts about the snapshot CronJob: its last
     success (reached only after the snapshot file is written, fsynced and renamed) is older than
     `vault.snapshots.maxAge`, or it has existed that long without any success."""
@@ -299,6 +290,7 @@ def key_backup_alerts(cfg: StackConfig) -> list[Alert]:
     )]
 
 
+# Each group: (cfg, facts) → its alerts.
 GROUPS = (
     ("sealed-secrets", sealed_secrets_alerts),
     ("sealing-certificate", certificate_alerts),
@@ -322,27 +314,27 @@ def alert_rule(cfg: StackConfig, alert: Alert) -> dict[str, Any]:
     return rule
 
 
-def rule_groups(cfg: StackConfig) -> list[dict[str, Any]]:
+def rule_groups(cfg: StackConfig, facts: StackFacts) -> list[dict[str, Any]]:
     """The `spec.groups` of the stack's PrometheusRule: also what `promtool` reads as a rule file."""
     groups = []
     for suffix, build in GROUPS:
-        alerts = build(cfg)
+        alerts = build(cfg, facts)
         if alerts:
             groups.append({"name": f"k8s-secrets.{cfg.stack}.{suffix}",
                            "rules": [alert_rule(cfg, a) for a in alerts]})
     return groups
 
 
-def prometheus_rule(cfg: StackConfig) -> Manifest:
+def prometheus_rule(cfg: StackConfig, facts: StackFacts) -> Manifest:
     return {
         "apiVersion": API_VERSION,
         "kind": KIND,
         "metadata": metadata(rule_name(cfg), cfg.monitoring.namespace, labels=dict(cfg.monitoring.rule_labels)),
-        "spec": {"groups": rule_groups(cfg)},
+        "spec": {"groups": rule_groups(cfg, facts)},
     }
 
 
-def rules(cfg: StackConfig) -> list[Planned]:
+def rules(cfg: StackConfig, facts: StackFacts) -> list[Planned]:
     """The stack's PrometheusRule (layer "apps"), or nothing when monitoring is disabled.
 
     The CRD comes from the Prometheus Operator, which is not one of this project's HelmReleases:
@@ -351,4 +343,4 @@ def rules(cfg: StackConfig) -> list[Planned]:
     """
     if not cfg.monitoring.operator_objects:
         return []
-    return [Planned(prometheus_rule(cfg), "apps")]
+    return [Planned(prometheus_rule(cfg, facts), "apps")]

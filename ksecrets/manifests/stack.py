@@ -9,11 +9,14 @@ from typing import Any, Iterable, Mapping
 from ksecrets.config.model import StackConfig
 from ksecrets.manifests import (flux, keybackup, manual, monitoring, namespaces, rbac, rotation, sealed_secrets,
                                 snapshots, vault, workloads)
+from ksecrets.manifests.facts import StackFacts
 from ksecrets.manifests.plan import Planned
 
 
-def build_stack(cfg: StackConfig, manual_values: Mapping[str, Mapping[str, Any]] | None = None) -> list[Planned]:
-    """All objects of one stack. `manual_values` (secretName → key → value) only under pulumi up."""
+def build_stack(cfg: StackConfig, manual_values: Mapping[str, Mapping[str, Any]] | None = None, *,
+                facts: StackFacts) -> list[Planned]:
+    """All objects of one stack. `manual_values` (secretName → key → value) only under pulumi up;
+    `facts`: what files say (`ksecrets.usecases.stack_facts.read_facts`, or `plan_stack` for both)."""
     planned: list[Planned] = []
 
     def add(group: str, items: Iterable[Planned]) -> None:
@@ -35,10 +38,10 @@ def build_stack(cfg: StackConfig, manual_values: Mapping[str, Mapping[str, Any]]
     add("workloads", workloads.deployments(cfg))
     add("rotation", rotation.cronjobs(cfg))
     add("disaster-recovery", snapshots.objects(cfg))
-    add("disaster-recovery", keybackup.objects(cfg))
-    add("monitoring", monitoring.rules(cfg))
+    add("disaster-recovery", keybackup.objects(cfg, facts))
+    add("monitoring", monitoring.rules(cfg, facts))
     # Flux only: the ServiceAccount the apps Kustomization applies as, and its RBAC.
-    add("flux-applier", flux.applier_planned(cfg, planned))
+    add("flux-applier", flux.applier_planned(cfg, planned, facts.crd_plurals))
     _check_unique(planned)
     return planned
 

@@ -14,7 +14,7 @@ from components.kube import SKIP_AWAIT, WAIT_FOR, WAIT_READY, resource_name
 from components.platform import Platform
 from ksecrets.config import load_stack_file, stack_files
 from ksecrets.export import render
-from ksecrets.manifests import build_stack
+from ksecrets.usecases.stack_facts import plan_stack
 from tests.pulumi_harness import run_program
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -69,7 +69,7 @@ def test_registered_resources_equal_exported_objects(stack_file):
     # applies as, and its RBAC, are for Flux only (pulumi up applies as itself).
     flux_only = {key for key, obj in exported.items()
                  if obj["metadata"].get("labels", {}).get("app.kubernetes.io/component") == "flux-applier"}
-    assert flux_only == {_key(p.obj) for p in build_stack(cfg) if not p.pulumi}
+    assert flux_only == {_key(p.obj) for p in plan_stack(cfg) if not p.pulumi}
     assert {k[1] for k in flux_only} == {"ServiceAccount", "Role", "RoleBinding"}
     assert not flux_only & set(registered)
     exported = {k: v for k, v in exported.items() if k not in flux_only}

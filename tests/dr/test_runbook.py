@@ -40,12 +40,13 @@ def test_the_dr_alerts_use_only_kube_state_metrics_facts():
     kube-state-metrics' own (internal/store/cronjob.go, secret.go); nothing else is used."""
     from ksecrets.config.load import parse
     from ksecrets.manifests import monitoring
+    from ksecrets.manifests.facts import StackFacts
 
     cfg = parse({"backend": "vault", "vault": {"snapshots": {}},
                  "sealedSecrets": {"keyBackup": {"publicKey": "certs/s-keybackup.pub",
                                                   "image": "registry.test/ksecrets-keybackup:0.1.0"}}},
                 stack="s", source="Pulumi.s.yaml")
-    alerts = monitoring.disaster_recovery_alerts(cfg)
+    alerts = monitoring.disaster_recovery_alerts(cfg, StackFacts())  # needs no fact from a file
     assert [a.name for a in alerts] == ["SealingKeyNotBackedUp", "VaultSnapshotTooOld"]
     used = set()
     for _ in (0,):

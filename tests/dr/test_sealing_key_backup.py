@@ -17,7 +17,8 @@ import yaml
 from ksecrets import yamlio
 from ksecrets.errors import KsecretsError
 from ksecrets.manifests import monitoring
-from ksecrets.manifests.stack import build_stack
+from ksecrets.usecases.stack_facts import read_facts
+from ksecrets.usecases.stack_facts import plan_stack
 from ksecrets.sealing import crypto, keybackup
 from ksecrets.sealing.certs import public_key_fingerprint
 from ksecrets.sealing.keys import cert_pem, generate_key_and_cert, tls_secret_manifest
@@ -187,7 +188,7 @@ def test_builder_one_rbac_exception_exactly(repo, offline):
     from policy import rules
 
     cfg = load_stack("s", repo)
-    planned = build_stack(cfg)
+    planned = plan_stack(cfg)
     objs = [p.obj for p in planned if p.group == "disaster-recovery"]
     assert {p.layer for p in planned if p.group == "disaster-recovery"} == {"infrastructure"}
     # the apps layer's applier (Flux) gets no rights in the controller's namespace for it
@@ -220,7 +221,7 @@ def test_missing_public_key_is_a_config_error(repo):
     from ksecrets.config.load import load_stack
 
     with pytest.raises(KsecretsError) as err:
-        build_stack(load_stack("s", repo))
+        plan_stack(load_stack("s", repo))
     assert str(err.value) == ("Pulumi.s.yaml: sealedSecrets.keyBackup.publicKey: "
                               "public key file not found")
 
@@ -249,7 +250,7 @@ def test_sealing_key_alert_with_promtool(promtool, repo, offline, tmp_path, name
     from ksecrets.config.load import load_stack
 
     cfg = load_stack("s", repo)
-    groups = monitoring.prometheus_rule(cfg)["spec"]["groups"]
+    groups = monitoring.prometheus_rule(cfg, read_facts(cfg))["spec"]["groups"]
     (tmp_path / "rules.yaml").write_text(yamlio.dump({"groups": groups}))
     exp = [{"exp_labels": {"severity": "critical", "stack": "s", "namespace": "kube-system"}}] if fires else []
     if fires:

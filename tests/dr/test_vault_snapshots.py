@@ -16,7 +16,8 @@ from ksecrets import yamlio
 from ksecrets.config.load import parse
 from ksecrets.errors import KsecretsError
 from ksecrets.manifests import monitoring, snapshots
-from ksecrets.manifests.stack import build_stack
+from ksecrets.usecases.stack_facts import read_facts
+from ksecrets.usecases.stack_facts import plan_stack
 from ksecrets.vault import snapshot
 
 ADDR = "http://vault.test:8200"
@@ -32,7 +33,7 @@ def cfg():
 
 
 def test_objects_restricted_numeric_user_no_rbac(cfg):
-    objs = {p.obj["kind"]: p.obj for p in build_stack(cfg) if p.group == "disaster-recovery"}
+    objs = {p.obj["kind"]: p.obj for p in plan_stack(cfg) if p.group == "disaster-recovery"}
     assert sorted(objs) == ["CronJob", "PersistentVolumeClaim", "ServiceAccount"]
     for obj in objs.values():
         kubernetes_validate.validate(obj, "1.33", strict=True)
@@ -48,7 +49,7 @@ def test_objects_restricted_numeric_user_no_rbac(cfg):
     assert c["args"] == ["--dir", "/snapshots", "--retain", "3"]
     assert c["securityContext"]["readOnlyRootFilesystem"] is True
     assert {e["name"]: e.get("value") for e in c["env"]}["KSECRETS_VAULT_ROLE"] == "vault-snapshot"
-    assert not [p for p in build_stack(cfg) if p.obj["kind"] in ("Role", "RoleBinding")
+    assert not [p for p in plan_stack(cfg) if p.obj["kind"] in ("Role", "RoleBinding")
                 and "vault-snapshot" in str(p.obj)]
 
 
@@ -143,7 +144,7 @@ KSM = 'job="kube-state-metrics", instance="10.0.0.3:8080", namespace="vault", cr
 
 
 def _promtool_case(promtool, tmp_path, cfg, series, at, expect_firing):
-    groups = monitoring.prometheus_rule(cfg)["spec"]["groups"]
+    groups = monitoring.prometheus_rule(cfg, read_facts(cfg))["spec"]["groups"]
     (tmp_path / "rules.yaml").write_text(yamlio.dump({"groups": groups}))
     exp = [{"exp_labels": {"severity": "critical", "stack": "dr", "namespace": "vault", "cronjob": "vault-snapshot"},
             "exp_annotations": {

@@ -21,7 +21,7 @@ import yaml
 
 from ksecrets.config import load_stack_file
 from ksecrets.export import render
-from ksecrets.manifests import build_stack
+from ksecrets.usecases.stack_facts import plan_stack
 from ksecrets.manifests.plan import object_id
 from tests.e2e.conftest import require
 from tests.e2e.harness import ROOT
@@ -49,7 +49,7 @@ def _exported(stack: str) -> list[dict]:
     """What `ksecrets export` writes for the stack, less what is for Flux only (the apps layer's
     applier ServiceAccount and RBAC: `pulumi up` applies as itself)."""
     cfg = load_stack_file(ROOT / f"Pulumi.{stack}.yaml")
-    flux_only = {object_id(p.obj) for p in build_stack(cfg) if not p.pulumi}
+    flux_only = {object_id(p.obj) for p in plan_stack(cfg) if not p.pulumi}
     rendered = render(cfg)
     return [o for layer in ("infrastructure", "apps") for o in rendered.objects[layer] if object_id(o) not in flux_only]
 

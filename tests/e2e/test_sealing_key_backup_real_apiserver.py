@@ -14,7 +14,7 @@ import yaml
 
 from ksecrets.config.load import load_stack
 from ksecrets.manifests import keybackup as kb_manifests
-from ksecrets.manifests.stack import build_stack
+from ksecrets.usecases.stack_facts import plan_stack
 from ksecrets.sealing import keybackup
 from ksecrets.sealing.certs import public_key_fingerprint
 from ksecrets.sealing.keys import generate_key_and_cert, tls_secret_manifest
@@ -34,7 +34,7 @@ def test_the_key_backup_lists_exactly_the_key_secrets_and_nothing_more(cluster, 
     assert "keyBackup" in text
     (tmp_path / "Pulumi.staging.yaml").write_text(text)
     cfg = load_stack("staging", tmp_path)
-    objs = [p.obj for p in build_stack(cfg) if p.group == "disaster-recovery"]
+    objs = [p.obj for p in plan_stack(cfg) if p.group == "disaster-recovery"]
     cluster.apply([o for o in objs if o["kind"] in ("ServiceAccount", "Role", "RoleBinding", "ConfigMap")])
 
     pairs = [generate_key_and_cert(2048, dt.timedelta(days=3650)) for _ in range(2)]

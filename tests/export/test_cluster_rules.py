@@ -17,7 +17,7 @@ import yaml
 from ksecrets.config import load_stack, load_stack_file
 from ksecrets.errors import KsecretsError
 from ksecrets.export import render
-from ksecrets.manifests import build_stack
+from ksecrets.usecases.stack_facts import plan_stack
 from ksecrets.sealing import crypto
 from ksecrets.sealing.certs import load_certificate
 from tests.pulumi_harness import run_program
@@ -65,7 +65,7 @@ def test_every_generated_container_has_a_numeric_user_and_group(path, tmp_path):
     if path.name == "full-vault-stack.yaml":  # not named Pulumi.<stack>.yaml
         (tmp_path / "Pulumi.full.yaml").write_bytes(path.read_bytes())
         path = tmp_path / "Pulumi.full.yaml"
-    objs = [p.obj for p in build_stack(load_stack_file(path))]
+    objs = [p.obj for p in plan_stack(load_stack_file(path))]
     found = list(_pod_specs(objs))
     assert found
     for obj, spec in found:

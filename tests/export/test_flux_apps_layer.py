@@ -17,7 +17,7 @@ import yaml
 
 from ksecrets.config import load_stack_file, stack_files
 from ksecrets.export import render
-from ksecrets.manifests import build_stack
+from ksecrets.usecases.stack_facts import crd_plurals, plan_stack
 from ksecrets.manifests.flux import APPLY_VERBS, HEALTH_CHECK_EXPRS, apps_applier, guess_resource
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -241,11 +241,11 @@ def test_a_cluster_scoped_object_in_the_apps_layer_is_refused():
     cfg = load_stack_file(STACKS[0])
     with pytest.raises(KsecretsError, match="cluster-scoped ClusterRole x"):
         apps_applier(cfg, [{"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
-                            "metadata": {"name": "x"}, "rules": []}])
+                            "metadata": {"name": "x"}, "rules": []}], crd_plurals())
 
 
 def test_pulumi_does_not_register_the_flux_applier():
     cfg = load_stack_file(STACKS[0])
-    flux_only = [p for p in build_stack(cfg) if not p.pulumi]
+    flux_only = [p for p in plan_stack(cfg) if not p.pulumi]
     assert flux_only and {p.group for p in flux_only} == {"flux-applier"}
     assert all(p.layer == "infrastructure" for p in flux_only)

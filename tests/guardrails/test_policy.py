@@ -337,7 +337,7 @@ def test_config_and_policy_share_one_pinned_version_rule(tmp_path, version):
     """A chartVersion the stack file accepts renders a HelmRelease the policy passes; one it rejects,
     the policy would reject too (`v2.18.5` used to load and then fail `pulumi preview`)."""
     from ksecrets.errors import ConfigError
-    from ksecrets.manifests.stack import build_stack
+    from ksecrets.usecases.stack_facts import plan_stack
 
     text = (ROOT / "Pulumi.staging.yaml").read_text()
     assert "chartVersion: 2.18.5" in text
@@ -355,7 +355,7 @@ def test_config_and_policy_share_one_pinned_version_rule(tmp_path, version):
         assert "sealedSecrets.chartVersion" in str(exc) and not policy_ok, str(exc)
     else:
         assert policy_ok
-        release = next(p.obj for p in build_stack(cfg) if p.obj["kind"] == "HelmRelease"
+        release = next(p.obj for p in plan_stack(cfg) if p.obj["kind"] == "HelmRelease"
                        and p.obj["metadata"]["name"] == "sealed-secrets")
         assert release["spec"]["chart"]["spec"]["version"] == version
         assert rules.helm_version_violations(HELM_RELEASE, release) == []

@@ -7,11 +7,12 @@ import dataclasses
 
 from ksecrets.config import load_stack
 from ksecrets.manifests import monitoring, sealed_secrets, vault
+from ksecrets.usecases.stack_facts import read_facts
 from tests.conftest import ROOT
 
 
 def _exprs(cfg) -> str:
-    return " ".join(r["expr"] for g in monitoring.rule_groups(cfg) for r in g["rules"])
+    return " ".join(r["expr"] for g in monitoring.rule_groups(cfg, read_facts(cfg)) for r in g["rules"])
 
 
 def test_vault_stack_exposes_and_scrapes_every_metric_source_its_alerts_use():
@@ -38,4 +39,4 @@ def test_no_scraping_when_monitoring_is_off():
     assert "telemetry" not in values["server"]["ha"]["raft"]["config"]
     assert vault.operator_values(off)["telemetry"]["serviceMonitor"]["enabled"] is False
     assert "metrics" not in sealed_secrets.controller_values(off)
-    assert monitoring.rules(off) == []
+    assert monitoring.rules(off, read_facts(off)) == []

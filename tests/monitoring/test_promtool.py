@@ -1,6 +1,6 @@
 """The exported rule groups, checked and exercised by the real promtool.
 
-The rule file is written from `monitoring.prometheus_rule(cfg)["spec"]["groups"]`, the very
+The rule file is written from `monitoring.prometheus_rule(cfg, read_facts(cfg))["spec"]["groups"]`, the very
 groups that are exported. Every alert has a case: series on which it must fire (with its exact
 labels and expanded annotations) and healthy series on which it must stay silent.
 """
@@ -14,6 +14,7 @@ import pytest
 
 from ksecrets import yamlio
 from ksecrets.manifests import monitoring
+from ksecrets.usecases.stack_facts import read_facts
 
 KS = 'namespace="kube-system", job="sealed-secrets-controller", instance="10.0.0.9:8081"'
 VSO = 'namespace="vault-secrets-operator-system", job="vault-secrets-operator-metrics-service", instance="10.0.0.7:8443"'
@@ -167,11 +168,11 @@ CASES: dict[str, dict] = {
 
 
 def alerts_of(cfg) -> dict[str, dict]:
-    return {r["alert"]: r for g in monitoring.prometheus_rule(cfg)["spec"]["groups"] for r in g["rules"]}
+    return {r["alert"]: r for g in monitoring.prometheus_rule(cfg, read_facts(cfg))["spec"]["groups"] for r in g["rules"]}
 
 
 def write_rule_file(cfg, path: Path) -> Path:
-    groups = monitoring.prometheus_rule(cfg)["spec"]["groups"]
+    groups = monitoring.prometheus_rule(cfg, read_facts(cfg))["spec"]["groups"]
     path.write_text(yamlio.dump({"groups": groups}))
     return path
 
@@ -260,8 +261,8 @@ def test_promtool_catches_a_broken_rule(promtool, tmp_path, vault_cfg, monkeypat
     """Negative control: the same cases fail once an expression watches a condition that does not exist."""
     original = monitoring.sealed_secrets_alerts
 
-    def broken(cfg):
-        alerts = original(cfg)
+    def broken(cfg, facts):
+        alerts = original(cfg, facts)
         import dataclasses
 
         return [dataclasses.replace(a, expr=a.expr.replace('condition="Synced"', 'condition="Ready"')) for a in alerts]

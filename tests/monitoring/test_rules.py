@@ -11,6 +11,7 @@ import yaml
 
 from ksecrets.errors import KsecretsError
 from ksecrets.manifests import monitoring, sealed_secrets
+from ksecrets.usecases.stack_facts import read_facts
 
 from .conftest import ROOT
 
@@ -38,13 +39,13 @@ def _schema():
 def test_validates_against_the_crd_schema(vault_cfg, sealed_cfg):
     validator = jsonschema.Draft7Validator(_schema())
     for cfg in (vault_cfg, sealed_cfg):
-        (planned,) = monitoring.rules(cfg)
+        (planned,) = monitoring.rules(cfg, read_facts(cfg))
         errors = [e.message for e in validator.iter_errors(planned.obj)]
         assert errors == []
 
 
 def test_one_rule_per_stack_in_the_monitoring_namespace_with_its_labels(sealed_cfg):
-    (planned,) = monitoring.rules(sealed_cfg)
+    (planned,) = monitoring.rules(sealed_cfg, read_facts(sealed_cfg))
     assert planned.layer == "apps" and planned.needs == () and planned.gitops
     assert list(planned.obj) == ["apiVersion", "kind", "metadata", "spec"]
     assert planned.obj["metadata"] == {"name": "k8s-secrets-sealedmon", "namespace": "monitoring", "labels": {
@@ -55,7 +56,7 @@ def test_one_rule_per_stack_in_the_monitoring_namespace_with_its_labels(sealed_c
 
 
 def test_vault_stack_groups(vault_cfg):
-    (planned,) = monitoring.rules(vault_cfg)
+    (planned,) = monitoring.rules(vault_cfg, read_facts(vault_cfg))
     assert [(g["name"], [r["alert"] for r in g["rules"]]) for g in planned.obj["spec"]["groups"]] == [
         ("k8s-secrets.rotating.sealed-secrets", ["SealedSecretsUnsealErrors", "SealedSecretNotSynced"]),
         ("k8s-secrets.rotating.vault", ["VaultSealed", "VaultDown", "VaultSecretsOperatorLoginErrors",
@@ -67,12 +68,12 @@ def test_vault_stack_groups(vault_cfg):
 
 def test_disabled_monitoring_emits_nothing(vault_cfg):
     off = dataclasses.replace(vault_cfg, monitoring=dataclasses.replace(vault_cfg.monitoring, enabled=False))
-    assert monitoring.rules(off) == []
+    assert monitoring.rules(off, read_facts(off)) == []
 
 
 def test_every_alert_has_severity_summary_description_and_a_runbook_anchor(vault_cfg, sealed_cfg):
     for cfg in (vault_cfg, sealed_cfg):
-        for group in monitoring.prometheus_rule(cfg)["spec"]["groups"]:
+        for group in monitoring.prometheus_rule(cfg, read_facts(cfg))["spec"]["groups"]:
             for rule in group["rules"]:
                 assert rule["labels"]["severity"] in ("warning", "critical")
                 assert list(rule["annotations"]) == ["summary", "description", "runbook_url"]
@@ -83,7 +84,7 @@ def test_every_alert_has_severity_summary_description_and_a_runbook_anchor(vault
 def test_expressions_use_only_verified_metrics(vault_cfg, sealed_cfg):
     used = set()
     for cfg in (vault_cfg, sealed_cfg):
-        for group in monitoring.prometheus_rule(cfg)["spec"]["groups"]:
+        for group in monitoring.prometheus_rule(cfg, read_facts(cfg))["spec"]["groups"]:
             for rule in group["rules"]:
                 expr = re.sub(r'"[^"]*"', '""', rule["expr"])  # drop string literals
                 expr = re.sub(r"\{[^}]*\}", "", expr)  # label matchers
@@ -92,7 +93,7 @@ def test_expressions_use_only_verified_metrics(vault_cfg, sealed_cfg):
                 used |= set(re.findall(r"[a-zA-Z_:][a-zA-Z0-9_:]*", expr)) - PROMQL_WORDS
     assert used == VERIFIED_METRICS
     # The guide's example metric exists nowhere.
-    assert "secret_access_failures" not in str([monitoring.prometheus_rule(c) for c in (vault_cfg, sealed_cfg)])
+    assert "secret_access_failures" not in str([monitoring.prometheus_rule(c, read_facts(c)) for c in (vault_cfg, sealed_cfg)])
 
 
 def test_sealed_secrets_alerts_assume_no_honor_labels(vault_cfg):
@@ -109,14 +110,14 @@ def test_sealed_values_without_their_certificate_is_a_one_line_error(sealed_cfg,
                               sealed=(SealedEntry(name="my-app-secrets", namespace="my-app",
                                                   encrypted_data=(("API_KEY", "AgB="),)),))
     with pytest.raises(KsecretsError) as err:
-        monitoring.rules(cfg)
+        monitoring.rules(cfg, read_facts(cfg))
     assert str(err.value) == ("Pulumi.sealedmon.yaml: sealedSecrets.certificate: cert.pem: certificate file not "
                               "found (values are sealed with it, and its expiry alert needs its NotAfter)")
 
 
 def test_no_certificate_yet_no_certificate_group(sealed_cfg, tmp_path):
     cfg = dataclasses.replace(sealed_cfg, root=str(tmp_path))
-    names = [g["name"] for g in monitoring.prometheus_rule(cfg)["spec"]["groups"]]
+    names = [g["name"] for g in monitoring.prometheus_rule(cfg, read_facts(cfg))["spec"]["groups"]]
     assert "k8s-secrets.sealedmon.sealing-certificate" not in names
 
 
@@ -124,14 +125,14 @@ def test_runbook_sections_exist_for_every_alert(vault_cfg, sealed_cfg):
     readme = (ROOT / "README.md").read_text()
     headings = set(re.findall(r"^### (\S+)$", readme, flags=re.M))
     alerts = {r["alert"] for c in (vault_cfg, sealed_cfg)
-              for g in monitoring.prometheus_rule(c)["spec"]["groups"] for r in g["rules"]}
+              for g in monitoring.prometheus_rule(c, read_facts(c))["spec"]["groups"] for r in g["rules"]}
     assert alerts and alerts <= headings
     # The runbook_url anchors are GitHub's for those headings: lower-case alert names.
     for c in (vault_cfg, sealed_cfg):
-        for g in monitoring.prometheus_rule(c)["spec"]["groups"]:
+        for g in monitoring.prometheus_rule(c, read_facts(c))["spec"]["groups"]:
             for r in g["rules"]:
                 assert r["annotations"]["runbook_url"].endswith("README.md#" + r["alert"].lower())
 
 
 def test_deterministic(vault_cfg):
-    assert monitoring.rules(vault_cfg)[0].obj == monitoring.rules(vault_cfg)[0].obj
+    assert monitoring.rules(vault_cfg, read_facts(vault_cfg))[0].obj == monitoring.rules(vault_cfg, read_facts(vault_cfg))[0].obj

@@ -9,7 +9,7 @@ import pytest
 
 from components.platform import Platform
 from ksecrets.config import load_stack_file, stack_files
-from ksecrets.manifests import build_stack
+from ksecrets.usecases.stack_facts import plan_stack
 from tests.conftest import ROOT
 from tests.pulumi_harness import run_program
 
@@ -54,7 +54,7 @@ def _check_role(role: dict) -> None:
 def test_no_role_lists_watches_or_wildcards(stacks):
     checked = 0
     for cfg in stacks:
-        for role in _roles(p.obj for p in build_stack(cfg)):
+        for role in _roles(p.obj for p in plan_stack(cfg)):
             _check_role(role)
             checked += 1
     assert checked >= 5  # every app of every stack has a Role
@@ -75,7 +75,7 @@ def test_the_check_itself_catches_violations():
 
 def test_app_roles_name_exactly_the_apps_own_secrets(stacks):
     for cfg in stacks:
-        objs = [p.obj for p in build_stack(cfg)]
+        objs = [p.obj for p in plan_stack(cfg)]
         for app in cfg.apps:
             role = next(o for o in objs if o["kind"] == "Role" and o["metadata"]["name"] == f"{app.name}-secret-reader"
                         and o["metadata"]["namespace"] == app.namespace)
@@ -90,7 +90,7 @@ def test_app_roles_name_exactly_the_apps_own_secrets(stacks):
 
 def test_deployments_run_under_their_apps_service_account(stacks):
     for cfg in stacks:
-        objs = [p.obj for p in build_stack(cfg)]
+        objs = [p.obj for p in plan_stack(cfg)]
         accounts = {(o["metadata"]["namespace"], o["metadata"]["name"]) for o in objs if o["kind"] == "ServiceAccount"}
         for app in cfg.apps:
             for d in app.deployments:

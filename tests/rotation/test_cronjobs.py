@@ -9,7 +9,7 @@ import pytest
 
 from ksecrets.config.load import load_stack, load_stack_file
 from ksecrets.manifests import rotation
-from ksecrets.manifests.stack import build_stack
+from ksecrets.usecases.stack_facts import plan_stack
 
 FIXTURES = Path(__file__).parent / "fixtures"
 REPO = Path(__file__).resolve().parents[2]
@@ -117,7 +117,7 @@ def test_restricted_security_context_on_pod_and_container(planned):
 
 
 def test_rotator_service_account_has_no_api_token_and_no_rbac(cfg):
-    planned = build_stack(cfg)
+    planned = plan_stack(cfg)
     sa = next(p.obj for p in planned if p.obj["kind"] == "ServiceAccount" and p.obj["metadata"]["name"] == "my-app-rotator")
     assert sa["automountServiceAccountToken"] is False
     bound = [s for p in planned if p.obj["kind"] in ("RoleBinding", "ClusterRoleBinding")

@@ -17,7 +17,7 @@ from ksecrets.config.load import load_stack, load_stack_file
 from ksecrets.manifests import vault as mv
 from ksecrets.manifests import workloads
 from ksecrets.manifests.plan import object_id
-from ksecrets.manifests.stack import build_stack
+from ksecrets.usecases.stack_facts import plan_stack
 from tests.conftest import CHARTS
 from tests.conftest import CRDS as CRD_DIR
 
@@ -194,7 +194,7 @@ def test_vault_auth_per_app_and_one_connection():
 
 
 def test_app_objects_need_the_operator_release_and_it_exists_in_the_stack(cfg):
-    planned = build_stack(cfg)
+    planned = plan_stack(cfg)
     ids = {p.id for p in planned}
     vso = mv.vso_release_id(cfg)
     assert vso in ids

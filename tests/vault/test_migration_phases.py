@@ -20,7 +20,7 @@ import pytest
 
 from ksecrets.config.load import load_stack
 from ksecrets.manifests.sealed_secrets import HANDOVER_ANNOTATIONS
-from ksecrets.manifests.stack import build_stack
+from ksecrets.usecases.stack_facts import plan_stack
 from ksecrets.sealing.keys import cert_pem, generate_key_and_cert, private_key_pem
 from ksecrets.sealing.sealedsecret import unseal
 from ksecrets.usecases.seal_stack import seal_into_stack
@@ -49,7 +49,7 @@ def sealed_stack(tmp_path):
 
 def _objects(root: Path) -> dict[tuple[str, str], dict]:
     cfg = load_stack("staging", root)
-    return {(p.obj["kind"], p.obj["metadata"]["name"]): p.obj for p in build_stack(cfg)}
+    return {(p.obj["kind"], p.obj["metadata"]["name"]): p.obj for p in plan_stack(cfg)}
 
 
 def _template(objs) -> dict:

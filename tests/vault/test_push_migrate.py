@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from ksecrets.config.load import load_stack
-from ksecrets.manifests.stack import build_stack
+from ksecrets.usecases.stack_facts import plan_stack
 from ksecrets.sealing.keys import generate_key_and_cert, cert_pem, private_key_pem
 from ksecrets.usecases.seal_stack import seal_into_stack
 from tests.vault.fakevault import ADDR
@@ -143,7 +143,7 @@ def test_migrate_pushes_every_value_then_switches_the_backend(cli, vault, vault_
     cfg = load_stack("staging", root)
     assert cfg.backend == "vault"
     assert cfg.apps[0].vault.path == "my-app" and set(cfg.apps[0].keys) == {"API_KEY", "DATABASE_URL"}
-    kinds = [p.obj["kind"] for p in build_stack(cfg)]
+    kinds = [p.obj["kind"] for p in plan_stack(cfg)]
     assert "VaultStaticSecret" in kinds and "SealedSecret" not in kinds
 
 
