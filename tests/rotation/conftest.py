@@ -12,13 +12,14 @@ import socket
 import subprocess
 import tempfile
 import threading
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator
 
 import pytest
 import responses
+
+from tests.fakes.kv2 import KV2
 
 PG_BIN_DIRS = sorted(Path("/usr/lib/postgresql").glob("*/bin"), reverse=True)
 ADMIN = "ksadmin"
@@ -108,7 +109,9 @@ def pg_server() -> Iterator[PgServer]:
 @dataclass
 class FakeKV:
     """kv-v2 at `secret/` as Vault's HTTP API answers it: versions, check-and-set, 400 on mismatch,
-    `metadata/` with each version's created_time (this machine's clock) and custom_metadata.
+    `metadata/` with each version's created_time (this machine's clock) and custom_metadata. The
+    kv-v2 semantics are the shared store's (`tests/fakes/kv2.py`, also behind tests/vault's
+    FakeVault); this adds the rotator's login and the failure hooks.
 
     Hooks simulate failures at the HTTP boundary:
       fail_write: status for the next writes (the write does not land)
@@ -124,9 +127,7 @@ class FakeKV:
     mount: str = "secret"
     addr: str = VAULT_ADDR
     token: str = VAULT_TOKEN
-    versions: dict[str, list[dict[str, str]]] = field(default_factory=dict)
-    created: dict[str, list[float]] = field(default_factory=dict)
-    custom: dict[str, dict[str, str]] = field(default_factory=dict)
+    store: KV2 = field(default_factory=KV2)
     fail_write: int | None = None
     fail_after_write: int | None = None
     fail_reads_after_failed_write: bool = False
@@ -137,15 +138,26 @@ class FakeKV:
     logins: list[dict] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
+    @property
+    def versions(self) -> dict[str, list]:
+        return self.store.versions
+
+    @property
+    def created(self) -> dict[str, list[float]]:
+        return self.store.created
+
+    @property
+    def custom(self) -> dict[str, dict[str, str]]:
+        return self.store.custom
+
     def seed(self, path: str, data: dict[str, str], at: float | None = None) -> None:
-        self.versions.setdefault(path, []).append(dict(data))
-        self.created.setdefault(path, []).append(time.time() if at is None else at)
+        self.store.seed(path, data, at)
 
     def current(self, path: str) -> dict[str, str]:
         return dict(self.versions[path][-1])
 
     def version(self, path: str) -> int:
-        return len(self.versions.get(path, []))
+        return self.store.version(path)
 
     def _path(self, url: str, kind: str = "data") -> str:
         prefix = f"{self.addr}/v1/{self.mount}/{kind}/"
@@ -154,14 +166,8 @@ class FakeKV:
     def _read(self, request):
         if self.fail_reads_after_failed_write and self.write_failed:
             return 503, JSON, json.dumps({"errors": ["Vault is sealed"]})
-        path = self._path(request.url)
-        if path not in self.versions:
-            return 404, JSON, json.dumps({"errors": []})
-        n = self.version(path)
-        body = {"data": {"data": self.current(path), "metadata": {
-            "version": n, "created_time": _rfc3339(self.created[path][-1]), "deletion_time": "",
-            "destroyed": False}}}
-        return 200, JSON, json.dumps(body)
+        status, body = self.store.read(self._path(request.url))
+        return status, JSON, json.dumps(body)
 
     def _write(self, request):
         path = self._path(request.url)
@@ -173,37 +179,27 @@ class FakeKV:
         if self.fail_write is not None:
             self.write_failed = True
             return self.fail_write, JSON, json.dumps({"errors": ["internal error"]})
-        payload = json.loads(request.body)
-        cas = (payload.get("options") or {}).get("cas")
-        if cas is not None and cas != self.version(path):
+        status, body = self.store.write(path, json.loads(request.body))
+        if status != 200:
             self.write_failed = True
-            return 400, JSON, json.dumps({"errors": [
-                "check-and-set parameter did not match the current version"]})
-        self.seed(path, payload["data"])
+            return status, JSON, json.dumps(body)
         self.writes += 1
         if self.fail_after_write is not None:
             self.write_failed = True
             return self.fail_after_write, JSON, json.dumps({"errors": ["upstream timeout"]})
-        return 200, JSON, json.dumps({"data": {"version": self.version(path),
-                                               "created_time": _rfc3339(self.created[path][-1])}})
+        return 200, JSON, json.dumps(body)
 
     def _read_metadata(self, request):
-        path = self._path(request.url, "metadata")
-        if path not in self.versions:
-            return 404, JSON, json.dumps({"errors": []})
-        versions = {str(i + 1): {"created_time": _rfc3339(t), "deletion_time": "", "destroyed": False}
-                    for i, t in enumerate(self.created[path])}
-        return 200, JSON, json.dumps({"data": {
-            "current_version": self.version(path), "oldest_version": 0, "max_versions": 0, "cas_required": False,
-            "custom_metadata": self.custom.get(path) or None, "versions": versions}})
+        status, body = self.store.read_metadata(self._path(request.url, "metadata"))
+        return status, JSON, json.dumps(body)
 
     def _write_metadata(self, request):
         path = self._path(request.url, "metadata")
         payload = json.loads(request.body)
         if set(payload) - {"custom_metadata"}:
             return 400, JSON, json.dumps({"errors": ["the rotator only ever sends custom_metadata"]})
-        self.custom[path] = {str(k): str(v) for k, v in (payload.get("custom_metadata") or {}).items()}
-        return 204, {}, ""
+        status, _ = self.store.write_metadata(path, payload)
+        return status, {}, ""
 
     def _login(self, request):
         self.logins.append(json.loads(request.body))
@@ -280,12 +276,6 @@ class FakeKV:
             server.shutdown()
             server.server_close()
             thread.join(5)
-
-
-def _rfc3339(t: float) -> str:
-    # Vault's shape: UTC with nanoseconds and a Z.
-    whole = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t))
-    return f"{whole}.{int((t % 1) * 1e9):09d}Z"
 
 
 @pytest.fixture

@@ -1,7 +1,8 @@
 """A small in-memory Vault behind `responses`, answering as the documented HTTP API does.
 
 Only the endpoints ksecrets uses, with the response shapes of the API docs
-(developer.hashicorp.com/vault/api-docs): kv-v2 read/write with check-and-set, sys/mounts,
+(developer.hashicorp.com/vault/api-docs): kv-v2 read/write with check-and-set (the shared store
+`tests/fakes/kv2.py`, which the rotation suite's fake uses too), sys/mounts,
 sys/auth, sys/policies/acl, sys/audit, the kubernetes auth config and roles, the database
 engine's config and roles, sys/internal/ui/mounts (the CLI's kv preflight) and sys/health.
 
@@ -17,6 +18,8 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import responses
+
+from tests.fakes.kv2 import KV2
 
 ADDR = "http://vault.test:8200"
 
@@ -35,7 +38,8 @@ class FakeVault:
         self.policies: dict[str, str] = {"default": "# default policy\n", "root": ""}
         self.audit: dict[str, dict[str, Any]] = {}
         self.objects: dict[str, dict[str, Any]] = {}  # auth/<m>/config, auth/<m>/role/<r>, <db>/roles/<r>
-        self.kv: dict[tuple[str, str], list[dict[str, Any] | None]] = {}  # versions; None = deleted
+        self.kv1: dict[tuple[str, str], list[dict[str, Any]]] = {}  # kv-v1 mounts: (mount, key) → writes
+        self.kv2: dict[str, KV2] = {}  # kv-v2 mounts: mount → its store
         self.sealed = False
         self.deny: set[str] = set()  # paths answering 403
         self.fail_cas_once: set[tuple[str, str]] = set()  # simulate a concurrent writer
@@ -50,13 +54,18 @@ class FakeVault:
     def enable_kv2(self, mount: str = "secret") -> None:
         self.mounts[mount] = {"type": "kv", "options": {"version": "2"}}
 
+    def store(self, mount: str) -> KV2:
+        """The kv-v2 store of a mount (created on first use, as the mount's data is)."""
+        return self.kv2.setdefault(mount, KV2())
+
     def put_kv(self, mount: str, path: str, data: dict[str, Any]) -> int:
-        self.kv.setdefault((mount, path), []).append(dict(data))
-        return len(self.kv[(mount, path)])
+        return self.store(mount).seed(path, data)
 
     def kv_latest(self, mount: str, path: str) -> dict[str, Any] | None:
-        versions = self.kv.get((mount, path)) or []
-        return versions[-1] if versions else None
+        return self.store(mount).latest(path)
+
+    def delete_latest(self, mount: str, path: str) -> None:
+        self.store(mount).delete_latest(path)
 
     # -- the HTTP side -------------------------------------------------------------------------
     def _answer(self, request):
@@ -178,32 +187,37 @@ class FakeVault:
         if (m.get("options") or {}).get("version") != "2":
             # kv-v1: `data/<path>` is just a key name.
             if method == "GET":
-                versions = self.kv.get((mount, rest)) or []
+                versions = self.kv1.get((mount, rest)) or []
                 return self._ok({"data": versions[-1]}) if versions else self._missing()
-            self.kv.setdefault((mount, rest), []).append(dict(body))
+            self.kv1.setdefault((mount, rest), []).append(dict(body))
             return self._no_content()
-        if not rest.startswith("data/"):
+        store = self.store(mount)
+        if rest == "config":
+            if method == "GET":
+                return self._ok({"data": {"cas_required": store.cas_required, "max_versions": 0,
+                                          "delete_version_after": "0s"}})
+            if "cas_required" in body:
+                store.cas_required = bool(body["cas_required"])
+            return self._no_content()
+        kind, _, key = rest.partition("/")
+        if kind == "metadata" and key:
+            if method == "GET":
+                return self._json(*store.read_metadata(key))
+            return self._json(*store.write_metadata(key, body or {}))
+        if kind != "data" or not key:
             return self._missing()
-        key = (mount, rest[len("data/"):])
-        versions = self.kv.get(key) or []
         if method == "GET":
-            if not versions:
-                return self._missing()
-            current = versions[-1]
-            meta = {"created_time": "2026-11-28T03:00:00Z", "custom_metadata": None,
-                    "deletion_time": "" if current is not None else "2026-11-28T03:30:00Z",
-                    "destroyed": False, "version": len(versions)}
-            if current is None:
-                return 404, {}, json.dumps({"data": {"data": None, "metadata": meta}})
-            return self._ok({"data": {"data": current, "metadata": meta}})
-        cas = (body.get("options") or {}).get("cas")
-        if key in self.fail_cas_once:
-            self.fail_cas_once.discard(key)
-            versions.append({"other": "writer"})
-            self.kv[key] = versions
-        if cas is not None and cas != len(versions):
-            return self._bad("check-and-set parameter did not match the current version")
-        versions.append(dict(body["data"]))
-        self.kv[key] = versions
-        return self._ok({"data": {"created_time": "2026-11-28T03:00:00Z", "custom_metadata": None,
-                                  "deletion_time": "", "destroyed": False, "version": len(versions)}})
+            return self._json(*store.read(key))
+        if method == "DELETE":
+            store.delete_latest(key)
+            return self._no_content()
+        if (mount, key) in self.fail_cas_once:
+            self.fail_cas_once.discard((mount, key))
+            store.seed(key, {"other": "writer"})
+        return self._json(*store.write(key, body))
+
+    @staticmethod
+    def _json(code: int, data: Any) -> tuple[int, dict, str]:
+        if data is None:
+            return code, {}, ""
+        return code, {"Content-Type": "application/json"}, json.dumps(data)

@@ -10,6 +10,9 @@ Modes:
 - `lost-write`: a kv-v2 Vault for reads; a write is taken in and the connection dropped without an
   answer, and from then on every connection is dropped (Vault fell over mid-write);
 - `lost-answer`: as `lost-write`, but the write lands and reads keep working (only the answer was lost).
+
+Its kv-v2 is the shared store of every fake Vault (`tests/fakes/kv2.py`): a write lands only as
+check-and-set allows.
 """
 
 from __future__ import annotations
@@ -19,11 +22,15 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from tests.fakes.kv2 import KV2
+
 
 class Impostor:
     def __init__(self, mode: str, kv: dict[str, dict[str, str]] | None = None) -> None:
         self.mode = mode
-        self.kv: dict[str, list[dict[str, str]]] = {p: [dict(d)] for p, d in (kv or {}).items()}
+        self.store = KV2()
+        for p, d in (kv or {}).items():
+            self.store.seed(p, d)
         self.dead = False
         self.requests: list[tuple[str, str]] = []
         self.stopping = threading.Event()
@@ -70,6 +77,11 @@ class Impostor:
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self.thread.start()
 
+    @property
+    def kv(self) -> dict[str, list]:
+        """path → versions, as the store keeps them."""
+        return self.store.versions
+
     def kv_answer(self, h: BaseHTTPRequestHandler, body: bytes) -> None:
         if self.dead:
             h.close_connection = True
@@ -80,14 +92,11 @@ class Impostor:
                 "path": "secret/", "type": "kv", "options": {"version": "2"}}}).encode())
         if path.startswith("/v1/secret/data/"):
             key = path[len("/v1/secret/data/"):]
-            versions = self.kv.get(key) or []
             if h.command == "GET":
-                if not versions:
-                    return h._send(404, b'{"errors":[]}')
-                return h._send(200, json.dumps({"request_id": "r", "data": {
-                    "data": versions[-1], "metadata": {"version": len(versions), "destroyed": False}}}).encode())
+                status, answer = self.store.read(key)
+                return h._send(status, json.dumps({"request_id": "r", **answer}).encode())
             if self.mode == "lost-answer":
-                self.kv.setdefault(key, []).append(json.loads(body)["data"])
+                self.store.write(key, json.loads(body))
             else:
                 self.dead = True
             h.close_connection = True  # taken in, never answered

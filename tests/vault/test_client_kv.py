@@ -140,7 +140,8 @@ def test_rotate_key_on_a_missing_secret_is_an_error(vault, client):
 def test_deleted_latest_version_reads_as_missing_and_writes_with_its_cas(vault, client):
     vault.enable_kv2()
     vault.put_kv("secret", "my-app", {"A": "1"})
-    vault.kv[("secret", "my-app")].append(None)  # version 2 deleted
+    vault.put_kv("secret", "my-app", {"A": "2"})
+    vault.delete_latest("secret", "my-app")  # version 2 deleted
     with pytest.raises(KsecretsError, match=r"no such secret \(its latest version 2 is deleted\)$"):
         kv.read_current(client, "secret", "my-app")
     assert kv.write_if_changed(client, "secret", "my-app", {"A": "1"}).version == 3
