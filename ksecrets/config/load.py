@@ -17,7 +17,7 @@ from ksecrets.config import model as m
 from ksecrets.config import validate as v
 from ksecrets.errors import ConfigError, KsecretsError
 
-from ksecrets.config.names import PREFIX
+from ksecrets.config.names import PREFIX, stack_files  # noqa: F401 (stack_files: importable from here too)
 
 # Top-level keys Pulumi itself writes into stack files.
 _STACK_FILE_KEYS = {"config", "secretsprovider", "encryptedkey", "encryptionsalt", "environment"}
