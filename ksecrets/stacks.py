@@ -89,7 +89,7 @@ class NewStack:
 
 def stack_new(root: str | os.PathLike[str], stack: str, backend: str, source: str | None = None) -> NewStack:
     from ksecrets import yamlio
-    from ksecrets.config.model import BACKENDS
+    from ksecrets.backends import BACKENDS
     from ksecrets.fileio import atomic_write_text, read_bytes
 
     root = Path(root)

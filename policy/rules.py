@@ -12,8 +12,11 @@ from typing import Any, Iterator, Mapping
 # The one "pinned version" rule (exact SemVer, no `v`), shared with the stack-file loader.
 from ksecrets.config.validate import is_exact_version
 
-GITOPS_BACKENDS = ("sealed-secrets", "vault")
-BACKENDS = ("manual", "sealed-secrets", "vault")
+# The one list of backends (the Pulumi CLI runs the pack with the project's .venv, where ksecrets is installed).
+from ksecrets.backends import BACKENDS
+
+# Backends whose values never travel as Secret data: everything but `manual`.
+GITOPS_BACKENDS = tuple(b for b in BACKENDS if b != "manual")
 
 SECRET = "kubernetes:core/v1:Secret"
 ROLE_TYPES = ("kubernetes:rbac.authorization.k8s.io/v1:Role", "kubernetes:rbac.authorization.k8s.io/v1:ClusterRole")

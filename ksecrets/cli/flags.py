@@ -1,9 +1,9 @@
-"""Flags shared by several subcommands. Imports nothing beyond the standard library: parsers are
-built at every start-up, so they must stay cheap (see ksecrets/cli/__init__.py)."""
+"""Flags shared by several subcommands. Imports only modules that need nothing beyond the standard
+library: parsers are built at every start-up, so they must stay cheap (see ksecrets/cli/__init__.py)."""
 
 from __future__ import annotations
 
-SCOPES = ("strict", "namespace-wide", "cluster-wide")  # ksecrets.sealing.crypto.SCOPES
+from ksecrets.sealing.scopes import SCOPES  # noqa: F401 (the one list; seal_cmd reads it here)
 
 
 def add_format_flag(parser, default: str | None = "json") -> None:

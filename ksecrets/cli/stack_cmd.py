@@ -10,6 +10,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from ksecrets.backends import BACKENDS  # standard library only
+
 
 def register(subparsers) -> None:
     from ksecrets.cli import SUBCOMMANDS
@@ -19,7 +21,7 @@ def register(subparsers) -> None:
     ssub = p.add_subparsers(dest="stack_command", required=True, parser_class=type(p))
     n = ssub.add_parser("new", help="write Pulumi.<NAME>.yaml for a new environment")
     n.add_argument("name", metavar="NAME")
-    n.add_argument("--backend", required=True, choices=("manual", "sealed-secrets", "vault"))
+    n.add_argument("--backend", required=True, choices=BACKENDS)
     n.add_argument("--from", dest="source", metavar="STACK", help="copy apps and settings (no values) from this stack")
     n.add_argument("--root", default=".", help="directory of the stack files (default .)")
     n.set_defaults(func=run_new)

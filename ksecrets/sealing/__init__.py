@@ -2,6 +2,7 @@
 
 Small single-purpose modules, mirroring upstream `pkg/crypto` and `pkg/kubeseal`:
 
+- `scopes`: the sealing scopes (strict, namespace-wide, cluster-wide).
 - `crypto`: the hybrid RSA-OAEP + AES-GCM format and the per-scope labels.
 - `certs`: sealing certificates (PEM, RSA, not expired) and their SSH-style fingerprints.
 - `keys`: controller-compatible key pairs, the `kubernetes.io/tls` key Secret, recovery keys.

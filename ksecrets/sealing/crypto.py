@@ -21,8 +21,7 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from ksecrets.errors import KsecretsError
-
-SCOPES = ("strict", "namespace-wide", "cluster-wide")
+from ksecrets.sealing.scopes import SCOPES  # the format's scopes (stdlib-only module, for the CLI)
 SESSION_KEY_BYTES = 32
 _ZERO_NONCE = bytes(12)
 _TAG_BYTES = 16
@@ -34,7 +33,7 @@ class DecryptError(KsecretsError):
 
 def check_scope(scope: str) -> str:
     if scope not in SCOPES:
-        raise KsecretsError(f"scope {scope!r}: must be one of strict, namespace-wide, cluster-wide")
+        raise KsecretsError(f"scope {scope!r}: must be one of {', '.join(SCOPES)}")
     return scope
 
 
