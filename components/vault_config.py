@@ -13,16 +13,14 @@ Delete leaves Vault as it is: removing a kv mount would destroy every value in i
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 import os
-import types
-import typing
 from typing import Any
 
 import pulumi
 import pulumi.dynamic
+from pydantic import TypeAdapter
 
 from ksecrets.config.model import App, StackConfig, VaultConfig
 
@@ -31,36 +29,10 @@ SECRET_OUTPUTS: list[str] = []
 
 
 # --- config ↔ plain data (inputs must be plain JSON) -------------------------------------------
-
-def to_plain(value: Any) -> Any:
-    if dataclasses.is_dataclass(value):
-        return {f.name: to_plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
-    if isinstance(value, (list, tuple)):
-        return [to_plain(v) for v in value]
-    return value
-
-
-def from_plain(cls: Any, data: Any) -> Any:
-    """Rebuild a (nested) frozen dataclass of the model from `to_plain` output."""
-    if data is None:
-        return None
-    origin = typing.get_origin(cls)
-    if origin in (typing.Union, types.UnionType):
-        args = [a for a in typing.get_args(cls) if a is not type(None)]
-        return from_plain(args[0], data) if len(args) == 1 else data
-    if origin is tuple:
-        args = typing.get_args(cls)
-        if len(args) == 2 and args[1] is Ellipsis:
-            return tuple(from_plain(args[0], v) for v in data)
-        return tuple(from_plain(a, v) for a, v in zip(args, data))
-    if origin is typing.Literal:
-        return data
-    if dataclasses.is_dataclass(cls):
-        hints = typing.get_type_hints(cls)
-        kwargs = {f.name: from_plain(hints[f.name], data[f.name]) for f in dataclasses.fields(cls)
-                  if isinstance(data, dict) and f.name in data}
-        return cls(**kwargs)
-    return data
+# The model's own dump by field name (`kv_mount`, lists for tuples), and back through the model's
+# constructor, which checks the types and rebuilds the nested classes.
+_VAULT = TypeAdapter(VaultConfig)
+_APPS = TypeAdapter(tuple[App, ...])
 
 
 def bootstrap_inputs(cfg: StackConfig, *, kube_host: str | None = None, kube_ca_pem: str | None = None) -> dict[str, Any]:
@@ -73,8 +45,8 @@ def bootstrap_inputs(cfg: StackConfig, *, kube_host: str | None = None, kube_ca_
         "stack": cfg.stack,
         "source": cfg.source,
         "backend": cfg.backend,
-        "vault": to_plain(cfg.vault),
-        "apps": [to_plain(a) for a in cfg.apps if a.vault is not None],
+        "vault": _VAULT.dump_python(cfg.vault, mode="json"),
+        "apps": _APPS.dump_python(tuple(a for a in cfg.apps if a.vault is not None), mode="json"),
         "kubeHost": kube_host or DEFAULT_KUBE_HOST,
         "kubeCaPem": kube_ca_pem or "",
     }
@@ -83,8 +55,7 @@ def bootstrap_inputs(cfg: StackConfig, *, kube_host: str | None = None, kube_ca_
 def config_from_inputs(props: dict[str, Any]) -> StackConfig:
     return StackConfig(
         stack=props["stack"], source=props["source"], root=".", backend=props["backend"],
-        vault=from_plain(VaultConfig, props["vault"]),
-        apps=tuple(from_plain(App, a) for a in props["apps"]),
+        vault=_VAULT.validate_python(props["vault"]), apps=_APPS.validate_python(props["apps"]),
     )
 
 

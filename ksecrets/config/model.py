@@ -1,18 +1,30 @@
-"""The typed model of one stack (environment). Frozen dataclasses: builders read, never write.
+"""The typed model of one stack (environment): frozen pydantic dataclasses. Builders read, never write.
 
-Field names are Python's; the stack file spells them in camelCase (see `ksecrets.config.load`).
+Field names are Python's; the stack file spells them in camelCase (the aliases; a few differ, such as
+`maxDelay` for `max_delay_seconds`). Every default is written here, once, including those that follow
+from another value (an app's `secretName` from its name, a rotation's schedule from the stack's
+`rotation.defaultSchedule`). `validate_raw` reads the `k8s-secrets:` keys of a stack file or of Pulumi
+config with the checks of `ksecrets.config.fields` and the rules of `ksecrets.config.rules`;
+constructing a class in code checks the Python types only, as the plain dataclasses did.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
-from dataclasses import dataclass, field
-from typing import Literal
+from typing import Annotated, Any, ClassVar, Literal, Mapping, get_args
 
-Backend = Literal["manual", "sealed-secrets", "vault"]
-BACKENDS: tuple[str, ...] = ("manual", "sealed-secrets", "vault")
-Scope = Literal["strict", "namespace-wide", "cluster-wide"]
-SCOPES: tuple[str, ...] = ("strict", "namespace-wide", "cluster-wide")
+from pydantic import Field, TypeAdapter, ValidationInfo, model_validator
+from pydantic.dataclasses import dataclass
+
+# The one lists of backends and sealing scopes (standard-library modules the command line also reads).
+from ksecrets.backends import BACKENDS, Backend
+from ksecrets.config import fields as f
+from ksecrets.config import validate as v
+from ksecrets.config.fields import (ChartVersion, Cron, DnsLabel, DnsSubdomain, Duration, Flag, HttpUrl, Image,
+                                    Pairs, Port, Quantity, Seconds, SecretKey, Section, Seq, Text, Uid, VaultMount,
+                                    VaultName, VaultPath)
+from ksecrets.sealing.scopes import SCOPES, Scope
 
 DEFAULT_ROTATION_SCHEDULE = "0 2 * * 0"  # weekly, Sunday 02:00, as in the guide
 # The numeric user and group our containers run as unless a Deployment says otherwise. The
@@ -26,116 +38,120 @@ SYSTEM_NAMESPACES: tuple[str, ...] = ("default", "kube-node-lease", "kube-public
 # The sealed → vault migration (README "From sealed-secrets to Vault"): `install` adds Vault and the
 # operator to a sealed-secrets stack, `handover` is the vault stack whose operator takes over the
 # Secrets the SealedSecrets made.
-MIGRATION_PHASES: tuple[str, ...] = ("install", "handover")
+MigrationPhase = Literal["install", "handover"]
+MIGRATION_PHASES: tuple[MigrationPhase, ...] = get_args(MigrationPhase)
+# Stack keys whose values may be placeholders (see `ksecrets.preflight`): allowPlaceholders lists them.
+PLACEHOLDER_KEYS = ("apps.deployments.image", "rotation.image", "monitoring.runbookBaseUrl")
+Generator = Literal["random", "postgres"]
+PostgresMode = Literal["single", "dual"]
 
-
-@dataclass(frozen=True)
-class FluxConfig:
+@dataclass(frozen=True, kw_only=True, config=f.CONFIG)
+class FluxConfig(Section):
     """Where Flux runs and which Git source it reconciles k8s/<stack>/ from."""
 
-    namespace: str = "flux-system"
-    source_name: str = "flux-system"  # the GitRepository `flux bootstrap` creates
-    interval: str = "10m"
-    path: str = ""  # in the Git repository; default ./k8s/<stack>
+    namespace: DnsLabel = "flux-system"
+    source_name: DnsSubdomain = "flux-system"  # the GitRepository `flux bootstrap` creates
+    interval: Duration = "10m"
+    path: Text = ""  # in the Git repository; default ./k8s/<stack>
 
 
-@dataclass(frozen=True)
-class S3Config:
+@dataclass(frozen=True, kw_only=True, config=f.CONFIG)
+class S3Config(Section):
     """An S3-compatible bucket a disaster-recovery CronJob also uploads to (path-style, SigV4)."""
 
-    endpoint: str  # https://s3.eu-west-1.amazonaws.com, http://minio.backup.svc:9000
-    bucket: str
-    credentials_secret: str  # Secret in the CronJob's namespace: accessKeyId, secretAccessKey
-    region: str = "us-east-1"
-    prefix: str = ""
+    endpoint: HttpUrl  # https://s3.eu-west-1.amazonaws.com, http://minio.backup.svc:9000
+    bucket: DnsSubdomain
+    credentials_secret: DnsSubdomain  # Secret in the CronJob's namespace: accessKeyId, secretAccessKey
+    region: DnsLabel = "us-east-1"
+    prefix: Text = ""
 
 
-@dataclass(frozen=True)
-class KeyBackupConfig:
+@dataclass(frozen=True, kw_only=True, config=f.CONFIG)
+class KeyBackupConfig(Section):
     """The sealing-key backup CronJob: new key Secrets encrypted to an offline public key."""
 
-    public_key: str  # certs/<stack>-keybackup.pub, relative to the stack file
+    public_key: Text  # certs/<stack>-keybackup.pub, relative to the stack file
     # An image with the project and its `keybackup` extra (cryptography): the rotator image leaves
     # cryptography out on purpose, so it cannot run the key backup.
-    image: str = ""
-    schedule: str = "17 * * * *"  # hourly
-    storage_size: str = "1Gi"
-    storage_class: str | None = None
+    image: Image
+    schedule: Cron = "17 * * * *"  # hourly
+    storage_size: Quantity = "1Gi"
+    storage_class: DnsSubdomain | None = None
     # SealingKeyNotBackedUp fires when the newest key is not covered by a success this long.
-    max_delay_seconds: int = 3 * 3600
+    max_delay_seconds: Seconds = Field(default=3 * 3600, alias="maxDelay")
     s3: S3Config | None = None
 
 
-@dataclass(frozen=True)
-class SealedSecretsConfig:
-    chart_version: str = "2.18.5"
-    chart_repository: str = "https://bitnami-labs.github.io/sealed-secrets"
-    controller_name: str = "sealed-secrets-controller"
-    controller_namespace: str = "kube-system"
-    certificate: str | None = None  # certs/<stack>.pem, relative to the stack file
-    key_renew_period: str | None = None  # controller default 720h
+@dataclass(frozen=True, kw_only=True, config=f.CONFIG)
+class SealedSecretsConfig(Section):
+    chart_version: ChartVersion = "2.18.5"
+    chart_repository: Text = "https://bitnami-labs.github.io/sealed-secrets"
+    controller_name: DnsLabel = "sealed-secrets-controller"
+    controller_namespace: DnsLabel = "kube-system"
+    certificate: Text | None = None  # certs/<stack>.pem, relative to the stack file
+    key_renew_period: Duration | None = None  # controller default 720h
     key_backup: KeyBackupConfig | None = None
 
 
-@dataclass(frozen=True)
-class VaultTLS:
-    enabled: bool = False
-    secret_name: str = "vault-tls"  # kubernetes.io/tls Secret with tls.crt, tls.key, ca.crt
+@dataclass(frozen=True, kw_only=True, config=f.CONFIG)
+class VaultTLS(Section):
+    enabled: Flag = False
+    secret_name: DnsSubdomain = "vault-tls"  # kubernetes.io/tls Secret with tls.crt, tls.key, ca.crt
     # A Secret holding only ca.crt, in the operator's namespace, for VaultConnection.caCertSecretRef
     # (the server's Secret also holds its private key, which the operator must not see).
-    ca_secret_name: str = "vault-ca"
+    ca_secret_name: DnsSubdomain = "vault-ca"
 
 
-@dataclass(frozen=True)
-class VaultDatabase:
+@dataclass(frozen=True, kw_only=True, config=f.CONFIG)
+class VaultDatabase(Section):
     """The database secrets engine for dynamic credentials (PostgreSQL)."""
 
-    mount: str = "database"
-    connection_name: str = "postgres"
-    plugin: str = "postgresql-database-plugin"
-    connection_url: str = ""  # postgresql://{{username}}:{{password}}@host:5432/db
-    username: str = ""  # the admin Vault logs in as; its password is pushed, never in config
+    mount: VaultMount = "database"
+    connection_name: VaultName = "postgres"
+    plugin: Text = "postgresql-database-plugin"
+    connection_url: Annotated[str, f.connection_url]  # postgresql://{{username}}:{{password}}@host:5432/db
+    username: Text  # the admin Vault logs in as; its password is pushed, never in config
 
 
-@dataclass(frozen=True)
-class VaultOperatorConfig:
-    chart_version: str = "1.4.1"
-    namespace: str = "vault-secrets-operator-system"
+@dataclass(frozen=True, kw_only=True, config=f.CONFIG)
+class VaultOperatorConfig(Section):
+    chart_version: ChartVersion = "1.4.1"
+    namespace: DnsLabel = "vault-secrets-operator-system"
 
 
-@dataclass(frozen=True)
-class VaultSnapshots:
+@dataclass(frozen=True, kw_only=True, config=f.CONFIG)
+class VaultSnapshots(Section):
     """Raft snapshots on a schedule (a CronJob in Vault's namespace) into a PersistentVolumeClaim."""
 
-    schedule: str = "0 3 * * *"  # daily, 03:00 UTC
-    retain: int = 14  # snapshot files kept on the volume
-    storage_size: str = "10Gi"
-    storage_class: str | None = None
+    schedule: Cron = "0 3 * * *"  # daily, 03:00 UTC
+    retain: Annotated[int, f.whole(1, 1000)] = 14  # snapshot files kept on the volume
+    storage_size: Quantity = "10Gi"
+    storage_class: DnsSubdomain | None = None
     # VaultSnapshotTooOld fires when the CronJob's last success is older than this.
-    max_age_seconds: int = 26 * 3600
+    max_age_seconds: Seconds = Field(default=26 * 3600, alias="maxAge")
     s3: S3Config | None = None
 
 
-@dataclass(frozen=True)
-class VaultConfig:
-    chart_version: str = "0.34.1"
-    chart_repository: str = "https://helm.releases.hashicorp.com"
-    namespace: str = "vault"
-    replicas: int = 3
-    data_storage_size: str = "10Gi"
-    audit_storage_size: str = "10Gi"
-    storage_class: str | None = None
-    tls: VaultTLS = field(default_factory=VaultTLS)
-    address: str = ""  # default: http(s)://vault.<namespace>.svc:8200
-    kv_mount: str = "secret"
-    auth_mount: str = "kubernetes"
-    audience: str = "vault"
-    operator: VaultOperatorConfig = field(default_factory=VaultOperatorConfig)
+@dataclass(frozen=True, kw_only=True, config=f.CONFIG)
+class VaultConfig(Section):
+    chart_version: ChartVersion = "0.34.1"
+    chart_repository: Text = "https://helm.releases.hashicorp.com"
+    namespace: DnsLabel = "vault"
+    replicas: Annotated[int, f.whole(1, 9)] = 3
+    data_storage_size: Quantity = "10Gi"
+    audit_storage_size: Quantity = "10Gi"
+    storage_class: DnsSubdomain | None = None
+    tls: VaultTLS = dataclasses.field(default_factory=VaultTLS)
+    address: Text = ""  # default: http(s)://vault.<namespace>.svc:8200
+    kv_mount: VaultMount = "secret"
+    auth_mount: VaultMount = "kubernetes"
+    audience: Text = "vault"
+    operator: VaultOperatorConfig = dataclasses.field(default_factory=VaultOperatorConfig)
     database: VaultDatabase | None = None
     # Configure Vault itself (kv, auth, policies, roles, audit) during `pulumi up` with the same
     # code as `ksecrets vault bootstrap`. Off until Vault is initialised and unsealed: a fresh
     # Vault cannot be configured.
-    configure: bool = False
+    configure: Flag = False
     snapshots: VaultSnapshots | None = None
 
     @property
@@ -146,131 +162,167 @@ class VaultConfig:
         return f"{scheme}://vault.{self.namespace}.svc:8200"
 
 
-@dataclass(frozen=True)
-class EnvFromKey:
+@dataclass(frozen=True, kw_only=True, config=f.CONFIG)
+class EnvFromKey(Section):
     """One environment variable read from one key of the app's Secret (secretKeyRef)."""
 
     name: str
     key: str
 
 
-@dataclass(frozen=True)
-class Deployment:
+@dataclass(frozen=True, kw_only=True, config=f.CONFIG)
+class Deployment(Section):
     """A Deployment that consumes the app's Secret."""
 
-    name: str
-    image: str
-    replicas: int = 1
-    port: int | None = None
-    env_from: bool = True  # envFrom.secretRef: every key as a variable
-    env: tuple[EnvFromKey, ...] = ()  # env[].valueFrom.secretKeyRef
-    run_as_user: int = DEFAULT_RUN_AS_USER
-    run_as_group: int = DEFAULT_RUN_AS_USER
+    name: DnsLabel
+    image: Image
+    replicas: Annotated[int, f.whole(0, 1000)] = 1
+    port: Port | None = None
+    env_from: Flag = True  # envFrom.secretRef: every key as a variable
+    env: Annotated[tuple[EnvFromKey, ...], f.env_map] = ()  # `env: {VAR: KEY}`: env[].valueFrom.secretKeyRef
+    run_as_user: Uid = DEFAULT_RUN_AS_USER
+    run_as_group: Uid = DEFAULT_RUN_AS_USER
 
 
-@dataclass(frozen=True)
-class PostgresTarget:
+@dataclass(frozen=True, kw_only=True, config=f.CONFIG)
+class PostgresTarget(Section):
     """Where a rotated database password lives: the rotator runs ALTER ROLE here first."""
 
-    host: str
-    role: str
-    port: int = 5432
-    database: str = "postgres"
-    admin_secret: str = ""  # Secret (same namespace) with keys username/password of an admin
+    host: Text
+    role: Text
+    port: Port = 5432
+    database: Text = "postgres"
+    admin_secret: DnsSubdomain  # Secret (same namespace) with keys username/password of an admin
     # single: ALTER the password of `role` itself. dual: `role` is a group role; two logins
     # `<role>_a`/`<role>_b` inherit it and take turns, the Secret's `username_key` names the one in use.
-    mode: Literal["single", "dual"] = "single"
-    username_key: str = ""
+    mode: Annotated[PostgresMode, f.choice(get_args(PostgresMode))] = "single"
+    username_key: SecretKey = ""
+
+    @model_validator(mode="after")
+    def _modes(self, info: ValidationInfo) -> PostgresTarget:
+        if f.is_raw(info):
+            if self.mode == "dual" and not self.username_key:
+                raise f.fail("is required when mode is dual (the key that holds the login's name)", ["usernameKey"])
+            if self.mode == "single" and self.username_key:
+                raise f.fail("is only used when mode is dual", ["usernameKey"])
+            if self.mode == "dual" and len(self.role) > 61:
+                raise f.fail("is too long for dual mode (the logins <role>_a/_b must fit 63 characters)", ["role"])
+        return self
 
 
-@dataclass(frozen=True)
-class RotationSpec:
-    key: str
-    schedule: str = DEFAULT_ROTATION_SCHEDULE
-    generator: Literal["random", "postgres"] = "random"
-    length: int = 32
+@dataclass(frozen=True, kw_only=True, config=f.CONFIG)
+class RotationSpec(Section):
+    key: SecretKey
+    # Raw config: the stack's rotation.defaultSchedule (StackConfig fills it in).
+    schedule: Cron = DEFAULT_ROTATION_SCHEDULE
+    generator: Annotated[Generator, f.choice(get_args(Generator))] = "random"
+    length: Annotated[int, f.whole(16, 256)] = 32
     postgres: PostgresTarget | None = None
-    restart: tuple[str, ...] = ()  # Deployments to restart; default: all of the app's
+    restart: Seq[DnsLabel] = ()  # Deployments to restart; default: all of the app's
+
+    @model_validator(mode="after")
+    def _target(self, info: ValidationInfo) -> RotationSpec:
+        if f.is_raw(info) and self.generator == "postgres" and self.postgres is None:
+            raise f.fail("is required when generator is postgres", ["postgres"])
+        return self
 
 
-@dataclass(frozen=True)
-class DynamicSecretSpec:
+@dataclass(frozen=True, kw_only=True, config=f.CONFIG)
+class DynamicSecretSpec(Section):
     """A VaultDynamicSecret: database credentials Vault makes per lease."""
 
-    name: str  # the destination Secret
-    role: str  # the database role in Vault
-    mount: str = "database"
-    renewal_percent: int = 67
+    name: DnsSubdomain  # the destination Secret
+    role: VaultName  # the database role in Vault
+    mount: VaultMount = "database"
+    renewal_percent: Annotated[int, f.whole(1, 90)] = 67
 
 
-@dataclass(frozen=True)
-class AppVault:
-    path: str  # kv-v2 path under the stack's mount
-    refresh_after: str = "60s"
-    role: str = ""  # Vault kubernetes-auth role; default the app name
-    dynamic: tuple[DynamicSecretSpec, ...] = ()
+@dataclass(frozen=True, kw_only=True, config=f.CONFIG)
+class AppVault(Section):
+    path: VaultPath = ""  # kv-v2 path under the stack's mount; default the app name (App fills it in)
+    refresh_after: Duration = "60s"
+    role: VaultName = ""  # Vault kubernetes-auth role; default the app name (App fills it in)
+    dynamic: Seq[DynamicSecretSpec] = ()
 
 
-@dataclass(frozen=True)
-class App:
-    name: str
-    namespace: str
-    service_account: str
-    secret_name: str
-    deployments: tuple[Deployment, ...] = ()
-    keys: tuple[str, ...] = ()  # declared keys of the Secret (vault and manual backends)
-    rotation: tuple[RotationSpec, ...] = ()
+@dataclass(frozen=True, kw_only=True, config=f.CONFIG)
+class App(Section):
+    name: DnsLabel
+    namespace: DnsLabel
+    service_account: DnsSubdomain = ""  # default the app's name
+    secret_name: DnsSubdomain = ""  # default `<name>-secrets`
+    deployments: Seq[Deployment] = ()
+    keys: Seq[SecretKey] = ()  # declared keys of the Secret (vault and manual backends)
+    rotation: Seq[RotationSpec] = ()
     vault: AppVault | None = None
 
+    @model_validator(mode="after")
+    def _defaults(self) -> App:
+        # "" is never a valid value (the checks refuse it in raw config): it means "not given".
+        if not self.service_account:
+            object.__setattr__(self, "service_account", self.name)
+        if not self.secret_name:
+            object.__setattr__(self, "secret_name", f"{self.name}-secrets")
+        if self.vault is not None and not (self.vault.path and self.vault.role):
+            object.__setattr__(self, "vault", dataclasses.replace(
+                self.vault, path=self.vault.path or self.name, role=self.vault.role or self.name))
+        return self
 
-@dataclass(frozen=True)
-class SealedEntry:
+
+def _placeholder_key(value: str) -> str | None:
+    if value not in PLACEHOLDER_KEYS:
+        return f"\"{value}\" is not one of {', '.join(PLACEHOLDER_KEYS)}"
+    return None
+
+
+@dataclass(frozen=True, kw_only=True, config=f.CONFIG)
+class SealedEntry(Section):
     """One Secret's sealed values, as `ksecrets seal --stack` stores them."""
 
-    name: str
-    namespace: str
-    scope: str = "strict"
-    type: str = "Opaque"
-    certificate_fingerprint: str | None = None
-    encrypted_data: tuple[tuple[str, str], ...] = ()
-    digests: tuple[tuple[str, str], ...] = ()
+    name: DnsSubdomain
+    namespace: DnsLabel
+    scope: Annotated[Scope, f.choice(SCOPES)] = "strict"
+    type: Text = "Opaque"
+    certificate_fingerprint: Text | None = None
+    encrypted_data: Annotated[Pairs, f.pairs(v.secret_key, sort=True)] = ()
+    digests: Annotated[Pairs, f.pairs(v.secret_key, sort=True)] = ()
     # Carried into spec.template: the Secret the controller creates gets them.
-    labels: tuple[tuple[str, str], ...] = ()
-    annotations: tuple[tuple[str, str], ...] = ()
-    immutable: bool | None = None
+    labels: Annotated[Pairs, f.pairs(v.qualified_name)] = ()
+    annotations: Annotated[Pairs, f.pairs(v.qualified_name)] = ()
+    immutable: Flag | None = None
 
     @property
     def keys(self) -> tuple[str, ...]:
         return tuple(k for k, _ in self.encrypted_data)
 
 
-@dataclass(frozen=True)
-class RotationConfig:
-    image: str = "ghcr.io/example/ksecrets-rotator:0.1.0"
-    default_schedule: str = DEFAULT_ROTATION_SCHEDULE
-    successful_jobs_history_limit: int = 3
-    failed_jobs_history_limit: int = 3
+@dataclass(frozen=True, kw_only=True, config=f.CONFIG)
+class RotationConfig(Section):
+    image: Image = "ghcr.io/example/ksecrets-rotator:0.1.0"
+    default_schedule: Cron = DEFAULT_ROTATION_SCHEDULE
+    successful_jobs_history_limit: Annotated[int, f.whole(0, 100)] = 3
+    failed_jobs_history_limit: Annotated[int, f.whole(0, 100)] = 3
     # The rotator image's numeric user (the Dockerfile's USER 10001); set both for another build.
-    run_as_user: int = 10001
-    run_as_group: int = 10001
+    run_as_user: Uid = 10001
+    run_as_group: Uid = 10001
     # No app is rotated again sooner than this after its last rotation (the rotator enforces it
     # from Vault's kv-v2 metadata). Dual PostgreSQL logins rely on it: consumers must re-read
     # their Secret within it. 0 disables it.
-    min_interval_seconds: int = 3600
+    min_interval_seconds: Seconds = Field(default=3600, alias="minInterval")
 
 
-@dataclass(frozen=True)
-class MonitoringConfig:
-    enabled: bool = True
-    namespace: str = "monitoring"
-    rule_labels: tuple[tuple[str, str], ...] = (("release", "prometheus"),)
-    certificate_expiry_warning_days: int = 30
+@dataclass(frozen=True, kw_only=True, config=f.CONFIG)
+class MonitoringConfig(Section):
+    enabled: Flag = True
+    namespace: DnsLabel = "monitoring"
+    rule_labels: Annotated[Pairs, f.pairs(v.dns_subdomain)] = (("release", "prometheus"),)
+    certificate_expiry_warning_days: Annotated[int, f.whole(1, 365)] = 30
     # Where the alerts' runbook_url points: README.md's runbook sections are its anchors.
-    runbook_base_url: str = "https://github.com/example/k8s-secrets/blob/main/README.md"
+    runbook_base_url: HttpUrl = "https://github.com/example/k8s-secrets/blob/main/README.md"
     # The ServiceMonitors (chart values) and the PrometheusRule are Prometheus Operator kinds:
     # a cluster without its CRDs refuses them. None: not declared, which export and preview
     # refuse while monitoring is enabled; False: those objects are left out.
-    prometheus_operator: bool | None = None
+    prometheus_operator: Flag | None = None
 
     @property
     def operator_objects(self) -> bool:
@@ -278,27 +330,52 @@ class MonitoringConfig:
         return self.enabled and self.prometheus_operator is True
 
 
-@dataclass(frozen=True)
-class StackConfig:
+@dataclass(frozen=True, kw_only=True, config=f.CONFIG)
+class StackConfig(Section):
+    """One stack. Fields are in the order raw config is checked (the first error is reported)."""
+
+    _not_in_file: ClassVar[tuple[str, ...]] = ("stack", "source", "root")
     stack: str
     source: str  # the file it came from, for error messages ("Pulumi.staging.yaml")
     root: str  # the directory relative paths (certificate) resolve against
-    backend: str
-    namespaces: tuple[str, ...] = ()
+    rotation: RotationConfig = dataclasses.field(default_factory=RotationConfig)
+    backend: Annotated[Backend, f.choice(BACKENDS)]
+    vault: VaultConfig | None = None  # a vault stack gets the defaults when it has none
+    namespaces: Seq[DnsLabel] = ()
     # Namespaces that exist outside this stack: objects may live there, the stack never creates,
     # labels or prunes them.
-    external_namespaces: tuple[str, ...] = ()
-    flux: FluxConfig = field(default_factory=FluxConfig)
-    sealed_secrets: SealedSecretsConfig = field(default_factory=SealedSecretsConfig)
-    vault: VaultConfig | None = None
-    apps: tuple[App, ...] = ()
-    sealed: tuple[SealedEntry, ...] = ()
-    manual_keys: tuple[tuple[str, tuple[str, ...]], ...] = ()  # secretName -> keys (values stay in Pulumi)
-    rotation: RotationConfig = field(default_factory=RotationConfig)
-    monitoring: MonitoringConfig = field(default_factory=MonitoringConfig)
+    external_namespaces: Seq[DnsLabel] = ()
+    flux: FluxConfig = dataclasses.field(default_factory=FluxConfig)
+    sealed_secrets: SealedSecretsConfig = dataclasses.field(default_factory=SealedSecretsConfig)
+    apps: Seq[App] = ()
+    sealed: Seq[SealedEntry] = ()
+    # secretName -> keys; the values stay in Pulumi (`manualValues` is read for its shape only).
+    manual_keys: Annotated[tuple[tuple[str, tuple[str, ...]], ...], f.manual_values] = Field(
+        default=(), alias="manualValues")
+    monitoring: MonitoringConfig = dataclasses.field(default_factory=MonitoringConfig)
     # Key paths whose placeholder values (an `example` image or URL) are deployed on purpose.
-    allow_placeholders: tuple[str, ...] = ()
-    vault_migration: str | None = None  # one of MIGRATION_PHASES while moving to Vault
+    allow_placeholders: Seq[Annotated[str, f.text(_placeholder_key)]] = ()
+    vault_migration: Annotated[MigrationPhase | None, f.choice(MIGRATION_PHASES)] = None
+
+    @classmethod
+    def _raw_defaults(cls, data: dict[str, Any], context: Mapping[str, Any]) -> dict[str, Any]:
+        # The stack's name, file and directory come from the loader, never from the config.
+        data = {**data, **context["origin"]}
+        # A rotation without a schedule runs on the stack's default (checked where it is written).
+        schedule = data.get("rotation", {}).get("defaultSchedule") if isinstance(data.get("rotation"), Mapping) else None
+        if isinstance(schedule, str) and isinstance(data.get("apps"), list):
+            data["apps"] = [_with_schedule(app, schedule) for app in data["apps"]]
+        return data
+
+    @model_validator(mode="after")
+    def _stack_rules(self, info: ValidationInfo) -> StackConfig:
+        if self.backend == "vault" and self.vault is None:
+            object.__setattr__(self, "vault", VaultConfig())
+        if f.is_raw(info):
+            from ksecrets.config import rules
+
+            rules.check(self)
+        return self
 
     @property
     def installs_vault(self) -> bool:
@@ -351,3 +428,22 @@ class StackConfig:
         if self.backend == "manual":
             return dict(self.manual_keys).get(app.secret_name, app.keys)
         return app.keys
+
+
+def _with_schedule(app: Any, schedule: str) -> Any:
+    """A raw app whose rotations without a schedule get `schedule` (anything else left to the checks)."""
+    if not isinstance(app, Mapping) or not isinstance(app.get("rotation"), list):
+        return app
+    rotation = [{**r, "schedule": schedule} if isinstance(r, Mapping) and r.get("schedule") is None else r
+                for r in app["rotation"]]
+    return {**app, "rotation": rotation}
+
+
+_STACK = TypeAdapter(StackConfig)
+
+
+def validate_raw(raw: Any, *, stack: str, source: str, root: str) -> StackConfig:
+    """Raw `k8s-secrets:` keys (prefix removed) → StackConfig; a `ValidationError` names the first
+    problem (`fields.config_error` spells it)."""
+    origin = {"stack": stack, "source": source, "root": root}
+    return _STACK.validate_python(raw, context=f.raw_context(origin=origin), by_alias=True, by_name=False)
