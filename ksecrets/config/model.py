@@ -360,7 +360,7 @@ class StackConfig(Section):
     @classmethod
     def _raw_defaults(cls, data: dict[str, Any], context: Mapping[str, Any]) -> dict[str, Any]:
         # The stack's name, file and directory come from the loader, never from the config.
-        data = {**data, **context["origin"]}
+        data = {**data, **context.get("origin", {})}
         # A rotation without a schedule runs on the stack's default (checked where it is written).
         schedule = data.get("rotation", {}).get("defaultSchedule") if isinstance(data.get("rotation"), Mapping) else None
         if isinstance(schedule, str) and isinstance(data.get("apps"), list):
