@@ -62,7 +62,8 @@ def manual_value_outputs(cfg: model.StackConfig, manual: pulumi.Output[Any] | No
     """secretName → key → secret Output of that one value (never resolved in our code)."""
     if manual is None:
         return {}
-    return {
-        name: {k: manual.apply(lambda d, n=name, k=k: str(d[n][k])) for k in keys}
-        for name, keys in cfg.manual_keys
-    }
+    return {name: {k: _one_value(manual, name, k) for k in keys} for name, keys in cfg.manual_keys}
+
+
+def _one_value(manual: pulumi.Output[Any], name: str, key: str) -> pulumi.Output[str]:
+    return manual.apply(lambda values: str(values[name][key]))
