@@ -19,7 +19,6 @@ import shlex
 import shutil
 import signal
 import subprocess
-import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -142,8 +141,7 @@ class PulumiProject:
             "PULUMI_CONFIG_PASSPHRASE": PASSPHRASE,
             "PULUMI_SKIP_UPDATE_CHECK": "true",
             "PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION": "true",
-            # A checkout's host makes and uses its own .venv; python itself only makes the venv.
-            "PULUMI_PYTHON_CMD": str(venv / "python") if self.checkout is None else sys._base_executable,
+            "PULUMI_PYTHON_CMD": str(venv / "python"),
             "PULUMI_SKIP_CONFIRMATIONS": "true",
             "PULUMI_COPILOT": "false",
             "NO_COLOR": "1",
@@ -151,6 +149,10 @@ class PulumiProject:
             # `kubernetes:context` picks the cluster in it (never the file's current-context).
             "KUBECONFIG": str(self.kubeconfig or self.workdir / "no-such-kubeconfig"),
         })
+        if self.checkout is not None:
+            # As on a workstation: `python3` from PATH makes the venv, the host then runs the
+            # program with the venv's own python (host 3.68 joins PULUMI_PYTHON_CMD to the venv's bin/).
+            del env["PULUMI_PYTHON_CMD"]
         if extra:
             env.update(extra)
         return env
