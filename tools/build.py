@@ -86,6 +86,9 @@ LDFLAGS: dict[str, list[str]] = {
     "kubernetes": [f"-X {pkg}.{var}" for pkg in ("k8s.io/component-base/version", "k8s.io/client-go/pkg/version")
                    for var in _K8S_VERSION_VARS],
     "sealed-secrets": ["-X main.VERSION={version}"],
+    # The CLI (pkg/v3) and the host read sdk/v3's go/common/version.Version, as upstream's
+    # goreleaser stamps it ({{.Tag}}: v3.274.0); `pulumi version` prints it.
+    "pulumi": ["-X github.com/pulumi/pulumi/sdk/v3/go/common/version.Version={version}"],
     "pulumi-language-python": ["-X github.com/pulumi/pulumi/sdk/v3/go/common/version.Version={version}"],
     "pulumi-kubernetes": ["-X github.com/pulumi/pulumi-kubernetes/provider/v4/pkg/version.Version=" + _K8S_PROVIDER_RELEASE],
 }

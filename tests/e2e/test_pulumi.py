@@ -14,6 +14,10 @@ from __future__ import annotations
 import base64
 import copy
 import json
+import os
+import re
+import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -127,6 +131,78 @@ def test_state_holds_no_plaintext_and_the_cluster_is_read(deployed):
     assert len(providers) == 1 and providers[0]["inputs"]["context"] == "e2e"
     defaults = [r["urn"] for r in resources if r["type"] == "pulumi:providers:kubernetes" and "default" in r["urn"]]
     assert defaults == [], f"{stack}: resources registered through the default provider: {defaults}"
+
+
+def _resource_versions(cluster, stack: str) -> dict[str, str]:
+    return {_path(o): (cluster.get(_path(o)) or {}).get("metadata", {}).get("resourceVersion", "absent")
+            for o in _exported(stack)}
+
+
+def test_read_only_credentials_preview_but_cannot_up(deployed, e2e_dir: Path):
+    """CI's preview credentials (.ci/preview-readonly.yaml: the built-in `view` role) on the real
+    API server: CI's own check (.ci/preview-credentials.sh, the very file ci.yml runs) passes them
+    and refuses the admin's; `pulumi preview` of the deployed stack is green with them, also for a
+    change; `pulumi up` of that change is forbidden and nothing on the server changes."""
+    stack, cluster, project, *_ = deployed
+    work = e2e_dir / f"pulumi-readonly-{stack}"
+    work.mkdir(parents=True, exist_ok=True)
+    cluster.kubectl("apply", "-f", str(ROOT / ".ci" / "preview-readonly.yaml"))
+    user = cluster.ca.issue("ci-preview", "k8s-secrets-preview", client=True)
+    readonly = write_kubeconfig(work / "readonly.kubeconfig", cluster.server, cluster.ca.cert_path, cert=user)
+    secrets = cluster.kubectl("auth", "can-i", "get", "secrets", "--all-namespaces", kubeconfig=readonly, check=False)
+    assert secrets.stdout.strip() == "no", "the preview credentials may read Secrets"
+
+    # CI's check, the very script, from a folder whose stack file names the context "e2e".
+    ci = project.project / ".ci"
+    ci.mkdir(exist_ok=True)
+    for name in ("stacks.py", "preview-credentials.sh"):
+        shutil.copyfile(ROOT / ".ci" / name, ci / name)
+    kubectl_dir = str(cluster.bins["kubectl"].parent)
+
+    def ci_check(kubeconfig: Path) -> subprocess.CompletedProcess:
+        env = {**os.environ, "KUBECONFIG": str(kubeconfig), "PATH": f"{kubectl_dir}:{os.environ['PATH']}"}
+        return subprocess.run(["bash", str(ci / "preview-credentials.sh"), stack], env=env, capture_output=True,
+                              text=True, timeout=60)
+
+    ok = ci_check(readonly)
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    refused = ci_check(cluster.kubeconfig)
+    assert refused.returncode == 1
+    assert f"::error::the preview kubeconfig of {stack} may create: give preview read-only credentials" in refused.stdout
+
+    # As in ci.yml, both jobs write their kubeconfig to one path ($RUNNER_TEMP/kubeconfig): the SDK
+    # keeps that path in the provider's state, so a different path would be a provider update.
+    # The deploy job's `up` (admin) then the preview job (read-only) at that same path.
+    shared = work / "kubeconfig"
+    shutil.copyfile(cluster.kubeconfig, shared)
+    ci_path = {"KUBECONFIG": str(shared)}
+    with HelmReleaseReady(cluster):
+        project.run("up", "--yes", "--skip-preview", env=ci_path, timeout=900)
+    before = _resource_versions(cluster, stack)
+    shutil.copyfile(readonly, shared)
+    ro = ci_path
+    assert project.run("preview", "--expect-no-changes", env=ro, timeout=600).ok
+    # A change: one more listed namespace. Preview shows it; up is refused by the API server.
+    stack_file = project.project / f"Pulumi.{stack}.yaml"
+    original = stack_file.read_text()
+    doc = yaml.safe_load(original)
+    doc["config"]["k8s-secrets:namespaces"] = [*doc["config"].get("k8s-secrets:namespaces", []), "ro-probe"]
+    stack_file.write_text(yaml.safe_dump(doc))
+    try:
+        plan = project.run("preview", "--json", env=ro, timeout=600).json()
+        creates = [s["urn"] for s in plan["steps"] if s["op"] == "create"]
+        assert [u for u in creates if u.endswith("kubernetes:core/v1:Namespace::ro-probe")], plan["changeSummary"]
+        up = project.run("up", "--yes", "--skip-preview", env=ro, check=False, timeout=600)
+        assert not up.ok, up.out[-3000:]
+        # Server-side apply: the authorizer asks for `patch` (the verb of an apply), then `create`.
+        assert re.search(r'namespaces "ro-probe" is forbidden: User "k8s-secrets-preview" cannot (patch|create) '
+                         r'resource "namespaces"', up.out), up.out[-3000:]
+    finally:
+        stack_file.write_text(original)
+        shutil.copyfile(cluster.kubeconfig, shared)  # the deploy job's credentials again (destroy, below)
+    assert cluster.get("/api/v1/namespaces/ro-probe") is None
+    assert _resource_versions(cluster, stack) == before
+    assert project.run("preview", "--expect-no-changes", env=ci_path, timeout=600).ok  # the state is as it was
 
 
 def test_destroy_leaves_nothing_the_stack_created(deployed):
@@ -253,3 +329,19 @@ def test_a_stack_that_breaks_a_policy_fails_with_its_message(spare_cluster, e2e_
     assert "[mandatory]" in res.out
     assert "no-secret-data-in-gitops-stack" in res.out
     assert "policy-e2e-value" not in res.out
+
+
+# ---- the CLI knows its version ------------------------------------------------------------------
+def test_pulumi_version_is_the_pinned_one(tmp_path: Path):
+    """tools/build.py stamps the CLI as upstream's release build does (-X ...version.Version)."""
+    from tests.e2e.harness import _build_module
+
+    (pinned,) = [p.version for p in _build_module().programs() if p.name == "pulumi"]
+    bins = require("pulumi")
+    env = {"PATH": os.environ["PATH"], "HOME": str(tmp_path), "PULUMI_HOME": str(tmp_path),
+           "PULUMI_SKIP_UPDATE_CHECK": "true"}
+    out = subprocess.run([str(bins["pulumi"]), "version"], env=env, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout == f"{pinned}\n" and pinned.startswith("v3."), out.stdout
+    gomod = (ROOT / "tools" / "pulumi" / "go.mod").read_text()
+    assert f"github.com/pulumi/pulumi/pkg/v3 {pinned}" in gomod

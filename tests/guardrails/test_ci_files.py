@@ -90,8 +90,12 @@ def test_preview_runs_per_stack_with_the_pinned_pulumi_action_and_policy_pack():
     assert sorted(stacks) == sorted(p.name[len("Pulumi."):-len(".yaml")] for p in stack_files(ROOT))
     assert {e["stack"]: e["kubeconfig"] for e in include}["production"] == "KUBECONFIG_PRODUCTION_READONLY"
     # ...and the preview refuses credentials that could `up`.
-    guard = [s for s in preview["steps"] if "auth can-i" in s.get("run", "")]
-    assert guard and "exit 1" in guard[0]["run"]
+    # (.ci/preview-credentials.sh: tests/e2e/test_pulumi.py runs it against the real API server)
+    guard = [i for i, s in enumerate(preview["steps"]) if s.get("run") == 'bash .ci/preview-credentials.sh "$STACK"']
+    script = (ROOT / ".ci" / "preview-credentials.sh").read_text()
+    assert guard and "auth can-i" in script and "exit 1" in script
+    assert preview["steps"][guard[0]]["env"] == {"STACK": "${{ matrix.stack }}"}
+    assert guard[0] < [i for i, s in enumerate(preview["steps"]) if "pulumi/actions" in s.get("uses", "")][0]
     (step,) = steps_using(preview, "pulumi/actions")
     assert PINNED.match(step["uses"])
     assert step["with"]["command"] == "preview"

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import shutil
 import signal
 import subprocess
@@ -23,6 +24,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import yaml
 
 from . import ROOT, TOOLS, _build_module
 from .gitops import mark_helmreleases_ready
@@ -54,6 +57,11 @@ class Result:
     def ok(self) -> bool:
         return self.code == 0
 
+    def json(self) -> Any:
+        """The document a `--json` run printed (the CLI's warnings share the stream, before it)."""
+        start = 0 if self.out.startswith("{") else self.out.index("\n{") + 1
+        return json.JSONDecoder().raw_decode(self.out[start:])[0]
+
 
 @dataclass
 class PulumiProject:
@@ -63,27 +71,33 @@ class PulumiProject:
     kubeconfig: Path | None = None
     stack_file: str | None = None  # text of Pulumi.<stack>.yaml (default: the repo's)
     context: str | None = "e2e"  # set as the stack's kubernetes:context (None: keep the stack file's)
+    # A checkout to run in as it is (its own Pulumi.yaml, stack files and .venv, which `pulumi
+    # install` makes), instead of a copy of the repo's files that uses the repo's .venv.
+    checkout: Path | None = None
     runs: list[Result] = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        self.project = self.workdir / "project"
+        self.project = self.checkout or self.workdir / "project"
         self.home = self.workdir / "pulumi-home"
         self.state = self.workdir / "state"
         self.bin = self.workdir / "bin"
         for d in (self.project, self.home, self.state, self.bin):
             d.mkdir(parents=True, exist_ok=True)
-        for name in _LINKED:
-            if not (self.project / name).is_symlink():
-                (self.project / name).symlink_to(ROOT / name)
-        for name in _COPIED:
-            shutil.copyfile(ROOT / name, self.project / name)
+        if self.checkout is None:
+            for name in _LINKED:
+                if not (self.project / name).is_symlink():
+                    (self.project / name).symlink_to(ROOT / name)
+            for name in _COPIED:
+                shutil.copyfile(ROOT / name, self.project / name)
         target = self.project / f"Pulumi.{self.stack}.yaml"
         if not target.exists():  # a project folder reopened keeps its stack file (salt, config)
             target.write_text(self.stack_file if self.stack_file is not None
                               else (ROOT / f"Pulumi.{self.stack}.yaml").read_text())
         # The language host finds its exec script next to its own executable (not a symlink).
-        for name in ("pulumi-language-python",):
-            shutil.copy2(self.bins[name], self.bin / name)
+        if self.checkout is None:
+            shutil.copy2(self.bins["pulumi-language-python"], self.bin / "pulumi-language-python")
+        else:
+            self._host_with_runtime_options()
         shutil.copy2(exec_shim(), self.bin / "pulumi-language-python-exec")
         (self.bin / "pulumi-language-python-exec").chmod(0o755)
         for name in ("pulumi", "pulumi-resource-kubernetes"):
@@ -92,9 +106,33 @@ class PulumiProject:
                 link.unlink()
             link.symlink_to(self.bins[name])
 
+    def _host_with_runtime_options(self) -> None:
+        """The language host, started with Pulumi.yaml's runtime options as flags.
+
+        The CLI of the host's own release (3.68) passed each runtime option as ``-<key>=<value>``
+        plus ``-root=<project root>``; the CLI built here (3.274) passes them in ``ProgramInfo``
+        instead, which host 3.68 predates: started bare, it has no virtualenv and `pulumi install`
+        would make the venv in the project root itself. So a wrapper passes the options the 3.68
+        host defines (only ``virtualenv``: it has no ``toolchain``, pip is what it does) as the
+        3.68 CLI did. The host binary is the real one, beside its exec script."""
+        runtime = yaml.safe_load((self.project / "Pulumi.yaml").read_text())["runtime"]
+        options = runtime.get("options", {}) if isinstance(runtime, dict) else {}
+        flags = [f"-virtualenv={options['virtualenv']}"] if "virtualenv" in options else []
+        flags.append(f"-root={self.project}")
+        real = self.bin / "pulumi-language-python-host"
+        shutil.copy2(self.bins["pulumi-language-python"], real)
+        wrapper = self.bin / "pulumi-language-python"
+        wrapper.write_text("#!/bin/sh\nexec " + " ".join(shlex.quote(a) for a in [str(real), *flags]) + ' "$@"\n')
+        wrapper.chmod(0o755)
+
+    @property
+    def python(self) -> Path:
+        """The interpreter that runs the program (and the policy pack)."""
+        return (self.project if self.checkout is not None else ROOT) / ".venv" / "bin" / "python"
+
     # ---- running pulumi --------------------------------------------------------------------
     def env(self, extra: dict[str, str] | None = None) -> dict[str, str]:
-        venv = ROOT / ".venv" / "bin"
+        venv = self.python.parent
         env = {k: v for k, v in os.environ.items() if not k.startswith(("PULUMI_", "KUBE"))}
         env.update({
             "PATH": f"{self.bin}:{venv}:{os.environ.get('PATH', '/usr/bin:/bin')}",
@@ -111,6 +149,10 @@ class PulumiProject:
             # `kubernetes:context` picks the cluster in it (never the file's current-context).
             "KUBECONFIG": str(self.kubeconfig or self.workdir / "no-such-kubeconfig"),
         })
+        if self.checkout is not None:
+            # As on a workstation: `python3` from PATH makes the venv, the host then runs the
+            # program with the venv's own python (host 3.68 joins PULUMI_PYTHON_CMD to the venv's bin/).
+            del env["PULUMI_PYTHON_CMD"]
         if extra:
             env.update(extra)
         return env
@@ -163,7 +205,7 @@ class PulumiProject:
         runner = self.workdir / "policy-runner" / "run-policy-pack"
         runner.parent.mkdir(exist_ok=True)
         shutil.copyfile(pack / "PulumiPolicy.yaml", runner.parent / "PulumiPolicy.yaml")
-        runner.write_text(f"#!/bin/sh\ncd '{pack}' && exec '{ROOT / '.venv' / 'bin' / 'python'}' -u -m pulumi.policy "
+        runner.write_text(f"#!/bin/sh\ncd '{pack}' && exec '{self.python}' -u -m pulumi.policy "
                           f"\"$@\" '{pack}'\n")
         runner.chmod(0o755)
         return str(runner)
