@@ -31,6 +31,7 @@ from tests.e2e.conftest import require
 from tests.e2e.harness import ROOT
 from tests.e2e.harness.gitops import bootstrap_flux, external_namespaces
 from tests.e2e.harness.kube import write_kubeconfig
+from tests.e2e.harness import procs
 from tests.e2e.harness.pulumi import HelmReleaseReady, PulumiProject
 
 STACKS = sorted(p.name[len("Pulumi."):-len(".yaml")] for p in ROOT.glob("Pulumi.*.yaml") if p.name != "Pulumi.yaml")
@@ -257,6 +258,44 @@ def test_preview_fails_when_the_cluster_cannot_be_read(how, spare_cluster, e2e_d
     res = project.run("preview", check=False, timeout=300)
     assert not res.ok, f"preview went green without reading the cluster ({how}):\n{res.out[-3000:]}"
     assert "staging-cluster-check" in res.out, res.out[-3000:]
+
+
+def test_a_run_stopped_midway_leaves_no_plugin_running(spare_cluster, e2e_dir: Path):
+    """The harness stops a `pulumi` run that times out or fails by PID, with its language host and
+    provider: those run in process groups of their own, so killing the CLI's group would leave them."""
+    bins = require(*PULUMI)
+    project = PulumiProject(e2e_dir / "pulumi-stopped", bins, "staging", kubeconfig=spare_cluster.kubeconfig).init()
+    proc = subprocess.Popen([str(project.bin / "pulumi"), "preview", "--non-interactive", "--stack", "staging"],
+                            cwd=project.project, env=project.env(None), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL, start_new_session=True)
+
+    def below() -> dict[int, str]:
+        found = {}
+        for pid in procs.descendants(proc.pid):
+            try:
+                found[pid] = Path(f"/proc/{pid}/comm").read_text().strip()  # at most 15 characters
+            except OSError:
+                pass
+        return found
+
+    try:
+        procs.wait_for("the language host and the provider", lambda: {"pulumi-language", "pulumi-resource"} <= {
+            name[:15] for name in below().values()}, 120)
+        running = below()
+        plugins = [pid for pid, name in running.items() if name.startswith("pulumi-")]
+        assert any(os.getpgid(pid) != os.getpgid(proc.pid) for pid in plugins), "the plugins share the CLI's group"
+    finally:
+        procs.kill_tree(proc.pid)
+        proc.wait(30)
+    procs.wait_for(f"every process below the CLI stopped ({sorted(running.values())})",
+                   lambda: all(_state(pid) in ("gone", "Z") for pid in running), 30)
+
+
+def _state(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return "gone"
 
 
 # ---- manual backend: values are ciphertext in state, plaintext only in the Secret -------------

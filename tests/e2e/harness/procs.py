@@ -106,6 +106,43 @@ class Proc:
             return ""
 
 
+def descendants(pid: int) -> list[int]:
+    """Every live process below `pid` (children first found, then theirs), read from /proc.
+
+    Pulumi starts its language host and providers in process groups of their own, so killing the
+    CLI's group leaves them running; their PIDs must be taken while the CLI is still their parent."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue  # gone meanwhile
+        ppid = int(stat.rsplit(")", 1)[1].split()[1])
+        children.setdefault(ppid, []).append(int(entry.name))
+    found: list[int] = []
+    todo = [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
+
+
+def kill_tree(pid: int) -> None:
+    """SIGKILL `pid`, its process group and every process below it, each by PID."""
+    for target in [*descendants(pid), pid]:
+        try:
+            os.kill(target, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
 def stop_all() -> None:
     for proc in reversed(list(_RUNNING)):
         proc.stop(timeout=5)

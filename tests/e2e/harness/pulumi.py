@@ -17,7 +17,6 @@ import json
 import os
 import shlex
 import shutil
-import signal
 import subprocess
 import threading
 import time
@@ -27,7 +26,7 @@ from typing import Any
 
 import yaml
 
-from . import ROOT, TOOLS, _build_module
+from . import ROOT, TOOLS, _build_module, procs
 from .gitops import mark_helmreleases_ready
 from .kube import Cluster
 
@@ -169,12 +168,12 @@ class PulumiProject:
         try:
             out, _ = proc.communicate(timeout=timeout)
         except BaseException:
-            os.killpg(proc.pid, signal.SIGKILL)
+            procs.kill_tree(proc.pid)  # the host and providers too: they have groups of their own
             proc.communicate()
             raise
         finally:
             if proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGKILL)
+                procs.kill_tree(proc.pid)
         # A secret value given on the command line (`config set --secret K V`) is never logged.
         shown = tuple(args[:-1]) + ("[secret]",) if "--secret" in args else tuple(args)
         result = Result(shown, proc.returncode, out, time.monotonic() - started)
