@@ -197,16 +197,64 @@ def _load(text: str):
 
 
 def _stack_of(path: str) -> str:
+    parts = Path(path).parts
+    if len(parts) >= 3 and parts[-3] == "stacks":  # stacks/<stack>/sealed.yaml (`ksecrets stack split`)
+        return parts[-2]
     name = os.path.basename(path)
     if name.startswith("Pulumi.") and name.endswith(".yaml"):
         return name[len("Pulumi."):-len(".yaml")]
     return "STACK"
 
 
+# --- files a stack names for its big keys (`k8s-secrets:sealed: stacks/staging/sealed.yaml`) ------
+
+_WRAP = f"config:\n  {SEALED_KEY}:\n"
+
+
+def _included_kind(texts: tuple[str, ...]) -> str | None:
+    """"sealed" when the texts are a file of sealed entries (a top-level list of entries with
+    encryptedData), "list" for another top-level list (an apps file), None for a stack file."""
+    from ksecrets import yamlio
+
+    kind = None
+    for text in texts:
+        if not text.strip():
+            continue
+        try:
+            doc = yamlio.load(text, "file")
+        except KsecretsError:
+            return None
+        if not isinstance(doc, list):
+            return None
+        if any(isinstance(e, Mapping) and "encryptedData" in e for e in doc):
+            kind = "sealed"
+        kind = kind or "list"
+    return kind
+
+
+def _wrap(text: str) -> str:
+    """A sealed-entries file as the stack file it would be inline (4 columns deeper)."""
+    return _WRAP + "".join(("    " + line) if line.strip() else line for line in text.splitlines(keepends=True))
+
+
+def _unwrap(text: str) -> str:
+    body = text[len(_WRAP):] if text.startswith(_WRAP) else text.split("\n", 2)[-1]
+    return "".join(line[4:] if line.startswith("    ") else line.lstrip(" ") if not line.strip() else line
+                   for line in body.splitlines(keepends=True))
+
+
 def merge_texts(base: str, ours: str, theirs: str, path: str = "Pulumi.stack.yaml") -> tuple[str, list[str]]:
     """(merged text, conflict lines). A textual conflict outside the sealed block falls back to
-    git's own markers for the whole file."""
+    git's own markers for the whole file. A file of sealed entries that a stack names is merged
+    as that stack's sealed block; another included list (apps) by `git merge-file`."""
     labels = (f"ours:{path}", f"base:{path}", f"theirs:{path}")
+    kind = _included_kind((base, ours, theirs))
+    if kind == "list":
+        text, clean = git_merge_file(base, ours, theirs, labels)
+        return text, [] if clean else [f"{path}: conflicting changes; resolve the markers"]
+    if kind == "sealed":
+        text, conflicts = merge_texts(*(_wrap(t) if t.strip() else t for t in (base, ours, theirs)), path=path)
+        return (_unwrap(text) if text.startswith(_WRAP) else text), conflicts
     try:
         configs = [_load(t) for t in (base, ours, theirs)]
     except KsecretsError:
@@ -298,6 +346,8 @@ def _short(value: str) -> str:
 
 def textconv(text: str) -> str:
     """The stack file with every ciphertext shown as `sealed:<id>` and `digests` dropped."""
+    if _included_kind((text,)) == "sealed":
+        text = _wrap(text)
     try:
         config = _load(text)
     except KsecretsError:
@@ -348,4 +398,35 @@ def setup(root: str | os.PathLike[str], command: str = "ksecrets") -> list[str]:
         done.append(f".gitattributes: added '{ATTRIBUTES_LINE}' (commit it)")
     else:
         done.append(".gitattributes: already has the line")
+    done += add_included_attributes(top, root)
     return done
+
+
+def add_included_attributes(top: Path, root: Path) -> list[str]:
+    """One `.gitattributes` line per file a stack names for its sealed or apps key, so that git
+    merges and diffs them with the drivers too (only where the drivers are set up)."""
+    from ksecrets.config import includes
+    from ksecrets.fileio import atomic_write_text
+
+    attrs = top / ".gitattributes"
+    old = attrs.read_text(encoding="utf-8") if attrs.exists() else ""
+    if ATTRIBUTES_LINE not in old.splitlines():
+        return []
+    lines = []
+    for stack_file in sorted(Path(root).glob("Pulumi.*.yaml")):
+        try:
+            config = _load(stack_file.read_text(encoding="utf-8"))
+        except (KsecretsError, OSError, UnicodeDecodeError):
+            continue
+        for key in includes.INCLUDABLE:
+            ref = config.get(f"k8s-secrets:{key}")
+            if includes.is_reference(key, ref):
+                rel = os.path.relpath(os.path.join(os.path.abspath(stack_file.parent), str(ref)), top)
+                line = f"/{rel} merge=ksecrets diff=ksecrets"
+                if line not in old.splitlines() and line not in lines:
+                    lines.append(line)
+    if not lines:
+        return []
+    new = old + ("" if old.endswith("\n") else "\n") + "".join(line + "\n" for line in lines)
+    atomic_write_text(attrs, new, attrs.stat().st_mode & 0o777)
+    return [f".gitattributes: added '{line}' (commit it)" for line in lines]

@@ -90,6 +90,7 @@ class NewStack:
 def stack_new(root: str | os.PathLike[str], stack: str, backend: str, source: str | None = None) -> NewStack:
     from ksecrets import yamlio
     from ksecrets.backends import BACKENDS
+    from ksecrets.config import includes
     from ksecrets.fileio import atomic_write_text, read_bytes
 
     root = Path(root)
@@ -105,6 +106,7 @@ def stack_new(root: str | os.PathLike[str], stack: str, backend: str, source: st
         src_path = stack_file_path(source, root)
         doc = yamlio.load(read_bytes(src_path, "stack file", source=src_path.name).decode("utf-8"), src_path.name)
         src_config = (doc or {}).get("config") or {}
+        src_config = includes.inline(src_config, source=src_path.name, root=root)  # its apps, even in a file
     config = new_stack_config(stack, backend, src_config)
     header = (f"# {stack}: backend {backend}" + (f", apps and settings from {source} (no values)" if source else "")
               + ". Written by `ksecrets stack new`.\n")
@@ -356,10 +358,75 @@ def doctor_stacks(root: str | os.PathLike[str], stack: str | None) -> Report:
     total = Report()
     for p in paths:
         r = doctor(load_stack_file(p))
+        _engine_size(p, r)
         total.lines += r.lines
         total.problems += r.problems
         total.warnings += r.warnings
     return total
 
 
-__all__ = ["CheckFailed", "app_add", "doctor", "doctor_stacks", "stack_new", "add_to_preview_matrix"]
+def _engine_size(path: Path, report: Report) -> None:
+    """`pulumi preview`/`up` cannot start a program whose config is over the kernel's limit."""
+    from ksecrets.config.includes import size_problem
+
+    problem = size_problem(path)
+    if problem:
+        report.fail(problem)
+
+
+# --- stack split ----------------------------------------------------------------------------------
+
+def stack_split(root: str | os.PathLike[str], stack: str, keys: tuple[str, ...] = ("sealed", "apps")) -> list[str]:
+    """Move `k8s-secrets:<key>` of a stack into `stacks/<stack>/<key>.yaml` (comments kept), the
+    stack file keeping the path. Returns the files written; a key already in a file is skipped."""
+    import io
+    import subprocess
+
+    from ksecrets.config import includes
+    from ksecrets.config.stackfile import _yaml, prepare_stack_update
+    from ksecrets.fileio import atomic_write_bytes, locked
+
+    root = Path(root)
+    path = stack_file_path(stack, root)
+    for key in keys:
+        if key not in includes.INCLUDABLE:
+            raise KsecretsError(f"--key {key!r}: not one of {', '.join(includes.INCLUDABLE)}")
+    written: list[str] = []
+    with locked(path, "stack file", source=path.name):
+        texts: dict[str, str] = {}
+
+        def mutate(config) -> None:
+            for key in keys:
+                value = config.get(PREFIX + key)
+                if value is None or isinstance(value, str):
+                    continue
+                rel = f"stacks/{stack}/{key}.yaml"
+                target = root / rel
+                if target.exists():
+                    raise KsecretsError(f"{rel}: already exists; not overwritten")
+                y = _yaml("")
+                y.indent(mapping=2, sequence=2, offset=0)
+                buf = io.StringIO()
+                y.dump(value, buf)
+                texts[rel] = buf.getvalue()
+                config[PREFIX + key] = rel
+
+        def check(text: str) -> None:
+            real = {str(includes.target(rel, key="", source=path.name, root=root)): t for rel, t in texts.items()}
+            with includes.pending(real):
+                _validate_text(text, stack, path.name, str(root))
+
+        pending = prepare_stack_update(path, mutate, check=check)
+        for rel, text in texts.items():
+            atomic_write_bytes(root / rel, text.encode("utf-8"), 0o644)
+            written.append(rel)
+        pending.commit()
+    res = subprocess.run(["git", "rev-parse", "--show-toplevel"], cwd=root, capture_output=True, text=True)
+    if res.returncode == 0 and written:
+        from ksecrets.gitdriver import add_included_attributes
+
+        written += add_included_attributes(Path(res.stdout.strip()), root)
+    return written
+
+
+__all__ = ["CheckFailed", "stack_split", "app_add", "doctor", "doctor_stacks", "stack_new", "add_to_preview_matrix"]

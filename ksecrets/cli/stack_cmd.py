@@ -1,4 +1,5 @@
 """`ksecrets stack new NAME --backend B [--from STACK]`: a new environment's stack file.
+`ksecrets stack split --stack S`: move the big keys into files (README "Large stacks").
 
 Copies the apps and settings of --from (never its values: sealed ciphertexts belong to the other
 cluster's key), adds the stack to CI's preview matrix, and prints the next steps (certificate,
@@ -25,6 +26,13 @@ def register(subparsers) -> None:
     n.add_argument("--from", dest="source", metavar="STACK", help="copy apps and settings (no values) from this stack")
     n.add_argument("--root", default=".", help="directory of the stack files (default .)")
     n.set_defaults(func=run_new)
+    s = ssub.add_parser("split", help="move k8s-secrets:sealed and apps into stacks/<STACK>/<key>.yaml "
+                                      "(for stacks over the engine's 128 KiB config limit)")
+    s.add_argument("--stack", required=True)
+    s.add_argument("--key", dest="keys", action="append", choices=("sealed", "apps"),
+                   help="only this key (repeatable; default: both)")
+    s.add_argument("--root", default=".", help="directory of the stack files (default .)")
+    s.set_defaults(func=run_split)
 
 
 def run_new(args: argparse.Namespace) -> int:
@@ -34,5 +42,19 @@ def run_new(args: argparse.Namespace) -> int:
     print(f"{result.path.name}: written" + (" and added to CI's preview matrix" if result.ci_updated else ""))
     for step in result.next_steps:
         print(f"next: {step}")
+    sys.stdout.flush()
+    return 0
+
+
+def run_split(args: argparse.Namespace) -> int:
+    from ksecrets.config.load import check_stack_name
+    from ksecrets.stacks import stack_split
+
+    written = stack_split(args.root, check_stack_name(args.stack), tuple(args.keys or ("sealed", "apps")))
+    for rel in written:
+        print(rel if rel.startswith(".gitattributes") else
+              f"{rel}: written; Pulumi.{args.stack}.yaml now names it (commit both)")
+    if not written:
+        print(f"Pulumi.{args.stack}.yaml: nothing to move")
     sys.stdout.flush()
     return 0

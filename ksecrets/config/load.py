@@ -16,6 +16,7 @@ from typing import Any, Mapping
 from pydantic import ValidationError
 
 from ksecrets import yamlio
+from ksecrets.config import includes
 from ksecrets.config import model as m
 from ksecrets.config import validate as v
 from ksecrets.config.fields import config_error, kind, unknown_key
@@ -37,6 +38,7 @@ def stack_name(value: str) -> str | None:
     return None
 
 
+@includes.resolving  # `sealed`/`apps` may name a file (includes.py); errors there name that file
 def parse(raw: Mapping[str, Any], *, stack: str, source: str, root: str = ".") -> m.StackConfig:
     """Validate the `k8s-secrets:` keys of one stack (prefix removed) into a StackConfig."""
     problem = stack_name(stack)

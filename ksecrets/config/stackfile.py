@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import io
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
@@ -18,6 +18,7 @@ from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
 
+from ksecrets.config import includes
 from ksecrets.config.load import check_stack_name, stack_path  # noqa: F401 (re-exported)
 from ksecrets.config.names import PREFIX
 from ksecrets.errors import ConfigError, KsecretsError
@@ -92,16 +93,21 @@ class PendingWrite:
     new: str
     mode: int
     raw: bytes = b""  # the file's bytes as read: its BOM and line endings are kept
+    included: list["PendingWrite"] = field(default_factory=list)  # files `sealed`/`apps` name
 
     @property
     def changed(self) -> bool:
-        return self.new != self.old
+        return self.new != self.old or any(w.changed for w in self.included)
 
     def commit(self) -> bool:
-        """Write, atomically. Callers hold the file's lock (`fileio.locked`) since before the read."""
+        """Write, atomically. Callers hold the file's lock (`fileio.locked`) since before the read.
+        Included files first: each is written whole or not at all, and only through its stack."""
         if not self.changed:
             return False
-        atomic_write_bytes(self.path, _as_original(self.new, self.raw), self.mode)
+        for w in self.included:
+            w.commit()
+        if self.new != self.old:
+            atomic_write_bytes(self.path, _as_original(self.new, self.raw), self.mode)
         return True
 
 
@@ -133,13 +139,79 @@ def prepare_stack_update(path: str | os.PathLike[str], mutate: Callable[[Comment
         config = doc["config"] = CommentedMap()
     if not isinstance(config, CommentedMap):
         raise ConfigError(p.name, "config", "must be a mapping")
+    opened = _open_included(config, p)
     mutate(config)
+    included = _close_included(config, opened)
     buf = io.StringIO()
     y.dump(doc, buf)
     new = buf.getvalue()
     if check is not None:
-        check(new)
-    return PendingWrite(real, old, new, real.stat().st_mode & 0o777, raw)
+        with includes.pending({str(w.path): w.new for w in included}):
+            check(new)
+    return PendingWrite(real, old, new, real.stat().st_mode & 0o777, raw, included)
+
+
+# --- keys kept in files of their own (`k8s-secrets:sealed: stacks/staging/sealed.yaml`) ----------
+
+@dataclass
+class _Opened:
+    key: str
+    ref: Any  # the reference as written (its quoting kept)
+    path: Path
+    doc: Any
+    yaml: YAML
+    text: str
+    raw: bytes
+
+
+def _open_included(config: CommentedMap, stack_file: Path) -> list[_Opened]:
+    """Put each included file's content (round-trip, comments kept) where its reference is, so
+    every writer edits it as if it were inline; `_close_included` puts the references back."""
+    opened = []
+    for name in includes.INCLUDABLE:
+        key = PREFIX + name
+        ref = config.get(key)
+        if not includes.is_reference(name, ref):
+            continue
+        path = includes.target(str(ref), key=name, source=stack_file.name, root=os.path.abspath(stack_file.parent))
+        shown = os.path.normpath(str(ref))
+        if not path.is_file():
+            raise ConfigError(stack_file.name, name, f"{shown!r}: no such file")
+        if not os.access(path, os.W_OK):
+            raise KsecretsError(f"{shown}: is read-only; not changed (make it writable to edit it)")
+        raw = path.read_bytes()
+        doc, y, text = load_round_trip(path, shown)
+        if doc is None:
+            doc = CommentedSeq()
+        if not isinstance(doc, CommentedSeq):
+            raise ConfigError(shown, name, f"must be a list, not {type(doc).__name__}")
+        _top_level_sequence_style(y, text)
+        opened.append(_Opened(key, ref, path, doc, y, text, raw))
+        config[key] = doc
+    return opened
+
+
+def _top_level_sequence_style(y: YAML, text: str) -> None:
+    """A file whose items start at column 0 (`- name: ...`) keeps them there."""
+    first = next((line for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")), "")
+    if first.startswith("- "):
+        mapping, _ = _guess_style(text)
+        y.indent(mapping=mapping, sequence=mapping, offset=0)
+
+
+def _close_included(config: CommentedMap, opened: list[_Opened]) -> list[PendingWrite]:
+    out = []
+    for o in opened:
+        if o.key not in config:
+            continue  # the writer removed the key: the file is left as it is
+        value = config[o.key]
+        if isinstance(value, str):
+            continue  # the writer set a (new) reference itself
+        config[o.key] = o.ref
+        buf = io.StringIO()
+        o.yaml.dump(value, buf)
+        out.append(PendingWrite(o.path, o.text, buf.getvalue(), o.path.stat().st_mode & 0o777, o.raw))
+    return out
 
 
 def update_stack_file(path: str | os.PathLike[str], mutate: Callable[[CommentedMap], None], *,
