@@ -253,7 +253,8 @@ def merge_texts(base: str, ours: str, theirs: str, path: str = "Pulumi.stack.yam
         text, clean = git_merge_file(base, ours, theirs, labels)
         return text, [] if clean else [f"{path}: conflicting changes; resolve the markers"]
     if kind == "sealed":
-        text, conflicts = merge_texts(*(_wrap(t) if t.strip() else t for t in (base, ours, theirs)), path=path)
+        wrapped = [_wrap(t) if t.strip() else t for t in (base, ours, theirs)]
+        text, conflicts = merge_texts(wrapped[0], wrapped[1], wrapped[2], path=path)
         return (_unwrap(text) if text.startswith(_WRAP) else text), conflicts
     try:
         configs = [_load(t) for t in (base, ours, theirs)]

@@ -35,13 +35,14 @@ ENV_NAME = "PULUMI_CONFIG"
 ENGINE_CONFIG_LIMIT = MAX_ARG_STRLEN - len(ENV_NAME) - 2
 
 # Texts of included files not yet written (a writer validates the edit before it commits it).
-_pending: contextvars.ContextVar[dict[str, str]] = contextvars.ContextVar("ksecrets_pending_includes", default={})
+_pending: contextvars.ContextVar[dict[str, str] | None] = contextvars.ContextVar(
+    "ksecrets_pending_includes", default=None)
 
 
 @contextlib.contextmanager
 def pending(texts: Mapping[str, str]) -> Iterator[None]:
     """While validating an edit: read these (real path → text) instead of the files on disk."""
-    token = _pending.set({**_pending.get(), **texts})
+    token = _pending.set({**(_pending.get() or {}), **texts})
     try:
         yield
     finally:
@@ -71,7 +72,7 @@ def target(ref: str, *, key: str, source: str, root: str | os.PathLike[str]) -> 
 
 
 def read_text(path: Path, *, shown: str, key: str, source: str) -> str:
-    texts = _pending.get()
+    texts = _pending.get() or {}
     if str(path) in texts:
         return texts[str(path)]
     try:
@@ -97,7 +98,7 @@ def resolve(raw: Mapping[str, Any], *, source: str, root: str | os.PathLike[str]
     files: dict[str, tuple[str, str]] = {}
     for key in INCLUDABLE:
         ref = raw.get(key)
-        if not is_reference(key, ref):
+        if not isinstance(ref, str) or not is_reference(key, ref):
             continue
         path = target(ref, key=key, source=source, root=root)
         shown = os.path.normpath(ref)
