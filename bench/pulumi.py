@@ -105,7 +105,8 @@ def main() -> int:
 
                 kc = cluster(work, "kubectl")
                 start = time.perf_counter()
-                kc.apply(yaml.safe_dump_all(objects), field_manager="bench")
+                kc.kubectl("apply", "--server-side", "--field-manager=bench", "--force-conflicts", "-f", "-",
+                           input=yaml.safe_dump_all(objects), timeout=3600)
                 kubectl_s = time.perf_counter() - start
                 kc.stop()
 
