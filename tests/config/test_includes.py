@@ -106,7 +106,7 @@ def test_bad_references_are_one_line_naming_the_stack_file_and_key(split_repo, t
 
 def test_the_program_reads_the_file_under_pulumi(split_repo, monkeypatch):
     """The Pulumi adapter (what `pulumi up` runs) resolves the file from the project folder."""
-    from ksecrets.config.pulumi_source import load_from_pulumi
+    from components.pulumi_source import load_from_pulumi
     from tests.pulumi_harness import run_program
 
     monkeypatch.chdir(split_repo)
