@@ -278,3 +278,16 @@ def test_a_large_sealed_stack_fails_doctor_until_split(repo_copy):
     size = engine_config_size(yaml.safe_load((repo_copy / "Pulumi.staging.yaml").read_text())["config"],
                               includes.project_defaults(ROOT))
     assert size < 4096
+
+
+def test_migrate_prepare_writes_the_apps_file(split_repo):
+    stack_before = (split_repo / "Pulumi.staging.yaml").read_text()
+    res = ks("migrate", "--stack", "staging", "--to", "vault", "--prepare", cwd=split_repo)
+    assert res.returncode == 0, res.stderr
+    apps = yaml.safe_load((split_repo / "stacks/staging/apps.yaml").read_text())
+    assert apps[0]["vault"] == {"path": "my-app"}
+    after = (split_repo / "Pulumi.staging.yaml").read_text()
+    # The stack file gets the phase and an empty vault section; the apps stay in their file.
+    assert after.replace("  k8s-secrets:vaultMigration: install\n", "").replace("  k8s-secrets:vault: {}\n", "") \
+        == stack_before
+    assert load_stack_file(split_repo / "Pulumi.staging.yaml").vault_migration == "install"
