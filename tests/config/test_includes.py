@@ -291,3 +291,15 @@ def test_migrate_prepare_writes_the_apps_file(split_repo):
     assert after.replace("  k8s-secrets:vaultMigration: install\n", "").replace("  k8s-secrets:vault: {}\n", "") \
         == stack_before
     assert load_stack_file(split_repo / "Pulumi.staging.yaml").vault_migration == "install"
+
+
+def test_adopt_seals_into_the_included_file(split_repo):
+    env_file = split_repo / ".env.staging"
+    env_file.write_text("API_KEY=adopted-value-0001\nEXTRA=adopted-extra-0002\n")
+    stack_before = (split_repo / "Pulumi.staging.yaml").read_bytes()
+    res = ks("adopt", ".env.staging", "--stack", "staging", "--name", "my-app-secrets", cwd=split_repo)
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert not env_file.exists()
+    assert (split_repo / "Pulumi.staging.yaml").read_bytes() == stack_before
+    text = (split_repo / "stacks/staging/sealed.yaml").read_text()
+    assert "EXTRA" in yaml.safe_load(text)[0]["encryptedData"] and "adopted-" not in text
