@@ -414,7 +414,9 @@ def add_included_attributes(top: Path, root: Path) -> list[str]:
     if ATTRIBUTES_LINE not in old.splitlines():
         return []
     lines = []
-    for stack_file in sorted(Path(root).glob("Pulumi.*.yaml")):
+    from ksecrets.config.names import stack_files
+
+    for stack_file in stack_files(root):
         try:
             config = _load(stack_file.read_text(encoding="utf-8"))
         except (KsecretsError, OSError, UnicodeDecodeError):
