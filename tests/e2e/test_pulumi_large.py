@@ -22,8 +22,8 @@ from ksecrets import yamlio
 from ksecrets.config import load_stack_file
 from ksecrets.config.includes import ENGINE_CONFIG_LIMIT, engine_config_size, project_defaults
 from ksecrets.export import render
-from ksecrets.manifests import build_stack
 from ksecrets.manifests.plan import object_id
+from ksecrets.usecases.stack_facts import plan_stack
 from tests.e2e.conftest import require
 from tests.e2e.harness import ROOT
 from tests.e2e.harness.gitops import bootstrap_flux
@@ -40,7 +40,7 @@ def ks(*args: str, cwd: Path) -> subprocess.CompletedProcess:
 
 def _exported(stack_file: Path) -> list[dict]:
     cfg = load_stack_file(stack_file)
-    flux_only = {object_id(p.obj) for p in build_stack(cfg) if not p.pulumi}
+    flux_only = {object_id(p.obj) for p in plan_stack(cfg) if not p.pulumi}
     rendered = render(cfg)
     return [o for layer in ("infrastructure", "apps") for o in rendered.objects[layer] if object_id(o) not in flux_only]
 
