@@ -21,8 +21,9 @@ except KsecretsError as exc:  # one line naming the key, as in `ksecrets export`
     sys.exit(2)
 
 check_cluster(cfg.stack, provider)
-platform = Platform(cfg.stack, cfg, manual_values=manual_value_outputs(cfg, manual),
-                    opts=pulumi.ResourceOptions(providers=[provider]))
+platform = Platform(
+    cfg.stack, cfg, manual_values=manual_value_outputs(cfg, manual), opts=pulumi.ResourceOptions(providers=[provider])
+)
 
 pulumi.export("backend", cfg.backend)
 pulumi.export("namespaces", list(cfg.all_namespaces()))

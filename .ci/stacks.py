@@ -21,12 +21,13 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def stacks() -> list[str]:
-    return sorted(p.name[len("Pulumi."):-len(".yaml")] for p in ROOT.glob("Pulumi.*.yaml") if p.name != "Pulumi.yaml")
+    return sorted(p.name[len("Pulumi.") : -len(".yaml")] for p in ROOT.glob("Pulumi.*.yaml") if p.name != "Pulumi.yaml")
 
 
 def matrix() -> list[dict[str, str]]:
-    return [{"stack": s, "kubeconfig": f"KUBECONFIG_{re.sub(r'[^A-Za-z0-9]', '_', s).upper()}_READONLY"}
-            for s in stacks()]
+    return [
+        {"stack": s, "kubeconfig": f"KUBECONFIG_{re.sub(r'[^A-Za-z0-9]', '_', s).upper()}_READONLY"} for s in stacks()
+    ]
 
 
 def context(stack: str) -> str:

@@ -25,23 +25,39 @@ from ksecrets.export import export  # noqa: E402
 
 def stack_doc(apps: int) -> dict:
     fake = base64.b64encode(b"\x02\x00" + bytes(range(256)) * 2 + b"x" * 40).decode()
-    return {"config": {
-        "k8s-secrets:backend": "sealed-secrets",
-        "k8s-secrets:sealedSecrets": {"chartVersion": "2.18.5", "certificate": "certs/bench.pem"},
-        "k8s-secrets:monitoring": {"enabled": False},
-        "k8s-secrets:allowPlaceholders": ["apps.deployments.image"],
-        "k8s-secrets:apps": [
-            {"name": f"app{i}", "namespace": f"team{i}", "secretName": f"app{i}-secrets",
-             "deployments": [{"name": f"app{i}", "image": "ghcr.io/example/app:1.0.0", "port": 8080,
-                              "env": {"DATABASE_URL": "DATABASE_URL"}}]}
-            for i in range(apps)
-        ],
-        "k8s-secrets:sealed": [
-            {"name": f"app{i}-secrets", "namespace": f"team{i}", "scope": "strict",
-             "encryptedData": {"API_KEY": fake, "DATABASE_URL": fake, "PASSWORD": fake}}
-            for i in range(apps)
-        ],
-    }}
+    return {
+        "config": {
+            "k8s-secrets:backend": "sealed-secrets",
+            "k8s-secrets:sealedSecrets": {"chartVersion": "2.18.5", "certificate": "certs/bench.pem"},
+            "k8s-secrets:monitoring": {"enabled": False},
+            "k8s-secrets:allowPlaceholders": ["apps.deployments.image"],
+            "k8s-secrets:apps": [
+                {
+                    "name": f"app{i}",
+                    "namespace": f"team{i}",
+                    "secretName": f"app{i}-secrets",
+                    "deployments": [
+                        {
+                            "name": f"app{i}",
+                            "image": "ghcr.io/example/app:1.0.0",
+                            "port": 8080,
+                            "env": {"DATABASE_URL": "DATABASE_URL"},
+                        }
+                    ],
+                }
+                for i in range(apps)
+            ],
+            "k8s-secrets:sealed": [
+                {
+                    "name": f"app{i}-secrets",
+                    "namespace": f"team{i}",
+                    "scope": "strict",
+                    "encryptedData": {"API_KEY": fake, "DATABASE_URL": fake, "PASSWORD": fake},
+                }
+                for i in range(apps)
+            ],
+        }
+    }
 
 
 def main() -> None:

@@ -41,8 +41,15 @@ from tests.e2e.harness.kube import Cluster  # noqa: E402
 from tests.e2e.harness.pulumi import HelmReleaseReady, PulumiProject  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
-NEEDED = ("etcd", "kube-apiserver", "kube-controller-manager", "kubectl",
-          "pulumi", "pulumi-language-python", "pulumi-resource-kubernetes")
+NEEDED = (
+    "etcd",
+    "kube-apiserver",
+    "kube-controller-manager",
+    "kubectl",
+    "pulumi",
+    "pulumi-language-python",
+    "pulumi-resource-kubernetes",
+)
 INCLUDED = ("sealed", "apps")
 CRDS = sorted((ROOT / "ksecrets" / "schemas" / "crds").glob("*.yaml"))
 
@@ -80,8 +87,10 @@ def main() -> int:
     if missing:
         print(f"bench/pulumi.py: not built: {', '.join(missing)}; run `make e2e-tools`", file=sys.stderr)
         return 2
-    print(f"{'apps':>5} {'objects':>8} {'preview s':>10} {'up s':>8} {'kubectl s':>10} "
-          f"{'preview/kubectl':>16} {'up/kubectl':>11}")
+    print(
+        f"{'apps':>5} {'objects':>8} {'preview s':>10} {'up s':>8} {'kubectl s':>10} "
+        f"{'preview/kubectl':>16} {'up/kubectl':>11}"
+    )
     rows = []
     with tempfile.TemporaryDirectory(prefix="k8s-secrets-bench-pulumi-") as tmp:
         try:
@@ -95,30 +104,46 @@ def main() -> int:
                 files = split(doc, work, "bench")
                 text = yamlio.dump(doc)
                 (work / "Pulumi.bench.yaml").write_text(text)
-                print(f"# {apps} apps: PULUMI_CONFIG inline {kib(engine_config_size(inline['config'], project_defaults(ROOT)))}"
-                      f" (k8s-secrets:sealed {kib(sizes['k8s-secrets:sealed'])}, k8s-secrets:apps "
-                      f"{kib(sizes['k8s-secrets:apps'])}); with both in files "
-                      f"{kib(engine_config_size(doc['config'], project_defaults(ROOT)))}; limit "
-                      f"{kib(ENGINE_CONFIG_LIMIT)}", flush=True)
-                objects = [o for layer in ("infrastructure", "apps")
-                           for o in render(load_stack_file(work / "Pulumi.bench.yaml")).objects[layer]]
+                print(
+                    f"# {apps} apps: PULUMI_CONFIG inline {kib(engine_config_size(inline['config'], project_defaults(ROOT)))}"
+                    f" (k8s-secrets:sealed {kib(sizes['k8s-secrets:sealed'])}, k8s-secrets:apps "
+                    f"{kib(sizes['k8s-secrets:apps'])}); with both in files "
+                    f"{kib(engine_config_size(doc['config'], project_defaults(ROOT)))}; limit "
+                    f"{kib(ENGINE_CONFIG_LIMIT)}",
+                    flush=True,
+                )
+                objects = [
+                    o
+                    for layer in ("infrastructure", "apps")
+                    for o in render(load_stack_file(work / "Pulumi.bench.yaml")).objects[layer]
+                ]
 
                 kc = cluster(work, "kubectl")
                 start = time.perf_counter()
-                kc.kubectl("apply", "--server-side", "--field-manager=bench", "--force-conflicts", "-f", "-",
-                           input=yaml.safe_dump_all(objects), timeout=3600)
+                kc.kubectl(
+                    "apply",
+                    "--server-side",
+                    "--field-manager=bench",
+                    "--force-conflicts",
+                    "-f",
+                    "-",
+                    input=yaml.safe_dump_all(objects),
+                    timeout=3600,
+                )
                 kubectl_s = time.perf_counter() - start
                 kc.stop()
 
                 pc = cluster(work, "pulumi")
-                project = PulumiProject(work / "project", binaries(), "bench", kubeconfig=pc.kubeconfig,
-                                        stack_file=text, context=None)
+                project = PulumiProject(
+                    work / "project", binaries(), "bench", kubeconfig=pc.kubeconfig, stack_file=text, context=None
+                )
                 for rel, body in files.items():
                     (project.project / rel).parent.mkdir(parents=True, exist_ok=True)
                     (project.project / rel).write_text(body)
                 project.init()
-                print(f"# {apps} apps: {len(objects)} objects; kubectl {kubectl_s:.1f} s; pulumi preview...",
-                      flush=True)
+                print(
+                    f"# {apps} apps: {len(objects)} objects; kubectl {kubectl_s:.1f} s; pulumi preview...", flush=True
+                )
                 preview = project.run("preview", timeout=3600)
                 print(f"# {apps} apps: preview {preview.seconds:.1f} s; pulumi up...", flush=True)
                 with HelmReleaseReady(pc):
@@ -126,13 +151,18 @@ def main() -> int:
                 pc.stop()
                 row = (apps, len(objects), preview.seconds, up.seconds, kubectl_s)
                 rows.append(row)
-                print(f"{apps:>5} {len(objects):>8} {preview.seconds:>10.1f} {up.seconds:>8.1f} {kubectl_s:>10.2f} "
-                      f"{preview.seconds / kubectl_s:>16.1f} {up.seconds / kubectl_s:>11.1f}", flush=True)
+                print(
+                    f"{apps:>5} {len(objects):>8} {preview.seconds:>10.1f} {up.seconds:>8.1f} {kubectl_s:>10.2f} "
+                    f"{preview.seconds / kubectl_s:>16.1f} {up.seconds / kubectl_s:>11.1f}",
+                    flush=True,
+                )
         finally:
             procs.stop_all()
     for (a0, n0, p0, u0, k0), (a1, n1, p1, u1, k1) in zip(rows, rows[1:]):
-        print(f"{a0}->{a1} apps ({n1 / n0:.0f}x objects): preview x{p1 / p0:.1f}, up x{u1 / u0:.1f}, "
-              f"kubectl x{k1 / k0:.1f}")
+        print(
+            f"{a0}->{a1} apps ({n1 / n0:.0f}x objects): preview x{p1 / p0:.1f}, up x{u1 / u0:.1f}, "
+            f"kubectl x{k1 / k0:.1f}"
+        )
     return 0
 
 

@@ -44,8 +44,9 @@ MIN_SECONDS = 1.0
 def openssl_rsa4096() -> tuple[float, float]:
     """(sign/s, verify/s) from `openssl speed -seconds N rsa4096` (N = BENCH_OPENSSL_SECONDS, default 3)."""
     seconds = os.environ.get("BENCH_OPENSSL_SECONDS", "3")
-    out = subprocess.run(["openssl", "speed", "-seconds", seconds, "rsa4096"], capture_output=True, text=True,
-                         check=True).stdout
+    out = subprocess.run(
+        ["openssl", "speed", "-seconds", seconds, "rsa4096"], capture_output=True, text=True, check=True
+    ).stdout
     m = re.search(r"^rsa\s+4096 bits\s+\S+s\s+\S+s\s+([\d.]+)\s+([\d.]+)", out, re.M)
     if not m:
         raise SystemExit("cannot parse `openssl speed rsa4096` output:\n" + out)
@@ -53,15 +54,19 @@ def openssl_rsa4096() -> tuple[float, float]:
 
 
 def load_cert():
-    pem = json.loads(VECTORS.read_text())["certificate_pem"].encode() if VECTORS.exists() else \
-        (ROOT / "certs" / "staging.pem").read_bytes()
+    pem = (
+        json.loads(VECTORS.read_text())["certificate_pem"].encode()
+        if VECTORS.exists()
+        else (ROOT / "certs" / "staging.pem").read_bytes()
+    )
     return parse_certificate(pem, "bench")
 
 
 def seal_once(cert, values: dict[str, bytes]) -> dict:
     enc = encrypt_all(cert, values, scope="strict", namespace="bench", name="bench")
-    return build_sealed_secret(name="bench", namespace="bench", scope="strict", encrypted_data=enc,
-                               fingerprint=cert.fingerprint)
+    return build_sealed_secret(
+        name="bench", namespace="bench", scope="strict", encrypted_data=enc, fingerprint=cert.fingerprint
+    )
 
 
 def throughput(cert, n: int) -> float:
@@ -102,17 +107,25 @@ def main() -> None:
         sign, verify = max(sign, s), max(verify, v)
         for n in COUNTS:
             rates[n] = max(rates[n], throughput(cert, n))
-    print(f"# {version}; RSA-4096 public operations: {verify:,.0f}/s (verify), private: {sign:,.0f}/s (sign); one core, best of {ROUNDS}")
-    print(f"# python {sys.version.split()[0]}, cryptography {__import__('cryptography').__version__}, "
-          f"32-byte values, strict scope")
+    print(
+        f"# {version}; RSA-4096 public operations: {verify:,.0f}/s (verify), private: {sign:,.0f}/s (sign); one core, best of {ROUNDS}"
+    )
+    print(
+        f"# python {sys.version.split()[0]}, cryptography {__import__('cryptography').__version__}, "
+        f"32-byte values, strict scope"
+    )
     print()
-    print(f"| {'values':>7} | {'values/s':>9} | {'of openssl limit':>16} | {'peak (sealing)':>14} | {'per value':>9} | {'stream peak':>11} |")
+    print(
+        f"| {'values':>7} | {'values/s':>9} | {'of openssl limit':>16} | {'peak (sealing)':>14} | {'per value':>9} | {'stream peak':>11} |"
+    )
     print(f"|{'-' * 9}|{'-' * 11}|{'-' * 18}|{'-' * 16}|{'-' * 11}|{'-' * 13}|")
     for n in COUNTS:
         rate = rates[n]
         peak, stream = peaks(cert, n)
-        print(f"| {n:>7,} | {rate:>9,.0f} | {rate / verify:>15.1%} | {peak / 1024:>11,.0f} KiB | "
-              f"{peak / n:>7,.0f} B | {stream / 1024:>7,.1f} KiB |")
+        print(
+            f"| {n:>7,} | {rate:>9,.0f} | {rate / verify:>15.1%} | {peak / 1024:>11,.0f} KiB | "
+            f"{peak / n:>7,.0f} B | {stream / 1024:>7,.1f} KiB |"
+        )
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     print()
     print(f"# ru_maxrss after the run: {rss / 1024:,.1f} MiB")

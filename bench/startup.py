@@ -34,8 +34,10 @@ from ksecrets.cli import SUBCOMMANDS  # noqa: E402
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "15"))
 TARGET = 1.5
 BASELINE = [sys.executable, "-c", "import cryptography.hazmat.primitives.asymmetric.rsa, yaml"]
-SECRET = (b"apiVersion: v1\nkind: Secret\nmetadata: {name: app-secrets, namespace: my-app}\n"
-          b"stringData: {API_KEY: not-a-real-key-0123456789}\n")
+SECRET = (
+    b"apiVersion: v1\nkind: Secret\nmetadata: {name: app-secrets, namespace: my-app}\n"
+    b"stringData: {API_KEY: not-a-real-key-0123456789}\n"
+)
 
 
 ENV = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE" and not k.startswith("SEALED_SECRETS_")}
@@ -85,8 +87,10 @@ def main() -> int:
             best_base, cpu_base = min(best_base, wall), min(cpu_base, used)
             wall, used = timed(argv, stdin)
             best[label], cpu[label] = min(best[label], wall), min(cpu[label], used)
-    print(f"baseline: python -c \"import cryptography.hazmat.primitives.asymmetric.rsa, yaml\": "
-          f"{best_base * 1000:.0f} ms wall, {cpu_base * 1000:.0f} ms CPU (best of {ROUNDS * len(todo)})")
+    print(
+        f'baseline: python -c "import cryptography.hazmat.primitives.asymmetric.rsa, yaml": '
+        f"{best_base * 1000:.0f} ms wall, {cpu_base * 1000:.0f} ms CPU (best of {ROUNDS * len(todo)})"
+    )
     print()
     print("| command | wall ms | ratio | CPU ms | ratio |")
     print("|---|---:|---:|---:|---:|")
@@ -94,10 +98,14 @@ def main() -> int:
     for label, _, _ in todo:
         ratio, ratio_cpu = best[label] / best_base, cpu[label] / cpu_base
         worst, worst_cpu = max(worst, ratio), max(worst_cpu, ratio_cpu)
-        print(f"| `ksecrets {label}` | {best[label] * 1000:.0f} | {ratio:.2f} | {cpu[label] * 1000:.0f} | {ratio_cpu:.2f} |")
+        print(
+            f"| `ksecrets {label}` | {best[label] * 1000:.0f} | {ratio:.2f} | {cpu[label] * 1000:.0f} | {ratio_cpu:.2f} |"
+        )
     print()
-    print(f"worst ratio: wall {worst:.2f}, CPU {worst_cpu:.2f} (target <= {TARGET}); best of {ROUNDS} runs each, "
-          f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}")
+    print(
+        f"worst ratio: wall {worst:.2f}, CPU {worst_cpu:.2f} (target <= {TARGET}); best of {ROUNDS} runs each, "
+        f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}"
+    )
     return 0
 
 

@@ -23,13 +23,17 @@ def cluster_provider(stack: str) -> k8s.Provider:
     conf = pulumi.Config("kubernetes")
     context = conf.get("context")
     if not context:
-        raise ConfigError(f"Pulumi.{stack}.yaml", "kubernetes:context",
-                          "is required: each stack names its own cluster "
-                          "(pulumi config set kubernetes:context <context>); the current context is never used")
+        raise ConfigError(
+            f"Pulumi.{stack}.yaml",
+            "kubernetes:context",
+            "is required: each stack names its own cluster "
+            "(pulumi config set kubernetes:context <context>); the current context is never used",
+        )
     return k8s.Provider(f"{stack}-cluster", context=context, kubeconfig=conf.get("kubeconfig"))
 
 
 def check_cluster(stack: str, provider: k8s.Provider) -> k8s.core.v1.Namespace:
     """Read (never own) kube-system through the stack's provider: fails when it cannot."""
-    return k8s.core.v1.Namespace.get(f"{stack}-cluster-check", CHECK_NAMESPACE,
-                                     opts=pulumi.ResourceOptions(provider=provider))
+    return k8s.core.v1.Namespace.get(
+        f"{stack}-cluster-check", CHECK_NAMESPACE, opts=pulumi.ResourceOptions(provider=provider)
+    )

@@ -56,9 +56,14 @@ _TYPED: Mapping[tuple[str, str], Callable[..., pulumi.CustomResource]] = {
 }
 _CORE_GROUPS = ("v1", "apps/", "batch/", "rbac.authorization.k8s.io/", "networking.k8s.io/", "policy/")
 # Top-level fields of typed kinds: camelCase → the Python keyword argument.
-_ARG_NAMES = {"apiVersion": "api_version", "stringData": "string_data", "roleRef": "role_ref",
-              "automountServiceAccountToken": "automount_service_account_token",
-              "imagePullSecrets": "image_pull_secrets", "aggregationRule": "aggregation_rule"}
+_ARG_NAMES = {
+    "apiVersion": "api_version",
+    "stringData": "string_data",
+    "roleRef": "role_ref",
+    "automountServiceAccountToken": "automount_service_account_token",
+    "imagePullSecrets": "image_pull_secrets",
+    "aggregationRule": "aggregation_rule",
+}
 
 
 def resource_name(obj: Manifest) -> str:
@@ -136,8 +141,9 @@ def register(obj: Manifest, opts: pulumi.ResourceOptions) -> pulumi.CustomResour
         if obj["kind"] == "Secret":
             # Belt and braces: pulumi-kubernetes marks these secret already; state must never
             # hold them in the clear, whatever the provider version does.
-            opts = pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(
-                additional_secret_outputs=["data", "stringData"]))
+            opts = pulumi.ResourceOptions.merge(
+                opts, pulumi.ResourceOptions(additional_secret_outputs=["data", "stringData"])
+            )
         return cls(name, opts=opts, **kwargs)
     if obj["apiVersion"].startswith(_CORE_GROUPS):
         raise ValueError(f"no typed class registered for {key}; add it to components/kube.py")
@@ -146,11 +152,16 @@ def register(obj: Manifest, opts: pulumi.ResourceOptions) -> pulumi.CustomResour
         raise ValueError(f"{key} has top-level fields {sorted(extra)} that CustomResource cannot carry")
     if obj["kind"] == "HelmRelease":
         wait = f"{helmrelease_await_seconds(obj)}s"
-        opts = pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(
-            custom_timeouts=pulumi.CustomTimeouts(create=wait, update=wait)))
+        opts = pulumi.ResourceOptions.merge(
+            opts, pulumi.ResourceOptions(custom_timeouts=pulumi.CustomTimeouts(create=wait, update=wait))
+        )
     return k8s.apiextensions.CustomResource(
-        name, api_version=obj["apiVersion"], kind=obj["kind"], metadata=obj["metadata"],
-        spec=obj.get("spec"), opts=opts,
+        name,
+        api_version=obj["apiVersion"],
+        kind=obj["kind"],
+        metadata=obj["metadata"],
+        spec=obj.get("spec"),
+        opts=opts,
     )
 
 
@@ -174,8 +185,9 @@ class ObjectGroup(pulumi.ComponentResource):
 
     TYPE = "k8s-secrets:kube:ObjectGroup"
 
-    def __init__(self, name: str, planned: Sequence[Planned], registry: Registry,
-                 opts: pulumi.ResourceOptions | None = None) -> None:
+    def __init__(
+        self, name: str, planned: Sequence[Planned], registry: Registry, opts: pulumi.ResourceOptions | None = None
+    ) -> None:
         super().__init__(self.TYPE, name, None, opts)
         self.resources: dict[str, pulumi.CustomResource] = {}
         for p in planned:
@@ -184,7 +196,8 @@ class ObjectGroup(pulumi.ComponentResource):
             if ns in registry.namespaces:
                 depends.append(registry.namespaces[ns])
             child_opts = pulumi.ResourceOptions(
-                parent=self, depends_on=[registry.by_id[d] for d in depends if d in registry.by_id])
+                parent=self, depends_on=[registry.by_id[d] for d in depends if d in registry.by_id]
+            )
             resource = register(pulumi_object(p, registry), child_opts)
             registry.add(p, resource, depends)
             self.resources[p.id] = resource

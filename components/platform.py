@@ -56,9 +56,14 @@ def _home(p: Planned) -> str:
 class Platform(pulumi.ComponentResource):
     """All of one stack's Kubernetes objects, grouped by concern."""
 
-    def __init__(self, name: str, cfg: StackConfig, *,
-                 manual_values: Mapping[str, Mapping[str, Any]] | None = None,
-                 opts: pulumi.ResourceOptions | None = None) -> None:
+    def __init__(
+        self,
+        name: str,
+        cfg: StackConfig,
+        *,
+        manual_values: Mapping[str, Mapping[str, Any]] | None = None,
+        opts: pulumi.ResourceOptions | None = None,
+    ) -> None:
         super().__init__("k8s-secrets:platform:Platform", name, None, opts)
         # Objects only Flux needs (the apps layer's applier ServiceAccount) are not registered.
         self.planned: list[Planned] = [p for p in plan_stack(cfg, manual_values) if p.pulumi]
@@ -71,14 +76,14 @@ class Platform(pulumi.ComponentResource):
         for group, cls, role in GROUPS:
             members = [p for p in self.planned if _home(p) == group]
             if members:
-                self.groups[group] = cls(f"{name}-{role}", members, self.registry,
-                                         pulumi.ResourceOptions(parent=self))
+                self.groups[group] = cls(f"{name}-{role}", members, self.registry, pulumi.ResourceOptions(parent=self))
         self.vault_config: VaultBootstrap | None = None
         if cfg.backend == "vault" and cfg.vault is not None and cfg.vault.configure:
             # Vault itself, configured once its release is Ready (same code as the CLI).
             release = self.registry.by_id[vault_release_id(cfg)]
-            self.vault_config = VaultBootstrap(f"{name}-vault-config", cfg, opts=pulumi.ResourceOptions(
-                parent=self, depends_on=[release]))
+            self.vault_config = VaultBootstrap(
+                f"{name}-vault-config", cfg, opts=pulumi.ResourceOptions(parent=self, depends_on=[release])
+            )
         self.backend = cfg.backend
         self.object_count = len(self.planned)
         self.register_outputs({"backend": cfg.backend, "objects": len(self.planned)})

@@ -32,7 +32,7 @@ def _project_keys() -> list[str]:
     there as it does in `ksecrets export`, instead of being silently ignored."""
     keys = set(pulumi.runtime.config.CONFIG.get()) | set(pulumi.runtime.config.get_config_env())
     prefix = f"{PROJECT}:"
-    return sorted(k[len(prefix):] for k in keys if k.startswith(prefix))
+    return sorted(k[len(prefix) :] for k in keys if k.startswith(prefix))
 
 
 def load_from_pulumi() -> tuple[model.StackConfig, pulumi.Output[Any] | None]:
@@ -48,8 +48,7 @@ def load_from_pulumi() -> tuple[model.StackConfig, pulumi.Output[Any] | None]:
         if value is None:
             continue
         if key == "manualValues" and isinstance(value, dict):
-            value = {name: {k: "" for k in keys} if isinstance(keys, dict) else keys
-                     for name, keys in value.items()}
+            value = {name: {k: "" for k in keys} if isinstance(keys, dict) else keys for name, keys in value.items()}
         raw[key] = value
     cfg = parse(raw, stack=stack, source=f"Pulumi.{stack}.yaml", root=os.getcwd())
     manual = None

@@ -35,7 +35,9 @@ _VAULT = TypeAdapter(VaultConfig)
 _APPS = TypeAdapter(tuple[App, ...])
 
 
-def bootstrap_inputs(cfg: StackConfig, *, kube_host: str | None = None, kube_ca_pem: str | None = None) -> dict[str, Any]:
+def bootstrap_inputs(
+    cfg: StackConfig, *, kube_host: str | None = None, kube_ca_pem: str | None = None
+) -> dict[str, Any]:
     """The provider's inputs for a stack: plain, deterministic, nothing secret."""
     if cfg.vault is None:
         raise ValueError(f"{cfg.source}: the stack has no vault section")
@@ -54,8 +56,12 @@ def bootstrap_inputs(cfg: StackConfig, *, kube_host: str | None = None, kube_ca_
 
 def config_from_inputs(props: dict[str, Any]) -> StackConfig:
     return StackConfig(
-        stack=props["stack"], source=props["source"], root=".", backend=props["backend"],
-        vault=_VAULT.validate_python(props["vault"]), apps=_APPS.validate_python(props["apps"]),
+        stack=props["stack"],
+        source=props["source"],
+        root=".",
+        backend=props["backend"],
+        vault=_VAULT.validate_python(props["vault"]),
+        apps=_APPS.validate_python(props["apps"]),
     )
 
 
@@ -81,10 +87,19 @@ class VaultBootstrapProvider(pulumi.dynamic.ResourceProvider):
         env = self._env if self._env is not None else dict(os.environ)
         cfg = config_from_inputs(props)
         client = make_client(cfg.vault, env=env)
-        report = bootstrap(client, cfg, kube_host=props["kubeHost"], kube_ca_pem=props["kubeCaPem"] or None,
-                           db_admin_password=env.get("KSECRETS_DB_ADMIN_PASSWORD") or None)
-        return {**{k: props[k] for k in _INPUT_KEYS}, "inputsDigest": _inputs_digest(props),
-                "changed": list(report.changed), "unchanged": list(report.unchanged)}
+        report = bootstrap(
+            client,
+            cfg,
+            kube_host=props["kubeHost"],
+            kube_ca_pem=props["kubeCaPem"] or None,
+            db_admin_password=env.get("KSECRETS_DB_ADMIN_PASSWORD") or None,
+        )
+        return {
+            **{k: props[k] for k in _INPUT_KEYS},
+            "inputsDigest": _inputs_digest(props),
+            "changed": list(report.changed),
+            "unchanged": list(report.unchanged),
+        }
 
     def create(self, props: dict[str, Any]) -> pulumi.dynamic.CreateResult:
         outs = self._apply(props)
@@ -108,9 +123,20 @@ class VaultBootstrap(pulumi.dynamic.Resource):
     changed: pulumi.Output[list[str]]
     unchanged: pulumi.Output[list[str]]
 
-    def __init__(self, name: str, cfg: StackConfig, *, kube_host: str | None = None,
-                 kube_ca_pem: str | None = None, opts: pulumi.ResourceOptions | None = None) -> None:
-        props = {**bootstrap_inputs(cfg, kube_host=kube_host, kube_ca_pem=kube_ca_pem),
-                 "inputsDigest": None, "changed": None, "unchanged": None}
+    def __init__(
+        self,
+        name: str,
+        cfg: StackConfig,
+        *,
+        kube_host: str | None = None,
+        kube_ca_pem: str | None = None,
+        opts: pulumi.ResourceOptions | None = None,
+    ) -> None:
+        props = {
+            **bootstrap_inputs(cfg, kube_host=kube_host, kube_ca_pem=kube_ca_pem),
+            "inputsDigest": None,
+            "changed": None,
+            "unchanged": None,
+        }
         opts = pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(additional_secret_outputs=SECRET_OUTPUTS))
         super().__init__(VaultBootstrapProvider(), name, props, opts)

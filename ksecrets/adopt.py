@@ -47,9 +47,11 @@ class AdoptReport:
         out = [f"removed from the working tree: {', '.join(self.removed)}"]
         if self.in_history:
             paths = " ".join(f"--path {shlex.quote(p)}" for p in self.in_history)
-            out += [f"still in Git history: {', '.join(self.in_history)}; these values are exposed: rotate them, and purge:",
-                    f"  git filter-repo --invert-paths {paths}",
-                    "  then force-push every branch and tag, and have every clone re-cloned (old clones keep the values)"]
+            out += [
+                f"still in Git history: {', '.join(self.in_history)}; these values are exposed: rotate them, and purge:",
+                f"  git filter-repo --invert-paths {paths}",
+                "  then force-push every branch and tag, and have every clone re-cloned (old clones keep the values)",
+            ]
         else:
             out.append("never committed: nothing to purge from Git history")
         out.append("commit the stack file (and the deletions); keep .env files out of Git (.gitignore)")
@@ -100,8 +102,10 @@ def collect(path: str | os.PathLike[str], *, name: str | None = None, namespace:
         docs = yamlio.load_all(text, src)
         kinds = {(d.get("apiVersion"), d.get("kind")) for d in docs if isinstance(d, dict)}
         if kinds != {("v1", "Secret")}:
-            raise KsecretsError(f"{src}: holds other objects besides v1 Secrets; move the Secrets to a file of their own "
-                                "first (adopt removes the file)")
+            raise KsecretsError(
+                f"{src}: holds other objects besides v1 Secrets; move the Secrets to a file of their own "
+                "first (adopt removes the file)"
+            )
         for i, doc in enumerate(docs):
             secret = read_secret(yamlio.dump(doc), f"{src}[{i}]" if len(docs) > 1 else src)
             if not secret.data:
@@ -109,8 +113,16 @@ def collect(path: str | os.PathLike[str], *, name: str | None = None, namespace:
             from ksecrets.sealing.secret_input import scope_from_annotations
 
             scope = scope_from_annotations(secret.annotations) if secret.annotations else None
-            items.append(Item(src, secret.name, secret.namespace or namespace, dict(secret.data), secret.type,
-                              None if scope == "strict" else scope))
+            items.append(
+                Item(
+                    src,
+                    secret.name,
+                    secret.namespace or namespace,
+                    dict(secret.data),
+                    secret.type,
+                    None if scope == "strict" else scope,
+                )
+            )
     if not items:
         raise KsecretsError(f"{path}: no Secret manifest with data and no env file found")
     seen: dict[tuple[str | None, str], str] = {}
@@ -130,16 +142,25 @@ def _committed(paths: list[str], root: Path) -> list[str]:
     out = []
     for p in paths:
         rel = os.path.relpath(Path(p).resolve(), top)
-        log = subprocess.run(["git", "log", "--all", "--format=%H", "-n", "1", "--", rel], cwd=top,
-                             capture_output=True, text=True)
+        log = subprocess.run(
+            ["git", "log", "--all", "--format=%H", "-n", "1", "--", rel], cwd=top, capture_output=True, text=True
+        )
         if log.returncode == 0 and log.stdout.strip():
             out.append(rel)
     return out
 
 
-def adopt(path: str | os.PathLike[str], root: str | os.PathLike[str], stack: str, *, name: str | None = None,
-          namespace: str | None = None, keep: bool = False, seal_key: bytes | None = None,
-          vault_client=None) -> AdoptReport:
+def adopt(
+    path: str | os.PathLike[str],
+    root: str | os.PathLike[str],
+    stack: str,
+    *,
+    name: str | None = None,
+    namespace: str | None = None,
+    keep: bool = False,
+    seal_key: bytes | None = None,
+    vault_client=None,
+) -> AdoptReport:
     from ksecrets.config import load_stack
 
     cfg = load_stack(stack, root)
@@ -150,8 +171,10 @@ def adopt(path: str | os.PathLike[str], root: str | os.PathLike[str], stack: str
     elif cfg.backend == "vault":
         _push(cfg, items, report, vault_client)
     else:
-        raise KsecretsError(f"{cfg.source}: backend manual keeps values in Pulumi config; "
-                            "adopt seals (sealed-secrets) or pushes (vault)")
+        raise KsecretsError(
+            f"{cfg.source}: backend manual keeps values in Pulumi config; "
+            "adopt seals (sealed-secrets) or pushes (vault)"
+        )
     files = sorted({it.source for it in items})
     report.in_history = _committed(files, Path(root))
     if not keep:
@@ -174,8 +197,16 @@ def _seal(cfg, root, items: list[Item], report: AdoptReport, seal_key: bytes | N
     mode = path.stat().st_mode & 0o777
     try:
         for it in items:
-            r = seal_into_stack(root, cfg.stack, name=it.name, namespace=it.namespace, values=it.values,
-                                scope=it.scope, secret_type=it.type, seal_key=seal_key)
+            r = seal_into_stack(
+                root,
+                cfg.stack,
+                name=it.name,
+                namespace=it.namespace,
+                values=it.values,
+                scope=it.scope,
+                secret_type=it.type,
+                seal_key=seal_key,
+            )
             report.lines += [f"{it.source}: " + line for line in r.lines()]
     except BaseException:
         atomic_write_bytes(path, original, mode)  # nothing half-done: the stack file as it was
@@ -187,11 +218,15 @@ def _push(cfg, items: list[Item], report: AdoptReport, client) -> None:
 
     plan = []
     for it in items:
-        apps = [a for a in cfg.apps if a.secret_name == it.name and (it.namespace is None or a.namespace == it.namespace)]
+        apps = [
+            a for a in cfg.apps if a.secret_name == it.name and (it.namespace is None or a.namespace == it.namespace)
+        ]
         if len(apps) != 1:
-            raise KsecretsError(f"{it.source}: Secret {it.name}: "
-                                + ("no app of the stack uses it" if not apps else "several apps use it; pass --namespace")
-                                + f" ({cfg.source})")
+            raise KsecretsError(
+                f"{it.source}: Secret {it.name}: "
+                + ("no app of the stack uses it" if not apps else "several apps use it; pass --namespace")
+                + f" ({cfg.source})"
+            )
         values = text_values(it.values, it.source)
         check_declared_keys(apps[0], set(values), it.source)
         plan.append((it, apps[0], values))

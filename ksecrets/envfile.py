@@ -54,8 +54,10 @@ def _chdir_prefix_problem(key: str) -> str | None:
 def env_var_name_problem(key: str) -> str | None:
     """Kubernetes `validation.IsEnvVarName`, as one problem string (None when valid)."""
     if not _ENV_VAR_NAME.fullmatch(key):
-        return ("a valid environment variable name consists of letters, digits, '_', '-' or '.' "
-                "and does not start with a digit")
+        return (
+            "a valid environment variable name consists of letters, digits, '_', '-' or '.' "
+            "and does not start with a digit"
+        )
     return _chdir_prefix_problem(key)
 
 
@@ -87,7 +89,8 @@ def parse_env_file(data: bytes, source: str, environ: Mapping[str, str] | None =
     for number, raw, line in _lines(data):
         if len(raw) + 1 > _MAX_LINE:
             raise KsecretsError(
-                f"{source}: line {number}: line is 64 KiB or longer (kubectl would silently drop it and every line after it)")
+                f"{source}: line {number}: line is 64 KiB or longer (kubectl would silently drop it and every line after it)"
+            )
         try:
             text = line.decode("utf-8")
         except UnicodeDecodeError:
@@ -108,7 +111,8 @@ def parse_env_file(data: bytes, source: str, environ: Mapping[str, str] | None =
         if not sep:
             raise KsecretsError(
                 f"{source}: line {number}: no '=' (kubectl would make the line's text a key and read its value "
-                "from the environment); write KEY=VALUE")
+                "from the environment); write KEY=VALUE"
+            )
         problem = config_map_key_problem(key)
         if problem:
             raise KsecretsError(f"{source}: line {number}: key {key[:40]}...: {problem}")

@@ -69,7 +69,7 @@ def _fit(name: str) -> str:
     if len(name.encode()) + len(".yaml") <= MAX_FILE_NAME:
         return f"{name}.yaml"
     digest = hashlib.sha256(name.encode()).hexdigest()[:12]
-    return f"{name.encode()[:MAX_FILE_NAME - 24].decode('utf-8', 'ignore').rstrip('-.')}-{digest}.yaml"
+    return f"{name.encode()[: MAX_FILE_NAME - 24].decode('utf-8', 'ignore').rstrip('-.')}-{digest}.yaml"
 
 
 def _file_names(objs: list[Manifest]) -> list[str]:
@@ -113,8 +113,9 @@ def _validate(cfg: StackConfig, path: str, obj: Manifest) -> None:
     problems = list(validation.errors(obj))
     if problems:
         more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
-        raise KsecretsError(f"{OUTPUT_DIR}/{cfg.stack}/{path}: {obj['kind']} {obj['metadata']['name']}: "
-                            f"{problems[0]}{more}")
+        raise KsecretsError(
+            f"{OUTPUT_DIR}/{cfg.stack}/{path}: {obj['kind']} {obj['metadata']['name']}: {problems[0]}{more}"
+        )
 
 
 def _kustomization(names: list[str]) -> Manifest:
@@ -140,7 +141,9 @@ def render(cfg: StackConfig) -> Rendered:
             _validate(cfg, f"{sub}/{name}", obj)
             out.files[f"{sub}/{name}"] = (header + yamlio.dump(obj)).encode("utf-8")
         if sub in LAYERS:
-            out.files[f"{sub}/kustomization.yaml"] = (header + yamlio.dump(_kustomization(sorted(names)))).encode("utf-8")
+            out.files[f"{sub}/kustomization.yaml"] = (header + yamlio.dump(_kustomization(sorted(names)))).encode(
+                "utf-8"
+            )
         out.objects[sub] = objs
     return out
 
@@ -185,8 +188,10 @@ def plan(root: Path, rendered: list[Rendered], *, prune_stacks: bool) -> Plan:
                 result.unchanged += 1
             else:
                 if same is not None and not _ours(path):
-                    raise KsecretsError(f"{os.path.relpath(path, root)}: exists and was not written by ksecrets "
-                                        "export; move it (export would replace it)")
+                    raise KsecretsError(
+                        f"{os.path.relpath(path, root)}: exists and was not written by ksecrets "
+                        "export; move it (export would replace it)"
+                    )
                 result.write[path] = data
         # Only files the exporter wrote (its header) are stale; a user's own files stay.
         result.remove += sorted(p for p in _existing(stack_dir) - set(wanted) if _ours(p))

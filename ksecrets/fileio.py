@@ -15,8 +15,7 @@ from typing import Iterator
 from ksecrets.errors import KsecretsError
 
 
-def atomic_write_bytes(path: str | os.PathLike[str], data: bytes, mode: int = 0o644, *,
-                       durable: bool = True) -> None:
+def atomic_write_bytes(path: str | os.PathLike[str], data: bytes, mode: int = 0o644, *, durable: bool = True) -> None:
     """Write `data` to `path` atomically. `durable=False` skips the fsync: still atomic for every
     reader, but after a power cut the file may be the old one. Fine for files we can regenerate
     (k8s/ exports); stack files and key backups keep the fsync."""
@@ -80,9 +79,13 @@ def editable_target(path: str | os.PathLike[str], what: str = "file", *, source:
         real = p.resolve(strict=True)
     except FileNotFoundError:
         # The loader's words for a stack file ("no such stack file"), read_bytes' for the others.
-        raise KsecretsError(f"{name}: no such stack file" if what == "stack file" else f"{name}: {what} not found") from None
+        raise KsecretsError(
+            f"{name}: no such stack file" if what == "stack file" else f"{name}: {what} not found"
+        ) from None
     except (OSError, RuntimeError) as exc:  # a symlink loop
-        raise KsecretsError(f"{name}: cannot resolve the {what} ({getattr(exc, 'strerror', None) or 'symlink loop'})") from None
+        raise KsecretsError(
+            f"{name}: cannot resolve the {what} ({getattr(exc, 'strerror', None) or 'symlink loop'})"
+        ) from None
     if not real.is_file():
         raise KsecretsError(f"{name}: {what} is not a regular file")
     mode = real.stat().st_mode

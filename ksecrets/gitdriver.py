@@ -37,6 +37,7 @@ _ENTRY_FIELDS = ("scope", "type", "certificateFingerprint")
 
 # --- text: the file without its sealed block ------------------------------------------------------
 
+
 def split_sealed_block(text: str) -> tuple[str, str, int]:
     """(text without the `k8s-secrets:sealed:` block, the block's text, line index it was at).
 
@@ -61,9 +62,13 @@ def split_sealed_block(text: str) -> tuple[str, str, int]:
                     continue
                 break
             # Blank lines and comments at the block's end belong to what follows.
-            while j > i + 1 and (not lines[j - 1].strip() or
-                                 (lines[j - 1].lstrip().startswith("#") and
-                                  len(lines[j - 1]) - len(lines[j - 1].lstrip(" ")) <= indent)):
+            while j > i + 1 and (
+                not lines[j - 1].strip()
+                or (
+                    lines[j - 1].lstrip().startswith("#")
+                    and len(lines[j - 1]) - len(lines[j - 1].lstrip(" ")) <= indent
+                )
+            ):
                 j -= 1
         return "".join(lines[:i] + lines[j:]), "".join(lines[i:j]), i
     return text, "", -1
@@ -77,14 +82,16 @@ def git_merge_file(base: str, ours: str, theirs: str, labels: tuple[str, str, st
             p = Path(tmp) / name
             p.write_text(text, encoding="utf-8")
             paths.append(str(p))
-        res = subprocess.run(["git", "merge-file", "-p", "-L", labels[0], "-L", labels[1], "-L", labels[2], *paths],
-                             capture_output=True)
+        res = subprocess.run(
+            ["git", "merge-file", "-p", "-L", labels[0], "-L", labels[1], "-L", labels[2], *paths], capture_output=True
+        )
     if res.returncode < 0 or res.returncode > 127:
         raise KsecretsError(f"git merge-file failed: {res.stderr.decode(errors='replace').strip()}")
     return res.stdout.decode("utf-8"), res.returncode == 0
 
 
 # --- the sealed entries ---------------------------------------------------------------------------
+
 
 def _entries(config: Mapping[str, Any] | None) -> dict[tuple[str, str], dict]:
     out: dict[tuple[str, str], dict] = {}
@@ -156,13 +163,20 @@ def _merge_entry(where: str, b: dict | None, o: dict, t: dict, conflicts: list[s
             side = "o"
         elif bv == ov:
             side = "t"
-        elif (ov is not None and tv is not None and o["digests"].get(key)
-              and o["digests"].get(key) == t["digests"].get(key)
-              and o.get("certificateFingerprint") == t.get("certificateFingerprint")):
+        elif (
+            ov is not None
+            and tv is not None
+            and o["digests"].get(key)
+            and o["digests"].get(key) == t["digests"].get(key)
+            and o.get("certificateFingerprint") == t.get("certificateFingerprint")
+        ):
             side = "o"  # the same value (keyed digest), encrypted twice
         else:
-            what = "changed on both branches" if ov is not None and tv is not None else \
-                "removed on one branch and changed on the other"
+            what = (
+                "changed on both branches"
+                if ov is not None and tv is not None
+                else "removed on one branch and changed on the other"
+            )
             conflicts.append(f"{where} key {key}: {what}; kept {'ours' if ov is not None else 'theirs'}")
             side = "o" if ov is not None else "t"
         src = o if side == "o" else t
@@ -170,8 +184,10 @@ def _merge_entry(where: str, b: dict | None, o: dict, t: dict, conflicts: list[s
         if value is None:
             continue
         if src.get("certificateFingerprint") != merged.get("certificateFingerprint"):
-            conflicts.append(f"{where} key {key}: sealed for {src.get('certificateFingerprint')} on one branch, "
-                             f"the entry is now {merged.get('certificateFingerprint')}")
+            conflicts.append(
+                f"{where} key {key}: sealed for {src.get('certificateFingerprint')} on one branch, "
+                f"the entry is now {merged.get('certificateFingerprint')}"
+            )
         enc[key] = value
         if src["digests"].get(key):
             dig[key] = src["digests"][key]
@@ -181,6 +197,7 @@ def _merge_entry(where: str, b: dict | None, o: dict, t: dict, conflicts: list[s
 
 
 # --- the driver -----------------------------------------------------------------------------------
+
 
 def _load(text: str):
     from ksecrets import yamlio
@@ -202,7 +219,7 @@ def _stack_of(path: str) -> str:
         return parts[-2]
     name = os.path.basename(path)
     if name.startswith("Pulumi.") and name.endswith(".yaml"):
-        return name[len("Pulumi."):-len(".yaml")]
+        return name[len("Pulumi.") : -len(".yaml")]
     return "STACK"
 
 
@@ -212,7 +229,7 @@ _WRAP = f"config:\n  {SEALED_KEY}:\n"
 
 
 def _included_kind(texts: tuple[str, ...]) -> str | None:
-    """"sealed" when the texts are a file of sealed entries (a top-level list of entries with
+    """ "sealed" when the texts are a file of sealed entries (a top-level list of entries with
     encryptedData), "list" for another top-level list (an apps file), None for a stack file."""
     from ksecrets import yamlio
 
@@ -238,9 +255,11 @@ def _wrap(text: str) -> str:
 
 
 def _unwrap(text: str) -> str:
-    body = text[len(_WRAP):] if text.startswith(_WRAP) else text.split("\n", 2)[-1]
-    return "".join(line[4:] if line.startswith("    ") else line.lstrip(" ") if not line.strip() else line
-                   for line in body.splitlines(keepends=True))
+    body = text[len(_WRAP) :] if text.startswith(_WRAP) else text.split("\n", 2)[-1]
+    return "".join(
+        line[4:] if line.startswith("    ") else line.lstrip(" ") if not line.strip() else line
+        for line in body.splitlines(keepends=True)
+    )
 
 
 def merge_texts(base: str, ours: str, theirs: str, path: str = "Pulumi.stack.yaml") -> tuple[str, list[str]]:
@@ -260,7 +279,9 @@ def merge_texts(base: str, ours: str, theirs: str, path: str = "Pulumi.stack.yam
         configs = [_load(t) for t in (base, ours, theirs)]
     except KsecretsError:
         text, clean = git_merge_file(base, ours, theirs, labels)
-        return text, [] if clean else [f"{path}: not a readable stack file on every side; merged as text, with conflict markers"]
+        return text, [] if clean else [
+            f"{path}: not a readable stack file on every side; merged as text, with conflict markers"
+        ]
     rests = [split_sealed_block(t) for t in (base, ours, theirs)]
     rest, clean = git_merge_file(rests[0][0], rests[1][0], rests[2][0], labels)
     if not clean:
@@ -292,7 +313,7 @@ def _compose(rest: str, ours: str, ours_line: int, result: MergeResult) -> str:
     before = 0
     if ours_doc is not None and SEALED_KEY in (ours_doc.get("config") or {}):
         keys = list(ours_doc["config"])
-        before_keys = keys[:keys.index(SEALED_KEY)]
+        before_keys = keys[: keys.index(SEALED_KEY)]
         before = max((i + 1 for i, k in enumerate(config) if k in before_keys), default=0)
     config.insert(before, SEALED_KEY, seq)
     keep = {ident for ident, _ in wanted}
@@ -301,10 +322,16 @@ def _compose(rest: str, ours: str, ours_line: int, result: MergeResult) -> str:
         if not isinstance(e, Mapping) or (str(e.get("namespace") or ""), e.get("name")) not in keep:
             del seq[i]
     for (ns, name), e in wanted:
-        stackfile.upsert_sealed_secret(config, name=name, namespace=ns, scope=e.get("scope") or "strict",
-                                       encrypted_data=e["encryptedData"],
-                                       certificate_fingerprint=e.get("certificateFingerprint") or "",
-                                       digests=e["digests"], secret_type=e.get("type"))
+        stackfile.upsert_sealed_secret(
+            config,
+            name=name,
+            namespace=ns,
+            scope=e.get("scope") or "strict",
+            encrypted_data=e["encryptedData"],
+            certificate_fingerprint=e.get("certificateFingerprint") or "",
+            digests=e["digests"],
+            secret_type=e.get("type"),
+        )
         if not e.get("certificateFingerprint"):
             _, node = stackfile.find_sealed_entry(config, name, ns)
             if node is not None and not node.get("certificateFingerprint"):
@@ -333,13 +360,16 @@ def merge_driver(base_path: str, ours_path: str, theirs_path: str, pathname: str
     for c in conflicts:
         m = re.search(r"sealed (\S+)/(\S+?)(?::| key )", c)
         if m:
-            c += (f"; re-seal it (ksecrets seal --stack {_stack_of(pathname)} --name {m.group(2)} "
-                  f"--namespace {m.group(1)} ...), then git add {pathname}")
+            c += (
+                f"; re-seal it (ksecrets seal --stack {_stack_of(pathname)} --name {m.group(2)} "
+                f"--namespace {m.group(1)} ...), then git add {pathname}"
+            )
         out.append(c)
     return (1 if conflicts else 0), out
 
 
 # --- textconv -------------------------------------------------------------------------------------
+
 
 def _short(value: str) -> str:
     return hashlib.sha256(value.encode("utf-8")).hexdigest()[:8]
@@ -372,6 +402,7 @@ def textconv(text: str) -> str:
 
 
 # --- setup ----------------------------------------------------------------------------------------
+
 
 def setup(root: str | os.PathLike[str], command: str = "ksecrets") -> list[str]:
     """Install both drivers in the repository at `root`: `.gitattributes` and `git config`."""

@@ -49,10 +49,12 @@ _LABEL_NAME_KINDS = {"Namespace", "Service"}
 
 # --- placeholders ------------------------------------------------------------------------------
 
+
 def _reserved_host(host: str) -> bool:
     host = host.lower().rstrip(".")
-    return (any(host == d or host.endswith("." + d) for d in _RESERVED_DOMAINS)
-            or host.rsplit(".", 1)[-1] in _RESERVED_TLDS)
+    return (
+        any(host == d or host.endswith("." + d) for d in _RESERVED_DOMAINS) or host.rsplit(".", 1)[-1] in _RESERVED_TLDS
+    )
 
 
 def placeholder_image(image: str) -> bool:
@@ -94,15 +96,18 @@ def check_prerequisites(cfg: StackConfig, planned: list[Planned]) -> None:
         raise KsecretsError(
             f"{cfg.source}: monitoring.prometheusOperator: not declared; with monitoring.enabled the stack emits "
             "ServiceMonitors and a PrometheusRule, which need the Prometheus Operator's CRDs: set it to true if the "
-            "cluster runs the operator, false to leave those objects out (or set monitoring.enabled: false)")
+            "cluster runs the operator, false to leave those objects out (or set monitoring.enabled: false)"
+        )
     for allow_key, path, value in _placeholders(cfg, planned):
         if allow_key not in cfg.allow_placeholders:
             raise KsecretsError(
-                f"{cfg.source}: {path}: \"{value}\" is a placeholder (an example name) and would not work in a "
-                f"cluster; set the real value, or list \"{allow_key}\" under allowPlaceholders to deploy it on purpose")
+                f'{cfg.source}: {path}: "{value}" is a placeholder (an example name) and would not work in a '
+                f'cluster; set the real value, or list "{allow_key}" under allowPlaceholders to deploy it on purpose'
+            )
 
 
 # --- objects -----------------------------------------------------------------------------------
+
 
 def _describe(obj: Manifest) -> str:
     meta = obj.get("metadata") or {}
@@ -124,19 +129,19 @@ def name_problem(obj: Manifest) -> str | None:
             return f"metadata.name \"{name}\" may not be '.', '..' or contain '/' or '%'"
     elif kind in _LABEL_NAME_KINDS:
         if v.dns_label(name):
-            return f"metadata.name \"{name}\" is not a DNS-1123 label (lower case, at most 63 characters)"
+            return f'metadata.name "{name}" is not a DNS-1123 label (lower case, at most 63 characters)'
     elif v.dns_subdomain(name):
-        return f"metadata.name \"{name}\" is not a DNS-1123 subdomain (lower case, at most 253 characters)"
+        return f'metadata.name "{name}" is not a DNS-1123 subdomain (lower case, at most 253 characters)'
     if kind == "CronJob" and len(name) > _CRONJOB_NAME_MAX:
-        return f"metadata.name \"{name}\" is longer than {_CRONJOB_NAME_MAX} characters (CronJob)"
+        return f'metadata.name "{name}" is longer than {_CRONJOB_NAME_MAX} characters (CronJob)'
     namespace = meta.get("namespace")
     if namespace is not None and (not isinstance(namespace, str) or v.dns_label(namespace)):
-        return f"metadata.namespace \"{namespace}\" is not a DNS-1123 label"
+        return f'metadata.namespace "{namespace}" is not a DNS-1123 label'
     for key, value in (meta.get("labels") or {}).items():
         if v.qualified_name(str(key)):
-            return f"metadata.labels: \"{key}\" is not a valid label key"
+            return f'metadata.labels: "{key}" is not a valid label key'
         if not isinstance(value, str) or len(value) > 63 or not _LABEL_VALUE.match(value):
-            return f"metadata.labels.{key}: \"{value}\" is not a valid label value"
+            return f'metadata.labels.{key}: "{value}" is not a valid label value'
     return None
 
 
@@ -162,8 +167,10 @@ def size_problem(obj: Manifest) -> str | None:
         enc = (obj.get("spec") or {}).get("encryptedData") or {}
         total = sum(sealed_plaintext_bytes(val) or 0 for val in enc.values() if isinstance(val, str))
         if total > MAX_SECRET_BYTES:
-            return (f"its Secret would hold {total} bytes of data, over Kubernetes' {MAX_SECRET_BYTES}-byte "
-                    "(1 MiB) Secret limit; split it into several Secrets")
+            return (
+                f"its Secret would hold {total} bytes of data, over Kubernetes' {MAX_SECRET_BYTES}-byte "
+                "(1 MiB) Secret limit; split it into several Secrets"
+            )
     elif obj.get("kind") == "Secret" and obj.get("apiVersion") == "v1":
         total = sum(len(base64.b64decode(val)) for val in (obj.get("data") or {}).values() if isinstance(val, str))
         total += sum(len(str(val).encode()) for val in (obj.get("stringData") or {}).values())
@@ -171,8 +178,10 @@ def size_problem(obj: Manifest) -> str | None:
             return f"{total} bytes of data, over Kubernetes' {MAX_SECRET_BYTES}-byte (1 MiB) Secret limit"
     size = len(json.dumps(obj, separators=(",", ":"), default=str).encode("utf-8"))
     if size > MAX_OBJECT_BYTES:
-        return (f"the object is {size} bytes, over the {MAX_OBJECT_BYTES}-byte limit (etcd's 1.5 MiB request "
-                "limit less room for what the API server adds); split it")
+        return (
+            f"the object is {size} bytes, over the {MAX_OBJECT_BYTES}-byte limit (etcd's 1.5 MiB request "
+            "limit less room for what the API server adds); split it"
+        )
     return None
 
 
@@ -180,9 +189,11 @@ def namespace_problem(cfg: StackConfig, obj: Manifest, known: frozenset[str] | N
     namespace = (obj.get("metadata") or {}).get("namespace")
     if namespace is None or namespace in (known if known is not None else cfg.known_namespaces()):
         return None
-    return (f"namespace \"{namespace}\" is not created by this stack nor listed in externalNamespaces, so Flux's "
-            "apply of the whole layer would fail: add an app in it, list it under namespaces, or under "
-            "externalNamespaces if it exists outside the stack")
+    return (
+        f'namespace "{namespace}" is not created by this stack nor listed in externalNamespaces, so Flux\'s '
+        "apply of the whole layer would fail: add an app in it, list it under namespaces, or under "
+        "externalNamespaces if it exists outside the stack"
+    )
 
 
 def check_objects(cfg: StackConfig, objects: Iterable[Manifest]) -> None:

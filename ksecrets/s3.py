@@ -57,8 +57,15 @@ def _hmac(key: bytes, text: str) -> bytes:
     return hmac.new(key, text.encode("utf-8"), hashlib.sha256).digest()
 
 
-def sign(method: str, url: str, headers: Mapping[str, str], payload_sha256: str, creds: Credentials,
-         region: str, when: _dt.datetime) -> str:
+def sign(
+    method: str,
+    url: str,
+    headers: Mapping[str, str],
+    payload_sha256: str,
+    creds: Credentials,
+    region: str,
+    when: _dt.datetime,
+) -> str:
     """The Authorization header for a request carrying `headers` (host, x-amz-date,
     x-amz-content-sha256 and any x-amz-*), every one of them signed."""
     parts = urlsplit(url)
@@ -66,19 +73,36 @@ def sign(method: str, url: str, headers: Mapping[str, str], payload_sha256: str,
     scope = f"{amz_date[:8]}/{region}/s3/aws4_request"
     canon = {k.lower(): " ".join(str(v).split()) for k, v in headers.items()}
     names = sorted(canon)
-    canonical_request = "\n".join([
-        method, parts.path or "/", parts.query,
-        "".join(f"{n}:{canon[n]}\n" for n in names), ";".join(names), payload_sha256])
-    string_to_sign = "\n".join([ALGORITHM, amz_date, scope,
-                                hashlib.sha256(canonical_request.encode("utf-8")).hexdigest()])
-    key = _hmac(_hmac(_hmac(_hmac(("AWS4" + creds.secret_key).encode("utf-8"), amz_date[:8]), region), "s3"),
-                "aws4_request")
+    canonical_request = "\n".join(
+        [
+            method,
+            parts.path or "/",
+            parts.query,
+            "".join(f"{n}:{canon[n]}\n" for n in names),
+            ";".join(names),
+            payload_sha256,
+        ]
+    )
+    string_to_sign = "\n".join(
+        [ALGORITHM, amz_date, scope, hashlib.sha256(canonical_request.encode("utf-8")).hexdigest()]
+    )
+    key = _hmac(
+        _hmac(_hmac(_hmac(("AWS4" + creds.secret_key).encode("utf-8"), amz_date[:8]), region), "s3"), "aws4_request"
+    )
     signature = hmac.new(key, string_to_sign.encode("utf-8"), hashlib.sha256).hexdigest()
     return f"{ALGORITHM} Credential={creds.access_key}/{scope}, SignedHeaders={';'.join(names)}, Signature={signature}"
 
 
-def put_file(target: Target, key: str, path: Path, creds: Credentials, *, now: _dt.datetime | None = None,
-             verify: bool | str = True, timeout: float = 300) -> None:
+def put_file(
+    target: Target,
+    key: str,
+    path: Path,
+    creds: Credentials,
+    *,
+    now: _dt.datetime | None = None,
+    verify: bool | str = True,
+    timeout: float = 300,
+) -> None:
     """Upload `path` as object `prefix + key` (a single PUT, up to 5 GiB)."""
     import requests
 
@@ -90,16 +114,24 @@ def put_file(target: Target, key: str, path: Path, creds: Credentials, *, now: _
             size += len(block)
     url = target.url(key)
     when = now or _dt.datetime.now(_dt.timezone.utc)
-    headers = {"host": urlsplit(url).netloc, "x-amz-content-sha256": digest.hexdigest(),
-               "x-amz-date": when.strftime("%Y%m%dT%H%M%SZ")}
+    headers = {
+        "host": urlsplit(url).netloc,
+        "x-amz-content-sha256": digest.hexdigest(),
+        "x-amz-date": when.strftime("%Y%m%dT%H%M%SZ"),
+    }
     if creds.session_token:
         headers["x-amz-security-token"] = creds.session_token
     auth = sign("PUT", url, headers, digest.hexdigest(), creds, target.region, when)
     where = f"s3://{target.bucket}/{target.prefix}{key}"
     try:
         with open(path, "rb") as f:
-            r = requests.put(url, data=f, headers={**headers, "Authorization": auth, "Content-Length": str(size)},
-                             verify=verify, timeout=timeout)
+            r = requests.put(
+                url,
+                data=f,
+                headers={**headers, "Authorization": auth, "Content-Length": str(size)},
+                verify=verify,
+                timeout=timeout,
+            )
     except requests.RequestException as exc:
         raise KsecretsError(f"{where}: upload failed ({type(exc).__name__}; is {target.endpoint} reachable?)") from None
     if r.status_code not in (200, 201):

@@ -65,8 +65,21 @@ KEY_LABEL = "sealedsecrets.bitnami.com/sealed-secrets-key"  # = ksecrets.sealing
 # Shorter values ("1", "true", "dev") match everywhere; searching for them is noise, not safety.
 MIN_VALUE_LENGTH = 6
 # Directories never worth scanning when a directory is walked (git ls-files never lists them).
-SKIP_DIRS = frozenset({".git", ".venv", "venv", "node_modules", ".tools", "__pycache__", ".pytest_cache",
-                       ".mypy_cache", ".ruff_cache", "build", "dist"})
+SKIP_DIRS = frozenset(
+    {
+        ".git",
+        ".venv",
+        "venv",
+        "node_modules",
+        ".tools",
+        "__pycache__",
+        ".pytest_cache",
+        ".mypy_cache",
+        ".ruff_cache",
+        "build",
+        "dist",
+    }
+)
 YAML_SUFFIXES = (".yaml", ".yml", ".json")
 _BINARY_PROBE = 8192
 _Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml when present: a hook must be quick
@@ -80,7 +93,9 @@ _B64_PEM = re.compile(rb"LS0tLS1CRUdJTi[A-Za-z0-9+/]{8,}")
 _BACKUP_ARMOUR = re.compile(rb"-----BEGIN KSECRETS SEALING KEY BACKUP-----\s*([A-Za-z0-9+/=\s]*?)-----END")
 _BACKUP_MAGIC = b"KSBK"  # ksecrets.sealing.backup.MAGIC: the encrypted format's header
 # A manifest without a YAML suffix (`keys.bak`, stdin saved to a file): its first content line.
-_MANIFEST_START = re.compile(rb"\A(?:\s*#[^\n]*\n|\s*---[^\n]*\n|\s)*(?:apiVersion:|kind:|\{\s*\"(?:apiVersion|kind)\")")
+_MANIFEST_START = re.compile(
+    rb"\A(?:\s*#[^\n]*\n|\s*---[^\n]*\n|\s)*(?:apiVersion:|kind:|\{\s*\"(?:apiVersion|kind)\")"
+)
 _ALLOW = re.compile(r"ksecrets:\s*allow\s+([a-z][a-z0-9-]*(?:[ \t,]+[a-z][a-z0-9-]*)*)")
 _ALLOW_FILE = re.compile(r"ksecrets:\s*allow-file\s+([a-z][a-z0-9-]*(?:[ \t,]+[a-z][a-z0-9-]*)*)")
 # Fallback for YAML that does not parse (templates): a top-level `kind: Secret` and a `data:` or
@@ -120,6 +135,7 @@ class IgnoreRule:
 
 # --- inputs --------------------------------------------------------------------------------------
 
+
 def load_env_values(paths: Iterable[str]) -> tuple[list[EnvValue], int]:
     """Values of the env files (kubectl's env-file rules) and how many were too short to search."""
     values: list[EnvValue] = []
@@ -143,8 +159,9 @@ def parse_ignore_file(text: str, source: str) -> list[IgnoreRule]:
         pattern, *kinds = line.split()
         unknown = [k for k in kinds if k not in KINDS]
         if unknown:
-            raise KsecretsError(f"{source}: line {number}: unknown finding kind {unknown[0]!r} "
-                                f"(kinds: {', '.join(KINDS)})")
+            raise KsecretsError(
+                f"{source}: line {number}: unknown finding kind {unknown[0]!r} (kinds: {', '.join(KINDS)})"
+            )
         rules.append(IgnoreRule(pattern.rstrip("/") + ("*" if pattern.endswith("/") else ""), frozenset(kinds)))
     return rules
 
@@ -185,8 +202,9 @@ def expand_paths(paths: Sequence[str], skip: Iterable[str] = ()) -> list[str]:
         if os.path.isdir(path):
             for top, dirs, files in os.walk(path):
                 dirs[:] = sorted(d for d in dirs if d not in SKIP_DIRS)
-                out += [os.path.join(top, f) for f in sorted(files)
-                        if os.path.abspath(os.path.join(top, f)) not in skipped]
+                out += [
+                    os.path.join(top, f) for f in sorted(files) if os.path.abspath(os.path.join(top, f)) not in skipped
+                ]
         elif os.path.isfile(path):
             out.append(path)
         elif os.path.lexists(path):
@@ -201,7 +219,10 @@ def expand_paths(paths: Sequence[str], skip: Iterable[str] = ()) -> list[str]:
 # Token formats with a fixed prefix or shape (each documented by its issuer). AWS's documentation
 # example key ends in EXAMPLE and is not a credential.
 _CREDENTIALS: tuple[tuple[re.Pattern[bytes], str], ...] = (
-    (re.compile(rb"(?<![A-Z0-9])(?:AKIA|ASIA|AGPA|AIDA|AROA|ANPA|ANVA|AIPA)[A-Z2-7]{16}(?![A-Z0-9])"), "AWS access key ID"),
+    (
+        re.compile(rb"(?<![A-Z0-9])(?:AKIA|ASIA|AGPA|AIDA|AROA|ANPA|ANVA|AIPA)[A-Z2-7]{16}(?![A-Z0-9])"),
+        "AWS access key ID",
+    ),
     (re.compile(rb"(?<![A-Za-z0-9_])gh[opusr]_[A-Za-z0-9]{36}(?![A-Za-z0-9_])"), "GitHub token"),
     (re.compile(rb"(?<![A-Za-z0-9_])github_pat_[A-Za-z0-9]{22}_[A-Za-z0-9]{59}(?![A-Za-z0-9_])"), "GitHub token"),
     (re.compile(rb"(?<![A-Za-z0-9_-])glpat-[A-Za-z0-9_-]{20,}(?![A-Za-z0-9_-])"), "GitLab token"),
@@ -309,6 +330,7 @@ def find_secret_generators(data: bytes) -> Iterator[tuple[int, str, str]]:
                     key = lit.value.split("=", 1)[0]
                     yield lit.start_mark.line + 1, SECRET_DATA, f"kustomize secretGenerator literal {key}"
 
+
 def _line_of(data: bytes, offset: int) -> int:
     return data.count(b"\n", 0, offset) + 1
 
@@ -371,8 +393,9 @@ def _env_patterns(values: Sequence[EnvValue]) -> list[tuple[bytes, EnvValue, str
     return out
 
 
-def find_env_values(data: bytes, patterns: Sequence[tuple[bytes, EnvValue, str]],
-                    skip_source: str | None = None) -> Iterator[tuple[int, str]]:
+def find_env_values(
+    data: bytes, patterns: Sequence[tuple[bytes, EnvValue, str]], skip_source: str | None = None
+) -> Iterator[tuple[int, str]]:
     for needle, v, form in patterns:
         if skip_source is not None and os.path.abspath(v.source) == skip_source:
             continue  # the env file itself: reported once, as a whole, by scan_bytes
@@ -457,6 +480,7 @@ def find_secret_objects(data: bytes, path: str) -> Iterator[tuple[int, str, str]
 
 # --- allow markers -------------------------------------------------------------------------------
 
+
 def _kinds_in(match_group: str) -> set[str]:
     return set(re.split(r"[\s,]+", match_group.strip()))
 
@@ -470,8 +494,14 @@ def _allowed_inline(lines: list[str], line: int, kind: str) -> bool:
     return False
 
 
-def scan_bytes(path: str, data: bytes, env_patterns: Sequence[tuple[bytes, EnvValue, str]] = (),
-               ignore: Sequence[IgnoreRule] = (), *, rel: str | None = None) -> list[Finding]:
+def scan_bytes(
+    path: str,
+    data: bytes,
+    env_patterns: Sequence[tuple[bytes, EnvValue, str]] = (),
+    ignore: Sequence[IgnoreRule] = (),
+    *,
+    rel: str | None = None,
+) -> list[Finding]:
     """Findings in one file's content, after allow markers and ignore rules.
 
     `path` is how findings name the file; `rel` (default `path`) is what ignore globs match.
@@ -531,8 +561,9 @@ def _posix(path: str) -> str:
     return norm
 
 
-def scan_files(files: Iterable[str], env_values: Sequence[EnvValue] = (),
-               ignore: Sequence[IgnoreRule] = (), *, root: str = ".") -> list[Finding]:
+def scan_files(
+    files: Iterable[str], env_values: Sequence[EnvValue] = (), ignore: Sequence[IgnoreRule] = (), *, root: str = "."
+) -> list[Finding]:
     """Scan files (paths as the user gave them); ignore globs match paths relative to `root`."""
     patterns = _env_patterns(env_values)
     root_abs = os.path.abspath(root)
@@ -565,8 +596,14 @@ def env_files_matching(globs: Sequence[str], root: str = ".") -> list[str]:
     return out
 
 
-def scan(paths: Sequence[str] = (), env_files: Sequence[str] = (), *, root: str = ".",
-         ignore_file: str | None = None, env_globs: Sequence[str] = ()) -> tuple[list[Finding], int]:
+def scan(
+    paths: Sequence[str] = (),
+    env_files: Sequence[str] = (),
+    *,
+    root: str = ".",
+    ignore_file: str | None = None,
+    env_globs: Sequence[str] = (),
+) -> tuple[list[Finding], int]:
     """Scan PATHS, or the files git tracks under `root` when none is given.
 
     Returns the findings (sorted by file and line) and how many env values were too short to search.

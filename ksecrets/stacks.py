@@ -41,6 +41,7 @@ def _dump(config: Mapping[str, Any], header: str) -> str:
 
 # --- stack new ------------------------------------------------------------------------------------
 
+
 def new_stack_config(stack: str, backend: str, source: Mapping[str, Any] | None) -> dict[str, Any]:
     """The `config:` map of a new stack: the source stack's apps and settings without any value
     (no sealed ciphertext: it is sealed for another cluster's key; no manual values), or defaults."""
@@ -57,8 +58,11 @@ def new_stack_config(stack: str, backend: str, source: Mapping[str, Any] | None)
     ss.pop("certificate", None)
     if backend == "sealed-secrets":
         ss["certificate"] = f"certs/{stack}.pem"
-    keys_of = {(e.get("namespace"), e.get("name")): sorted((e.get("encryptedData") or {})) for e in sealed
-               if isinstance(e, dict)}
+    keys_of = {
+        (e.get("namespace"), e.get("name")): sorted((e.get("encryptedData") or {}))
+        for e in sealed
+        if isinstance(e, dict)
+    }
     for app in cfg.get(PREFIX + "apps") or []:
         if not isinstance(app, dict):
             continue
@@ -76,8 +80,9 @@ def new_stack_config(stack: str, backend: str, source: Mapping[str, Any] | None)
     if backend != "vault":
         cfg.pop(PREFIX + "vault", None)
     order = ["backend", "namespaces", "flux", "sealedSecrets", "vault", "apps", "rotation", "monitoring"]
-    return {PREFIX + k: cfg[PREFIX + k] for k in order if PREFIX + k in cfg} | \
-        {k: v for k, v in cfg.items() if k[len(PREFIX):] not in order}
+    return {PREFIX + k: cfg[PREFIX + k] for k in order if PREFIX + k in cfg} | {
+        k: v for k, v in cfg.items() if k[len(PREFIX) :] not in order
+    }
 
 
 @dataclass
@@ -108,8 +113,11 @@ def stack_new(root: str | os.PathLike[str], stack: str, backend: str, source: st
         src_config = (doc or {}).get("config") or {}
         src_config = includes.inline(src_config, source=src_path.name, root=root)  # its apps, even in a file
     config = new_stack_config(stack, backend, src_config)
-    header = (f"# {stack}: backend {backend}" + (f", apps and settings from {source} (no values)" if source else "")
-              + ". Written by `ksecrets stack new`.\n")
+    header = (
+        f"# {stack}: backend {backend}"
+        + (f", apps and settings from {source} (no values)" if source else "")
+        + ". Written by `ksecrets stack new`.\n"
+    )
     text = _dump(config, header)
     _validate_text(text, stack, path.name, str(root))  # never write a stack the loader refuses
     ci = root / CI_FILE
@@ -121,17 +129,23 @@ def stack_new(root: str | os.PathLike[str], stack: str, backend: str, source: st
         atomic_write_text(ci, ci_text, ci.stat().st_mode & 0o777)
     steps = []
     if backend == "sealed-secrets":
-        steps.append(f"certificate: kubeseal --fetch-cert --controller-namespace kube-system > certs/{stack}.pem "
-                     f"(from the new cluster), or ksecrets keygen --stack {stack} --backup-file ~/safe/{stack}.ksbackup")
+        steps.append(
+            f"certificate: kubeseal --fetch-cert --controller-namespace kube-system > certs/{stack}.pem "
+            f"(from the new cluster), or ksecrets keygen --stack {stack} --backup-file ~/safe/{stack}.ksbackup"
+        )
         for app in config.get(PREFIX + "apps") or []:
             secret = app.get("secretName") or f"{app['name']}-secrets"
             steps.append(f"values: ksecrets seal --stack {stack} --name {secret} --from-env-file .env.{stack}")
     elif backend == "vault":
-        steps.append(f"vault: ksecrets vault bootstrap --stack {stack}; then per app: "
-                     f"ksecrets vault push --stack {stack} --path APP --from-env-file .env.{stack}")
+        steps.append(
+            f"vault: ksecrets vault bootstrap --stack {stack}; then per app: "
+            f"ksecrets vault push --stack {stack} --path APP --from-env-file .env.{stack}"
+        )
     steps.append(f"check: ksecrets doctor --stack {stack}; make render")
     if ci_text is not None:
-        steps.append(f"CI: add the repository secret {kubeconfig_secret(stack)} (a read-only kubeconfig) for its preview")
+        steps.append(
+            f"CI: add the repository secret {kubeconfig_secret(stack)} (a read-only kubeconfig) for its preview"
+        )
     return NewStack(path, ci_text is not None, steps)
 
 
@@ -170,10 +184,11 @@ def add_to_preview_matrix(text: str, stack: str) -> str:
     if stack in items:
         return text
     entry = f"{indent}- stack: {stack}\n{indent}  kubeconfig: {kubeconfig_secret(stack)}\n"
-    return "".join(lines[:last + 1] + [entry] + lines[last + 1:])
+    return "".join(lines[: last + 1] + [entry] + lines[last + 1 :])
 
 
 # --- app add --------------------------------------------------------------------------------------
+
 
 def app_add(root: str | os.PathLike[str], stack: str, app: Mapping[str, Any]) -> Path:
     from ksecrets.config.load import parse, raw_from_text
@@ -186,8 +201,10 @@ def app_add(root: str | os.PathLike[str], stack: str, app: Mapping[str, Any]) ->
         apps = config.get(APPS)
         if apps is None:
             apps = config[APPS] = CommentedSeq()
-        if any(isinstance(a, Mapping) and a.get("name") == app["name"] and a.get("namespace") == app["namespace"]
-               for a in apps):
+        if any(
+            isinstance(a, Mapping) and a.get("name") == app["name"] and a.get("namespace") == app["namespace"]
+            for a in apps
+        ):
             raise KsecretsError(f"{path.name}: app {app['namespace']}/{app['name']} already exists")
         node = CommentedMap()
         for k, v in app.items():
@@ -219,6 +236,7 @@ def _cm(x):
 
 
 # --- doctor ---------------------------------------------------------------------------------------
+
 
 @dataclass
 class Report:
@@ -300,7 +318,9 @@ def doctor(cfg) -> Report:
         ns = o["metadata"].get("namespace")
         what = f"{o['kind']} {ns}/{o['metadata']['name']}" if ns else f"{o['kind']} {o['metadata']['name']}"
         if ns and ns not in created_ns and ns not in external_ns:
-            report.fail(f"{src}: {what}: namespace {ns} is not created by this stack (add it to k8s-secrets:namespaces)")
+            report.fail(
+                f"{src}: {what}: namespace {ns} is not created by this stack (add it to k8s-secrets:namespaces)"
+            )
         pod = _pod_spec(o)
         if pod is not None:
             sa = pod.get("serviceAccountName")
@@ -313,27 +333,39 @@ def doctor(cfg) -> Report:
                 seen.add((what, secret, key or ""))
                 if keys == () and secret in external:
                     if (what, secret, "") not in seen or key is None:
-                        report.warn(f"{src}: {what} reads Secret {ns}/{secret}, which you create outside the stack "
-                                    "(vault.tls.caSecretName, key ca.crt); make sure it exists there")
+                        report.warn(
+                            f"{src}: {what} reads Secret {ns}/{secret}, which you create outside the stack "
+                            "(vault.tls.caSecretName, key ca.crt); make sure it exists there"
+                        )
                 elif keys == ():
                     if (what, secret, "*") in seen:
                         continue
                     seen.add((what, secret, "*"))
                     if not optional:
-                        hint = (f"seal it: ksecrets seal --stack {cfg.stack} --name {secret} --from-env-file F"
-                                if cfg.backend == "sealed-secrets" else
-                                f"push it: ksecrets vault push --stack {cfg.stack} --path APP --from-env-file F"
-                                if cfg.backend == "vault" else "set it with pulumi config set --secret")
+                        hint = (
+                            f"seal it: ksecrets seal --stack {cfg.stack} --name {secret} --from-env-file F"
+                            if cfg.backend == "sealed-secrets"
+                            else f"push it: ksecrets vault push --stack {cfg.stack} --path APP --from-env-file F"
+                            if cfg.backend == "vault"
+                            else "set it with pulumi config set --secret"
+                        )
                         report.fail(f"{src}: {what} reads Secret {ns}/{secret}, which no backend provides ({hint})")
                 elif key is not None and keys is not None and key not in keys and not optional:
-                    report.fail(f"{src}: {what} reads key {key} of Secret {ns}/{secret}, which has no such key "
-                                f"(keys: {', '.join(sorted(keys)) or 'none'})")
+                    report.fail(
+                        f"{src}: {what} reads key {key} of Secret {ns}/{secret}, which has no such key "
+                        f"(keys: {', '.join(sorted(keys)) or 'none'})"
+                    )
         if o["kind"] == "RoleBinding":
             for s in o.get("subjects") or []:
-                if s.get("kind") == "ServiceAccount" and (s.get("namespace"), s["name"]) not in sas \
-                        and s.get("namespace") not in external_ns:
-                    report.fail(f"{src}: {what}: subject ServiceAccount {s.get('namespace')}/{s['name']} "
-                                "is not created by this stack")
+                if (
+                    s.get("kind") == "ServiceAccount"
+                    and (s.get("namespace"), s["name"]) not in sas
+                    and s.get("namespace") not in external_ns
+                ):
+                    report.fail(
+                        f"{src}: {what}: subject ServiceAccount {s.get('namespace')}/{s['name']} "
+                        "is not created by this stack"
+                    )
         if o["kind"] == "VaultAuth":
             sa = o["spec"]["kubernetes"]["serviceAccount"]
             if (ns, sa) not in sas:
@@ -344,8 +376,10 @@ def doctor(cfg) -> Report:
             report.warn(f"{src}: {PREFIX}sealed[{i}] {e.namespace}/{e.name}: no app uses this Secret")
     if not report.problems:
         refs = sum(len(_secret_refs(p)) for p in filter(None, (_pod_spec(o) for o in objects)))
-        report.lines.append(f"{cfg.stack}: ok: {len(objects)} objects, {refs} Secret reference(s)"
-                            + (f", {report.warnings} warning(s)" if report.warnings else ", every one provided"))
+        report.lines.append(
+            f"{cfg.stack}: ok: {len(objects)} objects, {refs} Secret reference(s)"
+            + (f", {report.warnings} warning(s)" if report.warnings else ", every one provided")
+        )
     return report
 
 
@@ -375,6 +409,7 @@ def _engine_size(path: Path, report: Report) -> None:
 
 
 # --- stack split ----------------------------------------------------------------------------------
+
 
 def stack_split(root: str | os.PathLike[str], stack: str, keys: tuple[str, ...] = ("sealed", "apps")) -> list[str]:
     """Move `k8s-secrets:<key>` of a stack into `stacks/<stack>/<key>.yaml` (comments kept), the

@@ -14,6 +14,7 @@ import yaml
 
 from ksecrets.errors import KsecretsError
 
+
 class _Dumper(getattr(yaml, "CSafeDumper", yaml.SafeDumper)):  # type: ignore[misc]
     """libyaml's emitter when present (several times faster), never anchors or aliases: a
     builder may share one dict between two places, and `&id001` helps no reader of a diff."""
@@ -34,12 +35,11 @@ def _construct_mapping(loader: _StrictLoader, node: yaml.MappingNode, deep: bool
         if not isinstance(key_node, yaml.ScalarNode):
             # `? [a, b]: x` (a "complex key"): no Kubernetes or Pulumi key is a list or a map.
             raise yaml.constructor.ConstructorError(
-                None, None, "a mapping key must be a plain value, not a list or a mapping", key_node.start_mark)
+                None, None, "a mapping key must be a plain value, not a list or a mapping", key_node.start_mark
+            )
         key = loader.construct_object(key_node, deep=deep)
         if key in mapping:
-            raise yaml.constructor.ConstructorError(
-                None, None, f"duplicate key {key!r}", key_node.start_mark
-            )
+            raise yaml.constructor.ConstructorError(None, None, f"duplicate key {key!r}", key_node.start_mark)
         mapping[key] = loader.construct_object(value_node, deep=deep)
     return mapping
 

@@ -14,8 +14,13 @@ from pathlib import Path
 from typing import Any, Callable, Mapping
 
 import yaml
-from pulumi_policy import (EnforcementLevel, PolicyConfigSchema, ReportViolation, ResourceValidationArgs,
-                           ResourceValidationPolicy)
+from pulumi_policy import (
+    EnforcementLevel,
+    PolicyConfigSchema,
+    ReportViolation,
+    ResourceValidationArgs,
+    ResourceValidationPolicy,
+)
 
 try:  # tests import the package from the repository root ...
     from policy import rules
@@ -29,7 +34,7 @@ BACKEND_KEY = "k8s-secrets:backend"
 def stack_from_urn(urn: str) -> str | None:
     parts = urn.split("::")
     if len(parts) >= 2 and parts[0].startswith("urn:pulumi:"):
-        return parts[0][len("urn:pulumi:"):]
+        return parts[0][len("urn:pulumi:") :]
     return None
 
 
@@ -67,6 +72,7 @@ def _wrap(check: Callable[[ResourceValidationArgs], list[str]]):
     def validate(args: ResourceValidationArgs, report_violation: ReportViolation) -> None:
         for message in check(args):
             report_violation(message, None)
+
     return validate
 
 
@@ -74,7 +80,7 @@ POLICIES = [
     ResourceValidationPolicy(
         name="no-secret-data-in-gitops-stack",
         description="No v1 Secret with data/stringData in a stack whose backend is exported for Flux "
-                    "(sealed-secrets or vault).",
+        "(sealed-secrets or vault).",
         enforcement_level=EnforcementLevel.MANDATORY,
         config_schema=PolicyConfigSchema(properties={"backend": {"type": "string", "enum": list(rules.BACKENDS)}}),
         validate=_wrap(lambda a: rules.secret_data_violations(a.resource_type, a.props, resolve_backend(a))),
@@ -100,21 +106,35 @@ POLICIES = [
     ResourceValidationPolicy(
         name="run-as-numeric-user",
         description="Containers with runAsNonRoot set a numeric, non-zero runAsUser and runAsGroup, which the "
-                    "kubelet can verify whatever the image's USER is.",
+        "kubelet can verify whatever the image's USER is.",
         enforcement_level=EnforcementLevel.MANDATORY,
         validate=_wrap(lambda a: rules.numeric_user_violations(a.resource_type, a.props)),
     ),
 ]
 
 
-def evaluate(resource_type: str, props: Mapping[str, Any], *, urn: str = "", name: str = "",
-             config: Mapping[str, Mapping[str, Any]] | None = None) -> dict[str, list[str]]:
+def evaluate(
+    resource_type: str,
+    props: Mapping[str, Any],
+    *,
+    urn: str = "",
+    name: str = "",
+    config: Mapping[str, Mapping[str, Any]] | None = None,
+) -> dict[str, list[str]]:
     """Run every policy as the engine would (one ResourceValidationArgs per resource): policy → messages."""
     out: dict[str, list[str]] = {}
     for policy in POLICIES:
-        args = ResourceValidationArgs(resource_type, props, urn, name, None, None,  # type: ignore[arg-type]
-                                      (config or {}).get(policy.name, {}))
+        args = ResourceValidationArgs(
+            resource_type,
+            props,
+            urn,
+            name,
+            None,
+            None,  # type: ignore[arg-type]
+            (config or {}).get(policy.name, {}),
+        )
         messages: list[str] = []
+
         def report(message: str, urn: Any = None, messages: list[str] = messages) -> None:
             messages.append(message)
 

@@ -56,6 +56,7 @@ def _list(value: Any) -> list:
 
 # --- 1. no Secret with data in a GitOps-exported stack ---------------------------------------------
 
+
 def _has_entries(value: Any) -> bool:
     if not isinstance(value, Mapping):
         # An unknown (computed) or secret-wrapped map still carries data.
@@ -74,13 +75,18 @@ def secret_data_violations(resource_type: str, props: Mapping[str, Any], backend
     if backend == "manual":
         return []
     if backend is None:
-        return [f"Secret {object_name(props)} has {'/'.join(fields)}, and the stack's backend is unknown "
-                "(set k8s-secrets:backend, or the policy's `backend` config)"]
-    return [f"Secret {object_name(props)} has {'/'.join(fields)} in a {backend} stack: its values would "
-            f"leave the {backend} backend; seal them (ksecrets seal) or push them to Vault (ksecrets vault push)"]
+        return [
+            f"Secret {object_name(props)} has {'/'.join(fields)}, and the stack's backend is unknown "
+            "(set k8s-secrets:backend, or the policy's `backend` config)"
+        ]
+    return [
+        f"Secret {object_name(props)} has {'/'.join(fields)} in a {backend} stack: its values would "
+        f"leave the {backend} backend; seal them (ksecrets seal) or push them to Vault (ksecrets vault push)"
+    ]
 
 
 # --- 2. Roles that touch secrets: resourceNames, and no list/watch/* --------------------------------
+
 
 def _touches_secrets(rule: Mapping[str, Any]) -> bool:
     groups = _list(rule.get("apiGroups"))
@@ -98,8 +104,11 @@ KEY_BACKUP_RULE = {"apiGroups": [""], "resources": ["secrets"], "verbs": ["list"
 
 def is_key_backup_role(resource_type: str, props: Mapping[str, Any]) -> bool:
     meta = props.get("metadata") or {}
-    return (resource_type.endswith(":Role") and meta.get("name") == KEY_BACKUP_ROLE
-            and _list(props.get("rules")) == [KEY_BACKUP_RULE])
+    return (
+        resource_type.endswith(":Role")
+        and meta.get("name") == KEY_BACKUP_ROLE
+        and _list(props.get("rules")) == [KEY_BACKUP_RULE]
+    )
 
 
 def role_violations(resource_type: str, props: Mapping[str, Any]) -> list[str]:
@@ -123,6 +132,7 @@ def role_violations(resource_type: str, props: Mapping[str, Any]) -> list[str]:
 
 
 # --- 3. containers that read secrets run as non-root -----------------------------------------------
+
 
 def pod_spec(resource_type: str, props: Mapping[str, Any]) -> Mapping[str, Any] | None:
     path = POD_SPEC_PATHS.get(resource_type)
@@ -148,7 +158,9 @@ def _secret_volumes(spec: Mapping[str, Any]) -> set[str | None]:
 def reads_secrets(container: Mapping[str, Any], secret_volumes: set[str | None]) -> bool:
     if any(isinstance(e, Mapping) and _get(e, "secretRef") is not None for e in _list(container.get("envFrom"))):
         return True
-    if any(isinstance(e, Mapping) and _get(e, "valueFrom", "secretKeyRef") is not None for e in _list(container.get("env"))):
+    if any(
+        isinstance(e, Mapping) and _get(e, "valueFrom", "secretKeyRef") is not None for e in _list(container.get("env"))
+    ):
         return True
     return any(isinstance(m, Mapping) and m.get("name") in secret_volumes for m in _list(container.get("volumeMounts")))
 
@@ -163,6 +175,7 @@ def _containers(spec: Mapping[str, Any]) -> Iterator[tuple[str, int, Mapping[str
 def runs_as_non_root(pod_security: Any, container_security: Any) -> bool:
     """The container's effective settings (container overrides pod): runAsUser 0 is root whatever
     runAsNonRoot says; otherwise runAsNonRoot true or a non-zero runAsUser is non-root."""
+
     def pick(field: str) -> Any:
         value = _get(container_security, field)
         return value if value is not None else _get(pod_security, field)
@@ -183,14 +196,18 @@ def non_root_violations(resource_type: str, props: Mapping[str, Any]) -> list[st
     volumes = _secret_volumes(spec)
     out = []
     for field, i, container in _containers(spec):
-        if reads_secrets(container, volumes) and not runs_as_non_root(spec.get("securityContext"),
-                                                                      container.get("securityContext")):
-            out.append(f"{kind} {object_name(props)}: {field}[{i}] ({container.get('name', '?')}) reads a Secret "
-                       "but may run as root (set runAsNonRoot: true, or a non-zero runAsUser)")
+        if reads_secrets(container, volumes) and not runs_as_non_root(
+            spec.get("securityContext"), container.get("securityContext")
+        ):
+            out.append(
+                f"{kind} {object_name(props)}: {field}[{i}] ({container.get('name', '?')}) reads a Secret "
+                "but may run as root (set runAsNonRoot: true, or a non-zero runAsUser)"
+            )
     return out
 
 
 # --- 5. runAsNonRoot with a numeric user and group --------------------------------------------------
+
 
 def _is_id(value: Any) -> bool:
     # Numbers reach a policy through protobuf Structs, as floats (65532.0).
@@ -219,13 +236,16 @@ def numeric_user_violations(resource_type: str, props: Mapping[str, Any]) -> lis
             continue
         missing = [f for f in ("runAsUser", "runAsGroup") if not _is_id(pick(f))]
         if missing:
-            out.append(f"{kind} {object_name(props)}: {field}[{i}] ({container.get('name', '?')}) sets runAsNonRoot "
-                       f"without a numeric non-zero {' and '.join(missing)}: the kubelet refuses an image whose "
-                       "user is a name")
+            out.append(
+                f"{kind} {object_name(props)}: {field}[{i}] ({container.get('name', '?')}) sets runAsNonRoot "
+                f"without a numeric non-zero {' and '.join(missing)}: the kubelet refuses an image whose "
+                "user is a name"
+            )
     return out
 
 
 # --- 4. HelmReleases pin an exact chart version ----------------------------------------------------
+
 
 def helm_version_violations(resource_type: str, props: Mapping[str, Any]) -> list[str]:
     if resource_type in HELM_RELEASE_TYPES:
@@ -249,6 +269,10 @@ def helm_version_violations(resource_type: str, props: Mapping[str, Any]) -> lis
 
 def all_violations(resource_type: str, props: Mapping[str, Any], backend: str | None) -> list[str]:
     """Every policy's messages for one resource, in policy order."""
-    return (secret_data_violations(resource_type, props, backend) + role_violations(resource_type, props)
-            + non_root_violations(resource_type, props) + helm_version_violations(resource_type, props)
-            + numeric_user_violations(resource_type, props))
+    return (
+        secret_data_violations(resource_type, props, backend)
+        + role_violations(resource_type, props)
+        + non_root_violations(resource_type, props)
+        + helm_version_violations(resource_type, props)
+        + numeric_user_violations(resource_type, props)
+    )

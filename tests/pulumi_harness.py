@@ -34,8 +34,9 @@ class RecordingMocks(pulumi.runtime.Mocks):
         return {}, []
 
 
-def run_program(program: Callable[[], Any], *, stack: str, config: dict[str, Any] | None = None,
-                project: str = "k8s-secrets") -> tuple[RecordingMocks, Any]:
+def run_program(
+    program: Callable[[], Any], *, stack: str, config: dict[str, Any] | None = None, project: str = "k8s-secrets"
+) -> tuple[RecordingMocks, Any]:
     """Run `program()` under mocks and wait for every registration; return the mocks and result."""
     mocks = RecordingMocks()
     pulumi.runtime.set_mocks(mocks, project=project, stack=stack, preview=False)
@@ -58,6 +59,7 @@ def run_program(program: Callable[[], Any], *, stack: str, config: dict[str, Any
 
 def resolve(output: Any) -> Any:
     """The plain value of an Output (or nested structure of Outputs) under mocks."""
+
     async def go(value: Any) -> Any:
         if isinstance(value, pulumi.Output):
             return await go(await value.future())

@@ -41,7 +41,7 @@ def imports(path: Path, name: str | None = None) -> list[tuple[int, str]]:
             base = node.module or ""
             if node.level:
                 anchor = package.split(".")
-                anchor = anchor[:len(anchor) - node.level + 1]
+                anchor = anchor[: len(anchor) - node.level + 1]
                 base = ".".join([*anchor, *([base] if base else [])])
             out.append((node.lineno, base))
             out += [(node.lineno, f"{base}.{alias.name}") for alias in node.names]
@@ -57,9 +57,12 @@ def under(module: str, prefixes: tuple[str, ...]) -> bool:
 
 
 def offences(package: str, forbidden: tuple[str, ...], allowed: tuple[str, ...] = ()) -> list[str]:
-    return [f"{path.relative_to(ROOT)}:{line}: imports {mod}"
-            for path in files(package) for line, mod in imports(path)
-            if under(mod, forbidden) and not under(mod, allowed)]
+    return [
+        f"{path.relative_to(ROOT)}:{line}: imports {mod}"
+        for path in files(package)
+        for line, mod in imports(path)
+        if under(mod, forbidden) and not under(mod, allowed)
+    ]
 
 
 def test_the_package_never_imports_pulumi():
@@ -84,17 +87,34 @@ def test_the_use_cases_do_not_import_the_command_line():
 
 
 def test_the_builders_do_no_file_io():
-    forbidden = ("pathlib", "io", "os", "shutil", "tempfile", "yaml", "ruamel", "ksecrets.fileio", "ksecrets.yamlio",
-                 "ksecrets.sealing", "ksecrets.vault", "ksecrets.usecases", "ksecrets.cli", "ksecrets.validation",
-                 "ksecrets.export", "ksecrets.config.load", "ksecrets.config.stackfile")
+    forbidden = (
+        "pathlib",
+        "io",
+        "os",
+        "shutil",
+        "tempfile",
+        "yaml",
+        "ruamel",
+        "ksecrets.fileio",
+        "ksecrets.yamlio",
+        "ksecrets.sealing",
+        "ksecrets.vault",
+        "ksecrets.usecases",
+        "ksecrets.cli",
+        "ksecrets.validation",
+        "ksecrets.export",
+        "ksecrets.config.load",
+        "ksecrets.config.stackfile",
+    )
     # The one sealing module a builder uses: a SealedSecret object's shape is the format's (pure).
     assert offences("ksecrets.manifests", forbidden, allowed=("ksecrets.sealing.sealedsecret",)) == []
-    calls = [f"{path.relative_to(ROOT)}:{node.lineno}: calls {node.func.id}()"
-             for path in files("ksecrets.manifests")
-             for node in ast.walk(ast.parse(path.read_text(encoding="utf-8")))
-             if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "open"]
+    calls = [
+        f"{path.relative_to(ROOT)}:{node.lineno}: calls {node.func.id}()"
+        for path in files("ksecrets.manifests")
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8")))
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "open"
+    ]
     assert calls == []
-
 
 
 def nodes(package: str):
@@ -106,9 +126,22 @@ def nodes(package: str):
 def test_a_name_is_made_once():
     """The rotator's name (`manifests.rotation.rotator_name`: f"{app.name}-rotator") and which
     files are stack files (`config.names.stack_files`: a glob of "Pulumi.*.yaml") each have one home."""
-    rotator = [f"{p}:{n.lineno}" for p, n in nodes("ksecrets") if isinstance(n, ast.JoinedStr) and n.values
-               and isinstance(n.values[-1], ast.Constant) and n.values[-1].value == "-rotator"]
-    globs = [f"{p}:{n.lineno}" for p, n in nodes("ksecrets") if isinstance(n, ast.Call)
-             and isinstance(n.func, ast.Attribute) and n.func.attr == "glob" and n.args
-             and isinstance(n.args[0], ast.Constant) and n.args[0].value == "Pulumi.*.yaml"]
+    rotator = [
+        f"{p}:{n.lineno}"
+        for p, n in nodes("ksecrets")
+        if isinstance(n, ast.JoinedStr)
+        and n.values
+        and isinstance(n.values[-1], ast.Constant)
+        and n.values[-1].value == "-rotator"
+    ]
+    globs = [
+        f"{p}:{n.lineno}"
+        for p, n in nodes("ksecrets")
+        if isinstance(n, ast.Call)
+        and isinstance(n.func, ast.Attribute)
+        and n.func.attr == "glob"
+        and n.args
+        and isinstance(n.args[0], ast.Constant)
+        and n.args[0].value == "Pulumi.*.yaml"
+    ]
     assert (rotator, globs) == (["ksecrets/manifests/rotation.py:57"], ["ksecrets/config/names.py:15"])

@@ -27,12 +27,20 @@ def test_a_source_tree_that_is_not_installed_reads_pyproject(tmp_path):
     # A copy of the sources (no *.egg-info beside it) run with -S (no site-packages): no metadata.
     shutil.copytree(ROOT / "ksecrets", tmp_path / "ksecrets", ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copy2(ROOT / "pyproject.toml", tmp_path / "pyproject.toml")
-    proc = subprocess.run([sys.executable, "-S", "-c", "import ksecrets; print(ksecrets.__version__)"],
-                          cwd=tmp_path, capture_output=True, text=True, check=True)
+    proc = subprocess.run(
+        [sys.executable, "-S", "-c", "import ksecrets; print(ksecrets.__version__)"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     assert proc.stdout == f"{PYPROJECT}\n"
-    probe = subprocess.run([sys.executable, "-S", "-c",
-                            "from importlib import metadata; metadata.version('k8s-secrets')"],
-                           cwd=tmp_path, capture_output=True, text=True)
+    probe = subprocess.run(
+        [sys.executable, "-S", "-c", "from importlib import metadata; metadata.version('k8s-secrets')"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+    )
     assert "PackageNotFoundError" in probe.stderr  # the fallback was really taken
 
 

@@ -29,8 +29,10 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "reseal": ("reseal_cmd", "re-encrypt all of a stack's sealed values for a new certificate"),
     "verify": ("verify_cmd", "check sealed values against each stack's current certificate"),
     "keygen": ("keygen_cmd", "make a sealing key pair for a stack (cert in certs/, key in a backup)"),
-    "backup": ("backup_cmd", "encrypt the controller's key Secrets (stdin) into a backup file; "
-                             "check, import, offline key"),
+    "backup": (
+        "backup_cmd",
+        "encrypt the controller's key Secrets (stdin) into a backup file; check, import, offline key",
+    ),
     "restore": ("backup_cmd", "print the key Secrets of a backup file, for kubectl apply"),
     "rotate": ("rotate_cmd", "rotate one key of a Secret (sealed-secrets: re-seal into the stack; vault: write Vault)"),
     "vault": ("vault_cmd", "configure Vault for a stack and push values to it"),

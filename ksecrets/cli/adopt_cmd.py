@@ -15,8 +15,9 @@ import sys
 def register(subparsers) -> None:
     from ksecrets.cli import SUBCOMMANDS
 
-    p = subparsers.add_parser("adopt", help=SUBCOMMANDS["adopt"][1], description=__doc__,
-                              formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = subparsers.add_parser(
+        "adopt", help=SUBCOMMANDS["adopt"][1], description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("path", metavar="PATH", help="a Secret manifest, an env file, or a directory of them")
     p.add_argument("--stack", required=True)
     p.add_argument("--name", help="the Secret an env file's values belong to")
@@ -30,8 +31,15 @@ def run(args: argparse.Namespace) -> int:
     from ksecrets.adopt import adopt
     from ksecrets.sealing import churn
 
-    report = adopt(args.path, args.root, args.stack, name=args.name, namespace=args.namespace, keep=args.keep,
-                   seal_key=churn.seal_key_from_env())
+    report = adopt(
+        args.path,
+        args.root,
+        args.stack,
+        name=args.name,
+        namespace=args.namespace,
+        keep=args.keep,
+        seal_key=churn.seal_key_from_env(),
+    )
     for line in report.lines:
         sys.stderr.write(line + "\n")
     for line in report.purge_lines():

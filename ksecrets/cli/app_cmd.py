@@ -67,7 +67,9 @@ def run_add(args: argparse.Namespace) -> int:
     if cfg.backend == "sealed-secrets":
         print(f"next: ksecrets seal --stack {args.stack} --name {secret} --from-env-file .env.{args.stack}")
     elif cfg.backend == "vault":
-        print(f"next: ksecrets vault bootstrap --stack {args.stack} (its policy and role), then "
-              f"ksecrets vault push --stack {args.stack} --path {app['vault']['path']} --from-env-file .env.{args.stack}")
+        print(
+            f"next: ksecrets vault bootstrap --stack {args.stack} (its policy and role), then "
+            f"ksecrets vault push --stack {args.stack} --path {app['vault']['path']} --from-env-file .env.{args.stack}"
+        )
     print(f"next: ksecrets doctor --stack {args.stack}; make render")
     return 0

@@ -27,32 +27,66 @@ from ksecrets.errors import KsecretsError
 
 
 def register(subparsers) -> None:
-    p = subparsers.add_parser("backup", help="encrypt the controller's key Secrets (stdin) into a backup file; "
-                                             "check, import, offline key",
-                              description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = subparsers.add_parser(
+        "backup",
+        help="encrypt the controller's key Secrets (stdin) into a backup file; check, import, offline key",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     mode = p.add_mutually_exclusive_group(required=True)
     mode.add_argument("--out", metavar="FILE", help="the backup file (mode 0600, never overwritten)")
-    mode.add_argument("--check", nargs="+", type=Path, metavar="F",
-                      help="backups to check: .ksbackup files, .kskey files or directories of them")
-    mode.add_argument("--import", dest="import_", nargs="+", type=Path, metavar="F",
-                      help=".kskey files or directories the key-backup CronJob wrote")
-    mode.add_argument("--new-offline-key", action="store_true",
-                      help="make the offline key pair the key-backup CronJob encrypts to")
-    p.add_argument("--stack", action="append", default=[], help="--check: this stack's certificate (repeatable; "
-                                                                "default every stack with one)")
-    p.add_argument("--keys-from-stdin", action="store_true",
-                   help="--check: the key Secrets on stdin (kubectl get secret -l ... -o yaml), not the stacks")
+    mode.add_argument(
+        "--check",
+        nargs="+",
+        type=Path,
+        metavar="F",
+        help="backups to check: .ksbackup files, .kskey files or directories of them",
+    )
+    mode.add_argument(
+        "--import",
+        dest="import_",
+        nargs="+",
+        type=Path,
+        metavar="F",
+        help=".kskey files or directories the key-backup CronJob wrote",
+    )
+    mode.add_argument(
+        "--new-offline-key", action="store_true", help="make the offline key pair the key-backup CronJob encrypts to"
+    )
+    p.add_argument(
+        "--stack",
+        action="append",
+        default=[],
+        help="--check: this stack's certificate (repeatable; default every stack with one)",
+    )
+    p.add_argument(
+        "--keys-from-stdin",
+        action="store_true",
+        help="--check: the key Secrets on stdin (kubectl get secret -l ... -o yaml), not the stacks",
+    )
     p.add_argument("--root", default=".", type=Path, help="where the stack files are (default: .)")
     p.add_argument("--offline-key", type=Path, metavar="FILE", help="--import: the offline private key")
-    p.add_argument("--import-out", dest="import_out", metavar="FILE",
-                   help="--import: write a .ksbackup instead of printing the Secrets")
+    p.add_argument(
+        "--import-out",
+        dest="import_out",
+        metavar="FILE",
+        help="--import: write a .ksbackup instead of printing the Secrets",
+    )
     p.add_argument("--public-out", type=Path, metavar="FILE", help="--new-offline-key: public key (commit it)")
-    p.add_argument("--private-out", type=Path, metavar="FILE",
-                   help="--new-offline-key: private key, passphrase-encrypted (keep it offline)")
+    p.add_argument(
+        "--private-out",
+        type=Path,
+        metavar="FILE",
+        help="--new-offline-key: private key, passphrase-encrypted (keep it offline)",
+    )
     p.set_defaults(func=run_backup)
 
-    r = subparsers.add_parser("restore", help="print the key Secrets of a backup file, for kubectl apply",
-                              description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    r = subparsers.add_parser(
+        "restore",
+        help="print the key Secrets of a backup file, for kubectl apply",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     r.add_argument("--backup", required=True, metavar="FILE")
     add_format_flag(r, default="yaml")
     r.set_defaults(func=run_restore)
@@ -96,6 +130,7 @@ def run_restore(args: argparse.Namespace) -> int:
 
 
 # --- check -------------------------------------------------------------------------------------
+
 
 def backed_up_fingerprints(paths: list[Path]) -> dict[str, str]:
     """Fingerprint -> where it is, for every key in the given backups. .kskey files need no key;
@@ -174,6 +209,7 @@ def run_check(args: argparse.Namespace) -> int:
 
 # --- import and the offline key -------------------------------------------------------------------
 
+
 def _offline_passphrase(confirm: bool) -> str:
     from ksecrets.sealing import keybackup
     from ksecrets.sealing.backup import get_passphrase
@@ -189,16 +225,18 @@ def run_import(args: argparse.Namespace) -> int:
 
     if args.offline_key is None:
         raise KsecretsError("--import needs --offline-key FILE (the private half of the key-backup key)")
-    offline = keybackup.load_offline_private_key(read_bytes(args.offline_key, "offline key"),
-                                                 _offline_passphrase(False), str(args.offline_key))
+    offline = keybackup.load_offline_private_key(
+        read_bytes(args.offline_key, "offline key"), _offline_passphrase(False), str(args.offline_key)
+    )
     files = keybackup.key_files(args.import_)
     if not files:
         raise KsecretsError(f"{' '.join(map(str, args.import_))}: no {keybackup.SUFFIX} files")
     secrets_ = [keybackup.decrypt_key_file(read_bytes(f, "key file"), offline, str(f)) for f in files]
     doc = {"apiVersion": "v1", "kind": "List", "items": secrets_}
     if args.import_out:
-        write_backup(args.import_out, backup_plaintext(doc, "import"), get_passphrase(confirm=True),
-                     log2_n=log2_n_from_env())
+        write_backup(
+            args.import_out, backup_plaintext(doc, "import"), get_passphrase(confirm=True), log2_n=log2_n_from_env()
+        )
         sys.stderr.write(f"{args.import_out}: {len(secrets_)} key(s) imported, encrypted (mode 0600)\n")
     else:
         sys.stdout.write(yamlio.dump_all(secrets_))
@@ -219,6 +257,8 @@ def run_new_offline_key(args: argparse.Namespace) -> int:
     key = keybackup.new_offline_key()
     atomic_write_bytes(args.private_out, keybackup.encrypted_private_pem(key, passphrase), 0o600)
     atomic_write_bytes(args.public_out, keybackup.public_pem(key), 0o644)
-    print(f"{args.public_out}: offline public key {public_key_fingerprint(key.public_key())} (commit it); "
-          f"{args.private_out}: its private key, passphrase-encrypted (keep it offline)")
+    print(
+        f"{args.public_out}: offline public key {public_key_fingerprint(key.public_key())} (commit it); "
+        f"{args.private_out}: its private key, passphrase-encrypted (keep it offline)"
+    )
     return 0

@@ -10,8 +10,11 @@ from ksecrets.errors import CheckFailed
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("export", help="write k8s/<stack>/ for Flux from the stack files",
-                       description="Render every stack (or the given ones) into k8s/<stack>/.")
+    p = sub.add_parser(
+        "export",
+        help="write k8s/<stack>/ for Flux from the stack files",
+        description="Render every stack (or the given ones) into k8s/<stack>/.",
+    )
     p.add_argument("--stack", action="append", metavar="NAME", help="only this stack (repeatable)")
     p.add_argument("--check", action="store_true", help="write nothing; exit 1 and list files that differ")
     p.add_argument("--root", default=".", type=Path, help="the repository root (default: .)")

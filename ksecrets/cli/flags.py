@@ -7,13 +7,28 @@ from ksecrets.sealing.scopes import SCOPES  # noqa: F401 (the one list; seal_cmd
 
 
 def add_format_flag(parser, default: str | None = "json") -> None:
-    parser.add_argument("-o", "--format", choices=("json", "yaml"), default=default,
-                        help=f"output format (default {default or 'that of the file'}, like kubeseal)")
+    parser.add_argument(
+        "-o",
+        "--format",
+        choices=("json", "yaml"),
+        default=default,
+        help=f"output format (default {default or 'that of the file'}, like kubeseal)",
+    )
 
 
 def add_recovery_flags(parser) -> None:
-    parser.add_argument("--recovery-private-key", action="append", default=[], metavar="FILE[,FILE]",
-                        help="private key (PEM) or key Secret(s) (YAML/JSON); repeatable; every key is tried")
-    parser.add_argument("--backup", action="append", default=[], metavar="FILE",
-                        help="an encrypted backup from `ksecrets backup` or `keygen` (passphrase from "
-                             "KSECRETS_BACKUP_PASSPHRASE or a prompt)")
+    parser.add_argument(
+        "--recovery-private-key",
+        action="append",
+        default=[],
+        metavar="FILE[,FILE]",
+        help="private key (PEM) or key Secret(s) (YAML/JSON); repeatable; every key is tried",
+    )
+    parser.add_argument(
+        "--backup",
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="an encrypted backup from `ksecrets backup` or `keygen` (passphrase from "
+        "KSECRETS_BACKUP_PASSPHRASE or a prompt)",
+    )

@@ -1,9 +1,9 @@
 """`ksecrets git setup|merge|textconv`: git drivers for stack files.
 
-    ksecrets git setup                 # once per clone: .gitattributes (commit it) and git config
-    # git then calls, by itself:
-    ksecrets git merge %O %A %B %P     # merge driver: sealed values merged key by key
-    ksecrets git textconv FILE         # diff: ciphertexts shown as ids, so `git diff` shows keys
+ksecrets git setup                 # once per clone: .gitattributes (commit it) and git config
+# git then calls, by itself:
+ksecrets git merge %O %A %B %P     # merge driver: sealed values merged key by key
+ksecrets git textconv FILE         # diff: ciphertexts shown as ids, so `git diff` shows keys
 """
 
 from __future__ import annotations
@@ -15,12 +15,16 @@ import sys
 def register(subparsers) -> None:
     from ksecrets.cli import SUBCOMMANDS
 
-    p = subparsers.add_parser("git", help=SUBCOMMANDS["git"][1], description=__doc__,
-                              formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = subparsers.add_parser(
+        "git", help=SUBCOMMANDS["git"][1], description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     gsub = p.add_subparsers(dest="git_command", required=True, parser_class=type(p))
     s = gsub.add_parser("setup", help="install the merge and diff drivers in this repository")
-    s.add_argument("--command", default="ksecrets",
-                   help="how git should call ksecrets (default: ksecrets on PATH; e.g. .venv/bin/ksecrets)")
+    s.add_argument(
+        "--command",
+        default="ksecrets",
+        help="how git should call ksecrets (default: ksecrets on PATH; e.g. .venv/bin/ksecrets)",
+    )
     s.add_argument("--root", default=".", help="a directory inside the repository (default .)")
     s.set_defaults(func=run_setup)
     m = gsub.add_parser("merge", help="merge driver (git calls it with %%O %%A %%B %%P)")

@@ -18,13 +18,24 @@ from ksecrets.errors import KsecretsError
 
 
 def register(subparsers) -> None:
-    p = subparsers.add_parser("keygen", help="make a sealing key pair for a stack (cert in certs/, key in a backup)",
-                              description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = subparsers.add_parser(
+        "keygen",
+        help="make a sealing key pair for a stack (cert in certs/, key in a backup)",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("--stack", required=True)
-    p.add_argument("--backup-file", required=True, metavar="FILE",
-                   help="where the encrypted private key goes (keep it outside Git); never overwritten")
-    p.add_argument("--print-secret", action="store_true",
-                   help="print the kubernetes.io/tls key Secret (plaintext private key!) to stdout")
+    p.add_argument(
+        "--backup-file",
+        required=True,
+        metavar="FILE",
+        help="where the encrypted private key goes (keep it outside Git); never overwritten",
+    )
+    p.add_argument(
+        "--print-secret",
+        action="store_true",
+        help="print the kubernetes.io/tls key Secret (plaintext private key!) to stdout",
+    )
     p.add_argument("--force", action="store_true", help="replace an existing certificate (then run reseal)")
     p.add_argument("--root", default=".", help="directory of the stack files (default .)")
     p.set_defaults(func=run)

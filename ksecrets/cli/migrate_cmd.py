@@ -17,16 +17,23 @@ from ksecrets.errors import KsecretsError
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("migrate", help="move a sealed-secrets stack to Vault with no value lost",
-                       description="Unseal every sealed entry of the stack in memory, push each Secret to "
-                                   "<kvMount>/<app.vault.path>, then switch the stack file's backend to vault.")
+    p = sub.add_parser(
+        "migrate",
+        help="move a sealed-secrets stack to Vault with no value lost",
+        description="Unseal every sealed entry of the stack in memory, push each Secret to "
+        "<kvMount>/<app.vault.path>, then switch the stack file's backend to vault.",
+    )
     p.add_argument("--stack", required=True, help="the stack (Pulumi.<stack>.yaml)")
     p.add_argument("--to", required=True, choices=("vault",), help="the new backend")
     phase = p.add_mutually_exclusive_group()
-    phase.add_argument("--prepare", action="store_true",
-                       help="phase 1: the sealed-secrets stack also installs Vault and the operator (no Vault needed)")
-    phase.add_argument("--finish", action="store_true",
-                       help="phase 3: end the handover once the VaultStaticSecrets have synced")
+    phase.add_argument(
+        "--prepare",
+        action="store_true",
+        help="phase 1: the sealed-secrets stack also installs Vault and the operator (no Vault needed)",
+    )
+    phase.add_argument(
+        "--finish", action="store_true", help="phase 3: end the handover once the VaultStaticSecrets have synced"
+    )
     add_recovery_flags(p)
     p.add_argument("--root", default=".", type=Path, help="where the stack files are (default: .)")
     p.set_defaults(func=run)
@@ -52,9 +59,11 @@ def run(args: argparse.Namespace) -> int:
     for line in report.warnings:
         print(f"warning: {line}", file=sys.stderr)
     if report.switched:
-        print(f"next: ksecrets export --stack {args.stack} (VaultStaticSecrets take over the SealedSecrets' Secrets), "
-              f"commit; once `kubectl get vaultstaticsecret -A` shows them synced: "
-              f"ksecrets migrate --stack {args.stack} --to vault --finish")
+        print(
+            f"next: ksecrets export --stack {args.stack} (VaultStaticSecrets take over the SealedSecrets' Secrets), "
+            f"commit; once `kubectl get vaultstaticsecret -A` shows them synced: "
+            f"ksecrets migrate --stack {args.stack} --to vault --finish"
+        )
     return 0
 
 
@@ -66,9 +75,11 @@ def _phase(args: argparse.Namespace, path: Path) -> int:
     if args.prepare:
         wrote = prepare(path)
         print(f"{path.name}: vaultMigration: install" + ("" if wrote else " (file unchanged)"))
-        print(f"next: ksecrets export --stack {args.stack}, commit (Flux installs Vault and the operator); "
-              f"initialise and unseal Vault; ksecrets vault bootstrap --stack {args.stack}; "
-              f"ksecrets migrate --stack {args.stack} --to vault --recovery-private-key K (or --backup F)")
+        print(
+            f"next: ksecrets export --stack {args.stack}, commit (Flux installs Vault and the operator); "
+            f"initialise and unseal Vault; ksecrets vault bootstrap --stack {args.stack}; "
+            f"ksecrets migrate --stack {args.stack} --to vault --recovery-private-key K (or --backup F)"
+        )
     else:
         wrote = finish(path)
         print(f"{path.name}: vaultMigration removed" + ("" if wrote else " (file unchanged)"))

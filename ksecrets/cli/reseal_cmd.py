@@ -13,17 +13,21 @@ import sys
 from ksecrets.cli.flags import add_recovery_flags
 
 
-
 def register(subparsers) -> None:
     p = subparsers.add_parser(
-        "reseal", help="re-encrypt all of a stack's sealed values for a new certificate",
+        "reseal",
+        help="re-encrypt all of a stack's sealed values for a new certificate",
         description="Decrypt every k8s-secrets:sealed value of a stack with the old keys and encrypt it for "
-                    "--cert. Entries already sealed for --cert are left alone (unless --force).")
+        "--cert. Entries already sealed for --cert are left alone (unless --force).",
+    )
     p.add_argument("--stack", required=True)
     add_recovery_flags(p)
     p.add_argument("--cert", required=True, help="the new sealing certificate (PEM)")
-    p.add_argument("--set-certificate", action="store_true",
-                   help="also point k8s-secrets:sealedSecrets.certificate at --cert (must be inside the repo)")
+    p.add_argument(
+        "--set-certificate",
+        action="store_true",
+        help="also point k8s-secrets:sealedSecrets.certificate at --cert (must be inside the repo)",
+    )
     p.add_argument("--force", action="store_true", help="re-seal entries already sealed for --cert too")
     p.add_argument("--root", default=".", help="directory of the stack files (default .)")
     p.set_defaults(func=run)
@@ -38,8 +42,16 @@ def run(args: argparse.Namespace) -> int:
 
     cert = load_certificate(args.cert)
     keys = recovery_keys(args)
-    report = reseal_stack(args.root, args.stack, private_keys=keys, cert=cert, set_certificate=args.set_certificate,
-                          cert_path=args.cert, seal_key=churn.seal_key_from_env(), force=args.force)
+    report = reseal_stack(
+        args.root,
+        args.stack,
+        private_keys=keys,
+        cert=cert,
+        set_certificate=args.set_certificate,
+        cert_path=args.cert,
+        seal_key=churn.seal_key_from_env(),
+        force=args.force,
+    )
     for line in report.lines():
         sys.stderr.write(line + "\n")
     return 0

@@ -32,18 +32,26 @@ MIN_LENGTH, MAX_LENGTH = 16, 256  # ksecrets.rotate's (a test keeps them equal)
 
 def register(subparsers) -> None:
     p = subparsers.add_parser(
-        "rotate", help="rotate one key of a Secret (sealed-secrets: re-seal into the stack; vault: write Vault)",
+        "rotate",
+        help="rotate one key of a Secret (sealed-secrets: re-seal into the stack; vault: write Vault)",
         description="Make a new random value for one key and store it the stack's way: re-sealed into "
-                    "Pulumi.<stack>.yaml (sealed-secrets) or a new kv-v2 version in Vault (vault).")
+        "Pulumi.<stack>.yaml (sealed-secrets) or a new kv-v2 version in Vault (vault).",
+    )
     p.add_argument("--stack", required=True, help="the stack (Pulumi.<stack>.yaml)")
     p.add_argument("--name", required=True, help="the Secret's name (an app's secretName)")
     p.add_argument("--namespace", "-n", help="the Secret's namespace (default: from the app)")
     p.add_argument("--key", required=True, help="the key to rotate")
-    p.add_argument("--length", type=int,
-                   help=f"characters of the new value ({MIN_LENGTH} to {MAX_LENGTH}; default: the key's "
-                        f"rotation.length in the stack, else {DEFAULT_LENGTH})")
-    p.add_argument("--force", action="store_true",
-                   help="vault, postgres mode dual: rotate even if the last rotation is younger than rotation.minInterval")
+    p.add_argument(
+        "--length",
+        type=int,
+        help=f"characters of the new value ({MIN_LENGTH} to {MAX_LENGTH}; default: the key's "
+        f"rotation.length in the stack, else {DEFAULT_LENGTH})",
+    )
+    p.add_argument(
+        "--force",
+        action="store_true",
+        help="vault, postgres mode dual: rotate even if the last rotation is younger than rotation.minInterval",
+    )
     p.add_argument("--root", default=".", help="directory of the stack files (default .)")
     p.set_defaults(func=run)
 
@@ -51,8 +59,10 @@ def register(subparsers) -> None:
 def _app_for(cfg: StackConfig, name: str, namespace: str | None) -> App | None:
     found = [a for a in cfg.apps if a.secret_name == name and (namespace is None or a.namespace == namespace)]
     if len(found) > 1:
-        raise KsecretsError(f"{cfg.source}: apps in namespaces {', '.join(sorted(a.namespace for a in found))} "
-                            f"use secretName {name}; pass --namespace")
+        raise KsecretsError(
+            f"{cfg.source}: apps in namespaces {', '.join(sorted(a.namespace for a in found))} "
+            f"use secretName {name}; pass --namespace"
+        )
     return found[0] if found else None
 
 
@@ -87,9 +97,11 @@ def run(args: argparse.Namespace) -> int:
             return _rotate_sealed(args, cfg, app, length)
     if cfg.backend == "vault":
         return _rotate_vault(args, cfg, app, spec, length)
-    raise KsecretsError(f"{cfg.source}: backend manual keeps values in Pulumi config; rotate with "
-                        f"`pulumi config set --secret --path 'k8s-secrets:manualValues.{args.name}.{args.key}'` "
-                        "and `pulumi up`")
+    raise KsecretsError(
+        f"{cfg.source}: backend manual keeps values in Pulumi config; rotate with "
+        f"`pulumi config set --secret --path 'k8s-secrets:manualValues.{args.name}.{args.key}'` "
+        "and `pulumi up`"
+    )
 
 
 def _rotate_sealed(args: argparse.Namespace, cfg: StackConfig, app: App | None, length: int) -> int:
@@ -101,45 +113,65 @@ def _rotate_sealed(args: argparse.Namespace, cfg: StackConfig, app: App | None, 
     namespace = args.namespace or (app.namespace if app else resolve_namespace(cfg, args.name, None))
     entry = cfg.sealed_entry(namespace, args.name)
     if entry is None:
-        raise KsecretsError(f"{cfg.source}: {namespace}/{args.name} has no sealed values to rotate; "
-                            f"seal them first (ksecrets seal --stack {cfg.stack} --name {args.name} ...)")
+        raise KsecretsError(
+            f"{cfg.source}: {namespace}/{args.name} has no sealed values to rotate; "
+            f"seal them first (ksecrets seal --stack {cfg.stack} --name {args.name} ...)"
+        )
     if args.key not in entry.keys:
-        raise KsecretsError(f"{cfg.source}: {namespace}/{args.name} has no key {args.key!r} "
-                            f"(keys: {', '.join(entry.keys)}); rotation replaces an existing key")
+        raise KsecretsError(
+            f"{cfg.source}: {namespace}/{args.name} has no key {args.key!r} "
+            f"(keys: {', '.join(entry.keys)}); rotation replaces an existing key"
+        )
     value = generate(length).encode("ascii")
-    report = seal_into_stack(args.root, cfg.stack, name=args.name, namespace=namespace, values={args.key: value},
-                             seal_key=churn.seal_key_from_env())
+    report = seal_into_stack(
+        args.root,
+        cfg.stack,
+        name=args.name,
+        namespace=namespace,
+        values={args.key: value},
+        seal_key=churn.seal_key_from_env(),
+    )
     del value
     for line in report.lines():
         if line.startswith("warning: "):
             sys.stderr.write(line + "\n")
-    print(f"{cfg.source}: {namespace}/{args.name}: rotated {args.key} ({length} characters, sealed for "
-          f"{report.fingerprint}); other keys kept")
-    print(f"next: make render, then commit {cfg.source} and k8s/{cfg.stack}/; Flux applies the new "
-          "SealedSecret and the Deployments roll on the changed ciphertext")
+    print(
+        f"{cfg.source}: {namespace}/{args.name}: rotated {args.key} ({length} characters, sealed for "
+        f"{report.fingerprint}); other keys kept"
+    )
+    print(
+        f"next: make render, then commit {cfg.source} and k8s/{cfg.stack}/; Flux applies the new "
+        "SealedSecret and the Deployments roll on the changed ciphertext"
+    )
     return 0
 
 
-def _rotate_vault(args: argparse.Namespace, cfg: StackConfig, app: App | None, spec: RotationSpec | None,
-                  length: int) -> int:
+def _rotate_vault(
+    args: argparse.Namespace, cfg: StackConfig, app: App | None, spec: RotationSpec | None, length: int
+) -> int:
     from ksecrets.rotate import Plan, Postgres, PostgresItem, Target, rotate_app, rotate_postgres, rotate_random
     from ksecrets.vault.client import make_client
 
     if app is None or app.vault is None or cfg.vault is None:
-        raise KsecretsError(f"{cfg.source}: no app with secretName {args.name}"
-                            + (f" in namespace {args.namespace}" if args.namespace else "")
-                            + "; the Vault path comes from the app's vault.path")
+        raise KsecretsError(
+            f"{cfg.source}: no app with secretName {args.name}"
+            + (f" in namespace {args.namespace}" if args.namespace else "")
+            + "; the Vault path comes from the app's vault.path"
+        )
     if app.keys and args.key not in app.keys:
-        raise KsecretsError(f"{cfg.source}: {args.key!r} is not a key of Secret {args.name} "
-                            f"(keys: {', '.join(app.keys)})")
+        raise KsecretsError(
+            f"{cfg.source}: {args.key!r} is not a key of Secret {args.name} (keys: {', '.join(app.keys)})"
+        )
     target = Target(mount=cfg.vault.kv_mount, path=app.vault.path, key=args.key)
     client = make_client(cfg.vault)
     min_interval = 0 if args.force else cfg.rotation.min_interval_seconds
     if spec is not None and spec.generator == "postgres" and spec.postgres is not None:
         user, password = os.environ.get("PGADMIN_USER", ""), os.environ.get("PGADMIN_PASSWORD", "")
         if not user or not password:
-            raise KsecretsError(f"{args.key} is a PostgreSQL password (rotation generator postgres): "
-                                "set PGADMIN_USER and PGADMIN_PASSWORD for the admin that may ALTER ROLE")
+            raise KsecretsError(
+                f"{args.key} is a PostgreSQL password (rotation generator postgres): "
+                "set PGADMIN_USER and PGADMIN_PASSWORD for the admin that may ALTER ROLE"
+            )
         pg = spec.postgres
         db = Postgres(pg.host, pg.port, pg.database, pg.role, user, password)
         if pg.mode == "dual":
@@ -154,8 +186,10 @@ def _rotate_vault(args: argparse.Namespace, cfg: StackConfig, app: App | None, s
     else:
         version = rotate_random(client, target, length)
         print(f"{target.where}: rotated (kv-v2 version {version})")
-    print(f"next: nothing to commit; the Vault Secrets Operator syncs {app.namespace}/{args.name} within "
-          f"refreshAfter ({app.vault.refresh_after}) and restarts its Deployments")
+    print(
+        f"next: nothing to commit; the Vault Secrets Operator syncs {app.namespace}/{args.name} within "
+        f"refreshAfter ({app.vault.refresh_after}) and restarts its Deployments"
+    )
     return 0
 
 

@@ -24,10 +24,19 @@ ENV_PREFIX = "SEALED_SECRETS_"
 # Flags kubeseal reads from SEALED_SECRETS_<FLAG> (pflagenv: the flag name upper-cased, - as _),
 # with the argparse destination they fill here.
 ENV_FLAGS = {
-    "cert": "cert", "controller-name": "controller_name", "controller-namespace": "controller_namespace",
-    "format": "format", "secret-file": "secret_file", "sealed-secret-file": "sealed_secret_file",
-    "scope": "scope", "name": "name", "namespace": "namespace", "allow-empty-data": "allow_empty_data",
-    "merge-into": "merge_into", "raw": "raw", "from-file": "from_file",
+    "cert": "cert",
+    "controller-name": "controller_name",
+    "controller-namespace": "controller_namespace",
+    "format": "format",
+    "secret-file": "secret_file",
+    "sealed-secret-file": "sealed_secret_file",
+    "scope": "scope",
+    "name": "name",
+    "namespace": "namespace",
+    "allow-empty-data": "allow_empty_data",
+    "merge-into": "merge_into",
+    "raw": "raw",
+    "from-file": "from_file",
 }
 _TRUE = {"1", "t", "T", "true", "TRUE", "True"}
 _FALSE = {"0", "f", "F", "false", "FALSE", "False"}
@@ -37,35 +46,70 @@ def register(subparsers) -> None:
     from ksecrets.cli import SUBCOMMANDS
 
     p = subparsers.add_parser(
-        "seal", help=SUBCOMMANDS["seal"][1], description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter)
+        "seal", help=SUBCOMMANDS["seal"][1], description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--version", action="store_true", help="print the version and exit (like kubeseal --version)")
-    p.add_argument("--cert", help="sealing certificate: a PEM file, file:// or https:// URL; default $SEALED_SECRETS_CERT")
-    p.add_argument("--cert-ca", metavar="FILE", help="CA (PEM) that signed the https server of --cert (default: system CAs)")
-    p.add_argument("-o", "--format", choices=("json", "yaml"), default=None,
-                   help="output format (default json, yaml for a -w file ending .yaml/.yml, like kubeseal)")
+    p.add_argument(
+        "--cert", help="sealing certificate: a PEM file, file:// or https:// URL; default $SEALED_SECRETS_CERT"
+    )
+    p.add_argument(
+        "--cert-ca", metavar="FILE", help="CA (PEM) that signed the https server of --cert (default: system CAs)"
+    )
+    p.add_argument(
+        "-o",
+        "--format",
+        choices=("json", "yaml"),
+        default=None,
+        help="output format (default json, yaml for a -w file ending .yaml/.yml, like kubeseal)",
+    )
     p.add_argument("-f", "--secret-file", metavar="FILE", help="the Secret to seal (default: stdin)")
-    p.add_argument("-w", "--sealed-secret-file", metavar="FILE",
-                   help="write the result to FILE (atomically: a failed run leaves it as it was)")
-    p.add_argument("--scope", choices=SCOPES,
-                   help="sealing scope (default: the Secret's scope annotations, else strict)")
+    p.add_argument(
+        "-w",
+        "--sealed-secret-file",
+        metavar="FILE",
+        help="write the result to FILE (atomically: a failed run leaves it as it was)",
+    )
+    p.add_argument(
+        "--scope", choices=SCOPES, help="sealing scope (default: the Secret's scope annotations, else strict)"
+    )
     p.add_argument("--merge-into", metavar="FILE", help="update only the given keys of an existing SealedSecret file")
     p.add_argument("--allow-empty-data", action="store_true", default=None, help="allow a Secret without data")
-    p.add_argument("--raw", action="store_true", default=None,
-                   help="print one encrypted value: --from-file, or the value on stdin")
+    p.add_argument(
+        "--raw", action="store_true", default=None, help="print one encrypted value: --from-file, or the value on stdin"
+    )
     p.add_argument("--name", help="Secret name (--raw, --stack)")
     p.add_argument("--namespace", "-n", help="Secret namespace (--raw; --stack: default from the app)")
     p.add_argument("--controller-name", help="kubeseal's; read for compatibility (ksecrets seals offline)")
     p.add_argument("--controller-namespace", help="kubeseal's; read for compatibility (ksecrets seals offline)")
-    p.add_argument("--from-file", action="append", default=None, metavar="[KEY=]PATH",
-                   help="--raw: the value to seal; --stack: a key from a file (key defaults to the file name)")
-    p.add_argument("--stack", action="append", default=[], metavar="NAME",
-                   help="seal into Pulumi.<NAME>.yaml with that stack's certificate (repeatable)")
+    p.add_argument(
+        "--from-file",
+        action="append",
+        default=None,
+        metavar="[KEY=]PATH",
+        help="--raw: the value to seal; --stack: a key from a file (key defaults to the file name)",
+    )
+    p.add_argument(
+        "--stack",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="seal into Pulumi.<NAME>.yaml with that stack's certificate (repeatable)",
+    )
     p.add_argument("--all-stacks", action="store_true", help="seal into every stack whose backend is sealed-secrets")
-    p.add_argument("--from-env-file", action="append", default=[], metavar="FILE",
-                   help="--stack: values from an env file (kubectl's rules)")
-    p.add_argument("--from-literal", action="append", default=[], metavar="KEY=VALUE",
-                   help="--stack: one value (beware: visible in shell history and ps)")
+    p.add_argument(
+        "--from-env-file",
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="--stack: values from an env file (kubectl's rules)",
+    )
+    p.add_argument(
+        "--from-literal",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="--stack: one value (beware: visible in shell history and ps)",
+    )
     p.add_argument("--type", dest="secret_type", help="--stack: Secret type (default Opaque, or the entry's)")
     p.add_argument("--prune", action="store_true", help="--stack: drop keys of the entry that are not in the input")
     p.add_argument("--root", default=".", help="directory of the stack files (default .)")
@@ -185,7 +229,13 @@ def _seal_stdin(args: argparse.Namespace) -> int:
     from ksecrets.cli.util import cert_from_args, read_file_bytes, render
     from ksecrets.sealing.secret_input import SCOPE_ANNOTATIONS, read_secret
     from ksecrets.sealing.kubeconfig import current_namespace
-    from ksecrets.sealing.sealedsecret import merge_sealed, parse_sealed_secret, resolve_scope, sealed_scope, seal_secret
+    from ksecrets.sealing.sealedsecret import (
+        merge_sealed,
+        parse_sealed_secret,
+        resolve_scope,
+        sealed_scope,
+        seal_secret,
+    )
 
     text, src = _read_input(args)
     secret = read_secret(text, src)
@@ -200,8 +250,10 @@ def _seal_stdin(args: argparse.Namespace) -> int:
         # As kubeseal: a Secret without a namespace is sealed for the current kubectl context's
         # namespace, else "default" (`kubectl create secret ... --dry-run=client` writes none).
         secret.namespace, why = current_namespace()
-        sys.stderr.write(f"ksecrets: {src}: no metadata.namespace; sealing for namespace {secret.namespace!r} "
-                         f"({why}), as kubeseal does; pass --namespace to choose\n")
+        sys.stderr.write(
+            f"ksecrets: {src}: no metadata.namespace; sealing for namespace {secret.namespace!r} "
+            f"({why}), as kubeseal does; pass --namespace to choose\n"
+        )
     if not args.merge_into:
         sealed = seal_secret(secret, cert, scope=args.scope, source=src)
         _check_size(sealed, src)
@@ -271,17 +323,27 @@ def _seal_stack(args: argparse.Namespace) -> int:
     from ksecrets.usecases.seal_stack import seal_into_stacks, sealed_stack_names
 
     if args.raw or args.merge_into or args.cert or args.secret_file or args.sealed_secret_file:
-        raise KsecretsError("--stack seals with each stack's certificate into its stack file; "
-                            "--raw, --merge-into, --cert, -f and -w do not apply")
+        raise KsecretsError(
+            "--stack seals with each stack's certificate into its stack file; "
+            "--raw, --merge-into, --cert, -f and -w do not apply"
+        )
     if args.stack and args.all_stacks:
         raise KsecretsError("give --stack NAME (repeatable) or --all-stacks, not both")
     if not args.name:
         raise KsecretsError("--stack needs --name (the Secret's name)")
     stacks = sealed_stack_names(args.root) if args.all_stacks else list(dict.fromkeys(args.stack))
     values = _stack_values(args)
-    reports = seal_into_stacks(args.root, stacks, name=args.name, namespace=args.namespace, values=values,
-                               scope=args.scope, secret_type=args.secret_type, prune=args.prune,
-                               seal_key=churn.seal_key_from_env())
+    reports = seal_into_stacks(
+        args.root,
+        stacks,
+        name=args.name,
+        namespace=args.namespace,
+        values=values,
+        scope=args.scope,
+        secret_type=args.secret_type,
+        prune=args.prune,
+        seal_key=churn.seal_key_from_env(),
+    )
     for report in reports:
         for line in report.lines():
             sys.stderr.write(line + "\n")

@@ -17,8 +17,9 @@ from ksecrets.backends import BACKENDS  # standard library only
 def register(subparsers) -> None:
     from ksecrets.cli import SUBCOMMANDS
 
-    p = subparsers.add_parser("stack", help=SUBCOMMANDS["stack"][1], description=__doc__,
-                              formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = subparsers.add_parser(
+        "stack", help=SUBCOMMANDS["stack"][1], description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ssub = p.add_subparsers(dest="stack_command", required=True, parser_class=type(p))
     n = ssub.add_parser("new", help="write Pulumi.<NAME>.yaml for a new environment")
     n.add_argument("name", metavar="NAME")
@@ -26,11 +27,19 @@ def register(subparsers) -> None:
     n.add_argument("--from", dest="source", metavar="STACK", help="copy apps and settings (no values) from this stack")
     n.add_argument("--root", default=".", help="directory of the stack files (default .)")
     n.set_defaults(func=run_new)
-    s = ssub.add_parser("split", help="move k8s-secrets:sealed and apps into stacks/<STACK>/<key>.yaml "
-                                      "(for stacks over the engine's 128 KiB config limit)")
+    s = ssub.add_parser(
+        "split",
+        help="move k8s-secrets:sealed and apps into stacks/<STACK>/<key>.yaml "
+        "(for stacks over the engine's 128 KiB config limit)",
+    )
     s.add_argument("--stack", required=True)
-    s.add_argument("--key", dest="keys", action="append", choices=("sealed", "apps"),
-                   help="only this key (repeatable; default: both)")
+    s.add_argument(
+        "--key",
+        dest="keys",
+        action="append",
+        choices=("sealed", "apps"),
+        help="only this key (repeatable; default: both)",
+    )
     s.add_argument("--root", default=".", help="directory of the stack files (default .)")
     s.set_defaults(func=run_split)
 
@@ -52,8 +61,11 @@ def run_split(args: argparse.Namespace) -> int:
 
     written = stack_split(args.root, check_stack_name(args.stack), tuple(args.keys or ("sealed", "apps")))
     for rel in written:
-        print(rel if rel.startswith(".gitattributes") else
-              f"{rel}: written; Pulumi.{args.stack}.yaml now names it (commit both)")
+        print(
+            rel
+            if rel.startswith(".gitattributes")
+            else f"{rel}: written; Pulumi.{args.stack}.yaml now names it (commit both)"
+        )
     if not written:
         print(f"Pulumi.{args.stack}.yaml: nothing to move")
     sys.stdout.flush()

@@ -11,9 +11,11 @@ from ksecrets.errors import KsecretsError
 
 def register(subparsers) -> None:
     p = subparsers.add_parser(
-        "unseal", help="decrypt a SealedSecret (stdin) with recovery keys; prints the Secret",
+        "unseal",
+        help="decrypt a SealedSecret (stdin) with recovery keys; prints the Secret",
         description="Print the Secret of a SealedSecret read on stdin, decrypting with the given private "
-                    "keys or backups (every key is tried). The output holds plaintext: handle it like one.")
+        "keys or backups (every key is tried). The output holds plaintext: handle it like one.",
+    )
     add_recovery_flags(p)
     add_format_flag(p, default="json")
     p.add_argument("--stack", help="unseal an entry of Pulumi.<stack>.yaml instead of stdin (needs --name)")

@@ -11,8 +11,9 @@ from ksecrets.errors import CheckFailed
 
 
 def register(subparsers) -> None:
-    p = subparsers.add_parser("verify", help="check sealed values against each stack's current certificate",
-                              description=__doc__)
+    p = subparsers.add_parser(
+        "verify", help="check sealed values against each stack's current certificate", description=__doc__
+    )
     p.add_argument("--stack", help="one stack (default: every Pulumi.<stack>.yaml)")
     p.add_argument("--root", default=".", help="directory of the stack files (default .)")
     p.set_defaults(func=run)

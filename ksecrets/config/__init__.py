@@ -18,8 +18,14 @@ if TYPE_CHECKING:
     from ksecrets.config.names import stack_files
 
 __all__ = ["App", "StackConfig", "load_stack", "load_stack_file", "parse", "stack_files"]
-_HOME = {"App": "model", "StackConfig": "model", "load_stack": "load", "load_stack_file": "load", "parse": "load",
-         "stack_files": "names"}
+_HOME = {
+    "App": "model",
+    "StackConfig": "model",
+    "load_stack": "load",
+    "load_stack_file": "load",
+    "parse": "load",
+    "stack_files": "names",
+}
 
 
 def __getattr__(name: str) -> Any:

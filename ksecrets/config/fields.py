@@ -27,8 +27,9 @@ from ksecrets.config import validate as v
 from ksecrets.errors import ConfigError
 
 # Stack files spell keys in camelCase (the aliases); code uses the field names. Unknown keys fail.
-CONFIG = ConfigDict(extra="forbid", alias_generator=to_camel, validate_by_alias=True, validate_by_name=True,
-                    hide_input_in_errors=True)
+CONFIG = ConfigDict(
+    extra="forbid", alias_generator=to_camel, validate_by_alias=True, validate_by_name=True, hide_input_in_errors=True
+)
 _ERROR = "ksecrets"  # the pydantic error type of every problem raised here
 _AT = "at"  # ctx: the key path below the error's loc (a mapping's key, a key a rule names)
 _PROBLEM = "problem"  # ctx: the one-line problem (pydantic formats `msg` from its template; we do not)
@@ -52,11 +53,18 @@ def kind(value: Any) -> str:
     """What a value is, for "must be a string, not a number": never the value itself."""
     if value is None:
         return "empty"
-    return {dict: "a mapping", list: "a list", str: "a string", bool: "a boolean",
-            int: "a number", float: "a number"}.get(type(value), type(value).__name__)
+    return {
+        dict: "a mapping",
+        list: "a list",
+        str: "a string",
+        bool: "a boolean",
+        int: "a number",
+        float: "a number",
+    }.get(type(value), type(value).__name__)
 
 
 # --- the error formatter -------------------------------------------------------------------------
+
 
 def key_path(loc: Sequence[str | int]) -> str:
     """`("apps", 1, "secretName")` → `apps[1].secretName`."""
@@ -88,9 +96,10 @@ def config_error(exc: ValidationError, source: str) -> ConfigError:
 
 # --- the base of every model class: mappings, unknown keys, empty values ---------------------------
 
+
 def did_you_mean(key: str, allowed: Sequence[str]) -> str:
     match = difflib.get_close_matches(key, sorted(allowed), n=1, cutoff=0.75)
-    return f" (did you mean \"{match[0]}\"?)" if match else ""
+    return f' (did you mean "{match[0]}"?)' if match else ""
 
 
 def unknown_key(key: str, allowed: Sequence[str]) -> str:
@@ -112,7 +121,9 @@ class Section:
         keys = _FILE_KEYS.get(cls)
         if keys is None:
             fields = cls.__pydantic_fields__  # type: ignore[attr-defined]  # set by pydantic's decorator
-            keys = _FILE_KEYS[cls] = tuple(f.alias or name for name, f in fields.items() if name not in cls._not_in_file)
+            keys = _FILE_KEYS[cls] = tuple(
+                f.alias or name for name, f in fields.items() if name not in cls._not_in_file
+            )
         return keys
 
     @model_validator(mode="before")
@@ -126,7 +137,7 @@ class Section:
         out = {}
         for key, value in data.items():
             if not isinstance(key, str):
-                raise fail(f"key \"{key}\" must be a string")
+                raise fail(f'key "{key}" must be a string')
             if key not in allowed:
                 raise fail(unknown_key(key, allowed), [key])
             if value is not None:
@@ -189,7 +200,7 @@ def choice(options: Sequence[str]) -> WrapValidator:
     def read(value: Any) -> str:
         value = _text(value)
         if value not in options:
-            raise fail(f"\"{value}\" is not one of {', '.join(options)}")
+            raise fail(f'"{value}" is not one of {", ".join(options)}')
         return value
 
     return _raw_only(read)
@@ -236,6 +247,7 @@ def _pairs(value: Any, check_key: Check, check_value: Check | None) -> list[tupl
 def pairs(check_key: Check, check_value: Check | None = None, *, sort: bool = False) -> WrapValidator:
     """A mapping of strings (labels, ciphertexts by key): a tuple of (key, value) in the model, in
     the file's order or sorted."""
+
     def read(value: Any) -> tuple[tuple[str, str], ...]:
         got = _pairs(value, check_key, check_value)
         return tuple(sorted(got) if sort else got)

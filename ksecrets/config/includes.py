@@ -36,7 +36,8 @@ ENGINE_CONFIG_LIMIT = MAX_ARG_STRLEN - len(ENV_NAME) - 2
 
 # Texts of included files not yet written (a writer validates the edit before it commits it).
 _pending: contextvars.ContextVar[dict[str, str] | None] = contextvars.ContextVar(
-    "ksecrets_pending_includes", default=None)
+    "ksecrets_pending_includes", default=None
+)
 
 
 @contextlib.contextmanager
@@ -55,6 +56,7 @@ def is_reference(key: str, value: Any) -> bool:
 
 def target(ref: str, *, key: str, source: str, root: str | os.PathLike[str]) -> Path:
     """The real path a reference names, checked: relative, `.yaml`, inside the project root."""
+
     def bad(problem: str) -> ConfigError:
         return ConfigError(source, key, f"{ref!r}: {problem}")
 
@@ -89,8 +91,9 @@ def read_text(path: Path, *, shown: str, key: str, source: str) -> str:
         raise ConfigError(shown, "", "not UTF-8 text") from None
 
 
-def resolve(raw: Mapping[str, Any], *, source: str, root: str | os.PathLike[str]
-            ) -> tuple[dict[str, Any], dict[str, tuple[str, str]]]:
+def resolve(
+    raw: Mapping[str, Any], *, source: str, root: str | os.PathLike[str]
+) -> tuple[dict[str, Any], dict[str, tuple[str, str]]]:
     """`raw` with each reference replaced by its file's content; key → (file as written, its text)."""
     from ksecrets import yamlio
 
@@ -111,7 +114,9 @@ def resolve(raw: Mapping[str, Any], *, source: str, root: str | os.PathLike[str]
 def inline(config: Mapping[str, Any], *, source: str, root: str | os.PathLike[str]) -> dict[str, Any]:
     """A stack file's `config:` map (prefixed keys) with each reference replaced by its content."""
     prefix = "k8s-secrets:"
-    raw = {k[len(prefix):]: v for k, v in config.items() if str(k).startswith(prefix) and k[len(prefix):] in INCLUDABLE}
+    raw = {
+        k[len(prefix) :]: v for k, v in config.items() if str(k).startswith(prefix) and k[len(prefix) :] in INCLUDABLE
+    }
     resolved, _ = resolve(raw, source=source, root=root)
     return {**config, **{prefix + k: v for k, v in resolved.items()}}
 
@@ -130,7 +135,7 @@ def resolving(parse: F) -> F:
                 raise
             for key, (shown, text) in files.items():
                 if exc.path == key or exc.path.startswith((key + "[", key + ".")):
-                    line = line_of(text, exc.path[len(key):])
+                    line = line_of(text, exc.path[len(key) :])
                     raise ConfigError(f"{shown}: line {line}" if line else shown, exc.path, exc.problem) from None
             raise
 
@@ -158,19 +163,22 @@ def line_of(text: str, path: str) -> int | None:
             m = _INDEX.match(rest)
             if not m or int(m.group(1)) >= len(node.value):
                 break
-            node, rest = node.value[int(m.group(1))], rest[m.end():]
+            node, rest = node.value[int(m.group(1))], rest[m.end() :]
         elif isinstance(node, yaml.MappingNode):
             rest = rest.removeprefix(".")
             best = None
             for k, v in node.value:
                 name = str(k.value)
-                if rest.startswith(name) and rest[len(name):len(name) + 1] in ("", ".", "[") \
-                        and (best is None or len(name) > len(str(best[0].value))):
+                if (
+                    rest.startswith(name)
+                    and rest[len(name) : len(name) + 1] in ("", ".", "[")
+                    and (best is None or len(name) > len(str(best[0].value)))
+                ):
                     best = (k, v)
             if best is None:
                 break
             line = best[0].start_mark.line + 1
-            node, rest = best[1], rest[len(str(best[0].value)):]
+            node, rest = best[1], rest[len(str(best[0].value)) :]
             continue
         else:
             break
@@ -180,11 +188,11 @@ def line_of(text: str, path: str) -> int | None:
 
 # --- the engine's view: how big PULUMI_CONFIG is ---------------------------------------------------
 
+
 def _go_json(value: Any) -> str:
     """`encoding/json.Marshal`: compact, map keys sorted, `<`, `>`, `&`, U+2028/9 escaped."""
     text = json.dumps(value, separators=(",", ":"), sort_keys=True, ensure_ascii=False)
-    for ch, esc in (("<", "\\u003c"), (">", "\\u003e"), ("&", "\\u0026"),
-                    ("\u2028", "\\u2028"), ("\u2029", "\\u2029")):
+    for ch, esc in (("<", "\\u003c"), (">", "\\u003e"), ("&", "\\u0026"), ("\u2028", "\\u2028"), ("\u2029", "\\u2029")):
         text = text.replace(ch, esc)
     return text
 
@@ -286,14 +294,22 @@ def size_problem(stack_file: str | os.PathLike[str], *, root: str | os.PathLike[
     if total <= ENGINE_CONFIG_LIMIT:
         return None
     biggest = sorted(sizes.items(), key=lambda kv: (-kv[1], kv[0]))[:3]
-    movable = [k.split(":", 1)[1] for k, _ in biggest if k.split(":", 1)[-1] in INCLUDABLE and k.startswith("k8s-secrets:")]
-    hint = (f"move {' and '.join('k8s-secrets:' + k for k in movable)} into a file "
-            f"(`ksecrets stack split --stack {p.name[len('Pulumi.'):-len('.yaml')]}`; README \"Large stacks\")"
-            if movable else "make these keys smaller (README \"Large stacks\")")
-    return (f"{p.name}: the config the Pulumi engine passes in {ENV_NAME} is {_kib(total)} "
-            f"({total:,} bytes), over Linux's {_kib(ENGINE_CONFIG_LIMIT)} for one environment variable "
-            f"(pulumi preview/up fail with \"argument list too long\"); biggest keys: "
-            + ", ".join(f"{k} {_kib(n)}" for k, n in biggest) + f"; {hint}")
+    movable = [
+        k.split(":", 1)[1] for k, _ in biggest if k.split(":", 1)[-1] in INCLUDABLE and k.startswith("k8s-secrets:")
+    ]
+    hint = (
+        f"move {' and '.join('k8s-secrets:' + k for k in movable)} into a file "
+        f'(`ksecrets stack split --stack {p.name[len("Pulumi.") : -len(".yaml")]}`; README "Large stacks")'
+        if movable
+        else 'make these keys smaller (README "Large stacks")'
+    )
+    return (
+        f"{p.name}: the config the Pulumi engine passes in {ENV_NAME} is {_kib(total)} "
+        f"({total:,} bytes), over Linux's {_kib(ENGINE_CONFIG_LIMIT)} for one environment variable "
+        f'(pulumi preview/up fail with "argument list too long"); biggest keys: '
+        + ", ".join(f"{k} {_kib(n)}" for k, n in biggest)
+        + f"; {hint}"
+    )
 
 
 def _kib(n: int) -> str:

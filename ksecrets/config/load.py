@@ -33,8 +33,10 @@ def stack_name(value: str) -> str | None:
     """Pulumi accepts `[A-Za-z0-9_.-]` in stack names; the stack's name goes into object names
     (`<stack>-apps`, `k8s-secrets-<stack>`), which Kubernetes wants as lower-case DNS labels."""
     if v.dns_label(value):
-        return (f"stack name \"{value}\" cannot be used in Kubernetes object names: use lower-case letters, "
-                "digits and '-' (at most 63 characters); rename it with `pulumi stack rename`")
+        return (
+            f'stack name "{value}" cannot be used in Kubernetes object names: use lower-case letters, '
+            "digits and '-' (at most 63 characters); rename it with `pulumi stack rename`"
+        )
     return None
 
 
@@ -52,11 +54,12 @@ def parse(raw: Mapping[str, Any], *, stack: str, source: str, root: str = ".") -
 
 # --- sources -----------------------------------------------------------------------------------
 
+
 def stack_name_from_path(path: Path) -> str:
     name = path.name
     if not (name.startswith("Pulumi.") and name.endswith(".yaml")) or name == "Pulumi.yaml":
         raise ConfigError(str(path), "", "is not a stack file (Pulumi.<stack>.yaml)")
-    return name[len("Pulumi."):-len(".yaml")]
+    return name[len("Pulumi.") : -len(".yaml")]
 
 
 def raw_from_stack_file(path: Path) -> dict[str, Any]:
@@ -76,7 +79,7 @@ def raw_from_text(text: str, source: str) -> dict[str, Any]:
         raise ConfigError(source, "", f"must be a mapping, not {kind(doc)}")
     for key in doc:
         if not isinstance(key, str):
-            raise ConfigError(source, "", f"key \"{key}\" must be a string")
+            raise ConfigError(source, "", f'key "{key}" must be a string')
         if key not in _STACK_FILE_KEYS:
             raise ConfigError(source, key, unknown_key(key, _STACK_FILE_KEYS))
     config = doc.get("config")
@@ -87,9 +90,9 @@ def raw_from_text(text: str, source: str) -> dict[str, Any]:
     raw: dict[str, Any] = {}
     for key, value in config.items():
         if not isinstance(key, str):
-            raise ConfigError(source, "config", f"key \"{key}\" must be a string")
+            raise ConfigError(source, "config", f'key "{key}" must be a string')
         if key.startswith(PREFIX):
-            raw[key[len(PREFIX):]] = value
+            raw[key[len(PREFIX) :]] = value
         elif ":" not in key:
             # Pulumi treats an unprefixed key as the project's own; so do we.
             raw[key] = value

@@ -21,9 +21,28 @@ from pydantic.dataclasses import dataclass
 from ksecrets.backends import BACKENDS, Backend
 from ksecrets.config import fields as f
 from ksecrets.config import validate as v
-from ksecrets.config.fields import (ChartVersion, Cron, DnsLabel, DnsSubdomain, Duration, Flag, HttpUrl, Image,
-                                    Pairs, Port, Quantity, Seconds, SecretKey, Section, Seq, Text, Uid, VaultMount,
-                                    VaultName, VaultPath)
+from ksecrets.config.fields import (
+    ChartVersion,
+    Cron,
+    DnsLabel,
+    DnsSubdomain,
+    Duration,
+    Flag,
+    HttpUrl,
+    Image,
+    Pairs,
+    Port,
+    Quantity,
+    Seconds,
+    SecretKey,
+    Section,
+    Seq,
+    Text,
+    Uid,
+    VaultMount,
+    VaultName,
+    VaultPath,
+)
 from ksecrets.sealing.scopes import SCOPES, Scope
 
 DEFAULT_ROTATION_SCHEDULE = "0 2 * * 0"  # weekly, Sunday 02:00, as in the guide
@@ -44,6 +63,7 @@ MIGRATION_PHASES: tuple[MigrationPhase, ...] = get_args(MigrationPhase)
 PLACEHOLDER_KEYS = ("apps.deployments.image", "rotation.image", "monitoring.runbookBaseUrl")
 Generator = Literal["random", "postgres"]
 PostgresMode = Literal["single", "dual"]
+
 
 @dataclass(frozen=True, kw_only=True, config=f.CONFIG)
 class FluxConfig(Section):
@@ -264,14 +284,17 @@ class App(Section):
         if not self.secret_name:
             object.__setattr__(self, "secret_name", f"{self.name}-secrets")
         if self.vault is not None and not (self.vault.path and self.vault.role):
-            object.__setattr__(self, "vault", dataclasses.replace(
-                self.vault, path=self.vault.path or self.name, role=self.vault.role or self.name))
+            object.__setattr__(
+                self,
+                "vault",
+                dataclasses.replace(self.vault, path=self.vault.path or self.name, role=self.vault.role or self.name),
+            )
         return self
 
 
 def _placeholder_key(value: str) -> str | None:
     if value not in PLACEHOLDER_KEYS:
-        return f"\"{value}\" is not one of {', '.join(PLACEHOLDER_KEYS)}"
+        return f'"{value}" is not one of {", ".join(PLACEHOLDER_KEYS)}'
     return None
 
 
@@ -351,7 +374,8 @@ class StackConfig(Section):
     sealed: Seq[SealedEntry] = ()
     # secretName -> keys; the values stay in Pulumi (`manualValues` is read for its shape only).
     manual_keys: Annotated[tuple[tuple[str, tuple[str, ...]], ...], f.manual_values] = Field(
-        default=(), alias="manualValues")
+        default=(), alias="manualValues"
+    )
     monitoring: MonitoringConfig = dataclasses.field(default_factory=MonitoringConfig)
     # Key paths whose placeholder values (an `example` image or URL) are deployed on purpose.
     allow_placeholders: Seq[Annotated[str, f.text(_placeholder_key)]] = ()
@@ -362,7 +386,9 @@ class StackConfig(Section):
         # The stack's name, file and directory come from the loader, never from the config.
         data = {**data, **context.get("origin", {})}
         # A rotation without a schedule runs on the stack's default (checked where it is written).
-        schedule = data.get("rotation", {}).get("defaultSchedule") if isinstance(data.get("rotation"), Mapping) else None
+        schedule = (
+            data.get("rotation", {}).get("defaultSchedule") if isinstance(data.get("rotation"), Mapping) else None
+        )
         if isinstance(schedule, str) and isinstance(data.get("apps"), list):
             data["apps"] = [_with_schedule(app, schedule) for app in data["apps"]]
         return data
@@ -395,8 +421,11 @@ class StackConfig(Section):
     def shared_namespaces(self) -> tuple[str, ...]:
         """Namespaces a stack must never create, label or prune: the system ones, Flux's, the
         monitoring namespace and the sealed-secrets controller's."""
-        names = set(SYSTEM_NAMESPACES) | {self.flux.namespace, self.monitoring.namespace,
-                                          self.sealed_secrets.controller_namespace}
+        names = set(SYSTEM_NAMESPACES) | {
+            self.flux.namespace,
+            self.monitoring.namespace,
+            self.sealed_secrets.controller_namespace,
+        }
         return tuple(sorted(names))
 
     def vault_namespaces(self) -> tuple[str, ...]:
@@ -408,8 +437,12 @@ class StackConfig(Section):
     def known_namespaces(self) -> frozenset[str]:
         """Every namespace an exported object of this stack may sit in: created here, declared
         external, a system namespace, or a shared one this stack relies on."""
-        return frozenset(set(self.all_namespaces()) | set(self.external_namespaces) | set(self.shared_namespaces())
-                         | set(self.vault_namespaces()))
+        return frozenset(
+            set(self.all_namespaces())
+            | set(self.external_namespaces)
+            | set(self.shared_namespaces())
+            | set(self.vault_namespaces())
+        )
 
     @functools.cached_property
     def _sealed_index(self) -> dict[tuple[str, str], SealedEntry]:
@@ -434,8 +467,10 @@ def _with_schedule(app: Any, schedule: str) -> Any:
     """A raw app whose rotations without a schedule get `schedule` (anything else left to the checks)."""
     if not isinstance(app, Mapping) or not isinstance(app.get("rotation"), list):
         return app
-    rotation = [{**r, "schedule": schedule} if isinstance(r, Mapping) and r.get("schedule") is None else r
-                for r in app["rotation"]]
+    rotation = [
+        {**r, "schedule": schedule} if isinstance(r, Mapping) and r.get("schedule") is None else r
+        for r in app["rotation"]
+    ]
     return {**app, "rotation": rotation}
 
 

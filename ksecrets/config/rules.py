@@ -26,11 +26,13 @@ def _references(cfg: StackConfig) -> None:
     for i, app in enumerate(cfg.apps):
         at: tuple[str | int, ...] = ("apps", i)
         if (app.namespace, app.name) in seen:
-            raise fail(f"\"{app.name}\" is already used by apps[{seen[(app.namespace, app.name)]}]", (*at, "name"))
+            raise fail(f'"{app.name}" is already used by apps[{seen[(app.namespace, app.name)]}]', (*at, "name"))
         seen[(app.namespace, app.name)] = i
         if (app.namespace, app.secret_name) in secrets_seen:
-            raise fail(f"\"{app.secret_name}\" is already used by apps[{secrets_seen[(app.namespace, app.secret_name)]}]",
-                       (*at, "secretName"))
+            raise fail(
+                f'"{app.secret_name}" is already used by apps[{secrets_seen[(app.namespace, app.secret_name)]}]',
+                (*at, "secretName"),
+            )
         secrets_seen[(app.namespace, app.secret_name)] = i
         deployments = {d.name for d in app.deployments}
         if len(deployments) != len(app.deployments):
@@ -39,49 +41,67 @@ def _references(cfg: StackConfig) -> None:
         for j, d in enumerate(app.deployments):
             for e in d.env:
                 if known_keys and e.key not in known_keys:
-                    raise fail(f"key \"{e.key}\" is not in Secret \"{app.secret_name}\" "
-                               f"(keys: {', '.join(sorted(known_keys))})", (*at, "deployments", j, "env", e.name))
+                    raise fail(
+                        f'key "{e.key}" is not in Secret "{app.secret_name}" (keys: {", ".join(sorted(known_keys))})',
+                        (*at, "deployments", j, "env", e.name),
+                    )
         for j, r in enumerate(app.rotation):
             rat = (*at, "rotation", j)
             first = next(k for k, other in enumerate(app.rotation) if other.key == r.key)
             if first != j:
-                raise fail(f"\"{r.key}\" is already rotated by rotation[{first}]", (*rat, "key"))
+                raise fail(f'"{r.key}" is already rotated by rotation[{first}]', (*rat, "key"))
             if r.key not in known_keys:
-                raise fail(f"\"{r.key}\" is not a key of Secret \"{app.secret_name}\""
-                           + (f" (keys: {', '.join(sorted(known_keys))})" if known_keys else " (it has no known keys)"),
-                           (*rat, "key"))
+                raise fail(
+                    f'"{r.key}" is not a key of Secret "{app.secret_name}"'
+                    + (f" (keys: {', '.join(sorted(known_keys))})" if known_keys else " (it has no known keys)"),
+                    (*rat, "key"),
+                )
             for target in r.restart:
                 if target not in deployments:
-                    raise fail(f"Deployment \"{target}\" is not one of app \"{app.name}\"'s deployments",
-                               (*rat, "restart"))
+                    raise fail(
+                        f'Deployment "{target}" is not one of app "{app.name}"\'s deployments', (*rat, "restart")
+                    )
             if r.generator == "postgres" and cfg.backend != "vault":
                 raise fail("postgres rotation needs the vault backend", (*rat, "generator"))
             if r.generator == "postgres" and r.postgres is not None and r.postgres.mode == "dual":
                 ukey = r.postgres.username_key
                 uat = (*rat, "postgres", "usernameKey")
                 if known_keys and ukey not in known_keys:
-                    raise fail(f"\"{ukey}\" is not a key of Secret \"{app.secret_name}\" "
-                               f"(keys: {', '.join(sorted(known_keys))})", uat)
+                    raise fail(
+                        f'"{ukey}" is not a key of Secret "{app.secret_name}" (keys: {", ".join(sorted(known_keys))})',
+                        uat,
+                    )
                 if ukey == r.key or any(o.key == ukey for o in app.rotation):
-                    raise fail(f"\"{ukey}\" is rotated itself; the username key is written by this rotation", uat)
+                    raise fail(f'"{ukey}" is rotated itself; the username key is written by this rotation', uat)
             if r.generator == "postgres":
-                other = next((k for k, o in enumerate(app.rotation[:j])
-                              if o.generator == "postgres" and o.schedule == r.schedule), None)
+                other = next(
+                    (
+                        k
+                        for k, o in enumerate(app.rotation[:j])
+                        if o.generator == "postgres" and o.schedule == r.schedule
+                    ),
+                    None,
+                )
                 if other is not None:
-                    raise fail(f"rotation[{other}] already rotates a PostgreSQL password on \"{r.schedule}\"; one "
-                               "rotation (one kv-v2 version) changes at most one: give this one another schedule",
-                               (*rat, "schedule"))
+                    raise fail(
+                        f'rotation[{other}] already rotates a PostgreSQL password on "{r.schedule}"; one '
+                        "rotation (one kv-v2 version) changes at most one: give this one another schedule",
+                        (*rat, "schedule"),
+                    )
         if cfg.backend == "vault" and app.vault is None:
             raise fail("is required when backend is vault (at least {path: ...})", (*at, "vault"))
     if cfg.backend == "sealed-secrets" and cfg.apps and not cfg.sealed_secrets.certificate:
-        raise fail("is required when backend is sealed-secrets (the public sealing certificate, e.g. "
-                   "certs/<stack>.pem)", ("sealedSecrets", "certificate"))
+        raise fail(
+            "is required when backend is sealed-secrets (the public sealing certificate, e.g. certs/<stack>.pem)",
+            ("sealedSecrets", "certificate"),
+        )
     first_seen: dict[tuple[str, str], int] = {}
     for i, entry in enumerate(cfg.sealed):
         key = (entry.namespace, entry.name)
         if key in first_seen:
-            raise fail(f"{entry.namespace}/{entry.name} is already sealed in sealed[{first_seen[key]}]",
-                       ("sealed", i, "name"))
+            raise fail(
+                f"{entry.namespace}/{entry.name} is already sealed in sealed[{first_seen[key]}]", ("sealed", i, "name")
+            )
         first_seen[key] = i
 
 
@@ -93,26 +113,40 @@ def _namespaces(cfg: StackConfig) -> None:
     for i, name in enumerate(cfg.namespaces):
         at: tuple[str | int, ...] = ("namespaces", i)
         if name in shared:
-            raise fail(f"\"{name}\" is a system or shared namespace; a stack never creates, labels or prunes it "
-                       "(list it under externalNamespaces to place objects there)", at)
+            raise fail(
+                f'"{name}" is a system or shared namespace; a stack never creates, labels or prunes it '
+                "(list it under externalNamespaces to place objects there)",
+                at,
+            )
         if name in external:
-            raise fail(f"\"{name}\" is also in externalNamespaces; a namespace is either created here or not", at)
+            raise fail(f'"{name}" is also in externalNamespaces; a namespace is either created here or not', at)
         if name in vault_owned:
-            raise fail(f"\"{name}\" is where this stack installs Vault or its operator (with their own Pod "
-                       "Security level); do not list it here", at)
+            raise fail(
+                f'"{name}" is where this stack installs Vault or its operator (with their own Pod '
+                "Security level); do not list it here",
+                at,
+            )
     for i, app in enumerate(cfg.apps):
         at = ("apps", i, "namespace")
         if app.namespace in vault_owned:
             raise fail(f"\"{app.namespace}\" is Vault's or its operator's namespace; run apps elsewhere", at)
         if app.namespace in shared and app.namespace not in external:
-            raise fail(f"\"{app.namespace}\" is a system or shared namespace; a stack never creates, labels or "
-                       "prunes it: add it to externalNamespaces to deploy into it as it is", at)
+            raise fail(
+                f'"{app.namespace}" is a system or shared namespace; a stack never creates, labels or '
+                "prunes it: add it to externalNamespaces to deploy into it as it is",
+                at,
+            )
     if cfg.vault is not None and cfg.installs_vault:
-        for key, name in ((("namespace",), cfg.vault.namespace),
-                          (("operator", "namespace"), cfg.vault.operator.namespace)):
+        for key, name in (
+            (("namespace",), cfg.vault.namespace),
+            (("operator", "namespace"), cfg.vault.operator.namespace),
+        ):
             if name in shared and name not in external:
-                raise fail(f"\"{name}\" is a system or shared namespace; give Vault its own (or list it under "
-                           "externalNamespaces)", ("vault", *key))
+                raise fail(
+                    f'"{name}" is a system or shared namespace; give Vault its own (or list it under '
+                    "externalNamespaces)",
+                    ("vault", *key),
+                )
 
 
 def _migration(cfg: StackConfig) -> None:

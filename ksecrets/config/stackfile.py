@@ -119,8 +119,9 @@ def _as_original(text: str, original: bytes) -> bytes:
     return (b"\xef\xbb\xbf" + data) if original.startswith(b"\xef\xbb\xbf") else data
 
 
-def prepare_stack_update(path: str | os.PathLike[str], mutate: Callable[[CommentedMap], None], *,
-                         check: Callable[[str], None] | None = None) -> PendingWrite:
+def prepare_stack_update(
+    path: str | os.PathLike[str], mutate: Callable[[CommentedMap], None], *, check: Callable[[str], None] | None = None
+) -> PendingWrite:
     """Apply `mutate` to the stack file's `config:` map in memory and validate the result.
 
     Several files can be prepared first and committed after, so that a failure in any of them
@@ -152,6 +153,7 @@ def prepare_stack_update(path: str | os.PathLike[str], mutate: Callable[[Comment
 
 
 # --- keys kept in files of their own (`k8s-secrets:sealed: stacks/staging/sealed.yaml`) ----------
+
 
 @dataclass
 class _Opened:
@@ -214,8 +216,9 @@ def _close_included(config: CommentedMap, opened: list[_Opened]) -> list[Pending
     return out
 
 
-def update_stack_file(path: str | os.PathLike[str], mutate: Callable[[CommentedMap], None], *,
-                      check: Callable[[str], None] | None = None) -> bool:
+def update_stack_file(
+    path: str | os.PathLike[str], mutate: Callable[[CommentedMap], None], *, check: Callable[[str], None] | None = None
+) -> bool:
     """Apply `mutate` to the stack file's `config:` map and write it atomically.
 
     `check(new_text)` may validate the result (e.g. with the config loader) and raise to abort.
@@ -228,6 +231,7 @@ def update_stack_file(path: str | os.PathLike[str], mutate: Callable[[CommentedM
 
 
 # --- helpers for the sealed-secrets keys ---------------------------------------------------------
+
 
 def sealed_list(config: CommentedMap, create: bool = True) -> CommentedSeq | None:
     seq = config.get(SEALED)
@@ -250,9 +254,17 @@ def _string_map(items: Mapping[str, str]) -> CommentedMap:
     return out
 
 
-def upsert_sealed_secret(config: CommentedMap, *, name: str, namespace: str, scope: str,
-                         encrypted_data: Mapping[str, str], certificate_fingerprint: str,
-                         digests: Mapping[str, str] | None = None, secret_type: str | None = None) -> int:
+def upsert_sealed_secret(
+    config: CommentedMap,
+    *,
+    name: str,
+    namespace: str,
+    scope: str,
+    encrypted_data: Mapping[str, str],
+    certificate_fingerprint: str,
+    digests: Mapping[str, str] | None = None,
+    secret_type: str | None = None,
+) -> int:
     """Insert or update one `k8s-secrets:sealed` entry in place; returns its index.
 
     An existing entry keeps its position, its comments and any field not named here; its
@@ -319,7 +331,7 @@ def _set_in_order(entry: CommentedMap, key: str, value: Any) -> None:
         if entry[key] != value:
             entry[key] = value
         return
-    later = _ENTRY_ORDER[_ENTRY_ORDER.index(key) + 1:]
+    later = _ENTRY_ORDER[_ENTRY_ORDER.index(key) + 1 :]
     keys = list(entry)
     pos = next((i for i, k in enumerate(keys) if k in later), len(keys))
     entry.insert(pos, key, value)
@@ -375,4 +387,3 @@ def app_namespaces_for_secret(config: Mapping[str, Any], secret_name: str) -> li
 
 def stack_file_path(stack: str, root: str | os.PathLike[str] = ".") -> Path:
     return stack_path(stack, root)
-

@@ -33,13 +33,13 @@ _IMAGE = re.compile(
 
 def dns_label(value: str) -> str | None:
     if len(value) > 63 or not _DNS1123_LABEL.match(value):
-        return f"\"{value}\" is not a valid Kubernetes name (lower-case DNS-1123 label, at most 63 characters)"
+        return f'"{value}" is not a valid Kubernetes name (lower-case DNS-1123 label, at most 63 characters)'
     return None
 
 
 def dns_subdomain(value: str) -> str | None:
     if len(value) > 253 or not _DNS1123_SUBDOMAIN.match(value):
-        return f"\"{value}\" is not a valid Kubernetes name"
+        return f'"{value}" is not a valid Kubernetes name'
     return None
 
 
@@ -50,7 +50,7 @@ def qualified_name(value: str) -> str | None:
     """A label or annotation key: `[prefix/]name`, prefix a DNS subdomain, name ≤ 63."""
     prefix, _, name = value.rpartition("/")
     if (prefix and dns_subdomain(prefix)) or len(name) > 63 or not _NAME_PART.match(name):
-        return f"\"{value}\" is not a valid label or annotation key"
+        return f'"{value}" is not a valid label or annotation key'
     return None
 
 
@@ -62,19 +62,19 @@ def secret_key(value: str) -> str | None:
 
 def env_var_name(value: str) -> str | None:
     if not _ENV_VAR.match(value):
-        return f"\"{value}\" is not a valid environment variable name"
+        return f'"{value}" is not a valid environment variable name'
     return None
 
 
 def duration(value: str) -> str | None:
     if not _DURATION.match(value):
-        return f"\"{value}\" is not a duration like 30s, 10m or 1h30m"
+        return f'"{value}" is not a duration like 30s, 10m or 1h30m'
     return None
 
 
 def quantity(value: str) -> str | None:
     if not _QUANTITY.match(value):
-        return f"\"{value}\" is not a storage quantity like 10Gi"
+        return f'"{value}" is not a storage quantity like 10Gi'
     return None
 
 
@@ -91,7 +91,7 @@ _RESERVED_MOUNTS = {"sys", "auth", "audit", "cubbyhole", "identity"}
 
 def vault_name(value: str) -> str | None:
     if len(value) > 128 or not _VAULT_NAME.match(value):
-        return f"\"{value}\" is not a Vault name ({_VAULT_NAME_HELP}; at most 128 characters)"
+        return f'"{value}" is not a Vault name ({_VAULT_NAME_HELP}; at most 128 characters)'
     return None
 
 
@@ -102,18 +102,22 @@ def _vault_segments_ok(value: str) -> bool:
 def vault_path(value: str) -> str | None:
     """A kv secret path below its mount (`team/my-app`)."""
     if not _vault_segments_ok(value):
-        return (f"\"{value}\" is not a Vault secret path (relative, no leading or trailing '/'; "
-                f"each '/'-separated part: {_VAULT_NAME_HELP})")
+        return (
+            f"\"{value}\" is not a Vault secret path (relative, no leading or trailing '/'; "
+            f"each '/'-separated part: {_VAULT_NAME_HELP})"
+        )
     return None
 
 
 def vault_mount(value: str) -> str | None:
     """A secrets engine's or auth method's mount path (`secret`, `kv/team`)."""
     if not _vault_segments_ok(value):
-        return (f"\"{value}\" is not a Vault mount path (no leading or trailing '/'; "
-                f"each '/'-separated part: {_VAULT_NAME_HELP})")
+        return (
+            f"\"{value}\" is not a Vault mount path (no leading or trailing '/'; "
+            f"each '/'-separated part: {_VAULT_NAME_HELP})"
+        )
     if value.split("/")[0] in _RESERVED_MOUNTS:
-        return f"\"{value}\" is not a Vault mount path: {value.split('/')[0]}/ is Vault's own"
+        return f'"{value}" is not a Vault mount path: {value.split("/")[0]}/ is Vault\'s own'
     return None
 
 
@@ -130,11 +134,11 @@ def chart_version(value: str) -> str | None:
 def image(value: str) -> str | None:
     match = _IMAGE.match(value)
     if not match:
-        return f"\"{value}\" is not a valid image reference"
+        return f'"{value}" is not a valid image reference'
     if not match.group("tag") and not match.group("digest"):
-        return f"\"{value}\" has no tag; pin a version (e.g. :1.2.3) or a digest"
+        return f'"{value}" has no tag; pin a version (e.g. :1.2.3) or a digest'
     if match.group("tag") == "latest" and not match.group("digest"):
-        return f"\"{value}\" uses :latest; pin a version or a digest"
+        return f'"{value}" uses :latest; pin a version or a digest'
     return None
 
 
@@ -146,8 +150,15 @@ _FIELDS: tuple[tuple[str, int, int, dict[str, int]], ...] = (
     ("minute", 0, 59, {}),
     ("hour", 0, 23, {}),
     ("day of month", 1, 31, {}),
-    ("month", 1, 12, {m: i + 1 for i, m in enumerate(
-        ["jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"])}),
+    (
+        "month",
+        1,
+        12,
+        {
+            m: i + 1
+            for i, m in enumerate(["jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"])
+        },
+    ),
     ("day of week", 0, 6, {d: i for i, d in enumerate(["sun", "mon", "tue", "wed", "thu", "fri", "sat"])}),
 )
 
@@ -185,11 +196,11 @@ def cron(value: str) -> str | None:
     if text in _MACROS:
         return None
     if text.startswith("TZ=") or text.startswith("CRON_TZ="):
-        return f"\"{value}\": set the time zone with spec.timeZone, not in the schedule"
+        return f'"{value}": set the time zone with spec.timeZone, not in the schedule'
     fields = text.split()
     if len(fields) != 5:
-        return f"\"{value}\" is not a cron schedule (five fields: minute hour day-of-month month day-of-week)"
+        return f'"{value}" is not a cron schedule (five fields: minute hour day-of-month month day-of-week)'
     for field, (label, low, high, names) in zip(fields, _FIELDS):
         if not _cron_field(field, low, high, names):
-            return f"\"{value}\" is not a cron schedule ({label} field \"{field}\" is out of range or malformed)"
+            return f'"{value}" is not a cron schedule ({label} field "{field}" is out of range or malformed)'
     return None

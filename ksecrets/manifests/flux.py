@@ -98,12 +98,15 @@ HEALTH_CHECK_EXPRS: dict[tuple[str, str], dict[str, str]] = {
         "failed": _condition("Synced", "False"),
         "current": _condition("Synced", "True"),
     },
-    **{("secrets.hashicorp.com/v1beta1", kind): {
-        "inProgress": f"!{_CONDITIONS}.exists(c, c.type == 'SecretSynced' && "
-                      "c.?observedGeneration.orValue(-1) == metadata.generation)",
-        "failed": _condition("SecretSynced", "False", generation=True),
-        "current": _condition("SecretSynced", "True", generation=True),
-    } for kind in ("VaultStaticSecret", "VaultDynamicSecret")},
+    **{
+        ("secrets.hashicorp.com/v1beta1", kind): {
+            "inProgress": f"!{_CONDITIONS}.exists(c, c.type == 'SecretSynced' && "
+            "c.?observedGeneration.orValue(-1) == metadata.generation)",
+            "failed": _condition("SecretSynced", "False", generation=True),
+            "current": _condition("SecretSynced", "True", generation=True),
+        }
+        for kind in ("VaultStaticSecret", "VaultDynamicSecret")
+    },
 }
 
 
@@ -157,14 +160,17 @@ def apps_applier(cfg: StackConfig, apps: list[Manifest], plurals: Mapping[tuple[
         group = api.split("/")[0] if "/" in api else ""
         ns = obj["metadata"].get("namespace")
         if not ns:
-            raise KsecretsError(f"{cfg.source}: the apps layer holds the cluster-scoped {obj['kind']} "
-                                f"{obj['metadata']['name']}; its ServiceAccount would need cluster-wide rights")
+            raise KsecretsError(
+                f"{cfg.source}: the apps layer holds the cluster-scoped {obj['kind']} "
+                f"{obj['metadata']['name']}; its ServiceAccount would need cluster-wide rights"
+            )
         plural = plurals.get((group, obj["kind"])) or guess_resource(obj["kind"])
         by_ns.setdefault(ns, set()).add((group, plural))
         if obj["kind"] == "Role":
             escalation.setdefault(ns, []).extend(obj.get("rules") or [])
-    out: list[Manifest] = [{"apiVersion": "v1", "kind": "ServiceAccount",
-                            "metadata": metadata(name, cfg.flux.namespace, labels=labels)}]
+    out: list[Manifest] = [
+        {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": metadata(name, cfg.flux.namespace, labels=labels)}
+    ]
     for ns in sorted(by_ns):
         groups: dict[str, list[str]] = {}
         for group, plural in sorted(by_ns[ns]):
@@ -173,12 +179,23 @@ def apps_applier(cfg: StackConfig, apps: list[Manifest], plurals: Mapping[tuple[
         for rule in escalation.get(ns, []):
             if rule not in rules:
                 rules.append(rule)
-        out.append({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
-                    "metadata": metadata(f"{name}-applier", ns, labels=labels), "rules": rules})
-        out.append({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
-                    "metadata": metadata(f"{name}-applier", ns, labels=labels),
-                    "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": f"{name}-applier"},
-                    "subjects": [{"kind": "ServiceAccount", "name": name, "namespace": cfg.flux.namespace}]})
+        out.append(
+            {
+                "apiVersion": "rbac.authorization.k8s.io/v1",
+                "kind": "Role",
+                "metadata": metadata(f"{name}-applier", ns, labels=labels),
+                "rules": rules,
+            }
+        )
+        out.append(
+            {
+                "apiVersion": "rbac.authorization.k8s.io/v1",
+                "kind": "RoleBinding",
+                "metadata": metadata(f"{name}-applier", ns, labels=labels),
+                "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": f"{name}-applier"},
+                "subjects": [{"kind": "ServiceAccount", "name": name, "namespace": cfg.flux.namespace}],
+            }
+        )
     return out
 
 

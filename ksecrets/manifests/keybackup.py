@@ -52,21 +52,43 @@ def objects(cfg: StackConfig, facts: StackFacts) -> list[Planned]:
     assert kb is not None
     ns = cfg.sealed_secrets.controller_namespace
     labels = _labels()
-    sa = {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": metadata(NAME, ns, labels=labels),
-          "automountServiceAccountToken": False}
-    role = {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role", "metadata": metadata(ROLE, ns, labels=labels),
-            "rules": [{"apiGroups": [""], "resources": ["secrets"], "verbs": ["list"]}]}
-    binding = {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
-               "metadata": metadata(ROLE, ns, labels=labels),
-               "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": ROLE},
-               "subjects": [{"kind": "ServiceAccount", "name": NAME, "namespace": ns}]}
-    cm = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": metadata(CONFIGMAP, ns, labels=labels),
-          "data": {"public.pem": facts.key_backup_public_key}}
-    pvc_spec: dict[str, Any] = {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": kb.storage_size}}}
+    sa = {
+        "apiVersion": "v1",
+        "kind": "ServiceAccount",
+        "metadata": metadata(NAME, ns, labels=labels),
+        "automountServiceAccountToken": False,
+    }
+    role = {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "Role",
+        "metadata": metadata(ROLE, ns, labels=labels),
+        "rules": [{"apiGroups": [""], "resources": ["secrets"], "verbs": ["list"]}],
+    }
+    binding = {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "RoleBinding",
+        "metadata": metadata(ROLE, ns, labels=labels),
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": ROLE},
+        "subjects": [{"kind": "ServiceAccount", "name": NAME, "namespace": ns}],
+    }
+    cm = {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": metadata(CONFIGMAP, ns, labels=labels),
+        "data": {"public.pem": facts.key_backup_public_key},
+    }
+    pvc_spec: dict[str, Any] = {
+        "accessModes": ["ReadWriteOnce"],
+        "resources": {"requests": {"storage": kb.storage_size}},
+    }
     if kb.storage_class:
         pvc_spec["storageClassName"] = kb.storage_class
-    pvc = {"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": metadata(PVC, ns, labels=labels),
-           "spec": pvc_spec}
+    pvc = {
+        "apiVersion": "v1",
+        "kind": "PersistentVolumeClaim",
+        "metadata": metadata(PVC, ns, labels=labels),
+        "spec": pvc_spec,
+    }
     # The infrastructure layer, beside the controller it backs up: applied by Flux itself, so the
     # apps layer's applier never needs `list` on secrets to create this Role.
     return [Planned(o, "infrastructure") for o in (sa, role, binding, cm, pvc, cronjob(cfg))]
@@ -81,35 +103,76 @@ def cronjob(cfg: StackConfig) -> Manifest:
         "name": "backup",
         "image": kb.image,
         "command": ["python", "-m", "ksecrets.sealing.keybackup"],
-        "args": ["--namespace", ns, "--public-key", f"{KEY_DIR}/public.pem", "--dir", MOUNT,
-                 "--token-file", f"{SA_DIR}/token", "--ca-file", f"{SA_DIR}/ca.crt"] + s3_args(kb.s3),
+        "args": [
+            "--namespace",
+            ns,
+            "--public-key",
+            f"{KEY_DIR}/public.pem",
+            "--dir",
+            MOUNT,
+            "--token-file",
+            f"{SA_DIR}/token",
+            "--ca-file",
+            f"{SA_DIR}/ca.crt",
+        ]
+        + s3_args(kb.s3),
         "env": s3_env(kb.s3) + [{"name": "PYTHONDONTWRITEBYTECODE", "value": "1"}],
         "resources": {"requests": {"cpu": "10m", "memory": "64Mi"}, "limits": {"memory": "128Mi"}},
         "securityContext": CONTAINER_SECURITY_CONTEXT,
-        "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}, {"name": "backups", "mountPath": MOUNT},
-                         {"name": "public-key", "mountPath": KEY_DIR, "readOnly": True},
-                         {"name": "api-token", "mountPath": SA_DIR, "readOnly": True}],
+        "volumeMounts": [
+            {"name": "tmp", "mountPath": "/tmp"},
+            {"name": "backups", "mountPath": MOUNT},
+            {"name": "public-key", "mountPath": KEY_DIR, "readOnly": True},
+            {"name": "api-token", "mountPath": SA_DIR, "readOnly": True},
+        ],
     }
     volumes = [
         {"name": "tmp", "emptyDir": {}},
         {"name": "backups", "persistentVolumeClaim": {"claimName": PVC}},
         {"name": "public-key", "configMap": {"name": CONFIGMAP}},
-        {"name": "api-token", "projected": {"sources": [
-            {"serviceAccountToken": {"expirationSeconds": TOKEN_EXPIRATION_SECONDS, "path": "token"}},
-            {"configMap": {"name": "kube-root-ca.crt", "items": [{"key": "ca.crt", "path": "ca.crt"}]}}]}},
+        {
+            "name": "api-token",
+            "projected": {
+                "sources": [
+                    {"serviceAccountToken": {"expirationSeconds": TOKEN_EXPIRATION_SECONDS, "path": "token"}},
+                    {"configMap": {"name": "kube-root-ca.crt", "items": [{"key": "ca.crt", "path": "ca.crt"}]}},
+                ]
+            },
+        },
     ]
     return {
-        "apiVersion": "batch/v1", "kind": "CronJob", "metadata": metadata(NAME, ns, labels=labels),
+        "apiVersion": "batch/v1",
+        "kind": "CronJob",
+        "metadata": metadata(NAME, ns, labels=labels),
         "spec": {
-            "schedule": kb.schedule, "timeZone": TIME_ZONE, "concurrencyPolicy": "Forbid",
+            "schedule": kb.schedule,
+            "timeZone": TIME_ZONE,
+            "concurrencyPolicy": "Forbid",
             "startingDeadlineSeconds": STARTING_DEADLINE_SECONDS,
-            "successfulJobsHistoryLimit": 3, "failedJobsHistoryLimit": 3,
-            "jobTemplate": {"metadata": {"labels": labels}, "spec": {
-                "backoffLimit": 2, "activeDeadlineSeconds": ACTIVE_DEADLINE_SECONDS,
-                "template": {"metadata": {"labels": labels}, "spec": {
-                    "serviceAccountName": NAME, "automountServiceAccountToken": False, "restartPolicy": "Never",
-                    "securityContext": {**POD_SECURITY_CONTEXT, "runAsUser": cfg.rotation.run_as_user,
-                                        "runAsGroup": cfg.rotation.run_as_group, "fsGroup": cfg.rotation.run_as_group},
-                    "containers": [container], "volumes": volumes}}}},
+            "successfulJobsHistoryLimit": 3,
+            "failedJobsHistoryLimit": 3,
+            "jobTemplate": {
+                "metadata": {"labels": labels},
+                "spec": {
+                    "backoffLimit": 2,
+                    "activeDeadlineSeconds": ACTIVE_DEADLINE_SECONDS,
+                    "template": {
+                        "metadata": {"labels": labels},
+                        "spec": {
+                            "serviceAccountName": NAME,
+                            "automountServiceAccountToken": False,
+                            "restartPolicy": "Never",
+                            "securityContext": {
+                                **POD_SECURITY_CONTEXT,
+                                "runAsUser": cfg.rotation.run_as_user,
+                                "runAsGroup": cfg.rotation.run_as_group,
+                                "fsGroup": cfg.rotation.run_as_group,
+                            },
+                            "containers": [container],
+                            "volumes": volumes,
+                        },
+                    },
+                },
+            },
         },
     }

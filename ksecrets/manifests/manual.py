@@ -35,7 +35,11 @@ def manual_secrets(cfg: StackConfig, values: Mapping[str, Mapping[str, Any]] | N
         if keys is None:
             continue
         secret_values = (values or {}).get(app.secret_name, {})
-        out.append(Planned(manual_secret(app.secret_name, app.namespace,
-                                         {k: secret_values.get(k, "") for k in keys}),
-                           "apps", gitops=False))
+        out.append(
+            Planned(
+                manual_secret(app.secret_name, app.namespace, {k: secret_values.get(k, "") for k in keys}),
+                "apps",
+                gitops=False,
+            )
+        )
     return out

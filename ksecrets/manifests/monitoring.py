@@ -77,28 +77,37 @@ def _regex_alternation(values: list[str]) -> str:
 
 # --- the alerts, per concern ---------------------------------------------------------------------
 
+
 def sealed_secrets_alerts(cfg: StackConfig, facts: StackFacts) -> list[Alert]:
     ns = cfg.sealed_secrets.controller_namespace
     return [
         Alert(
             name="SealedSecretsUnsealErrors",
-            expr=(f'sum by (exported_namespace, reason) (increase(sealed_secrets_controller_unseal_errors_total'
-                  f'{{namespace="{ns}"}}[{WINDOW}])) > 0'),
+            expr=(
+                f"sum by (exported_namespace, reason) (increase(sealed_secrets_controller_unseal_errors_total"
+                f'{{namespace="{ns}"}}[{WINDOW}])) > 0'
+            ),
             severity="warning",
             summary="The Sealed Secrets controller fails to unseal SealedSecrets",
-            description=("The controller in {ns} failed to unseal a SealedSecret in namespace "
-                         "{{{{ $labels.exported_namespace }}}} (reason {{{{ $labels.reason }}}}) in the last {w}. "
-                         "Its Secret keeps its previous value or does not exist.").format(ns=ns, w=WINDOW),
+            description=(
+                "The controller in {ns} failed to unseal a SealedSecret in namespace "
+                "{{{{ $labels.exported_namespace }}}} (reason {{{{ $labels.reason }}}}) in the last {w}. "
+                "Its Secret keeps its previous value or does not exist."
+            ).format(ns=ns, w=WINDOW),
         ),
         Alert(
             name="SealedSecretNotSynced",
-            expr=(f'max by (exported_namespace, name) (sealed_secrets_controller_condition_info'
-                  f'{{namespace="{ns}", condition="Synced"}}) == -1'),
+            expr=(
+                f"max by (exported_namespace, name) (sealed_secrets_controller_condition_info"
+                f'{{namespace="{ns}", condition="Synced"}}) == -1'
+            ),
             for_="10m",
             severity="warning",
             summary="A SealedSecret is not synced to its Secret",
-            description=("SealedSecret {{ $labels.exported_namespace }}/{{ $labels.name }} has condition "
-                         "Synced=False: the controller could not decrypt it or could not write its Secret."),
+            description=(
+                "SealedSecret {{ $labels.exported_namespace }}/{{ $labels.name }} has condition "
+                "Synced=False: the controller could not decrypt it or could not write its Secret."
+            ),
         ),
     ]
 
@@ -121,9 +130,11 @@ def certificate_alerts(cfg: StackConfig, facts: StackFacts) -> list[Alert]:
             expr=f"{left} < {days} and {left} >= 0",
             severity="warning",
             summary="The sealing certificate expires soon",
-            description=(f"{path} (fingerprint {cert.fingerprint}) expires on {when}, in "
-                         "{{ $value | printf \"%.0f\" }} days. kubeseal refuses an expired certificate; "
-                         "fetch the controller's current one and commit it."),
+            description=(
+                f"{path} (fingerprint {cert.fingerprint}) expires on {when}, in "
+                '{{ $value | printf "%.0f" }} days. kubeseal refuses an expired certificate; '
+                "fetch the controller's current one and commit it."
+            ),
             labels=labels,
         ),
         Alert(
@@ -131,8 +142,10 @@ def certificate_alerts(cfg: StackConfig, facts: StackFacts) -> list[Alert]:
             expr=f"{left} < 0",
             severity="critical",
             summary="The sealing certificate has expired",
-            description=(f"{path} (fingerprint {cert.fingerprint}) expired on {when}. "
-                         "New values cannot be sealed with it; fetch the controller's current certificate."),
+            description=(
+                f"{path} (fingerprint {cert.fingerprint}) expired on {when}. "
+                "New values cannot be sealed with it; fetch the controller's current certificate."
+            ),
             labels=labels,
         ),
     ]
@@ -151,8 +164,10 @@ def vault_alerts(cfg: StackConfig, facts: StackFacts) -> list[Alert]:
             for_="1m",
             severity="critical",
             summary="A Vault server is sealed",
-            description=("Vault pod {{ $labels.pod }} in " + vns + " is sealed: it serves no secrets until "
-                         "it is unsealed. The operator keeps the last synced Secrets."),
+            description=(
+                "Vault pod {{ $labels.pod }} in " + vns + " is sealed: it serves no secrets until "
+                "it is unsealed. The operator keeps the last synced Secrets."
+            ),
         ),
         Alert(
             name="VaultDown",
@@ -160,26 +175,39 @@ def vault_alerts(cfg: StackConfig, facts: StackFacts) -> list[Alert]:
             for_="5m",
             severity="critical",
             summary="Vault does not answer its metrics scrape",
-            description=("Prometheus cannot scrape {{ $labels.instance }} (job {{ $labels.job }}) in " + vns
-                         + ": the pod is down, not ready, or sealed and refusing /v1/sys/metrics."),
+            description=(
+                "Prometheus cannot scrape {{ $labels.instance }} (job {{ $labels.job }}) in "
+                + vns
+                + ": the pod is down, not ready, or sealed and refusing /v1/sys/metrics."
+            ),
         ),
         Alert(
             name="VaultSecretsOperatorLoginErrors",
-            expr=(f'sum by (vault_connection) (increase(vso_client_operations_errors_total'
-                  f'{{namespace="{ons}", operation="login"}}[{WINDOW}])) > 0'),
+            expr=(
+                f"sum by (vault_connection) (increase(vso_client_operations_errors_total"
+                f'{{namespace="{ons}", operation="login"}}[{WINDOW}])) > 0'
+            ),
             severity="warning",
             summary="The Vault Secrets Operator fails to log in to Vault",
-            description=("Logins through VaultConnection {{ $labels.vault_connection }} failed in the last "
-                         + WINDOW + ": check the VaultAuth role, the ServiceAccount bound to it and the audience."),
+            description=(
+                "Logins through VaultConnection {{ $labels.vault_connection }} failed in the last "
+                + WINDOW
+                + ": check the VaultAuth role, the ServiceAccount bound to it and the audience."
+            ),
         ),
         Alert(
             name="VaultSecretsOperatorSyncErrors",
-            expr=(f'sum by (controller) (increase(controller_runtime_reconcile_errors_total'
-                  f'{{namespace="{ons}", controller=~"{controllers}"}}[{WINDOW}])) > 0'),
+            expr=(
+                f"sum by (controller) (increase(controller_runtime_reconcile_errors_total"
+                f'{{namespace="{ons}", controller=~"{controllers}"}}[{WINDOW}])) > 0'
+            ),
             severity="warning",
             summary="The Vault Secrets Operator fails to sync secrets",
-            description=("The {{ $labels.controller }} controller failed to reconcile in the last " + WINDOW
-                         + ": a destination Secret may be stale."),
+            description=(
+                "The {{ $labels.controller }} controller failed to reconcile in the last "
+                + WINDOW
+                + ": a destination Secret may be stale."
+            ),
         ),
     ]
 
@@ -191,9 +219,11 @@ def access_alerts(cfg: StackConfig, facts: StackFacts) -> list[Alert]:
             expr=(f'sum by (verb) (increase(apiserver_request_total{{code="403", resource="secrets"}}[{WINDOW}])) > 0'),
             severity="warning",
             summary="Requests for Secrets are being denied",
-            description=("The API server refused {{ $value | printf \"%.0f\" }} {{ $labels.verb }} request(s) on "
-                         "secrets in the last " + WINDOW + ": a workload lacks access it expects, or something "
-                         "probes for Secrets it must not read. The audit log names the user."),
+            description=(
+                'The API server refused {{ $value | printf "%.0f" }} {{ $labels.verb }} request(s) on '
+                "secrets in the last " + WINDOW + ": a workload lacks access it expects, or something "
+                "probes for Secrets it must not read. The audit log names the user."
+            ),
         ),
     ]
 
@@ -208,26 +238,32 @@ def rotation_alerts(cfg: StackConfig, facts: StackFacts) -> list[Alert]:
     # retried successfully does not count), with its CronJob as owner_name and its start time as
     # the value...
     failed = (
-        f'max by (namespace, owner_name, job_name) ('
+        f"max by (namespace, owner_name, job_name) ("
         f'kube_job_owner{{owner_kind="CronJob", namespace=~"{namespaces}", owner_name=~"{cronjobs}"}} '
-        f'* on (namespace, job_name) group_left() max by (namespace, job_name) (kube_job_status_start_time) '
+        f"* on (namespace, job_name) group_left() max by (namespace, job_name) (kube_job_status_start_time) "
         f'and on (namespace, job_name) (max by (namespace, job_name) (kube_job_failed{{condition="true"}}) == 1))'
     )
-    last_success = ('label_replace(max by (namespace, cronjob) (kube_cronjob_status_last_successful_time), '
-                    '"owner_name", "$1", "cronjob", "(.+)")')
+    last_success = (
+        "label_replace(max by (namespace, cronjob) (kube_cronjob_status_last_successful_time), "
+        '"owner_name", "$1", "cronjob", "(.+)")'
+    )
     # ...that started after the CronJob's last success (or the CronJob never succeeded). A later
     # success resolves the alert even while the failed Job is kept in history.
-    expr = (f"({failed} > on (namespace, owner_name) group_left() {last_success}) "
-            f"or ({failed} unless on (namespace, owner_name) {last_success})")
+    expr = (
+        f"({failed} > on (namespace, owner_name) group_left() {last_success}) "
+        f"or ({failed} unless on (namespace, owner_name) {last_success})"
+    )
     return [
         Alert(
             name="SecretRotationJobFailed",
             expr=expr,
             severity="warning",
             summary="A secret rotation Job failed",
-            description=("Job {{ $labels.namespace }}/{{ $labels.job_name }} of CronJob {{ $labels.owner_name }} "
-                         "failed and no run has succeeded since: the old value is still in use (the rotator "
-                         "keeps the old pair when it fails). Read the Job's log."),
+            description=(
+                "Job {{ $labels.namespace }}/{{ $labels.job_name }} of CronJob {{ $labels.owner_name }} "
+                "failed and no run has succeeded since: the old value is still in use (the rotator "
+                "keeps the old pair when it fails). Read the Job's log."
+            ),
         ),
     ]
 
@@ -246,8 +282,7 @@ def disaster_recovery_alerts(cfg: StackConfig, facts: StackFacts) -> list[Alert]
     age = cfg.vault.snapshots.max_age_seconds
     last = f"max by (namespace, cronjob) (kube_cronjob_status_last_successful_time{{{sel}}})"
     created = f"max by (namespace, cronjob) (kube_cronjob_created{{{sel}}})"
-    expr = (f"(time() - {last} > {age}) or "
-            f"((time() - {created} > {age}) unless on (namespace, cronjob) {last})")
+    expr = f"(time() - {last} > {age}) or ((time() - {created} > {age}) unless on (namespace, cronjob) {last})"
     hours = f"{age / 3600:g}h"
     return out + [
         Alert(
@@ -256,8 +291,10 @@ def disaster_recovery_alerts(cfg: StackConfig, facts: StackFacts) -> list[Alert]
             for_="10m",
             severity="critical",
             summary="The newest Vault raft snapshot is older than its schedule allows",
-            description=(f"CronJob {{{{ $labels.namespace }}}}/{{{{ $labels.cronjob }}}} has not saved a raft "
-                         f"snapshot in the last {hours}: a disaster now would lose every change since the last one."),
+            description=(
+                f"CronJob {{{{ $labels.namespace }}}}/{{{{ $labels.cronjob }}}} has not saved a raft "
+                f"snapshot in the last {hours}: a disaster now would lose every change since the last one."
+            ),
         ),
     ]
 
@@ -274,20 +311,27 @@ def key_backup_alerts(cfg: StackConfig) -> list[Alert]:
     assert kb is not None
     ns = cfg.sealed_secrets.controller_namespace
     newest = f'max by (namespace) (kube_secret_created{{namespace="{ns}", secret=~"sealed-secrets-key.+"}})'
-    last = (f'max by (namespace) (kube_cronjob_status_last_successful_time{{namespace="{ns}", '
-            f'cronjob="{keybackup.NAME}"}})')
-    expr = (f"({newest} > on (namespace) ({last} - {keybackup.ACTIVE_DEADLINE_SECONDS})) "
-            f"or ({newest} unless on (namespace) {last})")
-    return [Alert(
-        name="SealingKeyNotBackedUp",
-        expr=expr,
-        for_=f"{kb.max_delay_seconds // 60}m",
-        severity="critical",
-        summary="The newest sealing key is in no backup",
-        description=(f"The newest sealing key Secret in {ns} was created after the last successful run of "
-                     f"CronJob {keybackup.NAME} (or it never succeeded): losing the cluster now would lose "
-                     "the key that unseals every SealedSecret sealed since."),
-    )]
+    last = (
+        f'max by (namespace) (kube_cronjob_status_last_successful_time{{namespace="{ns}", cronjob="{keybackup.NAME}"}})'
+    )
+    expr = (
+        f"({newest} > on (namespace) ({last} - {keybackup.ACTIVE_DEADLINE_SECONDS})) "
+        f"or ({newest} unless on (namespace) {last})"
+    )
+    return [
+        Alert(
+            name="SealingKeyNotBackedUp",
+            expr=expr,
+            for_=f"{kb.max_delay_seconds // 60}m",
+            severity="critical",
+            summary="The newest sealing key is in no backup",
+            description=(
+                f"The newest sealing key Secret in {ns} was created after the last successful run of "
+                f"CronJob {keybackup.NAME} (or it never succeeded): losing the cluster now would lose "
+                "the key that unseals every SealedSecret sealed since."
+            ),
+        )
+    ]
 
 
 # Each group: (cfg, facts) → its alerts.
@@ -320,8 +364,7 @@ def rule_groups(cfg: StackConfig, facts: StackFacts) -> list[dict[str, Any]]:
     for suffix, build in GROUPS:
         alerts = build(cfg, facts)
         if alerts:
-            groups.append({"name": f"k8s-secrets.{cfg.stack}.{suffix}",
-                           "rules": [alert_rule(cfg, a) for a in alerts]})
+            groups.append({"name": f"k8s-secrets.{cfg.stack}.{suffix}", "rules": [alert_rule(cfg, a) for a in alerts]})
     return groups
 
 

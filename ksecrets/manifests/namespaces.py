@@ -16,6 +16,9 @@ def namespaces(cfg: StackConfig) -> list[Planned]:
             "pod-security.kubernetes.io/enforce": "restricted",
             "pod-security.kubernetes.io/enforce-version": "latest",
         }
-        out.append(Planned({"apiVersion": "v1", "kind": "Namespace", "metadata": metadata(name, labels=labels)},
-                           "infrastructure"))
+        out.append(
+            Planned(
+                {"apiVersion": "v1", "kind": "Namespace", "metadata": metadata(name, labels=labels)}, "infrastructure"
+            )
+        )
     return out

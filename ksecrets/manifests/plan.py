@@ -44,8 +44,13 @@ def object_id(obj: Manifest) -> str:
     return f"{obj['apiVersion']}/{obj['kind']}/{meta.get('namespace', '')}/{meta['name']}"
 
 
-def metadata(name: str, namespace: str | None = None, *, labels: dict[str, str] | None = None,
-             annotations: dict[str, str] | None = None) -> dict[str, Any]:
+def metadata(
+    name: str,
+    namespace: str | None = None,
+    *,
+    labels: dict[str, str] | None = None,
+    annotations: dict[str, str] | None = None,
+) -> dict[str, Any]:
     """metadata in the usual key order; every object carries the managed-by label."""
     meta: dict[str, Any] = {"name": name}
     if namespace is not None:

@@ -19,15 +19,20 @@ def secret_names(app: App) -> list[str]:
 
 
 def service_account(app: App) -> Manifest:
-    return {"apiVersion": "v1", "kind": "ServiceAccount",
-            "metadata": metadata(app.service_account, app.namespace, labels={"app.kubernetes.io/instance": app.name})}
+    return {
+        "apiVersion": "v1",
+        "kind": "ServiceAccount",
+        "metadata": metadata(app.service_account, app.namespace, labels={"app.kubernetes.io/instance": app.name}),
+    }
 
 
 def role(app: App) -> Manifest:
     return {
         "apiVersion": "rbac.authorization.k8s.io/v1",
         "kind": "Role",
-        "metadata": metadata(f"{app.name}-secret-reader", app.namespace, labels={"app.kubernetes.io/instance": app.name}),
+        "metadata": metadata(
+            f"{app.name}-secret-reader", app.namespace, labels={"app.kubernetes.io/instance": app.name}
+        ),
         "rules": [{"apiGroups": [""], "resources": ["secrets"], "resourceNames": secret_names(app), "verbs": ["get"]}],
     }
 

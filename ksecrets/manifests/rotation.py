@@ -109,8 +109,9 @@ def cronjob_names(cfg: StackConfig) -> list[tuple[str, str]]:
     """(namespace, CronJob name) of every rotation CronJob the stack emits, in emit order."""
     if not _rotates_in_cluster(cfg):
         return []
-    return [(app.namespace, group_name(app, specs)) for app in cfg.apps if app.vault is not None
-            for specs in groups(app)]
+    return [
+        (app.namespace, group_name(app, specs)) for app in cfg.apps if app.vault is not None for specs in groups(app)
+    ]
 
 
 def _rotates_in_cluster(cfg: StackConfig) -> bool:
@@ -118,8 +119,11 @@ def _rotates_in_cluster(cfg: StackConfig) -> bool:
 
 
 def _labels(app: App) -> dict[str, str]:
-    return {"app.kubernetes.io/name": "ksecrets-rotator", "app.kubernetes.io/instance": app.name,
-            "app.kubernetes.io/component": COMPONENT}
+    return {
+        "app.kubernetes.io/name": "ksecrets-rotator",
+        "app.kubernetes.io/instance": app.name,
+        "app.kubernetes.io/component": COMPONENT,
+    }
 
 
 def service_account(app: App) -> Manifest:
@@ -137,8 +141,14 @@ def rotator_args(cfg: StackConfig, app: App, specs: tuple[RotationSpec, ...] | R
     assert cfg.vault is not None and app.vault is not None
     if isinstance(specs, RotationSpec):
         specs = (specs,)
-    args = ["--mount", cfg.vault.kv_mount, "--path", app.vault.path,
-            "--min-interval", str(cfg.rotation.min_interval_seconds)]
+    args = [
+        "--mount",
+        cfg.vault.kv_mount,
+        "--path",
+        app.vault.path,
+        "--min-interval",
+        str(cfg.rotation.min_interval_seconds),
+    ]
     for spec in specs:
         if spec.generator == "random":
             args += ["--random", f"{spec.key}:{spec.length}"]
@@ -148,8 +158,16 @@ def rotator_args(cfg: StackConfig, app: App, specs: tuple[RotationSpec, ...] | R
             args += ["--postgres", f"{spec.key}:{spec.length}", "--pg-mode", pg.mode]
             if pg.mode == "dual":
                 args += ["--pg-username-key", pg.username_key]
-            args += ["--pg-host", pg.host, "--pg-port", str(pg.port), "--pg-database", pg.database,
-                     "--pg-role", pg.role]
+            args += [
+                "--pg-host",
+                pg.host,
+                "--pg-port",
+                str(pg.port),
+                "--pg-database",
+                pg.database,
+                "--pg-role",
+                pg.role,
+            ]
     return args
 
 
@@ -203,22 +221,45 @@ def cronjob(cfg: StackConfig, app: App, specs: tuple[RotationSpec, ...] | Rotati
     }
     volumes: list[dict[str, Any]] = [
         {"name": "tmp", "emptyDir": {}},
-        {"name": "vault-token", "projected": {"sources": [{"serviceAccountToken": {
-            "audience": cfg.vault.audience, "expirationSeconds": TOKEN_EXPIRATION_SECONDS, "path": "token"}}]}},
+        {
+            "name": "vault-token",
+            "projected": {
+                "sources": [
+                    {
+                        "serviceAccountToken": {
+                            "audience": cfg.vault.audience,
+                            "expirationSeconds": TOKEN_EXPIRATION_SECONDS,
+                            "path": "token",
+                        }
+                    }
+                ]
+            },
+        },
     ]
     if cfg.vault.tls.enabled:
         container["volumeMounts"].append({"name": "vault-ca", "mountPath": CA_DIR, "readOnly": True})
-        volumes.append({"name": "vault-ca", "secret": {"secretName": ca_secret_name(cfg),
-                                                       "items": [{"key": "ca.crt", "path": "ca.crt"}]}})
+        volumes.append(
+            {
+                "name": "vault-ca",
+                "secret": {"secretName": ca_secret_name(cfg), "items": [{"key": "ca.crt", "path": "ca.crt"}]},
+            }
+        )
     rc = cfg.rotation
-    pod_security = {**POD_SECURITY_CONTEXT, "runAsUser": rc.run_as_user, "runAsGroup": rc.run_as_group,
-                    "fsGroup": rc.run_as_group}
+    pod_security = {
+        **POD_SECURITY_CONTEXT,
+        "runAsUser": rc.run_as_user,
+        "runAsGroup": rc.run_as_group,
+        "fsGroup": rc.run_as_group,
+    }
     return {
         "apiVersion": "batch/v1",
         "kind": "CronJob",
-        "metadata": metadata(group_name(app, specs), app.namespace, labels=labels,
-                             annotations={"ksecrets.io/rotates": f"{app.secret_name}/"
-                                                                 + ",".join(s.key for s in specs)}),
+        "metadata": metadata(
+            group_name(app, specs),
+            app.namespace,
+            labels=labels,
+            annotations={"ksecrets.io/rotates": f"{app.secret_name}/" + ",".join(s.key for s in specs)},
+        ),
         "spec": {
             "schedule": spec.schedule,
             # Schedules mean UTC whatever the controller manager's local time zone is.

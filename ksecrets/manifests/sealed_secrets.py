@@ -55,9 +55,13 @@ def controller(cfg: StackConfig) -> list[Planned]:
         Planned(flux.helm_repository(REPOSITORY, ns, ss.chart_repository), "infrastructure"),
         Planned(
             flux.helm_release(
-                RELEASE, ns,
-                chart="sealed-secrets", version=ss.chart_version, repository=REPOSITORY,
-                target_namespace=ss.controller_namespace, values=controller_values(cfg),
+                RELEASE,
+                ns,
+                chart="sealed-secrets",
+                version=ss.chart_version,
+                repository=REPOSITORY,
+                target_namespace=ss.controller_namespace,
+                values=controller_values(cfg),
             ),
             "infrastructure",
         ),

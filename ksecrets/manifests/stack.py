@@ -7,14 +7,26 @@ import dataclasses
 from typing import Any, Iterable, Mapping
 
 from ksecrets.config.model import StackConfig
-from ksecrets.manifests import (flux, keybackup, manual, monitoring, namespaces, rbac, rotation, sealed_secrets,
-                                snapshots, vault, workloads)
+from ksecrets.manifests import (
+    flux,
+    keybackup,
+    manual,
+    monitoring,
+    namespaces,
+    rbac,
+    rotation,
+    sealed_secrets,
+    snapshots,
+    vault,
+    workloads,
+)
 from ksecrets.manifests.facts import StackFacts
 from ksecrets.manifests.plan import Planned
 
 
-def build_stack(cfg: StackConfig, manual_values: Mapping[str, Mapping[str, Any]] | None = None, *,
-                facts: StackFacts) -> list[Planned]:
+def build_stack(
+    cfg: StackConfig, manual_values: Mapping[str, Mapping[str, Any]] | None = None, *, facts: StackFacts
+) -> list[Planned]:
     """All objects of one stack. `manual_values` (secretName → key → value) only under pulumi up;
     `facts`: what files say (`ksecrets.usecases.stack_facts.read_facts`, or `plan_stack` for both)."""
     planned: list[Planned] = []

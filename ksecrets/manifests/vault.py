@@ -45,6 +45,7 @@ def _vault(cfg: StackConfig) -> VaultConfig:
 
 # --- the Vault server -------------------------------------------------------------------------
 
+
 def raft_config(vc: VaultConfig, *, metrics: bool = False) -> str:
     """The server's HCL: a tcp listener (TLS per config), raft storage joining every peer, and
     with `metrics` the Prometheus telemetry the VaultSealed/VaultDown alerts read."""
@@ -71,7 +72,10 @@ def raft_config(vc: VaultConfig, *, metrics: bool = False) -> str:
         lines += ["  telemetry {", '    unauthenticated_metrics_access = "true"', "  }"]
     lines += ["}", 'storage "raft" {', f'  path = "{DATA_PATH}"']
     for n in range(vc.replicas):
-        lines += ["  retry_join {", f'    leader_api_addr = "{scheme}://{VAULT_RELEASE}-{n}.{VAULT_RELEASE}-internal:8200"']
+        lines += [
+            "  retry_join {",
+            f'    leader_api_addr = "{scheme}://{VAULT_RELEASE}-{n}.{VAULT_RELEASE}-internal:8200"',
+        ]
         if vc.tls.enabled:
             # The peer's certificate must name vault-N.vault-internal (see README.md, "TLS").
             lines += [
@@ -113,42 +117,44 @@ def vault_values(cfg: StackConfig) -> dict[str, Any]:
         server["extraEnvironmentVars"] = {"VAULT_CACERT": f"{TLS_DIR}/ca.crt"}
         server["volumes"] = [{"name": "tls", "secret": {"secretName": vc.tls.secret_name, "defaultMode": 0o440}}]
         server["volumeMounts"] = [{"name": "tls", "mountPath": TLS_DIR, "readOnly": True}]
-    server.update({
-        # One pod per node: losing a node loses one raft voter, not quorum.
-        "affinity": {
-            "podAntiAffinity": {
-                "requiredDuringSchedulingIgnoredDuringExecution": [
-                    {"labelSelector": {"matchLabels": _selector_labels()}, "topologyKey": "kubernetes.io/hostname"}
-                ]
-            }
-        },
-        "dataStorage": storage(vc.data_storage_size, DATA_PATH),
-        "auditStorage": storage(vc.audit_storage_size, AUDIT_PATH),
-        "standalone": {"enabled": False},
-        "ha": {
-            "enabled": True,
-            "replicas": vc.replicas,
-            "raft": {"enabled": True, "setNodeId": True, "config": raft_config(vc, metrics=cfg.monitoring.enabled)},
-            "disruptionBudget": {"enabled": True},
-        },
-        # The server's own service account reviews app tokens for the kubernetes auth method
-        # (authDelegator binds it to system:auth-delegator).
-        "authDelegator": {"enabled": True},
-        "serviceAccount": {"create": True, "name": VAULT_RELEASE},
-        # Meets the `restricted` Pod Security Standard, which the vault namespace enforces.
-        "statefulSet": {
-            "securityContext": {
-                "pod": {
-                    "runAsNonRoot": True,
-                    "runAsUser": 100,
-                    "runAsGroup": 1000,
-                    "fsGroup": 1000,
-                    "seccompProfile": {"type": "RuntimeDefault"},
-                },
-                "container": {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}},
-            }
-        },
-    })
+    server.update(
+        {
+            # One pod per node: losing a node loses one raft voter, not quorum.
+            "affinity": {
+                "podAntiAffinity": {
+                    "requiredDuringSchedulingIgnoredDuringExecution": [
+                        {"labelSelector": {"matchLabels": _selector_labels()}, "topologyKey": "kubernetes.io/hostname"}
+                    ]
+                }
+            },
+            "dataStorage": storage(vc.data_storage_size, DATA_PATH),
+            "auditStorage": storage(vc.audit_storage_size, AUDIT_PATH),
+            "standalone": {"enabled": False},
+            "ha": {
+                "enabled": True,
+                "replicas": vc.replicas,
+                "raft": {"enabled": True, "setNodeId": True, "config": raft_config(vc, metrics=cfg.monitoring.enabled)},
+                "disruptionBudget": {"enabled": True},
+            },
+            # The server's own service account reviews app tokens for the kubernetes auth method
+            # (authDelegator binds it to system:auth-delegator).
+            "authDelegator": {"enabled": True},
+            "serviceAccount": {"create": True, "name": VAULT_RELEASE},
+            # Meets the `restricted` Pod Security Standard, which the vault namespace enforces.
+            "statefulSet": {
+                "securityContext": {
+                    "pod": {
+                        "runAsNonRoot": True,
+                        "runAsUser": 100,
+                        "runAsGroup": 1000,
+                        "fsGroup": 1000,
+                        "seccompProfile": {"type": "RuntimeDefault"},
+                    },
+                    "container": {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}},
+                }
+            },
+        }
+    )
     values: dict[str, Any] = {
         "global": {"enabled": True, "tlsDisable": not vc.tls.enabled},
         # The operator syncs Secrets; the agent injector is not used.
@@ -183,8 +189,12 @@ def operator_values(cfg: StackConfig) -> dict[str, Any]:
         "defaultVaultConnection": {"enabled": False},
         "defaultAuthMethod": {"enabled": False},
         # The operator's sync and login-error metrics feed the VaultSecretsOperator* alerts.
-        "telemetry": {"serviceMonitor": {"enabled": cfg.monitoring.operator_objects,
-                                         "selectors": dict(cfg.monitoring.rule_labels)}},
+        "telemetry": {
+            "serviceMonitor": {
+                "enabled": cfg.monitoring.operator_objects,
+                "selectors": dict(cfg.monitoring.rule_labels),
+            }
+        },
     }
 
 
@@ -212,9 +222,14 @@ def infrastructure(cfg: StackConfig) -> list[Planned]:
     out.append(Planned(flux.helm_repository(REPOSITORY, ns, vc.chart_repository), "infrastructure"))
 
     vault = flux.helm_release(
-        VAULT_RELEASE, ns,
-        chart="vault", version=vc.chart_version, repository=REPOSITORY,
-        target_namespace=vc.namespace, values=vault_values(cfg), release_name=VAULT_RELEASE,
+        VAULT_RELEASE,
+        ns,
+        chart="vault",
+        version=vc.chart_version,
+        repository=REPOSITORY,
+        target_namespace=vc.namespace,
+        values=vault_values(cfg),
+        release_name=VAULT_RELEASE,
     )
     # A fresh Vault is sealed and so never Ready until an operator runs `vault operator init`
     # and unseals it; waiting for it would fail the install and its remediation would uninstall.
@@ -222,18 +237,26 @@ def infrastructure(cfg: StackConfig) -> list[Planned]:
     vault["spec"]["upgrade"]["disableWait"] = True
     out.append(Planned(vault, "infrastructure"))
 
-    out.append(Planned(
-        flux.helm_release(
-            VSO_RELEASE, ns,
-            chart="vault-secrets-operator", version=vc.operator.chart_version, repository=REPOSITORY,
-            target_namespace=vc.operator.namespace, values=operator_values(cfg), release_name=VSO_RELEASE,
-        ),
-        "infrastructure",
-    ))
+    out.append(
+        Planned(
+            flux.helm_release(
+                VSO_RELEASE,
+                ns,
+                chart="vault-secrets-operator",
+                version=vc.operator.chart_version,
+                repository=REPOSITORY,
+                target_namespace=vc.operator.namespace,
+                values=operator_values(cfg),
+                release_name=VSO_RELEASE,
+            ),
+            "infrastructure",
+        )
+    )
     return out
 
 
 # --- the operator's objects -------------------------------------------------------------------
+
 
 def vault_connection(cfg: StackConfig) -> Manifest:
     """One per stack, in the operator's namespace: one place for the address and CA, which the

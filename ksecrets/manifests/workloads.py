@@ -48,8 +48,7 @@ def deployment(cfg: StackConfig, app: App, d: Deployment) -> Manifest:
         container["envFrom"] = [{"secretRef": {"name": app.secret_name}}]
     if d.env:
         container["env"] = [
-            {"name": e.name, "valueFrom": {"secretKeyRef": {"name": app.secret_name, "key": e.key}}}
-            for e in d.env
+            {"name": e.name, "valueFrom": {"secretKeyRef": {"name": app.secret_name, "key": e.key}}} for e in d.env
         ]
     container["resources"] = {"requests": {"cpu": "50m", "memory": "64Mi"}, "limits": {"memory": "256Mi"}}
     container["securityContext"] = CONTAINER_SECURITY_CONTEXT
@@ -71,9 +70,12 @@ def deployment(cfg: StackConfig, app: App, d: Deployment) -> Manifest:
                     "serviceAccountName": app.service_account,
                     # A numeric uid and gid: the kubelet refuses runAsNonRoot for an image whose
                     # USER is a name ("image has non-numeric user") unless runAsUser is set.
-                    "securityContext": {"runAsNonRoot": True, "runAsUser": d.run_as_user,
-                                        "runAsGroup": d.run_as_group,
-                                        "seccompProfile": POD_SECURITY_CONTEXT["seccompProfile"]},
+                    "securityContext": {
+                        "runAsNonRoot": True,
+                        "runAsUser": d.run_as_user,
+                        "runAsGroup": d.run_as_group,
+                        "seccompProfile": POD_SECURITY_CONTEXT["seccompProfile"],
+                    },
                     "containers": [container],
                     "volumes": [{"name": "tmp", "emptyDir": {}}],
                 },

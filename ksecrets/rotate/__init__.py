@@ -148,14 +148,21 @@ class Postgres:
     admin_password: str
 
     def __repr__(self) -> str:  # never the admin password, even in a traceback
-        return (f"Postgres(host={self.host!r}, port={self.port}, database={self.database!r}, "
-                f"role={self.role!r}, admin_user={self.admin_user!r})")
+        return (
+            f"Postgres(host={self.host!r}, port={self.port}, database={self.database!r}, "
+            f"role={self.role!r}, admin_user={self.admin_user!r})"
+        )
 
     def conninfo(self, user: str | None = None, password: str | None = None) -> dict[str, Any]:
-        return {"host": self.host, "port": self.port, "dbname": self.database,
-                "user": user or self.admin_user,
-                "password": self.admin_password if password is None else password,
-                "connect_timeout": 10, "application_name": "ksecrets-rotate"}
+        return {
+            "host": self.host,
+            "port": self.port,
+            "dbname": self.database,
+            "user": user or self.admin_user,
+            "password": self.admin_password if password is None else password,
+            "connect_timeout": 10,
+            "application_name": "ksecrets-rotate",
+        }
 
 
 def generate(length: int) -> str:
@@ -165,8 +172,7 @@ def generate(length: int) -> str:
     return "".join(secrets.choice(URL_SAFE) for _ in range(length))
 
 
-def rotate_random(client: hvac.Client, target: Target, length: int,
-                  generator: Callable[[int], str] = generate) -> int:
+def rotate_random(client: hvac.Client, target: Target, length: int, generator: Callable[[int], str] = generate) -> int:
     """Write a new random value as a new kv-v2 version (check-and-set). Returns the version."""
     value = generator(length)
     try:
@@ -189,23 +195,29 @@ def _step(name: str) -> None:
 MARK_KEY = "ksecrets-rotation-version"  # kv-v2 custom_metadata: the version a rotation wrote
 
 
-def _vault_holds(client: hvac.Client, mount: str, path: str,
-                 updates: Mapping[str, str]) -> tuple[bool | None, int]:
+def _vault_holds(client: hvac.Client, mount: str, path: str, updates: Mapping[str, str]) -> tuple[bool | None, int]:
     """Does Vault's current version hold every value of `updates`, and which version is current?
     (None, 0) when Vault cannot be read."""
     try:
         data, version = kv.read_current(client, mount, path)
     except KsecretsError:
         return None, 0
-    held = all(data.get(k) is not None and hmac.compare_digest(data[k].encode(), v.encode())
-               for k, v in updates.items())
+    held = all(
+        data.get(k) is not None and hmac.compare_digest(data[k].encode(), v.encode()) for k, v in updates.items()
+    )
     return held, version
 
 
-def rotate_postgres(client: hvac.Client, target: Target, pg: Postgres, length: int,
-                    generator: Callable[[int], str] = generate, *,
-                    extra: Mapping[str, str] | None = None,
-                    mark: Callable[[int], None] | None = None) -> int:
+def rotate_postgres(
+    client: hvac.Client,
+    target: Target,
+    pg: Postgres,
+    length: int,
+    generator: Callable[[int], str] = generate,
+    *,
+    extra: Mapping[str, str] | None = None,
+    mark: Callable[[int], None] | None = None,
+) -> int:
     """Change the role's password in PostgreSQL and in Vault together (see the module docstring).
 
     `extra` are other keys' new values written in the same kv-v2 version; `mark(version_read)` runs
@@ -244,13 +256,15 @@ def rotate_postgres(client: hvac.Client, target: Target, pg: Postgres, length: i
                 raise RotationStateUnknown(
                     f"writing {target.where} failed ({write_error}) and Vault cannot be read back; the database "
                     f"kept the old password of role {pg.role}: if Vault's latest version holds a new value, "
-                    f"restore the previous one (vault kv rollback)") from None
+                    f"restore the previous one (vault kv rollback)"
+                ) from None
             if not landed:
                 pgops.rollback(conn)
                 log.info("rolled back ALTER ROLE %s: the Vault write did not happen", pg.role)
                 raise RotationFailed(
                     f"writing {target.where} failed, the database change was rolled back and the old password "
-                    f"of role {pg.role} still works: {write_error}") from None
+                    f"of role {pg.role} still works: {write_error}"
+                ) from None
             log.info("the Vault write reported an error but %s holds the new value; committing", target.where)
         log.info("wrote %s: new kv-v2 version %d", target.where, new_version)
         _step("written")
@@ -265,7 +279,8 @@ def rotate_postgres(client: hvac.Client, target: Target, pg: Postgres, length: i
             if old_value is not None and not pgops.can_login(pg, pg.role, old_value):
                 raise RotationStateUnknown(
                     f"{why}, and role {pg.role} logs in with neither password (is the database reachable?); "
-                    f"{target.where} holds the new value as version {new_version}: compare by hand") from None
+                    f"{target.where} holds the new value as version {new_version}: compare by hand"
+                ) from None
             _restore(client, target, old_value, {k: data[k] for k in extra or {} if k in data}, pg, why)
             raise AssertionError("unreachable") from None  # _restore always raises
         log.info("committed the new password of role %s", pg.role)
@@ -274,23 +289,27 @@ def rotate_postgres(client: hvac.Client, target: Target, pg: Postgres, length: i
         pgops.close(conn)
 
 
-def _restore(client: hvac.Client, target: Target, old_value: str | None, old_extra: Mapping[str, str],
-             pg: Postgres, why: str) -> None:
+def _restore(
+    client: hvac.Client, target: Target, old_value: str | None, old_extra: Mapping[str, str], pg: Postgres, why: str
+) -> None:
     """The database kept the old password but Vault has the new one: put the old values back."""
     if old_value is None:
         raise RotationStateUnknown(
             f"{why}: the database kept the old password of role {pg.role}, but {target.where} had no previous "
-            f"value to restore; set it to the database's password by hand") from None
+            f"value to restore; set it to the database's password by hand"
+        ) from None
     try:
         version = kv.rotate_keys(client, target.mount, target.path, {target.key: old_value, **old_extra})
     except KsecretsError as exc:
         raise RotationStateUnknown(
             f"{why}: the database kept the old password of role {pg.role}, and restoring the old value in "
-            f"{target.where} failed too ({exc}); restore the previous version by hand (vault kv rollback)") from None
+            f"{target.where} failed too ({exc}); restore the previous version by hand (vault kv rollback)"
+        ) from None
     log.info("restored the old value of %s as kv-v2 version %d", target.where, version)
     raise RotationFailed(
         f"{why}: the database kept the old password of role {pg.role}; the old value is back in "
-        f"{target.where} as version {version}")
+        f"{target.where} as version {version}"
+    )
 
 
 def dual_logins(role: str) -> tuple[str, str]:
@@ -298,10 +317,17 @@ def dual_logins(role: str) -> tuple[str, str]:
     return f"{role}_a", f"{role}_b"
 
 
-def rotate_postgres_dual(client: hvac.Client, target: Target, pg: Postgres, username_key: str, length: int,
-                         generator: Callable[[int], str] = generate, *,
-                         extra: Mapping[str, str] | None = None,
-                         mark: Callable[[int], None] | None = None) -> int:
+def rotate_postgres_dual(
+    client: hvac.Client,
+    target: Target,
+    pg: Postgres,
+    username_key: str,
+    length: int,
+    generator: Callable[[int], str] = generate,
+    *,
+    extra: Mapping[str, str] | None = None,
+    mark: Callable[[int], None] | None = None,
+) -> int:
     """Dual credentials (module docstring): a new password for the login not in use, committed,
     then username and password together in one kv-v2 version. Returns the new version.
 
@@ -319,13 +345,25 @@ def rotate_postgres_dual(client: hvac.Client, target: Target, pg: Postgres, user
         first, second = dual_logins(pg.role)
         in_use = data.get(username_key)
         login = second if in_use == first else first
-        log.info("read %s at version %d: login in use %s, rotating %s", target.where, version,
-                 in_use if in_use in (first, second) else "(none of the pair)", login)
+        log.info(
+            "read %s at version %d: login in use %s, rotating %s",
+            target.where,
+            version,
+            in_use if in_use in (first, second) else "(none of the pair)",
+            login,
+        )
         _step("read")
         new_value = generator(length)
         pgops.set_login_password(conn, pg.role, login, new_value)
-        log.info("committed a new password for login %s (IN ROLE %s) in %s:%d/%s; %s untouched",
-                 login, pg.role, pg.host, pg.port, pg.database, in_use or "no login")
+        log.info(
+            "committed a new password for login %s (IN ROLE %s) in %s:%d/%s; %s untouched",
+            login,
+            pg.role,
+            pg.host,
+            pg.port,
+            pg.database,
+            in_use or "no login",
+        )
         _step("committed")
         updates = {username_key: login, target.key: new_value, **(extra or {})}
         if mark is not None:
@@ -337,7 +375,8 @@ def rotate_postgres_dual(client: hvac.Client, target: Target, pg: Postgres, user
             if not landed:
                 raise RotationFailed(
                     f"writing {target.where} failed; Vault still names login {in_use}, whose password is "
-                    f"unchanged and works (the new password of {login} is known to nobody): {write_error}") from None
+                    f"unchanged and works (the new password of {login} is known to nobody): {write_error}"
+                ) from None
             log.info("the Vault write reported an error but %s holds the new pair", target.where)
         log.info("wrote %s: new kv-v2 version %d (username %s)", target.where, new_version, login)
         _step("written")
@@ -346,9 +385,15 @@ def rotate_postgres_dual(client: hvac.Client, target: Target, pg: Postgres, user
         pgops.close(conn)  # also releases the advisory lock
 
 
-def rotate_random_keys(client: hvac.Client, mount: str, path: str, lengths: Mapping[str, int],
-                       generator: Callable[[int], str] = generate, *,
-                       mark: Callable[[int], None] | None = None) -> int:
+def rotate_random_keys(
+    client: hvac.Client,
+    mount: str,
+    path: str,
+    lengths: Mapping[str, int],
+    generator: Callable[[int], str] = generate,
+    *,
+    mark: Callable[[int], None] | None = None,
+) -> int:
     """New random values for several keys in ONE kv-v2 version (check-and-set). Returns it."""
     where = f"{kv.data_path(mount, path)} key{'s' if len(lengths) > 1 else ''} {', '.join(lengths)}"
     try:
@@ -356,8 +401,7 @@ def rotate_random_keys(client: hvac.Client, mount: str, path: str, lengths: Mapp
         _step("read")
         if mark is not None:
             mark(version)
-        new_version = kv.rotate_keys(client, mount, path, {k: generator(n) for k, n in lengths.items()},
-                                     cas=version)
+        new_version = kv.rotate_keys(client, mount, path, {k: generator(n) for k, n in lengths.items()}, cas=version)
     except KsecretsError as exc:
         old = "the old values stay current" if len(lengths) > 1 else "the old value stays current"
         raise RotationFailed(f"rotation of {where} failed, {old}: {exc}") from None
@@ -367,6 +411,7 @@ def rotate_random_keys(client: hvac.Client, mount: str, path: str, lengths: Mapp
 
 
 # --- one app, one schedule: one version -----------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class PostgresItem:
@@ -424,8 +469,9 @@ def last_rotation(client: hvac.Client, mount: str, path: str) -> tuple[int, floa
     return version, created, meta.custom
 
 
-def rotate_app(client: hvac.Client, plan: Plan, *, now: Callable[[], float] = time.time,
-               generator: Callable[[int], str] = generate) -> Outcome:
+def rotate_app(
+    client: hvac.Client, plan: Plan, *, now: Callable[[], float] = time.time, generator: Callable[[int], str] = generate
+) -> Outcome:
     """Rotate every key of `plan` in one kv-v2 version, unless the last rotation is younger than
     `plan.min_interval`. Raises RotationFailed / RotationStateUnknown as the generators do."""
     if not plan.random and plan.postgres is None:
@@ -437,8 +483,10 @@ def rotate_app(client: hvac.Client, plan: Plan, *, now: Callable[[], float] = ti
     if plan.min_interval and created is not None:
         age = now() - created
         if age < plan.min_interval:
-            reason = (f"{kv.data_path(plan.mount, plan.path)}: the last rotation (version {marked}) is "
-                      f"{max(int(age), 0)}s old, less than the minimum interval of {plan.min_interval}s")
+            reason = (
+                f"{kv.data_path(plan.mount, plan.path)}: the last rotation (version {marked}) is "
+                f"{max(int(age), 0)}s old, less than the minimum interval of {plan.min_interval}s"
+            )
             log.info("skipped: %s", reason)
             return Outcome(None, reason)
 
@@ -448,8 +496,10 @@ def rotate_app(client: hvac.Client, plan: Plan, *, now: Callable[[], float] = ti
         try:
             kv.write_custom_metadata(client, plan.mount, plan.path, {**custom, MARK_KEY: str(version_read + 1)})
         except KsecretsError as exc:
-            raise RotationFailed(f"rotation of {plan.where} did not happen (recording it in custom_metadata "
-                                 f"failed; the pair Vault serves is unchanged): {exc}") from None
+            raise RotationFailed(
+                f"rotation of {plan.where} did not happen (recording it in custom_metadata "
+                f"failed; the pair Vault serves is unchanged): {exc}"
+            ) from None
         _step("marked")
 
     randoms = dict(plan.random)
@@ -461,6 +511,9 @@ def rotate_app(client: hvac.Client, plan: Plan, *, now: Callable[[], float] = ti
     if item.mode == "dual":
         if not item.username_key:
             raise KsecretsError(f"{target.where}: dual mode needs the username key (--pg-username-key)")
-        return Outcome(rotate_postgres_dual(client, target, item.pg, item.username_key, item.length, generator,
-                                            extra=extra, mark=mark))
+        return Outcome(
+            rotate_postgres_dual(
+                client, target, item.pg, item.username_key, item.length, generator, extra=extra, mark=mark
+            )
+        )
     return Outcome(rotate_postgres(client, target, item.pg, item.length, generator, extra=extra, mark=mark))

@@ -35,8 +35,19 @@ import hvac
 
 from ksecrets.config import validate
 from ksecrets.errors import KsecretsError
-from ksecrets.rotate import (EXIT_OK, MAX_LENGTH, MIN_LENGTH, Plan, Postgres, PostgresItem, Target, log,
-                             rotate_app, rotate_postgres, rotate_random)
+from ksecrets.rotate import (
+    EXIT_OK,
+    MAX_LENGTH,
+    MIN_LENGTH,
+    Plan,
+    Postgres,
+    PostgresItem,
+    Target,
+    log,
+    rotate_app,
+    rotate_postgres,
+    rotate_random,
+)
 
 DEFAULT_TOKEN_FILE = "/var/run/secrets/kubernetes.io/serviceaccount/token"
 
@@ -48,20 +59,36 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="python -m ksecrets.rotate", description="Rotate keys of one Vault kv-v2 secret, in one new version.")
+    p = _Parser(
+        prog="python -m ksecrets.rotate", description="Rotate keys of one Vault kv-v2 secret, in one new version."
+    )
     p.add_argument("--mount", required=True, help="kv-v2 mount (e.g. secret)")
     p.add_argument("--path", required=True, help="secret path under the mount (e.g. my-app)")
     p.add_argument("--key", help="(one-key form) the key whose value is rotated")
     p.add_argument("--generator", choices=("random", "postgres"), default="random", help="(one-key form)")
     p.add_argument("--length", type=int, default=32, help=f"(one-key form) characters ({MIN_LENGTH} to {MAX_LENGTH})")
-    p.add_argument("--random", action="append", default=[], metavar="KEY[:LENGTH]",
-                   help="a key that gets a new random value (repeatable); all keys change in one version")
+    p.add_argument(
+        "--random",
+        action="append",
+        default=[],
+        metavar="KEY[:LENGTH]",
+        help="a key that gets a new random value (repeatable); all keys change in one version",
+    )
     p.add_argument("--postgres", metavar="KEY[:LENGTH]", help="the key holding a PostgreSQL password (at most one)")
-    p.add_argument("--pg-mode", choices=("single", "dual"), default="single",
-                   help="single: ALTER the role's password; dual: alternate logins <role>_a/<role>_b")
+    p.add_argument(
+        "--pg-mode",
+        choices=("single", "dual"),
+        default="single",
+        help="single: ALTER the role's password; dual: alternate logins <role>_a/<role>_b",
+    )
     p.add_argument("--pg-username-key", help="dual mode: the key that holds the login's name")
-    p.add_argument("--min-interval", type=int, default=0, metavar="SECONDS",
-                   help="skip (exit 0) while the last rotation of this secret is younger than this")
+    p.add_argument(
+        "--min-interval",
+        type=int,
+        default=0,
+        metavar="SECONDS",
+        help="skip (exit 0) while the last rotation of this secret is younger than this",
+    )
     p.add_argument("--pg-host")
     p.add_argument("--pg-port", type=int, default=5432)
     p.add_argument("--pg-database", default="postgres")
@@ -87,8 +114,9 @@ def vault_login(env: Mapping[str, str]) -> hvac.Client:
     if not role:
         raise KsecretsError("no Vault credentials: set VAULT_TOKEN, or KSECRETS_VAULT_ROLE for Kubernetes auth")
     mount = (env.get("KSECRETS_VAULT_AUTH_MOUNT") or "kubernetes").strip().strip("/")
-    _check_vault_names(("KSECRETS_VAULT_ROLE", role, validate.vault_name),
-                       ("KSECRETS_VAULT_AUTH_MOUNT", mount, validate.vault_mount))
+    _check_vault_names(
+        ("KSECRETS_VAULT_ROLE", role, validate.vault_name), ("KSECRETS_VAULT_AUTH_MOUNT", mount, validate.vault_mount)
+    )
     token_file = Path(env.get("KSECRETS_VAULT_TOKEN_FILE") or DEFAULT_TOKEN_FILE)
     try:
         jwt = token_file.read_text(encoding="utf-8").strip()
@@ -98,14 +126,22 @@ def vault_login(env: Mapping[str, str]) -> hvac.Client:
         raise KsecretsError(f"{token_file}: the service-account token is empty")
     address = vc.resolve_address(None, env)
     # Same TLS rules as make_client (VAULT_CACERT, VAULT_SKIP_VERIFY); the token comes from the login.
-    client = vc.new_client(address, token=None, verify=vc.tls_verify(env),
-                           namespace=(env.get("VAULT_NAMESPACE") or None), timeout=vc.client_timeout(env))
+    client = vc.new_client(
+        address,
+        token=None,
+        verify=vc.tls_verify(env),
+        namespace=(env.get("VAULT_NAMESPACE") or None),
+        timeout=vc.client_timeout(env),
+    )
     with vc.vault_errors(client, f"auth/{mount}/login"):
         try:
             client.auth.kubernetes.login(role=role, jwt=jwt, mount_point=mount)
         except (KeyError, TypeError):  # a 200 without `auth.client_token`: not Vault's login answer
-            raise vc.VaultError(address, f"auth/{mount}/login", "the answer is not Vault's (no auth.client_token): "
-                                "is this address a Vault server?") from None
+            raise vc.VaultError(
+                address,
+                f"auth/{mount}/login",
+                "the answer is not Vault's (no auth.client_token): is this address a Vault server?",
+            ) from None
     log.info("logged in to Vault %s as role %s (auth/%s)", address, role, mount)
     return client
 
@@ -118,8 +154,14 @@ def _postgres(args: argparse.Namespace, env: Mapping[str, str]) -> Postgres:
     password = env.get("PGADMIN_PASSWORD") or ""
     if not user or not password:
         raise KsecretsError("generator postgres needs PGADMIN_USER and PGADMIN_PASSWORD (from the admin Secret)")
-    return Postgres(host=args.pg_host, port=args.pg_port, database=args.pg_database, role=args.pg_role,
-                    admin_user=user, admin_password=password)
+    return Postgres(
+        host=args.pg_host,
+        port=args.pg_port,
+        database=args.pg_database,
+        role=args.pg_role,
+        admin_user=user,
+        admin_password=password,
+    )
 
 
 def _key_length(text: str, flag: str) -> tuple[str, int]:
@@ -140,15 +182,21 @@ def plan_from_args(args: argparse.Namespace, env: Mapping[str, str]) -> Plan:
         key, length = _key_length(args.postgres, "--postgres")
         if args.pg_mode == "dual" and not args.pg_username_key:
             raise KsecretsError("--pg-mode dual needs --pg-username-key")
-        item = PostgresItem(key=key, pg=_postgres(args, env), length=length, mode=args.pg_mode,
-                            username_key=args.pg_username_key)
+        item = PostgresItem(
+            key=key, pg=_postgres(args, env), length=length, mode=args.pg_mode, username_key=args.pg_username_key
+        )
     keys = [k for k, _ in randoms] + ([item.key] if item else [])
     if len(set(keys)) != len(keys):
         raise KsecretsError(f"a key is given twice: {', '.join(keys)}")
     if args.min_interval < 0:
         raise KsecretsError("--min-interval: must be 0 or more seconds")
-    return Plan(mount=args.mount.strip("/"), path=args.path.strip("/"), random=randoms, postgres=item,
-                min_interval=args.min_interval)
+    return Plan(
+        mount=args.mount.strip("/"),
+        path=args.path.strip("/"),
+        random=randoms,
+        postgres=item,
+        min_interval=args.min_interval,
+    )
 
 
 def run(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None) -> int:

@@ -35,8 +35,9 @@ def connect_admin(pg: Postgres) -> psycopg.Connection:
     try:
         return psycopg.connect(**pg.conninfo(), autocommit=False)
     except psycopg.Error as exc:
-        raise RotationFailed(_describe(
-            exc, f"PostgreSQL {pg.host}:{pg.port}/{pg.database} as {pg.admin_user}: cannot connect", pg)) from None
+        raise RotationFailed(
+            _describe(exc, f"PostgreSQL {pg.host}:{pg.port}/{pg.database} as {pg.admin_user}: cannot connect", pg)
+        ) from None
 
 
 def password_verifier(conn: psycopg.Connection, role: str, password: str) -> str:
@@ -108,20 +109,31 @@ def set_login_password(conn: psycopg.Connection, group: str, login: str, passwor
         verifier = password_verifier(conn, login, password)
         exists = conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (login,)).fetchone() is not None
         if exists:
-            conn.execute(sql.SQL("ALTER ROLE {} WITH LOGIN INHERIT PASSWORD {}").format(
-                sql.Identifier(login), sql.Literal(verifier)))
-            member = conn.execute(
-                "SELECT 1 FROM pg_auth_members m JOIN pg_roles g ON g.oid = m.roleid "
-                "JOIN pg_roles u ON u.oid = m.member WHERE g.rolname = %s AND u.rolname = %s",
-                (group, login)).fetchone() is not None
+            conn.execute(
+                sql.SQL("ALTER ROLE {} WITH LOGIN INHERIT PASSWORD {}").format(
+                    sql.Identifier(login), sql.Literal(verifier)
+                )
+            )
+            member = (
+                conn.execute(
+                    "SELECT 1 FROM pg_auth_members m JOIN pg_roles g ON g.oid = m.roleid "
+                    "JOIN pg_roles u ON u.oid = m.member WHERE g.rolname = %s AND u.rolname = %s",
+                    (group, login),
+                ).fetchone()
+                is not None
+            )
             if not member:
                 conn.execute(sql.SQL("GRANT {} TO {}").format(sql.Identifier(group), sql.Identifier(login)))
         else:
-            conn.execute(sql.SQL("CREATE ROLE {} WITH LOGIN INHERIT PASSWORD {} IN ROLE {}").format(
-                sql.Identifier(login), sql.Literal(verifier), sql.Identifier(group)))
+            conn.execute(
+                sql.SQL("CREATE ROLE {} WITH LOGIN INHERIT PASSWORD {} IN ROLE {}").format(
+                    sql.Identifier(login), sql.Literal(verifier), sql.Identifier(group)
+                )
+            )
         conn.execute(sql.SQL("ALTER ROLE {} SET role TO {}").format(sql.Identifier(login), sql.Literal(group)))
         conn.commit()
     except psycopg.Error as exc:
         rollback(conn)
-        raise RotationFailed(_describe(exc, f"setting the password of login {login} (IN ROLE {group}) failed, "
-                                            "nothing changed")) from None
+        raise RotationFailed(
+            _describe(exc, f"setting the password of login {login} (IN ROLE {group}) failed, nothing changed")
+        ) from None

@@ -54,7 +54,7 @@ def encrypt_backup(plaintext: bytes, passphrase: str, *, log2_n: int = DEFAULT_L
     header = MAGIC + bytes([VERSION, log2_n, r, p]) + salt + nonce
     blob = header + AESGCM(_kdf(passphrase, salt, log2_n, r, p)).encrypt(nonce, plaintext, header)
     b64 = base64.b64encode(blob).decode("ascii")
-    body = "\n".join(b64[i:i + 64] for i in range(0, len(b64), 64))
+    body = "\n".join(b64[i : i + 64] for i in range(0, len(b64), 64))
     return f"{_BEGIN}\n{body}\n{_END}\n".encode("ascii")
 
 
@@ -67,7 +67,7 @@ def decrypt_backup(data: bytes, passphrase: str, source: str) -> bytes:
     if start < 0 or end < start:
         raise KsecretsError(f"{source}: not a ksecrets key backup (no BEGIN/END lines)")
     try:
-        blob = base64.b64decode("".join(text[start + len(_BEGIN):end].split()), validate=True)
+        blob = base64.b64decode("".join(text[start + len(_BEGIN) : end].split()), validate=True)
     except binascii.Error:
         raise KsecretsError(f"{source}: damaged backup (invalid base64)") from None
     if len(blob) < _HEADER_LEN + 16 or blob[:4] != MAGIC:
@@ -81,8 +81,10 @@ def decrypt_backup(data: bytes, passphrase: str, source: str) -> bytes:
     # header must not make us allocate gigabytes (scrypt needs 128 * r * N bytes, p times over).
     memory = 128 * r * (1 << log2_n)
     if memory > MAX_SCRYPT_MEMORY or p > MAX_SCRYPT_P:
-        raise KsecretsError(f"{source}: backup asks scrypt for {memory >> 20} MiB x {p}; the limit is "
-                            f"{MAX_SCRYPT_MEMORY >> 20} MiB x {MAX_SCRYPT_P} (damaged or forged header)")
+        raise KsecretsError(
+            f"{source}: backup asks scrypt for {memory >> 20} MiB x {p}; the limit is "
+            f"{MAX_SCRYPT_MEMORY >> 20} MiB x {MAX_SCRYPT_P} (damaged or forged header)"
+        )
     header = blob[:_HEADER_LEN]
     salt, nonce = header[8:24], header[24:36]
     try:
@@ -91,8 +93,13 @@ def decrypt_backup(data: bytes, passphrase: str, source: str) -> bytes:
         raise KsecretsError(f"{source}: wrong passphrase, or the backup is damaged") from None
 
 
-def get_passphrase(*, confirm: bool, environ: Mapping[str, str] | None = None, env_var: str = ENV_VAR,
-                   prompt: str = "Backup passphrase: ") -> str:
+def get_passphrase(
+    *,
+    confirm: bool,
+    environ: Mapping[str, str] | None = None,
+    env_var: str = ENV_VAR,
+    prompt: str = "Backup passphrase: ",
+) -> str:
     """From ``env_var``, or a prompt on the terminal (never from stdin, which carries data)."""
     environ = os.environ if environ is None else environ
     value = environ.get(env_var)
@@ -138,8 +145,14 @@ def backup_plaintext(doc: Any, source: str) -> bytes:
     return json.dumps({"apiVersion": "v1", "kind": "List", "items": secrets_}, sort_keys=False).encode("utf-8")
 
 
-def write_backup(path: str | os.PathLike[str], plaintext: bytes, passphrase: str, *, log2_n: int = DEFAULT_LOG2_N,
-                 overwrite: bool = False) -> None:
+def write_backup(
+    path: str | os.PathLike[str],
+    plaintext: bytes,
+    passphrase: str,
+    *,
+    log2_n: int = DEFAULT_LOG2_N,
+    overwrite: bool = False,
+) -> None:
     p = Path(path)
     if p.exists() and not overwrite:
         raise KsecretsError(f"{p}: already exists; choose another file (a backup is never overwritten)")
@@ -170,5 +183,3 @@ def log2_n_from_env() -> int:
     except ValueError:
         raise KsecretsError("KSECRETS_BACKUP_SCRYPT_LOG2N: expected an integer") from None
     return max(14, min(MAX_LOG2_N, value))
-
-

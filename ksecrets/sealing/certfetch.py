@@ -36,8 +36,9 @@ def _context(ca_file: str | None):
     return ctx
 
 
-def _get(url: str, *, ca_file: str | None, headers: dict[str, str] | None = None,
-         client_cert: tuple[str, str] | None = None) -> bytes:
+def _get(
+    url: str, *, ca_file: str | None, headers: dict[str, str] | None = None, client_cert: tuple[str, str] | None = None
+) -> bytes:
     import ssl
     import urllib.error
     import urllib.request  # only when a URL is fetched: it costs as much as the rest of `seal`
@@ -55,8 +56,10 @@ def _get(url: str, *, ca_file: str | None, headers: dict[str, str] | None = None
     except urllib.error.URLError as exc:
         reason = exc.reason
         if isinstance(reason, ssl.SSLCertVerificationError):
-            raise KsecretsError(f"{shown}: TLS certificate not trusted ({reason.verify_message}); "
-                                "pass the server's CA with --cert-ca FILE") from None
+            raise KsecretsError(
+                f"{shown}: TLS certificate not trusted ({reason.verify_message}); "
+                "pass the server's CA with --cert-ca FILE"
+            ) from None
         raise KsecretsError(f"{shown}: cannot fetch: {getattr(reason, 'strerror', None) or reason}") from None
     except (TimeoutError, OSError) as exc:
         raise KsecretsError(f"{shown}: cannot fetch: {exc.strerror or type(exc).__name__}") from None
@@ -95,14 +98,22 @@ def read_cert_source(value: str, *, ca_file: str | None = None) -> tuple[bytes, 
             value = urllib.parse.urlunsplit((parts.scheme, host, parts.path, parts.query, ""))
         return _get(value, ca_file=ca_file, headers=headers), _redact(value)
     if scheme == "http":
-        raise KsecretsError(f"{_redact(value)}: plain http is refused for a sealing certificate (it could be "
-                            "swapped in transit); serve it over https or download it and check its fingerprint")
+        raise KsecretsError(
+            f"{_redact(value)}: plain http is refused for a sealing certificate (it could be "
+            "swapped in transit); serve it over https or download it and check its fingerprint"
+        )
     raise KsecretsError(f"{_redact(value)}: unsupported URL scheme {scheme!r} (use a file, file:// or https://)")
 
 
-def fetch_cert_via_api_server(server: str, *, namespace: str = "kube-system",
-                              name: str = "sealed-secrets-controller", ca_file: str | None = None,
-                              token: str | None = None, client_cert: tuple[str, str] | None = None) -> bytes:
+def fetch_cert_via_api_server(
+    server: str,
+    *,
+    namespace: str = "kube-system",
+    name: str = "sealed-secrets-controller",
+    ca_file: str | None = None,
+    token: str | None = None,
+    client_cert: tuple[str, str] | None = None,
+) -> bytes:
     """The controller's certificate through the API server's service proxy, as kubeseal fetches it:
     the Service's first port name, then GET `.../services/http:<name>:<port>/proxy/v1/cert.pem`.
 
@@ -117,13 +128,19 @@ def fetch_cert_via_api_server(server: str, *, namespace: str = "kube-system",
         raise KsecretsError(f"{_redact(base)}: the API server must be reached over https")
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     ns, svc = urllib.parse.quote(namespace, safe=""), urllib.parse.quote(name, safe="")
-    raw = _get(f"{base}/api/v1/namespaces/{ns}/services/{svc}", ca_file=ca_file, headers=headers,
-               client_cert=client_cert)
+    raw = _get(
+        f"{base}/api/v1/namespaces/{ns}/services/{svc}", ca_file=ca_file, headers=headers, client_cert=client_cert
+    )
     try:
         port = json.loads(raw)["spec"]["ports"][0].get("name", "")
     except (ValueError, KeyError, IndexError, TypeError, AttributeError):
-        raise KsecretsError(f"{namespace}/{name}: the Service has no ports; is it the sealed-secrets controller?") from None
+        raise KsecretsError(
+            f"{namespace}/{name}: the Service has no ports; is it the sealed-secrets controller?"
+        ) from None
     target = urllib.parse.quote(f"http:{name}:{port}", safe=":")
-    return _get(f"{base}/api/v1/namespaces/{ns}/services/{target}/proxy/v1/cert.pem", ca_file=ca_file,
-                headers=headers, client_cert=client_cert)
-
+    return _get(
+        f"{base}/api/v1/namespaces/{ns}/services/{target}/proxy/v1/cert.pem",
+        ca_file=ca_file,
+        headers=headers,
+        client_cert=client_cert,
+    )

@@ -48,10 +48,16 @@ MIN_RSA_BITS = 2048
 def key_kind(key: object) -> str:
     from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519
 
-    for cls, name in ((ec.EllipticCurvePublicKey, "ECDSA"), (ec.EllipticCurvePrivateKey, "ECDSA"),
-                      (ed25519.Ed25519PublicKey, "Ed25519"), (ed25519.Ed25519PrivateKey, "Ed25519"),
-                      (ed448.Ed448PublicKey, "Ed448"), (ed448.Ed448PrivateKey, "Ed448"),
-                      (dsa.DSAPublicKey, "DSA"), (dsa.DSAPrivateKey, "DSA")):
+    for cls, name in (
+        (ec.EllipticCurvePublicKey, "ECDSA"),
+        (ec.EllipticCurvePrivateKey, "ECDSA"),
+        (ed25519.Ed25519PublicKey, "Ed25519"),
+        (ed25519.Ed25519PrivateKey, "Ed25519"),
+        (ed448.Ed448PublicKey, "Ed448"),
+        (ed448.Ed448PrivateKey, "Ed448"),
+        (dsa.DSAPublicKey, "DSA"),
+        (dsa.DSAPrivateKey, "DSA"),
+    ):
         if isinstance(key, cls):
             return name
     return type(key).__name__
@@ -103,7 +109,7 @@ def _tlv(buf: bytes, pos: int, tag: int | None = None) -> tuple[int, int, int]:
         n = first & 0x7F
         if n == 0 or n > 4 or pos + n > len(buf):
             raise _NotSimple
-        length = int.from_bytes(buf[pos:pos + n], "big")
+        length = int.from_bytes(buf[pos : pos + n], "big")
         pos += n
     if pos + length > len(buf):
         raise _NotSimple
@@ -130,7 +136,7 @@ def _fast_parse(data: bytes) -> tuple[rsa.RSAPublicKey, _dt.datetime, bytes]:
     end = data.find(_PEM_CERT[1], begin)
     if begin < 0 or end < 0:
         raise _NotSimple
-    body = b"".join(data[begin + len(_PEM_CERT[0]):end].split())
+    body = b"".join(data[begin + len(_PEM_CERT[0]) : end].split())
     der = base64.b64decode(body, validate=True)
     _, cstart, cend = _tlv(der, 0, 0x30)
     if cend != len(der):
@@ -162,7 +168,7 @@ def _fast_parse(data: bytes) -> tuple[rsa.RSAPublicKey, _dt.datetime, bytes]:
     n = int.from_bytes(der[nstart:nend], "big")
     e = int.from_bytes(der[estart:eend], "big")
     key = rsa.RSAPublicNumbers(e, n).public_key()
-    lines = [base64.b64encode(der[i:i + 48]) for i in range(0, len(der), 48)]
+    lines = [base64.b64encode(der[i : i + 48]) for i in range(0, len(der), 48)]
     pem = _PEM_CERT[0] + b"\n" + b"\n".join(lines) + b"\n" + _PEM_CERT[1] + b"\n"
     return key, not_after, pem
 
@@ -170,12 +176,15 @@ def _fast_parse(data: bytes) -> tuple[rsa.RSAPublicKey, _dt.datetime, bytes]:
 def _check_key_size(key: rsa.RSAPublicKey, source: str) -> None:
     if key.key_size < MIN_RSA_BITS:
         # Under 2048 bits RSA is breakable, and under 594 it cannot even hold an OAEP-SHA256 session key.
-        raise KsecretsError(f"{source}: RSA key of {key.key_size} bits; at least {MIN_RSA_BITS} are required "
-                            "(the controller makes 4096)")
+        raise KsecretsError(
+            f"{source}: RSA key of {key.key_size} bits; at least {MIN_RSA_BITS} are required "
+            "(the controller makes 4096)"
+        )
 
 
-def parse_certificate(data: bytes, source: str, *, now: _dt.datetime | None = None,
-                      allow_expired: bool = False) -> SealingCert:
+def parse_certificate(
+    data: bytes, source: str, *, now: _dt.datetime | None = None, allow_expired: bool = False
+) -> SealingCert:
     """Validate PEM bytes; errors are one line naming `source`."""
     now = now or _dt.datetime.now(_dt.timezone.utc)
     if b"PRIVATE KEY-----" not in data:
@@ -186,8 +195,10 @@ def parse_certificate(data: bytes, source: str, *, now: _dt.datetime | None = No
         else:
             _check_key_size(key, source)
             if not allow_expired and now > not_after:
-                raise KsecretsError(f"{source}: certificate expired on {not_after:%Y-%m-%d %H:%M} UTC; "
-                                    "fetch the controller's current one")
+                raise KsecretsError(
+                    f"{source}: certificate expired on {not_after:%Y-%m-%d %H:%M} UTC; "
+                    "fetch the controller's current one"
+                )
             return SealingCert(source, key, public_key_fingerprint(key), not_after, pem)
     return _full_parse(data, source, now=now, allow_expired=allow_expired)
 
@@ -214,13 +225,20 @@ def _full_parse(data: bytes, source: str, *, now: _dt.datetime, allow_expired: b
     _check_key_size(key, source)
     not_after = cert.not_valid_after_utc
     if not allow_expired and now > not_after:
-        raise KsecretsError(f"{source}: certificate expired on {not_after:%Y-%m-%d %H:%M} UTC; fetch the controller's current one")
+        raise KsecretsError(
+            f"{source}: certificate expired on {not_after:%Y-%m-%d %H:%M} UTC; fetch the controller's current one"
+        )
     pem = cert.public_bytes(serialization.Encoding.PEM)
     return SealingCert(source, key, public_key_fingerprint(key), not_after, pem)
 
 
-def load_certificate(path: str | os.PathLike[str], *, source: str | None = None,
-                     now: _dt.datetime | None = None, allow_expired: bool = False) -> SealingCert:
+def load_certificate(
+    path: str | os.PathLike[str],
+    *,
+    source: str | None = None,
+    now: _dt.datetime | None = None,
+    allow_expired: bool = False,
+) -> SealingCert:
     source = source or str(path)
     data = read_bytes(path, "certificate file", source=source)
     return parse_certificate(data, source, now=now, allow_expired=allow_expired)

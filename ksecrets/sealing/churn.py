@@ -34,7 +34,9 @@ def seal_key_from_env(environ: Mapping[str, str] | None = None) -> bytes | None:
     if not value:
         return None
     if len(value) < MIN_KEY_CHARS:
-        raise KsecretsError(f"{ENV_VAR}: too short (at least {MIN_KEY_CHARS} characters; e.g. `openssl rand -base64 32`)")
+        raise KsecretsError(
+            f"{ENV_VAR}: too short (at least {MIN_KEY_CHARS} characters; e.g. `openssl rand -base64 32`)"
+        )
     return value.encode("utf-8")
 
 
@@ -42,11 +44,13 @@ def _field(data: bytes) -> bytes:
     return len(data).to_bytes(8, "big") + data
 
 
-def value_digest(seal_key: bytes, *, namespace: str, name: str, key: str, scope: str, fingerprint: str,
-                 value: bytes) -> str:
+def value_digest(
+    seal_key: bytes, *, namespace: str, name: str, key: str, scope: str, fingerprint: str, value: bytes
+) -> str:
     msg = _DOMAIN + b"".join(
-        _field(part) for part in (namespace.encode(), name.encode(), key.encode(), scope.encode(),
-                                  fingerprint.encode(), value))
+        _field(part)
+        for part in (namespace.encode(), name.encode(), key.encode(), scope.encode(), fingerprint.encode(), value)
+    )
     return PREFIX + base64.b64encode(hmac.new(seal_key, msg, hashlib.sha256).digest()).decode("ascii")
 
 

@@ -22,6 +22,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from ksecrets.errors import KsecretsError
 from ksecrets.sealing.scopes import SCOPES  # the format's scopes (stdlib-only module, for the CLI)
+
 SESSION_KEY_BYTES = 32
 _ZERO_NONCE = bytes(12)
 _TAG_BYTES = 16
@@ -49,9 +50,7 @@ def label_for(scope: str, namespace: str, name: str) -> bytes:
 
 @functools.lru_cache(maxsize=256)
 def _oaep(label: bytes) -> padding.OAEP:
-    return padding.OAEP(
-        mgf=padding.MGF1(algorithm=hashes.SHA256()), algorithm=hashes.SHA256(), label=label or None
-    )
+    return padding.OAEP(mgf=padding.MGF1(algorithm=hashes.SHA256()), algorithm=hashes.SHA256(), label=label or None)
 
 
 def hybrid_encrypt(public_key: rsa.RSAPublicKey, plaintext: bytes, label: bytes) -> bytes:
@@ -111,5 +110,7 @@ def decrypt_value(private_keys: Iterable[rsa.RSAPrivateKey], value: str, label: 
                 break
     assert last is not None
     if len(keys) > 1 and "wrong key" in str(last):
-        raise DecryptError(f"cannot decrypt with any of the {len(keys)} keys: wrong key, wrong scope, or tampered ciphertext")
+        raise DecryptError(
+            f"cannot decrypt with any of the {len(keys)} keys: wrong key, wrong scope, or tampered ciphertext"
+        )
     raise last

@@ -51,6 +51,7 @@ log = logging.getLogger("ksecrets.keybackup")
 
 # --- the offline key pair --------------------------------------------------------------------------
 
+
 def new_offline_key(bits: int = 4096) -> rsa.RSAPrivateKey:
     return rsa.generate_private_key(public_exponent=65537, key_size=bits)
 
@@ -60,8 +61,11 @@ def public_pem(key: rsa.RSAPrivateKey) -> bytes:
 
 
 def encrypted_private_pem(key: rsa.RSAPrivateKey, passphrase: str) -> bytes:
-    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                             serialization.BestAvailableEncryption(passphrase.encode("utf-8")))
+    return key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.BestAvailableEncryption(passphrase.encode("utf-8")),
+    )
 
 
 def load_public_key(data: bytes, source: str) -> rsa.RSAPublicKey:
@@ -88,6 +92,7 @@ def load_offline_private_key(data: bytes, passphrase: str, source: str) -> rsa.R
 
 # --- one key Secret <-> one file ------------------------------------------------------------------
 
+
 def _b64(secret: Mapping[str, Any], key: str, source: str) -> bytes:
     try:
         return base64.b64decode(str((secret.get("data") or {})[key]), validate=True)
@@ -108,8 +113,9 @@ def encrypt_key_secret(secret: Mapping[str, Any], recipient: rsa.RSAPublicKey, s
         "certificate": _b64(clean, "tls.crt", source).decode("ascii") if "tls.crt" in clean["data"] else "",
         "fingerprint": public_key_fingerprint(private.public_key()),
         "recipient": public_key_fingerprint(recipient),
-        "ciphertext": base64.b64encode(crypto.hybrid_encrypt(
-            recipient, json.dumps(clean, sort_keys=True).encode("utf-8"), LABEL)).decode("ascii"),
+        "ciphertext": base64.b64encode(
+            crypto.hybrid_encrypt(recipient, json.dumps(clean, sort_keys=True).encode("utf-8"), LABEL)
+        ).decode("ascii"),
     }
     return (json.dumps(doc, indent=1, sort_keys=True) + "\n").encode("ascii")
 
@@ -152,7 +158,10 @@ def key_files(paths: Iterable[Path]) -> list[Path]:
 
 # --- the CronJob ---------------------------------------------------------------------------------
 
-def save_new_keys(secrets_: Sequence[Mapping[str, Any]], recipient: rsa.RSAPublicKey, directory: Path) -> tuple[list[str], list[str]]:
+
+def save_new_keys(
+    secrets_: Sequence[Mapping[str, Any]], recipient: rsa.RSAPublicKey, directory: Path
+) -> tuple[list[str], list[str]]:
     """Write a file for every key Secret that has none yet. (written, already there), by name.
     A file that exists for a name is kept as is: keys never change once made."""
     directory.mkdir(parents=True, exist_ok=True)
@@ -176,8 +185,13 @@ def list_key_secrets(api: str, token: str, ca: str | bool, namespace: str) -> li
 
     url = f"{api.rstrip('/')}/api/v1/namespaces/{namespace}/secrets"
     try:
-        r = requests.get(url, params={"labelSelector": KEY_LABEL}, headers={"Authorization": f"Bearer {token}"},
-                         verify=ca, timeout=30)
+        r = requests.get(
+            url,
+            params={"labelSelector": KEY_LABEL},
+            headers={"Authorization": f"Bearer {token}"},
+            verify=ca,
+            timeout=30,
+        )
     except requests.RequestException as exc:
         raise KsecretsError(f"{url}: unreachable ({type(exc).__name__})") from None
     if r.status_code != 200:
@@ -219,8 +233,14 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
     except KsecretsError as exc:
         sys.stderr.write(f"ksecrets.keybackup: {exc}\n")
         return 1
-    log.info("%d key(s) in %s: %d saved now (%s), %d already saved", len(secrets_), args.namespace,
-             len(written), ", ".join(written) or "none", len(present))
+    log.info(
+        "%d key(s) in %s: %d saved now (%s), %d already saved",
+        len(secrets_),
+        args.namespace,
+        len(written),
+        ", ".join(written) or "none",
+        len(present),
+    )
     return 0
 
 

@@ -32,14 +32,16 @@ DEFAULT_KEY_PREFIX = "sealed-secrets-key"
 _KEY_USAGE_ENCIPHER_ONLY_DER = bytes.fromhex("03020001")
 
 
-def generate_key_and_cert(key_bits: int = KEY_BITS, valid_for: _dt.timedelta = VALID_FOR,
-                          now: _dt.datetime | None = None) -> tuple[rsa.RSAPrivateKey, x509.Certificate]:
+def generate_key_and_cert(
+    key_bits: int = KEY_BITS, valid_for: _dt.timedelta = VALID_FOR, now: _dt.datetime | None = None
+) -> tuple[rsa.RSAPrivateKey, x509.Certificate]:
     key = rsa.generate_private_key(public_exponent=65537, key_size=key_bits)
     return key, self_signed_cert(key, valid_for, now)
 
 
-def self_signed_cert(key: rsa.RSAPrivateKey, valid_for: _dt.timedelta = VALID_FOR,
-                     now: _dt.datetime | None = None) -> x509.Certificate:
+def self_signed_cert(
+    key: rsa.RSAPrivateKey, valid_for: _dt.timedelta = VALID_FOR, now: _dt.datetime | None = None
+) -> x509.Certificate:
     """Upstream `crypto.SignKey` with an empty CN."""
     not_before = (now or _dt.datetime.now(_dt.timezone.utc)).replace(microsecond=0)
     empty = x509.Name([])
@@ -60,8 +62,9 @@ def self_signed_cert(key: rsa.RSAPrivateKey, valid_for: _dt.timedelta = VALID_FO
 
 def private_key_pem(key: rsa.RSAPrivateKey) -> bytes:
     """PKCS#1 `RSA PRIVATE KEY`, the encoding the controller writes into `tls.key`."""
-    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.TraditionalOpenSSL,
-                             serialization.NoEncryption())
+    return key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.TraditionalOpenSSL, serialization.NoEncryption()
+    )
 
 
 def cert_pem(cert: x509.Certificate) -> bytes:
@@ -75,8 +78,9 @@ def key_secret_name(key: rsa.RSAPrivateKey | rsa.RSAPublicKey, prefix: str = DEF
     return f"{prefix}-{hashlib.sha256(der).hexdigest()[:10]}"
 
 
-def tls_secret_manifest(key: rsa.RSAPrivateKey, cert: x509.Certificate, *, namespace: str = "kube-system",
-                        name: str | None = None) -> dict[str, Any]:
+def tls_secret_manifest(
+    key: rsa.RSAPrivateKey, cert: x509.Certificate, *, namespace: str = "kube-system", name: str | None = None
+) -> dict[str, Any]:
     """The `kubernetes.io/tls` Secret the controller picks up as an active sealing key."""
     return {
         "apiVersion": "v1",

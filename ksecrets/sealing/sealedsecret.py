@@ -40,10 +40,18 @@ def _with_scope(annotations: Mapping[str, str] | None, scope: str) -> dict[str, 
     return out
 
 
-def build_sealed_secret(*, name: str, namespace: str, scope: str, encrypted_data: Mapping[str, str],
-                        secret_type: str = "Opaque", labels: Mapping[str, str] | None = None,
-                        annotations: Mapping[str, str] | None = None, immutable: bool | None = None,
-                        fingerprint: str | None = None) -> dict:
+def build_sealed_secret(
+    *,
+    name: str,
+    namespace: str,
+    scope: str,
+    encrypted_data: Mapping[str, str],
+    secret_type: str = "Opaque",
+    labels: Mapping[str, str] | None = None,
+    annotations: Mapping[str, str] | None = None,
+    immutable: bool | None = None,
+    fingerprint: str | None = None,
+) -> dict:
     """The exported SealedSecret for already-encrypted values (a plain dict, Kubernetes key order).
 
     `labels` and `annotations` are the Secret's (they go into `spec.template.metadata`).
@@ -97,28 +105,27 @@ def check_names(name: str, namespace: str, source: str) -> None:
     """The API server's rules: a Secret's name is a DNS subdomain, its namespace a DNS label (the
     same rules as `ksecrets.config.validate`, here so that sealing does not load the config package)."""
     for field, value, pattern, limit, what in (
-            ("metadata.name", name, _DNS1123_SUBDOMAIN, 253, ""),
-            ("metadata.namespace", namespace, _DNS1123_LABEL, 63,
-             " (lower-case DNS-1123 label, at most 63 characters)")):
+        ("metadata.name", name, _DNS1123_SUBDOMAIN, 253, ""),
+        ("metadata.namespace", namespace, _DNS1123_LABEL, 63, " (lower-case DNS-1123 label, at most 63 characters)"),
+    ):
         if value and (len(value) > limit or not pattern.fullmatch(value)):
             shown = value if len(value) <= 64 else value[:64] + "..."
-            raise KsecretsError(f"{source}: {field}: \"{shown}\" is not a valid Kubernetes name{what}")
+            raise KsecretsError(f'{source}: {field}: "{shown}" is not a valid Kubernetes name{what}')
 
 
 def check_namespace(namespace: str, scope: str, source: str) -> None:
     if not namespace and scope != "cluster-wide":
-        raise KsecretsError(
-            f"{source}: metadata.namespace: missing; a {scope}-scoped Secret must declare a namespace")
+        raise KsecretsError(f"{source}: metadata.namespace: missing; a {scope}-scoped Secret must declare a namespace")
 
 
-def encrypt_all(cert: SealingCert, data: Mapping[str, bytes], *, scope: str, namespace: str,
-                name: str) -> dict[str, str]:
+def encrypt_all(
+    cert: SealingCert, data: Mapping[str, bytes], *, scope: str, namespace: str, name: str
+) -> dict[str, str]:
     label = crypto.label_for(scope, namespace, name)
     return {key: crypto.encrypt_value(cert.public_key, data[key], label) for key in sorted(data)}
 
 
-def seal_secret(secret: SecretInput, cert: SealingCert, *, scope: str | None = None,
-                source: str = "stdin") -> dict:
+def seal_secret(secret: SecretInput, cert: SealingCert, *, scope: str | None = None, source: str = "stdin") -> dict:
     """kubeseal's offline `Seal`: a Secret in, a SealedSecret out."""
     if not secret.name:
         raise KsecretsError(f"{source}: metadata.name: missing")
@@ -127,9 +134,16 @@ def seal_secret(secret: SecretInput, cert: SealingCert, *, scope: str | None = N
     check_namespace(secret.namespace, scope, source)
     encrypted = encrypt_all(cert, secret.data, scope=scope, namespace=secret.namespace, name=secret.name)
     return build_sealed_secret(
-        name=secret.name, namespace=secret.namespace, scope=scope, encrypted_data=encrypted,
-        secret_type=secret.type, labels=secret.labels, annotations=secret.annotations,
-        immutable=secret.immutable, fingerprint=cert.fingerprint)
+        name=secret.name,
+        namespace=secret.namespace,
+        scope=scope,
+        encrypted_data=encrypted,
+        secret_type=secret.type,
+        labels=secret.labels,
+        annotations=secret.annotations,
+        immutable=secret.immutable,
+        fingerprint=cert.fingerprint,
+    )
 
 
 def parse_sealed_secret(text: str, source: str) -> dict:
@@ -161,12 +175,14 @@ def merge_sealed(orig: dict, update: dict, source: str) -> dict:
     """kubeseal's `SealMergingInto`: only the given keys (and template labels/annotations) change."""
     if sealed_scope(orig) != sealed_scope(update):
         raise KsecretsError(
-            f"{source}: is {sealed_scope(orig)}-scoped but the new values are {sealed_scope(update)}-scoped; pass --scope {sealed_scope(orig)}")
+            f"{source}: is {sealed_scope(orig)}-scoped but the new values are {sealed_scope(update)}-scoped; pass --scope {sealed_scope(orig)}"
+        )
     old_fp = (orig["metadata"].get("annotations") or {}).get(CERT_ANNOTATION)
     new_fp = (update["metadata"].get("annotations") or {}).get(CERT_ANNOTATION)
     if old_fp and new_fp and old_fp != new_fp:
         raise KsecretsError(
-            f"{source}: its values were sealed for certificate {old_fp}, not {new_fp}; merging would mix certificates (re-seal the whole Secret)")
+            f"{source}: its values were sealed for certificate {old_fp}, not {new_fp}; merging would mix certificates (re-seal the whole Secret)"
+        )
     merged = dict(orig)
     spec = dict(orig["spec"])
     enc = dict(spec.get("encryptedData") or {})
@@ -203,7 +219,9 @@ def unseal(obj: Mapping[str, Any], private_keys: Iterable[rsa.RSAPrivateKey], so
         try:
             plain = crypto.decrypt_value(keys, spec["encryptedData"][key], label)
         except crypto.DecryptError as exc:
-            raise KsecretsError(f"{source}: spec.encryptedData.{key}: {exc} (sealed {scope} for {namespace or '*'}/{name})") from None
+            raise KsecretsError(
+                f"{source}: spec.encryptedData.{key}: {exc} (sealed {scope} for {namespace or '*'}/{name})"
+            ) from None
         data[key] = base64.b64encode(plain).decode("ascii")
     tmeta = template.get("metadata") or {}
     smeta: dict[str, Any] = {"name": name}

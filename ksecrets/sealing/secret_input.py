@@ -36,9 +36,16 @@ class SecretInput:
 
     __slots__ = ("name", "namespace", "type", "labels", "annotations", "immutable", "data")
 
-    def __init__(self, name: str, namespace: str, type: str = "Opaque", labels: dict[str, str] | None = None,
-                 annotations: dict[str, str] | None = None, immutable: bool | None = None,
-                 data: dict[str, bytes] | None = None) -> None:
+    def __init__(
+        self,
+        name: str,
+        namespace: str,
+        type: str = "Opaque",
+        labels: dict[str, str] | None = None,
+        annotations: dict[str, str] | None = None,
+        immutable: bool | None = None,
+        data: dict[str, bytes] | None = None,
+    ) -> None:
         self.name, self.namespace, self.type = name, namespace, type
         self.labels = {} if labels is None else labels
         self.annotations = {} if annotations is None else annotations
@@ -152,7 +159,9 @@ def check_size(data: Mapping[str, bytes], source: str, path: str = "data") -> No
     total = 0
     for key, value in data.items():
         if len(value) > MAX_SECRET_BYTES:
-            raise KsecretsError(f"{source}: {path}.{key}: value is {len(value)} bytes, over Kubernetes' 1 MiB Secret limit")
+            raise KsecretsError(
+                f"{source}: {path}.{key}: value is {len(value)} bytes, over Kubernetes' 1 MiB Secret limit"
+            )
         total += len(value)
     if total > MAX_SECRET_BYTES:
         raise KsecretsError(f"{source}: {path}: values total {total} bytes, over Kubernetes' 1 MiB Secret limit")

@@ -22,8 +22,14 @@ from ksecrets.config import load_stack, load_stack_file, parse
 from ksecrets.config.load import raw_from_text
 from ksecrets.config.model import SealedEntry, StackConfig
 from ksecrets.config.names import PREFIX, stack_files
-from ksecrets.config.stackfile import PendingWrite, prepare_stack_update, set_certificate_path, stack_file_path, \
-    update_stack_file, upsert_sealed_secret
+from ksecrets.config.stackfile import (
+    PendingWrite,
+    prepare_stack_update,
+    set_certificate_path,
+    stack_file_path,
+    update_stack_file,
+    upsert_sealed_secret,
+)
 from ksecrets.errors import KsecretsError
 from ksecrets.fileio import locked
 from ksecrets.sealing import churn, crypto
@@ -39,8 +45,9 @@ def certificate_path(cfg: StackConfig) -> tuple[Path, str]:
 
 def stack_certificate(cfg: StackConfig, *, now: _dt.datetime | None = None, allow_expired: bool = False) -> SealingCert:
     path, rel = certificate_path(cfg)
-    return load_certificate(path, source=f"{cfg.source}: {PREFIX}sealedSecrets.certificate: {rel}", now=now,
-                            allow_expired=allow_expired)
+    return load_certificate(
+        path, source=f"{cfg.source}: {PREFIX}sealedSecrets.certificate: {rel}", now=now, allow_expired=allow_expired
+    )
 
 
 def _entry_index(cfg: StackConfig, entry: SealedEntry) -> int:
@@ -63,7 +70,9 @@ def resolve_namespace(cfg: StackConfig, name: str, namespace: str | None) -> str
     if not found:
         raise KsecretsError(f"{cfg.source}: no app has secretName {name}; pass --namespace")
     if len(found) > 1:
-        raise KsecretsError(f"{cfg.source}: apps in namespaces {', '.join(found)} use secretName {name}; pass --namespace")
+        raise KsecretsError(
+            f"{cfg.source}: apps in namespaces {', '.join(found)} use secretName {name}; pass --namespace"
+        )
     return found[0]
 
 
@@ -90,19 +99,33 @@ class SealReport:
         if self.reason:
             out.append(f"{head}: re-sealed every value: {self.reason}")
         parts = []
-        for label, keys in (("added", self.added), ("changed", self.changed), ("re-sealed", self.resealed),
-                            ("unchanged", self.unchanged), ("kept (not in input)", self.kept),
-                            ("removed", self.removed)):
+        for label, keys in (
+            ("added", self.added),
+            ("changed", self.changed),
+            ("re-sealed", self.resealed),
+            ("unchanged", self.unchanged),
+            ("kept (not in input)", self.kept),
+            ("removed", self.removed),
+        ):
             if keys:
                 parts.append(f"{label}: {', '.join(keys)}")
         out.append(f"{head}: {'; '.join(parts) or 'no keys'}" + ("" if self.written else " (file unchanged)"))
         return out
 
 
-def seal_into_stack(root: str | os.PathLike[str], stack: str, *, name: str, values: Mapping[str, bytes],
-                    namespace: str | None = None, scope: str | None = None, secret_type: str | None = None,
-                    prune: bool = False, seal_key: bytes | None = None,
-                    now: _dt.datetime | None = None) -> SealReport:
+def seal_into_stack(
+    root: str | os.PathLike[str],
+    stack: str,
+    *,
+    name: str,
+    values: Mapping[str, bytes],
+    namespace: str | None = None,
+    scope: str | None = None,
+    secret_type: str | None = None,
+    prune: bool = False,
+    seal_key: bytes | None = None,
+    now: _dt.datetime | None = None,
+) -> SealReport:
     """Seal `values` for Secret `name` with the stack's certificate and upsert the stack's entry.
 
     Churn-free: with `seal_key`, a value whose keyed digest matches keeps its ciphertext.
@@ -110,17 +133,35 @@ def seal_into_stack(root: str | os.PathLike[str], stack: str, *, name: str, valu
     """
     path = stack_file_path(stack, root)
     with locked(path, "stack file", source=path.name):
-        report, pending = prepare_seal_into_stack(root, stack, name=name, values=values, namespace=namespace,
-                                                  scope=scope, secret_type=secret_type, prune=prune,
-                                                  seal_key=seal_key, now=now)
+        report, pending = prepare_seal_into_stack(
+            root,
+            stack,
+            name=name,
+            values=values,
+            namespace=namespace,
+            scope=scope,
+            secret_type=secret_type,
+            prune=prune,
+            seal_key=seal_key,
+            now=now,
+        )
         report.written = pending.commit()
     return report
 
 
-def seal_into_stacks(root: str | os.PathLike[str], stacks: Iterable[str], *, name: str,
-                     values: Mapping[str, bytes], namespace: str | None = None, scope: str | None = None,
-                     secret_type: str | None = None, prune: bool = False, seal_key: bytes | None = None,
-                     now: _dt.datetime | None = None) -> list[SealReport]:
+def seal_into_stacks(
+    root: str | os.PathLike[str],
+    stacks: Iterable[str],
+    *,
+    name: str,
+    values: Mapping[str, bytes],
+    namespace: str | None = None,
+    scope: str | None = None,
+    secret_type: str | None = None,
+    prune: bool = False,
+    seal_key: bytes | None = None,
+    now: _dt.datetime | None = None,
+) -> list[SealReport]:
     """The same values into several stacks, each sealed with its own certificate. Every stack is
     sealed and validated before any file is written: one failure writes nothing. Every file is
     locked (in name order, so two such runs cannot deadlock) from the first read to the last write."""
@@ -129,9 +170,21 @@ def seal_into_stacks(root: str | os.PathLike[str], stacks: Iterable[str], *, nam
         for stack in sorted(set(stacks)):
             path = stack_file_path(stack, root)
             held.enter_context(locked(path, "stack file", source=path.name))
-        prepared = [prepare_seal_into_stack(root, stack, name=name, values=values, namespace=namespace, scope=scope,
-                                            secret_type=secret_type, prune=prune, seal_key=seal_key, now=now)
-                    for stack in stacks]
+        prepared = [
+            prepare_seal_into_stack(
+                root,
+                stack,
+                name=name,
+                values=values,
+                namespace=namespace,
+                scope=scope,
+                secret_type=secret_type,
+                prune=prune,
+                seal_key=seal_key,
+                now=now,
+            )
+            for stack in stacks
+        ]
         for report, pending in prepared:
             report.written = pending.commit()
     return [report for report, _ in prepared]
@@ -149,10 +202,19 @@ def sealed_stack_names(root: str | os.PathLike[str] = ".") -> list[str]:
     return out
 
 
-def prepare_seal_into_stack(root: str | os.PathLike[str], stack: str, *, name: str, values: Mapping[str, bytes],
-                            namespace: str | None = None, scope: str | None = None,
-                            secret_type: str | None = None, prune: bool = False, seal_key: bytes | None = None,
-                            now: _dt.datetime | None = None) -> tuple[SealReport, PendingWrite]:
+def prepare_seal_into_stack(
+    root: str | os.PathLike[str],
+    stack: str,
+    *,
+    name: str,
+    values: Mapping[str, bytes],
+    namespace: str | None = None,
+    scope: str | None = None,
+    secret_type: str | None = None,
+    prune: bool = False,
+    seal_key: bytes | None = None,
+    now: _dt.datetime | None = None,
+) -> tuple[SealReport, PendingWrite]:
     cfg = load_stack(stack, root)
     source = cfg.source
     cert = stack_certificate(cfg, now=now)
@@ -162,7 +224,9 @@ def prepare_seal_into_stack(root: str | os.PathLike[str], stack: str, *, name: s
     where = f"{PREFIX}sealed[{_entry_index(cfg, entry)}]" if entry else f"{PREFIX}sealed"
     report = SealReport(source, name, ns, scope, cert.fingerprint)
     if cfg.backend != "sealed-secrets":
-        report.warnings.append(f"{source}: {PREFIX}backend is {cfg.backend}; these values are used once it is sealed-secrets")
+        report.warnings.append(
+            f"{source}: {PREFIX}backend is {cfg.backend}; these values are used once it is sealed-secrets"
+        )
     if not values and not prune:
         raise KsecretsError(f"{source}: {ns}/{name}: no values given (use --from-env-file or --from-literal)")
     check_size(values, f"{source}: {ns}/{name}", "values")
@@ -181,9 +245,15 @@ def prepare_seal_into_stack(root: str | os.PathLike[str], stack: str, *, name: s
     new_enc: dict[str, str] = {}
     new_dig: dict[str, str] = {}
     for key in sorted(values):
-        slot: dict[str, Any] = dict(namespace=ns, name=name, key=key, scope=scope, fingerprint=cert.fingerprint,
-                                    value=values[key])
-        if seal_key is not None and same_slot and key in old_enc and churn.unchanged(old_dig.get(key), seal_key, **slot):
+        slot: dict[str, Any] = dict(
+            namespace=ns, name=name, key=key, scope=scope, fingerprint=cert.fingerprint, value=values[key]
+        )
+        if (
+            seal_key is not None
+            and same_slot
+            and key in old_enc
+            and churn.unchanged(old_dig.get(key), seal_key, **slot)
+        ):
             new_enc[key] = old_enc[key]
             report.unchanged.append(key)
         else:
@@ -204,7 +274,8 @@ def prepare_seal_into_stack(root: str | os.PathLike[str], stack: str, *, name: s
     elif leftover and not same_slot:
         raise KsecretsError(
             f"{source}: {where}: {', '.join(leftover)} not in the input but sealed for another certificate or scope; "
-            f"give their values, pass --prune to drop them, or run `ksecrets reseal`")
+            f"give their values, pass --prune to drop them, or run `ksecrets reseal`"
+        )
     else:
         for key in leftover:
             new_enc[key] = old_enc[key]
@@ -215,38 +286,75 @@ def prepare_seal_into_stack(root: str | os.PathLike[str], stack: str, *, name: s
         raise KsecretsError(f"{source}: {ns}/{name}: nothing left to seal")
     if secret_type is None:
         secret_type = entry.type if entry else "Opaque"
-    _check_result(cfg, report, where, name=name, namespace=ns, scope=scope, encrypted_data=new_enc,
-                  secret_type=secret_type, fingerprint=cert.fingerprint, entry=entry)
+    _check_result(
+        cfg,
+        report,
+        where,
+        name=name,
+        namespace=ns,
+        scope=scope,
+        encrypted_data=new_enc,
+        secret_type=secret_type,
+        fingerprint=cert.fingerprint,
+        entry=entry,
+    )
 
     def mutate(config) -> None:
-        upsert_sealed_secret(config, name=name, namespace=ns, scope=scope, encrypted_data=new_enc,
-                             certificate_fingerprint=cert.fingerprint, digests=new_dig, secret_type=secret_type)
+        upsert_sealed_secret(
+            config,
+            name=name,
+            namespace=ns,
+            scope=scope,
+            encrypted_data=new_enc,
+            certificate_fingerprint=cert.fingerprint,
+            digests=new_dig,
+            secret_type=secret_type,
+        )
 
     path = stack_file_path(stack, root)
     return report, prepare_stack_update(path, mutate, check=_validator(stack, source, cfg.root))
 
 
-def _check_result(cfg: StackConfig, report: SealReport, where: str, *, name: str, namespace: str, scope: str,
-                  encrypted_data: Mapping[str, str], secret_type: str, fingerprint: str,
-                  entry: SealedEntry | None) -> None:
+def _check_result(
+    cfg: StackConfig,
+    report: SealReport,
+    where: str,
+    *,
+    name: str,
+    namespace: str,
+    scope: str,
+    encrypted_data: Mapping[str, str],
+    secret_type: str,
+    fingerprint: str,
+    entry: SealedEntry | None,
+) -> None:
     """The SealedSecret this seal leaves in the stack (every key, not only this run's): refused
     when the cluster would refuse it; a warning when export will refuse its namespace."""
     from ksecrets import preflight
     from ksecrets.sealing.sealedsecret import build_sealed_secret
 
-    obj = build_sealed_secret(name=name, namespace=namespace, scope=scope, encrypted_data=encrypted_data,
-                              secret_type=secret_type, labels=dict(entry.labels) if entry else None,
-                              annotations=dict(entry.annotations) if entry else None,
-                              immutable=entry.immutable if entry else None, fingerprint=fingerprint)
+    obj = build_sealed_secret(
+        name=name,
+        namespace=namespace,
+        scope=scope,
+        encrypted_data=encrypted_data,
+        secret_type=secret_type,
+        labels=dict(entry.labels) if entry else None,
+        annotations=dict(entry.annotations) if entry else None,
+        immutable=entry.immutable if entry else None,
+        fingerprint=fingerprint,
+    )
     problem = preflight.size_problem(obj)
     if problem:
-        raise KsecretsError(f"{cfg.source}: {where}: {namespace}/{name}: with {len(encrypted_data)} keys {problem}; "
-                            "nothing written")
+        raise KsecretsError(
+            f"{cfg.source}: {where}: {namespace}/{name}: with {len(encrypted_data)} keys {problem}; nothing written"
+        )
     if namespace not in cfg.known_namespaces():
         report.warnings.append(
-            f"{cfg.source}: namespace \"{namespace}\" is not created by this stack nor listed in externalNamespaces: "
+            f'{cfg.source}: namespace "{namespace}" is not created by this stack nor listed in externalNamespaces: '
             f"`ksecrets export` refuses {namespace}/{name} until it is (add an app there, or list the namespace under "
-            "namespaces or externalNamespaces)")
+            "namespaces or externalNamespaces)"
+        )
 
 
 @dataclass
@@ -259,8 +367,10 @@ class ResealReport:
     written: bool = False
 
     def lines(self) -> list[str]:
-        out = [f"{self.source}: re-sealed {len(self.resealed)} Secret(s) for {self.fingerprint}"
-               + (f": {', '.join(self.resealed)}" if self.resealed else "")]
+        out = [
+            f"{self.source}: re-sealed {len(self.resealed)} Secret(s) for {self.fingerprint}"
+            + (f": {', '.join(self.resealed)}" if self.resealed else "")
+        ]
         if self.skipped:
             out.append(f"{self.source}: already sealed for {self.fingerprint}, left as is: {', '.join(self.skipped)}")
         if self.certificate_path:
@@ -268,14 +378,30 @@ class ResealReport:
         return out
 
 
-def reseal_stack(root: str | os.PathLike[str], stack: str, *, private_keys: Iterable[rsa.RSAPrivateKey],
-                 cert: SealingCert, set_certificate: bool = False, cert_path: str | os.PathLike[str] | None = None,
-                 seal_key: bytes | None = None, force: bool = False) -> ResealReport:
+def reseal_stack(
+    root: str | os.PathLike[str],
+    stack: str,
+    *,
+    private_keys: Iterable[rsa.RSAPrivateKey],
+    cert: SealingCert,
+    set_certificate: bool = False,
+    cert_path: str | os.PathLike[str] | None = None,
+    seal_key: bytes | None = None,
+    force: bool = False,
+) -> ResealReport:
     """Decrypt every sealed value of a stack with the old keys and encrypt it for `cert`, in one write."""
     path = stack_file_path(stack, root)
     with locked(path, "stack file", source=path.name):
-        return _reseal_stack(root, stack, private_keys=private_keys, cert=cert, set_certificate=set_certificate,
-                             cert_path=cert_path, seal_key=seal_key, force=force)
+        return _reseal_stack(
+            root,
+            stack,
+            private_keys=private_keys,
+            cert=cert,
+            set_certificate=set_certificate,
+            cert_path=cert_path,
+            seal_key=seal_key,
+            force=force,
+        )
 
 
 def _reseal_stack(root, stack, *, private_keys, cert, set_certificate, cert_path, seal_key, force) -> ResealReport:
@@ -298,8 +424,15 @@ def _reseal_stack(root, stack, *, private_keys, cert, set_certificate, cert_path
                 raise KsecretsError(f"{cfg.source}: {PREFIX}sealed[{i}].encryptedData.{key}: {exc}") from None
             enc[key] = crypto.encrypt_value(cert.public_key, plain, old_label)
             if seal_key is not None:
-                dig[key] = churn.value_digest(seal_key, namespace=entry.namespace, name=entry.name, key=key,
-                                              scope=entry.scope, fingerprint=cert.fingerprint, value=plain)
+                dig[key] = churn.value_digest(
+                    seal_key,
+                    namespace=entry.namespace,
+                    name=entry.name,
+                    key=key,
+                    scope=entry.scope,
+                    fingerprint=cert.fingerprint,
+                    value=plain,
+                )
             del plain
         updates.append((entry, enc, dig))
         report.resealed.append(f"{ident} ({len(enc)} keys)")
@@ -309,19 +442,29 @@ def _reseal_stack(root, stack, *, private_keys, cert, set_certificate, cert_path
             raise KsecretsError("--set-certificate needs --cert")
         rel = os.path.relpath(Path(cert_path).resolve(), Path(cfg.root).resolve())
         if rel.startswith(".."):
-            raise KsecretsError(f"{cert_path}: must be inside the repository ({cfg.root}) to be the stack's certificate")
+            raise KsecretsError(
+                f"{cert_path}: must be inside the repository ({cfg.root}) to be the stack's certificate"
+            )
         report.certificate_path = rel
 
     def mutate(config) -> None:
         for entry, enc, dig in updates:
-            upsert_sealed_secret(config, name=entry.name, namespace=entry.namespace, scope=entry.scope,
-                                 encrypted_data=enc, certificate_fingerprint=cert.fingerprint, digests=dig,
-                                 secret_type=entry.type)
+            upsert_sealed_secret(
+                config,
+                name=entry.name,
+                namespace=entry.namespace,
+                scope=entry.scope,
+                encrypted_data=enc,
+                certificate_fingerprint=cert.fingerprint,
+                digests=dig,
+                secret_type=entry.type,
+            )
         if rel is not None:
             set_certificate_path(config, rel)
 
-    report.written = update_stack_file(stack_file_path(stack, root), mutate,
-                                       check=_validator(stack, cfg.source, cfg.root))
+    report.written = update_stack_file(
+        stack_file_path(stack, root), mutate, check=_validator(stack, cfg.source, cfg.root)
+    )
     return report
 
 
@@ -376,7 +519,8 @@ def verify_stack(cfg: StackConfig, result: VerifyResult, now: _dt.datetime | Non
             result.problems += 1
             result.lines.append(
                 f"{st}: STALE: {where}: sealed for {entry.certificate_fingerprint or 'an unrecorded certificate'}, "
-                f"not the current {cert.fingerprint}")
+                f"not the current {cert.fingerprint}"
+            )
             continue
         for key, value in entry.encrypted_data:
             problem = _layout_problem(value, cert)
@@ -387,8 +531,9 @@ def verify_stack(cfg: StackConfig, result: VerifyResult, now: _dt.datetime | Non
         result.lines.append(f"{st}: {len(cfg.sealed)} sealed Secret(s), all sealed for the current certificate")
 
 
-def verify_stacks(root: str | os.PathLike[str] = ".", stack: str | None = None,
-                  now: _dt.datetime | None = None) -> VerifyResult:
+def verify_stacks(
+    root: str | os.PathLike[str] = ".", stack: str | None = None, now: _dt.datetime | None = None
+) -> VerifyResult:
     result = VerifyResult()
     paths = [stack_file_path(stack, root)] if stack else list(stack_files(root))
     if not paths:

@@ -41,8 +41,10 @@ def certificate(cfg: StackConfig) -> CertificateFacts | None:
     full = Path(cfg.root) / path
     if not full.is_file():
         if cfg.sealed:
-            raise KsecretsError(f"{cfg.source}: sealedSecrets.certificate: {path}: certificate file not found "
-                                "(values are sealed with it, and its expiry alert needs its NotAfter)")
+            raise KsecretsError(
+                f"{cfg.source}: sealedSecrets.certificate: {path}: certificate file not found "
+                "(values are sealed with it, and its expiry alert needs its NotAfter)"
+            )
         # Nothing sealed yet (before `ksecrets keygen`): no certificate, no expiry to watch.
         return None
     from ksecrets.sealing.certs import load_certificate

@@ -35,8 +35,7 @@ from ksecrets.config.model import App, StackConfig, VaultConfig
 from ksecrets.errors import KsecretsError
 from ksecrets.manifests import rotation
 from ksecrets.manifests.vault import AUDIT_FILE, app_role, dynamic_path
-from ksecrets.vault.client import (VaultError, WriteOutcomeUnknown, address_of, answer_was_lost, describe,
-                                    vault_errors)
+from ksecrets.vault.client import VaultError, WriteOutcomeUnknown, address_of, answer_was_lost, describe, vault_errors
 
 AUDIT_DEVICE = "file"
 TOKEN_TTL = 3600  # seconds; the operator renews its token, the rotator needs minutes
@@ -71,6 +70,7 @@ class Report:
 
 # --- desired state (pure) ---------------------------------------------------------------------
 
+
 def app_policy_name(app: App) -> str:
     return f"ksecrets-{app_role(app)}"
 
@@ -101,8 +101,10 @@ def app_policy(cfg: StackConfig, app: App) -> str:
 def rotator_policy(cfg: StackConfig, app: App) -> str:
     vc = _vc(cfg)
     assert app.vault is not None
-    lines = [f"# ksecrets, stack {cfg.stack}: the rotator of app {app.namespace}/{app.name} "
-             "writes new versions of its secret (check-and-set), nothing else."]
+    lines = [
+        f"# ksecrets, stack {cfg.stack}: the rotator of app {app.namespace}/{app.name} "
+        "writes new versions of its secret (check-and-set), nothing else."
+    ]
     lines += _hcl_path(f"{vc.kv_mount}/data/{app.vault.path}", ("read", "create", "update"))
     # The minimum interval between rotations: Vault's creation time of each version, and the
     # rotator's mark in custom_metadata (ksecrets.rotate.MARK_KEY). No delete or destroy.
@@ -155,12 +157,14 @@ def _vault_apps(cfg: StackConfig) -> list[App]:
             if role in seen and seen[role] is not app:
                 raise KsecretsError(
                     f"{cfg.source}: apps: Vault role {role!r} would serve both {seen[role].namespace}/{seen[role].name} "
-                    f"and {app.namespace}/{app.name}; set vault.role on one of them")
+                    f"and {app.namespace}/{app.name}; set vault.role on one of them"
+                )
             seen[role] = app
     return apps
 
 
 # --- reading and writing ----------------------------------------------------------------------
+
 
 def _get(client: hvac.Client, path: str) -> dict[str, Any] | None:
     """GET /v1/<path> → the response's `data`, None on 404. An answer without Vault's `data` map
@@ -172,12 +176,17 @@ def _get(client: hvac.Client, path: str) -> dict[str, Any] | None:
             return None
     data = response.get("data") if isinstance(response, dict) else None
     if not isinstance(data, dict):
-        raise VaultError(address_of(client), path,
-                         "the answer is not Vault's (JSON without a `data` map): is this address a Vault server?")
+        raise VaultError(
+            address_of(client),
+            path,
+            "the answer is not Vault's (JSON without a `data` map): is this address a Vault server?",
+        )
     return data
 
 
-def _write(client: hvac.Client, method: str, path: str, body: Mapping[str, Any], *, redact: tuple[str, ...] = ()) -> str | None:
+def _write(
+    client: hvac.Client, method: str, path: str, body: Mapping[str, Any], *, redact: tuple[str, ...] = ()
+) -> str | None:
     """Send one write. Returns None, or why its answer was lost (it may have landed: `_confirm` decides)."""
     with vault_errors(client, path, redact=redact):
         try:
@@ -196,15 +205,20 @@ def _confirm(client: hvac.Client, path: str, read_path: str, holds: Callable[[],
     except KsecretsError as exc:
         if lost is None:
             raise
-        raise WriteOutcomeUnknown(address_of(client), path,
-                                  f"the write got no answer ({lost}) and reading {read_path} back failed "
-                                  f"({getattr(exc, 'reason', exc)}): maybe written; check with `vault read {read_path}` "
-                                  "or run bootstrap again (it is idempotent)") from None
+        raise WriteOutcomeUnknown(
+            address_of(client),
+            path,
+            f"the write got no answer ({lost}) and reading {read_path} back failed "
+            f"({getattr(exc, 'reason', exc)}): maybe written; check with `vault read {read_path}` "
+            "or run bootstrap again (it is idempotent)",
+        ) from None
     if not ok:
         why = f"the write got no answer ({lost}) and" if lost else "written, but"
-        raise VaultError(address_of(client), path,
-                         f"{why} reading {read_path} back does not show it: not a Vault server, or changed "
-                         "concurrently")
+        raise VaultError(
+            address_of(client),
+            path,
+            f"{why} reading {read_path} back does not show it: not a Vault server, or changed concurrently",
+        )
 
 
 def _mounts(client: hvac.Client, listing: str) -> dict[str, Any]:
@@ -217,8 +231,9 @@ def _mount_is(client: hvac.Client, listing: str, mount: str, kind: str) -> bool:
     return isinstance(current, dict) and current.get("type") == kind
 
 
-def ensure_secrets_engine(client: hvac.Client, report: Report, mount: str, kind: str,
-                          options: Mapping[str, str] | None = None) -> None:
+def ensure_secrets_engine(
+    client: hvac.Client, report: Report, mount: str, kind: str, options: Mapping[str, str] | None = None
+) -> None:
     current = _mounts(client, "sys/mounts").get(mount)
     item = f"secrets engine {mount}/ ({kind}{' v' + options['version'] if options and 'version' in options else ''})"
     if current is None:
@@ -226,17 +241,22 @@ def ensure_secrets_engine(client: hvac.Client, report: Report, mount: str, kind:
         if options:
             body["options"] = dict(options)
         lost = _write(client, "POST", f"sys/mounts/{mount}", body)
-        _confirm(client, f"sys/mounts/{mount}", "sys/mounts", lambda: _mount_is(client, "sys/mounts", mount, kind), lost)
+        _confirm(
+            client, f"sys/mounts/{mount}", "sys/mounts", lambda: _mount_is(client, "sys/mounts", mount, kind), lost
+        )
         report.done(item, True)
         return
     have_kind = str(current.get("type", ""))
     have_version = str((current.get("options") or {}).get("version", "1"))
     if have_kind != kind or (options and "version" in options and have_version != options["version"]):
         what = f"kv version {have_version}" if have_kind == "kv" else have_kind
-        raise VaultError(address_of(client), f"sys/mounts/{mount}",
-                         f"wrong mount type: {mount}/ is {what}, not {kind}"
-                         f"{' version ' + options['version'] if options and 'version' in options else ''}; "
-                         "bootstrap will not replace it")
+        raise VaultError(
+            address_of(client),
+            f"sys/mounts/{mount}",
+            f"wrong mount type: {mount}/ is {what}, not {kind}"
+            f"{' version ' + options['version'] if options and 'version' in options else ''}; "
+            "bootstrap will not replace it",
+        )
     report.done(item, False)
 
 
@@ -249,8 +269,11 @@ def ensure_auth_method(client: hvac.Client, report: Report, mount: str, kind: st
         report.done(item, True)
         return
     if current.get("type") != kind:
-        raise VaultError(address_of(client), f"sys/auth/{mount}",
-                         f"wrong mount type: {mount}/ is {current.get('type')}, not {kind}; bootstrap will not replace it")
+        raise VaultError(
+            address_of(client),
+            f"sys/auth/{mount}",
+            f"wrong mount type: {mount}/ is {current.get('type')}, not {kind}; bootstrap will not replace it",
+        )
     report.done(item, False)
 
 
@@ -267,8 +290,9 @@ def _differs(current: Mapping[str, Any] | None, desired: Mapping[str, Any]) -> b
     return False
 
 
-def ensure_object(client: hvac.Client, report: Report, item: str, path: str, desired: Mapping[str, Any],
-                  *, method: str = "POST") -> None:
+def ensure_object(
+    client: hvac.Client, report: Report, item: str, path: str, desired: Mapping[str, Any], *, method: str = "POST"
+) -> None:
     """Read `path`; write `desired` there only when a field differs, then read it back."""
     current = _get(client, path)
     wrote = _differs(current, desired)
@@ -304,9 +328,12 @@ def ensure_audit(client: hvac.Client, report: Report) -> None:
     item = f"audit device {AUDIT_DEVICE}/ ({AUDIT_FILE})"
     if isinstance(current, dict):
         if current.get("type") != "file":
-            raise VaultError(address_of(client), f"sys/audit/{AUDIT_DEVICE}",
-                             f"an audit device of type {current.get('type')} is enabled at {AUDIT_DEVICE}/; "
-                             "bootstrap will not replace it")
+            raise VaultError(
+                address_of(client),
+                f"sys/audit/{AUDIT_DEVICE}",
+                f"an audit device of type {current.get('type')} is enabled at {AUDIT_DEVICE}/; "
+                "bootstrap will not replace it",
+            )
         # An audit device cannot be changed in place; a different file_path is left as it is.
         report.done(item, False)
         return
@@ -315,24 +342,33 @@ def ensure_audit(client: hvac.Client, report: Report) -> None:
     report.done(item, True)
 
 
-def ensure_database(client: hvac.Client, report: Report, cfg: StackConfig, apps: list[App],
-                    admin_password: str | None) -> None:
+def ensure_database(
+    client: hvac.Client, report: Report, cfg: StackConfig, apps: list[App], admin_password: str | None
+) -> None:
     vc = _vc(cfg)
     db = vc.database
     assert db is not None
     ensure_secrets_engine(client, report, db.mount, "database")
     roles = sorted({d.role for app in apps for d in (app.vault.dynamic if app.vault else ()) if d.mount == db.mount})
     path = f"{db.mount}/config/{db.connection_name}"
-    desired = {"plugin_name": db.plugin, "connection_url": db.connection_url, "username": db.username,
-               "allowed_roles": roles}
+    desired = {
+        "plugin_name": db.plugin,
+        "connection_url": db.connection_url,
+        "username": db.username,
+        "allowed_roles": roles,
+    }
 
     def connection() -> dict[str, Any] | None:
         current = _get(client, path)
         if current is None:
             return None
         details = current.get("connection_details") or {}
-        return {"plugin_name": current.get("plugin_name"), "connection_url": details.get("connection_url"),
-                "username": details.get("username"), "allowed_roles": sorted(current.get("allowed_roles") or [])}
+        return {
+            "plugin_name": current.get("plugin_name"),
+            "connection_url": details.get("connection_url"),
+            "username": details.get("username"),
+            "allowed_roles": sorted(current.get("allowed_roles") or []),
+        }
 
     have = connection()
     item = f"database connection {db.mount}/{db.connection_name}"
@@ -340,25 +376,35 @@ def ensure_database(client: hvac.Client, report: Report, cfg: StackConfig, apps:
         report.done(item, False)
     else:
         if not admin_password:
-            problem = ("does not exist yet" if have is None else "differs from the stack file")
-            raise VaultError(address_of(client), path,
-                             f"the connection {problem}; set KSECRETS_DB_ADMIN_PASSWORD to the password of "
-                             f"{db.username!r} to write it (Vault never returns it, so it is only needed then)")
+            problem = "does not exist yet" if have is None else "differs from the stack file"
+            raise VaultError(
+                address_of(client),
+                path,
+                f"the connection {problem}; set KSECRETS_DB_ADMIN_PASSWORD to the password of "
+                f"{db.username!r} to write it (Vault never returns it, so it is only needed then)",
+            )
         body = {**desired, "password": admin_password, "verify_connection": True}
         lost = _write(client, "POST", path, body, redact=(admin_password,))
         _confirm(client, path, path, lambda: not _differs(connection(), desired), lost)
         report.done(item, True)
     for role in roles:
-        ensure_object(client, report, f"database role {db.mount}/{role}", f"{db.mount}/roles/{role}", {
-            "db_name": db.connection_name,
-            "creation_statements": creation_statements(role),
-            "default_ttl": DB_DEFAULT_TTL,
-            "max_ttl": DB_MAX_TTL,
-        })
+        ensure_object(
+            client,
+            report,
+            f"database role {db.mount}/{role}",
+            f"{db.mount}/roles/{role}",
+            {
+                "db_name": db.connection_name,
+                "creation_statements": creation_statements(role),
+                "default_ttl": DB_DEFAULT_TTL,
+                "max_ttl": DB_MAX_TTL,
+            },
+        )
 
 
-def ensure_kube_auth_config(client: hvac.Client, report: Report, mount: str, host: str, ca_pem: str | None,
-                            reviewer_jwt: str | None) -> None:
+def ensure_kube_auth_config(
+    client: hvac.Client, report: Report, mount: str, host: str, ca_pem: str | None, reviewer_jwt: str | None
+) -> None:
     """`auth/<mount>/config`: host, CA and (for a Vault outside the cluster) the token reviewer JWT.
 
     Vault never returns the JWT, only `token_reviewer_jwt_set`, so a given JWT cannot be compared
@@ -388,9 +434,15 @@ def ensure_kube_auth_config(client: hvac.Client, report: Report, mount: str, hos
     report.done(item, wrote)
 
 
-def bootstrap(client: hvac.Client, cfg: StackConfig, *, kube_host: str = DEFAULT_KUBE_HOST,
-              kube_ca_pem: str | None = None, db_admin_password: str | None = None,
-              token_reviewer_jwt: str | None = None) -> Report:
+def bootstrap(
+    client: hvac.Client,
+    cfg: StackConfig,
+    *,
+    kube_host: str = DEFAULT_KUBE_HOST,
+    kube_ca_pem: str | None = None,
+    db_admin_password: str | None = None,
+    token_reviewer_jwt: str | None = None,
+) -> Report:
     """Configure Vault for the stack. Idempotent: a second run writes nothing (but a given
     `token_reviewer_jwt`, which Vault never returns and so cannot be compared).
 
@@ -407,18 +459,33 @@ def bootstrap(client: hvac.Client, cfg: StackConfig, *, kube_host: str = DEFAULT
     ensure_kube_auth_config(client, report, vc.auth_mount, kube_host, kube_ca_pem, token_reviewer_jwt)
     for app in apps:
         ensure_policy(client, report, app_policy_name(app), app_policy(cfg, app))
-        ensure_object(client, report, f"role {app_role(app)} ({app.namespace}/{app.service_account})",
-                      f"auth/{vc.auth_mount}/role/{app_role(app)}", app_role_body(cfg, app))
+        ensure_object(
+            client,
+            report,
+            f"role {app_role(app)} ({app.namespace}/{app.service_account})",
+            f"auth/{vc.auth_mount}/role/{app_role(app)}",
+            app_role_body(cfg, app),
+        )
         if app.rotation:
             ensure_policy(client, report, rotator_policy_name(app), rotator_policy(cfg, app))
-            ensure_object(client, report, f"role {rotator_role(app)} ({app.namespace}/{rotation.rotator_service_account_name(app)})",
-                          f"auth/{vc.auth_mount}/role/{rotator_role(app)}", rotator_role_body(cfg, app))
+            ensure_object(
+                client,
+                report,
+                f"role {rotator_role(app)} ({app.namespace}/{rotation.rotator_service_account_name(app)})",
+                f"auth/{vc.auth_mount}/role/{rotator_role(app)}",
+                rotator_role_body(cfg, app),
+            )
     if vc.snapshots is not None:
         from ksecrets.manifests import snapshots
 
         ensure_policy(client, report, snapshots.POLICY, snapshots.policy())
-        ensure_object(client, report, f"role {snapshots.VAULT_ROLE} ({vc.namespace}/{snapshots.NAME})",
-                      f"auth/{vc.auth_mount}/role/{snapshots.VAULT_ROLE}", snapshots.role_body(cfg))
+        ensure_object(
+            client,
+            report,
+            f"role {snapshots.VAULT_ROLE} ({vc.namespace}/{snapshots.NAME})",
+            f"auth/{vc.auth_mount}/role/{snapshots.VAULT_ROLE}",
+            snapshots.role_body(cfg),
+        )
     ensure_audit(client, report)
     if vc.database is not None:
         ensure_database(client, report, cfg, apps, db_admin_password)

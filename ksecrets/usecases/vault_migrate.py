@@ -86,26 +86,33 @@ def unsealed_values(cfg: StackConfig, private_keys: Iterable[Any]) -> list[tuple
         where = f"{cfg.source}: sealed[{i}] ({entry.namespace}/{entry.name})"
         if entry.type != "Opaque":
             # The operator creates Opaque Secrets; a typed one (TLS, docker config) would change kind.
-            raise KsecretsError(f"{where}: type {entry.type} is not Opaque, which the Vault Secrets Operator "
-                                "creates; move it by hand; nothing was pushed")
+            raise KsecretsError(
+                f"{where}: type {entry.type} is not Opaque, which the Vault Secrets Operator "
+                "creates; move it by hand; nothing was pushed"
+            )
         secret = unseal(sealed_secret(cfg, entry), keys, where)
         values: dict[str, str] = {}
         for key, b64 in sorted((secret.get("data") or {}).items()):
             try:
                 values[key] = base64.b64decode(b64).decode("utf-8")
             except UnicodeDecodeError:
-                raise KsecretsError(f"{where}: key {key}: the value is not UTF-8 text, which Vault kv cannot hold; "
-                                    "nothing was pushed") from None
+                raise KsecretsError(
+                    f"{where}: key {key}: the value is not UTF-8 text, which Vault kv cannot hold; nothing was pushed"
+                ) from None
         out.append((app, values))
     if orphans:
-        raise KsecretsError(f"{cfg.source}: sealed entries no app uses ({', '.join(orphans)}): give them an app "
-                            "(secretName, namespace) or remove them; nothing was pushed")
+        raise KsecretsError(
+            f"{cfg.source}: sealed entries no app uses ({', '.join(orphans)}): give them an app "
+            "(secretName, namespace) or remove them; nothing was pushed"
+        )
     paths: dict[str, App] = {}
     for app, _ in out:
         p = vault_path(app)
         if p in paths and paths[p] is not app:
-            raise KsecretsError(f"{cfg.source}: apps {paths[p].name} and {app.name} would share Vault path {p!r}; "
-                                "set vault.path on one of them; nothing was pushed")
+            raise KsecretsError(
+                f"{cfg.source}: apps {paths[p].name} and {app.name} would share Vault path {p!r}; "
+                "set vault.path on one of them; nothing was pushed"
+            )
         paths[p] = app
     return out
 
@@ -144,7 +151,9 @@ def _add_app_vault(config: CommentedMap, keys_by_app: dict[tuple[str, str], list
             app["keys"] = seq
 
 
-def migrate_to_vault(client: hvac.Client, stack_file: str | os.PathLike[str], private_keys: Iterable[Any]) -> MigrationReport:
+def migrate_to_vault(
+    client: hvac.Client, stack_file: str | os.PathLike[str], private_keys: Iterable[Any]
+) -> MigrationReport:
     """Locked from the read to the switch: a `seal --stack` meanwhile cannot be lost."""
     path = Path(stack_file)
     with locked(path, "stack file", source=path.name):
@@ -156,8 +165,10 @@ def _migrate(client: hvac.Client, path: Path, private_keys: Iterable[Any]) -> Mi
     if cfg.backend == "vault":
         raise KsecretsError(f"{cfg.source}: backend: already vault; nothing to migrate")
     if cfg.backend != "sealed-secrets":
-        raise KsecretsError(f"{cfg.source}: backend: {cfg.backend} stacks migrate by pushing values "
-                            "(`ksecrets vault push`), not from sealed entries")
+        raise KsecretsError(
+            f"{cfg.source}: backend: {cfg.backend} stacks migrate by pushing values "
+            "(`ksecrets vault push`), not from sealed entries"
+        )
     # The Vault settings the stack will have once switched (defaults if it has no vault section).
     target = _as_vault_stack(path, cfg)
     entries = unsealed_values(cfg, private_keys)
@@ -167,11 +178,15 @@ def _migrate(client: hvac.Client, path: Path, private_keys: Iterable[Any]) -> Mi
         result = kv.write_if_changed(client, mount, vault_path(app), values)
         back, version = kv.read_current(client, mount, vault_path(app))
         if back != values:
-            raise KsecretsError(f"{kv.data_path(mount, vault_path(app))}: version {version} does not hold what was "
-                                "pushed (changed concurrently?); the stack file is unchanged")
+            raise KsecretsError(
+                f"{kv.data_path(mount, vault_path(app))}: version {version} does not hold what was "
+                "pushed (changed concurrently?); the stack file is unchanged"
+            )
         where = kv.data_path(mount, vault_path(app))
-        report.pushed.append(f"{where}: version {result.version} ({'written' if result.changed else 'already there'}; "
-                             f"keys: {', '.join(sorted(values))})")
+        report.pushed.append(
+            f"{where}: version {result.version} ({'written' if result.changed else 'already there'}; "
+            f"keys: {', '.join(sorted(values))})"
+        )
     keys_by_app = {(app.namespace, app.name): sorted(values) for app, values in entries}
 
     report.switched = stackfile.update_stack_file(path, lambda c: _switch(c, keys_by_app), check=_check_edit(cfg))
@@ -179,7 +194,8 @@ def _migrate(client: hvac.Client, path: Path, private_keys: Iterable[Any]) -> Mi
         report.warnings.append(
             f"{cfg.source}: the stack skipped `migrate --prepare`: its Secrets are still owned by their "
             "SealedSecrets, so when Flux prunes those the Secrets are deleted until the operator writes them "
-            "again; apply `--prepare` first on a live cluster")
+            "again; apply `--prepare` first on a live cluster"
+        )
     return report
 
 
@@ -221,8 +237,10 @@ def finish(stack_file: str | os.PathLike[str]) -> bool:
     with locked(path, "stack file", source=path.name):  # read to write, as every edit
         cfg = load_stack_file(path)
         if cfg.vault_migration != "handover":
-            raise KsecretsError(f"{cfg.source}: vaultMigration: is {cfg.vault_migration or 'not set'}; --finish follows "
-                                "the switch (`ksecrets migrate --to vault`), once the VaultStaticSecrets have synced")
+            raise KsecretsError(
+                f"{cfg.source}: vaultMigration: is {cfg.vault_migration or 'not set'}; --finish follows "
+                "the switch (`ksecrets migrate --to vault`), once the VaultStaticSecrets have synced"
+            )
 
         def mutate(config: CommentedMap) -> None:
             del config[MIGRATION]
@@ -240,7 +258,9 @@ def _as_vault_stack(path: Path, cfg: StackConfig) -> StackConfig:
         app = dict(app)
         app.setdefault("vault", {"path": app.get("name")})
         if not app.get("keys"):
-            entry = cfg.sealed_entry(str(app.get("namespace")), str(app.get("secretName") or f"{app.get('name')}-secrets"))
+            entry = cfg.sealed_entry(
+                str(app.get("namespace")), str(app.get("secretName") or f"{app.get('name')}-secrets")
+            )
             if entry is not None:
                 app["keys"] = list(entry.keys)
         apps.append(app)

@@ -37,8 +37,11 @@ class PushResult:
         if not r.changed:
             out = [f"{where}: unchanged (version {r.version})"]
         else:
-            parts = [f"{label}: {', '.join(keys)}" for label, keys in
-                     (("added", r.added), ("changed", r.updated), ("removed", r.removed)) if keys]
+            parts = [
+                f"{label}: {', '.join(keys)}"
+                for label, keys in (("added", r.added), ("changed", r.updated), ("removed", r.removed))
+                if keys
+            ]
             out = [f"{where}: version {r.version} ({'; '.join(parts)})"]
         if self.kept:
             out.append(f"{where}: kept Vault's value of rotated keys: {', '.join(self.kept)}")
@@ -65,7 +68,9 @@ def text_values(values: Mapping[str, bytes], source: str) -> dict[str, str]:
         try:
             out[key] = values[key].decode("utf-8")
         except UnicodeDecodeError:
-            raise KsecretsError(f"{source}: key {key}: the value is not UTF-8 text, which Vault kv cannot hold") from None
+            raise KsecretsError(
+                f"{source}: key {key}: the value is not UTF-8 text, which Vault kv cannot hold"
+            ) from None
     return out
 
 
@@ -84,8 +89,14 @@ def push_values(client: hvac.Client, cfg: StackConfig, app: App, values: Mapping
     return PushResult(app, cfg.vault.kv_mount, app.vault.path, result, result.kept)
 
 
-def push_env_file(client: hvac.Client, cfg: StackConfig, *, path: str, env_file: str | os.PathLike[str],
-                  environ: Mapping[str, str] | None = None) -> PushResult:
+def push_env_file(
+    client: hvac.Client,
+    cfg: StackConfig,
+    *,
+    path: str,
+    env_file: str | os.PathLike[str],
+    environ: Mapping[str, str] | None = None,
+) -> PushResult:
     app = find_app(cfg, path)
     source = str(env_file)
     try:

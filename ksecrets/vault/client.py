@@ -67,8 +67,7 @@ class StrictAdapter(hvac.adapters.JSONAdapter):
     another service on that port) and must not be read as "done" or as "not there"."""
 
     def request(self, method, url, headers=None, raise_exception=True, **kwargs):
-        response = hvac.adapters.RawAdapter.request(self, method, url, headers=headers, raise_exception=False,
-                                                    **kwargs)
+        response = hvac.adapters.RawAdapter.request(self, method, url, headers=headers, raise_exception=False, **kwargs)
         status = response.status_code
         if status == 204 or (200 <= status < 300 and not response.content):
             return response
@@ -131,13 +130,21 @@ def client_timeout(env: Mapping[str, str] | None = None) -> float:
     return value
 
 
-def new_client(address: str, *, token: str | None, verify: bool | str, namespace: str | None,
-               timeout: float) -> hvac.Client:
+def new_client(
+    address: str, *, token: str | None, verify: bool | str, namespace: str | None, timeout: float
+) -> hvac.Client:
     """An hvac client whose every request ends within `timeout` and whose answers must be Vault's."""
     session = DeadlineSession(timeout)
     session.verify = verify  # hvac takes a given session's `verify` over its own argument
-    return hvac.Client(url=address, token=token, verify=verify, namespace=namespace, timeout=timeout,
-                       session=session, adapter=StrictAdapter)
+    return hvac.Client(
+        url=address,
+        token=token,
+        verify=verify,
+        namespace=namespace,
+        timeout=timeout,
+        session=session,
+        adapter=StrictAdapter,
+    )
 
 
 def answer_was_lost(exc: BaseException) -> bool:
@@ -150,8 +157,16 @@ def answer_was_lost(exc: BaseException) -> bool:
         return True
     if isinstance(exc, requests.exceptions.ConnectionError):
         text = repr(exc.args[0] if exc.args else exc)
-        return not any(w in text for w in ("NewConnectionError", "NameResolutionError", "Failed to resolve",
-                                            "Connection refused", "ConnectTimeout"))
+        return not any(
+            w in text
+            for w in (
+                "NewConnectionError",
+                "NameResolutionError",
+                "Failed to resolve",
+                "Connection refused",
+                "ConnectTimeout",
+            )
+        )
     return False
 
 
@@ -203,9 +218,13 @@ def tls_verify(env: Mapping[str, str]) -> bool | str:
     return True
 
 
-def make_client(cfg: Addressed | None = None, *, env: Mapping[str, str] | None = None,
-                token_file: str | os.PathLike[str] | None = None,
-                timeout: float | None = None) -> hvac.Client:
+def make_client(
+    cfg: Addressed | None = None,
+    *,
+    env: Mapping[str, str] | None = None,
+    token_file: str | os.PathLike[str] | None = None,
+    timeout: float | None = None,
+) -> hvac.Client:
     """An hvac client for the stack's Vault (or `VAULT_ADDR`), authenticated by token.
 
     No request is made here; the first call reports an unreachable or sealed Vault.
@@ -216,8 +235,13 @@ def make_client(cfg: Addressed | None = None, *, env: Mapping[str, str] | None =
         raise KsecretsError(f"Vault address {address!r} must start with http:// or https://")
     token = read_token(env, token_file)
     namespace = (env.get("VAULT_NAMESPACE") or "").strip() or None
-    return new_client(address, token=token, verify=tls_verify(env), namespace=namespace,
-                      timeout=timeout if timeout is not None else client_timeout(env))
+    return new_client(
+        address,
+        token=token,
+        verify=tls_verify(env),
+        namespace=namespace,
+        timeout=timeout if timeout is not None else client_timeout(env),
+    )
 
 
 def address_of(client: hvac.Client) -> str:
@@ -257,8 +281,7 @@ def _vault_text(exc: hx.VaultError) -> str:
     return _one_line("; ".join(str(e) for e in errors if e))
 
 
-def describe(exc: BaseException, client: hvac.Client, path: str, *,
-             redact: Iterable[str] = ()) -> VaultError:
+def describe(exc: BaseException, client: hvac.Client, path: str, *, redact: Iterable[str] = ()) -> VaultError:
     """The one-line error for an exception raised while calling Vault at `path`."""
     address = address_of(client)
     if isinstance(exc, NotVaultAnswer):
@@ -266,7 +289,9 @@ def describe(exc: BaseException, client: hvac.Client, path: str, *,
     if isinstance(exc, TotalTimeout):
         return VaultError(address, path, f"unreachable (timed out: {exc}; {TIMEOUT_ENV} sets the limit)")
     if isinstance(exc, requests.exceptions.SSLError):
-        return VaultError(address, path, "TLS verification failed (set VAULT_CACERT to the CA that signed Vault's certificate)")
+        return VaultError(
+            address, path, "TLS verification failed (set VAULT_CACERT to the CA that signed Vault's certificate)"
+        )
     if isinstance(exc, requests.exceptions.Timeout):
         return VaultError(address, path, "unreachable (timed out)")
     if isinstance(exc, requests.exceptions.ConnectionError):
@@ -329,6 +354,9 @@ def mount_info(client: hvac.Client, path: str) -> dict | None:
         raise describe(exc, client, path) from None
     data = response.get("data") if isinstance(response, dict) else None
     if not isinstance(data, dict):
-        raise VaultError(address_of(client), path,
-                         "the answer is not Vault's (JSON without a `data` map): is this address a Vault server?")
+        raise VaultError(
+            address_of(client),
+            path,
+            "the answer is not Vault's (JSON without a `data` map): is this address a Vault server?",
+        )
     return data

@@ -22,8 +22,15 @@ import hvac.exceptions as hx
 import requests
 
 from ksecrets.errors import KsecretsError
-from ksecrets.vault.client import (VaultError, WriteOutcomeUnknown, address_of, answer_was_lost, describe,
-                                    mount_info, vault_errors)
+from ksecrets.vault.client import (
+    VaultError,
+    WriteOutcomeUnknown,
+    address_of,
+    answer_was_lost,
+    describe,
+    mount_info,
+    vault_errors,
+)
 
 
 @dataclass(frozen=True)
@@ -57,14 +64,14 @@ def check_kv2_mount(client: hvac.Client, mount: str, path: str) -> None:
     info = mount_info(client, f"{mount}/{path}")
     where = data_path(mount, path)
     if info is None or str(info.get("path", "")).rstrip("/") != mount:
-        raise VaultError(address_of(client), where,
-                         f"no kv-v2 mount at {mount}/ (not enabled, or the token may not see it)")
+        raise VaultError(
+            address_of(client), where, f"no kv-v2 mount at {mount}/ (not enabled, or the token may not see it)"
+        )
     kind = str(info.get("type", ""))
     version = str((info.get("options") or {}).get("version", "1"))
     if kind != "kv" or version != "2":
         what = f"kv version {version}" if kind == "kv" else f"a {kind or 'unknown'} mount"
-        raise VaultError(address_of(client), where,
-                         f"wrong mount type: {mount}/ is {what}, not kv version 2")
+        raise VaultError(address_of(client), where, f"wrong mount type: {mount}/ is {what}, not kv version 2")
 
 
 def _read(client: hvac.Client, mount: str, path: str) -> tuple[dict[str, str] | None, int]:
@@ -73,7 +80,8 @@ def _read(client: hvac.Client, mount: str, path: str) -> tuple[dict[str, str] | 
     with vault_errors(client, where):
         try:
             response = client.secrets.kv.v2.read_secret_version(
-                path=path, mount_point=mount, raise_on_deleted_version=False)
+                path=path, mount_point=mount, raise_on_deleted_version=False
+            )
         except (hx.InvalidPath, hx.UnsupportedOperation, hx.UnexpectedError) as exc:
             # 404 (or 405 on some engines): first make sure this is a kv-v2 mount at all.
             check_kv2_mount(client, mount, path)
@@ -98,8 +106,7 @@ def read_current(client: hvac.Client, mount: str, path: str) -> tuple[dict[str, 
     """The current version's data and its number. KsecretsError when there is no live version."""
     data, version = _read(client, mount, path)
     if data is None:
-        reason = (f"no such secret (its latest version {version} is deleted)" if version
-                  else "no such secret (404)")
+        reason = f"no such secret (its latest version {version} is deleted)" if version else "no such secret (404)"
         raise VaultError(address_of(client), data_path(mount, path), reason)
     return data, version
 
@@ -114,13 +121,17 @@ def _cas_write(client: hvac.Client, mount: str, path: str, data: Mapping[str, st
     where = data_path(mount, path)
     try:
         response = client.secrets.kv.v2.create_or_update_secret(
-            path=path, secret=dict(data), cas=cas, mount_point=mount)
+            path=path, secret=dict(data), cas=cas, mount_point=mount
+        )
     except hx.InvalidRequest as exc:
         text = " ".join(str(e) for e in (exc.errors or []))
         if "check-and-set" in text:
-            raise VaultError(address_of(client), where,
-                             f"changed concurrently: check-and-set expected version {cas}; "
-                             "nothing was overwritten, read it again and retry") from None
+            raise VaultError(
+                address_of(client),
+                where,
+                f"changed concurrently: check-and-set expected version {cas}; "
+                "nothing was overwritten, read it again and retry",
+            ) from None
         raise describe(exc, client, where, redact=data.values()) from None
     except requests.RequestException as exc:
         if answer_was_lost(exc):
@@ -152,41 +163,55 @@ def _write_confirmed(client: hvac.Client, mount: str, path: str, data: Mapping[s
         try:
             back, now = _read(client, mount, path)
         except KsecretsError:
-            raise WriteOutcomeUnknown(address_of(client), where,
-                                      f"the write got no answer ({lost.reason}) and reading back failed: maybe "
-                                      f"written; check with {_kv_get(mount, path)}") from None
+            raise WriteOutcomeUnknown(
+                address_of(client),
+                where,
+                f"the write got no answer ({lost.reason}) and reading back failed: maybe "
+                f"written; check with {_kv_get(mount, path)}",
+            ) from None
         if now > cas and back == want:
             return now  # it landed; only the answer was lost
         if now == cas:
-            raise VaultError(address_of(client), where,
-                             f"the write got no answer ({lost.reason}); reading back shows version {now} "
-                             "still current: not written") from None
-        raise WriteOutcomeUnknown(address_of(client), where,
-                                  f"the write got no answer ({lost.reason}) and version {now} holds other values "
-                                  f"(another writer?): check with {_kv_get(mount, path)}") from None
+            raise VaultError(
+                address_of(client),
+                where,
+                f"the write got no answer ({lost.reason}); reading back shows version {now} still current: not written",
+            ) from None
+        raise WriteOutcomeUnknown(
+            address_of(client),
+            where,
+            f"the write got no answer ({lost.reason}) and version {now} holds other values "
+            f"(another writer?): check with {_kv_get(mount, path)}",
+        ) from None
     try:
         back, now = _read(client, mount, path)
     except KsecretsError as exc:
-        raise WriteOutcomeUnknown(address_of(client), where,
-                                  f"wrote version {version}, but reading it back failed ({getattr(exc, 'reason', exc)}): "
-                                  f"maybe written; check with {_kv_get(mount, path)}") from None
+        raise WriteOutcomeUnknown(
+            address_of(client),
+            where,
+            f"wrote version {version}, but reading it back failed ({getattr(exc, 'reason', exc)}): "
+            f"maybe written; check with {_kv_get(mount, path)}",
+        ) from None
     if back != want or now != version:
-        raise VaultError(address_of(client), where,
-                         f"the write answered version {version}, but reading back shows "
-                         f"{'version ' + str(now) if back is not None else 'no value'} with other values: "
-                         "not Vault's kv-v2, or changed concurrently")
+        raise VaultError(
+            address_of(client),
+            where,
+            f"the write answered version {version}, but reading back shows "
+            f"{'version ' + str(now) if back is not None else 'no value'} with other values: "
+            "not Vault's kv-v2, or changed concurrently",
+        )
     return version
 
 
 def _check_data(client: hvac.Client, mount: str, path: str, data: Mapping[str, str]) -> None:
     for key, value in data.items():
         if not isinstance(key, str) or not isinstance(value, str):
-            raise VaultError(address_of(client), data_path(mount, path),
-                             f"key {key!r}: values must be text (str)")
+            raise VaultError(address_of(client), data_path(mount, path), f"key {key!r}: values must be text (str)")
 
 
-def write_if_changed(client: hvac.Client, mount: str, path: str, data: Mapping[str, str], *,
-                     keep_existing: Iterable[str] = ()) -> WriteResult:
+def write_if_changed(
+    client: hvac.Client, mount: str, path: str, data: Mapping[str, str], *, keep_existing: Iterable[str] = ()
+) -> WriteResult:
     """Make `data` the secret's content (every key; keys not in `data` go), with check-and-set.
 
     Keys in `keep_existing` keep the value the current version has, when it has one (a key the
@@ -219,8 +244,9 @@ def rotate_key(client: hvac.Client, mount: str, path: str, key: str, new_value: 
     return _write_confirmed(client, mount, path, data, cas=version)
 
 
-def rotate_keys(client: hvac.Client, mount: str, path: str, updates: Mapping[str, str], *,
-                cas: int | None = None) -> int:
+def rotate_keys(
+    client: hvac.Client, mount: str, path: str, updates: Mapping[str, str], *, cas: int | None = None
+) -> int:
     """Replace several keys' values in ONE new version (the other keys are kept), check-and-set.
 
     `cas` is the version the caller read (and based its decision on); without it the current
@@ -230,9 +256,12 @@ def rotate_keys(client: hvac.Client, mount: str, path: str, updates: Mapping[str
     _check_data(client, mount, path, updates)
     data, version = read_current(client, mount, path)
     if cas is not None and cas != version:
-        raise VaultError(address_of(client), data_path(mount, path),
-                         f"changed concurrently: check-and-set expected version {cas}; "
-                         "nothing was overwritten, read it again and retry")
+        raise VaultError(
+            address_of(client),
+            data_path(mount, path),
+            f"changed concurrently: check-and-set expected version {cas}; "
+            "nothing was overwritten, read it again and retry",
+        )
     data.update(updates)
     return _write_confirmed(client, mount, path, data, cas=version)
 
@@ -258,8 +287,7 @@ def read_metadata(client: hvac.Client, mount: str, path: str) -> Metadata:
     if not isinstance(body, dict):
         raise VaultError(address_of(client), where, "unexpected response (no kv-v2 metadata)")
     versions = body.get("versions") or {}
-    created = {int(n): str((v or {}).get("created_time") or "") for n, v in versions.items()
-               if str(n).isdigit()}
+    created = {int(n): str((v or {}).get("created_time") or "") for n, v in versions.items() if str(n).isdigit()}
     custom = {str(k): str(v) for k, v in (body.get("custom_metadata") or {}).items()}
     return Metadata(int(body.get("current_version") or 0), created, custom)
 

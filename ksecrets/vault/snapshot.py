@@ -67,8 +67,10 @@ def save(client: hvac.Client, out: Path, *, chunk: int = 1 << 20) -> int:
                 f.flush()
                 os.fsync(f.fileno())
             if size == 0 or not head.startswith(GZIP_MAGIC):
-                raise KsecretsError(f"Vault {address_of(client)}: {PATH}: the answer is not a raft snapshot "
-                                    f"({size} bytes, not gzip); is the storage raft?")
+                raise KsecretsError(
+                    f"Vault {address_of(client)}: {PATH}: the answer is not a raft snapshot "
+                    f"({size} bytes, not gzip); is the storage raft?"
+                )
             os.replace(tmp, out)
         except BaseException:
             try:
@@ -84,7 +86,9 @@ def save(client: hvac.Client, out: Path, *, chunk: int = 1 << 20) -> int:
     return size
 
 
-def save_rotating(client: hvac.Client, directory: Path, retain: int, now: float | None = None) -> tuple[Path, int, list[Path]]:
+def save_rotating(
+    client: hvac.Client, directory: Path, retain: int, now: float | None = None
+) -> tuple[Path, int, list[Path]]:
     """A new snapshot in `directory`, then the oldest beyond `retain` deleted. (file, size, deleted)."""
     directory = Path(directory)
     # A run killed mid-stream leaves its temporary file; runs never overlap (concurrencyPolicy Forbid).

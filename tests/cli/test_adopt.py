@@ -19,15 +19,23 @@ ROOT = Path(__file__).resolve().parents[2]
 VECTORS = ROOT / "tests" / "fixtures" / "vectors" / "sealed-secrets-v1.json"  # vendored (tests/fixtures/README.md)
 BIN = Path(sys.executable).parent
 LABEL = b"my-app/my-app-secrets"
-SECRET = ("apiVersion: v1\nkind: Secret\nmetadata:\n  name: my-app-secrets\n  namespace: my-app\n"
-          "stringData:\n  DATABASE_URL: postgres://app:leaked-pass@db/app\n  API_KEY: leaked-api-key-123\n")
+SECRET = (
+    "apiVersion: v1\nkind: Secret\nmetadata:\n  name: my-app-secrets\n  namespace: my-app\n"
+    "stringData:\n  DATABASE_URL: postgres://app:leaked-pass@db/app\n  API_KEY: leaked-api-key-123\n"
+)
 
 
 def env(**extra) -> dict[str, str]:
     e = {k: v for k, v in os.environ.items() if not k.startswith(("KSECRETS_", "SEALED_SECRETS_", "GIT_"))}
-    e.update(PATH=f"{BIN}{os.pathsep}{e.get('PATH', '')}", GIT_CONFIG_GLOBAL=os.devnull, GIT_CONFIG_NOSYSTEM="1",
-             GIT_AUTHOR_NAME="t", GIT_AUTHOR_EMAIL="t@example.com", GIT_COMMITTER_NAME="t",
-             GIT_COMMITTER_EMAIL="t@example.com")
+    e.update(
+        PATH=f"{BIN}{os.pathsep}{e.get('PATH', '')}",
+        GIT_CONFIG_GLOBAL=os.devnull,
+        GIT_CONFIG_NOSYSTEM="1",
+        GIT_AUTHOR_NAME="t",
+        GIT_AUTHOR_EMAIL="t@example.com",
+        GIT_COMMITTER_NAME="t",
+        GIT_COMMITTER_EMAIL="t@example.com",
+    )
     e.update(extra)
     return e
 
@@ -53,7 +61,7 @@ def repo(tmp_path) -> Path:
     (repo / "certs").mkdir(parents=True)
     (repo / "certs" / "qa.pem").write_text(json.loads(VECTORS.read_text())["certificate_pem"])
     text = (ROOT / "Pulumi.staging.yaml").read_text().replace("certs/staging.pem", "certs/qa.pem")
-    (repo / "Pulumi.qa.yaml").write_text(text[:text.index("  k8s-secrets:sealed:")])
+    (repo / "Pulumi.qa.yaml").write_text(text[: text.index("  k8s-secrets:sealed:")])
     (repo / "deploy").mkdir()
     (repo / "deploy" / "secret.yaml").write_text(SECRET)
     run(repo, "git", "init", "-q", "-b", "main")
@@ -70,8 +78,10 @@ def sealed_values(repo: Path, vector_key) -> dict[str, bytes]:
 
 def test_adopt_seals_removes_and_the_printed_purge_works(repo, vector_key):
     res = run(repo, "ksecrets", "adopt", "deploy", "--stack", "qa")
-    assert sealed_values(repo, vector_key) == {"DATABASE_URL": b"postgres://app:leaked-pass@db/app",
-                                               "API_KEY": b"leaked-api-key-123"}
+    assert sealed_values(repo, vector_key) == {
+        "DATABASE_URL": b"postgres://app:leaked-pass@db/app",
+        "API_KEY": b"leaked-api-key-123",
+    }
     assert not (repo / "deploy" / "secret.yaml").exists()
     assert "leaked" not in res.stdout + res.stderr
     lines = res.stdout.splitlines()
@@ -105,14 +115,16 @@ def test_nothing_half_done_on_failure(repo):
     before = (repo / "Pulumi.qa.yaml").read_bytes()
     # A second Secret no app uses and without a namespace: cannot be placed.
     (repo / "deploy" / "other.yaml").write_text(
-        "apiVersion: v1\nkind: Secret\nmetadata:\n  name: orphan\nstringData:\n  K: v-1234567890\n")
+        "apiVersion: v1\nkind: Secret\nmetadata:\n  name: orphan\nstringData:\n  K: v-1234567890\n"
+    )
     res = run(repo, "ksecrets", "adopt", "deploy", "--stack", "qa", check=False)
     assert res.returncode == 2 and "no app has secretName orphan" in res.stderr
     assert (repo / "Pulumi.qa.yaml").read_bytes() == before
     assert (repo / "deploy" / "secret.yaml").exists() and (repo / "deploy" / "other.yaml").exists()
     # A value the stack refuses after the first Secret went in: the stack file is restored.
     (repo / "deploy" / "other.yaml").write_text(
-        "apiVersion: v1\nkind: Secret\nmetadata:\n  name: zzz\n  namespace: my-app\ndata:\n  K: '%%%'\n")
+        "apiVersion: v1\nkind: Secret\nmetadata:\n  name: zzz\n  namespace: my-app\ndata:\n  K: '%%%'\n"
+    )
     res = run(repo, "ksecrets", "adopt", "deploy", "--stack", "qa", check=False)
     assert res.returncode == 2
     assert (repo / "Pulumi.qa.yaml").read_bytes() == before
@@ -129,8 +141,9 @@ def test_adopt_failing_mid_way_restores_the_stack_file(repo, monkeypatch, tmp_pa
     from ksecrets.errors import KsecretsError
     from ksecrets.usecases import seal_stack as stack_mod
 
-    (repo / "deploy" / "second.yaml").write_text(SECRET.replace("my-app-secrets", "second").replace(
-        "namespace: my-app", "namespace: my-app"))
+    (repo / "deploy" / "second.yaml").write_text(
+        SECRET.replace("my-app-secrets", "second").replace("namespace: my-app", "namespace: my-app")
+    )
     text = (repo / "Pulumi.qa.yaml").read_text()
     before = (repo / "Pulumi.qa.yaml").read_bytes()
     calls = []
@@ -157,10 +170,16 @@ def test_adopt_pushes_into_a_vault_stack(vault_env_for_adopt, tmp_path):
     from ksecrets.adopt import adopt
     from ksecrets.vault.client import make_client
 
-    report = adopt(tmp_path / "leak", root, "production", vault_client=make_client(env={
-        "VAULT_ADDR": vault.addr, "VAULT_TOKEN": "test-token"}))
-    assert vault.kv_latest("secret", "my-app") == {"DATABASE_URL": "postgres://app:leaked-pass@db/app",
-                                                    "API_KEY": "leaked-api-key-123"}
+    report = adopt(
+        tmp_path / "leak",
+        root,
+        "production",
+        vault_client=make_client(env={"VAULT_ADDR": vault.addr, "VAULT_TOKEN": "test-token"}),
+    )
+    assert vault.kv_latest("secret", "my-app") == {
+        "DATABASE_URL": "postgres://app:leaked-pass@db/app",
+        "API_KEY": "leaked-api-key-123",
+    }
     assert report.removed == [str(tmp_path / "leak" / "s.yaml")] and not (tmp_path / "leak" / "s.yaml").exists()
 
 

@@ -39,15 +39,17 @@ def preview_stacks(repo: Path) -> list[str]:
     if include == "${{ fromJSON(needs.stacks.outputs.matrix) }}":
         (repo / ".ci").mkdir(exist_ok=True)
         shutil.copy2(ROOT / ".ci" / "stacks.py", repo / ".ci" / "stacks.py")
-        out = subprocess.run([sys.executable, str(repo / ".ci" / "stacks.py")], capture_output=True, text=True,
-                             check=True).stdout
+        out = subprocess.run(
+            [sys.executable, str(repo / ".ci" / "stacks.py")], capture_output=True, text=True, check=True
+        ).stdout
         include = json.loads(out.removeprefix("matrix="))
     return [e["stack"] for e in include]
 
 
 def actionlint() -> str | None:
-    return shutil.which("actionlint") or (str(ROOT / ".tools/bin/actionlint")
-                                          if (ROOT / ".tools/bin/actionlint").exists() else None)
+    return shutil.which("actionlint") or (
+        str(ROOT / ".tools/bin/actionlint") if (ROOT / ".tools/bin/actionlint").exists() else None
+    )
 
 
 def test_stack_new_from_an_existing_stack(repo):
@@ -63,7 +65,7 @@ def test_stack_new_from_an_existing_stack(repo):
     text = (repo / "Pulumi.qa.yaml").read_text()
     assert "encryptedData" not in text and "Ag" not in text
     # CI previews every stack file, the new one included.
-    assert sorted(preview_stacks(repo)) == sorted(p.name[len("Pulumi."):-len(".yaml")] for p in stack_files(repo))
+    assert sorted(preview_stacks(repo)) == sorted(p.name[len("Pulumi.") : -len(".yaml")] for p in stack_files(repo))
     if actionlint():
         lint = subprocess.run([actionlint(), str(repo / ".github/workflows/ci.yml")], capture_output=True, text=True)
         assert (lint.returncode, lint.stdout) == (0, ""), lint.stdout
@@ -92,20 +94,52 @@ def test_stack_new_vault_from_a_sealed_stack_and_refusals(repo):
 
 
 def test_app_add(repo):
-    res = ks("app", "add", "--stack", "production", "--name", "billing", "--keys", "STRIPE_KEY,DB_URL",
-             "--image", "ghcr.io/example/billing:1.2.3", "--port", "8080", "--env", "DATABASE_URL=DB_URL", cwd=repo)
+    res = ks(
+        "app",
+        "add",
+        "--stack",
+        "production",
+        "--name",
+        "billing",
+        "--keys",
+        "STRIPE_KEY,DB_URL",
+        "--image",
+        "ghcr.io/example/billing:1.2.3",
+        "--port",
+        "8080",
+        "--env",
+        "DATABASE_URL=DB_URL",
+        cwd=repo,
+    )
     assert res.returncode == 0, res.stderr
     cfg = load_stack_file(repo / "Pulumi.production.yaml")
     (app,) = [a for a in cfg.apps if a.name == "billing"]
-    assert (app.namespace, app.secret_name, app.keys, app.vault.path) == ("billing", "billing-secrets",
-                                                                          ("STRIPE_KEY", "DB_URL"), "billing")
+    assert (app.namespace, app.secret_name, app.keys, app.vault.path) == (
+        "billing",
+        "billing-secrets",
+        ("STRIPE_KEY", "DB_URL"),
+        "billing",
+    )
     assert app.deployments[0].env[0].name == "DATABASE_URL" and app.deployments[0].port == 8080
     assert "# Production: HashiCorp Vault" in (repo / "Pulumi.production.yaml").read_text()  # comments kept
     before = (repo / "Pulumi.production.yaml").read_bytes()
     dup = ks("app", "add", "--stack", "production", "--name", "billing", cwd=repo)
     assert dup.returncode == 2 and "already exists" in dup.stderr
-    wrong = ks("app", "add", "--stack", "production", "--name", "web", "--keys", "A",
-               "--image", "ghcr.io/example/web:1.0.0", "--env", "X=NOT_A_KEY", cwd=repo)
+    wrong = ks(
+        "app",
+        "add",
+        "--stack",
+        "production",
+        "--name",
+        "web",
+        "--keys",
+        "A",
+        "--image",
+        "ghcr.io/example/web:1.0.0",
+        "--env",
+        "X=NOT_A_KEY",
+        cwd=repo,
+    )
     assert wrong.returncode == 2 and 'key "NOT_A_KEY" is not in Secret "web-secrets"' in wrong.stderr
     assert (repo / "Pulumi.production.yaml").read_bytes() == before
 
@@ -114,33 +148,51 @@ def test_doctor(repo):
     ok = ks("doctor", cwd=repo)
     assert ok.returncode == 0, ok.stdout + ok.stderr
     assert "staging: ok" in ok.stdout and "production: ok" in ok.stdout
-    assert "warning: Pulumi.production.yaml: CronJob my-app/my-app-rotate-api-key reads Secret my-app/vault-ca" in ok.stdout
+    assert (
+        "warning: Pulumi.production.yaml: CronJob my-app/my-app-rotate-api-key reads Secret my-app/vault-ca"
+        in ok.stdout
+    )
 
     ks("stack", "new", "qa", "--backend", "sealed-secrets", "--from", "staging", cwd=repo)
     res = ks("doctor", "--stack", "qa", cwd=repo)
     assert res.returncode == 1
     assert res.stdout.splitlines() == [
         "FAIL: Pulumi.qa.yaml: Deployment my-app/my-app reads Secret my-app/my-app-secrets, which no backend "
-        "provides (seal it: ksecrets seal --stack qa --name my-app-secrets --from-env-file F)"]
+        "provides (seal it: ksecrets seal --stack qa --name my-app-secrets --from-env-file F)"
+    ]
     # Sealing the values settles it.
     (repo / "certs" / "qa.pem").write_text(json.loads(VECTORS.read_text())["certificate_pem"])
-    sealed = ks("seal", "--stack", "qa", "--name", "my-app-secrets", "--from-literal", "DATABASE_URL=postgres://x",
-                "--from-literal", "API_KEY=k-123456789", cwd=repo)
+    sealed = ks(
+        "seal",
+        "--stack",
+        "qa",
+        "--name",
+        "my-app-secrets",
+        "--from-literal",
+        "DATABASE_URL=postgres://x",
+        "--from-literal",
+        "API_KEY=k-123456789",
+        cwd=repo,
+    )
     assert sealed.returncode == 0, sealed.stderr
     assert ks("doctor", "--stack", "qa", cwd=repo).returncode == 0
 
 
 def test_doctor_finds_namespaces_service_accounts_and_orphans(repo):
     text = (repo / "Pulumi.staging.yaml").read_text()
-    text += ("    - name: leftover\n      namespace: nowhere\n      scope: strict\n"
-             "      certificateFingerprint: SHA256:45QhMI4zX78/SffQM/vjypRx8IVlVTbBudths2CIFiY\n"
-             "      encryptedData:\n        K: AgAAAA==\n")
+    text += (
+        "    - name: leftover\n      namespace: nowhere\n      scope: strict\n"
+        "      certificateFingerprint: SHA256:45QhMI4zX78/SffQM/vjypRx8IVlVTbBudths2CIFiY\n"
+        "      encryptedData:\n        K: AgAAAA==\n"
+    )
     (repo / "Pulumi.staging.yaml").write_text(text)
     res = ks("doctor", "--stack", "staging", cwd=repo)
     lines = res.stdout.splitlines()
     assert res.returncode == 1, res.stdout
-    assert "FAIL: Pulumi.staging.yaml: SealedSecret nowhere/leftover: namespace nowhere is not created by this stack " \
-           "(add it to k8s-secrets:namespaces)" in lines
+    assert (
+        "FAIL: Pulumi.staging.yaml: SealedSecret nowhere/leftover: namespace nowhere is not created by this stack "
+        "(add it to k8s-secrets:namespaces)" in lines
+    )
     assert "warning: Pulumi.staging.yaml: k8s-secrets:sealed[1] nowhere/leftover: no app uses this Secret" in lines
 
 
@@ -148,12 +200,22 @@ def test_doctor_checks_pod_references_offline():
     """The reference checks on hand-made objects: a missing ServiceAccount and a missing key."""
     from ksecrets.stacks import _provided, _secret_refs
 
-    pod = {"serviceAccountName": "ghost", "containers": [{"envFrom": [{"secretRef": {"name": "a"}}],
-                                                          "env": [{"name": "X", "valueFrom": {"secretKeyRef": {
-                                                              "name": "b", "key": "K", "optional": True}}}]}],
-           "volumes": [{"name": "v", "secret": {"secretName": "c"}}]}
+    pod = {
+        "serviceAccountName": "ghost",
+        "containers": [
+            {
+                "envFrom": [{"secretRef": {"name": "a"}}],
+                "env": [{"name": "X", "valueFrom": {"secretKeyRef": {"name": "b", "key": "K", "optional": True}}}],
+            }
+        ],
+        "volumes": [{"name": "v", "secret": {"secretName": "c"}}],
+    }
     assert _secret_refs(pod) == [("a", None, False), ("b", "K", True), ("c", None, False)]
     cfg = load_stack_file(ROOT / "Pulumi.staging.yaml")
-    ss = {"apiVersion": "bitnami.com/v1alpha1", "kind": "SealedSecret", "metadata": {"name": "s", "namespace": "n"},
-          "spec": {"encryptedData": {"A": "x"}, "template": {"metadata": {"name": "s2"}}}}
+    ss = {
+        "apiVersion": "bitnami.com/v1alpha1",
+        "kind": "SealedSecret",
+        "metadata": {"name": "s", "namespace": "n"},
+        "spec": {"encryptedData": {"A": "x"}, "template": {"metadata": {"name": "s2"}}},
+    }
     assert _provided([ss], cfg) == {("n", "s2"): {"A"}}

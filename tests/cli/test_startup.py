@@ -14,8 +14,20 @@ import pytest
 from ksecrets.cli import SUBCOMMANDS, build_parser
 
 ROOT = Path(__file__).resolve().parents[2]
-HEAVY = ("cryptography", "yaml", "ruamel", "jsonschema", "kubernetes_validate", "hvac", "requests", "urllib.request",
-         "ksecrets.config", "ksecrets.export", "ksecrets.validation", "ksecrets.manifests")
+HEAVY = (
+    "cryptography",
+    "yaml",
+    "ruamel",
+    "jsonschema",
+    "kubernetes_validate",
+    "hvac",
+    "requests",
+    "urllib.request",
+    "ksecrets.config",
+    "ksecrets.export",
+    "ksecrets.validation",
+    "ksecrets.manifests",
+)
 PROBE = """
 import json, runpy, sys
 sys.argv = ["ksecrets", *json.loads(sys.argv[1])]
@@ -31,7 +43,7 @@ sys.stderr.write("\\nMODULES " + json.dumps(sorted(sys.modules)) + "\\n")
 def loaded(*argv: str, stdin: bytes = b"") -> set[str]:
     res = subprocess.run([sys.executable, "-c", PROBE, json.dumps(argv)], input=stdin, capture_output=True, cwd=ROOT)
     line = [l for l in res.stderr.decode().splitlines() if l.startswith("MODULES ")][-1]
-    return set(json.loads(line[len("MODULES "):]))
+    return set(json.loads(line[len("MODULES ") :]))
 
 
 def heavy(modules: set[str]) -> list[str]:
@@ -64,8 +76,16 @@ def test_sealing_one_secret_loads_only_what_sealing_needs():
     secret = b"apiVersion: v1\nkind: Secret\nmetadata: {name: a, namespace: b}\nstringData: {K: value-12345}\n"
     modules = loaded("seal", "--cert", "certs/staging.pem", stdin=secret)
     assert "cryptography.hazmat.primitives.asymmetric.rsa" in modules and "yaml" in modules  # it did seal
-    for unwanted in ("cryptography.x509", "urllib.request", "ssl", "ruamel", "jsonschema", "ksecrets.config",
-                     "ksecrets.cli.export_cmd", "tempfile"):
+    for unwanted in (
+        "cryptography.x509",
+        "urllib.request",
+        "ssl",
+        "ruamel",
+        "jsonschema",
+        "ksecrets.config",
+        "ksecrets.cli.export_cmd",
+        "tempfile",
+    ):
         assert not any(m == unwanted or m.startswith(unwanted + ".") for m in modules), unwanted
 
 

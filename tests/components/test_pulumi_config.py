@@ -34,8 +34,14 @@ def test_pulumi_config_and_stack_file_give_the_same_model(stack_file):
 
 MANUAL = {
     "k8s-secrets:backend": "manual",
-    "k8s-secrets:apps": [{"name": "web", "namespace": "web", "secretName": "web-secrets",
-                          "deployments": [{"name": "web", "image": "ghcr.io/example/web:1.0.0"}]}],
+    "k8s-secrets:apps": [
+        {
+            "name": "web",
+            "namespace": "web",
+            "secretName": "web-secrets",
+            "deployments": [{"name": "web", "image": "ghcr.io/example/web:1.0.0"}],
+        }
+    ],
     # What the engine passes for a secure value: the decrypted JSON (marked secret).
     "k8s-secrets:manualValues": {"web-secrets": {"PASSWORD": "canary-4a1f-manual", "USER": "app"}},
 }
@@ -117,8 +123,11 @@ def test_each_stack_names_its_own_cluster():
     for stack_file in stack_files(ROOT):
         config = _pulumi_config(stack_file)
         assert config.get("kubernetes:context"), f"{stack_file.name}: no kubernetes:context"
-        mocks, _ = run_program(lambda: cluster_provider(stack_file.stem.split(".", 1)[1]),
-                               stack=stack_file.stem.split(".", 1)[1], config=config)
+        mocks, _ = run_program(
+            lambda: cluster_provider(stack_file.stem.split(".", 1)[1]),
+            stack=stack_file.stem.split(".", 1)[1],
+            config=config,
+        )
         providers = [r for r in mocks.resources if r.type == "pulumi:providers:kubernetes"]
         assert [p.inputs.get("context") for p in providers] == [config["kubernetes:context"]]
 

@@ -67,8 +67,11 @@ def test_registered_resources_equal_exported_objects(stack_file):
 
     # The one deliberate difference in the object sets: the ServiceAccount the apps Kustomization
     # applies as, and its RBAC, are for Flux only (pulumi up applies as itself).
-    flux_only = {key for key, obj in exported.items()
-                 if obj["metadata"].get("labels", {}).get("app.kubernetes.io/component") == "flux-applier"}
+    flux_only = {
+        key
+        for key, obj in exported.items()
+        if obj["metadata"].get("labels", {}).get("app.kubernetes.io/component") == "flux-applier"
+    }
     assert flux_only == {_key(p.obj) for p in plan_stack(cfg) if not p.pulumi}
     assert {k[1] for k in flux_only} == {"ServiceAccount", "Role", "RoleBinding"}
     assert not flux_only & set(registered)
@@ -145,8 +148,13 @@ def test_helmrelease_await_covers_every_attempt_and_manual_deployments_are_await
     whose Secret pulumi itself creates (manual backend) is awaited."""
     from components.kube import helmrelease_await_seconds
 
-    hr = {"spec": {"timeout": "10m", "install": {"remediation": {"retries": 3}},
-                   "upgrade": {"remediation": {"retries": 1}}}}
+    hr = {
+        "spec": {
+            "timeout": "10m",
+            "install": {"remediation": {"retries": 3}},
+            "upgrade": {"remediation": {"retries": 1}},
+        }
+    }
     assert helmrelease_await_seconds(hr) == 4 * 600 + 300
     assert helmrelease_await_seconds({"spec": {}}) == 300 + 300  # Flux's 5m default, no retries
     with pytest.raises(ValueError):
@@ -159,9 +167,15 @@ def test_helmrelease_await_covers_every_attempt_and_manual_deployments_are_await
 
     manual = {
         "k8s-secrets:backend": "manual",
-        "k8s-secrets:apps": [{"name": "web", "namespace": "web", "secretName": "web-secrets", "keys": ["PASSWORD"],
-                              "deployments": [{"name": "web", "image": "ghcr.io/example/web:1.0.0",
-                                               "envFrom": True}]}],
+        "k8s-secrets:apps": [
+            {
+                "name": "web",
+                "namespace": "web",
+                "secretName": "web-secrets",
+                "keys": ["PASSWORD"],
+                "deployments": [{"name": "web", "image": "ghcr.io/example/web:1.0.0", "envFrom": True}],
+            }
+        ],
         "k8s-secrets:manualValues": {"web-secrets": {"PASSWORD": "x"}},
     }
     from components.pulumi_source import load_from_pulumi, manual_value_outputs
@@ -172,8 +186,7 @@ def test_helmrelease_await_covers_every_attempt_and_manual_deployments_are_await
 
     mocks, _ = run_program(program, stack="dev", config=manual)
     deployments = [r for r in mocks.resources if r.type == "kubernetes:apps/v1:Deployment"]
-    assert deployments and all(SKIP_AWAIT not in (r.inputs["metadata"].get("annotations") or {})
-                               for r in deployments)
+    assert deployments and all(SKIP_AWAIT not in (r.inputs["metadata"].get("annotations") or {}) for r in deployments)
 
 
 def test_a_namespace_keeps_its_urn_when_it_moves_between_concerns(tmp_path):
@@ -189,8 +202,12 @@ def test_a_namespace_keeps_its_urn_when_it_moves_between_concerns(tmp_path):
         c = load_stack_file(path)
         holder = {}
         run_program(lambda: holder.setdefault("p", Platform(c.stack, c)), stack=c.stack)
-        return {pid.rsplit("/", 1)[1]: group_name for group_name, group in holder["p"].groups.items()
-                for pid in group.resources if pid.startswith("v1/Namespace/")}
+        return {
+            pid.rsplit("/", 1)[1]: group_name
+            for group_name, group in holder["p"].groups.items()
+            for pid in group.resources
+            if pid.startswith("v1/Namespace/")
+        }
 
     homes = namespace_homes(doc)
     assert cfg.vault.namespace in homes and cfg.vault.operator.namespace in homes
@@ -198,5 +215,7 @@ def test_a_namespace_keeps_its_urn_when_it_moves_between_concerns(tmp_path):
     # An app's namespace that becomes a listed one (and back) keeps its home.
     app_ns = cfg.apps[0].namespace
     moved = copy.deepcopy(doc)
-    moved["config"]["k8s-secrets:namespaces"] = sorted(set(moved["config"].get("k8s-secrets:namespaces", [])) | {app_ns})
+    moved["config"]["k8s-secrets:namespaces"] = sorted(
+        set(moved["config"].get("k8s-secrets:namespaces", [])) | {app_ns}
+    )
     assert namespace_homes(moved)[app_ns] == homes[app_ns] == "namespaces"

@@ -28,45 +28,91 @@ _DELETE = object()
 
 CASES = [
     # (id, [(path, value)], expected message after "ksecrets: Pulumi.test.yaml: ")
-    ("bad-secret-name", [(("config", P + "apps", 1, "secretName"), "App_Secrets")],
-     'apps[1].secretName: "App_Secrets" is not a valid Kubernetes name'),
-    ("unknown-top-key", [(("config", P + "backends"), "vault")],
-     'backends: unknown key (did you mean "backend"?)'),
-    ("unknown-nested-key", [(("config", P + "apps", 0, "secretNmae"), "x")],
-     'apps[0].secretNmae: unknown key (did you mean "secretName"?)'),
-    ("bad-backend", [(("config", P + "backend"), "sops")],
-     'backend: "sops" is not one of manual, sealed-secrets, vault'),
+    (
+        "bad-secret-name",
+        [(("config", P + "apps", 1, "secretName"), "App_Secrets")],
+        'apps[1].secretName: "App_Secrets" is not a valid Kubernetes name',
+    ),
+    ("unknown-top-key", [(("config", P + "backends"), "vault")], 'backends: unknown key (did you mean "backend"?)'),
+    (
+        "unknown-nested-key",
+        [(("config", P + "apps", 0, "secretNmae"), "x")],
+        'apps[0].secretNmae: unknown key (did you mean "secretName"?)',
+    ),
+    (
+        "bad-backend",
+        [(("config", P + "backend"), "sops")],
+        'backend: "sops" is not one of manual, sealed-secrets, vault',
+    ),
     ("missing-backend", [(("config", P + "backend"), _DELETE)], "backend: is required"),
-    ("missing-app-namespace", [(("config", P + "apps", 0, "namespace"), _DELETE)],
-     "apps[0].namespace: is required"),
-    ("namespace-not-label", [(("config", P + "apps", 0, "namespace"), "Web.Team")],
-     'apps[0].namespace: "Web.Team" is not a valid Kubernetes name (lower-case DNS-1123 label, at most 63 characters)'),
+    ("missing-app-namespace", [(("config", P + "apps", 0, "namespace"), _DELETE)], "apps[0].namespace: is required"),
+    (
+        "namespace-not-label",
+        [(("config", P + "apps", 0, "namespace"), "Web.Team")],
+        'apps[0].namespace: "Web.Team" is not a valid Kubernetes name (lower-case DNS-1123 label, at most 63 characters)',
+    ),
     ("apps-not-list", [(("config", P + "apps"), {"name": "web"})], "apps: must be a list, not a mapping"),
-    ("replicas-type", [(("config", P + "apps", 0, "deployments", 0, "replicas"), "two")],
-     "apps[0].deployments[0].replicas: must be a whole number, not a string"),
-    ("image-no-tag", [(("config", P + "apps", 0, "deployments", 0, "image"), "ghcr.io/example/web")],
-     'apps[0].deployments[0].image: "ghcr.io/example/web" has no tag; pin a version (e.g. :1.2.3) or a digest'),
-    ("image-latest", [(("config", P + "apps", 0, "deployments", 0, "image"), "ghcr.io/example/web:latest")],
-     'apps[0].deployments[0].image: "ghcr.io/example/web:latest" uses :latest; pin a version or a digest'),
-    ("chart-range", [(("config", P + "sealedSecrets", "chartVersion"), "2.x")],
-     'sealedSecrets.chartVersion: "2.x" is not a pinned chart version (x.y.z); ranges and \'latest\' are not reproducible'),
+    (
+        "replicas-type",
+        [(("config", P + "apps", 0, "deployments", 0, "replicas"), "two")],
+        "apps[0].deployments[0].replicas: must be a whole number, not a string",
+    ),
+    (
+        "image-no-tag",
+        [(("config", P + "apps", 0, "deployments", 0, "image"), "ghcr.io/example/web")],
+        'apps[0].deployments[0].image: "ghcr.io/example/web" has no tag; pin a version (e.g. :1.2.3) or a digest',
+    ),
+    (
+        "image-latest",
+        [(("config", P + "apps", 0, "deployments", 0, "image"), "ghcr.io/example/web:latest")],
+        'apps[0].deployments[0].image: "ghcr.io/example/web:latest" uses :latest; pin a version or a digest',
+    ),
+    (
+        "chart-range",
+        [(("config", P + "sealedSecrets", "chartVersion"), "2.x")],
+        "sealedSecrets.chartVersion: \"2.x\" is not a pinned chart version (x.y.z); ranges and 'latest' are not reproducible",
+    ),
     # The policy pack's rule (exact SemVer): no `v` prefix, no leading zero, pre-release and build allowed.
-    ("chart-v-prefix", [(("config", P + "sealedSecrets", "chartVersion"), "v2.18.5")],
-     'sealedSecrets.chartVersion: "v2.18.5" is not a pinned chart version (x.y.z); ranges and \'latest\' are not reproducible'),
-    ("chart-leading-zero", [(("config", P + "sealedSecrets", "chartVersion"), "2.018.5")],
-     'sealedSecrets.chartVersion: "2.018.5" is not a pinned chart version (x.y.z); ranges and \'latest\' are not reproducible'),
-    ("duplicate-app", [(("config", P + "apps", 1, "name"), "web"), (("config", P + "apps", 1, "namespace"), "web")],
-     'apps[1].name: "web" is already used by apps[0]'),
-    ("env-key-not-in-secret", [(("config", P + "apps", 1, "deployments", 0, "env"), {"TOKEN_X": "NOPE"})],
-     'apps[1].deployments[0].env.TOKEN_X: key "NOPE" is not in Secret "api-secrets" (keys: TOKEN)'),
-    ("bad-env-name", [(("config", P + "apps", 1, "deployments", 0, "env"), {"1BAD": "TOKEN"})],
-     'apps[1].deployments[0].env.1BAD: "1BAD" is not a valid environment variable name'),
-    ("cert-required", [(("config", P + "sealedSecrets", "certificate"), _DELETE)],
-     "sealedSecrets.certificate: is required when backend is sealed-secrets (the public sealing certificate, e.g. certs/<stack>.pem)"),
-    ("vault-app-needs-path", [(("config", P + "backend"), "vault")],
-     "apps[0].vault: is required when backend is vault (at least {path: ...})"),
-    ("bad-duration", [(("config", P + "flux"), {"interval": "ten minutes"})],
-     'flux.interval: "ten minutes" is not a duration like 30s, 10m or 1h30m'),
+    (
+        "chart-v-prefix",
+        [(("config", P + "sealedSecrets", "chartVersion"), "v2.18.5")],
+        "sealedSecrets.chartVersion: \"v2.18.5\" is not a pinned chart version (x.y.z); ranges and 'latest' are not reproducible",
+    ),
+    (
+        "chart-leading-zero",
+        [(("config", P + "sealedSecrets", "chartVersion"), "2.018.5")],
+        "sealedSecrets.chartVersion: \"2.018.5\" is not a pinned chart version (x.y.z); ranges and 'latest' are not reproducible",
+    ),
+    (
+        "duplicate-app",
+        [(("config", P + "apps", 1, "name"), "web"), (("config", P + "apps", 1, "namespace"), "web")],
+        'apps[1].name: "web" is already used by apps[0]',
+    ),
+    (
+        "env-key-not-in-secret",
+        [(("config", P + "apps", 1, "deployments", 0, "env"), {"TOKEN_X": "NOPE"})],
+        'apps[1].deployments[0].env.TOKEN_X: key "NOPE" is not in Secret "api-secrets" (keys: TOKEN)',
+    ),
+    (
+        "bad-env-name",
+        [(("config", P + "apps", 1, "deployments", 0, "env"), {"1BAD": "TOKEN"})],
+        'apps[1].deployments[0].env.1BAD: "1BAD" is not a valid environment variable name',
+    ),
+    (
+        "cert-required",
+        [(("config", P + "sealedSecrets", "certificate"), _DELETE)],
+        "sealedSecrets.certificate: is required when backend is sealed-secrets (the public sealing certificate, e.g. certs/<stack>.pem)",
+    ),
+    (
+        "vault-app-needs-path",
+        [(("config", P + "backend"), "vault")],
+        "apps[0].vault: is required when backend is vault (at least {path: ...})",
+    ),
+    (
+        "bad-duration",
+        [(("config", P + "flux"), {"interval": "ten minutes"})],
+        'flux.interval: "ten minutes" is not a duration like 30s, 10m or 1h30m',
+    ),
 ]
 
 
@@ -99,8 +145,7 @@ def test_malformed_yaml_names_file_and_line(tmp_path, cli):
 
 
 def test_duplicate_yaml_key_is_an_error(tmp_path, cli):
-    (tmp_path / "Pulumi.test.yaml").write_text(
-        "config:\n  k8s-secrets:backend: vault\n  k8s-secrets:backend: manual\n")
+    (tmp_path / "Pulumi.test.yaml").write_text("config:\n  k8s-secrets:backend: vault\n  k8s-secrets:backend: manual\n")
     result = cli("export", "--root", str(tmp_path))
     assert result.code == 2
     assert result.err == "ksecrets: Pulumi.test.yaml: line 3: invalid YAML: duplicate key 'k8s-secrets:backend'\n"
@@ -130,5 +175,7 @@ def test_real_process_prints_no_traceback(tmp_path):
     (tmp_path / "Pulumi.test.yaml").write_text(yaml.safe_dump(doc, sort_keys=False))
     proc = run_ksecrets("export", cwd=tmp_path)
     assert proc.returncode == 2
-    assert proc.stderr == 'ksecrets: Pulumi.test.yaml: apps[1].secretName: "App_Secrets" is not a valid Kubernetes name\n'
+    assert (
+        proc.stderr == 'ksecrets: Pulumi.test.yaml: apps[1].secretName: "App_Secrets" is not a valid Kubernetes name\n'
+    )
     assert "Traceback" not in proc.stderr

@@ -35,18 +35,21 @@ def split_repo(repo_copy: Path) -> Path:
     assert res.returncode == 0, res.stderr
     assert res.stdout.splitlines() == [
         "stacks/staging/sealed.yaml: written; Pulumi.staging.yaml now names it (commit both)",
-        "stacks/staging/apps.yaml: written; Pulumi.staging.yaml now names it (commit both)"]
+        "stacks/staging/apps.yaml: written; Pulumi.staging.yaml now names it (commit both)",
+    ]
     return repo_copy
 
 
 # --- the loader -----------------------------------------------------------------------------------
 
+
 def test_split_stack_gives_the_same_model_and_the_same_export(split_repo):
     cfg = yaml.safe_load((split_repo / "Pulumi.staging.yaml").read_text())["config"]
     assert cfg["k8s-secrets:sealed"] == "stacks/staging/sealed.yaml"
     assert cfg["k8s-secrets:apps"] == "stacks/staging/apps.yaml"
-    assert load_stack_file(split_repo / "Pulumi.staging.yaml") == \
-        dataclasses.replace(load_stack_file(ROOT / "Pulumi.staging.yaml"), root=str(split_repo))
+    assert load_stack_file(split_repo / "Pulumi.staging.yaml") == dataclasses.replace(
+        load_stack_file(ROOT / "Pulumi.staging.yaml"), root=str(split_repo)
+    )
     # The committed k8s/ (rendered from the inline stack) is what the split stack exports.
     res = ks("export", "--check", cwd=split_repo)
     assert res.returncode == 0, res.stdout + res.stderr
@@ -62,8 +65,10 @@ def test_error_in_an_included_file_names_that_file_its_line_and_the_key_path(spl
     path.write_text("".join(lines))
     res = ks("export", "--check", cwd=split_repo)
     assert res.returncode == 2
-    assert res.stderr.strip() == (f"ksecrets: stacks/staging/sealed.yaml: line {i + 1}: sealed[0].scope: "
-                                  "\"everywhere\" is not one of strict, namespace-wide, cluster-wide")
+    assert res.stderr.strip() == (
+        f"ksecrets: stacks/staging/sealed.yaml: line {i + 1}: sealed[0].scope: "
+        '"everywhere" is not one of strict, namespace-wide, cluster-wide'
+    )
     # A cross-check (an app's env names a key its Secret lacks) names the apps file and line too.
     apps = split_repo / "stacks/staging/apps.yaml"
     text = apps.read_text()
@@ -76,27 +81,32 @@ def test_error_in_an_included_file_names_that_file_its_line_and_the_key_path(spl
     res = ks("doctor", cwd=split_repo)
     assert res.stderr.strip().startswith(
         f"ksecrets: stacks/staging/apps.yaml: line {line}: apps[0].deployments[0].env.DATABASE_URL: "
-        "key \"NO_SUCH_KEY\" is not in Secret"), res.stderr
+        'key "NO_SUCH_KEY" is not in Secret'
+    ), res.stderr
     # Never a value: no ciphertext in any message.
     assert "Ag" not in res.stderr
 
 
-@pytest.mark.parametrize("ref, problem", [
-    ("/etc/passwd.yaml", "must be relative to the project folder (the folder of Pulumi.yaml)"),
-    ("../outside.yaml", "leaves the project folder"),
-    ("link/sealed.yaml", "leaves the project folder"),
-    ("stacks/staging/sealed.json", "must name a .yaml file that is not a Pulumi stack or project file"),
-    ("Pulumi.production.yaml", "must name a .yaml file that is not a Pulumi stack or project file"),
-    ("stacks/staging/missing.yaml", "no such file"),
-    ("stacks/staging", "must name a .yaml file that is not a Pulumi stack or project file"),
-])
+@pytest.mark.parametrize(
+    "ref, problem",
+    [
+        ("/etc/passwd.yaml", "must be relative to the project folder (the folder of Pulumi.yaml)"),
+        ("../outside.yaml", "leaves the project folder"),
+        ("link/sealed.yaml", "leaves the project folder"),
+        ("stacks/staging/sealed.json", "must name a .yaml file that is not a Pulumi stack or project file"),
+        ("Pulumi.production.yaml", "must name a .yaml file that is not a Pulumi stack or project file"),
+        ("stacks/staging/missing.yaml", "no such file"),
+        ("stacks/staging", "must name a .yaml file that is not a Pulumi stack or project file"),
+    ],
+)
 def test_bad_references_are_one_line_naming_the_stack_file_and_key(split_repo, tmp_path, ref, problem):
     (tmp_path / "outside").mkdir()
     (tmp_path / "outside" / "sealed.yaml").write_text("[]\n")
     (split_repo / "link").symlink_to(tmp_path / "outside")
     path = split_repo / "Pulumi.staging.yaml"
-    path.write_text(path.read_text().replace("k8s-secrets:sealed: stacks/staging/sealed.yaml",
-                                             f"k8s-secrets:sealed: {ref}"))
+    path.write_text(
+        path.read_text().replace("k8s-secrets:sealed: stacks/staging/sealed.yaml", f"k8s-secrets:sealed: {ref}")
+    )
     before = sorted(p.relative_to(split_repo) for p in split_repo.rglob("*"))
     res = ks("export", cwd=split_repo)
     assert res.returncode == 2
@@ -119,12 +129,21 @@ def test_the_program_reads_the_file_under_pulumi(split_repo, monkeypatch):
 
 # --- writers --------------------------------------------------------------------------------------
 
+
 def test_seal_writes_into_the_included_file_keeping_comments(split_repo):
     sealed = split_repo / "stacks/staging/sealed.yaml"
     sealed.write_text("# sealed values of staging (ksecrets stack split)\n" + sealed.read_text())
     stack_before = (split_repo / "Pulumi.staging.yaml").read_bytes()
-    res = ks("seal", "--stack", "staging", "--name", "my-app-secrets", "--from-literal", "NEW_KEY=a-value-0001",
-             cwd=split_repo)
+    res = ks(
+        "seal",
+        "--stack",
+        "staging",
+        "--name",
+        "my-app-secrets",
+        "--from-literal",
+        "NEW_KEY=a-value-0001",
+        cwd=split_repo,
+    )
     assert res.returncode == 0, res.stderr
     assert (split_repo / "Pulumi.staging.yaml").read_bytes() == stack_before
     text = sealed.read_text()
@@ -133,8 +152,18 @@ def test_seal_writes_into_the_included_file_keeping_comments(split_repo):
     assert sorted(entry["encryptedData"]) == ["API_KEY", "DATABASE_URL", "NEW_KEY"]
     assert "a-value-0001" not in text
     # A second Secret in a namespace nobody declares is refused by the loader: nothing changes.
-    res = ks("seal", "--stack", "staging", "--name", "other", "--namespace", "Bad_NS", "--from-literal", "K=v",
-             cwd=split_repo)
+    res = ks(
+        "seal",
+        "--stack",
+        "staging",
+        "--name",
+        "other",
+        "--namespace",
+        "Bad_NS",
+        "--from-literal",
+        "K=v",
+        cwd=split_repo,
+    )
     assert res.returncode == 2 and sealed.read_text() == text
     assert not [p for p in sealed.parent.iterdir() if p.name.startswith(".")]  # no temp file left
 
@@ -143,12 +172,34 @@ def test_a_write_that_fails_validation_leaves_both_files(split_repo):
     """`app add` of an app whose env names a key the stack's Secret lacks: refused, nothing written."""
     apps = split_repo / "stacks/staging/apps.yaml"
     before = apps.read_bytes(), (split_repo / "Pulumi.staging.yaml").read_bytes()
-    res = ks("app", "add", "--stack", "staging", "--name", "billing", "--namespace", "my-app",
-             "--image", "ghcr.io/stefanprodan/podinfo:6.7.1", "--secret-name", "my-app-secrets", cwd=split_repo)
+    res = ks(
+        "app",
+        "add",
+        "--stack",
+        "staging",
+        "--name",
+        "billing",
+        "--namespace",
+        "my-app",
+        "--image",
+        "ghcr.io/stefanprodan/podinfo:6.7.1",
+        "--secret-name",
+        "my-app-secrets",
+        cwd=split_repo,
+    )
     assert res.returncode == 2, res.stdout + res.stderr
     assert (apps.read_bytes(), (split_repo / "Pulumi.staging.yaml").read_bytes()) == before
-    res = ks("app", "add", "--stack", "staging", "--name", "billing", "--image",
-             "ghcr.io/stefanprodan/podinfo:6.7.1", cwd=split_repo)
+    res = ks(
+        "app",
+        "add",
+        "--stack",
+        "staging",
+        "--name",
+        "billing",
+        "--image",
+        "ghcr.io/stefanprodan/podinfo:6.7.1",
+        cwd=split_repo,
+    )
     assert res.returncode == 0, res.stderr
     assert (split_repo / "Pulumi.staging.yaml").read_bytes() == before[1]
     assert [a["name"] for a in yaml.safe_load(apps.read_text())] == ["my-app", "billing"]
@@ -172,32 +223,64 @@ def test_reseal_and_verify_read_the_included_file(split_repo, tmp_path):
     assert ks("stack", "new", "qa", "--backend", "sealed-secrets", "--from", "staging", cwd=split_repo).returncode == 0
     res = ks("keygen", "--stack", "qa", "--backup-file", str(tmp_path / "old.ksbackup"), cwd=split_repo, **pw)
     assert res.returncode == 0, res.stderr
-    res = ks("seal", "--stack", "qa", "--name", "my-app-secrets", "--from-literal", "API_KEY=first-value-01",
-             "--from-literal", "DATABASE_URL=postgres://qa", cwd=split_repo)
+    res = ks(
+        "seal",
+        "--stack",
+        "qa",
+        "--name",
+        "my-app-secrets",
+        "--from-literal",
+        "API_KEY=first-value-01",
+        "--from-literal",
+        "DATABASE_URL=postgres://qa",
+        cwd=split_repo,
+    )
     assert res.returncode == 0, res.stderr
     assert ks("stack", "split", "--stack", "qa", "--key", "sealed", cwd=split_repo).returncode == 0
     sealed = split_repo / "stacks/qa/sealed.yaml"
     first = yaml.safe_load(sealed.read_text())[0]["certificateFingerprint"]
-    res = ks("keygen", "--stack", "qa", "--force", "--backup-file", str(tmp_path / "new.ksbackup"), cwd=split_repo,
-             **pw)
+    res = ks(
+        "keygen", "--stack", "qa", "--force", "--backup-file", str(tmp_path / "new.ksbackup"), cwd=split_repo, **pw
+    )
     assert res.returncode == 0, res.stderr
     res = ks("verify", "--stack", "qa", cwd=split_repo)
     assert res.returncode == 1 and "qa" in res.stdout + res.stderr
     stack_before = (split_repo / "Pulumi.qa.yaml").read_bytes()
-    res = ks("reseal", "--stack", "qa", "--backup", str(tmp_path / "old.ksbackup"), "--cert", "certs/qa.pem",
-             cwd=split_repo, **pw)
+    res = ks(
+        "reseal",
+        "--stack",
+        "qa",
+        "--backup",
+        str(tmp_path / "old.ksbackup"),
+        "--cert",
+        "certs/qa.pem",
+        cwd=split_repo,
+        **pw,
+    )
     assert res.returncode == 0, res.stderr
     assert (split_repo / "Pulumi.qa.yaml").read_bytes() == stack_before
     assert yaml.safe_load(sealed.read_text())[0]["certificateFingerprint"] != first
     res = ks("verify", "--stack", "qa", cwd=split_repo)
     assert res.returncode == 0, res.stdout + res.stderr
-    res = ks("unseal", "--stack", "qa", "--name", "my-app-secrets", "--namespace", "my-app",
-             "--backup", str(tmp_path / "new.ksbackup"), cwd=split_repo, **pw)
+    res = ks(
+        "unseal",
+        "--stack",
+        "qa",
+        "--name",
+        "my-app-secrets",
+        "--namespace",
+        "my-app",
+        "--backup",
+        str(tmp_path / "new.ksbackup"),
+        cwd=split_repo,
+        **pw,
+    )
     assert res.returncode == 0, res.stderr
     assert json.loads(res.stdout)["data"]["API_KEY"] == base64.b64encode(b"first-value-01").decode()
 
 
 # --- the engine's limit ---------------------------------------------------------------------------
+
 
 def _exec_with_config(value: str) -> int | None:
     """Start a real process with PULUMI_CONFIG=value as the engine starts the program: None when
@@ -218,13 +301,18 @@ def test_the_measure_is_the_engines_format():
     """JSON of every key, sorted; structured values as compact JSON strings (Go's encoding/json,
     which escapes <, > and &); a secure value decrypted (the passphrase ciphertext is 16 bytes
     longer than the plaintext). tests/e2e/test_pulumi_large.py compares with the real engine."""
-    config = {"k8s-secrets:apps": [{"name": "a", "namespace": "b", "note": "<&>é"}], "kubernetes:context": "x",
-              "k8s-secrets:pw": {"secure": "v1:AAAA:" + base64.b64encode(b"p" * 12 + b"t" * 16).decode()},
-              "backend": "manual"}
+    config = {
+        "k8s-secrets:apps": [{"name": "a", "namespace": "b", "note": "<&>é"}],
+        "kubernetes:context": "x",
+        "k8s-secrets:pw": {"secure": "v1:AAAA:" + base64.b64encode(b"p" * 12 + b"t" * 16).decode()},
+        "backend": "manual",
+    }
     # What the engine sets, written out (the e2e test reads the real one from a running program).
-    engine = (r'{"k8s-secrets:apps":"[{\"name\":\"a\",\"namespace\":\"b\",\"note\":\"\\u003c\\u0026\\u003eé\"}]",'
-              r'"k8s-secrets:backend":"manual","k8s-secrets:namespaces":"[]","k8s-secrets:pw":"pppppppppppp",'
-              r'"kubernetes:context":"x"}')
+    engine = (
+        r'{"k8s-secrets:apps":"[{\"name\":\"a\",\"namespace\":\"b\",\"note\":\"\\u003c\\u0026\\u003eé\"}]",'
+        r'"k8s-secrets:backend":"manual","k8s-secrets:namespaces":"[]","k8s-secrets:pw":"pppppppppppp",'
+        r'"kubernetes:context":"x"}'
+    )
     assert json.loads(json.loads(engine)["k8s-secrets:apps"])[0]["note"] == "<&>é"
     assert engine_config_size(config, {"namespaces": []}) == len(engine.encode())
 
@@ -251,11 +339,15 @@ def test_doctor_fails_one_line_just_over_the_limit_and_passes_just_under(repo_co
     res = ks("doctor", "--stack", "staging", cwd=repo_copy)
     assert res.returncode == 1
     (line,) = [line for line in res.stdout.splitlines() if "PULUMI_CONFIG" in line]
-    assert line.startswith("FAIL: Pulumi.staging.yaml: the config the Pulumi engine passes in PULUMI_CONFIG is "
-                           "128.0 KiB (131,058 bytes), over Linux's 128.0 KiB for one environment variable "
-                           "(pulumi preview/up fail with \"argument list too long\"); biggest keys: other:padding ")
-    assert line.endswith("; move k8s-secrets:sealed and k8s-secrets:apps into a file "
-                         "(`ksecrets stack split --stack staging`; README \"Large stacks\")"), line
+    assert line.startswith(
+        "FAIL: Pulumi.staging.yaml: the config the Pulumi engine passes in PULUMI_CONFIG is "
+        "128.0 KiB (131,058 bytes), over Linux's 128.0 KiB for one environment variable "
+        '(pulumi preview/up fail with "argument list too long"); biggest keys: other:padding '
+    )
+    assert line.endswith(
+        "; move k8s-secrets:sealed and k8s-secrets:apps into a file "
+        '(`ksecrets stack split --stack staging`; README "Large stacks")'
+    ), line
 
 
 def test_a_large_sealed_stack_fails_doctor_until_split(repo_copy):
@@ -275,8 +367,9 @@ def test_a_large_sealed_stack_fails_doctor_until_split(repo_copy):
     assert ks("stack", "split", "--stack", "staging", cwd=repo_copy).returncode == 0
     res = ks("doctor", cwd=repo_copy)
     assert "PULUMI_CONFIG" not in res.stdout
-    size = engine_config_size(yaml.safe_load((repo_copy / "Pulumi.staging.yaml").read_text())["config"],
-                              includes.project_defaults(ROOT))
+    size = engine_config_size(
+        yaml.safe_load((repo_copy / "Pulumi.staging.yaml").read_text())["config"], includes.project_defaults(ROOT)
+    )
     assert size < 4096
 
 
@@ -288,8 +381,10 @@ def test_migrate_prepare_writes_the_apps_file(split_repo):
     assert apps[0]["vault"] == {"path": "my-app"}
     after = (split_repo / "Pulumi.staging.yaml").read_text()
     # The stack file gets the phase and an empty vault section; the apps stay in their file.
-    assert after.replace("  k8s-secrets:vaultMigration: install\n", "").replace("  k8s-secrets:vault: {}\n", "") \
+    assert (
+        after.replace("  k8s-secrets:vaultMigration: install\n", "").replace("  k8s-secrets:vault: {}\n", "")
         == stack_before
+    )
     assert load_stack_file(split_repo / "Pulumi.staging.yaml").vault_migration == "install"
 
 

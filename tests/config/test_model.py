@@ -12,8 +12,15 @@ import yaml
 from pydantic import ValidationError
 
 from ksecrets.config.load import parse, stack_files
-from ksecrets.config.model import (App, FluxConfig, MonitoringConfig, RotationConfig, SealedSecretsConfig, StackConfig,
-                                   VaultConfig)
+from ksecrets.config.model import (
+    App,
+    FluxConfig,
+    MonitoringConfig,
+    RotationConfig,
+    SealedSecretsConfig,
+    StackConfig,
+    VaultConfig,
+)
 from ksecrets.errors import ConfigError
 from tests.conftest import ROOT
 
@@ -31,7 +38,8 @@ def test_snake_case_keys_are_not_the_files_spelling():
     raw["apps"][0]["secret_name"] = "web-secrets"
     assert error(raw) == 'Pulumi.test.yaml: apps[0].secret_name: unknown key (did you mean "secretName"?)'
     assert error({**MINIMAL, "external_namespaces": ["x"]}) == (
-        'Pulumi.test.yaml: external_namespaces: unknown key (did you mean "externalNamespaces"?)')
+        'Pulumi.test.yaml: external_namespaces: unknown key (did you mean "externalNamespaces"?)'
+    )
 
 
 @pytest.mark.parametrize("key", ["stack", "source", "root"])
@@ -40,21 +48,50 @@ def test_fields_the_loader_sets_cannot_come_from_the_file(key):
 
 
 def test_one_set_of_defaults_for_files_and_code():
-    cfg = parse({"backend": "vault", "flux": {}, "sealedSecrets": {}, "rotation": {}, "monitoring": {},
-                 "apps": [{"name": "web", "namespace": "web", "vault": {}}]}, stack="test", source="Pulumi.test.yaml")
+    cfg = parse(
+        {
+            "backend": "vault",
+            "flux": {},
+            "sealedSecrets": {},
+            "rotation": {},
+            "monitoring": {},
+            "apps": [{"name": "web", "namespace": "web", "vault": {}}],
+        },
+        stack="test",
+        source="Pulumi.test.yaml",
+    )
     assert (cfg.flux, cfg.sealed_secrets, cfg.rotation, cfg.monitoring, cfg.vault) == (
-        FluxConfig(), SealedSecretsConfig(), RotationConfig(), MonitoringConfig(), VaultConfig())
+        FluxConfig(),
+        SealedSecretsConfig(),
+        RotationConfig(),
+        MonitoringConfig(),
+        VaultConfig(),
+    )
     # Defaults that follow from another value are the model's too, in code as from a file.
     app = App(name="web", namespace="web", vault={})
     assert cfg.apps[0] == app
     assert (app.service_account, app.secret_name, app.vault.path, app.vault.role) == (
-        "web", "web-secrets", "web", "web")
+        "web",
+        "web-secrets",
+        "web",
+        "web",
+    )
 
 
 def test_a_rotation_without_a_schedule_runs_on_the_stacks_default():
-    raw = {"backend": "vault", "rotation": {"defaultSchedule": "0 4 * * *"},
-           "apps": [{"name": "web", "namespace": "web", "keys": ["A", "B"], "vault": {},
-                     "rotation": [{"key": "A"}, {"key": "B", "schedule": "@daily"}]}]}
+    raw = {
+        "backend": "vault",
+        "rotation": {"defaultSchedule": "0 4 * * *"},
+        "apps": [
+            {
+                "name": "web",
+                "namespace": "web",
+                "keys": ["A", "B"],
+                "vault": {},
+                "rotation": [{"key": "A"}, {"key": "B", "schedule": "@daily"}],
+            }
+        ],
+    }
     cfg = parse(raw, stack="test", source="Pulumi.test.yaml")
     assert [r.schedule for r in cfg.apps[0].rotation] == ["0 4 * * *", "@daily"]
     assert raw["apps"][0]["rotation"][0] == {"key": "A"}, "the caller's mapping is not changed"
@@ -79,14 +116,23 @@ def test_a_validation_error_never_shows_the_input():
 MANUAL = {"backend": "manual", "apps": [{"name": "web", "namespace": "web", "secretName": "web-secrets"}]}
 
 
-@pytest.mark.parametrize("values,message", [
-    ({"web-secrets": {"bad key!": "canary-value-4f1d"}},
-     'manualValues.web-secrets.bad key!: "bad key!" is not a valid Secret key (letters, digits, \'-\', \'_\' and \'.\')'),
-    ({"web-secrets": "canary-value-4f1d"},
-     "manualValues.web-secrets: must be a mapping of keys to secret values, not a string"),
-    ({"Web_Secrets": {"PASSWORD": "canary-value-4f1d"}}, 'manualValues.Web_Secrets: "Web_Secrets" is not a valid '
-                                                          "Kubernetes name"),
-])
+@pytest.mark.parametrize(
+    "values,message",
+    [
+        (
+            {"web-secrets": {"bad key!": "canary-value-4f1d"}},
+            "manualValues.web-secrets.bad key!: \"bad key!\" is not a valid Secret key (letters, digits, '-', '_' and '.')",
+        ),
+        (
+            {"web-secrets": "canary-value-4f1d"},
+            "manualValues.web-secrets: must be a mapping of keys to secret values, not a string",
+        ),
+        (
+            {"Web_Secrets": {"PASSWORD": "canary-value-4f1d"}},
+            'manualValues.Web_Secrets: "Web_Secrets" is not a valid Kubernetes name',
+        ),
+    ],
+)
 def test_manual_values_errors_name_the_key_never_the_value(values, message):
     got = error({**MANUAL, "manualValues": values})
     assert got == f"Pulumi.test.yaml: {message}"
@@ -111,9 +157,14 @@ def _config(path):
     return {k.split(":", 1)[1]: v for k, v in doc["config"].items() if k.startswith("k8s-secrets:")}
 
 
-FIXTURES = [*stack_files(ROOT), ROOT / "tests/fixtures/full-vault-stack.yaml", ROOT / "tests/fixtures/minimal-stack.yaml",
-            ROOT / "tests/vault/fixtures/Pulumi.vaultdb.yaml", ROOT / "tests/rotation/fixtures/Pulumi.rotating.yaml",
-            ROOT / "tests/monitoring/fixtures/Pulumi.sealedmon.yaml"]
+FIXTURES = [
+    *stack_files(ROOT),
+    ROOT / "tests/fixtures/full-vault-stack.yaml",
+    ROOT / "tests/fixtures/minimal-stack.yaml",
+    ROOT / "tests/vault/fixtures/Pulumi.vaultdb.yaml",
+    ROOT / "tests/rotation/fixtures/Pulumi.rotating.yaml",
+    ROOT / "tests/monitoring/fixtures/Pulumi.sealedmon.yaml",
+]
 
 
 @pytest.mark.parametrize("stack_file", FIXTURES, ids=lambda p: p.stem)

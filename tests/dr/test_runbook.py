@@ -12,7 +12,7 @@ ROOT = Path(__file__).resolve().parents[2]
 def _section() -> str:
     readme = (ROOT / "README.md").read_text()
     start = readme.index("### Runbook: recovering at 3 a.m.")
-    return readme[start:readme.index("\n## ", start)]
+    return readme[start : readme.index("\n## ", start)]
 
 
 def test_every_test_the_runbook_names_exists():
@@ -42,10 +42,17 @@ def test_the_dr_alerts_use_only_kube_state_metrics_facts():
     from ksecrets.manifests import monitoring
     from ksecrets.manifests.facts import StackFacts
 
-    cfg = parse({"backend": "vault", "vault": {"snapshots": {}},
-                 "sealedSecrets": {"keyBackup": {"publicKey": "certs/s-keybackup.pub",
-                                                  "image": "registry.test/ksecrets-keybackup:0.1.0"}}},
-                stack="s", source="Pulumi.s.yaml")
+    cfg = parse(
+        {
+            "backend": "vault",
+            "vault": {"snapshots": {}},
+            "sealedSecrets": {
+                "keyBackup": {"publicKey": "certs/s-keybackup.pub", "image": "registry.test/ksecrets-keybackup:0.1.0"}
+            },
+        },
+        stack="s",
+        source="Pulumi.s.yaml",
+    )
     alerts = monitoring.disaster_recovery_alerts(cfg, StackFacts())  # needs no fact from a file
     assert [a.name for a in alerts] == ["SealingKeyNotBackedUp", "VaultSnapshotTooOld"]
     used = set()

@@ -30,8 +30,10 @@ def botocore_authorization(method: str, url: str, headers: dict[str, str], regio
     canonical = auth.canonical_request(request)
     signature = auth.signature(auth.string_to_sign(request, canonical), request)
     scope = f"{headers['x-amz-date'][:8]}/{region}/s3/aws4_request"
-    return (f"AWS4-HMAC-SHA256 Credential={AK}/{scope}, SignedHeaders={';'.join(sorted(h.lower() for h in headers))}, "
-            f"Signature={signature}")
+    return (
+        f"AWS4-HMAC-SHA256 Credential={AK}/{scope}, SignedHeaders={';'.join(sorted(h.lower() for h in headers))}, "
+        f"Signature={signature}"
+    )
 
 
 @pytest.fixture
@@ -63,10 +65,13 @@ def server():
         t.join(5)
 
 
-@pytest.mark.parametrize("region,prefix,name", [
-    ("us-east-1", "", "vault-raft-20261129T030007Z.snap"),
-    ("eu-west-3", "prod/vault snapshots/", "sealed-secrets-keyab~c_d.kskey"),  # space and unreserved chars
-])
+@pytest.mark.parametrize(
+    "region,prefix,name",
+    [
+        ("us-east-1", "", "vault-raft-20261129T030007Z.snap"),
+        ("eu-west-3", "prod/vault snapshots/", "sealed-secrets-keyab~c_d.kskey"),  # space and unreserved chars
+    ],
+)
 def test_upload_signature_matches_botocore(server, tmp_path, region, prefix, name):
     endpoint, got, _ = server
     f = tmp_path / name
@@ -80,7 +85,8 @@ def test_upload_signature_matches_botocore(server, tmp_path, region, prefix, nam
     url = endpoint + req["path"]
     assert req["headers"]["authorization"] == botocore_authorization("PUT", url, signed, region)
     assert req["path"] == "/dr-bucket/" + "/".join(
-        __import__("urllib.parse").parse.quote(part) for part in (prefix + name).split("/"))
+        __import__("urllib.parse").parse.quote(part) for part in (prefix + name).split("/")
+    )
 
 
 def test_a_refusal_is_one_line_without_credentials(server, tmp_path):
@@ -105,15 +111,40 @@ def test_the_cronjobs_carry_s3_places_and_credentials_by_reference():
     from ksecrets.config.load import parse
     from ksecrets.manifests import snapshots
 
-    cfg = parse({"backend": "vault", "vault": {"snapshots": {"s3": {
-        "endpoint": "http://minio.backup.svc:9000", "bucket": "vault-snapshots", "prefix": "prod/",
-        "credentialsSecret": "s3-credentials"}}}}, stack="s", source="Pulumi.s.yaml")
+    cfg = parse(
+        {
+            "backend": "vault",
+            "vault": {
+                "snapshots": {
+                    "s3": {
+                        "endpoint": "http://minio.backup.svc:9000",
+                        "bucket": "vault-snapshots",
+                        "prefix": "prod/",
+                        "credentialsSecret": "s3-credentials",
+                    }
+                }
+            },
+        },
+        stack="s",
+        source="Pulumi.s.yaml",
+    )
     cj = snapshots.cronjob(cfg)
     kubernetes_validate.validate(cj, "1.33", strict=True)
     (c,) = cj["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"]
-    assert c["args"][-8:] == ["--s3-endpoint", "http://minio.backup.svc:9000", "--s3-bucket", "vault-snapshots",
-                              "--s3-region", "us-east-1", "--s3-prefix", "prod/"]
+    assert c["args"][-8:] == [
+        "--s3-endpoint",
+        "http://minio.backup.svc:9000",
+        "--s3-bucket",
+        "vault-snapshots",
+        "--s3-region",
+        "us-east-1",
+        "--s3-prefix",
+        "prod/",
+    ]
     assert [e for e in c["env"] if e["name"].startswith("AWS_")] == [
         {"name": "AWS_ACCESS_KEY_ID", "valueFrom": {"secretKeyRef": {"name": "s3-credentials", "key": "accessKeyId"}}},
-        {"name": "AWS_SECRET_ACCESS_KEY", "valueFrom": {"secretKeyRef": {"name": "s3-credentials",
-                                                                          "key": "secretAccessKey"}}}]
+        {
+            "name": "AWS_SECRET_ACCESS_KEY",
+            "valueFrom": {"secretKeyRef": {"name": "s3-credentials", "key": "secretAccessKey"}},
+        },
+    ]

@@ -81,8 +81,18 @@ def test_the_cronjob_run_lists_keys_and_writes_only_new_ones(pairs, offline, tmp
     token.write_text("sa-token\n")
     out = tmp_path / "backups"
     secrets_ = key_secrets(pairs)
-    args = ["--namespace", "kube-system", "--public-key", str(pub), "--dir", str(out), "--token-file", str(token),
-            "--ca-file", str(pub)]
+    args = [
+        "--namespace",
+        "kube-system",
+        "--public-key",
+        str(pub),
+        "--dir",
+        str(out),
+        "--token-file",
+        str(token),
+        "--ca-file",
+        str(pub),
+    ]
     env = {"KSECRETS_KUBE_API": API}
     with responses.RequestsMock() as rsps:
         url = f"{API}/api/v1/namespaces/kube-system/secrets"
@@ -106,8 +116,19 @@ def test_the_cronjob_run_fails_without_list(offline, tmp_path):
     (tmp_path / "token").write_text("t")
     with responses.RequestsMock() as rsps:
         rsps.add(responses.GET, f"{API}/api/v1/namespaces/kube-system/secrets", status=403, json={})
-        code = keybackup.main(["--namespace", "kube-system", "--public-key", str(pub), "--dir", str(tmp_path / "o"),
-                               "--token-file", str(tmp_path / "token")], {"KSECRETS_KUBE_API": API})
+        code = keybackup.main(
+            [
+                "--namespace",
+                "kube-system",
+                "--public-key",
+                str(pub),
+                "--dir",
+                str(tmp_path / "o"),
+                "--token-file",
+                str(tmp_path / "token"),
+            ],
+            {"KSECRETS_KUBE_API": API},
+        )
     assert code == 1
 
 
@@ -147,15 +168,19 @@ def test_new_offline_key_check_and_import(repo, pairs, cli, monkeypatch):
     stale = cli("backup", "--check", str(out), "--root", str(repo))
     fp3 = public_key_fingerprint(pairs[2][0].public_key())
     assert stale.code == 1
-    assert stale.out.splitlines() == [f"missing: stack s (certs/s.pem): {fp3} is in no backup given",
-                                      "0 of 1 key(s) backed up; 1 missing"]
+    assert stale.out.splitlines() == [
+        f"missing: stack s (certs/s.pem): {fp3} is in no backup given",
+        "0 of 1 key(s) backed up; 1 missing",
+    ]
     live = yamlio.dump({"apiVersion": "v1", "kind": "List", "items": key_secrets(pairs)})
     import io
 
     monkeypatch.setattr("sys.stdin", io.TextIOWrapper(io.BytesIO(live.encode())))
     from_cluster = cli("backup", "--check", str(out), "--keys-from-stdin")
     assert from_cluster.code == 1
-    assert from_cluster.out.splitlines()[2] == f"missing: key Secret sealed-secrets-keyccccc: {fp3} is in no backup given"
+    assert (
+        from_cluster.out.splitlines()[2] == f"missing: key Secret sealed-secrets-keyccccc: {fp3} is in no backup given"
+    )
     assert from_cluster.out.splitlines()[-1] == "2 of 3 key(s) backed up; 1 missing"
 
     keybackup.save_new_keys(key_secrets(pairs), recipient, out)  # the next run
@@ -194,9 +219,13 @@ def test_builder_one_rbac_exception_exactly(repo, offline):
     # the apps layer's applier (Flux) gets no rights in the controller's namespace for it
     assert not [p for p in planned if p.group == "flux-applier" and p.obj["metadata"].get("namespace") == "kube-system"]
     assert [(o["kind"], o["metadata"]["name"]) for o in objs] == [
-        ("ServiceAccount", "sealing-key-backup"), ("Role", "ksecrets-sealing-key-backup"),
-        ("RoleBinding", "ksecrets-sealing-key-backup"), ("ConfigMap", "sealing-key-backup-public-key"),
-        ("PersistentVolumeClaim", "sealing-key-backups"), ("CronJob", "sealing-key-backup")]
+        ("ServiceAccount", "sealing-key-backup"),
+        ("Role", "ksecrets-sealing-key-backup"),
+        ("RoleBinding", "ksecrets-sealing-key-backup"),
+        ("ConfigMap", "sealing-key-backup-public-key"),
+        ("PersistentVolumeClaim", "sealing-key-backups"),
+        ("CronJob", "sealing-key-backup"),
+    ]
     for o in objs:
         kubernetes_validate.validate(o, "1.33", strict=True)
         assert o["metadata"]["namespace"] == "kube-system"
@@ -210,7 +239,8 @@ def test_builder_one_rbac_exception_exactly(repo, offline):
     renamed = {**role, "metadata": {**role["metadata"], "name": "something-else"}}
     assert rules.role_violations(kind, renamed) == [
         "Role kube-system/something-else: rules[0] touches secrets without resourceNames",
-        "Role kube-system/something-else: rules[0] grants list on secrets"]
+        "Role kube-system/something-else: rules[0] grants list on secrets",
+    ]
     assert objs[3]["data"]["public.pem"] == keybackup.public_pem(offline).decode()
     pod = objs[5]["spec"]["jobTemplate"]["spec"]["template"]["spec"]
     assert pod["automountServiceAccountToken"] is False and pod["securityContext"]["runAsUser"] == 10001
@@ -222,29 +252,49 @@ def test_missing_public_key_is_a_config_error(repo):
 
     with pytest.raises(KsecretsError) as err:
         plan_stack(load_stack("s", repo))
-    assert str(err.value) == ("Pulumi.s.yaml: sealedSecrets.keyBackup.publicKey: "
-                              "public key file not found")
+    assert str(err.value) == ("Pulumi.s.yaml: sealedSecrets.keyBackup.publicKey: public key file not found")
 
 
 KSM = 'job="kube-state-metrics", instance="10.0.0.3:8080", namespace="kube-system"'
 
 
 @pytest.mark.oracle
-@pytest.mark.parametrize("name,series,fires", [
-    # key created at 1h, backup succeeded at 2h: covered
-    ("covered", [("kube_secret_created", 'secret="sealed-secrets-keyaaaaa"', "3600x600"),
-                 ("kube_cronjob_status_last_successful_time", 'cronjob="sealing-key-backup"', "0x119 7200x500")], False),
-    # a new key at 5h, the last success at 2h: not in a backup for more than maxDelay (2h)
-    ("stale", [("kube_secret_created", 'secret="sealed-secrets-keyaaaaa"', "3600x600"),
-               ("kube_secret_created", 'secret="sealed-secrets-keybbbbb"', "_x299 18000x300"),
-               ("kube_cronjob_status_last_successful_time", 'cronjob="sealing-key-backup"', "0x119 7200x500")], True),
-    # the CronJob never succeeded
-    ("never", [("kube_secret_created", 'secret="sealed-secrets-keyaaaaa"', "3600x600")], True),
-    # another Secret in kube-system is not a sealing key
-    ("not a key", [("kube_secret_created", 'secret="bootstrap-token-x"', "18000x600"),
-                   ("kube_secret_created", 'secret="sealed-secrets-keyaaaaa"', "3600x600"),
-                   ("kube_cronjob_status_last_successful_time", 'cronjob="sealing-key-backup"', "7200x600")], False),
-])
+@pytest.mark.parametrize(
+    "name,series,fires",
+    [
+        # key created at 1h, backup succeeded at 2h: covered
+        (
+            "covered",
+            [
+                ("kube_secret_created", 'secret="sealed-secrets-keyaaaaa"', "3600x600"),
+                ("kube_cronjob_status_last_successful_time", 'cronjob="sealing-key-backup"', "0x119 7200x500"),
+            ],
+            False,
+        ),
+        # a new key at 5h, the last success at 2h: not in a backup for more than maxDelay (2h)
+        (
+            "stale",
+            [
+                ("kube_secret_created", 'secret="sealed-secrets-keyaaaaa"', "3600x600"),
+                ("kube_secret_created", 'secret="sealed-secrets-keybbbbb"', "_x299 18000x300"),
+                ("kube_cronjob_status_last_successful_time", 'cronjob="sealing-key-backup"', "0x119 7200x500"),
+            ],
+            True,
+        ),
+        # the CronJob never succeeded
+        ("never", [("kube_secret_created", 'secret="sealed-secrets-keyaaaaa"', "3600x600")], True),
+        # another Secret in kube-system is not a sealing key
+        (
+            "not a key",
+            [
+                ("kube_secret_created", 'secret="bootstrap-token-x"', "18000x600"),
+                ("kube_secret_created", 'secret="sealed-secrets-keyaaaaa"', "3600x600"),
+                ("kube_cronjob_status_last_successful_time", 'cronjob="sealing-key-backup"', "7200x600"),
+            ],
+            False,
+        ),
+    ],
+)
 def test_sealing_key_alert_with_promtool(promtool, repo, offline, tmp_path, name, series, fires):
     (repo / "certs/s-keybackup.pem").write_bytes(keybackup.public_pem(offline))
     from ksecrets.config.load import load_stack
@@ -256,15 +306,26 @@ def test_sealing_key_alert_with_promtool(promtool, repo, offline, tmp_path, name
     if fires:
         exp[0]["exp_annotations"] = {
             "summary": "The newest sealing key is in no backup",
-            "description": ("The newest sealing key Secret in kube-system was created after the last successful run "
-                            "of CronJob sealing-key-backup (or it never succeeded): losing the cluster now would lose "
-                            "the key that unseals every SealedSecret sealed since."),
-            "runbook_url": "https://github.com/example/k8s-secrets/blob/main/README.md#sealingkeynotbackedup"}
-    tests = {"rule_files": ["rules.yaml"], "evaluation_interval": "1m", "tests": [{
-        "interval": "1m",
-        "input_series": [{"series": f"{metric}{{{KSM}, {labels}}}", "values": values}
-                         for metric, labels, values in series],
-        "alert_rule_test": [{"alertname": "SealingKeyNotBackedUp", "eval_time": "8h", "exp_alerts": exp}]}]}
+            "description": (
+                "The newest sealing key Secret in kube-system was created after the last successful run "
+                "of CronJob sealing-key-backup (or it never succeeded): losing the cluster now would lose "
+                "the key that unseals every SealedSecret sealed since."
+            ),
+            "runbook_url": "https://github.com/example/k8s-secrets/blob/main/README.md#sealingkeynotbackedup",
+        }
+    tests = {
+        "rule_files": ["rules.yaml"],
+        "evaluation_interval": "1m",
+        "tests": [
+            {
+                "interval": "1m",
+                "input_series": [
+                    {"series": f"{metric}{{{KSM}, {labels}}}", "values": values} for metric, labels, values in series
+                ],
+                "alert_rule_test": [{"alertname": "SealingKeyNotBackedUp", "eval_time": "8h", "exp_alerts": exp}],
+            }
+        ],
+    }
     (tmp_path / "tests.yaml").write_text(yamlio.dump(tests))
     done = subprocess.run([promtool, "test", "rules", "tests.yaml"], cwd=tmp_path, capture_output=True, text=True)
     assert done.returncode == 0, done.stdout + done.stderr

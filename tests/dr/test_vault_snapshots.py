@@ -21,10 +21,15 @@ from ksecrets.usecases.stack_facts import plan_stack
 from ksecrets.vault import snapshot
 
 ADDR = "http://vault.test:8200"
-STACK = {"backend": "vault", "vault": {"namespace": "vault", "tls": {"enabled": True},
-                                       "snapshots": {"schedule": "0 */6 * * *", "retain": 3, "maxAge": "13h",
-                                                     "storageSize": "5Gi"}},
-         "apps": []}
+STACK = {
+    "backend": "vault",
+    "vault": {
+        "namespace": "vault",
+        "tls": {"enabled": True},
+        "snapshots": {"schedule": "0 */6 * * *", "retain": 3, "maxAge": "13h", "storageSize": "5Gi"},
+    },
+    "apps": [],
+}
 
 
 @pytest.fixture(scope="module")
@@ -41,16 +46,22 @@ def test_objects_restricted_numeric_user_no_rbac(cfg):
     cj = objs["CronJob"]
     assert cj["spec"]["schedule"] == "0 */6 * * *" and cj["spec"]["concurrencyPolicy"] == "Forbid"
     pod = cj["spec"]["jobTemplate"]["spec"]["template"]["spec"]
-    assert pod["securityContext"] == {"runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"},
-                                      "runAsUser": 10001, "runAsGroup": 10001, "fsGroup": 10001}
+    assert pod["securityContext"] == {
+        "runAsNonRoot": True,
+        "seccompProfile": {"type": "RuntimeDefault"},
+        "runAsUser": 10001,
+        "runAsGroup": 10001,
+        "fsGroup": 10001,
+    }
     assert pod["automountServiceAccountToken"] is False and pod["serviceAccountName"] == "vault-snapshot"
     (c,) = pod["containers"]
     assert c["command"] == ["python", "-m", "ksecrets.vault.snapshot"]
     assert c["args"] == ["--dir", "/snapshots", "--retain", "3"]
     assert c["securityContext"]["readOnlyRootFilesystem"] is True
     assert {e["name"]: e.get("value") for e in c["env"]}["KSECRETS_VAULT_ROLE"] == "vault-snapshot"
-    assert not [p for p in plan_stack(cfg) if p.obj["kind"] in ("Role", "RoleBinding")
-                and "vault-snapshot" in str(p.obj)]
+    assert not [
+        p for p in plan_stack(cfg) if p.obj["kind"] in ("Role", "RoleBinding") and "vault-snapshot" in str(p.obj)
+    ]
 
 
 def test_its_vault_policy_allows_only_the_snapshot_path():
@@ -90,8 +101,11 @@ def test_save_rotating_keeps_retain_newest_and_whole_files(tmp_path):
         saved = [snapshot.save_rotating(client, tmp_path, 3, now=1_700_000_000 + 3600 * i)[0] for i in range(5)]
     left = snapshot.snapshots(tmp_path)
     assert left == saved[2:]
-    assert [p.name for p in left] == ["vault-raft-20231115T001320Z.snap", "vault-raft-20231115T011320Z.snap",
-                                      "vault-raft-20231115T021320Z.snap"]
+    assert [p.name for p in left] == [
+        "vault-raft-20231115T001320Z.snap",
+        "vault-raft-20231115T011320Z.snap",
+        "vault-raft-20231115T021320Z.snap",
+    ]
     assert [p.read_bytes() for p in left] == [fake_snapshot(i) for i in (2, 3, 4)]
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".snapshot-")]  # no temp file left
 
@@ -109,8 +123,9 @@ def test_save_refuses_a_non_snapshot_and_leaves_nothing(tmp_path):
 def test_save_permission_denied_is_one_line(tmp_path):
     client = hvac.Client(url=ADDR, token="t")
     with responses.RequestsMock() as rsps:
-        rsps.add(responses.GET, f"{ADDR}/v1/sys/storage/raft/snapshot", json={"errors": ["permission denied"]},
-                 status=403)
+        rsps.add(
+            responses.GET, f"{ADDR}/v1/sys/storage/raft/snapshot", json={"errors": ["permission denied"]}, status=403
+        )
         with pytest.raises(KsecretsError) as err:
             snapshot.save(client, tmp_path / "x.snap")
     assert str(err.value).startswith(f"Vault {ADDR}: sys/storage/raft/snapshot: permission denied")
@@ -146,33 +161,75 @@ KSM = 'job="kube-state-metrics", instance="10.0.0.3:8080", namespace="vault", cr
 def _promtool_case(promtool, tmp_path, cfg, series, at, expect_firing):
     groups = monitoring.prometheus_rule(cfg, read_facts(cfg))["spec"]["groups"]
     (tmp_path / "rules.yaml").write_text(yamlio.dump({"groups": groups}))
-    exp = [{"exp_labels": {"severity": "critical", "stack": "dr", "namespace": "vault", "cronjob": "vault-snapshot"},
-            "exp_annotations": {
-                "summary": "The newest Vault raft snapshot is older than its schedule allows",
-                "description": ("CronJob vault/vault-snapshot has not saved a raft snapshot in the last 13h: a "
-                                "disaster now would lose every change since the last one."),
-                "runbook_url": "https://github.com/example/k8s-secrets/blob/main/README.md#vaultsnapshottooold"},
-            }] if expect_firing else []
-    tests = {"rule_files": ["rules.yaml"], "evaluation_interval": "1m", "tests": [{
-        "interval": "1m", "input_series": series,
-        "alert_rule_test": [{"alertname": "VaultSnapshotTooOld", "eval_time": at, "exp_alerts": exp}]}]}
+    exp = (
+        [
+            {
+                "exp_labels": {
+                    "severity": "critical",
+                    "stack": "dr",
+                    "namespace": "vault",
+                    "cronjob": "vault-snapshot",
+                },
+                "exp_annotations": {
+                    "summary": "The newest Vault raft snapshot is older than its schedule allows",
+                    "description": (
+                        "CronJob vault/vault-snapshot has not saved a raft snapshot in the last 13h: a "
+                        "disaster now would lose every change since the last one."
+                    ),
+                    "runbook_url": "https://github.com/example/k8s-secrets/blob/main/README.md#vaultsnapshottooold",
+                },
+            }
+        ]
+        if expect_firing
+        else []
+    )
+    tests = {
+        "rule_files": ["rules.yaml"],
+        "evaluation_interval": "1m",
+        "tests": [
+            {
+                "interval": "1m",
+                "input_series": series,
+                "alert_rule_test": [{"alertname": "VaultSnapshotTooOld", "eval_time": at, "exp_alerts": exp}],
+            }
+        ],
+    }
     (tmp_path / "tests.yaml").write_text(yamlio.dump(tests))
     return subprocess.run([promtool, "test", "rules", "tests.yaml"], cwd=tmp_path, capture_output=True, text=True)
 
 
 @pytest.mark.oracle
-@pytest.mark.parametrize("name,series,at,fires", [
-    # succeeded at t=0 and every 6h after: healthy at 20h
-    ("healthy", [{"series": f"kube_cronjob_status_last_successful_time{{{KSM}}}",
-                  "values": "0x359 21600x359 43200x359 64800x359"},
-                 {"series": f"kube_cronjob_created{{{KSM}}}", "values": "0x1500"}], "20h", False),
-    # last success at t=0, nothing since: older than 13h by 14h (plus the 10m for)
-    ("stale", [{"series": f"kube_cronjob_status_last_successful_time{{{KSM}}}", "values": "0x1500"},
-               {"series": f"kube_cronjob_created{{{KSM}}}", "values": "0x1500"}], "14h", True),
-    # created at t=0 and never succeeded: fires once it has existed 13h
-    ("never", [{"series": f"kube_cronjob_created{{{KSM}}}", "values": "0x1500"}], "14h", True),
-    ("never, young", [{"series": f"kube_cronjob_created{{{KSM}}}", "values": "0x1500"}], "12h", False),
-])
+@pytest.mark.parametrize(
+    "name,series,at,fires",
+    [
+        # succeeded at t=0 and every 6h after: healthy at 20h
+        (
+            "healthy",
+            [
+                {
+                    "series": f"kube_cronjob_status_last_successful_time{{{KSM}}}",
+                    "values": "0x359 21600x359 43200x359 64800x359",
+                },
+                {"series": f"kube_cronjob_created{{{KSM}}}", "values": "0x1500"},
+            ],
+            "20h",
+            False,
+        ),
+        # last success at t=0, nothing since: older than 13h by 14h (plus the 10m for)
+        (
+            "stale",
+            [
+                {"series": f"kube_cronjob_status_last_successful_time{{{KSM}}}", "values": "0x1500"},
+                {"series": f"kube_cronjob_created{{{KSM}}}", "values": "0x1500"},
+            ],
+            "14h",
+            True,
+        ),
+        # created at t=0 and never succeeded: fires once it has existed 13h
+        ("never", [{"series": f"kube_cronjob_created{{{KSM}}}", "values": "0x1500"}], "14h", True),
+        ("never, young", [{"series": f"kube_cronjob_created{{{KSM}}}", "values": "0x1500"}], "12h", False),
+    ],
+)
 def test_snapshot_alert_with_promtool(promtool, tmp_path, cfg, name, series, at, fires):
     done = _promtool_case(promtool, tmp_path, cfg, series, at, fires)
     assert done.returncode == 0, done.stdout + done.stderr
@@ -183,8 +240,10 @@ def test_the_snapshot_job_runs_in_the_rotator_image_without_cryptography():
     import subprocess
     import sys
 
-    probe = ("import sys; sys.modules['cryptography'] = None\n"
-             "import ksecrets.vault.snapshot, ksecrets.s3\n"
-             "print('ok', 'cryptography' in sys.modules and sys.modules['cryptography'] is None)")
+    probe = (
+        "import sys; sys.modules['cryptography'] = None\n"
+        "import ksecrets.vault.snapshot, ksecrets.s3\n"
+        "print('ok', 'cryptography' in sys.modules and sys.modules['cryptography'] is None)"
+    )
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
     assert done.returncode == 0 and done.stdout.split() == ["ok", "True"], done.stderr

@@ -21,7 +21,11 @@ from tests.e2e.harness import ROOT, binaries, missing_binaries
 from tests.e2e.harness import procs
 from tests.e2e.harness.kube import Cluster
 from tests.e2e.harness.sealed_secrets import (
-    SealedSecretsController, StackRepo, keygen, sealed_stacks, stack_flags,
+    SealedSecretsController,
+    StackRepo,
+    keygen,
+    sealed_stacks,
+    stack_flags,
 )
 
 CRDS = sorted((ROOT / "ksecrets" / "schemas" / "crds").glob("*.yaml"))
@@ -116,7 +120,9 @@ class SealedEnv:
         return StackRepo.copy(self.template.root, self.workdir / "repos" / name, self.stack, self.env)
 
 
-def start_sealed_controller(cluster: Cluster, workdir: Path, keys_yaml: str | None, stack: str) -> SealedSecretsController:
+def start_sealed_controller(
+    cluster: Cluster, workdir: Path, keys_yaml: str | None, stack: str
+) -> SealedSecretsController:
     """RBAC, the key Secret(s) (None: already applied), then the controller (as a local process;
     see harness/sealed_secrets.py)."""
     bins = require("sealed-secrets-controller")
@@ -146,8 +152,11 @@ def sealed_controller_factory() -> Iterator:
 @pytest.fixture(scope="session")
 def sealed_run_env() -> dict[str, str]:
     """Backup passphrase and churn key of this run (random; never written to the repo copies)."""
-    return {"KSECRETS_BACKUP_PASSPHRASE": secrets.token_urlsafe(24), "KSECRETS_BACKUP_SCRYPT_LOG2N": "14",
-            "KSECRETS_SEAL_KEY": secrets.token_urlsafe(24)}
+    return {
+        "KSECRETS_BACKUP_PASSPHRASE": secrets.token_urlsafe(24),
+        "KSECRETS_BACKUP_SCRYPT_LOG2N": "14",
+        "KSECRETS_SEAL_KEY": secrets.token_urlsafe(24),
+    }
 
 
 @pytest.fixture(scope="session")

@@ -15,8 +15,7 @@ import yaml
 from ksecrets.config.load import load_stack
 
 from tests.e2e.harness import ROOT
-from tests.e2e.harness.gitops import FLUX_NAMESPACE, _apply_plain, apply_layer, bootstrap_flux, \
-    mark_helmreleases_ready
+from tests.e2e.harness.gitops import FLUX_NAMESPACE, _apply_plain, apply_layer, bootstrap_flux, mark_helmreleases_ready
 from tests.e2e.harness.kube import sa_user
 
 STACKS = sorted(p.name for p in (ROOT / "k8s").iterdir() if (p / "apps").is_dir())
@@ -58,15 +57,32 @@ def test_it_may_do_nothing_else(applied):
     user = sa_user(sa, FLUX_NAMESPACE)
     namespaces = {o["metadata"]["namespace"] for o in apps.objects}
     app_ns = sorted(namespaces)[0]
-    for verb, resource, ns in [("create", "configmaps", app_ns), ("list", "secrets", app_ns),
-                               ("create", "secrets", "kube-system"), ("create", "deployments", "kube-system"),
-                               ("get", "secrets", "kube-system"), ("create", "namespaces", ""),
-                               ("create", "clusterrolebindings", ""), ("patch", "helmreleases", FLUX_NAMESPACE)]:
+    for verb, resource, ns in [
+        ("create", "configmaps", app_ns),
+        ("list", "secrets", app_ns),
+        ("create", "secrets", "kube-system"),
+        ("create", "deployments", "kube-system"),
+        ("get", "secrets", "kube-system"),
+        ("create", "namespaces", ""),
+        ("create", "clusterrolebindings", ""),
+        ("patch", "helmreleases", FLUX_NAMESPACE),
+    ]:
         assert not cluster.can_i(verb, resource, ns, user=user), f"{user} may {verb} {resource} in {ns or 'cluster'}"
     # Kubernetes' escalation check: it cannot write a Role granting more than the layer's own Roles.
-    greedy = {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
-              "metadata": {"name": "greedy", "namespace": app_ns},
-              "rules": [{"apiGroups": [""], "resources": ["secrets"], "verbs": ["list"]}]}
-    res = cluster.kubectl("apply", "--server-side", "--field-manager=kustomize-controller", "-f", "-",
-                          input=yaml.safe_dump(greedy), kubeconfig=kubeconfig, check=False)
+    greedy = {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "Role",
+        "metadata": {"name": "greedy", "namespace": app_ns},
+        "rules": [{"apiGroups": [""], "resources": ["secrets"], "verbs": ["list"]}],
+    }
+    res = cluster.kubectl(
+        "apply",
+        "--server-side",
+        "--field-manager=kustomize-controller",
+        "-f",
+        "-",
+        input=yaml.safe_dump(greedy),
+        kubeconfig=kubeconfig,
+        check=False,
+    )
     assert res.returncode != 0 and "forbidden" in res.stderr.lower(), res.stderr

@@ -64,10 +64,16 @@ def test_pod_security_admits_every_pod(applied):
         want = dep["spec"].get("replicas", 1)
 
         def pods_created() -> bool:
-            pods = cluster.get(f"/api/v1/namespaces/{ns}/pods?labelSelector=" + ",".join(
-                f"{k}={v}" for k, v in dep["spec"]["selector"]["matchLabels"].items()))["items"]
-            failures = [c for rs in cluster.get(f"/apis/apps/v1/namespaces/{ns}/replicasets")["items"]
-                        for c in rs.get("status", {}).get("conditions", []) if c["type"] == "ReplicaFailure"]
+            pods = cluster.get(
+                f"/api/v1/namespaces/{ns}/pods?labelSelector="
+                + ",".join(f"{k}={v}" for k, v in dep["spec"]["selector"]["matchLabels"].items())
+            )["items"]
+            failures = [
+                c
+                for rs in cluster.get(f"/apis/apps/v1/namespaces/{ns}/replicasets")["items"]
+                for c in rs.get("status", {}).get("conditions", [])
+                if c["type"] == "ReplicaFailure"
+            ]
             assert not failures, f"{ns}/{name}: pods refused: {failures[0]['message']}"
             return len(pods) >= want
 

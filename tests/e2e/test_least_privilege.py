@@ -49,8 +49,9 @@ def test_each_app_reads_its_own_secret_and_nothing_else(stack):
             assert not cluster.can_i(verb, "secrets", app.namespace, user=user), f"{user} may {verb} secrets"
             for name in sorted(mine):
                 if verb not in ("list", "watch"):
-                    assert not cluster.can_i(verb, "secrets", app.namespace, user=user, name=name), \
+                    assert not cluster.can_i(verb, "secrets", app.namespace, user=user, name=name), (
                         f"{user} may {verb} {name}"
+                    )
         # Nothing in any other namespace, including the controllers' (sealing keys, Vault's TLS).
         for ns in ("kube-system", "default", cfg.vault.namespace if cfg.vault else "vault"):
             assert not cluster.can_i("get", "secrets", ns, user=user, name=app.secret_name), f"{user} reaches {ns}"
@@ -74,8 +75,9 @@ def test_kubectl_auth_can_i_agrees(stack):
     cfg, cluster = stack
     app = cfg.apps[0]
     user = sa_user(app.service_account, app.namespace)
-    yes = cluster.kubectl("auth", "can-i", "get", f"secrets/{app.secret_name}", "-n", app.namespace, f"--as={user}",
-                          check=False)
+    yes = cluster.kubectl(
+        "auth", "can-i", "get", f"secrets/{app.secret_name}", "-n", app.namespace, f"--as={user}", check=False
+    )
     no = cluster.kubectl("auth", "can-i", "list", "secrets", "-n", app.namespace, f"--as={user}", check=False)
     assert (yes.returncode, yes.stdout.strip()) == (0, "yes")
     assert (no.returncode, no.stdout.strip()) == (1, "no")

@@ -19,8 +19,13 @@ VALUE = base64.b64encode((512).to_bytes(2, "big") + b"\x01" * 558).decode()
 
 
 def _secret(name: str, size: int) -> dict:
-    return {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": name, "namespace": NAMESPACE},
-            "type": "Opaque", "data": {"blob": base64.b64encode(b"x" * size).decode()}}
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": name, "namespace": NAMESPACE},
+        "type": "Opaque",
+        "data": {"blob": base64.b64encode(b"x" * size).decode()},
+    }
 
 
 def _sealed(name: str, json_bytes: int) -> dict:
@@ -45,7 +50,9 @@ def _apply(cluster, obj):
     return cluster.apply([obj], field_manager="kustomize-controller", check=False)
 
 
-@pytest.mark.parametrize("size, accepted", [(preflight.MAX_SECRET_BYTES, True), (preflight.MAX_SECRET_BYTES + 1, False)])
+@pytest.mark.parametrize(
+    "size, accepted", [(preflight.MAX_SECRET_BYTES, True), (preflight.MAX_SECRET_BYTES + 1, False)]
+)
 def test_secret_data_limit_is_the_api_servers(ns, size, accepted):
     obj = _secret(f"s-{size}", size)
     assert (preflight.size_problem(obj) is None) is accepted
@@ -72,4 +79,3 @@ def test_sealed_secret_over_the_etcd_request_limit_is_refused_by_both(ns):
     assert res.returncode != 0
     assert "too large" in res.stderr, res.stderr
     assert ns.get(f"/apis/bitnami.com/v1alpha1/namespaces/{NAMESPACE}/sealedsecrets/too-big") is None
-

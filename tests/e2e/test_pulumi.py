@@ -34,7 +34,7 @@ from tests.e2e.harness.kube import write_kubeconfig
 from tests.e2e.harness import procs
 from tests.e2e.harness.pulumi import HelmReleaseReady, PulumiProject
 
-STACKS = sorted(p.name[len("Pulumi."):-len(".yaml")] for p in ROOT.glob("Pulumi.*.yaml") if p.name != "Pulumi.yaml")
+STACKS = sorted(p.name[len("Pulumi.") : -len(".yaml")] for p in ROOT.glob("Pulumi.*.yaml") if p.name != "Pulumi.yaml")
 PULUMI = ("pulumi", "pulumi-language-python", "pulumi-resource-kubernetes")
 # Pulumi-only annotations (components/kube.py); never in k8s/.
 PULUMI_ONLY = ("pulumi.com/waitFor", "pulumi.com/skipAwait")
@@ -135,8 +135,10 @@ def test_state_holds_no_plaintext_and_the_cluster_is_read(deployed):
 
 
 def _resource_versions(cluster, stack: str) -> dict[str, str]:
-    return {_path(o): (cluster.get(_path(o)) or {}).get("metadata", {}).get("resourceVersion", "absent")
-            for o in _exported(stack)}
+    return {
+        _path(o): (cluster.get(_path(o)) or {}).get("metadata", {}).get("resourceVersion", "absent")
+        for o in _exported(stack)
+    }
 
 
 def test_read_only_credentials_preview_but_cannot_up(deployed, e2e_dir: Path):
@@ -162,14 +164,17 @@ def test_read_only_credentials_preview_but_cannot_up(deployed, e2e_dir: Path):
 
     def ci_check(kubeconfig: Path) -> subprocess.CompletedProcess:
         env = {**os.environ, "KUBECONFIG": str(kubeconfig), "PATH": f"{kubectl_dir}:{os.environ['PATH']}"}
-        return subprocess.run(["bash", str(ci / "preview-credentials.sh"), stack], env=env, capture_output=True,
-                              text=True, timeout=60)
+        return subprocess.run(
+            ["bash", str(ci / "preview-credentials.sh"), stack], env=env, capture_output=True, text=True, timeout=60
+        )
 
     ok = ci_check(readonly)
     assert ok.returncode == 0, ok.stdout + ok.stderr
     refused = ci_check(cluster.kubeconfig)
     assert refused.returncode == 1
-    assert f"::error::the preview kubeconfig of {stack} may create: give preview read-only credentials" in refused.stdout
+    assert (
+        f"::error::the preview kubeconfig of {stack} may create: give preview read-only credentials" in refused.stdout
+    )
 
     # As in ci.yml, both jobs write their kubeconfig to one path ($RUNNER_TEMP/kubeconfig): the SDK
     # keeps that path in the provider's state, so a different path would be a provider update.
@@ -196,8 +201,11 @@ def test_read_only_credentials_preview_but_cannot_up(deployed, e2e_dir: Path):
         up = project.run("up", "--yes", "--skip-preview", env=ro, check=False, timeout=600)
         assert not up.ok, up.out[-3000:]
         # Server-side apply: the authorizer asks for `patch` (the verb of an apply), then `create`.
-        assert re.search(r'namespaces "ro-probe" is forbidden: User "k8s-secrets-preview" cannot (patch|create) '
-                         r'resource "namespaces"', up.out), up.out[-3000:]
+        assert re.search(
+            r'namespaces "ro-probe" is forbidden: User "k8s-secrets-preview" cannot (patch|create) '
+            r'resource "namespaces"',
+            up.out,
+        ), up.out[-3000:]
     finally:
         stack_file.write_text(original)
         shutil.copyfile(cluster.kubeconfig, shared)  # the deploy job's credentials again (destroy, below)
@@ -234,8 +242,9 @@ def test_the_stack_context_is_used_never_the_current_one(spare_cluster, e2e_dir:
     context (`staging`), which this kubeconfig does not have: the explicit provider refuses
     instead of following the current context."""
     bins = require(*PULUMI)
-    project = PulumiProject(e2e_dir / "pulumi-context", bins, "staging", kubeconfig=spare_cluster.kubeconfig,
-                            context=None).init()
+    project = PulumiProject(
+        e2e_dir / "pulumi-context", bins, "staging", kubeconfig=spare_cluster.kubeconfig, context=None
+    ).init()
     res = project.run("preview", check=False, timeout=300)
     assert not res.ok
     assert 'context "staging" does not exist' in res.out, res.out[-3000:]
@@ -249,11 +258,16 @@ def test_preview_fails_when_the_cluster_cannot_be_read(how, spare_cluster, e2e_d
     if how == "unreachable":
         from tests.e2e.harness.procs import free_port
 
-        kubeconfig = write_kubeconfig(work / "kubeconfig", f"https://127.0.0.1:{free_port()}",
-                                      spare_cluster.ca.cert_path, cert=spare_cluster.admin_cert)
+        kubeconfig = write_kubeconfig(
+            work / "kubeconfig",
+            f"https://127.0.0.1:{free_port()}",
+            spare_cluster.ca.cert_path,
+            cert=spare_cluster.admin_cert,
+        )
     else:
-        kubeconfig = write_kubeconfig(work / "kubeconfig", spare_cluster.server, spare_cluster.ca.cert_path,
-                                      token="not-a-valid-token")
+        kubeconfig = write_kubeconfig(
+            work / "kubeconfig", spare_cluster.server, spare_cluster.ca.cert_path, token="not-a-valid-token"
+        )
     project = PulumiProject(work, bins, "staging", kubeconfig=kubeconfig).init()
     res = project.run("preview", check=False, timeout=300)
     assert not res.ok, f"preview went green without reading the cluster ({how}):\n{res.out[-3000:]}"
@@ -265,9 +279,15 @@ def test_a_run_stopped_midway_leaves_no_plugin_running(spare_cluster, e2e_dir: P
     provider: those run in process groups of their own, so killing the CLI's group would leave them."""
     bins = require(*PULUMI)
     project = PulumiProject(e2e_dir / "pulumi-stopped", bins, "staging", kubeconfig=spare_cluster.kubeconfig).init()
-    proc = subprocess.Popen([str(project.bin / "pulumi"), "preview", "--non-interactive", "--stack", "staging"],
-                            cwd=project.project, env=project.env(None), stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL, start_new_session=True)
+    proc = subprocess.Popen(
+        [str(project.bin / "pulumi"), "preview", "--non-interactive", "--stack", "staging"],
+        cwd=project.project,
+        env=project.env(None),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        stdin=subprocess.DEVNULL,
+        start_new_session=True,
+    )
 
     def below() -> dict[int, str]:
         found = {}
@@ -279,16 +299,22 @@ def test_a_run_stopped_midway_leaves_no_plugin_running(spare_cluster, e2e_dir: P
         return found
 
     try:
-        procs.wait_for("the language host and the provider", lambda: {"pulumi-language", "pulumi-resource"} <= {
-            name[:15] for name in below().values()}, 120)
+        procs.wait_for(
+            "the language host and the provider",
+            lambda: {"pulumi-language", "pulumi-resource"} <= {name[:15] for name in below().values()},
+            120,
+        )
         running = below()
         plugins = [pid for pid, name in running.items() if name.startswith("pulumi-")]
         assert any(os.getpgid(pid) != os.getpgid(proc.pid) for pid in plugins), "the plugins share the CLI's group"
     finally:
         procs.kill_tree(proc.pid)
         proc.wait(30)
-    procs.wait_for(f"every process below the CLI stopped ({sorted(running.values())})",
-                   lambda: all(_state(pid) in ("gone", "Z") for pid in running), 30)
+    procs.wait_for(
+        f"every process below the CLI stopped ({sorted(running.values())})",
+        lambda: all(_state(pid) in ("gone", "Z") for pid in running),
+        30,
+    )
 
 
 def _state(pid: int) -> str:
@@ -306,15 +332,21 @@ def test_manual_values_stay_ciphertext_in_state(cluster_factory, e2e_dir: Path):
     bins = require(*PULUMI)
     cluster = cluster_factory("pulumi-manual")
     bootstrap_flux(cluster)
-    stack_file = yaml.safe_dump({"config": {
-        "kubernetes:context": "e2e",
-        "k8s-secrets:backend": "manual",
-        "k8s-secrets:monitoring": {"enabled": False},
-        "k8s-secrets:apps": [{"name": "web", "namespace": "web", "secretName": "web-secrets",
-                              "keys": ["PASSWORD"]}],
-    }})
-    project = PulumiProject(e2e_dir / "pulumi-manual", bins, "manualtest", kubeconfig=cluster.kubeconfig,
-                            stack_file=stack_file).init()
+    stack_file = yaml.safe_dump(
+        {
+            "config": {
+                "kubernetes:context": "e2e",
+                "k8s-secrets:backend": "manual",
+                "k8s-secrets:monitoring": {"enabled": False},
+                "k8s-secrets:apps": [
+                    {"name": "web", "namespace": "web", "secretName": "web-secrets", "keys": ["PASSWORD"]}
+                ],
+            }
+        }
+    )
+    project = PulumiProject(
+        e2e_dir / "pulumi-manual", bins, "manualtest", kubeconfig=cluster.kubeconfig, stack_file=stack_file
+    ).init()
     project.run("config", "set", "--secret", "--path", "k8s-secrets:manualValues.web-secrets.PASSWORD", CANARY)
     stack_text = (project.project / "Pulumi.manualtest.yaml").read_text()
     assert CANARY not in stack_text and "secure:" in stack_text
@@ -323,12 +355,12 @@ def test_manual_values_stay_ciphertext_in_state(cluster_factory, e2e_dir: Path):
     live = cluster.get("/api/v1/namespaces/web/secrets/web-secrets")
     assert base64.b64decode(live["data"]["PASSWORD"]).decode() == CANARY  # it did reach the cluster
     exported = project.run("stack", "export").out
-    forms = {"raw": CANARY, "base64": base64.b64encode(CANARY.encode()).decode(),
-             "hex": CANARY.encode().hex()}
+    forms = {"raw": CANARY, "base64": base64.b64encode(CANARY.encode()).decode(), "hex": CANARY.encode().hex()}
     leaks = [name for name, form in forms.items() if form in exported]
     assert leaks == [], f"the canary is in `pulumi stack export` as {leaks}"
-    secret = next(r for r in json.loads(exported)["deployment"]["resources"]
-                  if r["type"] == "kubernetes:core/v1:Secret")
+    secret = next(
+        r for r in json.loads(exported)["deployment"]["resources"] if r["type"] == "kubernetes:core/v1:Secret"
+    )
     assert secret["outputs"]["data"]["4dabf18193072939515e22adb298388d"] == "1b47061264138c4ac30d75fd1eb44270"
     log = (project.workdir / "pulumi.log").read_text()
     assert not any(form in log for form in forms.values()), "the canary is in pulumi's output"
@@ -338,33 +370,34 @@ def test_manual_values_stay_ciphertext_in_state(cluster_factory, e2e_dir: Path):
 @pytest.mark.parametrize("stack", STACKS)
 def test_policy_pack_passes_on_every_stack(stack, spare_cluster, e2e_dir: Path):
     bins = require(*PULUMI)
-    project = PulumiProject(e2e_dir / f"pulumi-policy-{stack}", bins, stack,
-                            kubeconfig=spare_cluster.kubeconfig).init()
+    project = PulumiProject(e2e_dir / f"pulumi-policy-{stack}", bins, stack, kubeconfig=spare_cluster.kubeconfig).init()
     res = project.run("preview", "--policy-pack", project.policy_pack(), timeout=600)
     assert "k8s-secrets-guardrails@v0.1.0" in res.out, res.out[-3000:]
 
 
-LEAK = '''
+LEAK = """
 import pulumi_kubernetes as _k8s
 _k8s.core.v1.Secret("my-app/leaked", metadata={"name": "leaked", "namespace": "my-app"},
                     string_data={"TOKEN": "policy-e2e-value"}, opts=pulumi.ResourceOptions(provider=provider))
-'''
+"""
 
 
 def test_a_stack_that_breaks_a_policy_fails_with_its_message(spare_cluster, e2e_dir: Path):
     """A program change that puts a plain Secret in the sealed-secrets stack: preview fails with
     the pack's own message (the engine, the pack and pulumi-policy are the real ones)."""
     bins = require(*PULUMI)
-    project = PulumiProject(e2e_dir / "pulumi-policy-broken", bins, "staging",
-                            kubeconfig=spare_cluster.kubeconfig).init()
+    project = PulumiProject(
+        e2e_dir / "pulumi-policy-broken", bins, "staging", kubeconfig=spare_cluster.kubeconfig
+    ).init()
     main = project.project / "__main__.py"
     main.write_text(main.read_text() + LEAK)
     res = project.run("preview", "--policy-pack", project.policy_pack(), check=False, timeout=600)
     assert not res.ok
     # The provider's Check turns stringData into data before the pack sees the inputs.
-    assert ("Secret my-app/leaked has data in a sealed-secrets stack: its values would leave the "
-            "sealed-secrets backend; seal them (ksecrets seal) or push them to Vault (ksecrets vault push)"
-            ) in res.out, res.out[-3000:]
+    assert (
+        "Secret my-app/leaked has data in a sealed-secrets stack: its values would leave the "
+        "sealed-secrets backend; seal them (ksecrets seal) or push them to Vault (ksecrets vault push)"
+    ) in res.out, res.out[-3000:]
     assert "[mandatory]" in res.out
     assert "no-secret-data-in-gitops-stack" in res.out
     assert "policy-e2e-value" not in res.out
@@ -377,8 +410,12 @@ def test_pulumi_version_is_the_pinned_one(tmp_path: Path):
 
     (pinned,) = [p.version for p in _build_module().programs() if p.name == "pulumi"]
     bins = require("pulumi")
-    env = {"PATH": os.environ["PATH"], "HOME": str(tmp_path), "PULUMI_HOME": str(tmp_path),
-           "PULUMI_SKIP_UPDATE_CHECK": "true"}
+    env = {
+        "PATH": os.environ["PATH"],
+        "HOME": str(tmp_path),
+        "PULUMI_HOME": str(tmp_path),
+        "PULUMI_SKIP_UPDATE_CHECK": "true",
+    }
     out = subprocess.run([str(bins["pulumi"]), "version"], env=env, capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     assert out.stdout == f"{pinned}\n" and pinned.startswith("v3."), out.stdout

@@ -51,15 +51,23 @@ def test_pulumi_install_on_a_fresh_clone_then_preview(cluster_factory, e2e_dir: 
 
     # Every pin of pyproject.toml (dependencies and the policy extra) is what the venv holds.
     meta = tomllib.loads((clone / "pyproject.toml").read_text())["project"]
-    pins = {_norm(name): version for name, version in
-            (r.split("==") for r in [*meta["dependencies"], *meta["optional-dependencies"]["policy"]])}
-    listed = json.loads(subprocess.run([str(venv / "bin" / "python"), "-m", "pip", "list", "--format", "json",
-                                        "--disable-pip-version-check"], capture_output=True, text=True,
-                                       check=True).stdout)
+    pins = {
+        _norm(name): version
+        for name, version in (r.split("==") for r in [*meta["dependencies"], *meta["optional-dependencies"]["policy"]])
+    }
+    listed = json.loads(
+        subprocess.run(
+            [str(venv / "bin" / "python"), "-m", "pip", "list", "--format", "json", "--disable-pip-version-check"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+    )
     installed = {_norm(p["name"]): p["version"] for p in listed}
     assert {n: installed.get(n) for n in pins} == pins
-    shown = subprocess.run([str(venv / "bin" / "python"), "-m", "pip", "show", "k8s-secrets"], capture_output=True,
-                           text=True, check=True).stdout
+    shown = subprocess.run(
+        [str(venv / "bin" / "python"), "-m", "pip", "show", "k8s-secrets"], capture_output=True, text=True, check=True
+    ).stdout
     assert f"Editable project location: {clone}" in shown, shown
 
     # The program and the policy pack run from that venv alone (PATH has no other one).

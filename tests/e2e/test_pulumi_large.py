@@ -53,8 +53,9 @@ def test_a_stack_over_the_limit_runs_with_its_sealed_values_in_a_file(cluster_fa
     doc["config"]["kubernetes:context"] = "e2e"
     defaults = project_defaults(ROOT)
     assert engine_config_size(doc["config"], defaults) > ENGINE_CONFIG_LIMIT
-    project = PulumiProject(e2e_dir / "pulumi-large", bins, "big", kubeconfig=cluster.kubeconfig,
-                            stack_file=yamlio.dump(doc), context=None).init()
+    project = PulumiProject(
+        e2e_dir / "pulumi-large", bins, "big", kubeconfig=cluster.kubeconfig, stack_file=yamlio.dump(doc), context=None
+    ).init()
     stack_file = project.project / "Pulumi.big.yaml"
 
     # Inline: the engine cannot even start the program, and doctor says why first.
@@ -107,7 +108,8 @@ def test_the_measure_equals_the_real_pulumi_config(e2e_dir: Path):
     (project.project / "__main__.py").write_text(
         "import json, os\n"
         f"open({str(seen)!r}, 'w').write(json.dumps({{'n': len(os.environ['PULUMI_CONFIG'].encode()), "
-        "'keys': json.loads(os.environ.get('PULUMI_CONFIG_SECRET_KEYS') or '[]')}))\n")
+        "'keys': json.loads(os.environ.get('PULUMI_CONFIG_SECRET_KEYS') or '[]')}))\n"
+    )
     project.init()
     project.run("config", "set", "--secret", "k8s-secrets:token", "not-a-real-token-0123456789")
     project.run("config", "set", "--secret", "--path", "k8s-secrets:manualValues.web-secrets.PASSWORD", "pw-42")

@@ -29,12 +29,19 @@ from tests.e2e.harness.pulumi import HelmReleaseReady, PulumiProject
 
 PULUMI = ("pulumi", "pulumi-language-python", "pulumi-resource-kubernetes")
 NS = "vault"
-CANARY = {"apiVersion": "v1", "kind": "ConfigMap",
-          "metadata": {"name": "canary", "namespace": NS}, "data": {"lives": "here"}}
+CANARY = {
+    "apiVersion": "v1",
+    "kind": "ConfigMap",
+    "metadata": {"name": "canary", "namespace": NS},
+    "data": {"lives": "here"},
+}
 # What the engine must never do to a live namespace.
 DESTRUCTIVE = {"replace", "create-replacement", "delete-replaced", "delete", "discard", "remove-pending-replace"}
-VAULT = {"chartVersion": "0.34.1", "namespace": NS,
-         "operator": {"chartVersion": "1.4.1", "namespace": "vault-secrets-operator-system"}}
+VAULT = {
+    "chartVersion": "0.34.1",
+    "namespace": NS,
+    "operator": {"chartVersion": "1.4.1", "namespace": "vault-secrets-operator-system"},
+}
 
 
 def _type(urn: str) -> str:
@@ -43,8 +50,11 @@ def _type(urn: str) -> str:
 
 
 def _namespace_urns(project: PulumiProject) -> list[str]:
-    return [r["urn"] for r in project.export()["deployment"]["resources"]
-            if r["type"] == "kubernetes:core/v1:Namespace" and r.get("id") == NS and not r.get("external")]
+    return [
+        r["urn"]
+        for r in project.export()["deployment"]["resources"]
+        if r["type"] == "kubernetes:core/v1:Namespace" and r.get("id") == NS and not r.get("external")
+    ]
 
 
 def test_a_listed_namespace_that_becomes_vaults_keeps_its_urn(cluster_factory, e2e_dir: Path):
@@ -55,8 +65,9 @@ def test_a_listed_namespace_that_becomes_vaults_keeps_its_urn(cluster_factory, e
         cluster.ensure_namespace(ns)
     doc = yaml.safe_load((ROOT / "Pulumi.staging.yaml").read_text())
     doc["config"]["k8s-secrets:namespaces"] = [NS]
-    project = PulumiProject(e2e_dir / "pulumi-nsmove", bins, "staging", kubeconfig=cluster.kubeconfig,
-                            stack_file=yaml.safe_dump(doc)).init()
+    project = PulumiProject(
+        e2e_dir / "pulumi-nsmove", bins, "staging", kubeconfig=cluster.kubeconfig, stack_file=yaml.safe_dump(doc)
+    ).init()
     with HelmReleaseReady(cluster):
         project.run("up", "--yes", "--skip-preview", timeout=900)
 
@@ -83,16 +94,18 @@ def test_a_listed_namespace_that_becomes_vaults_keeps_its_urn(cluster_factory, e
     destructive = [(s["op"], s["urn"]) for s in steps if s["op"] in DESTRUCTIVE]
     assert destructive == [], destructive
     creates = [s["urn"] for s in steps if s["op"] == "create"]
-    assert any(_type(u) == "kubernetes:helm.toolkit.fluxcd.io/v2:HelmRelease" and u.endswith("/vault")
-               for u in creates), creates  # the move did happen: Vault is installed now
+    assert any(
+        _type(u) == "kubernetes:helm.toolkit.fluxcd.io/v2:HelmRelease" and u.endswith("/vault") for u in creates
+    ), creates  # the move did happen: Vault is installed now
     assert [u for u in creates if _type(u) == "kubernetes:core/v1:Namespace"] == [
-        u for u in creates if u.endswith("::vault-secrets-operator-system")], creates
+        u for u in creates if u.endswith("::vault-secrets-operator-system")
+    ], creates
     summary = plan["changeSummary"]
     assert summary.get("delete", 0) == 0 and summary.get("replace", 0) == 0, summary
 
     with HelmReleaseReady(cluster):
         up = project.run("up", "--yes", "--skip-preview", timeout=900)
-    resources = up.out[up.out.rfind("Resources:"):]
+    resources = up.out[up.out.rfind("Resources:") :]
     assert "deleted" not in resources and "replaced" not in resources, resources
 
     after = cluster.get(f"/api/v1/namespaces/{NS}")

@@ -24,9 +24,12 @@ def vault_dev():
     binary = require("vault")["vault"]
     port, token = procs.free_port(), "e2e-" + secrets.token_hex(12)
     home = Path(tempfile.mkdtemp(prefix="ksecrets-vault-dev-"))  # the dev server writes ~/.vault-token
-    proc = procs.Proc("vault-dev", [binary, "server", "-dev", f"-dev-listen-address=127.0.0.1:{port}",
-                                    f"-dev-root-token-id={token}"], home / "vault.log",
-                      env={**os.environ, "HOME": str(home), "VAULT_ADDR": ""}).start()
+    proc = procs.Proc(
+        "vault-dev",
+        [binary, "server", "-dev", f"-dev-listen-address=127.0.0.1:{port}", f"-dev-root-token-id={token}"],
+        home / "vault.log",
+        env={**os.environ, "HOME": str(home), "VAULT_ADDR": ""},
+    ).start()
     addr = f"http://127.0.0.1:{port}"
     try:
         procs.wait_for("vault dev server", lambda: hvac.Client(url=addr, token=token).sys.is_initialized(), 60, proc)
@@ -36,8 +39,9 @@ def vault_dev():
 
 
 def test_dual_zero_failed_logins_across_100_rotations_real_vault(pg_server, vault_dev):  # noqa: F811
-    figures = proof.run_rotations(vault_dev, pg_server, mode="dual", group="e2e_proof", rotations=100,
-                                  min_interval=0.3, reread=0.02)
+    figures = proof.run_rotations(
+        vault_dev, pg_server, mode="dual", group="e2e_proof", rotations=100, min_interval=0.3, reread=0.02
+    )
     print("\nreal Vault\n" + proof.Figures.HEADER + "\n" + figures.line())
     assert figures.rotations == 100 and figures.failed == 0 and figures.logins > 500
 

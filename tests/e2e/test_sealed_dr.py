@@ -22,14 +22,22 @@ from ksecrets.sealing.certs import load_certificate
 from tests.e2e.harness import ROOT
 from tests.e2e.harness.gitops import apply_stack
 from tests.e2e.harness.sealed_secrets import (
-    KEY_LABEL, StackRepo, keygen, kubectl_secret_data, sealed_secret, secret_data, synced, wait_secret,
+    KEY_LABEL,
+    StackRepo,
+    keygen,
+    kubectl_secret_data,
+    sealed_secret,
+    secret_data,
+    synced,
+    wait_secret,
 )
 
 SCOPES = ("strict", "namespace-wide", "cluster-wide")
 
 
-def test_sealed_secrets_drill_new_api_server_restores_every_value(cluster_factory, sealed_controller_factory,
-                                                                     sealed_run_env, sealed_stack, e2e_dir):
+def test_sealed_secrets_drill_new_api_server_restores_every_value(
+    cluster_factory, sealed_controller_factory, sealed_run_env, sealed_stack, e2e_dir
+):
     """Old cluster: `ksecrets keygen` key, values sealed into the stack in all three scopes, the
     controller renews its key (now two keys), more values sealed with the renewed certificate,
     all applied and unsealed. Backup: the old cluster's key Secrets through `ksecrets backup`.
@@ -55,8 +63,10 @@ def test_sealed_secrets_drill_new_api_server_restores_every_value(cluster_factor
     def seal(name: str, scope: str) -> None:
         env = work / "env" / f"{name}.env"
         env.parent.mkdir(parents=True, exist_ok=True)
-        env.write_text(f"DATABASE_URL=postgres://app:{secrets.token_hex(10)}@db/app\nAPI_KEY={secrets.token_hex(16)}\n"
-                       f"NOTE=sealed with scope {scope}\n")
+        env.write_text(
+            f"DATABASE_URL=postgres://app:{secrets.token_hex(10)}@db/app\nAPI_KEY={secrets.token_hex(16)}\n"
+            f"NOTE=sealed with scope {scope}\n"
+        )
         env.chmod(0o600)
         repo.seal(name, env, namespace=ns, scope=scope)
         envs[name] = env
@@ -80,8 +90,9 @@ def test_sealed_secrets_drill_new_api_server_restores_every_value(cluster_factor
     expected = {n: kubectl_secret_data(old, n, ns, e) for n, e in envs.items()}
     for n in envs:
         wait_secret(old, ns, n, expected[n], proc=old_ctl.proc)
-    fps = {ss["metadata"]["annotations"]["ksecrets.io/sealing-certificate"]
-           for ss in (repo.sealed_secret(n) for n in envs)}
+    fps = {
+        ss["metadata"]["annotations"]["ksecrets.io/sealing-certificate"] for ss in (repo.sealed_secret(n) for n in envs)
+    }
     assert len(fps) == 2, f"the stack should hold values sealed for both keys: {fps}"
 
     # Backup, as the README says.
@@ -109,7 +120,9 @@ def test_sealed_secrets_drill_new_api_server_restores_every_value(cluster_factor
         if repo.sealed_secret(n)["metadata"]["annotations"]["ksecrets.io/sealing-certificate"] != renewed_fp:
             wait_secret(stale, ns, n, expected[n], proc=stale_ctl.proc)
             continue
-        stale.wait(f"{n}: refused with a stale backup", lambda n=n: (synced(stale, ns, n) or {}).get("status") == "False")
+        stale.wait(
+            f"{n}: refused with a stale backup", lambda n=n: (synced(stale, ns, n) or {}).get("status") == "False"
+        )
         assert "no key could decrypt secret" in synced(stale, ns, n)["message"]
         assert secret_data(stale, ns, n) is None
         refused += 1
@@ -132,10 +145,12 @@ def test_sealed_secrets_drill_new_api_server_restores_every_value(cluster_factor
     for n in envs:
         wait_secret(new, ns, n, expected[n], timeout=120, proc=new_ctl.proc)
     t_done = time.monotonic()
-    print(f"\nfigure: sealed-secrets DR: recovered {len(envs)} Secrets in {t_done - t0:.1f} s "
-          f"(new control plane {t_cluster - t0:.1f} s, restore+apply keys {t_restore - t_cluster:.1f} s, "
-          f"controller start {t_ctl - t_restore:.1f} s, stack apply {t_apply - t_ctl:.1f} s, "
-          f"unseal {t_done - t_apply:.1f} s); values lost: 0 of {sum(len(v) for v in expected.values())}")
+    print(
+        f"\nfigure: sealed-secrets DR: recovered {len(envs)} Secrets in {t_done - t0:.1f} s "
+        f"(new control plane {t_cluster - t0:.1f} s, restore+apply keys {t_restore - t_cluster:.1f} s, "
+        f"controller start {t_ctl - t_restore:.1f} s, stack apply {t_apply - t_ctl:.1f} s, "
+        f"unseal {t_done - t_apply:.1f} s); values lost: 0 of {sum(len(v) for v in expected.values())}"
+    )
 
     # Nothing lost, nothing refused, and sealing goes on with the same certificate.
     for n in envs:
@@ -143,9 +158,10 @@ def test_sealed_secrets_drill_new_api_server_restores_every_value(cluster_factor
         assert (synced(new, ns, n) or {}).get("status") == "True", synced(new, ns, n)
         assert sealed_secret(new, ns, n)["spec"]["encryptedData"] == repo.sealed_secret(n)["spec"]["encryptedData"]
     assert new_ctl.cert_pem() == renewed_cert == repo.cert_path.read_bytes()
-    assert sorted(s["metadata"]["name"] for s in new_ctl.key_secrets()) == \
-        sorted(d["metadata"]["name"] for d in json.loads(
-            repo.ksecrets("restore", "--backup", str(backup), "-o", "json").stdout)["items"])
+    assert sorted(s["metadata"]["name"] for s in new_ctl.key_secrets()) == sorted(
+        d["metadata"]["name"]
+        for d in json.loads(repo.ksecrets("restore", "--backup", str(backup), "-o", "json").stdout)["items"]
+    )
     assert not (new_ctl.metric("sealed_secrets_controller_unseal_errors_total") or 0)
     assert load_certificate(repo.cert_path).fingerprint in fps
     assert repo.errors == []

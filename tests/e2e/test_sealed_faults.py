@@ -78,14 +78,31 @@ def test_controller_killed_mid_flow_converges_with_no_value_lost(sealed):
     # The operator keeps working offline; what fails, fails in one line.
     empty_cert = repo.root / "fetched.pem"
     empty_cert.write_bytes(ctl.cert_pem() or b"")  # the dead controller answers nothing
-    res = repo.ksecrets("seal", "--cert", str(empty_cert), "--format", "yaml", expect_ok=False,
-                        input=cluster.kubectl("create", "secret", "generic", "x", "-n", ns, "--from-literal=a=b",
-                                              "--dry-run=client", "-o", "yaml").stdout)
+    res = repo.ksecrets(
+        "seal",
+        "--cert",
+        str(empty_cert),
+        "--format",
+        "yaml",
+        expect_ok=False,
+        input=cluster.kubectl(
+            "create", "secret", "generic", "x", "-n", ns, "--from-literal=a=b", "--dry-run=client", "-o", "yaml"
+        ).stdout,
+    )
     assert res.returncode == 2 and "fetched.pem" in res.stderr, res.stderr
     bad = envdir / "broken.env"
     bad.write_text("GOOD=1\nthis line has no equals sign and no such variable\n")
-    res = repo.ksecrets("seal", "--stack", sealed.stack, "--name", names[0], f"--from-env-file={bad}",
-                        "--namespace", ns, expect_ok=False)
+    res = repo.ksecrets(
+        "seal",
+        "--stack",
+        sealed.stack,
+        "--name",
+        names[0],
+        f"--from-env-file={bad}",
+        "--namespace",
+        ns,
+        expect_ok=False,
+    )
     assert res.returncode == 2 and "broken.env" in res.stderr, res.stderr
     third = seal_all(3)
     apply_stack(cluster, repo.k8s_dir)
@@ -101,12 +118,19 @@ def test_controller_killed_mid_flow_converges_with_no_value_lost(sealed):
         wait_secret(cluster, ns, n, third[n], timeout=120, proc=ctl.proc)
     converged = time.monotonic()
     for n in names:
-        cluster.wait(f"{n}: Synced=True at its latest generation", lambda n=n: (
-            (synced(cluster, ns, n) or {}).get("status") == "True"
-            and (sealed_secret(cluster, ns, n).get("status") or {}).get("observedGeneration")
-            == sealed_secret(cluster, ns, n)["metadata"]["generation"]), timeout=60)
-    print(f"figure: after the restart all {COUNT} Secrets converged in {converged - restarted:.2f} s "
-          f"({converged - killed_at:.2f} s after the first kill, including the offline work)")
+        cluster.wait(
+            f"{n}: Synced=True at its latest generation",
+            lambda n=n: (
+                (synced(cluster, ns, n) or {}).get("status") == "True"
+                and (sealed_secret(cluster, ns, n).get("status") or {}).get("observedGeneration")
+                == sealed_secret(cluster, ns, n)["metadata"]["generation"]
+            ),
+            timeout=60,
+        )
+    print(
+        f"figure: after the restart all {COUNT} Secrets converged in {converged - restarted:.2f} s "
+        f"({converged - killed_at:.2f} s after the first kill, including the offline work)"
+    )
     assert len(repo.errors) == 2 and all(e.startswith("ksecrets: ") and "\n" not in e for e in repo.errors)
     for n in names:  # the test's own objects go away (the garbage collector removes their Secrets)
         cluster.kubectl("delete", "sealedsecret", n, "-n", ns)
@@ -148,6 +172,8 @@ def test_api_server_restarted_mid_flow_converges(sealed):
     converged = time.monotonic()
     assert ctl.alive(), "the controller died with the API server instead of reconnecting"
     assert cluster.kcm is not None and cluster.kcm.alive(), "kube-controller-manager died with the API server"
-    print(f"\nfigure: API server down {back - stopped:.1f} s; the new value converged "
-          f"{converged - back:.2f} s after it was back")
+    print(
+        f"\nfigure: API server down {back - stopped:.1f} s; the new value converged "
+        f"{converged - back:.2f} s after it was back"
+    )
     cluster.kubectl("delete", "sealedsecret", name, "-n", ns)

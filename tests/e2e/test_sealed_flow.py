@@ -31,7 +31,11 @@ from ksecrets.sealing.certs import load_certificate
 from tests.e2e.harness import ROOT
 from tests.e2e.harness.gitops import apply_stack
 from tests.e2e.harness.sealed_secrets import (
-    kubectl_secret_data, secret_data, sealed_secret, synced, wait_secret,
+    kubectl_secret_data,
+    secret_data,
+    sealed_secret,
+    synced,
+    wait_secret,
 )
 
 ELSEWHERE = "ksecrets-e2e-elsewhere"
@@ -41,17 +45,19 @@ SCOPES = ("strict", "namespace-wide", "cluster-wide")
 def env_text(seed: str) -> str:
     """An env file with what kubectl's rules treat specially: comments, blank lines, leading
     whitespace, '=' and quotes in values, an empty value, UTF-8; fresh random values per run."""
-    return "\n".join([
-        "# the guide's app secrets",
-        f"DATABASE_URL=postgres://app:{seed}=x@db.example:5432/app?sslmode=require",
-        "",
-        f"   API_KEY=ak-{secrets.token_hex(16)}",
-        f'QUOTED="{secrets.token_urlsafe(12)}"',
-        "EMPTY=",
-        f"UNICODE=héllo wörld ✓ {secrets.token_hex(4)}",
-        f"TRAILING=value with trailing spaces {seed}   ",
-        "",
-    ])
+    return "\n".join(
+        [
+            "# the guide's app secrets",
+            f"DATABASE_URL=postgres://app:{seed}=x@db.example:5432/app?sslmode=require",
+            "",
+            f"   API_KEY=ak-{secrets.token_hex(16)}",
+            f'QUOTED="{secrets.token_urlsafe(12)}"',
+            "EMPTY=",
+            f"UNICODE=héllo wörld ✓ {secrets.token_hex(4)}",
+            f"TRAILING=value with trailing spaces {seed}   ",
+            "",
+        ]
+    )
 
 
 def write_env(path: Path, text: str) -> Path:
@@ -81,8 +87,10 @@ def flow(sealed):
     for scope in SCOPES:
         wait_secret(sealed.cluster, ns, names[scope], expected[scope], timeout=60, proc=sealed.controller.proc)
     done = time.monotonic()
-    print(f"\nfigure: sealed flow: apply {applied - started:.2f} s, controller unsealed 3 Secrets "
-          f"{done - applied:.2f} s after the apply returned")
+    print(
+        f"\nfigure: sealed flow: apply {applied - started:.2f} s, controller unsealed 3 Secrets "
+        f"{done - applied:.2f} s after the apply returned"
+    )
     return dict(repo=repo, ns=ns, names=names, envs=envs, expected=expected, results=results)
 
 
@@ -104,13 +112,21 @@ def test_controller_serves_the_stacks_certificate(sealed):
     assert len(keys) == 1 and yaml.safe_load(sealed.key_manifest)["metadata"]["name"] == keys[0]["metadata"]["name"]
 
     cluster = sealed.cluster
-    svc = {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "sealed-secrets-controller", "namespace": "kube-system"},
-           "spec": {"ports": [{"name": "http", "port": 8080, "targetPort": ctl.port}]}}
+    svc = {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": "sealed-secrets-controller", "namespace": "kube-system"},
+        "spec": {"ports": [{"name": "http", "port": 8080, "targetPort": ctl.port}]},
+    }
     cluster.apply([svc])
     r = cluster.raw("GET", "/api/v1/namespaces/kube-system/services/http:sealed-secrets-controller:/proxy/v1/cert.pem")
     assert r.status_code in (404, 503), (r.status_code, r.text[:200])  # no endpoint behind the Service
-    eps = {"apiVersion": "v1", "kind": "Endpoints", "metadata": {"name": "sealed-secrets-controller", "namespace": "kube-system"},
-           "subsets": [{"addresses": [{"ip": "127.0.0.1"}], "ports": [{"name": "http", "port": ctl.port}]}]}
+    eps = {
+        "apiVersion": "v1",
+        "kind": "Endpoints",
+        "metadata": {"name": "sealed-secrets-controller", "namespace": "kube-system"},
+        "subsets": [{"addresses": [{"ip": "127.0.0.1"}], "ports": [{"name": "http", "port": ctl.port}]}],
+    }
     res = cluster.apply([eps], check=False)
     assert res.returncode != 0 and "may not be in the loopback range" in res.stderr, res.stderr
     cluster.kubectl("delete", "-n", "kube-system", "service/sealed-secrets-controller")
@@ -132,8 +148,11 @@ def test_env_file_to_secret_in_all_three_scopes(sealed, flow):
         cond = synced(cluster, ns, name)
         assert cond and cond["status"] == "True", cond
         ss = sealed_secret(cluster, ns, name)
-        want_annotation = {"strict": None, "namespace-wide": "sealedsecrets.bitnami.com/namespace-wide",
-                           "cluster-wide": "sealedsecrets.bitnami.com/cluster-wide"}[scope]
+        want_annotation = {
+            "strict": None,
+            "namespace-wide": "sealedsecrets.bitnami.com/namespace-wide",
+            "cluster-wide": "sealedsecrets.bitnami.com/cluster-wide",
+        }[scope]
         if want_annotation:
             assert ss["metadata"]["annotations"].get(want_annotation) == "true"
     assert flow["repo"].errors == []
@@ -172,8 +191,11 @@ def test_changing_one_value_changes_only_that_key(sealed, flow):
 
 def _copy_to(ss: dict, namespace: str, name: str) -> dict:
     moved = copy.deepcopy(ss)
-    moved["metadata"] = {"name": name, "namespace": namespace,
-                         "annotations": dict(ss["metadata"].get("annotations") or {})}
+    moved["metadata"] = {
+        "name": name,
+        "namespace": namespace,
+        "annotations": dict(ss["metadata"].get("annotations") or {}),
+    }
     moved["spec"]["template"]["metadata"].update(name=name, namespace=namespace)
     return moved
 
@@ -187,8 +209,10 @@ def test_copied_sealed_secrets_unseal_only_where_their_scope_allows(sealed, flow
     SealedSecretsUnsealErrors alert reads) and set `condition_info` to -1 (SealedSecretNotSynced)."""
     cluster, ns, repo, ctl = sealed.cluster, flow["ns"], flow["repo"], sealed.controller
     cluster.ensure_namespace(ELSEWHERE)
-    errors_before = {n: ctl.metric("sealed_secrets_controller_unseal_errors_total", reason="unseal", namespace=n) or 0
-                     for n in (ns, ELSEWHERE)}
+    errors_before = {
+        n: ctl.metric("sealed_secrets_controller_unseal_errors_total", reason="unseal", namespace=n) or 0
+        for n in (ns, ELSEWHERE)
+    }
     cases = [  # (scope, namespace, name, unseals?)
         ("strict", ELSEWHERE, flow["names"]["strict"], False),
         ("strict", ns, "renamed-strict", False),
@@ -207,13 +231,18 @@ def test_copied_sealed_secrets_unseal_only_where_their_scope_allows(sealed, flow
         cond = synced(cluster, where, name)
         assert "no key could decrypt secret" in cond["message"], f"{label}: {cond}"
         assert secret_data(cluster, where, name) is None, f"{label}: a Secret was written"
-        assert ctl.metric("sealed_secrets_controller_condition_info", namespace=where, name=name,
-                          condition="Synced") == -1, label
+        assert (
+            ctl.metric("sealed_secrets_controller_condition_info", namespace=where, name=name, condition="Synced") == -1
+        ), label
     refused = {n: sum(1 for _, w, _, ok in cases if w == n and not ok) for n in (ns, ELSEWHERE)}
     for n, count in refused.items():
-        cluster.wait(f"unseal_errors_total{{reason=unseal,namespace={n}}} +{count}", lambda n=n, count=count: (
-            ctl.metric("sealed_secrets_controller_unseal_errors_total", reason="unseal", namespace=n) or 0)
-            >= errors_before[n] + count)
+        cluster.wait(
+            f"unseal_errors_total{{reason=unseal,namespace={n}}} +{count}",
+            lambda n=n, count=count: (
+                (ctl.metric("sealed_secrets_controller_unseal_errors_total", reason="unseal", namespace=n) or 0)
+                >= errors_before[n] + count
+            ),
+        )
     # The originals were not disturbed.
     for scope in SCOPES:
         assert secret_data(cluster, ns, flow["names"][scope]) == flow["expected"][scope]
@@ -228,7 +257,9 @@ def _samples(text: str, metric: str) -> list[tuple[dict[str, str], float]]:
     for line in text.splitlines():
         m = re.match(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)\{([^}]*)\}\s+(\S+)$", line)
         if m and m.group(1) == metric:
-            out.append((dict(re.findall(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"', m.group(2))), float(m.group(3))))
+            out.append(
+                (dict(re.findall(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"', m.group(2))), float(m.group(3)))
+            )
     return out
 
 
@@ -257,8 +288,9 @@ def test_the_controllers_real_metrics_fire_the_stacks_alerts(sealed, flow, tmp_p
 
     inputs = []
     for labels, value in _samples(flow["scrape"], "sealed_secrets_controller_unseal_errors_total"):
-        inputs.append({"series": series("sealed_secrets_controller_unseal_errors_total", labels),
-                       "values": f"0x5 {value:g}x20"})
+        inputs.append(
+            {"series": series("sealed_secrets_controller_unseal_errors_total", labels), "values": f"0x5 {value:g}x20"}
+        )
     conditions = _samples(flow["scrape"], "sealed_secrets_controller_condition_info")
     for labels, value in conditions:
         inputs.append({"series": series("sealed_secrets_controller_condition_info", labels), "values": f"{value:g}x25"})
@@ -271,13 +303,25 @@ def test_the_controllers_real_metrics_fire_the_stacks_alerts(sealed, flow, tmp_p
         render = lambda t: re.sub(r"\{\{\s*\$labels\.(\w+)\s*\}\}", lambda m: labels[m.group(1)], t)  # noqa: E731
         return {"exp_labels": labels, "exp_annotations": {k: render(v) for k, v in r["annotations"].items()}}
 
-    unseal = [expect("SealedSecretsUnsealErrors", exported_namespace=n, reason="unseal")
-              for n in sorted({w for w, _ in flow["refused"]})]
+    unseal = [
+        expect("SealedSecretsUnsealErrors", exported_namespace=n, reason="unseal")
+        for n in sorted({w for w, _ in flow["refused"]})
+    ]
     not_synced = [expect("SealedSecretNotSynced", exported_namespace=w, name=n) for w, n in sorted(flow["refused"])]
-    tests = {"rule_files": ["rules.yaml"], "evaluation_interval": "1m", "tests": [{
-        "interval": "1m", "input_series": inputs,
-        "alert_rule_test": [{"alertname": "SealedSecretsUnsealErrors", "eval_time": "15m", "exp_alerts": unseal},
-                            {"alertname": "SealedSecretNotSynced", "eval_time": "15m", "exp_alerts": not_synced}]}]}
+    tests = {
+        "rule_files": ["rules.yaml"],
+        "evaluation_interval": "1m",
+        "tests": [
+            {
+                "interval": "1m",
+                "input_series": inputs,
+                "alert_rule_test": [
+                    {"alertname": "SealedSecretsUnsealErrors", "eval_time": "15m", "exp_alerts": unseal},
+                    {"alertname": "SealedSecretNotSynced", "eval_time": "15m", "exp_alerts": not_synced},
+                ],
+            }
+        ],
+    }
     assert ns in {w for w, _ in flow["refused"]}
     (tmp_path / "tests.yaml").write_text(yaml.safe_dump(tests))
     done = subprocess.run([promtool, "test", "rules", "tests.yaml"], cwd=tmp_path, capture_output=True, text=True)
@@ -300,8 +344,9 @@ def test_after_a_key_renewal_reseal_output_unseals_with_the_new_key(sealed, flow
     assert len(ctl.key_secrets()) == 2
     new_pem = repo.root / "certs" / f"{sealed.stack}-renewed.pem"
     new_pem.write_bytes(new_cert)
-    res = repo.ksecrets("reseal", "--stack", sealed.stack, "--backup", str(sealed.backup), "--cert", str(new_pem),
-                        "--set-certificate")
+    res = repo.ksecrets(
+        "reseal", "--stack", sealed.stack, "--backup", str(sealed.backup), "--cert", str(new_pem), "--set-certificate"
+    )
     assert "re-sealed 3 Secret(s)" in res.stderr, res.stderr
     repo.export()
     fp = load_certificate(new_pem).fingerprint
@@ -330,9 +375,12 @@ def test_after_a_key_renewal_reseal_output_unseals_with_the_new_key(sealed, flow
         name = flow["names"][scope]
         # The controller recreates a deleted managed Secret (it watches them) from the resealed data.
         wait_secret(cluster, ns, name, flow["expected"][scope], timeout=60, proc=ctl.proc)
-        cluster.wait(f"{name}: Synced=True at the new generation", lambda name=name: (
-            (synced(cluster, ns, name) or {}).get("status") == "True"
-            and sealed_secret(cluster, ns, name).get("status", {}).get("observedGeneration")
-            == sealed_secret(cluster, ns, name)["metadata"]["generation"]))
+        cluster.wait(
+            f"{name}: Synced=True at the new generation",
+            lambda name=name: (
+                (synced(cluster, ns, name) or {}).get("status") == "True"
+                and sealed_secret(cluster, ns, name).get("status", {}).get("observedGeneration")
+                == sealed_secret(cluster, ns, name)["metadata"]["generation"]
+            ),
+        )
     assert len(repo.errors) == len(SCOPES)  # the three expected refusals above, one line each
-

@@ -27,10 +27,16 @@ def test_the_key_backup_lists_exactly_the_key_secrets_and_nothing_more(cluster, 
     (tmp_path / "certs").mkdir()
     (tmp_path / "certs/staging.pem").write_bytes((ROOT / "certs/staging.pem").read_bytes())
     (tmp_path / "certs/staging-keybackup.pub").write_bytes(keybackup.public_pem(offline))
-    text = (ROOT / "Pulumi.staging.yaml").read_text().replace(
-        "    certificate: certs/staging.pem\n",
-        "    certificate: certs/staging.pem\n    keyBackup:\n      publicKey: certs/staging-keybackup.pub\n"
-        "      image: registry.test/ksecrets-keybackup:0.1.0\n", 1)
+    text = (
+        (ROOT / "Pulumi.staging.yaml")
+        .read_text()
+        .replace(
+            "    certificate: certs/staging.pem\n",
+            "    certificate: certs/staging.pem\n    keyBackup:\n      publicKey: certs/staging-keybackup.pub\n"
+            "      image: registry.test/ksecrets-keybackup:0.1.0\n",
+            1,
+        )
+    )
     assert "keyBackup" in text
     (tmp_path / "Pulumi.staging.yaml").write_text(text)
     cfg = load_stack("staging", tmp_path)
@@ -39,8 +45,12 @@ def test_the_key_backup_lists_exactly_the_key_secrets_and_nothing_more(cluster, 
 
     pairs = [generate_key_and_cert(2048, dt.timedelta(days=3650)) for _ in range(2)]
     keys = [tls_secret_manifest(k, c, name=f"sealed-secrets-key{n}") for (k, c), n in zip(pairs, ("e2eaa", "e2ebb"))]
-    other = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "not-a-key", "namespace": "kube-system"},
-             "stringData": {"x": "not a key"}}
+    other = {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": "not-a-key", "namespace": "kube-system"},
+        "stringData": {"x": "not a key"},
+    }
     cluster.kubectl("apply", "-f", "-", input=yaml.safe_dump_all([*keys, other]))
 
     user = sa_user(kb_manifests.NAME, "kube-system")
@@ -54,8 +64,18 @@ def test_the_key_backup_lists_exactly_the_key_secrets_and_nothing_more(cluster, 
     pub = tmp_path / "public.pem"
     pub.write_bytes(keybackup.public_pem(offline))
     out = tmp_path / "backups"
-    argv = ["--namespace", "kube-system", "--public-key", str(pub), "--dir", str(out), "--token-file", str(token),
-            "--ca-file", str(cluster.ca.cert_path)]
+    argv = [
+        "--namespace",
+        "kube-system",
+        "--public-key",
+        str(pub),
+        "--dir",
+        str(out),
+        "--token-file",
+        str(token),
+        "--ca-file",
+        str(cluster.ca.cert_path),
+    ]
     assert keybackup.main(argv, {"KSECRETS_KUBE_API": cluster.server}) == 0
     files = sorted(p.name for p in out.iterdir())
     assert files == ["sealed-secrets-keye2eaa.kskey", "sealed-secrets-keye2ebb.kskey"]  # not-a-key has no label

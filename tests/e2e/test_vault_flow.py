@@ -54,11 +54,13 @@ API_KEY = "ak-e2e-first-value-0123456789"
 
 # --- helpers ----------------------------------------------------------------------------------
 
+
 def ksecrets(*args: str, env: dict[str, str], home: Path, timeout: float = 120) -> subprocess.CompletedProcess:
     """The real CLI in a subprocess, with only the environment given (no ~/.vault-token)."""
     full = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(home), **env}
-    return subprocess.run([sys.executable, "-m", "ksecrets", *args], env=full, capture_output=True, text=True,
-                          timeout=timeout, cwd=ROOT)
+    return subprocess.run(
+        [sys.executable, "-m", "ksecrets", *args], env=full, capture_output=True, text=True, timeout=timeout, cwd=ROOT
+    )
 
 
 def secret_data(cluster, namespace: str, name: str) -> dict[str, str] | None:
@@ -74,8 +76,9 @@ def app_values(data: dict[str, str] | None) -> dict[str, str] | None:
 
 
 def kv_read(vault: DevVault, path: str = "my-app") -> dict:
-    return vault.client().secrets.kv.v2.read_secret_version(path=path, mount_point="secret",
-                                                           raise_on_deleted_version=True)["data"]
+    return vault.client().secrets.kv.v2.read_secret_version(
+        path=path, mount_point="secret", raise_on_deleted_version=True
+    )["data"]
 
 
 def one_line_error(res: subprocess.CompletedProcess, prefix: str) -> str:
@@ -85,6 +88,7 @@ def one_line_error(res: subprocess.CompletedProcess, prefix: str) -> str:
 
 
 # --- the stack, Vault, the cluster and the operator ---------------------------------------------
+
 
 @pytest.fixture(scope="module")
 def bins():
@@ -138,18 +142,41 @@ def bootstrapped(kcluster, vault, repo, e2e_dir):
     # The chart's server.authDelegator: Vault's ServiceAccount may create TokenReviews.
     kcluster.ensure_namespace("vault")
     kcluster.ensure_service_account("vault", "vault")
-    kcluster.apply([{"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
-                     "metadata": {"name": "vault-server-binding"},
-                     "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
-                                 "name": "system:auth-delegator"},
-                     "subjects": [{"kind": "ServiceAccount", "name": "vault", "namespace": "vault"}]}])
+    kcluster.apply(
+        [
+            {
+                "apiVersion": "rbac.authorization.k8s.io/v1",
+                "kind": "ClusterRoleBinding",
+                "metadata": {"name": "vault-server-binding"},
+                "roleRef": {
+                    "apiGroup": "rbac.authorization.k8s.io",
+                    "kind": "ClusterRole",
+                    "name": "system:auth-delegator",
+                },
+                "subjects": [{"kind": "ServiceAccount", "name": "vault", "namespace": "vault"}],
+            }
+        ]
+    )
     jwt = e2e_dir / "vault-flow" / "reviewer.jwt"
     jwt.write_text(kcluster.token("vault", "vault", seconds=86400))
     jwt.chmod(0o600)
-    vault.client().sys.enable_audit_device("file", path="file",
-                                           options={"file_path": str(e2e_dir / "vault-flow" / "audit.log")})
-    args = ("vault", "bootstrap", "--stack", "production", "--root", str(repo), "--kube-host", kcluster.server,
-            "--kube-ca-file", str(kcluster.ca.cert_path), "--token-reviewer-jwt-file", str(jwt))
+    vault.client().sys.enable_audit_device(
+        "file", path="file", options={"file_path": str(e2e_dir / "vault-flow" / "audit.log")}
+    )
+    args = (
+        "vault",
+        "bootstrap",
+        "--stack",
+        "production",
+        "--root",
+        str(repo),
+        "--kube-host",
+        kcluster.server,
+        "--kube-ca-file",
+        str(kcluster.ca.cert_path),
+        "--token-reviewer-jwt-file",
+        str(jwt),
+    )
     first = ksecrets(*args, env=vault.env(), home=repo)
     second = ksecrets(*args, env=vault.env(), home=repo)
     return first, second
@@ -160,8 +187,16 @@ def applied(kcluster, operator, vault, repo, bootstrapped):
     """The exported stack applied in Flux's order, with the CA Secret README asks for beside the
     VaultConnection. Nothing is in Vault yet: the operator waits for `vault push`."""
     kcluster.ensure_namespace(VSO_NAMESPACE)
-    kcluster.apply([{"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "vault-ca", "namespace": VSO_NAMESPACE},
-                     "stringData": {"ca.crt": vault.ca.read_text()}}])
+    kcluster.apply(
+        [
+            {
+                "apiVersion": "v1",
+                "kind": "Secret",
+                "metadata": {"name": "vault-ca", "namespace": VSO_NAMESPACE},
+                "stringData": {"ca.crt": vault.ca.read_text()},
+            }
+        ]
+    )
 
     return apply_stack(kcluster, repo / "k8s" / "production")
 
@@ -171,11 +206,24 @@ def pushed(applied, kcluster, vault, repo, tmp_path_factory):
     env_file = tmp_path_factory.mktemp("env") / ".env.production"
     env_file.write_text(f"DATABASE_URL={DB_URL}\nAPI_KEY={API_KEY}\n")
     started = time.monotonic()
-    res = ksecrets("vault", "push", "--stack", "production", "--path", "my-app", "--from-env-file", str(env_file),
-                   env=vault.env(), home=repo)
+    res = ksecrets(
+        "vault",
+        "push",
+        "--stack",
+        "production",
+        "--path",
+        "my-app",
+        "--from-env-file",
+        str(env_file),
+        env=vault.env(),
+        home=repo,
+    )
     assert res.returncode == 0, res.stderr
-    wait_for("the operator's Secret with the pushed values", lambda: app_values(
-        secret_data(kcluster, APP_NS, SECRET)) == {"DATABASE_URL": DB_URL, "API_KEY": API_KEY}, 120)
+    wait_for(
+        "the operator's Secret with the pushed values",
+        lambda: app_values(secret_data(kcluster, APP_NS, SECRET)) == {"DATABASE_URL": DB_URL, "API_KEY": API_KEY},
+        120,
+    )
     sync = time.monotonic() - started
     print(f"\nvault flow: push -> Secret written by the operator in {sync:.1f} s")
     return res, env_file
@@ -183,13 +231,16 @@ def pushed(applied, kcluster, vault, repo, tmp_path_factory):
 
 # --- tests ------------------------------------------------------------------------------------
 
+
 def test_bootstrap_configures_the_real_vault_against_the_real_api_server(bootstrapped, vault, kcluster):
     """Real Vault state after `ksecrets vault bootstrap --stack production`, run twice."""
     first, second = bootstrapped
     assert first.returncode == 0, first.stderr
     assert first.stderr == ""
-    reviewer = (f"changed: auth kubernetes/config (host {kcluster.server}, "
-                "token reviewer JWT: write-only, written on every run)")
+    reviewer = (
+        f"changed: auth kubernetes/config (host {kcluster.server}, "
+        "token reviewer JWT: write-only, written on every run)"
+    )
     # A dev server mounts kv-v2 at secret/ itself; bootstrap finds it as configured and keeps it.
     assert first.stdout.splitlines() == [
         "changed: auth method kubernetes/ (kubernetes)",
@@ -210,8 +261,12 @@ def test_bootstrap_configures_the_real_vault_against_the_real_api_server(bootstr
     assert config["kubernetes_host"] == kcluster.server and config["token_reviewer_jwt_set"] is True
     assert config["kubernetes_ca_cert"].strip() == kcluster.ca.cert_path.read_text().strip()
     role = c.read("auth/kubernetes/role/my-app")["data"]
-    assert (role["bound_service_account_names"], role["bound_service_account_namespaces"], role["audience"],
-            role["token_policies"]) == (["my-app"], ["my-app"], "vault", ["ksecrets-my-app"])
+    assert (
+        role["bound_service_account_names"],
+        role["bound_service_account_namespaces"],
+        role["audience"],
+        role["token_policies"],
+    ) == (["my-app"], ["my-app"], "vault", ["ksecrets-my-app"])
     assert c.sys.read_acl_policy("ksecrets-my-app")["data"]["policy"].count("path ") == 1
     assert 'path "secret/data/my-app"' in c.sys.read_acl_policy("ksecrets-my-app-rotator")["data"]["policy"]
 
@@ -228,12 +283,12 @@ def test_kubernetes_login_is_checked_by_the_real_token_review(bootstrapped, kclu
     with pytest.raises(hvac.exceptions.Forbidden):
         app.secrets.kv.v2.create_or_update_secret(path="my-app", secret={"X": "y"}, mount_point="secret")
     with pytest.raises(hvac.exceptions.Forbidden):
-        app.secrets.kv.v2.read_secret_version(path="other-app", mount_point="secret",
-                                              raise_on_deleted_version=True)
+        app.secrets.kv.v2.read_secret_version(path="other-app", mount_point="secret", raise_on_deleted_version=True)
     for sa, audiences in (("default", ("vault",)), ("my-app", ("https://kubernetes.default.svc.cluster.local",))):
         with pytest.raises((hvac.exceptions.Forbidden, hvac.exceptions.InvalidRequest)):
-            vault.client(token=None).auth.kubernetes.login(role="my-app",
-                                                           jwt=kcluster.token(sa, APP_NS, audiences=audiences))
+            vault.client(token=None).auth.kubernetes.login(
+                role="my-app", jwt=kcluster.token(sa, APP_NS, audiences=audiences)
+            )
 
 
 def test_push_then_the_real_operator_writes_the_secret(pushed, kcluster, vault):
@@ -264,8 +319,14 @@ def _rotator_env(repo: Path, kcluster, vault: DevVault, workdir: Path) -> tuple[
     projected = next(v for v in pod["volumes"] if v["name"] == "vault-token")["projected"]["sources"][0]
     token_src = projected["serviceAccountToken"]
     token = workdir / "rotator-token"
-    token.write_text(kcluster.token(pod["serviceAccountName"], APP_NS, audiences=(token_src["audience"],),
-                                    seconds=token_src["expirationSeconds"]))
+    token.write_text(
+        kcluster.token(
+            pod["serviceAccountName"],
+            APP_NS,
+            audiences=(token_src["audience"],),
+            seconds=token_src["expirationSeconds"],
+        )
+    )
     env = {e["name"]: e["value"] for e in container["env"]}
     assert env["VAULT_ADDR"] == vault.address
     env["KSECRETS_VAULT_TOKEN_FILE"] = str(token)
@@ -279,10 +340,18 @@ def test_rotation_new_version_secret_updated_deployment_restarted(pushed, kclust
     version 2; the operator updates the Secret within refreshAfter (60 s) and stamps the Deployment,
     and kube-controller-manager makes a new ReplicaSet for the new pod template."""
     args, env = _rotator_env(repo, kcluster, vault, e2e_dir / "vault-flow")
-    rs_before = {rs["metadata"]["name"] for rs in kcluster.get(f"/apis/apps/v1/namespaces/{APP_NS}/replicasets")["items"]}
+    rs_before = {
+        rs["metadata"]["name"] for rs in kcluster.get(f"/apis/apps/v1/namespaces/{APP_NS}/replicasets")["items"]
+    }
     started = time.monotonic()
-    res = subprocess.run([sys.executable, "-m", "ksecrets.rotate", *args], capture_output=True, text=True,
-                         timeout=120, env={"PATH": os.environ.get("PATH", ""), "HOME": str(repo), **env}, cwd=ROOT)
+    res = subprocess.run(
+        [sys.executable, "-m", "ksecrets.rotate", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={"PATH": os.environ.get("PATH", ""), "HOME": str(repo), **env},
+        cwd=ROOT,
+    )
     assert res.returncode == 0, res.stderr
     assert "logged in to Vault" in res.stderr and "my-app-rotator" in res.stderr
     latest = kv_read(vault)
@@ -291,9 +360,11 @@ def test_rotation_new_version_secret_updated_deployment_restarted(pushed, kclust
     assert new_key != API_KEY and len(new_key) == 32 and latest["data"]["DATABASE_URL"] == DB_URL
     assert new_key not in res.stdout + res.stderr
 
-    wait_for("the operator's Secret with the rotated value",
-             lambda: app_values(secret_data(kcluster, APP_NS, SECRET)) == {"DATABASE_URL": DB_URL, "API_KEY": new_key},
-             150)
+    wait_for(
+        "the operator's Secret with the rotated value",
+        lambda: app_values(secret_data(kcluster, APP_NS, SECRET)) == {"DATABASE_URL": DB_URL, "API_KEY": new_key},
+        150,
+    )
     synced = time.monotonic() - started
 
     def restarted() -> bool:
@@ -305,27 +376,33 @@ def test_rotation_new_version_secret_updated_deployment_restarted(pushed, kclust
 
     def new_replicaset() -> bool:
         items = kcluster.get(f"/apis/apps/v1/namespaces/{APP_NS}/replicasets")["items"]
-        return any(rs["metadata"]["name"] not in rs_before and RESTARTED_AT in
-                   (rs["spec"]["template"]["metadata"].get("annotations") or {}) for rs in items)
+        return any(
+            rs["metadata"]["name"] not in rs_before
+            and RESTARTED_AT in (rs["spec"]["template"]["metadata"].get("annotations") or {})
+            for rs in items
+        )
 
     wait_for("a new ReplicaSet for the restarted template", new_replicaset, 60)
-    print(f"\nvault flow: rotation -> Secret updated in {synced:.1f} s, Deployment stamped at {stamped:.1f} s "
-          f"(refreshAfter 60s)")
+    print(
+        f"\nvault flow: rotation -> Secret updated in {synced:.1f} s, Deployment stamped at {stamped:.1f} s "
+        f"(refreshAfter 60s)"
+    )
 
     # The rotator's token may write exactly its app's path, nothing else.
     rot = vault.client(token=None)
     rot.auth.kubernetes.login(role="my-app-rotator", jwt=Path(env["KSECRETS_VAULT_TOKEN_FILE"]).read_text())
-    for call in (lambda: rot.secrets.kv.v2.read_secret_version(path="other-app", mount_point="secret",
-                                                             raise_on_deleted_version=True),
-                 lambda: rot.secrets.kv.v2.create_or_update_secret(path="other-app", secret={"a": "b"},
-                                                                   mount_point="secret"),
-                 lambda: rot.sys.list_acl_policies()):
+    for call in (
+        lambda: rot.secrets.kv.v2.read_secret_version(
+            path="other-app", mount_point="secret", raise_on_deleted_version=True
+        ),
+        lambda: rot.secrets.kv.v2.create_or_update_secret(path="other-app", secret={"a": "b"}, mount_point="secret"),
+        lambda: rot.sys.list_acl_policies(),
+    ):
         with pytest.raises(hvac.exceptions.Forbidden):
             call()
 
 
-def test_sealed_vault_mid_flow_loses_nothing_and_errors_are_one_line(pushed, kcluster, vault, repo, operator,
-                                                                      e2e_dir):
+def test_sealed_vault_mid_flow_loses_nothing_and_errors_are_one_line(pushed, kcluster, vault, repo, operator, e2e_dir):
     """Vault sealed (real `sys/seal`) while a change is pending: `ksecrets vault push` and the
     rotator fail with one line each (README's sealed message), the operator keeps the Secret it
     has; after the real unseal the same push succeeds and the operator converges on it."""
@@ -340,14 +417,22 @@ def test_sealed_vault_mid_flow_loses_nothing_and_errors_are_one_line(pushed, kcl
     assert res.returncode == 1 and res.stdout == ""  # a Vault refusal: exit 1, nothing changed
     assert one_line_error(res, "ksecrets: ") == (
         f"ksecrets: Vault {vault.address}: secret/data/my-app: Vault is sealed "
-        "(unseal it: `vault operator unseal` on each pod)")
+        "(unseal it: `vault operator unseal` on each pod)"
+    )
     args, env = _rotator_env(repo, kcluster, vault, e2e_dir / "vault-flow")
-    rot = subprocess.run([sys.executable, "-m", "ksecrets.rotate", *args], capture_output=True, text=True, timeout=60,
-                         env={"PATH": os.environ.get("PATH", ""), "HOME": str(repo), **env}, cwd=ROOT)
+    rot = subprocess.run(
+        [sys.executable, "-m", "ksecrets.rotate", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={"PATH": os.environ.get("PATH", ""), "HOME": str(repo), **env},
+        cwd=ROOT,
+    )
     assert rot.returncode == 1
     assert one_line_error(rot, "ksecrets.rotate: ") == (
         f"ksecrets.rotate: Vault {vault.address}: auth/kubernetes/login: Vault is sealed "
-        "(unseal it: `vault operator unseal` on each pod)")
+        "(unseal it: `vault operator unseal` on each pod)"
+    )
     # While sealed the operator cannot read; the Secret it wrote stays as it was.
     time.sleep(5)
     assert app_values(secret_data(kcluster, APP_NS, SECRET)) == before
@@ -360,8 +445,11 @@ def test_sealed_vault_mid_flow_loses_nothing_and_errors_are_one_line(pushed, kcl
     assert latest["metadata"]["version"] == version_before + 1
     # API_KEY is rotated, so push keeps Vault's value (README): only DATABASE_URL changed.
     assert latest["data"] == {**before, "DATABASE_URL": changed_url}
-    wait_for("the operator converged after unseal", lambda: app_values(
-        secret_data(kcluster, APP_NS, SECRET)) == latest["data"], 150)
+    wait_for(
+        "the operator converged after unseal",
+        lambda: app_values(secret_data(kcluster, APP_NS, SECRET)) == latest["data"],
+        150,
+    )
     print(f"\nvault flow: unseal -> Secret converged in {time.monotonic() - unsealed:.1f} s")
 
 
@@ -371,8 +459,12 @@ def test_operator_killed_mid_flow_converges_after_restart(pushed, kcluster, vaul
     operator.proc.kill()
     c = vault.client()
     current = kv_read(vault)
-    c.secrets.kv.v2.create_or_update_secret(path="my-app", mount_point="secret", cas=current["metadata"]["version"],
-                                            secret={**current["data"], "DATABASE_URL": DB_URL + "?sslmode=require"})
+    c.secrets.kv.v2.create_or_update_secret(
+        path="my-app",
+        mount_point="secret",
+        cas=current["metadata"]["version"],
+        secret={**current["data"], "DATABASE_URL": DB_URL + "?sslmode=require"},
+    )
     want = kv_read(vault)["data"]
     started = time.monotonic()
     operator.start()
@@ -394,23 +486,60 @@ def test_migrate_a_sealed_stack_to_vault_loses_no_value(kcluster, e2e_dir, bins,
         shutil.copy2(ROOT / "Pulumi.staging.yaml", root / "Pulumi.staging.yaml")
         backup = tmp_path / "staging.ksbackup"
         env = {"KSECRETS_BACKUP_PASSPHRASE": "e2e-backup-passphrase-0123456789"}
-        res = ksecrets("keygen", "--stack", "staging", "--force", "--backup-file", str(backup), "--root", str(root),
-                       env=env, home=tmp_path)
+        res = ksecrets(
+            "keygen",
+            "--stack",
+            "staging",
+            "--force",
+            "--backup-file",
+            str(backup),
+            "--root",
+            str(root),
+            env=env,
+            home=tmp_path,
+        )
         assert res.returncode == 0, res.stderr
         env_file = tmp_path / ".env.staging"
-        env_file.write_text("DATABASE_URL=postgres://app:s3cr=t with spaces@db:5432/app?x=1\n"
-                            "# a comment\nAPI_KEY=ak-staging-ünïcode-0123\nEMPTY=\n")
-        res = ksecrets("seal", "--stack", "staging", "--name", "my-app-secrets", "--from-env-file", str(env_file),
-                       "--root", str(root), env=env, home=tmp_path)
+        env_file.write_text(
+            "DATABASE_URL=postgres://app:s3cr=t with spaces@db:5432/app?x=1\n"
+            "# a comment\nAPI_KEY=ak-staging-ünïcode-0123\nEMPTY=\n"
+        )
+        res = ksecrets(
+            "seal",
+            "--stack",
+            "staging",
+            "--name",
+            "my-app-secrets",
+            "--from-env-file",
+            str(env_file),
+            "--root",
+            str(root),
+            env=env,
+            home=tmp_path,
+        )
         assert res.returncode == 0, res.stderr
         # The oracle: what kubectl itself makes of the env file.
-        made = json.loads(kcluster.kubectl("create", "secret", "generic", "x", f"--from-env-file={env_file}",
-                                           "--dry-run=client", "-o", "json").stdout)
+        made = json.loads(
+            kcluster.kubectl(
+                "create", "secret", "generic", "x", f"--from-env-file={env_file}", "--dry-run=client", "-o", "json"
+            ).stdout
+        )
         expected = {k: base64.b64decode(v).decode() for k, v in made["data"].items()}
         assert set(expected) == {"DATABASE_URL", "API_KEY", "EMPTY"}
 
-        res = ksecrets("migrate", "--stack", "staging", "--to", "vault", "--backup", str(backup), "--root", str(root),
-                       env={**env, **vault.env()}, home=tmp_path)
+        res = ksecrets(
+            "migrate",
+            "--stack",
+            "staging",
+            "--to",
+            "vault",
+            "--backup",
+            str(backup),
+            "--root",
+            str(root),
+            env={**env, **vault.env()},
+            home=tmp_path,
+        )
         assert res.returncode == 0, res.stderr
         assert "backend switched to vault" in res.stdout
         assert not any(v and v in res.stdout + res.stderr for v in expected.values())
@@ -424,23 +553,50 @@ def test_migrate_a_sealed_stack_to_vault_loses_no_value(kcluster, e2e_dir, bins,
 
         kcluster.ensure_namespace("vault")
         kcluster.ensure_service_account("vault", "vault")
-        kcluster.apply([{"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
-                         "metadata": {"name": "vault-server-binding"},
-                         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
-                                     "name": "system:auth-delegator"},
-                         "subjects": [{"kind": "ServiceAccount", "name": "vault", "namespace": "vault"}]}])
+        kcluster.apply(
+            [
+                {
+                    "apiVersion": "rbac.authorization.k8s.io/v1",
+                    "kind": "ClusterRoleBinding",
+                    "metadata": {"name": "vault-server-binding"},
+                    "roleRef": {
+                        "apiGroup": "rbac.authorization.k8s.io",
+                        "kind": "ClusterRole",
+                        "name": "system:auth-delegator",
+                    },
+                    "subjects": [{"kind": "ServiceAccount", "name": "vault", "namespace": "vault"}],
+                }
+            ]
+        )
         jwt = tmp_path / "reviewer.jwt"
         jwt.write_text(kcluster.token("vault", "vault"))
         vault.client().sys.enable_audit_device("file", path="file", options={"file_path": "discard"})
-        res = ksecrets("vault", "bootstrap", "--stack", "staging", "--root", str(root), "--kube-host", kcluster.server,
-                       "--kube-ca-file", str(kcluster.ca.cert_path), "--token-reviewer-jwt-file", str(jwt),
-                       env=vault.env(), home=tmp_path)
+        res = ksecrets(
+            "vault",
+            "bootstrap",
+            "--stack",
+            "staging",
+            "--root",
+            str(root),
+            "--kube-host",
+            kcluster.server,
+            "--kube-ca-file",
+            str(kcluster.ca.cert_path),
+            "--token-reviewer-jwt-file",
+            str(jwt),
+            env=vault.env(),
+            home=tmp_path,
+        )
         assert res.returncode == 0, res.stderr
         kcluster.ensure_namespace(APP_NS)
         kcluster.ensure_service_account("my-app", APP_NS)
         app = vault.client(token=None)
         app.auth.kubernetes.login(role="my-app", jwt=kcluster.token("my-app", APP_NS, audiences=("vault",)))
-        assert app.secrets.kv.v2.read_secret_version(path="my-app", mount_point="secret",
-                                                     raise_on_deleted_version=True)["data"]["data"] == expected
+        assert (
+            app.secrets.kv.v2.read_secret_version(path="my-app", mount_point="secret", raise_on_deleted_version=True)[
+                "data"
+            ]["data"]
+            == expected
+        )
     finally:
         vault.stop()

@@ -50,9 +50,12 @@ def _write_values(client: hvac.Client, prefix: str, count: int = VALUES) -> dict
 
 
 def _read_all(client: hvac.Client, written: dict[str, dict[str, str]]) -> dict[str, dict[str, str]]:
-    return {path: client.secrets.kv.v2.read_secret_version(path=path, mount_point="secret",
-                                                          raise_on_deleted_version=True)["data"]["data"]
-            for path in written}
+    return {
+        path: client.secrets.kv.v2.read_secret_version(path=path, mount_point="secret", raise_on_deleted_version=True)[
+            "data"
+        ]["data"]
+        for path in written
+    }
 
 
 def test_the_exported_config_is_tls_with_retry_join_to_every_peer():
@@ -92,9 +95,11 @@ def test_exported_raft_config_forms_a_cluster_and_survives_the_leader(e2e_dir, v
         c.secrets.kv.v2.create_or_update_secret(path="ha/after-failover", secret={"K": "v"}, mount_point="secret")
         other = next(n for n in left if n is not new_leader)
         assert _read_all(cluster.client(other), {"ha/after-failover": {}}) == {"ha/after-failover": {"K": "v"}}
-        print(f"\nvault HA: cluster formed (3 voters) in {formed:.1f} s; leader {leader.name} killed -> "
-              f"{new_leader.name} elected in {elected:.1f} s, serving reads {serving:.1f} s after the kill; "
-              f"{len(written)} values read back")
+        print(
+            f"\nvault HA: cluster formed (3 voters) in {formed:.1f} s; leader {leader.name} killed -> "
+            f"{new_leader.name} elected in {elected:.1f} s, serving reads {serving:.1f} s after the kill; "
+            f"{len(written)} values read back"
+        )
 
         # The killed node comes back sealed (README: every restarted pod must be unsealed) and rejoins.
         cluster.start_node(leader)
@@ -118,8 +123,9 @@ def test_raft_snapshot_restored_into_a_new_cluster_loses_nothing(e2e_dir, vault_
         client = old.client(old.active())
         written = _write_values(client, "dr")
         # A second version of one value: the snapshot keeps history too.
-        client.secrets.kv.v2.create_or_update_secret(path="dr/app-000", secret={"API_KEY": "v2"}, mount_point="secret",
-                                                     cas=1)
+        client.secrets.kv.v2.create_or_update_secret(
+            path="dr/app-000", secret={"API_KEY": "v2"}, mount_point="secret", cas=1
+        )
         written["dr/app-000"] = {"API_KEY": "v2"}
         snapshot = e2e_dir / "vault-raft-dr.snap"
         response = client.sys.take_raft_snapshot()
@@ -137,8 +143,9 @@ def test_raft_snapshot_restored_into_a_new_cluster_loses_nothing(e2e_dir, vault_
         formed = time.monotonic() - started
         leader = new.active()
         with pytest.raises((hvac.exceptions.InvalidPath, hvac.exceptions.Forbidden)):  # new and empty
-            new.client(leader).secrets.kv.v2.read_secret_version(path="dr/app-001", mount_point="secret",
-                                                               raise_on_deleted_version=True)
+            new.client(leader).secrets.kv.v2.read_secret_version(
+                path="dr/app-001", mount_point="secret", raise_on_deleted_version=True
+            )
         # The snapshot was made by another cluster (other keys): the forced restore is the only one
         # Vault accepts. Afterwards the data, its keyring and the root token are the old cluster's.
         new.client(leader).sys.force_restore_raft_snapshot(snapshot.read_bytes())
@@ -165,9 +172,11 @@ def test_raft_snapshot_restored_into_a_new_cluster_loses_nothing(e2e_dir, vault_
         new.wait_voters(3)
         for node in new.nodes:  # every node serves the restored data
             assert _read_all(new.client(node), {"dr/app-042": {}}) == {"dr/app-042": written["dr/app-042"]}
-        print(f"\nvault DR drill: snapshot {snapshot.stat().st_size} bytes; new cluster formed in {formed:.1f} s, "
-              f"restored and all {len(written)} values read back {recovered:.1f} s after the new cluster started; "
-              "data lost since the snapshot: none")
+        print(
+            f"\nvault DR drill: snapshot {snapshot.stat().st_size} bytes; new cluster formed in {formed:.1f} s, "
+            f"restored and all {len(written)} values read back {recovered:.1f} s after the new cluster started; "
+            "data lost since the snapshot: none"
+        )
     finally:
         old.stop()
         if new is not None:

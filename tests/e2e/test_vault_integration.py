@@ -33,8 +33,14 @@ def test_vault_integration_tests_pass_against_a_real_vault_none_skipped(e2e_dir)
         env = {k: v for k, v in os.environ.items() if not k.startswith("VAULT_")}
         env.update(vault.env())
         env["HOME"] = str(vault.workdir)
-        res = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-rs", str(TARGET)],
-                             cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+        res = subprocess.run(
+            [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-rs", str(TARGET)],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
     finally:
         vault.stop()
     summary = res.stdout.strip().splitlines()[-1] if res.stdout.strip() else ""

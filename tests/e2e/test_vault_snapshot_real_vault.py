@@ -26,9 +26,10 @@ def raft_vault(e2e_dir):
     d = e2e_dir / "vault-raft"
     (d / "data").mkdir(parents=True, exist_ok=True)
     port, cluster_port = procs.free_port(), procs.free_port()
-    (d / "vault.hcl").write_text(textwrap.dedent(f"""\
+    (d / "vault.hcl").write_text(
+        textwrap.dedent(f"""\
         storage "raft" {{
-          path    = "{d / 'data'}"
+          path    = "{d / "data"}"
           node_id = "e2e-0"
         }}
         listener "tcp" {{
@@ -40,9 +41,14 @@ def raft_vault(e2e_dir):
         cluster_addr  = "http://127.0.0.1:{cluster_port}"
         disable_mlock = true
         ui            = false
-        """))
-    proc = procs.Proc("vault-raft", [binary, "server", f"-config={d / 'vault.hcl'}"], d / "vault.log",
-                      env={**os.environ, "HOME": str(d), "VAULT_ADDR": ""}).start()
+        """)
+    )
+    proc = procs.Proc(
+        "vault-raft",
+        [binary, "server", f"-config={d / 'vault.hcl'}"],
+        d / "vault.log",
+        env={**os.environ, "HOME": str(d), "VAULT_ADDR": ""},
+    ).start()
     addr = f"http://127.0.0.1:{port}"
     client = hvac.Client(url=addr)
     try:
@@ -73,23 +79,29 @@ def test_save_then_restore_brings_every_value_back(raft_vault, tmp_path, capsys)
         assert main(["vault", "snapshot", "save", "--out", str(snap)]) == 0
         assert snap.read_bytes()[:2] == b"\x1f\x8b" and snap.stat().st_size > 1000
         for i in range(20):
-            client.secrets.kv.v2.create_or_update_secret(path=f"app-{i}", secret={"K": f"after-{i}"},
-                                                         mount_point="secret")
+            client.secrets.kv.v2.create_or_update_secret(
+                path=f"app-{i}", secret={"K": f"after-{i}"}, mount_point="secret"
+            )
         client.secrets.kv.v2.create_or_update_secret(path="created-later", secret={"K": "x"}, mount_point="secret")
         assert main(["vault", "snapshot", "restore", "--file", str(snap)]) == 2  # no --yes
         assert main(["vault", "snapshot", "restore", "--file", str(snap), "--yes"]) == 0
     finally:
         for k in env:
             os.environ.pop(k, None)
-    procs.wait_for("vault serving after restore",
-                   lambda: requests.get(f"{addr}/v1/sys/health", timeout=5).status_code == 200, 60)
-    got = {i: client.secrets.kv.v2.read_secret_version(path=f"app-{i}", mount_point="secret",
-                                                       raise_on_deleted_version=True)["data"]["data"]["K"]
-           for i in range(20)}
+    procs.wait_for(
+        "vault serving after restore", lambda: requests.get(f"{addr}/v1/sys/health", timeout=5).status_code == 200, 60
+    )
+    got = {
+        i: client.secrets.kv.v2.read_secret_version(
+            path=f"app-{i}", mount_point="secret", raise_on_deleted_version=True
+        )["data"]["data"]["K"]
+        for i in range(20)
+    }
     assert got == {i: f"before-{i}" for i in range(20)}
     with pytest.raises(hvac.exceptions.InvalidPath):
-        client.secrets.kv.v2.read_secret_version(path="created-later", mount_point="secret",
-                                                 raise_on_deleted_version=True)
+        client.secrets.kv.v2.read_secret_version(
+            path="created-later", mount_point="secret", raise_on_deleted_version=True
+        )
 
 
 def test_the_cronjob_entry_point_saves_and_prunes(raft_vault, tmp_path):
@@ -99,8 +111,13 @@ def test_the_cronjob_entry_point_saves_and_prunes(raft_vault, tmp_path):
     env = {**os.environ, "VAULT_ADDR": addr, "VAULT_TOKEN": token, "PYTHONPATH": str(ROOT)}
     for n in range(3):
         (out / f"vault-raft-2020010{n + 1}T000000Z.snap").write_bytes(b"\x1f\x8bold")
-    done = subprocess.run([sys.executable, "-m", "ksecrets.vault.snapshot", "--dir", str(out), "--retain", "2"],
-                          env=env, capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-m", "ksecrets.vault.snapshot", "--dir", str(out), "--retain", "2"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 0, done.stderr
     names = sorted(p.name for p in out.iterdir())
     assert len(names) == 2 and names[0] == "vault-raft-20200103T000000Z.snap"

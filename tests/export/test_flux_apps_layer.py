@@ -27,9 +27,11 @@ cel = pytest.importorskip("cel_expr_python.cel")
 from cel_expr_python.ext.ext_optional import ExtOptional  # noqa: E402
 from cel_expr_python.ext.ext_strings import ExtStrings  # noqa: E402
 
-CRD_FILES = {"SealedSecret": "sealedsecret.yaml",
-             "VaultStaticSecret": "vso-secrets.hashicorp.com_vaultstaticsecrets.yaml",
-             "VaultDynamicSecret": "vso-secrets.hashicorp.com_vaultdynamicsecrets.yaml"}
+CRD_FILES = {
+    "SealedSecret": "sealedsecret.yaml",
+    "VaultStaticSecret": "vso-secrets.hashicorp.com_vaultstaticsecrets.yaml",
+    "VaultDynamicSecret": "vso-secrets.hashicorp.com_vaultdynamicsecrets.yaml",
+}
 
 
 def crd_schema(kind: str, version: str) -> dict:
@@ -40,8 +42,10 @@ def crd_schema(kind: str, version: str) -> dict:
 
 # --- a Flux-like evaluator -------------------------------------------------------------------------
 
-ENV = cel.NewEnv(variables={k: cel.Type.DYN for k in ("apiVersion", "kind", "metadata", "spec", "status")},
-                 extensions=[ExtOptional(), ExtStrings()])
+ENV = cel.NewEnv(
+    variables={k: cel.Type.DYN for k in ("apiVersion", "kind", "metadata", "spec", "status")},
+    extensions=[ExtOptional(), ExtStrings()],
+)
 
 
 def evaluate(exprs: dict[str, str], obj: dict) -> str:
@@ -63,63 +67,104 @@ def evaluate(exprs: dict[str, str], obj: dict) -> str:
 
 
 def sealed_secret(generation=1, status=None) -> dict:
-    obj = {"apiVersion": "bitnami.com/v1alpha1", "kind": "SealedSecret",
-           "metadata": {"name": "s", "namespace": "ns", "generation": generation},
-           "spec": {"encryptedData": {"K": "AgA="}}}
+    obj = {
+        "apiVersion": "bitnami.com/v1alpha1",
+        "kind": "SealedSecret",
+        "metadata": {"name": "s", "namespace": "ns", "generation": generation},
+        "spec": {"encryptedData": {"K": "AgA="}},
+    }
     if status is not None:
         obj["status"] = status
     return obj
 
 
 def synced(status: str, message: str = "") -> dict:
-    return {"type": "Synced", "status": status, "message": message,
-            "lastTransitionTime": "2026-11-29T10:00:00Z", "lastUpdateTime": "2026-11-29T10:00:00Z"}
+    return {
+        "type": "Synced",
+        "status": status,
+        "message": message,
+        "lastTransitionTime": "2026-11-29T10:00:00Z",
+        "lastUpdateTime": "2026-11-29T10:00:00Z",
+    }
 
 
 def vso(kind: str, generation: int, conditions: list | None, **status) -> dict:
-    obj = {"apiVersion": "secrets.hashicorp.com/v1beta1", "kind": kind,
-           "metadata": {"name": "app", "namespace": "ns", "generation": generation}, "spec": {}}
+    obj = {
+        "apiVersion": "secrets.hashicorp.com/v1beta1",
+        "kind": kind,
+        "metadata": {"name": "app", "namespace": "ns", "generation": generation},
+        "spec": {},
+    }
     if conditions is not None or status:
         required = {"lastGeneration": generation - 1}  # what VSO's CRDs require of a status
         if kind == "VaultDynamicSecret":
-            required.update(lastRenewalTime=0, secretLease={"duration": 0, "id": "", "renewable": False,
-                                                            "requestID": ""})
+            required.update(
+                lastRenewalTime=0, secretLease={"duration": 0, "id": "", "renewable": False, "requestID": ""}
+            )
         obj["status"] = {**required, **status, **({"conditions": conditions} if conditions is not None else {})}
     return obj
 
 
 def cond(ctype: str, status: str, gen: int, reason: str = "Synced") -> dict:
-    return {"type": ctype, "status": status, "observedGeneration": gen, "reason": reason, "message": "",
-            "lastTransitionTime": "2026-11-29T10:00:00Z"}
+    return {
+        "type": ctype,
+        "status": status,
+        "observedGeneration": gen,
+        "reason": reason,
+        "message": "",
+        "lastTransitionTime": "2026-11-29T10:00:00Z",
+    }
 
 
 SEALED = [
     ("synced", sealed_secret(1, {"observedGeneration": 1, "conditions": [synced("True")]}), "Current"),
-    ("cannot unseal", sealed_secret(1, {"observedGeneration": 1,
-                                        "conditions": [synced("False", "no key could decrypt secret (K)")]}), "Failed"),
-    ("new generation not seen yet", sealed_secret(2, {"observedGeneration": 1, "conditions": [synced("True")]}),
-     "InProgress"),
+    (
+        "cannot unseal",
+        sealed_secret(1, {"observedGeneration": 1, "conditions": [synced("False", "no key could decrypt secret (K)")]}),
+        "Failed",
+    ),
+    (
+        "new generation not seen yet",
+        sealed_secret(2, {"observedGeneration": 1, "conditions": [synced("True")]}),
+        "InProgress",
+    ),
     ("status without conditions", sealed_secret(1, {"observedGeneration": 1}), "InProgress"),
     ("no status yet", sealed_secret(1), "Unknown"),
 ]
 
 
 def vso_cases(kind: str) -> list:
-    healthy = [cond("SecretSynced", "True", 3), cond("Healthy", "True", 3, "Healthy"), cond("Ready", "True", 3, "Ready")]
+    healthy = [
+        cond("SecretSynced", "True", 3),
+        cond("Healthy", "True", 3, "Healthy"),
+        cond("Ready", "True", 3, "Ready"),
+    ]
     return [
         ("synced", vso(kind, 3, healthy, lastGeneration=3), "Current"),
-        ("Vault unreadable", vso(kind, 3, [cond("SecretSynced", "False", 3, "Synced"),
-                                           cond("Healthy", "False", 3, "Unhealthy")], lastGeneration=3), "Failed"),
+        (
+            "Vault unreadable",
+            vso(
+                kind,
+                3,
+                [cond("SecretSynced", "False", 3, "Synced"), cond("Healthy", "False", 3, "Unhealthy")],
+                lastGeneration=3,
+            ),
+            "Failed",
+        ),
         ("synced for an older generation", vso(kind, 4, healthy, lastGeneration=3), "InProgress"),
-        ("failed for an older generation", vso(kind, 4, [cond("SecretSynced", "False", 3)], lastGeneration=3),
-         "InProgress"),
+        (
+            "failed for an older generation",
+            vso(kind, 4, [cond("SecretSynced", "False", 3)], lastGeneration=3),
+            "InProgress",
+        ),
         ("no conditions yet", vso(kind, 1, None, lastGeneration=0), "InProgress"),
         ("no status yet", vso(kind, 1, None), "Unknown"),
     ]
 
 
-CASES = [("SealedSecret", "v1alpha1", *c) for c in SEALED] + \
-        [(k, "v1beta1", *c) for k in ("VaultStaticSecret", "VaultDynamicSecret") for c in vso_cases(k)]
+CASES = [("SealedSecret", "v1alpha1", *c) for c in SEALED] + [
+    (k, "v1beta1", *c) for k in ("VaultStaticSecret", "VaultDynamicSecret") for c in vso_cases(k)
+]
 
 
 @pytest.mark.parametrize("kind,version,label,obj,expected", CASES, ids=[f"{c[0]}-{c[2]}" for c in CASES])
@@ -133,7 +178,10 @@ def test_health_expressions_on_status_samples(kind, version, label, obj, expecte
 
 def test_a_wrong_condition_type_would_be_caught():
     """The evaluator is alive: the same samples with a misspelt condition type are never Current."""
-    exprs = {k: v.replace("'Synced'", "'Sync'") for k, v in HEALTH_CHECK_EXPRS[("bitnami.com/v1alpha1", "SealedSecret")].items()}
+    exprs = {
+        k: v.replace("'Synced'", "'Sync'")
+        for k, v in HEALTH_CHECK_EXPRS[("bitnami.com/v1alpha1", "SealedSecret")].items()
+    }
     assert evaluate(exprs, SEALED[0][1]) == "InProgress"
     assert evaluate(exprs, SEALED[1][1]) == "InProgress"
 
@@ -167,13 +215,19 @@ def test_apps_kustomization_checks_exactly_its_secret_kinds(stack_file):
 
 # --- the applier ServiceAccount ----------------------------------------------------------------------
 
+
 def _group(api: str) -> str:
     return api.split("/")[0] if "/" in api else ""
 
 
 def _allows(rules: list[dict], group: str, resource: str, verb: str, name: str | None = None) -> bool:
-    return any(group in r["apiGroups"] and resource in r["resources"] and verb in r["verbs"]
-               and (not r.get("resourceNames") or name in r["resourceNames"]) for r in rules)
+    return any(
+        group in r["apiGroups"]
+        and resource in r["resources"]
+        and verb in r["verbs"]
+        and (not r.get("resourceNames") or name in r["resourceNames"])
+        for r in rules
+    )
 
 
 @pytest.mark.parametrize("stack_file", STACKS, ids=lambda p: p.name)
@@ -188,7 +242,11 @@ def test_apps_layer_applies_as_its_own_least_privilege_service_account(stack_fil
     infra_ks = [o for o in rendered.objects["sync"] if o["metadata"]["name"] == f"{cfg.stack}-infrastructure"][0]
     assert "serviceAccountName" not in infra_ks["spec"]
 
-    roles = {o["metadata"]["namespace"]: o for o in infra if o["kind"] == "Role" and o["metadata"]["name"] == f"{sa_name}-applier"}
+    roles = {
+        o["metadata"]["namespace"]: o
+        for o in infra
+        if o["kind"] == "Role" and o["metadata"]["name"] == f"{sa_name}-applier"
+    }
     bindings = [o for o in infra if o["kind"] == "RoleBinding" and o["metadata"]["name"] == f"{sa_name}-applier"]
     assert not [o for o in infra + apps if o["kind"] in ("ClusterRole", "ClusterRoleBinding")]
     for b in bindings:
@@ -198,10 +256,19 @@ def test_apps_layer_applies_as_its_own_least_privilege_service_account(stack_fil
 
     # Every object of the apps layer can be applied, read for health and pruned ...
     needed: dict[str, set[tuple[str, str]]] = {}
-    plurals = {"ServiceAccount": "serviceaccounts", "Deployment": "deployments", "CronJob": "cronjobs",
-               "Role": "roles", "RoleBinding": "rolebindings", "PrometheusRule": "prometheusrules",
-               "SealedSecret": "sealedsecrets", "VaultAuth": "vaultauths", "VaultConnection": "vaultconnections",
-               "VaultStaticSecret": "vaultstaticsecrets", "VaultDynamicSecret": "vaultdynamicsecrets"}
+    plurals = {
+        "ServiceAccount": "serviceaccounts",
+        "Deployment": "deployments",
+        "CronJob": "cronjobs",
+        "Role": "roles",
+        "RoleBinding": "rolebindings",
+        "PrometheusRule": "prometheusrules",
+        "SealedSecret": "sealedsecrets",
+        "VaultAuth": "vaultauths",
+        "VaultConnection": "vaultconnections",
+        "VaultStaticSecret": "vaultstaticsecrets",
+        "VaultDynamicSecret": "vaultdynamicsecrets",
+    }
     for o in apps:
         ns = o["metadata"]["namespace"]
         resource = plurals[o["kind"]]
@@ -229,10 +296,30 @@ def test_apps_layer_applies_as_its_own_least_privilege_service_account(stack_fil
 
 
 def test_resource_name_guess_matches_the_real_plurals():
-    assert [guess_resource(k) for k in ("ServiceAccount", "Deployment", "CronJob", "Role", "RoleBinding",
-                                        "NetworkPolicy", "Ingress", "Secret", "ConfigMap")] == [
-        "serviceaccounts", "deployments", "cronjobs", "roles", "rolebindings", "networkpolicies", "ingresses",
-        "secrets", "configmaps"]
+    assert [
+        guess_resource(k)
+        for k in (
+            "ServiceAccount",
+            "Deployment",
+            "CronJob",
+            "Role",
+            "RoleBinding",
+            "NetworkPolicy",
+            "Ingress",
+            "Secret",
+            "ConfigMap",
+        )
+    ] == [
+        "serviceaccounts",
+        "deployments",
+        "cronjobs",
+        "roles",
+        "rolebindings",
+        "networkpolicies",
+        "ingresses",
+        "secrets",
+        "configmaps",
+    ]
 
 
 def test_a_cluster_scoped_object_in_the_apps_layer_is_refused():
@@ -240,8 +327,18 @@ def test_a_cluster_scoped_object_in_the_apps_layer_is_refused():
 
     cfg = load_stack_file(STACKS[0])
     with pytest.raises(KsecretsError, match="cluster-scoped ClusterRole x"):
-        apps_applier(cfg, [{"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
-                            "metadata": {"name": "x"}, "rules": []}], crd_plurals())
+        apps_applier(
+            cfg,
+            [
+                {
+                    "apiVersion": "rbac.authorization.k8s.io/v1",
+                    "kind": "ClusterRole",
+                    "metadata": {"name": "x"},
+                    "rules": [],
+                }
+            ],
+            crd_plurals(),
+        )
 
 
 def test_pulumi_does_not_register_the_flux_applier():

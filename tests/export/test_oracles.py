@@ -28,7 +28,9 @@ def _crd_schemas():
     for path in CRD_DIR.glob("*.yaml"):
         for crd in yaml.safe_load_all(path.read_text()):
             for v in crd["spec"]["versions"]:
-                out[(f"{crd['spec']['group']}/{v['name']}", crd["spec"]["names"]["kind"])] = v["schema"]["openAPIV3Schema"]
+                out[(f"{crd['spec']['group']}/{v['name']}", crd["spec"]["names"]["kind"])] = v["schema"][
+                    "openAPIV3Schema"
+                ]
     return out
 
 
@@ -68,7 +70,9 @@ def test_strict_validation_rejects_unknown_fields():
     with pytest.raises(kubernetes_validate.ValidationError):
         kubernetes_validate.validate(bad, KUBERNETES_VERSION, strict=True)
     with pytest.raises(kubernetes_validate.SchemaNotFoundError):
-        kubernetes_validate.validate({**bad, "apiVersion": "example.com/v1", "kind": "Widget"}, KUBERNETES_VERSION, strict=True)
+        kubernetes_validate.validate(
+            {**bad, "apiVersion": "example.com/v1", "kind": "Widget"}, KUBERNETES_VERSION, strict=True
+        )
 
 
 @pytest.mark.oracle
@@ -93,11 +97,14 @@ def test_kubectl_kustomize_builds_every_layer(stack_file, layer, tmp_path):
         assert built[0]["kind"] == "Namespace"  # kustomize puts namespaces first
 
 
-@pytest.mark.parametrize("shared_dir,vendored,pattern", [
-    ("schemas/crds", CRD_DIR, "*.yaml"),
-    ("schemas/charts", CHARTS, "*"),
-    ("vectors", FIXTURES / "vectors", "*"),
-])
+@pytest.mark.parametrize(
+    "shared_dir,vendored,pattern",
+    [
+        ("schemas/crds", CRD_DIR, "*.yaml"),
+        ("schemas/charts", CHARTS, "*"),
+        ("vectors", FIXTURES / "vectors", "*"),
+    ],
+)
 def test_vendored_copies_equal_the_shared_originals(shared_dir, vendored, pattern):
     """The vendored data (CRDs shipped with the package, chart values and vectors under
     tests/fixtures/) byte for byte equal the project's shared originals, when those are beside
@@ -132,7 +139,10 @@ def test_sealed_secrets_values_exist_in_the_chart():
                 continue
             assert key in chart_keys, f"{stack_file.name}: sealed-secrets value {key} is not in the chart"
         assert ours["fullnameOverride"] == "sealed-secrets-controller"
-    release = next(o for o in render(load_stack_file(ROOT / "Pulumi.staging.yaml")).objects["infrastructure"]
-                   if o["kind"] == "HelmRelease" and o["metadata"]["name"] == "sealed-secrets")
+    release = next(
+        o
+        for o in render(load_stack_file(ROOT / "Pulumi.staging.yaml")).objects["infrastructure"]
+        if o["kind"] == "HelmRelease" and o["metadata"]["name"] == "sealed-secrets"
+    )
     assert release["spec"]["chart"]["spec"]["version"].startswith("2.18.")
     assert release["spec"]["targetNamespace"] == "kube-system"

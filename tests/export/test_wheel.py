@@ -30,14 +30,20 @@ def installed(tmp_path_factory, built_wheel) -> tuple[Path, Path]:
 
 def test_installed_wheel_exports_the_stacks(installed, repo_copy):
     wheel, bin_dir = installed
-    where = subprocess.run([str(bin_dir / "python"), "-c", "import ksecrets; print(ksecrets.__file__)"],
-                           capture_output=True, text=True, check=True, cwd=repo_copy).stdout.strip()
+    where = subprocess.run(
+        [str(bin_dir / "python"), "-c", "import ksecrets; print(ksecrets.__file__)"],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=repo_copy,
+    ).stdout.strip()
     assert Path(where).is_relative_to(bin_dir.parent), where  # the wheel's copy, not the source tree
     version = subprocess.run([str(bin_dir / "ksecrets"), "--version"], capture_output=True, text=True, check=True)
     assert version.stdout == f"ksecrets {tomllib.loads((ROOT / 'pyproject.toml').read_text())['project']['version']}\n"
 
-    proc = subprocess.run([str(bin_dir / "ksecrets"), "export", "--check"], capture_output=True, text=True,
-                          cwd=repo_copy)
+    proc = subprocess.run(
+        [str(bin_dir / "ksecrets"), "export", "--check"], capture_output=True, text=True, cwd=repo_copy
+    )
     assert (proc.returncode, proc.stderr) == (0, ""), proc.stdout
     names = zipfile.ZipFile(wheel).namelist()
     crds = sorted(p.name for p in (ROOT / "ksecrets" / "schemas" / "crds").glob("*.yaml"))
@@ -45,7 +51,10 @@ def test_installed_wheel_exports_the_stacks(installed, repo_copy):
     # and it really checks: a changed file is found
     victim = next((repo_copy / "k8s" / "staging" / "apps").glob("*.yaml"))
     victim.write_text(victim.read_text() + "# drift\n")
-    proc = subprocess.run([str(bin_dir / "ksecrets"), "export", "--check"], capture_output=True, text=True,
-                          cwd=repo_copy)
+    proc = subprocess.run(
+        [str(bin_dir / "ksecrets"), "export", "--check"], capture_output=True, text=True, cwd=repo_copy
+    )
     assert proc.returncode == 1 and f"changed: k8s/staging/apps/{victim.name}" in proc.stdout + proc.stderr, (
-        proc.stdout, proc.stderr)
+        proc.stdout,
+        proc.stderr,
+    )

@@ -68,8 +68,13 @@ class KV2:
     # -- the HTTP side -----------------------------------------------------------------------
     def _metadata(self, path: str, n: int) -> dict[str, Any]:
         gone = self.deleted.get(path, {}).get(n)
-        return {"created_time": rfc3339(self.created[path][n - 1]), "custom_metadata": self.custom.get(path) or None,
-                "deletion_time": "" if gone is None else rfc3339(gone), "destroyed": False, "version": n}
+        return {
+            "created_time": rfc3339(self.created[path][n - 1]),
+            "custom_metadata": self.custom.get(path) or None,
+            "deletion_time": "" if gone is None else rfc3339(gone),
+            "destroyed": False,
+            "version": n,
+        }
 
     def read(self, path: str) -> tuple[int, dict[str, Any]]:
         n = self.version(path)
@@ -89,18 +94,30 @@ class KV2:
             return 400, {"errors": [CAS_REQUIRED]}
         n = self.seed(path, body["data"])
         meta = self._metadata(path, n)
-        return 200, {"data": {k: meta[k] for k in ("created_time", "custom_metadata", "deletion_time", "destroyed",
-                                                    "version")}}
+        return 200, {
+            "data": {k: meta[k] for k in ("created_time", "custom_metadata", "deletion_time", "destroyed", "version")}
+        }
 
     def read_metadata(self, path: str) -> tuple[int, dict[str, Any]]:
         n = self.version(path)
         if not n:
             return 404, {"errors": []}
-        versions = {str(i): {k: v for k, v in self._metadata(path, i).items() if k in
-                             ("created_time", "deletion_time", "destroyed")} for i in range(1, n + 1)}
-        return 200, {"data": {"current_version": n, "oldest_version": 0, "max_versions": 0,
-                              "cas_required": path in self.key_cas_required,
-                              "custom_metadata": self.custom.get(path) or None, "versions": versions}}
+        versions = {
+            str(i): {
+                k: v for k, v in self._metadata(path, i).items() if k in ("created_time", "deletion_time", "destroyed")
+            }
+            for i in range(1, n + 1)
+        }
+        return 200, {
+            "data": {
+                "current_version": n,
+                "oldest_version": 0,
+                "max_versions": 0,
+                "cas_required": path in self.key_cas_required,
+                "custom_metadata": self.custom.get(path) or None,
+                "versions": versions,
+            }
+        }
 
     def write_metadata(self, path: str, body: dict[str, Any]) -> tuple[int, None]:
         """`POST <mount>/metadata/<path>`: custom_metadata is replaced as a whole, cas_required set."""

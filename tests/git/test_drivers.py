@@ -30,9 +30,16 @@ pytestmark = pytest.mark.skipif(shutil.which("git") is None, reason="git is not 
 
 def env(**extra: str) -> dict[str, str]:
     e = {k: v for k, v in os.environ.items() if not k.startswith(("KSECRETS_", "SEALED_SECRETS_", "GIT_"))}
-    e.update(PATH=f"{BIN}{os.pathsep}{e.get('PATH', '')}", GIT_CONFIG_GLOBAL=os.devnull, GIT_CONFIG_NOSYSTEM="1",
-             GIT_AUTHOR_NAME="t", GIT_AUTHOR_EMAIL="t@example.com", GIT_COMMITTER_NAME="t",
-             GIT_COMMITTER_EMAIL="t@example.com", GIT_TERMINAL_PROMPT="0")
+    e.update(
+        PATH=f"{BIN}{os.pathsep}{e.get('PATH', '')}",
+        GIT_CONFIG_GLOBAL=os.devnull,
+        GIT_CONFIG_NOSYSTEM="1",
+        GIT_AUTHOR_NAME="t",
+        GIT_AUTHOR_EMAIL="t@example.com",
+        GIT_COMMITTER_NAME="t",
+        GIT_COMMITTER_EMAIL="t@example.com",
+        GIT_TERMINAL_PROMPT="0",
+    )
     e.update(extra)
     return e
 
@@ -69,7 +76,7 @@ def repo(tmp_path) -> Path:
     (repo / "certs").mkdir(parents=True)
     (repo / "certs" / "qa.pem").write_text(vectors["certificate_pem"])
     text = (ROOT / "Pulumi.staging.yaml").read_text().replace("certs/staging.pem", "certs/qa.pem")
-    (repo / "Pulumi.qa.yaml").write_text(text[:text.index("  k8s-secrets:sealed:")])
+    (repo / "Pulumi.qa.yaml").write_text(text[: text.index("  k8s-secrets:sealed:")])
     git(repo, "init", "-q", "-b", "main")
     out = run(repo, "ksecrets", "git", "setup")
     assert "merge.ksecrets.driver" in out.stdout and ".gitattributes: added" in out.stdout
@@ -102,8 +109,12 @@ def test_different_keys_on_two_branches_merge_cleanly(repo, vector_key):
     res = git(repo, "merge", "-q", "--no-edit", "b")
     assert res.returncode == 0
     assert git(repo, "status", "--porcelain").stdout == ""
-    assert values(repo, vector_key) == {"API_KEY": b"base-api-key-0001", "DATABASE_URL": b"postgres://base",
-                                        "KEY_A": b"value-from-a-123", "KEY_B": b"value-from-b-456"}
+    assert values(repo, vector_key) == {
+        "API_KEY": b"base-api-key-0001",
+        "DATABASE_URL": b"postgres://base",
+        "KEY_A": b"value-from-a-123",
+        "KEY_B": b"value-from-b-456",
+    }
     load_stack_file(repo / "Pulumi.qa.yaml")  # the merged file is a valid stack
     # Byte for byte: a's file plus b's one new line, comments and layout kept.
     assert git(repo, "diff", "--no-textconv", "--numstat", "HEAD~1", "HEAD").stdout.split()[:2] == ["1", "0"]
@@ -126,12 +137,16 @@ def test_same_key_changed_on_both_branches_is_one_line_naming_it(repo, vector_ke
     assert conflict_lines[0].strip() == (
         "ksecrets: Pulumi.qa.yaml: merge conflict: k8s-secrets:sealed my-app/my-app-secrets key API_KEY: changed on "
         "both branches; kept ours; re-seal it (ksecrets seal --stack qa --name my-app-secrets --namespace my-app ...), "
-        "then git add Pulumi.qa.yaml")
+        "then git add Pulumi.qa.yaml"
+    )
     assert "Ag" not in conflict_lines[0]  # no ciphertext in the message
     assert git(repo, "status", "--porcelain").stdout.startswith("UU Pulumi.qa.yaml")
     # The file stays a valid stack (ours kept), so `ksecrets seal` can settle the conflict.
-    assert values(repo, vector_key) == {"API_KEY": b"changed-on-a-111", "DATABASE_URL": b"postgres://base",
-                                        "KEY_A": b"only-a-1234567"}
+    assert values(repo, vector_key) == {
+        "API_KEY": b"changed-on-a-111",
+        "DATABASE_URL": b"postgres://base",
+        "KEY_A": b"only-a-1234567",
+    }
     seal(repo, "API_KEY=settled-value-333")
     git(repo, "add", "Pulumi.qa.yaml")
     git(repo, "commit", "-q", "--no-edit")
@@ -165,8 +180,20 @@ def test_other_config_changes_merge_with_sealed_changes(repo, vector_key):
 
 def test_git_diff_shows_keys_not_ciphertext(repo):
     # NEW_KEY added, DATABASE_URL changed, API_KEY removed (--prune keeps only the given keys).
-    run(repo, "ksecrets", "seal", "--stack", "qa", "--name", "my-app-secrets", "--prune",
-        "--from-literal", "NEW_KEY=brand-new-value", "--from-literal", "DATABASE_URL=postgres://changed")
+    run(
+        repo,
+        "ksecrets",
+        "seal",
+        "--stack",
+        "qa",
+        "--name",
+        "my-app-secrets",
+        "--prune",
+        "--from-literal",
+        "NEW_KEY=brand-new-value",
+        "--from-literal",
+        "DATABASE_URL=postgres://changed",
+    )
     diff = git(repo, "diff").stdout
     changed = [l for l in diff.splitlines() if l[:1] in "+-" and not l.startswith(("+++", "---"))]
     assert changed and not any(len(l) > 200 for l in changed), diff  # no ciphertext

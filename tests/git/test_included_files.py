@@ -41,12 +41,18 @@ def test_different_keys_sealed_on_two_branches_merge_cleanly_in_the_file(repo, v
     git(repo, "checkout", "-q", "a")
     assert git(repo, "merge", "-q", "--no-edit", "b").returncode == 0
     assert git(repo, "status", "--porcelain").stdout == ""
-    assert values(repo, vector_key) == {"API_KEY": b"base-api-key-0001", "DATABASE_URL": b"postgres://base",
-                                        "KEY_A": b"value-from-a-123", "KEY_B": b"value-from-b-456"}
+    assert values(repo, vector_key) == {
+        "API_KEY": b"base-api-key-0001",
+        "DATABASE_URL": b"postgres://base",
+        "KEY_A": b"value-from-a-123",
+        "KEY_B": b"value-from-b-456",
+    }
     load_stack_file(repo / "Pulumi.qa.yaml")
     # a's file plus b's one new line, the layout kept.
-    assert git(repo, "diff", "--no-textconv", "--numstat", "HEAD~1", "HEAD", "--", SEALED).stdout.split()[:2] \
-        == ["1", "0"]
+    assert git(repo, "diff", "--no-textconv", "--numstat", "HEAD~1", "HEAD", "--", SEALED).stdout.split()[:2] == [
+        "1",
+        "0",
+    ]
     # Without the driver, git's own line merge conflicts on the very same histories.
     git(repo, "checkout", "-q", "-b", "plain", "a~1")
     (repo / ".git" / "info").mkdir(exist_ok=True)
@@ -65,7 +71,8 @@ def test_a_key_changed_on_both_branches_is_one_line_naming_the_file(repo, vector
     assert line.strip() == (
         f"ksecrets: {SEALED}: merge conflict: k8s-secrets:sealed my-app/my-app-secrets key API_KEY: changed on "
         "both branches; kept ours; re-seal it (ksecrets seal --stack qa --name my-app-secrets --namespace my-app ...), "
-        f"then git add {SEALED}")
+        f"then git add {SEALED}"
+    )
     assert values(repo, vector_key)["API_KEY"] == b"changed-on-a-111"  # ours kept, the file still valid
 
 

@@ -27,8 +27,9 @@ PINNED = re.compile(r"^[\w.-]+/[\w./-]+@(v\d+\.\d+\.\d+|[0-9a-f]{40})$")
 
 
 def actionlint() -> str:
-    found = shutil.which("actionlint") or (str(ROOT / ".tools/bin/actionlint")
-                                           if (ROOT / ".tools/bin/actionlint").exists() else None)
+    found = shutil.which("actionlint") or (
+        str(ROOT / ".tools/bin/actionlint") if (ROOT / ".tools/bin/actionlint").exists() else None
+    )
     if found is None:
         pytest.fail("actionlint is not installed: run `make tools` (bash .ci/tools.sh)")
     return found
@@ -70,7 +71,7 @@ def test_actionlint_catches_a_broken_copy(tmp_path):
     import json
 
     kinds = sorted({(f["kind"], f["message"].split(" ")[0]) for f in json.loads(result.stdout)})
-    assert ("expression", "property") in kinds and ("runner-label", 'label') in kinds, kinds
+    assert ("expression", "property") in kinds and ("runner-label", "label") in kinds, kinds
 
 
 def test_preview_runs_per_stack_with_the_pinned_pulumi_action_and_policy_pack():
@@ -87,7 +88,7 @@ def test_preview_runs_per_stack_with_the_pinned_pulumi_action_and_policy_pack():
 
     include = json.loads(out.stdout.removeprefix("matrix="))
     stacks = [entry["stack"] for entry in include]
-    assert sorted(stacks) == sorted(p.name[len("Pulumi."):-len(".yaml")] for p in stack_files(ROOT))
+    assert sorted(stacks) == sorted(p.name[len("Pulumi.") : -len(".yaml")] for p in stack_files(ROOT))
     assert {e["stack"]: e["kubeconfig"] for e in include}["production"] == "KUBECONFIG_PRODUCTION_READONLY"
     # ...and the preview refuses credentials that could `up`.
     # (.ci/preview-credentials.sh: tests/e2e/test_pulumi.py runs it against the real API server)
@@ -109,15 +110,20 @@ def test_preview_runs_per_stack_with_the_pinned_pulumi_action_and_policy_pack():
 
 def test_checks_run_the_guard_commands_and_make_test():
     runs = [s.get("run", "") for s in workflow()["jobs"]["checks"]["steps"]]
-    for command in (".venv/bin/ksecrets export --check", ".venv/bin/ksecrets verify", ".venv/bin/ksecrets scan",
-                    "make test"):
+    for command in (
+        ".venv/bin/ksecrets export --check",
+        ".venv/bin/ksecrets verify",
+        ".venv/bin/ksecrets scan",
+        "make test",
+    ):
         assert command in runs, command
     # Every ksecrets subcommand the workflow calls exists (and accepts its flags).
     for run in runs:
         if run.startswith(".venv/bin/ksecrets "):
             argv = shlex.split(run)[1:]
-            result = subprocess.run([sys.executable, "-m", "ksecrets", *argv, "--help"], cwd=ROOT,
-                                    capture_output=True, text=True)
+            result = subprocess.run(
+                [sys.executable, "-m", "ksecrets", *argv, "--help"], cwd=ROOT, capture_output=True, text=True
+            )
             assert result.returncode == 0, (run, result.stderr)
 
 
@@ -150,6 +156,7 @@ def test_least_privilege_concurrency_and_pinned_actions():
 
 
 # --- the pre-commit hook ------------------------------------------------------------------------
+
 
 def hooks() -> dict[str, dict]:
     config = yaml.safe_load((ROOT / ".pre-commit-config.yaml").read_text())
@@ -196,12 +203,12 @@ def test_hook_blocks_a_staged_key_and_a_leaked_local_env_value(tmp_path):
     (tmp_path / "settings.py").write_text(f'TOKEN = "{canary}"\n')
     (tmp_path / "README.md").write_text("hello\n")
     (tmp_path / "tls.key").write_text(  # ksecrets: allow private-key (a truncated key, for the hook to find)
-        "-----BEGIN PRIVATE KEY-----\nMIIEvQIBADANBgkqhkiG9w0BAQEFAASCBKcwggSjAgEAAoIBAQC7\n-----END PRIVATE KEY-----\n")
+        "-----BEGIN PRIVATE KEY-----\nMIIEvQIBADANBgkqhkiG9w0BAQEFAASCBKcwggSjAgEAAoIBAQC7\n-----END PRIVATE KEY-----\n"
+    )
     assert run_hook(tmp_path, ["README.md"]).returncode == 0
     result = run_hook(tmp_path, ["README.md", "settings.py", "tls.key"])
     assert result.returncode == 1
-    assert result.stdout == ("settings.py:1: env-value (value of TOKEN from .env)\n"
-                             "tls.key:1: private-key\n")
+    assert result.stdout == ("settings.py:1: env-value (value of TOKEN from .env)\ntls.key:1: private-key\n")
     assert canary not in result.stdout + result.stderr
     staged_env = run_hook(tmp_path, [".env"])
     assert (staged_env.returncode, staged_env.stdout) == (1, ".env:1: env-value (the env file itself)\n")

@@ -121,8 +121,14 @@ class Transcript:
         return code
 
     def sub(self, *argv: str, stdin: str | None = None, env: dict | None = None) -> int:
-        r = subprocess.run([sys.executable, "-m", "ksecrets", *argv], cwd=self.cwd, input=stdin,
-                           capture_output=True, text=True, env=env)
+        r = subprocess.run(
+            [sys.executable, "-m", "ksecrets", *argv],
+            cwd=self.cwd,
+            input=stdin,
+            capture_output=True,
+            text=True,
+            env=env,
+        )
         self.chunks.append((" ".join(argv[:2]), r.stdout + r.stderr))
         return r.returncode
 
@@ -146,9 +152,26 @@ def test_no_canary_leaks_anywhere(tmp_path, capfd, monkeypatch):
     for d in (repo, inputs, safe):
         d.mkdir()
     copy_tracked_files(repo)
-    c = {name: canary(name) for name in (
-        "passphrase", "seal-key", "stg-db", "stg-api", "stg-envfile", "prod-db", "prod-api", "vault-token",
-        "manual-api", "manual-db", "bad-key", "bad-dup", "bad-literal", "bad-stdin", "bad-vault")}
+    c = {
+        name: canary(name)
+        for name in (
+            "passphrase",
+            "seal-key",
+            "stg-db",
+            "stg-api",
+            "stg-envfile",
+            "prod-db",
+            "prod-api",
+            "vault-token",
+            "manual-api",
+            "manual-db",
+            "bad-key",
+            "bad-dup",
+            "bad-literal",
+            "bad-stdin",
+            "bad-vault",
+        )
+    }
 
     monkeypatch.chdir(repo)
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
@@ -161,11 +184,25 @@ def test_no_canary_leaks_anywhere(tmp_path, capfd, monkeypatch):
     t = Transcript(capfd, repo)
 
     # --- staging: sealed values, with its committed certificate ----------------------------------------
-    assert t.run("seal", "--stack", "staging", "--name", "my-app-secrets",
-                 "--from-literal", f"DATABASE_URL={c['stg-db']}", "--from-literal", f"API_KEY={c['stg-api']}") == 0, t.text()
+    assert (
+        t.run(
+            "seal",
+            "--stack",
+            "staging",
+            "--name",
+            "my-app-secrets",
+            "--from-literal",
+            f"DATABASE_URL={c['stg-db']}",
+            "--from-literal",
+            f"API_KEY={c['stg-api']}",
+        )
+        == 0
+    ), t.text()
     stg_env = inputs / "staging.env"
     stg_env.write_text(f"EXTRA_TOKEN={c['stg-envfile']}\n")
-    assert t.run("seal", "--stack", "staging", "--name", "my-app-secrets", "--from-env-file", str(stg_env)) == 0, t.text()
+    assert t.run("seal", "--stack", "staging", "--name", "my-app-secrets", "--from-env-file", str(stg_env)) == 0, (
+        t.text()
+    )
     staging = load_stack_file(repo / "Pulumi.staging.yaml")
     assert staging.sealed[0].keys == ("API_KEY", "DATABASE_URL", "EXTRA_TOKEN")
 
@@ -174,8 +211,10 @@ def test_no_canary_leaks_anywhere(tmp_path, capfd, monkeypatch):
     backup = safe / "canary.ksbackup"
     assert t.run("keygen", "--stack", "canary", "--backup-file", str(backup)) == 0, t.text()
     assert (repo / "certs" / "canary.pem").is_file() and backup.is_file()
-    assert t.run("seal", "--stack", "canary", "--name", "my-app-secrets",
-                 "--from-literal", f"API_KEY={c['stg-api']}-2") == 0, t.text()
+    assert (
+        t.run("seal", "--stack", "canary", "--name", "my-app-secrets", "--from-literal", f"API_KEY={c['stg-api']}-2")
+        == 0
+    ), t.text()
 
     # --- production: push to a Vault mocked at the HTTP boundary ----------------------------------
     prod_env = inputs / "production.env"
@@ -185,13 +224,17 @@ def test_no_canary_leaks_anywhere(tmp_path, capfd, monkeypatch):
     with responses.RequestsMock(assert_all_requests_are_fired=False) as rsps:
         vault = FakeVault(rsps, token=c["vault-token"])
         vault.enable_kv2()
-        assert t.run("vault", "push", "--stack", "production", "--path", "my-app", "--from-env-file", str(prod_env)) == 0, t.text()
+        assert (
+            t.run("vault", "push", "--stack", "production", "--path", "my-app", "--from-env-file", str(prod_env)) == 0
+        ), t.text()
         # The values did go somewhere: into Vault, and nowhere else.
         assert vault.kv_latest("secret", "my-app") == {"API_KEY": c["prod-api"], "DATABASE_URL": c["prod-db"]}
         # Error path: a bad env file holding a canary.
         bad_vault = inputs / "bad-vault.env"
         bad_vault.write_text(f"DATABASE_URL=x\n{c['bad-vault']} =oops\n")
-        assert t.run("vault", "push", "--stack", "production", "--path", "my-app", "--from-env-file", str(bad_vault)) == 2
+        assert (
+            t.run("vault", "push", "--stack", "production", "--path", "my-app", "--from-env-file", str(bad_vault)) == 2
+        )
 
     # --- manual: a temp stack file (shape only) and the values as Pulumi config secrets ---------------
     (repo / "Pulumi.dev.yaml").write_text(MANUAL_STACK.format(ciphertext=base64.b64encode(os.urandom(24)).decode()))
@@ -212,11 +255,15 @@ def test_no_canary_leaks_anywhere(tmp_path, capfd, monkeypatch):
     dup = inputs / "dup.env"
     dup.write_text(f"API_KEY=first\nAPI_KEY={c['bad-dup']}\n")
     assert t.run("seal", "--stack", "staging", "--name", "my-app-secrets", "--from-env-file", str(dup)) == 2
-    assert t.run("seal", "--stack", "staging", "--name", "my-app-secrets",
-                 "--from-literal", f"bad key={c['bad-literal']}") == 2
+    assert (
+        t.run("seal", "--stack", "staging", "--name", "my-app-secrets", "--from-literal", f"bad key={c['bad-literal']}")
+        == 2
+    )
     assert t.run("scan", "--env-file", str(bad)) == 2
-    stdin_secret = (f"apiVersion: v1\nkind: Secret\nmetadata:\n  name: x\n  namespace: my-app\n"
-                    f"data:\n  password: {c['bad-stdin']}!\n")  # not base64
+    stdin_secret = (
+        f"apiVersion: v1\nkind: Secret\nmetadata:\n  name: x\n  namespace: my-app\n"
+        f"data:\n  password: {c['bad-stdin']}!\n"
+    )  # not base64
     assert t.sub("seal", "--cert", "certs/staging.pem", stdin=stdin_secret) == 2
     assert t.sub("seal", "--cert", "certs/staging.pem", stdin=stdin_secret.replace("data:", "data:\n  :")) == 2
 
@@ -228,9 +275,15 @@ def test_no_canary_leaks_anywhere(tmp_path, capfd, monkeypatch):
         registered += [r.inputs for r in mocks.resources]
     manual_config = {
         "k8s-secrets:backend": "manual",
-        "k8s-secrets:apps": [{"name": "my-app", "namespace": "my-app", "serviceAccount": "my-app",
-                              "secretName": "my-app-secrets",
-                              "deployments": [{"name": "my-app", "image": "ghcr.io/stefanprodan/podinfo:6.7.1"}]}],
+        "k8s-secrets:apps": [
+            {
+                "name": "my-app",
+                "namespace": "my-app",
+                "serviceAccount": "my-app",
+                "secretName": "my-app-secrets",
+                "deployments": [{"name": "my-app", "image": "ghcr.io/stefanprodan/podinfo:6.7.1"}],
+            }
+        ],
         "k8s-secrets:manualValues": {"my-app-secrets": {"API_KEY": c["manual-api"], "DATABASE_URL": c["manual-db"]}},
     }
 
@@ -244,12 +297,18 @@ def test_no_canary_leaks_anywhere(tmp_path, capfd, monkeypatch):
     t.chunks.append(("pulumi program", out + err))
     (manual_secret,) = [r for r in mocks.resources if r.type == "kubernetes:core/v1:Secret"]
     # The manual values reach the Secret only as a Pulumi secret (encrypted in state, masked in logs).
-    assert manual_secret.inputs["stringData"][pulumi.runtime.rpc._special_sig_key] == pulumi.runtime.rpc._special_secret_sig
+    assert (
+        manual_secret.inputs["stringData"][pulumi.runtime.rpc._special_sig_key]
+        == pulumi.runtime.rpc._special_secret_sig
+    )
     registered += [r.inputs for r in mocks.resources if r is not manual_secret]
 
     # --- search ------------------------------------------------------------------------------------
-    written = sorted(str(p.relative_to(repo)) for p in repo.rglob("*")
-                     if p.is_file() and before.get(p.relative_to(repo)) != p.read_bytes())
+    written = sorted(
+        str(p.relative_to(repo))
+        for p in repo.rglob("*")
+        if p.is_file() and before.get(p.relative_to(repo)) != p.read_bytes()
+    )
     assert {"Pulumi.staging.yaml", "Pulumi.canary.yaml", "certs/canary.pem"} <= set(written)
     assert any(w.startswith("k8s/dev/") for w in written)
     leaks = {}

@@ -32,8 +32,9 @@ def pem(key, fmt, encryption=serialization.NoEncryption()) -> bytes:
 
 
 def run_cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "ksecrets", "scan", *args], cwd=cwd or REPO,
-                          capture_output=True, text=True)
+    return subprocess.run(
+        [sys.executable, "-m", "ksecrets", "scan", *args], cwd=cwd or REPO, capture_output=True, text=True
+    )
 
 
 def found(path: Path, data: bytes, **kw) -> list[str]:
@@ -43,11 +44,16 @@ def found(path: Path, data: bytes, **kw) -> list[str]:
 
 # --- private keys -------------------------------------------------------------------------------
 
+
 def test_pem_private_keys_every_format_found_at_their_line(tmp_path, rsa_key):
     ec_key = ec.generate_private_key(ec.SECP256R1())
-    data = (b"notes\n\n" + pem(rsa_key, serialization.PrivateFormat.TraditionalOpenSSL)
-            + b"middle\n" + pem(ec_key, serialization.PrivateFormat.PKCS8)
-            + pem(ec_key, serialization.PrivateFormat.OpenSSH))
+    data = (
+        b"notes\n\n"
+        + pem(rsa_key, serialization.PrivateFormat.TraditionalOpenSSL)
+        + b"middle\n"
+        + pem(ec_key, serialization.PrivateFormat.PKCS8)
+        + pem(ec_key, serialization.PrivateFormat.OpenSSH)
+    )
     lines = data.split(b"\n")
     begins = [i + 1 for i, line in enumerate(lines) if line.startswith(b"-----BEGIN")]
     assert len(begins) == 3
@@ -63,17 +69,21 @@ def test_pem_findings_name_the_path_as_given(tmp_path, rsa_key):
 
 def test_encrypted_keys_and_certificates_pass(tmp_path, rsa_key):
     key, cert = keys.generate_key_and_cert(key_bits=2048)
-    data = (pem(rsa_key, serialization.PrivateFormat.PKCS8, serialization.BestAvailableEncryption(b"pw-123456"))
-            + keys.cert_pem(cert)
-            + base64.b64encode(keys.cert_pem(cert)) + b"\n"
-            + b"-----BEGIN PUBLIC KEY-----\n")
+    data = (
+        pem(rsa_key, serialization.PrivateFormat.PKCS8, serialization.BestAvailableEncryption(b"pw-123456"))
+        + keys.cert_pem(cert)
+        + base64.b64encode(keys.cert_pem(cert))
+        + b"\n"
+        + b"-----BEGIN PUBLIC KEY-----\n"
+    )
     assert b"ENCRYPTED PRIVATE KEY" in data
     assert s.scan_files([str(_write(tmp_path / "ok.pem", data))]) == []
 
 
 def test_legacy_encrypted_key_header_only_literal_and_json_escaped_key(tmp_path, rsa_key):
-    legacy = pem(rsa_key, serialization.PrivateFormat.TraditionalOpenSSL,
-                 serialization.BestAvailableEncryption(b"pw-123456"))
+    legacy = pem(
+        rsa_key, serialization.PrivateFormat.TraditionalOpenSSL, serialization.BestAvailableEncryption(b"pw-123456")
+    )
     assert b"Proc-Type: 4,ENCRYPTED" in legacy
     code = b'assert data.startswith(b"-----BEGIN RSA PRIVATE KEY-----")\n'  # a header in code is no key
     assert s.scan_files([str(_write(tmp_path / "ok.txt", legacy + code))]) == []
@@ -153,37 +163,52 @@ def test_key_backups_encrypted_pass_plaintext_fails(tmp_path):
     from ksecrets.sealing import backup
 
     key, cert = keys.generate_key_and_cert(key_bits=2048)
-    plaintext = backup.backup_plaintext({"apiVersion": "v1", "kind": "List",
-                                         "items": [keys.tls_secret_manifest(key, cert)]}, "test")
+    plaintext = backup.backup_plaintext(
+        {"apiVersion": "v1", "kind": "List", "items": [keys.tls_secret_manifest(key, cert)]}, "test"
+    )
     encrypted = _write(tmp_path / "keys.ksbackup", backup.encrypt_backup(plaintext, "a passphrase 123", log2_n=10))
     assert s.scan_files([str(encrypted)]) == []
     # The same List unencrypted, saved without a suffix: the JSON is parsed, the key is found.
     raw = _write(tmp_path / "keys.bak", plaintext)
     assert [(f.line, f.kind) for f in s.scan_files([str(raw)])] == [(1, "private-key"), (1, "unencrypted-key-backup")]
     # Armour around something that is not the encrypted format.
-    fake = b"-----BEGIN KSECRETS SEALING KEY BACKUP-----\n" + base64.b64encode(plaintext) + b"\n-----END KSECRETS SEALING KEY BACKUP-----\n"
+    fake = (
+        b"-----BEGIN KSECRETS SEALING KEY BACKUP-----\n"
+        + base64.b64encode(plaintext)
+        + b"\n-----END KSECRETS SEALING KEY BACKUP-----\n"
+    )
     target = _write(tmp_path / "fake.ksbackup", fake)
     assert [str(f) for f in s.scan_files([str(target)])] == [
-        f"{target.as_posix()}:1: unencrypted-key-backup (backup armour without the encrypted header)"]
+        f"{target.as_posix()}:1: unencrypted-key-backup (backup armour without the encrypted header)"
+    ]
 
 
 def test_json_secret_and_list_items(tmp_path):
-    doc = {"apiVersion": "v1", "kind": "List", "items": [
-        {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"}, "data": {"k": "v"}},
-        {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "s"}, "data": {"k": "dg=="}},
-    ]}
+    doc = {
+        "apiVersion": "v1",
+        "kind": "List",
+        "items": [
+            {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"}, "data": {"k": "v"}},
+            {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "s"}, "data": {"k": "dg=="}},
+        ],
+    }
     target = _write(tmp_path / "list.json", json.dumps(doc, indent=2).encode())
     text = json.dumps(doc, indent=2).split("\n")
     line = [i + 1 for i, t in enumerate(text) if t == '      "data": {'][1]  # the Secret's, not the ConfigMap's
-    assert [str(f) for f in s.scan_files([str(target)])] == [f"{target.as_posix()}:{line}: secret-data (v1 Secret with data)"]
+    assert [str(f) for f in s.scan_files([str(target)])] == [
+        f"{target.as_posix()}:{line}: secret-data (v1 Secret with data)"
+    ]
 
 
 def test_unparseable_yaml_falls_back_to_the_line_heuristic(tmp_path):
-    text = ("{{- if .Values.enabled }}\napiVersion: v1\nkind: Secret\nmetadata:\n  name: {{ include \"n\" . }}\n"
-            "data:\n  token: {{ .Values.token | b64enc }}\n{{- end }}\n")
+    text = (
+        '{{- if .Values.enabled }}\napiVersion: v1\nkind: Secret\nmetadata:\n  name: {{ include "n" . }}\n'
+        "data:\n  token: {{ .Values.token | b64enc }}\n{{- end }}\n"
+    )
     target = _write(tmp_path / "template.yaml", text.encode())
     assert [str(f) for f in s.scan_files([str(target)])] == [
-        f"{target.as_posix()}:6: secret-data (v1 Secret with data; the file does not parse)"]
+        f"{target.as_posix()}:6: secret-data (v1 Secret with data; the file does not parse)"
+    ]
 
 
 def test_plaintext_key_backup_is_an_unencrypted_key_backup(tmp_path):
@@ -203,14 +228,17 @@ def test_plaintext_key_backup_is_an_unencrypted_key_backup(tmp_path):
 
 # --- env values ---------------------------------------------------------------------------------
 
+
 def test_env_values_raw_and_base64_are_found_by_key_never_shown(tmp_path):
     env = _write(tmp_path / ".env.staging", f"API_KEY={CANARY}\nDEBUG=1\n# comment\n".encode())
     values, short = s.load_env_values([str(env)])
     assert [(v.key, v.source) for v in values] == [("API_KEY", str(env))]
     assert short == 1  # DEBUG=1 is too short to search
     assert CANARY not in repr(values)
-    leak = _write(tmp_path / "config.txt",
-                  f"a\nurl=https://x/?k={CANARY}\nb\nencoded: {base64.b64encode(CANARY.encode()).decode()}\n".encode())
+    leak = _write(
+        tmp_path / "config.txt",
+        f"a\nurl=https://x/?k={CANARY}\nb\nencoded: {base64.b64encode(CANARY.encode()).decode()}\n".encode(),
+    )
     got = [str(f) for f in s.scan_files([str(leak), str(env)], values)]
     assert got == [
         f"{leak.as_posix()}:2: env-value (value of API_KEY from {env})",
@@ -231,17 +259,22 @@ def test_bad_env_file_is_bad_input_without_the_value(tmp_path):
     bad = _write(tmp_path / "bad2.env", f"1{CANARY}=x\n".encode())  # ... and an invalid key
     with pytest.raises(KsecretsError) as err:  # kubectl would read a bare name from the environment; refused
         s.load_env_values([str(env)])
-    assert str(err.value) == (f"{env}: line 2: no '=' (kubectl would make the line's text a key and read its value "
-                              "from the environment); write KEY=VALUE")
+    assert str(err.value) == (
+        f"{env}: line 2: no '=' (kubectl would make the line's text a key and read its value "
+        "from the environment); write KEY=VALUE"
+    )
     assert CANARY not in str(err.value)
     with pytest.raises(KsecretsError) as err:
         s.load_env_values([str(bad)])
-    assert str(err.value) == f"{bad}: line 1: invalid key name: a valid environment variable name consists of " \
-                             "letters, digits, '_', '-' or '.' and does not start with a digit"
+    assert (
+        str(err.value) == f"{bad}: line 1: invalid key name: a valid environment variable name consists of "
+        "letters, digits, '_', '-' or '.' and does not start with a digit"
+    )
     assert CANARY not in str(err.value)
 
 
 # --- allow markers ------------------------------------------------------------------------------
+
 
 def test_inline_allow_on_the_line_or_the_line_above(tmp_path, rsa_key):
     body = pem(rsa_key, serialization.PrivateFormat.PKCS8)
@@ -250,15 +283,21 @@ def test_inline_allow_on_the_line_or_the_line_above(tmp_path, rsa_key):
     too_far = _write(tmp_path / "far.pem", b"# ksecrets: allow private-key\n\n" + body)
     assert s.scan_files([str(above)]) == []
     assert [str(f) for f in s.scan_files([str(other_kind), str(too_far)])] == [
-        f"{other_kind.as_posix()}:2: private-key", f"{too_far.as_posix()}:3: private-key"]
-    same_line = _write(tmp_path / "s.yaml",
-                       b"apiVersion: v1\nkind: Secret\nmetadata: {name: x}\ndata:  # ksecrets: allow secret-data\n  a: YQ==\n")
+        f"{other_kind.as_posix()}:2: private-key",
+        f"{too_far.as_posix()}:3: private-key",
+    ]
+    same_line = _write(
+        tmp_path / "s.yaml",
+        b"apiVersion: v1\nkind: Secret\nmetadata: {name: x}\ndata:  # ksecrets: allow secret-data\n  a: YQ==\n",
+    )
     assert s.scan_files([str(same_line)]) == []
 
 
 def test_allow_file_marker_covers_only_its_kinds(tmp_path, rsa_key):
-    text = (b"# ksecrets: allow-file secret-data\napiVersion: v1\nkind: Secret\nmetadata: {name: x}\ndata:\n"
-            b"  tls.key: " + base64.b64encode(pem(rsa_key, serialization.PrivateFormat.PKCS8)) + b"\n")
+    text = (
+        b"# ksecrets: allow-file secret-data\napiVersion: v1\nkind: Secret\nmetadata: {name: x}\ndata:\n"
+        b"  tls.key: " + base64.b64encode(pem(rsa_key, serialization.PrivateFormat.PKCS8)) + b"\n"
+    )
     target = _write(tmp_path / "f.yaml", text)
     assert [str(f) for f in s.scan_files([str(target)])] == [f"{target.as_posix()}:6: private-key (base64-encoded)"]
 
@@ -266,11 +305,17 @@ def test_allow_file_marker_covers_only_its_kinds(tmp_path, rsa_key):
 def test_ignore_file_globs_and_kinds(tmp_path, rsa_key):
     (tmp_path / "tests" / "vectors").mkdir(parents=True)
     key_file = _write(tmp_path / "tests" / "vectors" / "key.pem", pem(rsa_key, serialization.PrivateFormat.PKCS8))
-    secret = _write(tmp_path / "tests" / "vectors" / "s.yaml", b"apiVersion: v1\nkind: Secret\nmetadata: {name: x}\ndata:\n  a: YQ==\n")
+    secret = _write(
+        tmp_path / "tests" / "vectors" / "s.yaml",
+        b"apiVersion: v1\nkind: Secret\nmetadata: {name: x}\ndata:\n  a: YQ==\n",
+    )
     elsewhere = _write(tmp_path / "key.pem", pem(rsa_key, serialization.PrivateFormat.PKCS8))
     rules = s.parse_ignore_file("# fixtures\ntests/vectors/*.pem private-key\n", "ign")
     got = [str(f) for f in s.scan_files([str(key_file), str(secret), str(elsewhere)], ignore=rules, root=str(tmp_path))]
-    assert got == [f"{secret.as_posix()}:4: secret-data (v1 Secret with data)", f"{elsewhere.as_posix()}:1: private-key"]
+    assert got == [
+        f"{secret.as_posix()}:4: secret-data (v1 Secret with data)",
+        f"{elsewhere.as_posix()}:1: private-key",
+    ]
     everything = s.parse_ignore_file("tests/\n", "ign")
     assert [str(f) for f in s.scan_files([str(key_file), str(secret)], ignore=everything, root=str(tmp_path))] == []
     with pytest.raises(KsecretsError, match=r"^ign: line 1: unknown finding kind 'private-keys'"):
@@ -278,6 +323,7 @@ def test_ignore_file_globs_and_kinds(tmp_path, rsa_key):
 
 
 # --- the command --------------------------------------------------------------------------------
+
 
 def test_cli_exit_codes_and_output_never_hold_the_value(tmp_path, rsa_key):
     env = _write(tmp_path / ".env", f"PASSWORD={CANARY}\n".encode())
@@ -289,8 +335,10 @@ def test_cli_exit_codes_and_output_never_hold_the_value(tmp_path, rsa_key):
 
     bad = run_cli(str(clean), str(leak), str(env), "--env-file", str(env), cwd=tmp_path)
     assert bad.returncode == 1
-    assert bad.stdout == (f"{leak.as_posix()}:1: env-value (value of PASSWORD from {env})\n"
-                          f"{env.as_posix()}:1: env-value (the env file itself)\n")
+    assert bad.stdout == (
+        f"{leak.as_posix()}:1: env-value (value of PASSWORD from {env})\n"
+        f"{env.as_posix()}:1: env-value (the env file itself)\n"
+    )
     assert bad.stderr.startswith("ksecrets: scan: 2 finding(s) in 2 file(s);")
     assert CANARY not in bad.stdout + bad.stderr
 
@@ -342,7 +390,8 @@ def test_directories_are_walked_skipping_tool_dirs(tmp_path, rsa_key):
     _write_mk(tmp_path / "a" / "node_modules" / "k.pem", pem(rsa_key, serialization.PrivateFormat.PKCS8))
     _write_mk(tmp_path / "a" / "bin.dat", b"\0" + pem(rsa_key, serialization.PrivateFormat.PKCS8))
     assert [str(f) for f in s.scan([str(tmp_path / "a")], root=str(tmp_path))[0]] == [
-        f"{(tmp_path / 'a' / 'b' / 'k.pem').as_posix()}:1: private-key"]
+        f"{(tmp_path / 'a' / 'b' / 'k.pem').as_posix()}:1: private-key"
+    ]
 
 
 def test_this_repository_is_clean():

@@ -16,7 +16,9 @@ CERT_DAYS = 40
 
 @pytest.fixture(scope="session")
 def promtool() -> str:
-    found = shutil.which("promtool") or (str(ROOT / ".tools/bin/promtool") if (ROOT / ".tools/bin/promtool").is_file() else None)
+    found = shutil.which("promtool") or (
+        str(ROOT / ".tools/bin/promtool") if (ROOT / ".tools/bin/promtool").is_file() else None
+    )
     if not found:
         pytest.skip("promtool not found on PATH or in .tools/bin (run `bash .ci/tools.sh`)")
     return found

@@ -18,7 +18,11 @@ def _exprs(cfg) -> str:
 def test_vault_stack_exposes_and_scrapes_every_metric_source_its_alerts_use():
     cfg = load_stack("production", ROOT)
     exprs = _exprs(cfg)
-    for metric in ("vault_core_unsealed", "vso_client_operations_errors_total", "sealed_secrets_controller_unseal_errors_total"):
+    for metric in (
+        "vault_core_unsealed",
+        "vso_client_operations_errors_total",
+        "sealed_secrets_controller_unseal_errors_total",
+    ):
         assert metric in exprs, metric
     values = vault.vault_values(cfg)
     hcl = values["server"]["ha"]["raft"]["config"]

@@ -19,14 +19,32 @@ CRD = ROOT / "ksecrets/schemas/crds/prometheus-operator-monitoring.coreos.com_pr
 
 # Every metric an expression may use, each verified in its exporter's source (module docstring).
 VERIFIED_METRICS = {
-    "sealed_secrets_controller_unseal_errors_total", "sealed_secrets_controller_condition_info",
-    "vso_client_operations_errors_total", "controller_runtime_reconcile_errors_total",
-    "vault_core_unsealed", "up", "apiserver_request_total",
-    "kube_job_owner", "kube_job_status_start_time", "kube_job_failed",
+    "sealed_secrets_controller_unseal_errors_total",
+    "sealed_secrets_controller_condition_info",
+    "vso_client_operations_errors_total",
+    "controller_runtime_reconcile_errors_total",
+    "vault_core_unsealed",
+    "up",
+    "apiserver_request_total",
+    "kube_job_owner",
+    "kube_job_status_start_time",
+    "kube_job_failed",
     "kube_cronjob_status_last_successful_time",
 }
-PROMQL_WORDS = {"sum", "max", "by", "on", "increase", "and", "or", "unless", "group_left", "label_replace",
-                "vector", "time"}
+PROMQL_WORDS = {
+    "sum",
+    "max",
+    "by",
+    "on",
+    "increase",
+    "and",
+    "or",
+    "unless",
+    "group_left",
+    "label_replace",
+    "vector",
+    "time",
+}
 
 
 def _schema():
@@ -48,19 +66,26 @@ def test_one_rule_per_stack_in_the_monitoring_namespace_with_its_labels(sealed_c
     (planned,) = monitoring.rules(sealed_cfg, read_facts(sealed_cfg))
     assert planned.layer == "apps" and planned.needs == () and planned.gitops
     assert list(planned.obj) == ["apiVersion", "kind", "metadata", "spec"]
-    assert planned.obj["metadata"] == {"name": "k8s-secrets-sealedmon", "namespace": "monitoring", "labels": {
-        "app.kubernetes.io/managed-by": "k8s-secrets", "release": "prometheus"}}
+    assert planned.obj["metadata"] == {
+        "name": "k8s-secrets-sealedmon",
+        "namespace": "monitoring",
+        "labels": {"app.kubernetes.io/managed-by": "k8s-secrets", "release": "prometheus"},
+    }
     assert [g["name"] for g in planned.obj["spec"]["groups"]] == [
-        "k8s-secrets.sealedmon.sealed-secrets", "k8s-secrets.sealedmon.sealing-certificate",
-        "k8s-secrets.sealedmon.secret-access"]
+        "k8s-secrets.sealedmon.sealed-secrets",
+        "k8s-secrets.sealedmon.sealing-certificate",
+        "k8s-secrets.sealedmon.secret-access",
+    ]
 
 
 def test_vault_stack_groups(vault_cfg):
     (planned,) = monitoring.rules(vault_cfg, read_facts(vault_cfg))
     assert [(g["name"], [r["alert"] for r in g["rules"]]) for g in planned.obj["spec"]["groups"]] == [
         ("k8s-secrets.rotating.sealed-secrets", ["SealedSecretsUnsealErrors", "SealedSecretNotSynced"]),
-        ("k8s-secrets.rotating.vault", ["VaultSealed", "VaultDown", "VaultSecretsOperatorLoginErrors",
-                                        "VaultSecretsOperatorSyncErrors"]),
+        (
+            "k8s-secrets.rotating.vault",
+            ["VaultSealed", "VaultDown", "VaultSecretsOperatorLoginErrors", "VaultSecretsOperatorSyncErrors"],
+        ),
         ("k8s-secrets.rotating.secret-access", ["SecretAccessDenied"]),
         ("k8s-secrets.rotating.secret-rotation", ["SecretRotationJobFailed"]),
     ]
@@ -78,7 +103,8 @@ def test_every_alert_has_severity_summary_description_and_a_runbook_anchor(vault
                 assert rule["labels"]["severity"] in ("warning", "critical")
                 assert list(rule["annotations"]) == ["summary", "description", "runbook_url"]
                 assert rule["annotations"]["runbook_url"] == (
-                    f"{cfg.monitoring.runbook_base_url}#{rule['alert'].lower()}")
+                    f"{cfg.monitoring.runbook_base_url}#{rule['alert'].lower()}"
+                )
 
 
 def test_expressions_use_only_verified_metrics(vault_cfg, sealed_cfg):
@@ -93,7 +119,9 @@ def test_expressions_use_only_verified_metrics(vault_cfg, sealed_cfg):
                 used |= set(re.findall(r"[a-zA-Z_:][a-zA-Z0-9_:]*", expr)) - PROMQL_WORDS
     assert used == VERIFIED_METRICS
     # The guide's example metric exists nowhere.
-    assert "secret_access_failures" not in str([monitoring.prometheus_rule(c, read_facts(c)) for c in (vault_cfg, sealed_cfg)])
+    assert "secret_access_failures" not in str(
+        [monitoring.prometheus_rule(c, read_facts(c)) for c in (vault_cfg, sealed_cfg)]
+    )
 
 
 def test_sealed_secrets_alerts_assume_no_honor_labels(vault_cfg):
@@ -106,13 +134,17 @@ def test_sealed_secrets_alerts_assume_no_honor_labels(vault_cfg):
 def test_sealed_values_without_their_certificate_is_a_one_line_error(sealed_cfg, tmp_path):
     from ksecrets.config.model import SealedEntry
 
-    cfg = dataclasses.replace(sealed_cfg, root=str(tmp_path),
-                              sealed=(SealedEntry(name="my-app-secrets", namespace="my-app",
-                                                  encrypted_data=(("API_KEY", "AgB="),)),))
+    cfg = dataclasses.replace(
+        sealed_cfg,
+        root=str(tmp_path),
+        sealed=(SealedEntry(name="my-app-secrets", namespace="my-app", encrypted_data=(("API_KEY", "AgB="),)),),
+    )
     with pytest.raises(KsecretsError) as err:
         monitoring.rules(cfg, read_facts(cfg))
-    assert str(err.value) == ("Pulumi.sealedmon.yaml: sealedSecrets.certificate: cert.pem: certificate file not "
-                              "found (values are sealed with it, and its expiry alert needs its NotAfter)")
+    assert str(err.value) == (
+        "Pulumi.sealedmon.yaml: sealedSecrets.certificate: cert.pem: certificate file not "
+        "found (values are sealed with it, and its expiry alert needs its NotAfter)"
+    )
 
 
 def test_no_certificate_yet_no_certificate_group(sealed_cfg, tmp_path):
@@ -124,8 +156,12 @@ def test_no_certificate_yet_no_certificate_group(sealed_cfg, tmp_path):
 def test_runbook_sections_exist_for_every_alert(vault_cfg, sealed_cfg):
     readme = (ROOT / "README.md").read_text()
     headings = set(re.findall(r"^### (\S+)$", readme, flags=re.M))
-    alerts = {r["alert"] for c in (vault_cfg, sealed_cfg)
-              for g in monitoring.prometheus_rule(c, read_facts(c))["spec"]["groups"] for r in g["rules"]}
+    alerts = {
+        r["alert"]
+        for c in (vault_cfg, sealed_cfg)
+        for g in monitoring.prometheus_rule(c, read_facts(c))["spec"]["groups"]
+        for r in g["rules"]
+    }
     assert alerts and alerts <= headings
     # The runbook_url anchors are GitHub's for those headings: lower-case alert names.
     for c in (vault_cfg, sealed_cfg):
@@ -135,4 +171,7 @@ def test_runbook_sections_exist_for_every_alert(vault_cfg, sealed_cfg):
 
 
 def test_deterministic(vault_cfg):
-    assert monitoring.rules(vault_cfg, read_facts(vault_cfg))[0].obj == monitoring.rules(vault_cfg, read_facts(vault_cfg))[0].obj
+    assert (
+        monitoring.rules(vault_cfg, read_facts(vault_cfg))[0].obj
+        == monitoring.rules(vault_cfg, read_facts(vault_cfg))[0].obj
+    )

@@ -61,8 +61,11 @@ def test_no_role_lists_watches_or_wildcards(stacks):
 
 
 def test_the_check_itself_catches_violations():
-    bad = {"kind": "Role", "metadata": {"name": "r", "namespace": "n"},
-           "rules": [{"apiGroups": [""], "resources": ["secrets"], "resourceNames": ["x"], "verbs": ["get", "list"]}]}
+    bad = {
+        "kind": "Role",
+        "metadata": {"name": "r", "namespace": "n"},
+        "rules": [{"apiGroups": [""], "resources": ["secrets"], "resourceNames": ["x"], "verbs": ["get", "list"]}],
+    }
     with pytest.raises(AssertionError, match="may list or watch secrets"):
         _check_role(bad)
     bad["rules"][0]["verbs"] = ["*"]
@@ -77,15 +80,36 @@ def test_app_roles_name_exactly_the_apps_own_secrets(stacks):
     for cfg in stacks:
         objs = [p.obj for p in plan_stack(cfg)]
         for app in cfg.apps:
-            role = next(o for o in objs if o["kind"] == "Role" and o["metadata"]["name"] == f"{app.name}-secret-reader"
-                        and o["metadata"]["namespace"] == app.namespace)
+            role = next(
+                o
+                for o in objs
+                if o["kind"] == "Role"
+                and o["metadata"]["name"] == f"{app.name}-secret-reader"
+                and o["metadata"]["namespace"] == app.namespace
+            )
             (rule,) = role["rules"]
             expected = {app.secret_name} | ({d.name for d in app.vault.dynamic} if app.vault else set())
-            assert rule == {"apiGroups": [""], "resources": ["secrets"], "resourceNames": sorted(expected), "verbs": ["get"]}
-            binding = next(o for o in objs if o["kind"] == "RoleBinding" and o["metadata"]["name"] == role["metadata"]["name"]
-                           and o["metadata"]["namespace"] == app.namespace)
-            assert binding["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": role["metadata"]["name"]}
-            assert binding["subjects"] == [{"kind": "ServiceAccount", "name": app.service_account, "namespace": app.namespace}]
+            assert rule == {
+                "apiGroups": [""],
+                "resources": ["secrets"],
+                "resourceNames": sorted(expected),
+                "verbs": ["get"],
+            }
+            binding = next(
+                o
+                for o in objs
+                if o["kind"] == "RoleBinding"
+                and o["metadata"]["name"] == role["metadata"]["name"]
+                and o["metadata"]["namespace"] == app.namespace
+            )
+            assert binding["roleRef"] == {
+                "apiGroup": "rbac.authorization.k8s.io",
+                "kind": "Role",
+                "name": role["metadata"]["name"],
+            }
+            assert binding["subjects"] == [
+                {"kind": "ServiceAccount", "name": app.service_account, "namespace": app.namespace}
+            ]
 
 
 def test_deployments_run_under_their_apps_service_account(stacks):
@@ -94,8 +118,13 @@ def test_deployments_run_under_their_apps_service_account(stacks):
         accounts = {(o["metadata"]["namespace"], o["metadata"]["name"]) for o in objs if o["kind"] == "ServiceAccount"}
         for app in cfg.apps:
             for d in app.deployments:
-                obj = next(o for o in objs if o["kind"] == "Deployment" and o["metadata"]["name"] == d.name
-                           and o["metadata"]["namespace"] == app.namespace)
+                obj = next(
+                    o
+                    for o in objs
+                    if o["kind"] == "Deployment"
+                    and o["metadata"]["name"] == d.name
+                    and o["metadata"]["namespace"] == app.namespace
+                )
                 sa = obj["spec"]["template"]["spec"]["serviceAccountName"]
                 assert sa == app.service_account and (app.namespace, sa) in accounts
 
@@ -103,8 +132,12 @@ def test_deployments_run_under_their_apps_service_account(stacks):
 def test_registered_roles_under_pulumi_are_least_privilege_too(stacks):
     for cfg in stacks:
         mocks, _ = run_program(lambda cfg=cfg: Platform(cfg.stack, cfg), stack=cfg.stack)
-        roles = [r.inputs for r in mocks.resources
-                 if r.type in ("kubernetes:rbac.authorization.k8s.io/v1:Role", "kubernetes:rbac.authorization.k8s.io/v1:ClusterRole")]
+        roles = [
+            r.inputs
+            for r in mocks.resources
+            if r.type
+            in ("kubernetes:rbac.authorization.k8s.io/v1:Role", "kubernetes:rbac.authorization.k8s.io/v1:ClusterRole")
+        ]
         assert roles
         for role in roles:
             _check_role(role)

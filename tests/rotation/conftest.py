@@ -46,15 +46,23 @@ class PgServer:
     def admin_conn(self, autocommit: bool = True):
         import psycopg
 
-        return psycopg.connect(host=self.socket_dir, port=self.port, dbname="postgres", user=self.admin,
-                               password=self.admin_password, autocommit=autocommit)
+        return psycopg.connect(
+            host=self.socket_dir,
+            port=self.port,
+            dbname="postgres",
+            user=self.admin,
+            password=self.admin_password,
+            autocommit=autocommit,
+        )
 
     def create_role(self, role: str, password: str) -> None:
         from psycopg import sql
 
         with self.admin_conn() as conn:
             conn.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(role)))
-            conn.execute(sql.SQL("CREATE ROLE {} LOGIN PASSWORD {}").format(sql.Identifier(role), sql.Literal(password)))
+            conn.execute(
+                sql.SQL("CREATE ROLE {} LOGIN PASSWORD {}").format(sql.Identifier(role), sql.Literal(password))
+            )
 
 
 def _as_postgres(cmd: list[str]) -> list[str]:
@@ -68,7 +76,9 @@ def pg_server() -> Iterator[PgServer]:
     """A PostgreSQL cluster in a temp dir, on a free port and a unix socket in that dir, with
     scram-sha-256 authentication everywhere (so a wrong password really is refused)."""
     if not PG_BIN_DIRS:
-        pytest.skip("PostgreSQL server binaries not found under /usr/lib/postgresql/*/bin (bash .ci/tools.sh installs them)")
+        pytest.skip(
+            "PostgreSQL server binaries not found under /usr/lib/postgresql/*/bin (bash .ci/tools.sh installs them)"
+        )
     bindir = PG_BIN_DIRS[0]
     if os.geteuid() == 0:
         try:
@@ -87,11 +97,23 @@ def pg_server() -> Iterator[PgServer]:
     port = _free_port()
     run = lambda cmd: subprocess.run(_as_postgres(cmd), check=True, capture_output=True, text=True)  # noqa: E731
     try:
-        run([str(bindir / "initdb"), "-D", str(data), "-U", ADMIN, f"--pwfile={pwfile}",
-             "--auth=scram-sha-256", "--no-sync", "-E", "UTF8", "--locale=C"])
+        run(
+            [
+                str(bindir / "initdb"),
+                "-D",
+                str(data),
+                "-U",
+                ADMIN,
+                f"--pwfile={pwfile}",
+                "--auth=scram-sha-256",
+                "--no-sync",
+                "-E",
+                "UTF8",
+                "--locale=C",
+            ]
+        )
         # log_statement=all: the tests read the server log to prove no password reached it.
-        opts = (f"-p {port} -k {sock} -c listen_addresses='' -c log_statement=all "
-                f"-c password_encryption=scram-sha-256")
+        opts = f"-p {port} -k {sock} -c listen_addresses='' -c log_statement=all -c password_encryption=scram-sha-256"
         run([str(bindir / "pg_ctl"), "-D", str(data), "-o", opts, "-l", str(log_file), "-w", "-t", "30", "start"])
     except (subprocess.CalledProcessError, OSError) as exc:
         shutil.rmtree(base, ignore_errors=True)
@@ -101,8 +123,10 @@ def pg_server() -> Iterator[PgServer]:
     try:
         yield server
     finally:
-        subprocess.run(_as_postgres([str(bindir / "pg_ctl"), "-D", str(data), "-m", "immediate", "-w", "stop"]),
-                       capture_output=True)
+        subprocess.run(
+            _as_postgres([str(bindir / "pg_ctl"), "-D", str(data), "-m", "immediate", "-w", "stop"]),
+            capture_output=True,
+        )
         shutil.rmtree(base, ignore_errors=True)
 
 
@@ -161,7 +185,7 @@ class FakeKV:
 
     def _path(self, url: str, kind: str = "data") -> str:
         prefix = f"{self.addr}/v1/{self.mount}/{kind}/"
-        return url.split("?")[0][len(prefix):]
+        return url.split("?")[0][len(prefix) :]
 
     def _read(self, request):
         if self.fail_reads_after_failed_write and self.write_failed:
@@ -203,8 +227,20 @@ class FakeKV:
 
     def _login(self, request):
         self.logins.append(json.loads(request.body))
-        return 200, JSON, json.dumps({"auth": {"client_token": "hvs.from-kubernetes-login", "renewable": True,
-                                             "lease_duration": 600, "policies": ["rotate"]}})
+        return (
+            200,
+            JSON,
+            json.dumps(
+                {
+                    "auth": {
+                        "client_token": "hvs.from-kubernetes-login",
+                        "renewable": True,
+                        "lease_duration": 600,
+                        "policies": ["rotate"],
+                    }
+                }
+            ),
+        )
 
     def _mounts(self, request):
         return 200, JSON, json.dumps({"data": {"path": f"{self.mount}/", "type": "kv", "options": {"version": "2"}}})
@@ -215,14 +251,22 @@ class FakeKV:
         v1 = re.escape(f"{self.addr}/v1/")
         data, meta = v1 + re.escape(f"{self.mount}/data/") + r".+", v1 + re.escape(f"{self.mount}/metadata/") + r".+"
         login, mounts = v1 + r"auth/[^/]+/login", v1 + r"sys/internal/ui/mounts/.*"
-        return [("GET", data, self._read), ("POST", data, self._write), ("PUT", data, self._write),
-                ("GET", meta, self._read_metadata), ("POST", meta, self._write_metadata),
-                ("PUT", meta, self._write_metadata), ("POST", login, self._login), ("GET", mounts, self._mounts)]
+        return [
+            ("GET", data, self._read),
+            ("POST", data, self._write),
+            ("PUT", data, self._write),
+            ("GET", meta, self._read_metadata),
+            ("POST", meta, self._write_metadata),
+            ("PUT", meta, self._write_metadata),
+            ("POST", login, self._login),
+            ("GET", mounts, self._mounts),
+        ]
 
     def _locked(self, handler):
         def call(request):
             with self.lock:
                 return handler(request)
+
         return call
 
     def register(self, rsps: responses.RequestsMock) -> None:
@@ -244,8 +288,9 @@ class FakeKV:
             def _any(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length) if length else b""
-                request = SimpleNamespace(url=kv.addr + self.path, body=body.decode() if body else None,
-                                          method=self.command)
+                request = SimpleNamespace(
+                    url=kv.addr + self.path, body=body.decode() if body else None, method=self.command
+                )
                 for method, pattern, handler in kv._routes():
                     if method == self.command and re.fullmatch(pattern, request.url.split("?")[0]):
                         with kv.lock:

@@ -41,11 +41,13 @@ class RealVault:
 
     def current(self, path: str) -> dict[str, str]:
         return self.client.secrets.kv.v2.read_secret_version(
-            path=path, mount_point=self.mount, raise_on_deleted_version=True)["data"]["data"]
+            path=path, mount_point=self.mount, raise_on_deleted_version=True
+        )["data"]["data"]
 
     def version(self, path: str) -> int:
-        return int(self.client.secrets.kv.v2.read_secret_metadata(path=path, mount_point=self.mount)
-                   ["data"]["current_version"])
+        return int(
+            self.client.secrets.kv.v2.read_secret_metadata(path=path, mount_point=self.mount)["data"]["current_version"]
+        )
 
 
 def reset_group(pg_server, group: str) -> None:
@@ -59,14 +61,26 @@ def reset_group(pg_server, group: str) -> None:
 
 
 def postgres(pg_server, role: str) -> Postgres:
-    return Postgres(host=pg_server.socket_dir, port=pg_server.port, database="postgres", role=role,
-                    admin_user=pg_server.admin, admin_password=pg_server.admin_password)
+    return Postgres(
+        host=pg_server.socket_dir,
+        port=pg_server.port,
+        database="postgres",
+        role=role,
+        admin_user=pg_server.admin,
+        admin_password=pg_server.admin_password,
+    )
 
 
 def login(pg_server, user: str, password: str) -> bool:
     try:
-        with psycopg.connect(host=pg_server.socket_dir, port=pg_server.port, dbname="postgres", user=user,
-                             password=password, connect_timeout=5):
+        with psycopg.connect(
+            host=pg_server.socket_dir,
+            port=pg_server.port,
+            dbname="postgres",
+            user=user,
+            password=password,
+            connect_timeout=5,
+        ):
             return True
     except psycopg.OperationalError:
         return False
@@ -87,8 +101,10 @@ class Figures:
 
     def line(self) -> str:
         ms = sorted(self.rotation_ms) or [0.0]
-        return (f"{self.mode:6} | {self.rotations:9} | {self.logins:6} | {self.failed:13} | {self.rereads:7} | "
-                f"{statistics.median(ms):9.1f} | {ms[-1]:7.1f} | {self.max_age_ms:11.1f} | {self.seconds:5.1f}")
+        return (
+            f"{self.mode:6} | {self.rotations:9} | {self.logins:6} | {self.failed:13} | {self.rereads:7} | "
+            f"{statistics.median(ms):9.1f} | {ms[-1]:7.1f} | {self.max_age_ms:11.1f} | {self.seconds:5.1f}"
+        )
 
     HEADER = "mode   | rotations | logins | failed logins | rereads | median ms | max ms  | max age ms  | s"
 
@@ -96,8 +112,17 @@ class Figures:
 class Client(threading.Thread):
     """Logs in again and again with the pair it read last; re-reads the source every `reread` s."""
 
-    def __init__(self, source, path: str, pg_server, user_key: str | None, password_key: str,
-                 fixed_user: str | None, reread: float, figures: Figures) -> None:
+    def __init__(
+        self,
+        source,
+        path: str,
+        pg_server,
+        user_key: str | None,
+        password_key: str,
+        fixed_user: str | None,
+        reread: float,
+        figures: Figures,
+    ) -> None:
         super().__init__(daemon=True)
         self.vault = hvac.Client(url=source.addr, token=source.token)
         self.path, self.pg_server, self.user_key, self.password_key = path, pg_server, user_key, password_key
@@ -109,8 +134,9 @@ class Client(threading.Thread):
         self.caught_up = threading.Condition()
 
     def _read(self) -> tuple[str, str]:
-        answer = self.vault.secrets.kv.v2.read_secret_version(path=self.path, mount_point="secret",
-                                                              raise_on_deleted_version=True)["data"]
+        answer = self.vault.secrets.kv.v2.read_secret_version(
+            path=self.path, mount_point="secret", raise_on_deleted_version=True
+        )["data"]
         data = answer["data"]
         self.figures.rereads += 1
         with self.caught_up:
@@ -141,8 +167,9 @@ class Client(threading.Thread):
             self.figures.max_age_ms = max(self.figures.max_age_ms, age * 1000)
 
 
-def run_rotations(source, pg_server, *, mode: str, group: str, rotations: int, min_interval: float,
-                  reread: float) -> Figures:
+def run_rotations(
+    source, pg_server, *, mode: str, group: str, rotations: int, min_interval: float, reread: float
+) -> Figures:
     """`rotations` rotations of one app (a random key and the database password in one version),
     paced by the rotator's own minimum interval, while a client logs in continuously."""
     path = f"proof-{mode}-{group}"
@@ -154,12 +181,23 @@ def run_rotations(source, pg_server, *, mode: str, group: str, rotations: int, m
         figures = Figures(mode)  # the first rotation only creates the first login
     else:
         with pg_server.admin_conn() as conn:
-            conn.execute(sql.SQL("ALTER ROLE {} WITH LOGIN PASSWORD {}").format(
-                sql.Identifier(group), sql.Literal("initial-password-0123456789")))
+            conn.execute(
+                sql.SQL("ALTER ROLE {} WITH LOGIN PASSWORD {}").format(
+                    sql.Identifier(group), sql.Literal("initial-password-0123456789")
+                )
+            )
         source.seed(path, {"DB_PASSWORD": "initial-password-0123456789", "API_KEY": "initial-api-key-value"})
     plan = _plan(pg_server, path, group, mode, min_interval)
-    client = Client(source, path, pg_server, "DB_USER" if mode == "dual" else None, "DB_PASSWORD",
-                    None if mode == "dual" else group, reread, figures)
+    client = Client(
+        source,
+        path,
+        pg_server,
+        "DB_USER" if mode == "dual" else None,
+        "DB_PASSWORD",
+        None if mode == "dual" else group,
+        reread,
+        figures,
+    )
     vault = hvac.Client(url=source.addr, token=source.token)
     started = time.monotonic()
     client.start()
@@ -187,10 +225,15 @@ def run_rotations(source, pg_server, *, mode: str, group: str, rotations: int, m
 
 
 def _plan(pg_server, path: str, group: str, mode: str, min_interval: float) -> Plan:
-    return Plan("secret", path, random=(("API_KEY", 32),),
-                postgres=PostgresItem("DB_PASSWORD", postgres(pg_server, group), 32, mode,
-                                      "DB_USER" if mode == "dual" else None),
-                min_interval=min_interval)  # type: ignore[arg-type]
+    return Plan(
+        "secret",
+        path,
+        random=(("API_KEY", 32),),
+        postgres=PostgresItem(
+            "DB_PASSWORD", postgres(pg_server, group), 32, mode, "DB_USER" if mode == "dual" else None
+        ),
+        min_interval=min_interval,
+    )  # type: ignore[arg-type]
 
 
 # --- crash (SIGKILL) at each step ---------------------------------------------------------------
@@ -214,18 +257,38 @@ _RUNNER = textwrap.dedent("""
 
 
 def rotator_argv(pg_server, path: str, group: str, mode: str) -> list[str]:
-    argv = ["--mount", "secret", "--path", path, "--random", "API_KEY:32", "--postgres", "DB_PASSWORD:32",
-            "--pg-mode", mode, "--pg-host", pg_server.socket_dir, "--pg-port", str(pg_server.port),
-            "--pg-role", group]
+    argv = [
+        "--mount",
+        "secret",
+        "--path",
+        path,
+        "--random",
+        "API_KEY:32",
+        "--postgres",
+        "DB_PASSWORD:32",
+        "--pg-mode",
+        mode,
+        "--pg-host",
+        pg_server.socket_dir,
+        "--pg-port",
+        str(pg_server.port),
+        "--pg-role",
+        group,
+    ]
     return argv + (["--pg-username-key", "DB_USER"] if mode == "dual" else [])
 
 
 def run_rotator(source, pg_server, argv: list[str], kill_at: str | None) -> subprocess.CompletedProcess:
-    env = {**os.environ, "VAULT_ADDR": source.addr, "VAULT_TOKEN": source.token,
-           "PGADMIN_USER": pg_server.admin, "PGADMIN_PASSWORD": pg_server.admin_password,
-           "KSECRETS_TEST_KILL_AT": kill_at or "-", "PYTHONPATH": str(ROOT)}
-    return subprocess.run([sys.executable, "-c", _RUNNER, *argv], env=env, capture_output=True, text=True,
-                          timeout=60)
+    env = {
+        **os.environ,
+        "VAULT_ADDR": source.addr,
+        "VAULT_TOKEN": source.token,
+        "PGADMIN_USER": pg_server.admin,
+        "PGADMIN_PASSWORD": pg_server.admin_password,
+        "KSECRETS_TEST_KILL_AT": kill_at or "-",
+        "PYTHONPATH": str(ROOT),
+    }
+    return subprocess.run([sys.executable, "-c", _RUNNER, *argv], env=env, capture_output=True, text=True, timeout=60)
 
 
 def pair(source, path: str, mode: str, group: str) -> tuple[str, str]:
@@ -246,8 +309,9 @@ def crash_each_step(source, pg_server, *, mode: str, group: str) -> dict[str, di
             source.seed(path, {"DB_USER": "", "DB_PASSWORD": "", "API_KEY": "k" * 32})
         else:
             with pg_server.admin_conn() as conn:
-                conn.execute(sql.SQL("ALTER ROLE {} WITH LOGIN PASSWORD {}").format(
-                    sql.Identifier(group), sql.Literal("p" * 32)))
+                conn.execute(
+                    sql.SQL("ALTER ROLE {} WITH LOGIN PASSWORD {}").format(sql.Identifier(group), sql.Literal("p" * 32))
+                )
             source.seed(path, {"DB_PASSWORD": "p" * 32, "API_KEY": "k" * 32})
         argv = rotator_argv(pg_server, path, group, mode)
         vault = hvac.Client(url=source.addr, token=source.token)
@@ -256,10 +320,11 @@ def crash_each_step(source, pg_server, *, mode: str, group: str) -> dict[str, di
         killed = run_rotator(source, pg_server, argv, step)
         assert killed.returncode == -9 and f"killed at {step}" in killed.stderr, killed.stderr
         served = pair(source, path, mode, group)
-        result = {"served pair logs in": login(pg_server, *served),
-                  "previous pair logs in": login(pg_server, *before)}
+        result = {"served pair logs in": login(pg_server, *served), "previous pair logs in": login(pg_server, *before)}
         try:
-            result["next rotation succeeds"] = rotate_app(vault, _plan(pg_server, path, group, mode, 0)).version is not None
+            result["next rotation succeeds"] = (
+                rotate_app(vault, _plan(pg_server, path, group, mode, 0)).version is not None
+            )
         except Exception:  # noqa: BLE001 - reported as a NO in the table
             result["next rotation succeeds"] = False
         result["its pair logs in"] = login(pg_server, *pair(source, path, mode, group))

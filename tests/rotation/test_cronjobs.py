@@ -67,8 +67,16 @@ def test_random_cronjob_exact(planned):
     assert container["image"] == "ghcr.io/example/ksecrets-rotator:0.1.0"
     assert container["command"] == ["python", "-m", "ksecrets.rotate"]
     # The plan form (issue 12): one run per app and schedule, the stack's minimum interval.
-    assert container["args"] == ["--mount", "secret", "--path", "my-app", "--min-interval", "3600",
-                                 "--random", "API_KEY:48"]
+    assert container["args"] == [
+        "--mount",
+        "secret",
+        "--path",
+        "my-app",
+        "--min-interval",
+        "3600",
+        "--random",
+        "API_KEY:48",
+    ]
     assert container["env"] == [
         {"name": "VAULT_ADDR", "value": "https://vault.vault.svc:8200"},
         {"name": "KSECRETS_VAULT_AUTH_MOUNT", "value": "kubernetes"},
@@ -77,18 +85,32 @@ def test_random_cronjob_exact(planned):
         {"name": "VAULT_CACERT", "value": "/etc/ksecrets/vault-ca/ca.crt"},
         {"name": "PYTHONDONTWRITEBYTECODE", "value": "1"},
     ]
-    assert pod["volumes"][1] == {"name": "vault-token", "projected": {"sources": [{"serviceAccountToken": {
-        "audience": "vault", "expirationSeconds": 600, "path": "token"}}]}}
-    assert pod["volumes"][2] == {"name": "vault-ca", "secret": {"secretName": "vault-ca",
-                                                                "items": [{"key": "ca.crt", "path": "ca.crt"}]}}
+    assert pod["volumes"][1] == {
+        "name": "vault-token",
+        "projected": {
+            "sources": [{"serviceAccountToken": {"audience": "vault", "expirationSeconds": 600, "path": "token"}}]
+        },
+    }
+    assert pod["volumes"][2] == {
+        "name": "vault-ca",
+        "secret": {"secretName": "vault-ca", "items": [{"key": "ca.crt", "path": "ca.crt"}]},
+    }
 
 
 def test_postgres_cronjob_reads_admin_credentials_by_reference_only(planned):
     cj = by_name(planned, "CronJob")["my-app-rotate-database-password"]
     assert cj["spec"]["schedule"] == "30 3 * * 1"
     (container,) = cj["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"]
-    assert container["args"][-8:] == ["--pg-host", "postgres.db.svc", "--pg-port", "5432",
-                                      "--pg-database", "app", "--pg-role", "app_user"]
+    assert container["args"][-8:] == [
+        "--pg-host",
+        "postgres.db.svc",
+        "--pg-port",
+        "5432",
+        "--pg-database",
+        "app",
+        "--pg-role",
+        "app_user",
+    ]
     admin_env = [e for e in container["env"] if e["name"].startswith("PGADMIN_")]
     assert admin_env == [
         {"name": "PGADMIN_USER", "valueFrom": {"secretKeyRef": {"name": "postgres-admin", "key": "username"}}},
@@ -96,8 +118,14 @@ def test_postgres_cronjob_reads_admin_credentials_by_reference_only(planned):
     ]
     # No env var carries an inline value except addresses, names and paths.
     inline = {e["name"] for e in container["env"] if "value" in e}
-    assert inline == {"VAULT_ADDR", "KSECRETS_VAULT_AUTH_MOUNT", "KSECRETS_VAULT_ROLE",
-                      "KSECRETS_VAULT_TOKEN_FILE", "VAULT_CACERT", "PYTHONDONTWRITEBYTECODE"}
+    assert inline == {
+        "VAULT_ADDR",
+        "KSECRETS_VAULT_AUTH_MOUNT",
+        "KSECRETS_VAULT_ROLE",
+        "KSECRETS_VAULT_TOKEN_FILE",
+        "VAULT_CACERT",
+        "PYTHONDONTWRITEBYTECODE",
+    }
 
 
 def test_restricted_security_context_on_pod_and_container(planned):
@@ -118,17 +146,22 @@ def test_restricted_security_context_on_pod_and_container(planned):
 
 def test_rotator_service_account_has_no_api_token_and_no_rbac(cfg):
     planned = plan_stack(cfg)
-    sa = next(p.obj for p in planned if p.obj["kind"] == "ServiceAccount" and p.obj["metadata"]["name"] == "my-app-rotator")
+    sa = next(
+        p.obj for p in planned if p.obj["kind"] == "ServiceAccount" and p.obj["metadata"]["name"] == "my-app-rotator"
+    )
     assert sa["automountServiceAccountToken"] is False
-    bound = [s for p in planned if p.obj["kind"] in ("RoleBinding", "ClusterRoleBinding")
-             for s in p.obj.get("subjects", [])]
+    bound = [
+        s for p in planned if p.obj["kind"] in ("RoleBinding", "ClusterRoleBinding") for s in p.obj.get("subjects", [])
+    ]
     assert all(s["name"] != "my-app-rotator" for s in bound)
 
 
 def test_no_tls_no_ca_volume(cfg):
     import dataclasses
 
-    plain = dataclasses.replace(cfg, vault=dataclasses.replace(cfg.vault, tls=dataclasses.replace(cfg.vault.tls, enabled=False)))
+    plain = dataclasses.replace(
+        cfg, vault=dataclasses.replace(cfg.vault, tls=dataclasses.replace(cfg.vault.tls, enabled=False))
+    )
     cj = by_name(rotation.cronjobs(plain), "CronJob")["my-app-rotate-api-key"]
     pod = cj["spec"]["jobTemplate"]["spec"]["template"]["spec"]
     assert [v["name"] for v in pod["volumes"]] == ["tmp", "vault-token"]
@@ -151,52 +184,105 @@ def test_cronjob_names_unique_and_short(cfg):
 
     from ksecrets.config.model import RotationSpec
 
-    app = dataclasses.replace(cfg.apps[0], name="a" * 40, rotation=(
-        RotationSpec(key="API_KEY"), RotationSpec(key="api-key"), RotationSpec(key="A_VERY_LONG_KEY_NAME_FOR_ROTATION")))
+    app = dataclasses.replace(
+        cfg.apps[0],
+        name="a" * 40,
+        rotation=(
+            RotationSpec(key="API_KEY"),
+            RotationSpec(key="api-key"),
+            RotationSpec(key="A_VERY_LONG_KEY_NAME_FOR_ROTATION"),
+        ),
+    )
     names = [rotation.cronjob_name(app, spec) for spec in app.rotation]
     assert len(set(names)) == 3
     assert all(len(n) <= 52 for n in names)
     import hashlib
 
     assert names[0] == "a" * 40 + "-rota-" + hashlib.sha256(b"API_KEY").hexdigest()[:6]
-    assert rotation.cronjob_names(cfg) == [("my-app", "my-app-rotate-api-key"),
-                                           ("my-app", "my-app-rotate-database-password")]
+    assert rotation.cronjob_names(cfg) == [
+        ("my-app", "my-app-rotate-api-key"),
+        ("my-app", "my-app-rotate-database-password"),
+    ]
 
 
 def test_keys_on_one_schedule_share_one_cronjob_and_one_version():
     """Issue 12: one CronJob per app and schedule, so one kv-v2 version and one restart."""
     from ksecrets.config.load import parse
 
-    doc = {"backend": "vault", "rotation": {"minInterval": "6h"}, "apps": [{
-        "name": "shop", "namespace": "shop", "keys": ["API_KEY", "TOKEN", "DB_PASSWORD", "DB_USER", "OTHER"],
-        "vault": {"path": "shop"},
-        "rotation": [
-            {"key": "API_KEY", "length": 40},
-            {"key": "DB_PASSWORD", "generator": "postgres",
-             "postgres": {"host": "db", "role": "shop", "adminSecret": "pg-admin", "mode": "dual",
-                          "usernameKey": "DB_USER"}},
-            {"key": "OTHER", "schedule": "0 5 1 * *"},
-            {"key": "TOKEN"},
-        ]}]}
+    doc = {
+        "backend": "vault",
+        "rotation": {"minInterval": "6h"},
+        "apps": [
+            {
+                "name": "shop",
+                "namespace": "shop",
+                "keys": ["API_KEY", "TOKEN", "DB_PASSWORD", "DB_USER", "OTHER"],
+                "vault": {"path": "shop"},
+                "rotation": [
+                    {"key": "API_KEY", "length": 40},
+                    {
+                        "key": "DB_PASSWORD",
+                        "generator": "postgres",
+                        "postgres": {
+                            "host": "db",
+                            "role": "shop",
+                            "adminSecret": "pg-admin",
+                            "mode": "dual",
+                            "usernameKey": "DB_USER",
+                        },
+                    },
+                    {"key": "OTHER", "schedule": "0 5 1 * *"},
+                    {"key": "TOKEN"},
+                ],
+            }
+        ],
+    }
     cfg = parse(doc, stack="s", source="Pulumi.s.yaml")
     jobs = by_name(rotation.cronjobs(cfg), "CronJob")
     assert sorted(jobs) == ["shop-rotate-api-key-db-password-token", "shop-rotate-other"]
-    assert rotation.cronjob_names(cfg) == [("shop", "shop-rotate-api-key-db-password-token"),
-                                           ("shop", "shop-rotate-other")]
+    assert rotation.cronjob_names(cfg) == [
+        ("shop", "shop-rotate-api-key-db-password-token"),
+        ("shop", "shop-rotate-other"),
+    ]
     weekly = jobs["shop-rotate-api-key-db-password-token"]
     assert weekly["metadata"]["annotations"] == {"ksecrets.io/rotates": "shop-secrets/API_KEY,DB_PASSWORD,TOKEN"}
     (container,) = weekly["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"]
     assert container["args"] == [
-        "--mount", "secret", "--path", "shop", "--min-interval", "21600",
-        "--random", "API_KEY:40", "--random", "TOKEN:32",
-        "--postgres", "DB_PASSWORD:32", "--pg-mode", "dual", "--pg-username-key", "DB_USER",
-        "--pg-host", "db", "--pg-port", "5432", "--pg-database", "postgres", "--pg-role", "shop"]
+        "--mount",
+        "secret",
+        "--path",
+        "shop",
+        "--min-interval",
+        "21600",
+        "--random",
+        "API_KEY:40",
+        "--random",
+        "TOKEN:32",
+        "--postgres",
+        "DB_PASSWORD:32",
+        "--pg-mode",
+        "dual",
+        "--pg-username-key",
+        "DB_USER",
+        "--pg-host",
+        "db",
+        "--pg-port",
+        "5432",
+        "--pg-database",
+        "postgres",
+        "--pg-role",
+        "shop",
+    ]
     for obj in jobs.values():
         kubernetes_validate.validate(obj, "1.33", strict=True)
     # The args parse back into exactly the plan the rotator runs.
     from ksecrets.rotate.__main__ import build_parser, plan_from_args
 
-    plan = plan_from_args(build_parser().parse_args(container["args"]),
-                          {"PGADMIN_USER": "u", "PGADMIN_PASSWORD": "p"})
+    plan = plan_from_args(build_parser().parse_args(container["args"]), {"PGADMIN_USER": "u", "PGADMIN_PASSWORD": "p"})
     assert (plan.random, plan.postgres.key, plan.postgres.mode, plan.postgres.username_key, plan.min_interval) == (
-        (("API_KEY", 40), ("TOKEN", 32)), "DB_PASSWORD", "dual", "DB_USER", 21600)
+        (("API_KEY", 40), ("TOKEN", 32)),
+        "DB_PASSWORD",
+        "dual",
+        "DB_USER",
+        21600,
+    )

@@ -89,8 +89,11 @@ def _closure(requirements: list[str]) -> set[str]:
         for extra in req.extras:
             for sub in metadata.requires(name) or []:
                 sub_req = Requirement(sub)
-                if sub_req.marker is not None and sub_req.marker.evaluate({"extra": extra}) \
-                        and not sub_req.marker.evaluate({"extra": ""}):
+                if (
+                    sub_req.marker is not None
+                    and sub_req.marker.evaluate({"extra": extra})
+                    and not sub_req.marker.evaluate({"extra": ""})
+                ):
                     todo.append(Requirement(str(sub_req).split(";")[0]))
         if name in seen:
             continue
@@ -115,24 +118,30 @@ def test_the_rotator_runs_with_the_rotate_extra_alone(tmp_path, built_wheel):
                 (deps / top).symlink_to(src)
     env_dir = fresh_venv_with_wheel(tmp_path, built_wheel, deps)
     py = str(env_dir / "bin" / "python")
-    probe = ("import importlib, ksecrets.rotate, ksecrets.rotate.__main__, ksecrets.rotate.postgres, psycopg\n"
-             "psycopg.pq.version()\n"
-             "for name in ('pulumi', 'pulumi_kubernetes', 'kubernetes_validate', 'cryptography', 'ruamel'):\n"
-             "    try:\n"
-             "        importlib.import_module(name)\n"
-             "    except ModuleNotFoundError:\n"
-             "        print('absent', name)\n")
+    probe = (
+        "import importlib, ksecrets.rotate, ksecrets.rotate.__main__, ksecrets.rotate.postgres, psycopg\n"
+        "psycopg.pq.version()\n"
+        "for name in ('pulumi', 'pulumi_kubernetes', 'kubernetes_validate', 'cryptography', 'ruamel'):\n"
+        "    try:\n"
+        "        importlib.import_module(name)\n"
+        "    except ModuleNotFoundError:\n"
+        "        print('absent', name)\n"
+    )
     out = subprocess.run([py, "-c", probe], capture_output=True, text=True, cwd=tmp_path)
     assert out.returncode == 0, out.stderr
-    assert out.stdout.split("\n")[:-1] == [f"absent {n}" for n in
-                                           ("pulumi", "pulumi_kubernetes", "kubernetes_validate", "cryptography",
-                                            "ruamel")]
+    assert out.stdout.split("\n")[:-1] == [
+        f"absent {n}" for n in ("pulumi", "pulumi_kubernetes", "kubernetes_validate", "cryptography", "ruamel")
+    ]
     with socket.socket() as s:  # a port nothing listens on: the rotator's HTTP call is refused
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    run = subprocess.run([py, "-m", "ksecrets.rotate", "--mount", "secret", "--path", "my-app", "--key", "API_KEY"],
-                         capture_output=True, text=True, cwd=tmp_path,
-                         env={"PATH": "/usr/bin:/bin", "VAULT_ADDR": f"http://127.0.0.1:{port}", "VAULT_TOKEN": "t"})
+    run = subprocess.run(
+        [py, "-m", "ksecrets.rotate", "--mount", "secret", "--path", "my-app", "--key", "API_KEY"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env={"PATH": "/usr/bin:/bin", "VAULT_ADDR": f"http://127.0.0.1:{port}", "VAULT_TOKEN": "t"},
+    )
     lines = run.stderr.splitlines()
     assert run.returncode in (1, 2) and len(lines) == 1, run.stderr
     assert lines[0].startswith("ksecrets.rotate: ") and f"127.0.0.1:{port}" in lines[0], lines[0]

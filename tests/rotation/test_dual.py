@@ -10,8 +10,16 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from ksecrets.rotate import (MARK_KEY, Plan, Postgres, PostgresItem, RotationFailed, Target, rotate_app,
-                             rotate_postgres_dual)
+from ksecrets.rotate import (
+    MARK_KEY,
+    Plan,
+    Postgres,
+    PostgresItem,
+    RotationFailed,
+    Target,
+    rotate_app,
+    rotate_postgres_dual,
+)
 from ksecrets.rotate.__main__ import main
 from ksecrets.rotate.postgres import can_login
 
@@ -27,7 +35,8 @@ def drop(pg_server, *roles: str) -> None:
     with pg_server.admin_conn() as conn:
         for role in roles:
             conn.execute(sql.SQL("DROP OWNED BY {} CASCADE").format(sql.Identifier(role))) if conn.execute(
-                "SELECT 1 FROM pg_roles WHERE rolname = %s", (role,)).fetchone() else None
+                "SELECT 1 FROM pg_roles WHERE rolname = %s", (role,)
+            ).fetchone() else None
             conn.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(role)))
 
 
@@ -44,8 +53,14 @@ def group(pg_server):
 
 @pytest.fixture
 def pg(pg_server, group) -> Postgres:
-    return Postgres(host=pg_server.socket_dir, port=pg_server.port, database="postgres", role=group,
-                    admin_user=pg_server.admin, admin_password=pg_server.admin_password)
+    return Postgres(
+        host=pg_server.socket_dir,
+        port=pg_server.port,
+        database="postgres",
+        role=group,
+        admin_user=pg_server.admin,
+        admin_password=pg_server.admin_password,
+    )
 
 
 def values():
@@ -76,15 +91,22 @@ def test_logins_inherit_the_group_and_create_objects_owned_by_it(pg_server, pg, 
     fake_kv.seed("orders", {"DB_USER": "", "DB_PASSWORD": ""})
     rotate_postgres_dual(client(fake_kv), TARGET, pg, "DB_USER", 24, values())
     user, pw = fake_kv.current("orders")["DB_USER"], fake_kv.current("orders")["DB_PASSWORD"]
-    with psycopg.connect(host=pg_server.socket_dir, port=pg_server.port, dbname="postgres", user=user,
-                         password=pw, autocommit=True) as conn:
+    with psycopg.connect(
+        host=pg_server.socket_dir, port=pg_server.port, dbname="postgres", user=user, password=pw, autocommit=True
+    ) as conn:
         assert conn.execute("SELECT current_user").fetchone()[0] == GROUP
         conn.execute("CREATE TABLE orders.t (id int)")
     rotate_postgres_dual(client(fake_kv), TARGET, pg, "DB_USER", 24, values())
     other = fake_kv.current("orders")
     assert other["DB_USER"] != user
-    with psycopg.connect(host=pg_server.socket_dir, port=pg_server.port, dbname="postgres",
-                         user=other["DB_USER"], password=other["DB_PASSWORD"], autocommit=True) as conn:
+    with psycopg.connect(
+        host=pg_server.socket_dir,
+        port=pg_server.port,
+        dbname="postgres",
+        user=other["DB_USER"],
+        password=other["DB_PASSWORD"],
+        autocommit=True,
+    ) as conn:
         conn.execute("INSERT INTO orders.t VALUES (1)")  # the other login uses what the first created
         owner = conn.execute("SELECT tableowner FROM pg_tables WHERE tablename = 't'").fetchone()[0]
     assert owner == GROUP
@@ -103,8 +125,9 @@ def test_a_failed_vault_write_leaves_vault_naming_the_untouched_login(pg, fake_k
 
 def test_a_missing_group_role_changes_nothing(pg_server, fake_kv):
     fake_kv.seed("orders", {"DB_USER": "", "DB_PASSWORD": ""})
-    pg = Postgres(pg_server.socket_dir, pg_server.port, "postgres", "no_such_group", pg_server.admin,
-                  pg_server.admin_password)
+    pg = Postgres(
+        pg_server.socket_dir, pg_server.port, "postgres", "no_such_group", pg_server.admin, pg_server.admin_password
+    )
     with pytest.raises(RotationFailed) as err:
         rotate_postgres_dual(client(fake_kv), TARGET, pg, "DB_USER", 24, values())
     assert 'role "no_such_group" does not exist' in str(err.value)
@@ -125,13 +148,21 @@ def test_a_second_rotator_of_the_same_role_stops(pg_server, pg, fake_kv):
 
 def test_keys_of_one_schedule_change_in_one_version(pg, fake_kv):
     fake_kv.seed("orders", {"DB_USER": "", "DB_PASSWORD": "", "API_KEY": "a", "TOKEN": "t", "OTHER": "o"})
-    plan = Plan("secret", "orders", random=(("API_KEY", 40), ("TOKEN", 20)),
-                postgres=PostgresItem("DB_PASSWORD", pg, 24, "dual", "DB_USER"))
+    plan = Plan(
+        "secret",
+        "orders",
+        random=(("API_KEY", 40), ("TOKEN", 20)),
+        postgres=PostgresItem("DB_PASSWORD", pg, 24, "dual", "DB_USER"),
+    )
     out = rotate_app(client(fake_kv), plan, generator=values())
     assert out.version == 2 and fake_kv.version("orders") == 2
     new = fake_kv.current("orders")
-    assert {k for k in new if new[k] != fake_kv.versions["orders"][0][k]} == {"DB_USER", "DB_PASSWORD", "API_KEY",
-                                                                              "TOKEN"}
+    assert {k for k in new if new[k] != fake_kv.versions["orders"][0][k]} == {
+        "DB_USER",
+        "DB_PASSWORD",
+        "API_KEY",
+        "TOKEN",
+    }
     assert len(new["API_KEY"]) == 40 and len(new["TOKEN"]) == 20 and new["OTHER"] == "o"
     assert fake_kv.custom["orders"] == {MARK_KEY: "2"}
 
@@ -174,12 +205,43 @@ def test_command_dual_form_and_bad_flags(pg_server, pg, fake_kv, capsys, caplog)
 
     caplog.set_level(logging.INFO, logger="ksecrets.rotate")
     fake_kv.seed("orders", {"DB_USER": "", "DB_PASSWORD": "", "API_KEY": "a"})
-    env = {"VAULT_ADDR": fake_kv.addr, "VAULT_TOKEN": fake_kv.token,
-           "PGADMIN_USER": pg_server.admin, "PGADMIN_PASSWORD": pg_server.admin_password}
-    base = ["--mount", "secret", "--path", "orders", "--pg-host", pg_server.socket_dir,
-            "--pg-port", str(pg_server.port), "--pg-role", GROUP]
-    assert main([*base, "--random", "API_KEY:48", "--postgres", "DB_PASSWORD:40", "--pg-mode", "dual",
-                 "--pg-username-key", "DB_USER", "--min-interval", "3600"], env) == 0
+    env = {
+        "VAULT_ADDR": fake_kv.addr,
+        "VAULT_TOKEN": fake_kv.token,
+        "PGADMIN_USER": pg_server.admin,
+        "PGADMIN_PASSWORD": pg_server.admin_password,
+    }
+    base = [
+        "--mount",
+        "secret",
+        "--path",
+        "orders",
+        "--pg-host",
+        pg_server.socket_dir,
+        "--pg-port",
+        str(pg_server.port),
+        "--pg-role",
+        GROUP,
+    ]
+    assert (
+        main(
+            [
+                *base,
+                "--random",
+                "API_KEY:48",
+                "--postgres",
+                "DB_PASSWORD:40",
+                "--pg-mode",
+                "dual",
+                "--pg-username-key",
+                "DB_USER",
+                "--min-interval",
+                "3600",
+            ],
+            env,
+        )
+        == 0
+    )
     cur = fake_kv.current("orders")
     assert cur["DB_USER"] == A and len(cur["DB_PASSWORD"]) == 40 and len(cur["API_KEY"]) == 48
     assert main([*base, "--random", "API_KEY:48", "--min-interval", "3600"], env) == 0  # skipped
@@ -192,13 +254,16 @@ def test_command_dual_form_and_bad_flags(pg_server, pg, fake_kv, capsys, caplog)
     assert main([*base, "--random", "API_KEY:8"], env) == 2
     assert main([*base, "--key", "API_KEY", "--random", "API_KEY"], env) == 2
     err = capsys.readouterr().err.splitlines()
-    assert err == ["ksecrets.rotate: --pg-mode dual needs --pg-username-key",
-                   "ksecrets.rotate: --random: 'API_KEY:8': the length must be a number from 16 to 256",
-                   "ksecrets.rotate: --key (one-key form) cannot be combined with --random or --postgres"]
+    assert err == [
+        "ksecrets.rotate: --pg-mode dual needs --pg-username-key",
+        "ksecrets.rotate: --random: 'API_KEY:8': the length must be a number from 16 to 256",
+        "ksecrets.rotate: --key (one-key form) cannot be combined with --random or --postgres",
+    ]
 
 
-def test_workstation_rotate_dual_honours_the_minimum_interval_unless_forced(pg_server, pg, fake_kv, cli, monkeypatch,
-                                                                            tmp_path):
+def test_workstation_rotate_dual_honours_the_minimum_interval_unless_forced(
+    pg_server, pg, fake_kv, cli, monkeypatch, tmp_path
+):
     (tmp_path / "Pulumi.ws.yaml").write_text(f"""\
 config:
   k8s-secrets:backend: vault
@@ -214,19 +279,26 @@ config:
                      adminSecret: pg-admin, mode: dual, usernameKey: DB_USER}}
 """)
     fake_kv.seed("orders", {"DB_USER": "", "DB_PASSWORD": ""})
-    for name, value in (("VAULT_ADDR", fake_kv.addr), ("VAULT_TOKEN", fake_kv.token),
-                        ("PGADMIN_USER", pg_server.admin), ("PGADMIN_PASSWORD", pg_server.admin_password)):
+    for name, value in (
+        ("VAULT_ADDR", fake_kv.addr),
+        ("VAULT_TOKEN", fake_kv.token),
+        ("PGADMIN_USER", pg_server.admin),
+        ("PGADMIN_PASSWORD", pg_server.admin_password),
+    ):
         monkeypatch.setenv(name, value)
     args = ("rotate", "--stack", "ws", "--name", "orders-secrets", "--key", "DB_PASSWORD", "--root", str(tmp_path))
     first = cli(*args)
     assert first.code == 0, first.err
-    assert first.out.splitlines()[0] == ("secret/data/orders key DB_PASSWORD: rotated (kv-v2 version 2) and login "
-                                         "Orders-App_a/_b switched")
+    assert first.out.splitlines()[0] == (
+        "secret/data/orders key DB_PASSWORD: rotated (kv-v2 version 2) and login Orders-App_a/_b switched"
+    )
     second = cli(*args)
-    assert second.code == 1 and second.err.startswith("ksecrets: not rotated: secret/data/orders: the last rotation "
-                                                      "(version 2) is ")
-    assert second.err.rstrip().endswith("less than the minimum interval of 3600s (rotation.minInterval); --force "
-                                        "rotates anyway")
+    assert second.code == 1 and second.err.startswith(
+        "ksecrets: not rotated: secret/data/orders: the last rotation (version 2) is "
+    )
+    assert second.err.rstrip().endswith(
+        "less than the minimum interval of 3600s (rotation.minInterval); --force rotates anyway"
+    )
     forced = cli(*args, "--force")
     assert forced.code == 0, forced.err
     cur = fake_kv.current("orders")

@@ -72,21 +72,41 @@ def test_sealed_rotation_reseals_only_that_key(stack, pair, cli):
 
 
 def test_length_flag_overrides(stack, pair, cli):
-    result = cli("rotate", "--stack", "rot", "--name", "my-app-secrets", "--key", "DATABASE_URL", "--length", "17",
-                 "--root", str(stack))
+    result = cli(
+        "rotate",
+        "--stack",
+        "rot",
+        "--name",
+        "my-app-secrets",
+        "--key",
+        "DATABASE_URL",
+        "--length",
+        "17",
+        "--root",
+        str(stack),
+    )
     assert result.code == 0, result.err
     assert len(plain(stack, pair, "DATABASE_URL")) == 17
     assert plain(stack, pair, "API_KEY") == OLD_API_KEY
 
 
-@pytest.mark.parametrize("args,message", [
-    (["--key", "NOPE"], "ksecrets: Pulumi.rot.yaml: my-app/my-app-secrets has no key 'NOPE' (keys: API_KEY, "
-                        "DATABASE_URL); rotation replaces an existing key\n"),
-    (["--key", "API_KEY", "--length", "8"], "ksecrets: --length: 8 is out of range (16 to 256)\n"),
-    (["--key", "API_KEY", "--namespace", "other"], "ksecrets: Pulumi.rot.yaml: other/my-app-secrets has no sealed "
-                                                    "values to rotate; seal them first (ksecrets seal --stack rot "
-                                                    "--name my-app-secrets ...)\n"),
-])
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (
+            ["--key", "NOPE"],
+            "ksecrets: Pulumi.rot.yaml: my-app/my-app-secrets has no key 'NOPE' (keys: API_KEY, "
+            "DATABASE_URL); rotation replaces an existing key\n",
+        ),
+        (["--key", "API_KEY", "--length", "8"], "ksecrets: --length: 8 is out of range (16 to 256)\n"),
+        (
+            ["--key", "API_KEY", "--namespace", "other"],
+            "ksecrets: Pulumi.rot.yaml: other/my-app-secrets has no sealed "
+            "values to rotate; seal them first (ksecrets seal --stack rot "
+            "--name my-app-secrets ...)\n",
+        ),
+    ],
+)
 def test_bad_input_is_one_line_and_writes_nothing(stack, cli, args, message):
     text = (stack / "Pulumi.rot.yaml").read_text()
     result = cli("rotate", "--stack", "rot", "--name", "my-app-secrets", "--root", str(stack), *args)
@@ -128,10 +148,21 @@ def test_vault_backend_failed_write_exits_1(fake_kv, cli, monkeypatch):
     fake_kv.fail_write = 500
     monkeypatch.setenv("VAULT_ADDR", fake_kv.addr)
     monkeypatch.setenv("VAULT_TOKEN", fake_kv.token)
-    result = cli("rotate", "--stack", "rotating", "--name", "my-app-secrets", "--key", "API_KEY",
-                 "--root", str(P(__file__).parent / "fixtures"))
+    result = cli(
+        "rotate",
+        "--stack",
+        "rotating",
+        "--name",
+        "my-app-secrets",
+        "--key",
+        "API_KEY",
+        "--root",
+        str(P(__file__).parent / "fixtures"),
+    )
     assert result.code == 1
-    assert result.err.startswith("ksecrets: rotation of secret/data/my-app key API_KEY failed, the old value stays current")
+    assert result.err.startswith(
+        "ksecrets: rotation of secret/data/my-app key API_KEY failed, the old value stays current"
+    )
     assert fake_kv.current("my-app") == {"API_KEY": "old-api-key-value"}
 
 
@@ -155,15 +186,22 @@ config:
                      adminSecret: pg-admin}}
 """)
     fake_kv.seed("my-app", {"DB_PASSWORD": "ws-old-password-0123456789"})
-    for name, value in (("VAULT_ADDR", fake_kv.addr), ("VAULT_TOKEN", fake_kv.token),
-                        ("PGADMIN_USER", pg_server.admin), ("PGADMIN_PASSWORD", pg_server.admin_password)):
+    for name, value in (
+        ("VAULT_ADDR", fake_kv.addr),
+        ("VAULT_TOKEN", fake_kv.token),
+        ("PGADMIN_USER", pg_server.admin),
+        ("PGADMIN_PASSWORD", pg_server.admin_password),
+    ):
         monkeypatch.setenv(name, value)
     result = cli("rotate", "--stack", "ws", "--name", "my-app-secrets", "--key", "DB_PASSWORD", "--root", str(tmp_path))
     assert result.code == 0, result.err
-    assert result.out.splitlines()[0] == ("secret/data/my-app key DB_PASSWORD: rotated (kv-v2 version 2) and "
-                                          "ALTER ROLE ws_user committed")
+    assert result.out.splitlines()[0] == (
+        "secret/data/my-app key DB_PASSWORD: rotated (kv-v2 version 2) and ALTER ROLE ws_user committed"
+    )
     new = fake_kv.current("my-app")["DB_PASSWORD"]
-    pg = Postgres(pg_server.socket_dir, pg_server.port, "postgres", "ws_user", pg_server.admin, pg_server.admin_password)
+    pg = Postgres(
+        pg_server.socket_dir, pg_server.port, "postgres", "ws_user", pg_server.admin, pg_server.admin_password
+    )
     assert can_login(pg, "ws_user", new) is True
     assert can_login(pg, "ws_user", "ws-old-password-0123456789") is False
     assert new not in result.out + result.err

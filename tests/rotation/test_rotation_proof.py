@@ -20,8 +20,15 @@ REREAD = 0.02
 
 
 def test_dual_zero_failed_logins_across_100_rotations(pg_server, served_kv):
-    figures = proof.run_rotations(served_kv, pg_server, mode="dual", group="proof_app", rotations=ROTATIONS,
-                                  min_interval=MIN_INTERVAL, reread=REREAD)
+    figures = proof.run_rotations(
+        served_kv,
+        pg_server,
+        mode="dual",
+        group="proof_app",
+        rotations=ROTATIONS,
+        min_interval=MIN_INTERVAL,
+        reread=REREAD,
+    )
     print("\n" + proof.Figures.HEADER + "\n" + figures.line())
     assert figures.rotations == ROTATIONS
     assert figures.logins > 5 * ROTATIONS  # the client really kept logging in throughout
@@ -33,8 +40,15 @@ def test_dual_zero_failed_logins_across_100_rotations(pg_server, served_kv):
 def test_single_mode_for_contrast_refuses_clients_between_commit_and_reread(pg_server, served_kv):
     """Today's single-role mode, same client: logins fail in the window between COMMIT and the
     client's next re-read. This is what dual mode removes."""
-    figures = proof.run_rotations(served_kv, pg_server, mode="single", group="proof_single", rotations=30,
-                                  min_interval=MIN_INTERVAL, reread=REREAD)
+    figures = proof.run_rotations(
+        served_kv,
+        pg_server,
+        mode="single",
+        group="proof_single",
+        rotations=30,
+        min_interval=MIN_INTERVAL,
+        reread=REREAD,
+    )
     print("\n" + proof.Figures.HEADER + "\n" + figures.line())
     assert figures.rotations == 30
     assert figures.failed > 0

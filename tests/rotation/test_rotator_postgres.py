@@ -8,8 +8,15 @@ import logging
 import hvac
 import pytest
 
-from ksecrets.rotate import (EXIT_FAILED, EXIT_UNKNOWN, Postgres, RotationFailed, RotationStateUnknown,
-                             Target, rotate_postgres)
+from ksecrets.rotate import (
+    EXIT_FAILED,
+    EXIT_UNKNOWN,
+    Postgres,
+    RotationFailed,
+    RotationStateUnknown,
+    Target,
+    rotate_postgres,
+)
 from ksecrets.rotate.__main__ import main
 from ksecrets.rotate.postgres import can_login
 
@@ -29,8 +36,14 @@ def role(pg_server):
 
 @pytest.fixture
 def pg(pg_server, role) -> Postgres:
-    return Postgres(host=pg_server.socket_dir, port=pg_server.port, database="postgres", role=role,
-                    admin_user=pg_server.admin, admin_password=pg_server.admin_password)
+    return Postgres(
+        host=pg_server.socket_dir,
+        port=pg_server.port,
+        database="postgres",
+        role=role,
+        admin_user=pg_server.admin,
+        admin_password=pg_server.admin_password,
+    )
 
 
 @pytest.fixture
@@ -56,11 +69,35 @@ def test_the_new_password_logs_in_and_the_old_one_no_longer_does(pg, seeded):
 
 def test_command_end_to_end_exit_0_and_no_value_in_any_output(pg_server, pg, seeded, capsys, caplog):
     caplog.set_level(logging.INFO, logger="ksecrets.rotate")
-    env = {"VAULT_ADDR": VAULT_ADDR, "VAULT_TOKEN": VAULT_TOKEN,
-           "PGADMIN_USER": pg_server.admin, "PGADMIN_PASSWORD": pg_server.admin_password}
-    code = main(["--mount", "secret", "--path", "my-app", "--key", "DB_PASSWORD", "--generator", "postgres",
-                 "--length", "40", "--pg-host", pg_server.socket_dir, "--pg-port", str(pg_server.port),
-                 "--pg-database", "postgres", "--pg-role", ROLE], env)
+    env = {
+        "VAULT_ADDR": VAULT_ADDR,
+        "VAULT_TOKEN": VAULT_TOKEN,
+        "PGADMIN_USER": pg_server.admin,
+        "PGADMIN_PASSWORD": pg_server.admin_password,
+    }
+    code = main(
+        [
+            "--mount",
+            "secret",
+            "--path",
+            "my-app",
+            "--key",
+            "DB_PASSWORD",
+            "--generator",
+            "postgres",
+            "--length",
+            "40",
+            "--pg-host",
+            pg_server.socket_dir,
+            "--pg-port",
+            str(pg_server.port),
+            "--pg-database",
+            "postgres",
+            "--pg-role",
+            ROLE,
+        ],
+        env,
+    )
     assert code == 0
     new = seeded.current("my-app")["DB_PASSWORD"]
     assert len(new) == 40 and new != OLD
@@ -111,8 +148,10 @@ def test_write_landed_despite_an_error_is_committed(pg, seeded):
 def test_commit_fails_after_the_vault_write_old_value_is_restored_in_vault(pg_server, pg, seeded):
     def kill_rotator_session() -> None:
         with pg_server.admin_conn() as conn:
-            conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                         "WHERE application_name = 'ksecrets-rotate' AND pid <> pg_backend_pid()")
+            conn.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE application_name = 'ksecrets-rotate' AND pid <> pg_backend_pid()"
+            )
 
     seeded.before_write = kill_rotator_session
     with pytest.raises(RotationFailed) as err:
@@ -204,10 +243,31 @@ def test_wrong_admin_password_fails_without_echoing_it(pg, seeded):
 
 def test_command_exit_code_1_when_vault_write_fails(pg_server, pg, seeded, capsys):
     seeded.fail_write = 500
-    env = {"VAULT_ADDR": VAULT_ADDR, "VAULT_TOKEN": VAULT_TOKEN,
-           "PGADMIN_USER": pg_server.admin, "PGADMIN_PASSWORD": pg_server.admin_password}
-    code = main(["--mount", "secret", "--path", "my-app", "--key", "DB_PASSWORD", "--generator", "postgres",
-                 "--pg-host", pg_server.socket_dir, "--pg-port", str(pg_server.port), "--pg-role", ROLE], env)
+    env = {
+        "VAULT_ADDR": VAULT_ADDR,
+        "VAULT_TOKEN": VAULT_TOKEN,
+        "PGADMIN_USER": pg_server.admin,
+        "PGADMIN_PASSWORD": pg_server.admin_password,
+    }
+    code = main(
+        [
+            "--mount",
+            "secret",
+            "--path",
+            "my-app",
+            "--key",
+            "DB_PASSWORD",
+            "--generator",
+            "postgres",
+            "--pg-host",
+            pg_server.socket_dir,
+            "--pg-port",
+            str(pg_server.port),
+            "--pg-role",
+            ROLE,
+        ],
+        env,
+    )
     assert code == 1
     err = capsys.readouterr().err
     assert err.count("\n") >= 1 and "ksecrets.rotate: writing secret/data/my-app key DB_PASSWORD failed" in err

@@ -49,8 +49,14 @@ def test_rotate_random_check_and_set_conflict_keeps_the_other_writers_version(fa
 def test_kubernetes_login_with_the_projected_token(fake_kv, tmp_path):
     token = tmp_path / "token"
     token.write_text("eyJ.projected.jwt\n")
-    client = vault_login({"VAULT_ADDR": VAULT_ADDR, "KSECRETS_VAULT_ROLE": "my-app-rotator",
-                          "KSECRETS_VAULT_AUTH_MOUNT": "kubernetes", "KSECRETS_VAULT_TOKEN_FILE": str(token)})
+    client = vault_login(
+        {
+            "VAULT_ADDR": VAULT_ADDR,
+            "KSECRETS_VAULT_ROLE": "my-app-rotator",
+            "KSECRETS_VAULT_AUTH_MOUNT": "kubernetes",
+            "KSECRETS_VAULT_TOKEN_FILE": str(token),
+        }
+    )
     assert fake_kv.logins == [{"role": "my-app-rotator", "jwt": "eyJ.projected.jwt"}]
     assert client.token == "hvs.from-kubernetes-login"
 
@@ -73,12 +79,28 @@ def test_command_random_end_to_end_with_kubernetes_auth(fake_kv, tmp_path, capsy
 def test_command_without_credentials_exits_2(capsys):
     assert main(["--mount", "secret", "--path", "p", "--key", "k"], {"VAULT_ADDR": VAULT_ADDR}) == 2
     assert capsys.readouterr().err == (
-        "ksecrets.rotate: no Vault credentials: set VAULT_TOKEN, or KSECRETS_VAULT_ROLE for Kubernetes auth\n")
+        "ksecrets.rotate: no Vault credentials: set VAULT_TOKEN, or KSECRETS_VAULT_ROLE for Kubernetes auth\n"
+    )
 
 
 def test_command_postgres_without_admin_credentials_exits_2(capsys):
-    code = main(["--mount", "secret", "--path", "p", "--key", "k", "--generator", "postgres",
-                 "--pg-host", "db", "--pg-role", "app"], {"VAULT_ADDR": VAULT_ADDR, "VAULT_TOKEN": "t"})
+    code = main(
+        [
+            "--mount",
+            "secret",
+            "--path",
+            "p",
+            "--key",
+            "k",
+            "--generator",
+            "postgres",
+            "--pg-host",
+            "db",
+            "--pg-role",
+            "app",
+        ],
+        {"VAULT_ADDR": VAULT_ADDR, "VAULT_TOKEN": "t"},
+    )
     assert code == 2
     assert "PGADMIN_USER and PGADMIN_PASSWORD" in capsys.readouterr().err
 
@@ -89,15 +111,27 @@ def test_command_missing_token_file_exits_2(tmp_path, capsys):
     assert "cannot read the service-account token" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("argv,env,problem", [
-    (["--mount", "secret", "--path", "my-app/../../sys/policies/acl/x"], {},
-     "--path: \"my-app/../../sys/policies/acl/x\" is not a Vault secret path"),
-    (["--mount", "sys", "--path", "p"], {}, "--mount: \"sys\" is not a Vault mount path: sys/ is Vault's own"),
-    (["--mount", "secret", "--path", "p"], {"KSECRETS_VAULT_ROLE": "../../sys/x"},
-     "KSECRETS_VAULT_ROLE: \"../../sys/x\" is not a Vault name"),
-    (["--mount", "secret", "--path", "p"], {"KSECRETS_VAULT_ROLE": "r", "KSECRETS_VAULT_AUTH_MOUNT": "k8s/../../sys"},
-     "KSECRETS_VAULT_AUTH_MOUNT: \"k8s/../../sys\" is not a Vault mount path"),
-])
+@pytest.mark.parametrize(
+    "argv,env,problem",
+    [
+        (
+            ["--mount", "secret", "--path", "my-app/../../sys/policies/acl/x"],
+            {},
+            '--path: "my-app/../../sys/policies/acl/x" is not a Vault secret path',
+        ),
+        (["--mount", "sys", "--path", "p"], {}, '--mount: "sys" is not a Vault mount path: sys/ is Vault\'s own'),
+        (
+            ["--mount", "secret", "--path", "p"],
+            {"KSECRETS_VAULT_ROLE": "../../sys/x"},
+            'KSECRETS_VAULT_ROLE: "../../sys/x" is not a Vault name',
+        ),
+        (
+            ["--mount", "secret", "--path", "p"],
+            {"KSECRETS_VAULT_ROLE": "r", "KSECRETS_VAULT_AUTH_MOUNT": "k8s/../../sys"},
+            'KSECRETS_VAULT_AUTH_MOUNT: "k8s/../../sys" is not a Vault mount path',
+        ),
+    ],
+)
 def test_command_refuses_names_that_leave_their_vault_path(argv, env, problem, capsys, tmp_path):
     token = tmp_path / "token"
     token.write_text("jwt")

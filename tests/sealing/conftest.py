@@ -86,15 +86,15 @@ def crd_schema() -> dict:
 
 
 def clean_env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("KSECRETS_", "SEALED_SECRETS_"))}
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("KSECRETS_", "SEALED_SECRETS_"))}
     env["KSECRETS_BACKUP_SCRYPT_LOG2N"] = "14"  # fast in tests; the format stores N
     env.update(extra)
     return env
 
 
-def ksecrets(*args: str, input: bytes | str | None = None, cwd: Path | None = None,
-             env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+def ksecrets(
+    *args: str, input: bytes | str | None = None, cwd: Path | None = None, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess:
     """Run the command line in this process (`ksecrets.cli.main`), as the process would see it: that
     stdin (never a terminal), that working directory and exactly that environment, stdout and stderr
     captured as bytes. A Python start per call was most of the suite's time; the tests that are about
@@ -136,14 +136,20 @@ def ksecrets(*args: str, input: bytes | str | None = None, cwd: Path | None = No
     return subprocess.CompletedProcess(["ksecrets", *args], code, out.getvalue(), err.getvalue())
 
 
-def ksecrets_process(*args: str, input: bytes | str | None = None, cwd: Path | None = None,
-                     env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+def ksecrets_process(
+    *args: str, input: bytes | str | None = None, cwd: Path | None = None, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess:
     """Run the real command line as a separate process, in a new session (no controlling terminal)."""
     if isinstance(input, str):
         input = input.encode()
-    return subprocess.run([sys.executable, "-m", "ksecrets", *args], input=input if input is not None else b"",
-                          capture_output=True, cwd=cwd, env=env if env is not None else clean_env(),
-                          start_new_session=True)
+    return subprocess.run(
+        [sys.executable, "-m", "ksecrets", *args],
+        input=input if input is not None else b"",
+        capture_output=True,
+        cwd=cwd,
+        env=env if env is not None else clean_env(),
+        start_new_session=True,
+    )
 
 
 def err_line(result: subprocess.CompletedProcess) -> str:

@@ -43,8 +43,9 @@ def test_expired_certificate_is_rejected(tmp_path, vector_key):
     with pytest.raises(KsecretsError) as exc:
         load_certificate(path, source="old.pem")
     when = old.not_valid_after_utc
-    assert str(exc.value) == (f"old.pem: certificate expired on {when:%Y-%m-%d %H:%M} UTC; "
-                              "fetch the controller's current one")
+    assert str(exc.value) == (
+        f"old.pem: certificate expired on {when:%Y-%m-%d %H:%M} UTC; fetch the controller's current one"
+    )
     assert load_certificate(path, allow_expired=True).fingerprint == public_key_fingerprint(vector_key.public_key())
 
 
@@ -58,19 +59,32 @@ def test_non_rsa_certificate_is_rejected():
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([])
     now = dt.datetime.now(dt.timezone.utc)
-    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
-            .serial_number(1).not_valid_before(now).not_valid_after(now + dt.timedelta(days=1))
-            .sign(key, hashes.SHA256()))
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(1)
+        .not_valid_before(now)
+        .not_valid_after(now + dt.timedelta(days=1))
+        .sign(key, hashes.SHA256())
+    )
     with pytest.raises(KsecretsError) as exc:
         parse_certificate(cert.public_bytes(serialization.Encoding.PEM), "ec.pem")
     assert str(exc.value) == "ec.pem: expected an RSA public key, found ECDSA"
 
 
-@pytest.mark.parametrize("data, message", [
-    (b"", "der.pem: not a PEM certificate (expected a '-----BEGIN CERTIFICATE-----' block)"),
-    (b"hello", "der.pem: not a PEM certificate (expected a '-----BEGIN CERTIFICATE-----' block)"),
-    (b"-----BEGIN CERTIFICATE-----\nnot base64!\n-----END CERTIFICATE-----\n", "der.pem: not a valid PEM certificate"),
-])
+@pytest.mark.parametrize(
+    "data, message",
+    [
+        (b"", "der.pem: not a PEM certificate (expected a '-----BEGIN CERTIFICATE-----' block)"),
+        (b"hello", "der.pem: not a PEM certificate (expected a '-----BEGIN CERTIFICATE-----' block)"),
+        (
+            b"-----BEGIN CERTIFICATE-----\nnot base64!\n-----END CERTIFICATE-----\n",
+            "der.pem: not a valid PEM certificate",
+        ),
+    ],
+)
 def test_non_pem_is_rejected(data, message):
     with pytest.raises(KsecretsError) as exc:
         parse_certificate(data, "der.pem")
@@ -95,8 +109,6 @@ def test_missing_certificate_file(tmp_path):
     assert str(exc.value) == "certs/nope.pem: certificate file not found"
 
 
-
-
 def test_generated_cert_is_shaped_like_the_controllers(vectors, vector_key):
     """Same subject/issuer, key usage, basic constraints, SKI method, signature and validity as upstream."""
     ours = x509.load_pem_x509_certificate(cert_pem(self_signed_cert(vector_key)))
@@ -108,7 +120,7 @@ def test_generated_cert_is_shaped_like_the_controllers(vectors, vector_key):
     assert ours.not_valid_after_utc - ours.not_valid_before_utc == dt.timedelta(hours=87600)
     assert ours.serial_number.bit_length() <= 128
     # Identical extension bytes: same key, so the SKI must match too.
-    tail = lambda c: c.tbs_certificate_bytes[c.tbs_certificate_bytes.index(bytes.fromhex("300e0603551d0f")):]  # noqa: E731
+    tail = lambda c: c.tbs_certificate_bytes[c.tbs_certificate_bytes.index(bytes.fromhex("300e0603551d0f")) :]  # noqa: E731
     assert tail(ours) == tail(theirs)
     ours.verify_directly_issued_by(ours)
 

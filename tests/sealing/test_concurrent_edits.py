@@ -42,9 +42,15 @@ def stack(tmp_path, vectors) -> Path:
 
 
 def _start(args: list[str], cwd: Path, stdin: bytes = b"") -> subprocess.Popen:
-    proc = subprocess.Popen([sys.executable, "-m", "ksecrets", *args], cwd=cwd, env=clean_env(**{churn.ENV_VAR: "k" * 32}),
-                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            start_new_session=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "ksecrets", *args],
+        cwd=cwd,
+        env=clean_env(**{churn.ENV_VAR: "k" * 32}),
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+    )
     proc.stdin.write(stdin)
     proc.stdin.close()
     return proc
@@ -66,8 +72,12 @@ def _wait_all(procs: list[subprocess.Popen]) -> list[tuple[int, str]]:
 
 
 def test_parallel_seal_stack_runs_all_land(stack):
-    procs = [_start(["seal", "--stack", "staging", "--name", "my-app-secrets", "--from-literal", f"KEY_{i}=value-{i}"],
-                    stack) for i in range(PARALLEL)]
+    procs = [
+        _start(
+            ["seal", "--stack", "staging", "--name", "my-app-secrets", "--from-literal", f"KEY_{i}=value-{i}"], stack
+        )
+        for i in range(PARALLEL)
+    ]
     results = _wait_all(procs)
     assert all(code == 0 for code, _ in results), results
     (entry,) = load_stack("staging", stack).sealed
@@ -78,17 +88,29 @@ def test_parallel_seal_stack_runs_all_land(stack):
 
 
 def test_parallel_merge_into_runs_all_land(tmp_path, cert_file):
-    secret = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "app", "namespace": "ns"},
-              "stringData": {"FIRST": "one"}}
-    first = subprocess.run([sys.executable, "-m", "ksecrets", "seal", "--cert", str(cert_file), "--format", "yaml"],
-                           input=json.dumps(secret).encode(), capture_output=True, env=clean_env(), check=True)
+    secret = {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": "app", "namespace": "ns"},
+        "stringData": {"FIRST": "one"},
+    }
+    first = subprocess.run(
+        [sys.executable, "-m", "ksecrets", "seal", "--cert", str(cert_file), "--format", "yaml"],
+        input=json.dumps(secret).encode(),
+        capture_output=True,
+        env=clean_env(),
+        check=True,
+    )
     target = tmp_path / "sealed.yaml"
     target.write_bytes(first.stdout)
     procs = []
     for i in range(PARALLEL):
         change = {**secret, "stringData": {f"KEY_{i}": f"value-{i}"}}
-        procs.append(_start(["seal", "--cert", str(cert_file), "--merge-into", str(target)], tmp_path,
-                            json.dumps(change).encode()))
+        procs.append(
+            _start(
+                ["seal", "--cert", str(cert_file), "--merge-into", str(target)], tmp_path, json.dumps(change).encode()
+            )
+        )
     results = _wait_all(procs)
     assert all(code == 0 for code, _ in results), results
     data = yaml.safe_load(target.read_text())["spec"]["encryptedData"]
@@ -98,10 +120,27 @@ def test_parallel_merge_into_runs_all_land(tmp_path, cert_file):
 
 # --- the stack file as the user keeps it -------------------------------------------------------------
 
+
 def _seal(stack: Path, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "ksecrets", "seal", "--stack", "staging", "--name", "my-app-secrets",
-                           "--from-literal", "API_KEY=abc", *args], cwd=stack, capture_output=True, text=True,
-                          env=clean_env())
+    return subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "ksecrets",
+            "seal",
+            "--stack",
+            "staging",
+            "--name",
+            "my-app-secrets",
+            "--from-literal",
+            "API_KEY=abc",
+            *args,
+        ],
+        cwd=stack,
+        capture_output=True,
+        text=True,
+        env=clean_env(),
+    )
 
 
 def test_a_symlinked_stack_file_is_followed_not_replaced(stack):
@@ -122,17 +161,28 @@ def test_a_read_only_stack_file_is_refused(stack):
     before = path.read_bytes()
     out = _seal(stack)
     assert out.returncode == 2
-    assert out.stderr == "ksecrets: Pulumi.staging.yaml: stack file is read-only; not changed (make it writable to edit it)\n"
+    assert (
+        out.stderr
+        == "ksecrets: Pulumi.staging.yaml: stack file is read-only; not changed (make it writable to edit it)\n"
+    )
     assert path.read_bytes() == before and (path.stat().st_mode & 0o777) == 0o444
 
 
 @pytest.mark.parametrize("name", ["../staging", "a/b", "..", "x/../../staging", "sta..ging"])
 def test_a_stack_name_that_is_a_path_is_refused(stack, name):
-    for args in (["seal", "--stack", name, "--name", "my-app-secrets", "--from-literal", "A=b"],
-                 ["export", "--stack", name], ["verify", "--stack", name],
-                 ["rotate", "--stack", name, "--name", "n", "--key", "k"]):
-        out = subprocess.run([sys.executable, "-m", "ksecrets", *args], cwd=stack / "certs", capture_output=True,
-                             text=True, env=clean_env())
+    for args in (
+        ["seal", "--stack", name, "--name", "my-app-secrets", "--from-literal", "A=b"],
+        ["export", "--stack", name],
+        ["verify", "--stack", name],
+        ["rotate", "--stack", name, "--name", "n", "--key", "k"],
+    ):
+        out = subprocess.run(
+            [sys.executable, "-m", "ksecrets", *args],
+            cwd=stack / "certs",
+            capture_output=True,
+            text=True,
+            env=clean_env(),
+        )
         assert out.returncode == 2, (args, out.stderr)
         assert out.stderr.startswith(f"ksecrets: --stack {name!r}: not a stack name"), (args, out.stderr)
     assert "k8s-secrets:sealed:" not in (stack / "Pulumi.staging.yaml").read_text()
@@ -147,6 +197,6 @@ def test_an_edit_keeps_line_endings_and_bom(stack, bom, eol):
     assert out.returncode == 0, out.stderr
     after = path.read_bytes()
     assert after.startswith(bom + b"# comments stay" + eol)
-    body = after[len(bom):]
+    body = after[len(bom) :]
     assert body.count(b"\n") == body.count(eol) and b"\xef\xbb\xbf" not in body
     assert "API_KEY" in load_stack("staging", stack).sealed[0].keys

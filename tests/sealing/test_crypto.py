@@ -43,8 +43,15 @@ def _wrong_labels(v):
     ns, name = v["namespace"], v["name"]
     right = v["label"].encode()
     candidates = {
-        f"{ns}x/{name}".encode(), f"{ns}/{name}x".encode(), ns.encode() + b"-other", b"other",
-        f"{ns}/{name}".encode(), ns.encode(), b"", b"default/db-credentials", b"x/" + name.encode(),
+        f"{ns}x/{name}".encode(),
+        f"{ns}/{name}x".encode(),
+        ns.encode() + b"-other",
+        b"other",
+        f"{ns}/{name}".encode(),
+        ns.encode(),
+        b"",
+        b"default/db-credentials",
+        b"x/" + name.encode(),
     }
     return sorted(c for c in candidates if c != right)
 
@@ -129,14 +136,47 @@ def test_openssl_reads_our_rsa_block(tmp_path, vectors, vector_cert):
     raw = base64.b64decode(crypto.encrypt_value(vector_cert.public_key, b"opaque \x00 bytes", label))
     (tmp_path / "rsa.bin").write_bytes(raw[2:514])
     out = subprocess.run(
-        ["openssl", "pkeyutl", "-decrypt", "-inkey", str(key), "-in", str(tmp_path / "rsa.bin"),
-         "-pkeyopt", "rsa_padding_mode:oaep", "-pkeyopt", "rsa_oaep_md:sha256", "-pkeyopt", "rsa_mgf1_md:sha256",
-         "-pkeyopt", f"rsa_oaep_label:{label.hex()}"], capture_output=True, check=True)
+        [
+            "openssl",
+            "pkeyutl",
+            "-decrypt",
+            "-inkey",
+            str(key),
+            "-in",
+            str(tmp_path / "rsa.bin"),
+            "-pkeyopt",
+            "rsa_padding_mode:oaep",
+            "-pkeyopt",
+            "rsa_oaep_md:sha256",
+            "-pkeyopt",
+            "rsa_mgf1_md:sha256",
+            "-pkeyopt",
+            f"rsa_oaep_label:{label.hex()}",
+        ],
+        capture_output=True,
+        check=True,
+    )
     session_key = out.stdout
     assert len(session_key) == 32
     assert AESGCM(session_key).decrypt(bytes(12), raw[514:], None) == b"opaque \x00 bytes"
     wrong = subprocess.run(
-        ["openssl", "pkeyutl", "-decrypt", "-inkey", str(key), "-in", str(tmp_path / "rsa.bin"),
-         "-pkeyopt", "rsa_padding_mode:oaep", "-pkeyopt", "rsa_oaep_md:sha256", "-pkeyopt", "rsa_mgf1_md:sha256",
-         "-pkeyopt", f"rsa_oaep_label:{b'my-app'.hex()}"], capture_output=True)
+        [
+            "openssl",
+            "pkeyutl",
+            "-decrypt",
+            "-inkey",
+            str(key),
+            "-in",
+            str(tmp_path / "rsa.bin"),
+            "-pkeyopt",
+            "rsa_padding_mode:oaep",
+            "-pkeyopt",
+            "rsa_oaep_md:sha256",
+            "-pkeyopt",
+            "rsa_mgf1_md:sha256",
+            "-pkeyopt",
+            f"rsa_oaep_label:{b'my-app'.hex()}",
+        ],
+        capture_output=True,
+    )
     assert wrong.returncode != 0

@@ -23,15 +23,14 @@ from ksecrets.envfile import parse_env_file
 from ksecrets.sealing.sealedsecret import build_sealed_secret, encrypt_all, unseal
 
 KUBECTL = shutil.which("kubectl")
-pytestmark = [pytest.mark.oracle,
-              pytest.mark.skipif(KUBECTL is None, reason="kubectl is not on PATH")]
+pytestmark = [pytest.mark.oracle, pytest.mark.skipif(KUBECTL is None, reason="kubectl is not on PATH")]
 
 # The environment both kubectl and our parser see (lines without '=' read from it).
 ENVIRON = {"FROM_ENV": "value from the environment", "EMPTY_ENV": "", "UNICODE_ENV": "ünïcödé ☃"}
 
 HAND_WRITTEN: dict[str, bytes] = {
     "simple": b"A=1\nB=two\n",
-    "quotes kept": b"Q=\"double\"\nS='single'\nM=\"unterminated\n",
+    "quotes kept": b'Q="double"\nS=\'single\'\nM="unterminated\n',
     "equals in value": b"URL=postgres://u:p@h/db?sslmode=require&x=a=b\nEMPTY=\nEQ==\n",
     "comments and blanks": b"# comment\n\n   \n  # indented comment\nA=1 # not a comment\n#B=2\n",
     "export prefix": b"export A=1\n",
@@ -80,8 +79,22 @@ HAND_WRITTEN: dict[str, bytes] = {
 def _random_file(rng: random.Random) -> bytes:
     keys_ok = ["A", "B", "DB_URL", "api.key", "-dash", ".dot", "_u", "K9", "x-y.z_1", "FROM_ENV", "UNSET_ENV_VAR"]
     keys_bad = ["1A", "A B", "export A", "A/B", "é", "..x", "A$", "A\u00a0"]
-    values = ["", "plain", '"quoted"', "'single'", "a=b=c", " spaced ", "#hash", "ünï ☃", "trail\\", "${A}",
-              "tab\there", "x\ry", "🙂", "  "]
+    values = [
+        "",
+        "plain",
+        '"quoted"',
+        "'single'",
+        "a=b=c",
+        " spaced ",
+        "#hash",
+        "ünï ☃",
+        "trail\\",
+        "${A}",
+        "tab\there",
+        "x\ry",
+        "🙂",
+        "  ",
+    ]
     leads = ["", "", "", " ", "\t", "  \t ", "\u00a0", "\u3000", "\u2003"]
     endings = ["\n", "\n", "\n", "\r\n", "\r\r\n"]
     lines = []
@@ -115,8 +128,11 @@ for _i in range(150):
 
 def _kubectl(path: Path) -> dict | None:
     env = {"PATH": os.environ.get("PATH", ""), "HOME": str(path.parent), **ENVIRON}
-    out = subprocess.run([KUBECTL, "create", "secret", "generic", "t", "--from-env-file", str(path),
-                          "--dry-run=client", "-o", "json"], capture_output=True, env=env)
+    out = subprocess.run(
+        [KUBECTL, "create", "secret", "generic", "t", "--from-env-file", str(path), "--dry-run=client", "-o", "json"],
+        capture_output=True,
+        env=env,
+    )
     if out.returncode != 0:
         return None
     return json.loads(out.stdout).get("data") or {}
@@ -142,7 +158,7 @@ def test_the_corpus_exercises_both_outcomes(oracle):
 
 
 # Go's unicode.IsSpace, for finding lines kubectl reads from the environment (no '=').
-GO_SPACE = "\t\n\v\f\r \x85\xa0\u1680" + "".join(map(chr, range(0x2000, 0x200b))) + "\u2028\u2029\u202f\u205f\u3000"
+GO_SPACE = "\t\n\v\f\r \x85\xa0\u1680" + "".join(map(chr, range(0x2000, 0x200B))) + "\u2028\u2029\u202f\u205f\u3000"
 
 
 def _lines_without_equals(data: bytes) -> list[int]:
@@ -163,8 +179,10 @@ def test_same_keys_and_bytes_as_kubectl(name, oracle, vector_cert, vector_key):
         # its text a key; we refuse the file, naming the line and not its text.
         with pytest.raises(KsecretsError) as exc:
             parse_env_file(data, path.name, environ=ENVIRON)
-        assert str(exc.value) == (f"{path.name}: line {_lines_without_equals(data)[0]}: no '=' (kubectl would make "
-                                  "the line's text a key and read its value from the environment); write KEY=VALUE")
+        assert str(exc.value) == (
+            f"{path.name}: line {_lines_without_equals(data)[0]}: no '=' (kubectl would make "
+            "the line's text a key and read its value from the environment); write KEY=VALUE"
+        )
         return
     if expected is None:
         with pytest.raises(KsecretsError) as exc:
@@ -184,8 +202,11 @@ def test_same_keys_and_bytes_as_kubectl(name, oracle, vector_cert, vector_key):
 def test_errors_never_echo_values():
     secret = "hunter2-very-secret"
     cases = [
-        (f"PASSWORD {secret}\n".encode(), "x.env: line 1: invalid key name: a valid environment variable name "
-                                          "consists of letters, digits, '_', '-' or '.' and does not start with a digit"),
+        (
+            f"PASSWORD {secret}\n".encode(),
+            "x.env: line 1: invalid key name: a valid environment variable name "
+            "consists of letters, digits, '_', '-' or '.' and does not start with a digit",
+        ),
         (f"A=1\nA={secret}\n".encode(), "x.env: line 2: key A: another key by that name already exists"),
         (b"A=" + secret.encode() + b"\xff\n", "x.env: line 1: invalid UTF-8"),
     ]
@@ -205,8 +226,9 @@ def test_a_line_of_64_kib_is_refused_where_kubectl_silently_drops_the_rest(tmp_p
     assert kube == {"B": base64.b64encode(b"1").decode()}  # A and C silently lost
     with pytest.raises(KsecretsError) as exc:
         parse_env_file(data, "long.env", environ={})
-    assert str(exc.value) == ("long.env: line 2: line is 64 KiB or longer (kubectl would silently drop it "
-                              "and every line after it)")
+    assert str(exc.value) == (
+        "long.env: line 2: line is 64 KiB or longer (kubectl would silently drop it and every line after it)"
+    )
     # One byte shorter is fine for both.
     ok = b"A=" + b"x" * (65535 - 2) + b"\n"
     path.write_bytes(ok)

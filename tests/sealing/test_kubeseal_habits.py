@@ -30,7 +30,9 @@ from ksecrets.sealing import crypto
 
 from .conftest import clean_env, err_line, ksecrets
 
-SECRET_YAML = "apiVersion: v1\nkind: Secret\nmetadata: {name: app, namespace: team}\nstringData: {TOKEN: s3cr3t-value-123}\n"
+SECRET_YAML = (
+    "apiVersion: v1\nkind: Secret\nmetadata: {name: app, namespace: team}\nstringData: {TOKEN: s3cr3t-value-123}\n"
+)
 
 
 def _name(cn: str) -> x509.Name:
@@ -43,29 +45,52 @@ def make_ca_and_server(tmp_path: Path) -> tuple[Path, Path, Path]:
 
     now = dt.datetime.now(dt.timezone.utc)
     ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca = (x509.CertificateBuilder().subject_name(_name("test CA")).issuer_name(_name("test CA"))
-          .public_key(ca_key.public_key()).serial_number(1).not_valid_before(now - dt.timedelta(hours=1))
-          .not_valid_after(now + dt.timedelta(days=1))
-          .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-          .add_extension(x509.KeyUsage(digital_signature=True, key_cert_sign=True, crl_sign=True,
-                                       content_commitment=False, key_encipherment=False, data_encipherment=False,
-                                       key_agreement=False, encipher_only=False, decipher_only=False), critical=True)
-          .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), critical=False)
-          .sign(ca_key, hashes.SHA256()))
+    ca = (
+        x509.CertificateBuilder()
+        .subject_name(_name("test CA"))
+        .issuer_name(_name("test CA"))
+        .public_key(ca_key.public_key())
+        .serial_number(1)
+        .not_valid_before(now - dt.timedelta(hours=1))
+        .not_valid_after(now + dt.timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True,
+                key_cert_sign=True,
+                crl_sign=True,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), critical=False)
+        .sign(ca_key, hashes.SHA256())
+    )
     key = ec.generate_private_key(ec.SECP256R1())
-    server = (x509.CertificateBuilder().subject_name(_name("127.0.0.1")).issuer_name(ca.subject)
-              .public_key(key.public_key()).serial_number(2).not_valid_before(now - dt.timedelta(hours=1))
-              .not_valid_after(now + dt.timedelta(days=1))
-              .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
-                             critical=False)
-              .add_extension(x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
-              .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False)
-              .sign(ca_key, hashes.SHA256()))
+    server = (
+        x509.CertificateBuilder()
+        .subject_name(_name("127.0.0.1"))
+        .issuer_name(ca.subject)
+        .public_key(key.public_key())
+        .serial_number(2)
+        .not_valid_before(now - dt.timedelta(hours=1))
+        .not_valid_after(now + dt.timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
+        .add_extension(x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False)
+        .sign(ca_key, hashes.SHA256())
+    )
     paths = tmp_path / "ca.pem", tmp_path / "server.pem", tmp_path / "server.key"
     paths[0].write_bytes(ca.public_bytes(serialization.Encoding.PEM))
     paths[1].write_bytes(server.public_bytes(serialization.Encoding.PEM))
-    paths[2].write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                           serialization.NoEncryption()))
+    paths[2].write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
     return paths
 
 
@@ -106,6 +131,7 @@ def _opens(value: str, vector_key, label: bytes) -> bytes:
 
 # --- --cert https:// ---------------------------------------------------------------------------
 
+
 def test_cert_from_https_url_with_ca(tmp_path, vectors, vector_key):
     with https_server(tmp_path, {"/v1/cert.pem": vectors["certificate_pem"].encode()}) as (url, ca):
         out = ksecrets("seal", "--cert", f"{url}/v1/cert.pem", "--cert-ca", str(ca), input=SECRET_YAML)
@@ -132,13 +158,14 @@ def test_cert_url_query_and_userinfo_are_never_printed(tmp_path):
     seen: list = []
     with https_server(tmp_path, {}, seen) as (url, ca):
         host = url.split("//")[1]
-        out = ksecrets("seal", "--cert", f"https://user:pa55word@{host}/c.pem?token=t0ken", "--cert-ca", str(ca),
-                       input=SECRET_YAML)
+        out = ksecrets(
+            "seal", "--cert", f"https://user:pa55word@{host}/c.pem?token=t0ken", "--cert-ca", str(ca), input=SECRET_YAML
+        )
     assert out.returncode == 2
     line = err_line(out)
     assert "pa55word" not in line and "t0ken" not in line and "HTTP 404" in line
     # userinfo went as basic auth, the query as it was
-    (path, headers), = seen
+    ((path, headers),) = seen
     assert path == "/c.pem?token=t0ken"
     assert headers["Authorization"] == "Basic " + base64.b64encode(b"user:pa55word").decode()
 
@@ -161,6 +188,7 @@ def test_bad_ca_file_is_one_line(tmp_path, cert_file):
 
 
 # --- -f, -w, --raw, --version -----------------------------------------------------------------
+
 
 def test_secret_file_and_sealed_secret_file(tmp_path, cert_file, vector_key):
     src = tmp_path / "secret.yaml"
@@ -197,14 +225,17 @@ def test_sealed_secret_file_is_left_alone_on_failure(tmp_path, cert_file):
 
 
 def test_raw_reads_the_value_from_stdin(cert_file, vector_key, tmp_path):
-    res = ksecrets("seal", "--raw", "--cert", str(cert_file), "--namespace", "team", "--name", "app",
-                   input=b"raw-value\x00\xff")
+    res = ksecrets(
+        "seal", "--raw", "--cert", str(cert_file), "--namespace", "team", "--name", "app", input=b"raw-value\x00\xff"
+    )
     assert res.returncode == 0, res.stderr
     assert _opens(res.stdout.decode(), vector_key, b"team/app") == b"raw-value\x00\xff"
     res = ksecrets("seal", "--raw", "--cert", str(cert_file), "--scope", "cluster-wide", input=b"v")
     assert res.returncode == 0 and _opens(res.stdout.decode(), vector_key, b"") == b"v"
     out = tmp_path / "value.txt"
-    res = ksecrets("seal", "--raw", "--cert", str(cert_file), "-n", "team", "--name", "app", "-w", str(out), input=b"v2")
+    res = ksecrets(
+        "seal", "--raw", "--cert", str(cert_file), "-n", "team", "--name", "app", "-w", str(out), input=b"v2"
+    )
     assert res.returncode == 0 and res.stdout == b""
     assert _opens(out.read_text(), vector_key, b"team/app") == b"v2"
     res = ksecrets("seal", "--raw", "--cert", str(cert_file), "--name", "app", input=b"v")
@@ -222,14 +253,20 @@ def test_version():
 
 # --- SEALED_SECRETS_* ---------------------------------------------------------------------------
 
+
 def test_sealed_secrets_environment_variables(tmp_path, cert_file, other_cert_file, vector_key):
     src = tmp_path / "secret.yaml"
     src.write_text(SECRET_YAML)
     dest = tmp_path / "out.json"
-    env = clean_env(SEALED_SECRETS_CERT=str(cert_file), SEALED_SECRETS_SECRET_FILE=str(src),
-                    SEALED_SECRETS_SEALED_SECRET_FILE=str(dest), SEALED_SECRETS_FORMAT="yaml",
-                    SEALED_SECRETS_SCOPE="namespace-wide", SEALED_SECRETS_CONTROLLER_NAMESPACE="sealed-secrets",
-                    SEALED_SECRETS_CONTROLLER_NAME="sealed-secrets")
+    env = clean_env(
+        SEALED_SECRETS_CERT=str(cert_file),
+        SEALED_SECRETS_SECRET_FILE=str(src),
+        SEALED_SECRETS_SEALED_SECRET_FILE=str(dest),
+        SEALED_SECRETS_FORMAT="yaml",
+        SEALED_SECRETS_SCOPE="namespace-wide",
+        SEALED_SECRETS_CONTROLLER_NAMESPACE="sealed-secrets",
+        SEALED_SECRETS_CONTROLLER_NAME="sealed-secrets",
+    )
     res = ksecrets("seal", env=env)
     assert res.returncode == 0, res.stderr
     obj = yaml.safe_load(dest.read_text())
@@ -245,29 +282,47 @@ def test_sealed_secrets_environment_variables(tmp_path, cert_file, other_cert_fi
         _opens(obj["spec"]["encryptedData"]["TOKEN"], vector_key, b"team/app")
 
     # SEALED_SECRETS_RAW, SEALED_SECRETS_NAME, SEALED_SECRETS_NAMESPACE.
-    env = clean_env(SEALED_SECRETS_CERT=str(cert_file), SEALED_SECRETS_RAW="true", SEALED_SECRETS_NAME="app",
-                    SEALED_SECRETS_NAMESPACE="team")
+    env = clean_env(
+        SEALED_SECRETS_CERT=str(cert_file),
+        SEALED_SECRETS_RAW="true",
+        SEALED_SECRETS_NAME="app",
+        SEALED_SECRETS_NAMESPACE="team",
+    )
     res = ksecrets("seal", input=b"from-env", env=env)
     assert res.returncode == 0 and _opens(res.stdout.decode(), vector_key, b"team/app") == b"from-env"
 
-    bad = ksecrets("seal", input=SECRET_YAML, env=clean_env(SEALED_SECRETS_CERT=str(cert_file),
-                                                            SEALED_SECRETS_SCOPE="galaxy-wide"))
+    bad = ksecrets(
+        "seal", input=SECRET_YAML, env=clean_env(SEALED_SECRETS_CERT=str(cert_file), SEALED_SECRETS_SCOPE="galaxy-wide")
+    )
     assert bad.returncode == 2 and "SEALED_SECRETS_SCOPE" in err_line(bad)
-    bad = ksecrets("seal", input=SECRET_YAML, env=clean_env(SEALED_SECRETS_CERT=str(cert_file),
-                                                            SEALED_SECRETS_ALLOW_EMPTY_DATA="maybe"))
+    bad = ksecrets(
+        "seal",
+        input=SECRET_YAML,
+        env=clean_env(SEALED_SECRETS_CERT=str(cert_file), SEALED_SECRETS_ALLOW_EMPTY_DATA="maybe"),
+    )
     assert bad.returncode == 2 and "SEALED_SECRETS_ALLOW_EMPTY_DATA" in err_line(bad)
 
 
 def test_stack_mode_ignores_the_kubeseal_variables(repo_copy, cert_file):
     """`--stack` seals with the stack's certificate; SEALED_SECRETS_CERT must not turn into --cert."""
     env = clean_env(SEALED_SECRETS_CERT=str(cert_file), SEALED_SECRETS_NAME="other")
-    res = ksecrets("seal", "--stack", "staging", "--name", "my-app-secrets", "--from-literal", "API_KEY=abcdefgh123",
-                   cwd=repo_copy, env=env)
+    res = ksecrets(
+        "seal",
+        "--stack",
+        "staging",
+        "--name",
+        "my-app-secrets",
+        "--from-literal",
+        "API_KEY=abcdefgh123",
+        cwd=repo_copy,
+        env=env,
+    )
     assert res.returncode == 0, res.stderr
     assert "my-app/my-app-secrets" in res.stderr.decode()
 
 
 # --- the certificate reader ---------------------------------------------------------------------
+
 
 def _all_certs(other_pair, vectors):
     from ksecrets.sealing.keys import cert_pem
@@ -291,12 +346,15 @@ def test_fast_certificate_reader_agrees_with_x509_and_openssl(other_pair, vector
         assert (fast.fingerprint, fast.not_after, fast.pem) == (full.fingerprint, full.not_after, full.pem)
         assert key.public_numbers() == full.public_key.public_numbers()
         if openssl:
-            text = subprocess.run([openssl, "x509", "-noout", "-enddate", "-modulus"], input=pem,
-                                  capture_output=True, check=True).stdout.decode()
+            text = subprocess.run(
+                [openssl, "x509", "-noout", "-enddate", "-modulus"], input=pem, capture_output=True, check=True
+            ).stdout.decode()
             fields = dict(line.split("=", 1) for line in text.splitlines())
             assert int(fields["Modulus"], 16) == key.public_numbers().n
-            assert dt.datetime.strptime(fields["notAfter"], "%b %d %H:%M:%S %Y %Z").replace(
-                tzinfo=dt.timezone.utc) == not_after
+            assert (
+                dt.datetime.strptime(fields["notAfter"], "%b %d %H:%M:%S %Y %Z").replace(tzinfo=dt.timezone.utc)
+                == not_after
+            )
 
 
 def test_unusual_certificates_fall_back_to_the_full_parser(tmp_path):
@@ -313,15 +371,19 @@ def test_unusual_certificates_fall_back_to_the_full_parser(tmp_path):
 
 # --- fetch through the API server's service proxy (the client half) -----------------------------
 
+
 def test_fetch_cert_via_api_server_follows_kubeseals_requests(tmp_path, vectors):
     """The paths and headers kubeseal's openCertCluster sends. Against the real API server and
     controller this is still to be proven by the end-to-end suite."""
     from ksecrets.sealing.certfetch import fetch_cert_via_api_server
 
     service = {"spec": {"ports": [{"name": "http", "port": 8080}]}}
-    routes = {"/api/v1/namespaces/kube-system/services/sealed-secrets-controller": json.dumps(service).encode(),
-              "/api/v1/namespaces/kube-system/services/http:sealed-secrets-controller:http/proxy/v1/cert.pem":
-                  vectors["certificate_pem"].encode()}
+    routes = {
+        "/api/v1/namespaces/kube-system/services/sealed-secrets-controller": json.dumps(service).encode(),
+        "/api/v1/namespaces/kube-system/services/http:sealed-secrets-controller:http/proxy/v1/cert.pem": vectors[
+            "certificate_pem"
+        ].encode(),
+    }
     seen: list = []
     with https_server(tmp_path, routes, seen) as (url, ca):
         pem = fetch_cert_via_api_server(url, ca_file=str(ca), token="tok-123")

@@ -27,8 +27,12 @@ def key_list(*pairs) -> str:
     items = []
     for i, (key, cert) in enumerate(pairs):
         s = tls_secret_manifest(key, cert, name=f"sealed-secrets-key{i}abcd")
-        s["metadata"].update(uid="7c1d", resourceVersion="123", creationTimestamp="2026-01-01T00:00:00Z",
-                             managedFields=[{"manager": "controller"}])
+        s["metadata"].update(
+            uid="7c1d",
+            resourceVersion="123",
+            creationTimestamp="2026-01-01T00:00:00Z",
+            managedFields=[{"manager": "controller"}],
+        )
         items.append(s)
     return yaml.safe_dump({"apiVersion": "v1", "kind": "List", "items": items, "metadata": {"resourceVersion": ""}})
 
@@ -39,8 +43,10 @@ def vector_pair(vectors):
 
     from ksecrets.sealing.keys import parse_private_key_pem
 
-    return (parse_private_key_pem(vectors["private_key_pem"].encode(), "v"),
-            x509.load_pem_x509_certificate(vectors["certificate_pem"].encode()))
+    return (
+        parse_private_key_pem(vectors["private_key_pem"].encode(), "v"),
+        x509.load_pem_x509_certificate(vectors["certificate_pem"].encode()),
+    )
 
 
 def test_backup_restore_round_trip(tmp_path, vector_pair, other_pair):
@@ -92,11 +98,17 @@ def test_backup_needs_a_passphrase_and_real_keys(tmp_path, vector_pair):
     # A real process in a new session: no terminal to prompt on (the test is about that).
     out = ksecrets_process("backup", "--out", str(target), input=key_list(vector_pair), env=clean_env())
     assert err_line(out) == "ksecrets: no passphrase: set KSECRETS_BACKUP_PASSPHRASE or run on a terminal"
-    out = ksecrets("backup", "--out", str(target), input=key_list(vector_pair),
-                   env=clean_env(KSECRETS_BACKUP_PASSPHRASE="short"))
+    out = ksecrets(
+        "backup", "--out", str(target), input=key_list(vector_pair), env=clean_env(KSECRETS_BACKUP_PASSPHRASE="short")
+    )
     assert err_line(out) == "ksecrets: KSECRETS_BACKUP_PASSPHRASE: use a passphrase of at least 12 characters"
-    out = ksecrets("backup", "--out", str(target), env=clean_env(**ENV),
-                   input="apiVersion: v1\nkind: Secret\nmetadata: {name: k}\ndata: {tls.crt: eA==}\n")
+    out = ksecrets(
+        "backup",
+        "--out",
+        str(target),
+        env=clean_env(**ENV),
+        input="apiVersion: v1\nkind: Secret\nmetadata: {name: k}\ndata: {tls.crt: eA==}\n",
+    )
     assert err_line(out) == "ksecrets: stdin: Secret k: has no data.tls.key"
     assert not target.exists()
 
@@ -104,8 +116,12 @@ def test_backup_needs_a_passphrase_and_real_keys(tmp_path, vector_pair):
 def test_unseal_with_a_backup(tmp_path, vector_pair, cert_file):
     out_file = tmp_path / "keys.ksbackup"
     ksecrets("backup", "--out", str(out_file), input=key_list(vector_pair), env=clean_env(**ENV))
-    sealed = ksecrets("seal", "--cert", str(cert_file),
-                      input="apiVersion: v1\nkind: Secret\nmetadata: {name: a, namespace: b}\nstringData: {K: v4lue}\n")
+    sealed = ksecrets(
+        "seal",
+        "--cert",
+        str(cert_file),
+        input="apiVersion: v1\nkind: Secret\nmetadata: {name: a, namespace: b}\nstringData: {K: v4lue}\n",
+    )
     out = ksecrets("unseal", "--backup", str(out_file), input=sealed.stdout, env=clean_env(**ENV))
     assert out.returncode == 0, out.stderr
     assert base64.b64decode(json.loads(out.stdout)["data"]["K"]) == b"v4lue"
@@ -121,8 +137,17 @@ def test_keygen_writes_cert_and_encrypted_key_only(tmp_path):
     root.mkdir()
     (root / "Pulumi.staging.yaml").write_text(STACK_FILE.replace("    certificate: certs/staging.pem\n", ""))
     backup_file = tmp_path / "safe" / "staging.ksbackup"
-    out = ksecrets("keygen", "--stack", "staging", "--backup-file", str(backup_file), "--print-secret",
-                   "--root", str(root), env=clean_env(**ENV))
+    out = ksecrets(
+        "keygen",
+        "--stack",
+        "staging",
+        "--backup-file",
+        str(backup_file),
+        "--print-secret",
+        "--root",
+        str(root),
+        env=clean_env(**ENV),
+    )
     assert out.returncode == 0, out.stderr
     cert = load_certificate(root / "certs" / "staging.pem")
     manifest = yaml.safe_load(out.stdout)
@@ -143,12 +168,24 @@ def test_keygen_writes_cert_and_encrypted_key_only(tmp_path):
     text = (root / "Pulumi.staging.yaml").read_text()
     assert "    certificate: certs/staging.pem\n" in text and "# the demo app" in text
     assert load_stack("staging", root).sealed_secrets.certificate == "certs/staging.pem"
-    assert out.stderr.decode().splitlines()[0] == f"certs/staging.pem: {cert.fingerprint}, expires {cert.not_after:%Y-%m-%d}"
+    assert (
+        out.stderr.decode().splitlines()[0]
+        == f"certs/staging.pem: {cert.fingerprint}, expires {cert.not_after:%Y-%m-%d}"
+    )
     # A second keygen refuses to replace the certificate.
-    again = ksecrets("keygen", "--stack", "staging", "--backup-file", str(tmp_path / "other"), "--root", str(root),
-                     env=clean_env(**ENV))
-    assert err_line(again) == ("ksecrets: certs/staging.pem: already exists; pass --force to replace it "
-                               "(then `ksecrets reseal` the stack)")
+    again = ksecrets(
+        "keygen",
+        "--stack",
+        "staging",
+        "--backup-file",
+        str(tmp_path / "other"),
+        "--root",
+        str(root),
+        env=clean_env(**ENV),
+    )
+    assert err_line(again) == (
+        "ksecrets: certs/staging.pem: already exists; pass --force to replace it (then `ksecrets reseal` the stack)"
+    )
 
 
 def test_reseal_moves_every_value_to_the_new_certificate(tmp_path, vectors, other_pair, key_file, other_cert_file):
@@ -159,24 +196,71 @@ def test_reseal_moves_every_value_to_the_new_certificate(tmp_path, vectors, othe
     (root / "certs" / "staging.pem").write_text(vectors["certificate_pem"])
     (root / ".env").write_text("A=one\nB=two\n")
     assert seal(root, "--from-env-file", ".env").returncode == 0
-    assert ksecrets("seal", "--stack", "staging", "--name", "shared", "--namespace", "team", "--scope",
-                    "namespace-wide", "--from-literal", "X=ex", cwd=root, env=clean_env()).returncode == 0
+    assert (
+        ksecrets(
+            "seal",
+            "--stack",
+            "staging",
+            "--name",
+            "shared",
+            "--namespace",
+            "team",
+            "--scope",
+            "namespace-wide",
+            "--from-literal",
+            "X=ex",
+            cwd=root,
+            env=clean_env(),
+        ).returncode
+        == 0
+    )
     new_cert = root / "certs" / "staging-2027.pem"
     new_cert.write_bytes(other_cert_file.read_bytes())
     # The wrong old key: one line, nothing written.
     snapshot = (root / "Pulumi.staging.yaml").read_bytes()
-    bad = ksecrets("reseal", "--stack", "staging", "--recovery-private-key", str(tmp_path / "other-key.pem"),
-                   "--cert", str(new_cert), "--root", str(root))
+    bad = ksecrets(
+        "reseal",
+        "--stack",
+        "staging",
+        "--recovery-private-key",
+        str(tmp_path / "other-key.pem"),
+        "--cert",
+        str(new_cert),
+        "--root",
+        str(root),
+    )
     assert bad.returncode == 2
     (tmp_path / "other-key.pem").write_bytes(private_key_pem(other_pair[0]))
-    bad = ksecrets("reseal", "--stack", "staging", "--recovery-private-key", str(tmp_path / "other-key.pem"),
-                   "--cert", str(new_cert), "--root", str(root))
-    assert err_line(bad) == ("ksecrets: Pulumi.staging.yaml: k8s-secrets:sealed[0].encryptedData.A: cannot decrypt: "
-                             "wrong key, wrong scope, or tampered ciphertext")
+    bad = ksecrets(
+        "reseal",
+        "--stack",
+        "staging",
+        "--recovery-private-key",
+        str(tmp_path / "other-key.pem"),
+        "--cert",
+        str(new_cert),
+        "--root",
+        str(root),
+    )
+    assert err_line(bad) == (
+        "ksecrets: Pulumi.staging.yaml: k8s-secrets:sealed[0].encryptedData.A: cannot decrypt: "
+        "wrong key, wrong scope, or tampered ciphertext"
+    )
     assert (root / "Pulumi.staging.yaml").read_bytes() == snapshot
 
-    out = ksecrets("reseal", "--stack", "staging", "--recovery-private-key", str(key_file), "--cert", str(new_cert),
-                   "--set-certificate", "--root", str(root), env=clean_env(KSECRETS_SEAL_KEY="k" * 20))
+    out = ksecrets(
+        "reseal",
+        "--stack",
+        "staging",
+        "--recovery-private-key",
+        str(key_file),
+        "--cert",
+        str(new_cert),
+        "--set-certificate",
+        "--root",
+        str(root),
+        env=clean_env(KSECRETS_SEAL_KEY="k" * 20),
+    )
     assert out.returncode == 0, out.stderr
     cfg = load_stack("staging", root)
     new_fp = public_key_fingerprint(other_pair[0].public_key())
@@ -218,7 +302,8 @@ def test_verify_reports_stale_entries_and_expiry(tmp_path, vectors, vector_key, 
     assert stale.returncode == 1
     assert stale.stdout.decode().splitlines()[1] == (
         f"staging: STALE: Pulumi.staging.yaml: k8s-secrets:sealed[0] my-app/my-app-secrets: sealed for {fp}, "
-        f"not the current {new_fp}")
+        f"not the current {new_fp}"
+    )
     assert err_line(stale) == "ksecrets: verify: 1 problem(s) found"
 
     # Expiring within 30 days: a warning, exit 0.
@@ -226,15 +311,19 @@ def test_verify_reports_stale_entries_and_expiry(tmp_path, vectors, vector_key, 
     (root / "certs" / "staging.pem").write_bytes(cert_pem(soon))
     warn = ksecrets("verify", "--root", str(root))
     assert warn.returncode == 0
-    assert f"staging: warning: certificate certs/staging.pem expires within 30 days ({soon.not_valid_after_utc:%Y-%m-%d %H:%M} UTC)" \
+    assert (
+        f"staging: warning: certificate certs/staging.pem expires within 30 days ({soon.not_valid_after_utc:%Y-%m-%d %H:%M} UTC)"
         in warn.stdout.decode().splitlines()
+    )
     # Expired: a failure.
     old = self_signed_cert(vector_key, dt.timedelta(days=1), now=past(3))
     (root / "certs" / "staging.pem").write_bytes(cert_pem(old))
     bad = ksecrets("verify", "--root", str(root))
     assert bad.returncode == 1
-    assert f"staging: FAIL: certificate certs/staging.pem expired on {old.not_valid_after_utc:%Y-%m-%d %H:%M} UTC" \
+    assert (
+        f"staging: FAIL: certificate certs/staging.pem expired on {old.not_valid_after_utc:%Y-%m-%d %H:%M} UTC"
         in bad.stdout.decode().splitlines()
+    )
 
 
 def test_verify_flags_a_truncated_ciphertext(tmp_path, vectors):
@@ -249,8 +338,10 @@ def test_verify_flags_a_truncated_ciphertext(tmp_path, vectors):
     (root / "Pulumi.staging.yaml").write_text(text.replace(value, value[:400]))
     out = ksecrets("verify", "--root", str(root))
     assert out.returncode == 1
-    assert ("staging: FAIL: Pulumi.staging.yaml: k8s-secrets:sealed[0] my-app/my-app-secrets: encryptedData.A: "
-            "too short (truncated)") in out.stdout.decode().splitlines()
+    assert (
+        "staging: FAIL: Pulumi.staging.yaml: k8s-secrets:sealed[0] my-app/my-app-secrets: encryptedData.A: "
+        "too short (truncated)"
+    ) in out.stdout.decode().splitlines()
 
 
 def test_backup_format_unit(vector_pair):

@@ -21,22 +21,32 @@ def test_json_input():
     assert s.data == {"K": b"v"} and s.namespace == ""
 
 
-@pytest.mark.parametrize("text, message", [
-    (HEAD + "data:\n  A: aGk=\n  A: aGk=\n", "in: line 8: invalid YAML: duplicate key 'A'"),
-    (HEAD + "stringData:\n  A: \"hunter2\n", "in: line 8: invalid YAML: found unexpected end of stream"),
-    ('{"apiVersion":"v1","kind":"Secret",\n"stringData":{"A":"hunter2",}}',
-     "in: line 2: invalid JSON: Expecting property name enclosed in double quotes"),
-    ('{"apiVersion":"v1","kind":"Secret","stringData":{"A":"hunter2","A":"x"}}', "in: invalid JSON: duplicate key 'A'"),
-    (HEAD + "stringData:\n  A B: hunter2\n",
-     "in: stringData: invalid key name 'A B': a valid key consists of letters, digits, '-', '_' or '.'"),
-    (HEAD + "stringData:\n  ..x: hunter2\n", "in: stringData: invalid key name '..x': must not start with '..'"),
-    (HEAD + "data:\n  A: hunter2!\n", "in: data.A: not valid base64 (use stringData for plain text)"),
-    (HEAD + "stringData:\n  PORT: 5432\n", "in: stringData.PORT: expected a string, found int (quote it)"),
-    ("apiVersion: v1\nkind: ConfigMap\n", "in: expected apiVersion v1, kind Secret; found v1/ConfigMap"),
-    (HEAD + "---\n" + HEAD, "in: expected exactly one document, found 2"),
-    ("", "in: empty input"),
-    ("- a\n- b\n", "in: expected a v1 Secret object"),
-])
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        (HEAD + "data:\n  A: aGk=\n  A: aGk=\n", "in: line 8: invalid YAML: duplicate key 'A'"),
+        (HEAD + 'stringData:\n  A: "hunter2\n', "in: line 8: invalid YAML: found unexpected end of stream"),
+        (
+            '{"apiVersion":"v1","kind":"Secret",\n"stringData":{"A":"hunter2",}}',
+            "in: line 2: invalid JSON: Expecting property name enclosed in double quotes",
+        ),
+        (
+            '{"apiVersion":"v1","kind":"Secret","stringData":{"A":"hunter2","A":"x"}}',
+            "in: invalid JSON: duplicate key 'A'",
+        ),
+        (
+            HEAD + "stringData:\n  A B: hunter2\n",
+            "in: stringData: invalid key name 'A B': a valid key consists of letters, digits, '-', '_' or '.'",
+        ),
+        (HEAD + "stringData:\n  ..x: hunter2\n", "in: stringData: invalid key name '..x': must not start with '..'"),
+        (HEAD + "data:\n  A: hunter2!\n", "in: data.A: not valid base64 (use stringData for plain text)"),
+        (HEAD + "stringData:\n  PORT: 5432\n", "in: stringData.PORT: expected a string, found int (quote it)"),
+        ("apiVersion: v1\nkind: ConfigMap\n", "in: expected apiVersion v1, kind Secret; found v1/ConfigMap"),
+        (HEAD + "---\n" + HEAD, "in: expected exactly one document, found 2"),
+        ("", "in: empty input"),
+        ("- a\n- b\n", "in: expected a v1 Secret object"),
+    ],
+)
 def test_bad_input_gives_one_line_without_the_value(text, message):
     with pytest.raises(KsecretsError) as exc:
         read_secret(text, "in")

@@ -60,15 +60,21 @@ def test_seals_into_the_stack_keeping_comments(stack, vector_key, vector_cert, c
     out = seal(stack, "--from-env-file", ".env", key=None)
     assert out.returncode == 0, out.stderr
     assert out.stderr.decode().splitlines() == [
-        f"Pulumi.staging.yaml: my-app/my-app-secrets (strict, {vector_cert.fingerprint}): added: API_KEY, DATABASE_URL"]
+        f"Pulumi.staging.yaml: my-app/my-app-secrets (strict, {vector_cert.fingerprint}): added: API_KEY, DATABASE_URL"
+    ]
     text = (stack / "Pulumi.staging.yaml").read_text()
     assert text.startswith(STACK_FILE)  # comments, order and layout untouched; the entry is appended
     assert VALUE not in text and VALUE.encode() not in out.stdout + out.stderr
     e = entry(stack)
     assert (e.namespace, e.scope, e.certificate_fingerprint) == ("my-app", "strict", vector_cert.fingerprint)
     assert e.digests == ()
-    obj = build_sealed_secret(name=e.name, namespace=e.namespace, scope=e.scope, encrypted_data=dict(e.encrypted_data),
-                              fingerprint=e.certificate_fingerprint)
+    obj = build_sealed_secret(
+        name=e.name,
+        namespace=e.namespace,
+        scope=e.scope,
+        encrypted_data=dict(e.encrypted_data),
+        fingerprint=e.certificate_fingerprint,
+    )
     from jsonschema import Draft7Validator
 
     assert not list(Draft7Validator(crd_schema).iter_errors(obj))
@@ -79,9 +85,24 @@ def test_seals_into_the_stack_keeping_comments(stack, vector_key, vector_cert, c
 @pytest.mark.oracle
 @pytest.mark.skipif(shutil.which("kubectl") is None, reason="kubectl is not on PATH")
 def test_stack_values_equal_kubectls(stack, vector_key):
-    (stack / ".env").write_bytes(b"\xef\xbb\xbf# c\r\n  A=\"q\" \r\nB=x=y\nexport_C=1\n\nD=\xc3\xbc\n")
-    kube = subprocess.run(["kubectl", "create", "secret", "generic", "my-app-secrets", "--from-env-file", ".env",
-                           "--dry-run=client", "-o", "json"], cwd=stack, capture_output=True, check=True)
+    (stack / ".env").write_bytes(b'\xef\xbb\xbf# c\r\n  A="q" \r\nB=x=y\nexport_C=1\n\nD=\xc3\xbc\n')
+    kube = subprocess.run(
+        [
+            "kubectl",
+            "create",
+            "secret",
+            "generic",
+            "my-app-secrets",
+            "--from-env-file",
+            ".env",
+            "--dry-run=client",
+            "-o",
+            "json",
+        ],
+        cwd=stack,
+        capture_output=True,
+        check=True,
+    )
     assert seal(stack, "--from-env-file", ".env").returncode == 0
     e = entry(stack)
     obj = build_sealed_secret(name=e.name, namespace=e.namespace, scope=e.scope, encrypted_data=dict(e.encrypted_data))
@@ -99,14 +120,21 @@ def test_churn_free_only_changed_keys_move(stack, vector_cert):
     assert again.returncode == 0
     assert (stack / "Pulumi.staging.yaml").read_text() == first  # byte-identical: no git diff
     assert again.stderr.decode().splitlines() == [
-        f"Pulumi.staging.yaml: my-app/my-app-secrets (strict, {vector_cert.fingerprint}): unchanged: A, B, C (file unchanged)"]
+        f"Pulumi.staging.yaml: my-app/my-app-secrets (strict, {vector_cert.fingerprint}): unchanged: A, B, C (file unchanged)"
+    ]
 
     env.write_text(f"A=one\nB={VALUE}-rotated\nC=three\n")
     changed = seal(stack, "--from-env-file", ".env")
     assert changed.stderr.decode().splitlines() == [
-        f"Pulumi.staging.yaml: my-app/my-app-secrets (strict, {vector_cert.fingerprint}): changed: B; unchanged: A, C"]
-    diff = [line for line in difflib.unified_diff(first.splitlines(), (stack / "Pulumi.staging.yaml").read_text().splitlines(), n=0)
-            if line[:1] in "+-" and not line.startswith(("+++", "---"))]
+        f"Pulumi.staging.yaml: my-app/my-app-secrets (strict, {vector_cert.fingerprint}): changed: B; unchanged: A, C"
+    ]
+    diff = [
+        line
+        for line in difflib.unified_diff(
+            first.splitlines(), (stack / "Pulumi.staging.yaml").read_text().splitlines(), n=0
+        )
+        if line[:1] in "+-" and not line.startswith(("+++", "---"))
+    ]
     assert len(diff) == 4 and all(line.lstrip("+-").strip().startswith("B: ") for line in diff)
     assert VALUE.encode() not in changed.stderr
 
@@ -119,12 +147,14 @@ def test_without_the_key_everything_is_resealed_and_said_so(stack, vector_cert):
     head = f"Pulumi.staging.yaml: my-app/my-app-secrets (strict, {vector_cert.fingerprint})"
     assert out.stderr.decode().splitlines() == [
         f"{head}: re-sealed every value: KSECRETS_SEAL_KEY is not set, so unchanged values cannot be recognised",
-        f"{head}: re-sealed: A"]
+        f"{head}: re-sealed: A",
+    ]
     assert entry(stack).encrypted_data != first  # randomised encryption
     # With the key but no stored digests yet: also re-sealed, and the reason says why.
     out = seal(stack, "--from-env-file", ".env")
     assert out.stderr.decode().splitlines()[0] == (
-        f"{head}: re-sealed every value: no stored digests to compare (sealed without KSECRETS_SEAL_KEY, or with another key)")
+        f"{head}: re-sealed every value: no stored digests to compare (sealed without KSECRETS_SEAL_KEY, or with another key)"
+    )
 
 
 def test_a_new_certificate_reseals_everything(stack, other_pair, vector_cert):
@@ -139,15 +169,18 @@ def test_a_new_certificate_reseals_everything(stack, other_pair, vector_cert):
     snapshot = (stack / "Pulumi.staging.yaml").read_bytes()
     out = seal(stack, "--from-literal", "A=one")
     assert out.returncode == 2
-    assert err_line(out) == ("ksecrets: Pulumi.staging.yaml: k8s-secrets:sealed[0]: B not in the input but sealed for "
-                             "another certificate or scope; give their values, pass --prune to drop them, or run "
-                             "`ksecrets reseal`")
+    assert err_line(out) == (
+        "ksecrets: Pulumi.staging.yaml: k8s-secrets:sealed[0]: B not in the input but sealed for "
+        "another certificate or scope; give their values, pass --prune to drop them, or run "
+        "`ksecrets reseal`"
+    )
     assert (stack / "Pulumi.staging.yaml").read_bytes() == snapshot
     out = seal(stack, "--from-env-file", ".env")
     assert out.returncode == 0
     assert out.stderr.decode().splitlines()[0] == (
         f"Pulumi.staging.yaml: my-app/my-app-secrets (strict, {new_fp}): re-sealed every value: "
-        f"the certificate changed (was {vector_cert.fingerprint})")
+        f"the certificate changed (was {vector_cert.fingerprint})"
+    )
     e = entry(stack)
     assert e.certificate_fingerprint == new_fp
     from ksecrets.sealing import crypto
@@ -165,18 +198,27 @@ def test_literals_merge_and_prune(stack):
     assert entry(stack).keys == ("C",)
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--from-literal", f"A={VALUE}", "--from-literal", "A=x"],
-     "ksecrets: --from-literal: key A: another key by that name already exists"),
-    (["--from-literal", VALUE], "ksecrets: --from-literal: expected KEY=VALUE (the argument is not shown)"),
-    (["--from-literal", f"A B={VALUE}"],
-     "ksecrets: --from-literal: invalid key name: a valid key consists of letters, digits, '-', '_' or '.'"),
-    (["--from-env-file", "dup.env"], "ksecrets: dup.env: line 2: key A: another key by that name already exists"),
-    (["--from-env-file", "missing.env"], "ksecrets: missing.env: env file not found"),
-    (["--from-file", "BIG=big.bin"],
-     "ksecrets: Pulumi.staging.yaml: my-app/my-app-secrets: values.BIG: value is 1048577 bytes, over Kubernetes' 1 MiB Secret limit"),
-    (["--from-literal", "A=1", "--scope", "global"], None),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (
+            ["--from-literal", f"A={VALUE}", "--from-literal", "A=x"],
+            "ksecrets: --from-literal: key A: another key by that name already exists",
+        ),
+        (["--from-literal", VALUE], "ksecrets: --from-literal: expected KEY=VALUE (the argument is not shown)"),
+        (
+            ["--from-literal", f"A B={VALUE}"],
+            "ksecrets: --from-literal: invalid key name: a valid key consists of letters, digits, '-', '_' or '.'",
+        ),
+        (["--from-env-file", "dup.env"], "ksecrets: dup.env: line 2: key A: another key by that name already exists"),
+        (["--from-env-file", "missing.env"], "ksecrets: missing.env: env file not found"),
+        (
+            ["--from-file", "BIG=big.bin"],
+            "ksecrets: Pulumi.staging.yaml: my-app/my-app-secrets: values.BIG: value is 1048577 bytes, over Kubernetes' 1 MiB Secret limit",
+        ),
+        (["--from-literal", "A=1", "--scope", "global"], None),
+    ],
+)
 def test_bad_stack_input_writes_nothing(stack, args, message):
     (stack / "dup.env").write_text(f"A={VALUE}\nA=2\n")
     (stack / "big.bin").write_bytes(b"x" * (1024 * 1024 + 1))
@@ -191,10 +233,23 @@ def test_bad_stack_input_writes_nothing(stack, args, message):
 
 
 def test_namespace_comes_from_the_app_or_the_flag(stack):
-    out = ksecrets("seal", "--stack", "staging", "--name", "unknown", "--from-literal", "A=1", cwd=stack, env=clean_env())
+    out = ksecrets(
+        "seal", "--stack", "staging", "--name", "unknown", "--from-literal", "A=1", cwd=stack, env=clean_env()
+    )
     assert err_line(out) == "ksecrets: Pulumi.staging.yaml: no app has secretName unknown; pass --namespace"
-    out = ksecrets("seal", "--stack", "staging", "--name", "unknown", "--namespace", "other", "--from-literal", "A=1",
-                   cwd=stack, env=clean_env())
+    out = ksecrets(
+        "seal",
+        "--stack",
+        "staging",
+        "--name",
+        "unknown",
+        "--namespace",
+        "other",
+        "--from-literal",
+        "A=1",
+        cwd=stack,
+        env=clean_env(),
+    )
     assert out.returncode == 0
     assert load_stack("staging", stack).sealed_entry("other", "unknown") is not None
 
@@ -204,8 +259,10 @@ def test_missing_stack_and_missing_certificate(stack):
     assert err_line(out) == "ksecrets: Pulumi.prod.yaml: no such stack file"
     (stack / "certs" / "staging.pem").unlink()
     out = seal(stack, "--from-literal", "A=1")
-    assert err_line(out) == ("ksecrets: Pulumi.staging.yaml: k8s-secrets:sealedSecrets.certificate: certs/staging.pem: "
-                             "certificate file not found")
+    assert err_line(out) == (
+        "ksecrets: Pulumi.staging.yaml: k8s-secrets:sealedSecrets.certificate: certs/staging.pem: "
+        "certificate file not found"
+    )
 
 
 def test_digests_reveal_nothing_without_the_key():
@@ -224,8 +281,9 @@ def test_digests_reveal_nothing_without_the_key():
 
 def test_a_short_seal_key_is_refused(stack):
     out = seal(stack, "--from-literal", "A=1", key="short")
-    assert err_line(out) == ("ksecrets: KSECRETS_SEAL_KEY: too short (at least 16 characters; "
-                             "e.g. `openssl rand -base64 32`)")
+    assert err_line(out) == (
+        "ksecrets: KSECRETS_SEAL_KEY: too short (at least 16 characters; e.g. `openssl rand -base64 32`)"
+    )
 
 
 def test_repository_stack_file_round_trips_unchanged(tmp_path):
@@ -241,14 +299,36 @@ def test_repository_stack_file_round_trips_unchanged(tmp_path):
 
 def test_unseal_a_stack_entry(stack, key_file):
     assert seal(stack, "--from-literal", f"A={VALUE}").returncode == 0
-    out = ksecrets("unseal", "--stack", "staging", "--name", "my-app-secrets", "--recovery-private-key",
-                   str(key_file), "-o", "json", cwd=stack, env=clean_env())
+    out = ksecrets(
+        "unseal",
+        "--stack",
+        "staging",
+        "--name",
+        "my-app-secrets",
+        "--recovery-private-key",
+        str(key_file),
+        "-o",
+        "json",
+        cwd=stack,
+        env=clean_env(),
+    )
     assert out.returncode == 0, out.stderr
     secret = json.loads(out.stdout)
     assert secret["metadata"] == {"name": "my-app-secrets", "namespace": "my-app"}
     assert base64.b64decode(secret["data"]["A"]) == VALUE.encode()
-    out = ksecrets("unseal", "--stack", "staging", "--name", "nope", "--namespace", "x", "--recovery-private-key",
-                   str(key_file), cwd=stack, env=clean_env())
+    out = ksecrets(
+        "unseal",
+        "--stack",
+        "staging",
+        "--name",
+        "nope",
+        "--namespace",
+        "x",
+        "--recovery-private-key",
+        str(key_file),
+        cwd=stack,
+        env=clean_env(),
+    )
     assert err_line(out) == "ksecrets: Pulumi.staging.yaml: k8s-secrets:sealed: no entry for x/nope"
 
 
@@ -259,27 +339,46 @@ def test_unseal_a_stack_entry_is_the_exported_sealed_secret_unsealed(stack, key_
 
     assert seal(stack, "--from-literal", f"A={VALUE}").returncode == 0
     path = stack / "Pulumi.staging.yaml"
-    path.write_text(path.read_text().replace(
-        "      scope: strict\n",
-        "      scope: strict\n      labels:\n        team: payments\n"
-        "      annotations:\n        example.com/owner: payments\n      immutable: true\n", 1))
+    path.write_text(
+        path.read_text().replace(
+            "      scope: strict\n",
+            "      scope: strict\n      labels:\n        team: payments\n"
+            "      annotations:\n        example.com/owner: payments\n      immutable: true\n",
+            1,
+        )
+    )
     cfg = load_stack("staging", stack)
     (e,) = cfg.sealed
     assert (dict(e.labels), e.immutable) == ({"team": "payments"}, True)
     monkeypatch.chdir(stack)
-    out = cli("unseal", "--stack", "staging", "--name", "my-app-secrets", "--recovery-private-key", str(key_file),
-              "-o", "json")
+    out = cli(
+        "unseal",
+        "--stack",
+        "staging",
+        "--name",
+        "my-app-secrets",
+        "--recovery-private-key",
+        str(key_file),
+        "-o",
+        "json",
+    )
     assert out.code == 0, out.err
     secret = json.loads(out.out)
     assert secret == unseal(sealed_secret(cfg, e), [vector_key], "exported")
-    assert secret["metadata"] == {"name": "my-app-secrets", "namespace": "my-app", "labels": {"team": "payments"},
-                                  "annotations": {"example.com/owner": "payments"}}
+    assert secret["metadata"] == {
+        "name": "my-app-secrets",
+        "namespace": "my-app",
+        "labels": {"team": "payments"},
+        "annotations": {"example.com/owner": "payments"},
+    }
     assert secret["immutable"] is True
 
 
 def test_an_existing_entry_is_updated_in_place(stack, vector_cert):
     """A hand-written entry keeps its comments and position; missing fields go where the schema lists them."""
-    text = STACK_FILE + """\
+    text = (
+        STACK_FILE
+        + """\
   k8s-secrets:sealed:
     # first entry, written by hand
     - name: my-app-secrets
@@ -288,13 +387,16 @@ def test_an_existing_entry_is_updated_in_place(stack, vector_cert):
         OLD: AgBvbGQ=
   # trailing comment
 """
+    )
     (stack / "Pulumi.staging.yaml").write_text(text)
     out = seal(stack, "--from-literal", "NEW=1", "--prune")
     assert out.returncode == 0, out.stderr
     new = (stack / "Pulumi.staging.yaml").read_text()
-    assert new.startswith(STACK_FILE + "  k8s-secrets:sealed:\n    # first entry, written by hand\n"
-                          "    - name: my-app-secrets\n      namespace: my-app   # the app's namespace\n"
-                          "      scope: strict\n"
-                          f"      certificateFingerprint: {vector_cert.fingerprint}\n      encryptedData:\n        NEW: Ag")
+    assert new.startswith(
+        STACK_FILE + "  k8s-secrets:sealed:\n    # first entry, written by hand\n"
+        "    - name: my-app-secrets\n      namespace: my-app   # the app's namespace\n"
+        "      scope: strict\n"
+        f"      certificateFingerprint: {vector_cert.fingerprint}\n      encryptedData:\n        NEW: Ag"
+    )
     assert new.endswith("      digests:\n        NEW: " + entry(stack).digests[0][1] + "\n  # trailing comment\n")
     assert "OLD" not in new

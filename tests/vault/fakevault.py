@@ -70,13 +70,24 @@ class FakeVault:
     # -- the HTTP side -------------------------------------------------------------------------
     def _answer(self, request):
         url = urlsplit(request.url)
-        path = url.path[len("/v1/"):]
+        path = url.path[len("/v1/") :]
         body = json.loads(request.body) if request.body else None
         self.log.append((request.method, path, body))
         if path == "sys/health":
             code = 503 if self.sealed else 200
-            return code, {}, json.dumps({"initialized": True, "sealed": self.sealed, "standby": False,
-                                         "version": "2.0.4", "cluster_name": "vault-cluster-test"})
+            return (
+                code,
+                {},
+                json.dumps(
+                    {
+                        "initialized": True,
+                        "sealed": self.sealed,
+                        "standby": False,
+                        "version": "2.0.4",
+                        "cluster_name": "vault-cluster-test",
+                    }
+                ),
+            )
         if self.sealed:
             return 503, {}, json.dumps({"errors": ["Vault is sealed"]})
         if request.headers.get("X-Vault-Token") != self.token:
@@ -108,8 +119,10 @@ class FakeVault:
         return 400, {"Content-Type": "application/json"}, json.dumps({"errors": [message]})
 
     def _listing(self, table: dict[str, dict[str, Any]]) -> tuple[int, dict, str]:
-        data = {f"{k}/": {"type": v["type"], "options": v.get("options"), "description": "", "config": {}}
-                for k, v in sorted(table.items())}
+        data = {
+            f"{k}/": {"type": v["type"], "options": v.get("options"), "description": "", "config": {}}
+            for k, v in sorted(table.items())
+        }
         # Vault answers with the mounts both at the top level and under "data".
         return self._ok({**data, "data": data, "request_id": "r"})
 
@@ -125,15 +138,15 @@ class FakeVault:
         if path == "sys/mounts" and method == "GET":
             return self._listing(self.mounts)
         if path.startswith("sys/mounts/") and method == "POST":
-            self.mounts[path[len("sys/mounts/"):]] = {"type": body["type"], "options": body.get("options")}
+            self.mounts[path[len("sys/mounts/") :]] = {"type": body["type"], "options": body.get("options")}
             return self._no_content()
         if path == "sys/auth" and method == "GET":
             return self._listing(self.auth)
         if path.startswith("sys/auth/") and method == "POST":
-            self.auth[path[len("sys/auth/"):]] = {"type": body["type"], "options": None}
+            self.auth[path[len("sys/auth/") :]] = {"type": body["type"], "options": None}
             return self._no_content()
         if path.startswith("sys/policies/acl/"):
-            name = path[len("sys/policies/acl/"):]
+            name = path[len("sys/policies/acl/") :]
             if method == "GET":
                 if name not in self.policies:
                     return self._missing()
@@ -141,20 +154,41 @@ class FakeVault:
             self.policies[name] = body["policy"]
             return self._no_content()
         if path == "sys/audit" and method == "GET":
-            data = {f"{k}/": {"type": v["type"], "path": f"{k}/", "options": v["options"], "description": ""}
-                    for k, v in sorted(self.audit.items())}
+            data = {
+                f"{k}/": {"type": v["type"], "path": f"{k}/", "options": v["options"], "description": ""}
+                for k, v in sorted(self.audit.items())
+            }
             return self._ok({**data, "data": data})
         if path.startswith("sys/audit/") and method == "PUT":
-            self.audit[path[len("sys/audit/"):]] = {"type": body["type"], "options": body.get("options") or {}}
+            self.audit[path[len("sys/audit/") :]] = {"type": body["type"], "options": body.get("options") or {}}
             return self._no_content()
         if path.startswith("sys/internal/ui/mounts/") and method == "GET":
-            mount = self._mount_for(path[len("sys/internal/ui/mounts/"):])
+            mount = self._mount_for(path[len("sys/internal/ui/mounts/") :])
             if mount is None:
                 # Vault answers 403 for a path no mount serves, so mounts cannot be enumerated.
-                return 403, {}, json.dumps({"errors": ["preflight capability check returned 403, please ensure client's policies grant access to path"]})
+                return (
+                    403,
+                    {},
+                    json.dumps(
+                        {
+                            "errors": [
+                                "preflight capability check returned 403, please ensure client's policies grant access to path"
+                            ]
+                        }
+                    ),
+                )
             m = self.mounts[mount]
-            return self._ok({"data": {"path": f"{mount}/", "type": m["type"], "options": m.get("options"),
-                                      "description": "", "config": {}}})
+            return self._ok(
+                {
+                    "data": {
+                        "path": f"{mount}/",
+                        "type": m["type"],
+                        "options": m.get("options"),
+                        "description": "",
+                        "config": {},
+                    }
+                }
+            )
         if path.startswith("auth/") or re.match(r"[^/]+/(config|roles)/", path):
             mount = self._mount_for(path) if not path.startswith("auth/") else None
             if not path.startswith("auth/") and (mount is None or self.mounts[mount]["type"] != "database"):
@@ -163,9 +197,12 @@ class FakeVault:
                 return self._ok({"data": self.objects[path]}) if path in self.objects else self._missing()
             stored = dict(body)
             if re.match(r"[^/]+/config/", path):
-                stored = {"plugin_name": body["plugin_name"], "allowed_roles": body.get("allowed_roles", []),
-                          "connection_details": {"connection_url": body["connection_url"], "username": body["username"]},
-                          "verify_connection": body.get("verify_connection", True)}
+                stored = {
+                    "plugin_name": body["plugin_name"],
+                    "allowed_roles": body.get("allowed_roles", []),
+                    "connection_details": {"connection_url": body["connection_url"], "username": body["username"]},
+                    "verify_connection": body.get("verify_connection", True),
+                }
             if re.fullmatch(r"auth/[^/]+/config", path) and "token_reviewer_jwt" in stored:
                 # Vault keeps the JWT but never returns it: a read says only whether one is set.
                 stored["token_reviewer_jwt_set"] = bool(stored.pop("token_reviewer_jwt"))
@@ -181,7 +218,7 @@ class FakeVault:
         if mount is None:
             return self._missing()
         m = self.mounts[mount]
-        rest = path[len(mount) + 1:]
+        rest = path[len(mount) + 1 :]
         if m["type"] != "kv":
             return 404, {}, json.dumps({"errors": ["1 error occurred:\n\t* unsupported path\n\n"]})
         if (m.get("options") or {}).get("version") != "2":
@@ -194,8 +231,9 @@ class FakeVault:
         store = self.store(mount)
         if rest == "config":
             if method == "GET":
-                return self._ok({"data": {"cas_required": store.cas_required, "max_versions": 0,
-                                          "delete_version_after": "0s"}})
+                return self._ok(
+                    {"data": {"cas_required": store.cas_required, "max_versions": 0, "delete_version_after": "0s"}}
+                )
             if "cas_required" in body:
                 store.cas_required = bool(body["cas_required"])
             return self._no_content()

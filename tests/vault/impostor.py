@@ -57,7 +57,9 @@ class Impostor:
                 body = self._body()
                 owner.requests.append((self.command, self.path))
                 if owner.mode == "html":
-                    return self._send(200, b"<!doctype html><html><body>Sign in</body></html>", "text/html; charset=utf-8")
+                    return self._send(
+                        200, b"<!doctype html><html><body>Sign in</body></html>", "text/html; charset=utf-8"
+                    )
                 if owner.mode == "json":
                     return self._send(200, json.dumps({"status": "ok", "items": []}).encode())
                 if owner.mode == "trickle":
@@ -88,10 +90,14 @@ class Impostor:
             return
         path = h.path.split("?")[0]
         if path.startswith("/v1/sys/internal/ui/mounts/secret/"):
-            return h._send(200, json.dumps({"request_id": "r", "data": {
-                "path": "secret/", "type": "kv", "options": {"version": "2"}}}).encode())
+            return h._send(
+                200,
+                json.dumps(
+                    {"request_id": "r", "data": {"path": "secret/", "type": "kv", "options": {"version": "2"}}}
+                ).encode(),
+            )
         if path.startswith("/v1/secret/data/"):
-            key = path[len("/v1/secret/data/"):]
+            key = path[len("/v1/secret/data/") :]
             if h.command == "GET":
                 status, answer = self.store.read(key)
                 return h._send(status, json.dumps({"request_id": "r", **answer}).encode())

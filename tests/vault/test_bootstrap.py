@@ -53,14 +53,18 @@ def test_first_run_on_a_fresh_vault_makes_exactly_these_requests(vault, client, 
         ("POST", "sys/policies/acl/ksecrets-my-app", {"policy": PRODUCTION_POLICY}),
         ("GET", "sys/policies/acl/ksecrets-my-app", None),
         ("GET", "auth/kubernetes/role/my-app", None),
-        ("POST", "auth/kubernetes/role/my-app", {
-            "bound_service_account_names": ["my-app"],
-            "bound_service_account_namespaces": ["my-app"],
-            "audience": "vault",
-            "token_policies": ["ksecrets-my-app"],
-            "token_ttl": 3600,
-            "token_max_ttl": 86400,
-        }),
+        (
+            "POST",
+            "auth/kubernetes/role/my-app",
+            {
+                "bound_service_account_names": ["my-app"],
+                "bound_service_account_namespaces": ["my-app"],
+                "audience": "vault",
+                "token_policies": ["ksecrets-my-app"],
+                "token_ttl": 3600,
+                "token_max_ttl": 86400,
+            },
+        ),
         ("GET", "auth/kubernetes/role/my-app", None),
         ("GET", "sys/audit", None),
         ("PUT", "sys/audit/file", {"type": "file", "options": {"file_path": "/vault/audit/vault-audit.log"}}),
@@ -111,16 +115,22 @@ def test_everything_with_database_rotation_and_two_apps(vault, client, vaultdb):
     writes = {(m, p): b for m, p, b in vault.writes()}
     assert writes[("POST", "sys/mounts/kv")] == {"type": "kv", "options": {"version": "2"}}
     assert writes[("POST", "sys/auth/k8s")] == {"type": "kubernetes"}
-    assert writes[("POST", "sys/policies/acl/ksecrets-orders")] == {"policy": (
-        "# ksecrets, stack vaultdb: app shop/orders reads its own secret, nothing else.\n"
-        'path "kv/data/shop/orders" {\n  capabilities = ["read"]\n}\n'
-        'path "database/creds/orders-rw" {\n  capabilities = ["read"]\n}\n')}
-    assert writes[("POST", "sys/policies/acl/ksecrets-orders-rotator")] == {"policy": (
-        "# ksecrets, stack vaultdb: the rotator of app shop/orders writes new versions of its secret "
-        "(check-and-set), nothing else.\n"
-        'path "kv/data/shop/orders" {\n  capabilities = ["read", "create", "update"]\n}\n'
-        # issue 12: the minimum interval between rotations reads and marks the metadata
-        'path "kv/metadata/shop/orders" {\n  capabilities = ["read", "create", "update"]\n}\n')}
+    assert writes[("POST", "sys/policies/acl/ksecrets-orders")] == {
+        "policy": (
+            "# ksecrets, stack vaultdb: app shop/orders reads its own secret, nothing else.\n"
+            'path "kv/data/shop/orders" {\n  capabilities = ["read"]\n}\n'
+            'path "database/creds/orders-rw" {\n  capabilities = ["read"]\n}\n'
+        )
+    }
+    assert writes[("POST", "sys/policies/acl/ksecrets-orders-rotator")] == {
+        "policy": (
+            "# ksecrets, stack vaultdb: the rotator of app shop/orders writes new versions of its secret "
+            "(check-and-set), nothing else.\n"
+            'path "kv/data/shop/orders" {\n  capabilities = ["read", "create", "update"]\n}\n'
+            # issue 12: the minimum interval between rotations reads and marks the metadata
+            'path "kv/metadata/shop/orders" {\n  capabilities = ["read", "create", "update"]\n}\n'
+        )
+    }
     assert writes[("POST", "auth/k8s/role/orders")]["bound_service_account_names"] == ["orders-sa"]
     assert writes[("POST", "auth/k8s/role/orders")]["audience"] == "vault-test"
     assert writes[("POST", "auth/k8s/role/orders-rotator")] == {
@@ -145,7 +155,8 @@ def test_everything_with_database_rotation_and_two_apps(vault, client, vaultdb):
     assert writes[("POST", "database/roles/orders-rw")] == {
         "db_name": "orders-db",
         "creation_statements": [
-            "CREATE ROLE \"{{name}}\" WITH LOGIN PASSWORD '{{password}}' VALID UNTIL '{{expiration}}' IN ROLE \"orders-rw\";"],
+            "CREATE ROLE \"{{name}}\" WITH LOGIN PASSWORD '{{password}}' VALID UNTIL '{{expiration}}' IN ROLE \"orders-rw\";"
+        ],
         "default_ttl": 3600,
         "max_ttl": 86400,
     }
@@ -163,22 +174,27 @@ def test_database_connection_without_password_is_a_clear_error(vault, client, va
     assert str(e.value) == (
         f"Vault {ADDR}: database/config/orders-db: the connection does not exist yet; set "
         "KSECRETS_DB_ADMIN_PASSWORD to the password of 'vault-admin' to write it (Vault never returns it, so it is "
-        "only needed then)")
+        "only needed then)"
+    )
 
 
 def test_an_existing_kv_v1_mount_is_never_replaced(vault, client, production):
     vault.mounts["secret"] = {"type": "kv", "options": {"version": "1"}}
     with pytest.raises(KsecretsError) as e:
         bootstrap(client, production)
-    assert str(e.value) == (f"Vault {ADDR}: sys/mounts/secret: wrong mount type: secret/ is kv version 1, "
-                            "not kv version 2; bootstrap will not replace it")
+    assert str(e.value) == (
+        f"Vault {ADDR}: sys/mounts/secret: wrong mount type: secret/ is kv version 1, "
+        "not kv version 2; bootstrap will not replace it"
+    )
     assert vault.writes() == []
 
 
 def test_an_auth_mount_of_another_type_is_never_replaced(vault, client, production):
     vault.enable_kv2()
     vault.auth["kubernetes"] = {"type": "jwt"}
-    with pytest.raises(KsecretsError, match=r"sys/auth/kubernetes: wrong mount type: kubernetes/ is jwt, not kubernetes"):
+    with pytest.raises(
+        KsecretsError, match=r"sys/auth/kubernetes: wrong mount type: kubernetes/ is jwt, not kubernetes"
+    ):
         bootstrap(client, production)
     assert vault.writes() == []
 
@@ -188,8 +204,10 @@ def test_permission_denied_names_the_path(vault, client, production):
     vault.enable_kv2()
     with pytest.raises(KsecretsError) as e:
         bootstrap(client, production)
-    assert str(e.value) == (f"Vault {ADDR}: sys/policies/acl/ksecrets-my-app: permission denied (403): "
-                            "the token's policies do not allow this")
+    assert str(e.value) == (
+        f"Vault {ADDR}: sys/policies/acl/ksecrets-my-app: permission denied (403): "
+        "the token's policies do not allow this"
+    )
 
 
 def test_sealed_vault(vault, client, production):
@@ -200,21 +218,37 @@ def test_sealed_vault(vault, client, production):
 
 
 def test_two_apps_claiming_one_role_are_refused(vault, client, tmp_path):
-    text = (FIXTURES / "Pulumi.vaultdb.yaml").read_text().replace("        path: billing\n",
-                                                                  "        path: billing\n        role: orders\n")
+    text = (
+        (FIXTURES / "Pulumi.vaultdb.yaml")
+        .read_text()
+        .replace("        path: billing\n", "        path: billing\n        role: orders\n")
+    )
     f = tmp_path / "Pulumi.clash.yaml"
     f.write_text(text)
     with pytest.raises(KsecretsError) as e:
         bootstrap(client, load_stack_file(f))
-    assert str(e.value) == ("Pulumi.clash.yaml: apps: Vault role 'orders' would serve both shop/orders and "
-                            "billing/billing; set vault.role on one of them")
+    assert str(e.value) == (
+        "Pulumi.clash.yaml: apps: Vault role 'orders' would serve both shop/orders and "
+        "billing/billing; set vault.role on one of them"
+    )
     assert vault.log == []
 
 
 def test_cli_bootstrap_twice(cli, vault, vault_env, tmp_path):
     ca = tmp_path / "ca.pem"
     ca.write_text(CA)
-    args = ("vault", "bootstrap", "--stack", "production", "--kube-host", HOST, "--kube-ca-file", str(ca), "--root", str(PROD_ROOT))
+    args = (
+        "vault",
+        "bootstrap",
+        "--stack",
+        "production",
+        "--kube-host",
+        HOST,
+        "--kube-ca-file",
+        str(ca),
+        "--root",
+        str(PROD_ROOT),
+    )
     r = cli(*args)
     assert (r.code, r.err) == (0, "")
     assert r.out.splitlines() == [
@@ -245,8 +279,10 @@ def test_really_unreachable_vault(vault_env, monkeypatch, production):
     c = make_client(production.vault, env={"VAULT_ADDR": "http://127.0.0.1:9", "VAULT_TOKEN": "t"})
     with pytest.raises(KsecretsError) as e:
         bootstrap(c, production)
-    assert str(e.value) == ("Vault http://127.0.0.1:9: sys/mounts: unreachable (connection failed; check VAULT_ADDR "
-                            "and that Vault is running)")
+    assert str(e.value) == (
+        "Vault http://127.0.0.1:9: sys/mounts: unreachable (connection failed; check VAULT_ADDR "
+        "and that Vault is running)"
+    )
 
 
 # --- a Vault outside the cluster: the token reviewer JWT -------------------------------------------
@@ -255,8 +291,11 @@ JWT = "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJ2YXVsdCJ9.c2lnbmF0dXJlLW5ldmVyLXNob3du"  
 
 def test_token_reviewer_jwt_is_sent_and_written_on_every_run(vault, client, production):
     report = bootstrap(client, production, kube_host=HOST, kube_ca_pem=CA, token_reviewer_jwt=JWT)
-    assert ("POST", "auth/kubernetes/config",
-            {"kubernetes_host": HOST, "kubernetes_ca_cert": CA, "token_reviewer_jwt": JWT}) in vault.log
+    assert (
+        "POST",
+        "auth/kubernetes/config",
+        {"kubernetes_host": HOST, "kubernetes_ca_cert": CA, "token_reviewer_jwt": JWT},
+    ) in vault.log
     item = f"auth kubernetes/config (host {HOST}, token reviewer JWT: write-only, written on every run)"
     assert item in report.changed
     # Vault never returns the JWT, so bootstrap cannot tell it is the same: it writes it again,
@@ -278,29 +317,64 @@ def test_without_the_jwt_a_jwt_set_before_is_removed(vault, client, production):
 def test_cli_token_reviewer_jwt_file(cli, vault, vault_env, tmp_path):
     jwt_file = tmp_path / "reviewer.jwt"
     jwt_file.write_text(JWT + "\n")
-    r = cli("vault", "bootstrap", "--stack", "production", "--kube-host", HOST, "--token-reviewer-jwt-file",
-            str(jwt_file), "--root", str(PROD_ROOT))
+    r = cli(
+        "vault",
+        "bootstrap",
+        "--stack",
+        "production",
+        "--kube-host",
+        HOST,
+        "--token-reviewer-jwt-file",
+        str(jwt_file),
+        "--root",
+        str(PROD_ROOT),
+    )
     assert (r.code, r.err) == (0, "")
     assert vault.objects["auth/kubernetes/config"] == {"kubernetes_host": HOST, "token_reviewer_jwt_set": True}
     assert JWT not in r.out
 
 
-@pytest.mark.parametrize("content, reason", [
-    ("", "the token reviewer JWT file is empty"),
-    ("not-a-jwt-but-a-secret", "not a JWT (expected one line of three dot-separated parts, as `kubectl create token` prints)"),
-    ("a.b c.d", "not a JWT (expected one line of three dot-separated parts, as `kubectl create token` prints)"),
-])
+@pytest.mark.parametrize(
+    "content, reason",
+    [
+        ("", "the token reviewer JWT file is empty"),
+        (
+            "not-a-jwt-but-a-secret",
+            "not a JWT (expected one line of three dot-separated parts, as `kubectl create token` prints)",
+        ),
+        ("a.b c.d", "not a JWT (expected one line of three dot-separated parts, as `kubectl create token` prints)"),
+    ],
+)
 def test_cli_token_reviewer_jwt_file_bad_input(cli, vault, vault_env, tmp_path, content, reason):
     jwt_file = tmp_path / "reviewer.jwt"
     jwt_file.write_text(content)
-    r = cli("vault", "bootstrap", "--stack", "production", "--token-reviewer-jwt-file", str(jwt_file),
-            "--root", str(PROD_ROOT))
+    r = cli(
+        "vault",
+        "bootstrap",
+        "--stack",
+        "production",
+        "--token-reviewer-jwt-file",
+        str(jwt_file),
+        "--root",
+        str(PROD_ROOT),
+    )
     assert (r.code, r.out, r.err) == (2, "", f"ksecrets: {jwt_file}: {reason}\n")
     assert vault.log == []
 
 
 def test_cli_token_reviewer_jwt_file_missing(cli, vault, vault_env, tmp_path):
     missing = tmp_path / "nope.jwt"
-    r = cli("vault", "bootstrap", "--stack", "production", "--token-reviewer-jwt-file", str(missing),
-            "--root", str(PROD_ROOT))
-    assert (r.code, r.err) == (2, f"ksecrets: {missing}: cannot read the token reviewer JWT file (No such file or directory)\n")
+    r = cli(
+        "vault",
+        "bootstrap",
+        "--stack",
+        "production",
+        "--token-reviewer-jwt-file",
+        str(missing),
+        "--root",
+        str(PROD_ROOT),
+    )
+    assert (r.code, r.err) == (
+        2,
+        f"ksecrets: {missing}: cannot read the token reviewer JWT file (No such file or directory)\n",
+    )

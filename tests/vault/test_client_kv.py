@@ -17,6 +17,7 @@ SECRET = "s3cr3t-value-never-shown"
 
 # --- address and token ------------------------------------------------------------------------
 
+
 def test_address_from_env_wins_over_the_stack():
     assert resolve_address(VaultConfig(), {"VAULT_ADDR": "https://vault.example:8200/"}) == "https://vault.example:8200"
 
@@ -49,7 +50,9 @@ def test_client_sends_token_and_namespace_headers(rsps, tmp_path):
         return 200, {}, '{"data": {"data": {"A": "1"}, "metadata": {"version": 1}}}'
 
     rsps.add_callback(responses.GET, f"{ADDR}/v1/secret/data/app", callback=cb)
-    c = make_client(env={"VAULT_ADDR": ADDR, "VAULT_TOKEN": "tok", "VAULT_NAMESPACE": "team-a", "VAULT_CACERT": str(ca)})
+    c = make_client(
+        env={"VAULT_ADDR": ADDR, "VAULT_TOKEN": "tok", "VAULT_NAMESPACE": "team-a", "VAULT_CACERT": str(ca)}
+    )
     assert c.adapter._kwargs["verify"] == str(ca)
     assert kv.read_current(c, "secret", "app") == ({"A": "1"}, 1)
     assert seen["X-Vault-Token"] == "tok"
@@ -65,13 +68,16 @@ def test_the_cli_has_no_token_flag():
     from ksecrets.cli import build_parser
 
     parser = build_parser()
-    for argv in (["vault", "push", "--stack", "p", "--path", "a", "--from-env-file", "f", "--token", "x"],
-                 ["vault", "bootstrap", "--stack", "p", "--token", "x"]):
+    for argv in (
+        ["vault", "push", "--stack", "p", "--path", "a", "--from-env-file", "f", "--token", "x"],
+        ["vault", "bootstrap", "--stack", "p", "--token", "x"],
+    ):
         with pytest.raises(SystemExit):
             parser.parse_args(argv)
 
 
 # --- kv-v2 check-and-set ----------------------------------------------------------------------
+
 
 def test_first_write_uses_cas_zero(vault, client):
     vault.enable_kv2()
@@ -109,15 +115,19 @@ def test_a_concurrent_change_is_refused_not_overwritten(vault, client):
     vault.fail_cas_once.add(("secret", "my-app"))  # someone writes version 2 between our read and write
     with pytest.raises(KsecretsError) as e:
         kv.write_if_changed(client, "secret", "my-app", {"A": SECRET})
-    assert str(e.value) == (f"Vault {ADDR}: secret/data/my-app: changed concurrently: check-and-set expected "
-                            "version 1; nothing was overwritten, read it again and retry")
+    assert str(e.value) == (
+        f"Vault {ADDR}: secret/data/my-app: changed concurrently: check-and-set expected "
+        "version 1; nothing was overwritten, read it again and retry"
+    )
     assert vault.kv_latest("secret", "my-app") == {"other": "writer"}
 
 
 def test_keep_existing_keeps_vaults_value(vault, client):
     vault.enable_kv2()
     vault.put_kv("secret", "my-app", {"API_KEY": "rotated", "DB": "old"})
-    result = kv.write_if_changed(client, "secret", "my-app", {"API_KEY": "stale", "DB": "new"}, keep_existing=("API_KEY",))
+    result = kv.write_if_changed(
+        client, "secret", "my-app", {"API_KEY": "stale", "DB": "new"}, keep_existing=("API_KEY",)
+    )
     assert result.kept == ("API_KEY",) and result.updated == ("DB",)
     assert vault.kv_latest("secret", "my-app") == {"API_KEY": "rotated", "DB": "new"}
 
@@ -126,7 +136,9 @@ def test_rotate_key_replaces_one_key_with_cas(vault, client):
     vault.enable_kv2()
     vault.put_kv("secret", "my-app", {"API_KEY": "old", "DB": "keep"})
     assert kv.rotate_key(client, "secret", "my-app", "API_KEY", "new") == 2
-    assert vault.writes() == [("POST", "secret/data/my-app", {"options": {"cas": 1}, "data": {"API_KEY": "new", "DB": "keep"}})]
+    assert vault.writes() == [
+        ("POST", "secret/data/my-app", {"options": {"cas": 1}, "data": {"API_KEY": "new", "DB": "keep"}})
+    ]
 
 
 def test_rotate_key_on_a_missing_secret_is_an_error(vault, client):
@@ -156,6 +168,7 @@ def test_non_text_values_are_refused_before_any_request(vault, client):
 
 # --- faults: one line, address and path, never a value ----------------------------------------
 
+
 def _fault(fn) -> str:
     with pytest.raises(KsecretsError) as e:
         fn()
@@ -168,21 +181,24 @@ def test_unreachable(rsps):
     rsps.add(responses.GET, f"{ADDR}/v1/secret/data/my-app", body=requests.exceptions.ConnectionError("refused"))
     c = make_client(env={"VAULT_ADDR": ADDR, "VAULT_TOKEN": "t"})
     assert _fault(lambda: kv.write_if_changed(c, "secret", "my-app", {"A": SECRET})) == (
-        f"Vault {ADDR}: secret/data/my-app: unreachable (connection failed; check VAULT_ADDR and that Vault is running)")
+        f"Vault {ADDR}: secret/data/my-app: unreachable (connection failed; check VAULT_ADDR and that Vault is running)"
+    )
 
 
 def test_tls_failure(rsps):
     rsps.add(responses.GET, f"{ADDR}/v1/secret/data/my-app", body=requests.exceptions.SSLError("bad cert"))
     c = make_client(env={"VAULT_ADDR": ADDR, "VAULT_TOKEN": "t"})
     assert _fault(lambda: kv.read_current(c, "secret", "my-app")) == (
-        f"Vault {ADDR}: secret/data/my-app: TLS verification failed (set VAULT_CACERT to the CA that signed Vault's certificate)")
+        f"Vault {ADDR}: secret/data/my-app: TLS verification failed (set VAULT_CACERT to the CA that signed Vault's certificate)"
+    )
 
 
 def test_sealed(vault, client):
     vault.enable_kv2()
     vault.sealed = True
     assert _fault(lambda: kv.write_if_changed(client, "secret", "my-app", {"A": SECRET})) == (
-        f"Vault {ADDR}: secret/data/my-app: Vault is sealed (unseal it: `vault operator unseal` on each pod)")
+        f"Vault {ADDR}: secret/data/my-app: Vault is sealed (unseal it: `vault operator unseal` on each pod)"
+    )
     assert vault.log == [("GET", "secret/data/my-app", None), ("GET", "sys/health", None)]
 
 
@@ -190,37 +206,44 @@ def test_permission_denied(vault, client):
     vault.enable_kv2()
     vault.deny.add("secret/data/my-app")
     assert _fault(lambda: kv.write_if_changed(client, "secret", "my-app", {"A": SECRET})) == (
-        f"Vault {ADDR}: secret/data/my-app: permission denied (403): the token's policies do not allow this")
+        f"Vault {ADDR}: secret/data/my-app: permission denied (403): the token's policies do not allow this"
+    )
 
 
 def test_wrong_token_is_permission_denied(vault):
     vault.enable_kv2()
     c = make_client(env={"VAULT_ADDR": ADDR, "VAULT_TOKEN": "wrong"})
-    assert _fault(lambda: kv.read_current(c, "secret", "x")).endswith("permission denied (403): the token's policies do not allow this")
+    assert _fault(lambda: kv.read_current(c, "secret", "x")).endswith(
+        "permission denied (403): the token's policies do not allow this"
+    )
 
 
 def test_kv_v1_mount_is_the_wrong_type_and_nothing_is_written(vault, client):
     vault.mounts["secret"] = {"type": "kv", "options": {"version": "1"}}
     assert _fault(lambda: kv.write_if_changed(client, "secret", "my-app", {"A": SECRET})) == (
-        f"Vault {ADDR}: secret/data/my-app: wrong mount type: secret/ is kv version 1, not kv version 2")
+        f"Vault {ADDR}: secret/data/my-app: wrong mount type: secret/ is kv version 1, not kv version 2"
+    )
     assert vault.writes() == []
 
 
 def test_non_kv_mount_is_the_wrong_type(vault, client):
     vault.mounts["database"] = {"type": "database", "options": None}
     assert _fault(lambda: kv.read_current(client, "database", "my-app")) == (
-        f"Vault {ADDR}: database/data/my-app: wrong mount type: database/ is a database mount, not kv version 2")
+        f"Vault {ADDR}: database/data/my-app: wrong mount type: database/ is a database mount, not kv version 2"
+    )
 
 
 def test_no_mount_at_all(vault, client):
     assert _fault(lambda: kv.read_current(client, "secret", "my-app")) == (
-        f"Vault {ADDR}: secret/data/my-app: no kv-v2 mount at secret/ (not enabled, or the token may not see it)")
+        f"Vault {ADDR}: secret/data/my-app: no kv-v2 mount at secret/ (not enabled, or the token may not see it)"
+    )
 
 
 def test_missing_path(vault, client):
     vault.enable_kv2()
     assert _fault(lambda: kv.read_current(client, "secret", "my-app")) == (
-        f"Vault {ADDR}: secret/data/my-app: no such secret (404)")
+        f"Vault {ADDR}: secret/data/my-app: no such secret (404)"
+    )
 
 
 def test_bad_request_text_never_echoes_a_value(rsps):
@@ -228,4 +251,5 @@ def test_bad_request_text_never_echoes_a_value(rsps):
     rsps.add(responses.POST, f"{ADDR}/v1/secret/data/x", status=400, json={"errors": [f"invalid value {SECRET}"]})
     c = make_client(env={"VAULT_ADDR": ADDR, "VAULT_TOKEN": "t"})
     assert _fault(lambda: kv.write_if_changed(c, "secret", "x", {"A": SECRET})) == (
-        f"Vault {ADDR}: secret/data/x: bad request (400): the request was rejected")
+        f"Vault {ADDR}: secret/data/x: bad request (400): the request was rejected"
+    )

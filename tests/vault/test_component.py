@@ -8,8 +8,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from components.vault_config import (SECRET_OUTPUTS, VaultBootstrap, VaultBootstrapProvider, bootstrap_inputs,
-                                     config_from_inputs)
+from components.vault_config import (
+    SECRET_OUTPUTS,
+    VaultBootstrap,
+    VaultBootstrapProvider,
+    bootstrap_inputs,
+    config_from_inputs,
+)
 from ksecrets.config.load import load_stack, load_stack_file
 from tests.pulumi_harness import run_program
 from tests.vault.conftest import ENV
@@ -35,8 +40,13 @@ def test_create_configures_vault_and_a_second_create_writes_nothing(vault):
     created = provider.create(props)
     assert created.id == "vault-bootstrap-production"
     assert created.outs["changed"] == [
-        "secrets engine secret/ (kv v2)", "auth method kubernetes/ (kubernetes)", f"auth kubernetes/config (host {HOST})",
-        "policy ksecrets-my-app", "role my-app (my-app/my-app)", "audit device file/ (/vault/audit/vault-audit.log)"]
+        "secrets engine secret/ (kv v2)",
+        "auth method kubernetes/ (kubernetes)",
+        f"auth kubernetes/config (host {HOST})",
+        "policy ksecrets-my-app",
+        "role my-app (my-app/my-app)",
+        "audit device file/ (/vault/audit/vault-audit.log)",
+    ]
     assert len(vault.writes()) == 6
     vault.log.clear()
     updated = provider.update(created.id, created.outs, props)
@@ -71,7 +81,11 @@ def test_registered_under_mocks_with_plain_inputs_only(monkeypatch):
     [res] = [r for r in mocks.resources if r.name == "production-vault-config"]
     assert res.type == "pulumi-python:dynamic:Resource"
     assert {k: res.inputs[k] for k in ("stack", "backend", "kubeHost", "kubeCaPem")} == {
-        "stack": "production", "backend": "vault", "kubeHost": HOST, "kubeCaPem": ""}
+        "stack": "production",
+        "backend": "vault",
+        "kubeHost": HOST,
+        "kubeCaPem": "",
+    }
     assert res.inputs["vault"]["kv_mount"] == "secret"
     assert [a["name"] for a in res.inputs["apps"]] == ["my-app"]
     flat = repr(res.inputs)

@@ -67,13 +67,47 @@ def _env(addr: str, tmp: Path) -> dict[str, str]:
 
 
 COMMANDS = {
-    "push": ["-m", "ksecrets", "vault", "push", "--stack", "production", "--path", "my-app",
-             "--from-env-file", "{tmp}/app.env", "--root", "{root}"],
+    "push": [
+        "-m",
+        "ksecrets",
+        "vault",
+        "push",
+        "--stack",
+        "production",
+        "--path",
+        "my-app",
+        "--from-env-file",
+        "{tmp}/app.env",
+        "--root",
+        "{root}",
+    ],
     "bootstrap": ["-m", "ksecrets", "vault", "bootstrap", "--stack", "production", "--root", "{root}"],
-    "rotate": ["-m", "ksecrets", "rotate", "--stack", "production", "--name", "my-app-secrets", "--key", "API_KEY",
-               "--root", "{root}"],
-    "migrate": ["-m", "ksecrets", "migrate", "--stack", "staging", "--to", "vault", "--recovery-private-key",
-                "{tmp}/key.pem", "--root", "{root}"],
+    "rotate": [
+        "-m",
+        "ksecrets",
+        "rotate",
+        "--stack",
+        "production",
+        "--name",
+        "my-app-secrets",
+        "--key",
+        "API_KEY",
+        "--root",
+        "{root}",
+    ],
+    "migrate": [
+        "-m",
+        "ksecrets",
+        "migrate",
+        "--stack",
+        "staging",
+        "--to",
+        "vault",
+        "--recovery-private-key",
+        "{tmp}/key.pem",
+        "--root",
+        "{root}",
+    ],
     "rotator": ["-m", "ksecrets.rotate", "--mount", "secret", "--path", "my-app", "--key", "API_KEY"],
 }
 
@@ -82,8 +116,9 @@ def run(command: str, addr: str, repo: Path, limit: float = 60) -> tuple[int, st
     tmp = repo.parent
     args = [a.format(tmp=tmp, root=repo) for a in COMMANDS[command]]
     started = time.monotonic()
-    done = subprocess.run([sys.executable, *args], capture_output=True, text=True, env=_env(addr, tmp),
-                          timeout=limit, cwd=tmp)
+    done = subprocess.run(
+        [sys.executable, *args], capture_output=True, text=True, env=_env(addr, tmp), timeout=limit, cwd=tmp
+    )
     return done.returncode, done.stderr, time.monotonic() - started
 
 

@@ -24,10 +24,11 @@ from ksecrets.vault.client import make_client
 
 pytestmark = [
     pytest.mark.integration,
-    pytest.mark.skipif(not (os.environ.get("VAULT_ADDR") and os.environ.get("VAULT_TOKEN")),
-                       reason="needs a Vault server: set VAULT_ADDR and VAULT_TOKEN (e.g. `vault server -dev`)"),
+    pytest.mark.skipif(
+        not (os.environ.get("VAULT_ADDR") and os.environ.get("VAULT_TOKEN")),
+        reason="needs a Vault server: set VAULT_ADDR and VAULT_TOKEN (e.g. `vault server -dev`)",
+    ),
 ]
-
 
 
 def _any_ca() -> str:
@@ -44,9 +45,17 @@ def _any_ca() -> str:
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "integration-ca")])
     now = dt.datetime.now(dt.timezone.utc)
-    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
-            .serial_number(x509.random_serial_number()).not_valid_before(now).not_valid_after(now + dt.timedelta(days=1))
-            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True).sign(key, hashes.SHA256()))
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now)
+        .not_valid_after(now + dt.timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
     return cert.public_bytes(serialization.Encoding.PEM).decode()
 
 
@@ -60,12 +69,23 @@ def suffix() -> str:
 
 @pytest.fixture(scope="module")
 def cfg(suffix):
-    return parse({
-        "backend": "vault",
-        "vault": {"kvMount": f"kv-it-{suffix}", "authMount": f"k8s-it-{suffix}", "audience": "vault"},
-        "apps": [{"name": f"it-{suffix}", "namespace": "it", "keys": ["API_KEY"],
-                  "rotation": [{"key": "API_KEY"}], "vault": {"path": f"apps/it-{suffix}"}}],
-    }, stack="integration", source="integration")
+    return parse(
+        {
+            "backend": "vault",
+            "vault": {"kvMount": f"kv-it-{suffix}", "authMount": f"k8s-it-{suffix}", "audience": "vault"},
+            "apps": [
+                {
+                    "name": f"it-{suffix}",
+                    "namespace": "it",
+                    "keys": ["API_KEY"],
+                    "rotation": [{"key": "API_KEY"}],
+                    "vault": {"path": f"apps/it-{suffix}"},
+                }
+            ],
+        },
+        stack="integration",
+        source="integration",
+    )
 
 
 @pytest.fixture(scope="module")
@@ -119,7 +139,13 @@ def test_faults_against_the_real_server(client, cfg, suffix):
     with pytest.raises(KsecretsError, match=rf"wrong mount type: kv1-it-{suffix}/ is kv version 1, not kv version 2$"):
         kv.write_if_changed(client, f"kv1-it-{suffix}", "x", {"A": "1"})
     limited = client.auth.token.create(policies=["default"], ttl="5m")["auth"]["client_token"]
-    weak = make_client(cfg.vault, env={"VAULT_ADDR": os.environ["VAULT_ADDR"], "VAULT_TOKEN": limited,
-                                       "VAULT_CACERT": os.environ.get("VAULT_CACERT", "")})
+    weak = make_client(
+        cfg.vault,
+        env={
+            "VAULT_ADDR": os.environ["VAULT_ADDR"],
+            "VAULT_TOKEN": limited,
+            "VAULT_CACERT": os.environ.get("VAULT_CACERT", ""),
+        },
+    )
     with pytest.raises(KsecretsError, match=r"permission denied \(403\)"):
         kv.read_current(weak, mount, cfg.apps[0].vault.path)

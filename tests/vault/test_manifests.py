@@ -84,10 +84,13 @@ def _unknown_keys(values: Any, defaults: Any, path: str = "") -> list[str]:
     return out
 
 
-@pytest.mark.parametrize("chart,builder", [
-    ("vault-helm-0.34.1.values.yaml", mv.vault_values),
-    ("vault-secrets-operator-1.4.1.values.yaml", mv.operator_values),
-])
+@pytest.mark.parametrize(
+    "chart,builder",
+    [
+        ("vault-helm-0.34.1.values.yaml", mv.vault_values),
+        ("vault-secrets-operator-1.4.1.values.yaml", mv.operator_values),
+    ],
+)
 def test_every_values_key_exists_in_the_charts_values_yaml(cfg, chart, builder):
     defaults = yaml.safe_load((CHARTS / chart).read_text())
     assert _unknown_keys(builder(cfg), defaults) == []
@@ -107,14 +110,20 @@ def test_ha_uses_raft_and_joins_every_peer():
     assert values["server"]["standalone"] == {"enabled": False}
     config = ha["raft"]["config"]
     assert re.findall(r'leader_api_addr = "([^"]+)"', config) == [
-        f"http://vault-{n}.vault-internal:8200" for n in range(5)]
+        f"http://vault-{n}.vault-internal:8200" for n in range(5)
+    ]
     assert 'storage "raft"' in config and "consul" not in config
     assert "tls_disable = 1" in config and "leader_ca_cert_file" not in config
     assert values["global"]["tlsDisable"] is True
     assert values["injector"] == {"enabled": False}
     assert values["ui"]["enabled"] is True
-    assert values["server"]["dataStorage"] == {"enabled": True, "size": "5Gi", "mountPath": "/vault/data",
-                                               "accessMode": "ReadWriteOnce", "storageClass": "fast-ssd"}
+    assert values["server"]["dataStorage"] == {
+        "enabled": True,
+        "size": "5Gi",
+        "mountPath": "/vault/data",
+        "accessMode": "ReadWriteOnce",
+        "storageClass": "fast-ssd",
+    }
     assert values["server"]["auditStorage"]["size"] == "2Gi"
     assert values["server"]["auditStorage"]["enabled"] is True
 
@@ -125,14 +134,19 @@ def test_tls_mounts_the_secret_and_verifies_peers():
     config = values["server"]["ha"]["raft"]["config"]
     assert values["global"]["tlsDisable"] is False
     assert re.findall(r'leader_api_addr = "([^"]+)"', config) == [
-        f"https://vault-{n}.vault-internal:8200" for n in range(3)]
+        f"https://vault-{n}.vault-internal:8200" for n in range(3)
+    ]
     assert config.count('leader_ca_cert_file = "/vault/userconfig/tls/ca.crt"') == 3
     assert 'tls_cert_file = "/vault/userconfig/tls/tls.crt"' in config and "tls_disable = 0" in config
     assert values["server"]["volumes"] == [{"name": "tls", "secret": {"secretName": "vault-tls", "defaultMode": 0o440}}]
     assert values["server"]["volumeMounts"] == [{"name": "tls", "mountPath": "/vault/userconfig/tls", "readOnly": True}]
     assert values["server"]["extraEnvironmentVars"] == {"VAULT_CACERT": "/vault/userconfig/tls/ca.crt"}
     conn = mv.vault_connection(cfg)
-    assert conn["spec"] == {"address": "https://vault.vault.svc:8200", "skipTLSVerify": False, "caCertSecretRef": "vault-ca"}
+    assert conn["spec"] == {
+        "address": "https://vault.vault.svc:8200",
+        "skipTLSVerify": False,
+        "caCertSecretRef": "vault-ca",
+    }
 
 
 def test_releases_are_pinned_and_the_vault_install_does_not_wait_for_a_sealed_vault(cfg):
@@ -140,7 +154,11 @@ def test_releases_are_pinned_and_the_vault_install_does_not_wait_for_a_sealed_va
     assert set(releases) == {"vault", "vault-secrets-operator"}
     vault, vso = releases["vault"]["spec"], releases["vault-secrets-operator"]["spec"]
     assert vault["chart"]["spec"]["version"] == "0.34.1" and vso["chart"]["spec"]["version"] == "1.4.1"
-    assert vault["chart"]["spec"]["sourceRef"] == {"kind": "HelmRepository", "name": "hashicorp", "namespace": "flux-system"}
+    assert vault["chart"]["spec"]["sourceRef"] == {
+        "kind": "HelmRepository",
+        "name": "hashicorp",
+        "namespace": "flux-system",
+    }
     assert vault["releaseName"] == "vault"  # pod names vault-N and service vault-internal follow from it
     assert vault["targetNamespace"] == cfg.vault.namespace and vso["targetNamespace"] == cfg.vault.operator.namespace
     assert vault["install"]["disableWait"] is True and vault["upgrade"]["disableWait"] is True
@@ -148,8 +166,7 @@ def test_releases_are_pinned_and_the_vault_install_does_not_wait_for_a_sealed_va
 
 
 def test_static_secret_per_app(cfg):
-    deployments = {(p.obj["metadata"]["namespace"], p.obj["metadata"]["name"])
-                   for p in workloads.deployments(cfg)}
+    deployments = {(p.obj["metadata"]["namespace"], p.obj["metadata"]["name"]) for p in workloads.deployments(cfg)}
     statics = [p.obj for p in mv.app_objects(cfg) if p.obj["kind"] == "VaultStaticSecret"]
     assert len(statics) == len(cfg.apps)
     for app, obj in zip(cfg.apps, statics):
@@ -170,7 +187,9 @@ def test_vault_auth_per_app_and_one_connection():
     cfg = _load("Pulumi.vaultdb.yaml")
     objs = [p.obj for p in mv.app_objects(cfg)]
     conns = [o for o in objs if o["kind"] == "VaultConnection"]
-    assert [(c["metadata"]["namespace"], c["metadata"]["name"]) for c in conns] == [("vault-secrets-operator-system", "vault")]
+    assert [(c["metadata"]["namespace"], c["metadata"]["name"]) for c in conns] == [
+        ("vault-secrets-operator-system", "vault")
+    ]
     assert conns[0]["spec"] == {"address": "http://vault.vault.svc:8200", "skipTLSVerify": False}
     auths = {o["metadata"]["name"]: o for o in objs if o["kind"] == "VaultAuth"}
     assert auths["orders"]["metadata"]["namespace"] == "shop"
@@ -188,8 +207,15 @@ def test_vault_auth_per_app_and_one_connection():
         "mount": "database",
         "path": "creds/orders-rw",
         "renewalPercent": 67,
-        "destination": {"name": "orders-db-creds", "create": True, "labels": {"app.kubernetes.io/part-of": "k8s-secrets"}},
-        "rolloutRestartTargets": [{"kind": "Deployment", "name": "orders-api"}, {"kind": "Deployment", "name": "orders-worker"}],
+        "destination": {
+            "name": "orders-db-creds",
+            "create": True,
+            "labels": {"app.kubernetes.io/part-of": "k8s-secrets"},
+        },
+        "rolloutRestartTargets": [
+            {"kind": "Deployment", "name": "orders-api"},
+            {"kind": "Deployment", "name": "orders-worker"},
+        ],
     }
 
 

@@ -40,8 +40,9 @@ def sealed_stack(tmp_path):
     (root / "certs").mkdir()
     (root / "certs" / "staging.pem").write_bytes(cert_pem(cert))
     shutil.copy2(ROOT / "Pulumi.staging.yaml", root / "Pulumi.staging.yaml")
-    seal_into_stack(root, "staging", name="my-app-secrets",
-                    values={"DATABASE_URL": DB_URL.encode(), "API_KEY": API_KEY.encode()})
+    seal_into_stack(
+        root, "staging", name="my-app-secrets", values={"DATABASE_URL": DB_URL.encode(), "API_KEY": API_KEY.encode()}
+    )
     keyfile = tmp_path / "key.pem"
     keyfile.write_bytes(private_key_pem(key))
     return root, keyfile, key
@@ -66,8 +67,12 @@ def test_sealed_to_vault_on_a_cluster_without_vault(cli, vault, vault_env, seale
     assert r.code == 0, r.err
     assert vault.log == []
     install = _objects(root)
-    assert {("HelmRelease", "vault"), ("HelmRelease", "vault-secrets-operator"), ("Namespace", "vault"),
-            ("Namespace", "vault-secrets-operator-system")} <= set(install)
+    assert {
+        ("HelmRelease", "vault"),
+        ("HelmRelease", "vault-secrets-operator"),
+        ("Namespace", "vault"),
+        ("Namespace", "vault-secrets-operator-system"),
+    } <= set(install)
     sealed = install[("SealedSecret", "my-app-secrets")]
     assert sealed["spec"]["encryptedData"] == before[("SealedSecret", "my-app-secrets")]["spec"]["encryptedData"]
     annotations = sealed["spec"]["template"]["metadata"]["annotations"]
@@ -82,13 +87,25 @@ def test_sealed_to_vault_on_a_cluster_without_vault(cli, vault, vault_env, seale
     assert cfg.installs_vault and cfg.apps[0].vault.path == "my-app"
     ca = root / "kube-ca.pem"
     ca.write_text(KUBE_CA)
-    r = cli("vault", "bootstrap", "--stack", "staging", "--kube-host", "https://10.0.0.1:443",
-            "--kube-ca-file", str(ca), "--root", str(root))
+    r = cli(
+        "vault",
+        "bootstrap",
+        "--stack",
+        "staging",
+        "--kube-host",
+        "https://10.0.0.1:443",
+        "--kube-ca-file",
+        str(ca),
+        "--root",
+        str(root),
+    )
     assert r.code == 0, r.err
     assert "changed: role my-app (my-app/my-app)" in r.out.splitlines()
 
     # Phase 2: push and switch.
-    r = cli("migrate", "--stack", "staging", "--to", "vault", "--recovery-private-key", str(keyfile), "--root", str(root))
+    r = cli(
+        "migrate", "--stack", "staging", "--to", "vault", "--recovery-private-key", str(keyfile), "--root", str(root)
+    )
     assert r.code == 0, r.err
     assert "warning" not in r.err
     assert vault.kv_latest("secret", "my-app") == {"API_KEY": API_KEY, "DATABASE_URL": DB_URL}
@@ -116,7 +133,9 @@ def test_sealed_to_vault_on_a_cluster_without_vault(cli, vault, vault_env, seale
 def test_switch_without_prepare_warns(cli, vault, vault_env, sealed_stack):
     root, keyfile, _ = sealed_stack
     vault.enable_kv2()
-    r = cli("migrate", "--stack", "staging", "--to", "vault", "--recovery-private-key", str(keyfile), "--root", str(root))
+    r = cli(
+        "migrate", "--stack", "staging", "--to", "vault", "--recovery-private-key", str(keyfile), "--root", str(root)
+    )
     assert r.code == 0, r.err
     assert r.err.startswith("warning: Pulumi.staging.yaml: the stack skipped `migrate --prepare`")
 
@@ -125,12 +144,21 @@ def test_phases_out_of_order_are_refused(cli, sealed_stack):
     root, _, _ = sealed_stack
     before = (root / "Pulumi.staging.yaml").read_bytes()
     r = cli("migrate", "--stack", "staging", "--to", "vault", "--finish", "--root", str(root))
-    assert (r.code, r.err) == (2, "ksecrets: Pulumi.staging.yaml: vaultMigration: is not set; --finish follows the "
-                                  "switch (`ksecrets migrate --to vault`), once the VaultStaticSecrets have synced\n")
+    assert (r.code, r.err) == (
+        2,
+        "ksecrets: Pulumi.staging.yaml: vaultMigration: is not set; --finish follows the "
+        "switch (`ksecrets migrate --to vault`), once the VaultStaticSecrets have synced\n",
+    )
     f = root / "Pulumi.staging.yaml"
-    f.write_text(f.read_text().replace("k8s-secrets:backend: sealed-secrets",
-                                       "k8s-secrets:backend: sealed-secrets\n  k8s-secrets:vaultMigration: handover"))
+    f.write_text(
+        f.read_text().replace(
+            "k8s-secrets:backend: sealed-secrets",
+            "k8s-secrets:backend: sealed-secrets\n  k8s-secrets:vaultMigration: handover",
+        )
+    )
     r = cli("export", "--root", str(root))
-    assert (r.code, r.err) == (2, "ksecrets: Pulumi.staging.yaml: vaultMigration: phase handover needs backend vault, "
-                                  "not sealed-secrets\n")
+    assert (r.code, r.err) == (
+        2,
+        "ksecrets: Pulumi.staging.yaml: vaultMigration: phase handover needs backend vault, not sealed-secrets\n",
+    )
     f.write_bytes(before)

@@ -36,19 +36,54 @@ def _env_file(tmp_path: Path, text: str) -> Path:
 
 # --- push ---------------------------------------------------------------------------------------
 
+
 def test_push_writes_then_says_unchanged_and_never_prints_values(cli, vault, vault_env, prod_root, tmp_path):
     vault.enable_kv2()
     env = _env_file(tmp_path, f"DATABASE_URL={DB_URL}\nAPI_KEY={API_KEY}\n")
-    r = cli("vault", "push", "--stack", "production", "--path", "my-app", "--from-env-file", str(env), "--root", str(prod_root))
+    r = cli(
+        "vault",
+        "push",
+        "--stack",
+        "production",
+        "--path",
+        "my-app",
+        "--from-env-file",
+        str(env),
+        "--root",
+        str(prod_root),
+    )
     assert (r.code, r.out, r.err) == (0, "secret/data/my-app: version 1 (added: API_KEY, DATABASE_URL)\n", "")
-    assert vault.writes() == [("POST", "secret/data/my-app",
-                               {"options": {"cas": 0}, "data": {"API_KEY": API_KEY, "DATABASE_URL": DB_URL}})]
+    assert vault.writes() == [
+        ("POST", "secret/data/my-app", {"options": {"cas": 0}, "data": {"API_KEY": API_KEY, "DATABASE_URL": DB_URL}})
+    ]
     vault.log.clear()
-    r = cli("vault", "push", "--stack", "production", "--path", "my-app", "--from-env-file", str(env), "--root", str(prod_root))
+    r = cli(
+        "vault",
+        "push",
+        "--stack",
+        "production",
+        "--path",
+        "my-app",
+        "--from-env-file",
+        str(env),
+        "--root",
+        str(prod_root),
+    )
     assert (r.code, r.out) == (0, "secret/data/my-app: unchanged (version 1)\n")
     assert vault.writes() == []
     env.write_text(f"DATABASE_URL={DB_URL}\nAPI_KEY=new-{API_KEY}\n")
-    r = cli("vault", "push", "--stack", "production", "--path", "my-app", "--from-env-file", str(env), "--root", str(prod_root))
+    r = cli(
+        "vault",
+        "push",
+        "--stack",
+        "production",
+        "--path",
+        "my-app",
+        "--from-env-file",
+        str(env),
+        "--root",
+        str(prod_root),
+    )
     assert (r.code, r.out) == (0, "secret/data/my-app: version 2 (changed: API_KEY)\n")
     assert vault.writes()[-1][2]["options"] == {"cas": 1}
 
@@ -58,35 +93,86 @@ def test_push_keeps_rotated_keys(cli, vault, vault_env, tmp_path):
     vault.mounts["kv"] = {"type": "kv", "options": {"version": "2"}}
     vault.put_kv("kv", "shop/orders", {"API_KEY": "rotated-by-the-rotator", "DATABASE_URL": "old"})
     env = _env_file(tmp_path, f"API_KEY={API_KEY}\nDATABASE_URL={DB_URL}\n")
-    r = cli("vault", "push", "--stack", "vaultdb", "--path", "shop/orders", "--from-env-file", str(env), "--root", str(tmp_path))
+    r = cli(
+        "vault",
+        "push",
+        "--stack",
+        "vaultdb",
+        "--path",
+        "shop/orders",
+        "--from-env-file",
+        str(env),
+        "--root",
+        str(tmp_path),
+    )
     assert r.code == 0
-    assert r.out == ("kv/data/shop/orders: version 2 (changed: DATABASE_URL)\n"
-                     "kv/data/shop/orders: kept Vault's value of rotated keys: API_KEY\n")
+    assert r.out == (
+        "kv/data/shop/orders: version 2 (changed: DATABASE_URL)\n"
+        "kv/data/shop/orders: kept Vault's value of rotated keys: API_KEY\n"
+    )
     assert vault.kv_latest("kv", "shop/orders") == {"API_KEY": "rotated-by-the-rotator", "DATABASE_URL": DB_URL}
 
 
 def test_push_refuses_missing_declared_keys(cli, vault, vault_env, prod_root, tmp_path):
     vault.enable_kv2()
     env = _env_file(tmp_path, f"API_KEY={API_KEY}\n")
-    r = cli("vault", "push", "--stack", "production", "--path", "my-app", "--from-env-file", str(env), "--root", str(prod_root))
+    r = cli(
+        "vault",
+        "push",
+        "--stack",
+        "production",
+        "--path",
+        "my-app",
+        "--from-env-file",
+        str(env),
+        "--root",
+        str(prod_root),
+    )
     assert (r.code, r.err) == (2, f"ksecrets: {env}: missing keys declared for app my-app: DATABASE_URL\n")
     assert vault.log == []
 
 
 def test_push_to_an_unknown_path(cli, vault, vault_env, prod_root, tmp_path):
     env = _env_file(tmp_path, "A=1\n")
-    r = cli("vault", "push", "--stack", "production", "--path", "nope", "--from-env-file", str(env), "--root", str(prod_root))
-    assert (r.code, r.err) == (2, "ksecrets: --path: 'nope' is not the Vault path of an app in Pulumi.production.yaml (paths: my-app)\n")
+    r = cli(
+        "vault",
+        "push",
+        "--stack",
+        "production",
+        "--path",
+        "nope",
+        "--from-env-file",
+        str(env),
+        "--root",
+        str(prod_root),
+    )
+    assert (r.code, r.err) == (
+        2,
+        "ksecrets: --path: 'nope' is not the Vault path of an app in Pulumi.production.yaml (paths: my-app)\n",
+    )
 
 
 def test_push_faults_are_one_line_without_values(cli, vault, vault_env, prod_root, tmp_path):
     vault.enable_kv2()
     vault.sealed = True
     env = _env_file(tmp_path, f"DATABASE_URL={DB_URL}\nAPI_KEY={API_KEY}\n")
-    r = cli("vault", "push", "--stack", "production", "--path", "my-app", "--from-env-file", str(env), "--root", str(prod_root))
+    r = cli(
+        "vault",
+        "push",
+        "--stack",
+        "production",
+        "--path",
+        "my-app",
+        "--from-env-file",
+        str(env),
+        "--root",
+        str(prod_root),
+    )
     assert (r.code, r.out) == (1, "")  # a Vault fault: exit 1 in every command (README, exit codes)
-    assert r.err == (f"ksecrets: Vault {ADDR}: secret/data/my-app: Vault is sealed "
-                     "(unseal it: `vault operator unseal` on each pod)\n")
+    assert r.err == (
+        f"ksecrets: Vault {ADDR}: secret/data/my-app: Vault is sealed "
+        "(unseal it: `vault operator unseal` on each pod)\n"
+    )
 
 
 def test_push_reads_the_token_file_when_vault_token_is_unset(cli, vault, vault_env, prod_root, tmp_path, monkeypatch):
@@ -96,17 +182,34 @@ def test_push_reads_the_token_file_when_vault_token_is_unset(cli, vault, vault_e
     home.mkdir()
     (home / ".vault-token").write_text("test-token")
     env = _env_file(tmp_path, f"DATABASE_URL={DB_URL}\nAPI_KEY={API_KEY}\n")
-    r = cli("vault", "push", "--stack", "production", "--path", "my-app", "--from-env-file", str(env), "--root", str(prod_root))
+    r = cli(
+        "vault",
+        "push",
+        "--stack",
+        "production",
+        "--path",
+        "my-app",
+        "--from-env-file",
+        str(env),
+        "--root",
+        str(prod_root),
+    )
     assert r.code == 0 and r.out.startswith("secret/data/my-app: version 1")
 
 
 def test_push_on_a_sealed_secrets_stack_is_refused(cli, vault_env, repo_copy, tmp_path):
     env = _env_file(tmp_path, "A=1\n")
-    r = cli("vault", "push", "--stack", "staging", "--path", "my-app", "--from-env-file", str(env), "--root", str(repo_copy))
-    assert (r.code, r.err) == (2, "ksecrets: Pulumi.staging.yaml: backend: sealed-secrets; the vault commands need a vault stack\n")
+    r = cli(
+        "vault", "push", "--stack", "staging", "--path", "my-app", "--from-env-file", str(env), "--root", str(repo_copy)
+    )
+    assert (r.code, r.err) == (
+        2,
+        "ksecrets: Pulumi.staging.yaml: backend: sealed-secrets; the vault commands need a vault stack\n",
+    )
 
 
 # --- migrate ------------------------------------------------------------------------------------
+
 
 @pytest.fixture
 def sealed_stack(tmp_path):
@@ -117,8 +220,9 @@ def sealed_stack(tmp_path):
     (root / "certs").mkdir()
     (root / "certs" / "staging.pem").write_bytes(cert_pem(cert))
     shutil.copy2(ROOT / "Pulumi.staging.yaml", root / "Pulumi.staging.yaml")
-    seal_into_stack(root, "staging", name="my-app-secrets",
-                    values={"DATABASE_URL": DB_URL.encode(), "API_KEY": API_KEY.encode()})
+    seal_into_stack(
+        root, "staging", name="my-app-secrets", values={"DATABASE_URL": DB_URL.encode(), "API_KEY": API_KEY.encode()}
+    )
     keyfile = tmp_path / "key.pem"
     keyfile.write_bytes(private_key_pem(key))
     return root, keyfile
@@ -128,7 +232,9 @@ def test_migrate_pushes_every_value_then_switches_the_backend(cli, vault, vault_
     root, keyfile = sealed_stack
     vault.enable_kv2()
     before = (root / "Pulumi.staging.yaml").read_text()
-    r = cli("migrate", "--stack", "staging", "--to", "vault", "--recovery-private-key", str(keyfile), "--root", str(root))
+    r = cli(
+        "migrate", "--stack", "staging", "--to", "vault", "--recovery-private-key", str(keyfile), "--root", str(root)
+    )
     assert r.code == 0, r.err
     assert r.out.splitlines()[:2] == [
         "secret/data/my-app: version 1 (written; keys: API_KEY, DATABASE_URL)",
@@ -152,10 +258,13 @@ def test_migrate_switches_nothing_when_a_push_fails(cli, vault, vault_env, seale
     vault.enable_kv2()
     vault.deny.add("secret/data/my-app")
     before = (root / "Pulumi.staging.yaml").read_bytes()
-    r = cli("migrate", "--stack", "staging", "--to", "vault", "--recovery-private-key", str(keyfile), "--root", str(root))
+    r = cli(
+        "migrate", "--stack", "staging", "--to", "vault", "--recovery-private-key", str(keyfile), "--root", str(root)
+    )
     assert r.code == 1  # a Vault fault: exit 1 in every command (README, exit codes)
-    assert r.err == (f"ksecrets: Vault {ADDR}: secret/data/my-app: permission denied (403): "
-                     "the token's policies do not allow this\n")
+    assert r.err == (
+        f"ksecrets: Vault {ADDR}: secret/data/my-app: permission denied (403): the token's policies do not allow this\n"
+    )
     assert (root / "Pulumi.staging.yaml").read_bytes() == before
 
 
@@ -166,7 +275,9 @@ def test_migrate_with_the_wrong_key_pushes_nothing(cli, vault, vault_env, sealed
     wrong.write_bytes(private_key_pem(other))
     before = (root / "Pulumi.staging.yaml").read_bytes()
     r = cli("migrate", "--stack", "staging", "--to", "vault", "--recovery-private-key", str(wrong), "--root", str(root))
-    assert r.code == 2 and r.err.startswith("ksecrets: Pulumi.staging.yaml: sealed[0] (my-app/my-app-secrets): spec.encryptedData.")
+    assert r.code == 2 and r.err.startswith(
+        "ksecrets: Pulumi.staging.yaml: sealed[0] (my-app/my-app-secrets): spec.encryptedData."
+    )
     assert vault.log == []
     assert (root / "Pulumi.staging.yaml").read_bytes() == before
 
@@ -175,17 +286,26 @@ def test_migrate_an_already_vault_stack(cli, vault, vault_env, prod_root, tmp_pa
     key, _ = generate_key_and_cert(key_bits=2048)
     k = tmp_path / "k.pem"
     k.write_bytes(private_key_pem(key))
-    r = cli("migrate", "--stack", "production", "--to", "vault", "--recovery-private-key", str(k), "--root", str(prod_root))
+    r = cli(
+        "migrate", "--stack", "production", "--to", "vault", "--recovery-private-key", str(k), "--root", str(prod_root)
+    )
     assert (r.code, r.err) == (2, "ksecrets: Pulumi.production.yaml: backend: already vault; nothing to migrate\n")
 
 
 def test_migrate_refuses_a_typed_secret_before_pushing(cli, vault, vault_env, sealed_stack):
     root, keyfile = sealed_stack
     f = root / "Pulumi.staging.yaml"
-    f.write_text(f.read_text().replace("      scope: strict\n", "      scope: strict\n      type: kubernetes.io/basic-auth\n", 1))
+    f.write_text(
+        f.read_text().replace("      scope: strict\n", "      scope: strict\n      type: kubernetes.io/basic-auth\n", 1)
+    )
     before = f.read_bytes()
-    r = cli("migrate", "--stack", "staging", "--to", "vault", "--recovery-private-key", str(keyfile), "--root", str(root))
-    assert (r.code, r.err) == (2, "ksecrets: Pulumi.staging.yaml: sealed[0] (my-app/my-app-secrets): type "
-                                  "kubernetes.io/basic-auth is not Opaque, which the Vault Secrets Operator creates; "
-                                  "move it by hand; nothing was pushed\n")
+    r = cli(
+        "migrate", "--stack", "staging", "--to", "vault", "--recovery-private-key", str(keyfile), "--root", str(root)
+    )
+    assert (r.code, r.err) == (
+        2,
+        "ksecrets: Pulumi.staging.yaml: sealed[0] (my-app/my-app-secrets): type "
+        "kubernetes.io/basic-auth is not Opaque, which the Vault Secrets Operator creates; "
+        "move it by hand; nothing was pushed\n",
+    )
     assert vault.log == [] and f.read_bytes() == before

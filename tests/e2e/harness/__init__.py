@@ -35,8 +35,14 @@ def missing_binaries(names: list[str] | tuple[str, ...]) -> list[str]:
 def module_dir(folder: str) -> Path:
     """Where Go's module cache holds the upstream module a tools folder pins (for its data files,
     such as the operator's CRDs of exactly the version that is built)."""
-    out = subprocess.run(["go", "list", "-m", "-f", "{{.Dir}}", _upstream(folder)], cwd=TOOLS / folder,
-                         capture_output=True, text=True, check=True, env=_build_module()._go_env())
+    out = subprocess.run(
+        ["go", "list", "-m", "-f", "{{.Dir}}", _upstream(folder)],
+        cwd=TOOLS / folder,
+        capture_output=True,
+        text=True,
+        check=True,
+        env=_build_module()._go_env(),
+    )
     return Path(out.stdout.strip())
 
 

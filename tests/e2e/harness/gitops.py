@@ -71,8 +71,16 @@ def apply_layer(cluster: Cluster, stack: str, layer_dir: Path, *, kubeconfig: Pa
         batch = [o for o in objects if _stage(o) == stage]
         if not batch:
             continue
-        res = cluster.kubectl("apply", "--server-side", f"--field-manager={FIELD_MANAGER}", "-f", "-",
-                              input=yaml.safe_dump_all(batch), kubeconfig=kubeconfig, check=False)
+        res = cluster.kubectl(
+            "apply",
+            "--server-side",
+            f"--field-manager={FIELD_MANAGER}",
+            "-f",
+            "-",
+            input=yaml.safe_dump_all(batch),
+            kubeconfig=kubeconfig,
+            check=False,
+        )
         result.stderr += res.stderr
         result.warnings += [l for l in res.stderr.splitlines() if l.lower().startswith("warning")]
         if res.returncode != 0:
@@ -83,11 +91,19 @@ def apply_layer(cluster: Cluster, stack: str, layer_dir: Path, *, kubeconfig: Pa
 def diff_layer(cluster: Cluster, stack: str, layer_dir: Path) -> str:
     """What applying the layer again would change, as Flux's drift detection sees it (a server-side
     dry-run apply compared with the live objects: `kubectl diff --server-side`). Empty: nothing."""
-    objects = _label(build(cluster, layer_dir) if (layer_dir / "kustomization.yaml").exists()
-                     else _plain_objects(layer_dir), f"{stack}-{layer_dir.name}" if layer_dir.name != "sync"
-                     else "flux-system")
-    res = cluster.kubectl("diff", "--server-side", f"--field-manager={FIELD_MANAGER}", "-f", "-",
-                          input=yaml.safe_dump_all(objects), check=False)
+    objects = _label(
+        build(cluster, layer_dir) if (layer_dir / "kustomization.yaml").exists() else _plain_objects(layer_dir),
+        f"{stack}-{layer_dir.name}" if layer_dir.name != "sync" else "flux-system",
+    )
+    res = cluster.kubectl(
+        "diff",
+        "--server-side",
+        f"--field-manager={FIELD_MANAGER}",
+        "-f",
+        "-",
+        input=yaml.safe_dump_all(objects),
+        check=False,
+    )
     if res.returncode not in (0, 1):
         raise AssertionError(f"{stack}/{layer_dir.name}: kubectl diff failed: {res.stderr.strip()}")
     return res.stdout
@@ -113,13 +129,25 @@ def mark_helmreleases_ready(cluster: Cluster, objects: list[dict]) -> list[str]:
         ns, name = obj["metadata"]["namespace"], obj["metadata"]["name"]
         live = cluster.get(f"/apis/helm.toolkit.fluxcd.io/v2/namespaces/{ns}/helmreleases/{name}")
         assert live is not None, f"HelmRelease {ns}/{name} is not on the server"
-        status = {"conditions": [{
-            "type": "Ready", "status": "True", "reason": "InstallSucceeded", "lastTransitionTime": now,
-            "message": "simulated by the e2e harness: no helm-controller runs here",
-            "observedGeneration": live["metadata"]["generation"]}],
-            "observedGeneration": live["metadata"]["generation"]}
-        r = cluster.raw("PATCH", f"/apis/helm.toolkit.fluxcd.io/v2/namespaces/{ns}/helmreleases/{name}/status",
-                        {"status": status}, content_type="application/merge-patch+json")
+        status = {
+            "conditions": [
+                {
+                    "type": "Ready",
+                    "status": "True",
+                    "reason": "InstallSucceeded",
+                    "lastTransitionTime": now,
+                    "message": "simulated by the e2e harness: no helm-controller runs here",
+                    "observedGeneration": live["metadata"]["generation"],
+                }
+            ],
+            "observedGeneration": live["metadata"]["generation"],
+        }
+        r = cluster.raw(
+            "PATCH",
+            f"/apis/helm.toolkit.fluxcd.io/v2/namespaces/{ns}/helmreleases/{name}/status",
+            {"status": status},
+            content_type="application/merge-patch+json",
+        )
         r.raise_for_status()
         done.append(f"{ns}/{name}")
     return done
@@ -134,8 +162,9 @@ def external_namespaces(root: Path, stack: str) -> list[str]:
     return sorted(set(cfg.external_namespaces) | set(cfg.shared_namespaces()))
 
 
-def apply_stack(cluster: Cluster, stack_dir: Path, *, kubeconfig: Path | None = None,
-                root: Path | None = None) -> dict[str, LayerResult]:
+def apply_stack(
+    cluster: Cluster, stack_dir: Path, *, kubeconfig: Path | None = None, root: Path | None = None
+) -> dict[str, LayerResult]:
     """The whole of ``k8s/<stack>/`` in Flux's order: sync, infrastructure (then its HelmReleases
     become Ready: simulated), apps (it dependsOn infrastructure).
 
@@ -147,8 +176,11 @@ def apply_stack(cluster: Cluster, stack_dir: Path, *, kubeconfig: Path | None = 
         if cluster.get(f"/api/v1/namespaces/{ns}") is None:
             cluster.ensure_namespace(ns)
     results: dict[str, LayerResult] = {}
-    results["sync"] = apply_layer(cluster, stack, stack_dir / "sync", kubeconfig=kubeconfig) \
-        if (stack_dir / "sync" / "kustomization.yaml").exists() else _apply_plain(cluster, stack, stack_dir / "sync")
+    results["sync"] = (
+        apply_layer(cluster, stack, stack_dir / "sync", kubeconfig=kubeconfig)
+        if (stack_dir / "sync" / "kustomization.yaml").exists()
+        else _apply_plain(cluster, stack, stack_dir / "sync")
+    )
     results["infrastructure"] = apply_layer(cluster, stack, stack_dir / "infrastructure", kubeconfig=kubeconfig)
     mark_helmreleases_ready(cluster, results["infrastructure"].objects)
     results["apps"] = apply_layer(cluster, stack, stack_dir / "apps", kubeconfig=kubeconfig)
@@ -159,12 +191,20 @@ def _apply_plain(cluster: Cluster, stack: str, folder: Path) -> LayerResult:
     """``sync/`` has no kustomization.yaml (bootstrap adds its own): apply its files as Flux's
     bootstrap Kustomization would include them."""
     objects = _label(_plain_objects(folder), "flux-system")
-    res = cluster.kubectl("apply", "--server-side", f"--field-manager={FIELD_MANAGER}", "-f", "-",
-                          input=yaml.safe_dump_all(objects), check=False)
+    res = cluster.kubectl(
+        "apply",
+        "--server-side",
+        f"--field-manager={FIELD_MANAGER}",
+        "-f",
+        "-",
+        input=yaml.safe_dump_all(objects),
+        check=False,
+    )
     if res.returncode != 0:
         raise AssertionError(f"{stack}/sync: server-side apply failed: {res.stderr.strip()}")
-    return LayerResult("sync", objects, [l for l in res.stderr.splitlines() if l.lower().startswith("warning")],
-                       res.stderr)
+    return LayerResult(
+        "sync", objects, [l for l in res.stderr.splitlines() if l.lower().startswith("warning")], res.stderr
+    )
 
 
 def _plain_objects(folder: Path) -> list[dict]:

@@ -27,15 +27,18 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def wait_for(what: str, check: Callable[[], bool], timeout: float, proc: "Proc | None" = None,
-             interval: float = 0.2) -> None:
+def wait_for(
+    what: str, check: Callable[[], bool], timeout: float, proc: "Proc | None" = None, interval: float = 0.2
+) -> None:
     """Poll ``check`` until it is true; fail naming ``what`` (and the process's log) otherwise."""
     deadline = time.monotonic() + timeout
     last: Exception | None = None
     while time.monotonic() < deadline:
         if proc is not None and not proc.alive():
-            raise RuntimeError(f"{proc.name} exited (code {proc.popen.returncode}) while waiting for {what}; "
-                               f"log: {proc.log}\n{proc.tail()}")
+            raise RuntimeError(
+                f"{proc.name} exited (code {proc.popen.returncode}) while waiting for {what}; "
+                f"log: {proc.log}\n{proc.tail()}"
+            )
         try:
             if check():
                 return
@@ -62,9 +65,15 @@ class Proc:
             out.write(f"\n=== start {time.strftime('%H:%M:%S')}: {' '.join(map(str, self.argv))}\n".encode())
             out.flush()
             env = dict(os.environ if self.env is None else self.env)
-            self.popen = subprocess.Popen(list(map(str, self.argv)), stdout=out, stderr=subprocess.STDOUT,
-                                          stdin=subprocess.DEVNULL, env=env, cwd=self.cwd,
-                                          start_new_session=True)
+            self.popen = subprocess.Popen(
+                list(map(str, self.argv)),
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                env=env,
+                cwd=self.cwd,
+                start_new_session=True,
+            )
         finally:
             out.close()
         _RUNNING.append(self)

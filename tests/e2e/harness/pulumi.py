@@ -39,9 +39,14 @@ _COPIED = ("Pulumi.yaml", "__main__.py")
 def exec_shim() -> Path:
     """``pulumi-language-python-exec``: the Python SDK's entry script, published in sdk/v3's module
     (the version tools/pulumi builds against); the host runs it with the project's python."""
-    out = subprocess.run(["go", "list", "-m", "-f", "{{.Dir}}", "github.com/pulumi/pulumi/sdk/v3"],
-                         cwd=TOOLS / "pulumi", capture_output=True, text=True, check=True,
-                         env=_build_module()._go_env())
+    out = subprocess.run(
+        ["go", "list", "-m", "-f", "{{.Dir}}", "github.com/pulumi/pulumi/sdk/v3"],
+        cwd=TOOLS / "pulumi",
+        capture_output=True,
+        text=True,
+        check=True,
+        env=_build_module()._go_env(),
+    )
     return Path(out.stdout.strip()) / "python" / "cmd" / "pulumi-language-python-exec"
 
 
@@ -90,8 +95,9 @@ class PulumiProject:
                 shutil.copyfile(ROOT / name, self.project / name)
         target = self.project / f"Pulumi.{self.stack}.yaml"
         if not target.exists():  # a project folder reopened keeps its stack file (salt, config)
-            target.write_text(self.stack_file if self.stack_file is not None
-                              else (ROOT / f"Pulumi.{self.stack}.yaml").read_text())
+            target.write_text(
+                self.stack_file if self.stack_file is not None else (ROOT / f"Pulumi.{self.stack}.yaml").read_text()
+            )
         # The language host finds its exec script next to its own executable (not a symlink).
         if self.checkout is None:
             shutil.copy2(self.bins["pulumi-language-python"], self.bin / "pulumi-language-python")
@@ -133,21 +139,23 @@ class PulumiProject:
     def env(self, extra: dict[str, str] | None = None) -> dict[str, str]:
         venv = self.python.parent
         env = {k: v for k, v in os.environ.items() if not k.startswith(("PULUMI_", "KUBE"))}
-        env.update({
-            "PATH": f"{self.bin}:{venv}:{os.environ.get('PATH', '/usr/bin:/bin')}",
-            "PULUMI_HOME": str(self.home),
-            "PULUMI_BACKEND_URL": f"file://{self.state}",
-            "PULUMI_CONFIG_PASSPHRASE": PASSPHRASE,
-            "PULUMI_SKIP_UPDATE_CHECK": "true",
-            "PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION": "true",
-            "PULUMI_PYTHON_CMD": str(venv / "python"),
-            "PULUMI_SKIP_CONFIRMATIONS": "true",
-            "PULUMI_COPILOT": "false",
-            "NO_COLOR": "1",
-            # As in CI: the kubeconfig file comes from the environment; the stack's own
-            # `kubernetes:context` picks the cluster in it (never the file's current-context).
-            "KUBECONFIG": str(self.kubeconfig or self.workdir / "no-such-kubeconfig"),
-        })
+        env.update(
+            {
+                "PATH": f"{self.bin}:{venv}:{os.environ.get('PATH', '/usr/bin:/bin')}",
+                "PULUMI_HOME": str(self.home),
+                "PULUMI_BACKEND_URL": f"file://{self.state}",
+                "PULUMI_CONFIG_PASSPHRASE": PASSPHRASE,
+                "PULUMI_SKIP_UPDATE_CHECK": "true",
+                "PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION": "true",
+                "PULUMI_PYTHON_CMD": str(venv / "python"),
+                "PULUMI_SKIP_CONFIRMATIONS": "true",
+                "PULUMI_COPILOT": "false",
+                "NO_COLOR": "1",
+                # As in CI: the kubeconfig file comes from the environment; the stack's own
+                # `kubernetes:context` picks the cluster in it (never the file's current-context).
+                "KUBECONFIG": str(self.kubeconfig or self.workdir / "no-such-kubeconfig"),
+            }
+        )
         if self.checkout is not None:
             # As on a workstation: `python3` from PATH makes the venv, the host then runs the
             # program with the venv's own python (host 3.68 joins PULUMI_PYTHON_CMD to the venv's bin/).
@@ -156,15 +164,28 @@ class PulumiProject:
             env.update(extra)
         return env
 
-    def run(self, *args: str, check: bool = True, timeout: float = 600, env: dict[str, str] | None = None,
-            stack: bool = True) -> Result:
+    def run(
+        self,
+        *args: str,
+        check: bool = True,
+        timeout: float = 600,
+        env: dict[str, str] | None = None,
+        stack: bool = True,
+    ) -> Result:
         argv = [str(self.bin / "pulumi"), *args, "--non-interactive"]
         if stack:
             argv += ["--stack", self.stack]
         started = time.monotonic()
-        proc = subprocess.Popen(argv, cwd=self.project, env=self.env(env), stdout=subprocess.PIPE,
-                                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, text=True,
-                                start_new_session=True)
+        proc = subprocess.Popen(
+            argv,
+            cwd=self.project,
+            env=self.env(env),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            text=True,
+            start_new_session=True,
+        )
         try:
             out, _ = proc.communicate(timeout=timeout)
         except BaseException:
@@ -204,8 +225,7 @@ class PulumiProject:
         runner = self.workdir / "policy-runner" / "run-policy-pack"
         runner.parent.mkdir(exist_ok=True)
         shutil.copyfile(pack / "PulumiPolicy.yaml", runner.parent / "PulumiPolicy.yaml")
-        runner.write_text(f"#!/bin/sh\ncd '{pack}' && exec '{self.python}' -u -m pulumi.policy "
-                          f"\"$@\" '{pack}'\n")
+        runner.write_text(f"#!/bin/sh\ncd '{pack}' && exec '{self.python}' -u -m pulumi.policy \"$@\" '{pack}'\n")
         runner.chmod(0o755)
         return str(runner)
 
@@ -231,8 +251,11 @@ class HelmReleaseReady:
         while not self._stop.is_set():
             try:
                 items = (self.cluster.get("/apis/helm.toolkit.fluxcd.io/v2/helmreleases") or {}).get("items", [])
-                todo = [i for i in items if f"{i['metadata']['namespace']}/{i['metadata']['name']}" not in self.marked
-                        or not _ready(i)]
+                todo = [
+                    i
+                    for i in items
+                    if f"{i['metadata']['namespace']}/{i['metadata']['name']}" not in self.marked or not _ready(i)
+                ]
                 self.marked.update(mark_helmreleases_ready(self.cluster, todo))
             except Exception:  # noqa: BLE001 - the server may be busy; try again
                 pass
@@ -248,5 +271,6 @@ class HelmReleaseReady:
 
 
 def _ready(obj: dict) -> bool:
-    return any(c.get("type") == "Ready" and c.get("status") == "True"
-               for c in obj.get("status", {}).get("conditions", []))
+    return any(
+        c.get("type") == "Ready" and c.get("status") == "True" for c in obj.get("status", {}).get("conditions", [])
+    )

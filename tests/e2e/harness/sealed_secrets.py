@@ -92,8 +92,11 @@ class SealedSecretsController:
     def _write_service_account(self) -> None:
         self.sa_dir.mkdir(parents=True, exist_ok=True)
         token = self.cluster.token(SERVICE_ACCOUNT, self.namespace, seconds=6 * 3600)
-        for name, data in (("token", token.encode()), ("ca.crt", self.cluster.ca.cert_path.read_bytes()),
-                           ("namespace", self.namespace.encode())):
+        for name, data in (
+            ("token", token.encode()),
+            ("ca.crt", self.cluster.ca.cert_path.read_bytes()),
+            ("namespace", self.namespace.encode()),
+        ):
             path = self.sa_dir / name
             path.write_bytes(data)
             path.chmod(0o600)
@@ -110,11 +113,27 @@ class SealedSecretsController:
 
     def start(self, timeout: float = 60) -> "SealedSecretsController":
         self._write_service_account()
-        env = dict(os.environ, KUBERNETES_SERVICE_HOST="127.0.0.1", KUBERNETES_SERVICE_PORT=str(self.cluster.port),
-                   POD_NAMESPACE=self.namespace)
-        argv = ["unshare", "--mount", "--propagation", "private", "--", "/bin/sh", "-c", _ENTER, str(self.run_dir),
-                str(self.binary), *self.flags,
-                f"--listen-addr=127.0.0.1:{self.port}", f"--listen-metrics-addr=127.0.0.1:{self.metrics_port}"]
+        env = dict(
+            os.environ,
+            KUBERNETES_SERVICE_HOST="127.0.0.1",
+            KUBERNETES_SERVICE_PORT=str(self.cluster.port),
+            POD_NAMESPACE=self.namespace,
+        )
+        argv = [
+            "unshare",
+            "--mount",
+            "--propagation",
+            "private",
+            "--",
+            "/bin/sh",
+            "-c",
+            _ENTER,
+            str(self.run_dir),
+            str(self.binary),
+            *self.flags,
+            f"--listen-addr=127.0.0.1:{self.port}",
+            f"--listen-metrics-addr=127.0.0.1:{self.metrics_port}",
+        ]
         self.proc = Proc("sealed-secrets-controller", argv, self.workdir / "controller.log", env=env).start()
         self.starts += 1
         wait_for("sealed-secrets controller /v1/cert.pem", lambda: self.cert_pem() is not None, timeout, self.proc)
@@ -202,18 +221,25 @@ def synced(cluster: Cluster, namespace: str, name: str) -> dict | None:
     return None
 
 
-def wait_secret(cluster: Cluster, namespace: str, name: str, data: Mapping[str, str], timeout: float = 60,
-                proc: Proc | None = None) -> float:
+def wait_secret(
+    cluster: Cluster, namespace: str, name: str, data: Mapping[str, str], timeout: float = 60, proc: Proc | None = None
+) -> float:
     """Wait until the Secret's data equals ``data``; returns the seconds it took."""
     started = time.monotonic()
     try:
-        wait_for(f"Secret {namespace}/{name} with the expected data ({len(data)} keys)",
-                 lambda: secret_data(cluster, namespace, name) == dict(data), timeout, proc)
+        wait_for(
+            f"Secret {namespace}/{name} with the expected data ({len(data)} keys)",
+            lambda: secret_data(cluster, namespace, name) == dict(data),
+            timeout,
+            proc,
+        )
     except TimeoutError as exc:
         live = secret_data(cluster, namespace, name)
         if live is None:
-            raise AssertionError(f"{exc}\nSecret {namespace}/{name} does not exist; SealedSecret Synced: "
-                                 f"{synced(cluster, namespace, name)}") from None
+            raise AssertionError(
+                f"{exc}\nSecret {namespace}/{name} does not exist; SealedSecret Synced: "
+                f"{synced(cluster, namespace, name)}"
+            ) from None
         wrong = sorted(k for k in set(live) | set(data) if live.get(k) != data.get(k))
         raise AssertionError(f"{exc}\nkeys that differ (values not shown): {wrong}") from None
     return time.monotonic() - started
@@ -221,8 +247,18 @@ def wait_secret(cluster: Cluster, namespace: str, name: str, data: Mapping[str, 
 
 def kubectl_secret_data(cluster: Cluster, name: str, namespace: str, env_file: Path) -> dict[str, str]:
     """What the real ``kubectl create secret generic --from-env-file`` puts in ``data``."""
-    out = cluster.kubectl("create", "secret", "generic", name, "-n", namespace, f"--from-env-file={env_file}",
-                          "--dry-run=client", "-o", "json")
+    out = cluster.kubectl(
+        "create",
+        "secret",
+        "generic",
+        name,
+        "-n",
+        namespace,
+        f"--from-env-file={env_file}",
+        "--dry-run=client",
+        "-o",
+        "json",
+    )
     return json.loads(out.stdout).get("data") or {}
 
 
@@ -234,17 +270,31 @@ def load_docs(text: str) -> list[dict]:
     return [d for d in yaml.safe_load_all(text) if d]
 
 
-def ksecrets_run(*args: str, cwd: Path, env: Mapping[str, str] | None = None, input: str | None = None,
-                 expect_ok: bool = True, errors: list[str] | None = None) -> subprocess.CompletedProcess:
+def ksecrets_run(
+    *args: str,
+    cwd: Path,
+    env: Mapping[str, str] | None = None,
+    input: str | None = None,
+    expect_ok: bool = True,
+    errors: list[str] | None = None,
+) -> subprocess.CompletedProcess:
     """Run the real ``ksecrets`` CLI. A failure must be exactly one line ``ksecrets: ...`` on
     stderr (the project's rule); ``errors`` collects those lines for the caller to report."""
     cmd = [sys.executable, "-m", "ksecrets"]
-    res = subprocess.run([*cmd, *args], cwd=cwd, env=dict(os.environ, **(env or {})), input=input,
-                         capture_output=True, text=True, timeout=300)
+    res = subprocess.run(
+        [*cmd, *args],
+        cwd=cwd,
+        env=dict(os.environ, **(env or {})),
+        input=input,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     if res.returncode != 0:
         lines = res.stderr.splitlines()
-        assert len(lines) == 1 and lines[0].startswith("ksecrets: "), \
+        assert len(lines) == 1 and lines[0].startswith("ksecrets: "), (
             f"ksecrets {' '.join(args)} failed ({res.returncode}) with not exactly one error line: {res.stderr!r}"
+        )
         if errors is not None:
             errors.append(lines[0])
     if expect_ok:
@@ -283,8 +333,15 @@ class StackRepo:
     def ksecrets(self, *args: str, input: str | None = None, expect_ok: bool = True) -> subprocess.CompletedProcess:
         return ksecrets_run(*args, cwd=self.root, env=self.env, input=input, expect_ok=expect_ok, errors=self.errors)
 
-    def seal(self, name: str, env_file: Path, *, namespace: str | None = None, scope: str | None = None,
-             extra: tuple[str, ...] = ()) -> subprocess.CompletedProcess:
+    def seal(
+        self,
+        name: str,
+        env_file: Path,
+        *,
+        namespace: str | None = None,
+        scope: str | None = None,
+        extra: tuple[str, ...] = (),
+    ) -> subprocess.CompletedProcess:
         args = ["seal", "--stack", self.stack, "--name", name, f"--from-env-file={env_file}", *extra]
         if namespace:
             args += ["--namespace", namespace]
@@ -309,7 +366,7 @@ def sealed_stacks() -> list[str]:
     """The repository's stacks on the sealed-secrets backend."""
     from ksecrets.config.load import load_stack
 
-    names = sorted(p.name[len("Pulumi."):-len(".yaml")] for p in ROOT.glob("Pulumi.*.yaml"))
+    names = sorted(p.name[len("Pulumi.") : -len(".yaml")] for p in ROOT.glob("Pulumi.*.yaml"))
     return [n for n in names if load_stack(n, ROOT).backend == "sealed-secrets"]
 
 
@@ -326,4 +383,3 @@ def keygen(repo: StackRepo, backup: Path) -> str:
     the private key in an encrypted backup; returns the printed key Secret (YAML)."""
     res = repo.ksecrets("keygen", "--stack", repo.stack, "--backup-file", str(backup), "--force", "--print-secret")
     return res.stdout
-

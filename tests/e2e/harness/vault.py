@@ -46,13 +46,17 @@ def _client(address: str, token: str | None, ca: Path | None) -> hvac.Client:
 
 def health(address: str, ca: Path | None) -> dict[str, Any]:
     """``GET /v1/sys/health`` with every status accepted (sealed, standby, uninitialised...)."""
-    r = requests.get(f"{address}/v1/sys/health", params={"standbyok": "true", "sealedcode": "200",
-                                                        "uninitcode": "200", "perfstandbyok": "true"},
-                     verify=str(ca) if ca else True, timeout=5)
+    r = requests.get(
+        f"{address}/v1/sys/health",
+        params={"standbyok": "true", "sealedcode": "200", "uninitcode": "200", "perfstandbyok": "true"},
+        verify=str(ca) if ca else True,
+        timeout=5,
+    )
     return r.json()
 
 
 # --- dev server -------------------------------------------------------------------------------
+
 
 @dataclass
 class DevVault:
@@ -80,16 +84,23 @@ class DevVault:
 
     def start(self) -> "DevVault":
         self.workdir.mkdir(parents=True, exist_ok=True)
-        argv = [self.binary, "server", "-dev", f"-dev-listen-address=127.0.0.1:{self.port}",
-                f"-dev-root-token-id={self.root_token}", "-dev-no-store-token"]
+        argv = [
+            self.binary,
+            "server",
+            "-dev",
+            f"-dev-listen-address=127.0.0.1:{self.port}",
+            f"-dev-root-token-id={self.root_token}",
+            "-dev-no-store-token",
+        ]
         if self.tls:
             (self.workdir / "tls").mkdir(exist_ok=True)
             argv += ["-dev-tls", f"-dev-tls-cert-dir={self.workdir / 'tls'}"]
         # HOME points into the run folder: nothing may touch the user's ~/.vault-token.
         env = {"PATH": "/usr/bin:/bin", "HOME": str(self.workdir), "VAULT_LOG_LEVEL": "info"}
         self.proc = Proc("vault-dev", argv, self.workdir / "vault-dev.log", env=env).start()
-        wait_for("Vault dev server unsealed", lambda: health(self.address, self.ca).get("sealed") is False,
-                 60, self.proc)
+        wait_for(
+            "Vault dev server unsealed", lambda: health(self.address, self.ca).get("sealed") is False, 60, self.proc
+        )
         return self
 
     def stop(self) -> None:
@@ -118,6 +129,7 @@ class DevVault:
 
 
 # --- raft cluster from the exported configuration ---------------------------------------------
+
 
 def exported_raft_config(helmrelease: Path) -> str:
     """The ``server.ha.raft.config`` HCL of an exported ``vault`` HelmRelease, as written."""
@@ -185,9 +197,23 @@ class RaftCluster:
         ca = CA(self.workdir / "pki", name="k8s-secrets-e2e-vault-ca")
         ips = tuple(f"127.0.0.{i + 1}" for i in range(self.replicas))
         ns = "vault"
-        issued = ca.issue("vault", "vault", server=True, client=True, ips=ips, dns=(
-            "vault", f"vault.{ns}", f"vault.{ns}.svc", f"vault.{ns}.svc.cluster.local", f"vault-active.{ns}.svc",
-            "*.vault-internal", f"*.vault-internal.{ns}.svc.cluster.local", "localhost"))
+        issued = ca.issue(
+            "vault",
+            "vault",
+            server=True,
+            client=True,
+            ips=ips,
+            dns=(
+                "vault",
+                f"vault.{ns}",
+                f"vault.{ns}.svc",
+                f"vault.{ns}.svc.cluster.local",
+                f"vault-active.{ns}.svc",
+                "*.vault-internal",
+                f"*.vault-internal.{ns}.svc.cluster.local",
+                "localhost",
+            ),
+        )
         # The vault-tls Secret as the pods mount it: tls.crt, tls.key, ca.crt.
         (self.tls_dir / "tls.crt").write_bytes(issued.cert.read_bytes())
         (self.tls_dir / "tls.key").write_bytes(issued.key.read_bytes())
@@ -229,16 +255,19 @@ class RaftCluster:
         cfg = node.home / "config.hcl"
         cfg.write_text(self.node_config(node))
         env = {
-            "PATH": "/usr/bin:/bin", "HOME": str(node.home),
+            "PATH": "/usr/bin:/bin",
+            "HOME": str(node.home),
             # What the chart's StatefulSet sets (POD_IP, HOSTNAME.vault-internal, setNodeId).
             "VAULT_API_ADDR": node.address,
             "VAULT_CLUSTER_ADDR": f"https://{node.ip}:{node.cluster_port}",
             "VAULT_RAFT_NODE_ID": node.name,
-            "VAULT_ADDR": node.address, "VAULT_CACERT": str(self.ca),
+            "VAULT_ADDR": node.address,
+            "VAULT_CACERT": str(self.ca),
             "VAULT_LOG_LEVEL": "info",
         }
-        node.proc = Proc(node.name, [self.binary, "server", f"-config={cfg}"], node.home / f"{node.name}.log",
-                         env=env).start()
+        node.proc = Proc(
+            node.name, [self.binary, "server", f"-config={cfg}"], node.home / f"{node.name}.log", env=env
+        ).start()
         wait_for(f"{node.name} answering", lambda: "sealed" in health(node.address, self.ca), 60, node.proc)
 
     def start(self) -> "RaftCluster":
@@ -246,8 +275,9 @@ class RaftCluster:
         for node in self.nodes:
             self.start_node(node)
         first = self.nodes[0]
-        init = self.client(first, token=None).sys.initialize(secret_shares=self.key_shares,
-                                                             secret_threshold=self.key_threshold)
+        init = self.client(first, token=None).sys.initialize(
+            secret_shares=self.key_shares, secret_threshold=self.key_threshold
+        )
         self.unseal_keys = list(init["keys_base64"])
         self.root_token = init["root_token"]
         for node in self.nodes:
@@ -309,9 +339,11 @@ class RaftCluster:
 
     def wait_voters(self, count: int, timeout: float = 120) -> None:
         """Autopilot promotes a joined node to voter once it is stable (10 s by default)."""
+
         def ok() -> bool:
             servers = self.peers()
             return len(servers) == count and all(s.get("voter") for s in servers)
+
         wait_for(f"{count} raft voters", ok, timeout, interval=0.5)
 
 

@@ -41,7 +41,7 @@ def manager_rules(module: Path) -> list[dict]:
     """The manager ClusterRole's rules; fails if the chart's copy says otherwise."""
     generated = yaml.safe_load((module / "config" / "rbac" / "role.yaml").read_text())["rules"]
     template = (module / "chart" / "templates" / "role.yaml").read_text()
-    chart_rules = yaml.safe_load(template[template.index("\nrules:") + 1:])["rules"]
+    chart_rules = yaml.safe_load(template[template.index("\nrules:") + 1 :])["rules"]
     if chart_rules != generated:
         raise AssertionError("the chart's manager ClusterRole differs from config/rbac/role.yaml")
     return generated
@@ -51,12 +51,19 @@ def rbac_objects(module: Path) -> list[dict]:
     return [
         {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NAMESPACE}},
         {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": SERVICE_ACCOUNT, "namespace": NAMESPACE}},
-        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole", "metadata": {"name": CLUSTER_ROLE},
-         "rules": manager_rules(module)},
-        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
-         "metadata": {"name": "vault-secrets-operator-manager-rolebinding"},
-         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": CLUSTER_ROLE},
-         "subjects": [{"kind": "ServiceAccount", "name": SERVICE_ACCOUNT, "namespace": NAMESPACE}]},
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "ClusterRole",
+            "metadata": {"name": CLUSTER_ROLE},
+            "rules": manager_rules(module),
+        },
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "ClusterRoleBinding",
+            "metadata": {"name": "vault-secrets-operator-manager-rolebinding"},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": CLUSTER_ROLE},
+            "subjects": [{"kind": "ServiceAccount", "name": SERVICE_ACCOUNT, "namespace": NAMESPACE}],
+        },
     ]
 
 
@@ -80,20 +87,43 @@ class Operator:
         self.workdir.mkdir(parents=True, exist_ok=True)
         kubeconfig = self.workdir / "vso.kubeconfig"
         from .kube import write_kubeconfig
-        write_kubeconfig(kubeconfig, self.cluster.server, self.cluster.ca.cert_path,
-                         token=self.cluster.token(SERVICE_ACCOUNT, NAMESPACE, seconds=86400), namespace=NAMESPACE)
-        env = {"PATH": "/usr/bin:/bin", "HOME": str(self.workdir), "OPERATOR_NAMESPACE": NAMESPACE,
-               "OPERATOR_POD_NAME": "vault-secrets-operator-e2e", "OPERATOR_POD_UID": self.pod_uid}
-        self.proc = Proc("vault-secrets-operator", [
-            self.binary, f"--kubeconfig={kubeconfig}",
-            f"--health-probe-bind-address=127.0.0.1:{self.health_port}",
-            f"--metrics-bind-address=127.0.0.1:{self.metrics_port}",
-            "--leader-elect=false", "--client-cache-persistence-model=none",
-            "--backoff-initial-interval=1s", "--backoff-max-interval=5s",
-            "--zap-log-level=debug",
-        ], self.workdir / "vault-secrets-operator.log", env=env).start()
-        wait_for("the operator's /readyz", lambda: requests.get(
-            f"http://127.0.0.1:{self.health_port}/readyz", timeout=2).status_code == 200, 60, self.proc)
+
+        write_kubeconfig(
+            kubeconfig,
+            self.cluster.server,
+            self.cluster.ca.cert_path,
+            token=self.cluster.token(SERVICE_ACCOUNT, NAMESPACE, seconds=86400),
+            namespace=NAMESPACE,
+        )
+        env = {
+            "PATH": "/usr/bin:/bin",
+            "HOME": str(self.workdir),
+            "OPERATOR_NAMESPACE": NAMESPACE,
+            "OPERATOR_POD_NAME": "vault-secrets-operator-e2e",
+            "OPERATOR_POD_UID": self.pod_uid,
+        }
+        self.proc = Proc(
+            "vault-secrets-operator",
+            [
+                self.binary,
+                f"--kubeconfig={kubeconfig}",
+                f"--health-probe-bind-address=127.0.0.1:{self.health_port}",
+                f"--metrics-bind-address=127.0.0.1:{self.metrics_port}",
+                "--leader-elect=false",
+                "--client-cache-persistence-model=none",
+                "--backoff-initial-interval=1s",
+                "--backoff-max-interval=5s",
+                "--zap-log-level=debug",
+            ],
+            self.workdir / "vault-secrets-operator.log",
+            env=env,
+        ).start()
+        wait_for(
+            "the operator's /readyz",
+            lambda: requests.get(f"http://127.0.0.1:{self.health_port}/readyz", timeout=2).status_code == 200,
+            60,
+            self.proc,
+        )
         return self
 
     def stop(self) -> None:
