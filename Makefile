@@ -19,7 +19,7 @@ render: $(STAMP)
 check: $(STAMP)
 	$(BIN)/ksecrets export --check
 
-## lint: ruff (lint rules in pyproject.toml) and mypy on ksecrets, components and policy
+## lint: ruff (lint rules and formatting in pyproject.toml) and mypy on ksecrets, components and policy
 LINT_STAMP := $(VENV)/.lint-installed
 $(LINT_STAMP): $(STAMP)
 	$(BIN)/python -m pip install -q --disable-pip-version-check -e '.[test,lint]'
@@ -27,6 +27,7 @@ $(LINT_STAMP): $(STAMP)
 
 lint: $(LINT_STAMP)
 	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
 ## tools: the offline oracles the tests use (promtool; kubectl comes from the machine)

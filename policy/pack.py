@@ -129,8 +129,8 @@ def evaluate(
             props,
             urn,
             name,
-            None,
             None,  # type: ignore[arg-type]
+            None,
             (config or {}).get(policy.name, {}),
         )
         messages: list[str] = []

@@ -188,7 +188,9 @@ def test_lint_hooks_run_what_make_lint_runs():
     make = (ROOT / "Makefile").read_text()
     lint_recipe = make.split("\nlint:", 1)[1].split("\n\n", 1)[0]
     h = hooks()
-    assert set(h) == {"ksecrets-scan", "ruff", "mypy"}
+    assert set(h) == {"ksecrets-scan", "ruff", "ruff-format", "mypy"}
+    assert shlex.split(h["ruff-format"]["entry"])[:2] == [".venv/bin/ruff", "format"]
+    assert "$(BIN)/ruff format --check ." in lint_recipe
     assert shlex.split(h["ruff"]["entry"])[:2] == [".venv/bin/ruff", "check"] and "$(BIN)/ruff check ." in lint_recipe
     assert h["mypy"]["entry"] == ".venv/bin/mypy" and h["mypy"]["pass_filenames"] is False
     assert "$(BIN)/mypy" in lint_recipe
