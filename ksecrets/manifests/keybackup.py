@@ -21,9 +21,9 @@ from typing import Any
 from ksecrets.config.model import StackConfig
 from ksecrets.manifests.facts import StackFacts
 from ksecrets.manifests.plan import Manifest, Planned, metadata
-from ksecrets.manifests.rotation import STARTING_DEADLINE_SECONDS, TIME_ZONE, TOKEN_EXPIRATION_SECONDS
-from ksecrets.manifests.snapshots import s3_args, s3_env
-from ksecrets.manifests.workloads import CONTAINER_SECURITY_CONTEXT, POD_SECURITY_CONTEXT
+from ksecrets.manifests.rotation import TOKEN_EXPIRATION_SECONDS
+from ksecrets.manifests.snapshots import maintenance_cronjob, s3_args, s3_env
+from ksecrets.manifests.workloads import CONTAINER_SECURITY_CONTEXT
 
 NAME = "sealing-key-backup"
 ROLE = "ksecrets-sealing-key-backup"
@@ -140,39 +140,4 @@ def cronjob(cfg: StackConfig) -> Manifest:
             },
         },
     ]
-    return {
-        "apiVersion": "batch/v1",
-        "kind": "CronJob",
-        "metadata": metadata(NAME, ns, labels=labels),
-        "spec": {
-            "schedule": kb.schedule,
-            "timeZone": TIME_ZONE,
-            "concurrencyPolicy": "Forbid",
-            "startingDeadlineSeconds": STARTING_DEADLINE_SECONDS,
-            "successfulJobsHistoryLimit": 3,
-            "failedJobsHistoryLimit": 3,
-            "jobTemplate": {
-                "metadata": {"labels": labels},
-                "spec": {
-                    "backoffLimit": 2,
-                    "activeDeadlineSeconds": ACTIVE_DEADLINE_SECONDS,
-                    "template": {
-                        "metadata": {"labels": labels},
-                        "spec": {
-                            "serviceAccountName": NAME,
-                            "automountServiceAccountToken": False,
-                            "restartPolicy": "Never",
-                            "securityContext": {
-                                **POD_SECURITY_CONTEXT,
-                                "runAsUser": cfg.rotation.run_as_user,
-                                "runAsGroup": cfg.rotation.run_as_group,
-                                "fsGroup": cfg.rotation.run_as_group,
-                            },
-                            "containers": [container],
-                            "volumes": volumes,
-                        },
-                    },
-                },
-            },
-        },
-    }
+    return maintenance_cronjob(cfg, NAME, ns, labels, kb.schedule, ACTIVE_DEADLINE_SECONDS, container, volumes)

@@ -32,6 +32,7 @@ PVC = "vault-snapshots"
 MOUNT = "/snapshots"
 VAULT_ROLE = NAME
 POLICY = "ksecrets-vault-snapshot"
+ACTIVE_DEADLINE_SECONDS = 1800
 
 
 def s3_args(s3: S3Config | None) -> list[str]:
@@ -134,13 +135,42 @@ def cronjob(cfg: StackConfig) -> Manifest:
         )
     env += s3_env(vc.snapshots.s3)
     env.append({"name": "PYTHONDONTWRITEBYTECODE", "value": "1"})
-    labels = _labels()
+    container = {
+        "name": "snapshot",
+        "image": cfg.rotation.image,
+        "command": ["python", "-m", "ksecrets.vault.snapshot"],
+        "args": ["--dir", MOUNT, "--retain", str(vc.snapshots.retain)] + s3_args(vc.snapshots.s3),
+        "env": env,
+        "resources": {
+            "requests": {"cpu": "10m", "memory": "64Mi"},
+            "limits": {"memory": "256Mi"},
+        },
+        "securityContext": CONTAINER_SECURITY_CONTEXT,
+        "volumeMounts": mounts,
+    }
+    return maintenance_cronjob(
+        cfg, NAME, vc.namespace, _labels(), vc.snapshots.schedule, ACTIVE_DEADLINE_SECONDS, container, volumes
+    )
+
+
+def maintenance_cronjob(
+    cfg: StackConfig,
+    name: str,
+    namespace: str,
+    labels: dict[str, str],
+    schedule: str,
+    active_deadline: int,
+    container: dict[str, Any],
+    volumes: list[dict[str, Any]],
+) -> Manifest:
+    """One Job at a time on `schedule`, run as the rotator image's user by the ServiceAccount `name`
+    (no token automounted): the snapshot and key-backup CronJobs' shared shape."""
     return {
         "apiVersion": "batch/v1",
         "kind": "CronJob",
-        "metadata": metadata(NAME, vc.namespace, labels=labels),
+        "metadata": metadata(name, namespace, labels=labels),
         "spec": {
-            "schedule": vc.snapshots.schedule,
+            "schedule": schedule,
             "timeZone": TIME_ZONE,
             "concurrencyPolicy": "Forbid",
             "startingDeadlineSeconds": STARTING_DEADLINE_SECONDS,
@@ -150,11 +180,11 @@ def cronjob(cfg: StackConfig) -> Manifest:
                 "metadata": {"labels": labels},
                 "spec": {
                     "backoffLimit": 2,
-                    "activeDeadlineSeconds": 1800,
+                    "activeDeadlineSeconds": active_deadline,
                     "template": {
                         "metadata": {"labels": labels},
                         "spec": {
-                            "serviceAccountName": NAME,
+                            "serviceAccountName": name,
                             "automountServiceAccountToken": False,
                             "restartPolicy": "Never",
                             "securityContext": {
@@ -163,22 +193,7 @@ def cronjob(cfg: StackConfig) -> Manifest:
                                 "runAsGroup": cfg.rotation.run_as_group,
                                 "fsGroup": cfg.rotation.run_as_group,
                             },
-                            "containers": [
-                                {
-                                    "name": "snapshot",
-                                    "image": cfg.rotation.image,
-                                    "command": ["python", "-m", "ksecrets.vault.snapshot"],
-                                    "args": ["--dir", MOUNT, "--retain", str(vc.snapshots.retain)]
-                                    + s3_args(vc.snapshots.s3),
-                                    "env": env,
-                                    "resources": {
-                                        "requests": {"cpu": "10m", "memory": "64Mi"},
-                                        "limits": {"memory": "256Mi"},
-                                    },
-                                    "securityContext": CONTAINER_SECURITY_CONTEXT,
-                                    "volumeMounts": mounts,
-                                }
-                            ],
+                            "containers": [container],
                             "volumes": volumes,
                         },
                     },
