@@ -1,0 +1,9 @@
+"""`python -m ksecrets.rotate`: the command of the rotation CronJobs (in `k8s/`) and the rotator
+image's ENTRYPOINT. The rotator is `ksecrets.jobs.rotate`; this name stays so that committed
+CronJobs and built images keep working. (No `__init__.py`: a namespace package holding only this
+entry point, which nothing imports.)"""
+
+if __name__ == "__main__":
+    from ksecrets.jobs.rotate.__main__ import main
+
+    raise SystemExit(main())
