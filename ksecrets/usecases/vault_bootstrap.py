@@ -103,7 +103,7 @@ def rotator_policy(cfg: StackConfig, app: App) -> str:
     ]
     lines += _hcl_path(f"{vc.kv_mount}/data/{app.vault.path}", ("read", "create", "update"))
     # The minimum interval between rotations: Vault's creation time of each version, and the
-    # rotator's mark in custom_metadata (ksecrets.rotate.MARK_KEY). No delete or destroy.
+    # rotator's mark in custom_metadata (ksecrets.jobs.rotate.MARK_KEY). No delete or destroy.
     lines += _hcl_path(f"{vc.kv_mount}/metadata/{app.vault.path}", ("read", "create", "update"))
     return "\n".join(lines) + "\n"
 
