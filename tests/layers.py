@@ -209,14 +209,18 @@ class Graph:
 
     # --- the drawing: units and layers ---
 
+    def is_entry(self, module: str) -> bool:
+        """A `__main__` module outside the jobs: what `python -m` runs, a unit of its own."""
+        return module.rsplit(".", 1)[-1] == ENTRY and not under(module, JOBS)
+
     def unit(self, module: str) -> str:
-        if module.rsplit(".", 1)[-1] == ENTRY and not under(module, JOBS):
+        if self.is_entry(module):
             return module
         parts = module.split(".")
         return ".".join(parts[:2])
 
     def layer(self, unit: str) -> int:
-        if unit.rsplit(".", 1)[-1] == ENTRY and not under(unit, JOBS):
+        if self.is_entry(unit):
             return 0
         for i, (_, units) in enumerate(LAYERS):
             if unit in units:
@@ -243,7 +247,7 @@ class Graph:
         )
 
     def entry_imported(self) -> list[str]:
-        return sorted(f"{m} -> {t}" for m, ts in self.edges.items() for t in ts if self.unit(t).endswith(ENTRY))
+        return sorted(f"{m} -> {t}" for m, ts in self.edges.items() for t in ts if self.is_entry(t))
 
 
 def loops(graph: dict[str, set[str]]) -> list[list[str]]:
