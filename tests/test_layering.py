@@ -170,9 +170,15 @@ def test_the_use_cases_do_not_import_the_command_line():
 
 def test_the_rotator_loads_only_what_its_image_installs():
     """The image installs the package without dependencies, then the `rotate` extra (hvac, PyYAML,
-    psycopg): the rotator reaches none of the CLI's or the Pulumi program's libraries."""
+    psycopg): the rotator, and the snapshot CronJob that runs in the same image, reach none of the
+    CLI's or the Pulumi program's libraries."""
     heavy = ("pydantic", "cryptography", "ruamel", "jsonschema", "kubernetes_validate", "pulumi", "ksecrets.config")
-    assert offences("ksecrets.jobs.rotate", heavy) + offences("ksecrets.rotate", heavy, entries=True) == []
+    assert (
+        offences("ksecrets.jobs.rotate", heavy)
+        + offences("ksecrets.rotate", heavy, entries=True)
+        + offences("ksecrets.jobs.vault_snapshot", heavy)
+        + offences("ksecrets.vault.snapshot", heavy, entries=True)
+    ) == []
 
 
 def test_the_builders_do_no_file_io():
