@@ -16,8 +16,8 @@ from typing import Any, Mapping
 from ksecrets import yamlio
 from ksecrets.errors import KsecretsError
 from ksecrets.envfile import config_map_key_problem
-from ksecrets.limits import MAX_SECRET_BYTES  # corev1 MaxSecretSize, written once
 
+MAX_SECRET_BYTES = 1024 * 1024  # corev1 MaxSecretSize
 SCOPE_ANNOTATIONS = {
     "namespace-wide": "sealedsecrets.bitnami.com/namespace-wide",
     "cluster-wide": "sealedsecrets.bitnami.com/cluster-wide",
