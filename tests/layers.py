@@ -9,7 +9,8 @@ and to that module's enclosing packages (importing `a.b.c` runs `a/__init__.py` 
 The drawing groups modules into units: a package directly under `ksecrets/` (`ksecrets.vault`)
 or a top-level module (`ksecrets.fileio`). A `__main__` module is a unit of its own: it is what
 `python -m` runs and nothing imports it, so it may sit inside a low package (`python -m
-ksecrets.vault.snapshot`, the snapshot CronJob's command in `k8s/`) and call a job above it.
+ksecrets.vault.snapshot`, the snapshot CronJob's command in `k8s/`) and call a job above it; so is
+each of ENTRY_MODULES.
 
     python -m tests.layers          prints the counts: modules, edges, arrows back up, loops
 
@@ -37,7 +38,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
         ("ksecrets.usecases", "ksecrets.export", "ksecrets.stacks", "ksecrets.adopt", "ksecrets.gitdriver"),
     ),
     ("jobs", ("ksecrets.jobs",)),
-    ("model and builders", ("ksecrets.config", "ksecrets.manifests", "ksecrets.validation")),
+    ("model and builders", ("ksecrets.config", "ksecrets.manifests", "ksecrets.validation", "ksecrets.limits")),
     ("ports", ("ksecrets.sealing", "ksecrets.vault")),
     (
         "base",
@@ -52,11 +53,13 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
             "ksecrets.backends",
             "ksecrets.scopes",
             "ksecrets.validators",
-            "ksecrets.limits",
         ),
     ),
 )
 ENTRY = "__main__"
+# Entry modules that are not named `__main__`: `python -m ksecrets.rotate`, the rotation CronJobs'
+# command (in k8s/), now calls `ksecrets.jobs.rotate`.
+ENTRY_MODULES = ("ksecrets.rotate",)
 JOBS = ("ksecrets.jobs",)  # a `__main__` there is a job's own program, in the jobs layer
 
 
@@ -210,8 +213,9 @@ class Graph:
     # --- the drawing: units and layers ---
 
     def is_entry(self, module: str) -> bool:
-        """A `__main__` module outside the jobs: what `python -m` runs, a unit of its own."""
-        return module.rsplit(".", 1)[-1] == ENTRY and not under(module, JOBS)
+        """A `__main__` module outside the jobs, or one of ENTRY_MODULES: what `python -m` runs, a
+        unit of its own."""
+        return (module.rsplit(".", 1)[-1] == ENTRY and not under(module, JOBS)) or module in ENTRY_MODULES
 
     def unit(self, module: str) -> str:
         if self.is_entry(module):

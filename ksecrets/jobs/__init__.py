@@ -6,7 +6,8 @@ and below the use cases (which never call them):
 - `key_backup`: the sealing-key backup CronJob (`python -m ksecrets.sealing.keybackup`).
 - `s3args`: the S3 upload flags both backup CronJobs take.
 
-The commands in the CronJobs (and so in `k8s/`) are the older module names; each of those is a
-`__main__` module of two lines that calls the program here. The rotator's image installs only the
-`rotate` extra: nothing under `jobs/rotate` may import pydantic or cryptography.
+The commands in the CronJobs (and so in `k8s/`) are the older module names; each of those is an
+entry module of two lines (`ksecrets/rotate.py`, or a package's `__main__.py`) that calls the
+program here. The rotator's image installs only the `rotate` extra: nothing under `jobs/rotate`
+may import pydantic or cryptography.
 """

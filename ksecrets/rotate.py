@@ -1,7 +1,6 @@
 """`python -m ksecrets.rotate`: the command of the rotation CronJobs (in `k8s/`) and the rotator
 image's ENTRYPOINT. The rotator is `ksecrets.jobs.rotate`; this name stays so that committed
-CronJobs and built images keep working. (No `__init__.py`: a namespace package holding only this
-entry point, which nothing imports.)"""
+CronJobs and built images keep working. An entry point: nothing imports it (tests/layers.py)."""
 
 if __name__ == "__main__":
     from ksecrets.jobs.rotate.__main__ import main
