@@ -23,7 +23,7 @@ RUN pip install --no-deps . \
  && python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['optional-dependencies']['rotate']))" > /tmp/rotate.txt \
  && pip install -r /tmp/rotate.txt \
  && rm -rf /src /tmp/rotate.txt \
- && python -c "import ksecrets.rotate.postgres, hvac, psycopg" \
+ && python -c "import ksecrets.jobs.rotate.postgres, hvac, psycopg" \
  && ! python -c "import pulumi" 2>/dev/null
 
 # A numeric user: the kubelet can only verify runAsNonRoot for a numeric UID (the CronJob also

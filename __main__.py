@@ -7,7 +7,7 @@ import pulumi
 from components.cluster import check_cluster, cluster_provider
 from components.platform import Platform
 from components.pulumi_source import load_from_pulumi, manual_value_outputs
-from ksecrets import preflight
+from ksecrets.usecases import preflight
 from ksecrets.errors import KsecretsError
 
 try:

@@ -22,13 +22,14 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ksecrets import preflight, validation, yamlio
+from ksecrets import validation, yamlio
 from ksecrets.config import load_stack_file, stack_files
 from ksecrets.config.load import stack_path
 from ksecrets.config.model import StackConfig
 from ksecrets.errors import KsecretsError
 from ksecrets.fileio import atomic_write_bytes
 from ksecrets.manifests import flux
+from ksecrets.usecases import preflight
 from ksecrets.usecases.stack_facts import plan_stack
 from ksecrets.manifests.plan import Manifest, Planned
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any, Iterator, Mapping
 
 # The one "pinned version" rule (exact SemVer, no `v`), shared with the stack-file loader.
-from ksecrets.config.validate import is_exact_version
+from ksecrets.validators import is_exact_version
 
 # The one list of backends (the Pulumi CLI runs the pack with the project's .venv, where ksecrets is installed).
 from ksecrets.backends import BACKENDS

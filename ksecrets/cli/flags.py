@@ -3,7 +3,7 @@ library: parsers are built at every start-up, so they must stay cheap (see ksecr
 
 from __future__ import annotations
 
-from ksecrets.sealing.scopes import SCOPES  # noqa: F401 (the one list; seal_cmd reads it here)
+from ksecrets.scopes import SCOPES  # noqa: F401 (the one list; seal_cmd reads it here)
 
 
 def add_format_flag(parser, default: str | None = "json") -> None:

@@ -71,7 +71,7 @@ def _spec_for(app: App | None, key: str) -> RotationSpec | None:
 
 
 def _length(args: argparse.Namespace, spec: RotationSpec | None) -> int:
-    from ksecrets.rotate import MAX_LENGTH, MIN_LENGTH
+    from ksecrets.jobs.rotate import MAX_LENGTH, MIN_LENGTH
 
     length = args.length if args.length is not None else (spec.length if spec else DEFAULT_LENGTH)
     if not MIN_LENGTH <= length <= MAX_LENGTH:
@@ -105,7 +105,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _rotate_sealed(args: argparse.Namespace, cfg: StackConfig, app: App | None, length: int) -> int:
-    from ksecrets.rotate import generate
+    from ksecrets.jobs.rotate import generate
 
     from ksecrets.sealing import churn
     from ksecrets.usecases.seal_stack import resolve_namespace, seal_into_stack
@@ -149,7 +149,7 @@ def _rotate_sealed(args: argparse.Namespace, cfg: StackConfig, app: App | None, 
 def _rotate_vault(
     args: argparse.Namespace, cfg: StackConfig, app: App | None, spec: RotationSpec | None, length: int
 ) -> int:
-    from ksecrets.rotate import Plan, Postgres, PostgresItem, Target, rotate_app, rotate_postgres, rotate_random
+    from ksecrets.jobs.rotate import Plan, Postgres, PostgresItem, Target, rotate_app, rotate_postgres, rotate_random
     from ksecrets.vault.client import make_client
 
     if app is None or app.vault is None or cfg.vault is None:
@@ -194,7 +194,7 @@ def _rotate_vault(
 
 
 def _skipped(outcome) -> None:
-    from ksecrets.rotate import RotationFailed
+    from ksecrets.jobs.rotate import RotationFailed
 
     if outcome.version is None:
         raise RotationFailed(f"not rotated: {outcome.skipped} (rotation.minInterval); --force rotates anyway")

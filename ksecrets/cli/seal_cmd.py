@@ -282,7 +282,7 @@ def _seal_stdin(args: argparse.Namespace) -> int:
 
 
 def _check_size(sealed: dict, source: str) -> None:
-    from ksecrets.preflight import size_problem
+    from ksecrets.limits import size_problem
 
     problem = size_problem(sealed)
     if problem:

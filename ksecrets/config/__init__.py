@@ -3,8 +3,8 @@
 `load_stack("staging")` reads `Pulumi.staging.yaml`; `parse(raw, ...)` validates a mapping of
 `k8s-secrets:` keys from any source (the Pulumi adapter is `components/pulumi_source.py`).
 
-The names below load on first use: `ksecrets.config.validate` (the rotator's name checks) must
-not bring in the model and pydantic, which the rotator image does not install.
+The names below load on first use: importing one submodule (`ksecrets.config.names`) does not
+bring in the model and pydantic.
 """
 
 from __future__ import annotations

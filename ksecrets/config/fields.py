@@ -23,7 +23,7 @@ from pydantic.alias_generators import to_camel
 from pydantic.dataclasses import dataclass
 from pydantic_core import PydanticCustomError
 
-from ksecrets.config import validate as v
+from ksecrets import validators as v
 from ksecrets.errors import ConfigError
 
 # Stack files spell keys in camelCase (the aliases); code uses the field names. Unknown keys fail.
@@ -172,7 +172,7 @@ def _text(value: Any, check: Check | None = None) -> str:
 
 
 def text(check: Check | None = None) -> WrapValidator:
-    """A string, checked by one of `ksecrets.config.validate`'s functions."""
+    """A string, checked by one of `ksecrets.validators`' functions."""
     return _raw_only(lambda value: _text(value, check))
 
 

@@ -18,7 +18,7 @@ from pydantic import ValidationError
 from ksecrets import yamlio
 from ksecrets.config import includes
 from ksecrets.config import model as m
-from ksecrets.config import validate as v
+from ksecrets import validators as v
 from ksecrets.config.fields import config_error, kind, unknown_key
 from ksecrets.config.names import PREFIX, stack_files  # noqa: F401 (stack_files: importable from here too)
 from ksecrets.errors import ConfigError, KsecretsError

@@ -20,7 +20,7 @@ from pydantic.dataclasses import dataclass
 # The one lists of backends and sealing scopes (standard-library modules the command line also reads).
 from ksecrets.backends import BACKENDS, Backend
 from ksecrets.config import fields as f
-from ksecrets.config import validate as v
+from ksecrets import validators as v
 from ksecrets.config.fields import (
     ChartVersion,
     Cron,
@@ -43,7 +43,7 @@ from ksecrets.config.fields import (
     VaultName,
     VaultPath,
 )
-from ksecrets.sealing.scopes import SCOPES, Scope
+from ksecrets.scopes import SCOPES, Scope
 
 DEFAULT_ROTATION_SCHEDULE = "0 2 * * 0"  # weekly, Sunday 02:00, as in the guide
 # The numeric user and group our containers run as unless a Deployment says otherwise. The

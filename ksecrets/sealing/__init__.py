@@ -2,8 +2,8 @@
 
 Small single-purpose modules, mirroring upstream `pkg/crypto` and `pkg/kubeseal`:
 
-- `scopes`: the sealing scopes (strict, namespace-wide, cluster-wide).
-- `crypto`: the hybrid RSA-OAEP + AES-GCM format and the per-scope labels.
+- `crypto`: the hybrid RSA-OAEP + AES-GCM format and the per-scope labels (the scopes themselves,
+  strict, namespace-wide and cluster-wide, are `ksecrets.scopes`: standard library only).
 - `certs`: sealing certificates (PEM, RSA, not expired) and their SSH-style fingerprints.
 - `keys`: controller-compatible key pairs, the `kubernetes.io/tls` key Secret, recovery keys.
 - `secret_input`: a v1 Secret read from YAML/JSON, validated like the API server would.

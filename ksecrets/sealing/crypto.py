@@ -21,7 +21,7 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from ksecrets.errors import KsecretsError
-from ksecrets.sealing.scopes import SCOPES  # the format's scopes (stdlib-only module, for the CLI)
+from ksecrets.scopes import SCOPES  # the format's scopes (stdlib-only module, for the CLI)
 
 SESSION_KEY_BYTES = 32
 _ZERO_NONCE = bytes(12)

@@ -103,7 +103,7 @@ _DNS1123_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z
 
 def check_names(name: str, namespace: str, source: str) -> None:
     """The API server's rules: a Secret's name is a DNS subdomain, its namespace a DNS label (the
-    same rules as `ksecrets.config.validate`, here so that sealing does not load the config package)."""
+    same rules as `ksecrets.validators`, with the API server's own wording)."""
     for field, value, pattern, limit, what in (
         ("metadata.name", name, _DNS1123_SUBDOMAIN, 253, ""),
         ("metadata.namespace", namespace, _DNS1123_LABEL, 63, " (lower-case DNS-1123 label, at most 63 characters)"),

@@ -330,7 +330,7 @@ def _check_result(
 ) -> None:
     """The SealedSecret this seal leaves in the stack (every key, not only this run's): refused
     when the cluster would refuse it; a warning when export will refuse its namespace."""
-    from ksecrets import preflight
+    from ksecrets.limits import size_problem
     from ksecrets.sealing.sealedsecret import build_sealed_secret
 
     obj = build_sealed_secret(
@@ -344,7 +344,7 @@ def _check_result(
         immutable=entry.immutable if entry else None,
         fingerprint=fingerprint,
     )
-    problem = preflight.size_problem(obj)
+    problem = size_problem(obj)
     if problem:
         raise KsecretsError(
             f"{cfg.source}: {where}: {namespace}/{name}: with {len(encrypted_data)} keys {problem}; nothing written"

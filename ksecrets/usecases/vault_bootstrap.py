@@ -18,8 +18,8 @@ its report says "no changes". What it sets up:
 - where `vault.database` is set: the database secrets engine, its connection and one role per
   dynamic secret.
 
-All requests use hvac's adapter with the documented paths and bodies, so the tests can assert
-them exactly.
+All requests go through the Vault port (`ksecrets.vault.client`: `read_data`, `send_write`,
+`confirm_write`) with the documented paths and bodies, so the tests can assert them exactly.
 """
 
 from __future__ import annotations
@@ -27,15 +27,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
-import hvac
-import hvac.exceptions as hx
-import requests
-
 from ksecrets.config.model import App, StackConfig, VaultConfig
 from ksecrets.errors import KsecretsError
 from ksecrets.manifests import rotation
 from ksecrets.manifests.vault import AUDIT_FILE, app_role, dynamic_path
-from ksecrets.vault.client import VaultError, WriteOutcomeUnknown, address_of, answer_was_lost, describe, vault_errors
+from ksecrets.vault.client import VaultClient, VaultError, address_of, confirm_write, read_data, send_write
 
 AUDIT_DEVICE = "file"
 TOKEN_TTL = 3600  # seconds; the operator renews its token, the rotator needs minutes
@@ -107,7 +103,7 @@ def rotator_policy(cfg: StackConfig, app: App) -> str:
     ]
     lines += _hcl_path(f"{vc.kv_mount}/data/{app.vault.path}", ("read", "create", "update"))
     # The minimum interval between rotations: Vault's creation time of each version, and the
-    # rotator's mark in custom_metadata (ksecrets.rotate.MARK_KEY). No delete or destroy.
+    # rotator's mark in custom_metadata (ksecrets.jobs.rotate.MARK_KEY). No delete or destroy.
     lines += _hcl_path(f"{vc.kv_mount}/metadata/{app.vault.path}", ("read", "create", "update"))
     return "\n".join(lines) + "\n"
 
@@ -166,73 +162,23 @@ def _vault_apps(cfg: StackConfig) -> list[App]:
 # --- reading and writing ----------------------------------------------------------------------
 
 
-def _get(client: hvac.Client, path: str) -> dict[str, Any] | None:
-    """GET /v1/<path> → the response's `data`, None on 404. An answer without Vault's `data` map
-    is an error: reading it as "not there yet" would make bootstrap write to an impostor."""
-    with vault_errors(client, path):
-        try:
-            response = client.adapter.get(f"/v1/{path}")
-        except hx.InvalidPath:
-            return None
-    data = response.get("data") if isinstance(response, dict) else None
-    if not isinstance(data, dict):
-        raise VaultError(
-            address_of(client),
-            path,
-            "the answer is not Vault's (JSON without a `data` map): is this address a Vault server?",
-        )
-    return data
+def _confirm(client: VaultClient, path: str, read_path: str, holds: Callable[[], bool], lost: str | None) -> None:
+    """Read a write back before it counts (`ksecrets.vault.client.confirm_write`)."""
+    confirm_write(client, path, read_path, holds, lost, retry="run bootstrap again (it is idempotent)")
 
 
-def _write(
-    client: hvac.Client, method: str, path: str, body: Mapping[str, Any], *, redact: tuple[str, ...] = ()
-) -> str | None:
-    """Send one write. Returns None, or why its answer was lost (it may have landed: `_confirm` decides)."""
-    with vault_errors(client, path, redact=redact):
-        try:
-            client.adapter.request(method, f"/v1/{path}", json=dict(body))
-        except requests.RequestException as exc:
-            if answer_was_lost(exc):
-                return describe(exc, client, path).reason
-            raise
-    return None
-
-
-def _confirm(client: hvac.Client, path: str, read_path: str, holds: Callable[[], bool], lost: str | None) -> None:
-    """Read a write back before it counts: Vault must now hold what was written."""
-    try:
-        ok = holds()
-    except KsecretsError as exc:
-        if lost is None:
-            raise
-        raise WriteOutcomeUnknown(
-            address_of(client),
-            path,
-            f"the write got no answer ({lost}) and reading {read_path} back failed "
-            f"({getattr(exc, 'reason', exc)}): maybe written; check with `vault read {read_path}` "
-            "or run bootstrap again (it is idempotent)",
-        ) from None
-    if not ok:
-        why = f"the write got no answer ({lost}) and" if lost else "written, but"
-        raise VaultError(
-            address_of(client),
-            path,
-            f"{why} reading {read_path} back does not show it: not a Vault server, or changed concurrently",
-        )
-
-
-def _mounts(client: hvac.Client, listing: str) -> dict[str, Any]:
-    data = _get(client, listing) or {}
+def _mounts(client: VaultClient, listing: str) -> dict[str, Any]:
+    data = read_data(client, listing) or {}
     return {k.rstrip("/"): v for k, v in data.items() if isinstance(v, dict) and "type" in v}
 
 
-def _mount_is(client: hvac.Client, listing: str, mount: str, kind: str) -> bool:
+def _mount_is(client: VaultClient, listing: str, mount: str, kind: str) -> bool:
     current = _mounts(client, listing).get(mount)
     return isinstance(current, dict) and current.get("type") == kind
 
 
 def ensure_secrets_engine(
-    client: hvac.Client, report: Report, mount: str, kind: str, options: Mapping[str, str] | None = None
+    client: VaultClient, report: Report, mount: str, kind: str, options: Mapping[str, str] | None = None
 ) -> None:
     current = _mounts(client, "sys/mounts").get(mount)
     item = f"secrets engine {mount}/ ({kind}{' v' + options['version'] if options and 'version' in options else ''})"
@@ -240,7 +186,7 @@ def ensure_secrets_engine(
         body: dict[str, Any] = {"type": kind}
         if options:
             body["options"] = dict(options)
-        lost = _write(client, "POST", f"sys/mounts/{mount}", body)
+        lost = send_write(client, "POST", f"sys/mounts/{mount}", body)
         _confirm(
             client, f"sys/mounts/{mount}", "sys/mounts", lambda: _mount_is(client, "sys/mounts", mount, kind), lost
         )
@@ -260,11 +206,11 @@ def ensure_secrets_engine(
     report.done(item, False)
 
 
-def ensure_auth_method(client: hvac.Client, report: Report, mount: str, kind: str) -> None:
+def ensure_auth_method(client: VaultClient, report: Report, mount: str, kind: str) -> None:
     current = _mounts(client, "sys/auth").get(mount)
     item = f"auth method {mount}/ ({kind})"
     if current is None:
-        lost = _write(client, "POST", f"sys/auth/{mount}", {"type": kind})
+        lost = send_write(client, "POST", f"sys/auth/{mount}", {"type": kind})
         _confirm(client, f"sys/auth/{mount}", "sys/auth", lambda: _mount_is(client, "sys/auth", mount, kind), lost)
         report.done(item, True)
         return
@@ -291,39 +237,39 @@ def _differs(current: Mapping[str, Any] | None, desired: Mapping[str, Any]) -> b
 
 
 def ensure_object(
-    client: hvac.Client, report: Report, item: str, path: str, desired: Mapping[str, Any], *, method: str = "POST"
+    client: VaultClient, report: Report, item: str, path: str, desired: Mapping[str, Any], *, method: str = "POST"
 ) -> None:
     """Read `path`; write `desired` there only when a field differs, then read it back."""
-    current = _get(client, path)
+    current = read_data(client, path)
     wrote = _differs(current, desired)
     if wrote:
-        lost = _write(client, method, path, desired)
-        _confirm(client, path, path, lambda: not _differs(_get(client, path), desired), lost)
+        lost = send_write(client, method, path, desired)
+        _confirm(client, path, path, lambda: not _differs(read_data(client, path), desired), lost)
     report.done(item, wrote)
 
 
-def _policy_is(client: hvac.Client, path: str, text: str) -> bool:
-    current = _get(client, path)
+def _policy_is(client: VaultClient, path: str, text: str) -> bool:
+    current = read_data(client, path)
     return current is not None and str(current.get("policy", "")) == text
 
 
-def ensure_policy(client: hvac.Client, report: Report, name: str, text: str) -> None:
+def ensure_policy(client: VaultClient, report: Report, name: str, text: str) -> None:
     path = f"sys/policies/acl/{name}"
-    current = _get(client, path)
+    current = read_data(client, path)
     wrote = current is None or str(current.get("policy", "")) != text
     if wrote:
-        lost = _write(client, "POST", path, {"policy": text})
+        lost = send_write(client, "POST", path, {"policy": text})
         _confirm(client, path, path, lambda: _policy_is(client, path, text), lost)
     report.done(f"policy {name}", wrote)
 
 
-def _audit_is_file(client: hvac.Client) -> bool:
-    current = (_get(client, "sys/audit") or {}).get(f"{AUDIT_DEVICE}/")
+def _audit_is_file(client: VaultClient) -> bool:
+    current = (read_data(client, "sys/audit") or {}).get(f"{AUDIT_DEVICE}/")
     return isinstance(current, dict) and current.get("type") == "file"
 
 
-def ensure_audit(client: hvac.Client, report: Report) -> None:
-    devices = _get(client, "sys/audit") or {}
+def ensure_audit(client: VaultClient, report: Report) -> None:
+    devices = read_data(client, "sys/audit") or {}
     current = devices.get(f"{AUDIT_DEVICE}/")
     item = f"audit device {AUDIT_DEVICE}/ ({AUDIT_FILE})"
     if isinstance(current, dict):
@@ -337,13 +283,15 @@ def ensure_audit(client: hvac.Client, report: Report) -> None:
         # An audit device cannot be changed in place; a different file_path is left as it is.
         report.done(item, False)
         return
-    lost = _write(client, "PUT", f"sys/audit/{AUDIT_DEVICE}", {"type": "file", "options": {"file_path": AUDIT_FILE}})
+    lost = send_write(
+        client, "PUT", f"sys/audit/{AUDIT_DEVICE}", {"type": "file", "options": {"file_path": AUDIT_FILE}}
+    )
     _confirm(client, f"sys/audit/{AUDIT_DEVICE}", "sys/audit", lambda: _audit_is_file(client), lost)
     report.done(item, True)
 
 
 def ensure_database(
-    client: hvac.Client, report: Report, cfg: StackConfig, apps: list[App], admin_password: str | None
+    client: VaultClient, report: Report, cfg: StackConfig, apps: list[App], admin_password: str | None
 ) -> None:
     vc = _vc(cfg)
     db = vc.database
@@ -359,7 +307,7 @@ def ensure_database(
     }
 
     def connection() -> dict[str, Any] | None:
-        current = _get(client, path)
+        current = read_data(client, path)
         if current is None:
             return None
         details = current.get("connection_details") or {}
@@ -384,7 +332,7 @@ def ensure_database(
                 f"{db.username!r} to write it (Vault never returns it, so it is only needed then)",
             )
         body = {**desired, "password": admin_password, "verify_connection": True}
-        lost = _write(client, "POST", path, body, redact=(admin_password,))
+        lost = send_write(client, "POST", path, body, redact=(admin_password,))
         _confirm(client, path, path, lambda: not _differs(connection(), desired), lost)
         report.done(item, True)
     for role in roles:
@@ -403,7 +351,7 @@ def ensure_database(
 
 
 def ensure_kube_auth_config(
-    client: hvac.Client, report: Report, mount: str, host: str, ca_pem: str | None, reviewer_jwt: str | None
+    client: VaultClient, report: Report, mount: str, host: str, ca_pem: str | None, reviewer_jwt: str | None
 ) -> None:
     """`auth/<mount>/config`: host, CA and (for a Vault outside the cluster) the token reviewer JWT.
 
@@ -415,7 +363,7 @@ def ensure_kube_auth_config(
     desired: dict[str, Any] = {"kubernetes_host": host}
     if ca_pem:
         desired["kubernetes_ca_cert"] = ca_pem
-    current = _get(client, path)
+    current = read_data(client, path)
     wrote = _differs(current, desired) or bool((current or {}).get("token_reviewer_jwt_set")) != bool(reviewer_jwt)
     item = f"auth {mount}/config (host {host})"
     body = desired
@@ -424,10 +372,10 @@ def ensure_kube_auth_config(
         item = f"auth {mount}/config (host {host}, token reviewer JWT: write-only, written on every run)"
         body = {**desired, "token_reviewer_jwt": reviewer_jwt}
     if wrote:
-        lost = _write(client, "POST", path, body, redact=(reviewer_jwt,) if reviewer_jwt else ())
+        lost = send_write(client, "POST", path, body, redact=(reviewer_jwt,) if reviewer_jwt else ())
 
         def holds() -> bool:
-            now = _get(client, path)
+            now = read_data(client, path)
             return not _differs(now, desired) and bool((now or {}).get("token_reviewer_jwt_set")) == bool(reviewer_jwt)
 
         _confirm(client, path, path, holds, lost)
@@ -435,7 +383,7 @@ def ensure_kube_auth_config(
 
 
 def bootstrap(
-    client: hvac.Client,
+    client: VaultClient,
     cfg: StackConfig,
     *,
     kube_host: str = DEFAULT_KUBE_HOST,

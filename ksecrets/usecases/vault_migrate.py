@@ -38,7 +38,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
-import hvac
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 
 from ksecrets.config import stackfile
@@ -50,6 +49,7 @@ from ksecrets.fileio import locked
 from ksecrets.manifests.sealed_secrets import sealed_secret
 from ksecrets.sealing.sealedsecret import unseal
 from ksecrets.vault import kv
+from ksecrets.vault.client import VaultClient
 
 
 @dataclass
@@ -152,7 +152,7 @@ def _add_app_vault(config: CommentedMap, keys_by_app: dict[tuple[str, str], list
 
 
 def migrate_to_vault(
-    client: hvac.Client, stack_file: str | os.PathLike[str], private_keys: Iterable[Any]
+    client: VaultClient, stack_file: str | os.PathLike[str], private_keys: Iterable[Any]
 ) -> MigrationReport:
     """Locked from the read to the switch: a `seal --stack` meanwhile cannot be lost."""
     path = Path(stack_file)
@@ -160,7 +160,7 @@ def migrate_to_vault(
         return _migrate(client, path, private_keys)
 
 
-def _migrate(client: hvac.Client, path: Path, private_keys: Iterable[Any]) -> MigrationReport:
+def _migrate(client: VaultClient, path: Path, private_keys: Iterable[Any]) -> MigrationReport:
     cfg = load_stack_file(path)
     if cfg.backend == "vault":
         raise KsecretsError(f"{cfg.source}: backend: already vault; nothing to migrate")

@@ -15,12 +15,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping
 
-import hvac
-
 from ksecrets.config.model import App, StackConfig
 from ksecrets.errors import KsecretsError
 from ksecrets.envfile import parse_env_file
 from ksecrets.vault import kv
+from ksecrets.vault.client import VaultClient
 
 
 @dataclass(frozen=True)
@@ -80,7 +79,7 @@ def check_declared_keys(app: App, keys: set[str], source: str) -> None:
         raise KsecretsError(f"{source}: missing keys declared for app {app.name}: {', '.join(missing)}")
 
 
-def push_values(client: hvac.Client, cfg: StackConfig, app: App, values: Mapping[str, str], source: str) -> PushResult:
+def push_values(client: VaultClient, cfg: StackConfig, app: App, values: Mapping[str, str], source: str) -> PushResult:
     if cfg.vault is None or app.vault is None:
         raise KsecretsError(f"{cfg.source}: app {app.name} has no vault section")
     check_declared_keys(app, set(values), source)
@@ -90,7 +89,7 @@ def push_values(client: hvac.Client, cfg: StackConfig, app: App, values: Mapping
 
 
 def push_env_file(
-    client: hvac.Client,
+    client: VaultClient,
     cfg: StackConfig,
     *,
     path: str,

@@ -12,6 +12,11 @@ exceptions into a `KsecretsError` of one line naming the address and the path:
 
 Vault's own error text is passed through only for 400 responses (it explains a bad request and
 never echoes the data we sent), cut to one line and checked against `redact`.
+
+The HTTP calls the workflows make go through this port too: `read_data` (a GET whose answer must
+carry Vault's `data` map), `send_write` (a write whose lost answer is reported, not raised) and
+`confirm_write` (a write counts only once reading back shows it). `VaultClient` is the type the
+workflows and jobs annotate with: nothing above `ksecrets.vault` imports hvac or requests.
 """
 
 from __future__ import annotations
@@ -21,13 +26,16 @@ import os
 import re
 import threading
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Mapping, Protocol
+from typing import Any, Callable, Iterable, Iterator, Mapping, Protocol, TypeAlias
 
 import hvac
 import hvac.exceptions as hx
 import requests
 
 from ksecrets.errors import KsecretsError
+
+VaultClient: TypeAlias = hvac.Client
+"""A client of this port (`make_client`, `login`): what the use cases and the jobs hold."""
 
 TOKEN_FILE = "~/.vault-token"
 DEFAULT_TIMEOUT = 30
@@ -348,10 +356,14 @@ def mount_info(client: hvac.Client, path: str) -> dict | None:
         response = client.adapter.get(f"/v1/sys/internal/ui/mounts/{path}")
     except (hx.Forbidden, hx.InvalidPath):
         return None
-    except NotVaultAnswer as exc:
-        raise describe(exc, client, path) from None
     except (hx.VaultError, requests.RequestException) as exc:
         raise describe(exc, client, path) from None
+    return _data_of(client, path, response)
+
+
+def _data_of(client: hvac.Client, path: str, response: Any) -> dict[str, Any]:
+    """The `data` map of a read's answer. An answer without it is not Vault's (a proxy, a login
+    page): reading it as "not there yet" would make a caller write to an impostor."""
     data = response.get("data") if isinstance(response, dict) else None
     if not isinstance(data, dict):
         raise VaultError(
@@ -360,3 +372,54 @@ def mount_info(client: hvac.Client, path: str) -> dict | None:
             "the answer is not Vault's (JSON without a `data` map): is this address a Vault server?",
         )
     return data
+
+
+def read_data(client: hvac.Client, path: str) -> dict[str, Any] | None:
+    """GET /v1/<path> → the answer's `data`, None on 404; any other fault is a one-line VaultError."""
+    with vault_errors(client, path):
+        try:
+            response = client.adapter.get(f"/v1/{path}")
+        except hx.InvalidPath:
+            return None
+    return _data_of(client, path, response)
+
+
+def send_write(
+    client: hvac.Client, method: str, path: str, body: Mapping[str, Any], *, redact: Iterable[str] = ()
+) -> str | None:
+    """Send one write. Returns None, or why its answer was lost (it may have landed:
+    `confirm_write` decides). Values in `redact` never reach an error message."""
+    with vault_errors(client, path, redact=redact):
+        try:
+            client.adapter.request(method, f"/v1/{path}", json=dict(body))
+        except requests.RequestException as exc:
+            if answer_was_lost(exc):
+                return describe(exc, client, path).reason
+            raise
+    return None
+
+
+def confirm_write(
+    client: hvac.Client, path: str, read_path: str, holds: Callable[[], bool], lost: str | None, *, retry: str
+) -> None:
+    """Read a write back before it counts: `holds()` must say Vault now holds what was written.
+    `lost` is `send_write`'s answer; when the answer was lost and the read fails too, the outcome
+    is unknown (exit 3) and `retry` says what to do (the caller knows whether it is idempotent)."""
+    try:
+        ok = holds()
+    except KsecretsError as exc:
+        if lost is None:
+            raise
+        raise WriteOutcomeUnknown(
+            address_of(client),
+            path,
+            f"the write got no answer ({lost}) and reading {read_path} back failed "
+            f"({getattr(exc, 'reason', exc)}): maybe written; check with `vault read {read_path}` or {retry}",
+        ) from None
+    if not ok:
+        why = f"the write got no answer ({lost}) and" if lost else "written, but"
+        raise VaultError(
+            address_of(client),
+            path,
+            f"{why} reading {read_path} back does not show it: not a Vault server, or changed concurrently",
+        )

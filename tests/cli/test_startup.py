@@ -100,7 +100,7 @@ def test_full_parser_has_every_subcommand_and_the_same_help():
 
 
 def test_rotate_help_bounds_match_the_rotator():
-    from ksecrets import rotate
+    from ksecrets.jobs import rotate
     from ksecrets.cli import rotate_cmd
 
     assert (rotate_cmd.MIN_LENGTH, rotate_cmd.MAX_LENGTH) == (rotate.MIN_LENGTH, rotate.MAX_LENGTH)

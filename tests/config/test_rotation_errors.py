@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 from ksecrets.config.load import parse
-from ksecrets.config.validate import cron, image
+from ksecrets.validators import cron, image
 from ksecrets.errors import ConfigError
 from tests.conftest import run_ksecrets
 

@@ -19,6 +19,7 @@ from ksecrets.errors import KsecretsError
 from ksecrets.manifests import monitoring
 from ksecrets.usecases.stack_facts import read_facts
 from ksecrets.usecases.stack_facts import plan_stack
+from ksecrets.jobs import key_backup
 from ksecrets.sealing import crypto, keybackup
 from ksecrets.sealing.certs import public_key_fingerprint
 from ksecrets.sealing.keys import cert_pem, generate_key_and_cert, tls_secret_manifest
@@ -98,9 +99,9 @@ def test_the_cronjob_run_lists_keys_and_writes_only_new_ones(pairs, offline, tmp
         url = f"{API}/api/v1/namespaces/kube-system/secrets"
         rsps.add(responses.GET, url, json={"kind": "SecretList", "items": secrets_[:2]})
         rsps.add(responses.GET, url, json={"kind": "SecretList", "items": secrets_})
-        assert keybackup.main(args, env) == 0
+        assert key_backup.main(args, env) == 0
         first = {p.name: p.read_bytes() for p in out.iterdir()}
-        assert keybackup.main(args, env) == 0
+        assert key_backup.main(args, env) == 0
         req = rsps.calls[0].request
         assert req.headers["Authorization"] == "Bearer sa-token"
         assert "labelSelector=sealedsecrets.bitnami.com%2Fsealed-secrets-key" in req.url
@@ -116,7 +117,7 @@ def test_the_cronjob_run_fails_without_list(offline, tmp_path):
     (tmp_path / "token").write_text("t")
     with responses.RequestsMock() as rsps:
         rsps.add(responses.GET, f"{API}/api/v1/namespaces/kube-system/secrets", status=403, json={})
-        code = keybackup.main(
+        code = key_backup.main(
             [
                 "--namespace",
                 "kube-system",

@@ -242,7 +242,7 @@ def test_the_snapshot_job_runs_in_the_rotator_image_without_cryptography():
 
     probe = (
         "import sys; sys.modules['cryptography'] = None\n"
-        "import ksecrets.vault.snapshot, ksecrets.s3\n"
+        "import ksecrets.vault.snapshot, ksecrets.jobs.vault_snapshot, ksecrets.s3\n"
         "print('ok', 'cryptography' in sys.modules and sys.modules['cryptography'] is None)"
     )
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)

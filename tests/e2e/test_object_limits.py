@@ -10,7 +10,7 @@ import json
 
 import pytest
 
-from ksecrets import preflight
+from ksecrets import limits as preflight  # the size limits live in ksecrets.limits
 from ksecrets.sealing.sealedsecret import build_sealed_secret
 
 NAMESPACE = "limits"

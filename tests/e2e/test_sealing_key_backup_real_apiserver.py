@@ -2,7 +2,7 @@
 
 Real: kube-apiserver (RBAC), the staging stack's exported disaster-recovery objects applied as Flux
 applies them, a TokenRequest token for the CronJob's ServiceAccount, and the CronJob's own code
-(`ksecrets.sealing.keybackup.main`) listing the key Secrets over HTTPS. Not run: the CronJob's pod
+(`ksecrets.jobs.key_backup.main`) listing the key Secrets over HTTPS. Not run: the CronJob's pod
 (no kubelet); the drill that restores into a new API server and the real controller is the lead's.
 """
 
@@ -15,6 +15,7 @@ import yaml
 from ksecrets.config.load import load_stack
 from ksecrets.manifests import keybackup as kb_manifests
 from ksecrets.usecases.stack_facts import plan_stack
+from ksecrets.jobs import key_backup
 from ksecrets.sealing import keybackup
 from ksecrets.sealing.certs import public_key_fingerprint
 from ksecrets.sealing.keys import generate_key_and_cert, tls_secret_manifest
@@ -76,7 +77,7 @@ def test_the_key_backup_lists_exactly_the_key_secrets_and_nothing_more(cluster, 
         "--ca-file",
         str(cluster.ca.cert_path),
     ]
-    assert keybackup.main(argv, {"KSECRETS_KUBE_API": cluster.server}) == 0
+    assert key_backup.main(argv, {"KSECRETS_KUBE_API": cluster.server}) == 0
     files = sorted(p.name for p in out.iterdir())
     assert files == ["sealed-secrets-keye2eaa.kskey", "sealed-secrets-keye2ebb.kskey"]  # not-a-key has no label
     got = {public_key_fingerprint(k.public_key()) for k, _ in pairs}

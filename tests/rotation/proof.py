@@ -22,7 +22,7 @@ import hvac
 import psycopg
 from psycopg import sql
 
-from ksecrets.rotate import Plan, Postgres, PostgresItem, rotate_app
+from ksecrets.jobs.rotate import Plan, Postgres, PostgresItem, rotate_app
 
 ROOT = Path(__file__).resolve().parents[2]
 STEPS_DUAL = ("read", "committed", "marked", "written")
@@ -240,8 +240,8 @@ def _plan(pg_server, path: str, group: str, mode: str, min_interval: float) -> P
 
 _RUNNER = textwrap.dedent("""
     import os, signal, sys
-    import ksecrets.rotate as rotate
-    from ksecrets.rotate.__main__ import main
+    import ksecrets.jobs.rotate as rotate
+    from ksecrets.jobs.rotate.__main__ import main
 
     stop_at = os.environ["KSECRETS_TEST_KILL_AT"]
 

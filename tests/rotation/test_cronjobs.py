@@ -276,7 +276,7 @@ def test_keys_on_one_schedule_share_one_cronjob_and_one_version():
     for obj in jobs.values():
         kubernetes_validate.validate(obj, "1.33", strict=True)
     # The args parse back into exactly the plan the rotator runs.
-    from ksecrets.rotate.__main__ import build_parser, plan_from_args
+    from ksecrets.jobs.rotate.__main__ import build_parser, plan_from_args
 
     plan = plan_from_args(build_parser().parse_args(container["args"]), {"PGADMIN_USER": "u", "PGADMIN_PASSWORD": "p"})
     assert (plan.random, plan.postgres.key, plan.postgres.mode, plan.postgres.username_key, plan.min_interval) == (

@@ -119,7 +119,7 @@ def test_the_rotator_runs_with_the_rotate_extra_alone(tmp_path, built_wheel):
     env_dir = fresh_venv_with_wheel(tmp_path, built_wheel, deps)
     py = str(env_dir / "bin" / "python")
     probe = (
-        "import importlib, ksecrets.rotate, ksecrets.rotate.__main__, ksecrets.rotate.postgres, psycopg\n"
+        "import importlib, ksecrets.jobs.rotate, ksecrets.jobs.rotate.__main__, ksecrets.jobs.rotate.postgres, psycopg\n"
         "psycopg.pq.version()\n"
         "for name in ('pulumi', 'pulumi_kubernetes', 'kubernetes_validate', 'cryptography', 'ruamel'):\n"
         "    try:\n"

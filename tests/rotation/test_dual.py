@@ -10,7 +10,7 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from ksecrets.rotate import (
+from ksecrets.jobs.rotate import (
     MARK_KEY,
     Plan,
     Postgres,
@@ -20,8 +20,8 @@ from ksecrets.rotate import (
     rotate_app,
     rotate_postgres_dual,
 )
-from ksecrets.rotate.__main__ import main
-from ksecrets.rotate.postgres import can_login
+from ksecrets.jobs.rotate.__main__ import main
+from ksecrets.jobs.rotate.postgres import can_login
 
 GROUP = "Orders-App"  # mixed case and a hyphen: quoted identifiers everywhere
 A, B = f"{GROUP}_a", f"{GROUP}_b"

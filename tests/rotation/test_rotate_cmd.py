@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from ksecrets.config.load import load_stack
-from ksecrets.rotate import URL_SAFE
+from ksecrets.jobs.rotate import URL_SAFE
 from ksecrets.sealing import crypto
 from ksecrets.sealing.keys import cert_pem, generate_key_and_cert
 from ksecrets.usecases.seal_stack import seal_into_stack
@@ -167,8 +167,8 @@ def test_vault_backend_failed_write_exits_1(fake_kv, cli, monkeypatch):
 
 
 def test_vault_backend_postgres_key_from_the_workstation(pg_server, fake_kv, cli, monkeypatch, tmp_path):
-    from ksecrets.rotate.postgres import can_login
-    from ksecrets.rotate import Postgres
+    from ksecrets.jobs.rotate.postgres import can_login
+    from ksecrets.jobs.rotate import Postgres
 
     pg_server.create_role("ws_user", "ws-old-password-0123456789")
     (tmp_path / "Pulumi.ws.yaml").write_text(f"""\

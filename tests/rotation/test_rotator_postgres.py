@@ -8,7 +8,7 @@ import logging
 import hvac
 import pytest
 
-from ksecrets.rotate import (
+from ksecrets.jobs.rotate import (
     EXIT_FAILED,
     EXIT_UNKNOWN,
     Postgres,
@@ -17,8 +17,8 @@ from ksecrets.rotate import (
     Target,
     rotate_postgres,
 )
-from ksecrets.rotate.__main__ import main
-from ksecrets.rotate.postgres import can_login
+from ksecrets.jobs.rotate.__main__ import main
+from ksecrets.jobs.rotate.postgres import can_login
 
 VAULT_ADDR = "http://vault.test:8200"  # what the fake_kv fixture serves (tests/rotation/conftest.py)
 VAULT_TOKEN = "hvs.test-token"
@@ -168,7 +168,7 @@ def test_commit_that_landed_but_lost_its_reply_keeps_the_new_pair(pg, seeded, mo
     """A COMMIT can succeed on the server and still raise on the client; the database decides."""
     import psycopg
 
-    from ksecrets.rotate import postgres as pgops
+    from ksecrets.jobs.rotate import postgres as pgops
 
     real_commit = pgops.commit
 
@@ -187,7 +187,7 @@ def test_commit_that_landed_but_lost_its_reply_keeps_the_new_pair(pg, seeded, mo
 def test_commit_error_with_the_database_unreachable_exits_3(pg, seeded, monkeypatch):
     import psycopg
 
-    from ksecrets.rotate import postgres as pgops
+    from ksecrets.jobs.rotate import postgres as pgops
 
     def commit_fails(conn):
         conn.rollback()

@@ -8,8 +8,8 @@ import hvac
 import pytest
 
 from ksecrets.errors import KsecretsError
-from ksecrets.rotate import URL_SAFE, RotationFailed, Target, generate, rotate_random
-from ksecrets.rotate.__main__ import main, vault_login
+from ksecrets.jobs.rotate import URL_SAFE, RotationFailed, Target, generate, rotate_random
+from ksecrets.jobs.rotate.__main__ import main, vault_login
 
 VAULT_ADDR = "http://vault.test:8200"  # served by the fake_kv fixture
 TARGET = Target(mount="secret", path="my-app", key="API_KEY")

@@ -1,6 +1,6 @@
 """What a real cluster would refuse, or what would break it, checked before anything is exported
 or previewed. `ksecrets export` (render) and the Pulumi program (`__main__.py`, so `pulumi
-preview`) both run `check_stack`; `ksecrets seal` uses the object checks on what it writes.
+preview`) both run `check_stack`; `ksecrets seal` checks what it writes with `ksecrets.limits`.
 
 - Prerequisites: with monitoring on, the ServiceMonitors and the PrometheusRule need the
   Prometheus Operator's CRDs; the stack must say whether the cluster has them.
@@ -8,8 +8,9 @@ preview`) both run `check_stack`; `ksecrets seal` uses the object checks on what
   refused unless the stack lists its key under `allowPlaceholders`.
 - Namespaces: every object sits in a namespace the stack creates, declares external, or that
   always exists; otherwise Flux's apply of the whole layer fails.
-- Names: `metadata.name` by the API server's rules for the kind (the schemas do not check it).
-- Size: a Secret's data at most 1 MiB (the API server), an object at most etcd's default
+- Names (`ksecrets.limits`): `metadata.name` by the API server's rules for the kind (the schemas
+  do not check it).
+- Size (`ksecrets.limits`): a Secret's data at most 1 MiB (the API server), an object at most etcd's default
   request limit (1.5 MiB) less headroom for what the API server adds (managedFields, status).
 
 Every failure is one KsecretsError line naming the stack file and the object or key.
@@ -17,34 +18,20 @@ Every failure is one KsecretsError line naming the stack file and the object or 
 
 from __future__ import annotations
 
-import base64
-import binascii
-import json
-import re
 from typing import TYPE_CHECKING, Iterable
 from urllib.parse import urlsplit
 
 from ksecrets.errors import KsecretsError
+from ksecrets.limits import name_problem, size_problem
 
-if TYPE_CHECKING:  # `ksecrets seal` uses size_problem and must not load the config model (tests/cli/test_startup.py)
+if TYPE_CHECKING:
     from ksecrets.config.model import StackConfig
     from ksecrets.manifests.plan import Manifest, Planned
-
-MAX_SECRET_BYTES = 1024 * 1024  # corev1 MaxSecretSize: the sum of the data values
-ETCD_REQUEST_BYTES = 1536 * 1024  # etcd's default --max-request-bytes
-SERVER_HEADROOM_BYTES = 64 * 1024  # managedFields, status, resourceVersion... added by the server
-MAX_OBJECT_BYTES = ETCD_REQUEST_BYTES - SERVER_HEADROOM_BYTES
-_GCM_TAG_BYTES = 16
 
 # RFC 2606 / RFC 6761 names that never resolve to anything real.
 _RESERVED_DOMAINS = ("example.com", "example.net", "example.org")
 _RESERVED_TLDS = ("example", "invalid", "test", "localhost")
 _CODE_HOSTS = ("github.com", "gitlab.com", "bitbucket.org", "ghcr.io", "quay.io", "docker.io")
-
-_LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
-_CRONJOB_NAME_MAX = 52  # the CronJob controller appends 11 characters for its Jobs
-_PATH_SEGMENT_KINDS = {"Role", "RoleBinding", "ClusterRole", "ClusterRoleBinding"}
-_LABEL_NAME_KINDS = {"Namespace", "Service"}
 
 
 # --- placeholders ------------------------------------------------------------------------------
@@ -113,76 +100,6 @@ def _describe(obj: Manifest) -> str:
     meta = obj.get("metadata") or {}
     ns = meta.get("namespace")
     return f"{obj.get('kind')} {ns + '/' if ns else ''}{meta.get('name')}"
-
-
-def name_problem(obj: Manifest) -> str | None:
-    """`metadata.name` (and namespace, label values) by the API server's rules for the kind."""
-    from ksecrets.config import validate as v
-
-    kind = obj.get("kind", "")
-    meta = obj.get("metadata") or {}
-    name = meta.get("name")
-    if not isinstance(name, str) or not name:
-        return "metadata.name is required"
-    if kind in _PATH_SEGMENT_KINDS:
-        if name in (".", "..") or "/" in name or "%" in name:
-            return f"metadata.name \"{name}\" may not be '.', '..' or contain '/' or '%'"
-    elif kind in _LABEL_NAME_KINDS:
-        if v.dns_label(name):
-            return f'metadata.name "{name}" is not a DNS-1123 label (lower case, at most 63 characters)'
-    elif v.dns_subdomain(name):
-        return f'metadata.name "{name}" is not a DNS-1123 subdomain (lower case, at most 253 characters)'
-    if kind == "CronJob" and len(name) > _CRONJOB_NAME_MAX:
-        return f'metadata.name "{name}" is longer than {_CRONJOB_NAME_MAX} characters (CronJob)'
-    namespace = meta.get("namespace")
-    if namespace is not None and (not isinstance(namespace, str) or v.dns_label(namespace)):
-        return f'metadata.namespace "{namespace}" is not a DNS-1123 label'
-    for key, value in (meta.get("labels") or {}).items():
-        if v.qualified_name(str(key)):
-            return f'metadata.labels: "{key}" is not a valid label key'
-        if not isinstance(value, str) or len(value) > 63 or not _LABEL_VALUE.match(value):
-            return f'metadata.labels.{key}: "{value}" is not a valid label value'
-    return None
-
-
-def sealed_plaintext_bytes(value: str) -> int | None:
-    """The length of the value a sealed value decrypts to, from its length alone: base64 of
-    uint16(len(rsa)) || rsa || AES-GCM(value) with a 16-byte tag. None when it is malformed."""
-    if len(value) < 4 or len(value) % 4:
-        return None
-    try:
-        head = base64.b64decode(value[:4], validate=True)
-    except (binascii.Error, ValueError):
-        return None
-    raw = len(value) // 4 * 3 - (len(value) - len(value.rstrip("=")))
-    rsa_len = int.from_bytes(head[:2], "big")
-    plain = raw - 2 - rsa_len - _GCM_TAG_BYTES
-    return plain if plain >= 0 else None
-
-
-def size_problem(obj: Manifest) -> str | None:
-    """A Secret (or the Secret a SealedSecret becomes) over 1 MiB of data, or an object over the
-    request limit."""
-    if obj.get("kind") == "SealedSecret":
-        enc = (obj.get("spec") or {}).get("encryptedData") or {}
-        total = sum(sealed_plaintext_bytes(val) or 0 for val in enc.values() if isinstance(val, str))
-        if total > MAX_SECRET_BYTES:
-            return (
-                f"its Secret would hold {total} bytes of data, over Kubernetes' {MAX_SECRET_BYTES}-byte "
-                "(1 MiB) Secret limit; split it into several Secrets"
-            )
-    elif obj.get("kind") == "Secret" and obj.get("apiVersion") == "v1":
-        total = sum(len(base64.b64decode(val)) for val in (obj.get("data") or {}).values() if isinstance(val, str))
-        total += sum(len(str(val).encode()) for val in (obj.get("stringData") or {}).values())
-        if total > MAX_SECRET_BYTES:
-            return f"{total} bytes of data, over Kubernetes' {MAX_SECRET_BYTES}-byte (1 MiB) Secret limit"
-    size = len(json.dumps(obj, separators=(",", ":"), default=str).encode("utf-8"))
-    if size > MAX_OBJECT_BYTES:
-        return (
-            f"the object is {size} bytes, over the {MAX_OBJECT_BYTES}-byte limit (etcd's 1.5 MiB request "
-            "limit less room for what the API server adds); split it"
-        )
-    return None
 
 
 def namespace_problem(cfg: StackConfig, obj: Manifest, known: frozenset[str] | None = None) -> str | None:

@@ -1,4 +1,6 @@
-"""Small validators for config values: Kubernetes names, images, durations, cron schedules.
+"""Small validators for config values: Kubernetes names, Vault names and paths, images, durations,
+cron schedules. Standard library only, and below every package (the config model, the Vault port
+and the rotator, whose image has no pydantic, all use them).
 
 Each returns an error phrase (to be prefixed with file and key path) or None. They quote the
 offending value because config values here are names and schedules, never secrets.

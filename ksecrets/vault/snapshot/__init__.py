@@ -8,23 +8,19 @@ whole; then it deletes the oldest snapshots beyond `retain`. `restore` posts a f
 unseal keys). The snapshot CronJob's Vault policy allows only `read` on
 `sys/storage/raft/snapshot`; restoring needs a root-like token (sudo on that path).
 
-    python -m ksecrets.vault.snapshot --dir /snapshots --retain 14    (the CronJob)
+The CronJob's program (log in, save, prune, upload) is `ksecrets.jobs.vault_snapshot`; its command
+stays `python -m ksecrets.vault.snapshot --dir /snapshots --retain 14` (this package's `__main__`).
 """
 
 from __future__ import annotations
 
-import argparse
-import logging
 import os
-import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Mapping, Sequence
 
 import hvac
 
-from ksecrets import s3
 from ksecrets.errors import KsecretsError
 from ksecrets.fileio import read_bytes
 from ksecrets.vault.client import address_of, vault_errors
@@ -32,7 +28,6 @@ from ksecrets.vault.client import address_of, vault_errors
 PATH = "sys/storage/raft/snapshot"
 PREFIX, SUFFIX = "vault-raft-", ".snap"
 GZIP_MAGIC = b"\x1f\x8b"
-log = logging.getLogger("ksecrets.snapshot")
 
 
 def snapshot_name(now: float) -> str:
@@ -117,48 +112,3 @@ def restore(client: hvac.Client, source: Path, *, force: bool = False) -> None:
     status = getattr(response, "status_code", 204)
     if status not in (200, 204):
         raise KsecretsError(f"Vault {address_of(client)}: {path}: HTTP {status}")
-
-
-def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None) -> int:
-    """The CronJob: log in (Kubernetes auth, as the rotator does), save, prune."""
-    from ksecrets.rotate.__main__ import vault_login
-
-    logging.basicConfig(level=logging.INFO, format="ksecrets.snapshot: %(message)s", stream=sys.stderr)
-    p = argparse.ArgumentParser(prog="python -m ksecrets.vault.snapshot")
-    p.add_argument("--dir", required=True, type=Path)
-    p.add_argument("--retain", type=int, default=14)
-    add_s3_flags(p)
-    args = p.parse_args(argv)
-    env = os.environ if env is None else env
-    try:
-        target = s3_target(args)
-        creds = s3.credentials_from_env(env) if target else None
-        client = vault_login(env)
-        out, size, deleted = save_rotating(client, args.dir, args.retain)
-        log.info("saved %s (%d bytes); deleted %d older snapshot(s)", out, size, len(deleted))
-        if target is not None and creds is not None:
-            s3.put_file(target, out.name, out, creds)
-            log.info("uploaded %s to s3://%s/%s%s", out.name, target.bucket, target.prefix, out.name)
-    except KsecretsError as exc:
-        sys.stderr.write(f"ksecrets.snapshot: {exc}\n")
-        return 1
-    return 0
-
-
-def add_s3_flags(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--s3-endpoint", help="also upload to this S3-compatible endpoint")
-    p.add_argument("--s3-bucket")
-    p.add_argument("--s3-region", default="us-east-1")
-    p.add_argument("--s3-prefix", default="")
-
-
-def s3_target(args: argparse.Namespace) -> "s3.Target | None":
-    if not args.s3_endpoint:
-        return None
-    if not args.s3_bucket:
-        raise KsecretsError("--s3-endpoint needs --s3-bucket")
-    return s3.Target(args.s3_endpoint, args.s3_bucket, args.s3_region, args.s3_prefix)
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

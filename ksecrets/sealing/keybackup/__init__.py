@@ -17,18 +17,17 @@ One file per key Secret, `<secret name>.kskey`, JSON:
 The certificate and fingerprint are public, so `ksecrets backup --check` tells which keys a set
 of files covers without the offline key.
 
-    python -m ksecrets.sealing.keybackup --namespace kube-system --public-key F --dir D   (the CronJob)
+The CronJob's program is `ksecrets.jobs.key_backup`; its command stays
+`python -m ksecrets.sealing.keybackup --namespace kube-system --public-key F --dir D` (this
+package's `__main__`).
 """
 
 from __future__ import annotations
 
-import argparse
 import base64
 import binascii
 import json
 import logging
-import os
-import sys
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
@@ -36,7 +35,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from ksecrets.errors import KsecretsError
-from ksecrets.fileio import atomic_write_bytes, read_bytes
+from ksecrets.fileio import atomic_write_bytes
 from ksecrets.sealing import crypto
 from ksecrets.sealing.backup import clean_key_secret
 from ksecrets.sealing.certs import public_key_fingerprint
@@ -198,51 +197,3 @@ def list_key_secrets(api: str, token: str, ca: str | bool, namespace: str) -> li
         raise KsecretsError(f"{url}: HTTP {r.status_code} (the ServiceAccount needs list on secrets here)")
     items = r.json().get("items") or []
     return [{**i, "kind": "Secret", "apiVersion": "v1"} for i in items]
-
-
-def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None) -> int:
-    env = os.environ if env is None else env
-    logging.basicConfig(level=logging.INFO, format="ksecrets.keybackup: %(message)s", stream=sys.stderr)
-    p = argparse.ArgumentParser(prog="python -m ksecrets.sealing.keybackup")
-    p.add_argument("--namespace", required=True)
-    p.add_argument("--public-key", required=True, type=Path)
-    p.add_argument("--dir", required=True, type=Path)
-    p.add_argument("--token-file", type=Path, default=Path("/var/run/secrets/kubernetes.io/serviceaccount/token"))
-    p.add_argument("--ca-file", default="/var/run/secrets/kubernetes.io/serviceaccount/ca.crt")
-    from ksecrets import s3
-    from ksecrets.vault.snapshot import add_s3_flags, s3_target
-
-    add_s3_flags(p)
-    args = p.parse_args(argv)
-    try:
-        target = s3_target(args)
-        creds = s3.credentials_from_env(env) if target else None
-        host, port = env.get("KUBERNETES_SERVICE_HOST", ""), env.get("KUBERNETES_SERVICE_PORT", "443")
-        api = env.get("KSECRETS_KUBE_API") or (f"https://{host}:{port}" if host else "")
-        if not api:
-            raise KsecretsError("no Kubernetes API: KUBERNETES_SERVICE_HOST is not set")
-        recipient = load_public_key(read_bytes(args.public_key, "public key"), str(args.public_key))
-        token = read_bytes(args.token_file, "service-account token").decode().strip()
-        secrets_ = list_key_secrets(api, token, args.ca_file, args.namespace)
-        written, present = save_new_keys(secrets_, recipient, args.dir)
-        if target is not None and creds is not None:
-            # Every file, every run: a few KiB each, and an upload that failed last time is retried.
-            for f in key_files([args.dir]):
-                s3.put_file(target, f.name, f, creds)
-            log.info("uploaded %d key file(s) to s3://%s/%s", len(key_files([args.dir])), target.bucket, target.prefix)
-    except KsecretsError as exc:
-        sys.stderr.write(f"ksecrets.keybackup: {exc}\n")
-        return 1
-    log.info(
-        "%d key(s) in %s: %d saved now (%s), %d already saved",
-        len(secrets_),
-        args.namespace,
-        len(written),
-        ", ".join(written) or "none",
-        len(present),
-    )
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

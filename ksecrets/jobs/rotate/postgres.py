@@ -16,7 +16,7 @@ from __future__ import annotations
 import psycopg
 from psycopg import sql
 
-from ksecrets.rotate import Postgres, RotationFailed
+from ksecrets.jobs.rotate import Postgres, RotationFailed
 
 Error = psycopg.Error
 

@@ -93,11 +93,9 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping
 
-import hvac
-
 from ksecrets.errors import KsecretsError
 from ksecrets.vault import kv
-from ksecrets.vault.client import WriteOutcomeUnknown
+from ksecrets.vault.client import VaultClient, WriteOutcomeUnknown
 
 log = logging.getLogger("ksecrets.rotate")
 
@@ -172,7 +170,7 @@ def generate(length: int) -> str:
     return "".join(secrets.choice(URL_SAFE) for _ in range(length))
 
 
-def rotate_random(client: hvac.Client, target: Target, length: int, generator: Callable[[int], str] = generate) -> int:
+def rotate_random(client: VaultClient, target: Target, length: int, generator: Callable[[int], str] = generate) -> int:
     """Write a new random value as a new kv-v2 version (check-and-set). Returns the version."""
     value = generator(length)
     try:
@@ -195,7 +193,7 @@ def _step(name: str) -> None:
 MARK_KEY = "ksecrets-rotation-version"  # kv-v2 custom_metadata: the version a rotation wrote
 
 
-def _vault_holds(client: hvac.Client, mount: str, path: str, updates: Mapping[str, str]) -> tuple[bool | None, int]:
+def _vault_holds(client: VaultClient, mount: str, path: str, updates: Mapping[str, str]) -> tuple[bool | None, int]:
     """Does Vault's current version hold every value of `updates`, and which version is current?
     (None, 0) when Vault cannot be read."""
     try:
@@ -209,7 +207,7 @@ def _vault_holds(client: hvac.Client, mount: str, path: str, updates: Mapping[st
 
 
 def rotate_postgres(
-    client: hvac.Client,
+    client: VaultClient,
     target: Target,
     pg: Postgres,
     length: int,
@@ -224,7 +222,7 @@ def rotate_postgres(
     just before the Vault write (the min-interval record). Returns the new kv-v2 version. Raises
     RotationFailed (old pair intact) or RotationStateUnknown (a human must compare).
     """
-    from ksecrets.rotate import postgres as pgops
+    from ksecrets.jobs.rotate import postgres as pgops
 
     try:
         data, version = kv.read_current(client, target.mount, target.path)
@@ -290,7 +288,7 @@ def rotate_postgres(
 
 
 def _restore(
-    client: hvac.Client, target: Target, old_value: str | None, old_extra: Mapping[str, str], pg: Postgres, why: str
+    client: VaultClient, target: Target, old_value: str | None, old_extra: Mapping[str, str], pg: Postgres, why: str
 ) -> None:
     """The database kept the old password but Vault has the new one: put the old values back."""
     if old_value is None:
@@ -318,7 +316,7 @@ def dual_logins(role: str) -> tuple[str, str]:
 
 
 def rotate_postgres_dual(
-    client: hvac.Client,
+    client: VaultClient,
     target: Target,
     pg: Postgres,
     username_key: str,
@@ -333,7 +331,7 @@ def rotate_postgres_dual(
 
     Raises RotationFailed; never RotationStateUnknown: whatever happens to the Vault write, the
     version Vault serves names a login whose password works."""
-    from ksecrets.rotate import postgres as pgops
+    from ksecrets.jobs.rotate import postgres as pgops
 
     conn = pgops.connect_admin(pg)
     try:
@@ -386,7 +384,7 @@ def rotate_postgres_dual(
 
 
 def rotate_random_keys(
-    client: hvac.Client,
+    client: VaultClient,
     mount: str,
     path: str,
     lengths: Mapping[str, int],
@@ -460,7 +458,7 @@ def parse_vault_time(text: str) -> float | None:
         return None
 
 
-def last_rotation(client: hvac.Client, mount: str, path: str) -> tuple[int, float | None, dict[str, str]]:
+def last_rotation(client: VaultClient, mount: str, path: str) -> tuple[int, float | None, dict[str, str]]:
     """(version a rotation last wrote, Vault's creation time of it or None, custom_metadata)."""
     meta = kv.read_metadata(client, mount, path)
     marked = meta.custom.get(MARK_KEY, "")
@@ -470,7 +468,7 @@ def last_rotation(client: hvac.Client, mount: str, path: str) -> tuple[int, floa
 
 
 def rotate_app(
-    client: hvac.Client, plan: Plan, *, now: Callable[[], float] = time.time, generator: Callable[[int], str] = generate
+    client: VaultClient, plan: Plan, *, now: Callable[[], float] = time.time, generator: Callable[[int], str] = generate
 ) -> Outcome:
     """Rotate every key of `plan` in one kv-v2 version, unless the last rotation is younger than
     `plan.min_interval`. Raises RotationFailed / RotationStateUnknown as the generators do."""

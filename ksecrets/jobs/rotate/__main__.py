@@ -1,4 +1,5 @@
-"""`python -m ksecrets.rotate`: the entry point of the rotation CronJob's container.
+"""The rotator program (`python -m ksecrets.rotate`, the rotation CronJob's command): flags in,
+one rotation out. Its Vault login is the Vault port's (`ksecrets.vault.login`).
 
 What to rotate comes as flags (the CronJob's args). The CronJob of one app and one schedule
 rotates all its keys in one kv-v2 version:
@@ -19,7 +20,7 @@ How to reach Vault and the database comes from the environment, never from flags
     PGADMIN_USER, PGADMIN_PASSWORD    the PostgreSQL admin (generator postgres), from a Secret
 
 Exit codes: 0 rotated, 1 failed with the old value intact, 2 bad input, 3 the database and
-Vault may disagree (see `ksecrets.rotate`).
+Vault may disagree (see `ksecrets.jobs.rotate`).
 """
 
 from __future__ import annotations
@@ -28,14 +29,11 @@ import argparse
 import logging
 import os
 import sys
-from pathlib import Path
-from typing import Callable, Mapping, NoReturn, Sequence
+from typing import Mapping, NoReturn, Sequence
 
-import hvac
-
-from ksecrets.config import validate
+from ksecrets import validators as validate
 from ksecrets.errors import KsecretsError
-from ksecrets.rotate import (
+from ksecrets.jobs.rotate import (
     EXIT_OK,
     MAX_LENGTH,
     MIN_LENGTH,
@@ -43,13 +41,11 @@ from ksecrets.rotate import (
     Postgres,
     PostgresItem,
     Target,
-    log,
     rotate_app,
     rotate_postgres,
     rotate_random,
 )
-
-DEFAULT_TOKEN_FILE = "/var/run/secrets/kubernetes.io/serviceaccount/token"
+from ksecrets.vault.login import check_names, vault_login
 
 
 class _Parser(argparse.ArgumentParser):
@@ -94,56 +90,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--pg-database", default="postgres")
     p.add_argument("--pg-role", help="the PostgreSQL role whose password the key holds")
     return p
-
-
-def _check_vault_names(*items: tuple[str, str, Callable[[str], str | None]]) -> None:
-    """The names that go into Vault request paths, checked with the stack file's own rules."""
-    for where, value, check in items:
-        problem = check(value)
-        if problem:
-            raise KsecretsError(f"{where}: {problem}")
-
-
-def vault_login(env: Mapping[str, str]) -> hvac.Client:
-    """A Vault client: `VAULT_TOKEN` when set, else a Kubernetes-auth login with the pod's token."""
-    from ksecrets.vault import client as vc
-
-    if (env.get("VAULT_TOKEN") or "").strip():
-        return vc.make_client(env=env)
-    role = (env.get("KSECRETS_VAULT_ROLE") or "").strip()
-    if not role:
-        raise KsecretsError("no Vault credentials: set VAULT_TOKEN, or KSECRETS_VAULT_ROLE for Kubernetes auth")
-    mount = (env.get("KSECRETS_VAULT_AUTH_MOUNT") or "kubernetes").strip().strip("/")
-    _check_vault_names(
-        ("KSECRETS_VAULT_ROLE", role, validate.vault_name), ("KSECRETS_VAULT_AUTH_MOUNT", mount, validate.vault_mount)
-    )
-    token_file = Path(env.get("KSECRETS_VAULT_TOKEN_FILE") or DEFAULT_TOKEN_FILE)
-    try:
-        jwt = token_file.read_text(encoding="utf-8").strip()
-    except OSError as exc:
-        raise KsecretsError(f"{token_file}: cannot read the service-account token ({exc.strerror})") from None
-    if not jwt:
-        raise KsecretsError(f"{token_file}: the service-account token is empty")
-    address = vc.resolve_address(None, env)
-    # Same TLS rules as make_client (VAULT_CACERT, VAULT_SKIP_VERIFY); the token comes from the login.
-    client = vc.new_client(
-        address,
-        token=None,
-        verify=vc.tls_verify(env),
-        namespace=(env.get("VAULT_NAMESPACE") or None),
-        timeout=vc.client_timeout(env),
-    )
-    with vc.vault_errors(client, f"auth/{mount}/login"):
-        try:
-            client.auth.kubernetes.login(role=role, jwt=jwt, mount_point=mount)
-        except (KeyError, TypeError):  # a 200 without `auth.client_token`: not Vault's login answer
-            raise vc.VaultError(
-                address,
-                f"auth/{mount}/login",
-                "the answer is not Vault's (no auth.client_token): is this address a Vault server?",
-            ) from None
-    log.info("logged in to Vault %s as role %s (auth/%s)", address, role, mount)
-    return client
 
 
 def _postgres(args: argparse.Namespace, env: Mapping[str, str]) -> Postgres:
@@ -211,7 +157,7 @@ def run(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None)
     if args.random or args.postgres:
         raise KsecretsError("--key (one-key form) cannot be combined with --random or --postgres")
     target = Target(mount=args.mount.strip("/"), path=args.path.strip("/"), key=args.key)
-    _check_vault_names(("--mount", target.mount, validate.vault_mount), ("--path", target.path, validate.vault_path))
+    check_names(("--mount", target.mount, validate.vault_mount), ("--path", target.path, validate.vault_path))
     if args.generator == "postgres":
         pg = _postgres(args, env)
         client = vault_login(env)
