@@ -132,3 +132,65 @@ def locked(path: str | os.PathLike[str], what: str = "file", *, source: str | No
     finally:
         del _held[real]
         os.close(fd)
+
+
+# --- several files as one change ------------------------------------------------------------------
+
+
+class Transaction:
+    """Several atomic writes that stand or fall together: `keep(path)` records a file's bytes and
+    mode before it is written; if the block raises, every kept file gets its bytes back (through
+    a symlink: the link stays a link, its target is restored) and files created since are removed.
+
+        with Transaction() as tx:
+            tx.keep(a); atomic_write_bytes(a, ...)
+            tx.keep(b); atomic_write_bytes(b, ...)   # fails: a is restored
+    """
+
+    def __init__(self) -> None:
+        self._kept: dict[Path, tuple[bytes, int] | None] = {}
+
+    def keep(self, path: str | os.PathLike[str]) -> Path:
+        """Record the file's current bytes and mode (once; a missing file is removed on rollback).
+        Returns the real path (symlinks resolved) that writes should go to."""
+        real = Path(os.path.realpath(path))
+        if real not in self._kept:
+            try:
+                st = real.stat()
+                self._kept[real] = (real.read_bytes(), st.st_mode & 0o7777)
+            except FileNotFoundError:
+                self._kept[real] = None
+        return real
+
+    def rollback(self) -> None:
+        errors = []
+        for real, saved in reversed(list(self._kept.items())):
+            try:
+                if saved is None:
+                    with contextlib.suppress(FileNotFoundError):
+                        os.unlink(real)
+                    continue
+                data, mode = saved
+                try:
+                    same = real.read_bytes() == data and (real.stat().st_mode & 0o7777) == mode
+                except OSError:
+                    same = False
+                if not same:
+                    atomic_write_bytes(real, data, mode)
+            except OSError as exc:
+                errors.append(f"{real}: {exc.strerror}")
+        self._kept.clear()
+        if errors:
+            raise KsecretsError("could not restore " + "; ".join(errors))
+
+    def __enter__(self) -> "Transaction":
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is not None:
+            try:
+                self.rollback()
+            except KsecretsError as failed:
+                raise failed from exc
+        else:
+            self._kept.clear()

@@ -254,10 +254,19 @@ def _is_jwt(token: bytes) -> bool:
     return True
 
 
+# Committed templates (`.env.example`, `secret.yaml.template`) hold placeholders, not secrets:
+# never env files to search, never values to adopt. The one list (scan, hooks, adopt).
+TEMPLATE_SUFFIXES = (".example", ".sample", ".template", ".dist", ".tmpl")
+
+
+def is_template(path: str) -> bool:
+    return os.path.basename(path).lower().endswith(TEMPLATE_SUFFIXES)
+
+
 # Env files by name (what `.env*`/`*.env` globs match), minus templates.
 def is_env_file_name(path: str) -> bool:
     name = os.path.basename(path).lower()
-    if name.endswith(TEMPLATE_SUFFIXES):
+    if is_template(name):
         return False
     return name == ".env" or name.startswith(".env.") or (name.endswith(".env") and len(name) > 4)
 
@@ -578,10 +587,6 @@ def scan_files(
     return findings
 
 
-# Committed templates (`.env.example`) hold placeholders, not secrets: never env files to search.
-TEMPLATE_SUFFIXES = (".example", ".sample", ".template", ".dist", ".tmpl")
-
-
 def env_files_matching(globs: Sequence[str], root: str = ".") -> list[str]:
     """Existing files matching the globs under `root` (none is fine: a hook runs on every machine),
     except templates such as `.env.example`."""
@@ -589,7 +594,7 @@ def env_files_matching(globs: Sequence[str], root: str = ".") -> list[str]:
     for pattern in globs:
         for match in sorted(glob.glob(os.path.join(root, pattern), include_hidden=True)):
             match = os.path.normpath(match)  # "./.env" -> ".env", as the user would name it
-            if match.lower().endswith(TEMPLATE_SUFFIXES):
+            if is_template(match):
                 continue
             if os.path.isfile(match) and match not in out:
                 out.append(match)

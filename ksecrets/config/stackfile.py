@@ -22,7 +22,7 @@ from ksecrets.config import includes
 from ksecrets.config.load import check_stack_name, stack_path  # noqa: F401 (re-exported)
 from ksecrets.config.names import PREFIX
 from ksecrets.errors import ConfigError, KsecretsError
-from ksecrets.fileio import atomic_write_bytes, editable_target, locked
+from ksecrets.fileio import Transaction, atomic_write_bytes, editable_target, locked
 from ksecrets.yamlio import check_depth
 
 SEALED = PREFIX + "sealed"
@@ -104,11 +104,19 @@ class PendingWrite:
         Included files first: each is written whole or not at all, and only through its stack."""
         if not self.changed:
             return False
-        for w in self.included:
-            w.commit()
-        if self.new != self.old:
-            atomic_write_bytes(self.path, _as_original(self.new, self.raw), self.mode)
+        # A stack file that fails to be written after its included file was: both as they were.
+        with Transaction() as tx:
+            for w in self.included:
+                tx.keep(w.path)
+                w.commit()
+            if self.new != self.old:
+                tx.keep(self.path)
+                atomic_write_bytes(self.path, _as_original(self.new, self.raw), self.mode)
         return True
+
+    def files(self) -> list[Path]:
+        """Every file `commit` may write (the stack file's target and its included files)."""
+        return [w.path for w in self.included] + [self.path]
 
 
 def _as_original(text: str, original: bytes) -> bytes:
@@ -264,12 +272,16 @@ def upsert_sealed_secret(
     certificate_fingerprint: str,
     digests: Mapping[str, str] | None = None,
     secret_type: str | None = None,
+    labels: Mapping[str, str] | None = None,
+    annotations: Mapping[str, str] | None = None,
+    immutable: bool | None = None,
 ) -> int:
     """Insert or update one `k8s-secrets:sealed` entry in place; returns its index.
 
     An existing entry keeps its position, its comments and any field not named here; its
     `encryptedData` and `digests` are replaced by the given maps (keys sorted). An empty `digests`
-    removes the field.
+    removes the field. Non-empty `labels`/`annotations` replace the entry's; `immutable` is set
+    when given (None: left as it is).
     """
     seq = sealed_list(config)
     assert seq is not None  # created when missing
@@ -284,6 +296,11 @@ def upsert_sealed_secret(
     if secret_type is not None and (secret_type != "Opaque" or "type" in entry):
         _set_in_order(entry, "type", secret_type)
     _set_in_order(entry, "certificateFingerprint", certificate_fingerprint)
+    for field_name, items in (("labels", labels), ("annotations", annotations)):
+        if items:
+            _replace_map(entry, field_name, items)
+    if immutable is not None:
+        _set_in_order(entry, "immutable", immutable)
     _replace_map(entry, "encryptedData", encrypted_data)
     if digests:
         _replace_map(entry, "digests", digests)
@@ -322,7 +339,18 @@ def _keep_trailing_comment_last(entry: CommentedMap) -> None:
         item[2] = token
 
 
-_ENTRY_ORDER = ("name", "namespace", "scope", "type", "certificateFingerprint", "encryptedData", "digests")
+_ENTRY_ORDER = (
+    "name",
+    "namespace",
+    "scope",
+    "type",
+    "labels",
+    "annotations",
+    "immutable",
+    "certificateFingerprint",
+    "encryptedData",
+    "digests",
+)
 
 
 def _set_in_order(entry: CommentedMap, key: str, value: Any) -> None:
