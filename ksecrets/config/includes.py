@@ -148,23 +148,20 @@ _INDEX = re.compile(r"\[(\d+)\]")
 def line_of(text: str, path: str) -> int | None:
     """The 1-based line of `path` (`[3].encryptedData.API_KEY`) in a YAML text: of the deepest
     part of the path that exists (a missing key is reported where its parent is)."""
-    import yaml
+    from ksecrets import yamlio
 
-    try:
-        node = yaml.compose(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
-    except yaml.YAMLError:
-        return None
+    node = yamlio.compose(text, "included file")
     if node is None:
         return None
     line = node.start_mark.line + 1
     rest = path
     while rest and node is not None:
-        if isinstance(node, yaml.SequenceNode):
+        if isinstance(node, yamlio.SequenceNode):
             m = _INDEX.match(rest)
             if not m or int(m.group(1)) >= len(node.value):
                 break
             node, rest = node.value[int(m.group(1))], rest[m.end() :]
-        elif isinstance(node, yaml.MappingNode):
+        elif isinstance(node, yamlio.MappingNode):
             rest = rest.removeprefix(".")
             best = None
             for k, v in node.value:

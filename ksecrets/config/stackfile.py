@@ -14,16 +14,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
-from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
-from ruamel.yaml.error import MarkedYAMLError, YAMLError
 
 from ksecrets.config import includes
 from ksecrets.config.load import check_stack_name, stack_path  # noqa: F401 (re-exported)
 from ksecrets.config.names import PREFIX
 from ksecrets.errors import ConfigError, KsecretsError
 from ksecrets.fileio import Transaction, atomic_write_bytes, editable_target, locked
-from ksecrets.yamlio import check_depth
+from ksecrets.yamlio import load_round_trip as load_round_trip_text
+from ksecrets.yamlio import round_trip_yaml
 
 SEALED = PREFIX + "sealed"
 SEALED_SECRETS = PREFIX + "sealedSecrets"
@@ -50,16 +49,14 @@ def _guess_style(text: str) -> tuple[int, int]:
     return mapping or 2, 2 if offset is None else offset
 
 
-def _yaml(text: str) -> YAML:
-    y = YAML(typ="rt")
-    y.preserve_quotes = True
-    y.width = 1 << 16  # never fold long lines (ciphertexts, comments)
+def _yaml(text: str) -> Any:
+    y = round_trip_yaml()
     mapping, offset = _guess_style(text)
     y.indent(mapping=mapping, sequence=offset + 2, offset=offset)
     return y
 
 
-def load_round_trip(path: Path, source: str | None = None) -> tuple[Any, YAML, str]:
+def load_round_trip(path: Path, source: str | None = None) -> tuple[Any, Any, str]:
     source = source or path.name
     try:
         data = path.read_bytes()
@@ -71,16 +68,8 @@ def load_round_trip(path: Path, source: str | None = None) -> tuple[Any, YAML, s
         raise KsecretsError(f"{source}: not UTF-8 text") from None
     # ruamel works on LF text without a BOM; `PendingWrite.commit` puts both back as they were.
     text = text.removeprefix("\ufeff").replace("\r\n", "\n")
-    check_depth(text, source)
-    try:
-        y = _yaml(text)
-        doc = y.load(text)
-    except MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        where = f"line {mark.line + 1}: " if mark is not None else ""
-        raise KsecretsError(f"{source}: {where}invalid YAML: {exc.problem or type(exc).__name__}") from None
-    except (YAMLError, RecursionError) as exc:
-        raise KsecretsError(f"{source}: invalid YAML: {type(exc).__name__}") from None
+    y = _yaml(text)
+    doc = load_round_trip_text(y, text, source)  # bounded: size, depth, aliases (yamlio)
     return doc, y, text
 
 
@@ -169,7 +158,7 @@ class _Opened:
     ref: Any  # the reference as written (its quoting kept)
     path: Path
     doc: Any
-    yaml: YAML
+    yaml: Any
     text: str
     raw: bytes
 
@@ -201,7 +190,7 @@ def _open_included(config: CommentedMap, stack_file: Path) -> list[_Opened]:
     return opened
 
 
-def _top_level_sequence_style(y: YAML, text: str) -> None:
+def _top_level_sequence_style(y: Any, text: str) -> None:
     """A file whose items start at column 0 (`- name: ...`) keeps them there."""
     first = next((line for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")), "")
     if first.startswith("- "):

@@ -73,10 +73,10 @@ def key_backup_public_key(cfg: StackConfig) -> str | None:
 @functools.lru_cache(maxsize=1)
 def crd_plurals() -> Mapping[tuple[str, str], str]:
     """(group, kind) → `spec.names.plural` of every vendored CRD (package data, read once)."""
-    import yaml
+    from ksecrets import yamlio
 
     out = {}
     for path in sorted(CRD_DIR.glob("*.yaml")):
-        crd = yaml.safe_load(path.read_text())
+        crd = yamlio.load(path.read_text(encoding="utf-8"), path.name)
         out[(crd["spec"]["group"], crd["spec"]["names"]["kind"])] = crd["spec"]["names"]["plural"]
     return out
