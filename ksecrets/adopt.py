@@ -103,12 +103,15 @@ def _candidates(path: Path) -> list[Path]:
     if path.is_file():
         return [path]
     if not path.is_dir():
-        raise KsecretsError(f"{path}: no such file or directory")
+        if os.path.lexists(path):
+            raise KsecretsError(f"{shown(str(path))}: not a regular file or a directory")
+        raise KsecretsError(f"{shown(str(path))}: no such file or directory")
     out = []
     for dirpath, dirnames, filenames in os.walk(path):
         dirnames[:] = sorted(d for d in dirnames if d not in (".git", ".venv", "node_modules", "__pycache__"))
         for f in sorted(filenames):
-            out.append(Path(dirpath) / f)
+            if os.path.isfile(os.path.join(dirpath, f)):  # a FIFO, socket or device holds no file to adopt
+                out.append(Path(dirpath) / f)
     return out
 
 
@@ -123,7 +126,7 @@ def collect(
     Templates are skipped (their names appended to `templates`)."""
     from ksecrets import scan, yamlio
     from ksecrets.envfile import parse_env_file
-    from ksecrets.fileio import read_bytes
+    from ksecrets.fileio import read_regular
     from ksecrets.sealing.secret_input import SCOPE_ANNOTATIONS, read_secret, scope_from_annotations
 
     items: list[Item] = []
@@ -133,7 +136,10 @@ def collect(
             if templates is not None:
                 templates.append(src)
             continue
-        data = read_bytes(p, "file", source=shown(src))
+        try:
+            data = read_regular(p)  # never blocks on a FIFO swapped in since the walk
+        except OSError as exc:
+            raise KsecretsError(f"{shown(src)}: cannot read it ({exc.strerror})") from None
         if _is_env_file(p):
             values = parse_env_file(data, shown(src))
             if not values:

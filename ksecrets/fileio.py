@@ -53,6 +53,45 @@ def read_bytes(path: str | os.PathLike[str], what: str = "file", *, source: str 
         raise KsecretsError(f"{name}: cannot read {what}: {exc.strerror}") from None
 
 
+class NotRegularFile(OSError):
+    """A path that names a FIFO, a device, a socket or a directory where a file is expected."""
+
+
+def _kind(mode: int) -> str:
+    import stat
+
+    if stat.S_ISDIR(mode):
+        return "a directory"
+    if stat.S_ISFIFO(mode):
+        return "a FIFO"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "a device"
+    if stat.S_ISSOCK(mode):
+        return "a socket"
+    return "not a regular file"
+
+
+def read_regular(path: str | os.PathLike[str]) -> bytes:
+    """A regular file's bytes, refusing anything else before reading it: opened non-blocking (a
+    FIFO with no writer would hold the open, a read would wait forever), checked with fstat on
+    that descriptor (no race with a rename), then read. Raises OSError (`NotRegularFile` with
+    `strerror` "a FIFO", "a directory"...)."""
+    import stat
+
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    try:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            raise NotRegularFile(0, _kind(mode), str(path))
+        os.set_blocking(fd, True)
+        chunks = []
+        while chunk := os.read(fd, 1 << 20):
+            chunks.append(chunk)
+        return b"".join(chunks)
+    finally:
+        os.close(fd)
+
+
 def atomic_write_text(path: str | os.PathLike[str], text: str, mode: int = 0o644) -> None:
     atomic_write_bytes(path, text.encode("utf-8"), mode)
 

@@ -77,12 +77,15 @@ def read_text(path: Path, *, shown: str, key: str, source: str) -> str:
     texts = _pending.get() or {}
     if str(path) in texts:
         return texts[str(path)]
+    from ksecrets.fileio import NotRegularFile, read_regular
+
     try:
-        data = path.read_bytes()
+        data = read_regular(path)  # a FIFO or a device is refused before it can block the read
     except FileNotFoundError:
         raise ConfigError(source, key, f"{shown!r}: no such file") from None
-    except IsADirectoryError:
-        raise ConfigError(source, key, f"{shown!r}: is a directory") from None
+    except (IsADirectoryError, NotRegularFile) as exc:
+        what = exc.strerror if isinstance(exc, NotRegularFile) else "a directory"
+        raise ConfigError(source, key, f"{shown!r}: is {what}, not a regular file") from None
     except OSError as exc:
         raise ConfigError(source, key, f"{shown!r}: cannot read it ({exc.strerror})") from None
     try:

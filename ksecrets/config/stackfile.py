@@ -20,7 +20,7 @@ from ksecrets.config import includes
 from ksecrets.config.load import check_stack_name, stack_path  # noqa: F401 (re-exported)
 from ksecrets.config.names import PREFIX
 from ksecrets.errors import ConfigError, KsecretsError
-from ksecrets.fileio import Transaction, atomic_write_bytes, editable_target, locked
+from ksecrets.fileio import NotRegularFile, Transaction, atomic_write_bytes, editable_target, locked, read_regular
 from ksecrets.yamlio import load_round_trip as load_round_trip_text
 from ksecrets.yamlio import round_trip_yaml
 
@@ -59,9 +59,13 @@ def _yaml(text: str) -> Any:
 def load_round_trip(path: Path, source: str | None = None) -> tuple[Any, Any, str]:
     source = source or path.name
     try:
-        data = path.read_bytes()
+        data = read_regular(path)  # a FIFO or a device is refused before it can block the read
     except FileNotFoundError:
         raise ConfigError(source, "", "no such stack file") from None
+    except NotRegularFile as exc:
+        raise ConfigError(source, "", f"is {exc.strerror}, not a regular file") from None
+    except OSError as exc:
+        raise ConfigError(source, "", f"cannot read it ({exc.strerror})") from None
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError:
@@ -126,8 +130,8 @@ def prepare_stack_update(
     """
     p = Path(path)
     real = editable_target(p, "stack file", source=p.name)  # symlink followed; read-only refused
-    raw = real.read_bytes()
     doc, y, old = load_round_trip(real, p.name)
+    raw = real.read_bytes()  # a regular file (load_round_trip checked it); we hold its lock
     if doc is None:
         doc = CommentedMap()
     if not isinstance(doc, CommentedMap):
@@ -178,8 +182,8 @@ def _open_included(config: CommentedMap, stack_file: Path) -> list[_Opened]:
             raise ConfigError(stack_file.name, name, f"{shown!r}: no such file")
         if not os.access(path, os.W_OK):
             raise KsecretsError(f"{shown}: is read-only; not changed (make it writable to edit it)")
-        raw = path.read_bytes()
         doc, y, text = load_round_trip(path, shown)
+        raw = path.read_bytes()
         if doc is None:
             doc = CommentedSeq()
         if not isinstance(doc, CommentedSeq):

@@ -398,3 +398,46 @@ def test_adopt_seals_into_the_included_file(split_repo):
     assert (split_repo / "Pulumi.staging.yaml").read_bytes() == stack_before
     text = (split_repo / "stacks/staging/sealed.yaml").read_text()
     assert "EXTRA" in yaml.safe_load(text)[0]["encryptedData"] and "adopted-" not in text
+
+
+# --- issue 18: hostile included paths, and one file shared by two stacks --------------------------
+
+
+def _ks_timed(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("KSECRETS_", "SEALED_SECRETS_"))}
+    return subprocess.run(
+        [sys.executable, "-m", "ksecrets", *args], cwd=cwd, capture_output=True, text=True, env=env, timeout=30
+    )
+
+
+_COMMANDS = {
+    "export": ("export", "--check"),
+    "doctor": ("doctor", "--stack", "staging"),
+    "verify": ("verify", "--stack", "staging"),
+    "seal": ("seal", "--stack", "staging", "--name", "my-app-secrets", "--from-literal", "K=v12345678"),
+    "stack new": ("stack", "new", "qa", "--backend", "sealed-secrets", "--from", "staging"),
+}
+_CASES = [("fifo", c) for c in _COMMANDS] + [("directory", "export"), ("fifo stack file", "export")]
+_CASES += [("fifo stack file", "seal")]
+
+
+@pytest.mark.parametrize(("kind", "command"), _CASES)
+def test_an_included_path_that_is_no_regular_file_is_refused_without_blocking(split_repo, kind, command):
+    """A FIFO with no writer would block the read forever: refused (one line, exit 2) in time."""
+    sealed = split_repo / "stacks" / "staging" / "sealed.yaml"
+    if kind == "fifo stack file":
+        target = split_repo / "Pulumi.staging.yaml"
+        target.unlink()
+        os.mkfifo(target)
+        shown = "Pulumi.staging.yaml: is a FIFO, not a regular file"
+    else:
+        sealed.unlink()
+        os.mkfifo(sealed) if kind == "fifo" else sealed.mkdir()
+        shown = "Pulumi.staging.yaml: sealed: 'stacks/staging/sealed.yaml': is a " + (
+            "FIFO" if kind == "fifo" else "directory"
+        )
+    res = _ks_timed(*_COMMANDS[command], cwd=split_repo)
+    assert res.returncode == 2, (res.stdout, res.stderr)
+    if command == "seal" and kind == "fifo stack file":  # the writers' own words (fileio.editable_target)
+        shown = "Pulumi.staging.yaml: stack file is not a regular file"
+    assert res.stderr.count("\n") == 1 and shown in res.stderr, res.stderr
