@@ -177,6 +177,7 @@ def _open_included(config: CommentedMap, stack_file: Path) -> list[_Opened]:
         if not includes.is_reference(name, ref):
             continue
         path = includes.target(str(ref), key=name, source=stack_file.name, root=os.path.abspath(stack_file.parent))
+        includes.check_not_shared(path, key=name, source=stack_file.name, root=os.path.abspath(stack_file.parent))
         shown = os.path.normpath(str(ref))
         if not path.is_file():
             raise ConfigError(stack_file.name, name, f"{shown!r}: no such file")

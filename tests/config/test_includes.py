@@ -441,3 +441,44 @@ def test_an_included_path_that_is_no_regular_file_is_refused_without_blocking(sp
     if command == "seal" and kind == "fifo stack file":  # the writers' own words (fileio.editable_target)
         shown = "Pulumi.staging.yaml: stack file is not a regular file"
     assert res.stderr.count("\n") == 1 and shown in res.stderr, res.stderr
+
+
+@pytest.fixture
+def shared_repo(split_repo: Path) -> Path:
+    """Stack qa (a copy of staging) whose sealed values are staging's file, through a symlink."""
+    text = (split_repo / "Pulumi.staging.yaml").read_text()
+    (split_repo / "Pulumi.qa.yaml").write_text(text.replace("stacks/staging/sealed.yaml", "stacks/qa/sealed.yaml"))
+    (split_repo / "stacks" / "qa").mkdir()
+    (split_repo / "stacks" / "qa" / "sealed.yaml").symlink_to("../staging/sealed.yaml")
+    return split_repo
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ("export", "--check"),
+        ("verify",),
+        ("doctor", "--stack", "staging"),
+        ("doctor", "--stack", "qa"),
+        ("seal", "--stack", "qa", "--name", "my-app-secrets", "--from-literal", "K=v12345678"),
+        ("seal", "--stack", "staging", "--name", "my-app-secrets", "--from-literal", "K=v12345678"),
+        ("app", "add", "--stack", "qa", "--name", "zz", "--keys", "A"),
+    ],
+    ids=" ".join,
+)
+def test_two_stacks_cannot_share_an_included_file(shared_repo, argv):
+    """Refused in the loader and by the writers: one line naming both stack files, nothing written."""
+    before = {p: p.read_bytes() for p in shared_repo.rglob("*") if p.is_file()}
+    res = _ks_timed(*argv, cwd=shared_repo)
+    assert res.returncode == 2, (res.stdout, res.stderr)
+    (line,) = res.stderr.splitlines()
+    assert "stacks cannot share an included file" in line
+    assert "Pulumi.qa.yaml" in line and "Pulumi.staging.yaml" in line, line
+    assert {p: p.read_bytes() for p in shared_repo.rglob("*") if p.is_file()} == before
+
+
+def test_one_stack_cannot_name_one_file_for_both_keys(split_repo):
+    stack = split_repo / "Pulumi.staging.yaml"
+    stack.write_text(stack.read_text().replace("stacks/staging/apps.yaml", "stacks/staging/sealed.yaml"))
+    res = _ks_timed("doctor", "--stack", "staging", cwd=split_repo)
+    assert res.returncode == 2 and "is also named by its own" in res.stderr and res.stderr.count("\n") == 1
