@@ -141,7 +141,12 @@ def decrypt_key_file(data: bytes, offline: rsa.RSAPrivateKey, source: str) -> di
         plain = crypto.hybrid_decrypt(offline, base64.b64decode(doc["ciphertext"], validate=True), LABEL)
     except (binascii.Error, crypto.DecryptError):
         raise KsecretsError(f"{source}: cannot decrypt (damaged file)") from None
-    secret = json.loads(plain)
+    try:
+        secret = json.loads(plain)
+    except ValueError:  # also bytes that are not UTF-8
+        secret = None
+    if not isinstance(secret, dict):
+        raise KsecretsError(f"{source}: the decrypted content is not a key Secret (not a JSON object)")
     (private,) = keys_from_secrets([secret], source)
     if public_key_fingerprint(private.public_key()) != doc["fingerprint"]:
         raise KsecretsError(f"{source}: the decrypted key does not match the file's fingerprint")
