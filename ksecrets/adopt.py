@@ -89,7 +89,11 @@ def shell_quote(path: str) -> str:
     if all(ch.isprintable() or ch == " " for ch in path):
         return shlex.quote(path)
     body = "".join(
-        ch if (ch.isprintable() or ch == " ") and ch not in "'\\" else f"\\x{ord(ch):02x}" if ord(ch) < 0x100 else f"\\u{ord(ch):04x}"
+        ch
+        if (ch.isprintable() or ch == " ") and ch not in "'\\"
+        else f"\\x{ord(ch):02x}"
+        if ord(ch) < 0x100
+        else f"\\u{ord(ch):04x}"
         for ch in path
     )
     return f"$'{body}'"
@@ -200,9 +204,7 @@ def _committed(paths: list[str], root: Path) -> list[str]:
     out = []
     for p in paths:
         rel = os.path.relpath(Path(p).resolve(), top)
-        log = subprocess.run(
-            ["git", "log", "--all", "--format=%H", "-n", "1", "--", rel], cwd=top, capture_output=True
-        )
+        log = subprocess.run(["git", "log", "--all", "--format=%H", "-n", "1", "--", rel], cwd=top, capture_output=True)
         if log.returncode == 0 and log.stdout.strip():
             out.append(rel)
     return out

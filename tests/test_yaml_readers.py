@@ -116,7 +116,9 @@ STACK_COMMANDS = [
     ("git textconv", ["git", "textconv", "Pulumi.staging.yaml"]),
     ("git merge", ["git", "merge", "base.yaml", "Pulumi.staging.yaml", "theirs.yaml", "Pulumi.staging.yaml"]),
 ]
-INCLUDED_COMMANDS = [c for c in STACK_COMMANDS if c[0] in ("export", "doctor", "stack new --from", "seal --stack", "verify")]
+INCLUDED_COMMANDS = [
+    c for c in STACK_COMMANDS if c[0] in ("export", "doctor", "stack new --from", "seal --stack", "verify")
+]
 CASES = (
     [("stack file", name, argv) for name, argv in STACK_COMMANDS]
     + [("included file", name, argv) for name, argv in INCLUDED_COMMANDS]
@@ -143,9 +145,7 @@ def test_every_yaml_reader_refuses_hostile_files_quickly(tmp_path, kind, where, 
             text[: text.index("  k8s-secrets:sealed:")] + "  k8s-secrets:sealed: stacks/staging/sealed.yaml\n"
         )
         (repo / "stacks" / "staging").mkdir(parents=True)
-        (repo / "stacks" / "staging" / "sealed.yaml").write_text(
-            bomb("") if kind == "bomb" else f"- {deep()}\n"
-        )
+        (repo / "stacks" / "staging" / "sealed.yaml").write_text(bomb("") if kind == "bomb" else f"- {deep()}\n")
         shown = "sealed.yaml"
     elif where == "stdin":
         stdin = hostile_secret(kind)

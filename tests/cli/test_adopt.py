@@ -254,9 +254,7 @@ def test_adopt_keeps_labels_annotations_and_immutable(repo, vector_key):
     assert tmpl["metadata"]["labels"]["team"] == "payments"
     assert tmpl["metadata"]["annotations"]["example.com/owner"] == "ops"
     assert tmpl["immutable"] is True
-    assert crypto.decrypt_value(
-        [vector_key], entry["encryptedData"]["API_KEY"], b"my-app"
-    ) == b"leaked-api-key-123"
+    assert crypto.decrypt_value([vector_key], entry["encryptedData"]["API_KEY"], b"my-app") == b"leaked-api-key-123"
 
 
 def _tree(root: Path) -> dict[str, tuple[str, bytes]]:
@@ -373,7 +371,7 @@ def test_adopt_escapes_control_characters_in_file_names(repo):
     purge = next(l.strip() for l in res.stdout.splitlines() if l.strip().startswith("git filter-repo"))
     # The printed command, run by bash, names the file itself.
     argv = subprocess.run(
-        ["bash", "-c", f"printf '%s\\0' {purge[len('git filter-repo --invert-paths '):]}"],
+        ["bash", "-c", f"printf '%s\\0' {purge[len('git filter-repo --invert-paths ') :]}"],
         capture_output=True,
         check=True,
     ).stdout.split(b"\0")
