@@ -201,7 +201,13 @@ def list_key_secrets(api: str, token: str, ca: str | bool, namespace: str) -> li
         raise KsecretsError(f"{url}: unreachable ({type(exc).__name__})") from None
     if r.status_code != 200:
         raise KsecretsError(f"{url}: HTTP {r.status_code} (the ServiceAccount needs list on secrets here)")
-    items = r.json().get("items") or []
+    try:
+        body = r.json()
+    except ValueError:
+        body = None
+    items = (body.get("items") or []) if isinstance(body, dict) else None
+    if not isinstance(items, list) or not all(isinstance(i, dict) for i in items):
+        raise KsecretsError(f"{url}: the answer is not a list of Secrets (is this the Kubernetes API?)")
     return [{**i, "kind": "Secret", "apiVersion": "v1"} for i in items]
 
 

@@ -345,3 +345,17 @@ def test_a_key_file_whose_plaintext_is_not_a_key_secret_is_one_line(pairs, offli
     with pytest.raises(KsecretsError) as err:
         keybackup.decrypt_key_file(json.dumps(doc).encode(), offline, "k.json")
     assert str(err.value).startswith("k.json: ") and "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize("answer", [b"<html>login</html>", b"[1]", b'{"items": {"a": 1}}', b'{"items": [1, "x"]}'])
+def test_the_cronjob_run_on_an_answer_that_is_not_a_secret_list_is_one_line(offline, tmp_path, capsys, answer):
+    pub = tmp_path / "public.pem"
+    pub.write_bytes(keybackup.public_pem(offline))
+    (tmp_path / "token").write_text("t")
+    argv = ["--namespace", "kube-system", "--public-key", str(pub), "--dir", str(tmp_path / "o")]
+    with responses.RequestsMock() as rsps:
+        rsps.add(responses.GET, f"{API}/api/v1/namespaces/kube-system/secrets", status=200, body=answer)
+        code = keybackup.main([*argv, "--token-file", str(tmp_path / "token")], {"KSECRETS_KUBE_API": API})
+    err = capsys.readouterr().err
+    assert code != 0 and "not a list of Secrets" in err and "Traceback" not in err, err
+    assert not (tmp_path / "o").exists() or not list((tmp_path / "o").iterdir())
