@@ -133,7 +133,7 @@ def check(text: str, source: str) -> None:
                 nodes += 1
                 anchor, size = event.anchor, 1
             elif isinstance(event, yaml.AliasEvent):
-                anchor, size = None, anchors.get(event.anchor, 1)
+                anchor, size = None, anchors.get(event.anchor or "", 1)
             else:
                 continue
             if anchor is not None:

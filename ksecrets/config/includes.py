@@ -96,7 +96,7 @@ def _references(stack_file: Path, root: str | os.PathLike[str]) -> tuple[tuple[s
             config = doc.get("config") if isinstance(doc, Mapping) else None
             for key in INCLUDABLE:
                 ref = config.get(f"k8s-secrets:{key}") if isinstance(config, Mapping) else None
-                if is_reference(key, ref):
+                if isinstance(ref, str) and is_reference(key, ref):
                     with contextlib.suppress(ConfigError):
                         found.append((key, str(target(ref, key=key, source=stack_file.name, root=root))))
     except (OSError, UnicodeDecodeError, KsecretsError):
