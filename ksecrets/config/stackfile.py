@@ -98,13 +98,19 @@ class PendingWrite:
         if not self.changed:
             return False
         # A stack file that fails to be written after its included file was: both as they were.
-        with Transaction() as tx:
-            for w in self.included:
-                tx.keep(w.path)
-                w.commit()
-            if self.new != self.old:
-                tx.keep(self.path)
-                atomic_write_bytes(self.path, _as_original(self.new, self.raw), self.mode)
+        writing = self.path
+        try:
+            with Transaction() as tx:
+                for w in self.included:
+                    writing = w.path
+                    tx.keep(w.path)
+                    w.commit()
+                if self.new != self.old:
+                    writing = self.path
+                    tx.keep(self.path)
+                    atomic_write_bytes(self.path, _as_original(self.new, self.raw), self.mode)
+        except OSError as exc:  # a full disk, a read-only folder: one line, the files as they were
+            raise KsecretsError(f"{writing.name}: cannot write it ({exc.strerror or exc}); nothing changed") from None
         return True
 
     def files(self) -> list[Path]:

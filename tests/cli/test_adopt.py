@@ -376,3 +376,25 @@ def test_adopt_escapes_control_characters_in_file_names(repo):
         check=True,
     ).stdout.split(b"\0")
     assert f"deploy/{evil}".encode() in argv
+
+
+def test_a_failed_write_is_one_line_and_changes_nothing(split_repo, monkeypatch, capsys):
+    """ENOSPC on the included file's write, through the command: exit 2, one line, no traceback."""
+    from ksecrets import fileio
+    from ksecrets.cli import main
+    from ksecrets.config import stackfile
+
+    before = _tree(split_repo)
+    real = fileio.atomic_write_bytes
+
+    def full(path, data, mode=0o644, **kw):
+        if Path(path).name == "sealed.yaml":
+            raise OSError(28, "No space left on device")
+        return real(path, data, mode, **kw)
+
+    monkeypatch.setattr(stackfile, "atomic_write_bytes", full)
+    monkeypatch.chdir(split_repo)
+    code = main(["adopt", "deploy", "--stack", "qa", "--namespace", "my-app"])
+    err = capsys.readouterr().err
+    assert code == 2 and err == "ksecrets: sealed.yaml: cannot write it (No space left on device); nothing changed\n"
+    assert _tree(split_repo) == before
