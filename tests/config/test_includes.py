@@ -418,7 +418,7 @@ _COMMANDS = {
     "stack new": ("stack", "new", "qa", "--backend", "sealed-secrets", "--from", "staging"),
 }
 _CASES = [("fifo", c) for c in _COMMANDS] + [("directory", "export"), ("fifo stack file", "export")]
-_CASES += [("fifo stack file", "seal")]
+_CASES += [("fifo stack file", "seal"), ("device", "export"), ("device", "seal")]
 
 
 @pytest.mark.parametrize(("kind", "command"), _CASES)
@@ -430,6 +430,15 @@ def test_an_included_path_that_is_no_regular_file_is_refused_without_blocking(sp
         target.unlink()
         os.mkfifo(target)
         shown = "Pulumi.staging.yaml: is a FIFO, not a regular file"
+    elif kind == "device":
+        import stat
+
+        sealed.unlink()
+        try:  # /dev/zero's numbers: read whole, it would never end
+            os.mknod(sealed, stat.S_IFCHR | 0o600, os.makedev(1, 5))
+        except PermissionError:
+            pytest.skip("mknod needs CAP_MKNOD here")
+        shown = "Pulumi.staging.yaml: sealed: 'stacks/staging/sealed.yaml': is a device"
     else:
         sealed.unlink()
         os.mkfifo(sealed) if kind == "fifo" else sealed.mkdir()
