@@ -40,13 +40,20 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes, mode: int = 0o
         raise
 
 
-def read_bytes(path: str | os.PathLike[str], what: str = "file", *, source: str | None = None) -> bytes:
-    """A file's bytes, or one line naming it (never its content) when it cannot be read."""
+def read_bytes(
+    path: str | os.PathLike[str], what: str = "file", *, source: str | None = None, regular: bool = False
+) -> bytes:
+    """A file's bytes, or one line naming it (never its content) when it cannot be read.
+    `regular=True` (files a stack file names: certificates, keys) refuses a FIFO, a device or a
+    directory before reading (`read_regular`); a path the user gives on the command line may be
+    a pipe (`<(kubeseal --fetch-cert)`)."""
     name = source or str(path)
     try:
-        return Path(path).read_bytes()
+        return read_regular(path) if regular else Path(path).read_bytes()
     except FileNotFoundError:
         raise KsecretsError(f"{name}: {what} not found") from None
+    except NotRegularFile as exc:
+        raise KsecretsError(f"{name}: {what} is {exc.strerror}, not a regular file") from None
     except IsADirectoryError:
         raise KsecretsError(f"{name}: is a directory") from None
     except OSError as exc:

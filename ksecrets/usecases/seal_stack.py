@@ -46,7 +46,11 @@ def certificate_path(cfg: StackConfig) -> tuple[Path, str]:
 def stack_certificate(cfg: StackConfig, *, now: _dt.datetime | None = None, allow_expired: bool = False) -> SealingCert:
     path, rel = certificate_path(cfg)
     return load_certificate(
-        path, source=f"{cfg.source}: {PREFIX}sealedSecrets.certificate: {rel}", now=now, allow_expired=allow_expired
+        path,
+        source=f"{cfg.source}: {PREFIX}sealedSecrets.certificate: {rel}",
+        now=now,
+        allow_expired=allow_expired,
+        regular=True,
     )
 
 
@@ -519,7 +523,7 @@ def verify_stack(cfg: StackConfig, result: VerifyResult, now: _dt.datetime | Non
         return
     path, rel = certificate_path(cfg)
     try:
-        cert = load_certificate(path, source=rel, now=now, allow_expired=True)
+        cert = load_certificate(path, source=rel, now=now, allow_expired=True, regular=True)
     except KsecretsError as exc:
         result.lines.append(f"{st}: FAIL: {cfg.source}: {exc}")
         result.problems += 1

@@ -491,3 +491,16 @@ def test_one_stack_cannot_name_one_file_for_both_keys(split_repo):
     stack.write_text(stack.read_text().replace("stacks/staging/apps.yaml", "stacks/staging/sealed.yaml"))
     res = _ks_timed("doctor", "--stack", "staging", cwd=split_repo)
     assert res.returncode == 2 and "is also named by its own" in res.stderr and res.stderr.count("\n") == 1
+
+
+@pytest.mark.parametrize("command", ["export", "seal", "verify"])
+def test_a_certificate_the_stack_names_that_is_a_fifo_is_refused_without_blocking(repo_copy, command):
+    cert = repo_copy / "certs" / "staging.pem"
+    cert.unlink()
+    os.mkfifo(cert)
+    res = _ks_timed(*_COMMANDS[command], cwd=repo_copy)
+    assert res.returncode != 0 and res.stderr.count("\n") == 1, res.stderr
+    # Each command in its own words (export checks the path first, verify lists it on stdout).
+    assert "certs/staging.pem" in res.stdout + res.stderr
+    if command == "seal":
+        assert "certificate file is a FIFO, not a regular file" in res.stderr, res.stderr
