@@ -5,9 +5,14 @@ and moves it into the stack: sealed into the stack file (sealed-secrets) or push
 Vault path (vault). Only when every value is in does it delete the plaintext files from the
 working tree, and it prints how to purge them from Git history, where they stay until rewritten.
 
+Templates (`.env.example`, `*.template`...: `scan.is_template`, the list `scan` uses) hold
+placeholders, not values: they are skipped, never sealed nor removed. A manifest's labels,
+annotations and `immutable` go into the sealed entry with its values.
+
 Nothing half-done: every file is read and checked, and every target resolved, before anything is
-written; a sealed stack file that fails mid-way is restored to its bytes; no file is removed unless
-all went in.
+written; if anything fails mid-way, every file written (the stack file and its included files,
+through their symlinks) gets its bytes back, and a removed plaintext file is put back; no file is
+removed unless all went in. File names are printed with control characters escaped (`shown`).
 """
 
 from __future__ import annotations
@@ -31,6 +36,9 @@ class Item:
     values: dict[str, bytes]
     type: str = "Opaque"
     scope: str | None = None
+    labels: dict[str, str] = field(default_factory=dict)
+    annotations: dict[str, str] = field(default_factory=dict)
+    immutable: bool | None = None
 
 
 @dataclass
@@ -40,15 +48,18 @@ class AdoptReport:
     lines: list[str] = field(default_factory=list)
     removed: list[str] = field(default_factory=list)
     in_history: list[str] = field(default_factory=list)
+    templates: list[str] = field(default_factory=list)  # skipped: placeholders, not values
 
     def purge_lines(self) -> list[str]:
+        out = [f"skipped template (placeholders, not values; left as is): {shown(t)}" for t in self.templates]
         if not self.removed:
-            return []
-        out = [f"removed from the working tree: {', '.join(self.removed)}"]
+            return out
+        out.append(f"removed from the working tree: {', '.join(map(shown, self.removed))}")
         if self.in_history:
-            paths = " ".join(f"--path {shlex.quote(p)}" for p in self.in_history)
+            paths = " ".join(f"--path {shell_quote(p)}" for p in self.in_history)
             out += [
-                f"still in Git history: {', '.join(self.in_history)}; these values are exposed: rotate them, and purge:",
+                f"still in Git history: {', '.join(map(shown, self.in_history))}; "
+                "these values are exposed: rotate them, and purge:",
                 f"  git filter-repo --invert-paths {paths}",
                 "  then force-push every branch and tag, and have every clone re-cloned (old clones keep the values)",
             ]
@@ -56,6 +67,36 @@ class AdoptReport:
             out.append("never committed: nothing to purge from Git history")
         out.append("commit the stack file (and the deletions); keep .env files out of Git (.gitignore)")
         return out
+
+
+def shown(path: str) -> str:
+    """A file name as one printable line: control characters (a newline, ESC) and the backslash
+    escaped as Python writes them (`a\\nb`), so a crafted name cannot forge report lines."""
+    out = []
+    for ch in str(path):
+        if ch == "\\":
+            out.append("\\\\")
+        elif ch.isprintable() or ch == " ":
+            out.append(ch)
+        else:
+            out.append(repr(ch)[1:-1])
+    return "".join(out)
+
+
+def shell_quote(path: str) -> str:
+    """A path for a shell command line: `shlex.quote`, or bash's `$'...'` when it holds control
+    characters (the command stays on one line and still names the file)."""
+    if all(ch.isprintable() or ch == " " for ch in path):
+        return shlex.quote(path)
+    body = "".join(
+        ch
+        if (ch.isprintable() or ch == " ") and ch not in "'\\"
+        else f"\\x{ord(ch):02x}"
+        if ord(ch) < 0x100
+        else f"\\u{ord(ch):04x}"
+        for ch in path
+    )
+    return f"$'{body}'"
 
 
 def _is_env_file(path: Path) -> bool:
@@ -66,53 +107,68 @@ def _candidates(path: Path) -> list[Path]:
     if path.is_file():
         return [path]
     if not path.is_dir():
-        raise KsecretsError(f"{path}: no such file or directory")
+        if os.path.lexists(path):
+            raise KsecretsError(f"{shown(str(path))}: not a regular file or a directory")
+        raise KsecretsError(f"{shown(str(path))}: no such file or directory")
     out = []
     for dirpath, dirnames, filenames in os.walk(path):
         dirnames[:] = sorted(d for d in dirnames if d not in (".git", ".venv", "node_modules", "__pycache__"))
         for f in sorted(filenames):
-            out.append(Path(dirpath) / f)
+            if os.path.isfile(os.path.join(dirpath, f)):  # a FIFO, socket or device holds no file to adopt
+                out.append(Path(dirpath) / f)
     return out
 
 
-def collect(path: str | os.PathLike[str], *, name: str | None = None, namespace: str | None = None) -> list[Item]:
-    """Every Secret manifest with data and every env file under `path`, parsed (values in memory)."""
-    from ksecrets import scan
-    from ksecrets.fileio import read_bytes
+def collect(
+    path: str | os.PathLike[str],
+    *,
+    name: str | None = None,
+    namespace: str | None = None,
+    templates: list[str] | None = None,
+) -> list[Item]:
+    """Every Secret manifest with data and every env file under `path`, parsed (values in memory).
+    Templates are skipped (their names appended to `templates`)."""
+    from ksecrets import scan, yamlio
     from ksecrets.envfile import parse_env_file
-    from ksecrets.sealing.secret_input import read_secret
+    from ksecrets.fileio import read_regular
+    from ksecrets.sealing.secret_input import SCOPE_ANNOTATIONS, read_secret, scope_from_annotations
 
     items: list[Item] = []
     for p in _candidates(Path(path)):
-        data = read_bytes(p, "file")
         src = str(p)
+        if scan.is_template(src):
+            if templates is not None:
+                templates.append(src)
+            continue
+        try:
+            data = read_regular(p)  # never blocks on a FIFO swapped in since the walk
+        except OSError as exc:
+            raise KsecretsError(f"{shown(src)}: cannot read it ({exc.strerror})") from None
         if _is_env_file(p):
-            values = parse_env_file(data, src)
+            values = parse_env_file(data, shown(src))
             if not values:
                 continue
             if not name:
-                raise KsecretsError(f"{src}: an env file has no Secret name; pass --name (and --namespace)")
+                raise KsecretsError(f"{shown(src)}: an env file has no Secret name; pass --name (and --namespace)")
             items.append(Item(src, name, namespace, dict(values)))
             continue
-        if not scan.looks_like_manifest(src, data) or not list(scan.find_secret_objects(data, src)):
+        if not scan.looks_like_manifest(src, data) or not list(scan.find_secret_objects(data, shown(src))):
             continue
-        from ksecrets import yamlio
-
         text = data.decode("utf-8", "replace")
-        docs = yamlio.load_all(text, src)
+        docs = yamlio.load_all(text, shown(src))
         kinds = {(d.get("apiVersion"), d.get("kind")) for d in docs if isinstance(d, dict)}
         if kinds != {("v1", "Secret")}:
             raise KsecretsError(
-                f"{src}: holds other objects besides v1 Secrets; move the Secrets to a file of their own "
+                f"{shown(src)}: holds other objects besides v1 Secrets; move the Secrets to a file of their own "
                 "first (adopt removes the file)"
             )
         for i, doc in enumerate(docs):
-            secret = read_secret(yamlio.dump(doc), f"{src}[{i}]" if len(docs) > 1 else src)
+            secret = read_secret(yamlio.dump(doc), f"{shown(src)}[{i}]" if len(docs) > 1 else shown(src))
             if not secret.data:
                 continue
-            from ksecrets.sealing.secret_input import scope_from_annotations
-
             scope = scope_from_annotations(secret.annotations) if secret.annotations else None
+            # The scope annotations become the entry's `scope`; the others travel with the values.
+            annotations = {k: v for k, v in secret.annotations.items() if k not in SCOPE_ANNOTATIONS.values()}
             items.append(
                 Item(
                     src,
@@ -121,15 +177,21 @@ def collect(path: str | os.PathLike[str], *, name: str | None = None, namespace:
                     dict(secret.data),
                     secret.type,
                     None if scope == "strict" else scope,
+                    dict(secret.labels),
+                    annotations,
+                    secret.immutable,
                 )
             )
     if not items:
-        raise KsecretsError(f"{path}: no Secret manifest with data and no env file found")
+        skipped = f" (templates skipped: {', '.join(map(shown, templates))})" if templates else ""
+        raise KsecretsError(f"{shown(str(path))}: no Secret manifest with data and no env file found{skipped}")
     seen: dict[tuple[str | None, str], str] = {}
     for it in items:
         key = (it.namespace, it.name)
         if key in seen and seen[key] != it.source:
-            raise KsecretsError(f"{it.source}: Secret {it.name} is also in {seen[key]}; adopt them one at a time")
+            raise KsecretsError(
+                f"{shown(it.source)}: Secret {it.name} is also in {shown(seen[key])}; adopt them one at a time"
+            )
         seen[key] = it.source
     return items
 
@@ -142,9 +204,7 @@ def _committed(paths: list[str], root: Path) -> list[str]:
     out = []
     for p in paths:
         rel = os.path.relpath(Path(p).resolve(), top)
-        log = subprocess.run(
-            ["git", "log", "--all", "--format=%H", "-n", "1", "--", rel], cwd=top, capture_output=True, text=True
-        )
+        log = subprocess.run(["git", "log", "--all", "--format=%H", "-n", "1", "--", rel], cwd=top, capture_output=True)
         if log.returncode == 0 and log.stdout.strip():
             out.append(rel)
     return out
@@ -162,55 +222,94 @@ def adopt(
     vault_client=None,
 ) -> AdoptReport:
     from ksecrets.config import load_stack
+    from ksecrets.config.stackfile import stack_file_path
+    from ksecrets.fileio import Transaction, locked
 
     cfg = load_stack(stack, root)
-    items = collect(path, name=name, namespace=namespace)
-    report = AdoptReport(stack, items)
+    templates: list[str] = []
+    items = collect(path, name=name, namespace=namespace, templates=templates)
+    report = AdoptReport(stack, items, templates=templates)
+    files = sorted({it.source for it in items})
     if cfg.backend == "sealed-secrets":
-        _seal(cfg, root, items, report, seal_key)
-    elif cfg.backend == "vault":
-        _push(cfg, items, report, vault_client)
+        stack_path = stack_file_path(cfg.stack, root)
+        # The stack file stays locked from the first read to the last removal; every file the
+        # seals write, and every plaintext file removed, is restored if anything fails.
+        with locked(stack_path, "stack file", source=stack_path.name), Transaction() as tx:
+            _seal(cfg, root, items, report, seal_key, tx)
+            report.in_history = _committed(files, Path(root))
+            if not keep:
+                _remove(files, report)
+        return report
+    if cfg.backend == "vault":
+        _push(cfg, items, report, vault_client)  # Vault keeps versions: nothing to roll back there
     else:
         raise KsecretsError(
             f"{cfg.source}: backend manual keeps values in Pulumi config; "
             "adopt seals (sealed-secrets) or pushes (vault)"
         )
-    files = sorted({it.source for it in items})
     report.in_history = _committed(files, Path(root))
     if not keep:
-        for f in files:
-            os.unlink(f)
-            report.removed.append(f)
+        _remove(files, report)
     return report
 
 
-def _seal(cfg, root, items: list[Item], report: AdoptReport, seal_key: bytes | None) -> None:
-    from ksecrets.config.stackfile import stack_file_path
-    from ksecrets.fileio import atomic_write_bytes
-    from ksecrets.usecases.seal_stack import resolve_namespace, seal_into_stack, stack_certificate
+def _remove(files: list[str], report: AdoptReport) -> None:
+    """Remove the plaintext files, all or none: each is first renamed aside (a rename keeps a
+    symlink a symlink), and a rename that fails puts back those renamed before it."""
+    moved: list[tuple[str, str]] = []
+    try:
+        for f in files:
+            aside = os.path.join(os.path.dirname(f), f".{os.path.basename(f)}.ksecrets-adopt-{os.getpid()}")
+            os.rename(f, aside)
+            moved.append((f, aside))
+    except OSError as exc:
+        for f, aside in reversed(moved):
+            os.rename(aside, f)
+        raise KsecretsError(f"{shown(f)}: cannot remove it ({exc.strerror}); nothing changed") from None
+    for f, aside in moved:
+        os.unlink(aside)
+        report.removed.append(f)
+
+
+def _seal(cfg, root, items: list[Item], report: AdoptReport, seal_key: bytes | None, tx) -> None:
+    from ksecrets.usecases import seal_stack
+    from ksecrets.usecases.seal_stack import resolve_namespace, stack_certificate
 
     stack_certificate(cfg)  # a missing or expired certificate fails before anything
     for it in items:
         it.namespace = resolve_namespace(cfg, it.name, it.namespace)
+    for f in _stack_files(cfg, root):
+        tx.keep(f)  # the stack file and the files it includes, through their symlinks
+    for it in items:
+        r = seal_stack.seal_into_stack(
+            root,
+            cfg.stack,
+            name=it.name,
+            namespace=it.namespace,
+            values=it.values,
+            scope=it.scope,
+            secret_type=it.type,
+            seal_key=seal_key,
+            labels=it.labels,
+            annotations=it.annotations,
+            immutable=it.immutable,
+        )
+        report.lines += [f"{shown(it.source)}: " + line for line in r.lines()]
+
+
+def _stack_files(cfg, root) -> list[Path]:
+    """The real paths of the stack file and of every file its `sealed`/`apps` keys name."""
+    from ksecrets.config import includes
+    from ksecrets.config.load import raw_from_stack_file
+    from ksecrets.config.stackfile import stack_file_path
+
     path = stack_file_path(cfg.stack, root)
-    original = path.read_bytes()
-    mode = path.stat().st_mode & 0o777
-    try:
-        for it in items:
-            r = seal_into_stack(
-                root,
-                cfg.stack,
-                name=it.name,
-                namespace=it.namespace,
-                values=it.values,
-                scope=it.scope,
-                secret_type=it.type,
-                seal_key=seal_key,
-            )
-            report.lines += [f"{it.source}: " + line for line in r.lines()]
-    except BaseException:
-        atomic_write_bytes(path, original, mode)  # nothing half-done: the stack file as it was
-        raise
+    out = [Path(os.path.realpath(path))]
+    raw = raw_from_stack_file(path)
+    for key in includes.INCLUDABLE:
+        if includes.is_reference(key, raw.get(key)):
+            out.append(includes.target(raw[key], key=key, source=path.name, root=os.path.abspath(path.parent)))
+    return out
 
 
 def _push(cfg, items: list[Item], report: AdoptReport, client) -> None:
@@ -223,17 +322,17 @@ def _push(cfg, items: list[Item], report: AdoptReport, client) -> None:
         ]
         if len(apps) != 1:
             raise KsecretsError(
-                f"{it.source}: Secret {it.name}: "
+                f"{shown(it.source)}: Secret {it.name}: "
                 + ("no app of the stack uses it" if not apps else "several apps use it; pass --namespace")
                 + f" ({cfg.source})"
             )
-        values = text_values(it.values, it.source)
-        check_declared_keys(apps[0], set(values), it.source)
+        values = text_values(it.values, shown(it.source))
+        check_declared_keys(apps[0], set(values), shown(it.source))
         plan.append((it, apps[0], values))
     if client is None:
         from ksecrets.vault.client import make_client
 
         client = make_client(cfg.vault)
     for it, app, values in plan:
-        result = push_values(client, cfg, app, values, it.source)
-        report.lines += [f"{it.source}: " + line for line in result.lines()]
+        result = push_values(client, cfg, app, values, shown(it.source))
+        report.lines += [f"{shown(it.source)}: " + line for line in result.lines()]

@@ -40,17 +40,63 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes, mode: int = 0o
         raise
 
 
-def read_bytes(path: str | os.PathLike[str], what: str = "file", *, source: str | None = None) -> bytes:
-    """A file's bytes, or one line naming it (never its content) when it cannot be read."""
+def read_bytes(
+    path: str | os.PathLike[str], what: str = "file", *, source: str | None = None, regular: bool = False
+) -> bytes:
+    """A file's bytes, or one line naming it (never its content) when it cannot be read.
+    `regular=True` (files a stack file names: certificates, keys) refuses a FIFO, a device or a
+    directory before reading (`read_regular`); a path the user gives on the command line may be
+    a pipe (`<(kubeseal --fetch-cert)`)."""
     name = source or str(path)
     try:
-        return Path(path).read_bytes()
+        return read_regular(path) if regular else Path(path).read_bytes()
     except FileNotFoundError:
         raise KsecretsError(f"{name}: {what} not found") from None
+    except NotRegularFile as exc:
+        raise KsecretsError(f"{name}: {what} is {exc.strerror}, not a regular file") from None
     except IsADirectoryError:
         raise KsecretsError(f"{name}: is a directory") from None
     except OSError as exc:
         raise KsecretsError(f"{name}: cannot read {what}: {exc.strerror}") from None
+
+
+class NotRegularFile(OSError):
+    """A path that names a FIFO, a device, a socket or a directory where a file is expected."""
+
+
+def _kind(mode: int) -> str:
+    import stat
+
+    if stat.S_ISDIR(mode):
+        return "a directory"
+    if stat.S_ISFIFO(mode):
+        return "a FIFO"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "a device"
+    if stat.S_ISSOCK(mode):
+        return "a socket"
+    return "not a regular file"
+
+
+def read_regular(path: str | os.PathLike[str]) -> bytes:
+    """A regular file's bytes, refusing anything else before reading it: opened non-blocking (a
+    FIFO with no writer would hold the open, a read would wait forever), checked with fstat on
+    that descriptor (no race with a rename), then read. Raises OSError (`NotRegularFile` with
+    `strerror` "a FIFO", "a directory"...)."""
+    import stat
+
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    try:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            raise NotRegularFile(0, _kind(mode), str(path))
+        os.set_blocking(fd, True)
+        chunks = []
+        while chunk := os.read(fd, 1 << 20):
+            chunks.append(chunk)
+        return b"".join(chunks)
+    finally:
+        os.close(fd)
 
 
 def atomic_write_text(path: str | os.PathLike[str], text: str, mode: int = 0o644) -> None:
@@ -132,3 +178,65 @@ def locked(path: str | os.PathLike[str], what: str = "file", *, source: str | No
     finally:
         del _held[real]
         os.close(fd)
+
+
+# --- several files as one change ------------------------------------------------------------------
+
+
+class Transaction:
+    """Several atomic writes that stand or fall together: `keep(path)` records a file's bytes and
+    mode before it is written; if the block raises, every kept file gets its bytes back (through
+    a symlink: the link stays a link, its target is restored) and files created since are removed.
+
+        with Transaction() as tx:
+            tx.keep(a); atomic_write_bytes(a, ...)
+            tx.keep(b); atomic_write_bytes(b, ...)   # fails: a is restored
+    """
+
+    def __init__(self) -> None:
+        self._kept: dict[Path, tuple[bytes, int] | None] = {}
+
+    def keep(self, path: str | os.PathLike[str]) -> Path:
+        """Record the file's current bytes and mode (once; a missing file is removed on rollback).
+        Returns the real path (symlinks resolved) that writes should go to."""
+        real = Path(os.path.realpath(path))
+        if real not in self._kept:
+            try:
+                st = real.stat()
+                self._kept[real] = (real.read_bytes(), st.st_mode & 0o7777)
+            except FileNotFoundError:
+                self._kept[real] = None
+        return real
+
+    def rollback(self) -> None:
+        errors = []
+        for real, saved in reversed(list(self._kept.items())):
+            try:
+                if saved is None:
+                    with contextlib.suppress(FileNotFoundError):
+                        os.unlink(real)
+                    continue
+                data, mode = saved
+                try:
+                    same = real.read_bytes() == data and (real.stat().st_mode & 0o7777) == mode
+                except OSError:
+                    same = False
+                if not same:
+                    atomic_write_bytes(real, data, mode)
+            except OSError as exc:
+                errors.append(f"{real}: {exc.strerror}")
+        self._kept.clear()
+        if errors:
+            raise KsecretsError("could not restore " + "; ".join(errors))
+
+    def __enter__(self) -> "Transaction":
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is not None:
+            try:
+                self.rollback()
+            except KsecretsError as failed:
+                raise failed from exc
+        else:
+            self._kept.clear()

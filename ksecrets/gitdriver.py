@@ -295,17 +295,18 @@ def merge_texts(base: str, ours: str, theirs: str, path: str = "Pulumi.stack.yam
 def _compose(rest: str, ours: str, ours_line: int, result: MergeResult) -> str:
     from ruamel.yaml.comments import CommentedMap, CommentedSeq
 
+    from ksecrets import yamlio
     from ksecrets.config import stackfile
 
     wanted = [(ident, e) for ident, e in result.entries.items() if e is not None]
     y = stackfile._yaml(ours)
     if not wanted:
         return rest
-    doc = y.load(rest) or CommentedMap()
+    doc = yamlio.load_round_trip(y, rest, "merged stack file") or CommentedMap()
     config = doc.get("config")
     if config is None:
         config = doc["config"] = CommentedMap()
-    ours_doc = y.load(ours) if ours.strip() else None
+    ours_doc = yamlio.load_round_trip(y, ours, "ours") if ours.strip() else None
     seq = ((ours_doc or {}).get("config") or {}).get(SEALED_KEY)
     if not isinstance(seq, CommentedSeq):
         seq = CommentedSeq()

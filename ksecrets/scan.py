@@ -46,8 +46,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Iterator, Sequence
 
-import yaml
-
+from ksecrets import yamlio
 from ksecrets.errors import KsecretsError
 from ksecrets.fileio import read_bytes
 from ksecrets.envfile import parse_env_file
@@ -82,7 +81,6 @@ SKIP_DIRS = frozenset(
 )
 YAML_SUFFIXES = (".yaml", ".yml", ".json")
 _BINARY_PROBE = 8192
-_Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml when present: a hook must be quick
 
 # BEGIN lines of PKCS#1 (RSA/EC/DSA), PKCS#8, OpenSSH and PGP private keys; the label group tells
 # ENCRYPTED ones apart.
@@ -254,10 +252,19 @@ def _is_jwt(token: bytes) -> bool:
     return True
 
 
+# Committed templates (`.env.example`, `secret.yaml.template`) hold placeholders, not secrets:
+# never env files to search, never values to adopt. The one list (scan, hooks, adopt).
+TEMPLATE_SUFFIXES = (".example", ".sample", ".template", ".dist", ".tmpl")
+
+
+def is_template(path: str) -> bool:
+    return os.path.basename(path).lower().endswith(TEMPLATE_SUFFIXES)
+
+
 # Env files by name (what `.env*`/`*.env` globs match), minus templates.
 def is_env_file_name(path: str) -> bool:
     name = os.path.basename(path).lower()
-    if name.endswith(TEMPLATE_SUFFIXES):
+    if is_template(name):
         return False
     return name == ".env" or name.startswith(".env.") or (name.endswith(".env") and len(name) > 4)
 
@@ -309,24 +316,24 @@ def find_der_keys(data: bytes) -> Iterator[tuple[int, str]]:
         return
 
 
-def find_secret_generators(data: bytes) -> Iterator[tuple[int, str, str]]:
+def find_secret_generators(data: bytes, path: str = "file") -> Iterator[tuple[int, str, str]]:
     """kustomize `secretGenerator` entries with `literals` (values in the clear)."""
     if b"secretGenerator" not in data:
         return
     try:
-        nodes = list(yaml.compose_all(data.decode("utf-8"), Loader=_Loader))
-    except (UnicodeDecodeError, yaml.YAMLError):
+        nodes = yamlio.compose_all(data.decode("utf-8"), path)  # bounded: a hostile file is refused
+    except (UnicodeDecodeError, yamlio.YAMLError):
         return
     for node in nodes:
         gen = _map(node).get("secretGenerator") if node is not None else None
-        if gen is None or not isinstance(gen[1], yaml.SequenceNode):
+        if gen is None or not isinstance(gen[1], yamlio.SequenceNode):
             continue
         for item in gen[1].value:
             lits = _map(item).get("literals")
-            if lits is None or not isinstance(lits[1], yaml.SequenceNode):
+            if lits is None or not isinstance(lits[1], yamlio.SequenceNode):
                 continue
             for lit in lits[1].value:
-                if isinstance(lit, yaml.ScalarNode) and "=" in lit.value and lit.value.split("=", 1)[1]:
+                if isinstance(lit, yamlio.ScalarNode) and "=" in lit.value and lit.value.split("=", 1)[1]:
                     key = lit.value.split("=", 1)[0]
                     yield lit.start_mark.line + 1, SECRET_DATA, f"kustomize secretGenerator literal {key}"
 
@@ -410,39 +417,39 @@ def find_env_values(
             start = data.find(needle, start + 1)
 
 
-def _map(node: yaml.Node | None) -> dict[str, tuple[yaml.Node, yaml.Node]]:
-    if not isinstance(node, yaml.MappingNode):
+def _map(node: yamlio.Node | None) -> dict[str, tuple[yamlio.Node, yamlio.Node]]:
+    if not isinstance(node, yamlio.MappingNode):
         return {}
-    out: dict[str, tuple[yaml.Node, yaml.Node]] = {}
+    out: dict[str, tuple[yamlio.Node, yamlio.Node]] = {}
     for key, value in node.value:
-        if isinstance(key, yaml.ScalarNode):
+        if isinstance(key, yamlio.ScalarNode):
             out[key.value] = (key, value)
     return out
 
 
-def _scalar(entry: tuple[yaml.Node, yaml.Node] | None) -> str | None:
-    if entry is None or not isinstance(entry[1], yaml.ScalarNode):
+def _scalar(entry: tuple[yamlio.Node, yamlio.Node] | None) -> str | None:
+    if entry is None or not isinstance(entry[1], yamlio.ScalarNode):
         return None
     return entry[1].value
 
 
-def _has_values(node: yaml.Node) -> bool:
+def _has_values(node: yamlio.Node) -> bool:
     """A mapping with at least one entry that is not null or the empty string."""
-    if not isinstance(node, yaml.MappingNode):
+    if not isinstance(node, yamlio.MappingNode):
         return False
     for _, value in node.value:
-        if isinstance(value, yaml.ScalarNode) and (value.tag.endswith(":null") or value.value == ""):
+        if isinstance(value, yamlio.ScalarNode) and (value.tag.endswith(":null") or value.value == ""):
             continue
         return True
     return False
 
 
-def _secret_findings(node: yaml.Node) -> Iterator[tuple[int, str, str]]:
+def _secret_findings(node: yamlio.Node) -> Iterator[tuple[int, str, str]]:
     fields = _map(node)
     kind = _scalar(fields.get("kind"))
     if kind is not None and kind.endswith("List"):
         items = fields.get("items")
-        if items is not None and isinstance(items[1], yaml.SequenceNode):
+        if items is not None and isinstance(items[1], yamlio.SequenceNode):
             for item in items[1].value:
                 yield from _secret_findings(item)
         return
@@ -466,8 +473,8 @@ def find_secret_objects(data: bytes, path: str) -> Iterator[tuple[int, str, str]
         return
     try:
         text = data.decode("utf-8")
-        nodes = list(yaml.compose_all(text, Loader=_Loader))
-    except (UnicodeDecodeError, yaml.YAMLError):
+        nodes = yamlio.compose_all(text, path)  # bounded: a hostile file is refused
+    except (UnicodeDecodeError, yamlio.YAMLError):
         # Not YAML we can read (a template, say): fall back to a line heuristic.
         if _KIND_SECRET.search(data):
             for match in _DATA_KEY.finditer(data):
@@ -529,7 +536,7 @@ def scan_bytes(
     if looks_like_manifest(path, data):
         for line, kind, detail in find_secret_objects(data, path):
             raw.append(Finding(norm, line, kind, detail))
-        for line, kind, detail in find_secret_generators(data):
+        for line, kind, detail in find_secret_generators(data, path):
             raw.append(Finding(norm, line, kind, detail))
     if is_env_file_name(path) and not any(f.kind == ENV_VALUE and f.detail == "the env file itself" for f in raw):
         raw.append(Finding(norm, 1, ENV_FILE, "an env file: keep it out of Git (seal or push its values)"))
@@ -578,10 +585,6 @@ def scan_files(
     return findings
 
 
-# Committed templates (`.env.example`) hold placeholders, not secrets: never env files to search.
-TEMPLATE_SUFFIXES = (".example", ".sample", ".template", ".dist", ".tmpl")
-
-
 def env_files_matching(globs: Sequence[str], root: str = ".") -> list[str]:
     """Existing files matching the globs under `root` (none is fine: a hook runs on every machine),
     except templates such as `.env.example`."""
@@ -589,7 +592,7 @@ def env_files_matching(globs: Sequence[str], root: str = ".") -> list[str]:
     for pattern in globs:
         for match in sorted(glob.glob(os.path.join(root, pattern), include_hidden=True)):
             match = os.path.normpath(match)  # "./.env" -> ".env", as the user would name it
-            if match.lower().endswith(TEMPLATE_SUFFIXES):
+            if is_template(match):
                 continue
             if os.path.isfile(match) and match not in out:
                 out.append(match)

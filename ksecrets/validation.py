@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import jsonschema
-import yaml
+from ksecrets import yamlio
 from referencing import Registry, Resource
 
 KUBERNETES_VERSION = "1.33"
@@ -39,9 +39,7 @@ def _crd_schemas() -> dict[tuple[str, str], dict[str, Any]]:
     """(apiVersion, kind) → openAPIV3Schema, for every served version of every vendored CRD."""
     out: dict[tuple[str, str], dict[str, Any]] = {}
     for path in sorted(_CRD_DIR.glob("*.yaml")):
-        for crd in yaml.load_all(
-            path.read_text(encoding="utf-8"), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-        ):
+        for crd in yamlio.load_all(path.read_text(encoding="utf-8"), path.name):
             if not crd or crd.get("kind") != "CustomResourceDefinition":
                 continue
             group = crd["spec"]["group"]

@@ -168,7 +168,7 @@ _FIELDS: tuple[tuple[str, int, int, dict[str, int]], ...] = (
 def _cron_number(text: str, low: int, high: int, names: dict[str, int]) -> int:
     if text.lower() in names:
         return names[text.lower()]
-    if not text.isdigit():
+    if not (text.isascii() and text.isdigit()):  # "²" is a digit to isdigit, not to int
         raise ValueError(text)
     number = int(text)
     if not low <= number <= high:
@@ -179,7 +179,7 @@ def _cron_number(text: str, low: int, high: int, names: dict[str, int]) -> int:
 def _cron_field(text: str, low: int, high: int, names: dict[str, int]) -> bool:
     for part in text.split(","):
         base, _, step = part.partition("/")
-        if step and (not step.isdigit() or int(step) == 0):
+        if step and (not (step.isascii() and step.isdigit()) or int(step) == 0):
             return False
         try:
             if base in ("*", "?"):

@@ -1,9 +1,17 @@
-"""Deterministic YAML in and out for manifests.
+"""The one home of YAML reading (and deterministic writing) in the project.
 
 Dumping keeps the insertion order of each dict (builders write keys in Kubernetes' usual order:
 apiVersion, kind, metadata, spec/data) and never folds long lines, so the same objects always
 give the same bytes. Loading refuses duplicate keys and names the source and line on error,
 without echoing the document (it may hold a secret).
+
+Hostile files get bounded work: before any reader builds a document, `check` refuses a text
+over MAX_BYTES, nested deeper than MAX_DEPTH, or whose aliases expand it to more than
+`MAX_EXPANDED + ALIAS_RATIO x` its own nodes (a "billion laughs" bomb is a few hundred bytes that
+expand to 10^9 nodes: every walk of it, by pydantic, json or `scan`, hangs). What passes is at
+most linear in its size for every reader. Every reader goes through here: `load`, `load_all`,
+`compose_all` (node graphs, `scan`), `load_round_trip` (ruamel, in-place edits of stack files);
+`tests/test_yaml_readers.py` checks that no other module imports a YAML library to read.
 """
 
 from __future__ import annotations
@@ -87,28 +95,69 @@ def _may_be_deep(text: str) -> bool:
     return any(len(line) - len(line.lstrip(" -?:")) > _SCAN_ABOVE for line in text.splitlines())
 
 
-def check_depth(text: str, source: str, limit: int = MAX_DEPTH) -> None:
-    """Refuse documents nested deeper than `limit` before building them: libyaml's composer
-    recurses in C and overflows the stack (a crash, not an exception) near 20,000 levels."""
-    if not _may_be_deep(text):
+MAX_BYTES = 64 << 20  # the bench's 1000-app stack file is 2.5 MB
+MAX_EXPANDED = 100_000  # nodes aliases may add whatever the size of the text ...
+ALIAS_RATIO = 10  # ... plus this many times the nodes the text itself holds
+
+
+def _may_have_aliases(text: str) -> bool:
+    return "&" in text and "*" in text  # an alias needs an anchor (`&a`) and a reference (`*a`)
+
+
+def check(text: str, source: str) -> None:
+    """Refuse, in one line naming `source`, a text too big, too deep or whose aliases expand too
+    far, before any reader builds it (work linear in the text; the event walk runs only when the
+    text may nest deeply or holds `&` and `*`)."""
+    if len(text) > MAX_BYTES:
+        raise KsecretsError(f"{source}: {len(text):,} characters of YAML, over the limit of {MAX_BYTES:,}")
+    if not (_may_be_deep(text) or _may_have_aliases(text)):
         return
     depth = 0
+    nodes = 0
+    anchors: dict[str, int] = {}
+    sizes: list[list] = [[None, 0]]  # per open collection: [anchor, expanded nodes in it]
     try:
         for event in yaml.parse(text, Loader=_StrictLoader):
             if isinstance(event, (yaml.SequenceStartEvent, yaml.MappingStartEvent)):
                 depth += 1
-                if depth > limit:
+                nodes += 1
+                if depth > MAX_DEPTH:
                     line = event.start_mark.line + 1 if event.start_mark else 0
-                    raise KsecretsError(f"{source}: line {line}: nested more than {limit} levels deep")
-            elif isinstance(event, (yaml.SequenceEndEvent, yaml.MappingEndEvent)):
+                    raise KsecretsError(f"{source}: line {line}: nested more than {MAX_DEPTH} levels deep")
+                sizes.append([event.anchor, 1])
+                continue
+            if isinstance(event, (yaml.SequenceEndEvent, yaml.MappingEndEvent)):
                 depth -= 1
+                anchor, size = sizes.pop()
+            elif isinstance(event, yaml.ScalarEvent):
+                nodes += 1
+                anchor, size = event.anchor, 1
+            elif isinstance(event, yaml.AliasEvent):
+                anchor, size = None, anchors.get(event.anchor or "", 1)
+            else:
+                continue
+            if anchor is not None:
+                anchors[anchor] = size
+            sizes[-1][1] += size
+            if sizes[-1][1] > MAX_EXPANDED + ALIAS_RATIO * nodes:  # a collection only grows here
+                line = event.start_mark.line + 1 if event.start_mark else 0
+                raise KsecretsError(
+                    f"{source}: line {line}: aliases expand the document beyond "
+                    f"{MAX_EXPANDED:,} + {ALIAS_RATIO} x its own nodes (an alias bomb?); refused"
+                )
     except yaml.YAMLError as exc:
         raise KsecretsError(f"{source}: {_problem(exc)}") from None
 
 
+def check_depth(text: str, source: str, limit: int = MAX_DEPTH) -> None:
+    """Refuse documents nested deeper than `limit` before building them: libyaml's composer
+    recurses in C and overflows the stack (a crash, not an exception) near 20,000 levels."""
+    check(text, source)
+
+
 def load(text: str, source: str) -> Any:
     """Parse one YAML (or JSON, a YAML subset) document."""
-    check_depth(text, source)
+    check(text, source)
     try:
         return yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - SafeLoader subclass
     except yaml.YAMLError as exc:
@@ -116,8 +165,59 @@ def load(text: str, source: str) -> Any:
 
 
 def load_all(text: str, source: str) -> list[Any]:
-    check_depth(text, source)
+    check(text, source)
     try:
         return [d for d in yaml.load_all(text, Loader=_StrictLoader) if d is not None]
     except yaml.YAMLError as exc:
         raise KsecretsError(f"{source}: {_problem(exc)}") from None
+
+
+# --- node graphs (scan) and round-trip documents (in-place edits) ---------------------------------
+
+Node = yaml.Node
+MappingNode = yaml.MappingNode
+SequenceNode = yaml.SequenceNode
+ScalarNode = yaml.ScalarNode
+YAMLError = yaml.YAMLError
+
+
+def compose_all(text: str, source: str) -> list[Any]:
+    """The node graph of every document (lines kept, nothing constructed), checked first. A text
+    that does not parse raises `YAMLError` (callers fall back to a line heuristic); one over the
+    bounds raises `KsecretsError`."""
+    check(text, source)
+    return [n for n in yaml.compose_all(text, Loader=_StrictLoader) if n is not None]
+
+
+def compose(text: str, source: str) -> Any:
+    """One document's node graph (None when it does not parse): for finding a key's line."""
+    try:
+        check(text, source)
+        return yaml.compose(text, Loader=_StrictLoader)
+    except (KsecretsError, yaml.YAMLError):
+        return None
+
+
+def round_trip_yaml() -> Any:
+    """A ruamel.yaml round-trip (comments, order and quoting kept) loader and dumper."""
+    from ruamel.yaml import YAML
+
+    y = YAML(typ="rt")
+    y.preserve_quotes = True
+    y.width = 1 << 16  # never fold long lines (ciphertexts, comments)
+    return y
+
+
+def load_round_trip(y: Any, text: str, source: str) -> Any:
+    """`y.load(text)` (a `round_trip_yaml()`), checked first; errors one line naming `source`."""
+    from ruamel.yaml.error import MarkedYAMLError, YAMLError as RuamelError
+
+    check(text, source)
+    try:
+        return y.load(text)
+    except MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        where = f"line {mark.line + 1}: " if mark is not None else ""
+        raise KsecretsError(f"{source}: {where}invalid YAML: {exc.problem or type(exc).__name__}") from None
+    except (RuamelError, RecursionError) as exc:
+        raise KsecretsError(f"{source}: invalid YAML: {type(exc).__name__}") from None

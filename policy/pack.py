@@ -13,7 +13,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
-import yaml
 from pulumi_policy import (
     EnforcementLevel,
     PolicyConfigSchema,
@@ -39,9 +38,12 @@ def stack_from_urn(urn: str) -> str | None:
 
 
 def backend_from_stack_file(stack: str, root: Path = PROJECT_ROOT) -> str | None:
+    from ksecrets import yamlio
+    from ksecrets.errors import KsecretsError
+
     try:
-        doc = yaml.safe_load((root / f"Pulumi.{stack}.yaml").read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError):
+        doc = yamlio.load((root / f"Pulumi.{stack}.yaml").read_text(encoding="utf-8"), f"Pulumi.{stack}.yaml")
+    except (OSError, UnicodeDecodeError, KsecretsError):
         return None
     value = ((doc or {}).get("config") or {}).get(BACKEND_KEY) if isinstance(doc, dict) else None
     return value if value in rules.BACKENDS else None

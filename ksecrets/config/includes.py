@@ -73,16 +73,73 @@ def target(ref: str, *, key: str, source: str, root: str | os.PathLike[str]) -> 
     return Path(real)
 
 
+# Stack file (real path, mtime, size, inode) -> the files its `sealed`/`apps` name: (key, real path).
+_refs_cache: dict[tuple[str, int, int, int], tuple[tuple[str, str], ...]] = {}
+
+
+def _references(stack_file: Path, root: str | os.PathLike[str]) -> tuple[tuple[str, str], ...]:
+    """(key, real path) of each file a stack file's `sealed`/`apps` name; () when it cannot be
+    read (its own loading reports that)."""
+    from ksecrets import yamlio
+    from ksecrets.errors import KsecretsError
+    from ksecrets.fileio import read_regular
+
+    try:
+        st = stack_file.stat()
+        ident = (os.path.realpath(stack_file), st.st_mtime_ns, st.st_size, st.st_ino)
+        if ident in _refs_cache:
+            return _refs_cache[ident]
+        text = read_regular(stack_file).decode("utf-8")
+        found: list[tuple[str, str]] = []
+        if any(f"k8s-secrets:{k}" in text for k in INCLUDABLE):
+            doc = yamlio.load(text.removeprefix("\ufeff"), stack_file.name)
+            config = doc.get("config") if isinstance(doc, Mapping) else None
+            for key in INCLUDABLE:
+                ref = config.get(f"k8s-secrets:{key}") if isinstance(config, Mapping) else None
+                if isinstance(ref, str) and is_reference(key, ref):
+                    with contextlib.suppress(ConfigError):
+                        found.append((key, str(target(ref, key=key, source=stack_file.name, root=root))))
+    except (OSError, UnicodeDecodeError, KsecretsError):
+        return ()
+    _refs_cache[ident] = tuple(found)
+    return _refs_cache[ident]
+
+
+def check_not_shared(path: Path, *, key: str, source: str, root: str | os.PathLike[str]) -> None:
+    """Refuse a file that another stack of the project (or this stack's other key) also names:
+    a write through one stack would land in the other, under a lock that covers only one."""
+    from ksecrets.config.names import stack_files
+
+    here = os.path.realpath(os.path.join(root, source))
+    shown = os.path.relpath(path, os.path.realpath(root))
+    for other in stack_files(root):
+        if os.path.realpath(other) == here and other.name != source:
+            continue  # this stack file under another name (a symlink to it)
+        for other_key, other_path in _references(other, root):
+            if other_path != str(path) or (other.name == source and other_key == key):
+                continue
+            whom = f"{other.name} ({other_key})" if other.name != source else f"its own {other_key}"
+            raise ConfigError(
+                source,
+                key,
+                f"{shown!r} is also named by {whom}; stacks cannot share an included file "
+                f"(a write through one would change the other): give each its own file",
+            )
+
+
 def read_text(path: Path, *, shown: str, key: str, source: str) -> str:
     texts = _pending.get() or {}
     if str(path) in texts:
         return texts[str(path)]
+    from ksecrets.fileio import NotRegularFile, read_regular
+
     try:
-        data = path.read_bytes()
+        data = read_regular(path)  # a FIFO or a device is refused before it can block the read
     except FileNotFoundError:
         raise ConfigError(source, key, f"{shown!r}: no such file") from None
-    except IsADirectoryError:
-        raise ConfigError(source, key, f"{shown!r}: is a directory") from None
+    except (IsADirectoryError, NotRegularFile) as exc:
+        what = exc.strerror if isinstance(exc, NotRegularFile) else "a directory"
+        raise ConfigError(source, key, f"{shown!r}: is {what}, not a regular file") from None
     except OSError as exc:
         raise ConfigError(source, key, f"{shown!r}: cannot read it ({exc.strerror})") from None
     try:
@@ -104,6 +161,7 @@ def resolve(
         if not isinstance(ref, str) or not is_reference(key, ref):
             continue
         path = target(ref, key=key, source=source, root=root)
+        check_not_shared(path, key=key, source=source, root=root)
         shown = os.path.normpath(ref)
         text = read_text(path, shown=shown, key=key, source=source)
         out[key] = yamlio.load(text, shown)
@@ -148,23 +206,20 @@ _INDEX = re.compile(r"\[(\d+)\]")
 def line_of(text: str, path: str) -> int | None:
     """The 1-based line of `path` (`[3].encryptedData.API_KEY`) in a YAML text: of the deepest
     part of the path that exists (a missing key is reported where its parent is)."""
-    import yaml
+    from ksecrets import yamlio
 
-    try:
-        node = yaml.compose(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
-    except yaml.YAMLError:
-        return None
+    node = yamlio.compose(text, "included file")
     if node is None:
         return None
     line = node.start_mark.line + 1
     rest = path
     while rest and node is not None:
-        if isinstance(node, yaml.SequenceNode):
+        if isinstance(node, yamlio.SequenceNode):
             m = _INDEX.match(rest)
             if not m or int(m.group(1)) >= len(node.value):
                 break
             node, rest = node.value[int(m.group(1))], rest[m.end() :]
-        elif isinstance(node, yaml.MappingNode):
+        elif isinstance(node, yamlio.MappingNode):
             rest = rest.removeprefix(".")
             best = None
             for k, v in node.value:

@@ -64,10 +64,20 @@ def stack_name_from_path(path: Path) -> str:
 
 def raw_from_stack_file(path: Path) -> dict[str, Any]:
     source = path.name
+    from ksecrets.fileio import NotRegularFile, read_regular
+
     try:
-        text = path.read_text(encoding="utf-8")
+        data = read_regular(path)  # a FIFO or a device is refused before it can block the read
     except FileNotFoundError:
         raise ConfigError(source, "", "no such stack file") from None
+    except NotRegularFile as exc:
+        raise ConfigError(source, "", f"is {exc.strerror}, not a regular file") from None
+    except OSError as exc:
+        raise ConfigError(source, "", f"cannot read it ({exc.strerror})") from None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ConfigError(source, "", "not UTF-8 text") from None
     return raw_from_text(text, source)
 
 

@@ -14,16 +14,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
-from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
-from ruamel.yaml.error import MarkedYAMLError, YAMLError
 
 from ksecrets.config import includes
 from ksecrets.config.load import check_stack_name, stack_path  # noqa: F401 (re-exported)
 from ksecrets.config.names import PREFIX
 from ksecrets.errors import ConfigError, KsecretsError
-from ksecrets.fileio import atomic_write_bytes, editable_target, locked
-from ksecrets.yamlio import check_depth
+from ksecrets.fileio import NotRegularFile, Transaction, atomic_write_bytes, editable_target, locked, read_regular
+from ksecrets.yamlio import load_round_trip as load_round_trip_text
+from ksecrets.yamlio import round_trip_yaml
 
 SEALED = PREFIX + "sealed"
 SEALED_SECRETS = PREFIX + "sealedSecrets"
@@ -50,37 +49,31 @@ def _guess_style(text: str) -> tuple[int, int]:
     return mapping or 2, 2 if offset is None else offset
 
 
-def _yaml(text: str) -> YAML:
-    y = YAML(typ="rt")
-    y.preserve_quotes = True
-    y.width = 1 << 16  # never fold long lines (ciphertexts, comments)
+def _yaml(text: str) -> Any:
+    y = round_trip_yaml()
     mapping, offset = _guess_style(text)
     y.indent(mapping=mapping, sequence=offset + 2, offset=offset)
     return y
 
 
-def load_round_trip(path: Path, source: str | None = None) -> tuple[Any, YAML, str]:
+def load_round_trip(path: Path, source: str | None = None) -> tuple[Any, Any, str]:
     source = source or path.name
     try:
-        data = path.read_bytes()
+        data = read_regular(path)  # a FIFO or a device is refused before it can block the read
     except FileNotFoundError:
         raise ConfigError(source, "", "no such stack file") from None
+    except NotRegularFile as exc:
+        raise ConfigError(source, "", f"is {exc.strerror}, not a regular file") from None
+    except OSError as exc:
+        raise ConfigError(source, "", f"cannot read it ({exc.strerror})") from None
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError:
         raise KsecretsError(f"{source}: not UTF-8 text") from None
     # ruamel works on LF text without a BOM; `PendingWrite.commit` puts both back as they were.
     text = text.removeprefix("\ufeff").replace("\r\n", "\n")
-    check_depth(text, source)
-    try:
-        y = _yaml(text)
-        doc = y.load(text)
-    except MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        where = f"line {mark.line + 1}: " if mark is not None else ""
-        raise KsecretsError(f"{source}: {where}invalid YAML: {exc.problem or type(exc).__name__}") from None
-    except (YAMLError, RecursionError) as exc:
-        raise KsecretsError(f"{source}: invalid YAML: {type(exc).__name__}") from None
+    y = _yaml(text)
+    doc = load_round_trip_text(y, text, source)  # bounded: size, depth, aliases (yamlio)
     return doc, y, text
 
 
@@ -104,11 +97,25 @@ class PendingWrite:
         Included files first: each is written whole or not at all, and only through its stack."""
         if not self.changed:
             return False
-        for w in self.included:
-            w.commit()
-        if self.new != self.old:
-            atomic_write_bytes(self.path, _as_original(self.new, self.raw), self.mode)
+        # A stack file that fails to be written after its included file was: both as they were.
+        writing = self.path
+        try:
+            with Transaction() as tx:
+                for w in self.included:
+                    writing = w.path
+                    tx.keep(w.path)
+                    w.commit()
+                if self.new != self.old:
+                    writing = self.path
+                    tx.keep(self.path)
+                    atomic_write_bytes(self.path, _as_original(self.new, self.raw), self.mode)
+        except OSError as exc:  # a full disk, a read-only folder: one line, the files as they were
+            raise KsecretsError(f"{writing.name}: cannot write it ({exc.strerror or exc}); nothing changed") from None
         return True
+
+    def files(self) -> list[Path]:
+        """Every file `commit` may write (the stack file's target and its included files)."""
+        return [w.path for w in self.included] + [self.path]
 
 
 def _as_original(text: str, original: bytes) -> bytes:
@@ -129,8 +136,8 @@ def prepare_stack_update(
     """
     p = Path(path)
     real = editable_target(p, "stack file", source=p.name)  # symlink followed; read-only refused
-    raw = real.read_bytes()
     doc, y, old = load_round_trip(real, p.name)
+    raw = real.read_bytes()  # a regular file (load_round_trip checked it); we hold its lock
     if doc is None:
         doc = CommentedMap()
     if not isinstance(doc, CommentedMap):
@@ -161,7 +168,7 @@ class _Opened:
     ref: Any  # the reference as written (its quoting kept)
     path: Path
     doc: Any
-    yaml: YAML
+    yaml: Any
     text: str
     raw: bytes
 
@@ -176,13 +183,14 @@ def _open_included(config: CommentedMap, stack_file: Path) -> list[_Opened]:
         if not includes.is_reference(name, ref):
             continue
         path = includes.target(str(ref), key=name, source=stack_file.name, root=os.path.abspath(stack_file.parent))
+        includes.check_not_shared(path, key=name, source=stack_file.name, root=os.path.abspath(stack_file.parent))
         shown = os.path.normpath(str(ref))
         if not path.is_file():
             raise ConfigError(stack_file.name, name, f"{shown!r}: no such file")
         if not os.access(path, os.W_OK):
             raise KsecretsError(f"{shown}: is read-only; not changed (make it writable to edit it)")
-        raw = path.read_bytes()
         doc, y, text = load_round_trip(path, shown)
+        raw = path.read_bytes()
         if doc is None:
             doc = CommentedSeq()
         if not isinstance(doc, CommentedSeq):
@@ -193,7 +201,7 @@ def _open_included(config: CommentedMap, stack_file: Path) -> list[_Opened]:
     return opened
 
 
-def _top_level_sequence_style(y: YAML, text: str) -> None:
+def _top_level_sequence_style(y: Any, text: str) -> None:
     """A file whose items start at column 0 (`- name: ...`) keeps them there."""
     first = next((line for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")), "")
     if first.startswith("- "):
@@ -264,12 +272,16 @@ def upsert_sealed_secret(
     certificate_fingerprint: str,
     digests: Mapping[str, str] | None = None,
     secret_type: str | None = None,
+    labels: Mapping[str, str] | None = None,
+    annotations: Mapping[str, str] | None = None,
+    immutable: bool | None = None,
 ) -> int:
     """Insert or update one `k8s-secrets:sealed` entry in place; returns its index.
 
     An existing entry keeps its position, its comments and any field not named here; its
     `encryptedData` and `digests` are replaced by the given maps (keys sorted). An empty `digests`
-    removes the field.
+    removes the field. Non-empty `labels`/`annotations` replace the entry's; `immutable` is set
+    when given (None: left as it is).
     """
     seq = sealed_list(config)
     assert seq is not None  # created when missing
@@ -284,6 +296,11 @@ def upsert_sealed_secret(
     if secret_type is not None and (secret_type != "Opaque" or "type" in entry):
         _set_in_order(entry, "type", secret_type)
     _set_in_order(entry, "certificateFingerprint", certificate_fingerprint)
+    for field_name, items in (("labels", labels), ("annotations", annotations)):
+        if items:
+            _replace_map(entry, field_name, items)
+    if immutable is not None:
+        _set_in_order(entry, "immutable", immutable)
     _replace_map(entry, "encryptedData", encrypted_data)
     if digests:
         _replace_map(entry, "digests", digests)
@@ -322,7 +339,18 @@ def _keep_trailing_comment_last(entry: CommentedMap) -> None:
         item[2] = token
 
 
-_ENTRY_ORDER = ("name", "namespace", "scope", "type", "certificateFingerprint", "encryptedData", "digests")
+_ENTRY_ORDER = (
+    "name",
+    "namespace",
+    "scope",
+    "type",
+    "labels",
+    "annotations",
+    "immutable",
+    "certificateFingerprint",
+    "encryptedData",
+    "digests",
+)
 
 
 def _set_in_order(entry: CommentedMap, key: str, value: Any) -> None:

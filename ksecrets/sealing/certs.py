@@ -238,7 +238,9 @@ def load_certificate(
     source: str | None = None,
     now: _dt.datetime | None = None,
     allow_expired: bool = False,
+    regular: bool = False,
 ) -> SealingCert:
+    """`regular=True` for a path a stack file names (never a FIFO or a device: `fileio.read_regular`)."""
     source = source or str(path)
-    data = read_bytes(path, "certificate file", source=source)
+    data = read_bytes(path, "certificate file", source=source, regular=regular)
     return parse_certificate(data, source, now=now, allow_expired=allow_expired)

@@ -115,8 +115,13 @@ def keys_from_secrets(secrets_: Iterable[dict[str, Any]], source: str) -> list[r
     """`tls.key` of each key Secret (as kubeseal's `readPrivKeysFromFile` does)."""
     keys = []
     for i, secret in enumerate(secrets_):
+        if not isinstance(secret, dict):
+            raise KsecretsError(f"{source}: items[{i}]: expected a Secret (a JSON/YAML object)")
         data = secret.get("data") or {}
-        name = (secret.get("metadata") or {}).get("name") or f"items[{i}]"
+        meta = secret.get("metadata") or {}
+        name = (meta.get("name") if isinstance(meta, dict) else None) or f"items[{i}]"
+        if not isinstance(name, str) or not isinstance(data, dict) or not isinstance(meta, dict):
+            raise KsecretsError(f"{source}: items[{i}]: metadata and data must be objects, metadata.name a string")
         if "tls.key" not in data:
             raise KsecretsError(f"{source}: Secret {name}: has no data.tls.key")
         try:

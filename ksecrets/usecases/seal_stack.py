@@ -31,7 +31,7 @@ from ksecrets.config.stackfile import (
     upsert_sealed_secret,
 )
 from ksecrets.errors import KsecretsError
-from ksecrets.fileio import locked
+from ksecrets.fileio import Transaction, locked
 from ksecrets.sealing import churn, crypto
 from ksecrets.sealing.certs import SealingCert, load_certificate
 from ksecrets.sealing.secret_input import check_size
@@ -46,7 +46,11 @@ def certificate_path(cfg: StackConfig) -> tuple[Path, str]:
 def stack_certificate(cfg: StackConfig, *, now: _dt.datetime | None = None, allow_expired: bool = False) -> SealingCert:
     path, rel = certificate_path(cfg)
     return load_certificate(
-        path, source=f"{cfg.source}: {PREFIX}sealedSecrets.certificate: {rel}", now=now, allow_expired=allow_expired
+        path,
+        source=f"{cfg.source}: {PREFIX}sealedSecrets.certificate: {rel}",
+        now=now,
+        allow_expired=allow_expired,
+        regular=True,
     )
 
 
@@ -125,6 +129,9 @@ def seal_into_stack(
     prune: bool = False,
     seal_key: bytes | None = None,
     now: _dt.datetime | None = None,
+    labels: Mapping[str, str] | None = None,
+    annotations: Mapping[str, str] | None = None,
+    immutable: bool | None = None,
 ) -> SealReport:
     """Seal `values` for Secret `name` with the stack's certificate and upsert the stack's entry.
 
@@ -144,6 +151,9 @@ def seal_into_stack(
             prune=prune,
             seal_key=seal_key,
             now=now,
+            labels=labels,
+            annotations=annotations,
+            immutable=immutable,
         )
         report.written = pending.commit()
     return report
@@ -185,8 +195,12 @@ def seal_into_stacks(
             )
             for stack in stacks
         ]
-        for report, pending in prepared:
-            report.written = pending.commit()
+        # One stack that cannot be written: the stacks written before it are restored too.
+        with Transaction() as tx:
+            for report, pending in prepared:
+                for f in pending.files():
+                    tx.keep(f)
+                report.written = pending.commit()
     return [report for report, _ in prepared]
 
 
@@ -214,7 +228,13 @@ def prepare_seal_into_stack(
     prune: bool = False,
     seal_key: bytes | None = None,
     now: _dt.datetime | None = None,
+    labels: Mapping[str, str] | None = None,
+    annotations: Mapping[str, str] | None = None,
+    immutable: bool | None = None,
 ) -> tuple[SealReport, PendingWrite]:
+    """The seal of one Secret into a stack, validated, not yet written. `labels`, `annotations`
+    and `immutable` (from a Secret manifest: `adopt`) go into the entry, which carries them into
+    the SealedSecret's template; None keeps the entry's."""
     cfg = load_stack(stack, root)
     source = cfg.source
     cert = stack_certificate(cfg, now=now)
@@ -296,7 +316,9 @@ def prepare_seal_into_stack(
         encrypted_data=new_enc,
         secret_type=secret_type,
         fingerprint=cert.fingerprint,
-        entry=entry,
+        labels=dict(labels) if labels else (dict(entry.labels) if entry else None),
+        annotations=dict(annotations) if annotations else (dict(entry.annotations) if entry else None),
+        immutable=immutable if immutable is not None else (entry.immutable if entry else None),
     )
 
     def mutate(config) -> None:
@@ -309,6 +331,9 @@ def prepare_seal_into_stack(
             certificate_fingerprint=cert.fingerprint,
             digests=new_dig,
             secret_type=secret_type,
+            labels=labels,
+            annotations=annotations,
+            immutable=immutable,
         )
 
     path = stack_file_path(stack, root)
@@ -326,7 +351,9 @@ def _check_result(
     encrypted_data: Mapping[str, str],
     secret_type: str,
     fingerprint: str,
-    entry: SealedEntry | None,
+    labels: dict[str, str] | None,
+    annotations: dict[str, str] | None,
+    immutable: bool | None,
 ) -> None:
     """The SealedSecret this seal leaves in the stack (every key, not only this run's): refused
     when the cluster would refuse it; a warning when export will refuse its namespace."""
@@ -339,9 +366,9 @@ def _check_result(
         scope=scope,
         encrypted_data=encrypted_data,
         secret_type=secret_type,
-        labels=dict(entry.labels) if entry else None,
-        annotations=dict(entry.annotations) if entry else None,
-        immutable=entry.immutable if entry else None,
+        labels=labels,
+        annotations=annotations,
+        immutable=immutable,
         fingerprint=fingerprint,
     )
     problem = size_problem(obj)
@@ -496,7 +523,7 @@ def verify_stack(cfg: StackConfig, result: VerifyResult, now: _dt.datetime | Non
         return
     path, rel = certificate_path(cfg)
     try:
-        cert = load_certificate(path, source=rel, now=now, allow_expired=True)
+        cert = load_certificate(path, source=rel, now=now, allow_expired=True, regular=True)
     except KsecretsError as exc:
         result.lines.append(f"{st}: FAIL: {cfg.source}: {exc}")
         result.problems += 1

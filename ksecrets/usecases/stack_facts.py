@@ -49,7 +49,7 @@ def certificate(cfg: StackConfig) -> CertificateFacts | None:
         return None
     from ksecrets.sealing.certs import load_certificate
 
-    cert = load_certificate(full, source=path, allow_expired=True)
+    cert = load_certificate(full, source=path, allow_expired=True, regular=True)
     return CertificateFacts(path=path, not_after=cert.not_after, fingerprint=cert.fingerprint)
 
 
@@ -63,7 +63,7 @@ def key_backup_public_key(cfg: StackConfig) -> str | None:
     assert kb is not None
     path = Path(cfg.root) / kb.public_key
     try:
-        data = read_bytes(path, "public key file", source=kb.public_key)
+        data = read_bytes(path, "public key file", source=kb.public_key, regular=True)
         load_public_key(data, kb.public_key)
     except Exception as exc:  # noqa: BLE001 - one config error naming the key
         raise ConfigError(cfg.source, "sealedSecrets.keyBackup.publicKey", str(exc).split(": ", 1)[-1]) from None
@@ -73,10 +73,10 @@ def key_backup_public_key(cfg: StackConfig) -> str | None:
 @functools.lru_cache(maxsize=1)
 def crd_plurals() -> Mapping[tuple[str, str], str]:
     """(group, kind) → `spec.names.plural` of every vendored CRD (package data, read once)."""
-    import yaml
+    from ksecrets import yamlio
 
     out = {}
     for path in sorted(CRD_DIR.glob("*.yaml")):
-        crd = yaml.safe_load(path.read_text())
+        crd = yamlio.load(path.read_text(encoding="utf-8"), path.name)
         out[(crd["spec"]["group"], crd["spec"]["names"]["kind"])] = crd["spec"]["names"]["plural"]
     return out

@@ -89,13 +89,14 @@ def _read(client: hvac.Client, mount: str, path: str) -> tuple[dict[str, str] | 
                 raise describe(exc, client, where) from None
             # A deleted or destroyed latest version: 404 with the metadata still in the body.
             meta = ((exc.json or {}).get("data") or {}).get("metadata") if isinstance(exc.json, dict) else None
-            return None, int((meta or {}).get("version") or 0)
+            meta = meta if isinstance(meta, dict) else {}
+            return None, _whole(meta.get("version"), client, where, "metadata.version")
     body = response.get("data") if isinstance(response, dict) else None
     if not isinstance(body, dict) or not isinstance(body.get("metadata"), dict):
         # 200 without kv-v2 metadata: this is not a kv-v2 mount (kv-v1 has a key named data/<path>).
         check_kv2_mount(client, mount, path)
         raise VaultError(address_of(client), where, "unexpected response (no kv-v2 metadata)")
-    version = int(body["metadata"].get("version") or 0)
+    version = _whole(body["metadata"].get("version"), client, where, "metadata.version")
     data = body.get("data")
     if data is None:  # deleted latest version (hvac returned the 404 body)
         return None, version
@@ -140,9 +141,9 @@ def _cas_write(client: hvac.Client, mount: str, path: str, data: Mapping[str, st
     except hx.VaultError as exc:
         raise describe(exc, client, where, redact=data.values()) from None
     body = response.get("data") if isinstance(response, dict) else None
-    if not isinstance(body, dict) or not isinstance(body.get("version"), int):
+    if not isinstance(body, dict) or body.get("version") is None:
         raise VaultError(address_of(client), where, "unexpected response to a kv-v2 write (no version)")
-    return int(body["version"])
+    return _whole(body["version"], client, where, "version")
 
 
 def _kv_get(mount: str, path: str) -> str:
@@ -287,9 +288,34 @@ def read_metadata(client: hvac.Client, mount: str, path: str) -> Metadata:
     if not isinstance(body, dict):
         raise VaultError(address_of(client), where, "unexpected response (no kv-v2 metadata)")
     versions = body.get("versions") or {}
-    created = {int(n): str((v or {}).get("created_time") or "") for n, v in versions.items() if str(n).isdigit()}
-    custom = {str(k): str(v) for k, v in (body.get("custom_metadata") or {}).items()}
-    return Metadata(int(body.get("current_version") or 0), created, custom)
+    custom_metadata = body.get("custom_metadata") or {}
+    if not isinstance(versions, dict) or not isinstance(custom_metadata, dict):
+        raise VaultError(address_of(client), where, "unexpected response (versions or custom_metadata not a map)")
+    created = {
+        _whole(n, client, where, "versions"): str((v if isinstance(v, dict) else {}).get("created_time") or "")
+        for n, v in versions.items()
+    }
+    custom = {str(k): str(v) for k, v in custom_metadata.items()}
+    return Metadata(_whole(body.get("current_version"), client, where, "current_version"), created, custom)
+
+
+def is_whole(value: object) -> bool:
+    """A plain whole number as Vault writes one: a non-negative int (not a bool), or its ASCII
+    decimal digits ("²" and "٣" are digits to `str.isdigit`, not to Vault)."""
+    if isinstance(value, bool):
+        return False
+    if isinstance(value, int):
+        return value >= 0
+    return isinstance(value, str) and value.isascii() and value.isdigit() and len(value) <= 18
+
+
+def _whole(value: object, client: hvac.Client, where: str, field: str) -> int:
+    """A version number from the server, or one line saying it is not one (never a traceback)."""
+    if value is None:
+        return 0
+    if not is_whole(value):
+        raise VaultError(address_of(client), where, f"unexpected response: {field} is not a whole number")
+    return int(value)  # type: ignore[call-overload]
 
 
 def write_custom_metadata(client: hvac.Client, mount: str, path: str, custom: Mapping[str, str]) -> None:

@@ -196,3 +196,205 @@ def vault_env_for_adopt(tmp_path):
         vault = FakeVault(rsps)
         vault.enable_kv2()
         yield vault, root
+
+
+# --- issue 18: templates, metadata, transactions, file names ---------------------------------------
+
+
+def sealed_entry(repo: Path, name: str = "my-app-secrets") -> dict:
+    cfg = yaml.safe_load((repo / "Pulumi.qa.yaml").read_text())["config"]
+    sealed = cfg.get("k8s-secrets:sealed") or []
+    if isinstance(sealed, str):
+        sealed = yaml.safe_load((repo / sealed).read_text())
+    return next(e for e in sealed if e["name"] == name)
+
+
+@pytest.mark.parametrize("template", [".env.example", ".env.sample", "secret.yaml.template", ".env.qa.dist"])
+def test_adopt_skips_templates_as_scan_does(repo, vector_key, template):
+    """A template's placeholders never overwrite real values, and the template is not removed."""
+    from ksecrets import scan
+
+    (repo / "deploy" / template).write_text(
+        "DATABASE_URL=changeme\nAPI_KEY=changeme\n" if template.startswith(".env") else SECRET.replace("leaked", "x")
+    )
+    before = (repo / "deploy" / template).read_bytes()
+    res = run(repo, "ksecrets", "adopt", "deploy", "--stack", "qa", "--name", "my-app-secrets")
+    assert sealed_values(repo, vector_key)["API_KEY"] == b"leaked-api-key-123"
+    assert (repo / "deploy" / template).read_bytes() == before
+    assert f"skipped template (placeholders, not values; left as is): deploy/{template}" in res.stdout
+    assert scan.is_template(template)  # the one list
+    # Given alone, a template is refused with a line that says why; nothing changes.
+    state = (repo / "Pulumi.qa.yaml").read_bytes()
+    alone = run(repo, "ksecrets", "adopt", f"deploy/{template}", "--stack", "qa", "--name", "x", check=False)
+    assert alone.returncode == 2 and "templates skipped" in alone.stderr
+    assert (repo / "Pulumi.qa.yaml").read_bytes() == state and (repo / "deploy" / template).exists()
+
+
+def test_adopt_keeps_labels_annotations_and_immutable(repo, vector_key):
+    """The manifest's metadata goes into the entry, then into the exported SealedSecret's template."""
+    (repo / "deploy" / "secret.yaml").write_text(
+        SECRET.replace(
+            "  namespace: my-app\n",
+            "  namespace: my-app\n  labels:\n    team: payments\n    app.kubernetes.io/part-of: shop\n"
+            "  annotations:\n    example.com/owner: ops\n    sealedsecrets.bitnami.com/namespace-wide: 'true'\n",
+        )
+        + "immutable: true\n"
+    )
+    run(repo, "ksecrets", "adopt", "deploy", "--stack", "qa")
+    entry = sealed_entry(repo)
+    assert entry["labels"] == {"team": "payments", "app.kubernetes.io/part-of": "shop"}
+    assert entry["annotations"] == {"example.com/owner": "ops"}  # the scope annotation became the scope
+    assert entry["immutable"] is True and entry["scope"] == "namespace-wide"
+    from ksecrets.config import load_stack
+    from ksecrets.usecases.stack_facts import plan_stack
+
+    objs = [p.obj for p in plan_stack(load_stack("qa", repo))]
+    (ss,) = [o for o in objs if o["kind"] == "SealedSecret" and o["metadata"]["name"] == "my-app-secrets"]
+    tmpl = ss["spec"]["template"]
+    assert tmpl["metadata"]["labels"]["team"] == "payments"
+    assert tmpl["metadata"]["annotations"]["example.com/owner"] == "ops"
+    assert tmpl["immutable"] is True
+    assert crypto.decrypt_value([vector_key], entry["encryptedData"]["API_KEY"], b"my-app") == b"leaked-api-key-123"
+
+
+def _tree(root: Path) -> dict[str, tuple[str, bytes]]:
+    """Every file under root (not .git): its type ('link' with its target, or 'file') and bytes."""
+    out = {}
+    for p in sorted(root.rglob("*")):
+        if ".git" in p.relative_to(root).parts:
+            continue
+        if p.is_symlink():
+            out[str(p.relative_to(root))] = ("link", os.readlink(p).encode())
+        elif p.is_file():
+            out[str(p.relative_to(root))] = ("file", p.read_bytes())
+    return out
+
+
+@pytest.fixture
+def split_repo(repo) -> Path:
+    """The qa stack with its sealed values in an included file, and the stack file a symlink."""
+    real = repo / "config" / "Pulumi.qa.yaml"
+    real.parent.mkdir()
+    text = (repo / "Pulumi.qa.yaml").read_text()
+    (repo / "Pulumi.qa.yaml").unlink()
+    real.write_text(text + "  k8s-secrets:sealed: stacks/qa/sealed.yaml\n")
+    (repo / "Pulumi.qa.yaml").symlink_to("config/Pulumi.qa.yaml")
+    (repo / "stacks" / "qa").mkdir(parents=True)
+    (repo / "stacks" / "qa" / "sealed.yaml").write_text("[]\n")
+    # The certificate path is relative to the link's folder (the project folder).
+    (repo / "deploy" / "second.yaml").write_text(SECRET.replace("my-app-secrets", "second"))
+    return repo
+
+
+@pytest.mark.parametrize("fail", ["second-seal", "stack-write", "included-write", "remove"])
+def test_adopt_rolls_back_every_file_it_wrote(split_repo, monkeypatch, fail):
+    """A failure mid-way: every file (stack file, included file, plaintext) has its bytes and its
+    type back; the symlinked stack file is still a symlink."""
+    from ksecrets import adopt as adopt_mod
+    from ksecrets import fileio
+    from ksecrets.config import stackfile
+    from ksecrets.errors import KsecretsError
+    from ksecrets.usecases import seal_stack as stack_mod
+
+    repo = split_repo
+    before = _tree(repo)
+    calls: list[str] = []
+    if fail == "second-seal":
+        real = stack_mod.seal_into_stack
+
+        def flaky(*a, **kw):
+            calls.append(kw["name"])
+            if len(calls) == 2:
+                raise KsecretsError("disk full")
+            return real(*a, **kw)
+
+        monkeypatch.setattr(stack_mod, "seal_into_stack", flaky)
+    elif fail in ("stack-write", "included-write"):
+        real_write = fileio.atomic_write_bytes
+        target = "Pulumi.qa.yaml" if fail == "stack-write" else "sealed.yaml"
+        writes = []
+
+        def failing(path, data, mode=0o644, **kw):
+            if Path(path).name == target:
+                writes.append(path)
+                if len(writes) == 2:  # the second Secret's write
+                    raise OSError(28, "No space left on device")
+            return real_write(path, data, mode, **kw)
+
+        monkeypatch.setattr(stackfile, "atomic_write_bytes", failing)
+        if fail == "stack-write":
+            # Make each seal change the stack file too (another project's key, which ksecrets ignores),
+            # so the second seal writes the included file and then fails on the stack file.
+            real_prepare = stackfile.prepare_stack_update
+
+            def touching(path, mutate, *, check=None):
+                def both(config):
+                    mutate(config)
+                    config["other:counter"] = len(writes)
+
+                return real_prepare(path, both, check=check)
+
+            monkeypatch.setattr(stack_mod, "prepare_stack_update", touching)
+    else:
+        real_rename = os.rename
+
+        def rename(src, dst):
+            calls.append(src)
+            if len(calls) == 2:
+                raise OSError(13, "Permission denied")
+            return real_rename(src, dst)
+
+        monkeypatch.setattr(adopt_mod.os, "rename", rename)
+    with pytest.raises((KsecretsError, OSError)):
+        adopt_mod.adopt(repo / "deploy", repo, "qa", namespace="my-app")
+    after = _tree(repo)
+    assert after == before
+    assert (repo / "Pulumi.qa.yaml").is_symlink()
+
+
+def test_adopt_escapes_control_characters_in_file_names(repo):
+    """A crafted file name cannot forge lines of the report (or of the purge command)."""
+    evil = "x\nremoved from the working tree: nothing\x1b[2J.yaml"
+    (repo / "deploy" / evil).write_text(SECRET.replace("my-app-secrets", "evil"))
+    run(repo, "git", "add", "-A")
+    run(repo, "git", "commit", "-q", "-m", "evil")
+    res = run(repo, "ksecrets", "adopt", "deploy", "--stack", "qa", "--namespace", "my-app")
+    out = res.stdout + res.stderr
+    assert "\x1b" not in out
+    shown = "deploy/x\\nremoved from the working tree: nothing\\x1b[2J.yaml"
+    assert [l for l in res.stdout.splitlines() if l.startswith("removed from the working tree")] == [
+        f"removed from the working tree: deploy/secret.yaml, {shown}"
+        if "deploy/secret.yaml" < f"deploy/{evil}"
+        else f"removed from the working tree: {shown}, deploy/secret.yaml"
+    ]
+    assert any(l.startswith(shown + ": ") for l in res.stderr.splitlines())
+    purge = next(l.strip() for l in res.stdout.splitlines() if l.strip().startswith("git filter-repo"))
+    # The printed command, run by bash, names the file itself.
+    argv = subprocess.run(
+        ["bash", "-c", f"printf '%s\\0' {purge[len('git filter-repo --invert-paths ') :]}"],
+        capture_output=True,
+        check=True,
+    ).stdout.split(b"\0")
+    assert f"deploy/{evil}".encode() in argv
+
+
+def test_a_failed_write_is_one_line_and_changes_nothing(split_repo, monkeypatch, capsys):
+    """ENOSPC on the included file's write, through the command: exit 2, one line, no traceback."""
+    from ksecrets import fileio
+    from ksecrets.cli import main
+    from ksecrets.config import stackfile
+
+    before = _tree(split_repo)
+    real = fileio.atomic_write_bytes
+
+    def full(path, data, mode=0o644, **kw):
+        if Path(path).name == "sealed.yaml":
+            raise OSError(28, "No space left on device")
+        return real(path, data, mode, **kw)
+
+    monkeypatch.setattr(stackfile, "atomic_write_bytes", full)
+    monkeypatch.chdir(split_repo)
+    code = main(["adopt", "deploy", "--stack", "qa", "--namespace", "my-app"])
+    err = capsys.readouterr().err
+    assert code == 2 and err == "ksecrets: sealed.yaml: cannot write it (No space left on device); nothing changed\n"
+    assert _tree(split_repo) == before

@@ -398,3 +398,109 @@ def test_adopt_seals_into_the_included_file(split_repo):
     assert (split_repo / "Pulumi.staging.yaml").read_bytes() == stack_before
     text = (split_repo / "stacks/staging/sealed.yaml").read_text()
     assert "EXTRA" in yaml.safe_load(text)[0]["encryptedData"] and "adopted-" not in text
+
+
+# --- issue 18: hostile included paths, and one file shared by two stacks --------------------------
+
+
+def _ks_timed(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("KSECRETS_", "SEALED_SECRETS_"))}
+    return subprocess.run(
+        [sys.executable, "-m", "ksecrets", *args], cwd=cwd, capture_output=True, text=True, env=env, timeout=30
+    )
+
+
+_COMMANDS = {
+    "export": ("export", "--check"),
+    "doctor": ("doctor", "--stack", "staging"),
+    "verify": ("verify", "--stack", "staging"),
+    "seal": ("seal", "--stack", "staging", "--name", "my-app-secrets", "--from-literal", "K=v12345678"),
+    "stack new": ("stack", "new", "qa", "--backend", "sealed-secrets", "--from", "staging"),
+}
+_CASES = [("fifo", c) for c in _COMMANDS] + [("directory", "export"), ("fifo stack file", "export")]
+_CASES += [("fifo stack file", "seal"), ("device", "export"), ("device", "seal")]
+
+
+@pytest.mark.parametrize(("kind", "command"), _CASES)
+def test_an_included_path_that_is_no_regular_file_is_refused_without_blocking(split_repo, kind, command):
+    """A FIFO with no writer would block the read forever: refused (one line, exit 2) in time."""
+    sealed = split_repo / "stacks" / "staging" / "sealed.yaml"
+    if kind == "fifo stack file":
+        target = split_repo / "Pulumi.staging.yaml"
+        target.unlink()
+        os.mkfifo(target)
+        shown = "Pulumi.staging.yaml: is a FIFO, not a regular file"
+    elif kind == "device":
+        import stat
+
+        sealed.unlink()
+        try:  # /dev/zero's numbers: read whole, it would never end
+            os.mknod(sealed, stat.S_IFCHR | 0o600, os.makedev(1, 5))
+        except PermissionError:
+            pytest.skip("mknod needs CAP_MKNOD here")
+        shown = "Pulumi.staging.yaml: sealed: 'stacks/staging/sealed.yaml': is a device"
+    else:
+        sealed.unlink()
+        os.mkfifo(sealed) if kind == "fifo" else sealed.mkdir()
+        shown = "Pulumi.staging.yaml: sealed: 'stacks/staging/sealed.yaml': is a " + (
+            "FIFO" if kind == "fifo" else "directory"
+        )
+    res = _ks_timed(*_COMMANDS[command], cwd=split_repo)
+    assert res.returncode == 2, (res.stdout, res.stderr)
+    if command == "seal" and kind == "fifo stack file":  # the writers' own words (fileio.editable_target)
+        shown = "Pulumi.staging.yaml: stack file is not a regular file"
+    assert res.stderr.count("\n") == 1 and shown in res.stderr, res.stderr
+
+
+@pytest.fixture
+def shared_repo(split_repo: Path) -> Path:
+    """Stack qa (a copy of staging) whose sealed values are staging's file, through a symlink."""
+    text = (split_repo / "Pulumi.staging.yaml").read_text()
+    (split_repo / "Pulumi.qa.yaml").write_text(text.replace("stacks/staging/sealed.yaml", "stacks/qa/sealed.yaml"))
+    (split_repo / "stacks" / "qa").mkdir()
+    (split_repo / "stacks" / "qa" / "sealed.yaml").symlink_to("../staging/sealed.yaml")
+    return split_repo
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ("export", "--check"),
+        ("verify",),
+        ("doctor", "--stack", "staging"),
+        ("doctor", "--stack", "qa"),
+        ("seal", "--stack", "qa", "--name", "my-app-secrets", "--from-literal", "K=v12345678"),
+        ("seal", "--stack", "staging", "--name", "my-app-secrets", "--from-literal", "K=v12345678"),
+        ("app", "add", "--stack", "qa", "--name", "zz", "--keys", "A"),
+    ],
+    ids=" ".join,
+)
+def test_two_stacks_cannot_share_an_included_file(shared_repo, argv):
+    """Refused in the loader and by the writers: one line naming both stack files, nothing written."""
+    before = {p: p.read_bytes() for p in shared_repo.rglob("*") if p.is_file()}
+    res = _ks_timed(*argv, cwd=shared_repo)
+    assert res.returncode == 2, (res.stdout, res.stderr)
+    (line,) = res.stderr.splitlines()
+    assert "stacks cannot share an included file" in line
+    assert "Pulumi.qa.yaml" in line and "Pulumi.staging.yaml" in line, line
+    assert {p: p.read_bytes() for p in shared_repo.rglob("*") if p.is_file()} == before
+
+
+def test_one_stack_cannot_name_one_file_for_both_keys(split_repo):
+    stack = split_repo / "Pulumi.staging.yaml"
+    stack.write_text(stack.read_text().replace("stacks/staging/apps.yaml", "stacks/staging/sealed.yaml"))
+    res = _ks_timed("doctor", "--stack", "staging", cwd=split_repo)
+    assert res.returncode == 2 and "is also named by its own" in res.stderr and res.stderr.count("\n") == 1
+
+
+@pytest.mark.parametrize("command", ["export", "seal", "verify"])
+def test_a_certificate_the_stack_names_that_is_a_fifo_is_refused_without_blocking(repo_copy, command):
+    cert = repo_copy / "certs" / "staging.pem"
+    cert.unlink()
+    os.mkfifo(cert)
+    res = _ks_timed(*_COMMANDS[command], cwd=repo_copy)
+    assert res.returncode != 0 and res.stderr.count("\n") == 1, res.stderr
+    # Each command in its own words (export checks the path first, verify lists it on stdout).
+    assert "certs/staging.pem" in res.stdout + res.stderr
+    if command == "seal":
+        assert "certificate file is a FIFO, not a regular file" in res.stderr, res.stderr

@@ -330,3 +330,33 @@ def test_sealing_key_alert_with_promtool(promtool, repo, offline, tmp_path, name
     (tmp_path / "tests.yaml").write_text(yamlio.dump(tests))
     done = subprocess.run([promtool, "test", "rules", "tests.yaml"], cwd=tmp_path, capture_output=True, text=True)
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+@pytest.mark.parametrize("plain", [b"[1, 2]", b'"a string"', b"7", b"\xff\xfe not json", b'{"data": [1]}'], ids=repr)
+def test_a_key_file_whose_plaintext_is_not_a_key_secret_is_one_line(pairs, offline, plain):
+    """Decrypts fine but is no JSON object (or no Secret's shape): one line, no traceback."""
+    import base64
+
+    from ksecrets.sealing import crypto as sealing_crypto
+
+    doc = json.loads(keybackup.encrypt_key_secret(key_secrets(pairs)[0], offline.public_key()))
+    doc["ciphertext"] = base64.b64encode(
+        sealing_crypto.hybrid_encrypt(offline.public_key(), plain, keybackup.LABEL)
+    ).decode()
+    with pytest.raises(KsecretsError) as err:
+        keybackup.decrypt_key_file(json.dumps(doc).encode(), offline, "k.json")
+    assert str(err.value).startswith("k.json: ") and "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize("answer", [b"<html>login</html>", b"[1]", b'{"items": {"a": 1}}', b'{"items": [1, "x"]}'])
+def test_the_cronjob_run_on_an_answer_that_is_not_a_secret_list_is_one_line(offline, tmp_path, capsys, answer):
+    pub = tmp_path / "public.pem"
+    pub.write_bytes(keybackup.public_pem(offline))
+    (tmp_path / "token").write_text("t")
+    argv = ["--namespace", "kube-system", "--public-key", str(pub), "--dir", str(tmp_path / "o")]
+    with responses.RequestsMock() as rsps:
+        rsps.add(responses.GET, f"{API}/api/v1/namespaces/kube-system/secrets", status=200, body=answer)
+        code = keybackup.main([*argv, "--token-file", str(tmp_path / "token")], {"KSECRETS_KUBE_API": API})
+    err = capsys.readouterr().err
+    assert code != 0 and "not a list of Secrets" in err and "Traceback" not in err, err
+    assert not (tmp_path / "o").exists() or not list((tmp_path / "o").iterdir())

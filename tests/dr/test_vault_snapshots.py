@@ -247,3 +247,19 @@ def test_the_snapshot_job_runs_in_the_rotator_image_without_cryptography():
     )
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
     assert done.returncode == 0 and done.stdout.split() == ["ok", "True"], done.stderr
+
+
+def test_save_into_a_missing_folder_is_one_line_before_asking_vault(tmp_path, cli, monkeypatch):
+    client = hvac.Client(url=ADDR, token="t")
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as rsps:
+        rsps.add(responses.GET, f"{ADDR}/v1/sys/storage/raft/snapshot", body=gzip.compress(b"x"), status=200)
+        with pytest.raises(KsecretsError) as err:
+            snapshot.save(client, tmp_path / "missing" / "x.snap")
+        assert len(rsps.calls) == 0  # Vault was not asked for a snapshot it could not keep
+    assert "no such folder" in str(err.value) and not (tmp_path / "missing").exists()
+    monkeypatch.setenv("VAULT_ADDR", ADDR)
+    monkeypatch.setenv("VAULT_TOKEN", "t")
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as rsps:
+        rsps.add(responses.GET, f"{ADDR}/v1/sys/storage/raft/snapshot", body=gzip.compress(b"x"), status=200)
+        res = cli("vault", "snapshot", "save", "--out", str(tmp_path / "missing" / "x.snap"))
+    assert res.code == 2 and res.err.count("\n") == 1 and "no such folder" in res.err, res.err

@@ -26,8 +26,9 @@ from tests.fakes.kv2 import KV2
 
 
 class Impostor:
-    def __init__(self, mode: str, kv: dict[str, dict[str, str]] | None = None) -> None:
+    def __init__(self, mode: str, kv: dict[str, dict[str, str]] | None = None, odd: Any = None) -> None:
         self.mode = mode
+        self.odd = odd  # mode "odd-version": what the server says in every version field
         self.store = KV2()
         for p, d in (kv or {}).items():
             self.store.seed(p, d)
@@ -96,10 +97,24 @@ class Impostor:
                     {"request_id": "r", "data": {"path": "secret/", "type": "kv", "options": {"version": "2"}}}
                 ).encode(),
             )
+        if self.mode == "odd-version" and path.startswith("/v1/secret/metadata/"):
+            key = path[len("/v1/secret/metadata/") :]
+            if h.command != "GET":
+                return h._send(204, b"")
+            status, answer = self.store.read_metadata(key)
+            if status == 200:
+                answer["data"]["current_version"] = self.odd
+                answer["data"]["custom_metadata"] = {"ksecrets-rotation-version": str(self.odd)}
+            return h._send(status, json.dumps({"request_id": "r", **answer}).encode())
         if path.startswith("/v1/secret/data/"):
             key = path[len("/v1/secret/data/") :]
             if h.command == "GET":
                 status, answer = self.store.read(key)
+                if self.mode == "odd-version" and "data" in answer:
+                    answer["data"]["metadata"]["version"] = self.odd
+                return h._send(status, json.dumps({"request_id": "r", **answer}).encode())
+            if self.mode == "odd-version":
+                status, answer = self.store.write(key, json.loads(body))
                 return h._send(status, json.dumps({"request_id": "r", **answer}).encode())
             if self.mode == "lost-answer":
                 self.store.write(key, json.loads(body))

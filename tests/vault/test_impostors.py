@@ -194,3 +194,23 @@ def test_a_write_whose_answer_is_lost_but_landed_counts(server, repo):
     assert code == 0, err
     assert len(fake.kv["my-app"]) == 2 and fake.kv["my-app"][-1]["API_KEY"] != "old-api-key-0123456789"
     assert "new kv-v2 version 2" in err
+
+
+# --- issue 18: version numbers that are not plain integers ----------------------------------------
+
+
+@pytest.mark.parametrize("odd", ["3a", "²", [3], True, {"n": 1}, -1], ids=repr)
+@pytest.mark.parametrize("command", ["push", "rotate", "rotator"])
+def test_a_version_that_is_not_a_whole_number_is_one_line_and_nothing_written(server, repo, command, odd):
+    """`"²".isdigit()` is True and `int("²")` raises; `int(True)` is 1: never a traceback, never a
+    guess. The rotator reads the version it marked (custom_metadata) and the data's version."""
+    fake = server("odd-version", kv={"my-app": {"API_KEY": "old-api-key-0123456789", "DATABASE_URL": "x"}}, odd=odd)
+    if command == "push":
+        (repo.parent / "app.env").write_text("API_KEY=new-value-0123456789\nDATABASE_URL=x\n")
+    before = _files(repo)
+    code, err, _ = run(command, fake.addr, repo)
+    line = _one_line(err, command)
+    assert code != 0 and "Traceback" not in err, err
+    assert "not a whole number" in line, line
+    assert ("POST", "/v1/secret/data/my-app") not in fake.requests  # nothing written to Vault
+    assert len(fake.kv["my-app"]) == 1 and _files(repo) == before

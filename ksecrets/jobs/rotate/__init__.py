@@ -462,7 +462,13 @@ def last_rotation(client: VaultClient, mount: str, path: str) -> tuple[int, floa
     """(version a rotation last wrote, Vault's creation time of it or None, custom_metadata)."""
     meta = kv.read_metadata(client, mount, path)
     marked = meta.custom.get(MARK_KEY, "")
-    version = int(marked) if marked.isdigit() else 0
+    if marked and not kv.is_whole(marked):
+        # The minimum interval cannot be judged: refuse rather than rotate (or crash) on it.
+        raise KsecretsError(
+            f"{kv.metadata_path(mount, path)}: custom_metadata.{MARK_KEY} is not a whole number; "
+            f"fix or delete it (`vault kv metadata patch -mount={mount} -custom-metadata={MARK_KEY}=N {path}`)"
+        )
+    version = int(marked) if marked else 0
     created = parse_vault_time(meta.created.get(version, "")) if version else None
     return version, created, meta.custom
 

@@ -116,7 +116,7 @@ def _key_length(text: str, flag: str) -> tuple[str, int]:
         raise KsecretsError(f"{flag}: {text!r}: expected KEY or KEY:LENGTH")
     if not length:
         return key, 32
-    if not length.isdigit() or not MIN_LENGTH <= int(length) <= MAX_LENGTH:
+    if not (length.isascii() and length.isdigit()) or not MIN_LENGTH <= int(length) <= MAX_LENGTH:
         raise KsecretsError(f"{flag}: {text!r}: the length must be a number from {MIN_LENGTH} to {MAX_LENGTH}")
     return key, int(length)
 

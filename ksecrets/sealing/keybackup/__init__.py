@@ -140,7 +140,12 @@ def decrypt_key_file(data: bytes, offline: rsa.RSAPrivateKey, source: str) -> di
         plain = crypto.hybrid_decrypt(offline, base64.b64decode(doc["ciphertext"], validate=True), LABEL)
     except (binascii.Error, crypto.DecryptError):
         raise KsecretsError(f"{source}: cannot decrypt (damaged file)") from None
-    secret = json.loads(plain)
+    try:
+        secret = json.loads(plain)
+    except ValueError:  # also bytes that are not UTF-8
+        secret = None
+    if not isinstance(secret, dict):
+        raise KsecretsError(f"{source}: the decrypted content is not a key Secret (not a JSON object)")
     (private,) = keys_from_secrets([secret], source)
     if public_key_fingerprint(private.public_key()) != doc["fingerprint"]:
         raise KsecretsError(f"{source}: the decrypted key does not match the file's fingerprint")
@@ -195,5 +200,11 @@ def list_key_secrets(api: str, token: str, ca: str | bool, namespace: str) -> li
         raise KsecretsError(f"{url}: unreachable ({type(exc).__name__})") from None
     if r.status_code != 200:
         raise KsecretsError(f"{url}: HTTP {r.status_code} (the ServiceAccount needs list on secrets here)")
-    items = r.json().get("items") or []
+    try:
+        body = r.json()
+    except ValueError:
+        body = None
+    items = (body.get("items") or []) if isinstance(body, dict) else None
+    if not isinstance(items, list) or not all(isinstance(i, dict) for i in items):
+        raise KsecretsError(f"{url}: the answer is not a list of Secrets (is this the Kubernetes API?)")
     return [{**i, "kind": "Secret", "apiVersion": "v1"} for i in items]

@@ -45,11 +45,22 @@ def save(client: hvac.Client, out: Path, *, chunk: int = 1 << 20) -> int:
     out = Path(out)
     if out.exists():
         raise KsecretsError(f"{out}: exists; a snapshot never overwrites a file")
+    # Before asking Vault for anything: a folder that is not there is one line, not a traceback.
+    if not out.parent.is_dir():
+        raise KsecretsError(f"{out}: no such folder {str(out.parent)!r}; create it first")
     with vault_errors(client, PATH):
-        response = client.sys.take_raft_snapshot()
-        if response.status_code != 200:
-            raise KsecretsError(f"Vault {address_of(client)}: {PATH}: HTTP {response.status_code}")
-        fd, tmp = tempfile.mkstemp(prefix=".snapshot-", dir=str(out.parent))
+        try:
+            fd, tmp = tempfile.mkstemp(prefix=".snapshot-", dir=str(out.parent))
+        except OSError as exc:
+            raise KsecretsError(f"{out}: cannot write into {str(out.parent)!r} ({exc.strerror})") from None
+        try:
+            response = client.sys.take_raft_snapshot()
+            if response.status_code != 200:
+                raise KsecretsError(f"Vault {address_of(client)}: {PATH}: HTTP {response.status_code}")
+        except BaseException:
+            os.close(fd)
+            os.unlink(tmp)
+            raise
         size = 0
         try:
             with os.fdopen(fd, "wb") as f:
