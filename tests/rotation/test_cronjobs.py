@@ -291,6 +291,6 @@ def test_keys_on_one_schedule_share_one_cronjob_and_one_version():
 @pytest.mark.parametrize("schedule", ["*/² * * * *", "0 ² * * *", "0 1-٣ * * *", "*/0 * * * *"])
 def test_a_schedule_with_unicode_digits_is_refused_not_a_traceback(schedule):
     """`"²".isdigit()` is True but `int("²")` raises: a schedule from a stack file is a problem line."""
-    from ksecrets.config import validate
+    from ksecrets import validators
 
-    assert validate.cron(schedule)
+    assert validators.cron(schedule)
