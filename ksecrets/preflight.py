@@ -18,13 +18,13 @@ Every failure is one KsecretsError line naming the stack file and the object or 
 from __future__ import annotations
 
 import base64
-import binascii
 import json
 import re
 from typing import TYPE_CHECKING, Iterable
 from urllib.parse import urlsplit
 
 from ksecrets.errors import KsecretsError
+from ksecrets.sealing import crypto  # the kubeseal format (standard library only at import)
 
 if TYPE_CHECKING:  # `ksecrets seal` uses size_problem and must not load the config model (tests/cli/test_startup.py)
     from ksecrets.config.model import StackConfig
@@ -34,7 +34,6 @@ MAX_SECRET_BYTES = 1024 * 1024  # corev1 MaxSecretSize: the sum of the data valu
 ETCD_REQUEST_BYTES = 1536 * 1024  # etcd's default --max-request-bytes
 SERVER_HEADROOM_BYTES = 64 * 1024  # managedFields, status, resourceVersion... added by the server
 MAX_OBJECT_BYTES = ETCD_REQUEST_BYTES - SERVER_HEADROOM_BYTES
-_GCM_TAG_BYTES = 16
 
 # RFC 2606 / RFC 6761 names that never resolve to anything real.
 _RESERVED_DOMAINS = ("example.com", "example.net", "example.org")
@@ -145,19 +144,16 @@ def name_problem(obj: Manifest) -> str | None:
     return None
 
 
-def sealed_plaintext_bytes(value: str) -> int | None:
-    """The length of the value a sealed value decrypts to, from its length alone: base64 of
-    uint16(len(rsa)) || rsa || AES-GCM(value) with a 16-byte tag. None when it is malformed."""
-    if len(value) < 4 or len(value) % 4:
+def sealed_problem(obj: Manifest) -> str | None:
+    """A SealedSecret value that is not well-formed ciphertext (`crypto.sealed_value_problem`):
+    whatever reaches k8s/ under `encryptedData` must be sealed, wherever the object came from."""
+    if obj.get("kind") != "SealedSecret":
         return None
-    try:
-        head = base64.b64decode(value[:4], validate=True)
-    except (binascii.Error, ValueError):
-        return None
-    raw = len(value) // 4 * 3 - (len(value) - len(value.rstrip("=")))
-    rsa_len = int.from_bytes(head[:2], "big")
-    plain = raw - 2 - rsa_len - _GCM_TAG_BYTES
-    return plain if plain >= 0 else None
+    for key, value in ((obj.get("spec") or {}).get("encryptedData") or {}).items():
+        problem = crypto.sealed_value_problem(value)
+        if problem:
+            return f"spec.encryptedData.{key}: {problem}"
+    return None
 
 
 def size_problem(obj: Manifest) -> str | None:
@@ -165,7 +161,7 @@ def size_problem(obj: Manifest) -> str | None:
     request limit."""
     if obj.get("kind") == "SealedSecret":
         enc = (obj.get("spec") or {}).get("encryptedData") or {}
-        total = sum(sealed_plaintext_bytes(val) or 0 for val in enc.values() if isinstance(val, str))
+        total = sum(crypto.sealed_plaintext_bytes(val) or 0 for val in enc.values() if isinstance(val, str))
         if total > MAX_SECRET_BYTES:
             return (
                 f"its Secret would hold {total} bytes of data, over Kubernetes' {MAX_SECRET_BYTES}-byte "
@@ -199,7 +195,12 @@ def namespace_problem(cfg: StackConfig, obj: Manifest, known: frozenset[str] | N
 def check_objects(cfg: StackConfig, objects: Iterable[Manifest]) -> None:
     known = cfg.known_namespaces()  # once: it spans every app
     for obj in objects:
-        for problem in (name_problem(obj), namespace_problem(cfg, obj, known), size_problem(obj)):
+        for problem in (
+            name_problem(obj),
+            namespace_problem(cfg, obj, known),
+            sealed_problem(obj),
+            size_problem(obj),
+        ):
             if problem:
                 raise KsecretsError(f"{cfg.source}: {_describe(obj)}: {problem}")
 

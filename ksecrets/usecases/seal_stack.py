@@ -7,9 +7,7 @@ A stack keeps its sealed values under `k8s-secrets:sealed`, one entry per Secret
 
 from __future__ import annotations
 
-import base64
 import contextlib
-import binascii
 import datetime as _dt
 import os
 from dataclasses import dataclass, field
@@ -475,18 +473,6 @@ class VerifyResult:
     warnings: int = 0
 
 
-def _layout_problem(value: str, cert: SealingCert) -> str | None:
-    try:
-        raw = base64.b64decode(value.encode("ascii"), validate=True)
-    except (binascii.Error, UnicodeEncodeError):
-        return "not valid base64"
-    if len(raw) < 2 + cert.key_bytes + 16:
-        return "too short (truncated)"
-    if int.from_bytes(raw[:2], "big") != cert.key_bytes:
-        return f"RSA block is not {cert.key_bytes} bytes (another key size, or damaged)"
-    return None
-
-
 def verify_stack(cfg: StackConfig, result: VerifyResult, now: _dt.datetime | None = None) -> None:
     now = now or _dt.datetime.now(_dt.timezone.utc)
     st = cfg.stack
@@ -523,7 +509,7 @@ def verify_stack(cfg: StackConfig, result: VerifyResult, now: _dt.datetime | Non
             )
             continue
         for key, value in entry.encrypted_data:
-            problem = _layout_problem(value, cert)
+            problem = crypto.sealed_value_problem(value, cert.key_bytes)
             if problem:
                 result.problems += 1
                 result.lines.append(f"{st}: FAIL: {where}: encryptedData.{key}: {problem}")
