@@ -119,6 +119,7 @@ def register(subparsers) -> None:
 def apply_env(args: argparse.Namespace, environ=None) -> None:
     """Fill flags not given on the command line from SEALED_SECRETS_<FLAG>, as kubeseal does."""
     environ = os.environ if environ is None else environ
+    args.from_env = set()
     for flag, dest in ENV_FLAGS.items():
         var = ENV_PREFIX + flag.upper().replace("-", "_")
         if var not in environ or getattr(args, dest) not in (None, []):
@@ -135,6 +136,7 @@ def apply_env(args: argparse.Namespace, environ=None) -> None:
         elif dest == "from_file":
             value = [v for v in value.split(",") if v]
         setattr(args, dest, value)
+        args.from_env.add(dest)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -245,6 +247,7 @@ def _seal_stdin(args: argparse.Namespace) -> int:
     if args.name:
         secret.name = args.name
     if args.namespace:
+        _check_namespace_flag(args, secret.namespace, f"{src}: metadata.namespace")
         secret.namespace = args.namespace
     if not args.merge_into and not secret.namespace and resolve_scope(secret, args.scope) != "cluster-wide":
         # As kubeseal: a Secret without a namespace is sealed for the current kubectl context's
@@ -266,9 +269,17 @@ def _seal_stdin(args: argparse.Namespace) -> int:
     with locked(args.merge_into, "SealedSecret file") as target:
         text = read_file_bytes(str(target), "SealedSecret file").decode("utf-8", "replace")
         orig = parse_sealed_secret(text, args.merge_into)
-        # As kubeseal: the values are sealed for the file's name and namespace.
+        # As kubeseal: the values are sealed for the file's name and namespace; but a Secret (or
+        # --namespace) that says another namespace is refused, not moved without a word.
+        file_ns = orig["metadata"].get("namespace") or ""
+        if secret.namespace and file_ns and secret.namespace != file_ns:
+            raise KsecretsError(
+                f"{src}: namespace {secret.namespace!r} (the Secret's or --namespace) is not the namespace of {args.merge_into} "
+                f"({file_ns!r}); the values would be sealed for {file_ns!r}: fix the Secret's namespace, "
+                "or seal it into another file"
+            )
         secret.name = orig["metadata"]["name"]
-        secret.namespace = orig["metadata"].get("namespace") or ""
+        secret.namespace = file_ns
         scope = args.scope
         if scope is None and not any(k in secret.annotations for k in SCOPE_ANNOTATIONS.values()):
             scope = sealed_scope(orig)
@@ -279,6 +290,22 @@ def _seal_stdin(args: argparse.Namespace) -> int:
         atomic_write_text(target, render(merged, fmt), target.stat().st_mode & 0o777)
     sys.stderr.write(f"{args.merge_into}: sealed {', '.join(sorted(update['spec']['encryptedData']))}\n")
     return 0
+
+
+def _check_namespace_flag(args: argparse.Namespace, declared: str, where: str) -> None:
+    """`--namespace` (or SEALED_SECRETS_NAMESPACE) against the namespace the Secret declares.
+
+    kubeseal binds `--namespace` to kubectl's client config: it only names the namespace of a
+    Secret that declares none, and a Secret's own `metadata.namespace` wins without a word. Sealing
+    for the flag's namespace instead would move the Secret silently; keeping the file's would
+    ignore the flag silently. Both differ from what the user said, so a conflict is refused."""
+    if not declared or declared == args.namespace:
+        return
+    flag = "SEALED_SECRETS_NAMESPACE" if "namespace" in getattr(args, "from_env", ()) else "--namespace"
+    raise KsecretsError(
+        f"{where} is {declared!r} but {flag} is {args.namespace!r}: refusing to move the Secret to another "
+        f"namespace (kubeseal would seal it for {declared!r}); change metadata.namespace or drop {flag}"
+    )
 
 
 def _check_size(sealed: dict, source: str) -> None:
