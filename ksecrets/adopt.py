@@ -17,6 +17,7 @@ import shlex
 import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Collection
 
 from ksecrets.errors import KsecretsError
 
@@ -75,7 +76,13 @@ def _candidates(path: Path) -> list[Path]:
     return out
 
 
-def collect(path: str | os.PathLike[str], *, name: str | None = None, namespace: str | None = None) -> list[Item]:
+def collect(
+    path: str | os.PathLike[str],
+    *,
+    name: str | None = None,
+    namespace: str | None = None,
+    allow_key_names: Collection[str] = (),
+) -> list[Item]:
     """Every Secret manifest with data and every env file under `path`, parsed (values in memory)."""
     from ksecrets import scan
     from ksecrets.fileio import read_bytes
@@ -87,7 +94,7 @@ def collect(path: str | os.PathLike[str], *, name: str | None = None, namespace:
         data = read_bytes(p, "file")
         src = str(p)
         if _is_env_file(p):
-            values = parse_env_file(data, src)
+            values = parse_env_file(data, src, allow_key_names=allow_key_names)
             if not values:
                 continue
             if not name:
@@ -160,11 +167,12 @@ def adopt(
     keep: bool = False,
     seal_key: bytes | None = None,
     vault_client=None,
+    allow_key_names: Collection[str] = (),
 ) -> AdoptReport:
     from ksecrets.config import load_stack
 
     cfg = load_stack(stack, root)
-    items = collect(path, name=name, namespace=namespace)
+    items = collect(path, name=name, namespace=namespace, allow_key_names=allow_key_names)
     report = AdoptReport(stack, items)
     if cfg.backend == "sealed-secrets":
         _seal(cfg, root, items, report, seal_key)

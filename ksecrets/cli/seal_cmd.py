@@ -17,7 +17,7 @@ import os
 import sys
 from pathlib import Path
 
-from ksecrets.cli.flags import SCOPES
+from ksecrets.cli.flags import SCOPES, add_allow_key_name_flag
 from ksecrets.errors import KsecretsError
 
 ENV_PREFIX = "SEALED_SECRETS_"
@@ -110,6 +110,7 @@ def register(subparsers) -> None:
         metavar="KEY=VALUE",
         help="--stack: one value (beware: visible in shell history and ps)",
     )
+    add_allow_key_name_flag(p)
     p.add_argument("--type", dest="secret_type", help="--stack: Secret type (default Opaque, or the entry's)")
     p.add_argument("--prune", action="store_true", help="--stack: drop keys of the entry that are not in the input")
     p.add_argument("--root", default=".", help="directory of the stack files (default .)")
@@ -150,8 +151,8 @@ def run(args: argparse.Namespace) -> int:
         return _seal_stack(args)
     apply_env(args)
     args.from_file = args.from_file or []
-    if args.from_env_file or args.from_literal or args.prune or args.secret_type:
-        raise KsecretsError("--from-env-file, --from-literal, --type and --prune need --stack")
+    if args.from_env_file or args.from_literal or args.prune or args.secret_type or args.allow_key_name:
+        raise KsecretsError("--from-env-file, --from-literal, --type, --prune and --allow-key-name need --stack")
     if args.raw:
         return _seal_raw(args)
     if args.from_file:
@@ -318,8 +319,10 @@ def _check_size(sealed: dict, source: str) -> None:
 
 def _stack_values(args: argparse.Namespace) -> dict[str, bytes]:
     from ksecrets.cli.util import read_file_bytes
-    from ksecrets.envfile import parse_env_file, parse_literal
+    from ksecrets.envfile import check_key_name, parse_env_file, parse_literal
     from ksecrets.sealing.secret_input import check_key
+
+    allowed = frozenset(args.allow_key_name)
 
     values: dict[str, bytes] = {}
 
@@ -331,16 +334,17 @@ def _stack_values(args: argparse.Namespace) -> dict[str, bytes]:
     for path in args.from_env_file:
         if os.path.isdir(path):
             raise KsecretsError(f"{path}: env file cannot be a directory")
-        for key, value in parse_env_file(read_file_bytes(path, "env file"), path).items():
+        for key, value in parse_env_file(read_file_bytes(path, "env file"), path, allow_key_names=allowed).items():
             add(key, value, path)
     for spec in args.from_file:
         key, sep, path = spec.partition("=")
         if not sep:
             key, path = os.path.basename(spec), spec
         check_key(key, "--from-file", "key")
+        check_key_name(key, None, f"--from-file {path}", allowed)
         add(key, read_file_bytes(path, "value file"), f"--from-file {path}")
     for literal in args.from_literal:
-        key, value = parse_literal(literal)
+        key, value = parse_literal(literal, allow_key_names=allowed)
         add(key, value, "--from-literal")
     return values
 
