@@ -186,7 +186,9 @@ def expected_fingerprints(args: argparse.Namespace) -> list[tuple[str, str]]:
                 raise KsecretsError(f"{cfg.source}: sealedSecrets.certificate: not set; nothing to check")
             continue
         path = Path(cfg.root) / cfg.sealed_secrets.certificate
-        cert = load_certificate(path, source=cfg.sealed_secrets.certificate, allow_expired=True)
+        cert = load_certificate(
+            path, source=cfg.sealed_secrets.certificate, allow_expired=True, allow_not_yet_valid=True
+        )
         out.append((cert.fingerprint, f"stack {name} ({cfg.sealed_secrets.certificate})"))
     if not out:
         raise KsecretsError(f"{args.root}: no stack has a sealing certificate; nothing to check")

@@ -28,6 +28,15 @@ def add_allow_key_name_flag(parser) -> None:
     )
 
 
+def add_allow_future_cert_flag(parser) -> None:
+    parser.add_argument(
+        "--allow-future-cert",
+        action="store_true",
+        help="seal with a certificate whose notBefore is in the future (refused by default: a wrong "
+        "clock, or not the controller's certificate)",
+    )
+
+
 def add_recovery_flags(parser) -> None:
     parser.add_argument(
         "--recovery-private-key",

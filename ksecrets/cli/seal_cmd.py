@@ -17,7 +17,7 @@ import os
 import sys
 from pathlib import Path
 
-from ksecrets.cli.flags import SCOPES, add_allow_key_name_flag
+from ksecrets.cli.flags import SCOPES, add_allow_future_cert_flag, add_allow_key_name_flag
 from ksecrets.errors import KsecretsError
 
 ENV_PREFIX = "SEALED_SECRETS_"
@@ -111,6 +111,7 @@ def register(subparsers) -> None:
         help="--stack: one value (beware: visible in shell history and ps)",
     )
     add_allow_key_name_flag(p)
+    add_allow_future_cert_flag(p)
     p.add_argument("--type", dest="secret_type", help="--stack: Secret type (default Opaque, or the entry's)")
     p.add_argument("--prune", action="store_true", help="--stack: drop keys of the entry that are not in the input")
     p.add_argument("--root", default=".", help="directory of the stack files (default .)")
@@ -201,7 +202,7 @@ def _seal_raw(args: argparse.Namespace) -> int:
     if not name and scope == "strict":
         raise KsecretsError("--raw with --scope strict needs --name")
     check_names(name, namespace, "--raw")
-    cert = cert_from_args(args.cert, args.cert_ca)
+    cert = cert_from_args(args.cert, args.cert_ca, allow_not_yet_valid=args.allow_future_cert)
     if args.from_file:
         path = args.from_file[0].split("=", 1)[-1]
         value = read_file_bytes(path, "value file")
@@ -244,7 +245,7 @@ def _seal_stdin(args: argparse.Namespace) -> int:
     secret = read_secret(text, src)
     if not secret.data and not args.allow_empty_data:
         raise KsecretsError(f"{src}: the Secret has no data or stringData (pass --allow-empty-data if intended)")
-    cert = cert_from_args(args.cert, args.cert_ca)
+    cert = cert_from_args(args.cert, args.cert_ca, allow_not_yet_valid=args.allow_future_cert)
     if args.name:
         secret.name = args.name
     if args.namespace:
@@ -374,6 +375,7 @@ def _seal_stack(args: argparse.Namespace) -> int:
         secret_type=args.secret_type,
         prune=args.prune,
         seal_key=churn.seal_key_from_env(),
+        allow_not_yet_valid=args.allow_future_cert,
     )
     for report in reports:
         for line in report.lines():

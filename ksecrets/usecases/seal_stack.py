@@ -31,7 +31,7 @@ from ksecrets.config.stackfile import (
 from ksecrets.errors import KsecretsError
 from ksecrets.fileio import locked
 from ksecrets.sealing import churn, crypto
-from ksecrets.sealing.certs import SealingCert, load_certificate
+from ksecrets.sealing.certs import SealingCert, load_certificate, not_yet_valid, not_yet_valid_problem
 from ksecrets.sealing.secret_input import check_size
 
 
@@ -41,10 +41,20 @@ def certificate_path(cfg: StackConfig) -> tuple[Path, str]:
     return Path(cfg.root) / rel, rel
 
 
-def stack_certificate(cfg: StackConfig, *, now: _dt.datetime | None = None, allow_expired: bool = False) -> SealingCert:
+def stack_certificate(
+    cfg: StackConfig,
+    *,
+    now: _dt.datetime | None = None,
+    allow_expired: bool = False,
+    allow_not_yet_valid: bool = False,
+) -> SealingCert:
     path, rel = certificate_path(cfg)
     return load_certificate(
-        path, source=f"{cfg.source}: {PREFIX}sealedSecrets.certificate: {rel}", now=now, allow_expired=allow_expired
+        path,
+        source=f"{cfg.source}: {PREFIX}sealedSecrets.certificate: {rel}",
+        now=now,
+        allow_expired=allow_expired,
+        allow_not_yet_valid=allow_not_yet_valid,
     )
 
 
@@ -123,6 +133,7 @@ def seal_into_stack(
     prune: bool = False,
     seal_key: bytes | None = None,
     now: _dt.datetime | None = None,
+    allow_not_yet_valid: bool = False,
 ) -> SealReport:
     """Seal `values` for Secret `name` with the stack's certificate and upsert the stack's entry.
 
@@ -142,6 +153,7 @@ def seal_into_stack(
             prune=prune,
             seal_key=seal_key,
             now=now,
+            allow_not_yet_valid=allow_not_yet_valid,
         )
         report.written = pending.commit()
     return report
@@ -159,6 +171,7 @@ def seal_into_stacks(
     prune: bool = False,
     seal_key: bytes | None = None,
     now: _dt.datetime | None = None,
+    allow_not_yet_valid: bool = False,
 ) -> list[SealReport]:
     """The same values into several stacks, each sealed with its own certificate. Every stack is
     sealed and validated before any file is written: one failure writes nothing. Every file is
@@ -180,6 +193,7 @@ def seal_into_stacks(
                 prune=prune,
                 seal_key=seal_key,
                 now=now,
+                allow_not_yet_valid=allow_not_yet_valid,
             )
             for stack in stacks
         ]
@@ -212,10 +226,11 @@ def prepare_seal_into_stack(
     prune: bool = False,
     seal_key: bytes | None = None,
     now: _dt.datetime | None = None,
+    allow_not_yet_valid: bool = False,
 ) -> tuple[SealReport, PendingWrite]:
     cfg = load_stack(stack, root)
     source = cfg.source
-    cert = stack_certificate(cfg, now=now)
+    cert = stack_certificate(cfg, now=now, allow_not_yet_valid=allow_not_yet_valid)
     ns = resolve_namespace(cfg, name, namespace)
     entry = cfg.sealed_entry(ns, name)
     scope = crypto.check_scope(scope) if scope else (entry.scope if entry else "strict")
@@ -482,7 +497,7 @@ def verify_stack(cfg: StackConfig, result: VerifyResult, now: _dt.datetime | Non
         return
     path, rel = certificate_path(cfg)
     try:
-        cert = load_certificate(path, source=rel, now=now, allow_expired=True)
+        cert = load_certificate(path, source=rel, now=now, allow_expired=True, allow_not_yet_valid=True)
     except KsecretsError as exc:
         result.lines.append(f"{st}: FAIL: {cfg.source}: {exc}")
         result.problems += 1
@@ -497,6 +512,9 @@ def verify_stack(cfg: StackConfig, result: VerifyResult, now: _dt.datetime | Non
     elif days <= warn_days:
         result.lines.append(f"{st}: warning: certificate {rel} expires within {warn_days} days ({expiry})")
         result.warnings += 1
+    if not_yet_valid(cert, now):
+        result.lines.append(f"{st}: FAIL: {rel}: {not_yet_valid_problem(cert)}")
+        result.problems += 1
     stale = 0
     for i, entry in enumerate(cfg.sealed):
         where = f"{cfg.source}: {PREFIX}sealed[{i}] {entry.namespace}/{entry.name}"

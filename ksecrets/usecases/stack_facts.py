@@ -50,7 +50,7 @@ def certificate(cfg: StackConfig) -> CertificateFacts | None:
         return None
     from ksecrets.sealing.certs import load_certificate
 
-    cert = load_certificate(full, source=path, allow_expired=True)
+    cert = load_certificate(full, source=path, allow_expired=True, allow_not_yet_valid=True)
     return CertificateFacts(path=path, not_after=cert.not_after, fingerprint=cert.fingerprint)
 
 
@@ -65,7 +65,7 @@ def check_sealed_for_certificate(cfg: StackConfig) -> None:
     from ksecrets.sealing import crypto
     from ksecrets.sealing.certs import load_certificate
 
-    cert = load_certificate(Path(cfg.root) / path, source=path, allow_expired=True)
+    cert = load_certificate(Path(cfg.root) / path, source=path, allow_expired=True, allow_not_yet_valid=True)
     for i, entry in enumerate(cfg.sealed):
         if entry.certificate_fingerprint != cert.fingerprint:
             continue  # sealed for an earlier certificate: `ksecrets verify` reports it as stale
