@@ -146,7 +146,7 @@ def _get(
         raise KsecretsError(f"{shown}: cannot fetch: {exc.strerror or type(exc).__name__}") from None
     if isinstance(exc, http.client.HTTPException):
         raise KsecretsError(f"{shown}: cannot fetch: {type(exc).__name__}") from None
-    if exc is not None:
+    if isinstance(exc, BaseException):
         raise exc
     data = outcome["data"]
     assert isinstance(data, bytes)

@@ -86,7 +86,7 @@ def _sealed_location(cfg: StackConfig, path: str) -> str:
         ref = raw_from_stack_file(Path(cfg.root) / cfg.source).get("sealed")
     except KsecretsError:
         return cfg.source
-    if not includes.is_reference("sealed", ref):
+    if not isinstance(ref, str) or not includes.is_reference("sealed", ref):
         return cfg.source
     shown = os.path.normpath(ref)
     try:
