@@ -22,6 +22,7 @@ import shlex
 import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Collection
 
 from ksecrets.errors import KsecretsError
 
@@ -125,6 +126,7 @@ def collect(
     name: str | None = None,
     namespace: str | None = None,
     templates: list[str] | None = None,
+    allow_key_names: Collection[str] = (),
 ) -> list[Item]:
     """Every Secret manifest with data and every env file under `path`, parsed (values in memory).
     Templates are skipped (their names appended to `templates`)."""
@@ -145,7 +147,7 @@ def collect(
         except OSError as exc:
             raise KsecretsError(f"{shown(src)}: cannot read it ({exc.strerror})") from None
         if _is_env_file(p):
-            values = parse_env_file(data, shown(src))
+            values = parse_env_file(data, shown(src), allow_key_names=allow_key_names)
             if not values:
                 continue
             if not name:
@@ -220,6 +222,7 @@ def adopt(
     keep: bool = False,
     seal_key: bytes | None = None,
     vault_client=None,
+    allow_key_names: Collection[str] = (),
 ) -> AdoptReport:
     from ksecrets.config import load_stack
     from ksecrets.config.stackfile import stack_file_path
@@ -227,7 +230,7 @@ def adopt(
 
     cfg = load_stack(stack, root)
     templates: list[str] = []
-    items = collect(path, name=name, namespace=namespace, templates=templates)
+    items = collect(path, name=name, namespace=namespace, templates=templates, allow_key_names=allow_key_names)
     report = AdoptReport(stack, items, templates=templates)
     files = sorted({it.source for it in items})
     if cfg.backend == "sealed-secrets":

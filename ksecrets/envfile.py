@@ -25,7 +25,7 @@ such a line is an error here.
 from __future__ import annotations
 
 import re
-from typing import Mapping
+from typing import Collection, Mapping
 
 from ksecrets.errors import KsecretsError
 
@@ -70,6 +70,77 @@ def config_map_key_problem(key: str) -> str | None:
     return _chdir_prefix_problem(key)
 
 
+# --- key names that are credentials ----------------------------------------------------------------
+#
+# A key name is stored in the clear (in the stack file, in k8s/, in Vault's paths and in every
+# message). A pasted token on a line of its own becomes one: `dGhpcyBpcyBhIHRva2Vu=` is the key
+# `dGhpcyBpcyBhIHRva2Vu` with an empty value (the base64 padding made the '='). So a name that looks
+# like a credential is refused unless the user names it with `--allow-key-name KEY`:
+# - any part (between '_', '-' and '.') of MAX_WORD or more characters, 10 or more of them distinct:
+#   no identifier has a word that long, every token of 24 random bytes does;
+# - a part of 20 or more characters with 3+ digits, 3+ letters and few vowels (random base62 has
+#   16% vowels among its letters, English words about 40%), or of 20+ hex digits with a digit;
+# - a known token format (`ksecrets.scan`'s: AWS key IDs, GitHub and GitLab tokens, JWTs);
+# - with an empty value (or one of only '=': padding), a part of 12+ characters mixing letters and
+#   digits, or of 16+ mixing cases with few vowels: `API_KEY=` is a name waiting for a value,
+#   `Zm9vYmFyMTIz=` a token.
+MAX_WORD = 32
+_PARTS = re.compile(r"[_.-]+")
+_HEX_PART = re.compile(r"[0-9a-fA-F]{20,}")
+
+
+def _token_like(part: str, *, empty_value: bool) -> str | None:
+    digits = sum(ch.isdigit() for ch in part)
+    letters = [ch for ch in part if ch.isalpha()]
+    if len(part) >= MAX_WORD and len(set(part)) >= 10:
+        return f"a part of {len(part)} varied characters (no word is that long; a token is)"
+    if _HEX_PART.fullmatch(part) and digits:
+        return "a long hexadecimal string"
+    vowels = sum(ch in "aeiouAEIOU" for ch in letters)
+    if len(part) >= 20 and digits >= 3 and len(letters) >= 3 and vowels < 0.3 * len(letters):
+        return "a long random-looking mix of letters and digits"
+    if empty_value and len(part) >= 12 and digits and letters:
+        return "a random-looking mix of letters and digits with an empty value (a pasted token ending in '=')"
+    upper = sum(ch.isupper() for ch in letters)
+    if empty_value and len(part) >= 16 and 3 <= upper <= len(letters) - 3 and vowels < 0.3 * len(letters):
+        return (
+            "a random-looking mix of upper- and lower-case letters with an empty value (a pasted token ending in '=')"
+        )
+    return None
+
+
+def key_name_problem(key: str, value: bytes | None = None) -> str | None:
+    """Why `key` looks like a credential rather than a name (None when it looks like a name).
+    `value` None: not known (a key given on the command line for a file)."""
+    empty_value = value is not None and not value.strip(b"=")
+    for part in _PARTS.split(key):
+        problem = _token_like(part, empty_value=empty_value)
+        if problem:
+            return problem
+    joined = _PARTS.sub("", key)  # a URL-safe token has '-' and '_' in it
+    digits, upper, lower = (sum(f(ch) for ch in joined) for f in (str.isdigit, str.isupper, str.islower))
+    if empty_value and len(joined) >= 16 and upper >= 3 and lower >= 3 and digits >= 2:
+        return "a random-looking mix of cases, digits and separators with an empty value (a pasted token)"
+    from ksecrets.scan import find_credentials  # the one list of token formats
+
+    for _, what in find_credentials(key.encode("utf-8")):
+        return f"the format of a {what}"
+    return None
+
+
+def check_key_name(key: str, value: bytes | None, where: str, allowed: Collection[str] = ()) -> None:
+    """Refuse a credential-like key name (never shown) unless the user allowed exactly it."""
+    if key in allowed:
+        return
+    problem = key_name_problem(key, value)
+    if problem:
+        raise KsecretsError(
+            f"{where}: the key name looks like a credential ({problem}); key names are stored in the clear, "
+            "so it is not shown or used: fix the line (KEY=VALUE), or pass --allow-key-name with the exact "
+            "name if it really is one"
+        )
+
+
 def _lines(data: bytes):
     """Go's bufio.ScanLines: yields (line_number, line) without the newline and one trailing CR."""
     parts = data.split(b"\n")
@@ -79,11 +150,18 @@ def _lines(data: bytes):
         yield number, raw, raw[:-1] if raw.endswith(b"\r") else raw
 
 
-def parse_env_file(data: bytes, source: str, environ: Mapping[str, str] | None = None) -> dict[str, bytes]:
+def parse_env_file(
+    data: bytes,
+    source: str,
+    environ: Mapping[str, str] | None = None,
+    *,
+    allow_key_names: Collection[str] = (),
+) -> dict[str, bytes]:
     """Key -> value bytes in file order. Errors name the file and line, never a value.
 
     `environ` is accepted for callers of the kubectl-compatible signature and not used: lines
-    without '=' are refused rather than read from the environment.
+    without '=' are refused rather than read from the environment. A key name that looks like a
+    credential is refused (`check_key_name`) unless it is one of `allow_key_names`.
     """
     out: dict[str, bytes] = {}
     for number, raw, line in _lines(data):
@@ -116,13 +194,16 @@ def parse_env_file(data: bytes, source: str, environ: Mapping[str, str] | None =
         problem = config_map_key_problem(key)
         if problem:
             raise KsecretsError(f"{source}: line {number}: key {key[:40]}...: {problem}")
+        check_key_name(key, value.encode("utf-8"), f"{source}: line {number}", allow_key_names)
         if key in out:
             raise KsecretsError(f"{source}: line {number}: key {key}: another key by that name already exists")
         out[key] = value.encode("utf-8")
     return out
 
 
-def parse_literal(literal: str, source: str = "--from-literal") -> tuple[str, bytes]:
+def parse_literal(
+    literal: str, source: str = "--from-literal", *, allow_key_names: Collection[str] = ()
+) -> tuple[str, bytes]:
     """kubectl's `ParseLiteralSource`: `KEY=VALUE`, split at the first '='."""
     key, sep, value = literal.partition("=")
     if not sep or not key:
@@ -130,4 +211,5 @@ def parse_literal(literal: str, source: str = "--from-literal") -> tuple[str, by
     problem = config_map_key_problem(key)
     if problem:
         raise KsecretsError(f"{source}: invalid key name: {problem}")
+    check_key_name(key, value.encode("utf-8"), source, allow_key_names)
     return key, value.encode("utf-8")

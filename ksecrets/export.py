@@ -30,7 +30,7 @@ from ksecrets.errors import KsecretsError
 from ksecrets.fileio import atomic_write_bytes
 from ksecrets.manifests import flux
 from ksecrets.usecases import preflight
-from ksecrets.usecases.stack_facts import plan_stack
+from ksecrets.usecases.stack_facts import check_sealed_for_certificate, plan_stack
 from ksecrets.manifests.plan import Manifest, Planned
 
 LAYERS = ("infrastructure", "apps")
@@ -132,6 +132,8 @@ def render(cfg: StackConfig) -> Rendered:
     # What a cluster would refuse: prerequisites, placeholders, namespaces, names, sizes.
     preflight.check_prerequisites(cfg, planned)
     preflight.check_objects(cfg, [p.obj for p in exported] + flux.layer_kustomizations(cfg))
+    # ...and values under encryptedData that are not ciphertext for the stack's certificate.
+    check_sealed_for_certificate(cfg)
     out = Rendered(cfg.stack)
     header = _header(cfg)
     groups: dict[str, list[Manifest]] = {layer: [p.obj for p in exported if p.layer == layer] for layer in LAYERS}

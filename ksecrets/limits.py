@@ -7,18 +7,17 @@ not load the config model or the builders to use them (tests/cli/test_startup.py
 from __future__ import annotations
 
 import base64
-import binascii
 import json
 import re
 from typing import Any, Mapping
 
 from ksecrets import validators as v
+from ksecrets.sealing import crypto  # the kubeseal format: its one home (standard library only at import)
 
 MAX_SECRET_BYTES = 1024 * 1024  # corev1 MaxSecretSize: the sum of the data values
 ETCD_REQUEST_BYTES = 1536 * 1024  # etcd's default --max-request-bytes
 SERVER_HEADROOM_BYTES = 64 * 1024  # managedFields, status, resourceVersion... added by the server
 MAX_OBJECT_BYTES = ETCD_REQUEST_BYTES - SERVER_HEADROOM_BYTES
-_GCM_TAG_BYTES = 16
 
 _LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
 _CRONJOB_NAME_MAX = 52  # the CronJob controller appends 11 characters for its Jobs
@@ -54,27 +53,12 @@ def name_problem(obj: Mapping[str, Any]) -> str | None:
     return None
 
 
-def sealed_plaintext_bytes(value: str) -> int | None:
-    """The length of the value a sealed value decrypts to, from its length alone: base64 of
-    uint16(len(rsa)) || rsa || AES-GCM(value) with a 16-byte tag. None when it is malformed."""
-    if len(value) < 4 or len(value) % 4:
-        return None
-    try:
-        head = base64.b64decode(value[:4], validate=True)
-    except (binascii.Error, ValueError):
-        return None
-    raw = len(value) // 4 * 3 - (len(value) - len(value.rstrip("=")))
-    rsa_len = int.from_bytes(head[:2], "big")
-    plain = raw - 2 - rsa_len - _GCM_TAG_BYTES
-    return plain if plain >= 0 else None
-
-
 def size_problem(obj: Mapping[str, Any]) -> str | None:
     """A Secret (or the Secret a SealedSecret becomes) over 1 MiB of data, or an object over the
     request limit."""
     if obj.get("kind") == "SealedSecret":
         enc = (obj.get("spec") or {}).get("encryptedData") or {}
-        total = sum(sealed_plaintext_bytes(val) or 0 for val in enc.values() if isinstance(val, str))
+        total = sum(crypto.sealed_plaintext_bytes(val) or 0 for val in enc.values() if isinstance(val, str))
         if total > MAX_SECRET_BYTES:
             return (
                 f"its Secret would hold {total} bytes of data, over Kubernetes' {MAX_SECRET_BYTES}-byte "

@@ -44,7 +44,7 @@ import re
 import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Iterator, Sequence
+from typing import Collection, Iterable, Iterator, Sequence
 
 from ksecrets import yamlio
 from ksecrets.errors import KsecretsError
@@ -134,13 +134,13 @@ class IgnoreRule:
 # --- inputs --------------------------------------------------------------------------------------
 
 
-def load_env_values(paths: Iterable[str]) -> tuple[list[EnvValue], int]:
+def load_env_values(paths: Iterable[str], allow_key_names: Collection[str] = ()) -> tuple[list[EnvValue], int]:
     """Values of the env files (kubectl's env-file rules) and how many were too short to search."""
     values: list[EnvValue] = []
     short = 0
     for path in paths:
         data = read_bytes(path, "env file")
-        for key, value in parse_env_file(data, path).items():
+        for key, value in parse_env_file(data, path, allow_key_names=allow_key_names).items():
             if len(value) < MIN_VALUE_LENGTH:
                 short += 1
                 continue
@@ -606,13 +606,14 @@ def scan(
     root: str = ".",
     ignore_file: str | None = None,
     env_globs: Sequence[str] = (),
+    allow_key_names: Collection[str] = (),
 ) -> tuple[list[Finding], int]:
     """Scan PATHS, or the files git tracks under `root` when none is given.
 
     Returns the findings (sorted by file and line) and how many env values were too short to search.
     """
     sources = list(env_files) + [f for f in env_files_matching(env_globs, root) if f not in env_files]
-    env_values, short = load_env_values(sources)
+    env_values, short = load_env_values(sources, allow_key_names)
     ignore = load_ignore_file(ignore_file if ignore_file is not None else os.path.join(root, IGNORE_FILE))
     if paths:
         files = expand_paths(paths, skip=sources)

@@ -138,3 +138,13 @@ def run_ksecrets(
     return subprocess.run(
         [sys.executable, "-m", "ksecrets", *args], cwd=cwd, input=stdin, capture_output=True, text=True, env=env
     )
+
+
+def sealed_shape(tag: int = 0, key_bytes: int = 512) -> str:
+    """A value of the kubeseal format's shape (uint16 length, an RSA block of `key_bytes`, an
+    AES-GCM tag) that decrypts with no key: for tests that need a well-formed sealed value without
+    sealing one. `tag` makes distinct values."""
+    import base64
+
+    body = key_bytes.to_bytes(2, "big") + bytes([tag % 256]) * key_bytes + bytes(16)
+    return base64.b64encode(body).decode("ascii")

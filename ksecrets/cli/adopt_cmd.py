@@ -11,6 +11,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from ksecrets.cli.flags import add_allow_key_name_flag
+
 
 def register(subparsers) -> None:
     from ksecrets.cli import SUBCOMMANDS
@@ -22,6 +24,7 @@ def register(subparsers) -> None:
     p.add_argument("--stack", required=True)
     p.add_argument("--name", help="the Secret an env file's values belong to")
     p.add_argument("--namespace", "-n", help="its namespace (default: from the app that uses it)")
+    add_allow_key_name_flag(p)
     p.add_argument("--keep", action="store_true", help="do not delete the plaintext files")
     p.add_argument("--root", default=".", help="directory of the stack files (default .)")
     p.set_defaults(func=run)
@@ -38,6 +41,7 @@ def run(args: argparse.Namespace) -> int:
         name=args.name,
         namespace=args.namespace,
         keep=args.keep,
+        allow_key_names=frozenset(args.allow_key_name),
         seal_key=churn.seal_key_from_env(),
     )
     for line in report.lines:

@@ -67,6 +67,12 @@ def register(subparsers) -> None:
     p.add_argument("--root", default=".", type=Path, help="where the stack files are (default: .)")
     p.add_argument("--offline-key", type=Path, metavar="FILE", help="--import: the offline private key")
     p.add_argument(
+        "--allow-unknown-key",
+        action="store_true",
+        help="--import: also keys whose fingerprint no stack certificate and no sealed entry of --root has "
+        "(by default they are skipped: anyone who can write the backup folder can make such a file)",
+    )
+    p.add_argument(
         "--import-out",
         dest="import_out",
         metavar="FILE",
@@ -186,7 +192,9 @@ def expected_fingerprints(args: argparse.Namespace) -> list[tuple[str, str]]:
                 raise KsecretsError(f"{cfg.source}: sealedSecrets.certificate: not set; nothing to check")
             continue
         path = Path(cfg.root) / cfg.sealed_secrets.certificate
-        cert = load_certificate(path, source=cfg.sealed_secrets.certificate, allow_expired=True)
+        cert = load_certificate(
+            path, source=cfg.sealed_secrets.certificate, allow_expired=True, allow_not_yet_valid=True
+        )
         out.append((cert.fingerprint, f"stack {name} ({cfg.sealed_secrets.certificate})"))
     if not out:
         raise KsecretsError(f"{args.root}: no stack has a sealing certificate; nothing to check")
@@ -217,6 +225,27 @@ def _offline_passphrase(confirm: bool) -> str:
     return get_passphrase(confirm=confirm, env_var=keybackup.PASSPHRASE_ENV, prompt="Offline key passphrase: ")
 
 
+def repository_fingerprints(root: Path) -> set[str]:
+    """Every sealing-key fingerprint the repository vouches for: each stack's certificate
+    (`sealedSecrets.certificate`) and every certificate a sealed entry records."""
+    from ksecrets.config.load import load_stack_file
+    from ksecrets.config.names import stack_files
+    from ksecrets.sealing.certs import load_certificate
+
+    known: set[str] = set()
+    for path in stack_files(root):
+        cfg = load_stack_file(path)
+        known |= {e.certificate_fingerprint for e in cfg.sealed if e.certificate_fingerprint}
+        cert = cfg.sealed_secrets.certificate
+        if cert and (Path(cfg.root) / cert).is_file():
+            known.add(
+                load_certificate(
+                    Path(cfg.root) / cert, source=cert, allow_expired=True, allow_not_yet_valid=True
+                ).fingerprint
+            )
+    return known
+
+
 def run_import(args: argparse.Namespace) -> int:
     from ksecrets import yamlio
     from ksecrets.fileio import read_bytes
@@ -231,7 +260,26 @@ def run_import(args: argparse.Namespace) -> int:
     files = keybackup.key_files(args.import_)
     if not files:
         raise KsecretsError(f"{' '.join(map(str, args.import_))}: no {keybackup.SUFFIX} files")
-    secrets_ = [keybackup.decrypt_key_file(read_bytes(f, "key file"), offline, str(f)) for f in files]
+    # The offline PUBLIC key is committed: anyone who can write the backup folder or bucket can make
+    # a well-formed key file. Only keys the repository vouches for are imported (unless told).
+    known = set() if args.allow_unknown_key else repository_fingerprints(args.root)
+    secrets_ = []
+    for f in files:
+        data = read_bytes(f, "key file")
+        fingerprint = keybackup.read_key_file(data, str(f))["fingerprint"]
+        if not args.allow_unknown_key and fingerprint not in known:
+            sys.stderr.write(
+                f"ksecrets: {f}: skipped: key {fingerprint} is not one the repository knows (no stack certificate "
+                f"under {args.root} and no sealed entry has it): anyone who can write the backup folder can make "
+                "such a file; pass --allow-unknown-key to import it anyway\n"
+            )
+            continue
+        secrets_.append(keybackup.decrypt_key_file(data, offline, str(f)))
+    if not secrets_:
+        raise KsecretsError(
+            f"{' '.join(map(str, args.import_))}: no key the repository knows; nothing imported "
+            "(--allow-unknown-key imports the others)"
+        )
     doc = {"apiVersion": "v1", "kind": "List", "items": secrets_}
     if args.import_out:
         write_backup(

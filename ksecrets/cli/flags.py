@@ -16,6 +16,27 @@ def add_format_flag(parser, default: str | None = "json") -> None:
     )
 
 
+def add_allow_key_name_flag(parser) -> None:
+    """Env files: a key name that looks like a credential (a pasted token) is refused unless named here."""
+    parser.add_argument(
+        "--allow-key-name",
+        action="append",
+        default=[],
+        metavar="KEY",
+        help="accept this exact key name although it looks like a credential (a long random-looking "
+        "token); key names are stored in the clear (repeatable)",
+    )
+
+
+def add_allow_future_cert_flag(parser) -> None:
+    parser.add_argument(
+        "--allow-future-cert",
+        action="store_true",
+        help="seal with a certificate whose notBefore is in the future (refused by default: a wrong "
+        "clock, or not the controller's certificate)",
+    )
+
+
 def add_recovery_flags(parser) -> None:
     parser.add_argument(
         "--recovery-private-key",

@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ksecrets.cli.flags import add_recovery_flags
+from ksecrets.cli.flags import add_allow_future_cert_flag, add_recovery_flags
 
 
 def register(subparsers) -> None:
@@ -29,6 +29,7 @@ def register(subparsers) -> None:
         help="also point k8s-secrets:sealedSecrets.certificate at --cert (must be inside the repo)",
     )
     p.add_argument("--force", action="store_true", help="re-seal entries already sealed for --cert too")
+    add_allow_future_cert_flag(p)
     p.add_argument("--root", default=".", help="directory of the stack files (default .)")
     p.set_defaults(func=run)
 
@@ -40,7 +41,7 @@ def run(args: argparse.Namespace) -> int:
 
     from ksecrets.usecases.seal_stack import reseal_stack
 
-    cert = load_certificate(args.cert)
+    cert = load_certificate(args.cert, allow_not_yet_valid=args.allow_future_cert)
     keys = recovery_keys(args)
     report = reseal_stack(
         args.root,

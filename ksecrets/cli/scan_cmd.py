@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from ksecrets.cli.flags import add_allow_key_name_flag
 from ksecrets.errors import CheckFailed
 
 
@@ -30,6 +31,7 @@ def register(subparsers) -> None:
         metavar="F",
         help="an env file whose values must appear nowhere (repeatable)",
     )
+    add_allow_key_name_flag(p)
     p.add_argument(
         "--env-glob",
         action="append",
@@ -56,7 +58,12 @@ def run(args: argparse.Namespace) -> int:
     from ksecrets import scan as scanner
 
     findings, short = scanner.scan(
-        args.paths, args.env_file, root=args.root, ignore_file=args.ignore_file, env_globs=args.env_glob
+        args.paths,
+        args.env_file,
+        root=args.root,
+        ignore_file=args.ignore_file,
+        env_globs=args.env_glob,
+        allow_key_names=frozenset(args.allow_key_name),
     )
     if short:
         sys.stderr.write(

@@ -17,7 +17,7 @@ import os
 import sys
 from pathlib import Path
 
-from ksecrets.cli.flags import SCOPES
+from ksecrets.cli.flags import SCOPES, add_allow_future_cert_flag, add_allow_key_name_flag
 from ksecrets.errors import KsecretsError
 
 ENV_PREFIX = "SEALED_SECRETS_"
@@ -110,6 +110,8 @@ def register(subparsers) -> None:
         metavar="KEY=VALUE",
         help="--stack: one value (beware: visible in shell history and ps)",
     )
+    add_allow_key_name_flag(p)
+    add_allow_future_cert_flag(p)
     p.add_argument("--type", dest="secret_type", help="--stack: Secret type (default Opaque, or the entry's)")
     p.add_argument("--prune", action="store_true", help="--stack: drop keys of the entry that are not in the input")
     p.add_argument("--root", default=".", help="directory of the stack files (default .)")
@@ -119,6 +121,7 @@ def register(subparsers) -> None:
 def apply_env(args: argparse.Namespace, environ=None) -> None:
     """Fill flags not given on the command line from SEALED_SECRETS_<FLAG>, as kubeseal does."""
     environ = os.environ if environ is None else environ
+    args.from_env = set()
     for flag, dest in ENV_FLAGS.items():
         var = ENV_PREFIX + flag.upper().replace("-", "_")
         if var not in environ or getattr(args, dest) not in (None, []):
@@ -135,6 +138,7 @@ def apply_env(args: argparse.Namespace, environ=None) -> None:
         elif dest == "from_file":
             value = [v for v in value.split(",") if v]
         setattr(args, dest, value)
+        args.from_env.add(dest)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -148,8 +152,8 @@ def run(args: argparse.Namespace) -> int:
         return _seal_stack(args)
     apply_env(args)
     args.from_file = args.from_file or []
-    if args.from_env_file or args.from_literal or args.prune or args.secret_type:
-        raise KsecretsError("--from-env-file, --from-literal, --type and --prune need --stack")
+    if args.from_env_file or args.from_literal or args.prune or args.secret_type or args.allow_key_name:
+        raise KsecretsError("--from-env-file, --from-literal, --type, --prune and --allow-key-name need --stack")
     if args.raw:
         return _seal_raw(args)
     if args.from_file:
@@ -198,7 +202,7 @@ def _seal_raw(args: argparse.Namespace) -> int:
     if not name and scope == "strict":
         raise KsecretsError("--raw with --scope strict needs --name")
     check_names(name, namespace, "--raw")
-    cert = cert_from_args(args.cert, args.cert_ca)
+    cert = cert_from_args(args.cert, args.cert_ca, allow_not_yet_valid=args.allow_future_cert)
     if args.from_file:
         path = args.from_file[0].split("=", 1)[-1]
         value = read_file_bytes(path, "value file")
@@ -241,10 +245,11 @@ def _seal_stdin(args: argparse.Namespace) -> int:
     secret = read_secret(text, src)
     if not secret.data and not args.allow_empty_data:
         raise KsecretsError(f"{src}: the Secret has no data or stringData (pass --allow-empty-data if intended)")
-    cert = cert_from_args(args.cert, args.cert_ca)
+    cert = cert_from_args(args.cert, args.cert_ca, allow_not_yet_valid=args.allow_future_cert)
     if args.name:
         secret.name = args.name
     if args.namespace:
+        _check_namespace_flag(args, secret.namespace, f"{src}: metadata.namespace")
         secret.namespace = args.namespace
     if not args.merge_into and not secret.namespace and resolve_scope(secret, args.scope) != "cluster-wide":
         # As kubeseal: a Secret without a namespace is sealed for the current kubectl context's
@@ -266,9 +271,17 @@ def _seal_stdin(args: argparse.Namespace) -> int:
     with locked(args.merge_into, "SealedSecret file") as target:
         text = read_file_bytes(str(target), "SealedSecret file").decode("utf-8", "replace")
         orig = parse_sealed_secret(text, args.merge_into)
-        # As kubeseal: the values are sealed for the file's name and namespace.
+        # As kubeseal: the values are sealed for the file's name and namespace; but a Secret (or
+        # --namespace) that says another namespace is refused, not moved without a word.
+        file_ns = orig["metadata"].get("namespace") or ""
+        if secret.namespace and file_ns and secret.namespace != file_ns:
+            raise KsecretsError(
+                f"{src}: namespace {secret.namespace!r} (the Secret's or --namespace) is not the namespace of {args.merge_into} "
+                f"({file_ns!r}); the values would be sealed for {file_ns!r}: fix the Secret's namespace, "
+                "or seal it into another file"
+            )
         secret.name = orig["metadata"]["name"]
-        secret.namespace = orig["metadata"].get("namespace") or ""
+        secret.namespace = file_ns
         scope = args.scope
         if scope is None and not any(k in secret.annotations for k in SCOPE_ANNOTATIONS.values()):
             scope = sealed_scope(orig)
@@ -281,6 +294,22 @@ def _seal_stdin(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check_namespace_flag(args: argparse.Namespace, declared: str, where: str) -> None:
+    """`--namespace` (or SEALED_SECRETS_NAMESPACE) against the namespace the Secret declares.
+
+    kubeseal binds `--namespace` to kubectl's client config: it only names the namespace of a
+    Secret that declares none, and a Secret's own `metadata.namespace` wins without a word. Sealing
+    for the flag's namespace instead would move the Secret silently; keeping the file's would
+    ignore the flag silently. Both differ from what the user said, so a conflict is refused."""
+    if not declared or declared == args.namespace:
+        return
+    flag = "SEALED_SECRETS_NAMESPACE" if "namespace" in getattr(args, "from_env", ()) else "--namespace"
+    raise KsecretsError(
+        f"{where} is {declared!r} but {flag} is {args.namespace!r}: refusing to move the Secret to another "
+        f"namespace (kubeseal would seal it for {declared!r}); change metadata.namespace or drop {flag}"
+    )
+
+
 def _check_size(sealed: dict, source: str) -> None:
     from ksecrets.limits import size_problem
 
@@ -291,8 +320,10 @@ def _check_size(sealed: dict, source: str) -> None:
 
 def _stack_values(args: argparse.Namespace) -> dict[str, bytes]:
     from ksecrets.cli.util import read_file_bytes
-    from ksecrets.envfile import parse_env_file, parse_literal
+    from ksecrets.envfile import check_key_name, parse_env_file, parse_literal
     from ksecrets.sealing.secret_input import check_key
+
+    allowed = frozenset(args.allow_key_name)
 
     values: dict[str, bytes] = {}
 
@@ -304,16 +335,17 @@ def _stack_values(args: argparse.Namespace) -> dict[str, bytes]:
     for path in args.from_env_file:
         if os.path.isdir(path):
             raise KsecretsError(f"{path}: env file cannot be a directory")
-        for key, value in parse_env_file(read_file_bytes(path, "env file"), path).items():
+        for key, value in parse_env_file(read_file_bytes(path, "env file"), path, allow_key_names=allowed).items():
             add(key, value, path)
     for spec in args.from_file:
         key, sep, path = spec.partition("=")
         if not sep:
             key, path = os.path.basename(spec), spec
         check_key(key, "--from-file", "key")
+        check_key_name(key, None, f"--from-file {path}", allowed)
         add(key, read_file_bytes(path, "value file"), f"--from-file {path}")
     for literal in args.from_literal:
-        key, value = parse_literal(literal)
+        key, value = parse_literal(literal, allow_key_names=allowed)
         add(key, value, "--from-literal")
     return values
 
@@ -343,6 +375,7 @@ def _seal_stack(args: argparse.Namespace) -> int:
         secret_type=args.secret_type,
         prune=args.prune,
         seal_key=churn.seal_key_from_env(),
+        allow_not_yet_valid=args.allow_future_cert,
     )
     for report in reports:
         for line in report.lines():

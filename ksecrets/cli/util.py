@@ -36,7 +36,7 @@ def render(obj: Any, fmt: str) -> str:
     return yamlio.dump(obj)
 
 
-def cert_from_args(path: str | None, ca_file: str | None = None) -> SealingCert:
+def cert_from_args(path: str | None, ca_file: str | None = None, *, allow_not_yet_valid: bool = False) -> SealingCert:
     """`--cert` (or $SEALED_SECRETS_CERT): a PEM file, a file:// or an https:// URL."""
     from ksecrets.sealing.certfetch import read_cert_source
 
@@ -44,7 +44,7 @@ def cert_from_args(path: str | None, ca_file: str | None = None) -> SealingCert:
     if not path:
         raise KsecretsError(f"no certificate: pass --cert FILE (or set {CERT_ENV}); ksecrets never asks a cluster")
     data, source = read_cert_source(path, ca_file=ca_file)
-    return parse_certificate(data, source)
+    return parse_certificate(data, source, allow_not_yet_valid=allow_not_yet_valid)
 
 
 def recovery_keys(args) -> list:

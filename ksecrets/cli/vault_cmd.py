@@ -9,6 +9,7 @@ import argparse
 import os
 from pathlib import Path
 
+from ksecrets.cli.flags import add_allow_key_name_flag
 from ksecrets.errors import KsecretsError
 
 DB_PASSWORD_ENV = "KSECRETS_DB_ADMIN_PASSWORD"
@@ -56,6 +57,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     u.add_argument("--stack", required=True, help="the stack (Pulumi.<stack>.yaml)")
     u.add_argument("--path", required=True, metavar="APP", help="the app's Vault path (or app name)")
     u.add_argument("--from-env-file", required=True, metavar="FILE", help="KEY=value lines, as kubectl reads them")
+    add_allow_key_name_flag(u)
     u.add_argument("--root", default=".", type=Path, help="where the stack files are (default: .)")
     u.set_defaults(func=run_push)
 
@@ -164,7 +166,9 @@ def run_push(args: argparse.Namespace) -> int:
 
     cfg = _vault_stack(args)
     client = make_client(cfg.vault)
-    result = push_env_file(client, cfg, path=args.path, env_file=args.from_env_file)
+    result = push_env_file(
+        client, cfg, path=args.path, env_file=args.from_env_file, allow_key_names=frozenset(args.allow_key_name)
+    )
     for line in result.lines():
         print(line)
     return 0

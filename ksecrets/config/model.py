@@ -21,6 +21,7 @@ from pydantic.dataclasses import dataclass
 from ksecrets.backends import BACKENDS, Backend
 from ksecrets.config import fields as f
 from ksecrets import validators as v
+from ksecrets.sealing.crypto import sealed_value_problem  # standard library only at import
 from ksecrets.config.fields import (
     ChartVersion,
     Cron,
@@ -307,7 +308,9 @@ class SealedEntry(Section):
     scope: Annotated[Scope, f.choice(SCOPES)] = "strict"
     type: Text = "Opaque"
     certificate_fingerprint: Text | None = None
-    encrypted_data: Annotated[Pairs, f.pairs(v.secret_key, sort=True)] = ()
+    # Only well-formed sealed values (the kubeseal format's own check): a value pasted in the clear
+    # is refused here, by every reader of the stack file, before export or `pulumi up` sees it.
+    encrypted_data: Annotated[Pairs, f.pairs(v.secret_key, sealed_value_problem, sort=True)] = ()
     digests: Annotated[Pairs, f.pairs(v.secret_key, sort=True)] = ()
     # Carried into spec.template: the Secret the controller creates gets them.
     labels: Annotated[Pairs, f.pairs(v.qualified_name)] = ()

@@ -14,7 +14,10 @@ from ksecrets.errors import KsecretsError
 from ksecrets.fileio import read_bytes
 
 MAX_CERT_BYTES = 1 << 20
+# The whole fetch (name lookup, connection, TLS, redirects, headers and body) ends within this
+# many seconds: a server that answers one byte a second cannot hold `seal` for minutes.
 TIMEOUT = 30.0
+MAX_REDIRECTS = 5
 
 
 def is_url(value: str) -> bool:
@@ -36,10 +39,59 @@ def _context(ca_file: str | None):
     return ctx
 
 
+def _origin(url: str) -> tuple[str, str, int]:
+    parts = urllib.parse.urlsplit(url)
+    scheme = parts.scheme.lower()
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    return scheme, (parts.hostname or "").lower(), port or (443 if scheme == "https" else 80)
+
+
+def _opener(ctx, *, shown: str, origin: tuple[str, str, int], credentials: bool, sockets: list):
+    """urllib's opener, with redirects that never leave https, never take credentials (a header
+    or a client certificate) to another origin, and at most MAX_REDIRECTS of them; every TLS
+    socket is put in `sockets` (for the deadline to shut down)."""
+    import http.client
+    import urllib.request
+
+    class Connection(http.client.HTTPSConnection):
+        def connect(self) -> None:
+            super().connect()
+            sockets.append(self.sock)
+
+    class Https(urllib.request.HTTPSHandler):
+        def https_open(self, req):
+            return self.do_open(Connection, req, context=ctx)
+
+    class Redirects(urllib.request.HTTPRedirectHandler):
+        max_redirections = MAX_REDIRECTS
+
+        def redirect_request(self, req, fp, code, msg, headers, newurl):
+            target = _origin(newurl)
+            if target[0] != "https":
+                raise KsecretsError(
+                    f"{shown}: redirected (HTTP {code}) to {target[0] or 'a relative'}:// {_redact(newurl)}; "
+                    "refusing to leave https (the certificate, and any credentials, would travel in the clear)"
+                )
+            if credentials and target != origin:
+                raise KsecretsError(
+                    f"{shown}: redirected (HTTP {code}) to another origin, {_redact(newurl)}; refusing to send "
+                    "the URL's credentials there (fetch the certificate from that URL directly if you trust it)"
+                )
+            return super().redirect_request(req, fp, code, msg, headers, newurl)
+
+    return urllib.request.build_opener(Https(context=ctx), Redirects())
+
+
 def _get(
     url: str, *, ca_file: str | None, headers: dict[str, str] | None = None, client_cert: tuple[str, str] | None = None
 ) -> bytes:
+    import http.client
+    import socket
     import ssl
+    import threading
     import urllib.error
     import urllib.request  # only when a URL is fetched: it costs as much as the rest of `seal`
 
@@ -48,12 +100,41 @@ def _get(
         ctx.load_cert_chain(*client_cert)
     request = urllib.request.Request(url, headers={"Accept": "application/x-pem-file, */*", **(headers or {})})
     shown = _redact(url)
-    try:
-        with urllib.request.urlopen(request, timeout=TIMEOUT, context=ctx) as resp:
-            data = resp.read(MAX_CERT_BYTES + 1)
-    except urllib.error.HTTPError as exc:
+    sockets: list = []
+    opener = _opener(
+        ctx,
+        shown=shown,
+        origin=_origin(url),
+        credentials=bool(client_cert or any(k.lower() == "authorization" for k in headers or {})),
+        sockets=sockets,
+    )
+    outcome: dict[str, object] = {}
+
+    def fetch() -> None:
+        try:
+            with opener.open(request, timeout=TIMEOUT) as resp:
+                outcome["data"] = resp.read(MAX_CERT_BYTES + 1)
+        except BaseException as exc:  # noqa: BLE001 - handed to the caller's thread
+            outcome["error"] = exc
+
+    # The deadline covers everything, however slowly each byte comes: the fetch runs in a thread
+    # that is given up (its sockets shut down) when the time is over.
+    worker = threading.Thread(target=fetch, name="ksecrets-cert-fetch", daemon=True)
+    worker.start()
+    worker.join(TIMEOUT)
+    if worker.is_alive():
+        for sock in list(sockets):
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+        raise KsecretsError(f"{shown}: cannot fetch: no complete answer within {TIMEOUT:g} seconds")
+    exc = outcome.get("error")
+    if isinstance(exc, KsecretsError):
+        raise KsecretsError(str(exc)) from None
+    if isinstance(exc, urllib.error.HTTPError):
         raise KsecretsError(f"{shown}: cannot fetch: HTTP {exc.code} {exc.reason}") from None
-    except urllib.error.URLError as exc:
+    if isinstance(exc, urllib.error.URLError):
         reason = exc.reason
         if isinstance(reason, ssl.SSLCertVerificationError):
             raise KsecretsError(
@@ -61,8 +142,14 @@ def _get(
                 "pass the server's CA with --cert-ca FILE"
             ) from None
         raise KsecretsError(f"{shown}: cannot fetch: {getattr(reason, 'strerror', None) or reason}") from None
-    except (TimeoutError, OSError) as exc:
+    if isinstance(exc, (TimeoutError, OSError)):
         raise KsecretsError(f"{shown}: cannot fetch: {exc.strerror or type(exc).__name__}") from None
+    if isinstance(exc, http.client.HTTPException):
+        raise KsecretsError(f"{shown}: cannot fetch: {type(exc).__name__}") from None
+    if isinstance(exc, BaseException):
+        raise exc
+    data = outcome["data"]
+    assert isinstance(data, bytes)
     if len(data) > MAX_CERT_BYTES:
         raise KsecretsError(f"{shown}: response larger than {MAX_CERT_BYTES} bytes; not a certificate")
     return data

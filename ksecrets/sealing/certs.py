@@ -18,6 +18,10 @@ from ksecrets.errors import KsecretsError
 from ksecrets.fileio import read_bytes
 
 EXPIRY_WARNING_DAYS = 30
+# A certificate whose notBefore is in the future is refused for sealing: the controller makes its
+# certificate valid from the moment it makes it, so one that is not valid yet is a wrong clock or
+# not the controller's. A few minutes of clock skew between machines are tolerated.
+NOT_BEFORE_SKEW = _dt.timedelta(minutes=5)
 
 
 class SealingCert(NamedTuple):
@@ -28,6 +32,7 @@ class SealingCert(NamedTuple):
     fingerprint: str
     not_after: _dt.datetime
     pem: bytes
+    not_before: _dt.datetime | None = None
 
     @property
     def key_bytes(self) -> int:
@@ -130,8 +135,8 @@ def _der_time(buf: bytes, pos: int) -> tuple[_dt.datetime, int]:
     return _dt.datetime(y, mo, d, h, mi, sec, tzinfo=_dt.timezone.utc), end
 
 
-def _fast_parse(data: bytes) -> tuple[rsa.RSAPublicKey, _dt.datetime, bytes]:
-    """(public key, notAfter, the first certificate's PEM) of a PEM with an RSA certificate."""
+def _fast_parse(data: bytes) -> tuple[rsa.RSAPublicKey, _dt.datetime, _dt.datetime, bytes]:
+    """(public key, notBefore, notAfter, the first certificate's PEM) of a PEM with an RSA certificate."""
     begin = data.find(_PEM_CERT[0])
     end = data.find(_PEM_CERT[1], begin)
     if begin < 0 or end < 0:
@@ -148,7 +153,7 @@ def _fast_parse(data: bytes) -> tuple[rsa.RSAPublicKey, _dt.datetime, bytes]:
     for tag in (0x02, 0x30, 0x30):  # serialNumber, signature, issuer
         pos = _tlv(der, pos, tag)[2]
     _, vstart, vend = _tlv(der, pos, 0x30)  # validity
-    _, after = _der_time(der, vstart)
+    not_before, after = _der_time(der, vstart)
     not_after, vpos = _der_time(der, after)
     if vpos != vend:
         raise _NotSimple
@@ -170,7 +175,7 @@ def _fast_parse(data: bytes) -> tuple[rsa.RSAPublicKey, _dt.datetime, bytes]:
     key = rsa.RSAPublicNumbers(e, n).public_key()
     lines = [base64.b64encode(der[i : i + 48]) for i in range(0, len(der), 48)]
     pem = _PEM_CERT[0] + b"\n" + b"\n".join(lines) + b"\n" + _PEM_CERT[1] + b"\n"
-    return key, not_after, pem
+    return key, not_before, not_after, pem
 
 
 def _check_key_size(key: rsa.RSAPublicKey, source: str) -> None:
@@ -182,14 +187,42 @@ def _check_key_size(key: rsa.RSAPublicKey, source: str) -> None:
         )
 
 
+def not_yet_valid(cert: SealingCert, now: _dt.datetime | None = None) -> bool:
+    """Its notBefore is later than `now` plus the tolerated clock skew."""
+    now = now or _dt.datetime.now(_dt.timezone.utc)
+    return cert.not_before is not None and cert.not_before > now + NOT_BEFORE_SKEW
+
+
+def not_yet_valid_problem(cert: SealingCert) -> str:
+    assert cert.not_before is not None
+    return (
+        f"certificate is not valid before {cert.not_before:%Y-%m-%d %H:%M} UTC: this machine's clock is wrong, "
+        "or it is not the controller's certificate (the controller's is valid from when it was made)"
+    )
+
+
+def _check_not_before(cert: SealingCert, now: _dt.datetime, allow_not_yet_valid: bool) -> SealingCert:
+    if not allow_not_yet_valid and not_yet_valid(cert, now):
+        raise KsecretsError(
+            f"{cert.source}: {not_yet_valid_problem(cert)}; check it (pass --allow-future-cert to seal with it anyway)"
+        )
+    return cert
+
+
 def parse_certificate(
-    data: bytes, source: str, *, now: _dt.datetime | None = None, allow_expired: bool = False
+    data: bytes,
+    source: str,
+    *,
+    now: _dt.datetime | None = None,
+    allow_expired: bool = False,
+    allow_not_yet_valid: bool = False,
 ) -> SealingCert:
-    """Validate PEM bytes; errors are one line naming `source`."""
+    """Validate PEM bytes; errors are one line naming `source`. A certificate that is not valid yet
+    (notBefore more than NOT_BEFORE_SKEW ahead) is refused unless `allow_not_yet_valid`."""
     now = now or _dt.datetime.now(_dt.timezone.utc)
     if b"PRIVATE KEY-----" not in data:
         try:
-            key, not_after, pem = _fast_parse(data)
+            key, not_before, not_after, pem = _fast_parse(data)
         except (_NotSimple, ValueError, IndexError, UnicodeDecodeError):
             pass
         else:
@@ -199,8 +232,10 @@ def parse_certificate(
                     f"{source}: certificate expired on {not_after:%Y-%m-%d %H:%M} UTC; "
                     "fetch the controller's current one"
                 )
-            return SealingCert(source, key, public_key_fingerprint(key), not_after, pem)
-    return _full_parse(data, source, now=now, allow_expired=allow_expired)
+            cert = SealingCert(source, key, public_key_fingerprint(key), not_after, pem, not_before)
+            return _check_not_before(cert, now, allow_not_yet_valid)
+    cert = _full_parse(data, source, now=now, allow_expired=allow_expired)
+    return _check_not_before(cert, now, allow_not_yet_valid)
 
 
 def _full_parse(data: bytes, source: str, *, now: _dt.datetime, allow_expired: bool) -> SealingCert:
@@ -229,7 +264,7 @@ def _full_parse(data: bytes, source: str, *, now: _dt.datetime, allow_expired: b
             f"{source}: certificate expired on {not_after:%Y-%m-%d %H:%M} UTC; fetch the controller's current one"
         )
     pem = cert.public_bytes(serialization.Encoding.PEM)
-    return SealingCert(source, key, public_key_fingerprint(key), not_after, pem)
+    return SealingCert(source, key, public_key_fingerprint(key), not_after, pem, cert.not_valid_before_utc)
 
 
 def load_certificate(
@@ -239,8 +274,11 @@ def load_certificate(
     now: _dt.datetime | None = None,
     allow_expired: bool = False,
     regular: bool = False,
+    allow_not_yet_valid: bool = False,
 ) -> SealingCert:
     """`regular=True` for a path a stack file names (never a FIFO or a device: `fileio.read_regular`)."""
     source = source or str(path)
     data = read_bytes(path, "certificate file", source=source, regular=regular)
-    return parse_certificate(data, source, now=now, allow_expired=allow_expired)
+    return parse_certificate(
+        data, source, now=now, allow_expired=allow_expired, allow_not_yet_valid=allow_not_yet_valid
+    )

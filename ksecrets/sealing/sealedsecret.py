@@ -162,8 +162,9 @@ def parse_sealed_secret(text: str, source: str) -> dict:
     if not isinstance(enc, dict):
         raise KsecretsError(f"{source}: spec.encryptedData: expected a mapping")
     for key, value in enc.items():
-        if not isinstance(value, str):
-            raise KsecretsError(f"{source}: spec.encryptedData.{key}: expected a string")
+        problem = crypto.sealed_value_problem(value)
+        if problem:  # never the value: it may be a secret pasted in the clear
+            raise KsecretsError(f"{source}: spec.encryptedData.{key}: {problem}")
     return obj
 
 

@@ -23,6 +23,7 @@ from urllib.parse import urlsplit
 
 from ksecrets.errors import KsecretsError
 from ksecrets.limits import name_problem, size_problem
+from ksecrets.sealing import crypto  # the kubeseal format (standard library only at import)
 
 if TYPE_CHECKING:
     from ksecrets.config.model import StackConfig
@@ -102,6 +103,18 @@ def _describe(obj: Manifest) -> str:
     return f"{obj.get('kind')} {ns + '/' if ns else ''}{meta.get('name')}"
 
 
+def sealed_problem(obj: Manifest) -> str | None:
+    """A SealedSecret value that is not well-formed ciphertext (`crypto.sealed_value_problem`):
+    whatever reaches k8s/ under `encryptedData` must be sealed, wherever the object came from."""
+    if obj.get("kind") != "SealedSecret":
+        return None
+    for key, value in ((obj.get("spec") or {}).get("encryptedData") or {}).items():
+        problem = crypto.sealed_value_problem(value)
+        if problem:
+            return f"spec.encryptedData.{key}: {problem}"
+    return None
+
+
 def namespace_problem(cfg: StackConfig, obj: Manifest, known: frozenset[str] | None = None) -> str | None:
     namespace = (obj.get("metadata") or {}).get("namespace")
     if namespace is None or namespace in (known if known is not None else cfg.known_namespaces()):
@@ -116,7 +129,12 @@ def namespace_problem(cfg: StackConfig, obj: Manifest, known: frozenset[str] | N
 def check_objects(cfg: StackConfig, objects: Iterable[Manifest]) -> None:
     known = cfg.known_namespaces()  # once: it spans every app
     for obj in objects:
-        for problem in (name_problem(obj), namespace_problem(cfg, obj, known), size_problem(obj)):
+        for problem in (
+            name_problem(obj),
+            namespace_problem(cfg, obj, known),
+            sealed_problem(obj),
+            size_problem(obj),
+        ):
             if problem:
                 raise KsecretsError(f"{cfg.source}: {_describe(obj)}: {problem}")
 

@@ -7,9 +7,7 @@ A stack keeps its sealed values under `k8s-secrets:sealed`, one entry per Secret
 
 from __future__ import annotations
 
-import base64
 import contextlib
-import binascii
 import datetime as _dt
 import os
 from dataclasses import dataclass, field
@@ -33,7 +31,7 @@ from ksecrets.config.stackfile import (
 from ksecrets.errors import KsecretsError
 from ksecrets.fileio import Transaction, locked
 from ksecrets.sealing import churn, crypto
-from ksecrets.sealing.certs import SealingCert, load_certificate
+from ksecrets.sealing.certs import SealingCert, load_certificate, not_yet_valid, not_yet_valid_problem
 from ksecrets.sealing.secret_input import check_size
 
 
@@ -43,7 +41,13 @@ def certificate_path(cfg: StackConfig) -> tuple[Path, str]:
     return Path(cfg.root) / rel, rel
 
 
-def stack_certificate(cfg: StackConfig, *, now: _dt.datetime | None = None, allow_expired: bool = False) -> SealingCert:
+def stack_certificate(
+    cfg: StackConfig,
+    *,
+    now: _dt.datetime | None = None,
+    allow_expired: bool = False,
+    allow_not_yet_valid: bool = False,
+) -> SealingCert:
     path, rel = certificate_path(cfg)
     return load_certificate(
         path,
@@ -51,6 +55,7 @@ def stack_certificate(cfg: StackConfig, *, now: _dt.datetime | None = None, allo
         now=now,
         allow_expired=allow_expired,
         regular=True,
+        allow_not_yet_valid=allow_not_yet_valid,
     )
 
 
@@ -132,6 +137,7 @@ def seal_into_stack(
     labels: Mapping[str, str] | None = None,
     annotations: Mapping[str, str] | None = None,
     immutable: bool | None = None,
+    allow_not_yet_valid: bool = False,
 ) -> SealReport:
     """Seal `values` for Secret `name` with the stack's certificate and upsert the stack's entry.
 
@@ -154,6 +160,7 @@ def seal_into_stack(
             labels=labels,
             annotations=annotations,
             immutable=immutable,
+            allow_not_yet_valid=allow_not_yet_valid,
         )
         report.written = pending.commit()
     return report
@@ -171,6 +178,7 @@ def seal_into_stacks(
     prune: bool = False,
     seal_key: bytes | None = None,
     now: _dt.datetime | None = None,
+    allow_not_yet_valid: bool = False,
 ) -> list[SealReport]:
     """The same values into several stacks, each sealed with its own certificate. Every stack is
     sealed and validated before any file is written: one failure writes nothing. Every file is
@@ -192,6 +200,7 @@ def seal_into_stacks(
                 prune=prune,
                 seal_key=seal_key,
                 now=now,
+                allow_not_yet_valid=allow_not_yet_valid,
             )
             for stack in stacks
         ]
@@ -231,13 +240,14 @@ def prepare_seal_into_stack(
     labels: Mapping[str, str] | None = None,
     annotations: Mapping[str, str] | None = None,
     immutable: bool | None = None,
+    allow_not_yet_valid: bool = False,
 ) -> tuple[SealReport, PendingWrite]:
     """The seal of one Secret into a stack, validated, not yet written. `labels`, `annotations`
     and `immutable` (from a Secret manifest: `adopt`) go into the entry, which carries them into
     the SealedSecret's template; None keeps the entry's."""
     cfg = load_stack(stack, root)
     source = cfg.source
-    cert = stack_certificate(cfg, now=now)
+    cert = stack_certificate(cfg, now=now, allow_not_yet_valid=allow_not_yet_valid)
     ns = resolve_namespace(cfg, name, namespace)
     entry = cfg.sealed_entry(ns, name)
     scope = crypto.check_scope(scope) if scope else (entry.scope if entry else "strict")
@@ -502,18 +512,6 @@ class VerifyResult:
     warnings: int = 0
 
 
-def _layout_problem(value: str, cert: SealingCert) -> str | None:
-    try:
-        raw = base64.b64decode(value.encode("ascii"), validate=True)
-    except (binascii.Error, UnicodeEncodeError):
-        return "not valid base64"
-    if len(raw) < 2 + cert.key_bytes + 16:
-        return "too short (truncated)"
-    if int.from_bytes(raw[:2], "big") != cert.key_bytes:
-        return f"RSA block is not {cert.key_bytes} bytes (another key size, or damaged)"
-    return None
-
-
 def verify_stack(cfg: StackConfig, result: VerifyResult, now: _dt.datetime | None = None) -> None:
     now = now or _dt.datetime.now(_dt.timezone.utc)
     st = cfg.stack
@@ -523,7 +521,7 @@ def verify_stack(cfg: StackConfig, result: VerifyResult, now: _dt.datetime | Non
         return
     path, rel = certificate_path(cfg)
     try:
-        cert = load_certificate(path, source=rel, now=now, allow_expired=True, regular=True)
+        cert = load_certificate(path, source=rel, now=now, allow_expired=True, regular=True, allow_not_yet_valid=True)
     except KsecretsError as exc:
         result.lines.append(f"{st}: FAIL: {cfg.source}: {exc}")
         result.problems += 1
@@ -538,6 +536,9 @@ def verify_stack(cfg: StackConfig, result: VerifyResult, now: _dt.datetime | Non
     elif days <= warn_days:
         result.lines.append(f"{st}: warning: certificate {rel} expires within {warn_days} days ({expiry})")
         result.warnings += 1
+    if not_yet_valid(cert, now):
+        result.lines.append(f"{st}: FAIL: {rel}: {not_yet_valid_problem(cert)}")
+        result.problems += 1
     stale = 0
     for i, entry in enumerate(cfg.sealed):
         where = f"{cfg.source}: {PREFIX}sealed[{i}] {entry.namespace}/{entry.name}"
@@ -550,7 +551,7 @@ def verify_stack(cfg: StackConfig, result: VerifyResult, now: _dt.datetime | Non
             )
             continue
         for key, value in entry.encrypted_data:
-            problem = _layout_problem(value, cert)
+            problem = crypto.sealed_value_problem(value, cert.key_bytes)
             if problem:
                 result.problems += 1
                 result.lines.append(f"{st}: FAIL: {where}: encryptedData.{key}: {problem}")

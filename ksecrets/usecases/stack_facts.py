@@ -9,6 +9,7 @@ checks use.
 from __future__ import annotations
 
 import functools
+import os
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -49,8 +50,51 @@ def certificate(cfg: StackConfig) -> CertificateFacts | None:
         return None
     from ksecrets.sealing.certs import load_certificate
 
-    cert = load_certificate(full, source=path, allow_expired=True, regular=True)
+    cert = load_certificate(full, source=path, allow_expired=True, regular=True, allow_not_yet_valid=True)
     return CertificateFacts(path=path, not_after=cert.not_after, fingerprint=cert.fingerprint)
+
+
+def check_sealed_for_certificate(cfg: StackConfig) -> None:
+    """Every value of an entry sealed for the committed certificate holds an RSA block of that
+    certificate's size (`crypto.sealed_value_problem`; the model already refused anything that
+    is no sealed value at all). The error names the file the entry is in (the stack file or its
+    included `sealed` file, with the line), the key path, never the value."""
+    path = cfg.sealed_secrets.certificate
+    if not cfg.sealed or not path or not (Path(cfg.root) / path).is_file():
+        return
+    from ksecrets.sealing import crypto
+    from ksecrets.sealing.certs import load_certificate
+
+    cert = load_certificate(Path(cfg.root) / path, source=path, allow_expired=True, allow_not_yet_valid=True)
+    for i, entry in enumerate(cfg.sealed):
+        if entry.certificate_fingerprint != cert.fingerprint:
+            continue  # sealed for an earlier certificate: `ksecrets verify` reports it as stale
+        for key, value in entry.encrypted_data:
+            problem = crypto.sealed_value_problem(value, cert.key_bytes)
+            if problem:
+                raise ConfigError(
+                    _sealed_location(cfg, f"[{i}].encryptedData.{key}"), f"sealed[{i}].encryptedData.{key}", problem
+                )
+
+
+def _sealed_location(cfg: StackConfig, path: str) -> str:
+    """Where `sealed<path>` is written: the stack file, or its included file and the line."""
+    from ksecrets.config import includes
+    from ksecrets.config.load import raw_from_stack_file
+
+    try:
+        ref = raw_from_stack_file(Path(cfg.root) / cfg.source).get("sealed")
+    except KsecretsError:
+        return cfg.source
+    if not isinstance(ref, str) or not includes.is_reference("sealed", ref):
+        return cfg.source
+    shown = os.path.normpath(ref)
+    try:
+        target = includes.target(ref, key="sealed", source=cfg.source, root=cfg.root)
+        line = includes.line_of(target.read_text(encoding="utf-8"), path)
+    except (KsecretsError, OSError, UnicodeDecodeError):
+        return shown
+    return f"{shown}: line {line}" if line else shown
 
 
 def key_backup_public_key(cfg: StackConfig) -> str | None:

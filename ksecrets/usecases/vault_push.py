@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping
+from typing import Collection, Mapping
 
 from ksecrets.config.model import App, StackConfig
 from ksecrets.errors import KsecretsError
@@ -95,6 +95,7 @@ def push_env_file(
     path: str,
     env_file: str | os.PathLike[str],
     environ: Mapping[str, str] | None = None,
+    allow_key_names: Collection[str] = (),
 ) -> PushResult:
     app = find_app(cfg, path)
     source = str(env_file)
@@ -102,7 +103,7 @@ def push_env_file(
         data = Path(env_file).read_bytes()
     except OSError as exc:
         raise KsecretsError(f"{source}: cannot read the env file ({exc.strerror})") from None
-    values = text_values(parse_env_file(data, source, environ), source)
+    values = text_values(parse_env_file(data, source, environ, allow_key_names=allow_key_names), source)
     if not values:
         raise KsecretsError(f"{source}: no keys in the env file; refusing to empty {path}")
     return push_values(client, cfg, app, values, source)

@@ -14,6 +14,7 @@ import pytest
 import yaml
 
 from ksecrets.config import load_stack_file, stack_files
+from tests.conftest import sealed_shape
 
 ROOT = Path(__file__).resolve().parents[2]
 VECTORS = ROOT / "tests" / "fixtures" / "vectors" / "sealed-secrets-v1.json"  # vendored (tests/fixtures/README.md)
@@ -183,7 +184,7 @@ def test_doctor_finds_namespaces_service_accounts_and_orphans(repo):
     text += (
         "    - name: leftover\n      namespace: nowhere\n      scope: strict\n"
         "      certificateFingerprint: SHA256:45QhMI4zX78/SffQM/vjypRx8IVlVTbBudths2CIFiY\n"
-        "      encryptedData:\n        K: AgAAAA==\n"
+        f"      encryptedData:\n        K: {sealed_shape()}\n"
     )
     (repo / "Pulumi.staging.yaml").write_text(text)
     res = ks("doctor", "--stack", "staging", cwd=repo)

@@ -188,14 +188,22 @@ def test_new_offline_key_check_and_import(repo, pairs, cli, monkeypatch):
     fresh = cli("backup", "--check", str(out), "--root", str(repo))
     assert fresh.code == 0 and fresh.out.splitlines()[-1] == "1 of 1 key(s) backed up"
 
-    imported = cli("backup", "--import", str(out), "--offline-key", str(priv))
+    # Only the key the repository knows (certs/s.pem) by default; the two older ones on request.
+    imported = cli("backup", "--import", str(out), "--offline-key", str(priv), "--root", str(repo))
+    assert imported.code == 0, imported.err
+    assert [d["metadata"]["name"] for d in yaml.safe_load_all(imported.out)] == ["sealed-secrets-keyccccc"]
+    assert imported.err.count("skipped: key SHA256:") == 2
+    imported = cli("backup", "--import", str(out), "--offline-key", str(priv), "--allow-unknown-key")
     assert imported.code == 0, imported.err
     docs = list(yaml.safe_load_all(imported.out))
     assert [d["metadata"]["name"] for d in docs] == [f"sealed-secrets-key{c * 5}" for c in "abc"]
     assert [d["data"]["tls.key"] for d in docs] == [s["data"]["tls.key"] for s in key_secrets(pairs)]
     # ...into a passphrase backup that --check, restore and unseal read like any other
     ks = repo / "all.ksbackup"
-    assert cli("backup", "--import", str(out), "--offline-key", str(priv), "--import-out", str(ks)).code == 0
+    made = cli(
+        "backup", "--import", str(out), "--offline-key", str(priv), "--import-out", str(ks), "--allow-unknown-key"
+    )
+    assert made.code == 0
     assert cli("backup", "--check", str(ks), "--root", str(repo)).code == 0
     sealed = crypto.encrypt_value(pairs[2][1].public_key(), b"a value", b"my-app/s")
     from ksecrets.sealing.backup import read_backup
@@ -204,7 +212,7 @@ def test_new_offline_key_check_and_import(repo, pairs, cli, monkeypatch):
     keys = keys_from_secrets(read_backup(ks, "backup passphrase for tests"), "ks")
     assert crypto.decrypt_value(keys, sealed, b"my-app/s") == b"a value"
     monkeypatch.setenv(keybackup.PASSPHRASE_ENV, "wrong passphrase!!")
-    wrong = cli("backup", "--import", str(out), "--offline-key", str(priv))
+    wrong = cli("backup", "--import", str(out), "--offline-key", str(priv), "--allow-unknown-key")
     assert wrong.code == 2 and wrong.err == f"ksecrets: {priv}: wrong passphrase, or not a PEM private key\n"
 
 

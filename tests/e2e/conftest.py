@@ -155,7 +155,7 @@ def sealed_run_env() -> dict[str, str]:
     return {
         "KSECRETS_BACKUP_PASSPHRASE": secrets.token_urlsafe(24),
         "KSECRETS_BACKUP_SCRYPT_LOG2N": "14",
-        "KSECRETS_SEAL_KEY": secrets.token_urlsafe(24),
+        "KSECRETS_SEAL_KEY": secrets.token_urlsafe(32),
     }
 
 

@@ -154,7 +154,7 @@ def test_same_key_changed_on_both_branches_is_one_line_naming_it(repo, vector_ke
 
 
 def test_same_value_sealed_on_both_branches_with_the_seal_key_is_no_conflict(repo, vector_key):
-    key = {"KSECRETS_SEAL_KEY": "a-seal-key-of-enough-length"}
+    key = {"KSECRETS_SEAL_KEY": "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8="}
     git(repo, "checkout", "-q", "main")
     seal(repo, "DATABASE_URL=postgres://base", "API_KEY=base-api-key-0001", **key)  # digests on main
     git(repo, "commit", "-q", "-am", "digests")
@@ -208,7 +208,7 @@ def test_git_diff_shows_keys_not_ciphertext(repo):
 
 def test_textconv_of_a_reencrypted_same_value_shows_no_change(repo):
     """With KSECRETS_SEAL_KEY the id is the keyed digest: same value, new ciphertext, no diff line."""
-    key = {"KSECRETS_SEAL_KEY": "a-seal-key-of-enough-length"}
+    key = {"KSECRETS_SEAL_KEY": "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8="}
     seal(repo, "DATABASE_URL=postgres://base", "API_KEY=base-api-key-0001", **key)
     git(repo, "commit", "-q", "-am", "digests")
     seal(repo, "API_KEY=base-api-key-0001")  # without the key: re-encrypted, digests dropped

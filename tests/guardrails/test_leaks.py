@@ -177,6 +177,7 @@ def test_no_canary_leaks_anywhere(tmp_path, capfd, monkeypatch):
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
     monkeypatch.setenv("KSECRETS_BACKUP_PASSPHRASE", c["passphrase"])
     monkeypatch.setenv("KSECRETS_BACKUP_SCRYPT_LOG2N", "14")
+    c["seal-key"] = secrets.token_urlsafe(32)  # a seal key must be key material (32 random bytes)
     monkeypatch.setenv("KSECRETS_SEAL_KEY", c["seal-key"])
     for k in ("VAULT_CACERT", "VAULT_NAMESPACE", "VAULT_SKIP_VERIFY", "SEALED_SECRETS_CERT"):
         monkeypatch.delenv(k, raising=False)

@@ -258,19 +258,23 @@ def test_unseal_errors(tmp_path, cert_file, key_file, other_key_file):
     # truncated and tampered
     value = obj["spec"]["encryptedData"]["PASSWORD"]
     raw = base64.b64decode(value)
+    # (not the kubeseal format at all: refused when the file is read, before any decryption)
     for bad, problem in (
-        (base64.b64encode(raw[:300]).decode(), "ciphertext is too short (truncated?)"),
-        (value[:-3], "value is not valid base64 (truncated?)"),
+        (
+            base64.b64encode(raw[:300]).decode(),
+            "is not sealed ciphertext (shorter than its RSA block and AES-GCM tag: truncated?)",
+        ),
+        (value[:-3], "is not sealed ciphertext (not strict base64); seal the value with `ksecrets seal`"),
         (
             base64.b64encode(raw[:-1] + bytes([raw[-1] ^ 1])).decode(),
-            "cannot decrypt: tampered or truncated ciphertext",
+            "cannot decrypt: tampered or truncated ciphertext (sealed strict for b/a)",
         ),
     ):
         broken = json.loads(json.dumps(obj))
         broken["spec"]["encryptedData"]["PASSWORD"] = bad
         out = ksecrets("unseal", "--recovery-private-key", str(key_file), input=yaml.safe_dump(broken))
         assert out.returncode == 2
-        assert err_line(out) == f"ksecrets: stdin: spec.encryptedData.PASSWORD: {problem} (sealed strict for b/a)"
+        assert err_line(out) == f"ksecrets: stdin: spec.encryptedData.PASSWORD: {problem}"
         assert out.stdout == b""
 
 

@@ -45,7 +45,7 @@ def _start(args: list[str], cwd: Path, stdin: bytes = b"") -> subprocess.Popen:
     proc = subprocess.Popen(
         [sys.executable, "-m", "ksecrets", *args],
         cwd=cwd,
-        env=clean_env(**{churn.ENV_VAR: "k" * 32}),
+        env=clean_env(**{churn.ENV_VAR: "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8="}),
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,

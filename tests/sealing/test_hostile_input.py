@@ -189,7 +189,7 @@ def test_a_backup_header_that_asks_scrypt_for_gigabytes(tmp_path):
         ("{name: app, namespace: My.NS}", [], 'metadata.namespace: "My.NS" is not a valid Kubernetes name'),
         ("{name: app, namespace: ns}", ["--name", "UPPER"], 'metadata.name: "UPPER" is not a valid Kubernetes name'),
         (
-            "{name: app, namespace: ns}",
+            "{name: app}",
             ["--namespace", "a_b"],
             'metadata.namespace: "a_b" is not a valid Kubernetes name',
         ),

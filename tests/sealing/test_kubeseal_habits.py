@@ -340,20 +340,28 @@ def test_fast_certificate_reader_agrees_with_x509_and_openssl(other_pair, vector
     now = dt.datetime.now(dt.timezone.utc)
     openssl = shutil.which("openssl")
     for pem in _all_certs(other_pair, vectors):
-        key, not_after, first = _fast_parse(pem)
+        key, not_before, not_after, first = _fast_parse(pem)
         full = _full_parse(pem, "x", now=now, allow_expired=True)
         fast = parse_certificate(pem, "x", allow_expired=True)
         assert (fast.fingerprint, fast.not_after, fast.pem) == (full.fingerprint, full.not_after, full.pem)
         assert key.public_numbers() == full.public_key.public_numbers()
         if openssl:
             text = subprocess.run(
-                [openssl, "x509", "-noout", "-enddate", "-modulus"], input=pem, capture_output=True, check=True
+                [openssl, "x509", "-noout", "-startdate", "-enddate", "-modulus"],
+                input=pem,
+                capture_output=True,
+                check=True,
             ).stdout.decode()
             fields = dict(line.split("=", 1) for line in text.splitlines())
             assert int(fields["Modulus"], 16) == key.public_numbers().n
             assert (
                 dt.datetime.strptime(fields["notAfter"], "%b %d %H:%M:%S %Y %Z").replace(tzinfo=dt.timezone.utc)
                 == not_after
+            )
+            assert (
+                dt.datetime.strptime(fields["notBefore"], "%b %d %H:%M:%S %Y %Z").replace(tzinfo=dt.timezone.utc)
+                == not_before
+                == fast.not_before
             )
 
 

@@ -15,9 +15,11 @@ from ksecrets.config import load_stack
 from ksecrets.sealing import churn
 from ksecrets.sealing.sealedsecret import build_sealed_secret, unseal
 
+from tests.conftest import sealed_shape
+
 from .conftest import ROOT, clean_env, err_line, ksecrets
 
-SEAL_KEY = "test-seal-key-0123456789abcdef"
+SEAL_KEY = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8="  # 32 bytes of key material, base64
 VALUE = "p4ssw0rd-do-not-print"
 STACK_FILE = """\
 # Staging: Sealed Secrets. Values are sealed offline and safe in Git.
@@ -279,11 +281,37 @@ def test_digests_reveal_nothing_without_the_key():
     assert not churn.unchanged(d1, SEAL_KEY.encode(), **{**slot, "value": b"other"})
 
 
-def test_a_short_seal_key_is_refused(stack):
-    out = seal(stack, "--from-literal", "A=1", key="short")
-    assert err_line(out) == (
-        "ksecrets: KSECRETS_SEAL_KEY: too short (at least 16 characters; e.g. `openssl rand -base64 32`)"
-    )
+HINT = "at least 32 random bytes as base64 or hex, e.g. `openssl rand -base64 32`"
+
+
+@pytest.mark.parametrize(
+    "key, problem",
+    [
+        ("short", "is not base64 or hex key material"),
+        (" " * 40, "contains blanks or a newline"),
+        (SEAL_KEY + "\n", "contains blanks or a newline"),
+        ("a seal key that is a sentence!", "contains blanks or a newline"),
+        ("test-seal-key-0123456789abcdef", "holds 22 bytes of key material"),  # the old 16-character rule let it in
+        ("k" * 20, "holds 15 bytes of key material"),
+        ("0" * 64, "is a repeated pattern, not random key material"),
+        ("QUJD" * 11, "is a repeated pattern, not random key material"),
+    ],
+)
+def test_a_seal_key_without_real_key_material_is_refused(stack, key, problem):
+    before = (stack / "Pulumi.staging.yaml").read_bytes()
+    out = seal(stack, "--from-literal", "A=1", key=key)
+    assert out.returncode == 2
+    assert err_line(out) == f"ksecrets: KSECRETS_SEAL_KEY: {problem}; it must be {HINT}"
+    assert (stack / "Pulumi.staging.yaml").read_bytes() == before
+
+
+@pytest.mark.parametrize("argv", [["openssl", "rand", "-base64", "32"], ["openssl", "rand", "-hex", "32"]])
+def test_the_documented_key_generators_give_keys_that_are_accepted(stack, argv):
+    key = subprocess.run(argv, capture_output=True, check=True, text=True).stdout.strip()
+    assert seal(stack, "--from-literal", "A=1", key=key).returncode == 0
+    import secrets
+
+    assert churn.seal_key_problem(secrets.token_urlsafe(32)) is None  # URL-safe, unpadded
 
 
 def test_repository_stack_file_round_trips_unchanged(tmp_path):
@@ -384,9 +412,9 @@ def test_an_existing_entry_is_updated_in_place(stack, vector_cert):
     - name: my-app-secrets
       namespace: my-app   # the app's namespace
       encryptedData:
-        OLD: AgBvbGQ=
+        OLD: {old}
   # trailing comment
-"""
+""".format(old=sealed_shape())
     )
     (stack / "Pulumi.staging.yaml").write_text(text)
     out = seal(stack, "--from-literal", "NEW=1", "--prune")

@@ -42,6 +42,9 @@ from ksecrets.sealing.certs import public_key_fingerprint
 from ksecrets.sealing.keys import KEY_LABEL, keys_from_secrets
 
 FORMAT = "ksecrets-sealing-key/1"
+# The least a key Secret's JSON can hold: a 2048-bit RSA private key's PEM alone is about 1.7 KB
+# before base64. A ciphertext whose plaintext is shorter cannot be a key.
+MIN_KEY_SECRET_BYTES = 1200
 LABEL = b"ksecrets-sealing-key-backup"
 SUFFIX = ".kskey"
 PASSPHRASE_ENV = "KSECRETS_OFFLINE_KEY_PASSPHRASE"
@@ -129,6 +132,28 @@ def read_key_file(data: bytes, source: str) -> dict[str, Any]:
     for field in ("name", "fingerprint", "recipient", "ciphertext"):
         if not isinstance(doc.get(field), str) or not doc[field]:
             raise KsecretsError(f"{source}: {field}: missing")
+    # What can be told without the offline key: the ciphertext has the sealing format's layout and
+    # is long enough to hold a key Secret, and the public certificate is the key's.
+    problem = crypto.sealed_value_problem(doc["ciphertext"])
+    if problem:
+        raise KsecretsError(f"{source}: ciphertext: {problem.replace('sealed ciphertext', 'an encrypted key')}")
+    size = crypto.sealed_plaintext_bytes(doc["ciphertext"]) or 0
+    if size < MIN_KEY_SECRET_BYTES:
+        raise KsecretsError(
+            f"{source}: ciphertext: holds {size} bytes, too few for a key Secret (at least {MIN_KEY_SECRET_BYTES}); "
+            "not a key backup"
+        )
+    if doc.get("certificate"):
+        from ksecrets.sealing.certs import parse_certificate
+
+        cert = parse_certificate(
+            str(doc["certificate"]).encode("ascii", "replace"),
+            f"{source}: certificate",
+            allow_expired=True,
+            allow_not_yet_valid=True,
+        )
+        if cert.fingerprint != doc["fingerprint"]:
+            raise KsecretsError(f"{source}: the certificate is {cert.fingerprint}, not the file's {doc['fingerprint']}")
     return doc
 
 
@@ -144,8 +169,8 @@ def decrypt_key_file(data: bytes, offline: rsa.RSAPrivateKey, source: str) -> di
         secret = json.loads(plain)
     except ValueError:  # also bytes that are not UTF-8
         secret = None
-    if not isinstance(secret, dict):
-        raise KsecretsError(f"{source}: the decrypted content is not a key Secret (not a JSON object)")
+    if not isinstance(secret, dict) or not isinstance(secret.get("data"), dict):
+        raise KsecretsError(f"{source}: the decrypted content is not a key Secret (not a JSON object with data)")
     (private,) = keys_from_secrets([secret], source)
     if public_key_fingerprint(private.public_key()) != doc["fingerprint"]:
         raise KsecretsError(f"{source}: the decrypted key does not match the file's fingerprint")
