@@ -60,7 +60,7 @@ SYSTEM_NAMESPACES: tuple[str, ...] = ("default", "kube-node-lease", "kube-public
 # Secrets the SealedSecrets made.
 MigrationPhase = Literal["install", "handover"]
 MIGRATION_PHASES: tuple[MigrationPhase, ...] = get_args(MigrationPhase)
-# Stack keys whose values may be placeholders (see `ksecrets.preflight`): allowPlaceholders lists them.
+# Stack keys whose values may be placeholders (see `ksecrets.usecases.preflight`): allowPlaceholders lists them.
 PLACEHOLDER_KEYS = ("apps.deployments.image", "rotation.image", "monitoring.runbookBaseUrl")
 Generator = Literal["random", "postgres"]
 PostgresMode = Literal["single", "dual"]

@@ -382,7 +382,7 @@ def rules(cfg: StackConfig, facts: StackFacts) -> list[Planned]:
 
     The CRD comes from the Prometheus Operator, which is not one of this project's HelmReleases:
     the stack declares it (`monitoring.prometheusOperator: true`); with `false` the rule is left
-    out, and undeclared, export and preview refuse (`ksecrets.preflight`).
+    out, and undeclared, export and preview refuse (`ksecrets.usecases.preflight`).
     """
     if not cfg.monitoring.operator_objects:
         return []

@@ -132,7 +132,7 @@ def test_export_refuses_a_value_of_another_key_size_for_the_stacks_certificate(r
 
 def test_the_exported_objects_are_checked_whatever_built_them(repo, vector_cert):
     """`anything export writes`: the check on the objects, not only on the model."""
-    from ksecrets.preflight import sealed_problem
+    from ksecrets.usecases.preflight import sealed_problem
     from ksecrets.sealing.sealedsecret import build_sealed_secret
 
     obj = build_sealed_secret(name="a", namespace="b", scope="strict", encrypted_data={"K": PLAIN})
