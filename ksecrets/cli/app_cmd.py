@@ -6,7 +6,7 @@ import argparse
 
 
 def register(subparsers) -> None:
-    from ksecrets.cli import SUBCOMMANDS
+    from ksecrets.cli import SUBCOMMANDS, add_root_argument
 
     p = subparsers.add_parser("app", help=SUBCOMMANDS["app"][1], description=__doc__)
     asub = p.add_subparsers(dest="app_command", required=True, parser_class=type(p))
@@ -22,7 +22,7 @@ def register(subparsers) -> None:
     a.add_argument("--replicas", type=int, default=None, help="--image: replicas")
     a.add_argument("--env", action="append", default=[], metavar="VAR=KEY", help="--image: VAR from key KEY")
     a.add_argument("--vault-path", help="vault backend: the kv path (default: the name)")
-    a.add_argument("--root", default=".", help="directory of the stack files (default .)")
+    add_root_argument(a, "directory of the stack files")
     a.set_defaults(func=run_add)
 
 

@@ -22,6 +22,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from ksecrets.cli import add_root_argument
 from ksecrets.cli.flags import add_format_flag
 from ksecrets.errors import KsecretsError
 
@@ -64,7 +65,7 @@ def register(subparsers) -> None:
         action="store_true",
         help="--check: the key Secrets on stdin (kubectl get secret -l ... -o yaml), not the stacks",
     )
-    p.add_argument("--root", default=".", type=Path, help="where the stack files are (default: .)")
+    add_root_argument(p, "where the stack files are")
     p.add_argument("--offline-key", type=Path, metavar="FILE", help="--import: the offline private key")
     p.add_argument(
         "--import-out",

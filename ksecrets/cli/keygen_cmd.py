@@ -14,6 +14,7 @@ import os
 import sys
 from pathlib import Path
 
+from ksecrets.cli import add_root_argument
 from ksecrets.errors import KsecretsError
 
 
@@ -37,7 +38,7 @@ def register(subparsers) -> None:
         help="print the kubernetes.io/tls key Secret (plaintext private key!) to stdout",
     )
     p.add_argument("--force", action="store_true", help="replace an existing certificate (then run reseal)")
-    p.add_argument("--root", default=".", help="directory of the stack files (default .)")
+    add_root_argument(p, "directory of the stack files")
     p.set_defaults(func=run)
 
 
@@ -48,7 +49,7 @@ def _stack_settings(root: Path, stack: str) -> tuple[str, str, bool]:
     path = stack_path(stack, root)
     if not path.exists():
         return f"certs/{stack}.pem", "kube-system", False
-    from ksecrets.config.stackfile import load_round_trip, SEALED_SECRETS
+    from ksecrets.config.stackfile import SEALED_SECRETS, load_round_trip
 
     doc, _, _ = load_round_trip(path)
     section = ((doc or {}).get("config") or {}).get(SEALED_SECRETS) or {}

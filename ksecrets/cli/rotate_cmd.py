@@ -21,6 +21,7 @@ import os
 import sys
 from typing import TYPE_CHECKING
 
+from ksecrets.cli import add_root_argument
 from ksecrets.errors import KsecretsError
 
 if TYPE_CHECKING:
@@ -52,7 +53,7 @@ def register(subparsers) -> None:
         action="store_true",
         help="vault, postgres mode dual: rotate even if the last rotation is younger than rotation.minInterval",
     )
-    p.add_argument("--root", default=".", help="directory of the stack files (default .)")
+    add_root_argument(p, "directory of the stack files")
     p.set_defaults(func=run)
 
 
@@ -106,7 +107,6 @@ def run(args: argparse.Namespace) -> int:
 
 def _rotate_sealed(args: argparse.Namespace, cfg: StackConfig, app: App | None, length: int) -> int:
     from ksecrets.rotate import generate
-
     from ksecrets.sealing import churn
     from ksecrets.usecases.seal_stack import resolve_namespace, seal_into_stack
 
