@@ -1,0 +1,156 @@
+"""A newcomer's first hour (issue 18): what a new team runs first works as written, through the
+real command line on a copy of the repository (real git where the root is found)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def ks(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("KSECRETS_", "SEALED_SECRETS_"))}
+    return subprocess.run(
+        [sys.executable, "-m", "ksecrets", *args], cwd=cwd, capture_output=True, text=True, env=base | (env or {})
+    )
+
+
+@pytest.fixture
+def repo(repo_copy: Path) -> Path:
+    shutil.copytree(ROOT / ".ci", repo_copy / ".ci")
+    (repo_copy / ".github" / "workflows").mkdir(parents=True)
+    shutil.copy2(ROOT / ".github" / "workflows" / "ci.yml", repo_copy / ".github" / "workflows" / "ci.yml")
+    return repo_copy
+
+
+def ci_outputs(repo: Path) -> dict[str, list[dict[str, str]]]:
+    out = subprocess.run(
+        [sys.executable, str(repo / ".ci" / "stacks.py")], capture_output=True, text=True, check=True
+    ).stdout
+    return {k: json.loads(v) for k, v in (line.split("=", 1) for line in out.splitlines())}
+
+
+# --- 1. a new stack renders; doctor fails on whatever export refuses --------------------------
+
+
+@pytest.mark.parametrize("backend", ["sealed-secrets", "vault", "manual"])
+def test_a_new_stack_without_from_renders_with_every_other_stack(repo, backend):
+    res = ks("stack", "new", "qa", "--backend", backend, cwd=repo)
+    assert res.returncode == 0, res.stderr
+    exp = ks("export", cwd=repo)  # make render: every stack, the new one included
+    assert exp.returncode == 0, exp.stderr
+    assert (repo / "k8s" / "qa" / "sync" / "kustomization-qa-apps.yaml").is_file()
+    assert ks("export", "--check", cwd=repo).returncode == 0
+    doc = ks("doctor", "--stack", "qa", cwd=repo)
+    assert doc.returncode == 0, doc.stdout + doc.stderr
+
+
+def _break(repo: Path, old: str, new: str) -> None:
+    path = repo / "Pulumi.staging.yaml"
+    text = path.read_text()
+    assert old in text
+    path.write_text(text.replace(old, new, 1))
+
+
+@pytest.mark.parametrize(
+    "old,new",
+    [
+        ("    prometheusOperator: true\n", ""),  # a prerequisite not declared
+        ("ghcr.io/stefanprodan/podinfo:6.7.1", "ghcr.io/example/podinfo:6.7.1"),  # a placeholder image
+        ("  k8s-secrets:allowPlaceholders: [monitoring.runbookBaseUrl]\n", ""),  # a placeholder URL
+        ("      namespace: my-app\n", "      namespace: kube-public\n"),  # a system namespace
+    ],
+    ids=["prerequisite", "image", "url", "namespace"],
+)
+def test_doctor_fails_on_what_export_refuses_with_the_same_line(repo, old, new):
+    _break(repo, old, new)
+    exp = ks("export", "--stack", "staging", "--check", cwd=repo)
+    assert exp.returncode == 2, exp.stdout + exp.stderr
+    refusal = exp.stderr.strip().removeprefix("ksecrets: ")
+    doc = ks("doctor", "--stack", "staging", cwd=repo)
+    # The same line: a FAIL of the report (exit 1), or the loader's own refusal (exit 2).
+    assert (doc.returncode, f"FAIL: {refusal}" in doc.stdout.splitlines()) == (1, True) or (
+        doc.returncode,
+        doc.stderr.strip(),
+    ) == (2, exp.stderr.strip()), doc.stdout + doc.stderr
+
+
+# --- 2. kubernetes:context, and CI's preview and up from the stack files ----------------------
+
+
+def test_stack_new_writes_a_context_and_ci_previews_and_deploys_it(repo):
+    res = ks("stack", "new", "qa", "--backend", "sealed-secrets", cwd=repo)
+    assert res.returncode == 0, res.stderr
+    assert "added to CI's preview matrix" not in res.stdout
+    assert "kubernetes:context: qa" in res.stdout and "KUBECONFIG_QA_READONLY" in res.stdout
+    doc = yaml.safe_load((repo / "Pulumi.qa.yaml").read_text())
+    assert doc["config"]["kubernetes:context"] == "qa"
+    # The preview job's script finds the context (it exited 1 on a new stack before).
+    ctx = subprocess.run([sys.executable, str(repo / ".ci" / "stacks.py"), "--context", "qa"], capture_output=True)
+    assert (ctx.returncode, ctx.stdout) == (0, b"qa\n"), ctx.stderr
+    res = ks("stack", "new", "prod-eu", "--backend", "vault", "--from", "production", "--context", "eu-1", cwd=repo)
+    assert res.returncode == 0, res.stderr
+    ctx = subprocess.run([sys.executable, str(repo / ".ci" / "stacks.py"), "--context", "prod-eu"], capture_output=True)
+    assert ctx.stdout == b"eu-1\n"
+    outputs = ci_outputs(repo)
+    assert {e["stack"] for e in outputs["matrix"]} == {"qa", "staging", "production", "prod-eu"}
+    # Deployed too, one at a time: a new stack first, production's copy after production.
+    assert [e["stack"] for e in outputs["up"]] == ["qa", "staging", "prod-eu", "production"]
+    # ci.yml is left alone: both jobs read the listing.
+    assert (repo / ".github/workflows/ci.yml").read_bytes() == (ROOT / ".github/workflows/ci.yml").read_bytes()
+    bad = ks("stack", "new", "qb", "--backend", "manual", "--context", "a b", cwd=repo)
+    assert bad.returncode == 2 and not (repo / "Pulumi.qb.yaml").exists()
+
+
+def test_the_up_job_lists_its_stacks_from_the_stack_files():
+    doc = yaml.safe_load((ROOT / ".github" / "workflows" / "ci.yml").read_text())
+    up = doc["jobs"]["up"]
+    assert up["strategy"]["matrix"] == {"include": "${{ fromJSON(needs.stacks.outputs.up) }}"}
+    assert "stacks" in up["needs"]
+
+
+# --- 5. the project folder is found from a subdirectory ---------------------------------------
+
+
+def test_commands_find_the_project_folder_from_a_subdirectory(repo):
+    subprocess.run(["git", "init", "-q", str(repo)], check=True)
+    deep = repo / "apps" / "billing"
+    deep.mkdir(parents=True)
+    res = ks("stack", "new", "qa", "--backend", "manual", cwd=deep)
+    assert res.returncode == 0, res.stderr
+    assert (repo / "Pulumi.qa.yaml").is_file() and not list(deep.iterdir())
+    for argv in (["doctor", "--stack", "qa"], ["verify"], ["export", "--check"]):
+        res = ks(*argv, cwd=deep)
+        assert res.returncode in (0, 1) and "no stack files" not in res.stderr, (argv, res.stderr)
+    assert ks("export", cwd=deep).returncode == 0 and (repo / "k8s" / "qa").is_dir() and not (deep / "k8s").exists()
+    # --root still decides.
+    other = repo / "elsewhere"
+    other.mkdir()
+    res = ks("stack", "new", "qb", "--backend", "manual", "--root", str(other), cwd=deep)
+    assert res.returncode == 0, res.stderr
+    assert (other / "Pulumi.qb.yaml").is_file() and not (repo / "Pulumi.qb.yaml").exists()
+
+
+def test_every_root_flag_defaults_to_the_found_project_folder():
+    from ksecrets.cli import SUBCOMMANDS, build_parser
+
+    def walk(parser):
+        for action in parser._actions:
+            if "--root" in action.option_strings:
+                yield parser.prog, action
+            if isinstance(action.choices, dict):
+                for sub in action.choices.values():
+                    yield from walk(sub)
+
+    found = list(walk(build_parser()))
+    assert len({prog for prog, _ in found}) >= 15 and len(SUBCOMMANDS) > 10
+    for prog, action in found:
+        assert action.default is None and "Pulumi.yaml" in action.help, prog
