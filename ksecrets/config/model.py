@@ -60,7 +60,12 @@ SYSTEM_NAMESPACES: tuple[str, ...] = ("default", "kube-node-lease", "kube-public
 MigrationPhase = Literal["install", "handover"]
 MIGRATION_PHASES: tuple[MigrationPhase, ...] = get_args(MigrationPhase)
 # Stack keys whose values may be placeholders (see `ksecrets.preflight`): allowPlaceholders lists them.
-PLACEHOLDER_KEYS = ("apps.deployments.image", "rotation.image", "monitoring.runbookBaseUrl")
+PLACEHOLDER_KEYS = (
+    "apps.deployments.image",
+    "rotation.image",
+    "sealedSecrets.keyBackup.image",
+    "monitoring.runbookBaseUrl",
+)
 Generator = Literal["random", "postgres"]
 PostgresMode = Literal["single", "dual"]
 

@@ -154,3 +154,39 @@ def test_every_root_flag_defaults_to_the_found_project_folder():
     assert len({prog for prog, _ in found}) >= 15 and len(SUBCOMMANDS) > 10
     for prog, action in found:
         assert action.default is None and "Pulumi.yaml" in action.help, prog
+
+
+# --- 3. a key backup needs no rotation ----------------------------------------------------------
+
+
+def _key_backup_stack(repo: Path, image: str) -> None:
+    res = subprocess.run(
+        ["openssl", "genpkey", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:3072"], capture_output=True, check=True
+    )
+    pub = subprocess.run(["openssl", "pkey", "-pubout"], input=res.stdout, capture_output=True, check=True).stdout
+    (repo / "certs" / "staging-keybackup.pub").write_bytes(pub)
+    _break(
+        repo,
+        "    certificate: certs/staging.pem\n",
+        f"    certificate: certs/staging.pem\n    keyBackup: {{publicKey: certs/staging-keybackup.pub, image: {image}}}\n",
+    )
+
+
+def test_key_backup_on_a_stack_without_rotation_renders(repo):
+    assert "rotation" not in (repo / "Pulumi.staging.yaml").read_text()
+    _key_backup_stack(repo, "registry.acme.io/ksecrets-keybackup:0.1.0")
+    exp = ks("export", "--stack", "staging", cwd=repo)
+    assert exp.returncode == 0, exp.stderr
+    cron = yaml.safe_load((repo / "k8s/staging/infrastructure/cronjob-sealing-key-backup.yaml").read_text())
+    (container,) = cron["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"]
+    assert container["image"] == "registry.acme.io/ksecrets-keybackup:0.1.0"
+    assert ks("doctor", "--stack", "staging", cwd=repo).returncode == 0
+
+
+def test_a_placeholder_key_backup_image_is_named_by_its_own_key(repo):
+    _key_backup_stack(repo, "ghcr.io/example/ksecrets-keybackup:0.1.0")
+    exp = ks("export", "--stack", "staging", "--check", cwd=repo)
+    assert exp.returncode == 2
+    assert "sealedSecrets.keyBackup.image:" in exp.stderr and "rotation.image" not in exp.stderr
+    _break(repo, "[monitoring.runbookBaseUrl]", "[monitoring.runbookBaseUrl, sealedSecrets.keyBackup.image]")
+    assert ks("export", "--stack", "staging", "--check", cwd=repo).returncode == 1  # renders; k8s/ differs
