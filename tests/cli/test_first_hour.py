@@ -190,3 +190,30 @@ def test_a_placeholder_key_backup_image_is_named_by_its_own_key(repo):
     assert "sealedSecrets.keyBackup.image:" in exp.stderr and "rotation.image" not in exp.stderr
     _break(repo, "[monitoring.runbookBaseUrl]", "[monitoring.runbookBaseUrl, sealedSecrets.keyBackup.image]")
     assert ks("export", "--stack", "staging", "--check", cwd=repo).returncode == 1  # renders; k8s/ differs
+
+
+# --- 4. plaintext env files are ignored by git, templates are not -------------------------------
+
+
+def test_gitignore_ignores_every_env_file_scan_knows_and_keeps_templates(tmp_path):
+    from ksecrets.scan import TEMPLATE_SUFFIXES, is_env_file_name
+
+    shutil.copy2(ROOT / ".gitignore", tmp_path / ".gitignore")
+    subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)
+    stems = [".env", ".env.staging", ".env.production", ".env.qa-eu", ".ENV.Staging", "prod.env", "deploy/app.env"]
+    stems += ["sub/dir/.env.local", ".env.staging.bak", "x.ENV"]
+    names = stems + [s + t for s in stems for t in TEMPLATE_SUFFIXES] + ["README.md", "environment.yaml", "env"]
+    res = subprocess.run(
+        ["git", "-C", str(tmp_path), "check-ignore", "--no-index", "--stdin"],
+        input="\n".join(names) + "\n",
+        capture_output=True,
+        text=True,
+    )
+    ignored = set(res.stdout.splitlines())
+    for name in names:
+        template = name.lower().endswith(TEMPLATE_SUFFIXES)
+        assert (name in ignored) == (is_env_file_name(name) and not template), name
+    assert {".env.staging", ".env.production", ".env"} <= ignored  # what the README has users create
+    # And the repository tracks no such file.
+    tracked = subprocess.run(["git", "-C", str(ROOT), "ls-files"], capture_output=True, text=True, check=True)
+    assert not [n for n in tracked.stdout.splitlines() if is_env_file_name(n)]
