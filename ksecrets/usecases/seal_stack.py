@@ -63,6 +63,22 @@ def _validator(stack: str, source: str, root: str):
     return check
 
 
+def not_a_sealed_stack(cfg: StackConfig, name: str, namespace: str | None) -> str:
+    """Why `seal --stack` does not apply to a vault or manual stack, and the command that does."""
+    apps = [a for a in cfg.apps if a.secret_name == name and namespace in (None, a.namespace)]
+    if cfg.backend == "vault":
+        paths = sorted({a.vault.path if a.vault is not None and a.vault.path else a.name for a in apps}) or ["APP"]
+        how = "; ".join(f"ksecrets vault push --stack {cfg.stack} --path {p} --from-env-file FILE" for p in paths)
+        where = "live in Vault"
+    else:
+        how = f"pulumi config set --secret --path 'manualValues.{name}.KEY' VALUE --stack {cfg.stack}"
+        where = "are Pulumi config secrets"
+    return (
+        f"{cfg.source}: {PREFIX}backend is {cfg.backend}: its values {where}, not sealed in the stack file "
+        f"(it has no sealing certificate); instead: {how}"
+    )
+
+
 def resolve_namespace(cfg: StackConfig, name: str, namespace: str | None) -> str:
     if namespace:
         return namespace
@@ -217,6 +233,8 @@ def prepare_seal_into_stack(
 ) -> tuple[SealReport, PendingWrite]:
     cfg = load_stack(stack, root)
     source = cfg.source
+    if cfg.backend != "sealed-secrets" and not certificate_path(cfg)[0].exists():
+        raise KsecretsError(not_a_sealed_stack(cfg, name, namespace))
     cert = stack_certificate(cfg, now=now)
     ns = resolve_namespace(cfg, name, namespace)
     entry = cfg.sealed_entry(ns, name)

@@ -217,3 +217,21 @@ def test_gitignore_ignores_every_env_file_scan_knows_and_keeps_templates(tmp_pat
     # And the repository tracks no such file.
     tracked = subprocess.run(["git", "-C", str(ROOT), "ls-files"], capture_output=True, text=True, check=True)
     assert not [n for n in tracked.stdout.splitlines() if is_env_file_name(n)]
+
+
+# --- 6. sealing into a vault or manual stack names the backend and the command that applies -------
+
+
+def test_seal_into_a_vault_or_manual_stack_names_the_backend_and_the_command(repo):
+    before = (repo / "Pulumi.production.yaml").read_bytes()
+    res = ks("seal", "--stack", "production", "--name", "my-app-secrets", "--from-literal", "API_KEY=x" * 3, cwd=repo)
+    assert res.returncode == 2 and res.stdout == ""
+    (line,) = res.stderr.splitlines()
+    assert "backend is vault" in line and "certificate file not found" not in line
+    assert "ksecrets vault push --stack production --path my-app --from-env-file" in line
+    assert (repo / "Pulumi.production.yaml").read_bytes() == before
+    assert ks("stack", "new", "qa", "--backend", "manual", "--from", "staging", cwd=repo).returncode == 0
+    res = ks("seal", "--stack", "qa", "--name", "my-app-secrets", "--from-literal", "K=vvvvvvvv", cwd=repo)
+    assert res.returncode == 2
+    assert "backend is manual" in res.stderr and "certificate file not found" not in res.stderr
+    assert "pulumi config set --secret --path 'manualValues.my-app-secrets.KEY'" in res.stderr
