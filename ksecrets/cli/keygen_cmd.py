@@ -44,11 +44,21 @@ def register(subparsers) -> None:
 
 def _stack_settings(root: Path, stack: str) -> tuple[str, str, bool]:
     """(certificate path as configured or default, controller namespace, stack file needs the path set)."""
-    from ksecrets.config.load import stack_path
+    from ksecrets.config.load import stack_name, stack_path
 
     path = stack_path(stack, root)
+    problem = stack_name(stack)
+    if problem:
+        raise KsecretsError(f"--stack: {problem}")
     if not path.exists():
-        return f"certs/{stack}.pem", "kube-system", False
+        from ksecrets.config.fields import did_you_mean
+        from ksecrets.config.names import stack_files
+
+        known = [p.name[len("Pulumi.") : -len(".yaml")] for p in stack_files(root)]
+        raise KsecretsError(
+            f"--stack {stack}: no stack file {path.name} in {root}{did_you_mean(stack, known)}; "
+            f"create it first: ksecrets stack new {stack} --backend sealed-secrets"
+        )
     from ksecrets.config.stackfile import SEALED_SECRETS, load_round_trip
 
     doc, _, _ = load_round_trip(path)

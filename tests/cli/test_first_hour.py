@@ -235,3 +235,33 @@ def test_seal_into_a_vault_or_manual_stack_names_the_backend_and_the_command(rep
     assert res.returncode == 2
     assert "backend is manual" in res.stderr and "certificate file not found" not in res.stderr
     assert "pulumi config set --secret --path 'manualValues.my-app-secrets.KEY'" in res.stderr
+
+
+# --- 7. keygen names only stacks; a misspelt namespace is refused -------------------------------
+
+
+@pytest.mark.parametrize(
+    "stack,expected",
+    [("Prod_EU", "cannot be used in Kubernetes object names"), ("stagin", 'did you mean "staging"')],
+)
+def test_keygen_refuses_what_is_no_stack(repo, tmp_path, stack, expected):
+    env = {"KSECRETS_BACKUP_PASSPHRASE": "correct horse battery staple", "KSECRETS_BACKUP_SCRYPT_LOG2_N": "10"}
+    res = ks("keygen", "--stack", stack, "--backup-file", str(tmp_path / "k.ksbackup"), cwd=repo, env=env)
+    assert res.returncode == 2 and expected in res.stderr, res.stderr
+    assert not (tmp_path / "k.ksbackup").exists() and not (repo / "certs" / f"{stack}.pem").exists()
+
+
+@pytest.mark.parametrize("namespace", ["k8s-secret", "K8s-Secrets", "k8ssecrets", "ksecrets", "k8-secrets"])
+def test_a_misspelt_namespace_is_refused_with_did_you_mean(repo, namespace):
+    _break(repo, "  k8s-secrets:monitoring:\n", f"  {namespace}:monitoring:\n")
+    for argv in (["export", "--stack", "staging", "--check"], ["doctor", "--stack", "staging"]):
+        res = ks(*argv, cwd=repo)
+        assert res.returncode == 2, res.stdout + res.stderr
+        assert res.stderr == (
+            f'ksecrets: Pulumi.staging.yaml: {namespace}:monitoring: unknown namespace (did you mean "k8s-secrets:monitoring"?)\n'
+        )
+
+
+def test_other_namespaces_stay_allowed(repo):
+    _break(repo, "  ci:upOrder: 1\n", "  ci:upOrder: 1\n  aws:region: eu-west-1\n  kubernetes:kubeconfig: x\n")
+    assert ks("export", "--stack", "staging", "--check", cwd=repo).returncode == 0
