@@ -169,9 +169,10 @@ def stack_new(
 # --- app add --------------------------------------------------------------------------------------
 
 
-def app_add(root: str | os.PathLike[str], stack: str, app: Mapping[str, Any]) -> Path:
+def app_add(root: str | os.PathLike[str], stack: str, app: Mapping[str, Any]) -> str:
+    """Add `app`; returns the file changed, as messages name it (the apps file after `stack split`)."""
     from ksecrets.config.load import parse, raw_from_text
-    from ksecrets.config.stackfile import APPS, update_stack_file
+    from ksecrets.config.stackfile import APPS, edit_stack_file
     from ruamel.yaml.comments import CommentedMap, CommentedSeq
 
     path = stack_file_path(stack, root)
@@ -199,8 +200,7 @@ def app_add(root: str | os.PathLike[str], stack: str, app: Mapping[str, Any]) ->
     def check(text: str) -> None:
         parse(raw_from_text(text, path.name), stack=stack, source=path.name, root=str(root))
 
-    update_stack_file(path, mutate, check=check)
-    return path
+    return " and ".join(edit_stack_file(path, mutate, check=check)) or path.name
 
 
 def _cm(x):

@@ -61,9 +61,9 @@ def run_add(args: argparse.Namespace) -> int:
         app["vault"] = {"path": args.vault_path or args.name}
     elif args.vault_path:
         raise KsecretsError(f"{cfg.source}: --vault-path: backend is {cfg.backend}, not vault")
-    path = app_add(args.root, args.stack, app)
+    changed = app_add(args.root, args.stack, app)
     secret = args.secret_name or f"{args.name}-secrets"
-    print(f"{path.name}: app {app['namespace']}/{args.name} added")
+    print(f"{changed}: app {app['namespace']}/{args.name} added")
     if cfg.backend == "sealed-secrets":
         print(f"next: ksecrets seal --stack {args.stack} --name {secret} --from-env-file .env.{args.stack}")
     elif cfg.backend == "vault":

@@ -136,11 +136,11 @@ def _rotate_sealed(args: argparse.Namespace, cfg: StackConfig, app: App | None, 
         if line.startswith("warning: "):
             sys.stderr.write(line + "\n")
     print(
-        f"{cfg.source}: {namespace}/{args.name}: rotated {args.key} ({length} characters, sealed for "
+        f"{report.source}: {namespace}/{args.name}: rotated {args.key} ({length} characters, sealed for "
         f"{report.fingerprint}); other keys kept"
     )
     print(
-        f"next: make render, then commit {cfg.source} and k8s/{cfg.stack}/; Flux applies the new "
+        f"next: make render, then commit {report.source} and k8s/{cfg.stack}/; Flux applies the new "
         "SealedSecret and the Deployments roll on the changed ciphertext"
     )
     return 0

@@ -24,10 +24,10 @@ from ksecrets.config.model import SealedEntry, StackConfig
 from ksecrets.config.names import PREFIX, stack_files
 from ksecrets.config.stackfile import (
     PendingWrite,
+    edit_stack_file,
     prepare_stack_update,
     set_certificate_path,
     stack_file_path,
-    update_stack_file,
     upsert_sealed_secret,
 )
 from ksecrets.errors import KsecretsError
@@ -161,6 +161,7 @@ def seal_into_stack(
             seal_key=seal_key,
             now=now,
         )
+        report.source = pending.where()  # after `stack split`: the included file, not the stack file
         report.written = pending.commit()
     return report
 
@@ -202,6 +203,7 @@ def seal_into_stacks(
             for stack in stacks
         ]
         for report, pending in prepared:
+            report.source = pending.where()
             report.written = pending.commit()
     return [report for report, _ in prepared]
 
@@ -480,9 +482,9 @@ def _reseal_stack(root, stack, *, private_keys, cert, set_certificate, cert_path
         if rel is not None:
             set_certificate_path(config, rel)
 
-    report.written = update_stack_file(
-        stack_file_path(stack, root), mutate, check=_validator(stack, cfg.source, cfg.root)
-    )
+    changed = edit_stack_file(stack_file_path(stack, root), mutate, check=_validator(stack, cfg.source, cfg.root))
+    report.written = bool(changed)
+    report.source = " and ".join(changed) or report.source
     return report
 
 

@@ -265,3 +265,23 @@ def test_a_misspelt_namespace_is_refused_with_did_you_mean(repo, namespace):
 def test_other_namespaces_stay_allowed(repo):
     _break(repo, "  ci:upOrder: 1\n", "  ci:upOrder: 1\n  aws:region: eu-west-1\n  kubernetes:kubeconfig: x\n")
     assert ks("export", "--stack", "staging", "--check", cwd=repo).returncode == 0
+
+
+# --- 8. after `stack split`, messages name the file that changed -----------------------------------
+
+
+def test_after_split_messages_name_the_included_file(repo):
+    assert ks("stack", "split", "--stack", "staging", cwd=repo).returncode == 0
+    stack_file = (repo / "Pulumi.staging.yaml").read_bytes()
+    res = ks("seal", "--stack", "staging", "--name", "my-app-secrets", "--from-literal", "NEW_KEY=abcdefgh12", cwd=repo)
+    assert res.returncode == 0, res.stderr
+    out = res.stdout + res.stderr
+    assert "stacks/staging/sealed.yaml: my-app/my-app-secrets" in out and "Pulumi.staging.yaml" not in out
+    res = ks("rotate", "--stack", "staging", "--name", "my-app-secrets", "--key", "NEW_KEY", cwd=repo)
+    assert res.returncode == 0, res.stderr
+    assert "stacks/staging/sealed.yaml: my-app/my-app-secrets: rotated NEW_KEY" in res.stdout
+    assert "commit stacks/staging/sealed.yaml and k8s/staging/" in res.stdout and "Pulumi." not in res.stdout
+    res = ks("app", "add", "--stack", "staging", "--name", "billing", "--image", "registry.acme.io/b:1.2.3", cwd=repo)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.startswith("stacks/staging/apps.yaml: app billing/billing added")
+    assert (repo / "Pulumi.staging.yaml").read_bytes() == stack_file  # indeed unchanged
