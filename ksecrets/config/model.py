@@ -28,6 +28,7 @@ from ksecrets.config.fields import (
     DnsSubdomain,
     Duration,
     Flag,
+    HttpPath,
     HttpUrl,
     Image,
     Pairs,
@@ -205,6 +206,10 @@ class Deployment(Section):
     port: Port | None = None
     env_from: Flag = True  # envFrom.secretRef: every key as a variable
     env: Annotated[tuple[EnvFromKey, ...], f.env_map] = ()  # `env: {VAR: KEY}`: env[].valueFrom.secretKeyRef
+    # Probes on `port` (manifests/workloads.py): HTTP GET of these paths when set, else a TCP
+    # connect to the port; no port, no probes (nothing to ask).
+    readiness_path: HttpPath | None = None
+    liveness_path: HttpPath | None = None
     run_as_user: Uid = DEFAULT_RUN_AS_USER
     run_as_group: Uid = DEFAULT_RUN_AS_USER
 

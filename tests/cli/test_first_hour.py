@@ -285,3 +285,58 @@ def test_after_split_messages_name_the_included_file(repo):
     assert res.returncode == 0, res.stderr
     assert res.stdout.startswith("stacks/staging/apps.yaml: app billing/billing added")
     assert (repo / "Pulumi.staging.yaml").read_bytes() == stack_file  # indeed unchanged
+
+
+# --- 10. labels and probes of what is exported ----------------------------------------------------
+
+
+def test_every_exported_object_carries_managed_by_and_the_secret_keeps_its_own_labels(repo):
+    from ksecrets.manifests.plan import MANAGED_BY
+
+    objs = [yaml.safe_load(p.read_text()) for p in sorted((ROOT / "k8s").rglob("*.yaml"))]
+    objs = [o for o in objs if o.get("kind") != "Kustomization" or "metadata" in o]
+    sealed = [o for o in objs if o["kind"] == "SealedSecret"]
+    assert sealed
+    for o in objs:
+        assert MANAGED_BY.items() <= (o["metadata"].get("labels") or {}).items(), (o["kind"], o["metadata"]["name"])
+    # The controller builds the Secret's metadata from spec.template only (Unseal: template
+    # ObjectMeta, then name and namespace): its labels stay exactly the entry's.
+    from ksecrets.config import load_stack_file
+
+    staging = load_stack_file(ROOT / "Pulumi.staging.yaml")
+    for o in sealed:
+        entry = staging.sealed_entry(o["metadata"]["namespace"], o["metadata"]["name"])
+        assert (o["spec"]["template"]["metadata"].get("labels") or {}) == dict(entry.labels)
+    # An entry with labels of its own: those go to the Secret, managed-by to the SealedSecret only.
+    from ksecrets.manifests.sealed_secrets import sealed_secret
+
+    labelled = dataclasses_replace(staging.sealed[0], labels=(("team", "payments"),))
+    obj = sealed_secret(staging, labelled)
+    assert obj["spec"]["template"]["metadata"]["labels"] == {"team": "payments"}
+    assert obj["metadata"]["labels"] == MANAGED_BY
+
+
+def dataclasses_replace(obj, **changes):
+    import dataclasses
+
+    return dataclasses.replace(obj, **changes)
+
+
+def test_deployments_have_probes_on_their_http_port(repo):
+    for stack in ("staging", "production"):
+        dep = yaml.safe_load((ROOT / "k8s" / stack / "apps" / "deployment-my-app.yaml").read_text())
+        (c,) = dep["spec"]["template"]["spec"]["containers"]
+        # podinfo serves /readyz and /healthz on its HTTP port (9898, the image's default; no command set).
+        assert c["image"].startswith("ghcr.io/stefanprodan/podinfo:") and "command" not in c and "args" not in c
+        assert c["ports"] == [{"name": "http", "containerPort": 9898, "protocol": "TCP"}]
+        assert c["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "http"}
+        assert c["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
+        assert c["livenessProbe"]["periodSeconds"] > c["readinessProbe"]["periodSeconds"]
+    # An app that names no path gets a TCP check of its port; one without a port gets none.
+    res = ks("app", "add", "--stack", "staging", "--name", "billing", "--image", "registry.acme.io/b:1.2.3",
+             "--port", "8080", cwd=repo)  # fmt: skip
+    assert res.returncode == 0, res.stderr
+    assert ks("export", "--stack", "staging", cwd=repo).returncode == 0
+    dep = yaml.safe_load((repo / "k8s/staging/apps/deployment-billing.yaml").read_text())
+    (c,) = dep["spec"]["template"]["spec"]["containers"]
+    assert c["readinessProbe"]["tcpSocket"] == {"port": "http"} and c["livenessProbe"]["tcpSocket"] == {"port": "http"}
