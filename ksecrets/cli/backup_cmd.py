@@ -10,7 +10,7 @@ Keeping backups current (the controller makes a new key every 30 days):
     ksecrets backup --check ~/safe/keys.ksbackup [--stack S]        # which stack certificates it lacks
     kubectl get secret -n kube-system -l sealedsecrets.bitnami.com/sealed-secrets-key -o yaml \\
       | ksecrets backup --check /mnt/keybackup/ --keys-from-stdin     # which live keys it lacks
-    ksecrets backup --import /mnt/keybackup/ --offline-key ~/safe/keybackup.key [--out F.ksbackup]
+    ksecrets backup --import /mnt/keybackup/ --offline-key ~/safe/keybackup.key --import-out F.ksbackup
 
 The passphrase of a .ksbackup comes from KSECRETS_BACKUP_PASSPHRASE or a prompt on the terminal;
 the offline key's from KSECRETS_OFFLINE_KEY_PASSPHRASE or a prompt.
@@ -143,10 +143,10 @@ def backed_up_fingerprints(paths: list[Path]) -> dict[str, str]:
 
     found: dict[str, str] = {}
     for path in paths:
-        if path.is_dir():
-            files = keybackup.key_files([path])
+        if path.is_dir():  # the CronJob's .kskey files and passphrase .ksbackup files alike
+            files = keybackup.key_files([path]) + sorted(path.glob("*.ksbackup"))
             if not files:
-                raise KsecretsError(f"{path}: no {keybackup.SUFFIX} files")
+                raise KsecretsError(f"{path}: no {keybackup.SUFFIX} or .ksbackup files")
         else:
             files = [path]
         for f in files:
