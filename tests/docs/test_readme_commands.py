@@ -29,7 +29,7 @@ SKIP = re.compile(r"^<!-- readme-test: skip: (?P<why>.+\S) -->$")
 UNAVAILABLE = re.compile(
     r"(^|[\s|(])(pulumi|flux|vault|kubectl (?!create secret generic)|make test|make e2e)|kubectl apply|kubectl get"
 )
-MAX_SKIPPED = 13
+MAX_SKIPPED = 12
 
 INPUTS = {
     ".env": "SHARED_TOKEN=shared-0123456789\n",
