@@ -12,7 +12,7 @@ from typing import Any
 import pulumi
 
 from ksecrets.config import model
-from ksecrets.config.load import KEYS, parse
+from ksecrets.config.load import KEYS, check_namespace, parse
 from ksecrets.config.names import PROJECT
 
 
@@ -31,6 +31,8 @@ def _project_keys() -> list[str]:
     passes the whole stack config (PULUMI_CONFIG), so a misspelt key reaches `parse` and fails
     there as it does in `ksecrets export`, instead of being silently ignored."""
     keys = set(pulumi.runtime.config.CONFIG.get()) | set(pulumi.runtime.config.get_config_env())
+    for key in sorted(keys):
+        check_namespace(key, "stack config")  # `k8s-secret:apps` is refused, as in the files
     prefix = f"{PROJECT}:"
     return sorted(k[len(prefix) :] for k in keys if k.startswith(prefix))
 

@@ -66,7 +66,7 @@ class AdoptReport:
             ]
         else:
             out.append("never committed: nothing to purge from Git history")
-        out.append("commit the stack file (and the deletions); keep .env files out of Git (.gitignore)")
+        out.append("commit the files named above (and the deletions); keep .env files out of Git (.gitignore)")
         return out
 
 

@@ -1,8 +1,9 @@
 """New environments and apps: `stack new`, `app add`, and `doctor` (references across a stack).
 
-Every write goes through the config loader first (an invalid file is never written) and is atomic.
-`stack new` also adds the stack to CI's preview matrix (`.github/workflows/ci.yml`), so CI previews
-every stack file there is.
+Every write goes through the config loader first (an invalid file is never written) and is atomic;
+`stack new` also renders the new stack as `ksecrets export` would, so it never writes a stack that
+`make render` refuses. CI's preview and up jobs list the stacks from the stack files present
+(`.ci/stacks.py`), so a new stack file is all CI needs, with its `kubernetes:context`.
 """
 
 from __future__ import annotations
@@ -19,7 +20,8 @@ from ksecrets.config.names import PREFIX
 from ksecrets.config.stackfile import stack_file_path
 from ksecrets.errors import CheckFailed, KsecretsError
 
-CI_FILE = Path(".github") / "workflows" / "ci.yml"
+CONTEXT_KEY = "kubernetes:context"  # the cluster a stack deploys to (components/cluster.py, .ci/stacks.py)
+UP_ORDER_KEY = "ci:upOrder"  # where CI's up job deploys the stack in its sequence (.ci/stacks.py)
 _STACK_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]{0,48}[a-z0-9])?$")
 
 
@@ -42,12 +44,20 @@ def _dump(config: Mapping[str, Any], header: str) -> str:
 # --- stack new ------------------------------------------------------------------------------------
 
 
-def new_stack_config(stack: str, backend: str, source: Mapping[str, Any] | None) -> dict[str, Any]:
-    """The `config:` map of a new stack: the source stack's apps and settings without any value
-    (no sealed ciphertext: it is sealed for another cluster's key; no manual values), or defaults."""
+def new_stack_config(
+    stack: str, backend: str, source: Mapping[str, Any] | None, context: str | None = None
+) -> dict[str, Any]:
+    """The `config:` map of a new stack: its `kubernetes:context` (default: the stack's name), the
+    source stack's apps and settings without any value (no sealed ciphertext: it is sealed for
+    another cluster's key; no manual values), or defaults that render."""
     cfg: dict[str, Any] = {}
     if source:
         cfg = copy.deepcopy({k: v for k, v in source.items() if k.startswith(PREFIX)})
+    monitoring = cfg.setdefault(PREFIX + "monitoring", {})
+    if isinstance(monitoring, dict) and monitoring.get("enabled", True) and "prometheusOperator" not in monitoring:
+        # Export refuses an undeclared operator (preflight.check_prerequisites); a new cluster
+        # is not assumed to run it. Set true once it does.
+        monitoring["prometheusOperator"] = False
     sealed = cfg.pop(PREFIX + "sealed", None) or []
     cfg.pop(PREFIX + "manualValues", None)
     cfg[PREFIX + "backend"] = backend
@@ -80,19 +90,24 @@ def new_stack_config(stack: str, backend: str, source: Mapping[str, Any] | None)
     if backend != "vault":
         cfg.pop(PREFIX + "vault", None)
     order = ["backend", "namespaces", "flux", "sealedSecrets", "vault", "apps", "rotation", "monitoring"]
-    return {PREFIX + k: cfg[PREFIX + k] for k in order if PREFIX + k in cfg} | {
-        k: v for k, v in cfg.items() if k[len(PREFIX) :] not in order
-    }
+    return (
+        {CONTEXT_KEY: context or stack}
+        | ({UP_ORDER_KEY: source[UP_ORDER_KEY]} if source and UP_ORDER_KEY in source else {})
+        | {PREFIX + k: cfg[PREFIX + k] for k in order if PREFIX + k in cfg}
+        | {k: v for k, v in cfg.items() if k[len(PREFIX) :] not in order}
+    )
 
 
 @dataclass
 class NewStack:
     path: Path
-    ci_updated: bool
+    context: str
     next_steps: list[str] = field(default_factory=list)
 
 
-def stack_new(root: str | os.PathLike[str], stack: str, backend: str, source: str | None = None) -> NewStack:
+def stack_new(
+    root: str | os.PathLike[str], stack: str, backend: str, source: str | None = None, context: str | None = None
+) -> NewStack:
     from ksecrets import yamlio
     from ksecrets.backends import BACKENDS
     from ksecrets.config import includes
@@ -112,21 +127,22 @@ def stack_new(root: str | os.PathLike[str], stack: str, backend: str, source: st
         doc = yamlio.load(read_bytes(src_path, "stack file", source=src_path.name).decode("utf-8"), src_path.name)
         src_config = (doc or {}).get("config") or {}
         src_config = includes.inline(src_config, source=src_path.name, root=root)  # its apps, even in a file
-    config = new_stack_config(stack, backend, src_config)
+    if context is not None and (not context.strip() or any(c.isspace() or ord(c) < 32 for c in context)):
+        raise KsecretsError(f"--context {context!r}: a kubeconfig context name, without blanks")
+    config = new_stack_config(stack, backend, src_config, context)
+    context = config[CONTEXT_KEY]
     header = (
         f"# {stack}: backend {backend}"
         + (f", apps and settings from {source} (no values)" if source else "")
-        + ". Written by `ksecrets stack new`.\n"
+        + f". Written by `ksecrets stack new`.\n# {CONTEXT_KEY}: the kubeconfig context of this stack's cluster"
+        + " (CI's preview and up use a context of that name).\n"
     )
     text = _dump(config, header)
-    _validate_text(text, stack, path.name, str(root))  # never write a stack the loader refuses
-    ci = root / CI_FILE
-    ci_text = None
-    if ci.exists():
-        ci_text = add_to_preview_matrix(ci.read_text(encoding="utf-8"), stack)
+    # Never write a stack the loader or `ksecrets export` refuses: the same checks as `make render`.
+    from ksecrets.export import render
+
+    render(_validate_text(text, stack, path.name, str(root)))
     atomic_write_text(path, text, 0o644)
-    if ci_text is not None:
-        atomic_write_text(ci, ci_text, ci.stat().st_mode & 0o777)
     steps = []
     if backend == "sealed-secrets":
         steps.append(
@@ -142,57 +158,21 @@ def stack_new(root: str | os.PathLike[str], stack: str, backend: str, source: st
             f"ksecrets vault push --stack {stack} --path APP --from-env-file .env.{stack}"
         )
     steps.append(f"check: ksecrets doctor --stack {stack}; make render")
-    if ci_text is not None:
-        steps.append(
-            f"CI: add the repository secret {kubeconfig_secret(stack)} (a read-only kubeconfig) for its preview"
-        )
-    return NewStack(path, ci_text is not None, steps)
-
-
-_INCLUDE = re.compile(r"^(?P<indent>\s*)include:\s*$")
-_ITEM = re.compile(r"^(?P<indent>\s*)- stack: *(?P<name>\S+)\s*$")
-_DYNAMIC = re.compile(r"^\s*include:\s*\$\{\{\s*fromJSON\(needs\.stacks\.outputs\.matrix\)\s*\}\}\s*$")
-
-
-def add_to_preview_matrix(text: str, stack: str) -> str:
-    """ci.yml with `- stack: NAME / kubeconfig: KUBECONFIG_NAME_READONLY` added to the preview
-    job's matrix, after its last entry (text edit: comments and layout stay as they are)."""
-    lines = text.splitlines(keepends=True)
-    try:
-        start = next(i for i, l in enumerate(lines) if re.match(r"^  preview:\s*$", l))
-    except StopIteration:
-        raise KsecretsError(f"{CI_FILE}: no preview job") from None
-    dynamic = next((i for i in range(start, len(lines)) if _DYNAMIC.match(lines[i])), None)
-    if dynamic is not None:
-        return text  # the matrix is made from the stack files present (.ci/stacks.py): nothing to add
-    inc = next((i for i in range(start, len(lines)) if _INCLUDE.match(lines[i])), None)
-    if inc is None:
-        raise KsecretsError(f"{CI_FILE}: the preview job has no matrix include list")
-    items, last, indent = [], inc, None
-    for i in range(inc + 1, len(lines)):
-        m = _ITEM.match(lines[i])
-        if m:
-            items.append(m.group("name"))
-            indent = m.group("indent")
-            last = i
-        elif indent is not None and lines[i].startswith(indent + "  ") and lines[i].strip():
-            last = i
-        else:
-            break
-    if indent is None:
-        raise KsecretsError(f"{CI_FILE}: the preview matrix has no `- stack:` entries")
-    if stack in items:
-        return text
-    entry = f"{indent}- stack: {stack}\n{indent}  kubeconfig: {kubeconfig_secret(stack)}\n"
-    return "".join(lines[: last + 1] + [entry] + lines[last + 1 :])
+    steps.append(
+        f"CI: previews and deploys every stack file (.ci/stacks.py); add the repository secret "
+        f"{kubeconfig_secret(stack)} (a read-only kubeconfig with a context named {context}) and a GitHub "
+        f"environment {stack} with the secret KUBECONFIG (the deploying kubeconfig)"
+    )
+    return NewStack(path, context, steps)
 
 
 # --- app add --------------------------------------------------------------------------------------
 
 
-def app_add(root: str | os.PathLike[str], stack: str, app: Mapping[str, Any]) -> Path:
+def app_add(root: str | os.PathLike[str], stack: str, app: Mapping[str, Any]) -> str:
+    """Add `app`; returns the file changed, as messages name it (the apps file after `stack split`)."""
     from ksecrets.config.load import parse, raw_from_text
-    from ksecrets.config.stackfile import APPS, update_stack_file
+    from ksecrets.config.stackfile import APPS, edit_stack_file
     from ruamel.yaml.comments import CommentedMap, CommentedSeq
 
     path = stack_file_path(stack, root)
@@ -220,8 +200,7 @@ def app_add(root: str | os.PathLike[str], stack: str, app: Mapping[str, Any]) ->
     def check(text: str) -> None:
         parse(raw_from_text(text, path.name), stack=stack, source=path.name, root=str(root))
 
-    update_stack_file(path, mutate, check=check)
-    return path
+    return " and ".join(edit_stack_file(path, mutate, check=check)) or path.name
 
 
 def _cm(x):
@@ -303,7 +282,13 @@ def doctor(cfg) -> Report:
     """Cross-references of one stack's objects: namespaces, service accounts, Secrets."""
     from ksecrets.usecases.stack_facts import plan_stack
 
+    from ksecrets.export import render
+
     report = Report()
+    try:
+        render(cfg)  # whatever `ksecrets export` (make render) refuses, doctor fails on: the same code
+    except KsecretsError as exc:
+        report.fail(str(exc))
     planned = plan_stack(cfg)
     objects = [p.obj for p in planned]
     created_ns = {o["metadata"]["name"] for o in objects if o["kind"] == "Namespace"}
@@ -464,4 +449,4 @@ def stack_split(root: str | os.PathLike[str], stack: str, keys: tuple[str, ...] 
     return written
 
 
-__all__ = ["CheckFailed", "stack_split", "app_add", "doctor", "doctor_stacks", "stack_new", "add_to_preview_matrix"]
+__all__ = ["CheckFailed", "stack_split", "app_add", "doctor", "doctor_stacks", "stack_new"]

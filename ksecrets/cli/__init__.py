@@ -15,6 +15,7 @@ import argparse
 import importlib
 import importlib.util
 import sys
+from pathlib import Path
 from typing import NoReturn, Sequence
 
 from ksecrets import version
@@ -44,6 +45,15 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "doctor": ("doctor_cmd", "check a stack's references: namespaces, service accounts, Secrets"),
     "git": ("git_cmd", "git merge and diff drivers for stack files (git setup)"),
 }
+
+
+ROOT_DEFAULT = "the nearest folder holding Pulumi.yaml, from . upwards, as git finds its top level"
+
+
+def add_root_argument(parser: argparse.ArgumentParser, help: str) -> None:
+    """`--root DIR`, the same in every subcommand: given, it is used as is; omitted, `main` finds
+    the project folder from the working directory (`ksecrets.project.project_root`)."""
+    parser.add_argument("--root", default=None, type=Path, metavar="DIR", help=f"{help} (default: {ROOT_DEFAULT})")
 
 
 def _width() -> int:
@@ -128,6 +138,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser(only=_wanted(argv), lazy=True)
     args = parser.parse_args(argv)
     try:
+        if getattr(args, "root", False) is None:
+            from ksecrets.project import project_root
+
+            args.root = project_root()
         return int(args.func(args) or 0)
     except KsecretsError as exc:
         sys.stderr.write(f"ksecrets: {exc}\n")

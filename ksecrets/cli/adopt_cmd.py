@@ -15,7 +15,7 @@ from ksecrets.cli.flags import add_allow_key_name_flag
 
 
 def register(subparsers) -> None:
-    from ksecrets.cli import SUBCOMMANDS
+    from ksecrets.cli import SUBCOMMANDS, add_root_argument
 
     p = subparsers.add_parser(
         "adopt", help=SUBCOMMANDS["adopt"][1], description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -26,7 +26,7 @@ def register(subparsers) -> None:
     p.add_argument("--namespace", "-n", help="its namespace (default: from the app that uses it)")
     add_allow_key_name_flag(p)
     p.add_argument("--keep", action="store_true", help="do not delete the plaintext files")
-    p.add_argument("--root", default=".", help="directory of the stack files (default .)")
+    add_root_argument(p, "directory of the stack files")
     p.set_defaults(func=run)
 
 

@@ -6,7 +6,7 @@ import argparse
 
 
 def register(subparsers) -> None:
-    from ksecrets.cli import SUBCOMMANDS
+    from ksecrets.cli import SUBCOMMANDS, add_root_argument
 
     p = subparsers.add_parser("app", help=SUBCOMMANDS["app"][1], description=__doc__)
     asub = p.add_subparsers(dest="app_command", required=True, parser_class=type(p))
@@ -22,7 +22,7 @@ def register(subparsers) -> None:
     a.add_argument("--replicas", type=int, default=None, help="--image: replicas")
     a.add_argument("--env", action="append", default=[], metavar="VAR=KEY", help="--image: VAR from key KEY")
     a.add_argument("--vault-path", help="vault backend: the kv path (default: the name)")
-    a.add_argument("--root", default=".", help="directory of the stack files (default .)")
+    add_root_argument(a, "directory of the stack files")
     a.set_defaults(func=run_add)
 
 
@@ -61,9 +61,9 @@ def run_add(args: argparse.Namespace) -> int:
         app["vault"] = {"path": args.vault_path or args.name}
     elif args.vault_path:
         raise KsecretsError(f"{cfg.source}: --vault-path: backend is {cfg.backend}, not vault")
-    path = app_add(args.root, args.stack, app)
+    changed = app_add(args.root, args.stack, app)
     secret = args.secret_name or f"{args.name}-secrets"
-    print(f"{path.name}: app {app['namespace']}/{args.name} added")
+    print(f"{changed}: app {app['namespace']}/{args.name} added")
     if cfg.backend == "sealed-secrets":
         print(f"next: ksecrets seal --stack {args.stack} --name {secret} --from-env-file .env.{args.stack}")
     elif cfg.backend == "vault":

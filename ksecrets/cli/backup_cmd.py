@@ -10,7 +10,7 @@ Keeping backups current (the controller makes a new key every 30 days):
     ksecrets backup --check ~/safe/keys.ksbackup [--stack S]        # which stack certificates it lacks
     kubectl get secret -n kube-system -l sealedsecrets.bitnami.com/sealed-secrets-key -o yaml \\
       | ksecrets backup --check /mnt/keybackup/ --keys-from-stdin     # which live keys it lacks
-    ksecrets backup --import /mnt/keybackup/ --offline-key ~/safe/keybackup.key [--out F.ksbackup]
+    ksecrets backup --import /mnt/keybackup/ --offline-key ~/safe/keybackup.key --import-out F.ksbackup
 
 The passphrase of a .ksbackup comes from KSECRETS_BACKUP_PASSPHRASE or a prompt on the terminal;
 the offline key's from KSECRETS_OFFLINE_KEY_PASSPHRASE or a prompt.
@@ -22,6 +22,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from ksecrets.cli import add_root_argument
 from ksecrets.cli.flags import add_format_flag
 from ksecrets.errors import KsecretsError
 
@@ -64,7 +65,7 @@ def register(subparsers) -> None:
         action="store_true",
         help="--check: the key Secrets on stdin (kubectl get secret -l ... -o yaml), not the stacks",
     )
-    p.add_argument("--root", default=".", type=Path, help="where the stack files are (default: .)")
+    add_root_argument(p, "where the stack files are")
     p.add_argument("--offline-key", type=Path, metavar="FILE", help="--import: the offline private key")
     p.add_argument(
         "--allow-unknown-key",
@@ -148,10 +149,10 @@ def backed_up_fingerprints(paths: list[Path]) -> dict[str, str]:
 
     found: dict[str, str] = {}
     for path in paths:
-        if path.is_dir():
-            files = keybackup.key_files([path])
+        if path.is_dir():  # the CronJob's .kskey files and passphrase .ksbackup files alike
+            files = keybackup.key_files([path]) + sorted(path.glob("*.ksbackup"))
             if not files:
-                raise KsecretsError(f"{path}: no {keybackup.SUFFIX} files")
+                raise KsecretsError(f"{path}: no {keybackup.SUFFIX} or .ksbackup files")
         else:
             files = [path]
         for f in files:

@@ -14,11 +14,11 @@ from ksecrets.errors import CheckFailed
 
 
 def register(subparsers) -> None:
-    from ksecrets.cli import SUBCOMMANDS
+    from ksecrets.cli import SUBCOMMANDS, add_root_argument
 
     p = subparsers.add_parser("doctor", help=SUBCOMMANDS["doctor"][1], description=__doc__)
     p.add_argument("--stack", help="one stack (default: every Pulumi.<stack>.yaml)")
-    p.add_argument("--root", default=".", help="directory of the stack files (default .)")
+    add_root_argument(p, "directory of the stack files")
     p.set_defaults(func=run)
 
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
+from ksecrets.cli import add_root_argument
 from ksecrets.errors import CheckFailed
 
 
@@ -17,7 +17,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--stack", action="append", metavar="NAME", help="only this stack (repeatable)")
     p.add_argument("--check", action="store_true", help="write nothing; exit 1 and list files that differ")
-    p.add_argument("--root", default=".", type=Path, help="the repository root (default: .)")
+    add_root_argument(p, "the repository root")
     p.set_defaults(func=run)
 
 

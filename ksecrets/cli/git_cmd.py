@@ -13,7 +13,7 @@ import sys
 
 
 def register(subparsers) -> None:
-    from ksecrets.cli import SUBCOMMANDS
+    from ksecrets.cli import SUBCOMMANDS, add_root_argument
 
     p = subparsers.add_parser(
         "git", help=SUBCOMMANDS["git"][1], description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -25,7 +25,7 @@ def register(subparsers) -> None:
         default="ksecrets",
         help="how git should call ksecrets (default: ksecrets on PATH; e.g. .venv/bin/ksecrets)",
     )
-    s.add_argument("--root", default=".", help="a directory inside the repository (default .)")
+    add_root_argument(s, "a directory inside the repository")
     s.set_defaults(func=run_setup)
     m = gsub.add_parser("merge", help="merge driver (git calls it with %%O %%A %%B %%P)")
     for name in ("base", "ours", "theirs"):

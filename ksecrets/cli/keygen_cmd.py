@@ -14,6 +14,7 @@ import os
 import sys
 from pathlib import Path
 
+from ksecrets.cli import add_root_argument
 from ksecrets.errors import KsecretsError
 
 
@@ -37,18 +38,28 @@ def register(subparsers) -> None:
         help="print the kubernetes.io/tls key Secret (plaintext private key!) to stdout",
     )
     p.add_argument("--force", action="store_true", help="replace an existing certificate (then run reseal)")
-    p.add_argument("--root", default=".", help="directory of the stack files (default .)")
+    add_root_argument(p, "directory of the stack files")
     p.set_defaults(func=run)
 
 
 def _stack_settings(root: Path, stack: str) -> tuple[str, str, bool]:
     """(certificate path as configured or default, controller namespace, stack file needs the path set)."""
-    from ksecrets.config.load import stack_path
+    from ksecrets.config.load import stack_name, stack_path
 
     path = stack_path(stack, root)
+    problem = stack_name(stack)
+    if problem:
+        raise KsecretsError(f"--stack: {problem}")
     if not path.exists():
-        return f"certs/{stack}.pem", "kube-system", False
-    from ksecrets.config.stackfile import load_round_trip, SEALED_SECRETS
+        from ksecrets.config.fields import did_you_mean
+        from ksecrets.config.names import stack_files
+
+        known = [p.name[len("Pulumi.") : -len(".yaml")] for p in stack_files(root)]
+        raise KsecretsError(
+            f"--stack {stack}: no stack file {path.name} in {root}{did_you_mean(stack, known)}; "
+            f"create it first: ksecrets stack new {stack} --backend sealed-secrets"
+        )
+    from ksecrets.config.stackfile import SEALED_SECRETS, load_round_trip
 
     doc, _, _ = load_round_trip(path)
     section = ((doc or {}).get("config") or {}).get(SEALED_SECRETS) or {}

@@ -12,6 +12,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from ksecrets.cli import add_root_argument
 from ksecrets.cli.flags import add_recovery_flags
 from ksecrets.errors import KsecretsError
 
@@ -35,17 +36,16 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--finish", action="store_true", help="phase 3: end the handover once the VaultStaticSecrets have synced"
     )
     add_recovery_flags(p)
-    p.add_argument("--root", default=".", type=Path, help="where the stack files are (default: .)")
+    add_root_argument(p, "where the stack files are")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from ksecrets.cli.util import recovery_keys
-
     from ksecrets.config.load import load_stack_file, stack_path
     from ksecrets.config.model import VaultConfig
-    from ksecrets.vault.client import make_client
     from ksecrets.usecases.vault_migrate import migrate_to_vault
+    from ksecrets.vault.client import make_client
 
     path = stack_path(args.stack, args.root)
     cfg = load_stack_file(path)  # bad stack names and files fail before any key is read

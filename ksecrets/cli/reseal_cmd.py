@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from ksecrets.cli import add_root_argument
 from ksecrets.cli.flags import add_allow_future_cert_flag, add_recovery_flags
 
 
@@ -30,15 +31,14 @@ def register(subparsers) -> None:
     )
     p.add_argument("--force", action="store_true", help="re-seal entries already sealed for --cert too")
     add_allow_future_cert_flag(p)
-    p.add_argument("--root", default=".", help="directory of the stack files (default .)")
+    add_root_argument(p, "directory of the stack files")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    from ksecrets.cli.util import recovery_keys
     from ksecrets.sealing import churn
     from ksecrets.sealing.certs import load_certificate
-    from ksecrets.cli.util import recovery_keys
-
     from ksecrets.usecases.seal_stack import reseal_stack
 
     cert = load_certificate(args.cert, allow_not_yet_valid=args.allow_future_cert)

@@ -21,6 +21,7 @@ import os
 import sys
 from typing import TYPE_CHECKING
 
+from ksecrets.cli import add_root_argument
 from ksecrets.errors import KsecretsError
 
 if TYPE_CHECKING:
@@ -52,7 +53,7 @@ def register(subparsers) -> None:
         action="store_true",
         help="vault, postgres mode dual: rotate even if the last rotation is younger than rotation.minInterval",
     )
-    p.add_argument("--root", default=".", help="directory of the stack files (default .)")
+    add_root_argument(p, "directory of the stack files")
     p.set_defaults(func=run)
 
 
@@ -136,11 +137,11 @@ def _rotate_sealed(args: argparse.Namespace, cfg: StackConfig, app: App | None, 
         if line.startswith("warning: "):
             sys.stderr.write(line + "\n")
     print(
-        f"{cfg.source}: {namespace}/{args.name}: rotated {args.key} ({length} characters, sealed for "
+        f"{report.source}: {namespace}/{args.name}: rotated {args.key} ({length} characters, sealed for "
         f"{report.fingerprint}); other keys kept"
     )
     print(
-        f"next: make render, then commit {cfg.source} and k8s/{cfg.stack}/; Flux applies the new "
+        f"next: make render, then commit {report.source} and k8s/{cfg.stack}/; Flux applies the new "
         "SealedSecret and the Deployments roll on the changed ciphertext"
     )
     return 0

@@ -11,6 +11,7 @@ import argparse
 import sys
 
 from ksecrets.cli.flags import add_allow_key_name_flag
+from ksecrets.cli import add_root_argument
 from ksecrets.errors import CheckFailed
 
 
@@ -45,12 +46,7 @@ def register(subparsers) -> None:
         metavar="F",
         help="path globs (and kinds) to allow (default: .ksecrets-scan-ignore if present)",
     )
-    p.add_argument(
-        "--root",
-        default=".",
-        metavar="DIR",
-        help="the work tree: git ls-files runs here and ignore globs are relative to it",
-    )
+    add_root_argument(p, "the work tree: git ls-files runs here and ignore globs are relative to it")
     p.set_defaults(func=run)
 
 

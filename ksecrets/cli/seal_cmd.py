@@ -43,7 +43,7 @@ _FALSE = {"0", "f", "F", "false", "FALSE", "False"}
 
 
 def register(subparsers) -> None:
-    from ksecrets.cli import SUBCOMMANDS
+    from ksecrets.cli import SUBCOMMANDS, add_root_argument
 
     p = subparsers.add_parser(
         "seal", help=SUBCOMMANDS["seal"][1], description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -114,7 +114,7 @@ def register(subparsers) -> None:
     add_allow_future_cert_flag(p)
     p.add_argument("--type", dest="secret_type", help="--stack: Secret type (default Opaque, or the entry's)")
     p.add_argument("--prune", action="store_true", help="--stack: drop keys of the entry that are not in the input")
-    p.add_argument("--root", default=".", help="directory of the stack files (default .)")
+    add_root_argument(p, "directory of the stack files")
     p.set_defaults(func=run)
 
 
@@ -186,8 +186,8 @@ def _out_format(args: argparse.Namespace) -> str:
 def _seal_raw(args: argparse.Namespace) -> int:
     if args.merge_into:
         raise KsecretsError("--raw and --merge-into cannot be combined")
-    from ksecrets.sealing import crypto
     from ksecrets.cli.util import cert_from_args, read_file_bytes
+    from ksecrets.sealing import crypto
     from ksecrets.sealing.sealedsecret import check_names
     from ksecrets.sealing.secret_input import check_size
 
@@ -229,17 +229,17 @@ def _read_input(args: argparse.Namespace) -> tuple[str, str]:
 
 
 def _seal_stdin(args: argparse.Namespace) -> int:
-    from ksecrets.fileio import atomic_write_text, locked
     from ksecrets.cli.util import cert_from_args, read_file_bytes, render
-    from ksecrets.sealing.secret_input import SCOPE_ANNOTATIONS, read_secret
+    from ksecrets.fileio import atomic_write_text, locked
     from ksecrets.sealing.kubeconfig import current_namespace
     from ksecrets.sealing.sealedsecret import (
         merge_sealed,
         parse_sealed_secret,
         resolve_scope,
-        sealed_scope,
         seal_secret,
+        sealed_scope,
     )
+    from ksecrets.sealing.secret_input import SCOPE_ANNOTATIONS, read_secret
 
     text, src = _read_input(args)
     secret = read_secret(text, src)

@@ -2,8 +2,9 @@
 `ksecrets stack split --stack S`: move the big keys into files (README "Large stacks").
 
 Copies the apps and settings of --from (never its values: sealed ciphertexts belong to the other
-cluster's key), adds the stack to CI's preview matrix, and prints the next steps (certificate,
-values, doctor).
+cluster's key), writes `kubernetes:context` (--context, default the stack's name), checks that the
+new stack renders as `make render` would, and prints the next steps (certificate, values, doctor,
+CI's secrets). CI previews and deploys every stack file present (.ci/stacks.py).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from ksecrets.backends import BACKENDS  # standard library only
 
 
 def register(subparsers) -> None:
-    from ksecrets.cli import SUBCOMMANDS
+    from ksecrets.cli import SUBCOMMANDS, add_root_argument
 
     p = subparsers.add_parser(
         "stack", help=SUBCOMMANDS["stack"][1], description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -25,7 +26,12 @@ def register(subparsers) -> None:
     n.add_argument("name", metavar="NAME")
     n.add_argument("--backend", required=True, choices=BACKENDS)
     n.add_argument("--from", dest="source", metavar="STACK", help="copy apps and settings (no values) from this stack")
-    n.add_argument("--root", default=".", help="directory of the stack files (default .)")
+    n.add_argument(
+        "--context",
+        metavar="CTX",
+        help="kubernetes:context: the kubeconfig context of the stack's cluster (default: NAME)",
+    )
+    add_root_argument(n, "directory of the stack files")
     n.set_defaults(func=run_new)
     s = ssub.add_parser(
         "split",
@@ -40,15 +46,15 @@ def register(subparsers) -> None:
         choices=("sealed", "apps"),
         help="only this key (repeatable; default: both)",
     )
-    s.add_argument("--root", default=".", help="directory of the stack files (default .)")
+    add_root_argument(s, "directory of the stack files")
     s.set_defaults(func=run_split)
 
 
 def run_new(args: argparse.Namespace) -> int:
     from ksecrets.stacks import stack_new
 
-    result = stack_new(args.root, args.name, args.backend, args.source)
-    print(f"{result.path.name}: written" + (" and added to CI's preview matrix" if result.ci_updated else ""))
+    result = stack_new(args.root, args.name, args.backend, args.source, args.context)
+    print(f"{result.path.name}: written (kubernetes:context: {result.context})")
     for step in result.next_steps:
         print(f"next: {step}")
     sys.stdout.flush()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from ksecrets.cli import add_root_argument
 from ksecrets.cli.flags import add_format_flag, add_recovery_flags
 from ksecrets.errors import KsecretsError
 
@@ -21,7 +22,7 @@ def register(subparsers) -> None:
     p.add_argument("--stack", help="unseal an entry of Pulumi.<stack>.yaml instead of stdin (needs --name)")
     p.add_argument("--name", help="--stack: the Secret's name")
     p.add_argument("--namespace", "-n", help="--stack: the Secret's namespace (default: from the app)")
-    p.add_argument("--root", default=".", help="directory of the stack files (default .)")
+    add_root_argument(p, "directory of the stack files")
     p.set_defaults(func=run)
 
 

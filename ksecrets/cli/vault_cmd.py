@@ -10,6 +10,7 @@ import os
 from pathlib import Path
 
 from ksecrets.cli.flags import add_allow_key_name_flag
+from ksecrets.cli import add_root_argument
 from ksecrets.errors import KsecretsError
 
 DB_PASSWORD_ENV = "KSECRETS_DB_ADMIN_PASSWORD"
@@ -50,7 +51,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "(system:auth-delegator); Vault checks login tokens with it. Default: Vault in the cluster "
         "uses its pod's own token",
     )
-    b.add_argument("--root", default=".", type=Path, help="where the stack files are (default: .)")
+    add_root_argument(b, "where the stack files are")
     b.set_defaults(func=run_bootstrap)
 
     u = vsub.add_parser("push", help="write an env file to the app's kv-v2 path when a value changed")
@@ -58,7 +59,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     u.add_argument("--path", required=True, metavar="APP", help="the app's Vault path (or app name)")
     u.add_argument("--from-env-file", required=True, metavar="FILE", help="KEY=value lines, as kubectl reads them")
     add_allow_key_name_flag(u)
-    u.add_argument("--root", default=".", type=Path, help="where the stack files are (default: .)")
+    add_root_argument(u, "where the stack files are")
     u.set_defaults(func=run_push)
 
     sn = vsub.add_parser("snapshot", help="save or restore a raft snapshot (disaster recovery)")
@@ -161,8 +162,8 @@ def _read_jwt(path: str) -> str:
 
 
 def run_push(args: argparse.Namespace) -> int:
-    from ksecrets.vault.client import make_client
     from ksecrets.usecases.vault_push import push_env_file
+    from ksecrets.vault.client import make_client
 
     cfg = _vault_stack(args)
     client = make_client(cfg.vault)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from ksecrets.cli import add_root_argument
 from ksecrets.errors import CheckFailed
 
 
@@ -15,7 +16,7 @@ def register(subparsers) -> None:
         "verify", help="check sealed values against each stack's current certificate", description=__doc__
     )
     p.add_argument("--stack", help="one stack (default: every Pulumi.<stack>.yaml)")
-    p.add_argument("--root", default=".", help="directory of the stack files (default .)")
+    add_root_argument(p, "directory of the stack files")
     p.set_defaults(func=run)
 
 

@@ -306,6 +306,12 @@ def http_url(value: str) -> str | None:
     return None
 
 
+def http_path(value: str) -> str | None:
+    if not value.startswith("/") or any(c.isspace() for c in value) or "#" in value:
+        return f"{value!r} is not an HTTP path like /healthz"
+    return None
+
+
 # Strings by what they name. Every name that becomes part of a Vault request path is one of the
 # Vault* types (Vault's own name rule, `validate.vault_name`/`vault_path`/`vault_mount`).
 Text = Annotated[str, text()]
@@ -318,6 +324,7 @@ Image = Annotated[str, text(v.image)]
 ChartVersion = Annotated[str, text(v.chart_version)]
 SecretKey = Annotated[str, text(v.secret_key)]
 HttpUrl = Annotated[str, text(http_url)]
+HttpPath = Annotated[str, text(http_path)]
 VaultName = Annotated[str, text(v.vault_name)]
 VaultPath = Annotated[str, text(v.vault_path)]
 VaultMount = Annotated[str, text(v.vault_mount)]

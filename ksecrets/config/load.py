@@ -19,8 +19,8 @@ from ksecrets import yamlio
 from ksecrets.config import includes
 from ksecrets.config import model as m
 from ksecrets import validators as v
-from ksecrets.config.fields import config_error, kind, unknown_key
-from ksecrets.config.names import PREFIX, stack_files  # noqa: F401 (stack_files: importable from here too)
+from ksecrets.config.fields import config_error, did_you_mean, kind, unknown_key
+from ksecrets.config.names import PREFIX, PROJECT, stack_files  # noqa: F401 (stack_files: importable from here too)
 from ksecrets.errors import ConfigError, KsecretsError
 
 # Top-level keys Pulumi itself writes into stack files.
@@ -101,12 +101,23 @@ def raw_from_text(text: str, source: str) -> dict[str, Any]:
     for key, value in config.items():
         if not isinstance(key, str):
             raise ConfigError(source, "config", f'key "{key}" must be a string')
+        check_namespace(key, source)
         if key.startswith(PREFIX):
             raw[key[len(PREFIX) :]] = value
         elif ":" not in key:
             # Pulumi treats an unprefixed key as the project's own; so do we.
             raw[key] = value
     return raw
+
+
+def check_namespace(key: str, source: str) -> None:
+    """A key of another namespace that is a misspelling of this project's (`k8s-secret:apps`,
+    `K8s-Secrets:apps`, `ksecrets:apps`) is refused: it would be ignored without a word."""
+    namespace, colon, rest = key.partition(":")
+    if not colon or key.startswith(PREFIX):
+        return
+    if did_you_mean(namespace.lower(), [PROJECT]):
+        raise ConfigError(source, key, f'unknown namespace (did you mean "{PREFIX}{rest}"?)')
 
 
 def load_stack_file(path: str | os.PathLike[str]) -> m.StackConfig:

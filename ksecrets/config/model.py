@@ -29,6 +29,7 @@ from ksecrets.config.fields import (
     DnsSubdomain,
     Duration,
     Flag,
+    HttpPath,
     HttpUrl,
     Image,
     Pairs,
@@ -61,7 +62,12 @@ SYSTEM_NAMESPACES: tuple[str, ...] = ("default", "kube-node-lease", "kube-public
 MigrationPhase = Literal["install", "handover"]
 MIGRATION_PHASES: tuple[MigrationPhase, ...] = get_args(MigrationPhase)
 # Stack keys whose values may be placeholders (see `ksecrets.usecases.preflight`): allowPlaceholders lists them.
-PLACEHOLDER_KEYS = ("apps.deployments.image", "rotation.image", "monitoring.runbookBaseUrl")
+PLACEHOLDER_KEYS = (
+    "apps.deployments.image",
+    "rotation.image",
+    "sealedSecrets.keyBackup.image",
+    "monitoring.runbookBaseUrl",
+)
 Generator = Literal["random", "postgres"]
 PostgresMode = Literal["single", "dual"]
 
@@ -201,6 +207,10 @@ class Deployment(Section):
     port: Port | None = None
     env_from: Flag = True  # envFrom.secretRef: every key as a variable
     env: Annotated[tuple[EnvFromKey, ...], f.env_map] = ()  # `env: {VAR: KEY}`: env[].valueFrom.secretKeyRef
+    # Probes on `port` (manifests/workloads.py): HTTP GET of these paths when set, else a TCP
+    # connect to the port; no port, no probes (nothing to ask).
+    readiness_path: HttpPath | None = None
+    liveness_path: HttpPath | None = None
     run_as_user: Uid = DEFAULT_RUN_AS_USER
     run_as_group: Uid = DEFAULT_RUN_AS_USER
 

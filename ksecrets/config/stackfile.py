@@ -87,10 +87,22 @@ class PendingWrite:
     mode: int
     raw: bytes = b""  # the file's bytes as read: its BOM and line endings are kept
     included: list["PendingWrite"] = field(default_factory=list)  # files `sealed`/`apps` name
+    shown: str = ""  # the file as messages name it: `Pulumi.staging.yaml`, `stacks/staging/sealed.yaml`
 
     @property
     def changed(self) -> bool:
         return self.new != self.old or any(w.changed for w in self.included)
+
+    @property
+    def changed_files(self) -> list[str]:
+        """The files this write changes, as messages name them (an included file, after `stack
+        split`, rather than the stack file that only names it)."""
+        out = [w.shown for w in self.included if w.changed]
+        return out + ([self.shown] if self.new != self.old else [])
+
+    def where(self) -> str:
+        """What a message about this edit names: the changed files, else the stack file."""
+        return " and ".join(self.changed_files) or self.shown
 
     def commit(self) -> bool:
         """Write, atomically. Callers hold the file's lock (`fileio.locked`) since before the read.
@@ -156,7 +168,7 @@ def prepare_stack_update(
     if check is not None:
         with includes.pending({str(w.path): w.new for w in included}):
             check(new)
-    return PendingWrite(real, old, new, real.stat().st_mode & 0o777, raw, included)
+    return PendingWrite(real, old, new, real.stat().st_mode & 0o777, raw, included, p.name)
 
 
 # --- keys kept in files of their own (`k8s-secrets:sealed: stacks/staging/sealed.yaml`) ----------
@@ -220,7 +232,8 @@ def _close_included(config: CommentedMap, opened: list[_Opened]) -> list[Pending
         config[o.key] = o.ref
         buf = io.StringIO()
         o.yaml.dump(value, buf)
-        out.append(PendingWrite(o.path, o.text, buf.getvalue(), o.path.stat().st_mode & 0o777, o.raw))
+        shown = os.path.normpath(str(o.ref))
+        out.append(PendingWrite(o.path, o.text, buf.getvalue(), o.path.stat().st_mode & 0o777, o.raw, shown=shown))
     return out
 
 
@@ -233,9 +246,20 @@ def update_stack_file(
     Returns False (and writes nothing) when the bytes would not change. The file is locked from
     the read to the write (and re-read under the lock), so parallel edits serialise.
     """
+    return bool(edit_stack_file(path, mutate, check=check))
+
+
+def edit_stack_file(
+    path: str | os.PathLike[str], mutate: Callable[[CommentedMap], None], *, check: Callable[[str], None] | None = None
+) -> list[str]:
+    """`update_stack_file`, returning the files it changed as messages name them (none: nothing
+    written): after `stack split`, an edit of the sealed values changes the included file only."""
     p = Path(path)
     with locked(p, "stack file", source=p.name):
-        return prepare_stack_update(p, mutate, check=check).commit()
+        pending = prepare_stack_update(p, mutate, check=check)
+        changed = pending.changed_files
+        pending.commit()
+        return changed
 
 
 # --- helpers for the sealed-secrets keys ---------------------------------------------------------

@@ -6,7 +6,7 @@ from typing import Any
 
 from ksecrets.config.model import SealedEntry, StackConfig
 from ksecrets.manifests import flux
-from ksecrets.manifests.plan import Manifest, Planned
+from ksecrets.manifests.plan import MANAGED_BY, Manifest, Planned
 
 REPOSITORY = "sealed-secrets"
 RELEASE = "sealed-secrets"
@@ -84,6 +84,7 @@ def sealed_secret(cfg: StackConfig, entry: SealedEntry) -> Manifest:
         annotations=annotations or None,
         immutable=entry.immutable,
         fingerprint=entry.certificate_fingerprint,
+        own_labels=MANAGED_BY,  # the SealedSecret's, as every exported object's; the Secret keeps entry.labels
     )
 
 

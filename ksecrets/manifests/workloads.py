@@ -39,6 +39,17 @@ def secret_checksum(cfg: StackConfig, app: App) -> str | None:
     return "sha256:" + digest.hexdigest()
 
 
+def probe(path: str | None, *, period: int, failures: int, initial_delay: int = 0) -> dict[str, Any]:
+    """The kubelet's check of the container's `http` port: GET `path` (2xx-3xx is healthy), or a
+    TCP connect when the app names no path. Liveness waits longer and fails slower than readiness,
+    so a slow start or a busy moment takes a pod out of the Service before it restarts it."""
+    out: dict[str, Any] = {"httpGet": {"path": path, "port": "http"}} if path else {"tcpSocket": {"port": "http"}}
+    if initial_delay:
+        out["initialDelaySeconds"] = initial_delay
+    out |= {"periodSeconds": period, "timeoutSeconds": 2, "failureThreshold": failures}
+    return out
+
+
 def deployment(cfg: StackConfig, app: App, d: Deployment) -> Manifest:
     labels = {"app.kubernetes.io/name": d.name, "app.kubernetes.io/instance": app.name}
     container: dict[str, Any] = {"name": d.name, "image": d.image}
@@ -50,6 +61,9 @@ def deployment(cfg: StackConfig, app: App, d: Deployment) -> Manifest:
         container["env"] = [
             {"name": e.name, "valueFrom": {"secretKeyRef": {"name": app.secret_name, "key": e.key}}} for e in d.env
         ]
+    if d.port:
+        container["readinessProbe"] = probe(d.readiness_path, period=10, failures=3)
+        container["livenessProbe"] = probe(d.liveness_path, period=20, failures=3, initial_delay=10)
     container["resources"] = {"requests": {"cpu": "50m", "memory": "64Mi"}, "limits": {"memory": "256Mi"}}
     container["securityContext"] = CONTAINER_SECURITY_CONTEXT
     container["volumeMounts"] = [{"name": "tmp", "mountPath": "/tmp"}]

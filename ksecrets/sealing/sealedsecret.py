@@ -51,10 +51,13 @@ def build_sealed_secret(
     annotations: Mapping[str, str] | None = None,
     immutable: bool | None = None,
     fingerprint: str | None = None,
+    own_labels: Mapping[str, str] | None = None,
 ) -> dict:
     """The exported SealedSecret for already-encrypted values (a plain dict, Kubernetes key order).
 
-    `labels` and `annotations` are the Secret's (they go into `spec.template.metadata`).
+    `labels` and `annotations` are the Secret's (they go into `spec.template.metadata`: the
+    controller builds the Secret's metadata from the template only, never from the SealedSecret's
+    own); `own_labels` label the SealedSecret object itself (`metadata.labels`).
     """
     crypto.check_scope(scope)
     if not name:
@@ -64,6 +67,8 @@ def build_sealed_secret(
     meta: dict[str, Any] = {"name": name}
     if namespace:
         meta["namespace"] = namespace
+    if own_labels:
+        meta["labels"] = dict(sorted(own_labels.items()))
     own = scope_annotations(scope)
     if fingerprint:
         own[CERT_ANNOTATION] = fingerprint

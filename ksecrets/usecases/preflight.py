@@ -73,8 +73,21 @@ def _placeholders(cfg: StackConfig, planned: list[Planned]) -> Iterable[tuple[st
         for j, d in enumerate(app.deployments):
             if placeholder_image(d.image):
                 yield "apps.deployments.image", f"apps[{i}].deployments[{j}].image", d.image
-    if "CronJob" in kinds and placeholder_image(cfg.rotation.image):
-        yield "rotation.image", "rotation.image", cfg.rotation.image
+    # Each CronJob's image is the key it came from: the key backup's own `keyBackup.image`, the
+    # rotator's `rotation.image` (rotation and snapshot CronJobs); a stack with only a key backup
+    # never deploys rotation.image, so its default placeholder is no concern there.
+    kb = cfg.sealed_secrets.key_backup
+    cron_images = {
+        c.get("image")
+        for p in planned
+        if p.obj["kind"] == "CronJob"
+        for c in p.obj["spec"]["jobTemplate"]["spec"]["template"]["spec"].get("containers", [])
+    }
+    if kb is not None and placeholder_image(kb.image):
+        yield "sealedSecrets.keyBackup.image", "sealedSecrets.keyBackup.image", kb.image
+    if cfg.rotation.image in cron_images - ({kb.image} if kb is not None else set()):
+        if placeholder_image(cfg.rotation.image):
+            yield "rotation.image", "rotation.image", cfg.rotation.image
     if "PrometheusRule" in kinds and placeholder_url(cfg.monitoring.runbook_base_url):
         yield "monitoring.runbookBaseUrl", "monitoring.runbookBaseUrl", cfg.monitoring.runbook_base_url
 

@@ -22,10 +22,10 @@ from ksecrets.config.model import SealedEntry, StackConfig
 from ksecrets.config.names import PREFIX, stack_files
 from ksecrets.config.stackfile import (
     PendingWrite,
+    edit_stack_file,
     prepare_stack_update,
     set_certificate_path,
     stack_file_path,
-    update_stack_file,
     upsert_sealed_secret,
 )
 from ksecrets.errors import KsecretsError
@@ -70,6 +70,22 @@ def _validator(stack: str, source: str, root: str):
         parse(raw_from_text(text, source), stack=stack, source=source, root=root)
 
     return check
+
+
+def not_a_sealed_stack(cfg: StackConfig, name: str, namespace: str | None) -> str:
+    """Why `seal --stack` does not apply to a vault or manual stack, and the command that does."""
+    apps = [a for a in cfg.apps if a.secret_name == name and namespace in (None, a.namespace)]
+    if cfg.backend == "vault":
+        paths = sorted({a.vault.path if a.vault is not None and a.vault.path else a.name for a in apps}) or ["APP"]
+        how = "; ".join(f"ksecrets vault push --stack {cfg.stack} --path {p} --from-env-file FILE" for p in paths)
+        where = "live in Vault"
+    else:
+        how = f"pulumi config set --secret --path 'manualValues.{name}.KEY' VALUE --stack {cfg.stack}"
+        where = "are Pulumi config secrets"
+    return (
+        f"{cfg.source}: {PREFIX}backend is {cfg.backend}: its values {where}, not sealed in the stack file "
+        f"(it has no sealing certificate); instead: {how}"
+    )
 
 
 def resolve_namespace(cfg: StackConfig, name: str, namespace: str | None) -> str:
@@ -162,6 +178,7 @@ def seal_into_stack(
             immutable=immutable,
             allow_not_yet_valid=allow_not_yet_valid,
         )
+        report.source = pending.where()  # after `stack split`: the included file, not the stack file
         report.written = pending.commit()
     return report
 
@@ -209,6 +226,7 @@ def seal_into_stacks(
             for report, pending in prepared:
                 for f in pending.files():
                     tx.keep(f)
+                report.source = pending.where()
                 report.written = pending.commit()
     return [report for report, _ in prepared]
 
@@ -247,6 +265,8 @@ def prepare_seal_into_stack(
     the SealedSecret's template; None keeps the entry's."""
     cfg = load_stack(stack, root)
     source = cfg.source
+    if cfg.backend != "sealed-secrets" and not certificate_path(cfg)[0].exists():
+        raise KsecretsError(not_a_sealed_stack(cfg, name, namespace))
     cert = stack_certificate(cfg, now=now, allow_not_yet_valid=allow_not_yet_valid)
     ns = resolve_namespace(cfg, name, namespace)
     entry = cfg.sealed_entry(ns, name)
@@ -499,9 +519,9 @@ def _reseal_stack(root, stack, *, private_keys, cert, set_certificate, cert_path
         if rel is not None:
             set_certificate_path(config, rel)
 
-    report.written = update_stack_file(
-        stack_file_path(stack, root), mutate, check=_validator(stack, cfg.source, cfg.root)
-    )
+    changed = edit_stack_file(stack_file_path(stack, root), mutate, check=_validator(stack, cfg.source, cfg.root))
+    report.written = bool(changed)
+    report.source = " and ".join(changed) or report.source
     return report
 
 

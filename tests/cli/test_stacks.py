@@ -43,7 +43,7 @@ def preview_stacks(repo: Path) -> list[str]:
         out = subprocess.run(
             [sys.executable, str(repo / ".ci" / "stacks.py")], capture_output=True, text=True, check=True
         ).stdout
-        include = json.loads(out.removeprefix("matrix="))
+        include = json.loads(dict(line.split("=", 1) for line in out.splitlines())["matrix"])
     return [e["stack"] for e in include]
 
 

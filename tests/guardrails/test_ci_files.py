@@ -59,10 +59,9 @@ def test_actionlint_passes(path):
 
 @pytest.mark.oracle
 def test_actionlint_catches_a_broken_copy(tmp_path):
-    """The oracle is alive: the same workflow with an undefined matrix key and a bad runner fails."""
-    # (in the up job, whose matrix actionlint can see: preview's comes from the stacks job)
-    head, sep, tail = CI.read_text().rpartition("stack-name: ${{ matrix.stack }}")
-    broken = head + "stack-name: ${{ matrix.stak }}" + tail
+    """The oracle is alive: the same workflow with an undefined job output and a bad runner fails."""
+    # (both matrices come from the stacks job, so actionlint checks their source: its outputs)
+    broken = CI.read_text().replace("needs.stacks.outputs.up", "needs.stacks.outputs.upp", 1)
     broken = broken.replace("runs-on: ubuntu-latest", "runs-on: ubuntu-lastest", 1)
     target = tmp_path / "ci.yml"
     target.write_text(broken)
@@ -86,7 +85,7 @@ def test_preview_runs_per_stack_with_the_pinned_pulumi_action_and_policy_pack():
     out = subprocess.run([sys.executable, str(ROOT / ".ci" / "stacks.py")], capture_output=True, text=True, check=True)
     import json
 
-    include = json.loads(out.stdout.removeprefix("matrix="))
+    include = json.loads(dict(line.split("=", 1) for line in out.stdout.splitlines())["matrix"])
     stacks = [entry["stack"] for entry in include]
     assert sorted(stacks) == sorted(p.name[len("Pulumi.") : -len(".yaml")] for p in stack_files(ROOT))
     assert {e["stack"]: e["kubeconfig"] for e in include}["production"] == "KUBECONFIG_PRODUCTION_READONLY"
@@ -131,8 +130,16 @@ def test_deploys_only_from_main_behind_an_environment():
     up = workflow()["jobs"]["up"]
     assert "github.ref == 'refs/heads/main'" in up["if"] and "github.event_name == 'push'" in up["if"]
     assert up["environment"] == "${{ matrix.stack }}"
-    assert up["needs"] == "checks"
-    assert up["strategy"]["max-parallel"] == 1 and up["strategy"]["matrix"]["stack"] == ["staging", "production"]
+    assert up["needs"] == ["checks", "stacks"]
+    # Every stack file is deployed (the same listing as the preview), one at a time, staging first.
+    assert up["strategy"]["max-parallel"] == 1
+    assert up["strategy"]["matrix"] == {"include": "${{ fromJSON(needs.stacks.outputs.up) }}"}
+    assert "if" not in workflow()["jobs"]["stacks"]  # it runs on pushes to main too
+    out = subprocess.run([sys.executable, str(ROOT / ".ci" / "stacks.py")], capture_output=True, text=True, check=True)
+    import json
+
+    outputs = dict(line.split("=", 1) for line in out.stdout.splitlines())
+    assert [e["stack"] for e in json.loads(outputs["up"])] == ["staging", "production"]
     assert up["concurrency"]["cancel-in-progress"] is False
     (step,) = steps_using(up, "pulumi/actions")
     assert step["with"]["command"] == "up" and step["with"]["policyPacks"] == "policy"
