@@ -83,7 +83,9 @@ class _Handler(BaseHTTPRequestHandler):
         res = subprocess.run([self.backend], input=body, env=env, capture_output=True, timeout=120)
         out = res.stdout
         sep = out.find(b"\r\n\r\n")
-        head, rest = (out[:sep], out[sep + 4 :]) if sep >= 0 else out.split(b"\n\n", 1) if b"\n\n" in out else (b"", out)
+        head, rest = (
+            (out[:sep], out[sep + 4 :]) if sep >= 0 else out.split(b"\n\n", 1) if b"\n\n" in out else (b"", out)
+        )
         status, headers = 200, []
         for line in head.decode("latin-1").splitlines():
             name, _, value = line.partition(":")
