@@ -126,7 +126,12 @@ def health_check_exprs(objects: Iterable[Manifest]) -> list[dict[str, str]]:
 # (spec.serviceAccountName: kustomize-controller impersonates it), which may manage exactly the
 # kinds the apps layer holds, in exactly the namespaces it holds them in. Kubernetes refuses to let
 # anyone create a Role granting more than they hold (RBAC escalation check), so each namespace's
-# applier Role also carries the rules of the Roles the apps layer puts there.
+# applier Role also carries the rules of the Roles the apps layer puts there, and `bind` on exactly
+# those Roles: kustomize-controller dry-runs every object of a stage before applying any, so a
+# RoleBinding is checked while its Role does not exist yet; without `bind` the API server resolves
+# the Role's rules and the dry-run fails "not found" (found by the real kustomize-controller,
+# tests/e2e/test_flux_real.py). `bind` on the named Roles lets it pass without granting anything
+# the applier does not already hold.
 
 APPLIER_COMPONENT = "flux-applier"
 APPLY_VERBS = ["get", "list", "watch", "create", "update", "patch", "delete"]
@@ -155,6 +160,7 @@ def apps_applier(cfg: StackConfig, apps: list[Manifest], plurals: Mapping[tuple[
     labels = {"app.kubernetes.io/component": APPLIER_COMPONENT}
     by_ns: dict[str, set[tuple[str, str]]] = {}
     escalation: dict[str, list[dict]] = {}
+    roles: dict[str, set[str]] = {}
     for obj in apps:
         api = obj["apiVersion"]
         group = api.split("/")[0] if "/" in api else ""
@@ -168,6 +174,7 @@ def apps_applier(cfg: StackConfig, apps: list[Manifest], plurals: Mapping[tuple[
         by_ns.setdefault(ns, set()).add((group, plural))
         if obj["kind"] == "Role":
             escalation.setdefault(ns, []).extend(obj.get("rules") or [])
+            roles.setdefault(ns, set()).add(obj["metadata"]["name"])
     out: list[Manifest] = [
         {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": metadata(name, cfg.flux.namespace, labels=labels)}
     ]
@@ -179,6 +186,15 @@ def apps_applier(cfg: StackConfig, apps: list[Manifest], plurals: Mapping[tuple[
         for rule in escalation.get(ns, []):
             if rule not in rules:
                 rules.append(rule)
+        if roles.get(ns):
+            rules.append(
+                {
+                    "apiGroups": ["rbac.authorization.k8s.io"],
+                    "resources": ["roles"],
+                    "resourceNames": sorted(roles[ns]),
+                    "verbs": ["bind"],
+                }
+            )
         out.append(
             {
                 "apiVersion": "rbac.authorization.k8s.io/v1",
