@@ -131,10 +131,17 @@ def health_check_exprs(objects: Iterable[Manifest]) -> list[dict[str, str]]:
 # RoleBinding is checked while its Role does not exist yet; without `bind` the API server resolves
 # the Role's rules and the dry-run fails "not found" (found by the real kustomize-controller,
 # tests/e2e/test_flux_real.py). `bind` on the named Roles lets it pass without granting anything
-# the applier does not already hold.
+# the applier does not already hold. Where the layer puts Deployments, the applier may also read
+# (get, list, watch; nothing else) ReplicaSets and Pods: with `wait: true` kustomize-controller's
+# health check (kstatus) reads a Deployment's ReplicaSets and their Pods as the impersonated
+# account, and without them the Deployment stays Unknown and the layer times out (also found by the
+# real controller).
 
 APPLIER_COMPONENT = "flux-applier"
 APPLY_VERBS = ["get", "list", "watch", "create", "update", "patch", "delete"]
+READ_VERBS = ["get", "list", "watch"]
+# kind → what kstatus reads to tell that kind's health (its generated resources)
+HEALTH_READS: dict[str, list[tuple[str, str]]] = {"Deployment": [("apps", "replicasets"), ("", "pods")]}
 
 
 def guess_resource(kind: str) -> str:
@@ -161,6 +168,7 @@ def apps_applier(cfg: StackConfig, apps: list[Manifest], plurals: Mapping[tuple[
     by_ns: dict[str, set[tuple[str, str]]] = {}
     escalation: dict[str, list[dict]] = {}
     roles: dict[str, set[str]] = {}
+    reads: dict[str, set[tuple[str, str]]] = {}
     for obj in apps:
         api = obj["apiVersion"]
         group = api.split("/")[0] if "/" in api else ""
@@ -172,6 +180,7 @@ def apps_applier(cfg: StackConfig, apps: list[Manifest], plurals: Mapping[tuple[
             )
         plural = plurals.get((group, obj["kind"])) or guess_resource(obj["kind"])
         by_ns.setdefault(ns, set()).add((group, plural))
+        reads.setdefault(ns, set()).update(HEALTH_READS.get(obj["kind"], []))
         if obj["kind"] == "Role":
             escalation.setdefault(ns, []).extend(obj.get("rules") or [])
             roles.setdefault(ns, set()).add(obj["metadata"]["name"])
@@ -183,6 +192,8 @@ def apps_applier(cfg: StackConfig, apps: list[Manifest], plurals: Mapping[tuple[
         for group, plural in sorted(by_ns[ns]):
             groups.setdefault(group, []).append(plural)
         rules = [{"apiGroups": [g], "resources": res, "verbs": list(APPLY_VERBS)} for g, res in groups.items()]
+        for group, resource in sorted(reads.get(ns, set()) - by_ns[ns]):
+            rules.append({"apiGroups": [group], "resources": [resource], "verbs": list(READ_VERBS)})
         for rule in escalation.get(ns, []):
             if rule not in rules:
                 rules.append(rule)

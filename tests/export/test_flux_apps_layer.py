@@ -298,8 +298,14 @@ def test_apps_layer_applies_as_its_own_least_privilege_service_account(stack_fil
             if app_roles
             else []
         ), (ns, bind)
+        # Reading (only) what kustomize-controller's health check reads for a Deployment.
+        reads = [r for r in role["rules"] if r["verbs"] == ["get", "list", "watch"]]
+        has_deployment = any(o["kind"] == "Deployment" and o["metadata"]["namespace"] == ns for o in apps)
+        assert sorted((r["apiGroups"][0], *r["resources"]) for r in reads) == (
+            [("", "pods"), ("apps", "replicasets")] if has_deployment else []
+        ), (ns, reads)
         for rule in role["rules"]:
-            if rule in app_rules or rule in bind:
+            if rule in app_rules or rule in bind or rule in reads:
                 continue
             assert rule["verbs"] == APPLY_VERBS and len(rule["apiGroups"]) == 1
             assert {(rule["apiGroups"][0], r) for r in rule["resources"]} <= needed[ns], (ns, rule)
