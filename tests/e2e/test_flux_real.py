@@ -195,7 +195,7 @@ def test_bootstrap_to_ready(fx: FluxEnv):
             ]
             if md.get("namespace"):
                 args += ["-n", md["namespace"]]
-            live = yaml.safe_load(fx.cluster.kubectl(*args).stdout)
+            live = yaml.safe_load(fx.cluster.kubectl(*args, "--show-managed-fields").stdout)
             labels = live["metadata"].get("labels") or {}
             assert labels.get("kustomize.toolkit.fluxcd.io/name") == f"{fx.stack}-{layer}", (obj["kind"], md["name"])
             managers = {m["manager"] for m in live["metadata"].get("managedFields") or []}
