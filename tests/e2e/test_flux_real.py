@@ -275,8 +275,10 @@ def test_seal_render_commit_reconcile(fx: FluxEnv):
 
 def test_sealed_for_another_key_is_not_ready_then_recovers(fx: FluxEnv):
     """Issue 19, test 3: a SealedSecret sealed for another key makes the apps Kustomization report
-    not Ready with the sealed-secrets controller's reason (healthCheckExprs ``failed``); sealing it
-    again for the cluster's key in Git recovers."""
+    not Ready (healthCheckExprs ``failed``: kustomize-controller fails early, "HealthCheckFailed ...
+    [SealedSecret/<ns>/<name> status: 'Failed']"; the controller's own reason is on the
+    SealedSecret's Synced condition, which Flux does not copy); sealing it again for the cluster's
+    key in Git recovers."""
     cfg = load_stack(fx.stack, fx.repo.root)
     app = cfg.apps[0]
     name = f"{app.name}-other-key"
