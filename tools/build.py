@@ -74,12 +74,24 @@ PREPARE: dict[str, Prepare] = {
         ),
         env=(("VERSION", _K8S_PROVIDER_RELEASE),),
     ),
+    # The flux CLI embeds cmd/flux/manifests/*.yaml, which upstream's manifests/scripts/bundle.sh
+    # writes from the controllers' release assets (downloaded, not in any module). Only `flux
+    # install` and `flux bootstrap` read them; the suite uses neither, so the build embeds one file
+    # saying so (`flux install --export` of this binary prints no controller).
+    "flux": Prepare(
+        module="github.com/fluxcd/flux2/v2",
+        steps=(
+            ("{src}/cmd/flux", ("sh", "-c", "mkdir -p manifests && printf '%s\\n' "
+                                "'# k8s-secrets e2e build: the release manifests are not bundled (no flux install/bootstrap)' "
+                                "> manifests/not-bundled.yaml")),
+        ),
+    ),
 }
 
 
 # Version stamps upstream's own release builds set with -ldflags -X (a module build has none:
 # kube-apiserver would report v0.0.0-master, which clients such as kubectl refuse to parse).
-# {version}, {major} and {minor} come from the pinned version of the folder's upstream module.
+# {version} ({semver} without its "v"), {major} and {minor} come from the pinned version of the folder's upstream module.
 _K8S_VERSION_VARS = ("gitVersion={version}", "gitMajor={major}", "gitMinor={minor}", "gitTreeState=clean",
                      "buildDate=1970-01-01T00:00:00Z")
 LDFLAGS: dict[str, list[str]] = {
@@ -91,6 +103,8 @@ LDFLAGS: dict[str, list[str]] = {
     "pulumi": ["-X github.com/pulumi/pulumi/sdk/v3/go/common/version.Version={version}"],
     "pulumi-language-python": ["-X github.com/pulumi/pulumi/sdk/v3/go/common/version.Version={version}"],
     "pulumi-kubernetes": ["-X github.com/pulumi/pulumi-kubernetes/provider/v4/pkg/version.Version=" + _K8S_PROVIDER_RELEASE],
+    # As flux2's Makefile does, without the tag's "v" (`flux version --client` prints it).
+    "flux": ["-X main.VERSION={semver}"],
 }
 
 
@@ -194,7 +208,7 @@ def _go_env() -> dict[str, str]:
 def _ldflags(program: Program) -> str:
     m = re.match(r"v(\d+)\.(\d+)", program.version)
     major, minor = m.groups() if m else ("", "")
-    stamps = [f.format(version=program.version, major=major, minor=minor) for f in LDFLAGS.get(program.folder, [])]
+    stamps = [f.format(version=program.version, semver=program.version.lstrip("v"), major=major, minor=minor) for f in LDFLAGS.get(program.folder, [])]
     return " ".join(["-s", "-w", *stamps])
 
 

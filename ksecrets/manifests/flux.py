@@ -126,10 +126,22 @@ def health_check_exprs(objects: Iterable[Manifest]) -> list[dict[str, str]]:
 # (spec.serviceAccountName: kustomize-controller impersonates it), which may manage exactly the
 # kinds the apps layer holds, in exactly the namespaces it holds them in. Kubernetes refuses to let
 # anyone create a Role granting more than they hold (RBAC escalation check), so each namespace's
-# applier Role also carries the rules of the Roles the apps layer puts there.
+# applier Role also carries the rules of the Roles the apps layer puts there, and `bind` on exactly
+# those Roles: kustomize-controller dry-runs every object of a stage before applying any, so a
+# RoleBinding is checked while its Role does not exist yet; without `bind` the API server resolves
+# the Role's rules and the dry-run fails "not found" (found by the real kustomize-controller,
+# tests/e2e/test_flux_real.py). `bind` on the named Roles lets it pass without granting anything
+# the applier does not already hold. Where the layer puts Deployments, the applier may also read
+# (get, list, watch; nothing else) ReplicaSets and Pods: with `wait: true` kustomize-controller's
+# health check (kstatus) reads a Deployment's ReplicaSets and their Pods as the impersonated
+# account, and without them the Deployment stays Unknown and the layer times out (also found by the
+# real controller).
 
 APPLIER_COMPONENT = "flux-applier"
 APPLY_VERBS = ["get", "list", "watch", "create", "update", "patch", "delete"]
+READ_VERBS = ["get", "list", "watch"]
+# kind → what kstatus reads to tell that kind's health (its generated resources)
+HEALTH_READS: dict[str, list[tuple[str, str]]] = {"Deployment": [("apps", "replicasets"), ("", "pods")]}
 
 
 def guess_resource(kind: str) -> str:
@@ -155,6 +167,8 @@ def apps_applier(cfg: StackConfig, apps: list[Manifest], plurals: Mapping[tuple[
     labels = {"app.kubernetes.io/component": APPLIER_COMPONENT}
     by_ns: dict[str, set[tuple[str, str]]] = {}
     escalation: dict[str, list[dict]] = {}
+    roles: dict[str, set[str]] = {}
+    reads: dict[str, set[tuple[str, str]]] = {}
     for obj in apps:
         api = obj["apiVersion"]
         group = api.split("/")[0] if "/" in api else ""
@@ -166,8 +180,10 @@ def apps_applier(cfg: StackConfig, apps: list[Manifest], plurals: Mapping[tuple[
             )
         plural = plurals.get((group, obj["kind"])) or guess_resource(obj["kind"])
         by_ns.setdefault(ns, set()).add((group, plural))
+        reads.setdefault(ns, set()).update(HEALTH_READS.get(obj["kind"], []))
         if obj["kind"] == "Role":
             escalation.setdefault(ns, []).extend(obj.get("rules") or [])
+            roles.setdefault(ns, set()).add(obj["metadata"]["name"])
     out: list[Manifest] = [
         {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": metadata(name, cfg.flux.namespace, labels=labels)}
     ]
@@ -176,9 +192,20 @@ def apps_applier(cfg: StackConfig, apps: list[Manifest], plurals: Mapping[tuple[
         for group, plural in sorted(by_ns[ns]):
             groups.setdefault(group, []).append(plural)
         rules = [{"apiGroups": [g], "resources": res, "verbs": list(APPLY_VERBS)} for g, res in groups.items()]
+        for group, resource in sorted(reads.get(ns, set()) - by_ns[ns]):
+            rules.append({"apiGroups": [group], "resources": [resource], "verbs": list(READ_VERBS)})
         for rule in escalation.get(ns, []):
             if rule not in rules:
                 rules.append(rule)
+        if roles.get(ns):
+            rules.append(
+                {
+                    "apiGroups": ["rbac.authorization.k8s.io"],
+                    "resources": ["roles"],
+                    "resourceNames": sorted(roles[ns]),
+                    "verbs": ["bind"],
+                }
+            )
         out.append(
             {
                 "apiVersion": "rbac.authorization.k8s.io/v1",

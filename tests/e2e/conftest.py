@@ -88,12 +88,12 @@ def cluster_factory(e2e_dir: Path):
     stopped by PID when the session ends."""
     made: list[Cluster] = []
 
-    def make(name: str) -> Cluster:
+    def make(name: str, crds: list[Path] | None = None) -> Cluster:
         bins = require("etcd", "kube-apiserver", "kube-controller-manager", "kubectl")
         c = Cluster(e2e_dir / f"cluster-{name}", bins)
         made.append(c)
         c.start()
-        c.install_crds(CRDS)
+        c.install_crds(CRDS if crds is None else crds)
         return c
 
     yield make

@@ -277,12 +277,35 @@ def test_apps_layer_applies_as_its_own_least_privilege_service_account(stack_fil
             assert _allows(roles[ns]["rules"], _group(o["apiVersion"]), resource, verb), (ns, o["kind"], verb)
     # ... in exactly the namespaces it lives in ...
     assert set(roles) == set(needed)
-    # ... and nothing else: each rule is an apply rule for kinds of that namespace, or a rule of a
-    # Role the layer creates there (Kubernetes lets nobody grant what they do not hold).
+    # ... and nothing else: each rule is an apply rule for kinds of that namespace, a rule of a
+    # Role the layer creates there (Kubernetes lets nobody grant what they do not hold), or `bind`
+    # on exactly those Roles (kustomize-controller dry-runs a RoleBinding before its Role exists).
     for ns, role in roles.items():
         app_rules = [r for o in apps if o["kind"] == "Role" and o["metadata"]["namespace"] == ns for r in o["rules"]]
+        app_roles = sorted(
+            o["metadata"]["name"] for o in apps if o["kind"] == "Role" and o["metadata"]["namespace"] == ns
+        )
+        bind = [r for r in role["rules"] if r["verbs"] == ["bind"]]
+        assert bind == (
+            [
+                {
+                    "apiGroups": ["rbac.authorization.k8s.io"],
+                    "resources": ["roles"],
+                    "resourceNames": app_roles,
+                    "verbs": ["bind"],
+                }
+            ]
+            if app_roles
+            else []
+        ), (ns, bind)
+        # Reading (only) what kustomize-controller's health check reads for a Deployment.
+        reads = [r for r in role["rules"] if r["verbs"] == ["get", "list", "watch"]]
+        has_deployment = any(o["kind"] == "Deployment" and o["metadata"]["namespace"] == ns for o in apps)
+        assert sorted((r["apiGroups"][0], *r["resources"]) for r in reads) == (
+            [("", "pods"), ("apps", "replicasets")] if has_deployment else []
+        ), (ns, reads)
         for rule in role["rules"]:
-            if rule in app_rules:
+            if rule in app_rules or rule in bind or rule in reads:
                 continue
             assert rule["verbs"] == APPLY_VERBS and len(rule["apiGroups"]) == 1
             assert {(rule["apiGroups"][0], r) for r in rule["resources"]} <= needed[ns], (ns, rule)

@@ -15,11 +15,18 @@ What is simulated, here and nowhere else:
   sets each HelmRelease's ``Ready`` condition through the status subresource, as helm-controller
   would after a successful install;
 - the GitRepository and the flux-system namespace that `flux bootstrap` creates.
+
+With the real Flux controllers (tests/e2e/test_flux_*.py, harness/flux.py) kustomize-controller
+and source-controller are real, and this module keeps only helm-controller's part (not served by
+the module proxy) and the chart repositories' (on the internet): :class:`HelmStandIn` marks each
+HelmRelease and HelmRepository Ready for its current generation, as helm-controller and
+source-controller would once the chart is fetched and installed.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -233,3 +240,72 @@ def live_versions(cluster: Cluster, objects: list[dict]) -> dict[str, str]:
 
 def live_generations(cluster: Cluster, objects: list[dict]) -> dict[str, str]:
     return live_field(cluster, objects, "{.metadata.generation}")
+
+
+class HelmStandIn:
+    """helm-controller's part and the chart repositories', simulated (see the module doc): a thread
+    that sets ``Ready=True`` with the object's generation on every HelmRelease and HelmRepository
+    that has no such condition yet, through the status subresource."""
+
+    KINDS = (
+        ("/apis/helm.toolkit.fluxcd.io/v2", "helmreleases", "InstallSucceeded"),
+        ("/apis/source.toolkit.fluxcd.io/v1", "helmrepositories", "Succeeded"),
+    )
+
+    def __init__(self, cluster: Cluster, interval: float = 0.5) -> None:
+        self.cluster = cluster
+        self.interval = interval
+        self.marked: list[str] = []
+        self.errors: list[str] = []
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> "HelmStandIn":
+        self._thread = threading.Thread(target=self._run, name="helm-stand-in", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(10)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            try:
+                self.step()
+            except Exception as exc:  # noqa: BLE001 - the API server may be restarting
+                self.errors.append(str(exc))
+
+    def step(self) -> None:
+        now = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+        for api, plural, reason in self.KINDS:
+            for obj in (self.cluster.get(f"{api}/{plural}") or {}).get("items") or []:
+                md, gen = obj["metadata"], obj["metadata"].get("generation")
+                status = obj.get("status") or {}
+                ready = [c for c in status.get("conditions") or [] if c.get("type") == "Ready"]
+                if status.get("observedGeneration") == gen and ready and ready[0].get("status") == "True":
+                    continue
+                new = {
+                    "conditions": [
+                        {
+                            "type": "Ready",
+                            "status": "True",
+                            "reason": reason,
+                            "lastTransitionTime": now,
+                            "message": "simulated by the e2e harness (gitops.HelmStandIn)",
+                            "observedGeneration": gen,
+                        }
+                    ],
+                    "observedGeneration": gen,
+                }
+                r = self.cluster.raw(
+                    "PATCH",
+                    f"{api}/namespaces/{md['namespace']}/{plural}/{md['name']}/status",
+                    {"status": new},
+                    content_type="application/merge-patch+json",
+                )
+                if r.status_code == 200:
+                    self.marked.append(f"{plural}/{md['namespace']}/{md['name']}")
+                elif r.status_code != 404:
+                    self.errors.append(f"{plural}/{md['name']}: {r.status_code} {r.text[:200]}")
