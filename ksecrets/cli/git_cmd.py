@@ -22,8 +22,9 @@ def register(subparsers) -> None:
     s = gsub.add_parser("setup", help="install the merge and diff drivers in this repository")
     s.add_argument(
         "--command",
-        default="ksecrets",
-        help="how git should call ksecrets (default: ksecrets on PATH; e.g. .venv/bin/ksecrets)",
+        default=None,
+        help="how git should call ksecrets, a shell command (default: this interpreter by absolute path, "
+        "`-m ksecrets`: works whatever git's PATH)",
     )
     s.add_argument("--root", default=".", help="a directory inside the repository (default .)")
     s.set_defaults(func=run_setup)
@@ -48,7 +49,10 @@ def run_setup(args: argparse.Namespace) -> int:
 def run_merge(args: argparse.Namespace) -> int:
     from ksecrets.gitdriver import merge_driver
 
-    code, conflicts = merge_driver(args.base, args.ours, args.theirs, args.path)
+    try:
+        code, conflicts = merge_driver(args.base, args.ours, args.theirs, args.path)
+    except Exception as exc:  # noqa: BLE001 - git expects a conflict (non-zero), never a traceback
+        code, conflicts = 1, [f"{args.path}: merge conflict: the merge driver failed ({type(exc).__name__}); resolve by hand"]
     for line in conflicts:
         sys.stderr.write(f"ksecrets: {line}\n")
     return code

@@ -114,3 +114,19 @@ def decrypt_value(private_keys: Iterable[rsa.RSAPrivateKey], value: str, label: 
             f"cannot decrypt with any of the {len(keys)} keys: wrong key, wrong scope, or tampered ciphertext"
         )
     raise last
+
+
+def is_well_formed(value: object) -> bool:
+    """Whether `value` has the shape of a sealed value (strict base64 of `uint16(len(rsa)) || rsa ||
+    gcm` with an RSA part of 2048 to 16384 bits and room for the GCM tag). It says nothing about
+    which key can open it; it tells ciphertext from a pasted plaintext."""
+    if not isinstance(value, str):
+        return False
+    try:
+        raw = decode_value(value)
+    except DecryptError:
+        return False
+    if len(raw) < 2:
+        return False
+    rsa_len = int.from_bytes(raw[:2], "big")
+    return 256 <= rsa_len <= 2048 and len(raw) >= 2 + rsa_len + _TAG_BYTES

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import shutil
 import subprocess
 import sys
@@ -52,7 +53,10 @@ def run(repo: Path, *argv: str, check: bool = True, **extra: str) -> subprocess.
 
 
 def git(repo: Path, *argv: str, check: bool = True, **extra: str) -> subprocess.CompletedProcess:
-    return run(repo, "git", *argv, check=check, **extra)
+    """git, from a PATH without ksecrets: the drivers `ksecrets git setup` wrote must run anyway."""
+    path = os.pathsep.join(p for p in os.environ.get("PATH", "").split(os.pathsep) if p and Path(p) != BIN)
+    assert shutil.which("ksecrets", path=path) is None
+    return run(repo, "git", *argv, check=check, **{"PATH": path, **extra})
 
 
 def seal(repo: Path, *literals: str, **extra: str) -> None:
@@ -81,8 +85,9 @@ def repo(tmp_path) -> Path:
     out = run(repo, "ksecrets", "git", "setup")
     assert "merge.ksecrets.driver" in out.stdout and ".gitattributes: added" in out.stdout
     assert (repo / ".gitattributes").read_text() == "Pulumi.*.yaml merge=ksecrets diff=ksecrets\n"
-    assert git(repo, "config", "merge.ksecrets.driver").stdout.strip() == "ksecrets git merge %O %A %B %P"
-    assert git(repo, "config", "diff.ksecrets.textconv").stdout.strip() == "ksecrets git textconv"
+    command = f"{shlex.quote(sys.executable)} -m ksecrets"  # this interpreter, by absolute path
+    assert git(repo, "config", "merge.ksecrets.driver").stdout.strip() == f"{command} git merge %O %A %B %P"
+    assert git(repo, "config", "diff.ksecrets.textconv").stdout.strip() == f"{command} git textconv"
     assert "merge: ksecrets" in git(repo, "check-attr", "merge", "Pulumi.qa.yaml").stdout
     seal(repo, "DATABASE_URL=postgres://base", "API_KEY=base-api-key-0001")
     git(repo, "add", "-A")
