@@ -179,6 +179,48 @@ def test_a_sealed_block_in_flow_style_merges(repo, vector_key):
     assert values(repo, vector_key) == {**BASE, "KEY_A": b"value-from-a-123", "KEY_B": b"value-from-b-456"}
 
 
+def test_a_sealed_block_in_flow_style_over_several_lines_merges_with_other_edits(repo, vector_key):
+    to_flow_style(repo)
+    commit_all(repo, "flow")
+    block = (repo / STACK).read_text().split("k8s-secrets:sealed:", 1)[1]
+    assert block.lstrip().startswith("[{") and block.count("\n") >= 2  # several lines of one flow node
+    for name, old, new in (("a", "interval: 10m", "interval: 5m"), ("b", "replicas: 2", "replicas: 3")):
+        on_branch(repo, name)
+        (repo / STACK).write_text((repo / STACK).read_text().replace(old, new))
+        commit_all(repo, name)
+    res = merge(repo, "a", "b")
+    assert res.returncode == 0, res.stderr
+    cfg = load_stack_file(repo / STACK)
+    assert (cfg.flux.interval, cfg.apps[0].deployments[0].replicas) == ("5m", 3)
+    assert values(repo, vector_key) == BASE
+
+
+def test_flow_style_sealed_blocks_merge_as_data():
+    """Without git: every flow shape of the block, three sides each adding a key."""
+    from ksecrets.gitdriver import merge_texts
+
+    c = {k: f"Ag{k}" + k * 400 for k in "ABC"}
+    head, tail = "config:\n  k8s-secrets:backend: sealed-secrets\n", "  k8s-secrets:monitoring:\n    enabled: false\n"
+
+    def shapes(data: dict) -> dict[str, str]:
+        entries = [{"name": "s", "namespace": "ns", "scope": "strict", "encryptedData": data}]
+        flow = lambda v, w: yaml.safe_dump(v, default_flow_style=True, width=w).strip()  # noqa: E731
+        return {
+            "one line": f"{head}  k8s-secrets:sealed: {flow(entries, 1 << 16)}\n{tail}",
+            "several lines": f"{head}  k8s-secrets:sealed: " + flow(entries, 60).replace("\n", "\n    ") + f"\n{tail}",
+            "lines at column 0": f"{head}  k8s-secrets:sealed: {flow(entries, 60)}\n{tail}",
+            "block of flow maps": f"{head}  k8s-secrets:sealed:\n" + "".join(f"    - {flow(e, 1 << 16)}\n" for e in entries) + tail,
+        }
+
+    b, o, t = shapes({"A": c["A"]}), shapes({"A": c["A"], "B": c["B"]}), shapes({"A": c["A"], "C": c["C"]})
+    for shape in b:
+        text, conflicts = merge_texts(b[shape], o[shape], t[shape], "Pulumi.qa.yaml")
+        assert conflicts == [], shape
+        (e,) = yaml.safe_load(text)["config"]["k8s-secrets:sealed"]
+        assert e["encryptedData"] == c, shape
+        assert yaml.safe_load(text)["config"]["k8s-secrets:monitoring"] == {"enabled": False}
+
+
 def test_a_file_the_driver_cannot_read_is_a_one_line_conflict_not_a_traceback(repo):
     on_branch(repo, "a")
     (repo / STACK).write_bytes((repo / STACK).read_bytes() + b"# \xff\xfe not utf-8\n")
