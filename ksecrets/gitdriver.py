@@ -805,6 +805,9 @@ def setup(root: str | os.PathLike[str], command: str | None = None) -> list[str]
     else:
         done.append(".gitattributes: already has the line")
     done += add_included_attributes(top, root)
+    from ksecrets import gitrender
+
+    done += gitrender.setup(top, root, command)
     return done
 
 

@@ -84,7 +84,9 @@ def repo(tmp_path) -> Path:
     git(repo, "init", "-q", "-b", "main")
     out = run(repo, "ksecrets", "git", "setup")
     assert "merge.ksecrets.driver" in out.stdout and ".gitattributes: added" in out.stdout
-    assert (repo / ".gitattributes").read_text() == "Pulumi.*.yaml merge=ksecrets diff=ksecrets\n"
+    assert (repo / ".gitattributes").read_text() == (
+        "Pulumi.*.yaml merge=ksecrets diff=ksecrets\n/k8s/** merge=ksecrets-render\n"  # k8s/: tests/git/test_k8s_merge.py
+    )
     command = f"{shlex.quote(sys.executable)} -m ksecrets"  # this interpreter, by absolute path
     assert git(repo, "config", "merge.ksecrets.driver").stdout.strip() == f"{command} git merge %O %A %B %P"
     assert git(repo, "config", "diff.ksecrets.textconv").stdout.strip() == f"{command} git textconv"
@@ -223,10 +225,11 @@ def test_textconv_of_a_reencrypted_same_value_shows_no_change(repo):
 
 
 def test_setup_is_idempotent_and_keeps_other_attributes(repo):
-    (repo / ".gitattributes").write_text("*.png binary\nPulumi.*.yaml merge=ksecrets diff=ksecrets\n")
+    lines = "*.png binary\nPulumi.*.yaml merge=ksecrets diff=ksecrets\n/k8s/** merge=ksecrets-render\n"
+    (repo / ".gitattributes").write_text(lines)
     out = run(repo, "ksecrets", "git", "setup").stdout
     assert "already has the line" in out
-    assert (repo / ".gitattributes").read_text() == "*.png binary\nPulumi.*.yaml merge=ksecrets diff=ksecrets\n"
+    assert (repo / ".gitattributes").read_text() == lines
 
 
 def test_setup_outside_a_repository_is_one_line(tmp_path):
