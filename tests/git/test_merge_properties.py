@@ -9,8 +9,7 @@ with real git and the drivers `ksecrets git setup` installed. Then either git re
 (and no traceback), or the merged stack loads and every value of both sides is there and decrypts
 with its entry's label (the known-answer vectors' key pair), labels and replicas included.
 
-Examples: `KSECRETS_MERGE_EXAMPLES` (default 50, a couple of minutes; the report of issue 18
-names the long run).
+Examples: `KSECRETS_MERGE_EXAMPLES` (default 50: about three minutes on a loaded 2-core machine).
 """
 
 from __future__ import annotations
@@ -37,6 +36,9 @@ from tests.git.test_drivers import ROOT, VECTORS, env
 pytestmark = pytest.mark.skipif(shutil.which("git") is None, reason="git is not installed")
 
 EXAMPLES = int(os.environ.get("KSECRETS_MERGE_EXAMPLES", "50"))
+# KSECRETS_MERGE_CENSUS=1: count the kinds of loss (Hypothesis events) instead of stopping at the
+# first; used once on the code before issue 18's fixes to see which findings the property finds.
+CENSUS = os.environ.get("KSECRETS_MERGE_CENSUS") == "1"
 STACK = "Pulumi.qa.yaml"
 NS = "my-app"
 NAMES = ("my-app-secrets", "aux-secrets", "third-secrets")
@@ -314,25 +316,51 @@ def test_a_merge_keeps_every_value_or_conflicts(data, template, vector_key):
         ours, theirs = data.draw(st.sampled_from([("a", "b"), ("b", "a")]), label="direction")
         git(repo, "checkout", "-q", ours)
         res = git(repo, "merge", "--no-edit", theirs, check=False)
-        out = res.stdout + res.stderr
-        assert "Traceback" not in out, out
-        want = expected(base, sides[ours], sides[theirs])
-        if res.returncode != 0:
-            assert "CONFLICT" in out, out  # git says so: never a silent stop
-            event("conflict" + (" (expected)" if want is None else " (clean possible)"))
-            return
-        assert want is not None, f"a clean merge where a conflict was due: {out}"
-        event("clean merge")
+        problem = check_merge(repo, res, expected(base, sides[ours], sides[theirs]), base, sides, ours, theirs, shape, vector_key)
+        if problem is not None:
+            event(f"LOSS: {problem[0]}")
+            if not CENSUS:
+                raise AssertionError(problem[1])
+
+
+def check_merge(repo, res, want, base, sides, ours, theirs, shape, vector_key) -> tuple[str, str] | None:
+    """None when the merge kept everything (or git reported a conflict); else (kind, detail)."""
+    out = res.stdout + res.stderr
+    if "Traceback" in out:
+        return "traceback", out
+    if res.returncode != 0:
+        if "CONFLICT" not in out:
+            return "stopped without a conflict", out
+        event("conflict" + (" (expected)" if want is None else " (clean possible)"))
+        return None
+    if want is None:
+        return "clean merge where a conflict was due", out
+    event("clean merge")
+    try:
         cfg = load_stack_file(repo / STACK)  # valid, includes resolved
-        assert cfg.apps[0].deployments[0].replicas == three_way(
-            base.replicas, sides[ours].replicas, sides[theirs].replicas
-        )[0]
-        entries = {e["name"]: e for e in merged_entries(repo)}
-        assert sorted(entries) == sorted(want)
-        for name, w in want.items():
-            e = entries[name]
-            assert (e.get("scope") or "strict") == w["scope"], name
-            assert e.get("labels") == w["labels"], name
-            label = crypto.label_for(w["scope"], NS, name)
+    except Exception as exc:  # noqa: BLE001
+        return "merged stack invalid", str(exc)
+    replicas = three_way(base.replicas, sides[ours].replicas, sides[theirs].replicas)[0]
+    if cfg.apps[0].deployments[0].replicas != replicas:
+        return "replicas lost", out
+    if shape["crlf"]:
+        data = (repo / STACK).read_bytes()
+        if data.count(b"\r\n") != data.count(b"\n"):
+            return "CRLF turned into LF", out
+    entries = {e["name"]: e for e in merged_entries(repo)}
+    if sorted(entries) != sorted(want):
+        return "sealed entries lost", f"{sorted(entries)} != {sorted(want)}"
+    for name, w in want.items():
+        e = entries[name]
+        if (e.get("scope") or "strict") != w["scope"]:
+            return "scope lost", name
+        if e.get("labels") != w["labels"]:
+            return "labels lost", name
+        label = crypto.label_for(w["scope"], NS, name)
+        try:
             got = {k: crypto.decrypt_value([vector_key], v, label).decode() for k, v in e["encryptedData"].items()}
-            assert got == w["values"], name
+        except crypto.DecryptError:
+            return "a value does not decrypt under its entry's label", name
+        if got != w["values"]:
+            return "values lost or wrong", f"{name}: {sorted(got)} != {sorted(w['values'])}"
+    return None
