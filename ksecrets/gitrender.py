@@ -146,6 +146,8 @@ def _render_into_index(top: Path, root: Path) -> list[str]:
     if blocking:
         raise KsecretsError(f"{blocking[0]}: still conflicted; resolve the stack files first, then git add them")
     before = _index(top, out_rel)
+    if not before:
+        return []  # this repository does not commit k8s/: nothing to keep in line
     with tempfile.TemporaryDirectory(prefix="ksecrets-render-") as tmp:
         # Every staged file but k8s/ (the inputs may be anywhere in the project), as the index has it.
         _git(top, "checkout-index", "-a", "-q", f"--prefix={tmp}/", check=False)

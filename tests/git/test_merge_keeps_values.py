@@ -330,12 +330,17 @@ def test_setup_works_for_git_without_ksecrets_on_path_and_quotes_paths_with_spac
     out = ks("stack", "split", "--stack", "qa").stdout
     assert '"/my project/stacks/qa/sealed.yaml" merge=ksecrets diff=ksecrets' in (top / ".gitattributes").read_text(), out
     assert g("check-attr", "merge", "stacks/qa/sealed.yaml").stdout.strip().endswith("merge: ksecrets")
+    assert '"/my project/k8s/**" merge=ksecrets-render' in (top / ".gitattributes").read_text()
+    assert g("check-attr", "merge", "k8s/qa/apps/x.yaml").stdout.strip().endswith("merge: ksecrets-render")
+    ks("export")
     g("add", "-A")
     g("commit", "-q", "-m", "base")
     for name, lit in (("a", "KEY_A=value-from-a-123"), ("b", "KEY_B=value-from-b-456")):
         g("checkout", "-q", "-b", name, "main")
         ks("seal", "--stack", "qa", "--name", "my-app-secrets", "--from-literal", lit)
-        g("commit", "-q", "-am", name)
+        ks("export")
+        g("add", "-A")
+        g("commit", "-q", "-m", name)
     g("checkout", "-q", "a")
     res = g("merge", "--no-edit", "b", check=False)
     assert res.returncode == 0, res.stdout + res.stderr
@@ -346,3 +351,6 @@ def test_setup_works_for_git_without_ksecrets_on_path_and_quotes_paths_with_spac
         "KEY_B": b"value-from-b-456",
     }
     assert "KEY_B: sealed:" in g("show", "HEAD", "--", "stacks/qa/sealed.yaml").stdout  # textconv ran
+    assert "k8s/: rendered again from the merged stack files" in res.stderr  # the hooks ran
+    assert g("status", "--porcelain").stdout == ""
+    ks("export", "--check")
