@@ -32,8 +32,6 @@ cluster that way), as is a reference to an included file.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import hashlib
 import io
 import json
@@ -147,7 +145,10 @@ def locate_sealed_block(text: str) -> Block | None:
     # Blank lines and comments at the block's end belong to what follows.
     while end > first + 1 and (
         not lines[end - 1].strip()
-        or (lines[end - 1].lstrip().startswith("#") and len(lines[end - 1]) - len(lines[end - 1].lstrip(" ")) <= len(indent))
+        or (
+            lines[end - 1].lstrip().startswith("#")
+            and len(lines[end - 1]) - len(lines[end - 1].lstrip(" ")) <= len(indent)
+        )
     ):
         end -= 1
     block = "".join(lines[first:end])
@@ -316,7 +317,8 @@ def _merge_entry(
             continue
         bv, ov, tv = b.get(f, _MISSING), o.get(f, _MISSING), t.get(f, _MISSING)
         if all(isinstance(v, Mapping) or v is _MISSING or v is None for v in (bv, ov, tv)) and f not in BINDING:
-            value = _merge_map(f"{where} {f}", *(dict(v) if isinstance(v, Mapping) else {} for v in (bv, ov, tv)), conflicts)
+            bm, om, tm = (dict(v) if isinstance(v, Mapping) else {} for v in (bv, ov, tv))
+            value = _merge_map(f"{where} {f}", bm, om, tm, conflicts)
             if value or (ov is not _MISSING and ov is not None) or (tv is not _MISSING and tv is not None and ov == bv):
                 merged[f] = value
             continue
@@ -344,7 +346,11 @@ def _merge_entry(
         elif ov is not None and tv is not None and ov[1] and ov[1] == tv[1] and binding(o) == binding(t):
             pair, sources = ov, [o, t]  # the same value (keyed digest), encrypted twice
         else:
-            what = "changed on both branches" if ov is not None and tv is not None else "removed on one branch and changed on the other"
+            what = (
+                "changed on both branches"
+                if ov is not None and tv is not None
+                else "removed on one branch and changed on the other"
+            )
             conflicts.append(f"{where} key {key}: {what}; kept {'ours' if ov is not None else 'theirs'}")
             pair, sources = (ov, [o]) if ov is not None else (tv, [t])
         if pair is None:
@@ -383,7 +389,9 @@ def _merge_map(where: str, b: dict, o: dict, t: dict, conflicts: list[str]) -> d
             value = tv
         else:
             value = ov
-            conflicts.append(f"{where}: {key} changed on both branches; kept {'ours' if ov is not _MISSING else 'none'}")
+            conflicts.append(
+                f"{where}: {key} changed on both branches; kept {'ours' if ov is not _MISSING else 'none'}"
+            )
         if value is not _MISSING:
             out[key] = value
     return out
@@ -504,7 +512,14 @@ def _check_three_way(path: str, b: Any, o: Any, t: Any, m: Any, problems: list[s
     elif b == t:
         ok = m == o
     elif all(isinstance(v, Mapping) or v is _MISSING for v in (b, o, t, m)) and m is not _MISSING:
-        for key in dict.fromkeys([*(o if o is not _MISSING else {}), *(t if t is not _MISSING else {}), *(b if b is not _MISSING else {}), *m]):
+        for key in dict.fromkeys(
+            [
+                *(o if o is not _MISSING else {}),
+                *(t if t is not _MISSING else {}),
+                *(b if b is not _MISSING else {}),
+                *m,
+            ]
+        ):
             get = lambda d: d.get(key, _MISSING) if d is not _MISSING else _MISSING  # noqa: E731
             _check_three_way(f"{path}.{key}" if path else str(key), get(b), get(o), get(t), get(m), problems)
         return
@@ -533,7 +548,9 @@ def merge_texts(base: str, ours: str, theirs: str, path: str = "Pulumi.stack.yam
         return text, [f"{path}: merge conflict: {exc}; resolve the markers"]
 
 
-def _merge_stack_texts(base: str, ours: str, theirs: str, path: str, labels: tuple[str, str, str]) -> tuple[str, list[str]]:
+def _merge_stack_texts(
+    base: str, ours: str, theirs: str, path: str, labels: tuple[str, str, str]
+) -> tuple[str, list[str]]:
     texts = (base, ours, theirs)
     try:
         docs = [_load_doc(t) for t in texts]
@@ -545,7 +562,7 @@ def _merge_stack_texts(base: str, ours: str, theirs: str, path: str, labels: tup
         if (v is _MISSING) != (blk is None):
             raise MergeConflict(f"{SEALED_KEY} not found where the parser puts it")
     rests = [blk.rest if blk is not None else t for t, blk in zip(texts, blocks)]
-    rest, clean = git_merge_file(*rests, labels)
+    rest, clean = git_merge_file(rests[0], rests[1], rests[2], labels)
     if not clean:
         raise MergeConflict(f"conflicting changes outside {SEALED_KEY}")
     result = merge_sealed_value(*values)
@@ -577,7 +594,7 @@ def _verify(text: str, docs: list[Mapping[str, Any]], sealed: Any) -> None:
         "config": {k: v for k, v in (d.get("config") or {}).items() if k != SEALED_KEY},
     }
     problems: list[str] = []
-    _check_three_way("", *(strip(d) for d in docs), strip(merged), problems)
+    _check_three_way("", strip(docs[0]), strip(docs[1]), strip(docs[2]), strip(merged), problems)
     if problems:
         raise MergeConflict(f"the text merge lost a change of {', '.join(problems[:3])}")
 
@@ -648,7 +665,9 @@ def merge_driver(base_path: str, ours_path: str, theirs_path: str, pathname: str
             except FileNotFoundError:
                 sides.append(Text(""))
     except (OSError, UnicodeDecodeError) as exc:
-        return 1, [f"{pathname}: merge conflict: cannot read a side of the merge ({type(exc).__name__}); resolve by hand"]
+        return 1, [
+            f"{pathname}: merge conflict: cannot read a side of the merge ({type(exc).__name__}); resolve by hand"
+        ]
     o = sides[1]
     style = Text(
         "",
@@ -747,7 +766,11 @@ def default_command(top: Path) -> str:
     here = str(Path(ksecrets.__file__).resolve())
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     probe = subprocess.run(
-        [sys.executable, "-c", "import ksecrets; print(ksecrets.__file__)"], cwd=top, env=env, capture_output=True, text=True
+        [sys.executable, "-c", "import ksecrets; print(ksecrets.__file__)"],
+        cwd=top,
+        env=env,
+        capture_output=True,
+        text=True,
     )
     command = f"{shlex.quote(sys.executable)} -m ksecrets"
     if probe.returncode != 0 or str(Path(probe.stdout.strip()).resolve()) != here:

@@ -61,8 +61,20 @@ def merge_generated(base_path: str, ours_path: str, theirs_path: str, pathname: 
         except FileNotFoundError:
             sides.append(b"")
     res = subprocess.run(
-        ["git", "merge-file", "-p", "-L", f"ours:{pathname}", "-L", f"base:{pathname}", "-L", f"theirs:{pathname}",
-         ours_path, base_path, theirs_path],
+        [
+            "git",
+            "merge-file",
+            "-p",
+            "-L",
+            f"ours:{pathname}",
+            "-L",
+            f"base:{pathname}",
+            "-L",
+            f"theirs:{pathname}",
+            ours_path,
+            base_path,
+            theirs_path,
+        ],
         capture_output=True,
     )
     clean = res.returncode == 0
@@ -75,7 +87,9 @@ def merge_generated(base_path: str, ours_path: str, theirs_path: str, pathname: 
     if res.returncode < 0 or res.returncode > 127:
         return 1, [f"{pathname}: merge conflict: git merge-file failed"]
     atomic_write_bytes(ours_path, res.stdout, Path(ours_path).stat().st_mode & 0o777)
-    return (0, []) if clean else (1, [f"{pathname}: merge conflict: not written by ksecrets export; resolve the markers"])
+    return (
+        (0, []) if clean else (1, [f"{pathname}: merge conflict: not written by ksecrets export; resolve the markers"])
+    )
 
 
 # --- render k8s/ of a merge from the index ------------------------------------------------------------
@@ -127,17 +141,28 @@ def _amend_head(top: Path) -> None:
     tree = _git(top, "write-tree", text=True).stdout.strip()
     raw = _git(top, "cat-file", "commit", old).stdout
     message = raw.split(b"\n\n", 1)[1] if b"\n\n" in raw else b""
-    name, email, date = _git(top, "log", "-1", "--format=%an%x00%ae%x00%ad", "--date=raw", old, text=True).stdout.rstrip(
-        "\n"
-    ).split("\0")
+    name, email, date = (
+        _git(top, "log", "-1", "--format=%an%x00%ae%x00%ad", "--date=raw", old, text=True)
+        .stdout.rstrip("\n")
+        .split("\0")
+    )
     env = {**os.environ, "GIT_AUTHOR_NAME": name, "GIT_AUTHOR_EMAIL": email, "GIT_AUTHOR_DATE": date}
     argv = ["commit-tree", tree, *(a for p in parents for a in ("-p", p))]
     new = _git(top, *argv, input=message, env=env).stdout.decode().strip()
-    _git(top, "update-ref", "-m", "ksecrets git render-merge: k8s/ rendered from the merged stack files", "HEAD", new, old)
+    _git(
+        top,
+        "update-ref",
+        "-m",
+        "ksecrets git render-merge: k8s/ rendered from the merged stack files",
+        "HEAD",
+        new,
+        old,
+    )
 
 
 def _render_into_index(top: Path, root: Path) -> list[str]:
     from ksecrets import export
+
     rel = os.path.relpath(Path(root).resolve(), top.resolve())
     rel = "" if rel == "." else rel
     out_rel = f"{rel}/{export.OUTPUT_DIR}" if rel else export.OUTPUT_DIR
@@ -161,7 +186,9 @@ def _render_into_index(top: Path, root: Path) -> list[str]:
                 "fix the stack files, then make render and commit k8s/"
             ) from None
         # The index the hook was given (a relative GIT_INDEX_FILE would be read from the temp tree).
-        index = os.environ.get("GIT_INDEX_FILE") or _git(top, "rev-parse", "--git-path", "index", text=True).stdout.strip()
+        index = (
+            os.environ.get("GIT_INDEX_FILE") or _git(top, "rev-parse", "--git-path", "index", text=True).stdout.strip()
+        )
         git_dir = _git(top, "rev-parse", "--absolute-git-dir", text=True).stdout.strip()
         env = {**os.environ, "GIT_INDEX_FILE": str(top / index), "GIT_DIR": git_dir}
         _git(top, f"--work-tree={tmp}", "add", "-A", "--", out_rel, env=env)

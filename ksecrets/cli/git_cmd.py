@@ -68,7 +68,10 @@ def run_merge(args: argparse.Namespace) -> int:
     try:
         code, conflicts = merge_driver(args.base, args.ours, args.theirs, args.path)
     except Exception as exc:  # noqa: BLE001 - git expects a conflict (non-zero), never a traceback
-        code, conflicts = 1, [f"{args.path}: merge conflict: the merge driver failed ({type(exc).__name__}); resolve by hand"]
+        code, conflicts = (
+            1,
+            [f"{args.path}: merge conflict: the merge driver failed ({type(exc).__name__}); resolve by hand"],
+        )
     for line in conflicts:
         sys.stderr.write(f"ksecrets: {line}\n")
     return code

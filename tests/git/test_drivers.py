@@ -84,8 +84,11 @@ def repo(tmp_path) -> Path:
     git(repo, "init", "-q", "-b", "main")
     out = run(repo, "ksecrets", "git", "setup")
     assert "merge.ksecrets.driver" in out.stdout and ".gitattributes: added" in out.stdout
-    assert (repo / ".gitattributes").read_text() == (
-        "Pulumi.*.yaml merge=ksecrets diff=ksecrets\n/k8s/** merge=ksecrets-render\n"  # k8s/: tests/git/test_k8s_merge.py
+    assert (
+        (repo / ".gitattributes").read_text()
+        == (
+            "Pulumi.*.yaml merge=ksecrets diff=ksecrets\n/k8s/** merge=ksecrets-render\n"  # k8s/: tests/git/test_k8s_merge.py
+        )
     )
     command = f"{shlex.quote(sys.executable)} -m ksecrets"  # this interpreter, by absolute path
     assert git(repo, "config", "merge.ksecrets.driver").stdout.strip() == f"{command} git merge %O %A %B %P"

@@ -99,7 +99,18 @@ def test_a_merged_stack_that_does_not_render_is_one_line(repo):
     (repo / "Pulumi.qa.yaml").write_text(text.replace(line, line + "            API: API_KEY\n"))
     render_and_commit(repo, "a: env API from API_KEY")
     git(repo, "checkout", "-q", "-b", "b", "main")
-    run(repo, "ksecrets", "seal", "--stack", "qa", "--name", "my-app-secrets", "--prune", "--from-literal", "DATABASE_URL=postgres://base")
+    run(
+        repo,
+        "ksecrets",
+        "seal",
+        "--stack",
+        "qa",
+        "--name",
+        "my-app-secrets",
+        "--prune",
+        "--from-literal",
+        "DATABASE_URL=postgres://base",
+    )
     render_and_commit(repo, "b: API_KEY removed")
     git(repo, "checkout", "-q", "a")
     res = git(repo, "merge", "--no-edit", "b", check=False)

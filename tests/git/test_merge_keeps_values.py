@@ -209,7 +209,9 @@ def test_flow_style_sealed_blocks_merge_as_data():
             "one line": f"{head}  k8s-secrets:sealed: {flow(entries, 1 << 16)}\n{tail}",
             "several lines": f"{head}  k8s-secrets:sealed: " + flow(entries, 60).replace("\n", "\n    ") + f"\n{tail}",
             "lines at column 0": f"{head}  k8s-secrets:sealed: {flow(entries, 60)}\n{tail}",
-            "block of flow maps": f"{head}  k8s-secrets:sealed:\n" + "".join(f"    - {flow(e, 1 << 16)}\n" for e in entries) + tail,
+            "block of flow maps": f"{head}  k8s-secrets:sealed:\n"
+            + "".join(f"    - {flow(e, 1 << 16)}\n" for e in entries)
+            + tail,
         }
 
     b, o, t = shapes({"A": c["A"]}), shapes({"A": c["A"], "B": c["B"]}), shapes({"A": c["A"], "C": c["C"]})
@@ -271,7 +273,9 @@ def test_textconv_shows_a_changed_include_path_and_values_that_are_not_ciphertex
     (repo / STACK).write_text((repo / STACK).read_text().replace(SEALED, "stacks/qa/other.yaml"))
     shutil.copy(repo / SEALED, repo / "stacks/qa/other.yaml")
     diff = git(repo, "diff", STACK).stdout
-    assert "-  k8s-secrets:sealed: stacks/qa/sealed.yaml" in diff and "+  k8s-secrets:sealed: stacks/qa/other.yaml" in diff
+    assert (
+        "-  k8s-secrets:sealed: stacks/qa/sealed.yaml" in diff and "+  k8s-secrets:sealed: stacks/qa/other.yaml" in diff
+    )
     git(repo, "checkout", "-q", "--", STACK)
     (repo / "stacks/qa/other.yaml").unlink()
     lines = (repo / SEALED).read_text().splitlines(keepends=True)
@@ -279,7 +283,9 @@ def test_textconv_shows_a_changed_include_path_and_values_that_are_not_ciphertex
     lines.insert(i, lines[i].split("API_KEY")[0] + "PASTED: hunter2-plain-text\n")
     (repo / SEALED).write_text("".join(lines))
     diff = git(repo, "diff", SEALED).stdout
-    assert "PASTED: NOT CIPHERTEXT: hunter2-plain-text" in [line[1:].strip() for line in diff.splitlines() if line[:1] == "+"]
+    assert "PASTED: NOT CIPHERTEXT: hunter2-plain-text" in [
+        line[1:].strip() for line in diff.splitlines() if line[:1] == "+"
+    ]
     assert not any(line.startswith(("+", "-")) and "Ag" in line and len(line) > 100 for line in diff.splitlines())
 
 
@@ -326,9 +332,21 @@ def test_setup_works_for_git_without_ksecrets_on_path_and_quotes_paths_with_spac
     g("init", "-q", "-b", "main", cwd=top)
     ks("git", "setup")
     assert g("config", "merge.ksecrets.driver").stdout.startswith(f"'{python}' -m ksecrets git merge")
-    ks("seal", "--stack", "qa", "--name", "my-app-secrets", "--from-literal", "API_KEY=base-api-key-0001", "--from-literal", "DATABASE_URL=postgres://base")
+    ks(
+        "seal",
+        "--stack",
+        "qa",
+        "--name",
+        "my-app-secrets",
+        "--from-literal",
+        "API_KEY=base-api-key-0001",
+        "--from-literal",
+        "DATABASE_URL=postgres://base",
+    )
     out = ks("stack", "split", "--stack", "qa").stdout
-    assert '"/my project/stacks/qa/sealed.yaml" merge=ksecrets diff=ksecrets' in (top / ".gitattributes").read_text(), out
+    assert '"/my project/stacks/qa/sealed.yaml" merge=ksecrets diff=ksecrets' in (top / ".gitattributes").read_text(), (
+        out
+    )
     assert g("check-attr", "merge", "stacks/qa/sealed.yaml").stdout.strip().endswith("merge: ksecrets")
     assert '"/my project/k8s/**" merge=ksecrets-render' in (top / ".gitattributes").read_text()
     assert g("check-attr", "merge", "k8s/qa/apps/x.yaml").stdout.strip().endswith("merge: ksecrets-render")

@@ -64,7 +64,9 @@ class Model:
 
 
 def git(repo: Path, *argv: str, check: bool = True) -> subprocess.CompletedProcess:
-    path = os.pathsep.join(p for p in os.environ.get("PATH", "").split(os.pathsep) if p and not Path(p, "ksecrets").exists())
+    path = os.pathsep.join(
+        p for p in os.environ.get("PATH", "").split(os.pathsep) if p and not Path(p, "ksecrets").exists()
+    )
     res = subprocess.run(["git", *argv], cwd=repo, capture_output=True, text=True, env=env(PATH=path))
     if check and res.returncode != 0:
         raise AssertionError(f"git {argv}: {res.stdout}{res.stderr}")
@@ -169,7 +171,12 @@ def draw_edit(data, model: Model, label: str) -> tuple:
         free = [n for n in NAMES if n not in model.entries]
         if not free:
             return ("replicas", data.draw(st.integers(1, 5)))
-        return ("new", free[0], data.draw(st.sampled_from(SCOPES)), {data.draw(st.sampled_from(KEYS)): data.draw(VALUE)})
+        return (
+            "new",
+            free[0],
+            data.draw(st.sampled_from(SCOPES)),
+            {data.draw(st.sampled_from(KEYS)): data.draw(VALUE)},
+        )
     if kind == "scope":
         name = data.draw(st.sampled_from(names))
         return ("scope", name, data.draw(st.sampled_from([s for s in SCOPES if s != model.entries[name]["scope"]])))
@@ -239,7 +246,7 @@ def expected(base: Model, a: Model, b: Model) -> dict | None:
                 return None
             values[key] = v
         # A value sealed on a side under another scope than the merged entry's cannot decrypt.
-        for side, e in ((a, ae), (b, bbe)):
+        for e in (ae, bbe):
             changed = [k for k, v in (e or {}).get("values", {}).items() if ((be or {}).get("values", {}).get(k) != v)]
             if e is not None and changed and e["scope"] != scope:
                 return None
@@ -268,7 +275,9 @@ def template(tmp_path_factory) -> Path:
     (repo / "certs" / "qa.pem").write_text(json.loads(VECTORS.read_text())["certificate_pem"])
     text = (ROOT / "Pulumi.staging.yaml").read_text().replace("certs/staging.pem", "certs/qa.pem")
     text = text[: text.index("  k8s-secrets:sealed:")]
-    (repo / STACK).write_text(text.replace("            DATABASE_URL: DATABASE_URL\n", "").replace("          env:\n", ""))
+    (repo / STACK).write_text(
+        text.replace("            DATABASE_URL: DATABASE_URL\n", "").replace("          env:\n", "")
+    )
     git(repo, "init", "-q", "-b", "main")
     with inside(repo, False):
         ksecrets("git", "setup")
@@ -293,7 +302,9 @@ def test_a_merge_keeps_every_value_or_conflicts(data, template, vector_key):
                     set_labels(name, e["labels"])
             set_replicas(base.replicas)
             if shape["split"]:
-                ksecrets("stack", "split", "--stack", "qa", *(["--key", "sealed"] if shape["split"] == "sealed" else []))
+                ksecrets(
+                    "stack", "split", "--stack", "qa", *(["--key", "sealed"] if shape["split"] == "sealed" else [])
+                )
                 base.split = True
             elif shape["flow"]:
                 to_flow_style()
@@ -316,7 +327,9 @@ def test_a_merge_keeps_every_value_or_conflicts(data, template, vector_key):
         ours, theirs = data.draw(st.sampled_from([("a", "b"), ("b", "a")]), label="direction")
         git(repo, "checkout", "-q", ours)
         res = git(repo, "merge", "--no-edit", theirs, check=False)
-        problem = check_merge(repo, res, expected(base, sides[ours], sides[theirs]), base, sides, ours, theirs, shape, vector_key)
+        problem = check_merge(
+            repo, res, expected(base, sides[ours], sides[theirs]), base, sides, ours, theirs, shape, vector_key
+        )
         if problem is not None:
             event(f"LOSS: {problem[0]}")
             if not CENSUS:
