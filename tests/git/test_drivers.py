@@ -90,9 +90,12 @@ def repo(tmp_path) -> Path:
             "Pulumi.*.yaml merge=ksecrets diff=ksecrets\n/k8s/** merge=ksecrets-render\n"  # k8s/: tests/git/test_k8s_merge.py
         )
     )
-    command = f"{shlex.quote(sys.executable)} -m ksecrets"  # this interpreter, by absolute path
-    assert git(repo, "config", "merge.ksecrets.driver").stdout.strip() == f"{command} git merge %O %A %B %P"
-    assert git(repo, "config", "diff.ksecrets.textconv").stdout.strip() == f"{command} git textconv"
+    # This venv's interpreter, by absolute path: git needs no ksecrets on its PATH.
+    driver = shlex.split(git(repo, "config", "merge.ksecrets.driver").stdout.strip())
+    assert Path(driver[0]).is_absolute() and Path(driver[0]).parent == BIN, driver
+    assert driver[1:] == ["-m", "ksecrets", "git", "merge", "%O", "%A", "%B", "%P"]
+    textconv = shlex.split(git(repo, "config", "diff.ksecrets.textconv").stdout.strip())
+    assert textconv == [driver[0], "-m", "ksecrets", "git", "textconv"]
     assert "merge: ksecrets" in git(repo, "check-attr", "merge", "Pulumi.qa.yaml").stdout
     seal(repo, "DATABASE_URL=postgres://base", "API_KEY=base-api-key-0001")
     git(repo, "add", "-A")
