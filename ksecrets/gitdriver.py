@@ -400,7 +400,7 @@ def _merge_map(where: str, b: dict, o: dict, t: dict, conflicts: list[str]) -> d
 def _check_certificates(b: dict, o: dict, t: dict, merged: dict, conflicts: list[str]) -> None:
     """A value sealed on one branch for a certificate the other branch moved its entries away
     from (`ksecrets reseal --set-certificate`) would not unseal on the cluster the merge targets."""
-    for side, other, name in ((o, t, "one"), (t, o, "the other")):
+    for side, other, name, other_name in ((o, t, "ours", "theirs"), (t, o, "theirs", "ours")):
         retired = {
             binding(be)[1]
             for ident, be in b.items()
@@ -413,8 +413,8 @@ def _check_certificates(b: dict, o: dict, t: dict, merged: dict, conflicts: list
                 continue
             if binding(merged[ident])[1] in retired and merged[ident] == e:
                 conflicts.append(
-                    f"{_where(ident)}: sealed on {name} branch for certificate {binding(e)[1]}, which the other branch "
-                    "replaced; reseal it for the new certificate"
+                    f"{_where(ident)}: sealed on {name} for certificate {binding(e)[1]}, which {other_name} replaced "
+                    "(ksecrets reseal --set-certificate); seal it again for the new certificate"
                 )
 
 

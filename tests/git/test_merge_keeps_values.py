@@ -372,3 +372,36 @@ def test_setup_works_for_git_without_ksecrets_on_path_and_quotes_paths_with_spac
     assert "k8s/: rendered again from the merged stack files" in res.stderr  # the hooks ran
     assert g("status", "--porcelain").stdout == ""
     ks("export", "--check")
+
+
+def _stack(entries: list[dict]) -> str:
+    return yaml.safe_dump({"config": {"k8s-secrets:backend": "sealed-secrets", "k8s-secrets:sealed": entries}})
+
+
+def _entry(name: str, cert: str, scope: str = "strict", **data: str) -> dict:
+    values = {k: f"Ag{v}" + v * 300 for k, v in data.items()}
+    return {"name": name, "namespace": "ns", "scope": scope, "certificateFingerprint": cert, "encryptedData": values}
+
+
+def test_a_certificate_changed_on_one_branch_and_values_sealed_for_the_old_one_on_the_other_conflict():
+    """As data (no git): `reseal --set-certificate` on one branch; on the other, a key sealed into
+    the same Secret, and a new Secret, both for the old certificate."""
+    from ksecrets.gitdriver import merge_texts
+
+    base = _stack([_entry("one", "SHA256:old", A="a"), _entry("two", "SHA256:old", B="b")])
+    ours = _stack([_entry("one", "SHA256:new", A="A"), _entry("two", "SHA256:new", B="B")])
+    theirs = _stack([_entry("one", "SHA256:old", A="a", C="c"), _entry("two", "SHA256:old", B="b")])
+    _, conflicts = merge_texts(base, ours, theirs)
+    assert len(conflicts) == 1 and "ns/one key C: sealed for certificate SHA256:old on one branch" in conflicts[0]
+    theirs = _stack([*yaml.safe_load(base)["config"]["k8s-secrets:sealed"], _entry("three", "SHA256:old", D="d")])
+    _, conflicts = merge_texts(base, ours, theirs)
+    assert (
+        len(conflicts) == 1
+        and "ns/three: sealed on theirs for certificate SHA256:old, which ours replaced" in conflicts[0]
+    )
+    # A certificate change alone, against an unrelated change of another field: clean.
+    theirs = _stack([{**_entry("one", "SHA256:old", A="a"), "labels": {"x": "y"}}, _entry("two", "SHA256:old", B="b")])
+    text, conflicts = merge_texts(base, ours, theirs)
+    assert conflicts == []
+    one = yaml.safe_load(text)["config"]["k8s-secrets:sealed"][0]
+    assert one["certificateFingerprint"] == "SHA256:new" and one["labels"] == {"x": "y"}
