@@ -540,7 +540,17 @@ def merge_texts(base: str, ours: str, theirs: str, path: str = "Pulumi.stack.yam
     if kind == "sealed":
         wrapped = [_wrap(t) if t.strip() else t for t in (base, ours, theirs)]
         text, conflicts = merge_texts(wrapped[0], wrapped[1], wrapped[2], path=path)
-        return (_unwrap(text) if text.startswith(_WRAP) else text), conflicts
+        if not text.startswith(_WRAP):
+            return text, conflicts
+        unwrapped = _unwrap(text)
+        try:
+            same = yamlio_load(unwrapped) == (_load(text).get(SEALED_KEY) or [])
+        except KsecretsError:
+            same = False
+        if not same:
+            text, _ = git_merge_file(base, ours, theirs, labels)
+            return text, [f"{path}: merge conflict: the merged entries could not be written back; resolve the markers"]
+        return unwrapped, conflicts
     try:
         return _merge_stack_texts(base, ours, theirs, path, labels)
     except MergeConflict as exc:
@@ -612,6 +622,12 @@ def _stack_of(path: str) -> str:
 # --- files a stack names for its big keys (`k8s-secrets:sealed: stacks/staging/sealed.yaml`) ------
 
 _WRAP = f"config:\n  {SEALED_KEY}:\n"
+
+
+def yamlio_load(text: str) -> Any:
+    from ksecrets import yamlio
+
+    return yamlio.load(text, "file") or []
 
 
 def _included_kind(texts: tuple[str, ...]) -> str | None:
