@@ -55,9 +55,10 @@ class Model:
     entries: dict[str, dict] = field(default_factory=dict)  # name -> {"scope", "values", "labels"}
     split: bool = False
     replicas: int = 2
+    interval: str = "10m"
 
     def copy(self) -> "Model":
-        return Model(json.loads(json.dumps(self.entries)), self.split, self.replicas)
+        return Model(json.loads(json.dumps(self.entries)), self.split, self.replicas, self.interval)
 
 
 # --- the repository and the project's commands ----------------------------------------------------
@@ -155,7 +156,8 @@ def draw_base(data) -> tuple[Model, dict]:
 
 
 def draw_edit(data, model: Model, label: str) -> tuple:
-    kinds = ["new_key", "change_value", "new_secret", "scope", "labels", "replicas"]
+    # replicas (in apps) and interval (flux, in the stack file whatever was split): edits beside the values
+    kinds = ["new_key", "change_value", "new_secret", "scope", "labels", "replicas", "interval"]
     if not model.split:
         kinds.append("split")
     kind = data.draw(st.sampled_from(kinds), label=f"{label} edit")
@@ -184,7 +186,9 @@ def draw_edit(data, model: Model, label: str) -> tuple:
         return ("labels", data.draw(st.sampled_from(names)), {"team": data.draw(st.sampled_from(["a", "b", "c"]))})
     if kind == "replicas":
         return ("replicas", data.draw(st.integers(1, 5)))
-    return ("split", data.draw(st.sampled_from([("--key", "sealed"), ()])))
+    if kind == "interval":
+        return ("interval", f"{data.draw(st.integers(1, 9))}m")
+    return ("split", data.draw(st.sampled_from([("--key", "sealed"), ("--key", "sealed"), ()])))
 
 
 def apply(op: tuple, model: Model) -> None:
@@ -209,6 +213,9 @@ def apply(op: tuple, model: Model) -> None:
     elif kind == "replicas":
         set_replicas(op[1])
         model.replicas = op[1]
+    elif kind == "interval":
+        edit(lambda config: config["k8s-secrets:flux"].__setitem__("interval", op[1]))
+        model.interval = op[1]
     elif kind == "split":
         ksecrets("stack", "split", "--stack", "qa", *op[1])
         model.split = True
@@ -231,6 +238,11 @@ def three_way(base, a, b):
 def expected(base: Model, a: Model, b: Model) -> dict | None:
     """The merged model a clean merge must equal, or None when only a conflict is right."""
     out: dict = {}
+    if (
+        not three_way(base.replicas, a.replicas, b.replicas)[1]
+        or not three_way(base.interval, a.interval, b.interval)[1]
+    ):
+        return None
     for name in dict.fromkeys([*a.entries, *b.entries]):
         be, ae, bbe = (m.entries.get(name) for m in (base, a, b))
         scope, ok = three_way(*(e and e["scope"] for e in (be, ae, bbe)))
@@ -356,6 +368,8 @@ def check_merge(repo, res, want, base, sides, ours, theirs, shape, vector_key) -
     replicas = three_way(base.replicas, sides[ours].replicas, sides[theirs].replicas)[0]
     if cfg.apps[0].deployments[0].replicas != replicas:
         return "replicas lost", out
+    if cfg.flux.interval != three_way(base.interval, sides[ours].interval, sides[theirs].interval)[0]:
+        return "flux interval lost", out
     if shape["crlf"]:
         data = (repo / STACK).read_bytes()
         if data.count(b"\r\n") != data.count(b"\n"):
