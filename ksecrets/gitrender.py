@@ -257,12 +257,16 @@ def setup(top: Path, root: Path, command: str) -> list[str]:
         new = old + ("" if not old or old.endswith("\n") else "\n") + line + "\n"
         atomic_write_text(attrs, new, attrs.stat().st_mode & 0o777 if attrs.exists() else 0o644)
         done.append(f".gitattributes: added '{line}' (commit it)")
-    root_arg = shlex.quote(str(Path(root).resolve()))
+    # Hooks run at the work tree's top: the project folder relative to it survives a moved clone.
+    root_arg = shlex.quote(os.path.relpath(Path(root).resolve(), top.resolve()))
     for hook, flag in HOOKS.items():
         flag = " " + flag
         path = Path(_git(top, "rev-parse", "--git-path", f"hooks/{hook}", text=True).stdout.strip())
         path = path if path.is_absolute() else top / path
-        body = f"#!/bin/sh\n{HOOK_MARK}\nexec {command} git render-merge --root {root_arg}{flag}\n"
+        body = (
+            f"#!/bin/sh\n{HOOK_MARK}\n# A moved or rebuilt venv: run `ksecrets git setup` again.\n"
+            f"exec {command} git render-merge --root {root_arg}{flag}\n"
+        )
         if path.exists() and HOOK_MARK not in path.read_text(encoding="utf-8", errors="replace"):
             done.append(
                 f"{path}: a hook of your own is there, left as it is; add to it: {command} git render-merge "

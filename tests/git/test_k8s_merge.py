@@ -4,6 +4,7 @@ commit's `k8s/` is exactly what `ksecrets export` writes from the merged stack f
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import yaml
@@ -130,3 +131,20 @@ def test_files_under_k8s_that_export_did_not_write_merge_as_text(repo):
     git(repo, "checkout", "-q", "a")
     res = git(repo, "merge", "--no-edit", "b", check=False)
     assert res.returncode != 0 and "k8s/notes.txt: merge conflict: not written by ksecrets export" in res.stderr
+
+
+def test_setup_leaves_a_hook_of_your_own_alone_and_says_what_to_add(tmp_path):
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    git(repo, "init", "-q", "-b", "main")
+    hook = repo / ".git" / "hooks" / "pre-commit"
+    hook.parent.mkdir(parents=True, exist_ok=True)
+    hook.write_text("#!/bin/sh\nexec make lint\n")
+    out = run(repo, "ksecrets", "git", "setup").stdout
+    assert hook.read_text() == "#!/bin/sh\nexec make lint\n"
+    assert "a hook of your own is there, left as it is; add to it: " in out
+    assert "git render-merge --root . --hook pre-commit" in out
+    post = (repo / ".git" / "hooks" / "post-merge").read_text()
+    assert post.endswith(" git render-merge --root . --hook post-merge\n") and os.access(
+        repo / ".git" / "hooks" / "post-merge", os.X_OK
+    )
