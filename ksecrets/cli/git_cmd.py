@@ -4,6 +4,9 @@ ksecrets git setup                 # once per clone: .gitattributes (commit it) 
 # git then calls, by itself:
 ksecrets git merge %O %A %B %P     # merge driver: sealed values merged key by key
 ksecrets git textconv FILE         # diff: ciphertexts shown as ids, so `git diff` shows keys
+ksecrets git merge-generated %O %A %B %P   # k8s/: no conflict on exported files (rendered again)
+ksecrets git render-merge          # hooks post-merge/pre-commit: k8s/ of a merge, rendered from
+                                   # the merged stack files and committed (by hand: staged)
 """
 
 from __future__ import annotations
@@ -22,8 +25,9 @@ def register(subparsers) -> None:
     s = gsub.add_parser("setup", help="install the merge and diff drivers in this repository")
     s.add_argument(
         "--command",
-        default="ksecrets",
-        help="how git should call ksecrets (default: ksecrets on PATH; e.g. .venv/bin/ksecrets)",
+        default=None,
+        help="how git should call ksecrets, a shell command (default: this interpreter by absolute path, "
+        "`-m ksecrets`: works whatever git's PATH)",
     )
     add_root_argument(s, "a directory inside the repository")
     s.set_defaults(func=run_setup)
@@ -32,6 +36,19 @@ def register(subparsers) -> None:
         m.add_argument(name)
     m.add_argument("path", nargs="?", default="Pulumi.stack.yaml", help="the file's path in the repository (%%P)")
     m.set_defaults(func=run_merge)
+    g = gsub.add_parser("merge-generated", help="merge driver for k8s/ (git calls it with %%O %%A %%B %%P)")
+    for name in ("base", "ours", "theirs"):
+        g.add_argument(name)
+    g.add_argument("path", nargs="?", default="k8s/file.yaml", help="the file's path in the repository (%%P)")
+    g.set_defaults(func=run_merge_generated)
+    r = gsub.add_parser("render-merge", help="render k8s/ from the stack files in the index and stage it")
+    r.add_argument("--root", default=".", help="the project folder (where the stack files are; default .)")
+    r.add_argument(
+        "--hook",
+        choices=("pre-commit", "post-merge"),
+        help="as that hook (pre-commit: only while concluding a merge; post-merge: amend the merge commit)",
+    )
+    r.set_defaults(func=run_render_merge)
     t = gsub.add_parser("textconv", help="diff textconv: print FILE with ciphertexts as ids")
     t.add_argument("file")
     t.set_defaults(func=run_textconv)
@@ -48,10 +65,36 @@ def run_setup(args: argparse.Namespace) -> int:
 def run_merge(args: argparse.Namespace) -> int:
     from ksecrets.gitdriver import merge_driver
 
-    code, conflicts = merge_driver(args.base, args.ours, args.theirs, args.path)
+    try:
+        code, conflicts = merge_driver(args.base, args.ours, args.theirs, args.path)
+    except Exception as exc:  # noqa: BLE001 - git expects a conflict (non-zero), never a traceback
+        code, conflicts = (
+            1,
+            [f"{args.path}: merge conflict: the merge driver failed ({type(exc).__name__}); resolve by hand"],
+        )
     for line in conflicts:
         sys.stderr.write(f"ksecrets: {line}\n")
     return code
+
+
+def run_merge_generated(args: argparse.Namespace) -> int:
+    from ksecrets.gitrender import merge_generated
+
+    try:
+        code, conflicts = merge_generated(args.base, args.ours, args.theirs, args.path)
+    except Exception as exc:  # noqa: BLE001 - git expects a conflict (non-zero), never a traceback
+        code, conflicts = 1, [f"{args.path}: merge conflict: the merge driver failed ({type(exc).__name__})"]
+    for line in conflicts:
+        sys.stderr.write(f"ksecrets: {line}\n")
+    return code
+
+
+def run_render_merge(args: argparse.Namespace) -> int:
+    from ksecrets.gitrender import render_merge
+
+    for line in render_merge(args.root, hook=args.hook):
+        sys.stderr.write(f"ksecrets: {line}\n")
+    return 0
 
 
 def run_textconv(args: argparse.Namespace) -> int:

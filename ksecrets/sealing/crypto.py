@@ -169,3 +169,9 @@ def sealed_plaintext_bytes(value: str) -> int | None:
         return None
     raw = base64.b64decode(value, validate=True)
     return len(raw) - 2 - int.from_bytes(raw[:2], "big") - _TAG_BYTES
+
+
+def is_well_formed(value: object) -> bool:
+    """Whether `value` has the shape of a sealed value (`sealed_value_problem` finds nothing). It says
+    nothing about which key can open it; it tells ciphertext from a pasted plaintext."""
+    return sealed_value_problem(value) is None

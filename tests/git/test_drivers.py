@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import shutil
 import subprocess
 import sys
@@ -52,7 +53,10 @@ def run(repo: Path, *argv: str, check: bool = True, **extra: str) -> subprocess.
 
 
 def git(repo: Path, *argv: str, check: bool = True, **extra: str) -> subprocess.CompletedProcess:
-    return run(repo, "git", *argv, check=check, **extra)
+    """git, from a PATH without ksecrets: the drivers `ksecrets git setup` wrote must run anyway."""
+    path = os.pathsep.join(p for p in os.environ.get("PATH", "").split(os.pathsep) if p and Path(p) != BIN)
+    assert shutil.which("ksecrets", path=path) is None
+    return run(repo, "git", *argv, check=check, **{"PATH": path, **extra})
 
 
 def seal(repo: Path, *literals: str, **extra: str) -> None:
@@ -80,9 +84,18 @@ def repo(tmp_path) -> Path:
     git(repo, "init", "-q", "-b", "main")
     out = run(repo, "ksecrets", "git", "setup")
     assert "merge.ksecrets.driver" in out.stdout and ".gitattributes: added" in out.stdout
-    assert (repo / ".gitattributes").read_text() == "Pulumi.*.yaml merge=ksecrets diff=ksecrets\n"
-    assert git(repo, "config", "merge.ksecrets.driver").stdout.strip() == "ksecrets git merge %O %A %B %P"
-    assert git(repo, "config", "diff.ksecrets.textconv").stdout.strip() == "ksecrets git textconv"
+    assert (
+        (repo / ".gitattributes").read_text()
+        == (
+            "Pulumi.*.yaml merge=ksecrets diff=ksecrets\n/k8s/** merge=ksecrets-render\n"  # k8s/: tests/git/test_k8s_merge.py
+        )
+    )
+    # This venv's interpreter, by absolute path: git needs no ksecrets on its PATH.
+    driver = shlex.split(git(repo, "config", "merge.ksecrets.driver").stdout.strip())
+    assert Path(driver[0]).is_absolute() and Path(driver[0]).parent == BIN, driver
+    assert driver[1:] == ["-m", "ksecrets", "git", "merge", "%O", "%A", "%B", "%P"]
+    textconv = shlex.split(git(repo, "config", "diff.ksecrets.textconv").stdout.strip())
+    assert textconv == [driver[0], "-m", "ksecrets", "git", "textconv"]
     assert "merge: ksecrets" in git(repo, "check-attr", "merge", "Pulumi.qa.yaml").stdout
     seal(repo, "DATABASE_URL=postgres://base", "API_KEY=base-api-key-0001")
     git(repo, "add", "-A")
@@ -218,10 +231,11 @@ def test_textconv_of_a_reencrypted_same_value_shows_no_change(repo):
 
 
 def test_setup_is_idempotent_and_keeps_other_attributes(repo):
-    (repo / ".gitattributes").write_text("*.png binary\nPulumi.*.yaml merge=ksecrets diff=ksecrets\n")
+    lines = "*.png binary\nPulumi.*.yaml merge=ksecrets diff=ksecrets\n/k8s/** merge=ksecrets-render\n"
+    (repo / ".gitattributes").write_text(lines)
     out = run(repo, "ksecrets", "git", "setup").stdout
     assert "already has the line" in out
-    assert (repo / ".gitattributes").read_text() == "*.png binary\nPulumi.*.yaml merge=ksecrets diff=ksecrets\n"
+    assert (repo / ".gitattributes").read_text() == lines
 
 
 def test_setup_outside_a_repository_is_one_line(tmp_path):
