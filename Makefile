@@ -34,9 +34,12 @@ lint: $(LINT_STAMP)
 tools:
 	bash .ci/tools.sh
 
-## test: the whole suite against the real oracles
+## test: the whole suite against the real oracles, on every core (pytest-xdist; TEST_WORKERS=0 runs
+## it in one process), printing the 25 slowest tests. --dist loadgroup keeps each xdist_group (the
+## tests sharing the one PostgreSQL server) on one worker.
+TEST_WORKERS ?= auto
 test: $(STAMP) tools
-	PATH="$(CURDIR)/.tools/bin:$$PATH" $(BIN)/python -m pytest -q
+	PATH="$(CURDIR)/.tools/bin:$$PATH" $(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadgroup --durations=25
 
 ## e2e-tools: build the real upstream programs from their pinned Go modules (tools/) into
 ## $${XDG_CACHE_HOME:-~/.cache}/k8s-secrets/e2e, keyed by version; builds only what is missing

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
+import os
 import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Iterator
 
 import pytest
 
@@ -19,6 +23,36 @@ CRDS = ROOT / "ksecrets" / "schemas" / "crds"
 # The project's shared data folder, when it sits beside the checkout (it does in the project's
 # own workspace, never in a user's clone): only the tests that compare the vendored copies use it.
 SHARED = ROOT.parent / "shared"
+
+
+# Under pytest-xdist (`make test`: -n auto --dist loadgroup), the tests using one of these fixtures run
+# on one worker, so its session-scoped resource starts once per run: one PostgreSQL server (the
+# tests name fixed roles and schemas in it, so they must not run at the same time either).
+XDIST_GROUPS = {"pg_server": "postgres"}
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist's own hook reads the marks (--dist loadgroup)
+def pytest_collection_modifyitems(config, items) -> None:
+    for item in items:
+        for fixture, group in XDIST_GROUPS.items():
+            if fixture in getattr(item, "fixturenames", ()):
+                item.add_marker(pytest.mark.xdist_group(group))
+
+
+@contextlib.contextmanager
+def run_lock(tmp_path_factory, name: str) -> Iterator[Path]:
+    """An exclusive lock shared by every xdist worker of this run (a file in the parent of the
+    workers' base temp dirs, which is the run's own); yields a directory of that run for `name`."""
+    base = tmp_path_factory.getbasetemp()
+    root = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+    where = root / f"shared-{name}"
+    where.mkdir(exist_ok=True)
+    with open(root / f"shared-{name}.lock", "w") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield where
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
 
 
 @pytest.fixture
@@ -40,9 +74,17 @@ WHEEL_SOURCES = ("pyproject.toml", "README.md", "ksecrets", "components")
 @pytest.fixture(scope="session")
 def built_wheel(tmp_path_factory) -> Path:
     """The project's wheel, built offline from a copy of its sources (the setuptools the test extra
-    pins, --no-build-isolation), as `pip wheel .` builds it."""
-    tmp = tmp_path_factory.mktemp("wheel")
+    pins, --no-build-isolation), as `pip wheel .` builds it: once per run, whatever the workers."""
+    with run_lock(tmp_path_factory, "wheel") as tmp:
+        done = sorted((tmp / "dist").glob("k8s_secrets-*.whl"))
+        if done:
+            return done[0]
+        return _build_wheel(tmp)
+
+
+def _build_wheel(tmp: Path) -> Path:
     src = tmp / "src"
+    shutil.rmtree(src, ignore_errors=True)  # a worker's earlier attempt that failed
     src.mkdir()
     for name in WHEEL_SOURCES:
         if (ROOT / name).is_dir():

@@ -8,6 +8,7 @@ import json
 import os
 import pwd
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
@@ -120,13 +121,18 @@ def pg_server() -> Iterator[PgServer]:
         detail = getattr(exc, "stderr", "") or str(exc)
         pytest.skip(f"cannot start a PostgreSQL server: {' '.join(str(detail).split())[:300]}")
     server = PgServer(socket_dir=str(sock), port=port, log_file=log_file)
+    # The postmaster's PID, read once it runs: the server is stopped by that PID if pg_ctl cannot.
+    postmaster = int((data / "postmaster.pid").read_text().split("\n", 1)[0])
     try:
         yield server
     finally:
-        subprocess.run(
+        stopped = subprocess.run(
             _as_postgres([str(bindir / "pg_ctl"), "-D", str(data), "-m", "immediate", "-w", "stop"]),
             capture_output=True,
         )
+        if stopped.returncode != 0:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(postmaster, signal.SIGKILL)
         shutil.rmtree(base, ignore_errors=True)
 
 
