@@ -173,6 +173,39 @@ def cli(capsys):
     return run
 
 
+def ksecrets_in_process(
+    *args: str, cwd: Path | None = None, stdin: str | None = None, env: dict | None = None
+) -> subprocess.CompletedProcess:
+    """`ksecrets ARGS` in this process, with run_ksecrets's interface (text stdout/stderr, exit code
+    in returncode): for the tests whose subject is a command's behaviour, not the process around it.
+    cwd, environment and standard streams are this run's and restored afterwards (a start of Python
+    per call was most of those tests' time)."""
+    import io
+
+    from ksecrets.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    saved_env, saved_cwd = dict(os.environ), os.getcwd()
+    saved_std = sys.stdin, sys.stdout, sys.stderr
+    try:
+        if env is not None:
+            os.environ.clear()
+            os.environ.update(env)
+        if cwd is not None:
+            os.chdir(cwd)
+        sys.stdin, sys.stdout, sys.stderr = io.StringIO(stdin or ""), out, err
+        try:
+            code = main(list(args))
+        except SystemExit as exc:  # argparse errors and --help
+            code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    finally:
+        sys.stdin, sys.stdout, sys.stderr = saved_std
+        os.chdir(saved_cwd)
+        os.environ.clear()
+        os.environ.update(saved_env)
+    return subprocess.CompletedProcess(["ksecrets", *args], code, out.getvalue(), err.getvalue())
+
+
 def run_ksecrets(
     *args: str, cwd: Path, stdin: str | None = None, env: dict | None = None
 ) -> subprocess.CompletedProcess:
