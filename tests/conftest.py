@@ -68,6 +68,32 @@ def repo_copy(tmp_path: Path) -> Path:
     return dest
 
 
+def committed_k8s(stack: str) -> dict[tuple[str, str, str, str], dict]:
+    """The committed k8s/<stack>/ objects (the golden files), keyed by (layer, kind, namespace,
+    name). A test compares a builder's output with them instead of restating it field by field;
+    after a deliberate change to a builder, `make render` rewrites them and the diff is reviewed."""
+    import yaml
+
+    out = {}
+    for path in sorted((ROOT / "k8s" / stack).glob("*/*.yaml")):
+        obj = yaml.safe_load(path.read_text(encoding="utf-8"))
+        if isinstance(obj, dict) and "kind" in obj and "metadata" in obj:
+            meta = obj["metadata"]
+            out[(path.parent.name, obj["kind"], meta.get("namespace", ""), meta["name"])] = obj
+    return out
+
+
+def assert_committed(stack: str, planned) -> None:
+    """Each planned object is, exactly, its committed file under k8s/<stack>/ (`make render`)."""
+    golden = committed_k8s(stack)
+    assert planned, "nothing to compare"
+    for p in planned:
+        meta = p.obj["metadata"]
+        key = (p.layer, p.obj["kind"], meta.get("namespace", ""), meta["name"])
+        assert key in golden, f"{key} is not in k8s/{stack}/: run `make render` and review the diff"
+        assert p.obj == golden[key], f"{key} differs from k8s/{stack}/: run `make render` and review the diff"
+
+
 WHEEL_SOURCES = ("pyproject.toml", "README.md", "ksecrets", "components")
 
 
