@@ -25,20 +25,6 @@ CRDS = ROOT / "ksecrets" / "schemas" / "crds"
 SHARED = ROOT.parent / "shared"
 
 
-# Under pytest-xdist (`make test`: -n auto --dist loadgroup), the tests using one of these fixtures run
-# on one worker, so its session-scoped resource starts once per run: one PostgreSQL server (the
-# tests name fixed roles and schemas in it, so they must not run at the same time either).
-XDIST_GROUPS = {"pg_server": "postgres"}
-
-
-@pytest.hookimpl(tryfirst=True)  # before xdist's own hook reads the marks (--dist loadgroup)
-def pytest_collection_modifyitems(config, items) -> None:
-    for item in items:
-        for fixture, group in XDIST_GROUPS.items():
-            if fixture in getattr(item, "fixturenames", ()):
-                item.add_marker(pytest.mark.xdist_group(group))
-
-
 @contextlib.contextmanager
 def run_lock(tmp_path_factory, name: str) -> Iterator[Path]:
     """An exclusive lock shared by every xdist worker of this run (a file in the parent of the

@@ -75,7 +75,9 @@ def _as_postgres(cmd: list[str]) -> list[str]:
 @pytest.fixture(scope="session")
 def pg_server() -> Iterator[PgServer]:
     """A PostgreSQL cluster in a temp dir, on a free port and a unix socket in that dir, with
-    scram-sha-256 authentication everywhere (so a wrong password really is refused)."""
+    scram-sha-256 authentication everywhere (so a wrong password really is refused). One per
+    session, so one per xdist worker: the tests name fixed roles, which never meet in one server
+    (grouping them on one worker with --dist loadgroup does not work with pytest 9.2: xdist #1386)."""
     if not PG_BIN_DIRS:
         pytest.skip(
             "PostgreSQL server binaries not found under /usr/lib/postgresql/*/bin (bash .ci/tools.sh installs them)"
