@@ -34,9 +34,13 @@ lint: $(LINT_STAMP)
 tools:
 	bash .ci/tools.sh
 
-## test: the whole suite against the real oracles
+## test: the whole suite against the real oracles, on every core (pytest-xdist; TEST_WORKERS=0 runs
+## it in one process), printing the 25 slowest tests. --dist worksteal: idle workers take queued
+## tests from busy ones (a few tests take a minute). Each worker starts its own PostgreSQL server
+## (tests/rotation/conftest.py), so the tests naming fixed roles never share one.
+TEST_WORKERS ?= auto
 test: $(STAMP) tools
-	PATH="$(CURDIR)/.tools/bin:$$PATH" $(BIN)/python -m pytest -q
+	PATH="$(CURDIR)/.tools/bin:$$PATH" $(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist worksteal --durations=25
 
 ## e2e-tools: build the real upstream programs from their pinned Go modules (tools/) into
 ## $${XDG_CACHE_HOME:-~/.cache}/k8s-secrets/e2e, keyed by version; builds only what is missing

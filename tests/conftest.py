@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
+import os
 import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Iterator
 
 import pytest
 
@@ -21,6 +25,22 @@ CRDS = ROOT / "ksecrets" / "schemas" / "crds"
 SHARED = ROOT.parent / "shared"
 
 
+@contextlib.contextmanager
+def run_lock(tmp_path_factory, name: str) -> Iterator[Path]:
+    """An exclusive lock shared by every xdist worker of this run (a file in the parent of the
+    workers' base temp dirs, which is the run's own); yields a directory of that run for `name`."""
+    base = tmp_path_factory.getbasetemp()
+    root = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+    where = root / f"shared-{name}"
+    where.mkdir(exist_ok=True)
+    with open(root / f"shared-{name}.lock", "w") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield where
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
 @pytest.fixture
 def repo_copy(tmp_path: Path) -> Path:
     """The stack files, certs and k8s/ of this repository in a temp dir (for writes)."""
@@ -34,15 +54,49 @@ def repo_copy(tmp_path: Path) -> Path:
     return dest
 
 
+def committed_k8s(stack: str) -> dict[tuple[str, str, str, str], dict]:
+    """The committed k8s/<stack>/ objects (the golden files), keyed by (layer, kind, namespace,
+    name). A test compares a builder's output with them instead of restating it field by field;
+    after a deliberate change to a builder, `make render` rewrites them and the diff is reviewed."""
+    import yaml
+
+    out = {}
+    for path in sorted((ROOT / "k8s" / stack).glob("*/*.yaml")):
+        obj = yaml.safe_load(path.read_text(encoding="utf-8"))
+        if isinstance(obj, dict) and "kind" in obj and "metadata" in obj:
+            meta = obj["metadata"]
+            out[(path.parent.name, obj["kind"], meta.get("namespace", ""), meta["name"])] = obj
+    return out
+
+
+def assert_committed(stack: str, planned) -> None:
+    """Each planned object is, exactly, its committed file under k8s/<stack>/ (`make render`)."""
+    golden = committed_k8s(stack)
+    assert planned, "nothing to compare"
+    for p in planned:
+        meta = p.obj["metadata"]
+        key = (p.layer, p.obj["kind"], meta.get("namespace", ""), meta["name"])
+        assert key in golden, f"{key} is not in k8s/{stack}/: run `make render` and review the diff"
+        assert p.obj == golden[key], f"{key} differs from k8s/{stack}/: run `make render` and review the diff"
+
+
 WHEEL_SOURCES = ("pyproject.toml", "README.md", "ksecrets", "components")
 
 
 @pytest.fixture(scope="session")
 def built_wheel(tmp_path_factory) -> Path:
     """The project's wheel, built offline from a copy of its sources (the setuptools the test extra
-    pins, --no-build-isolation), as `pip wheel .` builds it."""
-    tmp = tmp_path_factory.mktemp("wheel")
+    pins, --no-build-isolation), as `pip wheel .` builds it: once per run, whatever the workers."""
+    with run_lock(tmp_path_factory, "wheel") as tmp:
+        done = sorted((tmp / "dist").glob("k8s_secrets-*.whl"))
+        if done:
+            return done[0]
+        return _build_wheel(tmp)
+
+
+def _build_wheel(tmp: Path) -> Path:
     src = tmp / "src"
+    shutil.rmtree(src, ignore_errors=True)  # a worker's earlier attempt that failed
     src.mkdir()
     for name in WHEEL_SOURCES:
         if (ROOT / name).is_dir():
@@ -129,6 +183,39 @@ def cli(capsys):
         return CliResult(code, captured.out, captured.err)
 
     return run
+
+
+def ksecrets_in_process(
+    *args: str, cwd: Path | None = None, stdin: str | None = None, env: dict | None = None
+) -> subprocess.CompletedProcess:
+    """`ksecrets ARGS` in this process, with run_ksecrets's interface (text stdout/stderr, exit code
+    in returncode): for the tests whose subject is a command's behaviour, not the process around it.
+    cwd, environment and standard streams are this run's and restored afterwards (a start of Python
+    per call was most of those tests' time)."""
+    import io
+
+    from ksecrets.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    saved_env, saved_cwd = dict(os.environ), os.getcwd()
+    saved_std = sys.stdin, sys.stdout, sys.stderr
+    try:
+        if env is not None:
+            os.environ.clear()
+            os.environ.update(env)
+        if cwd is not None:
+            os.chdir(cwd)
+        sys.stdin, sys.stdout, sys.stderr = io.StringIO(stdin or ""), out, err
+        try:
+            code = main(list(args))
+        except SystemExit as exc:  # argparse errors and --help
+            code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    finally:
+        sys.stdin, sys.stdout, sys.stderr = saved_std
+        os.chdir(saved_cwd)
+        os.environ.clear()
+        os.environ.update(saved_env)
+    return subprocess.CompletedProcess(["ksecrets", *args], code, out.getvalue(), err.getvalue())
 
 
 def run_ksecrets(

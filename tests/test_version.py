@@ -51,3 +51,18 @@ def test_the_files_that_repeat_the_version_agree():
     releases = re.findall(r"^## (\d+\.\d+\.\d+\S*)", (ROOT / "CHANGELOG.md").read_text(), re.M)
     assert releases and releases[0] == PYPROJECT
     assert not re.search(r"__version__\s*=", (ROOT / "ksecrets/__init__.py").read_text())
+
+
+def test_the_rotators_default_image_is_tagged_with_the_version(monkeypatch):
+    """A stack without `rotation.image` runs the image `docker build -t` tags with the package's
+    one version (no second literal to bump)."""
+    from ksecrets.config import model
+
+    assert model.RotationConfig().image == f"ghcr.io/example/ksecrets-rotator:{PYPROJECT}"
+    monkeypatch.setattr(ksecrets, "version", lambda: "9.8.7")
+    model.default_rotator_image.cache_clear()
+    try:
+        assert model.RotationConfig().image == "ghcr.io/example/ksecrets-rotator:9.8.7"
+    finally:
+        monkeypatch.undo()
+        model.default_rotator_image.cache_clear()

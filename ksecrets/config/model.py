@@ -332,9 +332,21 @@ class SealedEntry(Section):
         return tuple(k for k, _ in self.encrypted_data)
 
 
+ROTATOR_IMAGE_REPOSITORY = "ghcr.io/example/ksecrets-rotator"
+
+
+@functools.cache
+def default_rotator_image() -> str:
+    """The rotator image built from this version (the Dockerfile's `docker build -t` line): the tag
+    is the package's one version (pyproject.toml), read when a stack leaves `rotation.image` out."""
+    from ksecrets import version
+
+    return f"{ROTATOR_IMAGE_REPOSITORY}:{version()}"
+
+
 @dataclass(frozen=True, kw_only=True, config=f.CONFIG)
 class RotationConfig(Section):
-    image: Image = "ghcr.io/example/ksecrets-rotator:0.1.0"
+    image: Image = Field(default_factory=default_rotator_image)
     default_schedule: Cron = DEFAULT_ROTATION_SCHEDULE
     successful_jobs_history_limit: Annotated[int, f.whole(0, 100)] = 3
     failed_jobs_history_limit: Annotated[int, f.whole(0, 100)] = 3

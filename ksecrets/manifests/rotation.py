@@ -33,8 +33,6 @@ from ksecrets.manifests.plan import Manifest, Planned, metadata
 from ksecrets.manifests.workloads import CONTAINER_SECURITY_CONTEXT, POD_SECURITY_CONTEXT
 
 COMPONENT = "secret-rotation"
-# The Dockerfile's numeric user: runAsNonRoot can only be verified for a numeric UID.
-RUN_AS_USER = 10001
 TOKEN_DIR = "/var/run/secrets/ksecrets/vault"
 TOKEN_FILE = f"{TOKEN_DIR}/token"
 TOKEN_EXPIRATION_SECONDS = 600  # the API server's minimum; a rotation takes seconds

@@ -19,6 +19,7 @@ import pytest
 import yaml
 
 from ksecrets.config import stack_files
+from tests.conftest import ksecrets_in_process
 
 ROOT = Path(__file__).resolve().parents[2]
 WORKFLOWS = sorted((ROOT / ".github" / "workflows").glob("*.yml"))
@@ -120,9 +121,7 @@ def test_checks_run_the_guard_commands_and_make_test():
     for run in runs:
         if run.startswith(".venv/bin/ksecrets "):
             argv = shlex.split(run)[1:]
-            result = subprocess.run(
-                [sys.executable, "-m", "ksecrets", *argv, "--help"], cwd=ROOT, capture_output=True, text=True
-            )
+            result = ksecrets_in_process(*argv, "--help", cwd=ROOT)
             assert result.returncode == 0, (run, result.stderr)
 
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 import base64
 import json
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -17,6 +16,7 @@ from ksecrets import scan as s
 from ksecrets import yamlio
 from ksecrets.errors import KsecretsError
 from ksecrets.sealing import keys
+from tests.conftest import ksecrets_in_process
 
 REPO = Path(__file__).resolve().parents[2]
 CANARY = "cAnArY-7f3d9e2b41-secret"  # an env value that must never be printed
@@ -32,9 +32,9 @@ def pem(key, fmt, encryption=serialization.NoEncryption()) -> bytes:
 
 
 def run_cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "ksecrets", "scan", *args], cwd=cwd or REPO, capture_output=True, text=True
-    )
+    """`ksecrets scan ARGS` in-process (the command's exit codes and output are the subject here;
+    tests/cli/test_startup.py covers the process around it)."""
+    return ksecrets_in_process("scan", *args, cwd=cwd or REPO)
 
 
 def found(path: Path, data: bytes, **kw) -> list[str]:

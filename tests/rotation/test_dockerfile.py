@@ -1,4 +1,6 @@
-"""The rotator image's Dockerfile agrees with the CronJob that runs it (no Docker engine here)."""
+"""The rotator image's Dockerfile agrees with the CronJobs that run it (no Docker engine here): the
+CronJobs the builders write for the committed production stack (what `k8s/production/` holds) run
+the image as its USER, start its ENTRYPOINT, and their command and args run the built wheel."""
 
 from __future__ import annotations
 
@@ -14,10 +16,41 @@ from pathlib import Path
 
 from packaging.requirements import Requirement
 
-from ksecrets.manifests import rotation
+from ksecrets.config.load import load_stack
+from ksecrets.usecases.stack_facts import plan_stack
 from tests.conftest import ROOT, fresh_venv_with_wheel
 
 DOCKERFILE = Path(__file__).resolve().parents[2] / "Dockerfile"
+
+
+def rotator_image_cronjobs() -> list[dict]:
+    """Every CronJob of the production stack that runs the rotator image (the rotation CronJobs and
+    the Vault snapshot job), as the builders write them into k8s/production/."""
+    cfg = load_stack("production", ROOT)
+    jobs = [
+        p.obj
+        for p in plan_stack(cfg)
+        if p.obj["kind"] == "CronJob"
+        and p.obj["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]["image"] == cfg.rotation.image
+    ]
+    assert any(c["command"] == ["python", "-m", "ksecrets.rotate"] for j in jobs for c in pod_spec(j)["containers"]), (
+        "the production stack has no rotation CronJob to check"
+    )
+    return jobs
+
+
+def pod_spec(cronjob: dict) -> dict:
+    return cronjob["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+
+
+def rotation_container() -> dict:
+    """The first rotation CronJob's container (`python -m ksecrets.rotate` and its args)."""
+    return next(
+        c
+        for j in rotator_image_cronjobs()
+        for c in pod_spec(j)["containers"]
+        if c["command"] == ["python", "-m", "ksecrets.rotate"]
+    )
 
 
 def instructions() -> list[tuple[str, str]]:
@@ -38,9 +71,14 @@ def test_base_is_pinned_python_slim_by_tag():
     assert image == "python" and re.fullmatch(r"3\.11\.\d+-slim-bookworm", tag)
 
 
-def test_runs_as_the_numeric_user_the_cronjob_expects():
+def test_runs_as_the_numeric_user_the_cronjobs_run_it_as():
     users = [rest for word, rest in instructions() if word == "USER"]
-    assert users == [f"{rotation.RUN_AS_USER}:{rotation.RUN_AS_USER}"]
+    # What the kubelet enforces: each CronJob's pod runs as this UID:GID, whatever the image says.
+    assert len(users) == 1
+    for cronjob in rotator_image_cronjobs():
+        sc = pod_spec(cronjob)["securityContext"]
+        assert users == [f"{sc['runAsUser']}:{sc['runAsGroup']}"], cronjob["metadata"]["name"]
+        assert sc["runAsNonRoot"] is True and sc["runAsUser"] != 0
     # USER comes after every RUN: nothing at runtime was installed by (or is writable for) that user.
     words = [w for w, _ in instructions()]
     assert max(i for i, w in enumerate(words) if w == "RUN") < words.index("USER")
@@ -48,7 +86,8 @@ def test_runs_as_the_numeric_user_the_cronjob_expects():
 
 def test_entrypoint_is_the_cronjob_command_and_the_rotate_extra_is_installed():
     (entry,) = [rest for word, rest in instructions() if word == "ENTRYPOINT"]
-    assert json.loads(entry) == ["python", "-m", "ksecrets.rotate"]
+    # The CronJob's command replaces the ENTRYPOINT: the same program either way (`docker run IMAGE`).
+    assert json.loads(entry) == rotation_container()["command"]
     runs = " ".join(rest for word, rest in instructions() if word == "RUN")
     # The package without its dependencies, then only the `rotate` extra's requirements (was
     # `pip install ".[rotate]"`, which also installed the CLI's and the Pulumi program's dependencies).
@@ -105,7 +144,7 @@ def _closure(requirements: list[str]) -> set[str]:
 def test_the_rotator_runs_with_the_rotate_extra_alone(tmp_path, built_wheel):
     """The wheel (--no-deps) in a fresh venv that sees only the `rotate` extra's distributions (and
     what they require), as the image has them: every rotator module imports, the command runs and
-    reaches Vault over HTTP; the Pulumi SDK, kubernetes-validate and cryptography are absent."""
+    reaches Vault over HTTP, run with the production rotation CronJob's command and args; the Pulumi SDK, kubernetes-validate and cryptography are absent."""
     dists = _closure(ROTATE)
     assert {"hvac", "PyYAML", "psycopg", "psycopg-binary", "requests"} <= dists
     deps = tmp_path / "deps"
@@ -135,8 +174,12 @@ def test_the_rotator_runs_with_the_rotate_extra_alone(tmp_path, built_wheel):
     with socket.socket() as s:  # a port nothing listens on: the rotator's HTTP call is refused
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
+    # The production rotation CronJob's own command and args (its python is the venv's).
+    container = rotation_container()
+    command = container["command"]
+    assert command[0] == "python"
     run = subprocess.run(
-        [py, "-m", "ksecrets.rotate", "--mount", "secret", "--path", "my-app", "--key", "API_KEY"],
+        [py, *command[1:], *container["args"]],
         capture_output=True,
         text=True,
         cwd=tmp_path,
