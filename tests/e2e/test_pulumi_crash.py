@@ -5,8 +5,9 @@ and the Kubernetes provider (4.25.0, tools/), kube-apiserver + kube-controller-m
 helm-controller (HelmReleases marked Ready, tests/e2e/harness/pulumi.py).
 
 Each `up` is killed (SIGKILL of the CLI, the language host and the provider, each by PID, as a
-runner that dies does) when a random share of its work is visible on the API server; then `up`
-runs again with the same program. After that run the stack must have converged: `preview
+runner that dies does) when a random share of its work is visible on the API server. The next
+`up` is refused (the killed run's lock) until `pulumi cancel`; then `up` runs again with the same
+program. After that run the stack must have converged: `preview
 --expect-no-changes` is green, the state holds every object of the program exactly once and no
 pending operation, the server holds every object as `ksecrets export` writes it (nothing lost),
 and no object written by Pulumi is left that the program does not declare (no orphan). Phases: a
@@ -142,6 +143,15 @@ def _kill_midway(project: PulumiProject, cluster, env: dict, done, share: float,
                 proc.wait(30)
 
 
+def _unlock(project: PulumiProject, env: dict) -> None:
+    """A killed `up` leaves the stack locked: the next `up` refuses until `pulumi cancel` (the
+    file backend deletes the lock; Pulumi Cloud marks the update cancelled). Nothing runs on
+    unnoticed after a crash, with or without checkpoints."""
+    refused = project.run("up", "--yes", "--skip-preview", env=env, check=False, timeout=300)
+    assert not refused.ok and "the stack is currently locked" in refused.out, refused.out[-2000:]
+    project.run("cancel", "--yes", env=env, timeout=300)
+
+
 def _gone(pid: int) -> bool:
     try:
         return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
@@ -219,6 +229,8 @@ def test_up_killed_at_random_points_then_up_again_converges(setting, cluster_fac
         share = rng.uniform(0.1, 0.9)
         killed = _kill_midway(project, cluster, env, _progress(cluster, target, removed), share)
         report.append(f"{phase}: killed at {share:.0%} ({killed})")
+        if killed["killed"]:
+            _unlock(project, env)
         with HelmReleaseReady(cluster):
             project.run("up", "--yes", "--skip-preview", env=env, timeout=900)
         problems = _converged(project, cluster, stack_file)
@@ -260,6 +272,7 @@ def test_a_killed_up_followed_by_a_different_program(setting, cluster_factory, e
     killed = _kill_midway(project, cluster, env, _progress(cluster, target, set()), share)
     assert killed["killed"], killed
     created = sorted(set(_written_by_pulumi(cluster)) - set(before))
+    _unlock(project, env)
     stack_file.write_text(yamlio.dump(base))  # the next program: the added apps are gone again
     with HelmReleaseReady(cluster):
         project.run("up", "--yes", "--skip-preview", env=env, timeout=900)
