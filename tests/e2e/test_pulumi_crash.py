@@ -286,6 +286,8 @@ def test_a_killed_up_followed_by_a_different_program(setting, cluster_factory, e
     killed = _kill_midway(project, cluster, env, _progress(cluster, target, set()), share)
     assert killed["killed"], killed
     created = sorted(set(_written_by_pulumi(cluster)) - set(before))
+    _, pending = _state_objects(project)
+    in_flight = {_key(p["resource"]["inputs"]) for p in pending if p["type"] == "creating"}
     _unlock(project, env)
     stack_file.write_text(yamlio.dump(base))  # the next program: the added apps are gone again
     with HelmReleaseReady(cluster):
@@ -304,4 +306,7 @@ def test_a_killed_up_followed_by_a_different_program(setting, cluster_factory, e
         # Nothing of the killed run reached the state: every object it created stays behind.
         assert orphans and set(orphans) <= set(created), orphans
     else:
-        assert orphans == [], f"seed {SEED}: orphans with checkpoints: {orphans}"
+        # Each step that finished is in the state and deleted by the next up; what can stay is
+        # what was being created at the kill, which the state recorded as a pending create (the
+        # engine warns on every up until `pulumi refresh` imports or clears it).
+        assert set(orphans) <= in_flight, f"seed {SEED}: orphans with checkpoints: {orphans}; in flight {in_flight}"
