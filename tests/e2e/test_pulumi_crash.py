@@ -62,13 +62,25 @@ def _written_by_pulumi(cluster) -> dict[tuple[str, str, str], dict]:
     """Every object of the stack's kinds whose fields a Pulumi field manager owns."""
     found = {}
     for path in LISTS:
-        listing = cluster.get(path) or {"items": []}
+        listing = _list(cluster, path)
         kind = listing["kind"].removesuffix("List")
         for item in listing["items"]:
             managers = {m.get("manager", "") for m in item["metadata"].get("managedFields") or []}
             if any(m.startswith("pulumi") for m in managers):
                 found[_key({"kind": kind, **item})] = item
     return found
+
+
+def _list(cluster, path: str) -> dict:
+    """A LIST, retried while the busy server says 429 (Too Many Requests)."""
+    for _ in range(50):
+        r = cluster.raw("GET", path)
+        if r.status_code != 429:
+            r.raise_for_status()
+            return r.json()
+        time.sleep(0.2)
+    r.raise_for_status()
+    return {}
 
 
 def _state_objects(project: PulumiProject) -> tuple[list[tuple[str, str, str]], list]:
@@ -180,8 +192,9 @@ def _progress(cluster, target: dict[tuple[str, str, str], dict], removed: set[tu
 
 
 def _comparable(obj: dict) -> dict:
-    """The fields a changed object shows on the server (metadata less what Pulumi adds)."""
-    return {k: v for k, v in obj.items() if k not in ("metadata",)} | {
+    """The fields a changed object shows on the server (metadata less what Pulumi adds; a LIST's
+    items of built-in kinds carry no apiVersion and kind)."""
+    return {k: v for k, v in obj.items() if k not in ("metadata", "apiVersion", "kind")} | {
         "metadata": {k: v for k, v in obj["metadata"].items() if k in ("name", "namespace")}
     }
 
