@@ -317,9 +317,9 @@ def test_a_killed_up_followed_by_a_different_program(setting, cluster_factory, e
         for p in pending
         if p["type"] == "creating" and p["resource"]["type"].startswith("kubernetes:")
     }
-    unlocked = _unlock(project, env)
     stack_file.write_text(yamlio.dump(base))  # the next program: the added apps are gone again
     with HelmReleaseReady(cluster):
+        unlocked = _unlock(project, env)
         project.run("up", "--yes", "--skip-preview", env=env, timeout=900)
     project.run("refresh", "--yes", "--skip-preview", env=env, timeout=900)
     with HelmReleaseReady(cluster):
