@@ -257,9 +257,9 @@ def test_up_killed_at_random_points_then_up_again_converges(setting, cluster_fac
         share = rng.uniform(0.1, 0.9)
         killed = _kill_midway(project, cluster, env, _progress(cluster, target, removed), share)
         report.append(f"{phase}: killed at {share:.0%} ({killed})")
-        if killed["killed"]:
-            report.append(f"{phase}: then {_unlock(project, env)}")
         with HelmReleaseReady(cluster):
+            if killed["killed"]:
+                report.append(f"{phase}: then {_unlock(project, env)}")
             recovered = project.run("up", "--yes", "--skip-preview", env=env, timeout=900)
         _, pending = _state_objects(project)
         if pending:
