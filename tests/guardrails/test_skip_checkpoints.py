@@ -62,3 +62,19 @@ def test_the_e2e_harness_previews_skip_checkpoints(tmp_path: Path):
         "up PULUMI_SKIP_CHECKPOINTS=unset",
         "preview PULUMI_SKIP_CHECKPOINTS=false",  # a bench run measuring without it
     ]
+
+
+def test_up_keeps_its_checkpoints():
+    """`up` keeps the engine's checkpoints (README "Pulumi at a thousand apps"): the provider CI
+    runs (what pulumi-kubernetes 4.34.2 asks for) creates client-side since 4.29 and refuses an
+    object that exists, so after a killed `up` without checkpoints every object that run created
+    is outside the state and the next `up` fails on each; with checkpoints only the creates in
+    flight at the kill are, and `pulumi refresh` resolves those."""
+    (step,) = _pulumi_steps("up")
+    assert step["with"]["command"] == "up"
+    assert "PULUMI_SKIP_CHECKPOINTS" not in (step.get("env") or {})
+    lines = _command_lines((ROOT / "README.md").read_text())
+    ups = [line for line in lines if re.search(r"(^|\s)pulumi up\b", line)]
+    assert ups and not [line for line in ups if "PULUMI_SKIP_CHECKPOINTS" in line], ups
+    pins = (ROOT / "pyproject.toml").read_text()
+    assert '"pulumi-kubernetes==4.34.2"' in pins, "the provider changed: check its create (README) and this test"
