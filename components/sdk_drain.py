@@ -8,7 +8,9 @@ The SDK (pulumi 3.272.0, the newest on PyPI) runs the program's module code, the
    FIRST_COMPLETED)` in a loop: each pass adds and removes a done-callback on *every* pending
    Output to collect the few that finished, so N Outputs finishing a few at a time cost O(N²).
 
-A synchronous program never yields to the event loop before `wait_for_rpcs` starts, so the RPC
+The language host's exec script (sdk/v3 v3.274.0's, checked) runs the module code with `runpy`
+inside `run_in_stack`, and a synchronous program never yields to the event loop before
+`wait_for_rpcs` starts, so the RPC
 tasks it created (one per registration) have not yet run their first step, which is where each
 appends itself to `RPCManager.rpcs`. Loop 1 finds the list empty and the whole deployment is
 drained by loop 2: about 350k done-callbacks at 100 apps, growing with the square of the apps.

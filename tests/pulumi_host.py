@@ -4,7 +4,10 @@
 while the program runs; the language host does not: its exec script runs the module code with
 `runpy` inside `pulumi.runtime.stack.run_in_stack` and only then drains (`wait_for_rpcs`). That
 order is what makes the SDK's drain quadratic (components/sdk_drain.py), so this runs the real
-`__main__.py` in that order, in a process of its own (fresh SDK state, a clean CPU count):
+`__main__.py` in that order, in a process of its own (fresh SDK state, a clean CPU count). (The
+exec script of sdk/v3 v3.274.0, which the e2e suite's host runs, calls
+`pulumi.runtime.run_in_stack` around `runpy.run_path(program)`; it also sets a thread pool of
+4 × `--parallel` workers for the blocking RPCs, where this keeps asyncio's default.)
 
     python -m tests.pulumi_host --apps 100 [--delay 0.002] [--preview] [--no-shim]
 
