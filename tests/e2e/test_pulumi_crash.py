@@ -321,7 +321,7 @@ def test_a_killed_up_followed_by_a_different_program(setting, cluster_factory, e
     with HelmReleaseReady(cluster):
         unlocked = _unlock(project, env)
         project.run("up", "--yes", "--skip-preview", env=env, timeout=900)
-    project.run("refresh", "--yes", "--skip-preview", env=env, timeout=900)
+    project.run("refresh", "--yes", "--skip-preview", "--skip-pending-creates", env=env, timeout=900)
     with HelmReleaseReady(cluster):
         project.run("up", "--yes", "--skip-preview", env=env, timeout=900)
     orphans = sorted(set(_written_by_pulumi(cluster)) - set(before))
