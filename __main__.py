@@ -7,6 +7,7 @@ import pulumi
 from components.cluster import check_cluster, cluster_provider
 from components.platform import Platform
 from components.pulumi_source import load_from_pulumi, manual_value_outputs
+from components.sdk_drain import let_the_sdk_see_every_registration
 from ksecrets.usecases import preflight
 from ksecrets.errors import KsecretsError
 
@@ -31,3 +32,7 @@ pulumi.export("objects", platform.object_count)
 pulumi.export("exportPath", cfg.flux_path)
 if cfg.vault is not None:
     pulumi.export("vaultAddress", cfg.vault.service_address)
+
+# Last: one yield to the event loop before the SDK drains, so its drain is linear, not quadratic
+# in the resources (components/sdk_drain.py).
+let_the_sdk_see_every_registration()

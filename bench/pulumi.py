@@ -1,28 +1,46 @@
 """`pulumi preview` and `pulumi up` of one stack of 10, 100 and 1000 apps against a local API server,
-beside `kubectl apply --server-side` of the same exported objects, in the same run.
+with and without PULUMI_SKIP_CHECKPOINTS, beside `kubectl apply --server-side` of the same objects,
+in the same run; CPU seconds per process from /proc.
 
 The stack keeps `k8s-secrets:sealed` and `k8s-secrets:apps` in files beside the stack file
 (README "Large stacks"): inline, the config the engine passes in PULUMI_CONFIG is over Linux's
 128 KiB for one environment variable from about 50 apps on, and `pulumi` cannot start the program.
 
 Everything real: the Pulumi CLI, Python host and Kubernetes provider of tools/ (`make e2e-tools`),
-etcd + kube-apiserver + kube-controller-manager of the end-to-end harness on 127.0.0.1. Each size
-gets two fresh clusters: one for Pulumi (preview, then up of a new stack), one for kubectl (one
-`apply --server-side` of every object `ksecrets export` writes for the same stack file). The stack
-is the export benchmark's (sealed-secrets; per app a namespace, ServiceAccount, Role, RoleBinding,
-Deployment, SealedSecret). helm-controller is simulated as in the tests: the one HelmRelease is
-marked Ready through the status subresource while `pulumi up` waits for it.
+the file backend with the passphrase provider, etcd + kube-apiserver + kube-controller-manager of
+the end-to-end harness on 127.0.0.1. The stack is the export benchmark's (sealed-secrets; per app
+a namespace, ServiceAccount, Role, RoleBinding, Deployment, SealedSecret). helm-controller is
+simulated as in the tests: the one HelmRelease is marked Ready through the status subresource
+while `pulumi up` waits for it.
 
-    .venv/bin/python bench/pulumi.py [--sizes 10,100,1000]
+Per size and setting, a fresh cluster and state: `preview` (all creates), `up` (create), a
+no-change `preview`, then a `preview` and an `up` that change every app's secret (its
+encryptedData). kubectl gets a fresh cluster per size: one `apply --server-side` of the objects
+Pulumi registers (what `ksecrets export` writes less the Flux applier's RBAC; create), then one of
+the changed SealedSecrets (update). Per run: wall seconds
+and CPU seconds of the CLI, the Python program, the language host, the provider, kubectl, and
+kube-apiserver + etcd (the server's share; read before and after from /proc). The plugins' CPU is
+sampled from /proc every 0.2 s while they run (a plugin's last 0.2 s may be missed); the CLI's is
+exact (wait4 of the CLI, less its children's).
+
+    .venv/bin/python bench/pulumi.py [--sizes 10,100,1000] [--settings skip,checkpoints]
+                                     [--no-checkpoints-above 200] [--without-shim]
+
+`--without-shim` runs the program without components/sdk_drain.py (the SDK's quadratic drain).
 """
 
 from __future__ import annotations
 
 import argparse
 import copy
+import json
+import os
+import re
 import sys
 import tempfile
+import threading
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -32,8 +50,10 @@ import yaml  # noqa: E402
 from bench.export import stack_doc  # noqa: E402
 from ksecrets import yamlio  # noqa: E402
 from ksecrets.config import load_stack_file  # noqa: E402
-from ksecrets.config.includes import ENGINE_CONFIG_LIMIT, engine_config_size, engine_config_sizes, project_defaults  # noqa: E402,E501
+from ksecrets.config.includes import ENGINE_CONFIG_LIMIT, engine_config_size, project_defaults  # noqa: E402
 from ksecrets.export import render  # noqa: E402
+from ksecrets.manifests.plan import object_id  # noqa: E402
+from ksecrets.usecases.stack_facts import plan_stack  # noqa: E402
 from tests.e2e.harness import binaries, missing_binaries  # noqa: E402
 from tests.e2e.harness import procs  # noqa: E402
 from tests.e2e.harness.gitops import bootstrap_flux, install_chart_crds  # noqa: E402
@@ -52,6 +72,148 @@ NEEDED = (
 )
 INCLUDED = ("sealed", "apps")
 CRDS = sorted((ROOT / "ksecrets" / "schemas" / "crds").glob("*.yaml"))
+TICK = os.sysconf("SC_CLK_TCK")
+SETTINGS = {"skip": {"PULUMI_SKIP_CHECKPOINTS": "true"}, "checkpoints": {"PULUMI_SKIP_CHECKPOINTS": "false"}}
+COLUMNS = ("cli", "python", "host", "provider", "kubectl", "server")
+
+
+def _stat(pid: int) -> tuple[str, float, float] | None:
+    """(comm, own CPU s, waited-for children's CPU s) of a live process."""
+    try:
+        raw = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    comm = raw[raw.index("(") + 1 : raw.rindex(")")]
+    f = raw[raw.rindex(")") + 2 :].split()
+    return comm, (int(f[11]) + int(f[12])) / TICK, (int(f[13]) + int(f[14])) / TICK
+
+
+def _role(pid: int, comm: str) -> str:
+    if comm.startswith("pulumi-resource"):
+        return "provider"
+    if comm.startswith("pulumi-language"):
+        return "host"
+    if comm.startswith("python"):
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except OSError:
+            return "other"
+        return "python" if b"pulumi-language-python-exec" in cmdline else "other"
+    if comm == "sh":  # the harness's host wrapper execs the host; nothing else runs under sh
+        return "host"
+    return "other"
+
+
+class Sampler:
+    """CPU seconds per role of every process below `pid`, sampled while they run."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self.seen: dict[int, tuple[str, float]] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+        self._thread.start()
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            for p in procs.descendants(self.pid):
+                st = _stat(p)
+                if st is not None:
+                    role = _role(p, st[0])
+                    self.seen[p] = (role, max(st[1], self.seen.get(p, (role, 0.0))[1]))
+            self._stop.wait(0.2)
+
+    def stop(self) -> dict[str, float]:
+        self._stop.set()
+        self._thread.join(5)
+        out: dict[str, float] = {}
+        for role, cpu in self.seen.values():
+            out[role] = out.get(role, 0.0) + cpu
+        return out
+
+
+def _server_cpu(cluster: Cluster) -> float:
+    total = 0.0
+    for proc in (cluster.apiserver, cluster.etcd):
+        st = _stat(proc.pid) if proc is not None else None
+        total += st[1] if st else 0.0
+    return total
+
+
+@dataclass
+class Run:
+    what: str
+    seconds: float
+    cpu: dict[str, float] = field(default_factory=dict)
+    ok: bool = True
+    note: str = ""
+
+    def cell(self, key: str) -> str:
+        return f"{self.cpu[key]:.1f}" if key in self.cpu else "-"
+
+
+def pulumi_run(project: PulumiProject, cluster: Cluster, args: tuple[str, ...], env: dict, timeout: float) -> Run:
+    server0 = _server_cpu(cluster)
+    log = project.workdir / "pulumi.log"
+    with open(log, "a") as out:
+        out.write(f"\n=== pulumi {' '.join(args)} {env}\n")
+        out.flush()
+        started = time.monotonic()
+        proc = project.start(*args, env=env, stdout=out)
+        sampler = Sampler(proc.pid)
+        code, tree = None, 0.0
+        try:
+            _, status, usage = _wait4(proc, timeout)
+            code, tree = os.waitstatus_to_exitcode(status), usage.ru_utime + usage.ru_stime
+        except TimeoutError:
+            procs.kill_tree(proc.pid)
+            os.waitpid(proc.pid, 0)
+        finally:
+            proc.returncode = code if code is not None else -9  # reaped here, not by Popen
+        seconds = time.monotonic() - started
+    cpu = sampler.stop()
+    # The CLI reaps its plugins and the host reaps the program: wait4 of the CLI is the whole tree.
+    cpu["cli"] = max(tree - sum(cpu.values()), 0.0) if code is not None else 0.0
+    cpu["server"] = _server_cpu(cluster) - server0
+    ok = code == 0
+    tail = "" if ok else log.read_text()[-1500:]
+    return Run(" ".join(args), seconds, cpu, ok, tail)
+
+
+def _wait4(proc, timeout: float):  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while True:
+        pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+        if pid:
+            return pid, status, usage
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"pulumi did not finish in {timeout:.0f} s")
+        time.sleep(0.1)
+
+
+def kubectl_run(cluster: Cluster, what: str, objects: list[dict]) -> Run:
+    import resource
+
+    server0 = _server_cpu(cluster)
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    started = time.monotonic()
+    cluster.kubectl(
+        "apply",
+        "--server-side",
+        "--field-manager=bench",
+        "--force-conflicts",
+        "-f",
+        "-",
+        input=yaml.safe_dump_all(objects),
+        timeout=3600,
+    )
+    seconds = time.monotonic() - started
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = {
+        "kubectl": (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime),
+        "server": _server_cpu(cluster) - server0,
+    }
+    return Run(what, seconds, cpu)
 
 
 def cluster(work: Path, name: str) -> Cluster:
@@ -69,29 +231,76 @@ def split(doc: dict, root: Path, stack: str) -> dict[str, str]:
         rel = f"stacks/{stack}/{key}.yaml"
         files[rel] = yamlio.dump(doc["config"][f"k8s-secrets:{key}"])
         doc["config"][f"k8s-secrets:{key}"] = rel
-    for rel, text in files.items():
-        (root / rel).parent.mkdir(parents=True, exist_ok=True)
-        (root / rel).write_text(text)
     return files
+
+
+def changed_secrets(doc: dict) -> dict:
+    """Every app's secret changed (another fake ciphertext of the same size)."""
+    out = copy.deepcopy(doc)
+    for entry in out["config"]["k8s-secrets:sealed"]:
+        entry["encryptedData"] = {k: v[::-1] for k, v in entry["encryptedData"].items()}
+    return out
 
 
 def kib(n: int) -> str:
     return f"{n / 1024:,.0f} KiB" if n < 1 << 20 else f"{n / (1 << 20):,.2f} MiB"
 
 
+def objects_of(work: Path, doc: dict) -> list[dict]:
+    (work / "export").mkdir(exist_ok=True)
+    path = work / "export" / "Pulumi.bench.yaml"
+    path.write_text(yamlio.dump(doc))
+    cfg = load_stack_file(path)
+    # The objects Pulumi registers: both layers less the Flux applier's own RBAC (Flux only).
+    flux_only = {object_id(p.obj) for p in plan_stack(cfg) if not p.pulumi}
+    rendered = render(cfg).objects
+    return [o for layer in ("infrastructure", "apps") for o in rendered[layer] if object_id(o) not in flux_only]
+
+
+def without_shim(project: PulumiProject) -> None:
+    main = project.project / "__main__.py"
+    text = main.read_text()
+    main.write_text(re.sub(r"^let_the_sdk_see_every_registration\(\)$", "pass", text, flags=re.M))
+
+
+def print_row(apps: int, objects: int, setting: str, run: Run) -> None:
+    per = run.seconds / objects * 1000
+    cpu = sum(run.cpu.get(k, 0.0) for k in COLUMNS if k != "server")
+    cells = " ".join(f"{run.cell(k):>8}" for k in COLUMNS)
+    flag = "" if run.ok else "  FAILED"
+    print(
+        f"{apps:>5} {objects:>7} {setting:>11} {run.what:<22} {run.seconds:>8.1f} {per:>7.1f} {cpu / objects * 1000:>9.1f} "
+        f"{cells}{flag}",
+        flush=True,
+    )
+    if not run.ok:
+        print(run.note, file=sys.stderr, flush=True)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="10,100,1000")
+    parser.add_argument("--settings", default="skip,checkpoints", help="skip, checkpoints or both")
+    parser.add_argument(
+        "--no-checkpoints-above",
+        type=int,
+        default=200,
+        help="run 'checkpoints' only up to this many apps (at 1000 its up did not finish in 27 min)",
+    )
+    parser.add_argument("--without-shim", action="store_true", help="the program without components/sdk_drain.py")
+    parser.add_argument("--timeout", type=float, default=3600)
+    parser.add_argument("--json", type=Path, help="also write every run as JSON lines here")
     args = parser.parse_args()
     missing = missing_binaries(NEEDED)
     if missing:
         print(f"bench/pulumi.py: not built: {', '.join(missing)}; run `make e2e-tools`", file=sys.stderr)
         return 2
+    header = " ".join(f"{k:>8}" for k in COLUMNS)
     print(
-        f"{'apps':>5} {'objects':>8} {'preview s':>10} {'up s':>8} {'kubectl s':>10} "
-        f"{'preview/kubectl':>16} {'up/kubectl':>11}"
+        f"{'apps':>5} {'objects':>7} {'setting':>11} {'run':<22} {'wall s':>8} {'ms/obj':>7} {'cpu ms/obj':>9} {header}"
     )
-    rows = []
+    print(f"{'':>5} {'':>7} {'':>11} {'':<22} {'':>8} {'':>7} {'(client)':>9} {'(CPU seconds per process)':>53}")
+    log = open(args.json, "a") if args.json else None
     with tempfile.TemporaryDirectory(prefix="k8s-secrets-bench-pulumi-") as tmp:
         try:
             for apps in (int(s) for s in args.sizes.split(",")):
@@ -99,70 +308,87 @@ def main() -> int:
                 work.mkdir()
                 inline = stack_doc(apps)
                 inline["config"]["kubernetes:context"] = "e2e"
-                sizes = engine_config_sizes(inline["config"], project_defaults(ROOT))
+                updated = changed_secrets(inline)
+                objects = objects_of(work, inline)
+                changed = [o for o in objects_of(work, updated) if o["kind"] == "SealedSecret"]
                 doc = copy.deepcopy(inline)
                 files = split(doc, work, "bench")
-                text = yamlio.dump(doc)
-                (work / "Pulumi.bench.yaml").write_text(text)
+                after = copy.deepcopy(updated)
+                files_after = split(after, work, "bench")
                 print(
-                    f"# {apps} apps: PULUMI_CONFIG inline {kib(engine_config_size(inline['config'], project_defaults(ROOT)))}"
-                    f" (k8s-secrets:sealed {kib(sizes['k8s-secrets:sealed'])}, k8s-secrets:apps "
-                    f"{kib(sizes['k8s-secrets:apps'])}); with both in files "
-                    f"{kib(engine_config_size(doc['config'], project_defaults(ROOT)))}; limit "
-                    f"{kib(ENGINE_CONFIG_LIMIT)}",
+                    f"# {apps} apps, {len(objects)} objects: PULUMI_CONFIG inline "
+                    f"{kib(engine_config_size(inline['config'], project_defaults(ROOT)))}, with sealed and apps in "
+                    f"files {kib(engine_config_size(doc['config'], project_defaults(ROOT)))} (limit {kib(ENGINE_CONFIG_LIMIT)})",
                     flush=True,
                 )
-                objects = [
-                    o
-                    for layer in ("infrastructure", "apps")
-                    for o in render(load_stack_file(work / "Pulumi.bench.yaml")).objects[layer]
-                ]
-
+                rows: list[tuple[str, Run]] = []
                 kc = cluster(work, "kubectl")
-                start = time.perf_counter()
-                kc.kubectl(
-                    "apply",
-                    "--server-side",
-                    "--field-manager=bench",
-                    "--force-conflicts",
-                    "-f",
-                    "-",
-                    input=yaml.safe_dump_all(objects),
-                    timeout=3600,
-                )
-                kubectl_s = time.perf_counter() - start
+                rows.append(("kubectl", kubectl_run(kc, "apply --server-side", objects)))
+                print_row(apps, len(objects), "kubectl", rows[-1][1])
+                rows.append(("kubectl", kubectl_run(kc, "apply (every secret)", changed)))
+                print_row(apps, len(objects), "kubectl", rows[-1][1])
                 kc.stop()
-
-                pc = cluster(work, "pulumi")
-                project = PulumiProject(
-                    work / "project", binaries(), "bench", kubeconfig=pc.kubeconfig, stack_file=text, context=None
-                )
-                for rel, body in files.items():
-                    (project.project / rel).parent.mkdir(parents=True, exist_ok=True)
-                    (project.project / rel).write_text(body)
-                project.init()
-                print(
-                    f"# {apps} apps: {len(objects)} objects; kubectl {kubectl_s:.1f} s; pulumi preview...", flush=True
-                )
-                preview = project.run("preview", timeout=3600)
-                print(f"# {apps} apps: preview {preview.seconds:.1f} s; pulumi up...", flush=True)
-                with HelmReleaseReady(pc):
-                    up = project.run("up", "--yes", "--skip-preview", timeout=3600)
-                pc.stop()
-                row = (apps, len(objects), preview.seconds, up.seconds, kubectl_s)
-                rows.append(row)
-                print(
-                    f"{apps:>5} {len(objects):>8} {preview.seconds:>10.1f} {up.seconds:>8.1f} {kubectl_s:>10.2f} "
-                    f"{preview.seconds / kubectl_s:>16.1f} {up.seconds / kubectl_s:>11.1f}",
-                    flush=True,
-                )
+                for setting in args.settings.split(","):
+                    if setting == "checkpoints" and apps > args.no_checkpoints_above:
+                        print(
+                            f"# {apps} apps, checkpoints: not run (--no-checkpoints-above {args.no_checkpoints_above})"
+                        )
+                        continue
+                    env = SETTINGS[setting]
+                    pc = cluster(work, f"pulumi-{setting}")
+                    project = PulumiProject(
+                        work / f"project-{setting}",
+                        binaries(),
+                        "bench",
+                        kubeconfig=pc.kubeconfig,
+                        stack_file=yamlio.dump(doc),
+                        context=None,
+                    )
+                    if args.without_shim:
+                        without_shim(project)
+                    for rel, body in files.items():
+                        (project.project / rel).parent.mkdir(parents=True, exist_ok=True)
+                        (project.project / rel).write_text(body)
+                    project.init()
+                    steps = [
+                        ("preview", ("preview",)),
+                        ("up", ("up", "--yes", "--skip-preview")),
+                        ("preview (no change)", ("preview", "--expect-no-changes")),
+                        ("preview (every secret)", ("preview",)),
+                        ("up (every secret)", ("up", "--yes", "--skip-preview")),
+                    ]
+                    for label, argv in steps:
+                        if label == "preview (every secret)":
+                            for rel, body in files_after.items():
+                                (project.project / rel).write_text(body)
+                        with HelmReleaseReady(pc):
+                            run = pulumi_run(project, pc, argv, env, args.timeout)
+                        run.what = label
+                        rows.append((setting, run))
+                        print_row(apps, len(objects), setting, run)
+                        if not run.ok:
+                            break
+                    pc.stop()
+                if log:
+                    for setting, run in rows:
+                        log.write(
+                            json.dumps(
+                                {
+                                    "apps": apps,
+                                    "objects": len(objects),
+                                    "setting": setting,
+                                    "run": run.what,
+                                    "seconds": round(run.seconds, 2),
+                                    "cpu": {k: round(v, 2) for k, v in run.cpu.items()},
+                                    "ok": run.ok,
+                                    "shim": not args.without_shim,
+                                }
+                            )
+                            + "\n"
+                        )
+                    log.flush()
         finally:
             procs.stop_all()
-    for (a0, n0, p0, u0, k0), (a1, n1, p1, u1, k1) in zip(rows, rows[1:]):
-        print(
-            f"{a0}->{a1} apps ({n1 / n0:.0f}x objects): preview x{p1 / p0:.1f}, up x{u1 / u0:.1f}, "
-            f"kubectl x{k1 / k0:.1f}"
-        )
     return 0
 
 

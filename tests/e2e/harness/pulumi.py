@@ -31,6 +31,9 @@ from .gitops import mark_helmreleases_ready
 from .kube import Cluster
 
 PASSPHRASE = "e2e-passphrase-not-a-secret"
+# `pulumi preview` persists nothing, so it always runs without the snapshot manager's per-step
+# checkpoints (README "Large stacks": most of the CLI's CPU at 100+ apps), as CI and the README run it.
+SKIP_CHECKPOINTS = {"PULUMI_SKIP_CHECKPOINTS": "true"}
 # The program's files a project folder needs (directories are linked, files copied).
 _LINKED = ("components", "ksecrets", "policy", "certs", ".venv")
 _COPIED = ("Pulumi.yaml", "__main__.py")
@@ -172,20 +175,8 @@ class PulumiProject:
         env: dict[str, str] | None = None,
         stack: bool = True,
     ) -> Result:
-        argv = [str(self.bin / "pulumi"), *args, "--non-interactive"]
-        if stack:
-            argv += ["--stack", self.stack]
         started = time.monotonic()
-        proc = subprocess.Popen(
-            argv,
-            cwd=self.project,
-            env=self.env(env),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            text=True,
-            start_new_session=True,
-        )
+        proc = self.start(*args, env=env, stack=stack)
         try:
             out, _ = proc.communicate(timeout=timeout)
         except BaseException:
@@ -205,6 +196,27 @@ class PulumiProject:
         if check and not result.ok:
             raise AssertionError(f"pulumi {' '.join(shown)} failed ({result.code}); log: {log}\n{out[-4000:]}")
         return result
+
+    def start(
+        self, *args: str, env: dict[str, str] | None = None, stack: bool = True, stdout: Any = subprocess.PIPE
+    ) -> subprocess.Popen:
+        """`pulumi <args>` started in a process group of its own (stop it with `procs.kill_tree`).
+        A preview runs with `SKIP_CHECKPOINTS` unless `env` says otherwise."""
+        argv = [str(self.bin / "pulumi"), *args, "--non-interactive"]
+        if stack:
+            argv += ["--stack", self.stack]
+        if args and args[0] == "preview":
+            env = {**SKIP_CHECKPOINTS, **(env or {})}
+        return subprocess.Popen(
+            argv,
+            cwd=self.project,
+            env=self.env(env),
+            stdout=stdout,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            text=True,
+            start_new_session=True,
+        )
 
     def init(self) -> "PulumiProject":
         """Select (creating) the stack in the local backend, pointed at the harness's cluster."""
