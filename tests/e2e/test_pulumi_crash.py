@@ -20,6 +20,7 @@ The seed is printed; KSECRETS_CRASH_SEED replays it.
 
 from __future__ import annotations
 
+import base64
 import copy
 import os
 import random
@@ -213,7 +214,8 @@ def _comparable(obj: dict) -> dict:
 def _phases(doc: dict, rng: random.Random) -> list[tuple[str, dict]]:
     created = copy.deepcopy(doc)
     updated = copy.deepcopy(doc)
-    other = stack_doc(APPS)["config"]["k8s-secrets:sealed"][0]["encryptedData"]["API_KEY"][::-1]
+    # Another well-formed sealed value (the model refuses anything that is not kubeseal's layout).
+    other = base64.b64encode(b"\x02\x00" + bytes(range(256))[::-1] * 2 + b"y" * 40).decode()
     for entry in updated["config"]["k8s-secrets:sealed"]:
         entry["encryptedData"] = {k: other for k in entry["encryptedData"]}  # every app's secret
     for app in updated["config"]["k8s-secrets:apps"]:
