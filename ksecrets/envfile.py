@@ -80,7 +80,7 @@ def config_map_key_problem(key: str) -> str | None:
 #   no identifier has a word that long, every token of 24 random bytes does;
 # - a part of 20 or more characters with 3+ digits, 3+ letters and few vowels (random base62 has
 #   16% vowels among its letters, English words about 40%), or of 20+ hex digits with a digit;
-# - a known token format (`ksecrets.scan`'s: AWS key IDs, GitHub and GitLab tokens, JWTs);
+# - a known token format (`ksecrets.tokens`: AWS key IDs, GitHub and GitLab tokens, JWTs);
 # - with an empty value (or one of only '=': padding), a part of 12+ characters mixing letters and
 #   digits, or of 16+ mixing cases with few vowels: `API_KEY=` is a name waiting for a value,
 #   `Zm9vYmFyMTIz=` a token.
@@ -121,7 +121,7 @@ def key_name_problem(key: str, value: bytes | None = None) -> str | None:
     digits, upper, lower = (sum(f(ch) for ch in joined) for f in (str.isdigit, str.isupper, str.islower))
     if empty_value and len(joined) >= 16 and upper >= 3 and lower >= 3 and digits >= 2:
         return "a random-looking mix of cases, digits and separators with an empty value (a pasted token)"
-    from ksecrets.scan import find_credentials  # the one list of token formats
+    from ksecrets.tokens import find_credentials  # the one list of token formats
 
     for _, what in find_credentials(key.encode("utf-8")):
         return f"the format of a {what}"

@@ -46,6 +46,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from ksecrets.errors import KsecretsError
+from ksecrets.gitrender import attributes_pattern  # noqa: F401 (one home: gitrender; used below)
 
 SEALED_KEY = "k8s-secrets:sealed"
 DRIVERS = "merge=ksecrets diff=ksecrets"
@@ -107,21 +108,20 @@ def locate_sealed_block(text: str) -> Block | None:
     """The sealed block of a stack file, found through the YAML parser's marks (block, flow or
     scalar style alike); None when the file has no such key under `config:`. Raises
     MergeConflict when the key is there but not on lines of its own (e.g. a flow `config:`)."""
-    import yaml
-
     from ksecrets import yamlio
 
-    yamlio.check_depth(text, "stack file")
     try:
-        root = yaml.compose(text, Loader=yamlio._StrictLoader)  # noqa: S506 - nodes only, no objects
-    except yaml.YAMLError:
+        root = yamlio.compose_checked(text, "stack file")
+    except yamlio.YAMLError:
         raise MergeConflict("not valid YAML") from None
-    if not isinstance(root, yaml.MappingNode):
+    except KsecretsError as exc:
+        raise MergeConflict(str(exc)) from None
+    if not isinstance(root, yamlio.MappingNode):
         return None
-    config = next((v for k, v in root.value if isinstance(k, yaml.ScalarNode) and k.value == "config"), None)
-    if not isinstance(config, yaml.MappingNode):
+    config = next((v for k, v in root.value if isinstance(k, yamlio.ScalarNode) and k.value == "config"), None)
+    if not isinstance(config, yamlio.MappingNode):
         return None
-    found = [(k, v) for k, v in config.value if isinstance(k, yaml.ScalarNode) and k.value == SEALED_KEY]
+    found = [(k, v) for k, v in config.value if isinstance(k, yamlio.ScalarNode) and k.value == SEALED_KEY]
     if not found:
         return None
     (key, value), *more = found
@@ -792,28 +792,6 @@ def default_command(top: Path) -> str:
     if probe.returncode != 0 or str(Path(probe.stdout.strip()).resolve()) != here:
         command = f"env PYTHONPATH={shlex.quote(str(Path(here).parent.parent))} {command}"
     return command
-
-
-def attributes_pattern(rel: str) -> str:
-    """A `.gitattributes` pattern matching exactly the file `rel` (relative to the top): anchored,
-    glob characters escaped, C-quoted (as gitattributes reads `"..."`) when it holds a blank, a
-    quote or a control character."""
-    pattern = "/" + re.sub(r"([*?\[\\])", r"\\\1", rel.replace(os.sep, "/"))
-    if not re.search(r'[\s"\x00-\x1f\x7f]', pattern):
-        return pattern
-    out = []
-    for ch in pattern:
-        if ch in '"\\':
-            out.append("\\" + ch)
-        elif ch == "\t":
-            out.append("\\t")
-        elif ch == "\n":
-            out.append("\\n")
-        elif ord(ch) < 0x20 or ord(ch) == 0x7F:
-            out.append(f"\\{ord(ch):03o}")
-        else:
-            out.append(ch)
-    return '"' + "".join(out) + '"'
 
 
 def setup(root: str | os.PathLike[str], command: str | None = None) -> list[str]:

@@ -25,6 +25,7 @@ fails on a stale `k8s/` in any case).
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import tempfile
@@ -237,7 +238,6 @@ def setup(top: Path, root: Path, command: str) -> list[str]:
 
     from ksecrets import export
     from ksecrets.fileio import atomic_write_text
-    from ksecrets.gitdriver import attributes_pattern
 
     done = []
     settings = {
@@ -277,3 +277,25 @@ def setup(top: Path, root: Path, command: str) -> list[str]:
         atomic_write_text(path, body, 0o755)
         done.append(f"{os.path.relpath(path, top)}: renders k8s/ of a merge from the merged stack files")
     return done
+
+
+def attributes_pattern(rel: str) -> str:
+    """A `.gitattributes` pattern matching exactly the file `rel` (relative to the top): anchored,
+    glob characters escaped, C-quoted (as gitattributes reads `"..."`) when it holds a blank, a
+    quote or a control character."""
+    pattern = "/" + re.sub(r"([*?\[\\])", r"\\\1", rel.replace(os.sep, "/"))
+    if not re.search(r'[\s"\x00-\x1f\x7f]', pattern):
+        return pattern
+    out = []
+    for ch in pattern:
+        if ch in '"\\':
+            out.append("\\" + ch)
+        elif ch == "\t":
+            out.append("\\t")
+        elif ch == "\n":
+            out.append("\\n")
+        elif ord(ch) < 0x20 or ord(ch) == 0x7F:
+            out.append(f"\\{ord(ch):03o}")
+        else:
+            out.append(ch)
+    return '"' + "".join(out) + '"'

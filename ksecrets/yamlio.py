@@ -189,6 +189,13 @@ def compose_all(text: str, source: str) -> list[Any]:
     return [n for n in yaml.compose_all(text, Loader=_StrictLoader) if n is not None]
 
 
+def compose_checked(text: str, source: str) -> Any:
+    """One document's node graph, checked first (size, depth, aliases): raises `YAMLError` when it
+    does not parse and `KsecretsError` when it is over the bounds (the merge driver's block finder)."""
+    check(text, source)
+    return yaml.compose(text, Loader=_StrictLoader)
+
+
 def compose(text: str, source: str) -> Any:
     """One document's node graph (None when it does not parse): for finding a key's line."""
     try:

@@ -35,7 +35,14 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("entry points", ("ksecrets.cli", "__main__")),
     (
         "use cases",
-        ("ksecrets.usecases", "ksecrets.export", "ksecrets.stacks", "ksecrets.adopt", "ksecrets.gitdriver"),
+        (
+            "ksecrets.usecases",
+            "ksecrets.export",
+            "ksecrets.stacks",
+            "ksecrets.adopt",
+            "ksecrets.gitdriver",
+            "ksecrets.gitrender",
+        ),
     ),
     ("jobs", ("ksecrets.jobs",)),
     ("model and builders", ("ksecrets.config", "ksecrets.manifests", "ksecrets.validation", "ksecrets.limits")),
@@ -53,6 +60,8 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
             "ksecrets.backends",
             "ksecrets.scopes",
             "ksecrets.validators",
+            "ksecrets.tokens",
+            "ksecrets.project",
         ),
     ),
 )

@@ -42,7 +42,7 @@ def register(subparsers) -> None:
     g.add_argument("path", nargs="?", default="k8s/file.yaml", help="the file's path in the repository (%%P)")
     g.set_defaults(func=run_merge_generated)
     r = gsub.add_parser("render-merge", help="render k8s/ from the stack files in the index and stage it")
-    r.add_argument("--root", default=".", help="the project folder (where the stack files are; default .)")
+    add_root_argument(r, "the project folder (where the stack files are)")
     r.add_argument(
         "--hook",
         choices=("pre-commit", "post-merge"),

@@ -125,4 +125,7 @@ def test_a_plaintext_that_is_not_a_json_object_is_one_line(repo, pairs, offline,
         path.write_text(json.dumps({**doc, "ciphertext": ciphertext}))
         res = cli("backup", "--import", str(out), "--offline-key", str(priv), "--root", str(repo))
         assert res.code == 2 and res.out == ""
-        assert res.err == f"ksecrets: {path}: the decrypted content is not a key Secret (damaged or forged file)\n"
+        assert (
+            res.err
+            == f"ksecrets: {path}: the decrypted content is not a key Secret (not a JSON object with data: damaged or forged file)\n"
+        )

@@ -364,7 +364,7 @@ def test_the_cronjob_run_on_an_answer_that_is_not_a_secret_list_is_one_line(offl
     argv = ["--namespace", "kube-system", "--public-key", str(pub), "--dir", str(tmp_path / "o")]
     with responses.RequestsMock() as rsps:
         rsps.add(responses.GET, f"{API}/api/v1/namespaces/kube-system/secrets", status=200, body=answer)
-        code = keybackup.main([*argv, "--token-file", str(tmp_path / "token")], {"KSECRETS_KUBE_API": API})
+        code = key_backup.main([*argv, "--token-file", str(tmp_path / "token")], {"KSECRETS_KUBE_API": API})
     err = capsys.readouterr().err
     assert code != 0 and "not a list of Secrets" in err and "Traceback" not in err, err
     assert not (tmp_path / "o").exists() or not list((tmp_path / "o").iterdir())

@@ -44,7 +44,7 @@ NS = "my-app"
 NAMES = ("my-app-secrets", "aux-secrets", "third-secrets")
 KEYS = ("API_KEY", "DATABASE_URL", "TOKEN", "PASSWORD")
 SCOPES = ("strict", "namespace-wide", "cluster-wide")
-SEAL_KEY = "a-seal-key-of-enough-length-for-tests"
+SEAL_KEY = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8="  # 32 bytes of key material, as churn requires
 VALUE = st.text(alphabet="abcdefghijklmnopqrstuvwxyz0123456789-_./:@", min_size=1, max_size=16)
 
 

@@ -170,7 +170,9 @@ def decrypt_key_file(data: bytes, offline: rsa.RSAPrivateKey, source: str) -> di
     except ValueError:  # also bytes that are not UTF-8
         secret = None
     if not isinstance(secret, dict) or not isinstance(secret.get("data"), dict):
-        raise KsecretsError(f"{source}: the decrypted content is not a key Secret (not a JSON object with data)")
+        raise KsecretsError(
+            f"{source}: the decrypted content is not a key Secret (not a JSON object with data: damaged or forged file)"
+        )
     (private,) = keys_from_secrets([secret], source)
     if public_key_fingerprint(private.public_key()) != doc["fingerprint"]:
         raise KsecretsError(f"{source}: the decrypted key does not match the file's fingerprint")
