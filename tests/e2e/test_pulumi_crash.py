@@ -53,6 +53,22 @@ LISTS = (
 )
 SETTINGS = {"skip-checkpoints": SKIP_CHECKPOINTS, "checkpoints": {"PULUMI_SKIP_CHECKPOINTS": "false"}}
 
+# What the first runs on the real engine found (CLI 3.274.0, provider 4.25.0, file backend), and why
+# the recovery tests are expected to fail until the project answers them (README "Pulumi at a
+# thousand apps"; the issue stays open):
+# - without checkpoints, a kill that lands while the CLI writes the one final state leaves the
+#   state's `.attrs` sidecar empty beside a `.tmp`: the next `up` fails "failed to load checkpoint:
+#   EOF" (the state is unreadable, not "as it was");
+# - with checkpoints, after a killed update the next `up` fails on field-manager conflicts: the
+#   killed run's provider applied `spec.encryptedData` under its own random manager
+#   ("pulumi-kubernetes-<id>"), and server-side apply refuses the new run's change to those fields.
+# Kill points are random, so a run may also pass: not strict.
+FOUND_ON_THE_REAL_ENGINE = pytest.mark.xfail(
+    reason="a killed up is not recovered by up again: unreadable state without checkpoints, "
+    "field-manager conflicts with them (see the comment above)",
+    strict=False,
+)
+
 
 def _key(obj: dict) -> tuple[str, str, str]:
     md = obj["metadata"]
@@ -231,6 +247,7 @@ def _phases(doc: dict, rng: random.Random) -> list[tuple[str, dict]]:
     return [("create", created), ("update", updated), ("delete", deleted)]
 
 
+@FOUND_ON_THE_REAL_ENGINE
 @pytest.mark.parametrize("setting", list(SETTINGS))
 def test_up_killed_at_random_points_then_up_again_converges(setting, cluster_factory, e2e_dir: Path):
     bins = require(*PULUMI)
@@ -281,7 +298,10 @@ def test_up_killed_at_random_points_then_up_again_converges(setting, cluster_fac
         assert refreshed == [], refreshed
 
 
-@pytest.mark.parametrize("setting", list(SETTINGS))
+@pytest.mark.parametrize(
+    "setting",
+    [pytest.param("skip-checkpoints", marks=FOUND_ON_THE_REAL_ENGINE), "checkpoints"],
+)
 def test_a_killed_up_followed_by_a_different_program(setting, cluster_factory, e2e_dir: Path):
     """The case `up` again does not cover: the killed run created objects for apps that the next
     program no longer has (a runner died, the next commit dropped the apps). What the state never
