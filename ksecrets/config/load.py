@@ -62,18 +62,24 @@ def stack_name_from_path(path: Path) -> str:
     return name[len("Pulumi.") : -len(".yaml")]
 
 
-def raw_from_stack_file(path: Path) -> dict[str, Any]:
-    source = path.name
+def read_stack_bytes(path: Path, source: str) -> bytes:
+    """A stack file's bytes, for the loader and the editor alike: a FIFO or a device is refused
+    before it can block the read; every failure is one ConfigError naming `source`."""
     from ksecrets.fileio import NotRegularFile, read_regular
 
     try:
-        data = read_regular(path)  # a FIFO or a device is refused before it can block the read
+        return read_regular(path)
     except FileNotFoundError:
         raise ConfigError(source, "", "no such stack file") from None
     except NotRegularFile as exc:
         raise ConfigError(source, "", f"is {exc.strerror}, not a regular file") from None
     except OSError as exc:
         raise ConfigError(source, "", f"cannot read it ({exc.strerror})") from None
+
+
+def raw_from_stack_file(path: Path) -> dict[str, Any]:
+    source = path.name
+    data = read_stack_bytes(path, source)
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError:

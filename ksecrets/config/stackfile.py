@@ -17,10 +17,10 @@ from typing import Any, Callable, Mapping
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 
 from ksecrets.config import includes
-from ksecrets.config.load import check_stack_name, stack_path  # noqa: F401 (re-exported)
+from ksecrets.config.load import check_stack_name, read_stack_bytes, stack_path  # noqa: F401 (re-exported)
 from ksecrets.config.names import PREFIX
 from ksecrets.errors import ConfigError, KsecretsError
-from ksecrets.fileio import NotRegularFile, Transaction, atomic_write_bytes, editable_target, locked, read_regular
+from ksecrets.fileio import Transaction, atomic_write_bytes, editable_target, locked
 from ksecrets.yamlio import load_round_trip as load_round_trip_text
 from ksecrets.yamlio import round_trip_yaml
 
@@ -58,14 +58,7 @@ def _yaml(text: str) -> Any:
 
 def load_round_trip(path: Path, source: str | None = None) -> tuple[Any, Any, str]:
     source = source or path.name
-    try:
-        data = read_regular(path)  # a FIFO or a device is refused before it can block the read
-    except FileNotFoundError:
-        raise ConfigError(source, "", "no such stack file") from None
-    except NotRegularFile as exc:
-        raise ConfigError(source, "", f"is {exc.strerror}, not a regular file") from None
-    except OSError as exc:
-        raise ConfigError(source, "", f"cannot read it ({exc.strerror})") from None
+    data = read_stack_bytes(path, source)
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError:
