@@ -9,22 +9,22 @@ from components.platform import Platform
 from components.pulumi_source import load_from_pulumi, manual_value_outputs
 from components.sdk_drain import let_the_sdk_see_every_registration
 from ksecrets.usecases import preflight
+from ksecrets.usecases.stack_facts import plan_stack
 from ksecrets.errors import KsecretsError
 
 try:
     cfg, manual = load_from_pulumi()
-    # What the cluster would refuse (prerequisites, placeholders, namespaces, names, sizes) stops
-    # `pulumi preview` as it stops `ksecrets export`.
-    preflight.check_stack(cfg)
+    # Planned once: what is checked is what is registered. What the cluster would refuse
+    # (prerequisites, placeholders, namespaces, names, sizes) stops `pulumi preview` as it stops
+    # `ksecrets export`.
+    planned = preflight.check_stack(cfg, plan_stack(cfg, manual_value_outputs(cfg, manual)))
     provider = cluster_provider(cfg.stack)
 except KsecretsError as exc:  # one line naming the key, as in `ksecrets export`; no traceback
     pulumi.log.error(f"ksecrets: {exc}")
     sys.exit(2)
 
 check_cluster(cfg.stack, provider)
-platform = Platform(
-    cfg.stack, cfg, manual_values=manual_value_outputs(cfg, manual), opts=pulumi.ResourceOptions(providers=[provider])
-)
+platform = Platform(cfg.stack, cfg, planned=planned, opts=pulumi.ResourceOptions(providers=[provider]))
 
 pulumi.export("backend", cfg.backend)
 pulumi.export("namespaces", list(cfg.all_namespaces()))

@@ -1,7 +1,8 @@
 """One environment: every concern of a stack as its own component, in dependency order.
 
-`Platform` builds the stack with `ksecrets.usecases.stack_facts.plan_stack` (the same call the exporter
-makes) and hands each group of objects to the component for that concern.
+`Platform` registers the stack planned by `ksecrets.usecases.stack_facts.plan_stack` (the same call the
+exporter makes; `__main__.py` plans once, checks that plan and passes it here) and hands each group
+of objects to the component for that concern.
 """
 
 from __future__ import annotations
@@ -62,11 +63,16 @@ class Platform(pulumi.ComponentResource):
         cfg: StackConfig,
         *,
         manual_values: Mapping[str, Mapping[str, Any]] | None = None,
+        planned: list[Planned] | None = None,
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
         super().__init__("k8s-secrets:platform:Platform", name, None, opts)
+        if planned is None:  # tests build a Platform from a config alone
+            planned = plan_stack(cfg, manual_values)
+        elif manual_values is not None:
+            raise ValueError("pass manual_values to plan_stack, not beside a plan")
         # Objects only Flux needs (the apps layer's applier ServiceAccount) are not registered.
-        self.planned: list[Planned] = [p for p in plan_stack(cfg, manual_values) if p.pulumi]
+        self.planned: list[Planned] = [p for p in planned if p.pulumi]
         self.registry = Registry()
         self.groups: dict[str, ObjectGroup] = {}
         known = {g for g, _, _ in GROUPS}

@@ -53,6 +53,12 @@ def name_problem(obj: Mapping[str, Any]) -> str | None:
     return None
 
 
+def _unresolved(value: object) -> str:
+    """A value not known before Pulumi resolves it (a manual value's secret Output) counts as
+    empty, as in the plan the exporter checks; never str() of it (the SDK warns on that)."""
+    return ""
+
+
 def size_problem(obj: Mapping[str, Any]) -> str | None:
     """A Secret (or the Secret a SealedSecret becomes) over 1 MiB of data, or an object over the
     request limit."""
@@ -66,10 +72,10 @@ def size_problem(obj: Mapping[str, Any]) -> str | None:
             )
     elif obj.get("kind") == "Secret" and obj.get("apiVersion") == "v1":
         total = sum(len(base64.b64decode(val)) for val in (obj.get("data") or {}).values() if isinstance(val, str))
-        total += sum(len(str(val).encode()) for val in (obj.get("stringData") or {}).values())
+        total += sum(len(val.encode()) for val in (obj.get("stringData") or {}).values() if isinstance(val, str))
         if total > MAX_SECRET_BYTES:
             return f"{total} bytes of data, over Kubernetes' {MAX_SECRET_BYTES}-byte (1 MiB) Secret limit"
-    size = len(json.dumps(obj, separators=(",", ":"), default=str).encode("utf-8"))
+    size = len(json.dumps(obj, separators=(",", ":"), default=_unresolved).encode("utf-8"))
     if size > MAX_OBJECT_BYTES:
         return (
             f"the object is {size} bytes, over the {MAX_OBJECT_BYTES}-byte limit (etcd's 1.5 MiB request "

@@ -13,8 +13,8 @@ exec script of sdk/v3 v3.274.0, which the e2e suite's host runs, calls
 
 The mocks answer one registration at a time, each after `--delay` seconds, as the engine's
 serialised steps do (with instant answers nothing is pending when the drain starts); `--fail TYPE`
-makes them refuse every resource of a type. It prints one
-JSON line: resources registered, the process's CPU seconds (all threads) from module start to the
+makes them refuse every resource of a type. It prints one JSON line: resources registered, how
+often the stack was planned, the process's CPU seconds (all threads) from module start to the
 end of the drain, and what the drain passed to `asyncio.wait` (calls, futures, the most at once).
 """
 
@@ -92,6 +92,16 @@ def run(apps: int, delay: float, preview: bool, shim: bool, fail: str | None = N
     import components.platform  # noqa: F401
     import components.pulumi_source  # noqa: F401
     import components.sdk_drain
+    import ksecrets.usecases.stack_facts as stack_facts
+
+    plans = {"count": 0}
+    real_build = stack_facts.build_stack
+
+    def counted_build(*args: Any, **kwargs: Any) -> Any:
+        plans["count"] += 1
+        return real_build(*args, **kwargs)
+
+    stack_facts.build_stack = counted_build  # type: ignore[assignment]
 
     if not shim:
         components.sdk_drain.let_the_sdk_see_every_registration = lambda: None
@@ -127,6 +137,7 @@ def run(apps: int, delay: float, preview: bool, shim: bool, fail: str | None = N
         "cpu": round(cpu, 2),
         "wall": round(wall, 2),
         "drain": drain,
+        "plans": plans["count"],
         "shim": shim,
         "preview": preview,
     }

@@ -85,3 +85,11 @@ def test_a_refused_registration_still_fails_the_program(shim):
     )
     assert out.returncode != 0 and out.stdout == "", out.stdout
     assert "mocks: refused kubernetes:apps/v1:Deployment" in out.stderr, out.stderr[-3000:]
+
+
+def test_the_program_plans_the_stack_once():
+    """Issue 23: `__main__.py` checks the plan it registers (preflight and Platform share one
+    `plan_stack` call, manual values as secret Outputs in it)."""
+    run = _host(5, "--preview")
+    assert run["resources"] > 30
+    assert run["plans"] == 1, run
