@@ -181,14 +181,18 @@ class Registry:
 
 
 class ObjectGroup(pulumi.ComponentResource):
-    """A component whose children are exactly the given planned objects."""
-
-    TYPE = "k8s-secrets:kube:ObjectGroup"
+    """A component whose children are exactly the given planned objects; `type_` is its concern's
+    component type (`ksecrets.manifests.stack.CONCERNS`)."""
 
     def __init__(
-        self, name: str, planned: Sequence[Planned], registry: Registry, opts: pulumi.ResourceOptions | None = None
+        self,
+        type_: str,
+        name: str,
+        planned: Sequence[Planned],
+        registry: Registry,
+        opts: pulumi.ResourceOptions | None = None,
     ) -> None:
-        super().__init__(self.TYPE, name, None, opts)
+        super().__init__(type_, name, None, opts)
         self.resources: dict[str, pulumi.CustomResource] = {}
         for p in planned:
             depends = list(p.needs)

@@ -1,4 +1,5 @@
-"""One environment: every concern of a stack as its own component, in dependency order.
+"""One environment: every concern of a stack (`ksecrets.manifests.stack.CONCERNS`, the one list)
+as its own component, in dependency order.
 
 `Platform` registers the stack planned by `ksecrets.usecases.stack_facts.plan_stack` (the same call the
 exporter makes; `__main__.py` plans once, checks that plan and passes it here) and hands each group
@@ -11,37 +12,13 @@ from typing import Any, Mapping
 
 import pulumi
 
-from components.disaster_recovery import DisasterRecovery
 from components.kube import ObjectGroup, Registry
-from components.manual import ManualSecrets
-from components.monitoring import Monitoring
-from components.namespaces import Namespaces
-from components.rbac import AppAccess
-from components.rotation import Rotation
-from components.sealed_secrets import SealedSecrets, SealedSecretsController
-from components.vault import VaultPlatform, VaultSecrets
 from components.vault_config import VaultBootstrap
-from components.workloads import Workloads
 from ksecrets.config.model import StackConfig
 from ksecrets.usecases.stack_facts import plan_stack
 from ksecrets.manifests.vault import vault_release_id
 from ksecrets.manifests.plan import Planned
-
-# Group (set by build_stack) → (component class, child role). Order matters: a group may only
-# depend on groups above it.
-GROUPS: tuple[tuple[str, type[ObjectGroup], str], ...] = (
-    ("namespaces", Namespaces, "namespaces"),
-    ("sealed-secrets-controller", SealedSecretsController, "sealed-secrets"),
-    ("vault", VaultPlatform, "vault"),
-    ("access", AppAccess, "access"),
-    ("sealed-secrets", SealedSecrets, "sealed"),
-    ("vault-secrets", VaultSecrets, "vault-secrets"),
-    ("manual-secrets", ManualSecrets, "manual"),
-    ("workloads", Workloads, "workloads"),
-    ("rotation", Rotation, "rotation"),
-    ("disaster-recovery", DisasterRecovery, "disaster-recovery"),
-    ("monitoring", Monitoring, "monitoring"),
-)
+from ksecrets.manifests.stack import CONCERNS
 
 
 def _home(p: Planned) -> str:
@@ -75,14 +52,20 @@ class Platform(pulumi.ComponentResource):
         self.planned: list[Planned] = [p for p in planned if p.pulumi]
         self.registry = Registry()
         self.groups: dict[str, ObjectGroup] = {}
-        known = {g for g, _, _ in GROUPS}
-        unknown = {p.group for p in self.planned} - known
-        if unknown:
-            raise ValueError(f"no component for groups {sorted(unknown)}; add them to GROUPS")
-        for group, cls, role in GROUPS:
-            members = [p for p in self.planned if _home(p) == group]
-            if members:
-                self.groups[group] = cls(f"{name}-{role}", members, self.registry, pulumi.ResourceOptions(parent=self))
+        registered = {c.group for c in CONCERNS if c.component}
+        unregistered = {p.group for p in self.planned} - registered
+        if unregistered:
+            raise ValueError(f"concerns {sorted(unregistered)} have Pulumi objects but no component in CONCERNS")
+        for concern in CONCERNS:
+            members = [p for p in self.planned if _home(p) == concern.group]
+            if members and concern.component:
+                self.groups[concern.group] = ObjectGroup(
+                    concern.component,
+                    f"{name}-{concern.role}",
+                    members,
+                    self.registry,
+                    pulumi.ResourceOptions(parent=self),
+                )
         self.vault_config: VaultBootstrap | None = None
         if cfg.backend == "vault" and cfg.vault is not None and cfg.vault.configure:
             # Vault itself, configured once its release is Ready (same code as the CLI).

@@ -24,6 +24,47 @@ from ksecrets.manifests.facts import StackFacts
 from ksecrets.manifests.plan import Planned
 
 
+@dataclasses.dataclass(frozen=True)
+class Concern:
+    """One concern of a stack: the group its planned objects carry, and under `pulumi up` the
+    component that registers them (`component`: its Pulumi type, part of every child's URN, so
+    never renamed; None: objects only Flux applies)."""
+
+    group: str
+    role: str
+    component: str | None
+    about: str
+
+
+# The one list of concerns. Order matters under `pulumi up`: a concern's objects may only depend
+# on concerns above it.
+CONCERNS: tuple[Concern, ...] = (
+    Concern("namespaces", "namespaces", "k8s-secrets:namespaces:Namespaces", "Namespaces (Pod Security restricted)"),
+    Concern(
+        "sealed-secrets-controller",
+        "sealed-secrets",
+        "k8s-secrets:sealed-secrets:Controller",
+        "the Bitnami controller in kube-system via Flux (HelmRepository + HelmRelease)",
+    ),
+    Concern("vault", "vault", "k8s-secrets:vault:Platform", "Vault (HA raft) and the Vault Secrets Operator via Flux"),
+    Concern("access", "access", "k8s-secrets:rbac:AppAccess", "per app: ServiceAccount, Role on its own Secrets"),
+    Concern("sealed-secrets", "sealed", "k8s-secrets:sealed-secrets:SealedSecrets", "one SealedSecret per entry"),
+    Concern("vault-secrets", "vault-secrets", "k8s-secrets:vault:Secrets", "the operator's VaultAuth/…Secret objects"),
+    Concern("manual-secrets", "manual", "k8s-secrets:manual:Secrets", "Secrets from Pulumi config (pulumi up only)"),
+    Concern("workloads", "workloads", "k8s-secrets:workloads:Workloads", "the Deployments that read the Secrets"),
+    Concern("rotation", "rotation", "k8s-secrets:rotation:Rotation", "rotation CronJobs and their accounts"),
+    Concern(
+        "disaster-recovery",
+        "disaster-recovery",
+        "k8s-secrets:disaster-recovery:DisasterRecovery",
+        "Vault raft snapshots and the sealing-key backup CronJobs",
+    ),
+    Concern("monitoring", "monitoring", "k8s-secrets:monitoring:Monitoring", "the PrometheusRule"),
+    Concern("flux-applier", "flux-applier", None, "the account the apps Kustomization applies as (Flux only)"),
+)
+_GROUPS = frozenset(c.group for c in CONCERNS)
+
+
 def build_stack(
     cfg: StackConfig, manual_values: Mapping[str, Mapping[str, Any]] | None = None, *, facts: StackFacts
 ) -> list[Planned]:
@@ -32,6 +73,8 @@ def build_stack(
     planned: list[Planned] = []
 
     def add(group: str, items: Iterable[Planned]) -> None:
+        if group not in _GROUPS:
+            raise ValueError(f"concern {group!r} is not in CONCERNS")
         planned.extend(dataclasses.replace(p, group=group) for p in items)
 
     add("namespaces", namespaces.namespaces(cfg))
