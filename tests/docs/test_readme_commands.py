@@ -82,7 +82,16 @@ def workspace(tmp_path: Path) -> tuple[Path, dict[str, str]]:
         if src.is_file():
             (repo / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(src, repo / name)  # mtimes kept: make sees .venv's stamp as current
-    (repo / ".venv").symlink_to(ROOT / ".venv")
+    # The project's venv, shared by link, entry by entry: the copy gets its own install stamp, newer
+    # than its pyproject.toml, so a block's `make` never re-installs into the shared venv (which
+    # would point the developer's editable install at this temporary copy).
+    venv = repo / ".venv"
+    venv.mkdir()
+    for entry in (ROOT / ".venv").iterdir():
+        if not entry.name.startswith(".") or entry.name == ".gitignore":
+            (venv / entry.name).symlink_to(entry)
+    for stamp in (".installed", ".lint-installed"):
+        (venv / stamp).touch()
     for name, text in INPUTS.items():
         (repo / name).parent.mkdir(parents=True, exist_ok=True)
         (repo / name).write_text(text)
@@ -124,6 +133,14 @@ def test_every_readme_command_block_runs_as_written(workspace):
         )
         ran += 1
     assert ran >= 6
+    # The shared venv still runs this checkout's code (no block re-installed it elsewhere).
+    where = subprocess.run(
+        [str(ROOT / ".venv" / "bin" / "python"), "-c", "import ksecrets; print(ksecrets.__file__)"],
+        cwd="/",
+        capture_output=True,
+        text=True,
+    )
+    assert where.stdout.strip() == str(ROOT / "ksecrets" / "__init__.py"), where
     # What the blocks left renders, and every stack passes the doctor.
     for argv in (["export"], ["doctor"]):
         res = subprocess.run(["ksecrets", *argv], cwd=repo, env=env, capture_output=True, text=True)
