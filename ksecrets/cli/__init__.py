@@ -44,6 +44,8 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "app": ("app_cmd", "add an app to a stack (app add)"),
     "doctor": ("doctor_cmd", "check a stack's references: namespaces, service accounts, Secrets"),
     "git": ("git_cmd", "git merge and diff drivers for stack files (git setup)"),
+    "preview": ("pulumi_cmd", "pulumi preview for several stacks at once (Automation API)"),
+    "up": ("pulumi_cmd", "pulumi up for several stacks at once (Automation API)"),
 }
 
 
