@@ -47,39 +47,28 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from ksecrets import yamlio
-from ksecrets.errors import KsecretsError
+from ksecrets.sopsrules import (  # noqa: F401 - part of this module's interface
+    DEFAULT_UNENCRYPTED_SUFFIX,
+    ENC as _ENC,
+    METADATA_KEY,
+    SECRET_ENCRYPTED_REGEX,
+    Rules,
+    SopsError,
+    is_ciphertext,
+    looks_like_sops,
+    rules as _rules,
+)
 
 # The format version written into `sops.version`: the sops release this module was checked
 # against (tests/e2e/test_sops_interop.py runs exactly that binary).
 FORMAT_VERSION = "3.13.3"
-# What Flux's documentation and `.sops.yaml` creation rules use for Kubernetes Secrets.
-SECRET_ENCRYPTED_REGEX = "^(data|stringData)$"
-DEFAULT_UNENCRYPTED_SUFFIX = "_unencrypted"
-METADATA_KEY = "sops"
 _IV_SIZE = 32
 _TAG_SIZE = 16
 # sops.go MACOnlyEncryptedInitialization: hashed first when `mac_only_encrypted` is set.
 _MAC_ONLY_ENCRYPTED_INIT = bytes.fromhex("8a3fd2ad54ce66527b1034f3d147be0b0b975b3bf44f72c6fdadec8176f27d69")
-_ENC = re.compile(r"^ENC\[AES256_GCM,data:(.+),iv:(.+),tag:(.+),type:(.+)\]")
 _ARMOR_BEGIN = "-----BEGIN AGE ENCRYPTED FILE-----"
 _ARMOR_END = "-----END AGE ENCRYPTED FILE-----"
-_RULES = ("unencrypted_suffix", "encrypted_suffix", "unencrypted_regex", "encrypted_regex")
-_COMMENT_RULES = ("unencrypted_comment_regex", "encrypted_comment_regex")
 _OTHER_MASTER_KEYS = ("pgp", "kms", "gcp_kms", "hckms", "azure_kv", "hc_vault")
-
-
-class SopsError(KsecretsError):
-    """A SOPS file that cannot be read, decrypted or verified (one line, never a value)."""
-
-
-def looks_like_sops(text: str) -> bool:
-    """Cheap test for `scan` and callers choosing a reader: a top-level `sops:` key with a `mac`."""
-    return bool(re.search(r"^sops:\s*$", text, re.M)) and bool(re.search(r"^\s+mac:", text, re.M))
-
-
-def is_ciphertext(value: object) -> bool:
-    """One encrypted SOPS value (`ENC[AES256_GCM,...]`)."""
-    return isinstance(value, str) and _ENC.match(value) is not None
 
 
 # --- Go yaml.v3 scalar typing ---------------------------------------------------------------------
@@ -215,9 +204,12 @@ def _key(node: Any, source: str, path: list[str]) -> str:
     return key
 
 
-def _build(node: Any, source: str, path: list[str], *, metadata: bool = False) -> Any:
-    """The node graph as dicts, lists and Go-typed scalars (aliases expand, as yaml.v3 does)."""
+def _build(node: Any, source: str, path: list[str], *, metadata: bool = False, depth: int = 0) -> Any:
+    """The node graph as dicts, lists and Go-typed scalars (aliases expand, as yaml.v3 does; an
+    alias inside its own anchor would recurse for ever and is refused by depth)."""
     where = f"{source}: line {node.start_mark.line + 1}: {_path_text(path)}"
+    if depth > yamlio.MAX_DEPTH:
+        raise SopsError(f"{where}: nested more than {yamlio.MAX_DEPTH} levels deep (a recursive alias?)")
     if isinstance(node, yamlio.ScalarNode):
         if metadata:  # read by sops through mapstructure, weakly typed: a plain timestamp is fine
             try:
@@ -231,21 +223,22 @@ def _build(node: Any, source: str, path: list[str], *, metadata: bool = False) -
         except _Unsupported as exc:
             raise SopsError(f"{where}: {exc} is not supported in a SOPS file (quote the value)") from None
     if isinstance(node, yamlio.SequenceNode):
-        return [_build(item, source, path, metadata=metadata) for item in node.value]
+        return [_build(item, source, path, metadata=metadata, depth=depth + 1) for item in node.value]
     if isinstance(node, yamlio.MappingNode):
-        return _build_mapping(node, source, path, metadata=metadata)
+        return _build_mapping(node, source, path, metadata=metadata, depth=depth + 1)
     raise SopsError(f"{where}: unsupported YAML node")
 
 
 def _build_mapping(
-    node: Any, source: str, path: list[str], *, metadata: bool = False, top: bool = False
+    node: Any, source: str, path: list[str], *, metadata: bool = False, top: bool = False, depth: int = 0
 ) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for key_node, value_node in node.value:
         key = _key(key_node, source, path)
         if key in out:
             raise SopsError(f"{source}: line {key_node.start_mark.line + 1}: {_path_text([*path, key])}: duplicate key")
-        out[key] = _build(value_node, source, [*path, key], metadata=metadata or (top and key == METADATA_KEY))
+        meta = metadata or (top and key == METADATA_KEY)
+        out[key] = _build(value_node, source, [*path, key], metadata=meta, depth=depth)
     return out
 
 
@@ -266,52 +259,6 @@ def _read_tree(text: str, source: str) -> dict[str, Any]:
 
 
 # --- the encryption rules, the cipher, the MAC ------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Rules:
-    """Which leaves are encrypted (sops.go shouldBeEncrypted, without the comment rules)."""
-
-    unencrypted_suffix: str = ""
-    encrypted_suffix: str = ""
-    unencrypted_regex: str = ""
-    encrypted_regex: str = ""
-    mac_only_encrypted: bool = False
-
-    def encrypted(self, path: Sequence[str]) -> bool:
-        result = True
-        if self.unencrypted_suffix and any(p.endswith(self.unencrypted_suffix) for p in path):
-            result = False
-        if self.encrypted_suffix:
-            result = any(p.endswith(self.encrypted_suffix) for p in path)
-        if self.unencrypted_regex and any(re.search(self.unencrypted_regex, p) for p in path):
-            result = False
-        if self.encrypted_regex:
-            result = any(re.search(self.encrypted_regex, p) for p in path)
-        return result
-
-
-def _rules(meta: Mapping[str, Any], source: str) -> Rules:
-    for name in _COMMENT_RULES:
-        if meta.get(name):
-            raise SopsError(f"{source}: sops.{name} is not supported (comments are not kept here)")
-    given = {name: meta[name] for name in _RULES if meta.get(name)}
-    if len(given) > 1:
-        raise SopsError(f"{source}: sops: more than one of {', '.join(_RULES)}")
-    for name, value in given.items():
-        if not isinstance(value, str):
-            raise SopsError(f"{source}: sops.{name}: not a string")
-        if name.endswith("regex"):
-            try:
-                re.compile(value)
-            except re.error:
-                raise SopsError(f"{source}: sops.{name}: not a regular expression this reader understands") from None
-    if not given:
-        given = {"unencrypted_suffix": DEFAULT_UNENCRYPTED_SUFFIX}
-    only = meta.get("mac_only_encrypted", False)
-    if isinstance(only, str):
-        only = only.lower() in ("1", "t", "true")
-    return Rules(**given, mac_only_encrypted=bool(only))
 
 
 def _encrypt_value(value: Any, key: bytes, aad: str) -> str:
@@ -624,21 +571,25 @@ def encrypt(
     recipients: Sequence[str],
     source: str,
     *,
-    encrypted_regex: str = SECRET_ENCRYPTED_REGEX,
+    encrypted_regex: str | None = SECRET_ENCRYPTED_REGEX,
     now: datetime | None = None,
 ) -> str:
-    """A new SOPS file of `plain` for the age `recipients` (`sops -e` with an encrypted_regex)."""
+    """A new SOPS file of `plain` for the age `recipients` (`sops -e` with an encrypted_regex, or
+    with sops's default rule, `unencrypted_suffix: _unencrypted`, when it is None)."""
     if not recipients:
         raise SopsError(f"{source}: no age recipient to encrypt for")
     if METADATA_KEY in plain:
         raise SopsError(f"{source}: {METADATA_KEY}: a reserved key (the SOPS metadata)")
-    rules = Rules(encrypted_regex=encrypted_regex)
+    rule: dict[str, Any] = (
+        {"encrypted_regex": encrypted_regex} if encrypted_regex else {"unencrypted_suffix": DEFAULT_UNENCRYPTED_SUFFIX}
+    )
+    rules = Rules(**rule)
     key = os.urandom(32)
     tree = _check_plain(dict(plain), source)
     enc = _map_leaves(tree, lambda p, v: _encrypt_value(v, key, _aad(p)) if rules.encrypted(p) else v)
     meta: dict[str, Any] = {
         "age": [_age_encrypt(key, r, f"{source}: recipient {n + 1}") for n, r in enumerate(recipients)],
-        "encrypted_regex": encrypted_regex,
+        **rule,
         "version": FORMAT_VERSION,
     }
     return SopsFile(source, enc, _seal(tree, rules, key, meta, now=now)).render()
