@@ -225,6 +225,8 @@ def test_random_edits_of_sops_files_verify_in_sops(sops_bin, keys, tmp_path, dat
     path = tmp_path / "edit.sops.yaml"
     m = secret(data, {})
     text = sops_encrypt(sops_bin, m, path, [key.recipient])
+    assert sops.decrypt(text, [key.identity], str(path)) == m
+    COUNTS["sops_decrypted_by_us"] += 1
     expected = {"data": dict(data), "stringData": {}}
     for field, name, value in edits:
         if value is None:
@@ -273,6 +275,27 @@ def test_our_updatekeys_decrypts_in_sops_with_the_new_key_only(sops_bin, keys, t
         old = run_sops(sops_bin, ["decrypt", str(path)], a_file, tmp_path, check=False)
         assert old.returncode != 0 and "rotate-me" not in old.stdout
         COUNTS["rekeyed"] += 1
+
+
+def test_sops_updatekeys_of_our_file_opens_in_python_with_the_new_key_only(sops_bin, keys, tmp_path):
+    """The other direction: `sops updatekeys` (recipients from a `.sops.yaml` creation rule) re-keys
+    a file we wrote; we open it with the new key, not the old, and the MAC still verifies."""
+    (a, a_file), (b, _), (c, _) = keys["a"], keys["b"], keys["c"]
+    (tmp_path / ".sops.yaml").write_text(
+        "creation_rules:\n"
+        f"  - path_regex: .*\\.sops\\.yaml$\n    encrypted_regex: '{REGEX}'\n"
+        f"    age: {b.recipient},{c.recipient}\n"
+    )
+    path = tmp_path / "theirs-rekey.sops.yaml"
+    m = secret({"password": b64("rekeyed-by-sops")})
+    path.write_text(sops.encrypt_secret(m, [a.recipient], str(path)))
+    run_sops(sops_bin, ["updatekeys", "--yes", str(path)], a_file, tmp_path)
+    text = path.read_text()
+    assert sorted(sops.parse(text, str(path)).recipients) == sorted([b.recipient, c.recipient])
+    assert sops.decrypt(text, [c.identity], str(path)) == m
+    with pytest.raises(SopsError, match="none of the given age identities"):
+        sops.decrypt(text, [a.identity], str(path))
+    COUNTS["rekeyed"] += 1
 
 
 def test_sops_refuses_what_we_refuse(sops_bin, keys, tmp_path):

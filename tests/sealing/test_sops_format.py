@@ -17,6 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from ksecrets import yamlio
+from ksecrets.errors import KsecretsError
 from ksecrets.sealing import sops
 from ksecrets.sealing.sops import SopsError
 
@@ -264,6 +265,17 @@ def test_a_timestamp_an_explicit_tag_or_several_documents_are_refused_in_one_lin
         sops.parse("a: b\n", SRC)
     with pytest.raises(SopsError, match="key_groups"):
         sops.parse(good.replace("sops:\n", "sops:\n  key_groups: [{age: []}]\n"), SRC)
+
+
+def test_hostile_yaml_is_refused_in_one_line_and_quickly():
+    good = sops.encrypt_secret(manifest({"a": b64("x")}), [KEY.recipient], SRC)
+    bomb = "a: &a [x, x, x, x, x, x, x, x, x]\n" + "".join(
+        f"{c}: &{c} [{', '.join([f'*{p}'] * 9)}]\n" for p, c in zip("abcdefgh", "bcdefghi")
+    )
+    for text in (bomb + good, "r: &r [1, *r]\n" + good):
+        with pytest.raises(KsecretsError) as exc:
+            sops.parse(text, SRC)
+        assert str(exc.value).startswith(f"{SRC}: line ") and "\n" not in str(exc.value)
 
 
 def test_a_file_typed_values_in_clear_hash_as_go_does():
