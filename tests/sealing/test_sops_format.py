@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import re
 from datetime import datetime, timezone
+from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -22,6 +23,7 @@ from ksecrets.sealing import sops
 from ksecrets.sealing.sops import SopsError
 
 SRC = "secrets/app.sops.yaml"
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "sops"
 KEY = sops.generate_age_key()
 OTHER = sops.generate_age_key()
 THIRD = sops.generate_age_key()
@@ -292,6 +294,67 @@ def test_looks_like_sops_and_is_ciphertext(sealed: str):
     assert not sops.looks_like_sops(yamlio.dump(manifest({"a": b64("x")})))
     assert sops.is_ciphertext(sops.parse(sealed, SRC).tree["data"]["user"])
     assert not sops.is_ciphertext(b64("x"))
+
+
+# --- a file the real sops wrote ----------------------------------------------------------------------
+# tests/fixtures/sops/secret.sops.yaml: `sops encrypt --age <fixture key> --encrypted-regex
+# '^(data|stringData)$'` of sops 3.13.3 (tools/sops), with comments (which sops encrypts as
+# `#ENC[...]` comments under `data`), an empty value, a quoted `"yes"` key and a bool in clear.
+# The same checks against the binary itself, both ways, are tests/e2e/test_sops_interop.py.
+
+FIXTURE_PLAIN = {
+    "apiVersion": "v1",
+    "kind": "Secret",
+    "metadata": {"name": "app", "namespace": "prod", "labels": {"v": "0o17"}},
+    "type": "Opaque",
+    "data": {"password": b64("hunter2"), "empty": "", "unicode": b64("héllo ✓ 世界")},
+    "stringData": {"url": "postgres://u:p@db:5432/x?ssl=true", "port": "5432", "yes": "yes"},
+    "immutable": True,
+}
+
+
+def fixture() -> tuple[str, list[str]]:
+    key_file = FIXTURES / "fixture.agekey"
+    return (FIXTURES / "secret.sops.yaml").read_text(), sops.identities_from_key_file(
+        key_file.read_text(), str(key_file)
+    )
+
+
+def test_a_file_sops_wrote_decrypts_and_verifies():
+    text, ids = fixture()
+    assert sops.decrypt(text, ids, "secret.sops.yaml") == FIXTURE_PLAIN
+    doc = sops.parse(text, "secret.sops.yaml")
+    assert doc.meta["version"] == "3.13.3" and doc.recipients[0].startswith("age1")
+
+
+def test_a_file_sops_wrote_fails_when_tampered():
+    text, ids = fixture()
+    cases = {
+        "clear value": text.replace("name: app", "name: app2"),
+        "lastmodified": re.sub(r'lastmodified: "[^"]+"', 'lastmodified: "2001-01-01T00:00:00Z"', text),
+        "mac": re.sub(
+            r"mac: ENC\[AES256_GCM,data:(.)",
+            lambda m: "mac: ENC[AES256_GCM,data:" + ("A" if m.group(1) != "A" else "B"),
+            text,
+        ),
+        "immutable": text.replace("immutable: true", "immutable: false"),
+    }
+    for name, tampered in cases.items():
+        assert tampered != text, name
+        with pytest.raises(SopsError, match="MAC mismatch"):
+            sops.decrypt(tampered, ids, "secret.sops.yaml")
+
+
+def test_a_file_sops_wrote_is_edited_keeping_the_other_ciphertexts():
+    text, ids = fixture()
+    edited = sops.edit(text, ids, "secret.sops.yaml", set_values={"token": b64("t0k3n")}, remove=["empty"])
+    before, after = enc_values(text), enc_values(edited)
+    assert {k: after[k] for k in before if k != "data.empty"} == {k: v for k, v in before.items() if k != "data.empty"}
+    expected = {
+        **FIXTURE_PLAIN,
+        "data": {"password": b64("hunter2"), "unicode": b64("héllo ✓ 世界"), "token": b64("t0k3n")},
+    }
+    assert sops.decrypt(edited, ids, "secret.sops.yaml") == expected
 
 
 # --- properties -----------------------------------------------------------------------------------
