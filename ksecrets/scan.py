@@ -8,7 +8,9 @@ Four rules, each with a finding kind that allow markers name:
   base64-encoded (a Secret's `tls.key`). `ENCRYPTED PRIVATE KEY` blocks are passphrase-protected
   and pass;
 - `secret-data`: a `v1` Secret with non-empty `data`/`stringData` in a YAML or JSON file (every
-  document, and every item of a `List`);
+  document, and every item of a `List`); in a SOPS file (a top-level `sops` mapping with a `mac`),
+  each value its own rules encrypt (`ksecrets.sopsrules`) that is neither `ENC[...]` nor empty, so
+  an encrypted SOPS Secret passes and one decrypted in place or edited by hand does not;
 - `unencrypted-key-backup`: a sealing key Secret (label `sealedsecrets.bitnami.com/sealed-secrets-key`)
   with its data, which is what a raw `kubectl get secret -o yaml` backup of the controller's keys
   looks like (also in a file with no YAML suffix), and a `KSECRETS SEALING KEY BACKUP` armour whose
@@ -46,7 +48,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Collection, Iterable, Iterator, Sequence
 
-from ksecrets import yamlio
+from ksecrets import sopsrules, yamlio
 from ksecrets.errors import KsecretsError
 from ksecrets.fileio import read_bytes
 from ksecrets.envfile import parse_env_file
@@ -426,9 +428,46 @@ def _secret_findings(node: yamlio.Node) -> Iterator[tuple[int, str, str]]:
                 yield line, SECRET_DATA, f"v1 Secret with {name}"
 
 
+def _sops_metadata(node: yamlio.Node) -> dict[str, str] | None:
+    """The scalar fields of a document's top-level `sops` mapping when it has a `mac` (a SOPS file)."""
+    entry = _map(node).get(sopsrules.METADATA_KEY)
+    if entry is None or not isinstance(entry[1], yamlio.MappingNode):
+        return None
+    fields = {k: v.value for k, (_, v) in _map(entry[1]).items() if isinstance(v, yamlio.ScalarNode)}
+    return fields if "mac" in fields else None
+
+
+def _sops_findings(node: yamlio.Node, meta: dict[str, str], path: str) -> Iterator[tuple[int, str, str]]:
+    """A SOPS file's values that its own rules encrypt but that are in clear (not `ENC[...]`, not
+    empty): a file decrypted in place, or edited by hand after `sops -e`. An encrypted file passes."""
+    try:
+        rules: sopsrules.Rules | None = sopsrules.rules(meta, path)
+    except KsecretsError:
+        rules = None  # comment rules, several rules: judge a Secret's data/stringData alone
+    is_secret = _scalar(_map(node).get("kind")) == "Secret"
+
+    def walk(n: yamlio.Node, keys: tuple[str, ...], depth: int) -> Iterator[tuple[int, str, str]]:
+        if depth > yamlio.MAX_DEPTH:
+            return  # an alias inside its own anchor: nothing more to find in it
+        if isinstance(n, yamlio.MappingNode):
+            for k, v in n.value:
+                if isinstance(k, yamlio.ScalarNode) and not (depth == 0 and k.value == sopsrules.METADATA_KEY):
+                    yield from walk(v, (*keys, k.value), depth + 1)
+        elif isinstance(n, yamlio.SequenceNode):
+            for item in n.value:
+                yield from walk(item, keys, depth + 1)
+        elif isinstance(n, yamlio.ScalarNode) and keys and n.value != "" and not n.tag.endswith(":null"):
+            encrypted = rules.encrypted(keys) if rules else is_secret and keys[0] in ("data", "stringData")
+            if encrypted and not sopsrules.is_ciphertext(n.value):
+                yield n.start_mark.line + 1, SECRET_DATA, f"SOPS file with a value in clear at {'.'.join(keys)}"
+
+    yield from walk(node, (), 0)
+
+
 def find_secret_objects(data: bytes, path: str) -> Iterator[tuple[int, str, str]]:
-    """(line, kind, detail) of each v1 Secret with data in a YAML/JSON file."""
-    if b"Secret" not in data:
+    """(line, kind, detail) of each v1 Secret with data in a YAML/JSON file, and of each value in
+    clear in a SOPS file (an encrypted SOPS Secret passes)."""
+    if b"Secret" not in data and b"sops" not in data:
         return
     try:
         text = data.decode("utf-8")
@@ -440,7 +479,12 @@ def find_secret_objects(data: bytes, path: str) -> Iterator[tuple[int, str, str]
                 yield _line_of(data, match.start()), SECRET_DATA, "v1 Secret with data; the file does not parse"
         return
     for node in nodes:
-        if node is not None:
+        if node is None:
+            continue
+        meta = _sops_metadata(node)
+        if meta is not None:
+            yield from _sops_findings(node, meta, path)
+        else:
             yield from _secret_findings(node)
 
 

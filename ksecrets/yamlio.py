@@ -16,7 +16,7 @@ most linear in its size for every reader. Every reader goes through here: `load`
 
 from __future__ import annotations
 
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 import yaml
 
@@ -69,6 +69,30 @@ def dump(obj: Any) -> str:
 
 def dump_all(objs: Iterable[Any]) -> str:
     return "---\n".join(dump(o) for o in objs)
+
+
+def dump_quoting(obj: Any, quote: Callable[[str], bool]) -> str:
+    """One YAML document like `dump`, for a reader that resolves plain scalars by other rules than
+    PyYAML's YAML 1.1 (Go's yaml.v3 reads `0o17` and `1e5` as numbers): every string for which
+    `quote` is true is double-quoted, a string of several lines is a literal block (`|`) where
+    the emitter allows it."""
+
+    class _Quoting(_Dumper):
+        pass
+
+    def represent_str(dumper: Any, data: str) -> Any:
+        style = '"' if quote(data) else ("|" if "\n" in data else None)
+        return dumper.represent_scalar("tag:yaml.org,2002:str", data, style=style)
+
+    _Quoting.add_representer(str, represent_str)
+    return yaml.dump(
+        obj,
+        Dumper=_Quoting,
+        sort_keys=False,
+        default_flow_style=False,
+        allow_unicode=True,
+        width=1 << 16,
+    )
 
 
 def _problem(exc: yaml.YAMLError) -> str:
@@ -187,6 +211,16 @@ def compose_all(text: str, source: str) -> list[Any]:
     bounds raises `KsecretsError`."""
     check(text, source)
     return [n for n in yaml.compose_all(text, Loader=_StrictLoader) if n is not None]
+
+
+_IMPLICIT = yaml.resolver.Resolver()
+
+
+def explicit_tag(node: Any) -> bool:
+    """A scalar node whose tag was written in the text (`!!int "5"`, `!custom x`), not resolved
+    from its value: the node graph keeps only the tag, so compare with what resolution gives."""
+    plain = not node.style  # None (PyYAML) or "" (libyaml) for a plain scalar
+    return node.tag != _IMPLICIT.resolve(yaml.ScalarNode, node.value, (plain, not plain))
 
 
 def compose_checked(text: str, source: str) -> Any:

@@ -57,6 +57,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
             "ksecrets.envfile",
             "ksecrets.s3",
             "ksecrets.scan",
+            "ksecrets.sopsrules",
             "ksecrets.backends",
             "ksecrets.scopes",
             "ksecrets.validators",

@@ -13,6 +13,8 @@ Small single-purpose modules, mirroring upstream `pkg/crypto` and `pkg/kubeseal`
 - `certfetch`: a certificate from an https:// or file:// URL, as `kubeseal --cert` reads it.
 - `kubeconfig`: the namespace kubeseal seals for when a Secret has none.
 - `keybackup`: the sealing-key backup CronJob (`python -m ksecrets.sealing.keybackup`).
+- `sops`: the SOPS file format with age recipients (Flux's kustomize-controller decrypts it): encrypt,
+  decrypt verifying the MAC, edit keys, updatekeys, age keys; no `sops` binary needed.
 
 Nothing here imports Pulumi, reads a stack file or knows the command line: sealing into a stack
 file is `ksecrets.usecases.seal_stack`; kubectl's env-file rules are `ksecrets.envfile`.
