@@ -1,0 +1,29 @@
+"""Backend `manual`: values are Pulumi config secrets (`k8s-secrets:manualValues`), applied as plain
+Secrets by `pulumi up` and never exported to k8s/."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from ksecrets.backends.base import BackendSpec
+
+
+class Manual(BackendSpec):
+    def values_hint(self, stack: str, secret: str) -> str:
+        return "set it with pulumi config set --secret"
+
+    def put_values(self, stack: str, secret: str, paths: Iterable[str]) -> tuple[str, str]:
+        how = f"pulumi config set --secret --path 'manualValues.{secret}.KEY' VALUE --stack {stack}"
+        return how, "are Pulumi config secrets"
+
+    def elsewhere(self, command: str, name: str, key: str) -> str:
+        if command == "rotate":
+            return (
+                f"backend {self.name} keeps values in Pulumi config; rotate with "
+                f"`pulumi config set --secret --path 'k8s-secrets:manualValues.{name}.{key}'` "
+                "and `pulumi up`"
+            )
+        return f"backend {self.name} keeps values in Pulumi config; {command} seals (sealed-secrets) or pushes (vault)"
+
+
+BACKEND = Manual("manual", pulumi_values=True)
