@@ -105,7 +105,7 @@ def stack_new(
     if not _STACK_NAME.match(stack):
         raise KsecretsError(f"{stack!r}: a stack name is lower-case letters, digits and '-' (at most 50)")
     if backends.find(backend) is None:
-        raise KsecretsError(f"--backend: {backend!r} is not one of {', '.join(BACKENDS)}")
+        raise KsecretsError(f"--backend: {backend!r} is not one of {', '.join(backends.BACKENDS)}")
     path = stack_file_path(stack, root)
     if path.exists():
         raise KsecretsError(f"{path.name}: already exists")

@@ -14,7 +14,8 @@ from ksecrets.validators import is_exact_version
 
 # The one list of backends (the Pulumi CLI runs the pack with the project's .venv, where ksecrets is installed).
 from ksecrets import backends
-from ksecrets.backends import BACKENDS
+
+BACKENDS = backends.BACKENDS  # the pack's config schema and stack-file reader check names with it
 
 # Backends whose values never travel as Secret data: everything but Pulumi's manual values.
 GITOPS_BACKENDS = tuple(b.name for b in backends.all_specs() if not b.pulumi_values)
