@@ -6,6 +6,9 @@ only: the command line imports it while building its parsers.
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
+from typing import overload
+
 from ksecrets.backends import manual, sealed_secrets, vault
 from ksecrets.backends.base import BackendSpec
 
@@ -13,7 +16,33 @@ from ksecrets.backends.base import BackendSpec
 _MODULES = (manual, sealed_secrets, vault)
 
 _BY_NAME: dict[str, BackendSpec] = {m.BACKEND.name: m.BACKEND for m in _MODULES}
-BACKENDS: tuple[str, ...] = tuple(_BY_NAME)
+
+
+class _Names(Sequence[str]):
+    """The registered names, read from the registry at each use (the config model's check, the
+    parsers' choices), so a backend registered later (a test's) is one everywhere."""
+
+    @overload
+    def __getitem__(self, index: int) -> str: ...
+    @overload
+    def __getitem__(self, index: slice) -> Sequence[str]: ...
+    def __getitem__(self, index: int | slice) -> str | Sequence[str]:
+        return tuple(_BY_NAME)[index]
+
+    def __len__(self) -> int:
+        return len(_BY_NAME)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(tuple(_BY_NAME))
+
+    def __contains__(self, name: object) -> bool:
+        return name in _BY_NAME
+
+    def __repr__(self) -> str:
+        return repr(tuple(_BY_NAME))
+
+
+BACKENDS: Sequence[str] = _Names()
 Backend = str  # one of BACKENDS (the config model checks it with the list)
 
 
