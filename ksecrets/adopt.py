@@ -246,7 +246,7 @@ def adopt(
     if cfg.spec.vault:
         _push(cfg, items, report, vault_client)  # Vault keeps versions: nothing to roll back there
     else:
-        raise KsecretsError(f"{cfg.source}: {cfg.spec.elsewhere('adopt', name or '', '')}")
+        raise KsecretsError(f"{cfg.source}: {cfg.spec.cannot_adopt()}")
     report.in_history = _committed(files, Path(root))
     if not keep:
         _remove(files, report)

@@ -45,8 +45,12 @@ class BackendSpec:
         values are)."""
         raise NotImplementedError(self.name)
 
-    def elsewhere(self, command: str, name: str, key: str) -> str:
-        """Why `ksecrets rotate`/`adopt` (`command`) cannot write this backend's values, and how to."""
+    def cannot_rotate(self, secret: str, key: str) -> str:
+        """`ksecrets rotate` on a backend it cannot write (neither `seals` nor `vault`): how to."""
+        raise NotImplementedError(self.name)
+
+    def cannot_adopt(self) -> str:
+        """`ksecrets adopt` into a backend it cannot write (neither `seals` nor `vault`): why."""
         raise NotImplementedError(self.name)
 
     # --- `ksecrets stack new` and `ksecrets app add` ------------------------------------------

@@ -16,14 +16,15 @@ class Manual(BackendSpec):
         how = f"pulumi config set --secret --path 'manualValues.{secret}.KEY' VALUE --stack {stack}"
         return how, "are Pulumi config secrets"
 
-    def elsewhere(self, command: str, name: str, key: str) -> str:
-        if command == "rotate":
-            return (
-                f"backend {self.name} keeps values in Pulumi config; rotate with "
-                f"`pulumi config set --secret --path 'k8s-secrets:manualValues.{name}.{key}'` "
-                "and `pulumi up`"
-            )
-        return f"backend {self.name} keeps values in Pulumi config; {command} seals (sealed-secrets) or pushes (vault)"
+    def cannot_rotate(self, secret: str, key: str) -> str:
+        return (
+            f"backend {self.name} keeps values in Pulumi config; rotate with "
+            f"`pulumi config set --secret --path 'k8s-secrets:manualValues.{secret}.{key}'` "
+            "and `pulumi up`"
+        )
+
+    def cannot_adopt(self) -> str:
+        return f"backend {self.name} keeps values in Pulumi config; adopt seals (sealed-secrets) or pushes (vault)"
 
 
 BACKEND = Manual("manual", pulumi_values=True)

@@ -98,7 +98,7 @@ def run(args: argparse.Namespace) -> int:
             return _rotate_sealed(args, cfg, app, length)
     if cfg.spec.vault:
         return _rotate_vault(args, cfg, app, spec, length)
-    raise KsecretsError(f"{cfg.source}: {cfg.spec.elsewhere('rotate', args.name, args.key)}")
+    raise KsecretsError(f"{cfg.source}: {cfg.spec.cannot_rotate(args.name, args.key)}")
 
 
 def _rotate_sealed(args: argparse.Namespace, cfg: StackConfig, app: App | None, length: int) -> int:

@@ -117,8 +117,8 @@ def test_each_backend_says_where_its_values_go(spec):
         how, where = spec.put_values("s", "web-secrets", ["web"])
         assert how and where
     if spec.pulumi_values:  # rotate and adopt cannot write Pulumi config
-        assert "pulumi config set" in spec.elsewhere("rotate", "web-secrets", "K")
-        assert "adopt" in spec.elsewhere("adopt", "web-secrets", "")
+        assert "pulumi config set" in spec.cannot_rotate("web-secrets", "K")
+        assert "adopt" in spec.cannot_adopt()
 
 
 # --- a fake backend: one module's worth of spec, registered for the test only ----------------------
