@@ -67,7 +67,7 @@ class Platform(pulumi.ComponentResource):
                     pulumi.ResourceOptions(parent=self),
                 )
         self.vault_config: VaultBootstrap | None = None
-        if cfg.backend == "vault" and cfg.vault is not None and cfg.vault.configure:
+        if cfg.spec.vault and cfg.vault is not None and cfg.vault.configure:
             # Vault itself, configured once its release is Ready (same code as the CLI).
             release = self.registry.by_id[vault_release_id(cfg)]
             self.vault_config = VaultBootstrap(

@@ -233,7 +233,7 @@ def adopt(
     items = collect(path, name=name, namespace=namespace, templates=templates, allow_key_names=allow_key_names)
     report = AdoptReport(stack, items, templates=templates)
     files = sorted({it.source for it in items})
-    if cfg.backend == "sealed-secrets":
+    if cfg.spec.seals:
         stack_path = stack_file_path(cfg.stack, root)
         # The stack file stays locked from the first read to the last removal; every file the
         # seals write, and every plaintext file removed, is restored if anything fails.
@@ -243,13 +243,10 @@ def adopt(
             if not keep:
                 _remove(files, report)
         return report
-    if cfg.backend == "vault":
+    if cfg.spec.vault:
         _push(cfg, items, report, vault_client)  # Vault keeps versions: nothing to roll back there
     else:
-        raise KsecretsError(
-            f"{cfg.source}: backend manual keeps values in Pulumi config; "
-            "adopt seals (sealed-secrets) or pushes (vault)"
-        )
+        raise KsecretsError(f"{cfg.source}: {cfg.spec.cannot_adopt()}")
     report.in_history = _committed(files, Path(root))
     if not keep:
         _remove(files, report)

@@ -15,7 +15,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
+from ksecrets import backends
 from ksecrets.config import stack_files
+from ksecrets.config.model import raw_secret_name
 from ksecrets.config.names import PREFIX
 from ksecrets.config.stackfile import stack_file_path
 from ksecrets.errors import CheckFailed, KsecretsError
@@ -64,10 +66,6 @@ def new_stack_config(
     flux = cfg.get(PREFIX + "flux")
     if isinstance(flux, dict) and flux.get("path"):
         flux["path"] = f"./k8s/{stack}"
-    ss = cfg.setdefault(PREFIX + "sealedSecrets", {})
-    ss.pop("certificate", None)
-    if backend == "sealed-secrets":
-        ss["certificate"] = f"certs/{stack}.pem"
     keys_of = {
         (e.get("namespace"), e.get("name")): sorted((e.get("encryptedData") or {}))
         for e in sealed
@@ -76,19 +74,10 @@ def new_stack_config(
     for app in cfg.get(PREFIX + "apps") or []:
         if not isinstance(app, dict):
             continue
-        secret = app.get("secretName") or f"{app.get('name')}-secrets"
-        known = keys_of.get((app.get("namespace"), secret))
+        known = keys_of.get((app.get("namespace"), raw_secret_name(app)))
         if known and not app.get("keys"):
             app["keys"] = known  # the key names travel (the values never do)
-        if backend == "vault":
-            app.setdefault("vault", {"path": app.get("name")})
-        elif "vault" in app and backend != "vault":
-            app.pop("vault")
-            app["rotation"] = [r for r in app.get("rotation") or [] if r.get("generator", "random") != "postgres"]
-            if not app["rotation"]:
-                app.pop("rotation")
-    if backend != "vault":
-        cfg.pop(PREFIX + "vault", None)
+    backends.get(backend).stack_new(cfg, stack, PREFIX)  # its certificate, vault section, app paths
     order = ["backend", "namespaces", "flux", "sealedSecrets", "vault", "apps", "rotation", "monitoring"]
     return (
         {CONTEXT_KEY: context or stack}
@@ -109,15 +98,14 @@ def stack_new(
     root: str | os.PathLike[str], stack: str, backend: str, source: str | None = None, context: str | None = None
 ) -> NewStack:
     from ksecrets import yamlio
-    from ksecrets.backends import BACKENDS
     from ksecrets.config import includes
     from ksecrets.fileio import atomic_write_text, read_bytes
 
     root = Path(root)
     if not _STACK_NAME.match(stack):
         raise KsecretsError(f"{stack!r}: a stack name is lower-case letters, digits and '-' (at most 50)")
-    if backend not in BACKENDS:
-        raise KsecretsError(f"--backend: {backend!r} is not one of {', '.join(BACKENDS)}")
+    if backends.find(backend) is None:
+        raise KsecretsError(f"--backend: {backend!r} is not one of {', '.join(backends.BACKENDS)}")
     path = stack_file_path(stack, root)
     if path.exists():
         raise KsecretsError(f"{path.name}: already exists")
@@ -143,20 +131,8 @@ def stack_new(
 
     render(_validate_text(text, stack, path.name, str(root)))
     atomic_write_text(path, text, 0o644)
-    steps = []
-    if backend == "sealed-secrets":
-        steps.append(
-            f"certificate: kubeseal --fetch-cert --controller-namespace kube-system > certs/{stack}.pem "
-            f"(from the new cluster), or ksecrets keygen --stack {stack} --backup-file ~/safe/{stack}.ksbackup"
-        )
-        for app in config.get(PREFIX + "apps") or []:
-            secret = app.get("secretName") or f"{app['name']}-secrets"
-            steps.append(f"values: ksecrets seal --stack {stack} --name {secret} --from-env-file .env.{stack}")
-    elif backend == "vault":
-        steps.append(
-            f"vault: ksecrets vault bootstrap --stack {stack}; then per app: "
-            f"ksecrets vault push --stack {stack} --path APP --from-env-file .env.{stack}"
-        )
+    secrets = [raw_secret_name(app) for app in config.get(PREFIX + "apps") or []]
+    steps = backends.get(backend).stack_new_steps(stack, secrets)
     steps.append(f"check: ksecrets doctor --stack {stack}; make render")
     steps.append(
         f"CI: previews and deploys every stack file (.ci/stacks.py); add the repository secret "
@@ -271,7 +247,7 @@ def _provided(objects: Sequence[Mapping[str, Any]], cfg) -> dict[tuple[str, str]
             out[(ns, dest)] = set(app.keys) if (o["kind"] == "VaultStaticSecret" and app and app.keys) else None
         elif o["kind"] == "Secret":
             out[(ns, o["metadata"]["name"])] = set(o.get("data") or {}) | set(o.get("stringData") or {}) or None
-    if cfg.backend == "manual":
+    if cfg.spec.pulumi_values:
         for app in cfg.apps:
             keys = dict(cfg.manual_keys).get(app.secret_name)
             out.setdefault((app.namespace, app.secret_name), set(keys) if keys else None)
@@ -327,13 +303,7 @@ def doctor(cfg) -> Report:
                         continue
                     seen.add((what, secret, "*"))
                     if not optional:
-                        hint = (
-                            f"seal it: ksecrets seal --stack {cfg.stack} --name {secret} --from-env-file F"
-                            if cfg.backend == "sealed-secrets"
-                            else f"push it: ksecrets vault push --stack {cfg.stack} --path APP --from-env-file F"
-                            if cfg.backend == "vault"
-                            else "set it with pulumi config set --secret"
-                        )
+                        hint = cfg.spec.values_hint(cfg.stack, secret)
                         report.fail(f"{src}: {what} reads Secret {ns}/{secret}, which no backend provides ({hint})")
                 elif key is not None and keys is not None and key not in keys and not optional:
                     report.fail(

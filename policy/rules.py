@@ -13,10 +13,12 @@ from typing import Any, Iterator, Mapping
 from ksecrets.validators import is_exact_version
 
 # The one list of backends (the Pulumi CLI runs the pack with the project's .venv, where ksecrets is installed).
-from ksecrets.backends import BACKENDS
+from ksecrets import backends
 
-# Backends whose values never travel as Secret data: everything but `manual`.
-GITOPS_BACKENDS = tuple(b for b in BACKENDS if b != "manual")
+BACKENDS = backends.BACKENDS  # the pack's config schema and stack-file reader check names with it
+
+# Backends whose values never travel as Secret data: everything but Pulumi's manual values.
+GITOPS_BACKENDS = tuple(b.name for b in backends.all_specs() if not b.pulumi_values)
 
 SECRET = "kubernetes:core/v1:Secret"
 ROLE_TYPES = ("kubernetes:rbac.authorization.k8s.io/v1:Role", "kubernetes:rbac.authorization.k8s.io/v1:ClusterRole")
@@ -72,7 +74,8 @@ def secret_data_violations(resource_type: str, props: Mapping[str, Any], backend
     fields = [f for f in ("data", "stringData") if _has_entries(props.get(f))]
     if not fields:
         return []
-    if backend == "manual":
+    spec = backends.find(backend)
+    if spec is not None and spec.pulumi_values:
         return []
     if backend is None:
         return [

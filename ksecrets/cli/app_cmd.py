@@ -28,6 +28,7 @@ def register(subparsers) -> None:
 
 def run_add(args: argparse.Namespace) -> int:
     from ksecrets.config import load_stack
+    from ksecrets.config.model import raw_secret_name
     from ksecrets.errors import KsecretsError
     from ksecrets.stacks import app_add
 
@@ -57,19 +58,14 @@ def run_add(args: argparse.Namespace) -> int:
         app["deployments"] = [dep]
     elif args.env or args.port or args.replicas is not None:
         raise KsecretsError("--env, --port and --replicas need --image")
-    if cfg.backend == "vault":
+    if cfg.spec.vault:
         app["vault"] = {"path": args.vault_path or args.name}
     elif args.vault_path:
         raise KsecretsError(f"{cfg.source}: --vault-path: backend is {cfg.backend}, not vault")
     changed = app_add(args.root, args.stack, app)
-    secret = args.secret_name or f"{args.name}-secrets"
+    secret = raw_secret_name(app)
     print(f"{changed}: app {app['namespace']}/{args.name} added")
-    if cfg.backend == "sealed-secrets":
-        print(f"next: ksecrets seal --stack {args.stack} --name {secret} --from-env-file .env.{args.stack}")
-    elif cfg.backend == "vault":
-        print(
-            f"next: ksecrets vault bootstrap --stack {args.stack} (its policy and role), then "
-            f"ksecrets vault push --stack {args.stack} --path {app['vault']['path']} --from-env-file .env.{args.stack}"
-        )
+    for step in cfg.spec.app_add_steps(args.stack, secret, app):
+        print(f"next: {step}")
     print(f"next: ksecrets doctor --stack {args.stack}; make render")
     return 0

@@ -87,7 +87,7 @@ def run(args: argparse.Namespace) -> int:
     app = _app_for(cfg, args.name, args.namespace)
     spec = _spec_for(app, args.key)
     length = _length(args, spec)
-    if cfg.backend == "sealed-secrets":
+    if cfg.spec.seals:
         from ksecrets.config.load import stack_path
         from ksecrets.fileio import locked
 
@@ -96,13 +96,9 @@ def run(args: argparse.Namespace) -> int:
             cfg = load_stack(args.stack, args.root)  # again, under the lock
             app = _app_for(cfg, args.name, args.namespace)
             return _rotate_sealed(args, cfg, app, length)
-    if cfg.backend == "vault":
+    if cfg.spec.vault:
         return _rotate_vault(args, cfg, app, spec, length)
-    raise KsecretsError(
-        f"{cfg.source}: backend manual keeps values in Pulumi config; rotate with "
-        f"`pulumi config set --secret --path 'k8s-secrets:manualValues.{args.name}.{args.key}'` "
-        "and `pulumi up`"
-    )
+    raise KsecretsError(f"{cfg.source}: {cfg.spec.cannot_rotate(args.name, args.key)}")
 
 
 def _rotate_sealed(args: argparse.Namespace, cfg: StackConfig, app: App | None, length: int) -> int:

@@ -18,7 +18,8 @@ from pydantic import Field, TypeAdapter, ValidationInfo, model_validator
 from pydantic.dataclasses import dataclass
 
 # The one lists of backends and sealing scopes (standard-library modules the command line also reads).
-from ksecrets.backends import BACKENDS, Backend
+from ksecrets import backends
+from ksecrets.backends import BACKENDS, Backend, BackendSpec
 from ksecrets.config import fields as f
 from ksecrets import validators as v
 from ksecrets.sealing.crypto import sealed_value_problem  # standard library only at import
@@ -276,6 +277,16 @@ class AppVault(Section):
     dynamic: Seq[DynamicSecretSpec] = ()
 
 
+def default_secret_name(app_name: str) -> str:
+    """The Secret an app reads when its config names none: the one home of that default."""
+    return f"{app_name}-secrets"
+
+
+def raw_secret_name(app: Mapping[str, Any]) -> str:
+    """An app's Secret from its raw config (a stack file's mapping, before the model reads it)."""
+    return app.get("secretName") or default_secret_name(str(app.get("name")))
+
+
 @dataclass(frozen=True, kw_only=True, config=f.CONFIG)
 class App(Section):
     name: DnsLabel
@@ -293,7 +304,7 @@ class App(Section):
         if not self.service_account:
             object.__setattr__(self, "service_account", self.name)
         if not self.secret_name:
-            object.__setattr__(self, "secret_name", f"{self.name}-secrets")
+            object.__setattr__(self, "secret_name", default_secret_name(self.name))
         if self.vault is not None and not (self.vault.path and self.vault.role):
             object.__setattr__(
                 self,
@@ -420,7 +431,7 @@ class StackConfig(Section):
 
     @model_validator(mode="after")
     def _stack_rules(self, info: ValidationInfo) -> StackConfig:
-        if self.backend == "vault" and self.vault is None:
+        if self.spec.vault and self.vault is None:
             object.__setattr__(self, "vault", VaultConfig())
         if f.is_raw(info):
             from ksecrets.config import rules
@@ -429,9 +440,14 @@ class StackConfig(Section):
         return self
 
     @property
+    def spec(self) -> BackendSpec:
+        """The stack's backend: what the builders and workflows ask instead of comparing its name."""
+        return backends.get(self.backend)
+
+    @property
     def installs_vault(self) -> bool:
         """Vault and the operator are part of this stack: a vault stack, or phase 1 of a migration."""
-        return self.vault is not None and (self.backend == "vault" or self.vault_migration == "install")
+        return self.vault is not None and (self.spec.vault or self.vault_migration == "install")
 
     @property
     def flux_path(self) -> str:
@@ -480,10 +496,10 @@ class StackConfig(Section):
 
     def secret_keys(self, app: App) -> tuple[str, ...]:
         """The keys the app's Secret has under this stack's backend, as far as config knows."""
-        if self.backend == "sealed-secrets":
+        if self.spec.seals:
             entry = self.sealed_entry(app.namespace, app.secret_name)
             return entry.keys if entry else app.keys
-        if self.backend == "manual":
+        if self.spec.pulumi_values:
             return dict(self.manual_keys).get(app.secret_name, app.keys)
         return app.keys
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from ksecrets import backends
 from ksecrets.config.fields import fail
 
 if TYPE_CHECKING:
@@ -61,7 +62,7 @@ def _references(cfg: StackConfig) -> None:
                     raise fail(
                         f'Deployment "{target}" is not one of app "{app.name}"\'s deployments', (*rat, "restart")
                     )
-            if r.generator == "postgres" and cfg.backend != "vault":
+            if r.generator == "postgres" and not cfg.spec.vault:
                 raise fail("postgres rotation needs the vault backend", (*rat, "generator"))
             if r.generator == "postgres" and r.postgres is not None and r.postgres.mode == "dual":
                 ukey = r.postgres.username_key
@@ -88,9 +89,9 @@ def _references(cfg: StackConfig) -> None:
                         "rotation (one kv-v2 version) changes at most one: give this one another schedule",
                         (*rat, "schedule"),
                     )
-        if cfg.backend == "vault" and app.vault is None:
+        if cfg.spec.vault and app.vault is None:
             raise fail("is required when backend is vault (at least {path: ...})", (*at, "vault"))
-    if cfg.backend == "sealed-secrets" and cfg.apps and not cfg.sealed_secrets.certificate:
+    if cfg.spec.seals and cfg.apps and not cfg.sealed_secrets.certificate:
         raise fail(
             "is required when backend is sealed-secrets (the public sealing certificate, e.g. certs/<stack>.pem)",
             ("sealedSecrets", "certificate"),
@@ -153,8 +154,8 @@ def _migration(cfg: StackConfig) -> None:
     phase = cfg.vault_migration
     if phase is None:
         return
-    wanted = {"install": "sealed-secrets", "handover": "vault"}[phase]
-    if cfg.backend != wanted:
+    if phase not in cfg.spec.migration_phases:
+        wanted = next(b.name for b in backends.all_specs() if phase in b.migration_phases)
         raise fail(f"phase {phase} needs backend {wanted}, not {cfg.backend}", ("vaultMigration",))
     if phase == "install" and cfg.vault is None:
         raise fail("phase install needs a vault section (the Vault this stack installs)", ("vaultMigration",))

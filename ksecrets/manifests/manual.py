@@ -26,7 +26,7 @@ def manual_secret(name: str, namespace: str, values: Mapping[str, Any]) -> Manif
 def manual_secrets(cfg: StackConfig, values: Mapping[str, Mapping[str, Any]] | None) -> list[Planned]:
     """One Secret per app whose secretName has manual values. Without `values` (export), the
     Secrets are planned with placeholder-free empty stringData and gitops=False."""
-    if cfg.backend != "manual":
+    if not cfg.spec.pulumi_values:
         return []
     known = dict(cfg.manual_keys)
     out = []

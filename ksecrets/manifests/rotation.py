@@ -113,7 +113,7 @@ def cronjob_names(cfg: StackConfig) -> list[tuple[str, str]]:
 
 
 def _rotates_in_cluster(cfg: StackConfig) -> bool:
-    return cfg.backend == "vault" and cfg.vault is not None
+    return cfg.spec.vault and cfg.vault is not None
 
 
 def _labels(app: App) -> dict[str, str]:

@@ -62,7 +62,7 @@ def _labels() -> dict[str, str]:
 
 
 def enabled(cfg: StackConfig) -> bool:
-    return cfg.backend == "vault" and cfg.vault is not None and cfg.vault.snapshots is not None
+    return cfg.spec.vault and cfg.vault is not None and cfg.vault.snapshots is not None
 
 
 def pvc(cfg: StackConfig) -> Manifest:

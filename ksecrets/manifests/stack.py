@@ -85,9 +85,9 @@ def build_stack(
         # A vault stack, or phase `install` of a move to Vault (the SealedSecrets stay the source).
         add("vault", vault.infrastructure(cfg))
     add("access", rbac.app_rbac(cfg))
-    if cfg.backend == "sealed-secrets":
+    if cfg.spec.seals:
         add("sealed-secrets", sealed_secrets.sealed_secrets(cfg))
-    elif cfg.backend == "vault":
+    elif cfg.spec.vault:
         add("vault-secrets", vault.app_objects(cfg))
     add("manual-secrets", manual.manual_secrets(cfg, manual_values))
     add("workloads", workloads.deployments(cfg))

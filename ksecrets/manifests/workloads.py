@@ -28,7 +28,7 @@ def secret_checksum(cfg: StackConfig, app: App) -> str | None:
     In the `handover` phase of a move to Vault the digest stays as it was: the switch changes no
     pod template, so no Deployment rolls before the operator has written the Secret (the
     operator then restarts them itself, `rolloutRestartTargets`)."""
-    if cfg.backend != "sealed-secrets" and cfg.vault_migration != "handover":
+    if not cfg.spec.seals and cfg.vault_migration != "handover":
         return None
     entry = cfg.sealed_entry(app.namespace, app.secret_name)
     if entry is None:

@@ -75,13 +75,8 @@ def _validator(stack: str, source: str, root: str):
 def not_a_sealed_stack(cfg: StackConfig, name: str, namespace: str | None) -> str:
     """Why `seal --stack` does not apply to a vault or manual stack, and the command that does."""
     apps = [a for a in cfg.apps if a.secret_name == name and namespace in (None, a.namespace)]
-    if cfg.backend == "vault":
-        paths = sorted({a.vault.path if a.vault is not None and a.vault.path else a.name for a in apps}) or ["APP"]
-        how = "; ".join(f"ksecrets vault push --stack {cfg.stack} --path {p} --from-env-file FILE" for p in paths)
-        where = "live in Vault"
-    else:
-        how = f"pulumi config set --secret --path 'manualValues.{name}.KEY' VALUE --stack {cfg.stack}"
-        where = "are Pulumi config secrets"
+    paths = sorted({a.vault.path if a.vault is not None and a.vault.path else a.name for a in apps}) or ["APP"]
+    how, where = cfg.spec.put_values(cfg.stack, name, paths)
     return (
         f"{cfg.source}: {PREFIX}backend is {cfg.backend}: its values {where}, not sealed in the stack file "
         f"(it has no sealing certificate); instead: {how}"
@@ -236,7 +231,7 @@ def sealed_stack_names(root: str | os.PathLike[str] = ".") -> list[str]:
     out = []
     for path in stack_files(root):
         cfg = load_stack_file(path)
-        if cfg.backend == "sealed-secrets":
+        if cfg.spec.seals:
             out.append(cfg.stack)
     if not out:
         raise KsecretsError(f"{root}: no stack with backend sealed-secrets")
@@ -265,7 +260,7 @@ def prepare_seal_into_stack(
     the SealedSecret's template; None keeps the entry's."""
     cfg = load_stack(stack, root)
     source = cfg.source
-    if cfg.backend != "sealed-secrets" and not certificate_path(cfg)[0].exists():
+    if not cfg.spec.seals and not certificate_path(cfg)[0].exists():
         raise KsecretsError(not_a_sealed_stack(cfg, name, namespace))
     cert = stack_certificate(cfg, now=now, allow_not_yet_valid=allow_not_yet_valid)
     ns = resolve_namespace(cfg, name, namespace)
@@ -273,7 +268,7 @@ def prepare_seal_into_stack(
     scope = crypto.check_scope(scope) if scope else (entry.scope if entry else "strict")
     where = f"{PREFIX}sealed[{_entry_index(cfg, entry)}]" if entry else f"{PREFIX}sealed"
     report = SealReport(source, name, ns, scope, cert.fingerprint)
-    if cfg.backend != "sealed-secrets":
+    if not cfg.spec.seals:
         report.warnings.append(
             f"{source}: {PREFIX}backend is {cfg.backend}; these values are used once it is sealed-secrets"
         )
@@ -535,7 +530,7 @@ class VerifyResult:
 def verify_stack(cfg: StackConfig, result: VerifyResult, now: _dt.datetime | None = None) -> None:
     now = now or _dt.datetime.now(_dt.timezone.utc)
     st = cfg.stack
-    uses_sealing = cfg.backend == "sealed-secrets" or cfg.sealed or cfg.sealed_secrets.certificate
+    uses_sealing = cfg.spec.seals or cfg.sealed or cfg.sealed_secrets.certificate
     if not uses_sealing:
         result.lines.append(f"{st}: backend {cfg.backend}, nothing sealed")
         return

@@ -43,7 +43,7 @@ from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ksecrets.config import stackfile
 from ksecrets.config.load import load_stack_file, parse, raw_from_stack_file, raw_from_text
 from ksecrets.config.names import PREFIX
-from ksecrets.config.model import App, SealedEntry, StackConfig
+from ksecrets.config.model import App, SealedEntry, StackConfig, raw_secret_name
 from ksecrets.errors import KsecretsError
 from ksecrets.fileio import locked
 from ksecrets.manifests.sealed_secrets import sealed_secret
@@ -162,9 +162,9 @@ def migrate_to_vault(
 
 def _migrate(client: VaultClient, path: Path, private_keys: Iterable[Any]) -> MigrationReport:
     cfg = load_stack_file(path)
-    if cfg.backend == "vault":
+    if cfg.spec.vault:
         raise KsecretsError(f"{cfg.source}: backend: already vault; nothing to migrate")
-    if cfg.backend != "sealed-secrets":
+    if not cfg.spec.seals:
         raise KsecretsError(
             f"{cfg.source}: backend: {cfg.backend} stacks migrate by pushing values "
             "(`ksecrets vault push`), not from sealed entries"
@@ -214,7 +214,7 @@ def prepare(stack_file: str | os.PathLike[str]) -> bool:
     path = Path(stack_file)
     with locked(path, "stack file", source=path.name):  # read to write, as every edit
         cfg = load_stack_file(path)
-        if cfg.backend != "sealed-secrets":
+        if not cfg.spec.seals:
             raise KsecretsError(f"{cfg.source}: backend: {cfg.backend}; --prepare is for a sealed-secrets stack")
         keys_by_app = {}
         for app in cfg.apps:
@@ -258,9 +258,7 @@ def _as_vault_stack(path: Path, cfg: StackConfig) -> StackConfig:
         app = dict(app)
         app.setdefault("vault", {"path": app.get("name")})
         if not app.get("keys"):
-            entry = cfg.sealed_entry(
-                str(app.get("namespace")), str(app.get("secretName") or f"{app.get('name')}-secrets")
-            )
+            entry = cfg.sealed_entry(str(app.get("namespace")), str(raw_secret_name(app)))
             if entry is not None:
                 app["keys"] = list(entry.keys)
         apps.append(app)

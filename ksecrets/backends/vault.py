@@ -1,0 +1,38 @@
+"""Backend `vault`: values live in Vault KV v2 (`ksecrets vault push`); the Vault Secrets Operator
+writes each app's Secret, the stack installs Vault and the operator, rotation runs in the cluster."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, MutableMapping
+from typing import Any
+
+from ksecrets.backends.base import BackendSpec, _apps
+
+
+class Vault(BackendSpec):
+    def values_hint(self, stack: str, secret: str) -> str:
+        return f"push it: ksecrets vault push --stack {stack} --path APP --from-env-file F"
+
+    def put_values(self, stack: str, secret: str, paths: Iterable[str]) -> tuple[str, str]:
+        how = "; ".join(f"ksecrets vault push --stack {stack} --path {p} --from-env-file FILE" for p in paths)
+        return how, "live in Vault"
+
+    def stack_new(self, config: MutableMapping[str, Any], stack: str, prefix: str) -> None:
+        config.setdefault(prefix + "sealedSecrets", {}).pop("certificate", None)
+        for app in _apps(config, prefix):
+            app.setdefault("vault", {"path": app.get("name")})
+
+    def stack_new_steps(self, stack: str, secrets: Iterable[str]) -> list[str]:
+        return [
+            f"vault: ksecrets vault bootstrap --stack {stack}; then per app: "
+            f"ksecrets vault push --stack {stack} --path APP --from-env-file .env.{stack}"
+        ]
+
+    def app_add_steps(self, stack: str, secret: str, app: dict[str, Any]) -> list[str]:
+        return [
+            f"ksecrets vault bootstrap --stack {stack} (its policy and role), then "
+            f"ksecrets vault push --stack {stack} --path {app['vault']['path']} --from-env-file .env.{stack}"
+        ]
+
+
+BACKEND = Vault("vault", vault=True, migration_phases=("handover",))
