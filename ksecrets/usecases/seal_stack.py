@@ -580,10 +580,11 @@ def verify_stack(cfg: StackConfig, result: VerifyResult, now: _dt.datetime | Non
 
 
 def verify_stacks(
-    root: str | os.PathLike[str] = ".", stack: str | None = None, now: _dt.datetime | None = None
+    root: str | os.PathLike[str] = ".", stack: str | list[str] | None = None, now: _dt.datetime | None = None
 ) -> VerifyResult:
     result = VerifyResult()
-    paths = [stack_file_path(stack, root)] if stack else list(stack_files(root))
+    stacks = [stack] if isinstance(stack, str) else stack
+    paths = [stack_file_path(s, root) for s in stacks] if stacks else list(stack_files(root))
     if not paths:
         raise KsecretsError(f"{root}: no stack files (Pulumi.<stack>.yaml)")
     for path in paths:
