@@ -288,6 +288,7 @@ def upsert_sealed_secret(
     encrypted_data: Mapping[str, str],
     certificate_fingerprint: str,
     digests: Mapping[str, str] | None = None,
+    fleet_digests: Mapping[str, str] | None = None,
     secret_type: str | None = None,
     labels: Mapping[str, str] | None = None,
     annotations: Mapping[str, str] | None = None,
@@ -323,6 +324,10 @@ def upsert_sealed_secret(
         _replace_map(entry, "digests", digests)
     elif "digests" in entry:
         del entry["digests"]
+    if fleet_digests:  # none given: the values may have changed, so the old ones go
+        _replace_map(entry, "fleetDigests", fleet_digests)
+    elif "fleetDigests" in entry:
+        del entry["fleetDigests"]
     _keep_trailing_comment_last(entry)
     assert index is not None
     return index
@@ -367,6 +372,7 @@ _ENTRY_ORDER = (
     "certificateFingerprint",
     "encryptedData",
     "digests",
+    "fleetDigests",
 )
 
 
