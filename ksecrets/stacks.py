@@ -217,7 +217,10 @@ def stack_new_in_env(
     env_text = None
     if env_path.exists():
         env_raw, _, _ = environments.load_environment(
-            ref, source=path.name, root=root, known=environments._known()  # noqa: SLF001
+            ref,
+            source=path.name,
+            root=root,
+            known=environments._known(),  # noqa: SLF001
         )
     else:
         src_path = stack_file_path(check_stack_name(env), root)
@@ -272,9 +275,13 @@ def stack_new_in_env(
         for app in cfg.apps:
             steps.append(f"values: ksecrets seal --stack {stack} --name {app.secret_name} --from-env-file .env.{stack}")
     elif backend == "vault":
-        steps.append(f"vault: set k8s-secrets:vault (address, auth mount) for this cluster; ksecrets vault bootstrap --stack {stack}")
+        steps.append(
+            f"vault: set k8s-secrets:vault (address, auth mount) for this cluster; ksecrets vault bootstrap --stack {stack}"
+        )
     steps.append(f"check: ksecrets doctor --stack {stack}; ksecrets export --env {env}; ksecrets drift --env {env}")
-    steps.append(f"CI: add the repository secret {kubeconfig_secret(stack)} (a read-only kubeconfig, context {config[CONTEXT_KEY]})")
+    steps.append(
+        f"CI: add the repository secret {kubeconfig_secret(stack)} (a read-only kubeconfig, context {config[CONTEXT_KEY]})"
+    )
     return NewStack(path, str(config[CONTEXT_KEY]), steps)
 
 

@@ -44,8 +44,11 @@ def run(args: argparse.Namespace) -> int:
         envs = result.environments
         sys.stdout.write(
             f"{len(result.clusters)} cluster(s) in {len(envs)} environment(s): {len(result.findings)} finding(s)"
-            + (f"; {result.not_comparable} key(s) without digests to compare (sealed without KSECRETS_SEAL_KEY)"
-               if result.not_comparable else "")
+            + (
+                f"; {result.not_comparable} key(s) without digests to compare (sealed without KSECRETS_SEAL_KEY)"
+                if result.not_comparable
+                else ""
+            )
             + "\n"
         )
     sys.stdout.flush()

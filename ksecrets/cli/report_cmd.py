@@ -25,7 +25,9 @@ def register(subparsers) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     add_selector_flags(p)
-    p.add_argument("--out", type=Path, default=Path("fleet-report.html"), metavar="FILE", help="the HTML page (JSON beside it)")
+    p.add_argument(
+        "--out", type=Path, default=Path("fleet-report.html"), metavar="FILE", help="the HTML page (JSON beside it)"
+    )
     add_root_argument(p, "directory of the stack files")
     p.set_defaults(func=run)
 

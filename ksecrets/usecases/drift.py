@@ -108,8 +108,10 @@ class Fleet:
                 for s, c in sorted(self.clusters.items())
             },
             "findings": [
-                {k: (list(map(list, v)) if k == "groups" else list(v) if isinstance(v, tuple) else v)
-                 for k, v in asdict(f).items()}
+                {
+                    k: (list(map(list, v)) if k == "groups" else list(v) if isinstance(v, tuple) else v)
+                    for k, v in asdict(f).items()
+                }
                 for f in self.findings
             ],
             "notComparable": self.not_comparable,
@@ -212,16 +214,22 @@ def compare(clusters: Iterable[Cluster], now: _dt.datetime | None = None) -> Fle
                     groups.setdefault(d, []).append(stack)
                 ordered = tuple(sorted(tuple(g) for g in groups.values()))
                 findings.append(
-                    Finding("value-differs", "environment", env, f"{ns}/{name}", key, tuple(sorted(digests)), (), ordered)
+                    Finding(
+                        "value-differs", "environment", env, f"{ns}/{name}", key, tuple(sorted(digests)), (), ordered
+                    )
                 )
         rotated = sorted(set().union(*(set(c.schedules) for c in members)))
         for slot in rotated:
             ns, name, key = slot
-            seen = {c.stack: c.schedules.get(slot, "not rotated") for c in members if slot in c.keys or slot in c.schedules}
+            seen = {
+                c.stack: c.schedules.get(slot, "not rotated") for c in members if slot in c.keys or slot in c.schedules
+            }
             if len(set(seen.values())) > 1:
                 detail = "; ".join(f"{s}: {v}" for s, v in sorted(seen.items()))
                 findings.append(
-                    Finding("rotation-differs", "environment", env, f"{ns}/{name}", key, tuple(sorted(seen)), (), (), detail)
+                    Finding(
+                        "rotation-differs", "environment", env, f"{ns}/{name}", key, tuple(sorted(seen)), (), (), detail
+                    )
                 )
     if len(envs) >= 2:
         env_keys = {env: set().union(*(by_stack[s].keys for s in stacks)) for env, stacks in envs.items()}

@@ -62,17 +62,14 @@ class Report:
     readers: dict[str, dict[str, list[str]]]  # stack → "ns/name" → workloads
 
     def cells(self) -> dict[str, dict[str, str]]:
-        """"ns/name/key" → stack → state: ok, missing, differs, absent (not in this environment)."""
+        """ "ns/name/key" → stack → state: ok, missing, differs, absent (not in this environment)."""
         state: dict[str, dict[str, str]] = {}
         f = self.fleet
         env_slots: dict[str, set[Slot]] = {}
         for c in f.clusters.values():
             env_slots.setdefault(c.environment, set()).update(c.keys)
         differs = {
-            (fd.secret, fd.key, s)
-            for fd in f.findings
-            if fd.kind == "value-differs"
-            for s in _minority(fd.groups)
+            (fd.secret, fd.key, s) for fd in f.findings if fd.kind == "value-differs" for s in _minority(fd.groups)
         }
         for slot in f.slots():
             ns, name, key = slot
@@ -187,15 +184,21 @@ def render_html(report: Report) -> str:
             out.append(f'<td class="cell {st}" data-stack="{_e(s)}" data-state="{st}">{_LABEL[st]}</td>')
         out.append("</tr>")
     out.append("</tbody></table>")
-    out.append('<p class="sub">MISSING: the other clusters of its environment have it; DIFFERS: its value differs '
-               "from the rest of its environment (stored fleet digests); —: its environment has no such key.</p>")
+    out.append(
+        '<p class="sub">MISSING: the other clusters of its environment have it; DIFFERS: its value differs '
+        "from the rest of its environment (stored fleet digests); —: its environment has no such key.</p>"
+    )
 
-    out.append('<h2>Certificates</h2><table id="certificates"><thead><tr><th>Cluster</th><th>Fingerprint</th>'
-               "<th>Not after</th><th>Days left</th><th>Key age (days)</th><th>Problem</th></tr></thead><tbody>")
+    out.append(
+        '<h2>Certificates</h2><table id="certificates"><thead><tr><th>Cluster</th><th>Fingerprint</th>'
+        "<th>Not after</th><th>Days left</th><th>Key age (days)</th><th>Problem</th></tr></thead><tbody>"
+    )
     for s in order:
         c = f.clusters[s].certificate
         if c is None:
-            out.append(f'<tr data-stack="{_e(s)}"><td>{_e(s)}</td><td colspan="5">no sealing ({_e(f.clusters[s].backend)})</td></tr>')
+            out.append(
+                f'<tr data-stack="{_e(s)}"><td>{_e(s)}</td><td colspan="5">no sealing ({_e(f.clusters[s].backend)})</td></tr>'
+            )
             continue
         out.append(
             f'<tr data-stack="{_e(s)}"><td>{_e(s)}</td><td><code>{_e(c.fingerprint or "")}</code></td>'
@@ -217,8 +220,10 @@ def render_html(report: Report) -> str:
         out.append("</tr>")
     out.append("</tbody></table>")
 
-    out.append('<h2>Who reads each Secret</h2><table id="readers"><thead><tr><th>Secret</th><th>Cluster</th>'
-               "<th>Workloads</th></tr></thead><tbody>")
+    out.append(
+        '<h2>Who reads each Secret</h2><table id="readers"><thead><tr><th>Secret</th><th>Cluster</th>'
+        "<th>Workloads</th></tr></thead><tbody>"
+    )
     for s in order:
         for secret, who in report.readers.get(s, {}).items():
             items = "".join(f"<li>{_e(w)}</li>" for w in who)

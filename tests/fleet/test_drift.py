@@ -63,7 +63,11 @@ SLOTS = [(f"app{a}", f"app{a}-secrets", k) for a in range(APPS) for k in KEYS]
 def _apps(schedule_of: dict[tuple[str, str, str], str]) -> list[dict[str, Any]]:
     apps = []
     for a in range(APPS):
-        rot = [{"key": k, "schedule": schedule_of[(f"app{a}", f"app{a}-secrets", k)]} for k in KEYS if (f"app{a}", f"app{a}-secrets", k) in schedule_of]
+        rot = [
+            {"key": k, "schedule": schedule_of[(f"app{a}", f"app{a}-secrets", k)]}
+            for k in KEYS
+            if (f"app{a}", f"app{a}-secrets", k) in schedule_of
+        ]
         app: dict[str, Any] = {"name": f"app{a}", "namespace": f"app{a}"}
         if rot:
             app["rotation"] = rot
@@ -130,7 +134,9 @@ def _write(root: Path, envs, values, schedules, expired) -> None:
     (root / "environments").mkdir()
     for env, stacks in envs.items():
         (root / "environments" / f"{env}.yaml").write_text(
-            yaml.safe_dump({"backend": "sealed-secrets", "monitoring": {"enabled": False}, "apps": _apps({SLOTS[0]: SCHEDULE})})
+            yaml.safe_dump(
+                {"backend": "sealed-secrets", "monitoring": {"enabled": False}, "apps": _apps({SLOTS[0]: SCHEDULE})}
+            )
         )
         for s in stacks:
             sealed = []
@@ -145,7 +151,13 @@ def _write(root: Path, envs, values, schedules, expired) -> None:
                         "namespace": ns,
                         "encryptedData": {k: sealed_shape(i) for i, k in enumerate(keys)},
                         "fleetDigests": {
-                            k: churn.fleet_digest(SEAL_KEY, namespace=ns, name=name, key=k, value=b"value-canary-%d" % values[s][(ns, name, k)])
+                            k: churn.fleet_digest(
+                                SEAL_KEY,
+                                namespace=ns,
+                                name=name,
+                                key=k,
+                                value=b"value-canary-%d" % values[s][(ns, name, k)],
+                            )
                             for k in keys
                         },
                     }
@@ -174,7 +186,12 @@ def _got(result) -> set[tuple]:
     return out
 
 
-@settings(max_examples=100, deadline=None, phases=[Phase.explicit, Phase.reuse, Phase.generate, Phase.shrink], suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@settings(
+    max_examples=100,
+    deadline=None,
+    phases=[Phase.explicit, Phase.reuse, Phase.generate, Phase.shrink],
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
 @given(fleet=fleets())
 def test_random_fleets_report_exactly_the_planted_drift(base, fleet):
     envs, values, schedules, expired, expected = fleet
@@ -199,7 +216,14 @@ def sealed_fleet(repo_copy: Path) -> Path:
     res = ksecrets_in_process("stack", "new", "stg-2", "--env", "staging", "--root", str(repo_copy))
     assert res.returncode == 0, res.stderr
     res = ksecrets_in_process(
-        "keygen", "--stack", "stg-2", "--backup-file", str(repo_copy / "stg-2.ksbackup"), "--root", str(repo_copy), env=env
+        "keygen",
+        "--stack",
+        "stg-2",
+        "--backup-file",
+        str(repo_copy / "stg-2.ksbackup"),
+        "--root",
+        str(repo_copy),
+        env=env,
     )
     assert res.returncode == 0, res.stderr
     return repo_copy
@@ -212,8 +236,18 @@ def test_one_value_sealed_for_two_clusters_compares_equal_and_a_changed_one_diff
     values = tmp_path / ".env"
     values.write_text("API_KEY=canary-fleet-0001\nDATABASE_URL=postgres://a@db/app\n")
     res = ksecrets_in_process(
-        "seal", "--stack", "staging", "--stack", "stg-2", "--name", "my-app-secrets",
-        "--from-env-file", str(values), "--root", str(root), env=env,
+        "seal",
+        "--stack",
+        "staging",
+        "--stack",
+        "stg-2",
+        "--name",
+        "my-app-secrets",
+        "--from-env-file",
+        str(values),
+        "--root",
+        str(root),
+        env=env,
     )
     assert res.returncode == 0, res.stderr
     res = ksecrets_in_process("drift", "--env", "staging", "--root", str(root))
@@ -227,7 +261,16 @@ def test_one_value_sealed_for_two_clusters_compares_equal_and_a_changed_one_diff
     assert a["fleetDigests"] == b["fleetDigests"]
     values.write_text("API_KEY=canary-fleet-0002\n")
     res = ksecrets_in_process(
-        "seal", "--stack", "stg-2", "--name", "my-app-secrets", "--from-env-file", str(values), "--root", str(root), env=env
+        "seal",
+        "--stack",
+        "stg-2",
+        "--name",
+        "my-app-secrets",
+        "--from-env-file",
+        str(values),
+        "--root",
+        str(root),
+        env=env,
     )
     assert res.returncode == 0, res.stderr
     res = ksecrets_in_process("drift", "--env", "staging", "--root", str(root))
@@ -249,7 +292,16 @@ def test_drift_without_digests_is_not_comparable_never_drift(sealed_fleet, tmp_p
     values = tmp_path / ".env"
     values.write_text("API_KEY=x-canary-1\nDATABASE_URL=y-canary-2\n")
     res = ksecrets_in_process(
-        "seal", "--stack", "stg-2", "--name", "my-app-secrets", "--from-env-file", str(values), "--root", str(root), env=env
+        "seal",
+        "--stack",
+        "stg-2",
+        "--name",
+        "my-app-secrets",
+        "--from-env-file",
+        str(values),
+        "--root",
+        str(root),
+        env=env,
     )
     assert res.returncode == 0, res.stderr
     res = ksecrets_in_process("drift", "--env", "staging", "--root", str(root))

@@ -76,7 +76,10 @@ def fleet_dir(tmp_path_factory) -> Path:
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(placement=st.fixed_dictionaries({k: st.sampled_from(["stack", "env", "split"]) for k in _INHERITABLE}), data=st.data())
+@given(
+    placement=st.fixed_dictionaries({k: st.sampled_from(["stack", "env", "split"]) for k in _INHERITABLE}),
+    data=st.data(),
+)
 def test_any_split_into_environment_and_stack_loads_the_same_model(fleet_dir, placement, data):
     """Every inheritable key of staging moved to the environment, kept in the stack, or split
     between both (a mapping's keys divided; a list or string with a decoy under the stack's value):
@@ -179,7 +182,10 @@ def test_a_bad_inherited_value_names_the_environment_file_and_line(prod_fleet):
     [
         ("sealed: []\n", "sealed: cannot be in an environment file (values are per cluster)"),
         ("manualValues: {}\n", "manualValues: cannot be in an environment file (values are per cluster)"),
-        ("extends: environments/x.yaml\n", "extends: cannot be in an environment file (an environment extends nothing)"),
+        (
+            "extends: environments/x.yaml\n",
+            "extends: cannot be in an environment file (an environment extends nothing)",
+        ),
         ("appz: []\n", 'appz: unknown key (did you mean "apps"?)'),
         ("- 1\n", "must be a mapping of the keys a stack's config holds, not a list"),
     ],
@@ -222,7 +228,9 @@ def test_selectors_resolve_stacks_environments_and_all(prod_fleet):
         "staging",
     ]
     assert select(prod_fleet, Selector(all_stacks=True)) == ["prod-eu-2", "production", "staging", "stg-2"]
-    with pytest.raises(KsecretsError, match=r"--env nope: no stack of that environment \(environments: production, staging\)"):
+    with pytest.raises(
+        KsecretsError, match=r"--env nope: no stack of that environment \(environments: production, staging\)"
+    ):
         select(prod_fleet, Selector(envs=("nope",)))
     with pytest.raises(KsecretsError, match="not both"):
         select(prod_fleet, Selector(envs=("staging",), all_stacks=True))

@@ -33,7 +33,11 @@ def demo_fleet(root: Path, tmp: Path) -> None:
     env |= {"KSECRETS_SEAL_KEY": SEAL_KEY, "KSECRETS_BACKUP_PASSPHRASE": "a-long-test-passphrase-0123"}
     for name, e in (("stg-2", "staging"), ("prod-eu-2", "production")):
         _ok(ksecrets_in_process("stack", "new", name, "--env", e, "--root", str(root)))
-    _ok(ksecrets_in_process("keygen", "--stack", "stg-2", "--backup-file", str(tmp / "k.ksbackup"), "--root", str(root), env=env))
+    _ok(
+        ksecrets_in_process(
+            "keygen", "--stack", "stg-2", "--backup-file", str(tmp / "k.ksbackup"), "--root", str(root), env=env
+        )
+    )
     values = tmp / ".env"
     values.write_text(f"API_KEY={CANARIES[0]}\nDATABASE_URL={CANARIES[2]}\n")
     seal = ("seal", "--name", "my-app-secrets", "--from-env-file", str(values), "--root", str(root))
@@ -69,11 +73,23 @@ class _Cells(HTMLParser):
 def _chromium(*args: str, tmp: Path, timeout: float = 120) -> str:
     """Run headless Chromium (its own process group, killed by that id whatever happens)."""
     cmd = [
-        CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
-        f"--user-data-dir={tmp / 'chromium-profile'}", "--hide-scrollbars", *args,
+        CHROMIUM,
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--no-first-run",
+        f"--user-data-dir={tmp / 'chromium-profile'}",
+        "--hide-scrollbars",
+        *args,
     ]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
-                            env={**os.environ, "HOME": str(tmp)})
+    proc = subprocess.Popen(
+        cmd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+        env={**os.environ, "HOME": str(tmp)},
+    )
     try:
         out, err = proc.communicate(timeout=timeout)
     finally:
@@ -99,7 +115,12 @@ def report(repo_copy: Path, tmp_path: Path) -> Path:
 EXPECTED = {
     "my-app/my-app-secrets/API_KEY": {"staging": "differs", "stg-2": "differs", "production": "ok", "prod-eu-2": "ok"},
     "my-app/my-app-secrets/DATABASE_URL": {s: "ok" for s in ("staging", "stg-2", "production", "prod-eu-2")},
-    "my-app/my-app-secrets/EXTRA_TOKEN": {"staging": "ok", "stg-2": "missing", "production": "absent", "prod-eu-2": "absent"},
+    "my-app/my-app-secrets/EXTRA_TOKEN": {
+        "staging": "ok",
+        "stg-2": "missing",
+        "production": "absent",
+        "prod-eu-2": "absent",
+    },
 }
 
 
