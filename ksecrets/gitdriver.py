@@ -56,7 +56,8 @@ PLACEHOLDER = "__ksecrets_merge_sealed_block__"
 # The fields that decide how a value decrypts besides the entry's identity (namespace/name, the
 # key of every merge here): the scope picks the label, the certificate the key pair.
 BINDING = ("scope", "certificateFingerprint")
-_PAIRED = ("encryptedData", "digests")  # one key's ciphertext and its keyed digest travel together
+# One key's ciphertext, its keyed digest and its fleet digest (ksecrets drift) travel together.
+_PAIRED = ("encryptedData", "digests", "fleetDigests")
 _MISSING: Any = object()
 
 
@@ -335,6 +336,7 @@ def _merge_entry(
     bd, od, td = (_pairs(e) for e in (b, o, t))
     enc: dict[str, Any] = {}
     dig: dict[str, Any] = {}
+    fleet: dict[str, Any] = {}
     for key in sorted({*bd, *od, *td}, key=str):
         bv, ov, tv = bd.get(key), od.get(key), td.get(key)
         if ov == tv or (ov is not None and tv is not None and ov[0] == tv[0]):
@@ -358,9 +360,11 @@ def _merge_entry(
         enc[key] = pair[0]
         if pair[1] is not None:
             dig[key] = pair[1]
+        if pair[2] is not None:
+            fleet[key] = pair[2]
         if not any(binding(s) == _binding_of(merged) for s in sources):
             taken.append((ident, key, sources[0]))
-    for f, items in (("encryptedData", enc), ("digests", dig)):
+    for f, items in (("encryptedData", enc), ("digests", dig), ("fleetDigests", fleet)):
         present = any(f in e for e in (o, t))
         if items or (f == "encryptedData" and present):
             merged[f] = items
@@ -371,12 +375,13 @@ def _binding_of(entry: Mapping[str, Any]) -> tuple[Any, Any]:
     return binding(entry)
 
 
-def _pairs(entry: Mapping[str, Any]) -> dict[str, tuple[Any, Any]]:
+def _pairs(entry: Mapping[str, Any]) -> dict[str, tuple[Any, Any, Any]]:
     enc = entry.get("encryptedData") or {}
     dig = entry.get("digests") or {}
-    if not isinstance(enc, Mapping) or not isinstance(dig, Mapping):
-        raise MergeConflict("encryptedData or digests is not a mapping")
-    return {k: (v, dig.get(k)) for k, v in enc.items()}
+    fleet = entry.get("fleetDigests") or {}
+    if not isinstance(enc, Mapping) or not isinstance(dig, Mapping) or not isinstance(fleet, Mapping):
+        raise MergeConflict("encryptedData, digests or fleetDigests is not a mapping")
+    return {k: (v, dig.get(k), fleet.get(k)) for k, v in enc.items()}
 
 
 def _merge_map(where: str, b: dict, o: dict, t: dict, conflicts: list[str]) -> dict:

@@ -142,6 +142,125 @@ def stack_new(
     return NewStack(path, context, steps)
 
 
+# --- stack new --env: a cluster of an environment ------------------------------------------------
+
+# What a cluster keeps for itself when its environment file is made from an existing stack.
+_PER_CLUSTER = {"sealedSecrets": ("certificate",), "flux": ("path",)}
+
+
+def _environment_from(config: Mapping[str, Any]) -> dict[str, Any]:
+    """The keys a new stack's config would inherit, as an environment file holds them (no prefix,
+    no per-cluster values: no sealed values, manual values, certificate or Flux path)."""
+    from ksecrets.config import environments
+
+    env: dict[str, Any] = {}
+    for key, value in config.items():
+        if not key.startswith(PREFIX) or key[len(PREFIX) :] in environments.NOT_INHERITED:
+            continue
+        name = key[len(PREFIX) :]
+        if isinstance(value, dict) and name in _PER_CLUSTER:
+            value = {k: v for k, v in value.items() if k not in _PER_CLUSTER[name]}
+            if not value:
+                continue
+        env[name] = value
+    return env
+
+
+def stack_new_in_env(
+    root: str | os.PathLike[str], stack: str, env: str, backend: str | None = None, context: str | None = None
+) -> NewStack:
+    """`stack new NAME --env ENV`: a cluster stack that extends environments/ENV.yaml and holds only
+    what is its own (context, certificate). Without environments/ENV.yaml, it is made from stack
+    ENV's apps and settings (no values), and stack ENV is left as it is."""
+    from ksecrets import yamlio
+    from ksecrets.config import environments, includes
+    from ksecrets.config.load import check_stack_name
+    from ksecrets.export import render
+    from ksecrets.fileio import Transaction, atomic_write_text, read_bytes
+
+    root = Path(root)
+    if not _STACK_NAME.match(stack):
+        raise KsecretsError(f"{stack!r}: a stack name is lower-case letters, digits and '-' (at most 50)")
+    if not _STACK_NAME.match(env):
+        raise KsecretsError(f"--env {env!r}: an environment name is lower-case letters, digits and '-'")
+    path = stack_file_path(stack, root)
+    if path.exists():
+        raise KsecretsError(f"{path.name}: already exists")
+    if context is not None and (not context.strip() or any(c.isspace() or ord(c) < 32 for c in context)):
+        raise KsecretsError(f"--context {context!r}: a kubeconfig context name, without blanks")
+    ref = f"{environments.FOLDER}/{env}.yaml"
+    env_path = root / ref
+    env_text = None
+    if env_path.exists():
+        env_raw, _, _ = environments.load_environment(
+            ref,
+            source=path.name,
+            root=root,
+            known=environments._known(),  # noqa: SLF001
+        )
+    else:
+        src_path = stack_file_path(check_stack_name(env), root)
+        if not src_path.exists():
+            raise KsecretsError(f"--env {env}: neither {ref} nor a stack {env} ({src_path.name}) to make it from")
+        doc = yamlio.load(read_bytes(src_path, "stack file", source=src_path.name).decode("utf-8"), src_path.name)
+        src_config = includes.inline((doc or {}).get("config") or {}, source=src_path.name, root=root)
+        src_backend = src_config.get(PREFIX + "backend") or backend or "sealed-secrets"
+        env_raw = _environment_from(new_stack_config(stack, str(src_backend), src_config, context))
+        env_text = (
+            f"# Environment {env}: what its cluster stacks share (made from Pulumi.{env}.yaml by `ksecrets stack "
+            f"new`, no values).\n# A stack file names it with `k8s-secrets:extends: {ref}` and overrides what is "
+            "its own (README: Fleets).\n" + yamlio.dump(env_raw)
+        )
+    env_backend = env_raw.get("backend")
+    if backend is not None and env_backend is not None and backend != env_backend:
+        raise KsecretsError(f"--backend {backend}: environment {env} ({ref}) has backend {env_backend}")
+    backend = str(env_backend or backend or "")
+    config: dict[str, Any] = {CONTEXT_KEY: context or stack, PREFIX + environments.EXTENDS: ref}
+    if not env_backend:
+        config[PREFIX + "backend"] = backend
+    if backend == "sealed-secrets":
+        config[PREFIX + "sealedSecrets"] = {"certificate": f"certs/{stack}.pem"}
+    flux = env_raw.get("flux")
+    if isinstance(flux, Mapping) and flux.get("path"):
+        config[PREFIX + "flux"] = {"path": f"./k8s/{stack}"}
+    header = (
+        f"# {stack}: a cluster of environment {env} ({ref}: apps and settings); this file holds what is\n"
+        f"# this cluster's own. Written by `ksecrets stack new --env {env}`.\n"
+    )
+    text = _dump(config, header)
+    pending = {os.path.realpath(env_path): env_text} if env_text is not None else {}
+    with includes.pending(pending):
+        cfg = _validate_text(text, stack, path.name, str(root))
+        render(cfg)  # never a stack `make render` refuses
+    with Transaction() as tx:
+        if env_text is not None:
+            env_path.parent.mkdir(exist_ok=True)
+            atomic_write_text(tx.keep(env_path), env_text, 0o644)
+        atomic_write_text(tx.keep(path), text, 0o644)
+    steps = []
+    if env_text is not None:
+        steps.append(
+            f"{ref}: written from Pulumi.{env}.yaml; Pulumi.{env}.yaml is unchanged (to share it too, give it "
+            f"`k8s-secrets:extends: {ref}` and drop the keys it repeats)"
+        )
+    if backend == "sealed-secrets":
+        steps.append(
+            f"certificate: kubeseal --fetch-cert > certs/{stack}.pem (from the new cluster), or "
+            f"ksecrets keygen --stack {stack} --backup-file ~/safe/{stack}.ksbackup"
+        )
+        for app in cfg.apps:
+            steps.append(f"values: ksecrets seal --stack {stack} --name {app.secret_name} --from-env-file .env.{stack}")
+    elif backend == "vault":
+        steps.append(
+            f"vault: set k8s-secrets:vault (address, auth mount) for this cluster; ksecrets vault bootstrap --stack {stack}"
+        )
+    steps.append(f"check: ksecrets doctor --stack {stack}; ksecrets export --env {env}; ksecrets drift --env {env}")
+    steps.append(
+        f"CI: add the repository secret {kubeconfig_secret(stack)} (a read-only kubeconfig, context {config[CONTEXT_KEY]})"
+    )
+    return NewStack(path, str(config[CONTEXT_KEY]), steps)
+
+
 # --- app add --------------------------------------------------------------------------------------
 
 
@@ -155,6 +274,12 @@ def app_add(root: str | os.PathLike[str], stack: str, app: Mapping[str, Any]) ->
 
     def mutate(config) -> None:
         apps = config.get(APPS)
+        if apps is None and config.get(PREFIX + "extends"):
+            # The stack's own list would replace the inherited one (environments.py): never silently.
+            raise KsecretsError(
+                f"{path.name}: its apps come from {config[PREFIX + 'extends']}: add the app there (every cluster of the "
+                "environment gets it), or give this stack its own k8s-secrets:apps list first"
+            )
         if apps is None:
             apps = config[APPS] = CommentedSeq()
         if any(

@@ -29,6 +29,8 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "unseal": ("unseal_cmd", "decrypt a SealedSecret (stdin) with recovery keys; prints the Secret"),
     "reseal": ("reseal_cmd", "re-encrypt all of a stack's sealed values for a new certificate"),
     "verify": ("verify_cmd", "check sealed values against each stack's current certificate"),
+    "drift": ("drift_cmd", "what differs between clusters and environments, without decrypting"),
+    "report": ("report_cmd", "the fleet as one HTML page and JSON: matrix, certificates, rotation, readers"),
     "keygen": ("keygen_cmd", "make a sealing key pair for a stack (cert in certs/, key in a backup)"),
     "backup": (
         "backup_cmd",

@@ -1,4 +1,4 @@
-"""`ksecrets export [--stack S]... [--check]`: write k8s/<stack>/ for Flux, or check it."""
+"""`ksecrets export [--stack S | --env E]... [--all-stacks] [--check]`: write k8s/<stack>/ for Flux, or check it."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import argparse
 import sys
 
 from ksecrets.cli import add_root_argument
+from ksecrets.cli.flags import add_selector_flags, selected_stacks
 from ksecrets.errors import CheckFailed
 
 
@@ -15,7 +16,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="write k8s/<stack>/ for Flux from the stack files",
         description="Render every stack (or the given ones) into k8s/<stack>/.",
     )
-    p.add_argument("--stack", action="append", metavar="NAME", help="only this stack (repeatable)")
+    add_selector_flags(p)
     p.add_argument("--check", action="store_true", help="write nothing; exit 1 and list files that differ")
     add_root_argument(p, "the repository root")
     p.set_defaults(func=run)
@@ -25,7 +26,7 @@ def run(args: argparse.Namespace) -> int:
     from ksecrets.export import export
 
     root = args.root.resolve()
-    result = export(root, args.stack, check=args.check)
+    result = export(root, selected_stacks(args), check=args.check)
     lines = result.lines(root)
     if args.check:
         if lines:

@@ -53,3 +53,24 @@ def add_recovery_flags(parser) -> None:
         help="an encrypted backup from `ksecrets backup` or `keygen` (passphrase from "
         "KSECRETS_BACKUP_PASSPHRASE or a prompt)",
     )
+
+
+def add_selector_flags(parser, what: str = "every Pulumi.<stack>.yaml") -> None:
+    """`--stack S` / `--env E` (both repeatable) / `--all-stacks`: resolved by
+    ksecrets.config.selection, the one home of which stacks a command works on."""
+    parser.add_argument("--stack", action="append", default=[], metavar="NAME", help="this stack (repeatable)")
+    parser.add_argument(
+        "--env",
+        action="append",
+        default=[],
+        metavar="ENV",
+        help="every cluster stack of this environment (its `extends` file's name, or a stack's own; repeatable)",
+    )
+    parser.add_argument("--all-stacks", action="store_true", help=f"every stack (the default: {what})")
+
+
+def selected_stacks(args, *, default_all: bool = True) -> list[str] | None:
+    """The stacks the selector flags name (None: the command's default, every stack)."""
+    from ksecrets.config.selection import select, selector_of
+
+    return select(args.root, selector_of(args.stack, args.env, args.all_stacks), default_all=default_all)

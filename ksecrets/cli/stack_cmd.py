@@ -1,4 +1,5 @@
-"""`ksecrets stack new NAME --backend B [--from STACK]`: a new environment's stack file.
+"""`ksecrets stack new NAME --backend B [--from STACK]`: a new environment's stack file;
+`ksecrets stack new NAME --env ENV`: a new cluster of environment ENV (environments/ENV.yaml).
 `ksecrets stack split --stack S`: move the big keys into files (README "Large stacks").
 
 Copies the apps and settings of --from (never its values: sealed ciphertexts belong to the other
@@ -24,7 +25,12 @@ def register(subparsers) -> None:
     ssub = p.add_subparsers(dest="stack_command", required=True, parser_class=type(p))
     n = ssub.add_parser("new", help="write Pulumi.<NAME>.yaml for a new environment")
     n.add_argument("name", metavar="NAME")
-    n.add_argument("--backend", required=True, choices=BACKENDS)
+    n.add_argument("--backend", choices=BACKENDS, help="required unless --env names an environment that has one")
+    n.add_argument(
+        "--env",
+        metavar="ENV",
+        help="a cluster of environment ENV: extend environments/ENV.yaml (made from stack ENV when missing)",
+    )
     n.add_argument("--from", dest="source", metavar="STACK", help="copy apps and settings (no values) from this stack")
     n.add_argument(
         "--context",
@@ -51,9 +57,17 @@ def register(subparsers) -> None:
 
 
 def run_new(args: argparse.Namespace) -> int:
-    from ksecrets.stacks import stack_new
+    from ksecrets.errors import KsecretsError
+    from ksecrets.stacks import stack_new, stack_new_in_env
 
-    result = stack_new(args.root, args.name, args.backend, args.source, args.context)
+    if args.env:
+        if args.source:
+            raise KsecretsError("--env takes the apps and settings from the environment; --from does not apply")
+        result = stack_new_in_env(args.root, args.name, args.env, args.backend, args.context)
+    elif not args.backend:
+        raise KsecretsError("stack new needs --backend (or --env ENV)")
+    else:
+        result = stack_new(args.root, args.name, args.backend, args.source, args.context)
     print(f"{result.path.name}: written (kubernetes:context: {result.context})")
     for step in result.next_steps:
         print(f"next: {step}")

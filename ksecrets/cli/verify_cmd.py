@@ -8,6 +8,7 @@ import argparse
 import sys
 
 from ksecrets.cli import add_root_argument
+from ksecrets.cli.flags import add_selector_flags, selected_stacks
 from ksecrets.errors import CheckFailed
 
 
@@ -15,7 +16,7 @@ def register(subparsers) -> None:
     p = subparsers.add_parser(
         "verify", help="check sealed values against each stack's current certificate", description=__doc__
     )
-    p.add_argument("--stack", help="one stack (default: every Pulumi.<stack>.yaml)")
+    add_selector_flags(p)
     add_root_argument(p, "directory of the stack files")
     p.set_defaults(func=run)
 
@@ -23,7 +24,7 @@ def register(subparsers) -> None:
 def run(args: argparse.Namespace) -> int:
     from ksecrets.usecases.seal_stack import verify_stacks
 
-    result = verify_stacks(args.root, args.stack)
+    result = verify_stacks(args.root, selected_stacks(args))
     for line in result.lines:
         sys.stdout.write(line + "\n")
     sys.stdout.flush()

@@ -16,7 +16,7 @@ from typing import Any, Mapping
 from pydantic import ValidationError
 
 from ksecrets import yamlio
-from ksecrets.config import includes
+from ksecrets.config import environments, includes
 from ksecrets.config import model as m
 from ksecrets import validators as v
 from ksecrets.config.fields import config_error, did_you_mean, kind, unknown_key
@@ -25,8 +25,9 @@ from ksecrets.errors import ConfigError, KsecretsError
 
 # Top-level keys Pulumi itself writes into stack files.
 _STACK_FILE_KEYS = ("config", "secretsprovider", "encryptedkey", "encryptionsalt", "environment")
-# The `k8s-secrets:` keys a stack's config may have (the model's camelCase keys).
-KEYS = frozenset(m.StackConfig.file_keys())
+# The `k8s-secrets:` keys a stack's config may have (the model's camelCase keys, and `extends`:
+# the environment file it inherits from, environments.py).
+KEYS = frozenset(m.StackConfig.file_keys()) | {environments.EXTENDS}
 
 
 def stack_name(value: str) -> str | None:
@@ -40,6 +41,7 @@ def stack_name(value: str) -> str | None:
     return None
 
 
+@environments.extending  # `extends` names an environment file merged under the stack's keys
 @includes.resolving  # `sealed`/`apps` may name a file (includes.py); errors there name that file
 def parse(raw: Mapping[str, Any], *, stack: str, source: str, root: str = ".") -> m.StackConfig:
     """Validate the `k8s-secrets:` keys of one stack (prefix removed) into a StackConfig."""

@@ -333,6 +333,8 @@ class SealedEntry(Section):
     # is refused here, by every reader of the stack file, before export or `pulumi up` sees it.
     encrypted_data: Annotated[Pairs, f.pairs(v.secret_key, sealed_value_problem, sort=True)] = ()
     digests: Annotated[Pairs, f.pairs(v.secret_key, sort=True)] = ()
+    # The same value's digest on every cluster (sealing/churn.fleet_digest): `ksecrets drift`.
+    fleet_digests: Annotated[Pairs, f.pairs(v.secret_key, sort=True)] = ()
     # Carried into spec.template: the Secret the controller creates gets them.
     labels: Annotated[Pairs, f.pairs(v.qualified_name)] = ()
     annotations: Annotated[Pairs, f.pairs(v.qualified_name)] = ()

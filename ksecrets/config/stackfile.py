@@ -288,6 +288,7 @@ def upsert_sealed_secret(
     encrypted_data: Mapping[str, str],
     certificate_fingerprint: str,
     digests: Mapping[str, str] | None = None,
+    fleet_digests: Mapping[str, str] | None = None,
     secret_type: str | None = None,
     labels: Mapping[str, str] | None = None,
     annotations: Mapping[str, str] | None = None,
@@ -323,6 +324,10 @@ def upsert_sealed_secret(
         _replace_map(entry, "digests", digests)
     elif "digests" in entry:
         del entry["digests"]
+    if fleet_digests:  # none given: the values may have changed, so the old ones go
+        _replace_map(entry, "fleetDigests", fleet_digests)
+    elif "fleetDigests" in entry:
+        del entry["fleetDigests"]
     _keep_trailing_comment_last(entry)
     assert index is not None
     return index
@@ -342,16 +347,21 @@ def _trailing_token(m: Any) -> tuple[Any, Any] | None:
 
 def _keep_trailing_comment_last(entry: CommentedMap) -> None:
     """Comment lines after an entry stay after it when a map (digests) is added behind encryptedData."""
-    maps = [entry[k] for k in ("encryptedData", "digests") if isinstance(entry.get(k), CommentedMap) and len(entry[k])]
-    if len(maps) != 2 or list(entry)[-1] != "digests":
+    names = [
+        k
+        for k in ("encryptedData", "digests", "fleetDigests")
+        if isinstance(entry.get(k), CommentedMap) and len(entry[k])
+    ]
+    if len(names) < 2 or names[0] != "encryptedData" or list(entry)[-1] != names[-1]:
         return
-    found = _trailing_token(maps[0])
-    if found is None or _trailing_token(maps[1]) is not None:
+    first, final = entry[names[0]], entry[names[-1]]
+    found = _trailing_token(first)
+    if found is None or _trailing_token(final) is not None:
         return
     key, token = found
-    maps[0].ca.items[key][2] = None
-    last = list(maps[1])[-1]
-    item = maps[1].ca.items.setdefault(last, [None, None, None, None])
+    first.ca.items[key][2] = None
+    last = list(final)[-1]
+    item = final.ca.items.setdefault(last, [None, None, None, None])
     if item[2] is None:
         item[2] = token
 
@@ -367,6 +377,7 @@ _ENTRY_ORDER = (
     "certificateFingerprint",
     "encryptedData",
     "digests",
+    "fleetDigests",
 )
 
 

@@ -10,6 +10,13 @@ K comes from `KSECRETS_SEAL_KEY`, a secret held outside Git (a CI secret, a Pulu
 exported into the environment). Without K the digest is a PRF output: it says nothing about the
 value, not even whether two Secrets share a value (the slot is part of the input). Binding the
 certificate fingerprint and scope means a new certificate or scope never reuses a ciphertext.
+
+Those digests differ between clusters even for one value (each cluster has its own certificate).
+`fleet_digest` is its companion for `ksecrets drift`: the same K over the Secret's namespace, name
+and key and the value, without scope or certificate, so one value sealed for several clusters of a
+fleet gives one digest there, and drift compares clusters without decrypting anything. What it
+tells whoever reads the repository without K: whether two clusters hold the same value in the same
+slot (what drift reports), nothing about the value.
 """
 
 from __future__ import annotations
@@ -94,6 +101,15 @@ def value_digest(
         _field(part)
         for part in (namespace.encode(), name.encode(), key.encode(), scope.encode(), fingerprint.encode(), value)
     )
+    return PREFIX + base64.b64encode(hmac.new(seal_key, msg, hashlib.sha256).digest()).decode("ascii")
+
+
+_FLEET_DOMAIN = b"ksecrets-fleet-v1"
+
+
+def fleet_digest(seal_key: bytes, *, namespace: str, name: str, key: str, value: bytes) -> str:
+    """The keyed digest of one value in one slot, the same on every cluster (no certificate)."""
+    msg = _FLEET_DOMAIN + b"".join(_field(part) for part in (namespace.encode(), name.encode(), key.encode(), value))
     return PREFIX + base64.b64encode(hmac.new(seal_key, msg, hashlib.sha256).digest()).decode("ascii")
 
 

@@ -278,6 +278,7 @@ def prepare_seal_into_stack(
 
     old_enc = dict(entry.encrypted_data) if entry else {}
     old_dig = dict(entry.digests) if entry else {}
+    old_fleet = dict(entry.fleet_digests) if entry else {}
     same_slot = entry is not None and entry.scope == scope and entry.certificate_fingerprint == cert.fingerprint
     if entry is not None and entry.certificate_fingerprint != cert.fingerprint:
         report.reason = f"the certificate changed (was {entry.certificate_fingerprint or 'not recorded'})"
@@ -289,6 +290,7 @@ def prepare_seal_into_stack(
     label = crypto.label_for(scope, ns, name)
     new_enc: dict[str, str] = {}
     new_dig: dict[str, str] = {}
+    new_fleet: dict[str, str] = {}
     for key in sorted(values):
         slot: dict[str, Any] = dict(
             namespace=ns, name=name, key=key, scope=scope, fingerprint=cert.fingerprint, value=values[key]
@@ -311,6 +313,7 @@ def prepare_seal_into_stack(
                 report.resealed.append(key)
         if seal_key is not None:
             new_dig[key] = churn.value_digest(seal_key, **slot)
+            new_fleet[key] = churn.fleet_digest(seal_key, namespace=ns, name=name, key=key, value=values[key])
     if report.reason is None and old_enc and not report.unchanged and not report.changed and report.resealed:
         report.reason = f"no stored digests to compare (sealed without {churn.ENV_VAR}, or with another key)"
     leftover = [k for k in sorted(old_enc) if k not in values]
@@ -326,6 +329,8 @@ def prepare_seal_into_stack(
             new_enc[key] = old_enc[key]
             if key in old_dig:
                 new_dig[key] = old_dig[key]
+            if key in old_fleet:
+                new_fleet[key] = old_fleet[key]
             report.kept.append(key)
     if not new_enc:
         raise KsecretsError(f"{source}: {ns}/{name}: nothing left to seal")
@@ -355,6 +360,7 @@ def prepare_seal_into_stack(
             encrypted_data=new_enc,
             certificate_fingerprint=cert.fingerprint,
             digests=new_dig,
+            fleet_digests=new_fleet,
             secret_type=secret_type,
             labels=labels,
             annotations=annotations,
@@ -469,6 +475,7 @@ def _reseal_stack(root, stack, *, private_keys, cert, set_certificate, cert_path
         old_label = crypto.label_for(entry.scope, entry.namespace, entry.name)
         enc: dict[str, str] = {}
         dig: dict[str, str] = {}
+        fleet: dict[str, str] = {}
         for key, value in entry.encrypted_data:
             try:
                 plain = crypto.decrypt_value(keys, value, old_label)
@@ -485,8 +492,11 @@ def _reseal_stack(root, stack, *, private_keys, cert, set_certificate, cert_path
                     fingerprint=cert.fingerprint,
                     value=plain,
                 )
+                fleet[key] = churn.fleet_digest(
+                    seal_key, namespace=entry.namespace, name=entry.name, key=key, value=plain
+                )
             del plain
-        updates.append((entry, enc, dig))
+        updates.append((entry, enc, dig, fleet))
         report.resealed.append(f"{ident} ({len(enc)} keys)")
     rel = None
     if set_certificate:
@@ -500,7 +510,7 @@ def _reseal_stack(root, stack, *, private_keys, cert, set_certificate, cert_path
         report.certificate_path = rel
 
     def mutate(config) -> None:
-        for entry, enc, dig in updates:
+        for entry, enc, dig, fleet in updates:
             upsert_sealed_secret(
                 config,
                 name=entry.name,
@@ -509,6 +519,7 @@ def _reseal_stack(root, stack, *, private_keys, cert, set_certificate, cert_path
                 encrypted_data=enc,
                 certificate_fingerprint=cert.fingerprint,
                 digests=dig,
+                fleet_digests=fleet,
                 secret_type=entry.type,
             )
         if rel is not None:
@@ -575,10 +586,11 @@ def verify_stack(cfg: StackConfig, result: VerifyResult, now: _dt.datetime | Non
 
 
 def verify_stacks(
-    root: str | os.PathLike[str] = ".", stack: str | None = None, now: _dt.datetime | None = None
+    root: str | os.PathLike[str] = ".", stack: str | list[str] | None = None, now: _dt.datetime | None = None
 ) -> VerifyResult:
     result = VerifyResult()
-    paths = [stack_file_path(stack, root)] if stack else list(stack_files(root))
+    stacks = [stack] if isinstance(stack, str) else stack
+    paths = [stack_file_path(s, root) for s in stacks] if stacks else list(stack_files(root))
     if not paths:
         raise KsecretsError(f"{root}: no stack files (Pulumi.<stack>.yaml)")
     for path in paths:

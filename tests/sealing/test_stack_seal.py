@@ -137,7 +137,8 @@ def test_churn_free_only_changed_keys_move(stack, vector_cert):
         )
         if line[:1] in "+-" and not line.startswith(("+++", "---"))
     ]
-    assert len(diff) == 4 and all(line.lstrip("+-").strip().startswith("B: ") for line in diff)
+    # B's ciphertext, its churn digest and its fleet digest (ksecrets drift): nothing else moves.
+    assert len(diff) == 6 and all(line.lstrip("+-").strip().startswith("B: ") for line in diff)
     assert VALUE.encode() not in changed.stderr
 
 
@@ -426,5 +427,11 @@ def test_an_existing_entry_is_updated_in_place(stack, vector_cert):
         "      scope: strict\n"
         f"      certificateFingerprint: {vector_cert.fingerprint}\n      encryptedData:\n        NEW: Ag"
     )
-    assert new.endswith("      digests:\n        NEW: " + entry(stack).digests[0][1] + "\n  # trailing comment\n")
+    assert new.endswith(
+        "      digests:\n        NEW: "
+        + entry(stack).digests[0][1]
+        + "\n      fleetDigests:\n        NEW: "
+        + entry(stack).fleet_digests[0][1]
+        + "\n  # trailing comment\n"
+    )
     assert "OLD" not in new
