@@ -110,11 +110,29 @@ HEALTH_CHECK_EXPRS: dict[tuple[str, str], dict[str, str]] = {
 }
 
 
-def health_check_exprs(objects: Iterable[Manifest]) -> list[dict[str, str]]:
-    """healthCheckExprs for exactly the kinds among `objects` that have one (in a stable order)."""
+# --- health of the infrastructure layer ----------------------------------------------------------
+#
+# kstatus holds a PersistentVolumeClaim InProgress until it is Bound. The snapshot volume is used by
+# a daily CronJob only, so on a StorageClass that binds WaitForFirstConsumer (the default of most
+# managed clusters) it stays Pending until the first snapshot Job runs, up to a day: under
+# `wait: true` the infrastructure Kustomization timed out and, through `dependsOn`, no app was ever
+# reconciled (found by the real kustomize-controller, tests/e2e/test_flux_vault.py). A claim
+# accepted and waiting for its consumer is healthy; a Lost one (its volume gone) is not.
+INFRA_HEALTH_CHECK_EXPRS: dict[tuple[str, str], dict[str, str]] = {
+    ("v1", "PersistentVolumeClaim"): {
+        "failed": "status.?phase.orValue('') == 'Lost'",
+        "current": "status.?phase.orValue('') in ['Bound', 'Pending']",
+    },
+}
+
+
+def health_check_exprs(
+    objects: Iterable[Manifest], table: Mapping[tuple[str, str], dict[str, str]] = HEALTH_CHECK_EXPRS
+) -> list[dict[str, str]]:
+    """healthCheckExprs for exactly the kinds among `objects` that have one in `table` (in a stable order)."""
     present = {(o["apiVersion"], o["kind"]) for o in objects}
     out = []
-    for (api, kind), exprs in HEALTH_CHECK_EXPRS.items():
+    for (api, kind), exprs in table.items():
         if (api, kind) in present:
             out.append({"apiVersion": api, "kind": kind, **exprs})
     return out
@@ -232,11 +250,15 @@ def applier_planned(cfg: StackConfig, planned: list[Planned], plurals: Mapping[t
     return [Planned(obj, "infrastructure", pulumi=False) for obj in apps_applier(cfg, apps, plurals)]
 
 
-def layer_kustomizations(cfg: StackConfig, apps: Iterable[Manifest] = ()) -> list[Manifest]:
+def layer_kustomizations(
+    cfg: StackConfig, apps: Iterable[Manifest] = (), infrastructure: Iterable[Manifest] = ()
+) -> list[Manifest]:
     """The two Flux Kustomizations of a stack: apps depends on infrastructure, both wait; apps
-    applies as its own ServiceAccount and checks the health of its secrets' custom resources."""
+    applies as its own ServiceAccount and checks the health of its secrets' custom resources;
+    infrastructure counts a claim waiting for its first consumer as healthy."""
     flux = cfg.flux
     apps = list(apps)
+    infrastructure = list(infrastructure)
 
     def one(layer: str, depends: str | None) -> Manifest:
         spec: dict[str, Any] = {
@@ -252,9 +274,13 @@ def layer_kustomizations(cfg: StackConfig, apps: Iterable[Manifest] = ()) -> lis
             spec["dependsOn"] = [{"name": depends}]
         if layer == "apps":
             spec["serviceAccountName"] = applier_name(cfg)
-            exprs = health_check_exprs(apps)
-            if exprs:
-                spec["healthCheckExprs"] = exprs
+        exprs = (
+            health_check_exprs(apps)
+            if layer == "apps"
+            else health_check_exprs(infrastructure, INFRA_HEALTH_CHECK_EXPRS)
+        )
+        if exprs:
+            spec["healthCheckExprs"] = exprs
         return {
             "apiVersion": KUSTOMIZE_API,
             "kind": "Kustomization",

@@ -18,7 +18,13 @@ import yaml
 from ksecrets.config import load_stack_file, stack_files
 from ksecrets.export import render
 from ksecrets.usecases.stack_facts import crd_plurals, plan_stack
-from ksecrets.manifests.flux import APPLY_VERBS, HEALTH_CHECK_EXPRS, apps_applier, guess_resource
+from ksecrets.manifests.flux import (
+    APPLY_VERBS,
+    HEALTH_CHECK_EXPRS,
+    INFRA_HEALTH_CHECK_EXPRS,
+    apps_applier,
+    guess_resource,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 CRDS = ROOT / "ksecrets" / "schemas" / "crds"
@@ -369,3 +375,38 @@ def test_pulumi_does_not_register_the_flux_applier():
     flux_only = [p for p in plan_stack(cfg) if not p.pulumi]
     assert flux_only and {p.group for p in flux_only} == {"flux-applier"}
     assert all(p.layer == "infrastructure" for p in flux_only)
+
+
+# --- the infrastructure Kustomization: a claim waiting for its first consumer is healthy -------------
+
+
+def pvc(phase: str | None) -> dict:
+    obj = {
+        "apiVersion": "v1",
+        "kind": "PersistentVolumeClaim",
+        "metadata": {"name": "vault-snapshots", "namespace": "vault", "generation": 1},
+        "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "10Gi"}}},
+    }
+    if phase is not None:
+        obj["status"] = {"phase": phase}
+    return obj
+
+
+@pytest.mark.parametrize("phase,expected", [("Pending", "Current"), ("Bound", "Current"), ("Lost", "Failed")])
+def test_pvc_health_expressions(phase, expected):
+    """kstatus holds a Pending claim InProgress; on a WaitForFirstConsumer class the snapshot
+    volume stays Pending until the daily Job runs, and `wait: true` timed out the infrastructure
+    layer (the real kustomize-controller, tests/e2e/test_flux_vault.py)."""
+    exprs = INFRA_HEALTH_CHECK_EXPRS[("v1", "PersistentVolumeClaim")]
+    assert evaluate(exprs, pvc(phase)) == expected
+
+
+@pytest.mark.parametrize("stack_file", STACKS, ids=lambda p: p.name)
+def test_infrastructure_kustomization_checks_its_claims(stack_file):
+    cfg = load_stack_file(stack_file)
+    rendered = render(cfg)
+    (infra,) = [o for o in rendered.objects["sync"] if o["metadata"]["name"] == f"{cfg.stack}-infrastructure"]
+    has_pvc = any(o["kind"] == "PersistentVolumeClaim" for o in rendered.objects["infrastructure"])
+    got = [(e["apiVersion"], e["kind"]) for e in infra["spec"].get("healthCheckExprs", [])]
+    assert got == ([("v1", "PersistentVolumeClaim")] if has_pvc else []), got
+    assert infra["spec"]["wait"] is True and "serviceAccountName" not in infra["spec"]
