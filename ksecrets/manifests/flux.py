@@ -12,6 +12,7 @@ from typing import Any, Iterable, Mapping
 from ksecrets.config.model import StackConfig
 from ksecrets.errors import KsecretsError
 from ksecrets.manifests.plan import Manifest, Planned, metadata
+from ksecrets.sealing.sealedsecret import API_VERSION as SEALED_API_VERSION, KIND as SEALED_KIND
 
 SOURCE_API = "source.toolkit.fluxcd.io/v1"
 HELM_API = "helm.toolkit.fluxcd.io/v2"
@@ -154,6 +155,14 @@ def health_check_exprs(
 # health check (kstatus) reads a Deployment's ReplicaSets and their Pods as the impersonated
 # account, and without them the Deployment stays Unknown and the layer times out (also found by the
 # real controller).
+#
+# Prune runs as that account too, after the infrastructure layer (dependsOn) has applied the new
+# Roles. At the handover of `ksecrets migrate --to vault` the apps layer stops holding SealedSecrets,
+# so a Role made only from what the layer now holds no longer lets the account delete them: the real
+# kustomize-controller failed the apps layer with "delete failed ... sealedsecrets ... is forbidden"
+# and kept them (tests/e2e/test_flux_migrate.py). While the phase is `handover`, the applier keeps
+# its rights on SealedSecrets in the namespaces of the stack's sealed entries, so Flux can prune
+# them; `--finish` drops them once they are gone.
 
 APPLIER_COMPONENT = "flux-applier"
 APPLY_VERBS = ["get", "list", "watch", "create", "update", "patch", "delete"]
@@ -202,6 +211,10 @@ def apps_applier(cfg: StackConfig, apps: list[Manifest], plurals: Mapping[tuple[
         if obj["kind"] == "Role":
             escalation.setdefault(ns, []).extend(obj.get("rules") or [])
             roles.setdefault(ns, set()).add(obj["metadata"]["name"])
+    if cfg.vault_migration == "handover":
+        group, kind = SEALED_API_VERSION.split("/")[0], SEALED_KIND
+        for entry in cfg.sealed:
+            by_ns.setdefault(entry.namespace, set()).add((group, plurals.get((group, kind)) or guess_resource(kind)))
     out: list[Manifest] = [
         {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": metadata(name, cfg.flux.namespace, labels=labels)}
     ]

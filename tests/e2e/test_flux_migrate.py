@@ -34,7 +34,7 @@ import pytest
 
 from tests.e2e.harness import ROOT, binaries, missing_binaries, module_dir
 from tests.e2e.harness import vault_stack
-from tests.e2e.harness.flux import FluxControllers, condition, revision
+from tests.e2e.harness.flux import FluxControllers, cluster_crds, condition, revision
 from tests.e2e.harness.gitops import HelmStandIn, external_namespaces
 from tests.e2e.harness.gitserver import GitServer, Workspace
 from tests.e2e.harness.kube import Cluster
@@ -42,7 +42,6 @@ from tests.e2e.harness.kubelet import PodStandIn
 from tests.e2e.harness.sealed_secrets import StackRepo, keygen, kubectl_secret_data, ksecrets_run
 from tests.e2e.harness.vault import DevVault
 from tests.e2e.harness.vso import Operator
-from tests.e2e.test_flux_vault import flux_cluster_crds
 
 NEEDED = (
     "source-controller",
@@ -139,7 +138,7 @@ def mx(cluster_factory, sealed_controller_factory, sealed_run_env, e2e_dir: Path
     bins = binaries()
     workdir = e2e_dir / "flux-migrate"
     vault = DevVault(workdir / "vault", bins["vault"], tls=True).start()
-    cluster = cluster_factory("flux-migrate", crds=flux_cluster_crds())
+    cluster = cluster_factory("flux-migrate", crds=cluster_crds())
     flux = FluxControllers(cluster, workdir / "controllers", bins)
     flux.install()
     op = Operator(cluster, bins["vault-secrets-operator"], module_dir("vault-secrets-operator"), workdir / "vso")

@@ -24,12 +24,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-import yaml
 
-from tests.e2e.conftest import CRDS
 from tests.e2e.harness import ROOT, binaries, missing_binaries, module_dir
 from tests.e2e.harness import vault_stack
-from tests.e2e.harness.flux import FluxControllers, condition, crd_names, revision
+from tests.e2e.harness.flux import FluxControllers, cluster_crds, condition, revision
 from tests.e2e.harness.gitops import HelmStandIn, build, external_namespaces
 from tests.e2e.harness.gitserver import GitServer, Workspace
 from tests.e2e.harness.kube import Cluster
@@ -41,15 +39,6 @@ from tests.e2e.harness.vso import Operator
 
 NEEDED = ("source-controller", "kustomize-controller", "vault", "vault-secrets-operator")
 STACK = "production"
-
-
-def flux_cluster_crds() -> list[Path]:
-    """The vendored CRDs (ksecrets/schemas/, for offline validation) minus Flux's: those come from
-    the controllers' modules (flux.FluxControllers.install)."""
-    flux_crds = crd_names()
-    return [
-        f for f in CRDS if not any(d and d["metadata"]["name"] in flux_crds for d in yaml.safe_load_all(f.read_text()))
-    ]
 
 
 def secret_values(cluster: Cluster, namespace: str, name: str) -> dict[str, str] | None:
@@ -82,7 +71,7 @@ def vx(cluster_factory, e2e_dir: Path):
     bins = binaries()
     workdir = e2e_dir / "flux-vault"
     vault = DevVault(workdir / "vault", bins["vault"], tls=True).start()
-    cluster = cluster_factory("flux-vault", crds=flux_cluster_crds())
+    cluster = cluster_factory("flux-vault", crds=cluster_crds())
     flux = FluxControllers(cluster, workdir / "controllers", bins)
     flux.install()
     op = Operator(cluster, bins["vault-secrets-operator"], module_dir("vault-secrets-operator"), workdir / "vso")

@@ -8,6 +8,7 @@ end-to-end suite (another change owns that harness).
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from pathlib import Path
 
@@ -410,3 +411,41 @@ def test_infrastructure_kustomization_checks_its_claims(stack_file):
     got = [(e["apiVersion"], e["kind"]) for e in infra["spec"].get("healthCheckExprs", [])]
     assert got == ([("v1", "PersistentVolumeClaim")] if has_pvc else []), got
     assert infra["spec"]["wait"] is True and "serviceAccountName" not in infra["spec"]
+
+
+# --- the handover of `ksecrets migrate --to vault`: Flux must still be able to prune SealedSecrets ---
+
+
+def _applier_rules(cfg) -> dict[str, list[dict]]:
+    rendered = render(cfg)
+    return {
+        o["metadata"]["namespace"]: o["rules"]
+        for o in rendered.objects["infrastructure"]
+        if o["kind"] == "Role" and o["metadata"]["name"] == f"{cfg.stack}-apps-applier"
+    }
+
+
+def _may_delete_sealed(rules: list[dict]) -> bool:
+    return any(
+        "bitnami.com" in r["apiGroups"] and "sealedsecrets" in r["resources"] and "delete" in r["verbs"] for r in rules
+    )
+
+
+def test_handover_applier_keeps_rights_to_prune_sealed_secrets():
+    """At the switch the apps layer holds VaultStaticSecrets instead of SealedSecrets; Flux prunes the
+    SealedSecrets as the apps account, after infrastructure applied its new Roles. Without the rights
+    the real kustomize-controller failed "delete failed ... is forbidden" (test_flux_migrate.py)."""
+    from ksecrets.usecases.vault_migrate import _as_vault_stack
+
+    path = ROOT / "Pulumi.staging.yaml"
+    sealed = load_stack_file(path)
+    handover = _as_vault_stack(path, sealed)
+    assert handover.vault_migration == "handover" and handover.sealed
+    rendered = render(handover)
+    assert not [o for o in rendered.objects["apps"] if o["kind"] == "SealedSecret"]
+    rules = _applier_rules(handover)
+    for entry in handover.sealed:
+        assert _may_delete_sealed(rules[entry.namespace]), (entry.namespace, rules[entry.namespace])
+    # After --finish (no vaultMigration) the rights go with the SealedSecrets.
+    finished = dataclasses.replace(handover, vault_migration=None)
+    assert not any(_may_delete_sealed(r) for r in _applier_rules(finished).values())

@@ -4,8 +4,9 @@ operator before Flux can make the VaultStaticSecrets sync, done for the e2e clus
 Shared by tests/e2e/test_flux_vault.py and test_flux_migrate.py (test_vault_flow.py does the
 same steps inline):
 
-- :func:`point_at`: the stack file's ``vault.address`` set to the local server (the one change to
-  the stack: Vault runs outside the cluster, not at ``vault.vault.svc``);
+- :func:`point_at`: the stack file's ``vault.address`` set to the local server (Vault runs outside
+  the cluster, not at ``vault.vault.svc``) and, for a TLS server, ``vault.tls.enabled`` (already so
+  in production; a stack `migrate --prepare` gave an empty ``vault:`` section has it false);
 - :func:`ca_secret`: the ``vault-ca`` Secret README asks for beside the VaultConnection;
 - :func:`bootstrap`: the chart's ``authDelegator`` binding (Vault runs outside the cluster, so
   it reviews tokens with a TokenRequest token of ServiceAccount ``vault/vault``), a file audit
@@ -31,6 +32,10 @@ def point_at(root: Path, stack: str, vault: DevVault) -> None:
     doc = yaml.safe_load(path.read_text())
     section = doc["config"].get("k8s-secrets:vault") or {}
     section["address"] = vault.address
+    if vault.tls:
+        # production's own setting; a stack that `migrate --prepare` gave an empty vault section
+        # would otherwise have a VaultConnection without the CA (tls.enabled defaults to false)
+        section.setdefault("tls", {})["enabled"] = True
     doc["config"]["k8s-secrets:vault"] = section
     path.write_text(yaml.safe_dump(doc, sort_keys=False))
 
