@@ -19,11 +19,14 @@ local processes instead of the charts' pods); the scheduler and kubelet (kubelet
 from __future__ import annotations
 
 import base64
+import os
+import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import yaml
 
 from tests.e2e.harness import ROOT, binaries, missing_binaries, module_dir
 from tests.e2e.harness import vault_stack
@@ -181,3 +184,74 @@ def test_vault_stack_bootstrap_to_ready(vx: VaultFluxEnv):
         f"the controllers started, apps Ready {seen['ready'] - started:.1f} s, the operator's Secret at "
         f"{seen['secret'] - started:.1f} s; the snapshot PVC {pvc['status'].get('phase')}"
     )
+
+
+def _flux(*args: str, cluster: Cluster, cwd: Path) -> subprocess.CompletedProcess:
+    cli = binaries()["flux"]
+    return subprocess.run(
+        [str(cli), f"--kubeconfig={cluster.kubeconfig}", "--namespace=flux-system", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+def _make_flux_diff(cluster: Cluster, cwd: Path) -> subprocess.CompletedProcess:
+    """`make flux-diff STACK=production` with the built CLI, against this cluster."""
+    return subprocess.run(
+        ["make", "-s", "flux-diff", f"STACK={STACK}", f"FLUX={binaries()['flux']}"],
+        cwd=cwd,
+        env={**os.environ, "KUBECONFIG": str(cluster.kubeconfig)},
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+
+
+def test_flux_build_and_diff_preview_a_changed_app(vx: VaultFluxEnv):
+    """The Flux-side preview (`make flux-diff STACK=production`: `flux diff kustomization
+    production-<layer> --path k8s/production/<layer> --kustomization-file k8s/production/sync/...`
+    for both layers) against the real API server (server-side dry-run, Flux's own labels and field manager) finds nothing;
+    after the app's replicas are changed in the stack and exported (not committed), `flux build
+    kustomization --dry-run` prints the new object and `flux diff` names the drifted Deployment and
+    the field, and the target fails; nothing on the server changed."""
+    if missing_binaries(("flux",)):
+        pytest.skip("the flux CLI is not built: run `make e2e-tools`")
+    apps = f"{STACK}-apps"
+    args = (
+        "--path",
+        f"k8s/{STACK}/apps",
+        "--kustomization-file",
+        f"k8s/{STACK}/sync/kustomization-{apps}.yaml",
+    )
+    same = _make_flux_diff(vx.cluster, vx.ws.root)
+    assert same.returncode == 0, same.stdout + same.stderr
+    assert "drifted" not in same.stdout, same.stdout
+
+    path = vx.ws.root / f"Pulumi.{STACK}.yaml"
+    doc = yaml.safe_load(path.read_text())
+    live = vx.cluster.get("/apis/apps/v1/namespaces/my-app/deployments/my-app")
+    before = live["spec"]["replicas"]
+    doc["config"]["k8s-secrets:apps"][0]["deployments"][0]["replicas"] = before + 2
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    vx.repo.export()
+
+    built = _flux("build", "kustomization", apps, *args, "--dry-run", cluster=vx.cluster, cwd=vx.ws.root)
+    assert built.returncode == 0, built.stderr
+    deployment = next(
+        d
+        for d in yaml.safe_load_all(built.stdout)
+        if d and d["kind"] == "Deployment" and d["metadata"]["name"] == "my-app"
+    )
+    assert deployment["spec"]["replicas"] == before + 2
+    assert deployment["metadata"]["labels"]["kustomize.toolkit.fluxcd.io/name"] == apps
+
+    diff = _make_flux_diff(vx.cluster, vx.ws.root)
+    # flux exits 1 ("identified at least one change"), so the recipe fails and make exits 2
+    assert diff.returncode == 2 and "identified at least one change" in diff.stderr, diff.stdout + diff.stderr
+    assert diff.stdout.count("drifted") == 1, diff.stdout
+    assert "Deployment/my-app/my-app drifted" in diff.stdout, diff.stdout
+    assert "spec.replicas" in diff.stdout and f"+ {before + 2}" in diff.stdout.replace("  ", " "), diff.stdout
+    assert vx.cluster.get("/apis/apps/v1/namespaces/my-app/deployments/my-app")["spec"]["replicas"] == before
+    print(f"\nfigure: flux diff of a changed app:\n{diff.stdout.strip()}")
