@@ -58,6 +58,7 @@ from tests.e2e.harness.kubelet import PodStandIn  # noqa: E402
 from tests.e2e.harness.sealed_secrets import SealedSecretsController, StackRepo, chart_flags, keygen  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
+VENDORED_CRDS = sorted((ROOT / "ksecrets" / "schemas" / "crds").glob("*.yaml"))
 STACK = "bench"
 KEYS = ("API_KEY", "DATABASE_URL", "PASSWORD")
 NEEDED = (
@@ -165,10 +166,12 @@ def watch(
     return first, every, ready, f"TIMEOUT after {timeout:.0f} s: {c.get('reason')}: {str(c.get('message'))[:200]}"
 
 
-def new_cluster(work: Path, name: str, bins: dict[str, Path]) -> Cluster:
+def new_cluster(work: Path, name: str, bins: dict[str, Path], crds: list[Path] | None = None) -> Cluster:
+    """Under the real controllers, Flux's CRDs come from their modules (FluxControllers.install);
+    kubectl's cluster gets the vendored copies of every CRD the stack uses."""
     c = Cluster(work / name, bins)
     c.start()
-    c.install_crds(cluster_crds())
+    c.install_crds(cluster_crds() if crds is None else crds)
     return c
 
 
@@ -248,7 +251,7 @@ def flux_size(apps: int, work: Path, bins: dict[str, Path], timeout: float) -> t
 
 
 def kubectl_size(apps: int, objects: list[dict], changed: list[dict], work: Path, bins: dict[str, Path]) -> list[Row]:
-    cluster = new_cluster(work, "cluster-kubectl", bins)
+    cluster = new_cluster(work, "cluster-kubectl", bins, VENDORED_CRDS)
     rows = []
     try:
         for ns in ("flux-system", "kube-system"):
