@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: render test tools bench check clean e2e e2e-tools lint
+.PHONY: render test tools bench bench-flux check clean e2e e2e-tools lint flux-diff
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -56,6 +56,21 @@ bench: $(STAMP)
 	$(BIN)/python bench/export.py
 	$(BIN)/python bench/seal.py
 	$(BIN)/python bench/startup.py
+
+## bench-flux: the real Flux controllers on a stack of 10, 100 and 1000 apps beside kubectl (needs e2e-tools)
+bench-flux: $(STAMP) e2e-tools
+	$(BIN)/python bench/flux.py
+
+## flux-diff: Flux's own preview of STACK's two layers against the cluster of the current kubeconfig
+## (`flux diff kustomization` with the exported sync/ Kustomization: Flux's build, labels and field
+## manager, a server-side dry run); fails when something would change. FLUX: the flux CLI.
+STACK ?= staging
+FLUX ?= flux
+flux-diff:
+	@rc=0; for layer in infrastructure apps; do \
+	  $(FLUX) diff kustomization $(STACK)-$$layer --path k8s/$(STACK)/$$layer \
+	    --kustomization-file k8s/$(STACK)/sync/kustomization-$(STACK)-$$layer.yaml --progress-bar=false || rc=$$?; \
+	done; exit $$rc
 
 clean:
 	rm -rf $(VENV) .tools .pytest_cache

@@ -137,7 +137,7 @@ def render(cfg: StackConfig) -> Rendered:
     out = Rendered(cfg.stack)
     header = _header(cfg)
     groups: dict[str, list[Manifest]] = {layer: [p.obj for p in exported if p.layer == layer] for layer in LAYERS}
-    groups["sync"] = flux.layer_kustomizations(cfg, groups["apps"])
+    groups["sync"] = flux.layer_kustomizations(cfg, groups["apps"], groups["infrastructure"])
     for sub, objs in groups.items():
         names = _file_names(objs)
         for name, obj in zip(names, objs):

@@ -12,6 +12,7 @@ from typing import Any, Iterable, Mapping
 from ksecrets.config.model import StackConfig
 from ksecrets.errors import KsecretsError
 from ksecrets.manifests.plan import Manifest, Planned, metadata
+from ksecrets.sealing.sealedsecret import API_VERSION as SEALED_API_VERSION, KIND as SEALED_KIND
 
 SOURCE_API = "source.toolkit.fluxcd.io/v1"
 HELM_API = "helm.toolkit.fluxcd.io/v2"
@@ -110,11 +111,29 @@ HEALTH_CHECK_EXPRS: dict[tuple[str, str], dict[str, str]] = {
 }
 
 
-def health_check_exprs(objects: Iterable[Manifest]) -> list[dict[str, str]]:
-    """healthCheckExprs for exactly the kinds among `objects` that have one (in a stable order)."""
+# --- health of the infrastructure layer ----------------------------------------------------------
+#
+# kstatus holds a PersistentVolumeClaim InProgress until it is Bound. The snapshot volume is used by
+# a daily CronJob only, so on a StorageClass that binds WaitForFirstConsumer (the default of most
+# managed clusters) it stays Pending until the first snapshot Job runs, up to a day: under
+# `wait: true` the infrastructure Kustomization timed out and, through `dependsOn`, no app was ever
+# reconciled (found by the real kustomize-controller, tests/e2e/test_flux_vault.py). A claim
+# accepted and waiting for its consumer is healthy; a Lost one (its volume gone) is not.
+INFRA_HEALTH_CHECK_EXPRS: dict[tuple[str, str], dict[str, str]] = {
+    ("v1", "PersistentVolumeClaim"): {
+        "failed": "status.?phase.orValue('') == 'Lost'",
+        "current": "status.?phase.orValue('') in ['Bound', 'Pending']",
+    },
+}
+
+
+def health_check_exprs(
+    objects: Iterable[Manifest], table: Mapping[tuple[str, str], dict[str, str]] = HEALTH_CHECK_EXPRS
+) -> list[dict[str, str]]:
+    """healthCheckExprs for exactly the kinds among `objects` that have one in `table` (in a stable order)."""
     present = {(o["apiVersion"], o["kind"]) for o in objects}
     out = []
-    for (api, kind), exprs in HEALTH_CHECK_EXPRS.items():
+    for (api, kind), exprs in table.items():
         if (api, kind) in present:
             out.append({"apiVersion": api, "kind": kind, **exprs})
     return out
@@ -136,6 +155,14 @@ def health_check_exprs(objects: Iterable[Manifest]) -> list[dict[str, str]]:
 # health check (kstatus) reads a Deployment's ReplicaSets and their Pods as the impersonated
 # account, and without them the Deployment stays Unknown and the layer times out (also found by the
 # real controller).
+#
+# Prune runs as that account too, after the infrastructure layer (dependsOn) has applied the new
+# Roles. At the handover of `ksecrets migrate --to vault` the apps layer stops holding SealedSecrets,
+# so a Role made only from what the layer now holds no longer lets the account delete them: the real
+# kustomize-controller failed the apps layer with "delete failed ... sealedsecrets ... is forbidden"
+# and kept them (tests/e2e/test_flux_migrate.py). While the phase is `handover`, the applier keeps
+# its rights on SealedSecrets in the namespaces of the stack's sealed entries, so Flux can prune
+# them; `--finish` drops them once they are gone.
 
 APPLIER_COMPONENT = "flux-applier"
 APPLY_VERBS = ["get", "list", "watch", "create", "update", "patch", "delete"]
@@ -184,6 +211,10 @@ def apps_applier(cfg: StackConfig, apps: list[Manifest], plurals: Mapping[tuple[
         if obj["kind"] == "Role":
             escalation.setdefault(ns, []).extend(obj.get("rules") or [])
             roles.setdefault(ns, set()).add(obj["metadata"]["name"])
+    if cfg.vault_migration == "handover":
+        group, kind = SEALED_API_VERSION.split("/")[0], SEALED_KIND
+        for entry in cfg.sealed:
+            by_ns.setdefault(entry.namespace, set()).add((group, plurals.get((group, kind)) or guess_resource(kind)))
     out: list[Manifest] = [
         {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": metadata(name, cfg.flux.namespace, labels=labels)}
     ]
@@ -232,11 +263,15 @@ def applier_planned(cfg: StackConfig, planned: list[Planned], plurals: Mapping[t
     return [Planned(obj, "infrastructure", pulumi=False) for obj in apps_applier(cfg, apps, plurals)]
 
 
-def layer_kustomizations(cfg: StackConfig, apps: Iterable[Manifest] = ()) -> list[Manifest]:
+def layer_kustomizations(
+    cfg: StackConfig, apps: Iterable[Manifest] = (), infrastructure: Iterable[Manifest] = ()
+) -> list[Manifest]:
     """The two Flux Kustomizations of a stack: apps depends on infrastructure, both wait; apps
-    applies as its own ServiceAccount and checks the health of its secrets' custom resources."""
+    applies as its own ServiceAccount and checks the health of its secrets' custom resources;
+    infrastructure counts a claim waiting for its first consumer as healthy."""
     flux = cfg.flux
     apps = list(apps)
+    infrastructure = list(infrastructure)
 
     def one(layer: str, depends: str | None) -> Manifest:
         spec: dict[str, Any] = {
@@ -252,9 +287,13 @@ def layer_kustomizations(cfg: StackConfig, apps: Iterable[Manifest] = ()) -> lis
             spec["dependsOn"] = [{"name": depends}]
         if layer == "apps":
             spec["serviceAccountName"] = applier_name(cfg)
-            exprs = health_check_exprs(apps)
-            if exprs:
-                spec["healthCheckExprs"] = exprs
+        exprs = (
+            health_check_exprs(apps)
+            if layer == "apps"
+            else health_check_exprs(infrastructure, INFRA_HEALTH_CHECK_EXPRS)
+        )
+        if exprs:
+            spec["healthCheckExprs"] = exprs
         return {
             "apiVersion": KUSTOMIZE_API,
             "kind": "Kustomization",

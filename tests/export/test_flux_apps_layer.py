@@ -8,6 +8,7 @@ end-to-end suite (another change owns that harness).
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from pathlib import Path
 
@@ -18,7 +19,13 @@ import yaml
 from ksecrets.config import load_stack_file, stack_files
 from ksecrets.export import render
 from ksecrets.usecases.stack_facts import crd_plurals, plan_stack
-from ksecrets.manifests.flux import APPLY_VERBS, HEALTH_CHECK_EXPRS, apps_applier, guess_resource
+from ksecrets.manifests.flux import (
+    APPLY_VERBS,
+    HEALTH_CHECK_EXPRS,
+    INFRA_HEALTH_CHECK_EXPRS,
+    apps_applier,
+    guess_resource,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 CRDS = ROOT / "ksecrets" / "schemas" / "crds"
@@ -369,3 +376,76 @@ def test_pulumi_does_not_register_the_flux_applier():
     flux_only = [p for p in plan_stack(cfg) if not p.pulumi]
     assert flux_only and {p.group for p in flux_only} == {"flux-applier"}
     assert all(p.layer == "infrastructure" for p in flux_only)
+
+
+# --- the infrastructure Kustomization: a claim waiting for its first consumer is healthy -------------
+
+
+def pvc(phase: str | None) -> dict:
+    obj = {
+        "apiVersion": "v1",
+        "kind": "PersistentVolumeClaim",
+        "metadata": {"name": "vault-snapshots", "namespace": "vault", "generation": 1},
+        "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "10Gi"}}},
+    }
+    if phase is not None:
+        obj["status"] = {"phase": phase}
+    return obj
+
+
+@pytest.mark.parametrize("phase,expected", [("Pending", "Current"), ("Bound", "Current"), ("Lost", "Failed")])
+def test_pvc_health_expressions(phase, expected):
+    """kstatus holds a Pending claim InProgress; on a WaitForFirstConsumer class the snapshot
+    volume stays Pending until the daily Job runs, and `wait: true` timed out the infrastructure
+    layer (the real kustomize-controller, tests/e2e/test_flux_vault.py)."""
+    exprs = INFRA_HEALTH_CHECK_EXPRS[("v1", "PersistentVolumeClaim")]
+    assert evaluate(exprs, pvc(phase)) == expected
+
+
+@pytest.mark.parametrize("stack_file", STACKS, ids=lambda p: p.name)
+def test_infrastructure_kustomization_checks_its_claims(stack_file):
+    cfg = load_stack_file(stack_file)
+    rendered = render(cfg)
+    (infra,) = [o for o in rendered.objects["sync"] if o["metadata"]["name"] == f"{cfg.stack}-infrastructure"]
+    has_pvc = any(o["kind"] == "PersistentVolumeClaim" for o in rendered.objects["infrastructure"])
+    got = [(e["apiVersion"], e["kind"]) for e in infra["spec"].get("healthCheckExprs", [])]
+    assert got == ([("v1", "PersistentVolumeClaim")] if has_pvc else []), got
+    assert infra["spec"]["wait"] is True and "serviceAccountName" not in infra["spec"]
+
+
+# --- the handover of `ksecrets migrate --to vault`: Flux must still be able to prune SealedSecrets ---
+
+
+def _applier_rules(cfg) -> dict[str, list[dict]]:
+    rendered = render(cfg)
+    return {
+        o["metadata"]["namespace"]: o["rules"]
+        for o in rendered.objects["infrastructure"]
+        if o["kind"] == "Role" and o["metadata"]["name"] == f"{cfg.stack}-apps-applier"
+    }
+
+
+def _may_delete_sealed(rules: list[dict]) -> bool:
+    return any(
+        "bitnami.com" in r["apiGroups"] and "sealedsecrets" in r["resources"] and "delete" in r["verbs"] for r in rules
+    )
+
+
+def test_handover_applier_keeps_rights_to_prune_sealed_secrets():
+    """At the switch the apps layer holds VaultStaticSecrets instead of SealedSecrets; Flux prunes the
+    SealedSecrets as the apps account, after infrastructure applied its new Roles. Without the rights
+    the real kustomize-controller failed "delete failed ... is forbidden" (test_flux_migrate.py)."""
+    from ksecrets.usecases.vault_migrate import _as_vault_stack
+
+    path = ROOT / "Pulumi.staging.yaml"
+    sealed = load_stack_file(path)
+    handover = _as_vault_stack(path, sealed)
+    assert handover.vault_migration == "handover" and handover.sealed
+    rendered = render(handover)
+    assert not [o for o in rendered.objects["apps"] if o["kind"] == "SealedSecret"]
+    rules = _applier_rules(handover)
+    for entry in handover.sealed:
+        assert _may_delete_sealed(rules[entry.namespace]), (entry.namespace, rules[entry.namespace])
+    # After --finish (no vaultMigration) the rights go with the SealedSecrets.
+    finished = dataclasses.replace(handover, vault_migration=None)
+    assert not any(_may_delete_sealed(r) for r in _applier_rules(finished).values())

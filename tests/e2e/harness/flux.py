@@ -27,7 +27,7 @@ from typing import Any
 
 import yaml
 
-from . import module_dir
+from . import ROOT, module_dir
 from .kube import Cluster
 from .procs import Proc, free_port, wait_for
 
@@ -56,6 +56,18 @@ def crd_names() -> set[str]:
             if doc and doc.get("kind") == "CustomResourceDefinition":
                 names.add(doc["metadata"]["name"])
     return names
+
+
+def cluster_crds() -> list[Path]:
+    """What a cluster under the real controllers gets: the vendored CRDs (ksecrets/schemas/crds, for
+    offline validation) minus Flux's own, which come from the controllers' modules (:meth:`install`)."""
+    flux_crds = crd_names()
+    vendored = sorted((ROOT / "ksecrets" / "schemas" / "crds").glob("*.yaml"))
+    return [
+        f
+        for f in vendored
+        if not any(d and d["metadata"]["name"] in flux_crds for d in yaml.safe_load_all(f.read_text()))
+    ]
 
 
 def rbac_docs() -> list[dict]:
