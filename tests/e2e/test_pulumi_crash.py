@@ -36,7 +36,7 @@ from ksecrets import yamlio
 from tests.e2e.conftest import require
 from tests.e2e.harness import ROOT, procs
 from tests.e2e.harness.gitops import bootstrap_flux
-from tests.e2e.harness.pulumi import SKIP_CHECKPOINTS, HelmReleaseReady, PulumiProject
+from tests.e2e.harness.pulumi import BACKEND_QUERY, SKIP_CHECKPOINTS, HelmReleaseReady, PulumiProject
 from tests.e2e.test_pulumi import PULUMI, PULUMI_ONLY, _differences, _path
 from tests.e2e.test_pulumi_large import _exported
 
@@ -360,3 +360,27 @@ def test_a_killed_up_followed_by_a_different_program(setting, cluster_factory, e
         # flight were pending creates, imported by the recovery's refresh and so deleted too.
         assert orphans == [], f"seed {SEED}: orphans with checkpoints: {orphans}; in flight {in_flight}"
         assert _converged(project, cluster, stack_file) == []
+
+
+def test_the_file_backend_writes_its_state_atomically_only_without_sidecars(e2e_dir: Path):
+    """Why the harness's backend URL (and the README's `pulumi login`) carries `?metadata=skip`:
+    by default each state write first rewrites `<state>.json.attrs` in place, and an empty sidecar
+    (what a kill between its truncation and its write leaves, found by the kills above) makes the
+    stack unreadable; with `metadata=skip` no sidecar is ever written."""
+    bins = require(*PULUMI)
+    seen = {}
+    for query in ("", BACKEND_QUERY):
+        name = f"pulumi-attrs{query.replace('?', '-').replace('=', '-')}"
+        project = PulumiProject(e2e_dir / name, bins, "crash", stack_file="config: {}\n")
+        env = {"PULUMI_BACKEND_URL": f"file://{project.state}{query}"}
+        project.run("stack", "init", "crash", stack=False, env=env)
+        project.run("config", "set", "kubernetes:context", "e2e", env=env)
+        project.run("stack", "export", env=env)
+        seen[query] = sorted(p.name for p in project.state.rglob("*.attrs"))
+        if query == "":
+            assert "crash.json.attrs" in seen[query], seen
+            for sidecar in project.state.rglob("crash.json.attrs"):
+                sidecar.write_text("")  # the kill's leftover: truncated, not yet written
+            broken = project.run("stack", "export", env=env, check=False)
+            assert not broken.ok and "EOF" in broken.out, broken.out[-2000:]
+    assert seen[BACKEND_QUERY] == [], seen
