@@ -7,8 +7,9 @@ helm-controller (HelmReleases marked Ready, tests/e2e/harness/pulumi.py).
 Each `up` is killed (SIGKILL of the CLI, the language host and the provider, each by PID, as a
 runner that dies does) when a random share of its work is visible on the API server. Then the
 recovery the README gives: `pulumi cancel` (the killed run's lock; or the lock file removed where
-the file backend's cancel refuses), `pulumi refresh` importing each pending create
-(.ci/pending_creates.py) and clearing anything else pending, and `up` with the same program. After
+the file backend's cancel refuses), each pending create made a resource of the state
+(.ci/pending_creates.py between `stack export` and `stack import`), `pulumi refresh`, and `up`
+with the same program. After
 it the stack must have converged: `preview --expect-no-changes` is green, the state holds every
 object of the program exactly once and no pending operation, the server holds every object as
 `ksecrets export` writes it (nothing lost), and no object written by Pulumi is left that the
@@ -66,7 +67,9 @@ SETTINGS = {"skip-checkpoints": SKIP_CHECKPOINTS, "checkpoints": {"PULUMI_SKIP_C
 #   (`pulumi-kubernetes-<id>`), which then co-owned them. Every object now carries one fixed manager
 #   per stack (`pulumi.com/patchFieldManager`, components/kube.py);
 # - a pending create cleared (`--clear-pending-creates`) is an orphan when the next program no
-#   longer declares it: the recovery imports each pending create (.ci/pending_creates.py) before `up`.
+#   longer declares it, and `refresh --import-pending-creates` dropped them like clear on this CLI
+#   (the next `up` created the objects again): the recovery makes each pending create a resource
+#   of the state (.ci/pending_creates.py, `pulumi stack import`) and refreshes before `up`.
 PENDING_CREATES = ROOT / ".ci" / "pending_creates.py"
 
 
@@ -178,8 +181,9 @@ def _kill_midway(project: PulumiProject, cluster, env: dict, done, share: float,
 def _recover(project: PulumiProject, cluster, env: dict) -> list[str]:
     """What a user does after a killed `up` (README "Pulumi at a thousand apps"), step by step:
     `pulumi cancel` (the killed run's lock; where this engine's cancel refuses on the file backend,
-    the lock file is removed as its message says), `pulumi refresh` importing each pending create
-    (.ci/pending_creates.py; anything else pending is cleared), then `up`. Returns what was found."""
+    the lock file is removed as its message says), each pending create made a resource of the
+    state (`stack export` | .ci/pending_creates.py | `stack import`, which drops anything else
+    pending), `pulumi refresh`, then `up`. Returns what was found."""
     found = []
     cancel = project.run("cancel", "--yes", env=env, check=False, timeout=300)
     locks = sorted((project.state / ".pulumi" / "locks").rglob("*.json"))
@@ -192,12 +196,13 @@ def _recover(project: PulumiProject, cluster, env: dict) -> list[str]:
     else:
         found.append("not locked")
     export = project.run("stack", "export", "--show-secrets=false", env=env).out
-    args = subprocess.run(
+    resolved = subprocess.run(
         [sys.executable, str(PENDING_CREATES)], input=export, capture_output=True, text=True, check=True
-    ).stdout.split("\n")
-    args = [a for a in args if a]
-    found.append(f"{len(args) // 4} pending creates imported")
-    project.run("refresh", "--yes", "--skip-preview", "--clear-pending-creates", *args, env=env, timeout=900)
+    )
+    found.append(resolved.stderr.strip().removeprefix("pending_creates: "))
+    (project.workdir / "resolved.json").write_text(resolved.stdout)
+    project.run("stack", "import", "--file", str(project.workdir / "resolved.json"), env=env)
+    project.run("refresh", "--yes", "--skip-preview", env=env, timeout=900)
     with HelmReleaseReady(cluster):
         project.run("up", "--yes", "--skip-preview", env=env, timeout=900)
     return found
@@ -292,7 +297,11 @@ def test_up_killed_at_random_points_then_up_again_converges(setting, cluster_fac
         problems = _converged(project, cluster, stack_file)
         assert problems == [], f"seed {SEED}, {setting}, {report}:\n" + "\n".join(problems)
         before = target
-    print(f"\nseed {SEED}, {setting}: " + "; ".join(report) + f"; pending creates after the kill: {pending_found or 'none'}")
+    print(
+        f"\nseed {SEED}, {setting}: "
+        + "; ".join(report)
+        + f"; pending creates after the kill: {pending_found or 'none'}"
+    )
     kills = [r for r in report if "killed at" in r]
     assert all("'killed': True" in r for r in kills), f"seed {SEED}: a run ended before its kill point: {report}"
     if setting == "skip-checkpoints":
