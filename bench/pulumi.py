@@ -32,6 +32,7 @@ exact (wait4 of the CLI, less its children's).
 from __future__ import annotations
 
 import argparse
+import base64
 import copy
 import json
 import os
@@ -235,11 +236,18 @@ def split(doc: dict, root: Path, stack: str) -> dict[str, str]:
 
 
 def changed_secrets(doc: dict) -> dict:
-    """Every app's secret changed (another fake ciphertext of the same size)."""
+    """Every app's secret changed: another fake ciphertext of the same size and kubeseal's layout
+    (the 2-byte session-key length kept, the bytes after it reversed; the model refuses anything
+    that is not strict base64 of that layout)."""
     out = copy.deepcopy(doc)
     for entry in out["config"]["k8s-secrets:sealed"]:
-        entry["encryptedData"] = {k: v[::-1] for k, v in entry["encryptedData"].items()}
+        entry["encryptedData"] = {k: _other_ciphertext(v) for k, v in entry["encryptedData"].items()}
     return out
+
+
+def _other_ciphertext(value: str) -> str:
+    raw = base64.b64decode(value, validate=True)
+    return base64.b64encode(raw[:2] + raw[2:][::-1]).decode()
 
 
 def kib(n: int) -> str:

@@ -18,6 +18,13 @@ What only Pulumi needs is added here and never exported:
   it when its StorageClass binds `WaitForFirstConsumer` (most cloud defaults), and the claims here
   are used by CronJobs (snapshots, key backups) that have not run yet, so awaiting `Bound` would
   fail every first `pulumi up` after the provider's timeout;
+- `pulumi.com/patchFieldManager: pulumi-k8s-secrets-<stack>` on every object: the server-side
+  apply field manager the provider writes as. Left alone it draws a random
+  `pulumi-kubernetes-<id>` per create and keeps it in the state; a create the state never recorded
+  (an `up` killed in flight) leaves that manager co-owning the object's fields, and the next change
+  of those fields by the manager the state does record is refused as a conflict. One fixed name
+  per stack makes every run the same owner, as `kubectl` and Flux's controllers are: nothing is
+  forced, so a field another manager owns still conflicts (README "Pulumi at a thousand apps");
 - `depends_on` from an object to the HelmReleases it needs and to the Namespace it lives in.
 """
 
@@ -35,6 +42,7 @@ from ksecrets.manifests.plan import Manifest, Planned
 WAIT_FOR = "pulumi.com/waitFor"
 WAIT_READY = "condition=Ready"
 SKIP_AWAIT = "pulumi.com/skipAwait"
+FIELD_MANAGER = "pulumi.com/patchFieldManager"
 # Flux's defaults when a HelmRelease leaves them out, and a margin for the first reconcile.
 _FLUX_TIMEOUT_S = 300
 _AWAIT_MARGIN_S = 300
@@ -117,9 +125,16 @@ def _pod_secret_names(obj: Manifest) -> set[str]:
     return names
 
 
-def pulumi_object(planned: Planned, registry: "Registry | None" = None) -> Manifest:
+def field_manager(stack: str) -> str:
+    """The server-side apply field manager of a stack's objects (a stack name is a DNS label)."""
+    return f"pulumi-k8s-secrets-{stack}"
+
+
+def pulumi_object(planned: Planned, registry: "Registry | None" = None, stack: str | None = None) -> Manifest:
     """The object as Pulumi registers it: the exported dict plus Pulumi-only annotations."""
     obj = _copy(planned.obj)
+    if stack is not None:
+        obj["metadata"].setdefault("annotations", {})[FIELD_MANAGER] = field_manager(stack)
     if obj["kind"] == "HelmRelease":
         obj["metadata"].setdefault("annotations", {})[WAIT_FOR] = WAIT_READY
     if obj["kind"] == "PersistentVolumeClaim":
@@ -194,6 +209,7 @@ class ObjectGroup(pulumi.ComponentResource):
     ) -> None:
         super().__init__(type_, name, None, opts)
         self.resources: dict[str, pulumi.CustomResource] = {}
+        stack = pulumi.get_stack()
         for p in planned:
             depends = list(p.needs)
             ns = p.obj["metadata"].get("namespace")
@@ -202,7 +218,7 @@ class ObjectGroup(pulumi.ComponentResource):
             child_opts = pulumi.ResourceOptions(
                 parent=self, depends_on=[registry.by_id[d] for d in depends if d in registry.by_id]
             )
-            resource = register(pulumi_object(p, registry), child_opts)
+            resource = register(pulumi_object(p, registry, stack), child_opts)
             registry.add(p, resource, depends)
             self.resources[p.id] = resource
         self.register_outputs({"objects": sorted(self.resources)})

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from components.kube import SKIP_AWAIT, WAIT_FOR, WAIT_READY, resource_name
+from components.kube import FIELD_MANAGER, SKIP_AWAIT, WAIT_FOR, WAIT_READY, resource_name
 from components.platform import Platform
 from ksecrets.config import load_stack_file, stack_files
 from ksecrets.export import render
@@ -79,6 +79,12 @@ def test_registered_resources_equal_exported_objects(stack_file):
     assert set(registered) == set(exported), "registered and exported object sets differ"
     for key, obj in registered.items():
         expected = copy.deepcopy(exported[key])
+        # Pulumi-only, on every object: one server-side apply field manager per stack, the same
+        # in every run (a killed run's creates and the next run's changes are one owner).
+        annotations = obj["metadata"]["annotations"]
+        assert annotations.pop(FIELD_MANAGER) == f"pulumi-k8s-secrets-{cfg.stack}", key
+        if not annotations:
+            del obj["metadata"]["annotations"]
         if obj["kind"] == "HelmRelease":
             # Pulumi-only: pulumi up waits for the chart to be Ready.
             assert obj["metadata"]["annotations"] == {WAIT_FOR: WAIT_READY}

@@ -37,7 +37,7 @@ from tests.e2e.harness.pulumi import HelmReleaseReady, PulumiProject
 STACKS = sorted(p.name[len("Pulumi.") : -len(".yaml")] for p in ROOT.glob("Pulumi.*.yaml") if p.name != "Pulumi.yaml")
 PULUMI = ("pulumi", "pulumi-language-python", "pulumi-resource-kubernetes")
 # Pulumi-only annotations (components/kube.py); never in k8s/.
-PULUMI_ONLY = ("pulumi.com/waitFor", "pulumi.com/skipAwait")
+PULUMI_ONLY = ("pulumi.com/waitFor", "pulumi.com/skipAwait", "pulumi.com/patchFieldManager")
 
 
 def _path(obj: dict) -> str:

@@ -34,6 +34,12 @@ PASSPHRASE = "e2e-passphrase-not-a-secret"
 # `pulumi preview` persists nothing, so it always runs without the snapshot manager's per-step
 # checkpoints (README "Large stacks": most of the CLI's CPU at 100+ apps), as CI and the README run it.
 SKIP_CHECKPOINTS = {"PULUMI_SKIP_CHECKPOINTS": "true"}
+# The file backend's bucket (gocloud fileblob) writes each object to a temp file and renames it
+# into place, but first rewrites a `<file>.attrs` sidecar in place (truncate, then write): a kill in
+# between leaves an empty `.attrs` and the state unreadable ("failed to load checkpoint: EOF",
+# tests/e2e/test_pulumi_crash.py). `metadata=skip` writes no sidecar: the rename is the whole
+# write, atomic. Pulumi reads no attribute of its state files (README "Pulumi at a thousand apps").
+BACKEND_QUERY = "?metadata=skip"
 # The program's files a project folder needs (directories are linked, files copied).
 _LINKED = ("components", "ksecrets", "policy", "certs", ".venv")
 _COPIED = ("Pulumi.yaml", "__main__.py")
@@ -146,7 +152,7 @@ class PulumiProject:
             {
                 "PATH": f"{self.bin}:{venv}:{os.environ.get('PATH', '/usr/bin:/bin')}",
                 "PULUMI_HOME": str(self.home),
-                "PULUMI_BACKEND_URL": f"file://{self.state}",
+                "PULUMI_BACKEND_URL": f"file://{self.state}{BACKEND_QUERY}",
                 "PULUMI_CONFIG_PASSPHRASE": PASSPHRASE,
                 "PULUMI_SKIP_UPDATE_CHECK": "true",
                 "PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION": "true",
