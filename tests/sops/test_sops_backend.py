@@ -258,3 +258,30 @@ def test_repeated_sops_set_keeps_every_value(edits):
 
 def test_zz_report_property_cases():
     print(f"\nsops set property: {CASES['examples']} examples, {CASES['edits']} edits")
+
+
+# --- stack new --------------------------------------------------------------------------------------
+
+
+def test_stack_new_backend_sops_with_and_without_recipient(tmp_path, cli):
+    key = sops.generate_age_key()
+    result = cli("stack", "new", "dev", "--backend", "sops", "--age-recipient", key.recipient, "--root", str(tmp_path))
+    assert result.code == 0, result.err
+    assert "ksecrets sops set --stack dev" in result.out or "age-keygen" in result.out
+    cfg = load_stack_file(tmp_path / "Pulumi.dev.yaml")
+    assert cfg.spec.sops_files and cfg.sops.recipients == (key.recipient,)
+    # Without one: an empty list to fill in; sops set says so.
+    assert cli("stack", "new", "qa", "--backend", "sops", "--root", str(tmp_path)).code == 0
+    assert load_stack_file(tmp_path / "Pulumi.qa.yaml").sops.recipients == ()
+    # A recipient that is not age: refused, nothing written.
+    result = cli("stack", "new", "bad", "--backend", "sops", "--age-recipient", "age1nope", "--root", str(tmp_path))
+    assert result.code == 2 and "not an age X25519 recipient" in result.err
+    assert not (tmp_path / "Pulumi.bad.yaml").exists()
+    result = cli("stack", "new", "ss", "--backend", "manual", "--age-recipient", key.recipient, "--root", str(tmp_path))
+    assert result.code == 2 and "does not encrypt SOPS files" in result.err
+    e = env_file(tmp_path / ".env", {"A": "b"})
+    result = cli(
+        "sops", "set", "--stack", "qa", "--name", "x", "--namespace", "web", "--from-env-file", str(e),
+        "--root", str(tmp_path),
+    )  # fmt: skip
+    assert result.code == 2 and "sops.recipients: empty" in result.err and not (tmp_path / "secrets").exists()
