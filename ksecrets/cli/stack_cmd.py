@@ -72,7 +72,9 @@ def run_new(args: argparse.Namespace) -> int:
         if args.source:
             raise KsecretsError("--env takes the apps and settings from the environment; --from does not apply")
         if args.age_recipients:
-            raise KsecretsError("--age-recipient: not with --env yet; set k8s-secrets:sops.recipients in the stack file")
+            raise KsecretsError(
+                "--age-recipient: not with --env yet; set k8s-secrets:sops.recipients in the stack file"
+            )
         result = stack_new_in_env(args.root, args.name, args.env, args.backend, args.context)
     elif not args.backend:
         raise KsecretsError("stack new needs --backend (or --env ENV)")

@@ -109,7 +109,7 @@ def sops_set(
     with locked(path, "SOPS file", source=rel) as real:
         old_text = read_bytes(real, "SOPS file", source=rel, regular=True).decode("utf-8", "replace")
         doc = sops.parse(old_text, rel)
-        meta = doc.tree.get("metadata") if isinstance(doc.tree.get("metadata"), dict) else {}
+        meta: dict = doc.tree["metadata"] if isinstance(doc.tree.get("metadata"), dict) else {}
         if meta.get("namespace") != ns:
             raise KsecretsError(f"{rel}: metadata.namespace is not {ns}; pass --namespace")
         plain = sops.decrypt(old_text, identities, rel).get("data") or {}

@@ -157,7 +157,7 @@ def sops_secrets(cfg: StackConfig) -> tuple[SopsSecretFacts, ...]:
             raise KsecretsError(f"{rel}: not UTF-8") from None
         doc = sops.parse(text, rel)  # refuses a file without `sops` metadata and its MAC
         obj = doc.tree
-        meta = obj.get("metadata") if isinstance(obj.get("metadata"), dict) else {}
+        meta: dict = obj["metadata"] if isinstance(obj.get("metadata"), dict) else {}
         name = path.name[: -len(FILE_SUFFIX)]
         if obj.get("apiVersion") != "v1" or obj.get("kind") != "Secret":
             raise KsecretsError(f"{rel}: not a v1 Secret")

@@ -87,17 +87,24 @@ def test_a_recipient_that_is_not_age_is_refused(tmp_path, cli, bad):
 def test_sops_set_creates_then_edits_and_keeps_other_ciphertexts(repo, cli):
     root, key, key_file = repo
     first = env_file(root / ".env", {"PASSWORD": "hunter2", "API_URL": "https://api.example"})
-    result = cli("sops", "set", "--stack", "dev", "--name", "web-secrets", "--from-env-file", str(first), "--root", str(root))
+    result = cli(
+        "sops", "set", "--stack", "dev", "--name", "web-secrets", "--from-env-file", str(first), "--root", str(root)
+    )
     assert result.code == 0, result.err
     assert result.out.splitlines()[0] == f"{SECRET}: created (web/web-secrets)"
     text = (root / SECRET).read_text()
     assert "hunter2" not in text and base64.b64encode(b"hunter2").decode() not in text
-    assert sops.secret_values(text, [key.identity], SECRET) == {"PASSWORD": b"hunter2", "API_URL": b"https://api.example"}
+    assert sops.secret_values(text, [key.identity], SECRET) == {
+        "PASSWORD": b"hunter2",
+        "API_URL": b"https://api.example",
+    }
     before = yaml.safe_load(text)["data"]
 
     second = env_file(root / ".env2", {"PASSWORD": "correct horse", "EXTRA": "x"})
     # Editing needs the key: none given, refused, nothing written.
-    result = cli("sops", "set", "--stack", "dev", "--name", "web-secrets", "--from-env-file", str(second), "--root", str(root))
+    result = cli(
+        "sops", "set", "--stack", "dev", "--name", "web-secrets", "--from-env-file", str(second), "--root", str(root)
+    )
     assert result.code == 2 and "--age-key-file" in result.err and (root / SECRET).read_text() == text
     result = cli(
         "sops", "set", "--stack", "dev", "--name", "web-secrets", "--from-env-file", str(second),
@@ -121,7 +128,9 @@ def test_sops_set_refuses_a_credential_like_key_name_and_another_backend(repo, c
     token = "ghp_" + "a1B2c3D4e5F6g7H8i9J0k1L2m3N4o5P6q7R8"
     bad = root / ".env"
     bad.write_bytes(f"{token}=\n".encode())
-    result = cli("sops", "set", "--stack", "dev", "--name", "web-secrets", "--from-env-file", str(bad), "--root", str(root))
+    result = cli(
+        "sops", "set", "--stack", "dev", "--name", "web-secrets", "--from-env-file", str(bad), "--root", str(root)
+    )
     assert result.code == 2 and "looks like a credential" in result.err and token not in result.err
     assert not (root / SECRET).exists()
 
@@ -131,7 +140,9 @@ def test_sops_set_refuses_a_credential_like_key_name_and_another_backend(repo, c
         + "  k8s-secrets:apps:\n    - name: web\n      namespace: web\n"
     )
     good = env_file(other / ".env", {"A": "b"})
-    result = cli("sops", "set", "--stack", "dev", "--name", "web-secrets", "--from-env-file", str(good), "--root", str(other))
+    result = cli(
+        "sops", "set", "--stack", "dev", "--name", "web-secrets", "--from-env-file", str(good), "--root", str(other)
+    )
     assert result.code == 2 and "backend manual" in result.err and "pulumi config set" in result.err
     assert not (other / "secrets").exists()
 
@@ -164,7 +175,12 @@ def test_what_sops_set_writes_the_real_sops_decrypts(repo, cli):
 def test_export_copies_the_encrypted_file_as_is_with_decryption(repo, cli):
     root, _, _ = repo
     e = env_file(root / ".env", {"PASSWORD": "hunter2"})
-    assert cli("sops", "set", "--stack", "dev", "--name", "web-secrets", "--from-env-file", str(e), "--root", str(root)).code == 0
+    assert (
+        cli(
+            "sops", "set", "--stack", "dev", "--name", "web-secrets", "--from-env-file", str(e), "--root", str(root)
+        ).code
+        == 0
+    )
     result = cli("export", "--root", str(root))
     assert result.code == 0, result.err
     assert (root / EXPORTED).read_bytes() == (root / SECRET).read_bytes()
@@ -194,7 +210,12 @@ def test_export_copies_the_encrypted_file_as_is_with_decryption(repo, cli):
 def test_export_refuses_a_plaintext_value_and_a_file_without_sops(repo, cli):
     root, key, _ = repo
     e = env_file(root / ".env", {"PASSWORD": "hunter2"})
-    assert cli("sops", "set", "--stack", "dev", "--name", "web-secrets", "--from-env-file", str(e), "--root", str(root)).code == 0
+    assert (
+        cli(
+            "sops", "set", "--stack", "dev", "--name", "web-secrets", "--from-env-file", str(e), "--root", str(root)
+        ).code
+        == 0
+    )
     doc = yaml.safe_load((root / SECRET).read_text())
     doc["data"]["PASSWORD"] = base64.b64encode(b"hunter2").decode()
     (root / SECRET).write_text(yaml.safe_dump(doc))
@@ -212,7 +233,12 @@ def test_export_refuses_a_plaintext_value_and_a_file_without_sops(repo, cli):
 def test_export_refuses_a_file_whose_name_is_not_its_secret(repo, cli):
     root, key, _ = repo
     text = sops.encrypt_secret(
-        {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "other", "namespace": "web"}, "data": {"A": "Yg=="}},
+        {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": "other", "namespace": "web"},
+            "data": {"A": "Yg=="},
+        },
         [key.recipient],
         SECRET,
     )
