@@ -311,3 +311,18 @@ def test_stack_new_backend_sops_with_and_without_recipient(tmp_path, cli):
         "--root", str(tmp_path),
     )  # fmt: skip
     assert result.code == 2 and "sops.recipients: empty" in result.err and not (tmp_path / "secrets").exists()
+
+
+def test_doctor_sees_the_sops_secret_or_says_how_to_make_it(repo, cli):
+    root, _, _ = repo
+    result = cli("doctor", "--stack", "dev", "--root", str(root))
+    assert result.code != 0 and "ksecrets sops set --stack dev --name web-secrets" in result.out + result.err
+    e = env_file(root / ".env", {"PASSWORD": "hunter2"})
+    assert (
+        cli(
+            "sops", "set", "--stack", "dev", "--name", "web-secrets", "--from-env-file", str(e), "--root", str(root)
+        ).code
+        == 0
+    )
+    result = cli("doctor", "--stack", "dev", "--root", str(root))
+    assert result.code == 0 and "every one provided" in result.out
