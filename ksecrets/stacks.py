@@ -95,7 +95,13 @@ class NewStack:
 
 
 def stack_new(
-    root: str | os.PathLike[str], stack: str, backend: str, source: str | None = None, context: str | None = None
+    root: str | os.PathLike[str],
+    stack: str,
+    backend: str,
+    source: str | None = None,
+    context: str | None = None,
+    *,
+    age_recipients: Sequence[str] = (),
 ) -> NewStack:
     from ksecrets import yamlio
     from ksecrets.config import includes
@@ -118,6 +124,10 @@ def stack_new(
     if context is not None and (not context.strip() or any(c.isspace() or ord(c) < 32 for c in context)):
         raise KsecretsError(f"--context {context!r}: a kubeconfig context name, without blanks")
     config = new_stack_config(stack, backend, src_config, context)
+    if age_recipients:
+        if not backends.get(backend).sops_files:
+            raise KsecretsError(f"--age-recipient: backend {backend} does not encrypt SOPS files")
+        config[PREFIX + "sops"] = {**(config.get(PREFIX + "sops") or {}), "recipients": list(age_recipients)}
     context = config[CONTEXT_KEY]
     header = (
         f"# {stack}: backend {backend}"

@@ -39,6 +39,17 @@ def dns_label(value: str) -> str | None:
     return None
 
 
+# An age X25519 recipient: `age1` and 58 bech32 characters (age's format; pyrage checks the checksum
+# when it encrypts). The one shape check of `k8s-secrets:sops.recipients`.
+_AGE_RECIPIENT = re.compile(r"^age1[02-9ac-hj-np-z]{58}$")
+
+
+def age_recipient(value: str) -> str | None:
+    if not _AGE_RECIPIENT.match(value):
+        return f'"{value[:80]}" is not an age X25519 recipient (age1 and 58 lower-case bech32 characters)'
+    return None
+
+
 def dns_subdomain(value: str) -> str | None:
     if len(value) > 253 or not _DNS1123_SUBDOMAIN.match(value):
         return f'"{value}" is not a valid Kubernetes name'

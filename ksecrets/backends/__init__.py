@@ -9,11 +9,11 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from typing import overload
 
-from ksecrets.backends import manual, sealed_secrets, vault
+from ksecrets.backends import manual, sealed_secrets, sops, vault
 from ksecrets.backends.base import BackendSpec
 
 # The registry: one line per backend, in the order `--backend` and the errors list them.
-_MODULES = (manual, sealed_secrets, vault)
+_MODULES = (manual, sealed_secrets, vault, sops)
 
 _BY_NAME: dict[str, BackendSpec] = {m.BACKEND.name: m.BACKEND for m in _MODULES}
 

@@ -5,7 +5,8 @@ Standard library only, in the base layer: the config model, the builders, the co
 and the policy pack read it. The flags say which of the project's value mechanisms a backend uses
 (each runs code that lives in its own layer: the sealing port and its builder, the Vault port and
 its builder, Pulumi's manual Secrets); the methods return the texts and raw-config defaults that
-name a backend's own commands. A module per backend (`manual.py`, `sealed_secrets.py`, `vault.py`)
+name a backend's own commands. A module per backend (`manual.py`, `sealed_secrets.py`, `vault.py`,
+`sops.py`)
 defines one `BackendSpec`; `__init__.py` lists them.
 """
 
@@ -30,6 +31,11 @@ class BackendSpec:
     # Values are Pulumi config secrets (`manualValues`), plain Secrets applied by `pulumi up` only and
     # never exported: the one backend whose Secrets may carry data under the policy pack.
     pulumi_values: bool = False
+    # Values live in SOPS-encrypted Secret manifests committed per stack (`secrets/<stack>/`,
+    # `ksecrets sops set`), exported to the apps layer as they are; kustomize-controller decrypts
+    # them with the age key of `sops.keySecret` (the apps Kustomization's `decryption`). Flux only:
+    # `pulumi up` does not apply them.
+    sops_files: bool = False
     # The `vaultMigration` phases a stack of this backend may be in (`install`: still sealing,
     # Vault installed beside; `handover`: switched to Vault, the SealedSecrets still there).
     migration_phases: tuple[str, ...] = ()

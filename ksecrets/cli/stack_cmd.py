@@ -37,6 +37,14 @@ def register(subparsers) -> None:
         metavar="CTX",
         help="kubernetes:context: the kubeconfig context of the stack's cluster (default: NAME)",
     )
+    n.add_argument(
+        "--age-recipient",
+        dest="age_recipients",
+        action="append",
+        default=[],
+        metavar="AGE1...",
+        help="backend sops: an age public key the stack's SOPS files are encrypted for (repeatable)",
+    )
     add_root_argument(n, "directory of the stack files")
     n.set_defaults(func=run_new)
     s = ssub.add_parser(
@@ -63,11 +71,17 @@ def run_new(args: argparse.Namespace) -> int:
     if args.env:
         if args.source:
             raise KsecretsError("--env takes the apps and settings from the environment; --from does not apply")
+        if args.age_recipients:
+            raise KsecretsError(
+                "--age-recipient: not with --env yet; set k8s-secrets:sops.recipients in the stack file"
+            )
         result = stack_new_in_env(args.root, args.name, args.env, args.backend, args.context)
     elif not args.backend:
         raise KsecretsError("stack new needs --backend (or --env ENV)")
     else:
-        result = stack_new(args.root, args.name, args.backend, args.source, args.context)
+        result = stack_new(
+            args.root, args.name, args.backend, args.source, args.context, age_recipients=args.age_recipients
+        )
     print(f"{result.path.name}: written (kubernetes:context: {result.context})")
     for step in result.next_steps:
         print(f"next: {step}")

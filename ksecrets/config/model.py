@@ -122,6 +122,15 @@ class SealedSecretsConfig(Section):
 
 
 @dataclass(frozen=True, kw_only=True, config=f.CONFIG)
+class SopsConfig(Section):
+    """Backend sops: the age public keys every SOPS file of the stack is encrypted for, and the
+    Secret (in Flux's namespace, key `age.agekey`) kustomize-controller decrypts them with."""
+
+    recipients: Seq[f.AgeRecipient] = ()
+    key_secret: DnsSubdomain = "sops-age"
+
+
+@dataclass(frozen=True, kw_only=True, config=f.CONFIG)
 class VaultTLS(Section):
     enabled: Flag = False
     secret_name: DnsSubdomain = "vault-tls"  # kubernetes.io/tls Secret with tls.crt, tls.key, ca.crt
@@ -408,6 +417,7 @@ class StackConfig(Section):
     external_namespaces: Seq[DnsLabel] = ()
     flux: FluxConfig = dataclasses.field(default_factory=FluxConfig)
     sealed_secrets: SealedSecretsConfig = dataclasses.field(default_factory=SealedSecretsConfig)
+    sops: SopsConfig = dataclasses.field(default_factory=SopsConfig)
     apps: Seq[App] = ()
     sealed: Seq[SealedEntry] = ()
     # secretName -> keys; the values stay in Pulumi (`manualValues` is read for its shape only).

@@ -12,6 +12,7 @@ from typing import Any, Iterable, Mapping
 from ksecrets.config.model import StackConfig
 from ksecrets.errors import KsecretsError
 from ksecrets.manifests.plan import Manifest, Planned, metadata
+from ksecrets.manifests.sops import decryption as sops_decryption
 from ksecrets.sealing.sealedsecret import API_VERSION as SEALED_API_VERSION, KIND as SEALED_KIND
 
 SOURCE_API = "source.toolkit.fluxcd.io/v1"
@@ -287,6 +288,9 @@ def layer_kustomizations(
             spec["dependsOn"] = [{"name": depends}]
         if layer == "apps":
             spec["serviceAccountName"] = applier_name(cfg)
+            decrypt = sops_decryption(cfg)
+            if decrypt:
+                spec["decryption"] = decrypt
         exprs = (
             health_check_exprs(apps)
             if layer == "apps"

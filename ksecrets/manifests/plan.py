@@ -6,13 +6,15 @@
   `pulumi up` waits for them and Flux puts the object in a later layer;
 - `gitops`: False for objects that only `pulumi up` may apply (manual-backend Secrets);
 - `pulumi`: False for objects only Flux needs (the apps layer's ServiceAccount and its RBAC);
+- `raw`: bytes the exporter writes as they are instead of dumping `obj` (a SOPS-encrypted Secret,
+  whose MAC binds its values; `obj` is then what was read from it, for the checks);
 - `group`: the concern it belongs to; `components/` registers each group under one
   ComponentResource (`build_stack` sets it per builder).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 Manifest = dict[str, Any]
@@ -32,6 +34,7 @@ class Planned:
     gitops: bool = True
     group: str = ""
     pulumi: bool = True
+    raw: bytes | None = field(default=None, repr=False)
 
     @property
     def id(self) -> str:

@@ -17,6 +17,7 @@ from ksecrets.manifests import (
     rotation,
     sealed_secrets,
     snapshots,
+    sops,
     vault,
     workloads,
 )
@@ -50,6 +51,7 @@ CONCERNS: tuple[Concern, ...] = (
     Concern("access", "access", "k8s-secrets:rbac:AppAccess", "per app: ServiceAccount, Role on its own Secrets"),
     Concern("sealed-secrets", "sealed", "k8s-secrets:sealed-secrets:SealedSecrets", "one SealedSecret per entry"),
     Concern("vault-secrets", "vault-secrets", "k8s-secrets:vault:Secrets", "the operator's VaultAuth/…Secret objects"),
+    Concern("sops-secrets", "sops", None, "the committed SOPS-encrypted Secrets (Flux decrypts them; Flux only)"),
     Concern("manual-secrets", "manual", "k8s-secrets:manual:Secrets", "Secrets from Pulumi config (pulumi up only)"),
     Concern("workloads", "workloads", "k8s-secrets:workloads:Workloads", "the Deployments that read the Secrets"),
     Concern("rotation", "rotation", "k8s-secrets:rotation:Rotation", "rotation CronJobs and their accounts"),
@@ -89,6 +91,7 @@ def build_stack(
         add("sealed-secrets", sealed_secrets.sealed_secrets(cfg))
     elif cfg.spec.vault:
         add("vault-secrets", vault.app_objects(cfg))
+    add("sops-secrets", sops.sops_secrets(cfg, facts))
     add("manual-secrets", manual.manual_secrets(cfg, manual_values))
     add("workloads", workloads.deployments(cfg))
     add("rotation", rotation.cronjobs(cfg))

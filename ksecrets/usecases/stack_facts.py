@@ -17,7 +17,7 @@ from ksecrets.config.model import StackConfig
 from ksecrets.errors import ConfigError, KsecretsError
 from ksecrets.fileio import read_bytes
 from ksecrets.manifests import build_stack, keybackup
-from ksecrets.manifests.facts import CertificateFacts, StackFacts
+from ksecrets.manifests.facts import CertificateFacts, SopsSecretFacts, StackFacts
 from ksecrets.manifests.plan import Planned
 
 CRD_DIR = Path(__file__).resolve().parents[1] / "schemas" / "crds"
@@ -27,7 +27,12 @@ def read_facts(cfg: StackConfig) -> StackFacts:
     # In the order the builders used to read them: the key-backup ConfigMap before the alerts, and
     # the certificate only when the PrometheusRule (its expiry alerts) is built.
     cert = certificate(cfg) if cfg.monitoring.operator_objects else None
-    return StackFacts(key_backup_public_key=key_backup_public_key(cfg), certificate=cert, crd_plurals=crd_plurals())
+    return StackFacts(
+        key_backup_public_key=key_backup_public_key(cfg),
+        certificate=cert,
+        crd_plurals=crd_plurals(),
+        sops_secrets=sops_secrets(cfg),
+    )
 
 
 def plan_stack(cfg: StackConfig, manual_values: Mapping[str, Mapping[str, Any]] | None = None) -> list[Planned]:
@@ -124,3 +129,48 @@ def crd_plurals() -> Mapping[tuple[str, str], str]:
         crd = yamlio.load(path.read_text(encoding="utf-8"), path.name)
         out[(crd["spec"]["group"], crd["spec"]["names"]["kind"])] = crd["spec"]["names"]["plural"]
     return out
+
+
+def sops_secrets(cfg: StackConfig) -> tuple[SopsSecretFacts, ...]:
+    """A sops stack's committed Secrets (`secrets/<stack>/*.sops.yaml`), each checked to be an
+    encrypted Secret of that name: SOPS metadata with a MAC, every `data`/`stringData` value
+    ciphertext (a file with a value in clear is refused, naming the file and key, never the
+    value), in a namespace of the stack. Nothing is decrypted: no key is needed to export."""
+    if not cfg.spec.sops_files:
+        return ()
+    from ksecrets.backends.sops import FILE_SUFFIX, secret_file
+    from ksecrets.sealing import sops
+    from ksecrets.sopsrules import is_ciphertext
+
+    folder = Path(cfg.root) / Path(secret_file(cfg.stack, "x")).parent
+    if not folder.is_dir():
+        return ()
+    out = []
+    for path in sorted(folder.iterdir()):
+        if not path.name.endswith(FILE_SUFFIX):
+            continue
+        rel = secret_file(cfg.stack, path.name[: -len(FILE_SUFFIX)])
+        raw = read_bytes(path, "SOPS file", source=rel, regular=True)
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            raise KsecretsError(f"{rel}: not UTF-8") from None
+        doc = sops.parse(text, rel)  # refuses a file without `sops` metadata and its MAC
+        obj = doc.tree
+        meta: dict = obj["metadata"] if isinstance(obj.get("metadata"), dict) else {}
+        name = path.name[: -len(FILE_SUFFIX)]
+        if obj.get("apiVersion") != "v1" or obj.get("kind") != "Secret":
+            raise KsecretsError(f"{rel}: not a v1 Secret")
+        if meta.get("name") != name:
+            raise KsecretsError(f"{rel}: metadata.name must be {name} (the file's name)")
+        if meta.get("namespace") not in cfg.all_namespaces():
+            raise KsecretsError(f"{rel}: metadata.namespace: not a namespace of stack {cfg.stack}")
+        for field in ("data", "stringData"):
+            values = obj.get(field) or {}
+            if not isinstance(values, dict):
+                raise KsecretsError(f"{rel}: {field}: not a mapping")
+            for key, value in values.items():
+                if value != "" and not is_ciphertext(value):  # sops leaves an empty value as it is
+                    raise KsecretsError(f"{rel}: {field}.{key}: the value is not SOPS-encrypted; refused")
+        out.append(SopsSecretFacts(path=rel, obj=obj, raw=raw))
+    return tuple(out)

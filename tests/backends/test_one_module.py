@@ -2,7 +2,7 @@
 
 The places a new backend touches, and nothing else:
 1. `ksecrets/backends/<module>.py`: one `BackendSpec` (`BACKEND = ...`): which value mechanisms it
-   uses (`seals`, `vault`, `pulumi_values`), its migration phases, and the texts and `stack new`
+   uses (`seals`, `vault`, `pulumi_values`, `sops_files`), its migration phases, and the texts and `stack new`
    defaults that name its own commands (`base.BackendSpec` lists them);
 2. `ksecrets/backends/__init__.py`: its module in `_MODULES`;
 3. its tests here.
@@ -104,14 +104,14 @@ def test_every_module_is_registered_once_under_its_name():
         assert isinstance(spec, BackendSpec)
         assert spec.name.replace("-", "_") == module.__name__.rsplit(".", 1)[1]
         assert backends.get(spec.name) is spec
-    assert tuple(backends.BACKENDS) == ("manual", "sealed-secrets", "vault")
-    assert backends.find("sops") is None and backends.find(None) is None
+    assert tuple(backends.BACKENDS) == ("manual", "sealed-secrets", "vault", "sops")
+    assert backends.find("gpg") is None and backends.find(None) is None
 
 
 @pytest.mark.parametrize("spec", backends.all_specs(), ids=lambda s: s.name)
 def test_each_backend_says_where_its_values_go(spec):
     """Exactly one value mechanism per backend, and the texts its mechanism reaches are written."""
-    assert [spec.seals, spec.vault, spec.pulumi_values].count(True) == 1
+    assert [spec.seals, spec.vault, spec.pulumi_values, spec.sops_files].count(True) == 1
     assert spec.values_hint("s", "web-secrets")
     if not spec.seals:  # `seal --stack` into it says what does
         how, where = spec.put_values("s", "web-secrets", ["web"])
@@ -168,7 +168,7 @@ def test_a_registered_backend_is_one_everywhere(register, stack, fake):
     from every builder, the same doctor, stack new and app add texts: the dispatch points ask the
     registry, never the name. Unregistered, the same name is refused."""
     real = _stack(stack)
-    with pytest.raises(KsecretsError, match=f'"{fake.name}" is not one of manual, sealed-secrets, vault'):
+    with pytest.raises(KsecretsError, match=f'"{fake.name}" is not one of manual, sealed-secrets, vault, sops'):
         _stack(stack, fake.name)
     register(fake)
     cfg = _stack(stack, fake.name)

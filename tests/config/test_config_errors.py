@@ -41,8 +41,8 @@ CASES = [
     ),
     (
         "bad-backend",
-        [(("config", P + "backend"), "sops")],
-        'backend: "sops" is not one of manual, sealed-secrets, vault',
+        [(("config", P + "backend"), "gpg")],
+        'backend: "gpg" is not one of manual, sealed-secrets, vault, sops',
     ),
     ("missing-backend", [(("config", P + "backend"), _DELETE)], "backend: is required"),
     ("missing-app-namespace", [(("config", P + "apps", 0, "namespace"), _DELETE)], "apps[0].namespace: is required"),

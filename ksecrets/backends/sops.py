@@ -1,0 +1,55 @@
+"""Backend `sops`: values live in SOPS-encrypted Secret manifests (age) committed per stack under
+`secrets/<stack>/<secretName>.sops.yaml`, written by `ksecrets sops set`; `ksecrets export` puts
+them into the apps layer as they are and kustomize-controller decrypts them with the age key in
+the Secret `sops.keySecret` (the apps Kustomization's `decryption`). Flux only: `pulumi up` does
+not apply them."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, MutableMapping
+from typing import Any
+
+from ksecrets.backends.base import BackendSpec
+
+# Where a stack's encrypted Secrets live, relative to the repository root (the one home of the name).
+SECRETS_DIR = "secrets"
+FILE_SUFFIX = ".sops.yaml"
+
+
+def secret_file(stack: str, secret: str) -> str:
+    """The committed SOPS file of one Secret of a stack, relative to the repository root."""
+    return f"{SECRETS_DIR}/{stack}/{secret}{FILE_SUFFIX}"
+
+
+class Sops(BackendSpec):
+    def values_hint(self, stack: str, secret: str) -> str:
+        return f"encrypt it: ksecrets sops set --stack {stack} --name {secret} --from-env-file F"
+
+    def put_values(self, stack: str, secret: str, paths: Iterable[str]) -> tuple[str, str]:
+        how = f"ksecrets sops set --stack {stack} --name {secret} --from-env-file FILE"
+        return how, f"are SOPS files ({secret_file(stack, secret)})"
+
+    def cannot_rotate(self, secret: str, key: str) -> str:
+        return f"backend {self.name} keeps values in SOPS files; rotate with `ksecrets sops set` and commit"
+
+    def cannot_adopt(self) -> str:
+        return f"backend {self.name}: adopt does not write SOPS files yet; use `ksecrets sops set`"
+
+    def stack_new(self, config: MutableMapping[str, Any], stack: str, prefix: str) -> None:
+        super().stack_new(config, stack, prefix)
+        section = config.setdefault(prefix + "sops", {})
+        section.setdefault("recipients", [])  # filled by `stack new --age-recipient` or by hand
+
+    def stack_new_steps(self, stack: str, secrets: Iterable[str]) -> list[str]:
+        return [
+            f"age key: age-keygen -o {stack}.agekey (keep it offline); put its public key under "
+            f"k8s-secrets:sops.recipients, and in the cluster: kubectl -n flux-system create secret generic "
+            f"sops-age --from-file=age.agekey={stack}.agekey",
+            *(f"values: ksecrets sops set --stack {stack} --name {s} --from-env-file .env.{stack}" for s in secrets),
+        ]
+
+    def app_add_steps(self, stack: str, secret: str, app: dict[str, Any]) -> list[str]:
+        return [f"ksecrets sops set --stack {stack} --name {secret} --from-env-file .env.{stack}"]
+
+
+BACKEND = Sops("sops", sops_files=True)
