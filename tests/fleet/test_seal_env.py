@@ -14,6 +14,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -23,6 +24,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from ksecrets.sealing import churn
 from tests.conftest import ROOT, ksecrets_in_process
@@ -341,3 +344,67 @@ def test_verify_names_the_renewed_clusters_entries_and_reseal_touches_only_that_
     assert res.returncode == 0, res.stdout  # the re-sealed values keep their fleet digests
     assert _unseal(fleet, "prod-b", fleet / "keys" / "prod-b-renewed.key").returncode == 0
     assert _unseal(fleet, "prod-b", fleet / "keys" / "prod-b.key").returncode != 0
+
+
+# --- overlapping runs, any orders: a property ------------------------------------------------------
+
+_FOUR = ("prod-a", "prod-b", "prod-c", "prod-d")
+
+
+@pytest.fixture(scope="module")
+def four_clusters(tmp_path_factory) -> Path:
+    """A fleet of four, its keys made once; each example copies it."""
+    root = tmp_path_factory.mktemp("four") / "repo"
+    (root / "environments").mkdir(parents=True)
+    (root / "certs").mkdir()
+    (root / "keys").mkdir()
+    shutil.copy2(ROOT / "Pulumi.yaml", root)
+    (root / "environments" / "production.yaml").write_text(ENVIRONMENT)
+    for stack in _FOUR:
+        (root / f"Pulumi.{stack}.yaml").write_text(CLUSTER.format(stack=stack))
+        _keypair(root, stack)
+    return root
+
+
+_run = st.tuples(
+    st.lists(st.sampled_from(_FOUR), min_size=1, max_size=4, unique=True),  # stacks, in the order named
+    st.sets(st.sampled_from(["K1", "K2", "K3"]), min_size=1),  # the keys the run sets
+)
+
+
+@settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(runs=st.tuples(_run, _run))
+def test_two_overlapping_runs_in_any_order_lose_no_update(four_clusters, tmp_path, runs):
+    """Two real `seal --stack ...` processes at once, over random overlapping stacks named in random
+    orders, setting random keys: both finish; every stack holds every key any run set in it; where
+    both runs set a key, one run (the later) wins it on every stack they share, never a mix."""
+    from ksecrets.sealing import crypto
+
+    root = Path(tempfile.mkdtemp(dir=tmp_path)) / "repo"
+    shutil.copytree(four_clusters, root)
+    procs = [
+        _start_seal(root, stacks, "".join(f"{k}=canary-{i}-{k}\n" for k in sorted(keys)), f"run{i}")
+        for i, (stacks, keys) in enumerate(runs)
+    ]
+    results = _finish(procs, timeout=120)
+    assert [code for code, _ in results] == [0, 0], results
+    winners: dict[str, set[int]] = {}
+    for stack in _FOUR:
+        setting = [(i, keys) for i, (stacks, keys) in enumerate(runs) if stack in stacks]
+        if not setting:
+            assert "k8s-secrets:sealed" not in yaml.safe_load((root / f"Pulumi.{stack}.yaml").read_text())["config"]
+            continue
+        key = serialization.load_pem_private_key((root / "keys" / f"{stack}.key").read_bytes(), None)
+        entry = _entry(root, stack)
+        got = {
+            k: crypto.decrypt_value([key], v, b"my-app/my-app-secrets").decode()  # type: ignore[list-item]
+            for k, v in entry["encryptedData"].items()
+        }
+        assert set(got) == set().union(*(keys for _, keys in setting)), stack
+        for k, value in got.items():
+            by = {i for i, keys in setting if k in keys}
+            run = int(value.split("-")[1])
+            assert run in by and value == f"canary-{run}-{k}"
+            if len(by) == 2:
+                winners.setdefault("both", set()).add(run)
+    assert len(winners.get("both", set())) <= 1  # the same run won every key both set
