@@ -10,6 +10,7 @@ stack of another environment that no `--env production` run may touch."""
 from __future__ import annotations
 
 import datetime as dt
+import fcntl
 import os
 import shutil
 import subprocess
@@ -372,7 +373,7 @@ _run = st.tuples(
 )
 
 
-@settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(runs=st.tuples(_run, _run))
 def test_two_overlapping_runs_in_any_order_lose_no_update(four_clusters, tmp_path, runs):
     """Two real `seal --stack ...` processes at once, over random overlapping stacks named in random
@@ -382,11 +383,25 @@ def test_two_overlapping_runs_in_any_order_lose_no_update(four_clusters, tmp_pat
 
     root = Path(tempfile.mkdtemp(dir=tmp_path)) / "repo"
     shutil.copytree(four_clusters, root)
-    procs = [
-        _start_seal(root, stacks, "".join(f"{k}=canary-{i}-{k}\n" for k in sorted(keys)), f"run{i}")
-        for i, (stacks, keys) in enumerate(runs)
-    ]
-    results = _finish(procs, timeout=120)
+    # The test holds every stack file until both runs wait on their first lock, then lets go of
+    # all: the two runs start their lock taking at the same moment, every example.
+    fds = [os.open(root / f"Pulumi.{stack}.yaml", os.O_RDONLY) for stack in _FOUR]
+    procs: list[subprocess.Popen] = []
+    try:
+        for fd in fds:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        for i, (stacks, keys) in enumerate(runs):
+            values = "".join(f"{k}=canary-{i}-{k}\n" for k in sorted(keys))
+            procs.append(_start_seal(root, stacks, values, f"run{i}"))
+        for p in procs:
+            _wait_for(lambda: any("->" in line for line in _lock_lines(p.pid)), f"run {p.pid} to wait")  # noqa: B023
+    except BaseException:
+        _finish(procs, 0.1)
+        raise
+    finally:
+        for fd in fds:
+            os.close(fd)
+    results = _finish(procs, timeout=60)
     assert [code for code, _ in results] == [0, 0], results
     winners: dict[str, set[int]] = {}
     for stack in _FOUR:
