@@ -9,6 +9,7 @@ stack of another environment that no `--env production` run may touch."""
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 import fcntl
 import os
@@ -147,7 +148,7 @@ def test_seal_env_seals_each_cluster_with_its_own_certificate_and_leaves_no_drif
         assert opened.returncode == 0, opened.stderr
         secret = yaml.safe_load(opened.stdout)
         assert secret["metadata"]["name"] == NAME
-        assert {k: __import__("base64").b64decode(v) for k, v in secret["data"].items()} == {
+        assert {k: base64.b64decode(v) for k, v in secret["data"].items()} == {
             "API_KEY": b"canary-one-0001",
             "TOKEN": b"canary-two-0002",
         }
@@ -215,9 +216,7 @@ def test_a_write_that_fails_midway_restores_every_stack_file(fleet, monkeypatch)
 
     monkeypatch.setattr(stackfile, "atomic_write_bytes", failing)
     with pytest.raises(KsecretsError, match=r"^Pulumi\.prod-b\.yaml: cannot write it \(No space left on device\)"):
-        seal_into_stacks(
-            fleet, CLUSTERS, name=NAME, values={"API_KEY": b"canary-second"}, seal_key=SEAL_KEY.encode()
-        )
+        seal_into_stacks(fleet, CLUSTERS, name=NAME, values={"API_KEY": b"canary-second"}, seal_key=SEAL_KEY.encode())
     assert len(writes) == 2, writes  # the injection did hit the second file
     assert _files(fleet) == before
 
@@ -294,9 +293,7 @@ def test_overlapping_runs_in_opposite_orders_both_finish_and_lose_nothing(fleet)
     for stack in CLUSTERS:
         opened = _unseal(fleet, stack, fleet / "keys" / f"{stack}.key")
         assert opened.returncode == 0, opened.stderr
-        data = {
-            k: __import__("base64").b64decode(v).decode() for k, v in yaml.safe_load(opened.stdout)["data"].items()
-        }
+        data = {k: base64.b64decode(v).decode() for k, v in yaml.safe_load(opened.stdout)["data"].items()}
         # run 1 waited first and got every lock first: run 2, the later, wins BOTH
         assert data == {"ONE": "canary-1", "TWO": "canary-2", "BOTH": "canary-from-2"}, stack
     assert ksecrets_in_process("drift", "--env", "production", "--root", str(fleet)).returncode == 0
