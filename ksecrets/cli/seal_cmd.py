@@ -5,6 +5,7 @@
     ksecrets seal --cert https://certs.example.com/staging.pem -f secret.yaml -w app.sealed.yaml
     ksecrets seal --raw --cert C --name N --namespace NS --from-file value.txt   # or the value on stdin
     ksecrets seal --stack staging --stack qa --name my-app-secrets --from-env-file .env   # or --all-stacks
+    ksecrets seal --env production --name my-app-secrets --from-env-file .env   # every cluster of production
 
 kubeseal's SEALED_SECRETS_<FLAG> environment variables set the flags not given on the command line
 (SEALED_SECRETS_CERT, SEALED_SECRETS_FORMAT, SEALED_SECRETS_SCOPE, ...); --stack ignores them.
@@ -95,6 +96,13 @@ def register(subparsers) -> None:
         metavar="NAME",
         help="seal into Pulumi.<NAME>.yaml with that stack's certificate (repeatable)",
     )
+    p.add_argument(
+        "--env",
+        action="append",
+        default=[],
+        metavar="ENV",
+        help="seal into every cluster stack of this environment, each with its own certificate (repeatable)",
+    )
     p.add_argument("--all-stacks", action="store_true", help="seal into every stack whose backend is sealed-secrets")
     p.add_argument(
         "--from-env-file",
@@ -147,13 +155,15 @@ def run(args: argparse.Namespace) -> int:
 
         sys.stdout.write(f"ksecrets version: {__version__}\n")
         return 0
-    if args.stack or args.all_stacks:
+    if args.stack or args.env or args.all_stacks:
         args.from_file = args.from_file or []
         return _seal_stack(args)
     apply_env(args)
     args.from_file = args.from_file or []
     if args.from_env_file or args.from_literal or args.prune or args.secret_type or args.allow_key_name:
-        raise KsecretsError("--from-env-file, --from-literal, --type, --prune and --allow-key-name need --stack")
+        raise KsecretsError(
+            "--from-env-file, --from-literal, --type, --prune and --allow-key-name need --stack, --env or --all-stacks"
+        )
     if args.raw:
         return _seal_raw(args)
     if args.from_file:
@@ -351,6 +361,7 @@ def _stack_values(args: argparse.Namespace) -> dict[str, bytes]:
 
 
 def _seal_stack(args: argparse.Namespace) -> int:
+    from ksecrets.config.selection import select, selector_of
     from ksecrets.sealing import churn
     from ksecrets.usecases.seal_stack import seal_into_stacks, sealed_stack_names
 
@@ -359,11 +370,16 @@ def _seal_stack(args: argparse.Namespace) -> int:
             "--stack seals with each stack's certificate into its stack file; "
             "--raw, --merge-into, --cert, -f and -w do not apply"
         )
-    if args.stack and args.all_stacks:
-        raise KsecretsError("give --stack NAME (repeatable) or --all-stacks, not both")
+    if (args.stack or args.env) and args.all_stacks:
+        raise KsecretsError("give --stack NAME / --env ENV (repeatable) or --all-stacks, not both")
     if not args.name:
         raise KsecretsError("--stack needs --name (the Secret's name)")
-    stacks = sealed_stack_names(args.root) if args.all_stacks else list(dict.fromkeys(args.stack))
+    if args.all_stacks:
+        stacks = sealed_stack_names(args.root)
+    elif args.env:  # every cluster of the environment: one that does not seal is an error, not skipped
+        stacks = select(args.root, selector_of(args.stack, args.env, False), default_all=False) or []
+    else:
+        stacks = list(dict.fromkeys(args.stack))
     values = _stack_values(args)
     reports = seal_into_stacks(
         args.root,

@@ -193,12 +193,12 @@ def seal_into_stacks(
     allow_not_yet_valid: bool = False,
 ) -> list[SealReport]:
     """The same values into several stacks, each sealed with its own certificate. Every stack is
-    sealed and validated before any file is written: one failure writes nothing. Every file is
-    locked (in name order, so two such runs cannot deadlock) from the first read to the last write."""
+    sealed and validated before any file is written: one failure writes nothing. Every stack file
+    is locked from the first read to the last write, in one global order (`lock_order`), so two
+    such runs over overlapping stacks, named in any order, cannot deadlock."""
     stacks = list(stacks)
     with contextlib.ExitStack() as held:
-        for stack in sorted(set(stacks)):
-            path = stack_file_path(stack, root)
+        for path in lock_order(stack_file_path(stack, root) for stack in stacks):
             held.enter_context(locked(path, "stack file", source=path.name))
         prepared = [
             prepare_seal_into_stack(
@@ -224,6 +224,15 @@ def seal_into_stacks(
                 report.source = pending.where()
                 report.written = pending.commit()
     return [report for report, _ in prepared]
+
+
+def lock_order(paths: Iterable[Path]) -> list[Path]:
+    """The order every writer that holds several stack files takes their locks in: the files' real
+    absolute paths (symlinks resolved, as `locked` locks them), sorted, each once. One order for
+    every run, whatever order its stacks were named in, whatever its working directory or --root,
+    so no two runs each hold a file the other waits for."""
+    real = {Path(os.path.realpath(p)): Path(p) for p in paths}
+    return [real[r] for r in sorted(real, key=str)]
 
 
 def sealed_stack_names(root: str | os.PathLike[str] = ".") -> list[str]:
