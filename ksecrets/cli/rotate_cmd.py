@@ -21,7 +21,7 @@ import os
 import sys
 from typing import TYPE_CHECKING
 
-from ksecrets.cli import add_root_argument
+from ksecrets.cli.flags import add_root_flag, add_stack_flag
 from ksecrets.errors import KsecretsError
 
 if TYPE_CHECKING:
@@ -38,7 +38,7 @@ def register(subparsers) -> None:
         description="Make a new random value for one key and store it the stack's way: re-sealed into "
         "Pulumi.<stack>.yaml (sealed-secrets) or a new kv-v2 version in Vault (vault).",
     )
-    p.add_argument("--stack", required=True, help="the stack (Pulumi.<stack>.yaml)")
+    add_stack_flag(p)
     p.add_argument("--name", required=True, help="the Secret's name (an app's secretName)")
     p.add_argument("--namespace", "-n", help="the Secret's namespace (default: from the app)")
     p.add_argument("--key", required=True, help="the key to rotate")
@@ -53,7 +53,7 @@ def register(subparsers) -> None:
         action="store_true",
         help="vault, postgres mode dual: rotate even if the last rotation is younger than rotation.minInterval",
     )
-    add_root_argument(p, "directory of the stack files")
+    add_root_flag(p)
     p.set_defaults(func=run)
 
 

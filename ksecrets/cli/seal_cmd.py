@@ -17,7 +17,13 @@ import os
 import sys
 from pathlib import Path
 
-from ksecrets.cli.flags import SCOPES, add_allow_future_cert_flag, add_allow_key_name_flag
+from ksecrets.cli.flags import (
+    SCOPES,
+    add_allow_future_cert_flag,
+    add_allow_key_name_flag,
+    add_root_flag,
+    add_stacks_flag,
+)
 from ksecrets.errors import KsecretsError
 
 ENV_PREFIX = "SEALED_SECRETS_"
@@ -43,7 +49,7 @@ _FALSE = {"0", "f", "F", "false", "FALSE", "False"}
 
 
 def register(subparsers) -> None:
-    from ksecrets.cli import SUBCOMMANDS, add_root_argument
+    from ksecrets.cli import SUBCOMMANDS
 
     p = subparsers.add_parser(
         "seal", help=SUBCOMMANDS["seal"][1], description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -88,14 +94,11 @@ def register(subparsers) -> None:
         metavar="[KEY=]PATH",
         help="--raw: the value to seal; --stack: a key from a file (key defaults to the file name)",
     )
-    p.add_argument(
-        "--stack",
-        action="append",
-        default=[],
-        metavar="NAME",
-        help="seal into Pulumi.<NAME>.yaml with that stack's certificate (repeatable)",
+    add_stacks_flag(
+        p,
+        "seal into Pulumi.<NAME>.yaml with that stack's certificate (repeatable)",
+        all_stacks="seal into every stack whose backend is sealed-secrets",
     )
-    p.add_argument("--all-stacks", action="store_true", help="seal into every stack whose backend is sealed-secrets")
     p.add_argument(
         "--from-env-file",
         action="append",
@@ -114,7 +117,7 @@ def register(subparsers) -> None:
     add_allow_future_cert_flag(p)
     p.add_argument("--type", dest="secret_type", help="--stack: Secret type (default Opaque, or the entry's)")
     p.add_argument("--prune", action="store_true", help="--stack: drop keys of the entry that are not in the input")
-    add_root_argument(p, "directory of the stack files")
+    add_root_flag(p)
     p.set_defaults(func=run)
 
 
