@@ -19,7 +19,8 @@ def test_no_subcommand_module_adds_root_or_stack_by_hand():
         for path in sorted(CLI.glob("*.py"))
         if path.name != "flags.py"
         for n, line in enumerate(path.read_text().splitlines(), 1)
-        if re.search(r"""["']--(root|stack)["']\s*[,)]""", line) and "add_argument" in line
+        if re.search(r"""["']--(root|stack)["']\s*[,)]""", line)
+        and "add_argument" in line
         or re.fullmatch(r"""\s*["']--(root|stack)["'],\s*""", line)
     ]
     assert by_hand == []
