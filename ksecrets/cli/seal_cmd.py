@@ -232,17 +232,11 @@ def _read_input(args: argparse.Namespace) -> tuple[str, str]:
 
 
 def _seal_stdin(args: argparse.Namespace) -> int:
-    from ksecrets.cli.util import cert_from_args, read_file_bytes, render
-    from ksecrets.fileio import atomic_write_text, locked
+    from ksecrets.cli.util import cert_from_args, render
     from ksecrets.sealing.kubeconfig import current_namespace
-    from ksecrets.sealing.sealedsecret import (
-        merge_sealed,
-        parse_sealed_secret,
-        resolve_scope,
-        seal_secret,
-        sealed_scope,
-    )
-    from ksecrets.sealing.secret_input import SCOPE_ANNOTATIONS, read_secret
+    from ksecrets.sealing.sealedsecret import resolve_scope, seal_secret
+    from ksecrets.sealing.secret_input import read_secret
+    from ksecrets.usecases.seal_file import merge_into_file
 
     text, src = _read_input(args)
     secret = read_secret(text, src)
@@ -270,30 +264,8 @@ def _seal_stdin(args: argparse.Namespace) -> int:
     if args.sealed_secret_file:
         raise KsecretsError("--merge-into updates its file in place; -w/--sealed-secret-file does not apply")
 
-    # Locked from the read to the write: parallel --merge-into runs on one file all land.
-    with locked(args.merge_into, "SealedSecret file") as target:
-        text = read_file_bytes(str(target), "SealedSecret file").decode("utf-8", "replace")
-        orig = parse_sealed_secret(text, args.merge_into)
-        # As kubeseal: the values are sealed for the file's name and namespace; but a Secret (or
-        # --namespace) that says another namespace is refused, not moved without a word.
-        file_ns = orig["metadata"].get("namespace") or ""
-        if secret.namespace and file_ns and secret.namespace != file_ns:
-            raise KsecretsError(
-                f"{src}: namespace {secret.namespace!r} (the Secret's or --namespace) is not the namespace of {args.merge_into} "
-                f"({file_ns!r}); the values would be sealed for {file_ns!r}: fix the Secret's namespace, "
-                "or seal it into another file"
-            )
-        secret.name = orig["metadata"]["name"]
-        secret.namespace = file_ns
-        scope = args.scope
-        if scope is None and not any(k in secret.annotations for k in SCOPE_ANNOTATIONS.values()):
-            scope = sealed_scope(orig)
-        update = seal_secret(secret, cert, scope=scope, source=src)
-        merged = merge_sealed(orig, update, args.merge_into)
-        _check_size(merged, args.merge_into)  # all keys of the file, not only this run's
-        fmt = args.format or ("json" if text.lstrip().startswith("{") else "yaml")
-        atomic_write_text(target, render(merged, fmt), target.stat().st_mode & 0o777)
-    sys.stderr.write(f"{args.merge_into}: sealed {', '.join(sorted(update['spec']['encryptedData']))}\n")
+    keys = merge_into_file(args.merge_into, secret, cert, scope=args.scope, fmt=args.format, source=src, render=render)
+    sys.stderr.write(f"{args.merge_into}: sealed {', '.join(keys)}\n")
     return 0
 
 
@@ -314,11 +286,9 @@ def _check_namespace_flag(args: argparse.Namespace, declared: str, where: str) -
 
 
 def _check_size(sealed: dict, source: str) -> None:
-    from ksecrets.limits import size_problem
+    from ksecrets.usecases.seal_file import check_size
 
-    problem = size_problem(sealed)
-    if problem:
-        raise KsecretsError(f"{source}: SealedSecret {sealed['metadata'].get('name', '')}: {problem}; nothing written")
+    check_size(sealed, source)
 
 
 def _stack_values(args: argparse.Namespace) -> dict[str, bytes]:
