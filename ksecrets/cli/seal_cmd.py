@@ -325,7 +325,7 @@ def _stack_values(args: argparse.Namespace) -> dict[str, bytes]:
 
 def _seal_stack(args: argparse.Namespace) -> int:
     from ksecrets.sealing import churn
-    from ksecrets.usecases.seal_stack import seal_into_stacks, sealed_stack_names
+    from ksecrets.usecases.seal_stack import SealRequest, seal_into_stacks, sealed_stack_names
 
     if args.raw or args.merge_into or args.cert or args.secret_file or args.sealed_secret_file:
         raise KsecretsError(
@@ -338,9 +338,7 @@ def _seal_stack(args: argparse.Namespace) -> int:
         raise KsecretsError("--stack needs --name (the Secret's name)")
     stacks = sealed_stack_names(args.root) if args.all_stacks else list(dict.fromkeys(args.stack))
     values = _stack_values(args)
-    reports = seal_into_stacks(
-        args.root,
-        stacks,
+    request = SealRequest(
         name=args.name,
         namespace=args.namespace,
         values=values,
@@ -350,6 +348,7 @@ def _seal_stack(args: argparse.Namespace) -> int:
         seal_key=churn.seal_key_from_env(),
         allow_not_yet_valid=args.allow_future_cert,
     )
+    reports = seal_into_stacks(args.root, stacks, request)
     for report in reports:
         for line in report.lines():
             sys.stderr.write(line + "\n")

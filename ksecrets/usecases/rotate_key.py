@@ -90,7 +90,7 @@ def _length(asked: int | None, spec: RotationSpec | None) -> int:
 def _rotate_sealed(req: RotateRequest, cfg: StackConfig, app: App | None, length: int) -> Rotated:
     from ksecrets.jobs.rotate import generate
     from ksecrets.sealing import churn
-    from ksecrets.usecases.seal_stack import resolve_namespace, seal_into_stack
+    from ksecrets.usecases.seal_stack import SealRequest, resolve_namespace, seal_into_stack
 
     namespace = req.namespace or (app.namespace if app else resolve_namespace(cfg, req.name, None))
     entry = cfg.sealed_entry(namespace, req.name)
@@ -105,14 +105,10 @@ def _rotate_sealed(req: RotateRequest, cfg: StackConfig, app: App | None, length
             f"(keys: {', '.join(entry.keys)}); rotation replaces an existing key"
         )
     value = generate(length).encode("ascii")
-    report = seal_into_stack(
-        req.root,
-        cfg.stack,
-        name=req.name,
-        namespace=namespace,
-        values={req.key: value},
-        seal_key=churn.seal_key_from_env(),
+    request = SealRequest(
+        name=req.name, namespace=namespace, values={req.key: value}, seal_key=churn.seal_key_from_env()
     )
+    report = seal_into_stack(req.root, cfg.stack, request)
     del value
     out = Rotated(warnings=[line for line in report.lines() if line.startswith("warning: ")])
     out.lines.append(
