@@ -281,9 +281,7 @@ def _seal(cfg, root, items: list[Item], report: AdoptReport, seal_key: bytes | N
     for f in _stack_files(cfg, root):
         tx.keep(f)  # the stack file and the files it includes, through their symlinks
     for it in items:
-        r = seal_stack.seal_into_stack(
-            root,
-            cfg.stack,
+        request = seal_stack.SealRequest(
             name=it.name,
             namespace=it.namespace,
             values=it.values,
@@ -294,6 +292,7 @@ def _seal(cfg, root, items: list[Item], report: AdoptReport, seal_key: bytes | N
             annotations=it.annotations,
             immutable=it.immutable,
         )
+        r = seal_stack.seal_into_stack(root, cfg.stack, request)
         report.lines += [f"{shown(it.source)}: " + line for line in r.lines()]
 
 

@@ -6,7 +6,9 @@ prints a traceback for bad input.
 
 Start-up is kept cheap: `main` imports only the module of the subcommand being run (the others
 appear in `--help` from the table below), and each module imports its implementation inside the
-function that runs it, not at import time. `bench/startup.py` measures it.
+function that runs it, not at import time. `bench/startup.py` measures it. Flags several
+subcommands share (`--root`, `--stack` in its shapes, the stack selectors) are defined once, in
+`ksecrets/cli/flags.py`.
 """
 
 from __future__ import annotations
@@ -15,7 +17,6 @@ import argparse
 import importlib
 import importlib.util
 import sys
-from pathlib import Path
 from typing import NoReturn, Sequence
 
 from ksecrets import version
@@ -50,15 +51,6 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "preview": ("pulumi_cmd", "pulumi preview for several stacks at once (Automation API)"),
     "up": ("pulumi_cmd", "pulumi up for several stacks at once (Automation API)"),
 }
-
-
-ROOT_DEFAULT = "the nearest folder holding Pulumi.yaml, from . upwards, as git finds its top level"
-
-
-def add_root_argument(parser: argparse.ArgumentParser, help: str) -> None:
-    """`--root DIR`, the same in every subcommand: given, it is used as is; omitted, `main` finds
-    the project folder from the working directory (`ksecrets.project.project_root`)."""
-    parser.add_argument("--root", default=None, type=Path, metavar="DIR", help=f"{help} (default: {ROOT_DEFAULT})")
 
 
 def _width() -> int:

@@ -11,22 +11,22 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ksecrets.cli.flags import add_allow_key_name_flag
+from ksecrets.cli.flags import add_allow_key_name_flag, add_root_flag, add_stack_flag
 
 
 def register(subparsers) -> None:
-    from ksecrets.cli import SUBCOMMANDS, add_root_argument
+    from ksecrets.cli import SUBCOMMANDS
 
     p = subparsers.add_parser(
         "adopt", help=SUBCOMMANDS["adopt"][1], description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     p.add_argument("path", metavar="PATH", help="a Secret manifest, an env file, or a directory of them")
-    p.add_argument("--stack", required=True)
+    add_stack_flag(p)
     p.add_argument("--name", help="the Secret an env file's values belong to")
     p.add_argument("--namespace", "-n", help="its namespace (default: from the app that uses it)")
     add_allow_key_name_flag(p)
     p.add_argument("--keep", action="store_true", help="do not delete the plaintext files")
-    add_root_argument(p, "directory of the stack files")
+    add_root_flag(p)
     p.set_defaults(func=run)
 
 

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import argparse
 
+from ksecrets.cli.flags import add_root_flag, add_stack_flag
+
 
 def register(subparsers) -> None:
-    from ksecrets.cli import SUBCOMMANDS, add_root_argument
+    from ksecrets.cli import SUBCOMMANDS
 
     p = subparsers.add_parser("app", help=SUBCOMMANDS["app"][1], description=__doc__)
     asub = p.add_subparsers(dest="app_command", required=True, parser_class=type(p))
     a = asub.add_parser("add", help="add an app (ServiceAccount, Secret, optional Deployment) to a stack")
-    a.add_argument("--stack", required=True)
+    add_stack_flag(a)
     a.add_argument("--name", required=True, help="the app's name")
     a.add_argument("--namespace", help="its namespace (default: the name)")
     a.add_argument("--secret-name", help="its Secret (default <name>-secrets)")
@@ -22,7 +24,7 @@ def register(subparsers) -> None:
     a.add_argument("--replicas", type=int, default=None, help="--image: replicas")
     a.add_argument("--env", action="append", default=[], metavar="VAR=KEY", help="--image: VAR from key KEY")
     a.add_argument("--vault-path", help="vault backend: the kv path (default: the name)")
-    add_root_argument(a, "directory of the stack files")
+    add_root_flag(a)
     a.set_defaults(func=run_add)
 
 

@@ -22,8 +22,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from ksecrets.cli import add_root_argument
-from ksecrets.cli.flags import add_format_flag
+from ksecrets.cli.flags import add_format_flag, add_root_flag, add_stacks_flag
 from ksecrets.errors import KsecretsError
 
 
@@ -54,18 +53,13 @@ def register(subparsers) -> None:
     mode.add_argument(
         "--new-offline-key", action="store_true", help="make the offline key pair the key-backup CronJob encrypts to"
     )
-    p.add_argument(
-        "--stack",
-        action="append",
-        default=[],
-        help="--check: this stack's certificate (repeatable; default every stack with one)",
-    )
+    add_stacks_flag(p, "--check: this stack's certificate (repeatable; default every stack with one)")
     p.add_argument(
         "--keys-from-stdin",
         action="store_true",
         help="--check: the key Secrets on stdin (kubectl get secret -l ... -o yaml), not the stacks",
     )
-    add_root_argument(p, "where the stack files are")
+    add_root_flag(p)
     p.add_argument("--offline-key", type=Path, metavar="FILE", help="--import: the offline private key")
     p.add_argument(
         "--allow-unknown-key",

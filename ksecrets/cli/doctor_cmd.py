@@ -11,14 +11,15 @@ import argparse
 import sys
 
 from ksecrets.errors import CheckFailed
+from ksecrets.cli.flags import add_optional_stack_flag, add_root_flag
 
 
 def register(subparsers) -> None:
-    from ksecrets.cli import SUBCOMMANDS, add_root_argument
+    from ksecrets.cli import SUBCOMMANDS
 
     p = subparsers.add_parser("doctor", help=SUBCOMMANDS["doctor"][1], description=__doc__)
-    p.add_argument("--stack", help="one stack (default: every Pulumi.<stack>.yaml)")
-    add_root_argument(p, "directory of the stack files")
+    add_optional_stack_flag(p, "one stack (default: every Pulumi.<stack>.yaml)")
+    add_root_flag(p)
     p.set_defaults(func=run)
 
 

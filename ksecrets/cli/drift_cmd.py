@@ -13,8 +13,7 @@ import argparse
 import json
 import sys
 
-from ksecrets.cli import add_root_argument
-from ksecrets.cli.flags import add_selector_flags
+from ksecrets.cli.flags import add_root_flag, add_selector_flags
 from ksecrets.errors import CheckFailed
 
 
@@ -27,7 +26,7 @@ def register(subparsers) -> None:
     )
     add_selector_flags(p)
     p.add_argument("--json", action="store_true", help="print the findings as JSON (exit codes unchanged)")
-    add_root_argument(p, "directory of the stack files")
+    add_root_flag(p)
     p.set_defaults(func=run)
 
 

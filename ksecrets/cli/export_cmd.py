@@ -5,8 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ksecrets.cli import add_root_argument
-from ksecrets.cli.flags import add_selector_flags, selected_stacks
+from ksecrets.cli.flags import add_root_flag, add_selector_flags, selected_stacks
 from ksecrets.errors import CheckFailed
 
 
@@ -18,7 +17,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     add_selector_flags(p)
     p.add_argument("--check", action="store_true", help="write nothing; exit 1 and list files that differ")
-    add_root_argument(p, "the repository root")
+    add_root_flag(p, "the repository root")
     p.set_defaults(func=run)
 
 

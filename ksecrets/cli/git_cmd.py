@@ -14,9 +14,11 @@ from __future__ import annotations
 import argparse
 import sys
 
+from ksecrets.cli.flags import add_root_flag
+
 
 def register(subparsers) -> None:
-    from ksecrets.cli import SUBCOMMANDS, add_root_argument
+    from ksecrets.cli import SUBCOMMANDS
 
     p = subparsers.add_parser(
         "git", help=SUBCOMMANDS["git"][1], description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -29,7 +31,7 @@ def register(subparsers) -> None:
         help="how git should call ksecrets, a shell command (default: this interpreter by absolute path, "
         "`-m ksecrets`: works whatever git's PATH)",
     )
-    add_root_argument(s, "a directory inside the repository")
+    add_root_flag(s, "a directory inside the repository")
     s.set_defaults(func=run_setup)
     m = gsub.add_parser("merge", help="merge driver (git calls it with %%O %%A %%B %%P)")
     for name in ("base", "ours", "theirs"):
@@ -42,7 +44,7 @@ def register(subparsers) -> None:
     g.add_argument("path", nargs="?", default="k8s/file.yaml", help="the file's path in the repository (%%P)")
     g.set_defaults(func=run_merge_generated)
     r = gsub.add_parser("render-merge", help="render k8s/ from the stack files in the index and stage it")
-    add_root_argument(r, "the project folder (where the stack files are)")
+    add_root_flag(r, "the project folder (where the stack files are)")
     r.add_argument(
         "--hook",
         choices=("pre-commit", "post-merge"),

@@ -14,8 +14,8 @@ import os
 import sys
 from pathlib import Path
 
-from ksecrets.cli import add_root_argument
 from ksecrets.errors import KsecretsError
+from ksecrets.cli.flags import add_root_flag, add_stack_flag
 
 
 def register(subparsers) -> None:
@@ -25,7 +25,7 @@ def register(subparsers) -> None:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--stack", required=True)
+    add_stack_flag(p)
     p.add_argument(
         "--backup-file",
         required=True,
@@ -38,7 +38,7 @@ def register(subparsers) -> None:
         help="print the kubernetes.io/tls key Secret (plaintext private key!) to stdout",
     )
     p.add_argument("--force", action="store_true", help="replace an existing certificate (then run reseal)")
-    add_root_argument(p, "directory of the stack files")
+    add_root_flag(p)
     p.set_defaults(func=run)
 
 

@@ -12,8 +12,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from ksecrets.cli import add_root_argument
-from ksecrets.cli.flags import add_recovery_flags
+from ksecrets.cli.flags import add_recovery_flags, add_root_flag, add_stack_flag
 from ksecrets.errors import KsecretsError
 
 
@@ -24,7 +23,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Unseal every sealed entry of the stack in memory, push each Secret to "
         "<kvMount>/<app.vault.path>, then switch the stack file's backend to vault.",
     )
-    p.add_argument("--stack", required=True, help="the stack (Pulumi.<stack>.yaml)")
+    add_stack_flag(p)
     p.add_argument("--to", required=True, choices=("vault",), help="the new backend")
     phase = p.add_mutually_exclusive_group()
     phase.add_argument(
@@ -36,7 +35,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--finish", action="store_true", help="phase 3: end the handover once the VaultStaticSecrets have synced"
     )
     add_recovery_flags(p)
-    add_root_argument(p, "where the stack files are")
+    add_root_flag(p)
     p.set_defaults(func=run)
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import argparse
 
-from ksecrets.cli import add_root_argument
+from ksecrets.cli.flags import add_root_flag, add_stacks_flag
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -27,10 +27,9 @@ def register(sub: argparse._SubParsersAction) -> None:
             "stack's output is printed whole when it finishes, then one table; the exit code is the worst stack's.",
         )
         chosen = p.add_mutually_exclusive_group(required=True)
-        chosen.add_argument("--stack", action="append", metavar="NAME", help="this stack (repeatable)")
-        chosen.add_argument("--all-stacks", action="store_true", help="every Pulumi.<stack>.yaml in the project")
+        add_stacks_flag(chosen, all_stacks="every Pulumi.<stack>.yaml in the project")
         p.add_argument("--parallel", type=int, default=2, metavar="N", help="stacks at once (default 2)")
-        add_root_argument(p, "the project folder")
+        add_root_flag(p, "the project folder")
         p.set_defaults(func=run, operation=operation)
 
 

@@ -13,8 +13,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from ksecrets.cli import add_root_argument
-from ksecrets.cli.flags import add_selector_flags
+from ksecrets.cli.flags import add_root_flag, add_selector_flags
 
 
 def register(subparsers) -> None:
@@ -28,7 +27,7 @@ def register(subparsers) -> None:
     p.add_argument(
         "--out", type=Path, default=Path("fleet-report.html"), metavar="FILE", help="the HTML page (JSON beside it)"
     )
-    add_root_argument(p, "directory of the stack files")
+    add_root_flag(p)
     p.set_defaults(func=run)
 
 

@@ -10,8 +10,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ksecrets.cli import add_root_argument
-from ksecrets.cli.flags import add_allow_future_cert_flag, add_recovery_flags
+from ksecrets.cli.flags import add_allow_future_cert_flag, add_recovery_flags, add_root_flag, add_stack_flag
 
 
 def register(subparsers) -> None:
@@ -21,7 +20,7 @@ def register(subparsers) -> None:
         description="Decrypt every k8s-secrets:sealed value of a stack with the old keys and encrypt it for "
         "--cert. Entries already sealed for --cert are left alone (unless --force).",
     )
-    p.add_argument("--stack", required=True)
+    add_stack_flag(p)
     add_recovery_flags(p)
     p.add_argument("--cert", required=True, help="the new sealing certificate (PEM)")
     p.add_argument(
@@ -31,7 +30,7 @@ def register(subparsers) -> None:
     )
     p.add_argument("--force", action="store_true", help="re-seal entries already sealed for --cert too")
     add_allow_future_cert_flag(p)
-    add_root_argument(p, "directory of the stack files")
+    add_root_flag(p)
     p.set_defaults(func=run)
 
 

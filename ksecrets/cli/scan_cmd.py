@@ -10,8 +10,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ksecrets.cli.flags import add_allow_key_name_flag
-from ksecrets.cli import add_root_argument
+from ksecrets.cli.flags import add_allow_key_name_flag, add_root_flag
 from ksecrets.errors import CheckFailed
 
 
@@ -46,7 +45,7 @@ def register(subparsers) -> None:
         metavar="F",
         help="path globs (and kinds) to allow (default: .ksecrets-scan-ignore if present)",
     )
-    add_root_argument(p, "the work tree: git ls-files runs here and ignore globs are relative to it")
+    add_root_flag(p, "the work tree: git ls-files runs here and ignore globs are relative to it")
     p.set_defaults(func=run)
 
 

@@ -18,7 +18,13 @@ import os
 import sys
 from pathlib import Path
 
-from ksecrets.cli.flags import SCOPES, add_allow_future_cert_flag, add_allow_key_name_flag
+from ksecrets.cli.flags import (
+    SCOPES,
+    add_allow_future_cert_flag,
+    add_allow_key_name_flag,
+    add_root_flag,
+    add_stacks_flag,
+)
 from ksecrets.errors import KsecretsError
 
 ENV_PREFIX = "SEALED_SECRETS_"
@@ -44,7 +50,7 @@ _FALSE = {"0", "f", "F", "false", "FALSE", "False"}
 
 
 def register(subparsers) -> None:
-    from ksecrets.cli import SUBCOMMANDS, add_root_argument
+    from ksecrets.cli import SUBCOMMANDS
 
     p = subparsers.add_parser(
         "seal", help=SUBCOMMANDS["seal"][1], description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -89,21 +95,12 @@ def register(subparsers) -> None:
         metavar="[KEY=]PATH",
         help="--raw: the value to seal; --stack: a key from a file (key defaults to the file name)",
     )
-    p.add_argument(
-        "--stack",
-        action="append",
-        default=[],
-        metavar="NAME",
-        help="seal into Pulumi.<NAME>.yaml with that stack's certificate (repeatable)",
+    add_stacks_flag(
+        p,
+        "seal into Pulumi.<NAME>.yaml with that stack's certificate (repeatable)",
+        all_stacks="seal into every stack whose backend is sealed-secrets",
+        env=True,
     )
-    p.add_argument(
-        "--env",
-        action="append",
-        default=[],
-        metavar="ENV",
-        help="seal into every cluster stack of this environment, each with its own certificate (repeatable)",
-    )
-    p.add_argument("--all-stacks", action="store_true", help="seal into every stack whose backend is sealed-secrets")
     p.add_argument(
         "--from-env-file",
         action="append",
@@ -122,7 +119,7 @@ def register(subparsers) -> None:
     add_allow_future_cert_flag(p)
     p.add_argument("--type", dest="secret_type", help="--stack: Secret type (default Opaque, or the entry's)")
     p.add_argument("--prune", action="store_true", help="--stack: drop keys of the entry that are not in the input")
-    add_root_argument(p, "directory of the stack files")
+    add_root_flag(p)
     p.set_defaults(func=run)
 
 
@@ -239,17 +236,11 @@ def _read_input(args: argparse.Namespace) -> tuple[str, str]:
 
 
 def _seal_stdin(args: argparse.Namespace) -> int:
-    from ksecrets.cli.util import cert_from_args, read_file_bytes, render
-    from ksecrets.fileio import atomic_write_text, locked
+    from ksecrets.cli.util import cert_from_args, render
     from ksecrets.sealing.kubeconfig import current_namespace
-    from ksecrets.sealing.sealedsecret import (
-        merge_sealed,
-        parse_sealed_secret,
-        resolve_scope,
-        seal_secret,
-        sealed_scope,
-    )
-    from ksecrets.sealing.secret_input import SCOPE_ANNOTATIONS, read_secret
+    from ksecrets.sealing.sealedsecret import resolve_scope, seal_secret
+    from ksecrets.sealing.secret_input import read_secret
+    from ksecrets.usecases.seal_file import merge_into_file
 
     text, src = _read_input(args)
     secret = read_secret(text, src)
@@ -277,30 +268,8 @@ def _seal_stdin(args: argparse.Namespace) -> int:
     if args.sealed_secret_file:
         raise KsecretsError("--merge-into updates its file in place; -w/--sealed-secret-file does not apply")
 
-    # Locked from the read to the write: parallel --merge-into runs on one file all land.
-    with locked(args.merge_into, "SealedSecret file") as target:
-        text = read_file_bytes(str(target), "SealedSecret file").decode("utf-8", "replace")
-        orig = parse_sealed_secret(text, args.merge_into)
-        # As kubeseal: the values are sealed for the file's name and namespace; but a Secret (or
-        # --namespace) that says another namespace is refused, not moved without a word.
-        file_ns = orig["metadata"].get("namespace") or ""
-        if secret.namespace and file_ns and secret.namespace != file_ns:
-            raise KsecretsError(
-                f"{src}: namespace {secret.namespace!r} (the Secret's or --namespace) is not the namespace of {args.merge_into} "
-                f"({file_ns!r}); the values would be sealed for {file_ns!r}: fix the Secret's namespace, "
-                "or seal it into another file"
-            )
-        secret.name = orig["metadata"]["name"]
-        secret.namespace = file_ns
-        scope = args.scope
-        if scope is None and not any(k in secret.annotations for k in SCOPE_ANNOTATIONS.values()):
-            scope = sealed_scope(orig)
-        update = seal_secret(secret, cert, scope=scope, source=src)
-        merged = merge_sealed(orig, update, args.merge_into)
-        _check_size(merged, args.merge_into)  # all keys of the file, not only this run's
-        fmt = args.format or ("json" if text.lstrip().startswith("{") else "yaml")
-        atomic_write_text(target, render(merged, fmt), target.stat().st_mode & 0o777)
-    sys.stderr.write(f"{args.merge_into}: sealed {', '.join(sorted(update['spec']['encryptedData']))}\n")
+    keys = merge_into_file(args.merge_into, secret, cert, scope=args.scope, fmt=args.format, source=src, render=render)
+    sys.stderr.write(f"{args.merge_into}: sealed {', '.join(keys)}\n")
     return 0
 
 
@@ -321,11 +290,9 @@ def _check_namespace_flag(args: argparse.Namespace, declared: str, where: str) -
 
 
 def _check_size(sealed: dict, source: str) -> None:
-    from ksecrets.limits import size_problem
+    from ksecrets.usecases.seal_file import check_size
 
-    problem = size_problem(sealed)
-    if problem:
-        raise KsecretsError(f"{source}: SealedSecret {sealed['metadata'].get('name', '')}: {problem}; nothing written")
+    check_size(sealed, source)
 
 
 def _stack_values(args: argparse.Namespace) -> dict[str, bytes]:
@@ -363,7 +330,7 @@ def _stack_values(args: argparse.Namespace) -> dict[str, bytes]:
 def _seal_stack(args: argparse.Namespace) -> int:
     from ksecrets.config.selection import select, selector_of
     from ksecrets.sealing import churn
-    from ksecrets.usecases.seal_stack import seal_into_stacks, sealed_stack_names
+    from ksecrets.usecases.seal_stack import SealRequest, seal_into_stacks, sealed_stack_names
 
     if args.raw or args.merge_into or args.cert or args.secret_file or args.sealed_secret_file:
         raise KsecretsError(
@@ -381,9 +348,7 @@ def _seal_stack(args: argparse.Namespace) -> int:
     else:
         stacks = list(dict.fromkeys(args.stack))
     values = _stack_values(args)
-    reports = seal_into_stacks(
-        args.root,
-        stacks,
+    request = SealRequest(
         name=args.name,
         namespace=args.namespace,
         values=values,
@@ -393,6 +358,7 @@ def _seal_stack(args: argparse.Namespace) -> int:
         seal_key=churn.seal_key_from_env(),
         allow_not_yet_valid=args.allow_future_cert,
     )
+    reports = seal_into_stacks(args.root, stacks, request)
     for report in reports:
         for line in report.lines():
             sys.stderr.write(line + "\n")

@@ -7,8 +7,7 @@ from __future__ import annotations
 import argparse
 import os
 
-from ksecrets.cli import add_root_argument
-from ksecrets.cli.flags import add_allow_key_name_flag
+from ksecrets.cli.flags import add_allow_key_name_flag, add_root_flag, add_stack_flag
 
 KEY_FILE_ENV = "SOPS_AGE_KEY_FILE"  # the same name as usecases.sops_set's (kept cheap to import)
 
@@ -21,7 +20,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="create or edit secrets/<stack>/<name>.sops.yaml from an env file (other keys untouched)",
         allow_abbrev=False,
     )
-    s.add_argument("--stack", required=True, help="the stack (Pulumi.<stack>.yaml), backend sops")
+    add_stack_flag(s, "the stack (Pulumi.<NAME>.yaml), backend sops")
     s.add_argument("--name", required=True, help="the Secret's name (an app's secretName)")
     s.add_argument("--namespace", default=None, help="default: the namespace of the app with that secretName")
     s.add_argument("--from-env-file", required=True, metavar="FILE", help="KEY=value lines, as kubectl reads them")
@@ -32,7 +31,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         help=f"the stack's age key, to edit an existing file (default ${KEY_FILE_ENV})",
     )
     add_allow_key_name_flag(s)
-    add_root_argument(s, "where the stack files are")
+    add_root_flag(s)
     s.set_defaults(func=run_set)
 
 

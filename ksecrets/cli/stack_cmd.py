@@ -14,10 +14,11 @@ import argparse
 import sys
 
 from ksecrets.backends import BACKENDS  # standard library only
+from ksecrets.cli.flags import add_root_flag, add_stack_flag
 
 
 def register(subparsers) -> None:
-    from ksecrets.cli import SUBCOMMANDS, add_root_argument
+    from ksecrets.cli import SUBCOMMANDS
 
     p = subparsers.add_parser(
         "stack", help=SUBCOMMANDS["stack"][1], description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -45,14 +46,14 @@ def register(subparsers) -> None:
         metavar="AGE1...",
         help="backend sops: an age public key the stack's SOPS files are encrypted for (repeatable)",
     )
-    add_root_argument(n, "directory of the stack files")
+    add_root_flag(n)
     n.set_defaults(func=run_new)
     s = ssub.add_parser(
         "split",
         help="move k8s-secrets:sealed and apps into stacks/<STACK>/<key>.yaml "
         "(for stacks over the engine's 128 KiB config limit)",
     )
-    s.add_argument("--stack", required=True)
+    add_stack_flag(s)
     s.add_argument(
         "--key",
         dest="keys",
@@ -60,7 +61,7 @@ def register(subparsers) -> None:
         choices=("sealed", "apps"),
         help="only this key (repeatable; default: both)",
     )
-    add_root_argument(s, "directory of the stack files")
+    add_root_flag(s)
     s.set_defaults(func=run_split)
 
 

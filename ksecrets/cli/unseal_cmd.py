@@ -5,8 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ksecrets.cli import add_root_argument
-from ksecrets.cli.flags import add_format_flag, add_recovery_flags
+from ksecrets.cli.flags import add_format_flag, add_optional_stack_flag, add_recovery_flags, add_root_flag
 from ksecrets.errors import KsecretsError
 
 
@@ -19,10 +18,10 @@ def register(subparsers) -> None:
     )
     add_recovery_flags(p)
     add_format_flag(p, default="json")
-    p.add_argument("--stack", help="unseal an entry of Pulumi.<stack>.yaml instead of stdin (needs --name)")
+    add_optional_stack_flag(p, "unseal an entry of Pulumi.<stack>.yaml instead of stdin (needs --name)")
     p.add_argument("--name", help="--stack: the Secret's name")
     p.add_argument("--namespace", "-n", help="--stack: the Secret's namespace (default: from the app)")
-    add_root_argument(p, "directory of the stack files")
+    add_root_flag(p)
     p.set_defaults(func=run)
 
 

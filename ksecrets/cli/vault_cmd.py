@@ -9,8 +9,7 @@ import argparse
 import os
 from pathlib import Path
 
-from ksecrets.cli.flags import add_allow_key_name_flag
-from ksecrets.cli import add_root_argument
+from ksecrets.cli.flags import add_allow_key_name_flag, add_root_flag, add_stack_flag
 from ksecrets.errors import KsecretsError
 
 DB_PASSWORD_ENV = "KSECRETS_DB_ADMIN_PASSWORD"
@@ -30,7 +29,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     b = vsub.add_parser(
         "bootstrap", help="kv-v2, kubernetes auth, per-app policies and roles, audit (idempotent)", allow_abbrev=False
     )
-    b.add_argument("--stack", required=True, help="the stack (Pulumi.<stack>.yaml)")
+    add_stack_flag(b)
     b.add_argument(
         "--kube-host",
         default=None,
@@ -51,15 +50,15 @@ def register(sub: argparse._SubParsersAction) -> None:
         "(system:auth-delegator); Vault checks login tokens with it. Default: Vault in the cluster "
         "uses its pod's own token",
     )
-    add_root_argument(b, "where the stack files are")
+    add_root_flag(b)
     b.set_defaults(func=run_bootstrap)
 
     u = vsub.add_parser("push", help="write an env file to the app's kv-v2 path when a value changed")
-    u.add_argument("--stack", required=True, help="the stack (Pulumi.<stack>.yaml)")
+    add_stack_flag(u)
     u.add_argument("--path", required=True, metavar="APP", help="the app's Vault path (or app name)")
     u.add_argument("--from-env-file", required=True, metavar="FILE", help="KEY=value lines, as kubectl reads them")
     add_allow_key_name_flag(u)
-    add_root_argument(u, "where the stack files are")
+    add_root_flag(u)
     u.set_defaults(func=run_push)
 
     sn = vsub.add_parser("snapshot", help="save or restore a raft snapshot (disaster recovery)")

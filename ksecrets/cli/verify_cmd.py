@@ -7,8 +7,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ksecrets.cli import add_root_argument
-from ksecrets.cli.flags import add_selector_flags, selected_stacks
+from ksecrets.cli.flags import add_root_flag, add_selector_flags, selected_stacks
 from ksecrets.errors import CheckFailed
 
 
@@ -17,7 +16,7 @@ def register(subparsers) -> None:
         "verify", help="check sealed values against each stack's current certificate", description=__doc__
     )
     add_selector_flags(p)
-    add_root_argument(p, "directory of the stack files")
+    add_root_flag(p)
     p.set_defaults(func=run)
 
 

@@ -133,23 +133,28 @@ class SealReport:
         return out
 
 
-def seal_into_stack(
-    root: str | os.PathLike[str],
-    stack: str,
-    *,
-    name: str,
-    values: Mapping[str, bytes],
-    namespace: str | None = None,
-    scope: str | None = None,
-    secret_type: str | None = None,
-    prune: bool = False,
-    seal_key: bytes | None = None,
-    now: _dt.datetime | None = None,
-    labels: Mapping[str, str] | None = None,
-    annotations: Mapping[str, str] | None = None,
-    immutable: bool | None = None,
-    allow_not_yet_valid: bool = False,
-) -> SealReport:
+@dataclass(frozen=True)
+class SealRequest:
+    """One Secret's values to seal into a stack (or several): what `seal --stack`, `rotate` and
+    `adopt` ask for. `labels`, `annotations` and `immutable` (from a Secret manifest: `adopt`) go
+    into the entry, which carries them into the SealedSecret's template; None keeps the entry's.
+    With `seal_key`, a value whose keyed digest matches keeps its ciphertext (churn-free)."""
+
+    name: str
+    values: Mapping[str, bytes]
+    namespace: str | None = None  # default: from the app that uses the Secret
+    scope: str | None = None  # default: the entry's, else strict
+    secret_type: str | None = None  # default: the entry's, else Opaque
+    prune: bool = False  # drop keys of the entry that are not in `values`
+    seal_key: bytes | None = None
+    now: _dt.datetime | None = None  # the certificate's validity is checked at this time
+    labels: Mapping[str, str] | None = None
+    annotations: Mapping[str, str] | None = None
+    immutable: bool | None = None
+    allow_not_yet_valid: bool = False
+
+
+def seal_into_stack(root: str | os.PathLike[str], stack: str, request: SealRequest) -> SealReport:
     """Seal `values` for Secret `name` with the stack's certificate and upsert the stack's entry.
 
     Churn-free: with `seal_key`, a value whose keyed digest matches keeps its ciphertext.
@@ -157,41 +162,13 @@ def seal_into_stack(
     """
     path = stack_file_path(stack, root)
     with locked(path, "stack file", source=path.name):
-        report, pending = prepare_seal_into_stack(
-            root,
-            stack,
-            name=name,
-            values=values,
-            namespace=namespace,
-            scope=scope,
-            secret_type=secret_type,
-            prune=prune,
-            seal_key=seal_key,
-            now=now,
-            labels=labels,
-            annotations=annotations,
-            immutable=immutable,
-            allow_not_yet_valid=allow_not_yet_valid,
-        )
+        report, pending = prepare_seal_into_stack(root, stack, request)
         report.source = pending.where()  # after `stack split`: the included file, not the stack file
         report.written = pending.commit()
     return report
 
 
-def seal_into_stacks(
-    root: str | os.PathLike[str],
-    stacks: Iterable[str],
-    *,
-    name: str,
-    values: Mapping[str, bytes],
-    namespace: str | None = None,
-    scope: str | None = None,
-    secret_type: str | None = None,
-    prune: bool = False,
-    seal_key: bytes | None = None,
-    now: _dt.datetime | None = None,
-    allow_not_yet_valid: bool = False,
-) -> list[SealReport]:
+def seal_into_stacks(root: str | os.PathLike[str], stacks: Iterable[str], request: SealRequest) -> list[SealReport]:
     """The same values into several stacks, each sealed with its own certificate. Every stack is
     sealed and validated before any file is written: one failure writes nothing. Every stack file
     is locked from the first read to the last write, in one global order (`lock_order`), so two
@@ -200,22 +177,7 @@ def seal_into_stacks(
     with contextlib.ExitStack() as held:
         for path in lock_order(stack_file_path(stack, root) for stack in stacks):
             held.enter_context(locked(path, "stack file", source=path.name))
-        prepared = [
-            prepare_seal_into_stack(
-                root,
-                stack,
-                name=name,
-                values=values,
-                namespace=namespace,
-                scope=scope,
-                secret_type=secret_type,
-                prune=prune,
-                seal_key=seal_key,
-                now=now,
-                allow_not_yet_valid=allow_not_yet_valid,
-            )
-            for stack in stacks
-        ]
+        prepared = [prepare_seal_into_stack(root, stack, request) for stack in stacks]
         # One stack that cannot be written: the stacks written before it are restored too.
         with Transaction() as tx:
             for report, pending in prepared:
@@ -248,30 +210,28 @@ def sealed_stack_names(root: str | os.PathLike[str] = ".") -> list[str]:
 
 
 def prepare_seal_into_stack(
-    root: str | os.PathLike[str],
-    stack: str,
-    *,
-    name: str,
-    values: Mapping[str, bytes],
-    namespace: str | None = None,
-    scope: str | None = None,
-    secret_type: str | None = None,
-    prune: bool = False,
-    seal_key: bytes | None = None,
-    now: _dt.datetime | None = None,
-    labels: Mapping[str, str] | None = None,
-    annotations: Mapping[str, str] | None = None,
-    immutable: bool | None = None,
-    allow_not_yet_valid: bool = False,
+    root: str | os.PathLike[str], stack: str, request: SealRequest
 ) -> tuple[SealReport, PendingWrite]:
-    """The seal of one Secret into a stack, validated, not yet written. `labels`, `annotations`
-    and `immutable` (from a Secret manifest: `adopt`) go into the entry, which carries them into
-    the SealedSecret's template; None keeps the entry's."""
+    """The seal of one Secret into a stack, validated, not yet written."""
+    name, values, namespace, scope, prune, seal_key = (
+        request.name,
+        request.values,
+        request.namespace,
+        request.scope,
+        request.prune,
+        request.seal_key,
+    )
+    secret_type, labels, annotations, immutable = (
+        request.secret_type,
+        request.labels,
+        request.annotations,
+        request.immutable,
+    )
     cfg = load_stack(stack, root)
     source = cfg.source
     if not cfg.spec.seals and not certificate_path(cfg)[0].exists():
         raise KsecretsError(not_a_sealed_stack(cfg, name, namespace))
-    cert = stack_certificate(cfg, now=now, allow_not_yet_valid=allow_not_yet_valid)
+    cert = stack_certificate(cfg, now=request.now, allow_not_yet_valid=request.allow_not_yet_valid)
     ns = resolve_namespace(cfg, name, namespace)
     entry = cfg.sealed_entry(ns, name)
     scope = crypto.check_scope(scope) if scope else (entry.scope if entry else "strict")

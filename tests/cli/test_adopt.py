@@ -150,7 +150,7 @@ def test_adopt_failing_mid_way_restores_the_stack_file(repo, monkeypatch, tmp_pa
     real = stack_mod.seal_into_stack
 
     def flaky(*a, **kw):
-        calls.append(kw["name"])
+        calls.append(a[2].name)  # the SealRequest
         if len(calls) == 2:
             raise KsecretsError("disk full")
         return real(*a, **kw)
@@ -303,7 +303,7 @@ def test_adopt_rolls_back_every_file_it_wrote(split_repo, monkeypatch, fail):
         real = stack_mod.seal_into_stack
 
         def flaky(*a, **kw):
-            calls.append(kw["name"])
+            calls.append(a[2].name)  # the SealRequest
             if len(calls) == 2:
                 raise KsecretsError("disk full")
             return real(*a, **kw)

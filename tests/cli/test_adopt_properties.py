@@ -117,7 +117,7 @@ def _entries(root: Path) -> list[dict]:
 
 
 def _build(root: Path, t: dict, cert) -> None:
-    from ksecrets.usecases.seal_stack import seal_into_stack
+    from ksecrets.usecases.seal_stack import SealRequest, seal_into_stack
 
     (root / "certs").mkdir(parents=True)
     (root / "certs" / "qa.pem").write_text(json.loads(VECTORS.read_text())["certificate_pem"])
@@ -138,7 +138,9 @@ def _build(root: Path, t: dict, cert) -> None:
     else:
         (root / "Pulumi.qa.yaml").write_text(text)
     for name, vals in t["existing"].items():
-        seal_into_stack(root, "qa", name=name, namespace=NS, values={k: v.encode() for k, v in vals.items()})
+        seal_into_stack(
+            root, "qa", SealRequest(name=name, namespace=NS, values={k: v.encode() for k, v in vals.items()})
+        )
     leak = root / "leak"
     leak.mkdir()
     for i, m in enumerate(t["manifests"]):

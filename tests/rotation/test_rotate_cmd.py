@@ -11,7 +11,7 @@ from ksecrets.config.load import load_stack
 from ksecrets.jobs.rotate import URL_SAFE
 from ksecrets.sealing import crypto
 from ksecrets.sealing.keys import cert_pem, generate_key_and_cert
-from ksecrets.usecases.seal_stack import seal_into_stack
+from ksecrets.usecases.seal_stack import SealRequest, seal_into_stack
 
 STACK = """\
 # a sealed-secrets stack for rotation tests
@@ -41,7 +41,9 @@ def stack(tmp_path, pair) -> Path:
     (tmp_path / "certs").mkdir()
     (tmp_path / "certs/rot.pem").write_bytes(cert_pem(pair[1]))
     (tmp_path / "Pulumi.rot.yaml").write_text(STACK)
-    seal_into_stack(tmp_path, "rot", name="my-app-secrets", values={"API_KEY": OLD_API_KEY, "DATABASE_URL": DB_URL})
+    seal_into_stack(
+        tmp_path, "rot", SealRequest(name="my-app-secrets", values={"API_KEY": OLD_API_KEY, "DATABASE_URL": DB_URL})
+    )
     return tmp_path
 
 

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from ksecrets.sealing.keys import cert_pem, generate_key_and_cert, private_key_pem
-from ksecrets.usecases.seal_stack import seal_into_stack
+from ksecrets.usecases.seal_stack import SealRequest, seal_into_stack
 from tests.vault.impostor import Impostor
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -54,7 +54,7 @@ def repo(tmp_path, sealing_key) -> Path:
     shutil.copy2(ROOT / "Pulumi.staging.yaml", root / "Pulumi.staging.yaml")
     key, cert = sealing_key
     (root / "certs" / "staging.pem").write_bytes(cert_pem(cert))
-    seal_into_stack(root, "staging", name="my-app-secrets", values={k: v.encode() for k, v in OLD.items()})
+    seal_into_stack(root, "staging", SealRequest(name="my-app-secrets", values={k: v.encode() for k, v in OLD.items()}))
     (tmp_path / "key.pem").write_bytes(private_key_pem(key))
     (tmp_path / "app.env").write_text("".join(f"{k}={v}\n" for k, v in OLD.items()))
     return root

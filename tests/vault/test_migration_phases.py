@@ -23,7 +23,7 @@ from ksecrets.manifests.sealed_secrets import HANDOVER_ANNOTATIONS
 from ksecrets.usecases.stack_facts import plan_stack
 from ksecrets.sealing.keys import cert_pem, generate_key_and_cert, private_key_pem
 from ksecrets.sealing.sealedsecret import unseal
-from ksecrets.usecases.seal_stack import seal_into_stack
+from ksecrets.usecases.seal_stack import SealRequest, seal_into_stack
 
 from tests.vault.test_bootstrap import CA as KUBE_CA
 
@@ -40,9 +40,8 @@ def sealed_stack(tmp_path):
     (root / "certs").mkdir()
     (root / "certs" / "staging.pem").write_bytes(cert_pem(cert))
     shutil.copy2(ROOT / "Pulumi.staging.yaml", root / "Pulumi.staging.yaml")
-    seal_into_stack(
-        root, "staging", name="my-app-secrets", values={"DATABASE_URL": DB_URL.encode(), "API_KEY": API_KEY.encode()}
-    )
+    values = {"DATABASE_URL": DB_URL.encode(), "API_KEY": API_KEY.encode()}
+    seal_into_stack(root, "staging", SealRequest(name="my-app-secrets", values=values))
     keyfile = tmp_path / "key.pem"
     keyfile.write_bytes(private_key_pem(key))
     return root, keyfile, key

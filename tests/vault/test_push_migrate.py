@@ -11,7 +11,7 @@ import pytest
 from ksecrets.config.load import load_stack
 from ksecrets.usecases.stack_facts import plan_stack
 from ksecrets.sealing.keys import generate_key_and_cert, cert_pem, private_key_pem
-from ksecrets.usecases.seal_stack import seal_into_stack
+from ksecrets.usecases.seal_stack import SealRequest, seal_into_stack
 from tests.vault.fakevault import ADDR
 
 PROD_ROOT = Path(__file__).parent / "fixtures" / "production"  # frozen production stack
@@ -220,9 +220,8 @@ def sealed_stack(tmp_path):
     (root / "certs").mkdir()
     (root / "certs" / "staging.pem").write_bytes(cert_pem(cert))
     shutil.copy2(ROOT / "Pulumi.staging.yaml", root / "Pulumi.staging.yaml")
-    seal_into_stack(
-        root, "staging", name="my-app-secrets", values={"DATABASE_URL": DB_URL.encode(), "API_KEY": API_KEY.encode()}
-    )
+    values = {"DATABASE_URL": DB_URL.encode(), "API_KEY": API_KEY.encode()}
+    seal_into_stack(root, "staging", SealRequest(name="my-app-secrets", values=values))
     keyfile = tmp_path / "key.pem"
     keyfile.write_bytes(private_key_pem(key))
     return root, keyfile
