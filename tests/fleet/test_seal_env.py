@@ -201,7 +201,7 @@ def test_a_write_that_fails_midway_restores_every_stack_file(fleet, monkeypatch)
     first was renamed into place; the first gets its bytes back."""
     from ksecrets.config import stackfile
     from ksecrets.errors import KsecretsError
-    from ksecrets.usecases.seal_stack import seal_into_stacks
+    from ksecrets.usecases.seal_stack import SealRequest, seal_into_stacks
 
     assert _seal_env(fleet, "--env", "production", values="API_KEY=canary-first\n").returncode == 0
     before = _files(fleet)
@@ -216,7 +216,8 @@ def test_a_write_that_fails_midway_restores_every_stack_file(fleet, monkeypatch)
 
     monkeypatch.setattr(stackfile, "atomic_write_bytes", failing)
     with pytest.raises(KsecretsError, match=r"^Pulumi\.prod-b\.yaml: cannot write it \(No space left on device\)"):
-        seal_into_stacks(fleet, CLUSTERS, name=NAME, values={"API_KEY": b"canary-second"}, seal_key=SEAL_KEY.encode())
+        request = SealRequest(name=NAME, values={"API_KEY": b"canary-second"}, seal_key=SEAL_KEY.encode())
+        seal_into_stacks(fleet, CLUSTERS, request)
     assert len(writes) == 2, writes  # the injection did hit the second file
     assert _files(fleet) == before
 
