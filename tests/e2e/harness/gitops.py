@@ -26,13 +26,13 @@ source-controller would once the chart is fetched and installed.
 from __future__ import annotations
 
 import datetime as dt
-import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
 
 from .kube import Cluster
+from .standin import StandInLoop
 
 FIELD_MANAGER = "kustomize-controller"
 FLUX_NAMESPACE = "flux-system"
@@ -242,7 +242,7 @@ def live_generations(cluster: Cluster, objects: list[dict]) -> dict[str, str]:
     return live_field(cluster, objects, "{.metadata.generation}")
 
 
-class HelmStandIn:
+class HelmStandIn(StandInLoop):
     """helm-controller's part and the chart repositories', simulated (see the module doc): a thread
     that sets ``Ready=True`` with the object's generation on every HelmRelease and HelmRepository
     that has no such condition yet, through the status subresource."""
@@ -252,30 +252,16 @@ class HelmStandIn:
         ("/apis/source.toolkit.fluxcd.io/v1", "helmrepositories", "Succeeded"),
     )
 
+    name = "helm-stand-in"
+
     def __init__(self, cluster: Cluster, interval: float = 0.5) -> None:
+        super().__init__(interval)
         self.cluster = cluster
-        self.interval = interval
         self.marked: list[str] = []
-        self.errors: list[str] = []
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
 
     def start(self) -> "HelmStandIn":
-        self._thread = threading.Thread(target=self._run, name="helm-stand-in", daemon=True)
-        self._thread.start()
+        self.start_loop()
         return self
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(10)
-
-    def _run(self) -> None:
-        while not self._stop.wait(self.interval):
-            try:
-                self.step()
-            except Exception as exc:  # noqa: BLE001 - the API server may be restarting
-                self.errors.append(str(exc))
 
     def step(self) -> None:
         now = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -308,4 +294,4 @@ class HelmStandIn:
                 if r.status_code == 200:
                     self.marked.append(f"{plural}/{md['namespace']}/{md['name']}")
                 elif r.status_code != 404:
-                    self.errors.append(f"{plural}/{md['name']}: {r.status_code} {r.text[:200]}")
+                    self.failed(f"{plural}/{md['name']}", r.status_code, r.text)

@@ -14,9 +14,9 @@ availability) is the real kube-controller-manager's work.
 from __future__ import annotations
 
 import datetime as dt
-import threading
 
 from .kube import Cluster
+from .standin import StandInLoop
 
 NODE = "e2e-node"
 
@@ -44,14 +44,13 @@ def secrets_needed(pod: dict) -> set[str]:
     return names
 
 
-class PodStandIn:
+class PodStandIn(StandInLoop):
+    name = "pod-stand-in"
+
     def __init__(self, cluster: Cluster, interval: float = 0.5) -> None:
+        super().__init__(interval)
         self.cluster = cluster
-        self.interval = interval
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
         self.started_pods: list[str] = []
-        self.errors: list[str] = []
 
     def _node(self) -> None:
         node = {
@@ -82,21 +81,8 @@ class PodStandIn:
 
     def start(self) -> "PodStandIn":
         self._node()
-        self._thread = threading.Thread(target=self._run, name="pod-stand-in", daemon=True)
-        self._thread.start()
+        self.start_loop()
         return self
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(10)
-
-    def _run(self) -> None:
-        while not self._stop.wait(self.interval):
-            try:
-                self.step()
-            except Exception as exc:  # noqa: BLE001 - the API server may be restarting
-                self.errors.append(str(exc))
 
     def step(self) -> None:
         pods = (self.cluster.get("/api/v1/pods") or {}).get("items") or []
@@ -114,7 +100,7 @@ class PodStandIn:
                 }
                 r = self.cluster.raw("POST", f"/api/v1/namespaces/{ns}/pods/{name}/binding", binding)
                 if r.status_code not in (201, 200, 409):
-                    self.errors.append(f"bind {ns}/{name}: {r.status_code} {r.text[:200]}")
+                    self.failed(f"bind {ns}/{name}", r.status_code, r.text)
                 continue
             if status.get("phase") == "Running":
                 continue
@@ -153,4 +139,4 @@ class PodStandIn:
             if r.status_code == 200:
                 self.started_pods.append(f"{ns}/{name}")
             elif r.status_code != 404:
-                self.errors.append(f"status {ns}/{name}: {r.status_code} {r.text[:200]}")
+                self.failed(f"status {ns}/{name}", r.status_code, r.text)
