@@ -32,9 +32,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.harness import ROOT, binaries, missing_binaries, module_dir
+from tests.e2e.harness import ROOT, binaries, missing_binaries
 from tests.e2e.harness import vault_stack
-from tests.e2e.harness.flux import FluxControllers, cluster_crds, condition, revision
+from tests.e2e.harness.flux import FluxControllers, condition, revision
 from tests.e2e.harness.gitops import HelmStandIn, external_namespaces
 from tests.e2e.harness.gitserver import GitServer, Workspace
 from tests.e2e.harness.kube import Cluster
@@ -137,14 +137,7 @@ def mx(cluster_factory, sealed_controller_factory, sealed_run_env, e2e_dir: Path
         pytest.skip(f"not built: {', '.join(missing)}; run `make e2e-tools`")
     bins = binaries()
     workdir = e2e_dir / "flux-migrate"
-    vault = DevVault(workdir / "vault", bins["vault"], tls=True).start()
-    cluster = cluster_factory("flux-migrate", crds=cluster_crds())
-    flux = FluxControllers(cluster, workdir / "controllers", bins)
-    flux.install()
-    op = Operator(cluster, bins["vault-secrets-operator"], module_dir("vault-secrets-operator"), workdir / "vso")
-    op.install()
-    vault_stack.ca_secret(cluster, vault)
-    op.start()
+    vault, cluster, flux, op = vault_stack.vault_flux_cluster(cluster_factory, workdir, "flux-migrate", bins)
 
     template = StackRepo.copy(ROOT, workdir / "template", STACK, sealed_run_env)
     backup = workdir / "keys" / "keygen.ksbackup"

@@ -98,3 +98,22 @@ def bootstrap(cluster: Cluster, vault: DevVault, root: Path, stack: str, workdir
         env=vault.env(),
     )
     return res.stdout
+
+
+def vault_flux_cluster(cluster_factory, workdir: Path, name: str, bins: dict[str, Path]):
+    """A Vault dev server (TLS), a cluster with the Flux and operator CRDs, the real source- and
+    kustomize-controller installed, and the Vault Secrets Operator started, trusting Vault's CA.
+    Returns (vault, cluster, flux, operator); the caller stops them."""
+    from . import module_dir
+    from .flux import FluxControllers, cluster_crds
+    from .vso import Operator
+
+    vault = DevVault(workdir / "vault", bins["vault"], tls=True).start()
+    cluster = cluster_factory(name, crds=cluster_crds())
+    flux = FluxControllers(cluster, workdir / "controllers", bins)
+    flux.install()
+    op = Operator(cluster, bins["vault-secrets-operator"], module_dir("vault-secrets-operator"), workdir / "vso")
+    op.install()
+    ca_secret(cluster, vault)
+    op.start()
+    return vault, cluster, flux, op
