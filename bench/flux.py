@@ -43,9 +43,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import yaml  # noqa: E402
 
 from bench.export import stack_doc  # noqa: E402
+from bench.pulumi import kubectl_run  # noqa: E402
 from ksecrets import yamlio  # noqa: E402
 from ksecrets.sealing.certs import load_certificate  # noqa: E402
 from ksecrets.sealing.crypto import encrypt_value, label_for  # noqa: E402
@@ -259,18 +259,8 @@ def kubectl_size(apps: int, objects: list[dict], changed: list[dict], work: Path
         for run, batch in (("create", objects), ("update", changed)):
             # Namespaces first, as kustomize-controller's staged apply does.
             staged = sorted(batch, key=lambda o: 0 if o["kind"] in ("Namespace", "CustomResourceDefinition") else 1)
-            started = time.monotonic()
-            cluster.kubectl(
-                "apply",
-                "--server-side",
-                "--field-manager=bench",
-                "--force-conflicts",
-                "-f",
-                "-",
-                input=yaml.safe_dump_all(staged),
-                timeout=3600,
-            )
-            row = Row(apps, len(objects), "kubectl", run, ready=time.monotonic() - started)
+            applied = kubectl_run(cluster, run, staged)  # the Pulumi bench's, same flags
+            row = Row(apps, len(objects), "kubectl", run, ready=applied.seconds)
             if run == "update":
                 row.note = f"{len(batch)} SealedSecrets"
             rows.append(row)
