@@ -22,7 +22,6 @@ from ksecrets.config.model import SealedEntry, StackConfig
 from ksecrets.config.names import PREFIX, stack_files
 from ksecrets.config.stackfile import (
     PendingWrite,
-    edit_stack_file,
     prepare_stack_update,
     set_certificate_path,
     stack_file_path,
@@ -419,35 +418,109 @@ def reseal_stack(
     """Decrypt every sealed value of a stack with the old keys and encrypt it for `cert`, in one write."""
     path = stack_file_path(stack, root)
     with locked(path, "stack file", source=path.name):
-        return _reseal_stack(
-            root,
-            stack,
-            private_keys=private_keys,
-            cert=cert,
-            set_certificate=set_certificate,
-            cert_path=cert_path,
-            seal_key=seal_key,
-            force=force,
-        )
+        plan = _reseal_plan(root, stack, list(private_keys), cert, seal_key, force)
+        assert plan is not None  # with a certificate, a plan (maybe of nothing)
+        rel = None
+        if set_certificate:
+            if cert_path is None:
+                raise KsecretsError("--set-certificate needs --cert")
+            rel = os.path.relpath(Path(cert_path).resolve(), Path(plan.root).resolve())
+            if rel.startswith(".."):
+                raise KsecretsError(
+                    f"{cert_path}: must be inside the repository ({plan.root}) to be the stack's certificate"
+                )
+            plan.report.certificate_path = rel
+        pending = _prepare_reseal(root, stack, plan, rel)
+        plan.report.written = pending.commit()
+        plan.report.source = pending.where() if plan.report.written else plan.report.source
+        return plan.report
 
 
-def _reseal_stack(root, stack, *, private_keys, cert, set_certificate, cert_path, seal_key, force) -> ResealReport:
-    cfg = load_stack(stack, root)
+def reseal_stacks(
+    root: str | os.PathLike[str],
+    stacks: Iterable[str],
+    *,
+    private_keys: Iterable[rsa.RSAPrivateKey],
+    seal_key: bytes | None = None,
+    force: bool = False,
+    jobs: int = 1,
+) -> list[ResealReport]:
+    """Re-seal several stacks (a fleet after key renewals), each for its own configured certificate
+    (`k8s-secrets:sealedSecrets.certificate`: fetch the renewed ones first). Stacks with nothing
+    sealed are left out. As `seal_into_stacks`: every stack file locked in `lock_order` from the
+    first read to the last write, every stack re-sealed and validated before any file is written,
+    and one that cannot be written restores the ones written before it. The RSA work (one private
+    and one public operation per value) runs in `jobs` processes, a stack per task."""
+    stacks = list(stacks)
     keys = list(private_keys)
+    with contextlib.ExitStack() as held:
+        for path in lock_order(stack_file_path(stack, root) for stack in stacks):
+            held.enter_context(locked(path, "stack file", source=path.name))
+        plans = _reseal_plans(root, stacks, keys, seal_key, force, jobs)
+        prepared = [(plan, _prepare_reseal(root, plan.stack, plan, None)) for plan in plans if plan is not None]
+        with Transaction() as tx:
+            for plan, pending in prepared:
+                for f in pending.files():
+                    tx.keep(f)
+                plan.report.written = pending.commit()
+                plan.report.source = pending.where() if plan.report.written else plan.report.source
+    return [plan.report for plan, _ in prepared]
+
+
+@dataclass
+class _ResealPlan:
+    stack: str
+    root: str
+    report: ResealReport
+    # per entry: name, namespace, scope, type, encryptedData, digests, fleetDigests (plain data: it
+    # crosses from a worker process)
+    updates: list[tuple[str, str, str, str, dict[str, str], dict[str, str], dict[str, str]]]
+    source: str
+
+
+def _keys_first_for(keys: list[rsa.RSAPrivateKey], fingerprints: list[str], fingerprint: str | None):
+    """`keys` with those whose public key has `fingerprint` first: a fleet's reseal gets every
+    cluster's old key, and each value is then decrypted with one RSA operation, not one per key."""
+    if not fingerprint:
+        return keys
+    return [k for k, f in zip(keys, fingerprints) if f == fingerprint] + [
+        k for k, f in zip(keys, fingerprints) if f != fingerprint
+    ]
+
+
+def _reseal_plan(
+    root: str | os.PathLike[str],
+    stack: str,
+    keys: list[rsa.RSAPrivateKey],
+    cert: SealingCert | None,
+    seal_key: bytes | None,
+    force: bool,
+) -> _ResealPlan | None:
+    """The new ciphertexts of a stack's entries (for `cert`; else for the stack's own certificate,
+    and None when the stack has nothing sealed)."""
+    from ksecrets.sealing.certs import public_key_fingerprint
+
+    cfg = load_stack(stack, root)
+    if cert is None:
+        if not cfg.sealed:
+            return None
+        cert = stack_certificate(cfg)
+    fingerprints = [public_key_fingerprint(k.public_key()) for k in keys]
     report = ResealReport(cfg.source, cert.fingerprint)
-    updates = []
+    updates: list[tuple[str, str, str, str, dict[str, str], dict[str, str], dict[str, str]]] = []
     for i, entry in enumerate(cfg.sealed):
         ident = f"{entry.namespace}/{entry.name}"
         if entry.certificate_fingerprint == cert.fingerprint and not force:
             report.skipped.append(ident)
             continue
+        ordered = _keys_first_for(keys, fingerprints, entry.certificate_fingerprint)
         old_label = crypto.label_for(entry.scope, entry.namespace, entry.name)
         enc: dict[str, str] = {}
         dig: dict[str, str] = {}
         fleet: dict[str, str] = {}
         for key, value in entry.encrypted_data:
             try:
-                plain = crypto.decrypt_value(keys, value, old_label)
+                plain = crypto.decrypt_value(ordered, value, old_label)
             except crypto.DecryptError as exc:
                 raise KsecretsError(f"{cfg.source}: {PREFIX}sealed[{i}].encryptedData.{key}: {exc}") from None
             enc[key] = crypto.encrypt_value(cert.public_key, plain, old_label)
@@ -465,39 +538,63 @@ def _reseal_stack(root, stack, *, private_keys, cert, set_certificate, cert_path
                     seal_key, namespace=entry.namespace, name=entry.name, key=key, value=plain
                 )
             del plain
-        updates.append((entry, enc, dig, fleet))
+        updates.append((entry.name, entry.namespace, entry.scope, entry.type, enc, dig, fleet))
         report.resealed.append(f"{ident} ({len(enc)} keys)")
-    rel = None
-    if set_certificate:
-        if cert_path is None:
-            raise KsecretsError("--set-certificate needs --cert")
-        rel = os.path.relpath(Path(cert_path).resolve(), Path(cfg.root).resolve())
-        if rel.startswith(".."):
-            raise KsecretsError(
-                f"{cert_path}: must be inside the repository ({cfg.root}) to be the stack's certificate"
-            )
-        report.certificate_path = rel
+    return _ResealPlan(stack, str(cfg.root), report, updates, cfg.source)
+
+
+def _prepare_reseal(root: str | os.PathLike[str], stack: str, plan: _ResealPlan, rel: str | None) -> PendingWrite:
+    fingerprint = plan.report.fingerprint
 
     def mutate(config) -> None:
-        for entry, enc, dig, fleet in updates:
+        for name, namespace, scope, secret_type, enc, dig, fleet in plan.updates:
             upsert_sealed_secret(
                 config,
-                name=entry.name,
-                namespace=entry.namespace,
-                scope=entry.scope,
+                name=name,
+                namespace=namespace,
+                scope=scope,
                 encrypted_data=enc,
-                certificate_fingerprint=cert.fingerprint,
+                certificate_fingerprint=fingerprint,
                 digests=dig,
                 fleet_digests=fleet,
-                secret_type=entry.type,
+                secret_type=secret_type,
             )
         if rel is not None:
             set_certificate_path(config, rel)
 
-    changed = edit_stack_file(stack_file_path(stack, root), mutate, check=_validator(stack, cfg.source, cfg.root))
-    report.written = bool(changed)
-    report.source = " and ".join(changed) or report.source
-    return report
+    return prepare_stack_update(stack_file_path(stack, root), mutate, check=_validator(stack, plan.source, plan.root))
+
+
+# A worker's recovery keys, set once per process by `_init_worker` (as DER: keys do not pickle).
+_WORKER_KEYS: list[rsa.RSAPrivateKey] = []
+
+
+def _init_worker(ders: list[bytes]) -> None:
+    from cryptography.hazmat.primitives.serialization import load_der_private_key
+
+    loaded = [load_der_private_key(der, password=None) for der in ders]
+    _WORKER_KEYS[:] = [k for k in loaded if isinstance(k, rsa.RSAPrivateKey)]
+
+
+def _worker_plan(args: tuple[str, str, bytes | None, bool]) -> _ResealPlan | None:
+    root, stack, seal_key, force = args
+    return _reseal_plan(root, stack, _WORKER_KEYS, None, seal_key, force)
+
+
+def _reseal_plans(root, stacks: list[str], keys, seal_key, force, jobs: int) -> list[_ResealPlan | None]:
+    root = str(root)
+    if jobs <= 1 or len(stacks) <= 1:
+        return [_reseal_plan(root, stack, keys, None, seal_key, force) for stack in stacks]
+    from concurrent.futures import ProcessPoolExecutor
+
+    from cryptography.hazmat.primitives import serialization
+
+    ders = [
+        k.private_bytes(serialization.Encoding.DER, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+        for k in keys
+    ]
+    with ProcessPoolExecutor(max_workers=min(jobs, len(stacks)), initializer=_init_worker, initargs=(ders,)) as pool:
+        return list(pool.map(_worker_plan, [(root, stack, seal_key, force) for stack in stacks]))
 
 
 @dataclass

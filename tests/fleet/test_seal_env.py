@@ -421,3 +421,81 @@ def test_two_overlapping_runs_in_any_order_lose_no_update(four_clusters, tmp_pat
             if len(by) == 2:
                 winners.setdefault("both", set()).add(run)
     assert len(winners.get("both", set())) <= 1  # the same run won every key both set
+
+
+# --- a fleet's reseal: each cluster for its own renewed certificate, in one run ----------------------
+
+
+def _renew_and_seal_two(fleet: Path) -> dict[str, bytes]:
+    assert _seal_env(fleet, "--env", "production", values="API_KEY=canary-one\nEMPTY=\nEQ=a=b\n").returncode == 0
+    for stack in ("prod-a", "prod-c"):  # two controllers renewed their keys; prod-b did not
+        _keypair(fleet, stack, tag="-renewed")
+    return _files(fleet)
+
+
+def _all_old_keys(fleet: Path) -> list[str]:
+    return ["--recovery-private-key", ",".join(str(fleet / "keys" / f"{s}.key") for s in reversed(CLUSTERS))]
+
+
+@pytest.mark.parametrize("jobs", ["1", "2"])
+def test_fleet_reseal_reseals_each_cluster_for_its_own_certificate(fleet, jobs):
+    before = _renew_and_seal_two(fleet)
+    res = ksecrets_in_process(
+        "reseal", "--env", "production", *_all_old_keys(fleet), "--jobs", jobs, "--root", str(fleet), env=_env()
+    )
+    assert res.returncode == 0, res.stderr
+    assert "canary" not in res.stdout + res.stderr
+    after = _files(fleet)
+    assert after["Pulumi.staging.yaml"] == before["Pulumi.staging.yaml"]
+    assert after["Pulumi.prod-b.yaml"] == before["Pulumi.prod-b.yaml"]  # already sealed for its certificate
+    assert after["Pulumi.prod-a.yaml"] != before["Pulumi.prod-a.yaml"]
+    assert after["Pulumi.prod-c.yaml"] != before["Pulumi.prod-c.yaml"]
+    assert "Pulumi.prod-b.yaml: re-sealed 0 Secret(s)" in res.stderr
+    assert ksecrets_in_process("verify", "--env", "production", "--root", str(fleet)).returncode == 0
+    assert ksecrets_in_process("drift", "--env", "production", "--root", str(fleet)).returncode == 0
+    for stack in ("prod-a", "prod-c"):
+        res = _unseal(fleet, stack, fleet / "keys" / f"{stack}-renewed.key")
+        assert res.returncode == 0, res.stderr
+        data = yaml.safe_load(res.stdout)["data"]
+        assert {k: base64.b64decode(v).decode() for k, v in data.items()} == {
+            "API_KEY": "canary-one", "EMPTY": "", "EQ": "a=b"
+        }  # fmt: skip
+        assert _unseal(fleet, stack, fleet / "keys" / f"{stack}.key").returncode != 0
+
+
+def test_fleet_reseal_decrypts_each_value_once_with_its_clusters_key(fleet, monkeypatch):
+    """Every cluster's old key is given; each value is sealed for one of them: one RSA private
+    operation per value, not one per key tried (the matching key is last in the order given)."""
+    from ksecrets.sealing import crypto
+
+    _renew_and_seal_two(fleet)
+    calls = []
+    real = crypto.hybrid_decrypt
+    monkeypatch.setattr(crypto, "hybrid_decrypt", lambda *a: calls.append(1) or real(*a))
+    res = ksecrets_in_process(
+        "reseal", "--env", "production", *_all_old_keys(fleet), "--jobs", "1", "--root", str(fleet), env=_env()
+    )
+    assert res.returncode == 0, res.stderr
+    assert len(calls) == 2 * 3  # two re-sealed clusters, three values each
+
+
+def test_fleet_reseal_without_one_clusters_key_writes_nothing(fleet):
+    before = _renew_and_seal_two(fleet)
+    res = ksecrets_in_process(
+        "reseal", "--env", "production", "--recovery-private-key", str(fleet / "keys" / "prod-a.key"),
+        "--jobs", "2", "--root", str(fleet), env=_env(),
+    )  # fmt: skip
+    assert res.returncode == 2
+    assert res.stderr.startswith("ksecrets: Pulumi.prod-c.yaml: k8s-secrets:sealed[0].encryptedData.")
+    assert len(res.stderr.strip().splitlines()) == 1
+    assert _files(fleet) == before
+
+
+def test_fleet_reseal_refuses_one_certificate_for_several_clusters(fleet):
+    before = _renew_and_seal_two(fleet)
+    res = ksecrets_in_process(
+        "reseal", "--env", "production", *_all_old_keys(fleet), "--cert", str(fleet / "certs" / "prod-a.pem"),
+        "--root", str(fleet), env=_env(),
+    )  # fmt: skip
+    assert res.returncode == 2 and "--cert is one cluster's certificate: name one stack" in res.stderr
+    assert _files(fleet) == before
