@@ -18,7 +18,6 @@ one app-side object Pulumi keeps; everything else of both layers comes from Git 
 from __future__ import annotations
 
 import base64
-import json
 import shutil
 import subprocess
 from pathlib import Path
@@ -165,8 +164,10 @@ def test_flux_delivery_end_to_end(cluster_factory, e2e_dir: Path):
         stamp = flux.request_reconcile("Kustomization", f"{STACK}-apps")
         flux.wait_condition(
             f"{STACK}-apps",
-            lambda k: (k.get("status") or {}).get("lastHandledReconcileAt") == stamp
-            and any(c["type"] == "Ready" and c["status"] == "True" for c in k["status"].get("conditions", [])),
+            lambda k: (
+                (k.get("status") or {}).get("lastHandledReconcileAt") == stamp
+                and any(c["type"] == "Ready" and c["status"] == "True" for c in k["status"].get("conditions", []))
+            ),
             "reconciled again",
         )
         again = project.run("preview", "--expect-no-changes", timeout=600)
