@@ -352,3 +352,22 @@ def test_flux_delivery_preview_report_names_what_flux_would_apply_differently(tm
         "  changed: k8s/staging/apps/deployment-my-app.yaml",
         "  missing: k8s/staging/apps/serviceaccount-my-app.yaml",
     ]
+
+
+def test_flux_delivery_refuses_vault_configure(tmp_path):
+    """`vault.configure` is Pulumi configuring the Vault it installed; under flux Pulumi holds no
+    Vault release to wait for, so the stack is refused with the key named."""
+    import yaml as _yaml
+
+    from ksecrets.errors import KsecretsError
+
+    doc = _yaml.safe_load((ROOT / "Pulumi.production.yaml").read_text())
+    doc["config"]["k8s-secrets:delivery"] = "flux"
+    doc["config"]["k8s-secrets:vault"]["configure"] = True
+    path = tmp_path / "Pulumi.prod2.yaml"
+    path.write_text(_yaml.safe_dump(doc))
+    with pytest.raises(KsecretsError, match=r"vault\.configure: is true but delivery is flux"):
+        load_stack_file(path)
+    doc["config"]["k8s-secrets:vault"]["configure"] = False
+    path.write_text(_yaml.safe_dump(doc))
+    assert load_stack_file(path).delivery == "flux"
