@@ -25,7 +25,10 @@ What only Pulumi needs is added here and never exported:
   of those fields by the manager the state does record is refused as a conflict. One fixed name
   per stack makes every run the same owner, as `kubectl` and Flux's controllers are: nothing is
   forced, so a field another manager owns still conflicts (README "Pulumi at a thousand apps");
-- `depends_on` from an object to the HelmReleases it needs and to the Namespace it lives in.
+- `depends_on` from an object to the HelmReleases it needs and to the Namespace it lives in;
+- under `delivery: flux`, `pulumi.com/waitFor: condition=Ready` on the infrastructure
+  Kustomization when a Pulumi object needs it (a manual Secret, whose namespace Flux creates),
+  awaited for the Kustomization's own `timeout` plus a margin.
 """
 
 from __future__ import annotations
@@ -99,7 +102,8 @@ def _seconds(duration: str) -> int:
 
 def helmrelease_await_seconds(obj: Manifest) -> int:
     """How long `pulumi up` waits for a HelmRelease to be Ready: every attempt helm-controller
-    may make (the first plus remediation retries, each bounded by `spec.timeout`), plus a margin."""
+    may make (the first plus remediation retries, each bounded by `spec.timeout`), plus a margin.
+    A Kustomization (no remediation) gets its `spec.timeout` plus the margin."""
     spec = obj.get("spec", {})
     timeout = _seconds(spec["timeout"]) if spec.get("timeout") else _FLUX_TIMEOUT_S
     retries = max(int(spec.get(k, {}).get("remediation", {}).get("retries", 0)) for k in ("install", "upgrade"))
@@ -135,7 +139,9 @@ def pulumi_object(planned: Planned, registry: "Registry | None" = None, stack: s
     obj = _copy(planned.obj)
     if stack is not None:
         obj["metadata"].setdefault("annotations", {})[FIELD_MANAGER] = field_manager(stack)
-    if obj["kind"] == "HelmRelease":
+    if obj["kind"] == "HelmRelease" or (
+        obj["kind"] == "Kustomization" and registry is not None and planned.id in registry.awaited
+    ):
         obj["metadata"].setdefault("annotations", {})[WAIT_FOR] = WAIT_READY
     if obj["kind"] == "PersistentVolumeClaim":
         obj["metadata"].setdefault("annotations", {})[SKIP_AWAIT] = "true"
@@ -165,7 +171,8 @@ def register(obj: Manifest, opts: pulumi.ResourceOptions) -> pulumi.CustomResour
     extra = set(obj) - {"apiVersion", "kind", "metadata", "spec"}
     if extra:
         raise ValueError(f"{key} has top-level fields {sorted(extra)} that CustomResource cannot carry")
-    if obj["kind"] == "HelmRelease":
+    awaited = obj["metadata"].get("annotations", {}).get(WAIT_FOR) == WAIT_READY
+    if obj["kind"] in ("HelmRelease", "Kustomization") and awaited:
         wait = f"{helmrelease_await_seconds(obj)}s"
         opts = pulumi.ResourceOptions.merge(
             opts, pulumi.ResourceOptions(custom_timeouts=pulumi.CustomTimeouts(create=wait, update=wait))
@@ -187,6 +194,7 @@ class Registry:
         self.by_id: dict[str, pulumi.CustomResource] = {}
         self.depends: dict[str, list[str]] = {}
         self.namespaces: dict[str, str] = {}  # namespace name → object id of its Namespace
+        self.awaited: set[str] = set()  # ids some registered object needs (awaited until Ready)
 
     def add(self, planned: Planned, resource: pulumi.CustomResource, depends: list[str]) -> None:
         self.by_id[planned.id] = resource

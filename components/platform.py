@@ -18,7 +18,7 @@ from ksecrets.config.model import StackConfig
 from ksecrets.usecases.stack_facts import plan_stack
 from ksecrets.manifests.vault import vault_release_id
 from ksecrets.manifests.plan import Planned
-from ksecrets.manifests.stack import CONCERNS
+from ksecrets.manifests.stack import CONCERNS, pulumi_delivered
 
 
 def _home(p: Planned) -> str:
@@ -48,9 +48,12 @@ class Platform(pulumi.ComponentResource):
             planned = plan_stack(cfg, manual_values)
         elif manual_values is not None:
             raise ValueError("pass manual_values to plan_stack, not beside a plan")
-        # Objects only Flux needs (the apps layer's applier ServiceAccount) are not registered.
-        self.planned: list[Planned] = [p for p in planned if p.pulumi]
+        # What Pulumi registers of the plan (`delivery`): under `pulumi` every object but those
+        # only Flux needs (the apps layer's applier account); under `flux` the sync/ Kustomizations
+        # and the never-exported manual Secrets, and Flux applies the rest from Git.
+        self.planned: list[Planned] = pulumi_delivered(cfg, planned)
         self.registry = Registry()
+        self.registry.awaited = {n for p in self.planned for n in p.needs}
         self.groups: dict[str, ObjectGroup] = {}
         registered = {c.group for c in CONCERNS if c.component}
         unregistered = {p.group for p in self.planned} - registered

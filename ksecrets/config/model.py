@@ -69,6 +69,12 @@ PLACEHOLDER_KEYS = (
     "sealedSecrets.keyBackup.image",
     "monitoring.runbookBaseUrl",
 )
+# How a stack reaches its cluster (README "Delivery: pulumi or flux"): `pulumi`, every object a
+# Pulumi resource; `flux`, Pulumi registers the stack's Flux Kustomizations (and the manual
+# backend's Secrets, never exported) and Flux applies k8s/<stack>/ from Git
+# (`ksecrets.manifests.stack.pulumi_delivered`).
+Delivery = Literal["pulumi", "flux"]
+DELIVERIES: tuple[Delivery, ...] = get_args(Delivery)
 Generator = Literal["random", "postgres"]
 PostgresMode = Literal["single", "dual"]
 
@@ -428,6 +434,7 @@ class StackConfig(Section):
     # Key paths whose placeholder values (an `example` image or URL) are deployed on purpose.
     allow_placeholders: Seq[Annotated[str, f.text(_placeholder_key)]] = ()
     vault_migration: Annotated[MigrationPhase | None, f.choice(MIGRATION_PHASES)] = None
+    delivery: Annotated[Delivery, f.choice(DELIVERIES)] = "pulumi"
 
     @classmethod
     def _raw_defaults(cls, data: dict[str, Any], context: Mapping[str, Any]) -> dict[str, Any]:

@@ -18,6 +18,7 @@ def check(cfg: StackConfig) -> None:
     _references(cfg)
     _namespaces(cfg)
     _migration(cfg)
+    _delivery(cfg)
 
 
 def _references(cfg: StackConfig) -> None:
@@ -159,3 +160,12 @@ def _migration(cfg: StackConfig) -> None:
         raise fail(f"phase {phase} needs backend {wanted}, not {cfg.backend}", ("vaultMigration",))
     if phase == "install" and cfg.vault is None:
         raise fail("phase install needs a vault section (the Vault this stack installs)", ("vaultMigration",))
+
+
+def _delivery(cfg: StackConfig) -> None:
+    if cfg.delivery == "flux" and cfg.vault is not None and cfg.installs_vault and cfg.vault.configure:
+        # `pulumi up` configures Vault once its release is Ready; under flux Pulumi does not hold it.
+        raise fail(
+            "is true but delivery is flux: Flux installs Vault, so run `ksecrets vault bootstrap` instead",
+            ("vault", "configure"),
+        )

@@ -40,6 +40,12 @@ class Concern:
 # The one list of concerns. Order matters under `pulumi up`: a concern's objects may only depend
 # on concerns above it.
 CONCERNS: tuple[Concern, ...] = (
+    Concern(
+        "flux-sync",
+        "flux-sync",
+        "k8s-secrets:flux:Sync",
+        "the stack's two Flux Kustomizations (k8s/<stack>/sync/): Pulumi's under delivery: flux only",
+    ),
     Concern("namespaces", "namespaces", "k8s-secrets:namespaces:Namespaces", "Namespaces (Pod Security restricted)"),
     Concern(
         "sealed-secrets-controller",
@@ -102,6 +108,33 @@ def build_stack(
     add("flux-applier", flux.applier_planned(cfg, planned, facts.crd_plurals))
     _check_unique(planned)
     return planned
+
+
+FLUX_SYNC = "flux-sync"
+
+
+def pulumi_delivered(cfg: StackConfig, planned: list[Planned]) -> list[Planned]:
+    """What `pulumi up` registers of a stack: always a subset of what the builders make.
+
+    - `delivery: pulumi`: every planned object Pulumi may apply (`Planned.pulumi`; not the apps
+      layer's applier account, which is Flux's only).
+    - `delivery: flux`: the two Kustomizations of `sync/` exactly as exported
+      (`flux.layer_kustomizations`, the same call as `ksecrets export`), and the objects that are
+      never exported (`gitops=False`: the manual backend's Secrets from Pulumi config). Flux applies
+      everything else from `k8s/<stack>/infrastructure` and `apps`. The never-exported objects
+      `need` the infrastructure Kustomization, which creates their namespaces.
+    """
+    if cfg.delivery == "pulumi":
+        return [p for p in planned if p.pulumi]
+    exported = [p for p in planned if p.gitops]
+    layers = {layer: [p.obj for p in exported if p.layer == layer] for layer in ("infrastructure", "apps")}
+    sync = [
+        Planned(obj, "infrastructure", group=FLUX_SYNC)
+        for obj in flux.layer_kustomizations(cfg, layers["apps"], layers["infrastructure"])
+    ]
+    infra = sync[0].id
+    kept = [dataclasses.replace(p, needs=(*p.needs, infra)) for p in planned if not p.gitops and p.pulumi]
+    return sync + kept
 
 
 def _check_unique(planned: list[Planned]) -> None:

@@ -225,3 +225,149 @@ def test_a_namespace_keeps_its_urn_when_it_moves_between_concerns(tmp_path):
         set(moved["config"].get("k8s-secrets:namespaces", [])) | {app_ns}
     )
     assert namespace_homes(moved)[app_ns] == homes[app_ns] == "namespaces"
+
+
+# --- delivery: flux (issue 22 item 4) --------------------------------------------------------------
+
+
+def _builders_output(cfg) -> dict:
+    """Everything the builders make of a stack: the exported layers and sync/, plus the objects
+    that are never exported (`gitops=False`)."""
+    rendered = render(cfg)
+    out = {_key(o): o for layer in ("infrastructure", "apps", "sync") for o in rendered.objects[layer]}
+    out.update({_key(p.obj): p.obj for p in plan_stack(cfg) if not p.gitops})
+    return out
+
+
+def _without_field_manager(obj, stack):
+    obj = copy.deepcopy(obj)
+    annotations = obj["metadata"]["annotations"]
+    assert annotations.pop(FIELD_MANAGER) == f"pulumi-k8s-secrets-{stack}"
+    if not annotations:
+        del obj["metadata"]["annotations"]
+    return obj
+
+
+@pytest.mark.parametrize("stack_file", STACKS, ids=lambda p: p.name)
+def test_flux_delivery_registers_exactly_the_sync_kustomizations(stack_file):
+    """Under `delivery: flux` Pulumi registers exactly k8s/<stack>/sync/ (the documented subset of
+    the builders' output), field by field as exported; every other object is Flux's."""
+    import dataclasses
+
+    cfg = dataclasses.replace(load_stack_file(stack_file), delivery="flux")
+    mocks, _ = run_program(lambda: Platform(cfg.stack, cfg), stack=cfg.stack)
+    registered = _registered_objects(mocks)
+    rendered = render(cfg)
+    sync = {_key(o): o for o in rendered.objects["sync"]}
+    assert set(sync) and set(registered) == set(sync)
+    assert set(registered) <= set(_builders_output(cfg))
+    for key, obj in registered.items():
+        # nothing Pulumi registers needs the infrastructure Kustomization here: none is awaited
+        assert _without_field_manager(obj, cfg.stack) == sync[key], key
+    # the exported files do not depend on the delivery
+    assert rendered.files == render(load_stack_file(stack_file)).files
+
+
+def test_flux_delivery_keeps_manual_values_as_pulumi_secrets():
+    """A manual-backend stack under `delivery: flux`: Pulumi registers sync/ and the manual Secret
+    (never exported), which waits for the infrastructure Kustomization (its namespace is Flux's)."""
+    from components.pulumi_source import load_from_pulumi, manual_value_outputs
+    from ksecrets.config.load import parse
+
+    config = {
+        "k8s-secrets:backend": "manual",
+        "k8s-secrets:delivery": "flux",
+        "k8s-secrets:monitoring": {"enabled": False},
+        "k8s-secrets:apps": [
+            {
+                "name": "web",
+                "namespace": "web",
+                "secretName": "web-secrets",
+                "keys": ["PASSWORD"],
+                "deployments": [{"name": "web", "image": "ghcr.io/stefanprodan/podinfo:6.7.1", "envFrom": True}],
+            }
+        ],
+        "k8s-secrets:manualValues": {"web-secrets": {"PASSWORD": "x"}},
+    }
+    holder = {}
+
+    def program():
+        cfg, values = load_from_pulumi()
+        holder["cfg"] = cfg
+        holder["p"] = Platform(cfg.stack, cfg, manual_values=manual_value_outputs(cfg, values))
+
+    mocks, _ = run_program(program, stack="dev", config=config)
+    cfg, platform = holder["cfg"], holder["p"]
+    assert cfg.delivery == "flux"
+    registered = _registered_objects(mocks)
+    infra, apps = (
+        ("kustomize.toolkit.fluxcd.io/v1", "Kustomization", "flux-system", f"dev-{n}")
+        for n in ("infrastructure", "apps")
+    )
+    secret = ("v1", "Secret", "web", "web-secrets")
+    assert set(registered) == {infra, apps, secret}
+    assert set(registered) <= set(_builders_output(cfg))
+    # The manual Secret waits for the Kustomization that creates its namespace; that one is awaited.
+    assert (
+        "kustomize.toolkit.fluxcd.io/v1/Kustomization/flux-system/dev-infrastructure"
+        in platform.registry.depends["v1/Secret/web/web-secrets"]
+    )
+    assert registered[infra]["metadata"]["annotations"][WAIT_FOR] == WAIT_READY
+    assert WAIT_FOR not in registered[apps]["metadata"]["annotations"]
+    # Delivery is read once, by the model: a stack file without it is `pulumi`, anything else refused.
+    raw = {k.removeprefix("k8s-secrets:"): v for k, v in config.items()}
+    assert (
+        parse({**raw, "delivery": "pulumi"}, stack="dev", source="Pulumi.dev.yaml", root=str(ROOT)).delivery == "pulumi"
+    )
+    assert (
+        parse({k: v for k, v in raw.items() if k != "delivery"}, stack="dev", source="x", root=str(ROOT)).delivery
+        == "pulumi"
+    )
+    from ksecrets.errors import KsecretsError
+
+    with pytest.raises(KsecretsError, match="delivery"):
+        parse({**raw, "delivery": "argo"}, stack="dev", source="Pulumi.dev.yaml", root=str(ROOT))
+
+
+def test_flux_delivery_preview_report_names_what_flux_would_apply_differently(tmp_path):
+    """The preview's report of a flux-delivered stack: up to date against the committed k8s/, and
+    every differing file named once k8s/ lags the config."""
+    import dataclasses
+    import shutil
+
+    from components.flux_delivery import report
+
+    cfg = dataclasses.replace(load_stack_file(ROOT / "Pulumi.staging.yaml"), delivery="flux")
+    ok = report(cfg)
+    assert ok.warnings == [] and "delivery flux: k8s/staging/ is up to date with Pulumi.staging.yaml" in ok.info
+    shutil.copytree(ROOT / "certs", tmp_path / "certs")
+    shutil.copytree(ROOT / "k8s" / "staging", tmp_path / "k8s" / "staging")
+    (tmp_path / "k8s" / "staging" / "apps" / "deployment-my-app.yaml").write_text(
+        "# Generated by `ksecrets export` x\n"
+    )
+    (tmp_path / "k8s" / "staging" / "apps" / "serviceaccount-my-app.yaml").unlink()
+    lagging = report(dataclasses.replace(cfg, root=str(tmp_path)))
+    assert "differs from Pulumi.staging.yaml in 2 file(s)" in lagging.warnings[0]
+    assert lagging.warnings[1:] == [
+        "  changed: k8s/staging/apps/deployment-my-app.yaml",
+        "  missing: k8s/staging/apps/serviceaccount-my-app.yaml",
+    ]
+
+
+def test_flux_delivery_refuses_vault_configure(tmp_path):
+    """`vault.configure` is Pulumi configuring the Vault it installed; under flux Pulumi holds no
+    Vault release to wait for, so the stack is refused with the key named."""
+    import yaml as _yaml
+
+    from ksecrets.errors import KsecretsError
+
+    doc = _yaml.safe_load((ROOT / "Pulumi.production.yaml").read_text())
+    doc["config"]["k8s-secrets:delivery"] = "flux"
+    doc["config"]["k8s-secrets:vault"]["configure"] = True
+    path = tmp_path / "Pulumi.prod2.yaml"
+    path.write_text(_yaml.safe_dump(doc))
+    with pytest.raises(KsecretsError, match=r"vault\.configure: is true but delivery is flux"):
+        load_stack_file(path)
+    doc["config"]["k8s-secrets:vault"]["configure"] = False
+    path.write_text(_yaml.safe_dump(doc))
+    assert load_stack_file(path).delivery == "flux"
