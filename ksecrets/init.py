@@ -22,6 +22,7 @@ Plaintext that `scan` finds is reported with the `ksecrets adopt` command that t
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 import textwrap
@@ -377,8 +378,9 @@ def plaintext(root: Path, choices: Sequence[Choice]) -> list[Plaintext]:
     seen: set[str] = set()
     for f in findings:
         rel = os.path.relpath(f.path, root)
+        shown = str(dataclasses.replace(f, path=rel))
         if f.kind not in (ENV_FILE, SECRET_DATA):  # what adopt takes in: env files, Secrets with data
-            out.append(Plaintext(str(f), None, "not something adopt takes in: remove it by hand"))
+            out.append(Plaintext(shown, None, "not something adopt takes in: remove it by hand"))
             continue
         if rel in seen:
             continue
@@ -388,15 +390,15 @@ def plaintext(root: Path, choices: Sequence[Choice]) -> list[Plaintext]:
         target = named or (adopts[0] if adopts else None)
         if target is None:
             why = backends.get(choices[0].backend).cannot_adopt() if choices else "no environment"
-            out.append(Plaintext(str(f), None, why))
+            out.append(Plaintext(shown, None, why))
             continue
         spec = backends.get(target.backend)
         if not (spec.seals or spec.vault):  # adopt cannot write it: the backend's own command
             how, _ = spec.put_values(target.environment, "SECRET-NAME", ["APP"])
-            out.append(Plaintext(str(f), how.replace("FILE", shell_quote(rel))))
+            out.append(Plaintext(shown, how.replace("FILE", shell_quote(rel))))
             continue
-        name = " --name SECRET-NAME" if env_file else ""
-        out.append(Plaintext(str(f), f"ksecrets adopt {shell_quote(rel)} --stack {target.environment}{name}"))
+        name = " --name SECRET-NAME --namespace NAMESPACE" if env_file else ""  # what the env file cannot say
+        out.append(Plaintext(shown, f"ksecrets adopt {shell_quote(rel)} --stack {target.environment}{name}"))
     return out
 
 

@@ -55,9 +55,11 @@ QUESTIONS = (
 
 
 def register(subparsers) -> None:
+    from ksecrets.cli import SUBCOMMANDS
+
     p = subparsers.add_parser(
         "init",
-        help="ask the guide's questions, choose a backend per environment, write stacks, keys and CI",
+        help=SUBCOMMANDS["init"][1],
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

@@ -1,0 +1,391 @@
+"""`ksecrets init`: the guide's decision matrix as a table, scripted and interactive runs in fresh git
+repositories followed by the project's own checks there, never an overwrite, nothing written on bad
+answers or an interruption."""
+
+from __future__ import annotations
+
+import os
+import pty
+import select
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from ksecrets.usecases import choose
+from ksecrets.usecases.choose import Answers
+from tests.conftest import ksecrets_in_process
+
+ROOT = Path(__file__).resolve().parents[2]
+AGE = "age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p"  # age's own example recipient
+PASSPHRASE = "init test passphrase"
+
+# --- the matrix, one row per rule (and the rows that show which rule wins) --------------------------
+
+A = Answers()
+MATRIX = [
+    # (answers, production?, backend, the rule that decides)
+    (Answers(dynamic_secrets=True), True, "vault", "dynamic secrets"),
+    (Answers(compliance="pci-dss"), True, "vault", "compliance"),
+    (Answers(audit="access-log"), True, "vault", "audit"),
+    (Answers(rotation="automated"), True, "vault", "rotation"),
+    (Answers(security="high", team_size="large"), True, "vault", "security and team size"),
+    (Answers(current="vault"), False, "vault", "Vault today"),
+    (Answers(gitops="none"), False, "manual", "no GitOps"),
+    (Answers(current="sops"), False, "sops", "SOPS today"),
+    (A, False, "sealed-secrets", "GitOps"),
+    (A, True, "sealed-secrets", "GitOps"),
+    # production-only requirements leave the other environments on the GitOps backend
+    (Answers(dynamic_secrets=True, compliance="hipaa", audit="access-log", rotation="automated"), False,
+     "sealed-secrets", "GitOps"),
+    (Answers(compliance="soc2", current="sops"), False, "sops", "SOPS today"),
+    (Answers(security="high", team_size="medium"), True, "sealed-secrets", "GitOps"),
+    # the first rule that applies wins
+    (Answers(dynamic_secrets=True, compliance="soc2"), True, "vault", "dynamic secrets"),
+    (Answers(compliance="soc2", gitops="none"), True, "vault", "compliance"),
+    (Answers(gitops="none", current="sops"), False, "manual", "no GitOps"),
+]
+
+
+@pytest.mark.parametrize("answers,production,backend,rule", MATRIX)
+def test_the_matrix(answers, production, backend, rule):
+    c = choose.choose(answers, "env", production)
+    assert (c.backend, c.rule) == (backend, rule)
+    assert c.why == next(r.why for r in choose.RULES if r.name == rule)
+
+
+def test_every_rule_has_a_row_and_chooses_a_registered_backend():
+    from ksecrets import backends
+
+    assert {row[3] for row in MATRIX} == {r.name for r in choose.RULES}
+    assert all(backends.find(r.backend) is not None for r in choose.RULES)
+    assert choose.RULES[-1].applies(A, False) and choose.RULES[-1].applies(A, True)
+
+
+# --- scripted runs in fresh repositories ----------------------------------------------------------
+
+
+def flags(**answers: str) -> list[str]:
+    base = {
+        "environments": "dev,staging,production",
+        "production": "production",
+        "cluster": "managed",
+        "ci": "github",
+        "secrets": "app-config,database",
+        "compliance": "none",
+        "current": "plaintext",
+        "team-size": "small",
+        "security": "standard",
+        "gitops": "flux",
+        "rotation": "manual",
+        "audit": "git",
+        "dynamic-secrets": "no",
+    } | {k.replace("_", "-"): v for k, v in answers.items()}
+    return [f"--{k}={v}" for k, v in base.items() if v is not None]
+
+
+@pytest.fixture
+def repo(tmp_path):
+    r = tmp_path / "repo"
+    r.mkdir()
+    subprocess.run(["git", "init", "-q", "-b", "main", str(r)], check=True)
+    return r
+
+
+@pytest.fixture
+def safe(tmp_path):
+    s = tmp_path / "safe"
+    s.mkdir()
+    return s
+
+
+def env(**extra: str) -> dict[str, str]:
+    e = {k: v for k, v in os.environ.items() if not k.startswith("KSECRETS_")}
+    return e | {"KSECRETS_BACKUP_PASSPHRASE": PASSPHRASE, "KSECRETS_BACKUP_SCRYPT_LOG2N": "14"} | extra
+
+
+def init(repo: Path, *args: str) -> subprocess.CompletedProcess:
+    return ksecrets_in_process("init", "--non-interactive", "--root", str(repo), *args, env=env())
+
+
+def tree(root: Path) -> dict[str, bytes]:
+    return {
+        str(p.relative_to(root)): p.read_bytes()
+        for p in sorted(root.rglob("*"))
+        if p.is_file() and ".git" not in p.relative_to(root).parts[:1]
+    }
+
+
+def project_checks(repo: Path) -> None:
+    """What `make render` runs (`ksecrets export`), then CI's guardrails (the workflow's commands)."""
+    from ksecrets.init import CI_CHECKS
+
+    res = ksecrets_in_process("export", "--root", str(repo), env=env())
+    assert res.returncode == 0, res.stderr
+    subprocess.run(["git", "-C", str(repo), "add", "-A"], check=True)
+    for _, command in CI_CHECKS:
+        argv = command.split()[1:]
+        res = ksecrets_in_process(*argv, *([] if argv[0] == "scan" else ["--root", str(repo)]), cwd=repo, env=env())
+        assert res.returncode == 0, (command, res.stdout, res.stderr)
+
+
+ANSWER_SETS = {
+    "sealed, small team": ({}, {"dev": "sealed-secrets", "staging": "sealed-secrets", "production": "sealed-secrets"}),
+    "sops today, soc2": (
+        {"current": "sops", "compliance": "soc2"},
+        {"dev": "sops", "staging": "sops", "production": "vault"},
+    ),
+    "no GitOps": ({"gitops": "none", "environments": "dev,production"}, {"dev": "manual", "production": "manual"}),
+}
+
+
+@pytest.mark.parametrize("name", ANSWER_SETS)
+def test_scripted_init_then_the_project_checks_pass(repo, safe, name):
+    answers, expected = ANSWER_SETS[name]
+    extra = [f"--age-recipient={e}={AGE}" for e, b in expected.items() if b == "sops"]
+    res = init(repo, *flags(**answers), f"--backup-dir={safe}", *extra)
+    assert res.returncode == 0, res.stderr
+    for e, backend in expected.items():
+        assert f"  {e}: {backend} (" in res.stdout
+        text = (repo / f"Pulumi.{e}.yaml").read_text()
+        assert yaml.safe_load(text)["config"]["k8s-secrets:backend"] == backend
+        assert f"# ksecrets init chose {backend} by the guide's matrix" in text
+        sealed = backend == "sealed-secrets"
+        assert (repo / f"certs/{e}.pem").is_file() == sealed
+        assert (safe / f"{e}.ksbackup").is_file() == sealed
+    sops = [e for e, b in expected.items() if b == "sops"]
+    assert (repo / ".sops.yaml").exists() == bool(sops)
+    if sops:
+        rules = yaml.safe_load((repo / ".sops.yaml").read_text())["creation_rules"]
+        assert [(r["path_regex"], r["age"]) for r in rules] == [(f"^secrets/{e}/.*\\.sops\\.yaml$", AGE) for e in sops]
+    from ksecrets.init import GITIGNORE
+
+    assert set(GITIGNORE) <= set((repo / ".gitignore").read_text().splitlines())
+    assert (repo / ".github/workflows/ksecrets.yml").is_file()
+    project_checks(repo)
+
+
+def test_the_sops_rules_are_what_sops_set_encrypts_with(repo):
+    """`.sops.yaml` names the folder and the rule of the files `ksecrets sops set` writes."""
+    from ksecrets.backends.sops import secret_file
+    from ksecrets.init import sops_config
+    import re
+
+    rule = yaml.safe_load(sops_config({"dev": (AGE,)}))["creation_rules"][0]
+    assert re.search(rule["path_regex"], secret_file("dev", "web-secrets"))
+    assert not re.search(rule["path_regex"], secret_file("dev2", "web-secrets"))
+    from ksecrets.sopsrules import SECRET_ENCRYPTED_REGEX
+
+    assert rule["encrypted_regex"] == SECRET_ENCRYPTED_REGEX
+
+
+@pytest.mark.oracle
+def test_the_workflow_passes_actionlint_and_runs_the_projects_guardrails(repo):
+    from ksecrets.init import CI_CHECKS, workflow
+
+    path = repo / "ksecrets.yml"
+    path.write_text(workflow("ksecrets==1.0"))
+    lint = shutil.which("actionlint") or str(ROOT / ".tools/bin/actionlint")
+    res = subprocess.run([lint, str(path)], capture_output=True, text=True)
+    assert (res.returncode, res.stdout, res.stderr) == (0, "", "")
+    project_ci = (ROOT / ".github/workflows/ci.yml").read_text()
+    for _, command in CI_CHECKS:  # the same guardrails as the project's own CI
+        assert f"run: .venv/bin/{command}\n" in project_ci, command
+        assert f"run: {command}\n" in path.read_text()
+
+
+def test_the_projects_gitignore_has_every_line_init_adds():
+    from ksecrets.init import GITIGNORE
+
+    assert set(GITIGNORE) <= set((ROOT / ".gitignore").read_text().splitlines())
+
+
+# --- an existing project: never an overwrite -----------------------------------------------------
+
+
+def test_init_twice_overwrites_nothing(repo, safe, tmp_path):
+    first = init(repo, *flags(), f"--backup-dir={safe}")
+    assert first.returncode == 0, first.stderr
+    stack = repo / "Pulumi.dev.yaml"
+    stack.write_text(stack.read_text() + "# the user's own line\n")
+    (repo / ".gitignore").write_text((repo / ".gitignore").read_text() + "mine/\n")
+    before = tree(repo)
+    safe2 = tmp_path / "safe2"
+    safe2.mkdir()
+    again = init(repo, *flags(environments="dev,staging,production,qa"), f"--backup-dir={safe2}")
+    assert again.returncode == 0, again.stderr
+    after = tree(repo)
+    assert {k: v for k, v in after.items() if k in before} == before  # every file byte for byte
+    assert sorted(set(after) - set(before)) == ["Pulumi.qa.yaml", "certs/qa.pem"]
+    for e in ("dev", "staging", "production"):
+        assert f"note: Pulumi.{e}.yaml: exists, kept as it is" in again.stdout
+    assert sorted(p.name for p in safe2.iterdir()) == ["qa.ksbackup"]
+
+
+def test_in_the_projects_own_checkout_it_adds_the_new_environment_only(tmp_path, safe):
+    """The template: staging and production exist, ci.yml previews every stack file."""
+    copy = tmp_path / "copy"
+    files = subprocess.run(["git", "-C", str(ROOT), "ls-files", "-z"], capture_output=True, check=True).stdout
+    for name in filter(None, files.decode().split("\0")):
+        if (ROOT / name).is_file():
+            (copy / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(ROOT / name, copy / name)
+    before = tree(copy)
+    res = init(copy, *flags(compliance="soc2"), f"--backup-dir={safe}")
+    assert res.returncode == 0, res.stderr
+    after = tree(copy)
+    assert sorted(set(after) - set(before)) == ["Pulumi.dev.yaml", "certs/dev.pem"]
+    assert {k: v for k, v in after.items() if k in before} == before
+    assert "note: .github/workflows/ci.yml: exists, kept" in res.stdout
+    assert "  production: vault (compliance)" in res.stdout
+
+
+# --- bad answers: one line, exit 2, nothing written ----------------------------------------------
+
+BAD = {
+    "missing flag": (["--team-size"], "ksecrets: --team-size: missing"),
+    "not a choice": (["--team-size=huge"], "ksecrets: --team-size 'huge': not one of small, medium, large"),
+    "production not an environment": (["--production=prod"], "ksecrets: --production: prod is not one of"),
+    "bad stack name": (["--environments=Dev_1"], "ksecrets: 'Dev_1': a stack name is"),
+    "twice": (["--environments=dev,dev"], "ksecrets: --environments: dev is named twice"),
+    "no backup dir": (["--backup-dir"], "ksecrets: --backup-dir DIR: missing; environment dev gets backend"),
+    "backup inside": (["--backup-dir=INSIDE"], "inside the repository; keep key backups out of Git"),
+    "sops without recipient": (["--current=sops"], "ksecrets: --age-recipient dev=AGE1...: missing"),
+    "bad recipient": (["--current=sops", "--age-recipient=dev=age1nope"], "is not an age X25519 recipient"),
+    "recipient for a sealed stack": ([f"--age-recipient=dev={AGE}"], "which encrypts no SOPS files"),
+}
+
+
+@pytest.mark.parametrize("case", BAD)
+def test_bad_answers_are_one_line_and_write_nothing(repo, safe, case):
+    changes, message = BAD[case]
+    args = flags() + [f"--backup-dir={safe}"]
+    for change in changes:
+        key = change.split("=", 1)[0]
+        args = [a for a in args if not a.startswith(key + "=")]
+        if "=" in change:
+            args.append(change.replace("INSIDE", str(repo)))
+    if case == "sops without recipient" or case == "bad recipient":
+        args = [a for a in args if not a.startswith("--current=")] + ["--current=sops"]
+    res = init(repo, *args)
+    assert res.returncode == 2, (res.stdout, res.stderr)
+    assert res.stderr.count("\n") == 1 and message in res.stderr, res.stderr
+    assert tree(repo) == {} and list(safe.iterdir()) == []
+
+
+def test_an_interruption_half_way_leaves_nothing(repo, safe, monkeypatch):
+    """Ctrl-C while the second stack is written: the first stack, the certificates, the backups and
+    the folders init made are gone; an existing .gitignore has its bytes back."""
+    from ksecrets import stacks
+
+    (repo / ".gitignore").write_text("mine/\n")
+    real = stacks.stack_new
+    calls = []
+
+    def interrupted(*a, **k):
+        calls.append(a)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(*a, **k)
+
+    monkeypatch.setattr(stacks, "stack_new", interrupted)
+    res = init(repo, *flags(), f"--backup-dir={safe}")
+    assert res.returncode == 130
+    assert len(calls) == 2
+    assert tree(repo) == {".gitignore": b"mine/\n"}
+    assert not (repo / "certs").exists() and list(safe.iterdir()) == []
+
+
+# --- plaintext: the adopt command it prints works --------------------------------------------------
+
+
+def test_plaintext_found_gets_the_exact_adopt_command(repo, safe):
+    (repo / ".env.dev").write_text("API_KEY=dev-api-0123456789\n")
+    res = init(repo, *flags(), f"--backup-dir={safe}")
+    assert res.returncode == 0, res.stderr
+    line = next(l for l in res.stdout.splitlines() if l.startswith("plaintext: .env.dev"))
+    command = line.split("take it in with: ", 1)[1]
+    assert command == "ksecrets adopt .env.dev --stack dev --name SECRET-NAME --namespace NAMESPACE"
+    argv = command.replace("SECRET-NAME", "my-app-secrets").replace("NAMESPACE", "my-app").split()[1:]
+    res = ksecrets_in_process(*argv, cwd=repo, env=env())
+    assert res.returncode == 0, res.stderr
+    assert not (repo / ".env.dev").exists()
+    assert "my-app-secrets" in (repo / "Pulumi.dev.yaml").read_text()
+
+
+# --- interactive, through a real terminal ---------------------------------------------------------
+
+
+def test_interactive_init_through_a_pty(repo, safe):
+    """Every question on a terminal (python's pty): the answers, then the ones the choices need
+    (the sops environment's recipient), then the confirmation."""
+    answers = {
+        "Your environments": "dev,production",
+        "Which of them are production": "production",
+        "Where do the clusters run": "local",
+        "Your CI": "none",
+        "The kinds of secrets": "api-keys",
+        "Compliance requirements": "hipaa",
+        "Secrets management in use today": "sops",
+        "Team size": "wrong",  # asked again
+        "Security requirements": "high",
+        "GitOps": "flux",
+        "Secret rotation": "manual",
+        "Audit": "git",
+        "Dynamic secrets": "no",
+        "The age public key of dev": AGE,
+        "Write the files?": "y",
+    }
+    pid, fd = pty.fork()
+    if pid == 0:  # the child: ksecrets on the terminal
+        os.chdir(repo)
+        os.execve(sys.executable, [sys.executable, "-m", "ksecrets", "init"], env(COLUMNS="200"))
+    out = b""
+    asked: list[str] = []
+    team_asked = 0
+    deadline = time.monotonic() + 60
+    try:
+        while time.monotonic() < deadline:
+            ready, _, _ = select.select([fd], [], [], 1)
+            if not ready:
+                continue
+            try:
+                chunk = os.read(fd, 4096)
+            except OSError:
+                break
+            if not chunk:
+                break
+            out += chunk
+            last = out.decode(errors="replace").rsplit("\n", 1)[-1]
+            if not last.endswith(": "):  # a prompt waits after ": "
+                continue
+            prompt = next((p for p in answers if last.lstrip().startswith(p)), None)
+            assert prompt is not None, last
+            asked.append(prompt)
+            reply = answers[prompt]
+            if prompt == "Team size":
+                team_asked += 1
+                reply = "wrong" if team_asked == 1 else "large"
+            os.write(fd, reply.encode() + b"\n")
+            out += b"\n"
+        _, status = os.waitpid(pid, 0)
+    finally:
+        try:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+        except (ProcessLookupError, ChildProcessError):
+            pass
+        os.close(fd)
+    text = out.decode(errors="replace")
+    assert os.waitstatus_to_exitcode(status) == 0, text
+    assert team_asked == 2 and "--team-size 'wrong': not one of small, medium, large" in text
+    assert "dev: sops (SOPS today)" in text and "production: vault (compliance)" in text
+    assert set(asked) == set(answers)
+    assert yaml.safe_load((repo / "Pulumi.dev.yaml").read_text())["config"]["k8s-secrets:sops"]["recipients"] == [AGE]
+    assert not (repo / ".github").exists()  # CI: none
+    project_checks(repo)
