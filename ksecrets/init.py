@@ -96,7 +96,7 @@ class Plan:
     request: InitRequest
     choices: list[Choice]
     new: list[Choice]  # environments whose stack file init writes
-    kept: list[str]  # environments whose stack file exists (never touched)
+    kept: dict[str, str | None]  # environments whose stack file exists (never touched) -> its backend
     keygen: dict[str, Path]  # environment -> backup file (a certificate to make)
     certs_kept: list[str]  # new sealed stacks whose certificate exists already
     sops_rules: dict[str, tuple[str, ...]]  # new sops stacks -> recipients
@@ -183,6 +183,32 @@ def _gitignore(root: Path) -> str | None:
     return old + sep + ("\n" if old else "") + GITIGNORE_HEADER + "\n" + "".join(m + "\n" for m in missing)
 
 
+def _backend_of(root: Path, env: str) -> str | None:
+    """An existing stack's backend (None when its file does not load: init leaves it to the user)."""
+    from ksecrets.config.load import load_stack
+
+    try:
+        return load_stack(env, root).backend
+    except KsecretsError:
+        return None
+
+
+def in_effect(p: Plan) -> list[Choice]:
+    """Each environment's backend after init: the matrix's for new stacks, the file's for kept ones."""
+    out = []
+    for c in p.choices:
+        if c.environment not in p.kept:
+            out.append(c)
+        elif p.kept[c.environment] is not None:
+            backend = str(p.kept[c.environment])
+            out.append(
+                Choice(
+                    c.environment, backend, "kept", f"{stack_path(p.request.root, c.environment).name} says {backend}"
+                )
+            )
+    return out
+
+
 def plan(req: InitRequest) -> Plan:
     """Every check before any write: names, production environments, recipients, backups."""
     from ksecrets import validators
@@ -205,7 +231,7 @@ def plan(req: InitRequest) -> Plan:
             raise KsecretsError(f"--age-recipient {env}=...: {env} is not one of --environments")
     choices = choose_all(req.answers, req.environments, req.production)
     new = [c for c in choices if not stack_path(root, c.environment).exists()]
-    kept = [c.environment for c in choices if stack_path(root, c.environment).exists()]
+    kept = {c.environment: _backend_of(root, c.environment) for c in choices if c not in new}
     keygen: dict[str, Path] = {}
     certs_kept: list[str] = []
     sops_rules: dict[str, tuple[str, ...]] = {}
@@ -250,7 +276,9 @@ def plan(req: InitRequest) -> Plan:
                 raise KsecretsError(f"--backup-dir {backup_dir}: inside the repository; keep key backups out of Git")
             backup = backup_dir / f"{c.environment}.ksbackup"
             if backup.exists():
-                raise KsecretsError(f"{backup}: already exists; choose another --backup-dir (a backup is never overwritten)")
+                raise KsecretsError(
+                    f"{backup}: already exists; choose another --backup-dir (a backup is never overwritten)"
+                )
             keygen[c.environment] = backup
     sops_text = None
     to_add: list[str] = []

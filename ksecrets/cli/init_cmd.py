@@ -65,7 +65,9 @@ def register(subparsers) -> None:
     )
     for q in QUESTIONS:
         what = f"one of {', '.join(q.choices)}" if q.choices else "names"
-        p.add_argument(q.flag, dest=q.dest, default=None, metavar="LIST" if q.many else "ANSWER", help=f"{q.prompt}: {what}")
+        p.add_argument(
+            q.flag, dest=q.dest, default=None, metavar="LIST" if q.many else "ANSWER", help=f"{q.prompt}: {what}"
+        )
     p.add_argument(
         "--age-recipient",
         dest="age_recipients",
@@ -211,6 +213,9 @@ def run(args: argparse.Namespace) -> int:
     print("The guide's matrix, per environment:")
     for c in p.choices:
         print(f"  {c.environment}: {c.backend} ({c.rule}): {c.why}")
+        if c.environment in p.kept:
+            has = p.kept[c.environment] or "a stack file that does not load"
+            print(f"    kept: {init.stack_path(req.root, c.environment).name} exists ({has}); init does not change it")
     if not args.yes and not asker.confirm("Write the files?", True):
         raise KsecretsError("init: nothing written (not confirmed)")
     outcome = init.apply(p, lambda: get_passphrase(confirm=True))
@@ -220,7 +225,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"note: {line}")
     for line in dict.fromkeys(outcome.next_steps):
         print(f"next: {line}")
-    found = init.plaintext(req.root, p.choices)
+    found = init.plaintext(req.root, init.in_effect(p))
     for item in found:
         if item.command:
             print(f"plaintext: {item.finding}; take it in with: {item.command}")

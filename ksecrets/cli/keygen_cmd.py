@@ -90,5 +90,3 @@ def run(args: argparse.Namespace) -> int:
     if args.print_secret:
         sys.stdout.write(yamlio.dump(made.manifest))
     return 0
-
-

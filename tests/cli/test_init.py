@@ -41,8 +41,12 @@ MATRIX = [
     (A, False, "sealed-secrets", "GitOps"),
     (A, True, "sealed-secrets", "GitOps"),
     # production-only requirements leave the other environments on the GitOps backend
-    (Answers(dynamic_secrets=True, compliance="hipaa", audit="access-log", rotation="automated"), False,
-     "sealed-secrets", "GitOps"),
+    (
+        Answers(dynamic_secrets=True, compliance="hipaa", audit="access-log", rotation="automated"),
+        False,
+        "sealed-secrets",
+        "GitOps",
+    ),
     (Answers(compliance="soc2", current="sops"), False, "sops", "SOPS today"),
     (Answers(security="high", team_size="medium"), True, "sealed-secrets", "GitOps"),
     # the first rule that applies wins
@@ -236,13 +240,15 @@ def test_in_the_projects_own_checkout_it_adds_the_new_environment_only(tmp_path,
             (copy / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(ROOT / name, copy / name)
     before = tree(copy)
-    res = init(copy, *flags(compliance="soc2"), f"--backup-dir={safe}")
+    res = init(copy, *flags(), f"--backup-dir={safe}")
     assert res.returncode == 0, res.stderr
     after = tree(copy)
     assert sorted(set(after) - set(before)) == ["Pulumi.dev.yaml", "certs/dev.pem"]
     assert {k: v for k, v in after.items() if k in before} == before
     assert "note: .github/workflows/ci.yml: exists, kept" in res.stdout
-    assert "  production: vault (compliance)" in res.stdout
+    # the matrix would choose sealed-secrets for production; its file says vault and stays
+    assert "  production: sealed-secrets (GitOps)" in res.stdout
+    assert "    kept: Pulumi.production.yaml exists (vault); init does not change it" in res.stdout
 
 
 # --- bad answers: one line, exit 2, nothing written ----------------------------------------------
