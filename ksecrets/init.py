@@ -389,14 +389,21 @@ def apply(p: Plan, passphrase: Callable[[], str]) -> Outcome:
 @dataclass(frozen=True)
 class Plaintext:
     finding: str
-    command: str | None  # the adopt that takes it in, or None when no new stack can
+    command: str | None  # what takes it in (commands joined by " && "), or None when nothing can
     why_not: str = ""
+
+
+# The words of a printed command that the user fills in (the command line asks them before it runs).
+APP = "APP"
+SECRET_NAME = "SECRET-NAME"
 
 
 def plaintext(root: Path, choices: Sequence[Choice]) -> list[Plaintext]:
     """What `scan` finds in clear under `root` (every file, tracked or not: a fresh repository tracks
-    nothing yet), with the `ksecrets adopt` command for each file adopt takes in."""
-    from ksecrets.adopt import shell_quote
+    nothing yet), with the commands that take each file in: `ksecrets adopt` (after `ksecrets app
+    add` in a stack init just wrote, which has no app yet to own the Secret's namespace), or the
+    backend's own command where adopt cannot write (`sops set`)."""
+    from ksecrets.adopt import collect, shell_quote
     from ksecrets.scan import ENV_FILE, SECRET_DATA, is_env_file_name, scan
 
     findings, _ = scan([str(root)], root=str(root))
@@ -421,12 +428,34 @@ def plaintext(root: Path, choices: Sequence[Choice]) -> list[Plaintext]:
             out.append(Plaintext(shown, None, why))
             continue
         spec = backends.get(target.backend)
+        stack = target.environment
+        new = target.rule != "kept"  # a stack init wrote: no app yet
+        quoted = shell_quote(rel)
         if not (spec.seals or spec.vault):  # adopt cannot write it: the backend's own command
-            how, _ = spec.put_values(target.environment, "SECRET-NAME", ["APP"])
-            out.append(Plaintext(shown, how.replace("FILE", shell_quote(rel))))
+            how, _ = spec.put_values(stack, SECRET_NAME, [APP])
+            out.append(Plaintext(shown, how.replace("FILE", quoted)))
             continue
-        name = " --name SECRET-NAME --namespace NAMESPACE" if env_file else ""  # what the env file cannot say
-        out.append(Plaintext(shown, f"ksecrets adopt {shell_quote(rel)} --stack {target.environment}{name}"))
+        adopt = f"ksecrets adopt {quoted} --stack {stack}"
+        if env_file:
+            if new:
+                command = f"ksecrets app add --stack {stack} --name {APP} && {adopt} --name {APP}-secrets"
+            else:
+                command = f"{adopt} --name {SECRET_NAME}"
+        else:
+            command = adopt
+            if new:
+                try:
+                    items = collect(root / rel)
+                except KsecretsError:
+                    items = []
+                adds = [
+                    f"ksecrets app add --stack {stack} --name {it.name} --namespace {it.namespace} "
+                    f"--secret-name {it.name}"
+                    for it in items
+                    if it.namespace
+                ]
+                command = " && ".join([*adds, adopt])
+        out.append(Plaintext(shown, command))
     return out
 
 

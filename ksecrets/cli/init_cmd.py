@@ -226,14 +226,49 @@ def run(args: argparse.Namespace) -> int:
     for line in dict.fromkeys(outcome.next_steps):
         print(f"next: {line}")
     found = init.plaintext(req.root, init.in_effect(p))
+    code = 0
     for item in found:
-        if item.command:
-            print(f"plaintext: {item.finding}; take it in with: {item.command}")
-        else:
+        if not item.command:
             print(f"plaintext: {item.finding}; {item.why_not}")
+            continue
+        print(f"plaintext: {item.finding}; take it in with: {item.command}")
+        if "ksecrets adopt " in item.command and asker.confirm("Run it now?", False):
+            code = _adopt(asker, item.command, req.root) or code
     print("then: make render")
     sys.stdout.flush()
-    return 0
+    return code
+
+
+def _adopt(asker: _Asker, command: str, root: Path) -> int:
+    """Run a printed `ksecrets app add && ksecrets adopt` as written, from the repository as the
+    user would, after asking what its placeholder stands for; stops at the first that fails."""
+    import os
+    import shlex
+
+    from ksecrets.cli import main
+    from ksecrets.init import APP, SECRET_NAME
+
+    values: dict[str, str] = {}
+    for word, prompt in (
+        (APP, "The app's name (its namespace, and its Secret APP-secrets)"),
+        (SECRET_NAME, "The Secret's name"),
+    ):
+        if any(a == word or a.startswith(word + "-") for a in shlex.split(command)):
+            values[word] = asker.ask(word, prompt)
+    here = os.getcwd()
+    os.chdir(root)
+    try:
+        for part in command.split(" && "):
+            argv = shlex.split(part)[1:]
+            for word, value in values.items():
+                argv = [value + a[len(word) :] if a == word or a.startswith(word + "-") else a for a in argv]
+            sys.stdout.flush()
+            code = main(argv)
+            if code:
+                return code
+        return 0
+    finally:
+        os.chdir(here)
 
 
 def _replace(req, **changes):

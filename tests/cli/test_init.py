@@ -249,6 +249,8 @@ def test_in_the_projects_own_checkout_it_adds_the_new_environment_only(tmp_path,
     # the matrix would choose sealed-secrets for production; its file says vault and stays
     assert "  production: sealed-secrets (GitOps)" in res.stdout
     assert "    kept: Pulumi.production.yaml exists (vault); init does not change it" in res.stdout
+    subprocess.run(["git", "init", "-q", "-b", "main", str(copy)], check=True)
+    project_checks(copy)
 
 
 # --- bad answers: one line, exit 2, nothing written ----------------------------------------------
@@ -316,20 +318,30 @@ def test_plaintext_found_gets_the_exact_adopt_command(repo, safe):
     assert res.returncode == 0, res.stderr
     line = next(l for l in res.stdout.splitlines() if l.startswith("plaintext: .env.dev"))
     command = line.split("take it in with: ", 1)[1]
-    assert command == "ksecrets adopt .env.dev --stack dev --name SECRET-NAME --namespace NAMESPACE"
-    argv = command.replace("SECRET-NAME", "my-app-secrets").replace("NAMESPACE", "my-app").split()[1:]
-    res = ksecrets_in_process(*argv, cwd=repo, env=env())
+    assert (
+        command == "ksecrets app add --stack dev --name APP && ksecrets adopt .env.dev --stack dev --name APP-secrets"
+    )
+    res = subprocess.run(
+        ["bash", "-euc", command.replace("APP", "my-app")],
+        cwd=repo,
+        env=env(PATH=f"{Path(sys.executable).parent}:{os.environ['PATH']}"),
+        capture_output=True,
+        text=True,
+    )
     assert res.returncode == 0, res.stderr
     assert not (repo / ".env.dev").exists()
     assert "my-app-secrets" in (repo / "Pulumi.dev.yaml").read_text()
+    project_checks(repo)  # the stack renders with the adopted Secret
 
 
 # --- interactive, through a real terminal ---------------------------------------------------------
 
 
 def test_interactive_init_through_a_pty(repo, safe):
-    """Every question on a terminal (python's pty): the answers, then the ones the choices need
-    (the sops environment's recipient), then the confirmation."""
+    """Every question on a terminal (python's pty): the answers (a wrong one asked again), the one
+    the choices need (the folder for dev's sealing key), the confirmation, then the adopt of the
+    plaintext it found, run on confirmation."""
+    (repo / ".env.dev").write_text("API_KEY=dev-api-0123456789\n")
     answers = {
         "Your environments": "dev,production",
         "Which of them are production": "production",
@@ -337,15 +349,17 @@ def test_interactive_init_through_a_pty(repo, safe):
         "Your CI": "none",
         "The kinds of secrets": "api-keys",
         "Compliance requirements": "hipaa",
-        "Secrets management in use today": "sops",
+        "Secrets management in use today": "plaintext",
         "Team size": "wrong",  # asked again
         "Security requirements": "high",
         "GitOps": "flux",
         "Secret rotation": "manual",
         "Audit": "git",
         "Dynamic secrets": "no",
-        "The age public key of dev": AGE,
+        "Where the sealing keys' encrypted backups go": str(safe),
         "Write the files?": "y",
+        "Run it now?": "y",
+        "The app's name": "my-app",
     }
     pid, fd = pty.fork()
     if pid == 0:  # the child: ksecrets on the terminal
@@ -354,7 +368,8 @@ def test_interactive_init_through_a_pty(repo, safe):
     out = b""
     asked: list[str] = []
     team_asked = 0
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + 120
+    status = None
     try:
         while time.monotonic() < deadline:
             ready, _, _ = select.select([fd], [], [], 1)
@@ -381,17 +396,20 @@ def test_interactive_init_through_a_pty(repo, safe):
             out += b"\n"
         _, status = os.waitpid(pid, 0)
     finally:
-        try:
+        if status is None:  # stopped by its PID, even when the test failed half-way
             os.kill(pid, signal.SIGKILL)
             os.waitpid(pid, 0)
-        except (ProcessLookupError, ChildProcessError):
-            pass
         os.close(fd)
     text = out.decode(errors="replace")
     assert os.waitstatus_to_exitcode(status) == 0, text
     assert team_asked == 2 and "--team-size 'wrong': not one of small, medium, large" in text
-    assert "dev: sops (SOPS today)" in text and "production: vault (compliance)" in text
+    assert "dev: sealed-secrets (GitOps)" in text and "production: vault (compliance)" in text
     assert set(asked) == set(answers)
-    assert yaml.safe_load((repo / "Pulumi.dev.yaml").read_text())["config"]["k8s-secrets:sops"]["recipients"] == [AGE]
+    assert (repo / "certs/dev.pem").is_file() and (safe / "dev.ksbackup").is_file()
     assert not (repo / ".github").exists()  # CI: none
+    assert not (repo / ".env.dev").exists()  # adopted: sealed into the stack, the file removed
+    sealed = yaml.safe_load((repo / "Pulumi.dev.yaml").read_text())["config"]["k8s-secrets:sealed"]
+    assert [(e["name"], e["namespace"], sorted(e["encryptedData"])) for e in sealed] == [
+        ("my-app-secrets", "my-app", ["API_KEY"])
+    ]
     project_checks(repo)
