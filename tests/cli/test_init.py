@@ -413,3 +413,18 @@ def test_interactive_init_through_a_pty(repo, safe):
         ("my-app-secrets", "my-app", ["API_KEY"])
     ]
     project_checks(repo)
+
+
+def test_the_gitignore_it_writes_ignores_plaintext_and_keys_and_keeps_templates(repo, safe):
+    (repo / ".gitignore").write_text("build/")  # the user's, without a final newline
+    res = init(repo, *flags(environments="dev", production="dev"), f"--backup-dir={safe}")
+    assert res.returncode == 0, res.stderr
+    assert (repo / ".gitignore").read_text().startswith("build/\n\n# ksecrets init:")
+    names = [".env", ".env.dev", "prod.env", "dev.agekey", "dev.ksbackup", ".env.example", "app.env.sample", "x.yaml"]
+    out = subprocess.run(
+        ["git", "-C", str(repo), "check-ignore", "--no-index", "--stdin"],
+        input="\n".join(names) + "\n",
+        capture_output=True,
+        text=True,
+    ).stdout.split()
+    assert out == [".env", ".env.dev", "prod.env", "dev.agekey", "dev.ksbackup"]
