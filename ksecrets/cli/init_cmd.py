@@ -39,7 +39,7 @@ YES_NO = ("yes", "no")
 # The guide's closing questions and its matrix's factors, in the order they are asked.
 QUESTIONS = (
     Question("environments", "--environments", "Your environments, in deploy order (comma-separated)", None, True),
-    Question("production", "--production", "Which of them are production (comma-separated)", None, True),
+    Question("production", "--production", "Which of them are production (comma-separated, or none)", None, True),
     Question("cluster", "--cluster", "Where do the clusters run", matrix.CLUSTERS),
     Question("ci", "--ci", "Your CI", matrix.CI),
     Question("secrets", "--secrets", "The kinds of secrets (comma-separated)", matrix.SECRET_KINDS, True),
@@ -190,7 +190,7 @@ def run(args: argparse.Namespace) -> int:
             current=answers["current"],
         ),
         environments=_split(answers["environments"]),
-        production=_split(answers["production"]),
+        production=() if answers["production"].strip() == "none" else _split(answers["production"]),
         cluster=answers["cluster"],
         ci=answers["ci"],
         secret_kinds=_split(answers["secrets"]),

@@ -428,3 +428,52 @@ def test_the_gitignore_it_writes_ignores_plaintext_and_keys_and_keeps_templates(
         text=True,
     ).stdout.split()
     assert out == [".env", ".env.dev", "prod.env", "dev.agekey", "dev.ksbackup"]
+
+
+def test_the_real_sops_encrypts_by_the_sops_yaml_it_writes_and_export_takes_the_file(repo):
+    """`.sops.yaml` is real sops configuration: `sops encrypt` (v3, the e2e tool cache) picks the
+    stack's rule by path and encrypts `data` for its recipient; `ksecrets export` takes the file;
+    a path no rule names is refused by sops."""
+    from ksecrets.sealing import sops
+    from tests.e2e.harness import binaries, missing_binaries
+
+    if missing_binaries(["sops"]):
+        pytest.skip("the real sops is not built (make e2e-tools)")
+    key = sops.generate_age_key()
+    res = init(repo, *flags(current="sops", environments="dev", production="none"), f"--age-recipient=dev={key.recipient}")
+    assert res.returncode == 0, res.stderr
+    assert ksecrets_in_process("app", "add", "--stack", "dev", "--name", "web", "--root", str(repo)).returncode == 0
+    (repo / "dev.agekey").write_text(key.key_file())
+    secret = "apiVersion: v1\nkind: Secret\nmetadata:\n  name: web-secrets\n  namespace: web\ntype: Opaque\n"
+    secret += "data:\n  PASSWORD: aHVudGVyMg==\n"
+    run_env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(repo), "SOPS_DISABLE_VERSION_CHECK": "1"}
+    for rel in ("secrets/dev/web-secrets.sops.yaml", "secrets/other/web-secrets.sops.yaml"):
+        (repo / rel).parent.mkdir(parents=True, exist_ok=True)
+        (repo / rel).write_text(secret)
+    sops_bin = str(binaries()["sops"])
+    enc = subprocess.run(
+        [sops_bin, "encrypt", "--in-place", "secrets/dev/web-secrets.sops.yaml"],
+        cwd=repo, env=run_env, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert enc.returncode == 0, enc.stderr[-500:]
+    doc = yaml.safe_load((repo / "secrets/dev/web-secrets.sops.yaml").read_text())
+    assert doc["data"]["PASSWORD"].startswith("ENC[AES256_GCM,") and doc["metadata"]["name"] == "web-secrets"
+    assert doc["sops"]["encrypted_regex"] == "^(data|stringData)$"
+    assert [a["recipient"] for a in doc["sops"]["age"]] == [key.recipient]
+    other = subprocess.run(
+        [sops_bin, "encrypt", "secrets/other/web-secrets.sops.yaml"],
+        cwd=repo, env=run_env, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert other.returncode != 0 and "no matching creation rules" in other.stderr.lower()
+    (repo / "secrets/other/web-secrets.sops.yaml").unlink()
+    dec = subprocess.run(
+        [sops_bin, "decrypt", "secrets/dev/web-secrets.sops.yaml"],
+        cwd=repo, env=run_env | {"SOPS_AGE_KEY_FILE": str(repo / "dev.agekey")}, capture_output=True, text=True,
+        timeout=60,
+    )  # fmt: skip
+    assert dec.returncode == 0 and yaml.safe_load(dec.stdout)["data"] == {"PASSWORD": "aHVudGVyMg=="}
+    (repo / "dev.agekey").unlink()
+    project_checks(repo)
+    assert (repo / "k8s/dev/apps/secret-web-secrets.sops.yaml").read_bytes() == (
+        repo / "secrets/dev/web-secrets.sops.yaml"
+    ).read_bytes()
