@@ -440,7 +440,9 @@ def test_the_real_sops_encrypts_by_the_sops_yaml_it_writes_and_export_takes_the_
     if missing_binaries(["sops"]):
         pytest.skip("the real sops is not built (make e2e-tools)")
     key = sops.generate_age_key()
-    res = init(repo, *flags(current="sops", environments="dev", production="none"), f"--age-recipient=dev={key.recipient}")
+    res = init(
+        repo, *flags(current="sops", environments="dev", production="none"), f"--age-recipient=dev={key.recipient}"
+    )
     assert res.returncode == 0, res.stderr
     assert ksecrets_in_process("app", "add", "--stack", "dev", "--name", "web", "--root", str(repo)).returncode == 0
     (repo / "dev.agekey").write_text(key.key_file())
