@@ -338,6 +338,7 @@ def apply(p: Plan, passphrase: Callable[[], str]) -> Outcome:
                         f"ksecrets init chose {c.backend} by the guide's matrix ({c.rule}): {c.why}", 98
                     ),
                     written_by="ksecrets init",
+                    up_order=p.request.environments.index(c.environment) + 1,  # CI deploys in this order
                 )
                 out.written.append(f"{path.name}: backend {c.backend}")
                 # init made the certificate, took the recipients; CI's steps are the project's ci.yml's

@@ -111,6 +111,7 @@ def stack_new(
     age_recipients: Sequence[str] = (),
     note: Sequence[str] = (),
     written_by: str = "ksecrets stack new",
+    up_order: int | None = None,
 ) -> NewStack:
     from ksecrets import yamlio
     from ksecrets.config import includes
@@ -132,6 +133,8 @@ def stack_new(
     if context is not None and (not context.strip() or any(c.isspace() or ord(c) < 32 for c in context)):
         raise KsecretsError(f"--context {context!r}: a kubeconfig context name, without blanks")
     config = new_stack_config(stack, backend, src_config, context)
+    if up_order is not None:  # where CI's up job deploys it (after the source's or in init's order)
+        config = {CONTEXT_KEY: config.pop(CONTEXT_KEY), UP_ORDER_KEY: up_order} | config
     if age_recipients:
         if not backends.get(backend).sops_files:
             raise KsecretsError(f"--age-recipient: backend {backend} does not encrypt SOPS files")

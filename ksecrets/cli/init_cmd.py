@@ -98,14 +98,15 @@ def register(subparsers) -> None:
 class _Asker:
     """Prompts on the terminal (stdin/stdout); in scripts, a missing answer names its flag."""
 
-    def __init__(self, interactive: bool) -> None:
+    def __init__(self, interactive: bool, why_not: str = "") -> None:
         self.interactive = interactive
+        self.why_not = why_not  # why nothing is asked (named in the error)
 
     def ask(self, flag: str, prompt: str, choices: tuple[str, ...] | None = None, default: str | None = None) -> str:
         from ksecrets.errors import KsecretsError
 
         if not self.interactive:
-            raise KsecretsError(f"{flag}: missing (--non-interactive asks nothing; give every answer as a flag)")
+            raise KsecretsError(f"{flag}: missing ({self.why_not}: give every answer as a flag)")
         shown = f" [{'/'.join(choices)}]" if choices else ""
         shown += f" ({default})" if default else ""
         while True:
@@ -174,7 +175,10 @@ def run(args: argparse.Namespace) -> int:
     from ksecrets.errors import KsecretsError
     from ksecrets.sealing.backup import get_passphrase
 
-    asker = _Asker(not args.non_interactive and sys.stdin.isatty())
+    asker = _Asker(
+        not args.non_interactive and sys.stdin.isatty(),
+        "--non-interactive asks nothing" if args.non_interactive else "stdin is not a terminal",
+    )
     answers = {q.dest: _answer(asker, q, getattr(args, q.dest)) for q in QUESTIONS}
     recipients = _recipients(args.age_recipients)
     req = init.InitRequest(

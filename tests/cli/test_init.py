@@ -157,7 +157,9 @@ def test_scripted_init_then_the_project_checks_pass(repo, safe, name):
     for e, backend in expected.items():
         assert f"  {e}: {backend} (" in res.stdout
         text = (repo / f"Pulumi.{e}.yaml").read_text()
-        assert yaml.safe_load(text)["config"]["k8s-secrets:backend"] == backend
+        config = yaml.safe_load(text)["config"]
+        assert config["k8s-secrets:backend"] == backend
+        assert config["ci:upOrder"] == list(expected).index(e) + 1  # CI's up job: in the given order
         assert f"# ksecrets init chose {backend} by the guide's matrix" in text
         sealed = backend == "sealed-secrets"
         assert (repo / f"certs/{e}.pem").is_file() == sealed
