@@ -27,6 +27,13 @@ UP_ORDER_KEY = "ci:upOrder"  # where CI's up job deploys the stack in its sequen
 _STACK_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]{0,48}[a-z0-9])?$")
 
 
+def check_new_stack_name(stack: str) -> str:
+    """A new stack's name, or the one-line error (`stack new`, `init`)."""
+    if not _STACK_NAME.match(stack):
+        raise KsecretsError(f"{stack!r}: a stack name is lower-case letters, digits and '-' (at most 50)")
+    return stack
+
+
 def kubeconfig_secret(stack: str) -> str:
     return f"KUBECONFIG_{stack.upper().replace('-', '_')}_READONLY"
 
@@ -102,14 +109,16 @@ def stack_new(
     context: str | None = None,
     *,
     age_recipients: Sequence[str] = (),
+    note: Sequence[str] = (),
+    written_by: str = "ksecrets stack new",
+    up_order: int | None = None,
 ) -> NewStack:
     from ksecrets import yamlio
     from ksecrets.config import includes
     from ksecrets.fileio import atomic_write_text, read_bytes
 
     root = Path(root)
-    if not _STACK_NAME.match(stack):
-        raise KsecretsError(f"{stack!r}: a stack name is lower-case letters, digits and '-' (at most 50)")
+    check_new_stack_name(stack)
     if backends.find(backend) is None:
         raise KsecretsError(f"--backend: {backend!r} is not one of {', '.join(backends.BACKENDS)}")
     path = stack_file_path(stack, root)
@@ -124,6 +133,8 @@ def stack_new(
     if context is not None and (not context.strip() or any(c.isspace() or ord(c) < 32 for c in context)):
         raise KsecretsError(f"--context {context!r}: a kubeconfig context name, without blanks")
     config = new_stack_config(stack, backend, src_config, context)
+    if up_order is not None:  # where CI's up job deploys it (after the source's or in init's order)
+        config = {CONTEXT_KEY: config.pop(CONTEXT_KEY), UP_ORDER_KEY: up_order} | config
     if age_recipients:
         if not backends.get(backend).sops_files:
             raise KsecretsError(f"--age-recipient: backend {backend} does not encrypt SOPS files")
@@ -132,7 +143,9 @@ def stack_new(
     header = (
         f"# {stack}: backend {backend}"
         + (f", apps and settings from {source} (no values)" if source else "")
-        + f". Written by `ksecrets stack new`.\n# {CONTEXT_KEY}: the kubeconfig context of this stack's cluster"
+        + f". Written by `{written_by}`.\n"
+        + "".join(f"# {line}\n" for line in note)
+        + f"# {CONTEXT_KEY}: the kubeconfig context of this stack's cluster"
         + " (CI's preview and up use a context of that name).\n"
     )
     text = _dump(config, header)

@@ -40,6 +40,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
             "ksecrets.export",
             "ksecrets.stacks",
             "ksecrets.adopt",
+            "ksecrets.init",
             "ksecrets.gitdriver",
             "ksecrets.gitrender",
         ),

@@ -25,6 +25,7 @@ from ksecrets.errors import KsecretsError
 # Subcommand → (module under ksecrets/cli/, one-line help), in the order `--help` lists them. A
 # module that does not exist yet is skipped, so the command works while the project grows.
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
+    "init": ("init_cmd", "ask the guide's questions, choose a backend per environment, write stacks, keys and CI"),
     "export": ("export_cmd", "write k8s/<stack>/ for Flux from the stack files"),
     "seal": ("seal_cmd", "seal a Secret (stdin) into a SealedSecret, offline; or seal values into stacks"),
     "unseal": ("unseal_cmd", "decrypt a SealedSecret (stdin) with recovery keys; prints the Secret"),

@@ -10,7 +10,6 @@ private key only into an encrypted backup file; `--print-secret` also prints the
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 
@@ -64,43 +63,30 @@ def _stack_settings(root: Path, stack: str) -> tuple[str, str, bool]:
     doc, _, _ = load_round_trip(path)
     section = ((doc or {}).get("config") or {}).get(SEALED_SECRETS) or {}
     cert = section.get("certificate")
-    return cert or f"certs/{stack}.pem", section.get("controllerNamespace") or "kube-system", not cert
+    from ksecrets.usecases.keygen import DEFAULT_CONTROLLER_NAMESPACE
+
+    return cert or f"certs/{stack}.pem", section.get("controllerNamespace") or DEFAULT_CONTROLLER_NAMESPACE, not cert
 
 
 def run(args: argparse.Namespace) -> int:
     from ksecrets import yamlio
-    from ksecrets.fileio import atomic_write_bytes
-    from ksecrets.sealing.backup import backup_plaintext, get_passphrase, log2_n_from_env, write_backup
-    from ksecrets.sealing.certs import public_key_fingerprint
-    from ksecrets.sealing.keys import cert_pem, generate_key_and_cert, tls_secret_manifest
+    from ksecrets.sealing.backup import get_passphrase
+    from ksecrets.usecases.keygen import check_targets, generate
 
     root = Path(args.root)
     rel, namespace, set_path = _stack_settings(root, args.stack)
-    cert_path = root / rel
-    if cert_path.exists() and not args.force:
-        raise KsecretsError(f"{rel}: already exists; pass --force to replace it (then `ksecrets reseal` the stack)")
     backup = Path(args.backup_file)
-    if backup.exists():
-        raise KsecretsError(f"{backup}: already exists; choose another file (a backup is never overwritten)")
+    check_targets(root, rel, backup, force=args.force)
     passphrase = get_passphrase(confirm=True)
-
-    key, cert = generate_key_and_cert()
-    manifest = tls_secret_manifest(key, cert, namespace=namespace)
-    # The backup first: a certificate must never exist without its key being safe somewhere.
-    write_backup(backup, backup_plaintext(manifest, str(backup)), passphrase, log2_n=log2_n_from_env())
-    atomic_write_bytes(cert_path, cert_pem(cert), 0o644)
+    made = generate(root, rel, backup, passphrase, namespace=namespace, force=args.force)
     if set_path:
         from ksecrets.config.stackfile import set_certificate_path, stack_path, update_stack_file
 
         update_stack_file(stack_path(args.stack, root), lambda c: set_certificate_path(c, rel))
-    fp = public_key_fingerprint(key.public_key())
-    sys.stderr.write(f"{rel}: {fp}, expires {cert.not_valid_after_utc:%Y-%m-%d}\n")
+    sys.stderr.write(f"{rel}: {made.fingerprint}, expires {made.expires}\n")
     sys.stderr.write(f"{backup}: private key saved, encrypted (mode 0600)\n")
-    try:
-        if os.path.commonpath([backup.resolve(), root.resolve()]) == str(root.resolve()):
-            sys.stderr.write(f"warning: {backup} is inside {root.resolve()}; keep key backups out of Git\n")
-    except ValueError:
-        pass
+    if made.backup_inside_root:
+        sys.stderr.write(f"warning: {backup} is inside {root.resolve()}; keep key backups out of Git\n")
     if args.print_secret:
-        sys.stdout.write(yamlio.dump(manifest))
+        sys.stdout.write(yamlio.dump(made.manifest))
     return 0
