@@ -454,8 +454,8 @@ class StackConfig(Section):
     @model_validator(mode="after")
     def _stack_rules(self, info: ValidationInfo) -> StackConfig:
         if self.spec.vault and self.vault is None:
-            fleet = {"auth_mount": cluster_auth_mount(self.stack)} if self.environment else {}
-            object.__setattr__(self, "vault", VaultConfig(**fleet))
+            vault = VaultConfig(auth_mount=cluster_auth_mount(self.stack)) if self.environment else VaultConfig()
+            object.__setattr__(self, "vault", vault)
         if f.is_raw(info):
             from ksecrets.config import rules
 

@@ -186,3 +186,10 @@ def test_the_exported_objects_name_the_clusters_own_mount(fleet):
     # a stack that extends nothing keeps `kubernetes`
     prod = load_stack_file(ROOT / "Pulumi.production.yaml")
     assert prod.environment == "" and prod.vault is not None and prod.vault.auth_mount == "kubernetes"
+
+
+def test_a_fleet_stack_without_a_vault_section_gets_its_own_mount_too(tmp_path):
+    env = {k: v for k, v in ENVIRONMENT.items() if k != "vault"}
+    write_fleet(tmp_path, {"prod-a": {}}, environment=env)
+    cfg = load_stack_file(tmp_path / "Pulumi.prod-a.yaml")
+    assert cfg.environment == "production" and cfg.vault is not None and cfg.vault.auth_mount == "kubernetes-prod-a"
