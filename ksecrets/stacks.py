@@ -177,12 +177,15 @@ def _environment_from(config: Mapping[str, Any]) -> dict[str, Any]:
     from ksecrets.config import environments
 
     env: dict[str, Any] = {}
+    own = dict(_PER_CLUSTER)
+    for section, key in environments.PER_CLUSTER:  # never in an environment file (vault.authMount)
+        own[section] = (*own.get(section, ()), key)
     for key, value in config.items():
         if not key.startswith(PREFIX) or key[len(PREFIX) :] in environments.NOT_INHERITED:
             continue
         name = key[len(PREFIX) :]
-        if isinstance(value, dict) and name in _PER_CLUSTER:
-            value = {k: v for k, v in value.items() if k not in _PER_CLUSTER[name]}
+        if isinstance(value, dict) and name in own:
+            value = {k: v for k, v in value.items() if k not in own[name]}
             if not value:
                 continue
         env[name] = value

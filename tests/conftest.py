@@ -43,12 +43,12 @@ def run_lock(tmp_path_factory, name: str) -> Iterator[Path]:
 
 @pytest.fixture
 def repo_copy(tmp_path: Path) -> Path:
-    """The stack files, certs and k8s/ of this repository in a temp dir (for writes)."""
+    """The stack files, certs, k8s/ and clusters/ of this repository in a temp dir (for writes)."""
     dest = tmp_path / "repo"
     dest.mkdir()
     for p in ROOT.glob("Pulumi*.yaml"):
         shutil.copy2(p, dest / p.name)
-    for d in ("certs", "k8s"):
+    for d in ("certs", "k8s", "clusters"):
         if (ROOT / d).is_dir():
             shutil.copytree(ROOT / d, dest / d)
     return dest

@@ -41,6 +41,10 @@ FOLDER = "environments"  # where `stack new --env E` writes environments/E.yaml
 # Per cluster, never inherited: sealed values are sealed for one cluster's key; manual values are
 # one stack's Pulumi secrets; and an environment does not extend another.
 NOT_INHERITED = ("sealed", "manualValues", EXTENDS)
+# Keys of a section that are each cluster's own: a Vault auth mount is bound to one cluster's API
+# server (its host, CA and service accounts), so clusters sharing one would overwrite each
+# other's login config. Left out, a cluster's is `kubernetes-<stack>` (model.cluster_auth_mount).
+PER_CLUSTER = (("vault", "authMount"),)
 
 
 def merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
@@ -98,6 +102,16 @@ def load_environment(
             raise ConfigError(at, name, f"cannot be in an environment file ({why}): keep it in each stack file")
         if name not in known:
             raise ConfigError(at, name, unknown_key(name, allowed))
+    for section, key in PER_CLUSTER:
+        value = doc.get(section, doc.get(f"k8s-secrets:{section}"))
+        if isinstance(value, Mapping) and key in value:
+            line = line_of(text, f"{section}.{key}")
+            raise ConfigError(
+                f"{shown}: line {line}" if line else shown,
+                f"{section}.{key}",
+                "is each cluster's own, not the environment's (every cluster logs in at its own mount, "
+                "by default kubernetes-<stack>): set it in a stack file or leave it out",
+            )
     return {str(k).removeprefix("k8s-secrets:"): v for k, v in doc.items()}, shown, text
 
 
@@ -139,7 +153,9 @@ def extending(parse: F) -> F:
         own = {k: v for k, v in raw.items() if k != EXTENDS}
         env, shown, text = load_environment(ref, source=source, root=root, known=known)
         try:
-            return parse(merge(env, own), stack=stack, source=source, root=root, **kw)
+            return parse(
+                merge(env, own), stack=stack, source=source, root=root, environment=environment_name(shown), **kw
+            )
         except ConfigError as exc:
             if exc.source != source or not exc.path or not from_environment(exc.path, own, env):
                 raise

@@ -43,13 +43,14 @@ def stack_name(value: str) -> str | None:
 
 @environments.extending  # `extends` names an environment file merged under the stack's keys
 @includes.resolving  # `sealed`/`apps` may name a file (includes.py); errors there name that file
-def parse(raw: Mapping[str, Any], *, stack: str, source: str, root: str = ".") -> m.StackConfig:
-    """Validate the `k8s-secrets:` keys of one stack (prefix removed) into a StackConfig."""
+def parse(raw: Mapping[str, Any], *, stack: str, source: str, root: str = ".", environment: str = "") -> m.StackConfig:
+    """Validate the `k8s-secrets:` keys of one stack (prefix removed) into a StackConfig
+    (`environment`: given by `environments.extending`, the environment file's name)."""
     problem = stack_name(stack)
     if problem:
         raise ConfigError(source, "", problem)
     try:
-        return m.validate_raw(raw, stack=stack, source=source, root=root)
+        return m.validate_raw(raw, stack=stack, source=source, root=root, environment=environment)
     except ValidationError as exc:
         raise config_error(exc, source) from None
 

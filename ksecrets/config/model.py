@@ -187,6 +187,9 @@ class VaultConfig(Section):
     tls: VaultTLS = dataclasses.field(default_factory=VaultTLS)
     address: Text = ""  # default: http(s)://vault.<namespace>.svc:8200
     kv_mount: VaultMount = "secret"
+    # One Vault may serve several clusters of a fleet: each cluster's own kubernetes auth mount,
+    # `kubernetes-<stack>` (CLUSTER_AUTH_MOUNT) for a stack that extends an environment, set by
+    # StackConfig below; `kubernetes` for a stack that is its own environment.
     auth_mount: VaultMount = "kubernetes"
     audience: Text = "vault"
     operator: VaultOperatorConfig = dataclasses.field(default_factory=VaultOperatorConfig)
@@ -410,10 +413,13 @@ class MonitoringConfig(Section):
 class StackConfig(Section):
     """One stack. Fields are in the order raw config is checked (the first error is reported)."""
 
-    _not_in_file: ClassVar[tuple[str, ...]] = ("stack", "source", "root")
+    _not_in_file: ClassVar[tuple[str, ...]] = ("stack", "source", "root", "environment")
     stack: str
     source: str  # the file it came from, for error messages ("Pulumi.staging.yaml")
     root: str  # the directory relative paths (certificate) resolve against
+    # The environment file the stack extends (`production` for environments/production.yaml), ""
+    # when it extends none: then the stack is one cluster, its own environment (environments.py).
+    environment: str = ""
     rotation: RotationConfig = dataclasses.field(default_factory=RotationConfig)
     backend: Annotated[Backend, f.choice(BACKENDS)]
     vault: VaultConfig | None = None  # a vault stack gets the defaults when it has none
@@ -446,12 +452,17 @@ class StackConfig(Section):
         )
         if isinstance(schedule, str) and isinstance(data.get("apps"), list):
             data["apps"] = [_with_schedule(app, schedule) for app in data["apps"]]
+        # A cluster of a fleet logs in at its own auth mount (one Vault, a mount per cluster).
+        vault = data.get("vault")
+        if data.get("environment") and isinstance(vault, Mapping) and vault.get("authMount") is None:
+            data["vault"] = {**vault, "authMount": cluster_auth_mount(str(data["stack"]))}
         return data
 
     @model_validator(mode="after")
     def _stack_rules(self, info: ValidationInfo) -> StackConfig:
         if self.spec.vault and self.vault is None:
-            object.__setattr__(self, "vault", VaultConfig())
+            vault = VaultConfig(auth_mount=cluster_auth_mount(self.stack)) if self.environment else VaultConfig()
+            object.__setattr__(self, "vault", vault)
         if f.is_raw(info):
             from ksecrets.config import rules
 
@@ -537,8 +548,14 @@ def _with_schedule(app: Any, schedule: str) -> Any:
 _STACK = TypeAdapter(StackConfig)
 
 
-def validate_raw(raw: Any, *, stack: str, source: str, root: str) -> StackConfig:
+def cluster_auth_mount(stack: str) -> str:
+    """The kubernetes auth mount of a fleet's cluster: one Vault serves every cluster of a fleet,
+    each cluster's API server reviews its own tokens, so each has its own mount (and roles)."""
+    return f"kubernetes-{stack}"
+
+
+def validate_raw(raw: Any, *, stack: str, source: str, root: str, environment: str = "") -> StackConfig:
     """Raw `k8s-secrets:` keys (prefix removed) → StackConfig; a `ValidationError` names the first
-    problem (`fields.config_error` spells it)."""
-    origin = {"stack": stack, "source": source, "root": root}
+    problem (`fields.config_error` spells it). `environment`: the environment file it extends."""
+    origin = {"stack": stack, "source": source, "root": root, "environment": environment}
     return _STACK.validate_python(raw, context=f.raw_context(origin=origin), by_alias=True, by_name=False)

@@ -307,3 +307,40 @@ def layer_kustomizations(
 
     infra = f"{cfg.stack}-infrastructure"
     return [one("infrastructure", None), one("apps", infra)]
+
+
+# --- the cluster's entry point (clusters/<stack>/) ---------------------------------------------------
+#
+# Flux's multi-cluster layout: `flux bootstrap --path clusters/<cluster>` reconciles that folder (and
+# adds its own `flux-system/` there). Each stack is one cluster; its folder holds one Kustomization
+# that reconciles the stack's `sync/` (the two layer Kustomizations above), so the entry point
+# references `k8s/<stack>/` and duplicates nothing. A cluster added or removed is one folder here
+# and one under k8s/.
+
+ENTRY_DIR = "clusters"
+
+
+def entry_name(cfg: StackConfig) -> str:
+    return f"{cfg.stack}-sync"
+
+
+def cluster_entry(cfg: StackConfig) -> list[Manifest]:
+    """What `clusters/<stack>/` holds: the Kustomization of `k8s/<stack>/sync`, waiting for the two
+    layer Kustomizations it applies (Ready only when the cluster's secrets are delivered)."""
+    flux = cfg.flux
+    return [
+        {
+            "apiVersion": KUSTOMIZE_API,
+            "kind": "Kustomization",
+            "metadata": metadata(entry_name(cfg), flux.namespace),
+            "spec": {
+                "interval": flux.interval,
+                "retryInterval": "1m",
+                "timeout": "15m",
+                "path": f"{cfg.flux_path}/sync",
+                "prune": True,
+                "wait": True,
+                "sourceRef": {"kind": "GitRepository", "name": flux.source_name},
+            },
+        }
+    ]

@@ -5,7 +5,9 @@ its report says "no changes". What it sets up:
 
 - kv-v2 at `vault.kvMount` (an existing mount of another type or kv version is an error, never
   silently replaced: that would lose data);
-- the kubernetes auth method at `vault.authMount`, with the API server's host and CA;
+- the kubernetes auth method at `vault.authMount`, with the API server's host and CA, its
+  description naming the cluster (`ksecrets: cluster <stack>`): a mount another cluster's run
+  made is refused, never reconfigured for this one;
 - per app a policy `ksecrets-<role>` with `read` on exactly `<kvMount>/data/<app.vault.path>` (the
   Vault Secrets Operator reads only that path for kv-v2; it never reads `metadata/`) plus
   `<db mount>/creds/<role>` for each dynamic secret, and a role bound to the app's service
@@ -18,12 +20,24 @@ its report says "no changes". What it sets up:
 - where `vault.database` is set: the database secrets engine, its connection and one role per
   dynamic secret.
 
+One Vault, several clusters (a fleet: stacks that extend one environment file). Each cluster has
+its own auth mount (`kubernetes-<stack>`) and so its own roles, bound to its own API server's
+service accounts; a token of one cluster is reviewed by that cluster's API server only. Policies
+are named by what they grant: a fleet stack's policy is `ksecrets-<role>-<digest of its text>`,
+and its text names only the role and the paths. Clusters whose app reads the same path therefore
+share one policy (the same name, the same text: a second cluster's run finds it and writes
+nothing), and a cluster whose path differs gets its own, so no run ever rewrites a policy another
+cluster's role uses, and no role grants another cluster's differing path. The kv mount, the
+audit device and the database engine (`vault.database`, an environment's setting) are shared.
+A stack that extends nothing keeps `ksecrets-<role>` (one cluster per Vault, as before).
+
 All requests go through the Vault port (`ksecrets.vault.client`: `read_data`, `send_write`,
 `confirm_write`) with the documented paths and bodies, so the tests can assert them exactly.
 """
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
@@ -67,16 +81,32 @@ class Report:
 # --- desired state (pure) ---------------------------------------------------------------------
 
 
-def app_policy_name(app: App) -> str:
-    return f"ksecrets-{app_role(app)}"
+def in_fleet(cfg: StackConfig) -> bool:
+    """A cluster of a fleet (it extends an environment): one Vault may serve its siblings too."""
+    return bool(cfg.environment)
+
+
+def _named(cfg: StackConfig, role: str, text: str) -> str:
+    """`ksecrets-<role>`; in a fleet `ksecrets-<role>-<digest>`, the digest of the policy's text:
+    clusters granting the same share it, clusters granting different paths never collide."""
+    if not in_fleet(cfg):
+        return f"ksecrets-{role}"
+    return f"ksecrets-{role}-{hashlib.sha256(text.encode()).hexdigest()[:POLICY_DIGEST]}"
+
+
+POLICY_DIGEST = 12  # hex digits of SHA-256: 48 bits, no accidental collision among a fleet's policies
+
+
+def app_policy_name(cfg: StackConfig, app: App) -> str:
+    return _named(cfg, app_role(app), app_policy(cfg, app))
 
 
 def rotator_role(app: App) -> str:
     return rotation.vault_role(app)
 
 
-def rotator_policy_name(app: App) -> str:
-    return f"ksecrets-{rotator_role(app)}"
+def rotator_policy_name(cfg: StackConfig, app: App) -> str:
+    return _named(cfg, rotator_role(app), rotator_policy(cfg, app))
 
 
 def _hcl_path(path: str, capabilities: tuple[str, ...]) -> list[str]:
@@ -87,7 +117,14 @@ def _hcl_path(path: str, capabilities: tuple[str, ...]) -> list[str]:
 def app_policy(cfg: StackConfig, app: App) -> str:
     vc = _vc(cfg)
     assert app.vault is not None
-    lines = [f"# ksecrets, stack {cfg.stack}: app {app.namespace}/{app.name} reads its own secret, nothing else."]
+    if in_fleet(cfg):
+        # Nothing of one cluster in the text, so every cluster granting the same shares it.
+        head = (
+            f"# ksecrets, environment {cfg.environment}: Vault role {app_role(app)} reads its own secret, nothing else."
+        )
+    else:
+        head = f"# ksecrets, stack {cfg.stack}: app {app.namespace}/{app.name} reads its own secret, nothing else."
+    lines = [head]
     lines += _hcl_path(f"{vc.kv_mount}/data/{app.vault.path}", ("read",))
     for d in app.vault.dynamic:
         lines += _hcl_path(f"{d.mount}/{dynamic_path(d)}", ("read",))
@@ -97,10 +134,12 @@ def app_policy(cfg: StackConfig, app: App) -> str:
 def rotator_policy(cfg: StackConfig, app: App) -> str:
     vc = _vc(cfg)
     assert app.vault is not None
-    lines = [
-        f"# ksecrets, stack {cfg.stack}: the rotator of app {app.namespace}/{app.name} "
-        "writes new versions of its secret (check-and-set), nothing else."
-    ]
+    who = (
+        f"environment {cfg.environment}: Vault role {rotator_role(app)}"
+        if in_fleet(cfg)
+        else f"stack {cfg.stack}: the rotator of app {app.namespace}/{app.name}"
+    )
+    lines = [f"# ksecrets, {who} writes new versions of its secret (check-and-set), nothing else."]
     lines += _hcl_path(f"{vc.kv_mount}/data/{app.vault.path}", ("read", "create", "update"))
     # The minimum interval between rotations: Vault's creation time of each version, and the
     # rotator's mark in custom_metadata (ksecrets.jobs.rotate.MARK_KEY). No delete or destroy.
@@ -113,7 +152,7 @@ def app_role_body(cfg: StackConfig, app: App) -> dict[str, Any]:
         "bound_service_account_names": [app.service_account],
         "bound_service_account_namespaces": [app.namespace],
         "audience": _vc(cfg).audience,
-        "token_policies": [app_policy_name(app)],
+        "token_policies": [app_policy_name(cfg, app)],
         "token_ttl": TOKEN_TTL,
         "token_max_ttl": TOKEN_MAX_TTL,
     }
@@ -124,7 +163,7 @@ def rotator_role_body(cfg: StackConfig, app: App) -> dict[str, Any]:
         "bound_service_account_names": [rotation.rotator_service_account_name(app)],
         "bound_service_account_namespaces": [app.namespace],
         "audience": _vc(cfg).audience,
-        "token_policies": [rotator_policy_name(app)],
+        "token_policies": [rotator_policy_name(cfg, app)],
         "token_ttl": 600,
         "token_max_ttl": 1800,
     }
@@ -206,11 +245,17 @@ def ensure_secrets_engine(
     report.done(item, False)
 
 
-def ensure_auth_method(client: VaultClient, report: Report, mount: str, kind: str) -> None:
+OWNER = "ksecrets: cluster "  # an auth mount's description: the cluster (stack) it serves
+
+
+def ensure_auth_method(client: VaultClient, report: Report, mount: str, kind: str, cluster: str) -> None:
+    """The auth method at `mount`, described as `cluster`'s. A mount another cluster's bootstrap
+    made (its description names that cluster) is refused: writing this cluster's API server into
+    its config would lock the other cluster's workloads out, or let this cluster's tokens in."""
     current = _mounts(client, "sys/auth").get(mount)
     item = f"auth method {mount}/ ({kind})"
     if current is None:
-        lost = send_write(client, "POST", f"sys/auth/{mount}", {"type": kind})
+        lost = send_write(client, "POST", f"sys/auth/{mount}", {"type": kind, "description": OWNER + cluster})
         _confirm(client, f"sys/auth/{mount}", "sys/auth", lambda: _mount_is(client, "sys/auth", mount, kind), lost)
         report.done(item, True)
         return
@@ -219,6 +264,15 @@ def ensure_auth_method(client: VaultClient, report: Report, mount: str, kind: st
             address_of(client),
             f"sys/auth/{mount}",
             f"wrong mount type: {mount}/ is {current.get('type')}, not {kind}; bootstrap will not replace it",
+        )
+    owner = str(current.get("description") or "")
+    if owner.startswith(OWNER) and owner != OWNER + cluster:
+        raise VaultError(
+            address_of(client),
+            f"sys/auth/{mount}",
+            f"{mount}/ serves cluster {owner[len(OWNER) :]!r}, not {cluster!r} (its description); "
+            "bootstrap will not reconfigure it: give each cluster its own vault.authMount "
+            "(default kubernetes-<stack> for a stack that extends an environment)",
         )
     report.done(item, False)
 
@@ -403,10 +457,10 @@ def bootstrap(
     apps = _vault_apps(cfg)
     report = Report()
     ensure_secrets_engine(client, report, vc.kv_mount, "kv", {"version": "2"})
-    ensure_auth_method(client, report, vc.auth_mount, "kubernetes")
+    ensure_auth_method(client, report, vc.auth_mount, "kubernetes", cfg.stack)
     ensure_kube_auth_config(client, report, vc.auth_mount, kube_host, kube_ca_pem, token_reviewer_jwt)
     for app in apps:
-        ensure_policy(client, report, app_policy_name(app), app_policy(cfg, app))
+        ensure_policy(client, report, app_policy_name(cfg, app), app_policy(cfg, app))
         ensure_object(
             client,
             report,
@@ -415,7 +469,7 @@ def bootstrap(
             app_role_body(cfg, app),
         )
         if app.rotation:
-            ensure_policy(client, report, rotator_policy_name(app), rotator_policy(cfg, app))
+            ensure_policy(client, report, rotator_policy_name(cfg, app), rotator_policy(cfg, app))
             ensure_object(
                 client,
                 report,

@@ -4,6 +4,7 @@ its errors, `stack new --env`, and the selectors (`--stack`, `--env`, `--all-sta
 from __future__ import annotations
 
 import copy
+import dataclasses
 import shutil
 import tempfile
 from pathlib import Path
@@ -106,7 +107,9 @@ def test_any_split_into_environment_and_stack_loads_the_same_model(fleet_dir, pl
             stack["k8s-secrets:" + key] = value
     (fleet_dir / "environments" / "staging.yaml").write_text(yaml.safe_dump(env))
     (fleet_dir / "Pulumi.staging.yaml").write_text(yaml.safe_dump({"config": stack}))
-    assert load_stack_file(fleet_dir / "Pulumi.staging.yaml") == expected
+    merged = load_stack_file(fleet_dir / "Pulumi.staging.yaml")
+    assert merged.environment == "staging" and expected.environment == ""  # the one difference: what it extends
+    assert dataclasses.replace(merged, environment="") == expected
 
 
 # --- errors name the environment file ----------------------------------------------------------------
@@ -131,7 +134,10 @@ def test_stack_new_env_writes_the_environment_and_a_small_cluster_stack(prod_fle
     assert "k8s-secrets:sealed" not in stg  # staging's ciphertexts are for staging's key only
     cfg = load_stack_file(prod_fleet / "Pulumi.prod-eu-2.yaml")
     prod = load_stack_file(prod_fleet / "Pulumi.production.yaml")
-    assert cfg.apps == prod.apps and cfg.vault == prod.vault and cfg.rotation == prod.rotation
+    assert cfg.apps == prod.apps and cfg.rotation == prod.rotation
+    # Everything of Vault but the auth mount: each cluster logs in at its own (one Vault, many clusters).
+    assert "authMount" not in env["vault"] and prod.vault.auth_mount == "kubernetes"
+    assert cfg.vault == dataclasses.replace(prod.vault, auth_mount="kubernetes-prod-eu-2")
     # A second cluster reuses the environment file as it is.
     before = (prod_fleet / "environments" / "production.yaml").read_bytes()
     res = ksecrets_in_process("stack", "new", "prod-us-1", "--env", "production", "--root", str(prod_fleet))

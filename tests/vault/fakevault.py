@@ -120,7 +120,12 @@ class FakeVault:
 
     def _listing(self, table: dict[str, dict[str, Any]]) -> tuple[int, dict, str]:
         data = {
-            f"{k}/": {"type": v["type"], "options": v.get("options"), "description": "", "config": {}}
+            f"{k}/": {
+                "type": v["type"],
+                "options": v.get("options"),
+                "description": v.get("description", ""),
+                "config": {},
+            }
             for k, v in sorted(table.items())
         }
         # Vault answers with the mounts both at the top level and under "data".
@@ -143,7 +148,11 @@ class FakeVault:
         if path == "sys/auth" and method == "GET":
             return self._listing(self.auth)
         if path.startswith("sys/auth/") and method == "POST":
-            self.auth[path[len("sys/auth/") :]] = {"type": body["type"], "options": None}
+            self.auth[path[len("sys/auth/") :]] = {
+                "type": body["type"],
+                "options": None,
+                "description": body.get("description", ""),
+            }
             return self._no_content()
         if path.startswith("sys/policies/acl/"):
             name = path[len("sys/policies/acl/") :]

@@ -44,7 +44,7 @@ def test_first_run_on_a_fresh_vault_makes_exactly_these_requests(vault, client, 
         ("POST", "sys/mounts/secret", {"type": "kv", "options": {"version": "2"}}),
         ("GET", "sys/mounts", None),  # every write is read back before it counts
         ("GET", "sys/auth", None),
-        ("POST", "sys/auth/kubernetes", {"type": "kubernetes"}),
+        ("POST", "sys/auth/kubernetes", {"type": "kubernetes", "description": "ksecrets: cluster production"}),
         ("GET", "sys/auth", None),
         ("GET", "auth/kubernetes/config", None),
         ("POST", "auth/kubernetes/config", {"kubernetes_host": HOST, "kubernetes_ca_cert": CA}),
@@ -114,7 +114,7 @@ def test_everything_with_database_rotation_and_two_apps(vault, client, vaultdb):
     report = bootstrap(client, vaultdb, kube_host=HOST, kube_ca_pem=CA, db_admin_password=DB_PASSWORD)
     writes = {(m, p): b for m, p, b in vault.writes()}
     assert writes[("POST", "sys/mounts/kv")] == {"type": "kv", "options": {"version": "2"}}
-    assert writes[("POST", "sys/auth/k8s")] == {"type": "kubernetes"}
+    assert writes[("POST", "sys/auth/k8s")]["type"] == "kubernetes"
     assert writes[("POST", "sys/policies/acl/ksecrets-orders")] == {
         "policy": (
             "# ksecrets, stack vaultdb: app shop/orders reads its own secret, nothing else.\n"

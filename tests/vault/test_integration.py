@@ -103,7 +103,7 @@ def client(cfg, suffix):
         except hvac.exceptions.VaultError:
             pass
     c.sys.disable_auth_method(cfg.vault.auth_mount)
-    for name in (app_policy_name(app), f"ksecrets-{app.name}-rotator"):
+    for name in (app_policy_name(cfg, app), f"ksecrets-{app.name}-rotator"):
         c.sys.delete_acl_policy(name)
     if audit_created:
         c.sys.disable_audit_device("file")
@@ -114,7 +114,7 @@ def test_bootstrap_twice_second_run_changes_nothing(client, cfg):
     assert first.any_changes
     second = bootstrap(client, cfg, kube_host="https://127.0.0.1:6443", kube_ca_pem=CA)
     assert second.changed == [], second.changed
-    policy = client.sys.read_acl_policy(app_policy_name(cfg.apps[0]))["data"]["policy"]
+    policy = client.sys.read_acl_policy(app_policy_name(cfg, cfg.apps[0]))["data"]["policy"]
     assert f'path "{cfg.vault.kv_mount}/data/{cfg.apps[0].vault.path}"' in policy
 
 
