@@ -9,8 +9,9 @@ the controller's key), SOPS with age (pyrage, the project's SOPS format), a real
 line (in process) for every migration. The source is filled independently of `migrate` (`seal
 --stack`'s use case, SOPS files encrypted directly, hvac writes), and every intermediate state is read
 back with the backend's own reader. No cluster: that is test_flux_migrate*.py. Manual's values are read
-with a stand-in for `pulumi config --show-secrets --json` (its output format), see
-test_manual_source_reads_pulumi_config.
+through the real `pulumi` CLI (test_manual_source_through_the_real_pulumi_cli) and, for every target,
+through a stand-in returning `pulumi config --show-secrets --json`'s format
+(test_manual_source_reads_pulumi_config).
 """
 
 from __future__ import annotations
@@ -218,3 +219,37 @@ def test_manual_source_reads_pulumi_config(keys, vault, tmp_path):
         COUNTS[f"manual->{to} values"] += report.values
     res = ksecrets_in_process("migrate", "--stack", STACK, "--to", "manual", "--root", str(tmp_path / "sops"))
     assert res.returncode == 2 and "invalid choice" in res.stderr
+
+
+def test_manual_source_through_the_real_pulumi_cli(keys, e2e_dir: Path):
+    """manual -> sops with the real `pulumi` (v3.274, the tool cache): values set with `pulumi
+    config set --secret --path` (passphrase provider, local file backend) are read by `ksecrets
+    migrate` through `pulumi config --show-secrets --json` and land in the SOPS files."""
+    from tests.e2e.harness.pulumi import PulumiProject
+
+    if missing_binaries(["pulumi", "pulumi-language-python", "pulumi-resource-kubernetes"]):
+        pytest.skip("pulumi not built: run `make e2e-tools`")
+    project = PulumiProject(
+        e2e_dir / "migrate-manual", binaries(), STACK, stack_file=stack_text("manual", "", ""), context=None
+    ).init()
+    data = {
+        "web-secrets": {"API_KEY": "a=b=c", "MULTI": "line1\nline2", "UNICODE": "ünïcode", "SPACES": " x "},
+        "api-secrets": {"TOKEN": "t0k3n"},
+    }
+    for secret, values in data.items():
+        for key, value in values.items():
+            project.run("config", "set", "--secret", "--path", f"k8s-secrets:manualValues.{secret}.{key}", value)
+    stack_file = (project.project / f"Pulumi.{STACK}.yaml").read_text()
+    assert "a=b=c" not in stack_file and "t0k3n" not in stack_file  # Pulumi encrypted them
+    env = project.env({"SOPS_AGE_KEY_FILE": str(keys["folder"] / "stack.agekey")})
+    res = ksecrets_in_process(
+        "migrate", "--stack", STACK, "--to", "sops", "--age-recipient", keys["age"].recipient,
+        "--root", str(project.project), env=env,
+    )  # fmt: skip
+    assert res.returncode == 0, res.stderr
+    assert "5 values moved from manual to sops; backend switched to sops" in res.stdout, res.stdout
+    for secret, values in data.items():
+        rel = project.project / "secrets" / STACK / f"{secret}.sops.yaml"
+        got = sops.secret_values(rel.read_text(), [keys["age"].identity], secret)
+        assert {k: v.decode() for k, v in got.items()} == values
+    COUNTS["manual->sops values (real pulumi)"] += 5
