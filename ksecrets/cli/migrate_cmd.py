@@ -131,20 +131,21 @@ def _generic(args: argparse.Namespace, cfg) -> int:
         print(f"{_path(args).name}: vaultMigration removed" + ("" if wrote else " (file unchanged)"))
         print(f"next: ksecrets export --stack {args.stack}, commit")
         return 0
+    key_files = args.age_key_file or ([os.environ[KEY_FILE_ENV]] if os.environ.get(KEY_FILE_ENV) else [])
     if args.prepare:
-        if args.recovery_private_key or args.backup or args.age_key_file:
-            raise KsecretsError("--prepare needs no keys")
-        wrote = migrate.prepare(args.root, args.stack, args.to)
-        print(f"{_path(args).name}: vaultMigration: release" + ("" if wrote else " (file unchanged)"))
+        if args.recovery_private_key or args.backup:
+            raise KsecretsError("--prepare needs no sealing key")
+        identities = migrate.identities_of(key_files) if cfg.spec.sops_files else []
+        what, written = migrate.prepare(args.root, args.stack, args.to, identities)
+        print(f"{what}: {', '.join(written) if written else 'nothing to change'}")
         print(
-            f"next: ksecrets export --stack {args.stack}, commit (the SealedSecrets release their Secrets); "
-            f"then ksecrets migrate --stack {args.stack} --to {args.to} --recovery-private-key K (or --backup F)"
+            f"next: ksecrets export --stack {args.stack}, commit (the Secrets are released to the next backend); "
+            f"then ksecrets migrate --stack {args.stack} --to {args.to} with the stack's keys"
         )
         return 0
     material = migrate.Material(age_recipients=tuple(args.age_recipient))
     if cfg.spec.seals:
         material.private_keys = recovery_keys(args)
-    key_files = args.age_key_file or ([os.environ[KEY_FILE_ENV]] if os.environ.get(KEY_FILE_ENV) else [])
     if cfg.spec.sops_files or (target.sops_files and key_files):
         material.age_identities = migrate.identities_of(key_files)
     if cfg.spec.vault or target.vault:

@@ -401,16 +401,58 @@ def migrate(root: str | os.PathLike[str], stack: str, to: str, material: Materia
     return report
 
 
-def prepare(root: str | os.PathLike[str], stack: str, to: str) -> bool:
-    """Phase `release` on a sealed-secrets stack (any target but Vault, which installs it:
-    `vault_migrate.prepare`): its SealedSecrets release their Secrets. Needs no key."""
+# A sops stack's Secrets are applied by Flux (in its inventory): at the switch Flux would prune
+# them. With this annotation in the SOPS file Flux leaves the Secret in place when it drops it
+# (kustomize-controller's `kustomize.toolkit.fluxcd.io/prune: disabled`).
+FLUX_PRUNE_DISABLED = {"kustomize.toolkit.fluxcd.io/prune": "disabled"}
+
+
+def prepare(root: str | os.PathLike[str], stack: str, to: str, identities: Sequence[str] = ()) -> tuple[str, list[str]]:
+    """The phase before the switch that keeps workloads running; returns (what, files written).
+
+    - a sealed-secrets stack (any target but Vault, which installs it: `vault_migrate.prepare`):
+      `vaultMigration: release`, its SealedSecrets release their Secrets. Needs no key.
+    - a sops stack: each SOPS file re-encrypted (same values, same recipients) with
+      `FLUX_PRUNE_DISABLED` in its metadata, and for a sealed-secrets target the controller's
+      `managed` annotation (it then takes over the existing Secret). Needs the age key."""
+    from ksecrets.manifests.sealed_secrets import HANDOVER_ANNOTATIONS
+
     path = stackfile.stack_file_path(stack, root)
+    cfg = load_stack_file(path)
+    target = backends.find(to)
+    if target is None or not target.migrate_in or cfg.spec is target:
+        raise KsecretsError(f"--to {to}: not a backend this stack can move to")
+    if cfg.spec.sops_files:
+        from ksecrets.usecases.stack_facts import sops_secrets
+
+        wanted = dict(FLUX_PRUNE_DISABLED)
+        if target.seals:
+            wanted["sealedsecrets.bitnami.com/managed"] = HANDOVER_ANNOTATIONS["sealedsecrets.bitnami.com/managed"]
+        files = sops_secrets(cfg)
+        if files and not identities:
+            raise KsecretsError(f"{cfg.source}: --prepare re-encrypts the SOPS files: {cfg.spec.migrate_material()}")
+        texts = []
+        for f in files:
+            text = f.raw.decode("utf-8")
+            plain = sops.decrypt(text, list(identities), f.path)
+            meta = plain.setdefault("metadata", {})
+            annotations = dict(meta.get("annotations") or {})
+            if wanted.items() <= annotations.items():
+                continue
+            meta["annotations"] = {**annotations, **wanted}
+            plain.pop("sops", None)
+            recipients = sops.parse(text, f.path).recipients
+            texts.append((Path(cfg.root) / f.path, f.path, sops.encrypt_secret(plain, recipients, f.path)))
+        for real, _, new in texts:  # every file encrypted before any is written
+            atomic_write_text(real, new, 0o644)
+        return ", ".join(f"{k}: {v}" for k, v in wanted.items()), [rel for _, rel, _ in texts]
+    if not cfg.spec.seals:
+        raise KsecretsError(
+            f"{cfg.source}: backend: {cfg.backend}; --prepare is for a sealed-secrets or sops stack "
+            "(a Secret of this backend is not handed over in place yet)"
+        )
     with locked(path, "stack file", source=path.name):
         cfg = load_stack_file(path)
-        if not cfg.spec.seals:
-            raise KsecretsError(
-                f"{cfg.source}: backend: {cfg.backend}; --prepare releases the Secrets of a sealed-secrets stack"
-            )
 
         def mutate(config: Any) -> None:
             config[PREFIX + "vaultMigration"] = "release"
@@ -418,7 +460,8 @@ def prepare(root: str | os.PathLike[str], stack: str, to: str) -> bool:
         def check(text: str) -> None:
             parse(raw_from_text(text, cfg.source), stack=cfg.stack, source=cfg.source, root=cfg.root)
 
-        return stackfile.update_stack_file(path, mutate, check=check)
+        wrote = stackfile.update_stack_file(path, mutate, check=check)
+        return "vaultMigration: release", [path.name] if wrote else []
 
 
 def identities_of(key_files: Iterable[str | os.PathLike[str]]) -> list[str]:

@@ -65,12 +65,12 @@ def test_release_phase_adds_the_handover_annotations_and_no_vault(tmp_path, cli)
     )
     r = cli("migrate", "--stack", "dev", "--to", "sops", "--prepare", "--root", str(tmp_path))
     assert r.code == 0, r.err
-    assert "vaultMigration: release" in r.out
+    assert "vaultMigration: release: Pulumi.dev.yaml" in r.out
     cfg = load_stack("dev", tmp_path)
     assert cfg.vault_migration == "release" and cfg.vault is None
     # A second --prepare writes nothing.
     again = cli("migrate", "--stack", "dev", "--to", "sops", "--prepare", "--root", str(tmp_path))
-    assert again.code == 0 and "(file unchanged)" in again.out
+    assert again.code == 0 and "nothing to change" in again.out
 
 
 def test_release_annotations_on_the_sealed_secret(tmp_path, cert_pem_and_key):
@@ -182,3 +182,26 @@ def cert_pem_and_key():
 
     vec = json.loads(VECTORS.read_text())
     return vec["certificate_pem"].encode(), vec["private_key_pem"].encode()
+
+
+@pytest.mark.parametrize("to", ["sealed-secrets", "vault"])
+def test_sops_prepare_annotates_the_files_and_keeps_every_value(tmp_path, cli, to):
+    key = _sops_stack(tmp_path)
+    (tmp_path / "dev.agekey").write_text(key.key_file())
+    rel = "secrets/dev/web-secrets.sops.yaml"
+    before = sops.secret_values((tmp_path / rel).read_text(), [key.identity], rel)
+    r = cli("migrate", "--stack", "dev", "--to", to, "--prepare", "--root", str(tmp_path))
+    assert r.code == 2 and "--age-key-file" in r.err  # it re-encrypts: the key is needed
+    args = ["migrate", "--stack", "dev", "--to", to, "--prepare", "--age-key-file", str(tmp_path / "dev.agekey")]
+    r = cli(*args, "--root", str(tmp_path))
+    assert r.code == 0, r.err
+    assert rel in r.out
+    text = (tmp_path / rel).read_text()
+    assert sops.secret_values(text, [key.identity], rel) == before
+    meta = sops.decrypt(text, [key.identity], rel)["metadata"]
+    assert meta["annotations"]["kustomize.toolkit.fluxcd.io/prune"] == "disabled"
+    assert ("sealedsecrets.bitnami.com/managed" in meta["annotations"]) == (to == "sealed-secrets")
+    # The exporter takes it as it is (the checks of a SOPS file still pass), and a second run is a no-op.
+    assert cli("export", "--root", str(tmp_path)).code == 0
+    again = cli(*args, "--root", str(tmp_path))
+    assert again.code == 0 and "nothing to change" in again.out
