@@ -42,6 +42,9 @@ class Sops(BackendSpec):
         self, config: MutableMapping[str, Any], stack: str, prefix: str, keys: dict[tuple[str, str], list[str]]
     ) -> None:
         super().migrate_switch(config, stack, prefix, keys)
+        # `handover` until `migrate --finish`: the pod templates keep the sealed checksum (no
+        # rollout at the switch) and the Flux applier keeps its rights to prune the SealedSecrets.
+        config[prefix + "vaultMigration"] = "handover"
         if config.get(prefix + "sops") is None:
             config[prefix + "sops"] = {"recipients": []}
 
@@ -62,4 +65,4 @@ class Sops(BackendSpec):
         return [f"ksecrets sops set --stack {stack} --name {secret} --from-env-file .env.{stack}"]
 
 
-BACKEND = Sops("sops", sops_files=True, migrate_out=True, migrate_in=True)
+BACKEND = Sops("sops", sops_files=True, migration_phases=("handover",), migrate_out=True, migrate_in=True)

@@ -125,8 +125,6 @@ def _generic(args: argparse.Namespace, cfg) -> int:
 
     target = backends.get(args.to)
     if args.finish:
-        if not target.vault:
-            raise KsecretsError("--finish ends a move to vault (its handover); other moves need none")
         wrote = finish(_path(args))
         print(f"{_path(args).name}: vaultMigration removed" + ("" if wrote else " (file unchanged)"))
         print(f"next: ksecrets export --stack {args.stack}, commit")
@@ -159,11 +157,10 @@ def _generic(args: argparse.Namespace, cfg) -> int:
         print(f"warning: {line}", file=sys.stderr)
     if report.switched:
         then = (
-            f"; once `kubectl get vaultstaticsecret -A` shows them synced: "
-            f"ksecrets migrate --stack {args.stack} --to vault --finish"
+            "; once `kubectl get vaultstaticsecret -A` shows them synced: "
             if target.vault
-            else ""
-        )
+            else "; once Flux has applied it (the old objects pruned): "
+        ) + f"ksecrets migrate --stack {args.stack} --to {args.to} --finish"
         print(f"next: ksecrets export --stack {args.stack}, commit{then}")
     return 0
 

@@ -49,11 +49,12 @@ def test_switch_makes_a_config_the_target_backend_and_keeps_the_old_values(to):
     backends.get(to).migrate_switch(config, "dev", "k8s-secrets:", {("web", "web"): ["A", "B"]})
     assert config["k8s-secrets:backend"] == to
     assert config["k8s-secrets:sealed"] == [{"name": "x"}]  # switching back is one line
-    if to == "vault":
+    if to in ("vault", "sops"):  # until --finish
         assert config["k8s-secrets:vaultMigration"] == "handover"
+    if to == "vault":
         assert config["k8s-secrets:apps"][0]["vault"] == {"path": "web"}
         assert config["k8s-secrets:apps"][0]["keys"] == ["A", "B"]
-    else:
+    if to == "sealed-secrets":
         assert "k8s-secrets:vaultMigration" not in config
     if to == "sealed-secrets":
         assert config["k8s-secrets:sealedSecrets"]["certificate"] == "certs/dev.pem"
@@ -205,3 +206,51 @@ def test_sops_prepare_annotates_the_files_and_keeps_every_value(tmp_path, cli, t
     assert cli("export", "--root", str(tmp_path)).code == 0
     again = cli(*args, "--root", str(tmp_path))
     assert again.code == 0 and "nothing to change" in again.out
+
+
+def test_sealed_to_sops_handover_keeps_the_applier_able_to_prune_and_the_pods_unrolled(tmp_path, cli, cert_pem_and_key):
+    """Found by the real kustomize-controller (test_flux_migrate_sops.py): after the switch the apps
+    layer holds no SealedSecret, and an applier Role made from what it holds cannot delete them
+    ("delete failed ... sealedsecrets ... is forbidden"). In `handover` it keeps those rights and
+    the pod template keeps the sealed checksum (nothing rolls at the switch); `--finish` ends both."""
+    from ksecrets.manifests.workloads import SECRET_CHECKSUM
+    from ksecrets.usecases.seal_stack import SealRequest, seal_into_stack
+
+    cert, key_pem = cert_pem_and_key
+    (tmp_path / "certs").mkdir()
+    (tmp_path / "certs/dev.pem").write_bytes(cert)
+    stack = STACK.format(backend="sealed-secrets") + "  k8s-secrets:sealedSecrets:\n    certificate: certs/dev.pem\n"
+    stack = stack.replace(
+        "      secretName: web-secrets\n",
+        "      secretName: web-secrets\n      deployments:\n        - name: web\n"
+        "          image: ghcr.io/stefanprodan/podinfo:6.7.1\n          envFrom: true\n",
+    )
+    (tmp_path / "Pulumi.dev.yaml").write_text(stack)
+    seal_into_stack(tmp_path, "dev", SealRequest(name="web-secrets", values={"A": b"1"}, namespace="web"))
+    (tmp_path / "key.pem").write_bytes(key_pem)
+
+    def state():
+        cfg = load_stack("dev", tmp_path)
+        planned = [p.obj for p in plan_stack(cfg)]
+        roles = [o for o in planned if o["kind"] == "Role" and o["metadata"]["name"] == "dev-apps-applier"]
+        rules = {r for role in roles for rule in role["rules"] for r in rule.get("resources", [])}
+        dep = next(o for o in planned if o["kind"] == "Deployment")
+        ann = dep["spec"]["template"]["metadata"].get("annotations") or {}
+        return cfg, "sealedsecrets" in rules, ann.get(SECRET_CHECKSUM)
+
+    _, _, checksum = state()
+    assert checksum
+    key = sops.generate_age_key()
+    r = cli(
+        "migrate", "--stack", "dev", "--to", "sops", "--recovery-private-key", str(tmp_path / "key.pem"),
+        "--age-recipient", key.recipient, "--root", str(tmp_path),
+    )  # fmt: skip
+    assert r.code == 0, r.err
+    assert "--to sops --finish" in r.out
+    cfg, can_prune, during = state()
+    assert cfg.backend == "sops" and cfg.vault_migration == "handover"
+    assert can_prune and during == checksum
+    r = cli("migrate", "--stack", "dev", "--to", "sops", "--finish", "--root", str(tmp_path))
+    assert r.code == 0, r.err
+    cfg, can_prune, after = state()
+    assert cfg.vault_migration is None and not can_prune and after is None
