@@ -392,6 +392,19 @@ def migrate(root: str | os.PathLike[str], stack: str, to: str, material: Materia
             "SealedSecrets, so when Flux prunes those the Secrets are deleted until the new backend writes them "
             "again; apply `--prepare` first on a live cluster"
         )
+    if cfg.spec.sops_files:
+        from ksecrets.usecases.stack_facts import sops_secrets
+
+        bare = [
+            f.path
+            for f in sops_secrets(cfg)
+            if not FLUX_PRUNE_DISABLED.items() <= ((f.obj.get("metadata") or {}).get("annotations") or {}).items()
+        ]
+        if bare:
+            report.warnings.append(
+                f"{', '.join(bare)}: without `migrate --prepare` (prune: disabled) Flux deletes these Secrets when "
+                "the switch drops them, until the new backend writes them again; apply `--prepare` first on a live cluster"
+            )
     if cfg.spec.vault or cfg.spec.pulumi_values:
         report.warnings.append(
             f"{cfg.source}: the Secrets of a {cfg.backend} stack are owned by "

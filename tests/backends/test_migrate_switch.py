@@ -165,6 +165,7 @@ def test_sops_to_sealed_keeps_type_and_every_key(tmp_path, cli, cert_pem_and_key
     )  # fmt: skip
     assert r.code == 0, r.err
     assert "3 values moved from sops to sealed-secrets; backend switched to sealed-secrets" in r.out
+    assert "secrets/dev/web-secrets.sops.yaml: without `migrate --prepare`" in r.err  # a warning, not an error
     cfg = load_stack("dev", tmp_path)
     assert cfg.backend == "sealed-secrets" and [e.name for e in cfg.sealed] == ["web-secrets"]
     from ksecrets.sealing.keys import load_recovery_keys
