@@ -39,6 +39,12 @@ class BackendSpec:
     # The `vaultMigration` phases a stack of this backend may be in (`install`: still sealing,
     # Vault installed beside; `handover`: switched to Vault, the SealedSecrets still there).
     migration_phases: tuple[str, ...] = ()
+    # `ksecrets migrate`: every Secret's values can be read out of this backend (with the source's
+    # key material: `migrate_material`), and written into it (after which the stack file is
+    # switched: `migrate_switch`). The reading and writing run in `usecases/migrate.py`, by the
+    # mechanism flags above (the sealing port, SOPS, the Vault port, Pulumi config).
+    migrate_out: bool = False
+    migrate_in: bool = False
 
     # --- texts that name the backend's own commands -------------------------------------------
 
@@ -58,6 +64,21 @@ class BackendSpec:
     def cannot_adopt(self) -> str:
         """`ksecrets adopt` into a backend it cannot write (neither `seals` nor `vault`): why."""
         raise NotImplementedError(self.name)
+
+    # --- `ksecrets migrate` ---------------------------------------------------------------------
+
+    def migrate_material(self) -> str:
+        """What `migrate` needs to read every value out of a stack of this backend."""
+        raise NotImplementedError(self.name)
+
+    def migrate_switch(
+        self, config: MutableMapping[str, Any], stack: str, prefix: str, keys: dict[tuple[str, str], list[str]]
+    ) -> None:
+        """The stack's config made this backend's, once every value was written in: `backend:`
+        and what the backend needs to serve them. `keys` maps an app's (namespace, name) to the keys of
+        its Secret that were written. The old backend's values stay where they were, so switching back is one line."""
+        config[prefix + "backend"] = self.name
+        config.pop(prefix + "vaultMigration", None)
 
     # --- `ksecrets stack new` and `ksecrets app add` ------------------------------------------
 

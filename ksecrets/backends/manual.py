@@ -23,8 +23,11 @@ class Manual(BackendSpec):
             "and `pulumi up`"
         )
 
+    def migrate_material(self) -> str:
+        return "the stack's Pulumi config secrets: the `pulumi` CLI, logged in, with PULUMI_CONFIG_PASSPHRASE if the stack uses one"
+
     def cannot_adopt(self) -> str:
         return f"backend {self.name} keeps values in Pulumi config; adopt seals (sealed-secrets) or pushes (vault)"
 
 
-BACKEND = Manual("manual", pulumi_values=True)
+BACKEND = Manual("manual", pulumi_values=True, migrate_out=True)

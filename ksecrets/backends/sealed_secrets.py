@@ -13,6 +13,18 @@ class SealedSecrets(BackendSpec):
     def values_hint(self, stack: str, secret: str) -> str:
         return f"seal it: ksecrets seal --stack {stack} --name {secret} --from-env-file F"
 
+    def migrate_material(self) -> str:
+        return "the sealing private key: --recovery-private-key FILE or --backup FILE (as `ksecrets unseal`)"
+
+    def migrate_switch(
+        self, config: MutableMapping[str, Any], stack: str, prefix: str, keys: dict[tuple[str, str], list[str]]
+    ) -> None:
+        super().migrate_switch(config, stack, prefix, keys)
+        section = config.get(prefix + "sealedSecrets")
+        if section is None:
+            section = config[prefix + "sealedSecrets"] = {}
+        section.setdefault("certificate", f"certs/{stack}.pem")
+
     def stack_new(self, config: MutableMapping[str, Any], stack: str, prefix: str) -> None:
         super().stack_new(config, stack, prefix)
         config[prefix + "sealedSecrets"]["certificate"] = f"certs/{stack}.pem"
@@ -28,4 +40,6 @@ class SealedSecrets(BackendSpec):
         return [f"ksecrets seal --stack {stack} --name {secret} --from-env-file .env.{stack}"]
 
 
-BACKEND = SealedSecrets("sealed-secrets", seals=True, migration_phases=("install",))
+BACKEND = SealedSecrets(
+    "sealed-secrets", seals=True, migration_phases=("install", "release"), migrate_out=True, migrate_in=True
+)

@@ -35,6 +35,19 @@ class Sops(BackendSpec):
     def cannot_adopt(self) -> str:
         return f"backend {self.name}: adopt does not write SOPS files yet; use `ksecrets sops set`"
 
+    def migrate_material(self) -> str:
+        return "the stack's age key: --age-key-file FILE or SOPS_AGE_KEY_FILE"
+
+    def migrate_switch(
+        self, config: MutableMapping[str, Any], stack: str, prefix: str, keys: dict[tuple[str, str], list[str]]
+    ) -> None:
+        super().migrate_switch(config, stack, prefix, keys)
+        # `handover` until `migrate --finish`: the pod templates keep the sealed checksum (no
+        # rollout at the switch) and the Flux applier keeps its rights to prune the SealedSecrets.
+        config[prefix + "vaultMigration"] = "handover"
+        if config.get(prefix + "sops") is None:
+            config[prefix + "sops"] = {"recipients": []}
+
     def stack_new(self, config: MutableMapping[str, Any], stack: str, prefix: str) -> None:
         super().stack_new(config, stack, prefix)
         section = config.setdefault(prefix + "sops", {})
@@ -52,4 +65,4 @@ class Sops(BackendSpec):
         return [f"ksecrets sops set --stack {stack} --name {secret} --from-env-file .env.{stack}"]
 
 
-BACKEND = Sops("sops", sops_files=True)
+BACKEND = Sops("sops", sops_files=True, migration_phases=("handover",), migrate_out=True, migrate_in=True)

@@ -17,6 +17,25 @@ class Vault(BackendSpec):
         how = "; ".join(f"ksecrets vault push --stack {stack} --path {p} --from-env-file FILE" for p in paths)
         return how, "live in Vault"
 
+    def migrate_material(self) -> str:
+        return "Vault: VAULT_ADDR and a token that reads the stack's kv paths (VAULT_TOKEN or ~/.vault-token)"
+
+    def migrate_switch(
+        self, config: MutableMapping[str, Any], stack: str, prefix: str, keys: dict[tuple[str, str], list[str]]
+    ) -> None:
+        super().migrate_switch(config, stack, prefix, keys)
+        # `handover`: the operator takes over the Secrets that exist (destination.overwrite) and
+        # the pod templates keep their checksum until `migrate --finish`.
+        config[prefix + "vaultMigration"] = "handover"
+        if config.get(prefix + "vault") is None:
+            config[prefix + "vault"] = {}
+        for app in _apps(config, prefix):
+            if app.get("vault") is None:
+                app["vault"] = {"path": str(app.get("name"))}
+            wanted = keys.get((str(app.get("namespace")), str(app.get("name"))))
+            if not app.get("keys") and wanted:
+                app["keys"] = list(wanted)
+
     def stack_new(self, config: MutableMapping[str, Any], stack: str, prefix: str) -> None:
         config.setdefault(prefix + "sealedSecrets", {}).pop("certificate", None)
         for app in _apps(config, prefix):
@@ -35,4 +54,4 @@ class Vault(BackendSpec):
         ]
 
 
-BACKEND = Vault("vault", vault=True, migration_phases=("handover",))
+BACKEND = Vault("vault", vault=True, migration_phases=("handover",), migrate_out=True, migrate_in=True)

@@ -1,9 +1,13 @@
-"""`ksecrets migrate --stack S --to vault [--prepare | --finish | --recovery-private-key K | --backup F]`.
+"""`ksecrets migrate --stack S --to B [--prepare | --finish] [key material]`.
 
-`--prepare` adds Vault and the operator to the sealed-secrets stack (no Vault needed). Then,
-with the recovery keys, the stack's sealed entries are unsealed in memory and pushed to Vault, and
-only when every push succeeded is the stack file switched to the vault backend. `--finish` ends
-the handover. See `ksecrets.usecases.vault_migrate`.
+sealed-secrets -> vault: `--prepare` adds Vault and the operator to the sealed-secrets stack (no
+Vault needed). Then, with the recovery keys, the stack's sealed entries are unsealed in memory and
+pushed to Vault, and only when every push succeeded is the stack file switched to the vault
+backend. `--finish` ends the handover. See `ksecrets.usecases.vault_migrate`.
+
+Every other pair (sealed-secrets, sops, vault; manual as a source): `ksecrets.usecases.migrate`.
+The source's key material: --recovery-private-key/--backup (sealed-secrets), --age-key-file or
+SOPS_AGE_KEY_FILE (sops), VAULT_ADDR/VAULT_TOKEN (vault), the `pulumi` CLI (manual).
 """
 
 from __future__ import annotations
@@ -12,29 +16,52 @@ import argparse
 import sys
 from pathlib import Path
 
+from ksecrets import backends
 from ksecrets.cli.flags import add_recovery_flags, add_root_flag, add_stack_flag
 from ksecrets.errors import KsecretsError
+
+KEY_FILE_ENV = "SOPS_AGE_KEY_FILE"
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "migrate",
-        help="move a sealed-secrets stack to Vault with no value lost",
-        description="Unseal every sealed entry of the stack in memory, push each Secret to "
-        "<kvMount>/<app.vault.path>, then switch the stack file's backend to vault.",
+        help="move a stack's values to another backend with no value lost",
+        description="Read every value of the stack out of its backend (in memory), write each into the "
+        "new backend, read back, then switch the stack file's backend.",
     )
     add_stack_flag(p)
-    p.add_argument("--to", required=True, choices=("vault",), help="the new backend")
+    p.add_argument(
+        "--to",
+        required=True,
+        choices=[b.name for b in backends.all_specs() if b.migrate_in],
+        help="the new backend",
+    )
     phase = p.add_mutually_exclusive_group()
     phase.add_argument(
         "--prepare",
         action="store_true",
-        help="phase 1: the sealed-secrets stack also installs Vault and the operator (no Vault needed)",
+        help="phase 1 (a sealed-secrets stack): its SealedSecrets release their Secrets; for --to vault it "
+        "also installs Vault and the operator (no Vault or keys needed)",
     )
     phase.add_argument(
         "--finish", action="store_true", help="phase 3: end the handover once the VaultStaticSecrets have synced"
     )
     add_recovery_flags(p)
+    p.add_argument(
+        "--age-key-file",
+        action="append",
+        default=[],
+        metavar="FILE",
+        help=f"the sops stack's age key (default: {KEY_FILE_ENV}); repeatable",
+    )
+    p.add_argument(
+        "--age-recipient",
+        action="append",
+        default=[],
+        metavar="AGE1...",
+        help="--to sops: an age public key the SOPS files are encrypted for (added to sops.recipients)",
+    )
     add_root_flag(p)
     p.set_defaults(func=run)
 
@@ -48,6 +75,8 @@ def run(args: argparse.Namespace) -> int:
 
     path = stack_path(args.stack, args.root)
     cfg = load_stack_file(path)  # bad stack names and files fail before any key is read
+    if not (cfg.spec.seals and backends.get(args.to).vault):
+        return _generic(args, cfg)
     if args.prepare or args.finish:
         return _phase(args, path)
     keys = recovery_keys(args)
@@ -84,3 +113,59 @@ def _phase(args: argparse.Namespace, path: Path) -> int:
         print(f"{path.name}: vaultMigration removed" + ("" if wrote else " (file unchanged)"))
         print(f"next: ksecrets export --stack {args.stack}, commit")
     return 0
+
+
+def _generic(args: argparse.Namespace, cfg) -> int:
+    import os
+
+    from ksecrets.cli.util import recovery_keys
+    from ksecrets.config.model import VaultConfig
+    from ksecrets.usecases import migrate
+    from ksecrets.usecases.vault_migrate import finish
+
+    target = backends.get(args.to)
+    if args.finish:
+        wrote = finish(_path(args))
+        print(f"{_path(args).name}: vaultMigration removed" + ("" if wrote else " (file unchanged)"))
+        print(f"next: ksecrets export --stack {args.stack}, commit")
+        return 0
+    key_files = args.age_key_file or ([os.environ[KEY_FILE_ENV]] if os.environ.get(KEY_FILE_ENV) else [])
+    if args.prepare:
+        if args.recovery_private_key or args.backup:
+            raise KsecretsError("--prepare needs no sealing key")
+        identities = migrate.identities_of(key_files) if cfg.spec.sops_files else []
+        what, written = migrate.prepare(args.root, args.stack, args.to, identities)
+        print(f"{what}: {', '.join(written) if written else 'nothing to change'}")
+        print(
+            f"next: ksecrets export --stack {args.stack}, commit (the Secrets are released to the next backend); "
+            f"then ksecrets migrate --stack {args.stack} --to {args.to} with the stack's keys"
+        )
+        return 0
+    material = migrate.Material(age_recipients=tuple(args.age_recipient))
+    if cfg.spec.seals:
+        material.private_keys = recovery_keys(args)
+    if cfg.spec.sops_files or (target.sops_files and key_files):
+        material.age_identities = migrate.identities_of(key_files)
+    if cfg.spec.vault or target.vault:
+        from ksecrets.vault.client import make_client
+
+        material.vault_client = make_client(cfg.vault or VaultConfig())
+    report = migrate.migrate(args.root, args.stack, args.to, material)
+    for line in report.lines():
+        print(line)
+    for line in report.warnings:
+        print(f"warning: {line}", file=sys.stderr)
+    if report.switched:
+        then = (
+            "; once `kubectl get vaultstaticsecret -A` shows them synced: "
+            if target.vault
+            else "; once Flux has applied it (the old objects pruned): "
+        ) + f"ksecrets migrate --stack {args.stack} --to {args.to} --finish"
+        print(f"next: ksecrets export --stack {args.stack}, commit{then}")
+    return 0
+
+
+def _path(args: argparse.Namespace) -> Path:
+    from ksecrets.config.load import stack_path
+
+    return Path(stack_path(args.stack, args.root))

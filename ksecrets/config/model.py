@@ -60,7 +60,11 @@ SYSTEM_NAMESPACES: tuple[str, ...] = ("default", "kube-node-lease", "kube-public
 # The sealed → vault migration (README "From sealed-secrets to Vault"): `install` adds Vault and the
 # operator to a sealed-secrets stack, `handover` is the vault stack whose operator takes over the
 # Secrets the SealedSecrets made.
-MigrationPhase = Literal["install", "handover"]
+# `vaultMigration` (the field's name from when Vault was the one target of `ksecrets migrate`):
+# install (sealed stack, Vault installed beside, SealedSecrets release their Secrets), release
+# (sealed stack, its SealedSecrets release their Secrets for another backend to take over),
+# handover (vault stack, the operator takes over the Secrets that exist).
+MigrationPhase = Literal["install", "handover", "release"]
 MIGRATION_PHASES: tuple[MigrationPhase, ...] = get_args(MigrationPhase)
 # Stack keys whose values may be placeholders (see `ksecrets.usecases.preflight`): allowPlaceholders lists them.
 PLACEHOLDER_KEYS = (

@@ -163,7 +163,10 @@ def health_check_exprs(
 # kustomize-controller failed the apps layer with "delete failed ... sealedsecrets ... is forbidden"
 # and kept them (tests/e2e/test_flux_migrate.py). While the phase is `handover`, the applier keeps
 # its rights on SealedSecrets in the namespaces of the stack's sealed entries, so Flux can prune
-# them; `--finish` drops them once they are gone.
+# them; `--finish` drops them once they are gone. The same for a move from sealed-secrets to sops
+# (`handover` too; tests/e2e/test_flux_migrate_sops.py). From sops, Flux reads each dropped Secret
+# (its `prune: disabled`) with the `get` on the app's Secret the applier holds anyway (the app's
+# secret-reader Role it creates: tests/e2e/test_flux_migrate_sops_vault.py).
 
 APPLIER_COMPONENT = "flux-applier"
 APPLY_VERBS = ["get", "list", "watch", "create", "update", "patch", "delete"]

@@ -72,7 +72,7 @@ def sealed_secret(cfg: StackConfig, entry: SealedEntry) -> Manifest:
     from ksecrets.sealing.sealedsecret import build_sealed_secret
 
     annotations = dict(entry.annotations)
-    if cfg.vault_migration == "install":
+    if cfg.vault_migration in ("install", "release"):
         annotations.update(HANDOVER_ANNOTATIONS)
     return build_sealed_secret(
         name=entry.name,

@@ -1,0 +1,257 @@
+"""`ksecrets migrate` between any two backends (issue 20 §3), the parts that need no Vault and no
+cluster: each backend module's capabilities and switch, the `release` phase of a sealed-secrets
+stack, and the refusals (nothing written). The round trips with the real crypto and a real Vault
+are tests/e2e/test_migrate_pairs.py; through Git with the real Flux, test_flux_migrate_sops.py."""
+
+from __future__ import annotations
+
+import base64
+from pathlib import Path
+
+import pytest
+import yaml
+
+from ksecrets import backends
+from ksecrets.config.load import load_stack
+from ksecrets.sealing import sops
+from ksecrets.usecases import migrate
+from ksecrets.usecases.stack_facts import plan_stack
+
+STACK = """\
+config:
+  kubernetes:context: dev
+  k8s-secrets:backend: {backend}
+  k8s-secrets:monitoring:
+    enabled: false
+  k8s-secrets:apps:
+    - name: web
+      namespace: web
+      secretName: web-secrets
+"""
+
+
+def test_every_backend_says_what_migrate_can_do():
+    can = {b.name: (b.migrate_out, b.migrate_in) for b in backends.all_specs()}
+    assert can == {
+        "manual": (True, False),
+        "sealed-secrets": (True, True),
+        "vault": (True, True),
+        "sops": (True, True),
+    }
+    for b in backends.all_specs():
+        assert b.migrate_material()  # what the source needs, for the errors
+
+
+@pytest.mark.parametrize("to", ["sops", "vault", "sealed-secrets"])
+def test_switch_makes_a_config_the_target_backend_and_keeps_the_old_values(to):
+    config = yaml.safe_load(STACK.format(backend="manual"))["config"]
+    config["k8s-secrets:sealed"] = [{"name": "x"}]
+    backends.get(to).migrate_switch(config, "dev", "k8s-secrets:", {("web", "web"): ["A", "B"]})
+    assert config["k8s-secrets:backend"] == to
+    assert config["k8s-secrets:sealed"] == [{"name": "x"}]  # switching back is one line
+    if to in ("vault", "sops"):  # until --finish
+        assert config["k8s-secrets:vaultMigration"] == "handover"
+    if to == "vault":
+        assert config["k8s-secrets:apps"][0]["vault"] == {"path": "web"}
+        assert config["k8s-secrets:apps"][0]["keys"] == ["A", "B"]
+    if to == "sealed-secrets":
+        assert "k8s-secrets:vaultMigration" not in config
+    if to == "sealed-secrets":
+        assert config["k8s-secrets:sealedSecrets"]["certificate"] == "certs/dev.pem"
+
+
+def test_release_phase_adds_the_handover_annotations_and_no_vault(tmp_path, cli):
+    (tmp_path / "Pulumi.dev.yaml").write_text(
+        STACK.format(backend="sealed-secrets") + "  k8s-secrets:sealedSecrets:\n    certificate: certs/dev.pem\n"
+    )
+    r = cli("migrate", "--stack", "dev", "--to", "sops", "--prepare", "--root", str(tmp_path))
+    assert r.code == 0, r.err
+    assert "vaultMigration: release: Pulumi.dev.yaml" in r.out
+    cfg = load_stack("dev", tmp_path)
+    assert cfg.vault_migration == "release" and cfg.vault is None
+    # A second --prepare writes nothing.
+    again = cli("migrate", "--stack", "dev", "--to", "sops", "--prepare", "--root", str(tmp_path))
+    assert again.code == 0 and "nothing to change" in again.out
+
+
+def test_release_annotations_on_the_sealed_secret(tmp_path, cert_pem_and_key):
+    from ksecrets.manifests.sealed_secrets import HANDOVER_ANNOTATIONS, sealed_secret
+    from ksecrets.usecases.seal_stack import SealRequest, seal_into_stack
+
+    (tmp_path / "certs").mkdir()
+    (tmp_path / "certs/dev.pem").write_bytes(cert_pem_and_key[0])
+    text = STACK.format(backend="sealed-secrets") + "  k8s-secrets:sealedSecrets:\n    certificate: certs/dev.pem\n"
+    (tmp_path / "Pulumi.dev.yaml").write_text(text)
+    seal_into_stack(tmp_path, "dev", SealRequest(name="web-secrets", values={"A": b"1"}, namespace="web"))
+
+    def annotations() -> dict:
+        cfg = load_stack("dev", tmp_path)
+        meta = sealed_secret(cfg, cfg.sealed[0])["spec"]["template"].get("metadata") or {}
+        return meta.get("annotations") or {}
+
+    # Without the phase the SealedSecret owns its Secret, as before.
+    assert not HANDOVER_ANNOTATIONS.items() <= annotations().items()
+    migrate.prepare(tmp_path, "dev", "sops")
+    assert HANDOVER_ANNOTATIONS.items() <= annotations().items()
+
+
+def test_release_phase_is_for_a_sealed_stack_only(tmp_path, cli):
+    (tmp_path / "Pulumi.dev.yaml").write_text(STACK.format(backend="sops") + "  k8s-secrets:vaultMigration: release\n")
+    r = cli("doctor", "--stack", "dev", "--root", str(tmp_path))
+    assert r.code != 0 and "phase release needs backend sealed-secrets" in (r.err + r.out)
+
+
+def _sops_stack(root: Path) -> sops.AgeKey:
+    key = sops.generate_age_key()
+    (root / "Pulumi.dev.yaml").write_text(
+        STACK.format(backend="sops") + f"  k8s-secrets:sops:\n    recipients: [{key.recipient}]\n"
+    )
+    rel = "secrets/dev/web-secrets.sops.yaml"
+    (root / "secrets/dev").mkdir(parents=True)
+    manifest = {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": "web-secrets", "namespace": "web"},
+        "type": "Opaque",
+        "data": {"A": base64.b64encode(b"x=y\n").decode(), "EMPTY": "", "BIN": base64.b64encode(b"\xff\x00").decode()},
+    }
+    (root / rel).write_text(sops.encrypt_secret(manifest, [key.recipient], rel))
+    return key
+
+
+def test_sops_to_vault_refuses_bytes_vault_cannot_hold_before_writing(tmp_path):
+    key = _sops_stack(tmp_path)
+    before = (tmp_path / "Pulumi.dev.yaml").read_bytes()
+
+    class NoVault:  # any call would be a write: there must be none
+        def __getattr__(self, name):
+            raise AssertionError(f"Vault called: {name}")
+
+    material = migrate.Material(age_identities=[key.identity], vault_client=NoVault())
+    with pytest.raises(Exception) as e:
+        migrate.migrate(tmp_path, "dev", "vault", material)
+    assert "key BIN: not UTF-8" in str(e.value) and "\\xff" not in str(e.value)
+    assert (tmp_path / "Pulumi.dev.yaml").read_bytes() == before
+
+
+def test_sops_source_without_the_age_key_says_which_key(tmp_path, cli, monkeypatch):
+    _sops_stack(tmp_path)
+    monkeypatch.delenv("SOPS_AGE_KEY_FILE", raising=False)
+    r = cli("migrate", "--stack", "dev", "--to", "sealed-secrets", "--root", str(tmp_path))
+    assert r.code == 2 and r.err.count("\n") == 1 and "--age-key-file" in r.err
+
+
+def test_sops_to_sealed_needs_the_certificate_and_writes_nothing(tmp_path, cli):
+    key = _sops_stack(tmp_path)
+    (tmp_path / "dev.agekey").write_text(key.key_file())
+    before = (tmp_path / "Pulumi.dev.yaml").read_bytes()
+    r = cli(
+        "migrate", "--stack", "dev", "--to", "sealed-secrets", "--age-key-file", str(tmp_path / "dev.agekey"),
+        "--root", str(tmp_path),
+    )  # fmt: skip
+    assert r.code == 2 and "certs/dev.pem does not exist" in r.err
+    assert (tmp_path / "Pulumi.dev.yaml").read_bytes() == before
+
+
+def test_sops_to_sealed_keeps_type_and_every_key(tmp_path, cli, cert_pem_and_key):
+    cert, key_pem = cert_pem_and_key
+    key = _sops_stack(tmp_path)
+    (tmp_path / "dev.agekey").write_text(key.key_file())
+    (tmp_path / "certs").mkdir()
+    (tmp_path / "certs/dev.pem").write_bytes(cert)
+    r = cli(
+        "migrate", "--stack", "dev", "--to", "sealed-secrets", "--age-key-file", str(tmp_path / "dev.agekey"),
+        "--root", str(tmp_path),
+    )  # fmt: skip
+    assert r.code == 0, r.err
+    assert "3 values moved from sops to sealed-secrets; backend switched to sealed-secrets" in r.out
+    assert "secrets/dev/web-secrets.sops.yaml: without `migrate --prepare`" in r.err  # a warning, not an error
+    cfg = load_stack("dev", tmp_path)
+    assert cfg.backend == "sealed-secrets" and [e.name for e in cfg.sealed] == ["web-secrets"]
+    from ksecrets.sealing.keys import load_recovery_keys
+
+    got = migrate.read_values(cfg, migrate.Material(private_keys=load_recovery_keys(key_pem, "k")))
+    assert [dict(s.values) for s in got] == [{"A": b"x=y\n", "EMPTY": b"", "BIN": b"\xff\x00"}]
+    kinds = sorted({p.obj["kind"] for p in plan_stack(cfg)})
+    assert "SealedSecret" in kinds
+
+
+@pytest.fixture(scope="module")
+def cert_pem_and_key():
+    import json
+
+    from tests.conftest import VECTORS
+
+    vec = json.loads(VECTORS.read_text())
+    return vec["certificate_pem"].encode(), vec["private_key_pem"].encode()
+
+
+@pytest.mark.parametrize("to", ["sealed-secrets", "vault"])
+def test_sops_prepare_annotates_the_files_and_keeps_every_value(tmp_path, cli, to):
+    key = _sops_stack(tmp_path)
+    (tmp_path / "dev.agekey").write_text(key.key_file())
+    rel = "secrets/dev/web-secrets.sops.yaml"
+    before = sops.secret_values((tmp_path / rel).read_text(), [key.identity], rel)
+    r = cli("migrate", "--stack", "dev", "--to", to, "--prepare", "--root", str(tmp_path))
+    assert r.code == 2 and "--age-key-file" in r.err  # it re-encrypts: the key is needed
+    args = ["migrate", "--stack", "dev", "--to", to, "--prepare", "--age-key-file", str(tmp_path / "dev.agekey")]
+    r = cli(*args, "--root", str(tmp_path))
+    assert r.code == 0, r.err
+    assert rel in r.out
+    text = (tmp_path / rel).read_text()
+    assert sops.secret_values(text, [key.identity], rel) == before
+    meta = sops.decrypt(text, [key.identity], rel)["metadata"]
+    assert meta["annotations"]["kustomize.toolkit.fluxcd.io/prune"] == "disabled"
+    assert ("sealedsecrets.bitnami.com/managed" in meta["annotations"]) == (to == "sealed-secrets")
+    # The exporter takes it as it is (the checks of a SOPS file still pass), and a second run is a no-op.
+    assert cli("export", "--root", str(tmp_path)).code == 0
+    again = cli(*args, "--root", str(tmp_path))
+    assert again.code == 0 and "nothing to change" in again.out
+
+
+def test_sealed_to_sops_handover_keeps_the_applier_able_to_prune_and_the_pods_unrolled(tmp_path, cli, cert_pem_and_key):
+    """Found by the real kustomize-controller (test_flux_migrate_sops.py): after the switch the apps
+    layer holds no SealedSecret, and an applier Role made from what it holds cannot delete them
+    ("delete failed ... sealedsecrets ... is forbidden"). In `handover` it keeps those rights and
+    the pod template keeps the sealed checksum (nothing rolls at the switch); `--finish` ends both."""
+    from ksecrets.manifests.workloads import SECRET_CHECKSUM
+    from ksecrets.usecases.seal_stack import SealRequest, seal_into_stack
+
+    cert, key_pem = cert_pem_and_key
+    (tmp_path / "certs").mkdir()
+    (tmp_path / "certs/dev.pem").write_bytes(cert)
+    stack = STACK.format(backend="sealed-secrets") + "  k8s-secrets:sealedSecrets:\n    certificate: certs/dev.pem\n"
+    stack = stack.replace(
+        "      secretName: web-secrets\n",
+        "      secretName: web-secrets\n      deployments:\n        - name: web\n"
+        "          image: ghcr.io/stefanprodan/podinfo:6.7.1\n          envFrom: true\n",
+    )
+    (tmp_path / "Pulumi.dev.yaml").write_text(stack)
+    seal_into_stack(tmp_path, "dev", SealRequest(name="web-secrets", values={"A": b"1"}, namespace="web"))
+    (tmp_path / "key.pem").write_bytes(key_pem)
+
+    def state():
+        cfg = load_stack("dev", tmp_path)
+        planned = [p.obj for p in plan_stack(cfg)]
+        roles = [o for o in planned if o["kind"] == "Role" and o["metadata"]["name"] == "dev-apps-applier"]
+        rules = {r for role in roles for rule in role["rules"] for r in rule.get("resources", [])}
+        dep = next(o for o in planned if o["kind"] == "Deployment")
+        ann = dep["spec"]["template"]["metadata"].get("annotations") or {}
+        return cfg, "sealedsecrets" in rules, ann.get(SECRET_CHECKSUM)
+
+    _, _, checksum = state()
+    assert checksum
+    key = sops.generate_age_key()
+    r = cli(
+        "migrate", "--stack", "dev", "--to", "sops", "--recovery-private-key", str(tmp_path / "key.pem"),
+        "--age-recipient", key.recipient, "--root", str(tmp_path),
+    )  # fmt: skip
+    assert r.code == 0, r.err
+    assert "--to sops --finish" in r.out
+    cfg, can_prune, during = state()
+    assert cfg.backend == "sops" and cfg.vault_migration == "handover"
+    assert can_prune and during == checksum
+    r = cli("migrate", "--stack", "dev", "--to", "sops", "--finish", "--root", str(tmp_path))
+    assert r.code == 0, r.err
+    cfg, can_prune, after = state()
+    assert cfg.vault_migration is None and not can_prune and after is None
