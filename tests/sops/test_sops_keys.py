@@ -226,7 +226,11 @@ def test_updatekeys_is_all_or_nothing(empty_stack, cli, tmp_path):
     assert "secrets/dev/s1.sops.yaml" in result.err and "none of the given age identities" in result.err
     assert {p: p.read_bytes() for p in (root / "secrets").rglob("*.yaml")} == tree  # nothing written
     # A file whose MAC fails is refused the same way.
-    stray.write_text(sops.updatekeys(stray.read_text(), [other.identity], [load_stack_file(root / "Pulumi.dev.yaml").sops.recipients[0]], "s1"))
+    stray.write_text(
+        sops.updatekeys(
+            stray.read_text(), [other.identity], [load_stack_file(root / "Pulumi.dev.yaml").sops.recipients[0]], "s1"
+        )
+    )
     doc = yaml.safe_load(stray.read_text())
     doc["data"]["K"], doc["data"]["EQ"] = doc["data"]["EQ"], doc["data"]["K"]  # swapped ciphertexts
     stray.write_text(yaml.safe_dump(doc, sort_keys=False))
