@@ -909,8 +909,10 @@ def add_sops_attributes(top: Path, root: Path) -> list[str]:
     attrs = top / ".gitattributes"
     old = attrs.read_text(encoding="utf-8") if attrs.exists() else ""
     rel = os.path.relpath(os.path.abspath(root), top)
-    prefix = "/" if rel == "." else attributes_pattern(rel) + "/"
-    line = f"{prefix}{SECRETS_DIR}/*/*{FILE_SUFFIX} {DRIVERS}"
+    tail = f"/{SECRETS_DIR}/*/*{FILE_SUFFIX}"
+    prefix = "" if rel == "." else attributes_pattern(rel)
+    pattern = f"{prefix[:-1]}{tail}\"" if prefix.startswith('"') else f"{prefix}{tail}"
+    line = f"{pattern} {DRIVERS}"
     if line in old.splitlines():
         return []
     new = old + ("" if not old or old.endswith("\n") else "\n") + line + "\n"
