@@ -911,7 +911,7 @@ def add_sops_attributes(top: Path, root: Path) -> list[str]:
     rel = os.path.relpath(os.path.abspath(root), top)
     tail = f"/{SECRETS_DIR}/*/*{FILE_SUFFIX}"
     prefix = "" if rel == "." else attributes_pattern(rel)
-    pattern = f"{prefix[:-1]}{tail}\"" if prefix.startswith('"') else f"{prefix}{tail}"
+    pattern = f'{prefix[:-1]}{tail}"' if prefix.startswith('"') else f"{prefix}{tail}"
     line = f"{pattern} {DRIVERS}"
     if line in old.splitlines():
         return []

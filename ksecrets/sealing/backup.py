@@ -150,14 +150,14 @@ def describe_key_secrets(secrets_: list[dict[str, Any]], source: str) -> list[st
     from ksecrets.sealing.keys import fingerprint_of_private
 
     out: list[str] = []
+    sealing = [s for s in secrets_ if not (isinstance(s, dict) and sops.is_key_secret(s))]
     for i, secret in enumerate(secrets_):
-        if isinstance(secret, dict) and sops.is_key_secret(secret):
+        if secret not in sealing:
             meta = secret.get("metadata") if isinstance(secret.get("metadata"), dict) else {}
             where = f"{source}: Secret {(meta or {}).get('name') or f'items[{i}]'}"
-            out += [sops.recipient_of(i_, where) for i_ in sops.key_secret_identities(secret, where)]
-        else:
-            out += [fingerprint_of_private(k) for k in keys_from_secrets([secret], source)]
-    return out
+            out += [sops.recipient_of(key, where) for key in sops.key_secret_identities(secret, where)]
+    # The sealing keys in one call, as before (its errors number the items as given).
+    return [fingerprint_of_private(k) for k in keys_from_secrets(sealing, source)] + out
 
 
 def backup_plaintext(doc: Any, source: str) -> bytes:
