@@ -838,7 +838,7 @@ def merge(
     """Three-way merge of SOPS files by value: every side is decrypted and MAC-verified, the
     plaintexts are merged key by key, and the result is written under ours' data key (ours'
     ciphertexts kept where a value is ours', theirs' where the data key is the same) with a new
-    MAC, for the recipients merged three ways. What cannot be merged without losing a value (the
+    MAC, for the recipients merged three ways (a file created on both branches: both lists). What cannot be merged without losing a value (the
     same key changed on both sides, no identity for a side, different encryption rules) is a
     conflict naming the key path, never a value; the result is decrypted again and checked."""
     if ours == theirs or theirs == base:
@@ -877,8 +877,7 @@ def merge(
         return MergeResult(None, [str(exc)])
     conflicts: list[str] = []
     merged = _merge_plain(plains["base"], plains["ours"], plains["theirs"], (), conflicts)
-    recipients = [d.recipients if d is not None else None for d in (b, o, t)]
-    rb, ro, rt = recipients
+    rb, ro, rt = (b.recipients if b is not None else None), o.recipients, t.recipients
     if ro != rt and rb is not None and rb != ro and rb != rt:
         conflicts.append("sops.age: the recipients changed on both branches")
     if conflicts:
@@ -889,9 +888,11 @@ def merge(
         sides.append((plains["theirs"], t.tree))
     tree = _reuse(merged, None, None, rules, key, (), sides)
     meta = dict(o.meta)
-    target = rt if ro == rb and rb is not None and rt != ro else ro
+    if rb is None:  # created on both branches: every recipient either gave the file
+        target = [*ro, *(r for r in rt if r not in ro)]
+    else:
+        target = rt if ro == rb and rt != ro else ro
     if target != ro:
-        assert target is not None
         meta["age"] = [_age_encrypt(key, r, f"{source}: recipient {n + 1}") for n, r in enumerate(target)]
     text = SopsFile(source, tree, _seal(merged, rules, key, meta, now=now)).render()
     again = decrypt(text, identities, source)  # the MAC and every value, read back
