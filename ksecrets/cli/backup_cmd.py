@@ -177,7 +177,11 @@ def backed_up_fingerprints(paths: list[Path]) -> dict[str, str]:
                 doc = keybackup.read_key_file(data, str(f))
                 found.setdefault(doc["fingerprint"], str(f))
             else:
-                for key in keys_from_secrets(read_backup(f, get_passphrase(confirm=False)), str(f)):
+                from ksecrets.sealing import sops
+
+                # A sops stack's age key Secret (keygen of a sops stack) is no sealing key: not counted.
+                held = [s for s in read_backup(f, get_passphrase(confirm=False)) if not sops.is_key_secret(s)]
+                for key in keys_from_secrets(held, str(f)):
                     found.setdefault(fingerprint_of_private(key), str(f))
     return found
 

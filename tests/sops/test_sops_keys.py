@@ -251,3 +251,12 @@ def test_updatekeys_needs_a_key_and_a_sops_stack(empty_stack, cli, tmp_path):
     result = cli("sops", "updatekeys", "--stack", "other", "--age-key-file", str(kf), "--root", str(root))
     assert result.code == 2 and "not a sops stack" in result.err
     os.environ.pop("SOPS_AGE_KEY_FILE", None)
+
+
+def test_backup_check_of_a_folder_with_an_age_key_backup(empty_stack, cli, tmp_path):
+    """`backup --check DIR` counts sealing keys; an age key backup in the folder is no error."""
+    safe = tmp_path / "safe"
+    safe.mkdir()
+    assert keygen(cli, empty_stack, safe / "dev-age.ksbackup").code == 0
+    result = cli("backup", "--check", str(safe), "--root", str(empty_stack))
+    assert "has no data.tls.key" not in result.err, result.err
