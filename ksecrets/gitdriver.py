@@ -689,6 +689,8 @@ def merge_driver(base_path: str, ours_path: str, theirs_path: str, pathname: str
         return 1, [
             f"{pathname}: merge conflict: cannot read a side of the merge ({type(exc).__name__}); resolve by hand"
         ]
+    if _is_sops(pathname, sides):
+        return _merge_sops(sides, ours_path, pathname)
     o = sides[1]
     style = Text(
         "",
@@ -721,6 +723,62 @@ def merge_driver(base_path: str, ours_path: str, theirs_path: str, pathname: str
     return (1 if conflicts else 0), out
 
 
+# --- SOPS files (`secrets/<stack>/<name>.sops.yaml`, backend sops) ---------------------------------
+
+# Where `sops` (and `ksecrets sops set`) read the age key; merging SOPS files needs it too.
+AGE_KEY_FILE_ENV = "SOPS_AGE_KEY_FILE"
+
+
+def _is_sops(pathname: str, sides: list[Text]) -> bool:
+    from ksecrets.backends.sops import FILE_SUFFIX
+    from ksecrets.sopsrules import looks_like_sops
+
+    return pathname.endswith(FILE_SUFFIX) or any(looks_like_sops(s.text) for s in sides if s.text.strip())
+
+
+def _age_identities(pathname: str) -> tuple[list[str], str | None]:
+    """The identities of SOPS_AGE_KEY_FILE, or ([], why not)."""
+    from ksecrets.sealing import sops
+
+    key_file = os.environ.get(AGE_KEY_FILE_ENV)
+    if not key_file:
+        return [], None
+    try:
+        text = Path(key_file).read_text(encoding="utf-8")
+        return sops.identities_from_key_file(text, AGE_KEY_FILE_ENV), None
+    except (OSError, UnicodeDecodeError):
+        return [], f"{pathname}: merge conflict: {AGE_KEY_FILE_ENV}: cannot read the age key file"
+    except KsecretsError as exc:
+        return [], f"{pathname}: merge conflict: {_safe(str(exc))}"
+
+
+def _merge_sops(sides: list[Text], ours_path: str, pathname: str) -> tuple[int, list[str]]:
+    """A SOPS file merged by value (sealing.sops.merge) with the age key of SOPS_AGE_KEY_FILE. A
+    conflict leaves ours as it is (a valid file whose MAC verifies; git keeps theirs in
+    MERGE_HEAD): markers inside ciphertexts could not be resolved by reading them anyway."""
+    from ksecrets.fileio import atomic_write_bytes
+    from ksecrets.sealing import sops
+
+    identities, problem = _age_identities(pathname)
+    if problem:
+        return 1, [problem]
+    result = sops.merge(sides[0].text, sides[1].text, sides[2].text, identities, pathname)
+    if result.text is None:
+        hint = (
+            f"; kept ours: take theirs (git checkout --theirs {pathname}) or set the values again "
+            f"(ksecrets sops set ...), then git add {pathname}"
+        )
+        return 1, [_safe(c) + hint for c in result.conflicts]
+    style = Text(
+        "",
+        crlf=_pick(sides[0].crlf, sides[1].crlf, sides[2].crlf),
+        bom=_pick(sides[0].bom, sides[1].bom, sides[2].bom),
+    )
+    mode = Path(ours_path).stat().st_mode & 0o777 if Path(ours_path).exists() else 0o644
+    atomic_write_bytes(ours_path, style.encode(result.text), mode)
+    return 0, []
+
+
 # --- textconv -------------------------------------------------------------------------------------
 
 
@@ -737,7 +795,15 @@ def textconv(text: str) -> str:
     not ciphertext (a reference to an included file, a value under `encryptedData` that is not a
     sealed value, any other field) is shown as it is."""
     from ksecrets.sealing.crypto import is_well_formed
+    from ksecrets.sopsrules import looks_like_sops
 
+    if looks_like_sops(text):
+        from ksecrets.sealing import sops
+
+        try:
+            return sops.diff_view(text, "file")
+        except KsecretsError:
+            return text  # never fail `git diff`
     if _included_kind((text,)) == "sealed":
         text = _wrap(text)
     try:
@@ -827,10 +893,31 @@ def setup(root: str | os.PathLike[str], command: str | None = None) -> list[str]
     else:
         done.append(".gitattributes: already has the line")
     done += add_included_attributes(top, root)
+    done += add_sops_attributes(top, root)
     from ksecrets import gitrender
 
     done += gitrender.setup(top, root, command)
     return done
+
+
+def add_sops_attributes(top: Path, root: Path) -> list[str]:
+    """The line that gives a sops stack's files (`secrets/<stack>/*.sops.yaml` under the project
+    root) both drivers."""
+    from ksecrets.backends.sops import FILE_SUFFIX, SECRETS_DIR
+    from ksecrets.fileio import atomic_write_text
+
+    attrs = top / ".gitattributes"
+    old = attrs.read_text(encoding="utf-8") if attrs.exists() else ""
+    rel = os.path.relpath(os.path.abspath(root), top)
+    tail = f"/{SECRETS_DIR}/*/*{FILE_SUFFIX}"
+    prefix = "" if rel == "." else attributes_pattern(rel)
+    pattern = f'{prefix[:-1]}{tail}"' if prefix.startswith('"') else f"{prefix}{tail}"
+    line = f"{pattern} {DRIVERS}"
+    if line in old.splitlines():
+        return []
+    new = old + ("" if not old or old.endswith("\n") else "\n") + line + "\n"
+    atomic_write_text(attrs, new, attrs.stat().st_mode & 0o777 if attrs.exists() else 0o644)
+    return [f".gitattributes: added '{line}' (commit it)"]
 
 
 def add_included_attributes(top: Path, root: Path) -> list[str]:

@@ -9,8 +9,10 @@ Four rules, each with a finding kind that allow markers name:
   and pass;
 - `secret-data`: a `v1` Secret with non-empty `data`/`stringData` in a YAML or JSON file (every
   document, and every item of a `List`); in a SOPS file (a top-level `sops` mapping with a `mac`),
-  each value its own rules encrypt (`ksecrets.sopsrules`) that is neither `ENC[...]` nor empty, so
-  an encrypted SOPS Secret passes and one decrypted in place or edited by hand does not;
+  each value its own rules encrypt (`ksecrets.sopsrules`) that is neither `ENC[...]` nor empty, and
+  in a Secret every such value of `data`/`stringData` whatever the rules (an `_unencrypted` suffix
+  or a regex leaving them out), so an encrypted SOPS Secret passes and one decrypted in place,
+  edited by hand or with rules that leave its values in clear does not;
 - `unencrypted-key-backup`: a sealing key Secret (label `sealedsecrets.bitnami.com/sealed-secrets-key`)
   with its data, which is what a raw `kubectl get secret -o yaml` backup of the controller's keys
   looks like (also in a file with no YAML suffix), and a `KSECRETS SEALING KEY BACKUP` armour whose
@@ -439,7 +441,8 @@ def _sops_metadata(node: yamlio.Node) -> dict[str, str] | None:
 
 def _sops_findings(node: yamlio.Node, meta: dict[str, str], path: str) -> Iterator[tuple[int, str, str]]:
     """A SOPS file's values that its own rules encrypt but that are in clear (not `ENC[...]`, not
-    empty): a file decrypted in place, or edited by hand after `sops -e`. An encrypted file passes."""
+    empty): a file decrypted in place, or edited by hand after `sops -e`; in a Secret, also every
+    value of data/stringData its rules leave in clear. An encrypted file passes."""
     try:
         rules: sopsrules.Rules | None = sopsrules.rules(meta, path)
     except KsecretsError:
@@ -457,7 +460,11 @@ def _sops_findings(node: yamlio.Node, meta: dict[str, str], path: str) -> Iterat
             for item in n.value:
                 yield from walk(item, keys, depth + 1)
         elif isinstance(n, yamlio.ScalarNode) and keys and n.value != "" and not n.tag.endswith(":null"):
-            encrypted = rules.encrypted(keys) if rules else is_secret and keys[0] in ("data", "stringData")
+            # A Secret's data/stringData reach the cluster as values whatever the file's rules say
+            # (an `_unencrypted` suffix or a regex that leaves them out): in clear, a finding.
+            encrypted = (rules is not None and rules.encrypted(keys)) or (
+                is_secret and keys[0] in ("data", "stringData")
+            )
             if encrypted and not sopsrules.is_ciphertext(n.value):
                 yield n.start_mark.line + 1, SECRET_DATA, f"SOPS file with a value in clear at {'.'.join(keys)}"
 

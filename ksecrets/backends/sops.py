@@ -55,9 +55,9 @@ class Sops(BackendSpec):
 
     def stack_new_steps(self, stack: str, secrets: Iterable[str]) -> list[str]:
         return [
-            f"age key: age-keygen -o {stack}.agekey (keep it offline); put its public key under "
-            f"k8s-secrets:sops.recipients, and in the cluster: kubectl -n flux-system create secret generic "
-            f"sops-age --from-file=age.agekey={stack}.agekey",
+            f"age key: ksecrets keygen --stack {stack} --backup-file ~/safe/{stack}-age.ksbackup --print-secret "
+            "| kubectl apply -f - (the recipient goes into k8s-secrets:sops.recipients, the key only into the "
+            "encrypted backup and the cluster's Secret)",
             *(f"values: ksecrets sops set --stack {stack} --name {s} --from-env-file .env.{stack}" for s in secrets),
         ]
 

@@ -33,7 +33,10 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "verify": ("verify_cmd", "check sealed values against each stack's current certificate"),
     "drift": ("drift_cmd", "what differs between clusters and environments, without decrypting"),
     "report": ("report_cmd", "the fleet as one HTML page and JSON: matrix, certificates, rotation, readers"),
-    "keygen": ("keygen_cmd", "make a sealing key pair for a stack (cert in certs/, key in a backup)"),
+    "keygen": (
+        "keygen_cmd",
+        "make a stack's key: a sealing key pair (cert in certs/) or a sops age key; the private key in a backup",
+    ),
     "backup": (
         "backup_cmd",
         "encrypt the controller's key Secrets (stdin) into a backup file; check, import, offline key",

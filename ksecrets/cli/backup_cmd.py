@@ -90,15 +90,27 @@ def register(subparsers) -> None:
     )
     r.add_argument("--backup", required=True, metavar="FILE")
     add_format_flag(r, default="yaml")
+    r.add_argument(
+        "--age-key-out",
+        metavar="FILE",
+        default=None,
+        help="instead: write the age key file of the backup's age key Secret (a sops stack's key; mode 0600, "
+        "never inside a repository), for SOPS_AGE_KEY_FILE",
+    )
     r.set_defaults(func=run_restore)
 
 
 def run_backup(args: argparse.Namespace) -> int:
     import json
 
-    from ksecrets.sealing.backup import backup_plaintext, get_passphrase, log2_n_from_env, write_backup
+    from ksecrets.sealing.backup import (
+        backup_plaintext,
+        describe_key_secrets,
+        get_passphrase,
+        log2_n_from_env,
+        write_backup,
+    )
     from ksecrets.cli.util import read_stdin_text
-    from ksecrets.sealing.keys import fingerprint_of_private, keys_from_secrets
     from ksecrets.sealing.secret_input import load_document
 
     if args.check:
@@ -112,7 +124,7 @@ def run_backup(args: argparse.Namespace) -> int:
     passphrase = get_passphrase(confirm=True)
     write_backup(args.out, plaintext, passphrase, log2_n=log2_n_from_env())
     items = json.loads(plaintext)["items"]
-    fps = [fingerprint_of_private(k) for k in keys_from_secrets(items, "stdin")]
+    fps = describe_key_secrets(items, "stdin")
     sys.stderr.write(f"{args.out}: {len(items)} key(s) backed up, encrypted (mode 0600): {', '.join(fps)}\n")
     return 0
 
@@ -123,6 +135,16 @@ def run_restore(args: argparse.Namespace) -> int:
     from ksecrets.cli.util import render
 
     secrets_ = read_backup(args.backup, get_passphrase(confirm=False))
+    if args.age_key_out:
+        from ksecrets.sealing import sops
+        from ksecrets.usecases.sops_keys import write_key_file
+
+        ids = [i for s in secrets_ if sops.is_key_secret(s) for i in sops.key_secret_identities(s, args.backup)]
+        if not ids:
+            raise KsecretsError(f"{args.backup}: holds no age key Secret")
+        write_key_file(args.age_key_out, "".join(f"{i}\n" for i in ids), ".")
+        sys.stderr.write(f"{args.age_key_out}: {len(ids)} age key(s) (mode 0600)\n")
+        return 0
     if args.format == "json":
         sys.stdout.write(render({"apiVersion": "v1", "kind": "List", "items": secrets_}, "json"))
     else:
@@ -155,7 +177,11 @@ def backed_up_fingerprints(paths: list[Path]) -> dict[str, str]:
                 doc = keybackup.read_key_file(data, str(f))
                 found.setdefault(doc["fingerprint"], str(f))
             else:
-                for key in keys_from_secrets(read_backup(f, get_passphrase(confirm=False)), str(f)):
+                from ksecrets.sealing import sops
+
+                # A sops stack's age key Secret (keygen of a sops stack) is no sealing key: not counted.
+                held = [s for s in read_backup(f, get_passphrase(confirm=False)) if not sops.is_key_secret(s)]
+                for key in keys_from_secrets(held, str(f)):
                     found.setdefault(fingerprint_of_private(key), str(f))
     return found
 

@@ -1,13 +1,17 @@
 """`ksecrets sops set --stack S --name SECRET --from-env-file F`: put values into a sops stack's
 SOPS-encrypted Secret (`secrets/<stack>/<SECRET>.sops.yaml`). Creating needs only the stack's age
-recipients; editing needs its age key (`--age-key-file`, or SOPS_AGE_KEY_FILE as for `sops`)."""
+recipients; editing needs its age key (`--age-key-file`, or SOPS_AGE_KEY_FILE as for `sops`).
+
+`ksecrets sops updatekeys [--stack S | --env E | --all-stacks]`: every SOPS file of those stacks
+re-keyed for its stack's current `sops.recipients` (after `keygen --add` or removing a person),
+values untouched, all files or none."""
 
 from __future__ import annotations
 
 import argparse
 import os
 
-from ksecrets.cli.flags import add_allow_key_name_flag, add_root_flag, add_stack_flag
+from ksecrets.cli.flags import add_allow_key_name_flag, add_root_flag, add_selector_flags, add_stack_flag
 
 KEY_FILE_ENV = "SOPS_AGE_KEY_FILE"  # the same name as usecases.sops_set's (kept cheap to import)
 
@@ -33,6 +37,21 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_allow_key_name_flag(s)
     add_root_flag(s)
     s.set_defaults(func=run_set)
+    u = ssub.add_parser(
+        "updatekeys",
+        help="re-encrypt every SOPS file's data key for its stack's sops.recipients (values untouched), "
+        "all files or none",
+        allow_abbrev=False,
+    )
+    add_selector_flags(u, "every sops stack")
+    u.add_argument(
+        "--age-key-file",
+        default=None,
+        metavar="FILE",
+        help=f"an age key the files are encrypted for now (default ${KEY_FILE_ENV})",
+    )
+    add_root_flag(u)
+    u.set_defaults(func=run_updatekeys)
 
 
 def run_set(args: argparse.Namespace) -> int:
@@ -47,6 +66,21 @@ def run_set(args: argparse.Namespace) -> int:
         key_file=args.age_key_file or os.environ.get(KEY_FILE_ENV) or None,
         allow_key_names=frozenset(args.allow_key_name),
     )
+    for line in report.lines():
+        print(line)
+    return 0
+
+
+def run_updatekeys(args: argparse.Namespace) -> int:
+    from ksecrets.cli.flags import selected_stacks
+    from ksecrets.config.selection import fleet
+    from ksecrets.usecases.sops_keys import updatekeys
+    from ksecrets.usecases.sops_set import read_identities
+
+    chosen = selected_stacks(args)
+    stacks = chosen if chosen is not None else list(fleet(args.root))
+    identities = read_identities(args.age_key_file or os.environ.get(KEY_FILE_ENV) or None)
+    report = updatekeys(args.root, stacks, identities, explicit=bool(args.stack))
     for line in report.lines():
         print(line)
     return 0

@@ -1,4 +1,5 @@
-"""Encrypted backups of the controller's sealing keys (the guide's "back up the key" step).
+"""Encrypted backups of the controller's sealing keys (the guide's "back up the key" step), and of
+a sops stack's age key Secret (`ksecrets keygen` of a sops stack): the same file, the same restore.
 
 File format (ASCII armour, so it survives copy and paste):
 
@@ -30,6 +31,7 @@ from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 
 from ksecrets.errors import KsecretsError
 from ksecrets.fileio import atomic_write_bytes
+from ksecrets.sealing import sops
 from ksecrets.sealing.keys import KEY_LABEL, keys_from_secrets, secrets_from_document
 
 ENV_VAR = "KSECRETS_BACKUP_PASSPHRASE"
@@ -120,28 +122,48 @@ def get_passphrase(
 
 
 def clean_key_secret(secret: Mapping[str, Any]) -> dict[str, Any]:
-    """Only what restoring needs: drop uid, resourceVersion, managedFields, ownerReferences..."""
+    """Only what restoring needs: drop uid, resourceVersion, managedFields, ownerReferences...
+    An age key Secret gets no sealing-key label (the controller would take it for its key)."""
+    age = sops.is_key_secret(secret)
     meta = secret.get("metadata") or {}
     out_meta: dict[str, Any] = {"name": meta.get("name") or meta.get("generateName") or "sealed-secrets-key"}
     if meta.get("namespace"):
         out_meta["namespace"] = meta["namespace"]
     labels = dict(meta.get("labels") or {})
-    labels.setdefault(KEY_LABEL, "active")
-    out_meta["labels"] = labels
+    if not age:
+        labels.setdefault(KEY_LABEL, "active")
+    if labels:
+        out_meta["labels"] = labels
     data = secret.get("data") or {}
     return {
         "apiVersion": "v1",
         "kind": "Secret",
         "metadata": out_meta,
-        "type": secret.get("type") or "kubernetes.io/tls",
+        "type": secret.get("type") or ("Opaque" if age else "kubernetes.io/tls"),
         "data": {k: data[k] for k in sorted(data)},
     }
 
 
+def describe_key_secrets(secrets_: list[dict[str, Any]], source: str) -> list[str]:
+    """Check every key Secret (an RSA `tls.key`, or age identities under `*.agekey`) and name its
+    key by a public id: the certificate's fingerprint, or the age recipient(s)."""
+    from ksecrets.sealing.keys import fingerprint_of_private
+
+    out: list[str] = []
+    sealing = [s for s in secrets_ if not (isinstance(s, dict) and sops.is_key_secret(s))]
+    for i, secret in enumerate(secrets_):
+        if secret not in sealing:
+            meta = secret.get("metadata") if isinstance(secret.get("metadata"), dict) else {}
+            where = f"{source}: Secret {(meta or {}).get('name') or f'items[{i}]'}"
+            out += [sops.recipient_of(key, where) for key in sops.key_secret_identities(secret, where)]
+    # The sealing keys in one call, as before (its errors number the items as given).
+    return [fingerprint_of_private(k) for k in keys_from_secrets(sealing, source)] + out
+
+
 def backup_plaintext(doc: Any, source: str) -> bytes:
-    """Validate the key Secrets (each must hold an RSA `tls.key`) and serialise them."""
+    """Validate the key Secrets (each must hold an RSA `tls.key` or age keys) and serialise them."""
     secrets_ = [clean_key_secret(s) for s in secrets_from_document(doc, source)]
-    keys_from_secrets(secrets_, source)
+    describe_key_secrets(secrets_, source)
     return json.dumps({"apiVersion": "v1", "kind": "List", "items": secrets_}, sort_keys=False).encode("utf-8")
 
 

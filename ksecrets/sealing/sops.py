@@ -709,3 +709,218 @@ def secret_values(text: str, identities: Sequence[str], source: str) -> dict[str
     for k, v in (plain.get("stringData") or {}).items():
         out[k] = str(v).encode("utf-8")
     return out
+
+
+# --- the age key as a Kubernetes Secret (Flux's `decryption.secretRef`) ---------------------------
+
+# kustomize-controller reads every data key of the decryption Secret ending in `.agekey`.
+AGE_KEY_SUFFIX = ".agekey"
+KEY_SECRET_DATA_KEY = "age" + AGE_KEY_SUFFIX
+
+
+def key_secret_manifest(key_file: str, name: str, namespace: str) -> dict[str, Any]:
+    """The Secret kustomize-controller decrypts a stack's SOPS files with (`age.agekey`)."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": name, "namespace": namespace},
+        "type": "Opaque",
+        "data": {KEY_SECRET_DATA_KEY: base64.b64encode(key_file.encode("utf-8")).decode("ascii")},
+    }
+
+
+def is_key_secret(secret: Mapping[str, Any]) -> bool:
+    """A Secret holding age keys the way Flux reads them (a data key ending in `.agekey`)."""
+    data = secret.get("data")
+    return isinstance(data, Mapping) and any(isinstance(k, str) and k.endswith(AGE_KEY_SUFFIX) for k in data)
+
+
+def key_secret_identities(secret: Mapping[str, Any], source: str) -> list[str]:
+    """Every age identity of an age key Secret (each `*.agekey` value an age key file)."""
+    data = secret.get("data") or {}
+    out: list[str] = []
+    for k in sorted(data):
+        if not k.endswith(AGE_KEY_SUFFIX):
+            continue
+        try:
+            text = base64.b64decode(str(data[k]), validate=True).decode("utf-8")
+        except (binascii.Error, ValueError):
+            raise SopsError(f"{source}: data.{k}: not a base64 age key file") from None
+        out += identities_from_key_file(text, f"{source}: data.{k}")
+    if not out:
+        raise SopsError(f"{source}: no data key ending in {AGE_KEY_SUFFIX}")
+    return out
+
+
+def recipient_of(identity: str, source: str) -> str:
+    """The public key (age1...) of an identity."""
+    from pyrage import x25519
+
+    try:
+        return str(x25519.Identity.from_str(identity.strip()).to_public())
+    except Exception:
+        raise SopsError(f"{source}: an age identity that does not parse") from None
+
+
+# --- three-way merge and the diff view (the git drivers of `secrets/<stack>/*.sops.yaml`) ---------
+
+
+def _same(a: Any, b: Any) -> bool:
+    """Equal with the same types and key order (`1`, `1.0` and `True` differ, as the MAC sees)."""
+    return type(a) is type(b) and repr(a) == repr(b)
+
+
+def _merge_plain(b: Any, o: Any, t: Any, path: tuple[str, ...], conflicts: list[str]) -> Any:
+    """Three-way merge of plaintext trees: mappings key by key, anything else as a whole; both
+    sides changing one value differently is a conflict (ours is kept in the returned tree)."""
+    if _same(o, t) or _same(b, t):
+        return o
+    if _same(b, o):
+        return t
+    if isinstance(o, dict) and isinstance(t, dict) and (isinstance(b, dict) or b is _NONE):
+        base = b if isinstance(b, dict) else {}
+        out: dict[str, Any] = {}
+        for k in dict.fromkeys([*o, *t]):
+            v = _merge_plain(base.get(k, _NONE), o.get(k, _NONE), t.get(k, _NONE), (*path, k), conflicts)
+            if v is not _NONE:
+                out[k] = v
+        return out
+    what = "removed on one branch and changed on the other" if _NONE in (o, t) else "changed on both branches"
+    conflicts.append(f"{_path_text(path)}: {what}")
+    return o
+
+
+class _None:
+    def __repr__(self) -> str:
+        return "<absent>"
+
+
+_NONE: Any = _None()
+
+
+def _reuse(
+    merged: Any, plain: Any, enc: Any, rules: Rules, key: bytes, path: tuple[str, ...], sides: Sequence[tuple[Any, Any]]
+) -> Any:
+    """The file tree of `merged`: a subtree equal to a side's plaintext keeps that side's
+    ciphertexts (sides under the data key used); anything else is encrypted anew under `key`."""
+    for side_plain, side_enc in sides:
+        if side_enc is not _NONE and _same(merged, side_plain):
+            return side_enc
+    if isinstance(merged, dict):
+        return {
+            k: _reuse(
+                v,
+                None,
+                None,
+                rules,
+                key,
+                (*path, k),
+                [
+                    (sp.get(k, _NONE), se.get(k, _NONE))
+                    for sp, se in sides
+                    if isinstance(sp, dict) and isinstance(se, dict)
+                ],
+            )
+            for k, v in merged.items()
+        }
+    return _map_leaves(merged, lambda p, v: _encrypt_value(v, key, _aad(p)) if rules.encrypted(p) else v, path)
+
+
+@dataclass
+class MergeResult:
+    text: str | None  # None: a conflict (the caller keeps ours as it is)
+    conflicts: list[str] = field(default_factory=list)
+
+
+def merge(
+    base: str, ours: str, theirs: str, identities: Sequence[str], source: str, *, now: datetime | None = None
+) -> MergeResult:
+    """Three-way merge of SOPS files by value: every side is decrypted and MAC-verified, the
+    plaintexts are merged key by key, and the result is written under ours' data key (ours'
+    ciphertexts kept where a value is ours', theirs' where the data key is the same) with a new
+    MAC, for the recipients merged three ways (a file created on both branches: both lists). What cannot be merged without losing a value (the
+    same key changed on both sides, no identity for a side, different encryption rules) is a
+    conflict naming the key path, never a value; the result is decrypted again and checked."""
+    if ours == theirs or theirs == base:
+        return MergeResult(ours)
+    if ours == base:
+        return MergeResult(theirs)
+    names = ("base", "ours", "theirs")
+    docs: dict[str, SopsFile | None] = {}
+    try:
+        for name, text in zip(names, (base, ours, theirs)):
+            docs[name] = parse(text, f"{source} ({name})") if text.strip() else None
+    except SopsError as exc:
+        return MergeResult(None, [str(exc)])
+    o, t, b = docs["ours"], docs["theirs"], docs["base"]
+    if o is None or t is None:
+        return MergeResult(None, [f"{source}: empty on one branch and changed on the other"])
+    rules = o.rules
+    if any(d is not None and d.rules != rules for d in (b, t)):
+        return MergeResult(None, [f"{source}: the encryption rules (sops.*_regex/_suffix) differ between the branches"])
+    if not identities:
+        return MergeResult(
+            None, [f"{source}: changed on both branches; merging needs an age key (SOPS_AGE_KEY_FILE), none given"]
+        )
+    keys: dict[str, bytes] = {}
+    plains: dict[str, Any] = {}
+    try:
+        for name in names:
+            d = docs[name]
+            if d is None:
+                plains[name] = {}
+                continue
+            keys[name] = data_key(d, identities)
+            plains[name] = _decrypt_tree(d, keys[name])
+            _verify_mac(d, keys[name], plains[name])
+    except SopsError as exc:
+        return MergeResult(None, [str(exc)])
+    conflicts: list[str] = []
+    merged = _merge_plain(plains["base"], plains["ours"], plains["theirs"], (), conflicts)
+    rb, ro, rt = (b.recipients if b is not None else None), o.recipients, t.recipients
+    if ro != rt and rb is not None and rb != ro and rb != rt:
+        conflicts.append("sops.age: the recipients changed on both branches")
+    if conflicts:
+        return MergeResult(None, [f"{source}: {c}" for c in conflicts])
+    key = keys["ours"]
+    sides = [(plains["ours"], o.tree)]
+    if keys["theirs"] == key:
+        sides.append((plains["theirs"], t.tree))
+    tree = _reuse(merged, None, None, rules, key, (), sides)
+    meta = dict(o.meta)
+    if rb is None:  # created on both branches: every recipient either gave the file
+        target = [*ro, *(r for r in rt if r not in ro)]
+    else:
+        target = rt if ro == rb and rt != ro else ro
+    if target != ro:
+        meta["age"] = [_age_encrypt(key, r, f"{source}: recipient {n + 1}") for n, r in enumerate(target)]
+    text = SopsFile(source, tree, _seal(merged, rules, key, meta, now=now)).render()
+    again = decrypt(text, identities, source)  # the MAC and every value, read back
+    if not _same(again, merged):
+        return MergeResult(None, [f"{source}: the merged file does not read back as merged"])
+    return MergeResult(text)
+
+
+def diff_view(text: str, source: str) -> str:
+    """What `git diff` shows of a SOPS file: its keys, each encrypted value as `enc:<8 hex>` (a
+    hash of the ciphertext, so a re-encryption shows as a change of that key and an untouched
+    value as none), and of the metadata only the recipients and rules. No value is decrypted; a
+    value the rules say is encrypted but is not is shown as NOT ENCRYPTED, without the value."""
+    doc = parse(text, source)
+    rules = doc.rules
+
+    def leaf(path: tuple[str, ...], value: Any) -> Any:
+        if not rules.encrypted(path):
+            return value
+        if value == "":
+            return ""
+        if is_ciphertext(value):
+            return f"enc:{hashlib.sha256(str(value).encode()).hexdigest()[:8]}"
+        return "NOT ENCRYPTED (value hidden)"
+
+    meta = {k: v for k, v in doc.meta.items() if k not in ("age", "mac", "lastmodified", *_OTHER_MASTER_KEYS)}
+    meta["age recipients"] = doc.recipients
+    others = [k for k in _OTHER_MASTER_KEYS if doc.meta.get(k)]
+    if others:
+        meta["other master keys"] = others
+    return yamlio.dump_quoting({**_map_leaves(doc.tree, leaf), METADATA_KEY: _ordered_meta(meta)}, go_needs_quotes)

@@ -84,11 +84,10 @@ def repo(tmp_path) -> Path:
     git(repo, "init", "-q", "-b", "main")
     out = run(repo, "ksecrets", "git", "setup")
     assert "merge.ksecrets.driver" in out.stdout and ".gitattributes: added" in out.stdout
-    assert (
-        (repo / ".gitattributes").read_text()
-        == (
-            "Pulumi.*.yaml merge=ksecrets diff=ksecrets\n/k8s/** merge=ksecrets-render\n"  # k8s/: tests/git/test_k8s_merge.py
-        )
+    assert (repo / ".gitattributes").read_text() == (
+        "Pulumi.*.yaml merge=ksecrets diff=ksecrets\n"
+        "/secrets/*/*.sops.yaml merge=ksecrets diff=ksecrets\n"  # sops: tests/git/test_sops_merge.py
+        "/k8s/** merge=ksecrets-render\n"  # k8s/: tests/git/test_k8s_merge.py
     )
     # This venv's interpreter, by absolute path: git needs no ksecrets on its PATH.
     driver = shlex.split(git(repo, "config", "merge.ksecrets.driver").stdout.strip())
@@ -231,7 +230,10 @@ def test_textconv_of_a_reencrypted_same_value_shows_no_change(repo):
 
 
 def test_setup_is_idempotent_and_keeps_other_attributes(repo):
-    lines = "*.png binary\nPulumi.*.yaml merge=ksecrets diff=ksecrets\n/k8s/** merge=ksecrets-render\n"
+    lines = (
+        "*.png binary\nPulumi.*.yaml merge=ksecrets diff=ksecrets\n"
+        "/secrets/*/*.sops.yaml merge=ksecrets diff=ksecrets\n/k8s/** merge=ksecrets-render\n"
+    )
     (repo / ".gitattributes").write_text(lines)
     out = run(repo, "ksecrets", "git", "setup").stdout
     assert "already has the line" in out

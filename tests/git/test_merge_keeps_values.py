@@ -349,6 +349,8 @@ def test_setup_works_for_git_without_ksecrets_on_path_and_quotes_paths_with_spac
     )
     assert g("check-attr", "merge", "stacks/qa/sealed.yaml").stdout.strip().endswith("merge: ksecrets")
     assert '"/my project/k8s/**" merge=ksecrets-render' in (top / ".gitattributes").read_text()
+    assert '"/my project/secrets/*/*.sops.yaml" merge=ksecrets diff=ksecrets' in (top / ".gitattributes").read_text()
+    assert g("check-attr", "merge", "secrets/qa/a.sops.yaml").stdout.strip().endswith("merge: ksecrets")
     assert g("check-attr", "merge", "k8s/qa/apps/x.yaml").stdout.strip().endswith("merge: ksecrets-render")
     ks("export")
     g("add", "-A")

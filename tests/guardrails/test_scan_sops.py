@@ -9,6 +9,8 @@ import base64
 import subprocess
 import sys
 
+import pytest
+
 from ksecrets import scan as s
 from ksecrets.sealing import sops
 
@@ -84,3 +86,39 @@ def test_the_cli_passes_an_encrypted_tree_and_fails_a_leaked_one(tmp_path):
     bad = run()
     assert bad.returncode == 1 and "SOPS file with a value in clear at data.password" in bad.stdout
     assert "Y2xlYXI=" not in bad.stdout + bad.stderr
+
+
+def test_a_hand_added_plain_key_in_an_encrypted_sops_secret_is_found():
+    text = sops.encrypt_secret(secret(password=VALUE), [KEY.recipient], "app.sops.yaml")
+    added = text.replace("\ndata:\n", "\ndata:\n  extra: Y2xlYXItZXh0cmE=\n", 1)
+    assert findings("app.sops.yaml", added) == [
+        (line_of(added, "extra:"), "secret-data", "SOPS file with a value in clear at data.extra")
+    ]
+
+
+@pytest.mark.parametrize(
+    "rule",
+    [
+        {"unencrypted_suffix": "_unencrypted"},  # the default rule: data.password_unencrypted stays in clear
+        {"unencrypted_regex": "^(data|stringData)$"},
+        {"encrypted_regex": "^nothing$"},
+        {"encrypted_suffix": "_enc"},
+    ],
+)
+def test_a_secret_whose_rules_leave_its_data_in_clear_is_found(rule):
+    """The file's own rules say `data` is not encrypted (a suffix or regex abused): the Secret's
+    values still reach the cluster in clear, so every non-empty value under data/stringData that
+    is not ciphertext is a finding whatever the rules say."""
+    import yaml
+
+    doc = yaml.safe_load(sops.encrypt_secret(secret(password=VALUE), [KEY.recipient], "app.sops.yaml"))
+    del doc["sops"]["encrypted_regex"]
+    doc["sops"].update(rule)
+    doc["data"]["token_unencrypted"] = base64.b64encode(b"clear-token-0123").decode()
+    doc["stringData"] = {"plain_unencrypted": "clear-string-0123", "empty": ""}
+    text = yaml.safe_dump(doc, sort_keys=False)
+    got = findings("app.sops.yaml", text)
+    assert ("secret-data", "SOPS file with a value in clear at data.token_unencrypted") in [g[1:] for g in got]
+    assert ("secret-data", "SOPS file with a value in clear at stringData.plain_unencrypted") in [g[1:] for g in got]
+    assert not any("empty" in g[2] or "password" in g[2] for g in got)  # empty and ciphertext pass
+    assert all("clear-" not in g[2] for g in got)

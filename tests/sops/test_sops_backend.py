@@ -293,7 +293,7 @@ def test_stack_new_backend_sops_with_and_without_recipient(tmp_path, cli):
     key = sops.generate_age_key()
     result = cli("stack", "new", "dev", "--backend", "sops", "--age-recipient", key.recipient, "--root", str(tmp_path))
     assert result.code == 0, result.err
-    assert "ksecrets sops set --stack dev" in result.out or "age-keygen" in result.out
+    assert "ksecrets sops set --stack dev" in result.out or "ksecrets keygen --stack dev" in result.out
     cfg = load_stack_file(tmp_path / "Pulumi.dev.yaml")
     assert cfg.spec.sops_files and cfg.sops.recipients == (key.recipient,)
     # Without one: an empty list to fill in; sops set says so.
