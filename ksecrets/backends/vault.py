@@ -4,7 +4,7 @@ writes each app's Secret, the stack installs Vault and the operator, rotation ru
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, MutableMapping
-from typing import Any
+from typing import Any, cast
 
 from ksecrets.backends.base import BackendSpec, _apps
 
@@ -17,7 +17,7 @@ def default_vault_path(app_name: str, path: str | None = None) -> str:
 
 def raw_vault_entry(app: Mapping[str, Any], path: str | None = None) -> dict[str, Any]:
     """The `vault:` entry a stack file gets for an app that has none (its raw mapping)."""
-    return {"path": default_vault_path(app.get("name"), path)}
+    return {"path": default_vault_path(cast(str, app.get("name")), path)}  # as written (validated later)
 
 
 class Vault(BackendSpec):

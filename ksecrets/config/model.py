@@ -319,7 +319,9 @@ class App(Section):
             object.__setattr__(
                 self,
                 "vault",
-                dataclasses.replace(self.vault, path=default_vault_path(self.name, self.vault.path), role=self.vault.role or self.name),
+                dataclasses.replace(
+                    self.vault, path=default_vault_path(self.name, self.vault.path), role=self.vault.role or self.name
+                ),
             )
         return self
 
