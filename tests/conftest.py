@@ -191,31 +191,47 @@ def ksecrets_in_process(
     """`ksecrets ARGS` in this process, with run_ksecrets's interface (text stdout/stderr, exit code
     in returncode): for the tests whose subject is a command's behaviour, not the process around it.
     cwd, environment and standard streams are this run's and restored afterwards (a start of Python
-    per call was most of those tests' time)."""
+    per call was most of those tests' time). The streams are byte streams with a text layer, as a
+    process has (`sys.stdin.buffer`); stdin is never a terminal, and a passphrase prompt fails the
+    test (a test that needs the prompt runs the process)."""
+    import getpass
     import io
 
     from ksecrets.cli import main
 
-    out, err = io.StringIO(), io.StringIO()
+    out, err = io.BytesIO(), io.BytesIO()
+    text = lambda raw: io.TextIOWrapper(raw, encoding="utf-8", newline="\n", write_through=True)  # noqa: E731
     saved_env, saved_cwd = dict(os.environ), os.getcwd()
     saved_std = sys.stdin, sys.stdout, sys.stderr
+    saved_getpass = getpass.getpass
+
+    def no_prompt(*_a, **_k):
+        raise AssertionError("ksecrets prompted for a passphrase: run this test's command as a process")
+
     try:
         if env is not None:
             os.environ.clear()
             os.environ.update(env)
         if cwd is not None:
             os.chdir(cwd)
-        sys.stdin, sys.stdout, sys.stderr = io.StringIO(stdin or ""), out, err
+        streams = text(io.BytesIO((stdin or "").encode())), text(out), text(err)  # held: closing one closes its bytes
+        sys.stdin, sys.stdout, sys.stderr = streams
+        getpass.getpass = no_prompt
         try:
             code = main(list(args))
         except SystemExit as exc:  # argparse errors and --help
             code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+        sys.stdout.flush()
+        sys.stderr.flush()
     finally:
+        getpass.getpass = saved_getpass
         sys.stdin, sys.stdout, sys.stderr = saved_std
         os.chdir(saved_cwd)
         os.environ.clear()
         os.environ.update(saved_env)
-    return subprocess.CompletedProcess(["ksecrets", *args], code, out.getvalue(), err.getvalue())
+    return subprocess.CompletedProcess(
+        ["ksecrets", *args], code, out.getvalue().decode("utf-8"), err.getvalue().decode("utf-8")
+    )
 
 
 def run_ksecrets(

@@ -3,10 +3,21 @@ writes each app's Secret, the stack installs Vault and the operator, rotation ru
 
 from __future__ import annotations
 
-from collections.abc import Iterable, MutableMapping
-from typing import Any
+from collections.abc import Iterable, Mapping, MutableMapping
+from typing import Any, cast
 
 from ksecrets.backends.base import BackendSpec, _apps
+
+
+def default_vault_path(app_name: str, path: str | None = None) -> str:
+    """An app's kv-v2 path under the stack's mount: `path` when given, else the app's name. The one
+    home of that default: the model (`App`), `stack new`, `app add` and `migrate` all call it."""
+    return path or app_name
+
+
+def raw_vault_entry(app: Mapping[str, Any], path: str | None = None) -> dict[str, Any]:
+    """The `vault:` entry a stack file gets for an app that has none (its raw mapping)."""
+    return {"path": default_vault_path(cast(str, app.get("name")), path)}  # as written (validated later)
 
 
 class Vault(BackendSpec):
@@ -39,7 +50,7 @@ class Vault(BackendSpec):
     def stack_new(self, config: MutableMapping[str, Any], stack: str, prefix: str) -> None:
         config.setdefault(prefix + "sealedSecrets", {}).pop("certificate", None)
         for app in _apps(config, prefix):
-            app.setdefault("vault", {"path": app.get("name")})
+            app.setdefault("vault", raw_vault_entry(app))
 
     def stack_new_steps(self, stack: str, secrets: Iterable[str]) -> list[str]:
         return [

@@ -5,8 +5,10 @@ A subcommand module adds its parser and sets `func=<callable(args) -> int>`. Err
 prints a traceback for bad input.
 
 Start-up is kept cheap: `main` imports only the module of the subcommand being run (the others
-appear in `--help` from the table below), and each module imports its implementation inside the
-function that runs it, not at import time. `bench/startup.py` measures it. Flags several
+appear in `--help` from the table below), and each module imports its implementation only when it
+runs, not at import time: either inside the function that runs it or, for a module whose work lives
+in a module of its own (`backup_cmd.py` -> `backup_run.py`, imports at module level), through
+`runs(module, function)`, the one place that defers such an import. `bench/startup.py` measures it. Flags several
 subcommands share (`--root`, `--stack` in its shapes, the stack selectors) are defined once, in
 `ksecrets/cli/flags.py`.
 """
@@ -17,7 +19,7 @@ import argparse
 import importlib
 import importlib.util
 import sys
-from typing import NoReturn, Sequence
+from typing import Callable, NoReturn, Sequence
 
 from ksecrets import version
 from ksecrets.errors import KsecretsError
@@ -75,6 +77,17 @@ class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:  # one line, exit 2, like every other bad input
         sys.stderr.write(f"ksecrets: {message}\n")
         raise SystemExit(2)
+
+
+def runs(module: str, function: str) -> Callable[[argparse.Namespace], int]:
+    """A subcommand's `func`: `module.function(args)`, imported when the command runs (so `--help`
+    and the other subcommands never load the implementation's libraries)."""
+
+    def run(args: argparse.Namespace) -> int:
+        return int(getattr(importlib.import_module(module), function)(args) or 0)
+
+    run.__qualname__ = run.__name__ = f"{module}.{function}"
+    return run
 
 
 def _module(name: str):

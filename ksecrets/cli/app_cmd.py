@@ -29,6 +29,7 @@ def register(subparsers) -> None:
 
 
 def run_add(args: argparse.Namespace) -> int:
+    from ksecrets.backends.vault import raw_vault_entry
     from ksecrets.config import load_stack
     from ksecrets.config.model import raw_secret_name
     from ksecrets.errors import KsecretsError
@@ -61,7 +62,7 @@ def run_add(args: argparse.Namespace) -> int:
     elif args.env or args.port or args.replicas is not None:
         raise KsecretsError("--env, --port and --replicas need --image")
     if cfg.spec.vault:
-        app["vault"] = {"path": args.vault_path or args.name}
+        app["vault"] = raw_vault_entry(app, args.vault_path)
     elif args.vault_path:
         raise KsecretsError(f"{cfg.source}: --vault-path: backend is {cfg.backend}, not vault")
     changed = app_add(args.root, args.stack, app)

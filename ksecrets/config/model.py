@@ -20,6 +20,7 @@ from pydantic.dataclasses import dataclass
 # The one lists of backends and sealing scopes (standard-library modules the command line also reads).
 from ksecrets import backends
 from ksecrets.backends import BACKENDS, Backend, BackendSpec
+from ksecrets.backends.vault import default_vault_path
 from ksecrets.config import fields as f
 from ksecrets import validators as v
 from ksecrets.sealing.crypto import sealed_value_problem  # standard library only at import
@@ -293,7 +294,7 @@ class DynamicSecretSpec(Section):
 
 @dataclass(frozen=True, kw_only=True, config=f.CONFIG)
 class AppVault(Section):
-    path: VaultPath = ""  # kv-v2 path under the stack's mount; default the app name (App fills it in)
+    path: VaultPath = ""  # kv-v2 path under the stack's mount; default the app name (App fills it in: backends.vault.default_vault_path)
     refresh_after: Duration = "60s"
     role: VaultName = ""  # Vault kubernetes-auth role; default the app name (App fills it in)
     dynamic: Seq[DynamicSecretSpec] = ()
@@ -331,7 +332,9 @@ class App(Section):
             object.__setattr__(
                 self,
                 "vault",
-                dataclasses.replace(self.vault, path=self.vault.path or self.name, role=self.vault.role or self.name),
+                dataclasses.replace(
+                    self.vault, path=default_vault_path(self.name, self.vault.path), role=self.vault.role or self.name
+                ),
             )
         return self
 

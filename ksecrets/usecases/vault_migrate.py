@@ -40,6 +40,7 @@ from typing import Any, Iterable
 
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 
+from ksecrets.backends.vault import raw_vault_entry
 from ksecrets.config import stackfile
 from ksecrets.config.load import load_stack_file, parse, raw_from_stack_file, raw_from_text
 from ksecrets.config.names import PREFIX
@@ -256,7 +257,7 @@ def _as_vault_stack(path: Path, cfg: StackConfig) -> StackConfig:
     apps = []
     for app in raw.get("apps") or []:
         app = dict(app)
-        app.setdefault("vault", {"path": app.get("name")})
+        app.setdefault("vault", raw_vault_entry(app))
         if not app.get("keys"):
             entry = cfg.sealed_entry(str(app.get("namespace")), str(raw_secret_name(app)))
             if entry is not None:

@@ -13,14 +13,15 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tests.conftest import ksecrets_in_process
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def ks(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    """The command in-process (tests/conftest.py: ksecrets_in_process): its behaviour is the subject."""
     base = {k: v for k, v in os.environ.items() if not k.startswith(("KSECRETS_", "SEALED_SECRETS_"))}
-    return subprocess.run(
-        [sys.executable, "-m", "ksecrets", *args], cwd=cwd, capture_output=True, text=True, env=base | (env or {})
-    )
+    return ksecrets_in_process(*args, cwd=cwd, env=base | (env or {}))
 
 
 @pytest.fixture

@@ -14,15 +14,16 @@ import pytest
 import yaml
 
 from ksecrets.config import load_stack_file, stack_files
-from tests.conftest import sealed_shape
+from tests.conftest import ksecrets_in_process, sealed_shape
 
 ROOT = Path(__file__).resolve().parents[2]
 VECTORS = ROOT / "tests" / "fixtures" / "vectors" / "sealed-secrets-v1.json"  # vendored (tests/fixtures/README.md)
 
 
 def ks(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    """The command in-process (tests/conftest.py: ksecrets_in_process): its behaviour is the subject."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("KSECRETS_", "SEALED_SECRETS_"))}
-    return subprocess.run([sys.executable, "-m", "ksecrets", *args], cwd=cwd, capture_output=True, text=True, env=env)
+    return ksecrets_in_process(*args, cwd=cwd, env=env)
 
 
 @pytest.fixture

@@ -109,3 +109,21 @@ def test_rotate_help_bounds_match_the_rotator():
 def test_unknown_subcommand_is_one_line():
     res = subprocess.run([sys.executable, "-m", "ksecrets", "sael"], capture_output=True, text=True, cwd=ROOT)
     assert res.returncode == 2 and res.stderr.count("\n") == 1 and "invalid choice: 'sael'" in res.stderr
+
+
+def test_backup_defers_its_imports_in_one_place():
+    """`backup_cmd.py` holds the parsers; its work (`backup_run.py`) imports at module level and is
+    loaded through `ksecrets.cli.runs` only when a command runs: no import inside a function."""
+    import ast
+
+    for name in ("backup_cmd", "backup_run"):
+        tree = ast.parse((ROOT / "ksecrets" / "cli" / f"{name}.py").read_text(encoding="utf-8"))
+        inside = [
+            f"{name}.py:{node.lineno}"
+            for fn in ast.walk(tree)
+            if isinstance(fn, ast.FunctionDef)
+            for node in ast.walk(fn)
+            if isinstance(node, (ast.Import, ast.ImportFrom))
+        ]
+        assert inside == [], inside
+    assert "ksecrets.cli.backup_run" not in loaded("backup", "--help")

@@ -20,13 +20,16 @@ from ksecrets import yamlio
 from ksecrets.config import includes, load_stack_file
 from ksecrets.config.includes import ENGINE_CONFIG_LIMIT, engine_config_size, size_problem
 
+from tests.conftest import ksecrets_in_process
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def ks(*args: str, cwd: Path, **env_extra: str) -> subprocess.CompletedProcess:
+    """The command in-process (its behaviour is the subject; `_ks_timed` runs the real process)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("KSECRETS_", "SEALED_SECRETS_"))}
     env.update(env_extra)
-    return subprocess.run([sys.executable, "-m", "ksecrets", *args], cwd=cwd, capture_output=True, text=True, env=env)
+    return ksecrets_in_process(*args, cwd=cwd, env=env)
 
 
 @pytest.fixture
