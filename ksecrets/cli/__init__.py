@@ -47,7 +47,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "rotate": ("rotate_cmd", "rotate one key of a Secret (sealed-secrets: re-seal into the stack; vault: write Vault)"),
     "vault": ("vault_cmd", "configure Vault for a stack and push values to it"),
     "sops": ("sops_cmd", "write a sops stack's SOPS-encrypted Secrets (age), no sops binary needed"),
-    "migrate": ("migrate_cmd", "move a sealed-secrets stack to Vault with no value lost"),
+    "migrate": ("migrate_cmd", "move a stack's values to another backend with no value lost"),
     "scan": ("scan_cmd", "find secret material that must not be committed"),
     "adopt": ("adopt_cmd", "move plaintext Secret manifests and .env files into a stack, then remove them"),
     "stack": ("stack_cmd", "create a stack file (stack new)"),
