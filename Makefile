@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: render test tools bench bench-flux check clean e2e e2e-tools lint flux-diff
+.PHONY: render test tools bench bench-fleet bench-flux check clean e2e e2e-tools lint flux-diff
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -56,6 +56,10 @@ bench: $(STAMP)
 	$(BIN)/python bench/export.py
 	$(BIN)/python bench/seal.py
 	$(BIN)/python bench/startup.py
+
+## bench-fleet: 1, 10 and 50 clusters x 200 apps: export, verify, drift, report, seal --env, reseal (about 20 min)
+bench-fleet: $(STAMP)
+	$(BIN)/python bench/fleet.py
 
 ## bench-flux: the real Flux controllers on a stack of 10, 100 and 1000 apps beside kubectl (needs e2e-tools)
 bench-flux: $(STAMP) e2e-tools
