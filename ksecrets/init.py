@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ksecrets import backends
+from ksecrets.config.model import default_secret_name
 from ksecrets.errors import KsecretsError
 from ksecrets.usecases.choose import Answers, Choice, choose_all
 
@@ -439,7 +440,7 @@ def plaintext(root: Path, choices: Sequence[Choice]) -> list[Plaintext]:
         adopt = f"ksecrets adopt {quoted} --stack {stack}"
         if env_file:
             if new:
-                command = f"ksecrets app add --stack {stack} --name {APP} && {adopt} --name {APP}-secrets"
+                command = f"ksecrets app add --stack {stack} --name {APP} && {adopt} --name {default_secret_name(APP)}"
             else:
                 command = f"{adopt} --name {SECRET_NAME}"
         else:

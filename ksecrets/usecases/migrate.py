@@ -324,11 +324,7 @@ def write_values(target: StackConfig, secrets: list[SecretValues], material: Mat
 
 def _as_target(path: Path, cfg: StackConfig, spec: BackendSpec, keys: dict[tuple[str, str], list[str]], material):
     """The stack parsed as if already switched (its defaults, paths, recipients checked)."""
-    from ruamel.yaml import YAML
-
-    y = YAML()
-    text = path.read_text(encoding="utf-8")
-    doc = y.load(text)
+    doc, y, _ = stackfile.load_round_trip(path, cfg.source)  # bounded: size, depth, aliases (yamlio)
     config = doc["config"]
     spec.migrate_switch(config, cfg.stack, PREFIX, keys)
     if spec.sops_files and material.age_recipients:
