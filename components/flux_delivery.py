@@ -36,7 +36,8 @@ def report(cfg: StackConfig) -> Report:
     lines = result.lines(root)
     if lines:
         out.warnings.append(
-            f"delivery flux: {where}/ differs from {cfg.source} in {len(lines)} file(s); Flux applies what "
+            f"delivery flux: {len(lines)} file(s) of {where}/ and {export.ENTRY_DIR}/{cfg.stack}/ differ from what "
+            f"{cfg.source} renders; Flux applies what "
             "is committed, so these changes reach the cluster once `ksecrets export` is run and committed:"
         )
         out.warnings += [f"  {line}" for line in lines]

@@ -348,7 +348,10 @@ def test_flux_delivery_preview_report_names_what_flux_would_apply_differently(tm
     )
     (tmp_path / "k8s" / "staging" / "apps" / "serviceaccount-my-app.yaml").unlink()
     lagging = report(dataclasses.replace(cfg, root=str(tmp_path)))
-    assert "differs from Pulumi.staging.yaml in 2 file(s)" in lagging.warnings[0]
+    assert (
+        "2 file(s) of k8s/staging/ and clusters/staging/ differ from what Pulumi.staging.yaml renders"
+        in (lagging.warnings[0])
+    )
     assert lagging.warnings[1:] == [
         "  changed: k8s/staging/apps/deployment-my-app.yaml",
         "  missing: k8s/staging/apps/serviceaccount-my-app.yaml",

@@ -110,7 +110,9 @@ def test_flux_delivery_end_to_end(cluster_factory, e2e_dir: Path):
         project = PulumiProject(
             workdir / "pulumi", bins, STACK, kubeconfig=cluster.kubeconfig, stack_file=stack_text
         ).init()
-        (project.project / "k8s").symlink_to(ws.root / "k8s")  # the committed export the preview compares
+        # the committed export the preview compares: the layers and the cluster's Flux entry point
+        (project.project / "k8s").symlink_to(ws.root / "k8s")
+        (project.project / "clusters").symlink_to(ws.root / "clusters")
         project.run("config", "set", "--secret", "--path", "k8s-secrets:manualValues.web-secrets.PASSWORD", VALUE)
 
         # 1. The preview plans exactly the sync/ Kustomizations and the manual Secret, and says
@@ -198,7 +200,7 @@ def test_flux_delivery_end_to_end(cluster_factory, e2e_dir: Path):
         project.run("config", "set", "--path", "k8s-secrets:apps[0].deployments[0].replicas", "2")
         changed = project.run("preview", "--expect-no-changes", timeout=600)
         assert f"changed: k8s/{STACK}/apps/deployment-web.yaml" in changed.out, changed.out
-        assert "differs from" in changed.out
+        assert "differ from what" in changed.out
     finally:
         pods.stop()
         helm.stop()
