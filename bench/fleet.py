@@ -47,6 +47,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.export import stack_doc  # noqa: E402
 from bench.seal import openssl_rsa4096  # noqa: E402
 from ksecrets import yamlio  # noqa: E402
 from ksecrets.sealing import churn  # noqa: E402
@@ -83,28 +84,12 @@ def _keypair(tag: str) -> tuple[bytes, bytes]:
 
 
 def environment(apps: int) -> dict:
-    return {
-        "backend": "sealed-secrets",
-        "sealedSecrets": {"chartVersion": "2.18.5"},
-        "monitoring": {"enabled": False},
-        "allowPlaceholders": ["apps.deployments.image"],
-        "apps": [
-            {
-                "name": f"app{i}",
-                "namespace": f"team{i}",
-                "secretName": f"app{i}-secrets",
-                "deployments": [
-                    {
-                        "name": f"app{i}",
-                        "image": "ghcr.io/example/app:1.0.0",
-                        "port": 8080,
-                        "env": {"DATABASE_URL": "DATABASE_URL"},
-                    }
-                ],
-            }
-            for i in range(apps)
-        ],
-    }
+    """The export benchmark's stack (bench/export.py) as an environment file: its config without the
+    `k8s-secrets:` prefix, without its sealed values and certificate (those are each cluster's own)."""
+    config = stack_doc(apps)["config"]
+    env = {key.removeprefix("k8s-secrets:"): value for key, value in config.items() if key != "k8s-secrets:sealed"}
+    env["sealedSecrets"] = {k: v for k, v in env["sealedSecrets"].items() if k != "certificate"}
+    return env
 
 
 def _sealed_entries(args: tuple[str, bytes, int, bool]) -> list[dict]:
@@ -151,8 +136,7 @@ def build_fleet(root: Path, clusters: int, apps: int, old: list[tuple[bytes, byt
     (root / "certs").mkdir()
     (root / "keys").mkdir()
     shutil.copy2(ROOT / "Pulumi.yaml", root)
-    env = {k: v for k, v in environment(apps).items() if v is not None}
-    (root / "environments" / "production.yaml").write_text(yamlio.dump(env))
+    (root / "environments" / "production.yaml").write_text(yamlio.dump(environment(apps)))
     stacks = [f"prod-{i:02d}" for i in range(clusters)]
     for stack, (cert, key) in zip(stacks, old):
         (root / "certs" / f"{stack}.pem").write_bytes(cert)
