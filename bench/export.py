@@ -20,7 +20,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from ksecrets import yamlio  # noqa: E402
-from ksecrets.export import export  # noqa: E402
+from ksecrets.usecases.export import export  # noqa: E402
 
 
 def stack_doc(apps: int) -> dict:

@@ -6,7 +6,7 @@ infrastructure layers reach the cluster from `k8s/<stack>/` in Git, so the engin
 show their changes. The program therefore renders the stack as `ksecrets export` does and compares
 it with the committed `k8s/<stack>/` (the export diff of `ksecrets export --check`, for this one
 stack): which files, and so which objects, Flux will apply differently from what the config says,
-and how many objects each layer holds. `__main__.py` prints these lines with `pulumi.log` (here, beside the program, because `ksecrets.export`
+and how many objects each layer holds. `__main__.py` prints these lines with `pulumi.log` (here, beside the program, because `ksecrets.usecases.export`
 itself builds on `ksecrets.usecases`).
 """
 
@@ -15,7 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ksecrets import export
+from ksecrets.usecases import export
 from ksecrets.config.model import StackConfig
 
 

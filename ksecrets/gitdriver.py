@@ -46,11 +46,9 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from ksecrets.errors import KsecretsError
-from ksecrets.gitrender import attributes_pattern  # noqa: F401 (one home: gitrender; used below)
+from ksecrets.gitattributes import ATTRIBUTES_LINE, DRIVERS, add_included_attributes, attributes_pattern
 
 SEALED_KEY = "k8s-secrets:sealed"
-DRIVERS = "merge=ksecrets diff=ksecrets"
-ATTRIBUTES_LINE = f"Pulumi.*.yaml {DRIVERS}"
 _SEALED_LINE = re.compile(r"^(?P<indent>[ ]*)(?P<q>['\"]?)k8s-secrets:sealed(?P=q)[ ]*:(?P<rest>.*)$")
 PLACEHOLDER = "__ksecrets_merge_sealed_block__"
 # The fields that decide how a value decrypts besides the entry's identity (namespace/name, the
@@ -918,35 +916,3 @@ def add_sops_attributes(top: Path, root: Path) -> list[str]:
     new = old + ("" if not old or old.endswith("\n") else "\n") + line + "\n"
     atomic_write_text(attrs, new, attrs.stat().st_mode & 0o777 if attrs.exists() else 0o644)
     return [f".gitattributes: added '{line}' (commit it)"]
-
-
-def add_included_attributes(top: Path, root: Path) -> list[str]:
-    """One `.gitattributes` line per file a stack names for its sealed or apps key, so that git
-    merges and diffs them with the drivers too (only where the drivers are set up)."""
-    from ksecrets.config import includes
-    from ksecrets.fileio import atomic_write_text
-
-    attrs = top / ".gitattributes"
-    old = attrs.read_text(encoding="utf-8") if attrs.exists() else ""
-    if ATTRIBUTES_LINE not in old.splitlines():
-        return []
-    lines = []
-    from ksecrets.config.names import stack_files
-
-    for stack_file in stack_files(root):
-        try:
-            config = _load(stack_file.read_text(encoding="utf-8"))
-        except (KsecretsError, OSError, UnicodeDecodeError):
-            continue
-        for key in includes.INCLUDABLE:
-            ref = config.get(f"k8s-secrets:{key}")
-            if includes.is_reference(key, ref):
-                rel = os.path.relpath(os.path.join(os.path.abspath(stack_file.parent), str(ref)), top)
-                line = f"{attributes_pattern(rel)} {DRIVERS}"
-                if line not in old.splitlines() and line not in lines:
-                    lines.append(line)
-    if not lines:
-        return []
-    new = old + ("" if old.endswith("\n") else "\n") + "".join(line + "\n" for line in lines)
-    atomic_write_text(attrs, new, attrs.stat().st_mode & 0o777)
-    return [f".gitattributes: added '{line}' (commit it)" for line in lines]

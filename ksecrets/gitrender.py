@@ -25,13 +25,13 @@ fails on a stale `k8s/` in any case).
 from __future__ import annotations
 
 import os
-import re
 import shutil
 import subprocess
 import tempfile
 from pathlib import Path
 
 from ksecrets.errors import KsecretsError
+from ksecrets.gitattributes import attributes_pattern
 
 DRIVER = "ksecrets-render"
 HOOKS = {"post-merge": "--hook post-merge", "pre-commit": "--hook pre-commit"}
@@ -52,7 +52,7 @@ def _git(top: Path, *argv: str, check: bool = True, **kw) -> subprocess.Complete
 def merge_generated(base_path: str, ours_path: str, theirs_path: str, pathname: str) -> tuple[int, list[str]]:
     """git's `%O %A %B %P` for a file under k8s/. Exporter's files: exit 0 (a placeholder the hook
     renders again); anything else: git's own line merge."""
-    from ksecrets.export import MARKER
+    from ksecrets.usecases.export import MARKER
     from ksecrets.fileio import atomic_write_bytes
 
     sides = []
@@ -162,7 +162,7 @@ def _amend_head(top: Path) -> None:
 
 
 def _render_into_index(top: Path, root: Path) -> list[str]:
-    from ksecrets import export
+    from ksecrets.usecases import export
 
     rel = os.path.relpath(Path(root).resolve(), top.resolve())
     rel = "" if rel == "." else rel
@@ -236,7 +236,7 @@ def setup(top: Path, root: Path, command: str) -> list[str]:
     """The driver, its `.gitattributes` line and the hooks (a hook that is not ours is left alone)."""
     import shlex
 
-    from ksecrets import export
+    from ksecrets.usecases import export
     from ksecrets.fileio import atomic_write_text
 
     done = []
@@ -277,25 +277,3 @@ def setup(top: Path, root: Path, command: str) -> list[str]:
         atomic_write_text(path, body, 0o755)
         done.append(f"{os.path.relpath(path, top)}: renders k8s/ of a merge from the merged stack files")
     return done
-
-
-def attributes_pattern(rel: str) -> str:
-    """A `.gitattributes` pattern matching exactly the file `rel` (relative to the top): anchored,
-    glob characters escaped, C-quoted (as gitattributes reads `"..."`) when it holds a blank, a
-    quote or a control character."""
-    pattern = "/" + re.sub(r"([*?\[\\])", r"\\\1", rel.replace(os.sep, "/"))
-    if not re.search(r'[\s"\x00-\x1f\x7f]', pattern):
-        return pattern
-    out = []
-    for ch in pattern:
-        if ch in '"\\':
-            out.append("\\" + ch)
-        elif ch == "\t":
-            out.append("\\t")
-        elif ch == "\n":
-            out.append("\\n")
-        elif ord(ch) < 0x20 or ord(ch) == 0x7F:
-            out.append(f"\\{ord(ch):03o}")
-        else:
-            out.append(ch)
-    return '"' + "".join(out) + '"'

@@ -37,12 +37,9 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
         "use cases",
         (
             "ksecrets.usecases",
-            "ksecrets.export",
-            "ksecrets.stacks",
-            "ksecrets.adopt",
-            "ksecrets.init",
             "ksecrets.gitdriver",
             "ksecrets.gitrender",
+            "ksecrets.gitattributes",
         ),
     ),
     ("jobs", ("ksecrets.jobs",)),

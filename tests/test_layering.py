@@ -191,7 +191,7 @@ def test_the_builders_do_no_file_io():
         "ksecrets.usecases",
         "ksecrets.cli",
         "ksecrets.validation",
-        "ksecrets.export",
+        "ksecrets.usecases.export",
         "ksecrets.config.load",
         "ksecrets.config.stackfile",
     )

@@ -31,7 +31,7 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ksecrets.adopt import adopt
+    from ksecrets.usecases.adopt import adopt
     from ksecrets.sealing import churn
 
     report = adopt(

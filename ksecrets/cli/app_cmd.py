@@ -33,7 +33,7 @@ def run_add(args: argparse.Namespace) -> int:
     from ksecrets.config import load_stack
     from ksecrets.config.model import raw_secret_name
     from ksecrets.errors import KsecretsError
-    from ksecrets.stacks import app_add
+    from ksecrets.usecases.app_add import app_add
 
     cfg = load_stack(args.stack, args.root)
     app: dict = {"name": args.name, "namespace": args.namespace or args.name}

@@ -24,7 +24,7 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ksecrets.stacks import doctor_stacks
+    from ksecrets.usecases.doctor import doctor_stacks
 
     report = doctor_stacks(args.root, args.stack)
     for line in report.lines:

@@ -22,7 +22,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ksecrets.export import export
+    from ksecrets.usecases.export import export
 
     root = args.root.resolve()
     result = export(root, selected_stacks(args), check=args.check)

@@ -171,7 +171,7 @@ def _recipients(values: list[str]) -> dict[str, tuple[str, ...]]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ksecrets import init
+    from ksecrets.usecases import init
     from ksecrets.errors import KsecretsError
     from ksecrets.sealing.backup import get_passphrase
 
@@ -250,7 +250,7 @@ def _adopt(asker: _Asker, command: str, root: Path) -> int:
     import shlex
 
     from ksecrets.cli import main
-    from ksecrets.init import APP, SECRET_NAME
+    from ksecrets.usecases.init import APP, SECRET_NAME
 
     values: dict[str, str] = {}
     for word, prompt in (

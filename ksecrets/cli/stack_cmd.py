@@ -67,7 +67,7 @@ def register(subparsers) -> None:
 
 def run_new(args: argparse.Namespace) -> int:
     from ksecrets.errors import KsecretsError
-    from ksecrets.stacks import stack_new, stack_new_in_env
+    from ksecrets.usecases.stack_new import stack_new, stack_new_in_env
 
     if args.env:
         if args.source:
@@ -92,7 +92,7 @@ def run_new(args: argparse.Namespace) -> int:
 
 def run_split(args: argparse.Namespace) -> int:
     from ksecrets.config.load import check_stack_name
-    from ksecrets.stacks import stack_split
+    from ksecrets.usecases.stack_split import stack_split
 
     written = stack_split(args.root, check_stack_name(args.stack), tuple(args.keys or ("sealed", "apps")))
     for rel in written:

@@ -176,7 +176,7 @@ def test_a_registered_backend_is_one_everywhere(register, stack, fake):
     assert _objects(cfg) == _objects(real)
     assert [cfg.secret_keys(a) for a in cfg.apps] == [real.secret_keys(a) for a in real.apps]
 
-    from ksecrets.stacks import new_stack_config
+    from ksecrets.usecases.stack_new import new_stack_config
 
     source = {PREFIX + k: v for k, v in raw_from_stack_file(ROOT / f"Pulumi.{stack}.yaml").items()}
     new, new_real = new_stack_config("fresh", fake.name, source), new_stack_config("fresh", real.backend, source)

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from ksecrets import backends, yamlio
 from ksecrets.config.names import PREFIX
-from ksecrets.stacks import CONTEXT_KEY, UP_ORDER_KEY, new_stack_config
+from ksecrets.usecases.stack_new import CONTEXT_KEY, UP_ORDER_KEY, new_stack_config
 
 
 def _branches(stack: str, backend: str, source: dict[str, Any] | None, context: str | None = None) -> dict[str, Any]:

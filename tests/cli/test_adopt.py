@@ -137,7 +137,7 @@ def test_nothing_half_done_on_failure(repo):
 
 def test_adopt_failing_mid_way_restores_the_stack_file(repo, monkeypatch, tmp_path):
     """In-process: the second seal raises; the first one's write is undone."""
-    from ksecrets import adopt as adopt_mod
+    from ksecrets.usecases import adopt as adopt_mod
     from ksecrets.errors import KsecretsError
     from ksecrets.usecases import seal_stack as stack_mod
 
@@ -167,7 +167,7 @@ def test_adopt_pushes_into_a_vault_stack(vault_env_for_adopt, tmp_path):
     vault, root = vault_env_for_adopt
     (tmp_path / "leak").mkdir()
     (tmp_path / "leak" / "s.yaml").write_text(SECRET)
-    from ksecrets.adopt import adopt
+    from ksecrets.usecases.adopt import adopt
     from ksecrets.vault.client import make_client
 
     report = adopt(
@@ -290,7 +290,7 @@ def split_repo(repo) -> Path:
 def test_adopt_rolls_back_every_file_it_wrote(split_repo, monkeypatch, fail):
     """A failure mid-way: every file (stack file, included file, plaintext) has its bytes and its
     type back; the symlinked stack file is still a symlink."""
-    from ksecrets import adopt as adopt_mod
+    from ksecrets.usecases import adopt as adopt_mod
     from ksecrets import fileio
     from ksecrets.config import stackfile
     from ksecrets.errors import KsecretsError

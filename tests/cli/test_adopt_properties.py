@@ -193,7 +193,7 @@ def _failing(t: dict):
                 raise OSError(13, "Permission denied")
             return real_rename(src, dst)
 
-        with mock.patch("ksecrets.adopt.os.rename", rename):
+        with mock.patch("ksecrets.usecases.adopt.os.rename", rename):
             yield
 
 
@@ -212,7 +212,7 @@ def vector_key():
 )
 @given(t=trees())
 def test_adopt_keeps_every_value_or_changes_nothing(vector_key, t):
-    from ksecrets.adopt import adopt
+    from ksecrets.usecases.adopt import adopt
     from ksecrets.errors import KsecretsError
 
     with tempfile.TemporaryDirectory() as tmp:

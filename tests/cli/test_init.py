@@ -127,7 +127,7 @@ def tree(root: Path) -> dict[str, bytes]:
 
 def project_checks(repo: Path) -> None:
     """What `make render` runs (`ksecrets export`), then CI's guardrails (the workflow's commands)."""
-    from ksecrets.init import CI_CHECKS
+    from ksecrets.usecases.init import CI_CHECKS
 
     res = ksecrets_in_process("export", "--root", str(repo), env=env())
     assert res.returncode == 0, res.stderr
@@ -169,7 +169,7 @@ def test_scripted_init_then_the_project_checks_pass(repo, safe, name):
     if sops:
         rules = yaml.safe_load((repo / ".sops.yaml").read_text())["creation_rules"]
         assert [(r["path_regex"], r["age"]) for r in rules] == [(f"^secrets/{e}/.*\\.sops\\.yaml$", AGE) for e in sops]
-    from ksecrets.init import GITIGNORE
+    from ksecrets.usecases.init import GITIGNORE
 
     assert set(GITIGNORE) <= set((repo / ".gitignore").read_text().splitlines())
     assert (repo / ".github/workflows/ksecrets.yml").is_file()
@@ -179,7 +179,7 @@ def test_scripted_init_then_the_project_checks_pass(repo, safe, name):
 def test_the_sops_rules_are_what_sops_set_encrypts_with(repo):
     """`.sops.yaml` names the folder and the rule of the files `ksecrets sops set` writes."""
     from ksecrets.backends.sops import secret_file
-    from ksecrets.init import sops_config
+    from ksecrets.usecases.init import sops_config
     import re
 
     rule = yaml.safe_load(sops_config({"dev": (AGE,)}))["creation_rules"][0]
@@ -192,7 +192,7 @@ def test_the_sops_rules_are_what_sops_set_encrypts_with(repo):
 
 @pytest.mark.oracle
 def test_the_workflow_passes_actionlint_and_runs_the_projects_guardrails(repo):
-    from ksecrets.init import CI_CHECKS, workflow
+    from ksecrets.usecases.init import CI_CHECKS, workflow
 
     path = repo / "ksecrets.yml"
     path.write_text(workflow("ksecrets==1.0"))
@@ -206,7 +206,7 @@ def test_the_workflow_passes_actionlint_and_runs_the_projects_guardrails(repo):
 
 
 def test_the_projects_gitignore_has_every_line_init_adds():
-    from ksecrets.init import GITIGNORE
+    from ksecrets.usecases.init import GITIGNORE
 
     assert set(GITIGNORE) <= set((ROOT / ".gitignore").read_text().splitlines())
 
@@ -291,7 +291,7 @@ def test_bad_answers_are_one_line_and_write_nothing(repo, safe, case):
 def test_an_interruption_half_way_leaves_nothing(repo, safe, monkeypatch):
     """Ctrl-C while the second stack is written: the first stack, the certificates, the backups and
     the folders init made are gone; an existing .gitignore has its bytes back."""
-    from ksecrets import stacks
+    from ksecrets.usecases import stack_new as stacks
 
     (repo / ".gitignore").write_text("mine/\n")
     real = stacks.stack_new

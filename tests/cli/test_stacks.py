@@ -200,7 +200,7 @@ def test_doctor_finds_namespaces_service_accounts_and_orphans(repo):
 
 def test_doctor_checks_pod_references_offline():
     """The reference checks on hand-made objects: a missing ServiceAccount and a missing key."""
-    from ksecrets.stacks import _provided, _secret_refs
+    from ksecrets.usecases.doctor import _provided, _secret_refs
 
     pod = {
         "serviceAccountName": "ghost",

@@ -24,7 +24,7 @@ HEAVY = (
     "requests",
     "urllib.request",
     "ksecrets.config",
-    "ksecrets.export",
+    "ksecrets.usecases.export",
     "ksecrets.validation",
     "ksecrets.manifests",
 )

@@ -13,7 +13,7 @@ import yaml
 from components.kube import FIELD_MANAGER, SKIP_AWAIT, WAIT_FOR, WAIT_READY, resource_name
 from components.platform import Platform
 from ksecrets.config import load_stack_file, stack_files
-from ksecrets.export import render
+from ksecrets.usecases.export import render
 from ksecrets.usecases.stack_facts import plan_stack
 from tests.pulumi_harness import run_program
 

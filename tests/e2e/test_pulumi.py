@@ -24,7 +24,7 @@ import pytest
 import yaml
 
 from ksecrets.config import load_stack_file
-from ksecrets.export import render
+from ksecrets.usecases.export import render
 from ksecrets.usecases.stack_facts import plan_stack
 from ksecrets.manifests.plan import object_id
 from tests.e2e.conftest import require

@@ -26,7 +26,7 @@ import pytest
 import yaml
 
 from ksecrets.config import load_stack_file
-from ksecrets.export import render
+from ksecrets.usecases.export import render
 from tests.e2e.conftest import CRDS, require
 from tests.e2e.harness import ROOT, missing_binaries
 from tests.e2e.harness.flux import FluxControllers, crd_names, revision

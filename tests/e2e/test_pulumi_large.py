@@ -21,7 +21,7 @@ from bench.export import stack_doc
 from ksecrets import yamlio
 from ksecrets.config import load_stack_file
 from ksecrets.config.includes import ENGINE_CONFIG_LIMIT, engine_config_size, project_defaults
-from ksecrets.export import render
+from ksecrets.usecases.export import render
 from ksecrets.manifests.plan import object_id
 from ksecrets.usecases.stack_facts import plan_stack
 from tests.e2e.conftest import require

@@ -16,7 +16,7 @@ import yaml
 
 from ksecrets.config import load_stack, load_stack_file
 from ksecrets.errors import KsecretsError
-from ksecrets.export import render
+from ksecrets.usecases.export import render
 from ksecrets.usecases.stack_facts import plan_stack
 from ksecrets.sealing import crypto
 from ksecrets.sealing.certs import load_certificate

@@ -13,7 +13,7 @@ import yaml
 
 from ksecrets import yamlio
 from ksecrets.config import load_stack_file
-from ksecrets.export import MARKER, render
+from ksecrets.usecases.export import MARKER, render
 from ksecrets.manifests import flux
 from tests.conftest import ROOT, ksecrets_in_process
 

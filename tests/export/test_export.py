@@ -8,7 +8,7 @@ from pathlib import Path
 import yaml
 
 from ksecrets.config import load_stack_file
-from ksecrets.export import render
+from ksecrets.usecases.export import render
 from tests.conftest import ROOT
 
 

@@ -17,7 +17,7 @@ import pytest
 import yaml
 
 from ksecrets.config import load_stack_file, stack_files
-from ksecrets.export import render
+from ksecrets.usecases.export import render
 from ksecrets.usecases.stack_facts import crd_plurals, plan_stack
 from ksecrets.manifests.flux import (
     APPLY_VERBS,

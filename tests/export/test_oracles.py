@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from ksecrets.config import load_stack_file, stack_files
-from ksecrets.export import render
+from ksecrets.usecases.export import render
 from ksecrets.manifests import sealed_secrets
 from ksecrets.validation import KUBERNETES_VERSION
 from tests.conftest import CHARTS, FIXTURES, ROOT, SHARED

@@ -1,13 +1,13 @@
 """`ksecrets init`'s workflow: from the guide's answers to the files of a project's environments.
 
-It lives beside `stacks.py` (`stack new`) and `adopt.py`, in the use-case layer, because it calls them
-(and they call `usecases/`: a module under `usecases/` importing them would close a loop).
+It calls the other use cases as they are: `stack_new.py` (`stack new`), `keygen.py`, `adopt.py`
+(its hint) and scan.
 
 `plan` checks every answer and decides everything first (the backend of each environment by the
 guide's matrix, `usecases/choose.py`; which files exist and are kept); `apply` then writes, in one
 `fileio.Transaction`, so an error or Ctrl-C leaves no file half-written and no new file behind:
 
-- a stack file per new environment, through `stack new`'s use case (`stacks.stack_new`: validated
+- a stack file per new environment, through `stack new`'s use case (`stack_new.stack_new`: validated
   and rendered as `make render` does before it is written), with the matrix's reason as a comment;
 - a sealing key pair per new sealed-secrets stack, through `keygen`'s use case (the private key only
   in an encrypted backup under `--backup-dir`, outside the repository);
@@ -213,7 +213,7 @@ def in_effect(p: Plan) -> list[Choice]:
 def plan(req: InitRequest) -> Plan:
     """Every check before any write: names, production environments, recipients, backups."""
     from ksecrets import validators
-    from ksecrets.stacks import check_new_stack_name
+    from ksecrets.usecases.stack_new import check_new_stack_name
 
     root = req.root
     if not req.environments:
@@ -299,7 +299,7 @@ def plan(req: InitRequest) -> Plan:
 def apply(p: Plan, passphrase: Callable[[], str]) -> Outcome:
     """Write what the plan says, all or nothing (`fileio.Transaction`; directories it made go too)."""
     from ksecrets.fileio import Transaction, atomic_write_text
-    from ksecrets.stacks import stack_new
+    from ksecrets.usecases.stack_new import stack_new
     from ksecrets.usecases import keygen as keygen_uc
 
     root = p.request.root
@@ -405,7 +405,7 @@ def plaintext(root: Path, choices: Sequence[Choice]) -> list[Plaintext]:
     nothing yet), with the commands that take each file in: `ksecrets adopt` (after `ksecrets app
     add` in a stack init just wrote, which has no app yet to own the Secret's namespace), or the
     backend's own command where adopt cannot write (`sops set`)."""
-    from ksecrets.adopt import collect, shell_quote
+    from ksecrets.usecases.adopt import collect, shell_quote
     from ksecrets.scan import ENV_FILE, SECRET_DATA, is_env_file_name, scan
 
     findings, _ = scan([str(root)], root=str(root))
