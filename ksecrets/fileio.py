@@ -19,9 +19,18 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes, mode: int = 0o
     """Write `data` to `path` atomically. `durable=False` skips the fsync: still atomic for every
     reader, but after a power cut the file may be the old one. Fine for files we can regenerate
     (k8s/ exports); stack files and key backups keep the fsync."""
+    import stat
     import tempfile
 
     target = Path(path)
+    try:
+        existing = os.stat(target)  # through a symlink: what the write would replace
+    except (FileNotFoundError, NotADirectoryError):
+        existing = None
+    if existing is not None and not stat.S_ISREG(existing.st_mode):
+        # A rename over /dev/null or /dev/stdout (a symlink to a pipe or terminal) would replace the
+        # device node itself: as root, a broken machine. A whole file is written or nothing.
+        raise KsecretsError(f"{target}: not a regular file (a device, pipe or directory); give the path of a file")
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     try:
