@@ -23,7 +23,14 @@ kube-apiserver + etcd (the server's share; read before and after from /proc). Th
 sampled from /proc every 0.2 s while they run (a plugin's last 0.2 s may be missed); the CLI's is
 exact (wait4 of the CLI, less its children's).
 
-    .venv/bin/python bench/pulumi.py [--sizes 10,100,1000] [--settings skip,checkpoints]
+Setting `flux` is the same stack with `k8s-secrets:delivery: flux` (README "Delivery: Pulumi or
+Flux"), with checkpoints as `up` runs: Pulumi registers the platform and the stack's two Flux
+Kustomizations, and its preview compares the committed export (`ksecrets export`, run untimed
+before each preview as a user commits it); the apps layer is Flux's, timed by bench/flux.py. Its
+ms/obj column divides by the same stack's objects as the other rows, so the rows compare what it
+costs to deliver one stack.
+
+    .venv/bin/python bench/pulumi.py [--sizes 10,100,1000] [--settings skip,checkpoints,flux]
                                      [--no-checkpoints-above 200] [--without-shim]
 
 `--without-shim` runs the program without components/sdk_drain.py (the SDK's quadratic drain).
@@ -37,6 +44,7 @@ import copy
 import json
 import os
 import re
+import subprocess
 import sys
 import tempfile
 import threading
@@ -52,7 +60,7 @@ from bench.export import stack_doc  # noqa: E402
 from ksecrets import yamlio  # noqa: E402
 from ksecrets.config import load_stack_file  # noqa: E402
 from ksecrets.config.includes import ENGINE_CONFIG_LIMIT, engine_config_size, project_defaults  # noqa: E402
-from ksecrets.export import render  # noqa: E402
+from ksecrets.usecases.export import render  # noqa: E402
 from ksecrets.manifests.plan import object_id  # noqa: E402
 from ksecrets.usecases.stack_facts import plan_stack  # noqa: E402
 from tests.e2e.harness import binaries, missing_binaries  # noqa: E402
@@ -74,7 +82,14 @@ NEEDED = (
 INCLUDED = ("sealed", "apps")
 CRDS = sorted((ROOT / "ksecrets" / "schemas" / "crds").glob("*.yaml"))
 TICK = os.sysconf("SC_CLK_TCK")
-SETTINGS = {"skip": {"PULUMI_SKIP_CHECKPOINTS": "true"}, "checkpoints": {"PULUMI_SKIP_CHECKPOINTS": "false"}}
+SETTINGS = {
+    "skip": {"PULUMI_SKIP_CHECKPOINTS": "true"},
+    "checkpoints": {"PULUMI_SKIP_CHECKPOINTS": "false"},
+    # `delivery: flux` as a user runs it: `up` with checkpoints; Pulumi registers the platform and
+    # the stack's Flux Kustomizations, Flux applies the apps layer from Git (bench/flux.py times that).
+    "flux": {"PULUMI_SKIP_CHECKPOINTS": "false"},
+}
+KSECRETS = ROOT / ".venv" / "bin" / "ksecrets"
 COLUMNS = ("cli", "python", "host", "provider", "kubectl", "server")
 
 
@@ -254,6 +269,16 @@ def kib(n: int) -> str:
     return f"{n / 1024:,.0f} KiB" if n < 1 << 20 else f"{n / (1 << 20):,.2f} MiB"
 
 
+def export(root: Path) -> None:
+    """`ksecrets export` of the bench stack into root's k8s/ and clusters/ (not timed): a
+    flux-delivered stack's preview compares the committed export."""
+    done = subprocess.run(
+        [str(KSECRETS), "export", "--stack", "bench", "--root", str(root)], capture_output=True, text=True, timeout=3600
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"ksecrets export failed: {done.stderr.strip()}")
+
+
 def objects_of(work: Path, doc: dict) -> list[dict]:
     (work / "export").mkdir(exist_ok=True)
     path = work / "export" / "Pulumi.bench.yaml"
@@ -288,7 +313,9 @@ def print_row(apps: int, objects: int, setting: str, run: Run) -> None:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="10,100,1000")
-    parser.add_argument("--settings", default="skip,checkpoints", help="skip, checkpoints or both")
+    parser.add_argument(
+        "--settings", default="skip,checkpoints,flux", help="comma-separated: skip, checkpoints, flux (delivery: flux)"
+    )
     parser.add_argument(
         "--no-checkpoints-above",
         type=int,
@@ -337,19 +364,22 @@ def main() -> int:
                 print_row(apps, len(objects), "kubectl", rows[-1][1])
                 kc.stop()
                 for setting in args.settings.split(","):
-                    if setting == "checkpoints" and apps > args.no_checkpoints_above:
+                    if setting == "checkpoints" and apps > args.no_checkpoints_above:  # flux: always
                         print(
                             f"# {apps} apps, checkpoints: not run (--no-checkpoints-above {args.no_checkpoints_above})"
                         )
                         continue
                     env = SETTINGS[setting]
                     pc = cluster(work, f"pulumi-{setting}")
+                    stack_doc_ = copy.deepcopy(doc)
+                    if setting == "flux":
+                        stack_doc_["config"]["k8s-secrets:delivery"] = "flux"
                     project = PulumiProject(
                         work / f"project-{setting}",
                         binaries(),
                         "bench",
                         kubeconfig=pc.kubeconfig,
-                        stack_file=yamlio.dump(doc),
+                        stack_file=yamlio.dump(stack_doc_),
                         context=None,
                     )
                     if args.without_shim:
@@ -369,6 +399,8 @@ def main() -> int:
                         if label == "preview (every secret)":
                             for rel, body in files_after.items():
                                 (project.project / rel).write_text(body)
+                        if setting == "flux" and label in ("preview", "preview (every secret)"):
+                            export(project.project)  # what the user commits with the change
                         with HelmReleaseReady(pc):
                             run = pulumi_run(project, pc, argv, env, args.timeout)
                         run.what = label
