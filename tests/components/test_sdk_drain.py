@@ -9,6 +9,7 @@ removed per pass.
 
 from __future__ import annotations
 
+import functools
 import json
 import subprocess
 import sys
@@ -20,7 +21,10 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 
 
+@functools.lru_cache(maxsize=None)
 def _host(apps: int, *flags: str) -> dict:
+    """One language-host run's figures; a run with the same arguments is measured once per worker
+    (the quadratic and the shim tests compare the same 20-app run without the shim)."""
     out = subprocess.run(
         [sys.executable, "-m", "tests.pulumi_host", "--apps", str(apps), *flags],
         cwd=ROOT,

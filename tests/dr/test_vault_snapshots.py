@@ -13,12 +13,13 @@ import pytest
 import responses
 
 from ksecrets import yamlio
-from ksecrets.config.load import parse
+from ksecrets.config.load import load_stack, parse
 from ksecrets.errors import KsecretsError
 from ksecrets.manifests import monitoring, snapshots
 from ksecrets.usecases.stack_facts import read_facts
 from ksecrets.usecases.stack_facts import plan_stack
 from ksecrets.vault import snapshot
+from tests.conftest import ROOT, assert_committed
 
 ADDR = "http://vault.test:8200"
 STACK = {
@@ -62,6 +63,13 @@ def test_objects_restricted_numeric_user_no_rbac(cfg):
     assert not [
         p for p in plan_stack(cfg) if p.obj["kind"] in ("Role", "RoleBinding") and "vault-snapshot" in str(p.obj)
     ]
+
+
+def test_the_production_snapshot_objects_are_the_committed_k8s_files():
+    """Their exact shape: k8s/production/ (`make render` after a deliberate change, then review)."""
+    planned = [p for p in plan_stack(load_stack("production", ROOT)) if p.group == "disaster-recovery"]
+    assert {p.obj["kind"] for p in planned} >= {"CronJob", "PersistentVolumeClaim", "ServiceAccount"}
+    assert_committed("production", planned)
 
 
 def test_its_vault_policy_allows_only_the_snapshot_path():

@@ -20,6 +20,7 @@ import yaml
 
 from ksecrets.config import load_stack_file
 from ksecrets.sealing import crypto
+from tests.conftest import ksecrets_in_process
 
 ROOT = Path(__file__).resolve().parents[2]
 VECTORS = ROOT / "tests" / "fixtures" / "vectors" / "sealed-secrets-v1.json"  # vendored (tests/fixtures/README.md)
@@ -46,7 +47,13 @@ def env(**extra: str) -> dict[str, str]:
 
 
 def run(repo: Path, *argv: str, check: bool = True, **extra: str) -> subprocess.CompletedProcess:
-    res = subprocess.run(list(argv), cwd=repo, capture_output=True, text=True, env=env(**extra))
+    """argv in `repo`. `ksecrets` commands that prepare a repository (seal, stack split, export) run
+    in-process (`ksecrets_in_process`: same arguments, directory and environment); `ksecrets git
+    ...` and everything git starts (the drivers, the hooks) are real processes: they are the subject."""
+    if argv[0] == "ksecrets" and argv[1] != "git":
+        res = ksecrets_in_process(*argv[1:], cwd=repo, env=env(**extra))
+    else:
+        res = subprocess.run(list(argv), cwd=repo, capture_output=True, text=True, env=env(**extra))
     if check and res.returncode != 0:
         raise AssertionError(f"{argv}: {res.returncode}\n{res.stdout}\n{res.stderr}")
     return res

@@ -17,6 +17,7 @@ import yaml
 from ksecrets.config import load_stack_file
 from ksecrets.config import stackfile
 from ksecrets.sealing import crypto
+from tests.conftest import ksecrets_in_process
 from tests.git.test_drivers import BIN, LABEL, git, run, seal
 from tests.git.test_drivers import repo as repo  # noqa: F401 (fixture)
 from tests.git.test_drivers import vector_key as vector_key  # noqa: F401 (fixture)
@@ -320,7 +321,15 @@ def test_setup_works_for_git_without_ksecrets_on_path_and_quotes_paths_with_spac
     assert shutil.which("ksecrets", path=bare["PATH"]) is None
 
     def ks(*argv: str) -> subprocess.CompletedProcess:
-        res = subprocess.run([python, "-m", "ksecrets", *argv], cwd=project, capture_output=True, text=True, env=env())
+        """`git setup` runs from the blank-named venv (its interpreter is what it writes into git's
+        config); the edits before and after the merge run in-process (git starts the drivers and
+        hooks as processes either way)."""
+        if argv[:2] == ("git", "setup"):
+            res = subprocess.run(
+                [python, "-m", "ksecrets", *argv], cwd=project, capture_output=True, text=True, env=env()
+            )
+        else:
+            res = ksecrets_in_process(*argv, cwd=project, env=env())
         assert res.returncode == 0, res.stderr
         return res
 

@@ -17,6 +17,8 @@ import yaml
 from ksecrets.config import load_stack
 from ksecrets.sealing import churn
 
+from tests.conftest import ksecrets_in_process
+
 from .conftest import clean_env
 
 PARALLEL = 10
@@ -176,13 +178,7 @@ def test_a_stack_name_that_is_a_path_is_refused(stack, name):
         ["verify", "--stack", name],
         ["rotate", "--stack", name, "--name", "n", "--key", "k"],
     ):
-        out = subprocess.run(
-            [sys.executable, "-m", "ksecrets", *args],
-            cwd=stack / "certs",
-            capture_output=True,
-            text=True,
-            env=clean_env(),
-        )
+        out = ksecrets_in_process(*args, cwd=stack / "certs", env=clean_env())  # the checks, not the process
         assert out.returncode == 2, (args, out.stderr)
         assert out.stderr.startswith(f"ksecrets: --stack {name!r}: not a stack name"), (args, out.stderr)
     assert "k8s-secrets:sealed:" not in (stack / "Pulumi.staging.yaml").read_text()

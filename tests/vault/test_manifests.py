@@ -1,5 +1,10 @@
 """The Vault builders: every object validates against its schema, both charts' values are real
-keys of the pinned charts, and the operator objects point at things that exist."""
+keys of the pinned charts, and the operator objects point at things that exist.
+
+The exact objects of the `production` stack are its committed files under k8s/production/
+(`assert_committed`; after a deliberate builder change `make render` rewrites them and the diff is
+reviewed); the tests below state the rules (TLS everywhere or nowhere, one peer per replica, the
+config's settings where the charts read them), not the shapes."""
 
 from __future__ import annotations
 
@@ -20,6 +25,7 @@ from ksecrets.manifests.plan import object_id
 from ksecrets.usecases.stack_facts import plan_stack
 from tests.conftest import CHARTS
 from tests.conftest import CRDS as CRD_DIR
+from tests.conftest import assert_committed
 
 ROOT = Path(__file__).resolve().parents[2]
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -50,6 +56,11 @@ CRDS = {
     "HelmRelease": "flux-helm.toolkit.fluxcd.io_helmreleases.yaml",
     "HelmRepository": "flux-source.toolkit.fluxcd.io_helmrepositories.yaml",
 }
+
+
+def test_production_objects_are_the_committed_k8s_files():
+    cfg = _load("production")
+    assert_committed("production", mv.infrastructure(cfg) + mv.app_objects(cfg))
 
 
 def test_every_object_validates_against_the_upstream_schemas(cfg):
@@ -138,15 +149,16 @@ def test_tls_mounts_the_secret_and_verifies_peers():
     ]
     assert config.count('leader_ca_cert_file = "/vault/userconfig/tls/ca.crt"') == 3
     assert 'tls_cert_file = "/vault/userconfig/tls/tls.crt"' in config and "tls_disable = 0" in config
-    assert values["server"]["volumes"] == [{"name": "tls", "secret": {"secretName": "vault-tls", "defaultMode": 0o440}}]
-    assert values["server"]["volumeMounts"] == [{"name": "tls", "mountPath": "/vault/userconfig/tls", "readOnly": True}]
-    assert values["server"]["extraEnvironmentVars"] == {"VAULT_CACERT": "/vault/userconfig/tls/ca.crt"}
+    # The files the config names are where the TLS Secret is mounted (exact values: the golden file).
+    (volume,) = values["server"]["volumes"]
+    (mount,) = values["server"]["volumeMounts"]
+    assert volume["secret"]["secretName"] == cfg.vault.tls.secret_name and mount["name"] == volume["name"]
+    assert mount["readOnly"] is True and values["server"]["extraEnvironmentVars"]["VAULT_CACERT"].startswith(
+        mount["mountPath"] + "/"
+    )
     conn = mv.vault_connection(cfg)
-    assert conn["spec"] == {
-        "address": "https://vault.vault.svc:8200",
-        "skipTLSVerify": False,
-        "caCertSecretRef": "vault-ca",
-    }
+    assert conn["spec"]["address"].startswith("https://") and conn["spec"]["skipTLSVerify"] is False
+    assert conn["spec"]["caCertSecretRef"] == cfg.vault.tls.ca_secret_name
 
 
 def test_releases_are_pinned_and_the_vault_install_does_not_wait_for_a_sealed_vault(cfg):
