@@ -149,6 +149,36 @@ def test_a_second_rotator_of_the_same_role_stops(pg_server, pg, fake_kv):
     assert fake_kv.writes == 0
 
 
+@pytest.mark.parametrize("ends", ["done", "refused by Vault"])
+def test_the_rotation_lock_is_free_before_the_rotator_closes_its_connection(pg_server, pg, fake_kv, ends, monkeypatch):
+    """The rotator unlocks before it closes its connection: closing alone frees the lock only when
+    the server has ended the backend, asynchronously (back-to-back rotations under load found it
+    held). Checked at the close itself, from another session, while the rotator's is still open."""
+    from ksecrets.jobs.rotate import postgres as pgops
+
+    key = (f"ksecrets-rotate:{GROUP}",)
+    free_at_close: list[bool] = []
+    real_close = pgops.close
+
+    def close(conn) -> None:
+        with pg_server.admin_conn() as other:
+            got = other.execute("SELECT pg_try_advisory_lock(hashtext(%s))", key).fetchone()[0]
+            if got:
+                other.execute("SELECT pg_advisory_unlock(hashtext(%s))", key)
+        free_at_close.append(got)
+        real_close(conn)
+
+    monkeypatch.setattr(pgops, "close", close)
+    fake_kv.seed("orders", {"DB_USER": "", "DB_PASSWORD": ""})
+    if ends == "done":
+        rotate_postgres_dual(client(fake_kv), TARGET, pg, "DB_USER", 24, values())
+    else:
+        fake_kv.fail_write = 500
+        with pytest.raises(RotationFailed):
+            rotate_postgres_dual(client(fake_kv), TARGET, pg, "DB_USER", 24, values())
+    assert free_at_close and all(free_at_close), free_at_close
+
+
 def test_keys_of_one_schedule_change_in_one_version(pg, fake_kv):
     fake_kv.seed("orders", {"DB_USER": "", "DB_PASSWORD": "", "API_KEY": "a", "TOKEN": "t", "OTHER": "o"})
     plan = Plan(

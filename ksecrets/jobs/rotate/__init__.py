@@ -380,7 +380,8 @@ def rotate_postgres_dual(
         _step("written")
         return new_version
     finally:
-        pgops.close(conn)  # also releases the advisory lock
+        pgops.unlock_rotation(conn, pg.role)  # not left to the close: the server ends a session asynchronously
+        pgops.close(conn)
 
 
 def rotate_random_keys(

@@ -99,6 +99,19 @@ def lock_rotation(conn: psycopg.Connection, role: str) -> None:
         raise RotationFailed(f"another rotation of role {role} is running (advisory lock held); nothing changed")
 
 
+def unlock_rotation(conn: psycopg.Connection, role: str) -> None:
+    """Release `lock_rotation`'s lock now, before the connection closes: the server ends a closed
+    session's backend (and drops its locks) asynchronously, so a rotation that starts right after
+    this one could still find the lock held. Best effort: a broken connection's session ends with
+    its locks anyway."""
+    try:
+        rollback(conn)
+        conn.execute("SELECT pg_advisory_unlock(hashtext(%s))", ("ksecrets-rotate:" + role,))
+        conn.commit()
+    except psycopg.Error:
+        pass
+
+
 def set_login_password(conn: psycopg.Connection, group: str, login: str, password: str) -> None:
     """Dual mode: give `login` (a member of `group`) a new password and COMMIT.
 
