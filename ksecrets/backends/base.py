@@ -33,8 +33,8 @@ class BackendSpec:
     pulumi_values: bool = False
     # Values live in SOPS-encrypted Secret manifests committed per stack (`secrets/<stack>/`,
     # `ksecrets sops set`), exported to the apps layer as they are; kustomize-controller decrypts
-    # them with the age key of `sops.keySecret` (the apps Kustomization's `decryption`). Flux only:
-    # `pulumi up` does not apply them.
+    # them with the age key of `sops.keySecret` (the apps Kustomization's `decryption`); adopt
+    # encrypts into them. Flux only: `pulumi up` does not apply them.
     sops_files: bool = False
     # The `vaultMigration` phases a stack of this backend may be in (`install`: still sealing,
     # Vault installed beside; `handover`: switched to Vault, the SealedSecrets still there).
@@ -61,8 +61,14 @@ class BackendSpec:
         """`ksecrets rotate` on a backend it cannot write (neither `seals` nor `vault`): how to."""
         raise NotImplementedError(self.name)
 
+    @property
+    def adopts(self) -> bool:
+        """`ksecrets adopt` writes into it, by its mechanism: seals, pushes to Vault, or encrypts
+        SOPS files (`ksecrets/adopt.py`)."""
+        return self.seals or self.vault or self.sops_files
+
     def cannot_adopt(self) -> str:
-        """`ksecrets adopt` into a backend it cannot write (neither `seals` nor `vault`): why."""
+        """`ksecrets adopt` into a backend it cannot write (not `seals`, `vault` nor `sops_files`): why."""
         raise NotImplementedError(self.name)
 
     # --- `ksecrets migrate` ---------------------------------------------------------------------

@@ -32,9 +32,6 @@ class Sops(BackendSpec):
     def cannot_rotate(self, secret: str, key: str) -> str:
         return f"backend {self.name} keeps values in SOPS files; rotate with `ksecrets sops set` and commit"
 
-    def cannot_adopt(self) -> str:
-        return f"backend {self.name}: adopt does not write SOPS files yet; use `ksecrets sops set`"
-
     def migrate_material(self) -> str:
         return "the stack's age key: --age-key-file FILE or SOPS_AGE_KEY_FILE"
 

@@ -1,8 +1,10 @@
 """`ksecrets adopt PATH --stack S`: from leaky to sealed, the guide's first step.
 
 Takes the plaintext that `scan` finds under PATH, v1 Secret manifests with data and `.env*` files,
-and moves it into the stack: sealed into the stack file (sealed-secrets) or pushed to the app's
-Vault path (vault). Only when every value is in does it delete the plaintext files from the
+and moves it into the stack: sealed into the stack file (sealed-secrets), pushed to the app's
+Vault path (vault) or encrypted into the stack's SOPS file `secrets/<stack>/<name>.sops.yaml`
+(sops: created for `sops.recipients`, or an existing one edited with the stack's age key, its other
+keys keeping their ciphertexts, as `ksecrets sops set`). Only when every value is in does it delete the plaintext files from the
 working tree, and it prints how to purge them from Git history, where they stay until rewritten.
 
 Templates (`.env.example`, `*.template`...: `scan.is_template`, the list `scan` uses) hold
@@ -222,6 +224,7 @@ def adopt(
     keep: bool = False,
     seal_key: bytes | None = None,
     vault_client=None,
+    age_key_file: str | os.PathLike[str] | None = None,
     allow_key_names: Collection[str] = (),
 ) -> AdoptReport:
     from ksecrets.config import load_stack
@@ -233,20 +236,22 @@ def adopt(
     items = collect(path, name=name, namespace=namespace, templates=templates, allow_key_names=allow_key_names)
     report = AdoptReport(stack, items, templates=templates)
     files = sorted({it.source for it in items})
-    if cfg.spec.seals:
+    if not cfg.spec.adopts:
+        raise KsecretsError(f"{cfg.source}: {cfg.spec.cannot_adopt()}")
+    if cfg.spec.seals or cfg.spec.sops_files:
         stack_path = stack_file_path(cfg.stack, root)
         # The stack file stays locked from the first read to the last removal; every file the
-        # seals write, and every plaintext file removed, is restored if anything fails.
+        # seals (or encryptions) write, and every plaintext file removed, is restored if anything fails.
         with locked(stack_path, "stack file", source=stack_path.name), Transaction() as tx:
-            _seal(cfg, root, items, report, seal_key, tx)
+            if cfg.spec.seals:
+                _seal(cfg, root, items, report, seal_key, tx)
+            else:
+                _encrypt(cfg, root, items, report, age_key_file, allow_key_names, tx)
             report.in_history = _committed(files, Path(root))
             if not keep:
                 _remove(files, report)
         return report
-    if cfg.spec.vault:
-        _push(cfg, items, report, vault_client)  # Vault keeps versions: nothing to roll back there
-    else:
-        raise KsecretsError(f"{cfg.source}: {cfg.spec.cannot_adopt()}")
+    _push(cfg, items, report, vault_client)  # vault: Vault keeps versions, nothing to roll back there
     report.in_history = _committed(files, Path(root))
     if not keep:
         _remove(files, report)
@@ -294,6 +299,66 @@ def _seal(cfg, root, items: list[Item], report: AdoptReport, seal_key: bytes | N
         )
         r = seal_stack.seal_into_stack(root, cfg.stack, request)
         report.lines += [f"{shown(it.source)}: " + line for line in r.lines()]
+
+
+def _encrypt(cfg, root, items: list[Item], report: AdoptReport, key_file, allow_key_names, tx) -> None:
+    """Every Secret into its SOPS file: all encrypted (or edited) in memory first, then written."""
+    import base64
+
+    from ksecrets.backends.sops import secret_file
+    from ksecrets.envfile import check_key_name, config_map_key_problem
+    from ksecrets.fileio import atomic_write_text, read_bytes
+    from ksecrets.manifests.plan import metadata
+    from ksecrets.sealing import sops
+    from ksecrets.usecases.seal_stack import resolve_namespace
+    from ksecrets.usecases.sops_set import read_identities
+
+    planned: list[tuple[Path, str, str, Item, str]] = []
+    identities: list[str] | None = None
+    for it in items:
+        it.namespace = resolve_namespace(cfg, it.name, it.namespace)
+        rel = secret_file(cfg.stack, it.name)
+        where = shown(it.source)
+        if any(p[1] == rel for p in planned):
+            raise KsecretsError(f"{where}: Secret {it.name}: another namespace's Secret of that name goes to {rel}")
+        for key, value in it.values.items():
+            problem = config_map_key_problem(key)
+            if problem:
+                raise KsecretsError(f"{where}: data: key {key[:40]}: {problem}")
+            check_key_name(key, value, f"{where}: data", allow_key_names)
+        encoded = {k: base64.b64encode(it.values[k]).decode("ascii") for k in sorted(it.values)}
+        path = Path(root) / rel
+        if path.exists():
+            identities = identities if identities is not None else read_identities(key_file)
+            old = read_bytes(path, "SOPS file", source=rel, regular=True).decode("utf-8", "replace")
+            tree = sops.parse(old, rel).tree
+            meta = tree.get("metadata")
+            meta = meta if isinstance(meta, dict) else {}
+            if meta.get("namespace") != it.namespace:
+                raise KsecretsError(f"{where}: {rel}: metadata.namespace is not {it.namespace}; pass --namespace")
+            if (tree.get("type") or "Opaque") != it.type:
+                raise KsecretsError(f"{where}: {rel}: type is {tree.get('type') or 'Opaque'}, not {it.type}")
+            planned.append((path, rel, sops.edit(old, identities, rel, set_values=encoded), it, "edited"))
+            continue
+        if not cfg.sops.recipients:
+            raise KsecretsError(
+                f"{cfg.source}: k8s-secrets:sops.recipients: empty; add the stack's age public key (age1...)"
+            )
+        manifest: dict = {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": metadata(it.name, it.namespace, labels=it.labels, annotations=it.annotations),
+            "type": it.type,
+            "data": encoded,
+        }
+        if it.immutable is not None:
+            manifest["immutable"] = it.immutable
+        planned.append((path, rel, sops.encrypt_secret(manifest, list(cfg.sops.recipients), rel), it, "created"))
+    for path, rel, text, it, what in planned:
+        real = tx.keep(path)
+        real.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(real, text, 0o644)
+        report.lines.append(f"{shown(it.source)}: {rel}: {what} ({it.namespace}/{it.name}, {len(it.values)} keys)")
 
 
 def _stack_files(cfg, root) -> list[Path]:

@@ -404,13 +404,13 @@ def plaintext(root: Path, choices: Sequence[Choice]) -> list[Plaintext]:
     """What `scan` finds in clear under `root` (every file, tracked or not: a fresh repository tracks
     nothing yet), with the commands that take each file in: `ksecrets adopt` (after `ksecrets app
     add` in a stack init just wrote, which has no app yet to own the Secret's namespace), or the
-    backend's own command where adopt cannot write (`sops set`)."""
+    backend's own command where adopt cannot write (manual: `pulumi config set`)."""
     from ksecrets.usecases.adopt import collect, shell_quote
     from ksecrets.scan import ENV_FILE, SECRET_DATA, is_env_file_name, scan
 
     findings, _ = scan([str(root)], root=str(root))
     envs = {c.environment: c for c in choices}
-    adopts = [c for c in choices if backends.get(c.backend).seals or backends.get(c.backend).vault]
+    adopts = [c for c in choices if backends.get(c.backend).adopts]
     out: list[Plaintext] = []
     seen: set[str] = set()
     for f in findings:
@@ -433,7 +433,7 @@ def plaintext(root: Path, choices: Sequence[Choice]) -> list[Plaintext]:
         stack = target.environment
         new = target.rule != "kept"  # a stack init wrote: no app yet
         quoted = shell_quote(rel)
-        if not (spec.seals or spec.vault):  # adopt cannot write it: the backend's own command
+        if not spec.adopts:  # adopt cannot write it: the backend's own command
             how, _ = spec.put_values(stack, SECRET_NAME, [APP])
             out.append(Plaintext(shown, how.replace("FILE", quoted)))
             continue

@@ -255,3 +255,93 @@ def test_sealed_to_sops_handover_keeps_the_applier_able_to_prune_and_the_pods_un
     assert r.code == 0, r.err
     cfg, can_prune, after = state()
     assert cfg.vault_migration is None and not can_prune and after is None
+
+
+@pytest.mark.parametrize("to", ["sealed-secrets", "sops"])
+def test_a_move_away_from_vault_keeps_the_applier_able_to_prune_the_operators_objects(
+    tmp_path, cli, cert_pem_and_key, to
+):
+    """After the switch the apps layer holds no VaultStaticSecret, VaultAuth nor VaultConnection,
+    and an applier Role made from what it holds cannot delete them, so the real kustomize-controller
+    would fail the layer (the same as "delete failed ... sealedsecrets ... is forbidden" of a move
+    from sealed-secrets). The switch away from Vault sets `handover`, whose applier keeps the rights
+    to prune them; `--finish` drops them. The values come from a fake kv-v2 (tests/vault/fakevault.py)."""
+    import hvac
+    import responses
+
+    from tests.vault.fakevault import FakeVault
+
+    cert, _ = cert_pem_and_key
+    (tmp_path / "certs").mkdir()
+    (tmp_path / "certs/dev.pem").write_bytes(cert)
+    stack = STACK.format(backend="vault") + "  k8s-secrets:vault:\n    address: https://vault.example:8200\n"
+    stack = stack.replace(
+        "      secretName: web-secrets\n",
+        "      secretName: web-secrets\n      vault:\n        path: web\n      deployments:\n        - name: web\n"
+        "          image: ghcr.io/stefanprodan/podinfo:6.7.1\n          envFrom: true\n",
+    )
+    (tmp_path / "Pulumi.dev.yaml").write_text(stack)
+
+    def rights() -> dict[str, set[str]]:
+        cfg = load_stack("dev", tmp_path)
+        planned = [p.obj for p in plan_stack(cfg)]
+        roles = [o for o in planned if o["kind"] == "Role" and o["metadata"]["name"] == "dev-apps-applier"]
+        out: dict[str, set[str]] = {}
+        for role in roles:
+            for rule in role["rules"]:
+                if rule.get("apiGroups") == ["secrets.hashicorp.com"] and "delete" in rule["verbs"]:
+                    out.setdefault(role["metadata"]["namespace"], set()).update(rule["resources"])
+        return out
+
+    before = rights()
+    assert (
+        before["web"] >= {"vaultauths", "vaultstaticsecrets"}
+        and "vaultconnections" in before["vault-secrets-operator-system"]
+    )
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as rsps:
+        vault = FakeVault(rsps)
+        vault.enable_kv2("secret")
+        vault.store("secret").seed("web", {"A": "1", "EMPTY": ""})
+        material = migrate.Material(
+            vault_client=hvac.Client(url=vault.addr, token=vault.token),
+            age_recipients=[sops.generate_age_key().recipient],
+        )
+        report = migrate.migrate(tmp_path, "dev", to, material)
+    assert report.switched and report.values == 2
+    cfg = load_stack("dev", tmp_path)
+    assert cfg.backend == to and cfg.vault_migration == "handover"
+    during = rights()
+    assert during["web"] >= {"vaultauths", "vaultstaticsecrets"}, during
+    assert "vaultconnections" in during["vault-secrets-operator-system"], during
+    r = cli("migrate", "--stack", "dev", "--to", to, "--finish", "--root", str(tmp_path))
+    assert r.code == 0, r.err
+    assert load_stack("dev", tmp_path).vault_migration is None and rights() == {}
+
+
+def test_a_vault_stack_prepares_for_sealed_secrets_only(tmp_path, cli):
+    """`--prepare` of a vault stack moving to sealed-secrets: `release`, its VaultStaticSecrets
+    left by Flux when the switch drops them (`prune: disabled`) and giving their Secrets the
+    controller's `managed` annotation (it takes them over in place). To sops it is refused: a
+    Secret Flux applies over the operator's keeps the operator's ownerReference, so nothing would
+    keep it once the VaultStaticSecret goes."""
+    stack = STACK.format(backend="vault") + "  k8s-secrets:vault:\n    address: https://vault.example:8200\n"
+    stack = stack.replace(
+        "      secretName: web-secrets\n", "      secretName: web-secrets\n      vault:\n        path: web\n"
+    )
+    (tmp_path / "Pulumi.dev.yaml").write_text(stack)
+
+    def vss() -> dict:
+        planned = [p.obj for p in plan_stack(load_stack("dev", tmp_path))]
+        return next(o for o in planned if o["kind"] == "VaultStaticSecret")
+
+    assert "annotations" not in vss()["metadata"] and "annotations" not in vss()["spec"]["destination"]
+    r = cli("migrate", "--stack", "dev", "--to", "sops", "--prepare", "--root", str(tmp_path))
+    assert r.code == 2 and "not handed over in place to sops" in r.err and r.err.count("\n") == 1
+    assert (tmp_path / "Pulumi.dev.yaml").read_text() == stack
+    r = cli("migrate", "--stack", "dev", "--to", "sealed-secrets", "--prepare", "--root", str(tmp_path))
+    assert r.code == 0, r.err
+    assert "vaultMigration: release" in r.out
+    assert load_stack("dev", tmp_path).vault_migration == "release"
+    obj = vss()
+    assert obj["metadata"]["annotations"] == {"kustomize.toolkit.fluxcd.io/prune": "disabled"}
+    assert obj["spec"]["destination"]["annotations"] == {"sealedsecrets.bitnami.com/managed": "true"}

@@ -118,7 +118,9 @@ def test_each_backend_says_where_its_values_go(spec):
         assert how and where
     if spec.pulumi_values:  # rotate and adopt cannot write Pulumi config
         assert "pulumi config set" in spec.cannot_rotate("web-secrets", "K")
-        assert "adopt" in spec.cannot_adopt()
+        assert not spec.adopts and "adopt" in spec.cannot_adopt()
+    else:  # adopt seals, pushes or encrypts (tests/cli/test_adopt.py, tests/sops/test_adopt_sops.py)
+        assert spec.adopts
 
 
 # --- a fake backend: one module's worth of spec, registered for the test only ----------------------
