@@ -187,9 +187,6 @@ def guess_resource(kind: str) -> str:
     return lower + "s"
 
 
-# An object with this annotation is left in place when Flux drops it from a layer (kustomize-controller's
-# `kustomize.toolkit.fluxcd.io/prune: disabled`): `migrate --prepare` puts it on what the switch drops.
-FLUX_PRUNE_DISABLED = {"kustomize.toolkit.fluxcd.io/prune": "disabled"}
 VSO_GROUP = "secrets.hashicorp.com"  # the Vault Secrets Operator's API group (manifests/vault.py: VSO_API)
 
 

@@ -301,20 +301,13 @@ def _restart_targets(app: App) -> list[dict[str, str]]:
     return [{"kind": "Deployment", "name": d.name} for d in app.deployments]
 
 
-def _destination(name: str, overwrite: bool = False, release: bool = False) -> dict[str, Any]:
+def _destination(name: str, overwrite: bool = False) -> dict[str, Any]:
     dest: dict[str, Any] = {"name": name, "create": True}
     if overwrite:
         # The Secret exists (the SealedSecret made it): take it over in place. The operator then
         # owns it (its ownerReference replaces any other), so pruning the SealedSecret leaves it.
         dest["overwrite"] = True
     dest["labels"] = dict(PART_OF)  # the operator owns managed-by on its Secrets
-    if release:
-        # Phase `release` of a move to sealed-secrets: the operator writes the controller's `managed`
-        # annotation on the Secret, so the SealedSecret takes it over in place (its ownerReference
-        # replaces the operator's, which then stops writing: not the owner).
-        from ksecrets.manifests.sealed_secrets import MANAGED_ANNOTATION
-
-        dest["annotations"] = dict(MANAGED_ANNOTATION)
     return dest
 
 
@@ -329,20 +322,15 @@ def vault_static_secret(cfg: StackConfig, app: App) -> Manifest:
         "refreshAfter": app.vault.refresh_after,
         # The operator restarts the Deployments only when the data's HMAC changes.
         "hmacSecretData": True,
-        "destination": _destination(
-            app.secret_name, overwrite=cfg.vault_migration == "handover", release=cfg.vault_migration == "release"
-        ),
+        "destination": _destination(app.secret_name, overwrite=cfg.vault_migration == "handover"),
     }
     targets = _restart_targets(app)
     if targets:
         spec["rolloutRestartTargets"] = targets
-    # `release`: Flux leaves the VaultStaticSecret when the switch drops it, so the garbage collector
-    # does not delete its Secret before the SealedSecret has taken it over.
-    annotations = dict(flux.FLUX_PRUNE_DISABLED) if cfg.vault_migration == "release" else None
     return {
         "apiVersion": VSO_API,
         "kind": "VaultStaticSecret",
-        "metadata": metadata(app.name, app.namespace, annotations=annotations),
+        "metadata": metadata(app.name, app.namespace),
         "spec": spec,
     }
 

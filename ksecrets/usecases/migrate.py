@@ -45,7 +45,6 @@ from ksecrets.config.model import App, StackConfig
 from ksecrets.config.names import PREFIX
 from ksecrets.errors import KsecretsError
 from ksecrets.fileio import atomic_write_text, locked, read_bytes
-from ksecrets.manifests import flux as flux_manifests
 from ksecrets.manifests.plan import metadata
 from ksecrets.manifests.sealed_secrets import sealed_secret
 from ksecrets.sealing import sops
@@ -408,12 +407,7 @@ def migrate(root: str | os.PathLike[str], stack: str, to: str, material: Materia
                 f"{', '.join(bare)}: without `migrate --prepare` (prune: disabled) Flux deletes these Secrets when "
                 "the switch drops them, until the new backend writes them again; apply `--prepare` first on a live cluster"
             )
-    if cfg.spec.vault and cfg.vault_migration == "release" and target_spec.seals:
-        report.warnings.append(
-            f"{cfg.source}: the VaultStaticSecrets stay in the cluster (prune: disabled); once the SealedSecrets "
-            "own their Secrets, delete them: kubectl delete vaultstaticsecret -n NAMESPACE NAME"
-        )
-    elif cfg.spec.vault or cfg.spec.pulumi_values:
+    if cfg.spec.vault or cfg.spec.pulumi_values:
         report.warnings.append(
             f"{cfg.source}: the Secrets of a {cfg.backend} stack are owned by "
             f"{'their VaultStaticSecrets' if cfg.spec.vault else 'Pulumi'}: removing those deletes them until the "
@@ -423,8 +417,9 @@ def migrate(root: str | os.PathLike[str], stack: str, to: str, material: Materia
 
 
 # A sops stack's Secrets are applied by Flux (in its inventory): at the switch Flux would prune
-# them. With this annotation in the SOPS file Flux leaves the Secret in place when it drops it.
-FLUX_PRUNE_DISABLED = flux_manifests.FLUX_PRUNE_DISABLED
+# them. With this annotation in the SOPS file Flux leaves the Secret in place when it drops it
+# (kustomize-controller's `kustomize.toolkit.fluxcd.io/prune: disabled`).
+FLUX_PRUNE_DISABLED = {"kustomize.toolkit.fluxcd.io/prune": "disabled"}
 
 
 def prepare(root: str | os.PathLike[str], stack: str, to: str, identities: Sequence[str] = ()) -> tuple[str, list[str]]:
@@ -434,11 +429,7 @@ def prepare(root: str | os.PathLike[str], stack: str, to: str, identities: Seque
       `vaultMigration: release`, its SealedSecrets release their Secrets. Needs no key.
     - a sops stack: each SOPS file re-encrypted (same values, same recipients) with
       `FLUX_PRUNE_DISABLED` in its metadata, and for a sealed-secrets target the controller's
-      `managed` annotation (it then takes over the existing Secret). Needs the age key.
-    - a vault stack moving to sealed-secrets: `vaultMigration: release`, its VaultStaticSecrets carry
-      `FLUX_PRUNE_DISABLED` (Flux leaves them when the switch drops them, so the garbage collector
-      does not delete their Secrets) and give their Secrets the controller's `managed` annotation (it
-      then takes them over, its ownerReference replacing the operator's). Needs no key."""
+      `managed` annotation (it then takes over the existing Secret). Needs the age key."""
     from ksecrets.manifests.sealed_secrets import HANDOVER_ANNOTATIONS
 
     path = stackfile.stack_file_path(stack, root)
@@ -470,10 +461,10 @@ def prepare(root: str | os.PathLike[str], stack: str, to: str, identities: Seque
         for real, _, new in texts:  # every file encrypted before any is written
             atomic_write_text(real, new, 0o644)
         return ", ".join(f"{k}: {v}" for k, v in wanted.items()), [rel for _, rel, _ in texts]
-    if not (cfg.spec.seals or (cfg.spec.vault and target.seals)):
+    if not cfg.spec.seals:
         raise KsecretsError(
-            f"{cfg.source}: backend: {cfg.backend}; --prepare is for a sealed-secrets or sops stack, or a vault "
-            f"stack moving to sealed-secrets (a Secret of this backend is not handed over in place to {to} yet)"
+            f"{cfg.source}: backend: {cfg.backend}; --prepare is for a sealed-secrets or sops stack "
+            "(a Secret of this backend is not handed over in place yet)"
         )
     with locked(path, "stack file", source=path.name):
         cfg = load_stack_file(path)

@@ -316,32 +316,3 @@ def test_a_move_away_from_vault_keeps_the_applier_able_to_prune_the_operators_ob
     r = cli("migrate", "--stack", "dev", "--to", to, "--finish", "--root", str(tmp_path))
     assert r.code == 0, r.err
     assert load_stack("dev", tmp_path).vault_migration is None and rights() == {}
-
-
-def test_a_vault_stack_prepares_for_sealed_secrets_only(tmp_path, cli):
-    """`--prepare` of a vault stack moving to sealed-secrets: `release`, its VaultStaticSecrets
-    left by Flux when the switch drops them (`prune: disabled`) and giving their Secrets the
-    controller's `managed` annotation (it takes them over in place). To sops it is refused: a
-    Secret Flux applies over the operator's keeps the operator's ownerReference, so nothing would
-    keep it once the VaultStaticSecret goes."""
-    stack = STACK.format(backend="vault") + "  k8s-secrets:vault:\n    address: https://vault.example:8200\n"
-    stack = stack.replace(
-        "      secretName: web-secrets\n", "      secretName: web-secrets\n      vault:\n        path: web\n"
-    )
-    (tmp_path / "Pulumi.dev.yaml").write_text(stack)
-
-    def vss() -> dict:
-        planned = [p.obj for p in plan_stack(load_stack("dev", tmp_path))]
-        return next(o for o in planned if o["kind"] == "VaultStaticSecret")
-
-    assert "annotations" not in vss()["metadata"] and "annotations" not in vss()["spec"]["destination"]
-    r = cli("migrate", "--stack", "dev", "--to", "sops", "--prepare", "--root", str(tmp_path))
-    assert r.code == 2 and "not handed over in place to sops" in r.err and r.err.count("\n") == 1
-    assert (tmp_path / "Pulumi.dev.yaml").read_text() == stack
-    r = cli("migrate", "--stack", "dev", "--to", "sealed-secrets", "--prepare", "--root", str(tmp_path))
-    assert r.code == 0, r.err
-    assert "vaultMigration: release" in r.out
-    assert load_stack("dev", tmp_path).vault_migration == "release"
-    obj = vss()
-    assert obj["metadata"]["annotations"] == {"kustomize.toolkit.fluxcd.io/prune": "disabled"}
-    assert obj["spec"]["destination"]["annotations"] == {"sealedsecrets.bitnami.com/managed": "true"}
