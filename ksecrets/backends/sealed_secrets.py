@@ -41,9 +41,5 @@ class SealedSecrets(BackendSpec):
 
 
 BACKEND = SealedSecrets(
-    "sealed-secrets",
-    seals=True,
-    migration_phases=("install", "release", "handover"),
-    migrate_out=True,
-    migrate_in=True,
+    "sealed-secrets", seals=True, migration_phases=("install", "release"), migrate_out=True, migrate_in=True
 )

@@ -164,8 +164,7 @@ def health_check_exprs(
 # and kept them (tests/e2e/test_flux_migrate.py). While the phase is `handover`, the applier keeps
 # its rights on SealedSecrets in the namespaces of the stack's sealed entries, so Flux can prune
 # them; `--finish` drops them once they are gone. The same for a move from sealed-secrets to sops
-# (`handover` too; tests/e2e/test_flux_migrate_sops.py), and for a move away from Vault (its
-# VaultConnection, VaultAuths and VaultStaticSecrets; tests/e2e/test_flux_migrate_pairs.py). From sops, Flux reads each dropped Secret
+# (`handover` too; tests/e2e/test_flux_migrate_sops.py). From sops, Flux reads each dropped Secret
 # (its `prune: disabled`) with the `get` on the app's Secret the applier holds anyway (the app's
 # secret-reader Role it creates: tests/e2e/test_flux_migrate_sops_vault.py).
 
@@ -185,18 +184,6 @@ def guess_resource(kind: str) -> str:
     if lower.endswith("y"):
         return lower[:-1] + "ies"
     return lower + "s"
-
-
-VSO_GROUP = "secrets.hashicorp.com"  # the Vault Secrets Operator's API group (manifests/vault.py: VSO_API)
-
-
-def _operator_objects(cfg: StackConfig) -> list[tuple[str, tuple[str, ...]]]:
-    """The namespaces and kinds of the operator's objects a vault stack's apps layer holds."""
-    assert cfg.vault is not None
-    out: list[tuple[str, tuple[str, ...]]] = [(cfg.vault.operator.namespace, ("VaultConnection",))]
-    for ns in sorted({a.namespace for a in cfg.apps}):
-        out.append((ns, ("VaultAuth", "VaultStaticSecret", "VaultDynamicSecret")))
-    return out
 
 
 def applier_name(cfg: StackConfig) -> str:
@@ -232,12 +219,6 @@ def apps_applier(cfg: StackConfig, apps: list[Manifest], plurals: Mapping[tuple[
         group, kind = SEALED_API_VERSION.split("/")[0], SEALED_KIND
         for entry in cfg.sealed:
             by_ns.setdefault(entry.namespace, set()).add((group, plurals.get((group, kind)) or guess_resource(kind)))
-        if cfg.vault is not None and not cfg.spec.vault:
-            # A move away from Vault: the layer stops holding the operator's objects (found by the
-            # real kustomize-controller, tests/e2e/test_flux_migrate_pairs.py); keep the rights to prune them.
-            for ns, kinds in _operator_objects(cfg):
-                for kind in kinds:
-                    by_ns.setdefault(ns, set()).add((VSO_GROUP, plurals.get((VSO_GROUP, kind)) or guess_resource(kind)))
     out: list[Manifest] = [
         {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": metadata(name, cfg.flux.namespace, labels=labels)}
     ]

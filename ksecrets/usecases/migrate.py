@@ -325,23 +325,15 @@ def write_values(target: StackConfig, secrets: list[SecretValues], material: Mat
 def _as_target(path: Path, cfg: StackConfig, spec: BackendSpec, keys: dict[tuple[str, str], list[str]], material):
     """The stack parsed as if already switched (its defaults, paths, recipients checked)."""
     doc, y, _ = stackfile.load_round_trip(path, cfg.source)  # bounded: size, depth, aliases (yamlio)
-    _switch(doc["config"], cfg, spec, keys, material)
+    config = doc["config"]
+    spec.migrate_switch(config, cfg.stack, PREFIX, keys)
+    if spec.sops_files and material.age_recipients:
+        _add_recipients(config, material.age_recipients)
     import io
 
     buf = io.StringIO()
     y.dump(doc, buf)
     return parse(raw_from_text(buf.getvalue(), cfg.source), stack=cfg.stack, source=cfg.source, root=cfg.root)
-
-
-def _switch(config: Any, cfg: StackConfig, spec: BackendSpec, keys, material: Material) -> None:
-    """The stack's config made the target's: its module's switch, the age recipients given, and
-    `handover` after Vault (the Flux applier keeps its rights to prune the operator's objects until
-    `--finish`: manifests/flux.py)."""
-    spec.migrate_switch(config, cfg.stack, PREFIX, keys)
-    if spec.sops_files and material.age_recipients:
-        _add_recipients(config, material.age_recipients)
-    if cfg.spec.vault and not spec.vault:
-        config[PREFIX + "vaultMigration"] = "handover"
 
 
 def _add_recipients(config: Any, recipients: Sequence[str]) -> None:
@@ -382,7 +374,9 @@ def migrate(root: str | os.PathLike[str], stack: str, to: str, material: Materia
     report.values = sum(len(s.values) for s in secrets)
 
     def mutate(config: Any) -> None:
-        _switch(config, cfg, target_spec, keys, material)
+        target_spec.migrate_switch(config, stack, PREFIX, keys)
+        if target_spec.sops_files and material.age_recipients:
+            _add_recipients(config, material.age_recipients)
 
     def check(text: str) -> None:
         parse(raw_from_text(text, cfg.source), stack=cfg.stack, source=cfg.source, root=cfg.root)
