@@ -152,12 +152,12 @@ def test_phases_out_of_order_are_refused(cli, sealed_stack):
     f.write_text(
         f.read_text().replace(
             "k8s-secrets:backend: sealed-secrets",
-            "k8s-secrets:backend: sealed-secrets\n  k8s-secrets:vaultMigration: install",
+            "k8s-secrets:backend: sealed-secrets\n  k8s-secrets:vaultMigration: handover",
         )
     )
     r = cli("export", "--root", str(root))
     assert (r.code, r.err) == (
         2,
-        "ksecrets: Pulumi.staging.yaml: vaultMigration: phase install needs a vault section (the Vault this stack installs)\n",
+        "ksecrets: Pulumi.staging.yaml: vaultMigration: phase handover needs backend vault, not sealed-secrets\n",
     )
     f.write_bytes(before)
