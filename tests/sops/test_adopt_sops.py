@@ -13,10 +13,13 @@ import base64
 import json
 import os
 import subprocess
+import tempfile
 from pathlib import Path
 
 import pytest
 import yaml
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from ksecrets.sealing import sops
 from tests.sops.test_sops_backend import SECRET, env_file, make_repo
@@ -142,3 +145,45 @@ def test_adopt_into_sops_refuses_another_namespace_in_the_existing_file(repo, cl
     )  # fmt: skip
     assert res.code == 2, res.err
     assert (root / SECRET).read_bytes() == before and env.exists()
+
+
+# --- property: adopts in a row lose no value ------------------------------------------------------
+
+_KEYS = ["API_KEY", "DATABASE_URL", "EMPTY", "TOKEN", "UNICODE", "X"]
+_VALUE = st.text(alphabet=st.sampled_from("ab09=-:/ é€_."), max_size=12).map(str.strip)
+
+
+@settings(
+    max_examples=int(os.environ.get("KSECRETS_ADOPT_SOPS_EXAMPLES", "12")),
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(rounds=st.lists(st.dictionaries(st.sampled_from(_KEYS), _VALUE, min_size=1, max_size=4), min_size=1, max_size=3))
+def test_adopts_in_a_row_keep_every_value(cli, rounds):
+    """Env files with overlapping keys adopted one after another into one SOPS Secret (the first
+    creates the file, the next ones edit it with the age key): after each, every key ever adopted
+    decrypts, with our reader and the real `sops decrypt` (MAC verified), to the last value given
+    for it, and a key the round did not touch keeps its ciphertext byte for byte."""
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        key, key_file = make_repo(root)
+        want: dict[str, bytes] = {}
+        before: dict[str, str] = {}
+        for i, values in enumerate(rounds):
+            env = env_file(root / f".env.round{i}", values)
+            res = cli(
+                "adopt", str(env), "--stack", "dev", "--name", "web-secrets", "--namespace", "web",
+                "--age-key-file", str(key_file), "--root", str(root),
+            )  # fmt: skip
+            assert res.code == 0, res.err
+            assert not env.exists()
+            want |= {k: v.encode() for k, v in values.items()}
+            text = (root / SECRET).read_text()
+            after = yaml.safe_load(text)["data"]
+            assert {k: after[k] for k in before if k not in values} == {
+                k: v for k, v in before.items() if k not in values
+            }
+            assert sops.secret_values(text, [key.identity], SECRET) == want
+            before = dict(after)
+        data = real_sops_decrypt(root, key_file, root / SECRET)["data"]
+        assert {k: base64.b64decode(v) for k, v in data.items()} == want
