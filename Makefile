@@ -37,7 +37,7 @@ tools:
 ## test: the whole suite against the real oracles, on every core (pytest-xdist; TEST_WORKERS=0 runs
 ## it in one process), printing the 25 slowest tests. --dist worksteal: idle workers take queued
 ## tests from busy ones (a few tests take a minute). Each worker starts its own PostgreSQL server
-## (tests/rotation/conftest.py), so the tests naming fixed roles never share one.
+## (tests/jobs/rotate/conftest.py), so the tests naming fixed roles never share one.
 TEST_WORKERS ?= auto
 test: $(STAMP) tools
 	PATH="$(CURDIR)/.tools/bin:$$PATH" $(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist worksteal --durations=25

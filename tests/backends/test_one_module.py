@@ -119,7 +119,7 @@ def test_each_backend_says_where_its_values_go(spec):
     if spec.pulumi_values:  # rotate and adopt cannot write Pulumi config
         assert "pulumi config set" in spec.cannot_rotate("web-secrets", "K")
         assert not spec.adopts and "adopt" in spec.cannot_adopt()
-    else:  # adopt seals, pushes or encrypts (tests/cli/test_adopt.py, tests/sops/test_adopt_sops.py)
+    else:  # adopt seals, pushes or encrypts (tests/cli/test_adopt.py, tests/usecases/test_adopt_sops.py)
         assert spec.adopts
 
 

@@ -162,8 +162,8 @@ FIXTURES = [
     ROOT / "tests/fixtures/full-vault-stack.yaml",
     ROOT / "tests/fixtures/minimal-stack.yaml",
     ROOT / "tests/vault/fixtures/Pulumi.vaultdb.yaml",
-    ROOT / "tests/rotation/fixtures/Pulumi.rotating.yaml",
-    ROOT / "tests/monitoring/fixtures/Pulumi.sealedmon.yaml",
+    ROOT / "tests/jobs/rotate/fixtures/Pulumi.rotating.yaml",
+    ROOT / "tests/manifests/monitoring/fixtures/Pulumi.sealedmon.yaml",
 ]
 
 

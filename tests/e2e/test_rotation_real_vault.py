@@ -1,5 +1,5 @@
 """The rotation proof of issue 12 against a real Vault (dev server built by `make e2e-tools`) and
-the real PostgreSQL server of tests/rotation: zero failed logins across 100 dual rotations, and a
+the real PostgreSQL server of tests/jobs/rotate: zero failed logins across 100 dual rotations, and a
 SIGKILL at each step leaves working pairs. Figures print with -s.
 """
 
@@ -15,8 +15,8 @@ import pytest
 
 from tests.e2e.conftest import require
 from tests.e2e.harness import procs
-from tests.rotation import proof
-from tests.rotation.conftest import pg_server  # noqa: F401 - the fixture
+from tests.jobs.rotate import proof
+from tests.jobs.rotate.conftest import pg_server  # noqa: F401 - the fixture
 
 
 @pytest.fixture(scope="module")

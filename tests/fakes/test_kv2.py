@@ -11,7 +11,7 @@ import pytest
 import responses
 
 from tests.fakes.kv2 import CAS_MISMATCH, CAS_REQUIRED
-from tests.rotation.conftest import FakeKV
+from tests.jobs.rotate.conftest import FakeKV
 from tests.vault.fakevault import FakeVault
 
 

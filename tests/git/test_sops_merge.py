@@ -33,7 +33,7 @@ from hypothesis import strategies as st
 from ksecrets.envfile import parse_env_file
 from ksecrets.sealing import sops
 from tests.git.test_drivers import env
-from tests.sops.test_sops_backend import STACK
+from tests.backends.test_sops import STACK
 
 pytestmark = pytest.mark.skipif(shutil.which("git") is None, reason="git is not installed")
 

@@ -98,7 +98,7 @@ def test_registered_resources_pass_every_policy(stack):
 
 
 FIXTURE_STACKS = [
-    ROOT / "tests/rotation/fixtures/Pulumi.rotating.yaml",
+    ROOT / "tests/jobs/rotate/fixtures/Pulumi.rotating.yaml",
     ROOT / "tests/vault/fixtures/Pulumi.vaultdb.yaml",
 ]
 CRONJOB = "kubernetes:batch/v1:CronJob"

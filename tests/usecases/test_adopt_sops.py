@@ -22,7 +22,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from ksecrets.sealing import sops
-from tests.sops.test_sops_backend import SECRET, env_file, make_repo
+from tests.backends.test_sops import SECRET, env_file, make_repo
 
 MANIFEST = """\
 apiVersion: v1

@@ -17,7 +17,7 @@ import yaml
 
 from ksecrets.config import load_stack_file
 from ksecrets.sealing import sops
-from tests.sops.test_sops_backend import SECRET, STACK, env_file
+from tests.backends.test_sops import SECRET, STACK, env_file
 
 PASS = "a backup passphrase for tests"
 

@@ -22,7 +22,7 @@ from ksecrets.sealing import crypto
 from ksecrets.sealing.certs import load_certificate
 from tests.pulumi_harness import run_program
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 P = "k8s-secrets:"
 
 
@@ -68,7 +68,7 @@ def _pod_specs(objs):
     [
         ROOT / "Pulumi.staging.yaml",
         ROOT / "Pulumi.production.yaml",
-        ROOT / "tests/rotation/fixtures/Pulumi.rotating.yaml",
+        ROOT / "tests/jobs/rotate/fixtures/Pulumi.rotating.yaml",
         ROOT / "tests/fixtures/full-vault-stack.yaml",
     ],
     ids=lambda p: p.name,

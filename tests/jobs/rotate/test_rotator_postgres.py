@@ -20,7 +20,7 @@ from ksecrets.jobs.rotate import (
 from ksecrets.jobs.rotate.__main__ import main
 from ksecrets.jobs.rotate.postgres import can_login
 
-VAULT_ADDR = "http://vault.test:8200"  # what the fake_kv fixture serves (tests/rotation/conftest.py)
+VAULT_ADDR = "http://vault.test:8200"  # what the fake_kv fixture serves (tests/jobs/rotate/conftest.py)
 VAULT_TOKEN = "hvs.test-token"
 
 OLD = "old-password-0123456789abcdef"

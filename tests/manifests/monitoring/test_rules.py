@@ -48,7 +48,7 @@ PROMQL_WORDS = {
 
 
 def _schema():
-    # The vendored upstream CRD (tests/export/test_oracles.py compares it with ../shared when present).
+    # The vendored upstream CRD (tests/usecases/export/test_oracles.py compares it with ../shared when present).
     crd = yaml.safe_load(CRD.read_text())
     (version,) = [v for v in crd["spec"]["versions"] if v["name"] == "v1"]
     return version["schema"]["openAPIV3Schema"]

@@ -17,10 +17,10 @@ import yaml
 from ksecrets.sealing import crypto, keybackup
 from ksecrets.sealing.certs import public_key_fingerprint
 from ksecrets.sealing.keys import generate_key_and_cert, tls_secret_manifest
-from tests.dr.test_sealing_key_backup import OFFLINE_PASS, key_secrets
-from tests.dr.test_sealing_key_backup import offline as offline  # noqa: F401 (fixture)
-from tests.dr.test_sealing_key_backup import pairs as pairs  # noqa: F401 (fixture)
-from tests.dr.test_sealing_key_backup import repo as repo  # noqa: F401 (fixture)
+from tests.jobs.test_sealing_key_backup import OFFLINE_PASS, key_secrets
+from tests.jobs.test_sealing_key_backup import offline as offline  # noqa: F401 (fixture)
+from tests.jobs.test_sealing_key_backup import pairs as pairs  # noqa: F401 (fixture)
+from tests.jobs.test_sealing_key_backup import repo as repo  # noqa: F401 (fixture)
 
 
 def setup(repo, pairs, offline):  # noqa: F811

@@ -2,13 +2,13 @@
 127.0.0.1 (the same proof against a real Vault: tests/e2e/test_rotation_real_vault.py).
 
 Run with -s to see the figures quoted in README.md:
-    .venv/bin/python -m pytest tests/rotation/test_rotation_proof.py -q -s
+    .venv/bin/python -m pytest tests/jobs/rotate/test_rotation_proof.py -q -s
 """
 
 from __future__ import annotations
 
 
-from tests.rotation import proof
+from tests.jobs.rotate import proof
 
 ROTATIONS = 100
 # The guarantee holds for a consumer that re-reads its source within the minimum interval (in a

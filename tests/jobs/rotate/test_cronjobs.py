@@ -15,7 +15,7 @@ from ksecrets.usecases.stack_facts import plan_stack
 from tests.conftest import assert_committed
 
 FIXTURES = Path(__file__).parent / "fixtures"
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 
 
 @pytest.fixture(scope="module")

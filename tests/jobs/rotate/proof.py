@@ -3,7 +3,7 @@
 killed (SIGKILL) at each step of a rotation.
 
 A "source" is anything with `addr`, `token`, `seed(path, data)` and `current(path)`: the fake
-(`tests/rotation/conftest.py:FakeKV`) or `RealVault` below.
+(`tests/jobs/rotate/conftest.py:FakeKV`) or `RealVault` below.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from psycopg import sql
 
 from ksecrets.jobs.rotate import Plan, Postgres, PostgresItem, rotate_app
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 STEPS_DUAL = ("read", "committed", "marked", "written")
 STEPS_SINGLE = ("read", "altered", "marked", "written")
 

@@ -20,7 +20,7 @@ from ksecrets.config.load import load_stack
 from ksecrets.usecases.stack_facts import plan_stack
 from tests.conftest import ROOT, fresh_venv_with_wheel
 
-DOCKERFILE = Path(__file__).resolve().parents[2] / "Dockerfile"
+DOCKERFILE = Path(__file__).resolve().parents[3] / "Dockerfile"
 
 
 def rotator_image_cronjobs() -> list[dict]:

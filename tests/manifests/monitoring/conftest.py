@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 FIXTURES = Path(__file__).parent / "fixtures"
 EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
 CERT_DAYS = 40
@@ -28,7 +28,7 @@ def promtool() -> str:
 def vault_cfg():
     from ksecrets.config.load import load_stack_file
 
-    return load_stack_file(ROOT / "tests/rotation/fixtures/Pulumi.rotating.yaml")
+    return load_stack_file(ROOT / "tests/jobs/rotate/fixtures/Pulumi.rotating.yaml")
 
 
 @pytest.fixture(scope="session")

@@ -1,5 +1,5 @@
 """Dual credentials and one-version rotations against the real PostgreSQL server the tests start
-and the kv-v2 fake at the HTTP boundary (tests/rotation/conftest.py)."""
+and the kv-v2 fake at the HTTP boundary (tests/jobs/rotate/conftest.py)."""
 
 from __future__ import annotations
 

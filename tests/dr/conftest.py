@@ -1,1 +1,0 @@
-from tests.monitoring.conftest import promtool  # noqa: F401 - the real promtool fixture

@@ -1,0 +1,1 @@
+from tests.manifests.monitoring.conftest import promtool  # noqa: F401 - the real promtool fixture
