@@ -500,9 +500,11 @@ def _reseal_plan(
     cert: SealingCert | None,
     seal_key: bytes | None,
     force: bool,
+    part: tuple[int, int] = (0, 1),
 ) -> _ResealPlan | None:
     """The new ciphertexts of a stack's entries (for `cert`; else for the stack's own certificate,
-    and None when the stack has nothing sealed)."""
+    and None when the stack has nothing sealed). `part` (k, n): only the k-th of n contiguous
+    slices of the entries (`_merged` puts the n plans back together, in order)."""
     from ksecrets.sealing.certs import public_key_fingerprint
 
     cfg = load_stack(stack, root)
@@ -513,7 +515,9 @@ def _reseal_plan(
     fingerprints = [public_key_fingerprint(k.public_key()) for k in keys]
     report = ResealReport(cfg.source, cert.fingerprint)
     updates: list[tuple[str, str, str, str, dict[str, str], dict[str, str], dict[str, str]]] = []
-    for i, entry in enumerate(cfg.sealed):
+    k, n = part
+    lo, hi = len(cfg.sealed) * k // n, len(cfg.sealed) * (k + 1) // n
+    for i, entry in enumerate(cfg.sealed[lo:hi], start=lo):
         ident = f"{entry.namespace}/{entry.name}"
         if entry.certificate_fingerprint == cert.fingerprint and not force:
             report.skipped.append(ident)
@@ -607,14 +611,44 @@ def _worker_reseal(args: tuple[str, str, bytes | None, bool]) -> tuple[ResealRep
     return _reseal_one(root, stack, _WORKER_KEYS, seal_key, force)
 
 
+def _worker_plan_part(args: tuple[str, str, bytes | None, bool, tuple[int, int]]) -> _ResealPlan | None:
+    root, stack, seal_key, force, part = args
+    return _reseal_plan(root, stack, _WORKER_KEYS, None, seal_key, force, part)
+
+
+def _worker_prepare(args: tuple[str, _ResealPlan | None]) -> tuple[ResealReport, PendingWrite | None] | None:
+    root, plan = args
+    if plan is None:
+        return None
+    if not plan.updates:
+        return plan.report, None
+    return plan.report, _prepare_reseal(root, plan.stack, plan, None)
+
+
+def _merged(parts: list[_ResealPlan | None]) -> _ResealPlan | None:
+    """The slices of one stack's plan, in order, as the plan of the whole stack."""
+    if parts[0] is None:
+        return None
+    whole = parts[0]
+    for plan in parts[1:]:
+        assert plan is not None
+        whole.updates.extend(plan.updates)
+        whole.report.resealed.extend(plan.report.resealed)
+        whole.report.skipped.extend(plan.report.skipped)
+    return whole
+
+
 def _reseal_prepared(
     root, stacks: list[str], keys, seal_key, force, jobs: int
 ) -> list[tuple[ResealReport, PendingWrite | None] | None]:
-    """`_reseal_one` of each stack, in the stacks' order, in min(jobs, stacks) processes. The
-    first stack (in that order) that fails is the error, as with one process; the rest are
-    cancelled."""
+    """`_reseal_one` of each stack, in the stacks' order, in `jobs` processes: a stack per task
+    when there are at least as many stacks as jobs; with fewer (one cluster), each stack's entries
+    are cut into contiguous slices whose RSA runs on every core, then each stack's file is edited
+    in one task. The first stack, and entry, (in that order) that fails is the error, as with one
+    process; the rest are cancelled."""
     root = str(root)
-    if jobs <= 1 or len(stacks) <= 1:
+    jobs = min(jobs, 8 * len(stacks))  # at most 8 slices of a stack: `--jobs 1000` is not 1000 processes
+    if jobs <= 1 or not stacks:
         return [_reseal_one(root, stack, keys, seal_key, force) for stack in stacks]
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
@@ -626,13 +660,19 @@ def _reseal_prepared(
         for k in keys
     ]
     pool = ProcessPoolExecutor(
-        max_workers=min(jobs, len(stacks)),
+        max_workers=jobs,
         mp_context=multiprocessing.get_context("fork"),
         initializer=_init_worker,
         initargs=(ders,),
     )
     try:
-        return list(pool.map(_worker_reseal, [(root, stack, seal_key, force) for stack in stacks]))
+        if len(stacks) >= jobs:
+            return list(pool.map(_worker_reseal, [(root, stack, seal_key, force) for stack in stacks]))
+        n = -(-jobs // len(stacks))  # slices per stack
+        tasks = [(root, stack, seal_key, force, (k, n)) for stack in stacks for k in range(n)]
+        parts = list(pool.map(_worker_plan_part, tasks))
+        plans = [_merged(parts[i * n : (i + 1) * n]) for i in range(len(stacks))]
+        return list(pool.map(_worker_prepare, [(root, plan) for plan in plans]))
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
 
