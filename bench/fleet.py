@@ -27,7 +27,7 @@ at the rate of the OpenSSL that `cryptography` bundles (what ksecrets runs; the 
 speed rsa4096` is printed too, and is slower), and a line per fleet size comparing `--jobs 1` with
 `--jobs <cores>`: wall and CPU. The load average is printed before and after each command.
 
-Run: .venv/bin/python bench/fleet.py [--clusters 1,10,50] [--apps 200]   (about 20 min on a quiet 2-core machine)
+Run: .venv/bin/python bench/fleet.py [--clusters 1,10,50] [--apps 200]   (about 12 min on a busy 2-core machine)
 """
 
 from __future__ import annotations
