@@ -57,7 +57,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/seal.py
 	$(BIN)/python bench/startup.py
 
-## bench-fleet: 1, 10 and 50 clusters x 200 apps: export, verify, drift, report, seal --env, reseal (about 20 min)
+## bench-fleet: 1, 10 and 50 clusters x 200 apps: export, verify, drift, report, seal --env, reseal (about 12 min)
 bench-fleet: $(STAMP)
 	$(BIN)/python bench/fleet.py
 

@@ -22,10 +22,12 @@ Printed per command and size: wall seconds, CPU seconds of the process tree (use
 getrusage of the waited children, so two busy cores show as CPU ≈ 2 × wall), microseconds of wall
 and of CPU per SealedSecret (C × A; per cluster for `seal --env`), and each one's ratio to the
 one-cluster run (CPU is the figure to read on a machine that other work shares). Beside reseal, the
-physical limit of its format on this machine: `openssl speed rsa4096`'s private (sign/s) and public
-(verify/s) operations, one of each per value, per core.
+time its RSA alone takes on one core: one private and one public RSA-4096 OAEP operation per value
+at the rate of the OpenSSL that `cryptography` bundles (what ksecrets runs; the system's `openssl
+speed rsa4096` is printed too, and is slower), and a line per fleet size comparing `--jobs 1` with
+`--jobs <cores>`: wall and CPU. The load average is printed before and after each command.
 
-Run: .venv/bin/python bench/fleet.py [--clusters 1,10,50] [--apps 200]   (about 20 min on a quiet 2-core machine)
+Run: .venv/bin/python bench/fleet.py [--clusters 1,10,50] [--apps 200]   (about 12 min on a busy 2-core machine)
 """
 
 from __future__ import annotations
@@ -81,6 +83,30 @@ def _keypair(tag: str) -> tuple[bytes, bytes]:
     )
     pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
     return cert.public_bytes(serialization.Encoding.PEM), pem
+
+
+def library_rsa4096(seconds: float = 2.0) -> tuple[float, float]:
+    """(private, public) RSA-4096 OAEP operations/s on one core with the OpenSSL that ksecrets
+    actually uses (the one `cryptography` bundles, not the system's `openssl speed`): CPU time of
+    this process, one operation of each kind as reseal does per value."""
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import padding, rsa
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=4096)
+    oaep = padding.OAEP(mgf=padding.MGF1(algorithm=hashes.SHA256()), algorithm=hashes.SHA256(), label=b"ns/name")
+    ct = key.public_key().encrypt(bytes(32), oaep)
+    rates = []
+    for op in (lambda: key.decrypt(ct, oaep), lambda: key.public_key().encrypt(bytes(32), oaep)):
+        n, start = 0, time.process_time()
+        while time.process_time() - start < seconds / 2:
+            op()
+            n += 1
+        rates.append(n / (time.process_time() - start))
+    return rates[0], rates[1]
+
+
+def load() -> str:
+    return "load average " + " ".join(f"{x:.2f}" for x in os.getloadavg())
 
 
 def environment(apps: int) -> dict:
@@ -178,10 +204,15 @@ def main() -> None:
     if not KSECRETS.exists():
         raise SystemExit(f"{KSECRETS}: missing (make .venv/.installed)")
     cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    print(f"{dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC, {load()}")
     sign, verify = openssl_rsa4096()
+    print(f"system `openssl speed rsa4096`: {sign:.0f} private and {verify:.0f} public operations/s per core")
+    sign, verify = library_rsa4096()
     per_value = 1 / (1 / sign + 1 / verify)
-    print(f"openssl speed rsa4096 on this machine: {sign:.0f} private and {verify:.0f} public operations/s per core;")
-    print(f"reseal's limit (one of each per value): {per_value:.0f} values/s per core, {cpus} core(s) here\n")
+    print(
+        f"the OpenSSL ksecrets uses (cryptography's): {sign:.0f} private and {verify:.0f} public operations/s per core;"
+    )
+    print(f"reseal's RSA limit (one of each per value): {per_value:.0f} values/s per core, {cpus} core(s) here\n")
 
     most = max(sizes)
     with ProcessPoolExecutor(cpus) as pool:
@@ -190,6 +221,7 @@ def main() -> None:
         new = list(pool.map(_keypair, [f"new-{i}" for i in range(most)]))
         print(f"({2 * most} RSA-4096 sealing keys made in {time.perf_counter() - t0:.0f} s)\n")
         rows: list[tuple[str, int, int, float, float]] = []
+        jobs_lines: list[str] = []
         for clusters in sizes:
             with tempfile.TemporaryDirectory() as tmp:
                 root = Path(tmp) / "repo"
@@ -198,9 +230,12 @@ def main() -> None:
                 objects = clusters * args.apps
                 print(f"{clusters} cluster(s): {objects} SealedSecrets sealed in {time.perf_counter() - t0:.0f} s")
 
+                print(f"  {load()}")
+
                 def measure(what: str, *cmd: str, ok: tuple[int, ...] = (0,)) -> None:
                     wall, cpu = run(root, *cmd, ok=ok)
                     rows.append((what, clusters, objects, wall, cpu))
+                    print(f"  {what}: {wall:.2f} s wall, {cpu:.2f} s CPU ({load()})", flush=True)
 
                 measure("export", "export", "--all-stacks")
                 measure("verify", "verify", "--all-stacks")
@@ -230,6 +265,13 @@ def main() -> None:
                         jobs,
                     )
                 shutil.rmtree(root / "keys")
+                resealed = {what: (wall, cpu) for what, c, _o, wall, cpu in rows if c == clusters and "reseal" in what}
+                if len(resealed) == 2:
+                    (w1, c1), (w2, c2) = resealed.values()
+                    jobs_lines.append(
+                        f"reseal at {clusters} cluster(s), --jobs 1 vs --jobs {cpus}: wall {w1:.2f} s vs {w2:.2f} s "
+                        f"(speed-up {w1 / w2:.2f}), CPU {c1:.2f} s vs {c2:.2f} s (ratio {c2 / c1:.2f})"
+                    )
 
     print(
         f"\n{'command':<24} {'clusters':>8} {'objects':>8} {'wall s':>8} {'CPU s':>8} {'CPU/wall':>8} "
@@ -245,7 +287,11 @@ def main() -> None:
         )
         if what.startswith("reseal"):
             limit = objects * len(KEYS) / per_value
-            print(f"{'':<24} {'':>8} {'':>8} {'':>8} one core at openssl's limit: {limit:.2f} s")
+            print(f"{'':<24} {'':>8} {'':>8} {'':>8} its RSA alone, one core at the library's rate: {limit:.2f} s")
+    print()
+    for line in jobs_lines:
+        print(line)
+    print(f"\n{dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC, {load()}")
 
 
 if __name__ == "__main__":

@@ -49,7 +49,8 @@ def register(subparsers) -> None:
         type=int,
         default=None,
         metavar="N",
-        help="processes for the RSA work of several stacks (default: the CPUs this process may use)",
+        help="processes for the work of several stacks: their RSA, and reading, editing and checking each stack file "
+        "(default: the CPUs this process may use)",
     )
     add_allow_future_cert_flag(p)
     add_root_flag(p)
@@ -92,9 +93,9 @@ def run(args: argparse.Namespace) -> int:
             )
         ]
     else:
-        keys = recovery_keys(args)
         cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
         jobs = args.jobs or cpus
+        keys = recovery_keys(args, jobs=jobs)  # one old key per cluster: checked on every core
         reports = reseal_stacks(
             args.root, stacks, private_keys=keys, seal_key=churn.seal_key_from_env(), force=args.force, jobs=jobs
         )

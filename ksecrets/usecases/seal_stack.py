@@ -449,22 +449,29 @@ def reseal_stacks(
     (`k8s-secrets:sealedSecrets.certificate`: fetch the renewed ones first). Stacks with nothing
     sealed are left out. As `seal_into_stacks`: every stack file locked in `lock_order` from the
     first read to the last write, every stack re-sealed and validated before any file is written,
-    and one that cannot be written restores the ones written before it. The RSA work (one private
-    and one public operation per value) runs in `jobs` processes, a stack per task."""
+    and one that cannot be written restores the ones written before it. A stack's whole work runs
+    in one of `jobs` processes, a stack per task (`_reseal_one`): its RSA (one private and one
+    public operation per value), and reading, editing, dumping and validating its file (about
+    half of the time: ruamel's round trip of a 200-app stack file costs nearly what its 600
+    values' RSA costs). With fewer stacks than jobs, a stack's values are cut into slices first
+    (`_reseal_prepared`).
+    This process only takes the locks, gathers the new texts in the stacks' order and writes
+    them. What comes back from a worker is ciphertext, digests and file text: no plaintext."""
     stacks = list(stacks)
     keys = list(private_keys)
     with contextlib.ExitStack() as held:
         for path in lock_order(stack_file_path(stack, root) for stack in stacks):
             held.enter_context(locked(path, "stack file", source=path.name))
-        plans = _reseal_plans(root, stacks, keys, seal_key, force, jobs)
-        prepared = [(plan, _prepare_reseal(root, plan.stack, plan, None)) for plan in plans if plan is not None]
-        with Transaction() as tx:
-            for plan, pending in prepared:
+        done = [one for one in _reseal_prepared(root, stacks, keys, seal_key, force, jobs) if one is not None]
+        with Transaction() as tx:  # in the order the stacks were given: the same writes whatever `jobs`
+            for report, pending in done:
+                if pending is None:
+                    continue
                 for f in pending.files():
                     tx.keep(f)
-                plan.report.written = pending.commit()
-                plan.report.source = pending.where() if plan.report.written else plan.report.source
-    return [plan.report for plan, _ in prepared]
+                report.written = pending.commit()
+                report.source = pending.where() if report.written else report.source
+    return [report for report, _ in done]
 
 
 @dataclass
@@ -495,9 +502,11 @@ def _reseal_plan(
     cert: SealingCert | None,
     seal_key: bytes | None,
     force: bool,
+    part: tuple[int, int] = (0, 1),
 ) -> _ResealPlan | None:
     """The new ciphertexts of a stack's entries (for `cert`; else for the stack's own certificate,
-    and None when the stack has nothing sealed)."""
+    and None when the stack has nothing sealed). `part` (k, n): only the k-th of n contiguous
+    slices of the entries (`_merged` puts the n plans back together, in order)."""
     from ksecrets.sealing.certs import public_key_fingerprint
 
     cfg = load_stack(stack, root)
@@ -508,7 +517,9 @@ def _reseal_plan(
     fingerprints = [public_key_fingerprint(k.public_key()) for k in keys]
     report = ResealReport(cfg.source, cert.fingerprint)
     updates: list[tuple[str, str, str, str, dict[str, str], dict[str, str], dict[str, str]]] = []
-    for i, entry in enumerate(cfg.sealed):
+    k, n = part
+    lo, hi = len(cfg.sealed) * k // n, len(cfg.sealed) * (k + 1) // n
+    for i, entry in enumerate(cfg.sealed[lo:hi], start=lo):
         ident = f"{entry.namespace}/{entry.name}"
         if entry.certificate_fingerprint == cert.fingerprint and not force:
             report.skipped.append(ident)
@@ -565,26 +576,83 @@ def _prepare_reseal(root: str | os.PathLike[str], stack: str, plan: _ResealPlan,
     return prepare_stack_update(stack_file_path(stack, root), mutate, check=_validator(stack, plan.source, plan.root))
 
 
-# A worker's recovery keys, set once per process by `_init_worker` (as DER: keys do not pickle).
+def _reseal_one(
+    root: str | os.PathLike[str],
+    stack: str,
+    keys: list[rsa.RSAPrivateKey],
+    seal_key: bytes | None,
+    force: bool,
+) -> tuple[ResealReport, PendingWrite | None] | None:
+    """A fleet reseal's work on one stack (for its own certificate), validated, not written: None
+    when it has nothing sealed; no PendingWrite when every entry is already sealed for it (its
+    file would not change: no round trip of it)."""
+    plan = _reseal_plan(root, stack, keys, None, seal_key, force)
+    if plan is None:
+        return None
+    if not plan.updates:
+        return plan.report, None
+    return plan.report, _prepare_reseal(root, stack, plan, None)
+
+
+# A worker's recovery keys, set once per process by `_init_worker`. The pool forks, so the DER
+# bytes are inherited, not sent: no private key is in a task message, and a task is a stack name.
 _WORKER_KEYS: list[rsa.RSAPrivateKey] = []
 
 
 def _init_worker(ders: list[bytes]) -> None:
     from cryptography.hazmat.primitives.serialization import load_der_private_key
 
-    loaded = [load_der_private_key(der, password=None) for der in ders]
+    # The parent loaded and checked these very keys (`check_private_keys` or a validating load):
+    # the workers skip the RSA consistency check (about 0.25 s of CPU per 4096-bit key, per worker).
+    loaded = [load_der_private_key(der, password=None, unsafe_skip_rsa_key_validation=True) for der in ders]
     _WORKER_KEYS[:] = [k for k in loaded if isinstance(k, rsa.RSAPrivateKey)]
 
 
-def _worker_plan(args: tuple[str, str, bytes | None, bool]) -> _ResealPlan | None:
+def _worker_reseal(args: tuple[str, str, bytes | None, bool]) -> tuple[ResealReport, PendingWrite | None] | None:
     root, stack, seal_key, force = args
-    return _reseal_plan(root, stack, _WORKER_KEYS, None, seal_key, force)
+    return _reseal_one(root, stack, _WORKER_KEYS, seal_key, force)
 
 
-def _reseal_plans(root, stacks: list[str], keys, seal_key, force, jobs: int) -> list[_ResealPlan | None]:
+def _worker_plan_part(args: tuple[str, str, bytes | None, bool, tuple[int, int]]) -> _ResealPlan | None:
+    root, stack, seal_key, force, part = args
+    return _reseal_plan(root, stack, _WORKER_KEYS, None, seal_key, force, part)
+
+
+def _worker_prepare(args: tuple[str, _ResealPlan | None]) -> tuple[ResealReport, PendingWrite | None] | None:
+    root, plan = args
+    if plan is None:
+        return None
+    if not plan.updates:
+        return plan.report, None
+    return plan.report, _prepare_reseal(root, plan.stack, plan, None)
+
+
+def _merged(parts: list[_ResealPlan | None]) -> _ResealPlan | None:
+    """The slices of one stack's plan, in order, as the plan of the whole stack."""
+    if parts[0] is None:
+        return None
+    whole = parts[0]
+    for plan in parts[1:]:
+        assert plan is not None
+        whole.updates.extend(plan.updates)
+        whole.report.resealed.extend(plan.report.resealed)
+        whole.report.skipped.extend(plan.report.skipped)
+    return whole
+
+
+def _reseal_prepared(
+    root, stacks: list[str], keys, seal_key, force, jobs: int
+) -> list[tuple[ResealReport, PendingWrite | None] | None]:
+    """`_reseal_one` of each stack, in the stacks' order, in `jobs` processes: a stack per task
+    when there are at least as many stacks as jobs; with fewer (one cluster), each stack's entries
+    are cut into contiguous slices whose RSA runs on every core, then each stack's file is edited
+    in one task. The first stack, and entry, (in that order) that fails is the error, as with one
+    process; the rest are cancelled."""
     root = str(root)
-    if jobs <= 1 or len(stacks) <= 1:
-        return [_reseal_plan(root, stack, keys, None, seal_key, force) for stack in stacks]
+    jobs = min(jobs, 8 * len(stacks))  # at most 8 slices of a stack: `--jobs 1000` is not 1000 processes
+    if jobs <= 1 or not stacks:
+        return [_reseal_one(root, stack, keys, seal_key, force) for stack in stacks]
+    import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
     from cryptography.hazmat.primitives import serialization
@@ -593,8 +661,22 @@ def _reseal_plans(root, stacks: list[str], keys, seal_key, force, jobs: int) -> 
         k.private_bytes(serialization.Encoding.DER, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
         for k in keys
     ]
-    with ProcessPoolExecutor(max_workers=min(jobs, len(stacks)), initializer=_init_worker, initargs=(ders,)) as pool:
-        return list(pool.map(_worker_plan, [(root, stack, seal_key, force) for stack in stacks]))
+    pool = ProcessPoolExecutor(
+        max_workers=jobs,
+        mp_context=multiprocessing.get_context("fork"),
+        initializer=_init_worker,
+        initargs=(ders,),
+    )
+    try:
+        if len(stacks) >= jobs:
+            return list(pool.map(_worker_reseal, [(root, stack, seal_key, force) for stack in stacks]))
+        n = -(-jobs // len(stacks))  # slices per stack
+        tasks = [(root, stack, seal_key, force, (k, n)) for stack in stacks for k in range(n)]
+        parts = list(pool.map(_worker_plan_part, tasks))
+        plans = [_merged(parts[i * n : (i + 1) * n]) for i in range(len(stacks))]
+        return list(pool.map(_worker_prepare, [(root, plan) for plan in plans]))
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 @dataclass

@@ -499,3 +499,255 @@ def test_fleet_reseal_refuses_one_certificate_for_several_clusters(fleet):
     )  # fmt: skip
     assert res.returncode == 2 and "--cert is one cluster's certificate: name one stack" in res.stderr
     assert _files(fleet) == before
+
+
+# --- a fleet's reseal on every core: where the work runs, the same files, two runs at once ----------
+
+
+def _renewed_key(fleet: Path, stack: str) -> Path:
+    renewed = fleet / "keys" / f"{stack}-renewed.key"
+    return renewed if renewed.exists() else fleet / "keys" / f"{stack}.key"
+
+
+def _opened_text(fleet: Path, stack: str) -> str:
+    """The stack file's text with each ciphertext replaced by what it decrypts to with the cluster's
+    current key (sealing is randomised: a fresh session key and OAEP seed per value, so two runs
+    never write the same ciphertext); everything else is the file's own bytes."""
+    from ksecrets.sealing import crypto
+
+    text = (fleet / f"Pulumi.{stack}.yaml").read_text()
+    key = serialization.load_pem_private_key(_renewed_key(fleet, stack).read_bytes(), None)
+    for entry in yaml.safe_load(text)["config"].get("k8s-secrets:sealed") or []:
+        label = crypto.label_for(entry["scope"], entry["namespace"], entry["name"])
+        for value in entry["encryptedData"].values():
+            plain = crypto.decrypt_value([key], value, label)  # type: ignore[list-item]
+            assert text.count(value) == 1
+            text = text.replace(value, f"<sealed {plain!r}>")
+    return text
+
+
+@pytest.mark.parametrize("many", ["2", "4"])
+def test_fleet_reseal_in_several_processes_writes_what_one_process_writes(fleet, tmp_path, many):
+    """--jobs 1 and --jobs 2 (a stack per task) or 4 (more jobs than the three clusters: each
+    stack's entries in slices) on copies of one fleet: every stack file is the same, byte for
+    byte, but for the ciphertexts (random by design), which open to the same values with the
+    renewed keys; the same lines are printed, in the same order."""
+    _renew_and_seal_two(fleet)
+    copies = {}
+    for jobs in ("1", many):
+        root = tmp_path / f"jobs{jobs}" / "repo"
+        shutil.copytree(fleet, root)
+        res = ksecrets_in_process(
+            "reseal", "--env", "production", *_all_old_keys(root), "--jobs", jobs, "--root", str(root), env=_env()
+        )
+        assert res.returncode == 0, res.stderr
+        copies[jobs] = (res.stderr, {s: _opened_text(root, s) for s in (*CLUSTERS, "staging")})
+    assert copies["1"] == copies[many]
+    assert "<sealed b'canary-one'>" in copies[many][1]["prod-a"]
+
+
+def _three_secrets(fleet: Path) -> None:
+    """prod-a renewed, with three Secrets sealed for its old key (one keeps a comment)."""
+    (fleet / "environments" / "production.yaml").write_text(
+        ENVIRONMENT
+        + "".join(f"  - name: app{i}\n    namespace: app{i}\n    secretName: app{i}-secrets\n" for i in (1, 2))
+    )
+    env_file = fleet.parent / "v.env"
+    for name in (NAME, "app1-secrets", "app2-secrets"):
+        env_file.write_text(f"API_KEY=canary-{name}\nEQ=a=b\n")
+        res = ksecrets_in_process(
+            "seal", "--stack", "prod-a", "--name", name, "--from-env-file", str(env_file), "--root", str(fleet),
+            env=_env(),
+        )  # fmt: skip
+        assert res.returncode == 0, res.stderr
+    path = fleet / "Pulumi.prod-a.yaml"
+    text = path.read_text()
+    assert "\n    - name: app1-secrets\n" in text
+    path.write_text(
+        text.replace("\n    - name: app1-secrets\n", "\n    # the billing team's\n    - name: app1-secrets\n")
+    )
+    _keypair(fleet, "prod-a", tag="-renewed")
+
+
+def test_one_stack_is_resealed_on_every_core_and_written_as_by_one_process(fleet, tmp_path, monkeypatch):
+    """One cluster with --jobs 2: its entries' RSA is cut into slices that run in the two workers,
+    its file's round trip in a worker; the file is what --jobs 1 writes (but for the ciphertexts),
+    its comment kept, the same lines printed."""
+    from ksecrets.sealing import crypto
+    from ksecrets.usecases import seal_stack
+
+    _three_secrets(fleet)
+    seen = tmp_path / "pids"
+    real_decrypt, real_prepare = crypto.hybrid_decrypt, seal_stack.prepare_stack_update
+
+    def note(what: str) -> None:
+        with open(seen, "a") as f:  # the workers fork from this process: they note too
+            f.write(f"{what} {os.getpid()}\n")
+
+    monkeypatch.setattr(crypto, "hybrid_decrypt", lambda *a: note("decrypt") or real_decrypt(*a))
+    monkeypatch.setattr(seal_stack, "prepare_stack_update", lambda *a, **k: note("prepare") or real_prepare(*a, **k))
+    copies = {}
+    for jobs in ("1", "2"):
+        root = tmp_path / f"jobs{jobs}" / "repo"
+        shutil.copytree(fleet, root)
+        seen.unlink(missing_ok=True)
+        res = ksecrets_in_process(
+            "reseal", "--stack", "prod-a", *_all_old_keys(root), "--jobs", jobs, "--root", str(root), env=_env()
+        )
+        assert res.returncode == 0, res.stderr
+        assert "re-sealed 3 Secret(s)" in res.stderr
+        rows = [line.split() for line in seen.read_text().splitlines()]
+        copies[jobs] = (res.stderr.replace(str(root), "ROOT"), _opened_text(root, "prod-a"))  # decrypts too
+        assert sorted(what for what, _ in rows) == ["decrypt"] * 6 + ["prepare"]
+        pids = {what: {pid for w, pid in rows if w == what} for what in ("decrypt", "prepare")}
+        if jobs == "1":
+            assert pids == {"decrypt": {str(os.getpid())}, "prepare": {str(os.getpid())}}
+        else:
+            assert len(pids["decrypt"]) == 2 and str(os.getpid()) not in pids["decrypt"] | pids["prepare"]
+    assert copies["1"] == copies["2"]
+    assert "\n    # the billing team's\n    - name: app1-secrets\n" in copies["2"][1]
+    assert "<sealed b'canary-app2-secrets'>" in copies["2"][1]
+
+
+def test_fleet_reseal_reads_edits_and_checks_each_stack_file_in_the_workers(fleet, tmp_path, monkeypatch):
+    """The stack files' round trip (ruamel's load and dump, and the config loader's check of the
+    result) is most of a reseal's time: with --jobs 2 it runs in the worker processes, not in the
+    process that holds the locks and writes."""
+    from ksecrets.usecases import seal_stack
+
+    before = _renew_and_seal_two(fleet)
+    seen = tmp_path / "pids"
+    real = seal_stack.prepare_stack_update
+
+    def recording(path, *args, **kwargs):
+        with open(seen, "a") as f:  # the workers fork from this process: they record too
+            f.write(f"{os.getpid()} {Path(path).name}\n")
+        return real(path, *args, **kwargs)
+
+    monkeypatch.setattr(seal_stack, "prepare_stack_update", recording)
+    res = ksecrets_in_process(
+        "reseal", "--env", "production", *_all_old_keys(fleet), "--jobs", "2", "--root", str(fleet), env=_env()
+    )
+    assert res.returncode == 0, res.stderr
+    rows = [line.split() for line in seen.read_text().splitlines()]
+    # prod-b was already sealed for its certificate: its file is not even read for a round trip
+    assert sorted(name for _, name in rows) == ["Pulumi.prod-a.yaml", "Pulumi.prod-c.yaml"]
+    assert str(os.getpid()) not in {pid for pid, _ in rows}
+    assert _files(fleet)["Pulumi.prod-b.yaml"] == before["Pulumi.prod-b.yaml"]
+
+
+def test_what_a_reseal_worker_sends_back_holds_no_plaintext(fleet):
+    """A worker's answer crosses a pipe as a pickle: ciphertexts, digests and file text only."""
+    import pickle
+
+    from ksecrets.usecases import seal_stack
+
+    _renew_and_seal_two(fleet)
+    ders = [
+        serialization.load_pem_private_key((fleet / "keys" / f"{s}.key").read_bytes(), None).private_bytes(
+            serialization.Encoding.DER, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+        for s in CLUSTERS
+    ]
+    seal_stack._init_worker(ders)
+    try:
+        answer = seal_stack._worker_reseal((str(fleet), "prod-a", base64.b64decode(SEAL_KEY), False))
+    finally:
+        seal_stack._WORKER_KEYS.clear()
+    assert answer is not None and answer[1] is not None and answer[1].changed
+    data = pickle.dumps(answer)
+    assert b"canary" not in data and b"a=b" not in data
+    assert base64.b64decode(SEAL_KEY) not in data
+
+
+@pytest.mark.parametrize("jobs", ["1", "2"])
+def test_fleet_reseal_whose_write_fails_midway_restores_every_stack_file(fleet, monkeypatch, jobs):
+    from ksecrets.config import stackfile
+
+    before = _renew_and_seal_two(fleet)
+    real_write = stackfile.atomic_write_bytes
+    writes: list[str] = []
+
+    def failing(path, *args, **kwargs):
+        writes.append(Path(path).name)
+        if len(writes) == 2:
+            raise OSError(28, "No space left on device")
+        return real_write(path, *args, **kwargs)
+
+    monkeypatch.setattr(stackfile, "atomic_write_bytes", failing)
+    res = ksecrets_in_process(
+        "reseal", "--env", "production", *_all_old_keys(fleet), "--jobs", jobs, "--root", str(fleet), env=_env()
+    )
+    assert res.returncode == 2
+    assert res.stderr == "ksecrets: Pulumi.prod-c.yaml: cannot write it (No space left on device); nothing changed\n"
+    assert writes == ["Pulumi.prod-a.yaml", "Pulumi.prod-c.yaml"]  # the stacks' order, whatever the jobs
+    assert _files(fleet) == before
+
+
+@pytest.mark.parametrize("jobs", ["1", "2"])
+def test_fleet_reseal_refuses_a_key_that_fails_rsas_checks(fleet, jobs):
+    """With several jobs the keys are loaded unchecked and their RSA checks run in the workers:
+    a damaged key (its CRT exponent changed) is still refused, in one line, and nothing changes."""
+    before = _renew_and_seal_two(fleet)
+    good = serialization.load_pem_private_key((fleet / "keys" / "prod-a.key").read_bytes(), None)
+    n = good.private_numbers()  # type: ignore[union-attr]
+    damaged = rsa.RSAPrivateNumbers(n.p, n.q, n.d, n.dmp1 ^ 2, n.dmq1, n.iqmp, n.public_numbers)
+    bad = fleet.parent / "damaged.key"
+    bad.write_bytes(
+        damaged.private_key(unsafe_skip_rsa_key_validation=True).private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+    )
+    keys = _all_old_keys(fleet)
+    res = ksecrets_in_process(
+        "reseal", "--env", "production", keys[0], f"{keys[1]},{bad}", "--jobs", jobs, "--root", str(fleet), env=_env()
+    )
+    assert (res.returncode, res.stderr) == (2, f"ksecrets: {bad}: not a PEM private key\n")
+    assert _files(fleet) == before
+
+
+def _start(root: Path, *argv: str) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "ksecrets", *argv],
+        cwd=root,
+        env=_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+    )
+
+
+def test_a_fleet_reseal_and_a_seal_env_at_once_lose_no_update(fleet):
+    """Two real processes at once on a renewed fleet: `reseal --jobs 2` (its workers read the stack
+    files while their parent holds the locks) and `seal --env` of every key with new values and a
+    new key. The test holds every stack file until both wait on a lock. Whichever goes first, the
+    end is the same: every cluster holds the seal's values (NEW too) sealed for its renewed
+    certificate; a reseal that read a file before the seal's write and wrote after would lose NEW."""
+    _renew_and_seal_two(fleet)
+    values = fleet.parent / "new.env"
+    values.write_text("API_KEY=canary-new\nEMPTY=\nEQ=c=d\nNEW=canary-added\n")
+    stacks = sorted(CLUSTERS)
+    fds = [os.open(fleet / f"Pulumi.{s}.yaml", os.O_RDONLY) for s in stacks]
+    procs: list[subprocess.Popen] = []
+    try:
+        for fd in fds:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        procs.append(_start(fleet, "reseal", "--env", "production", *_all_old_keys(fleet), "--jobs", "2"))
+        procs.append(_start(fleet, "seal", "--env", "production", "--name", NAME, "--from-env-file", str(values)))
+        for p in procs:
+            _wait_for(lambda: any("->" in line for line in _lock_lines(p.pid)), f"{p.args[3]} to wait")  # noqa: B023
+    except BaseException:
+        _finish(procs, 0.1)
+        raise
+    finally:
+        for fd in fds:
+            os.close(fd)
+    results = _finish(procs, timeout=120)
+    assert [code for code, _ in results] == [0, 0], results
+    for stack in CLUSTERS:
+        opened = _unseal(fleet, stack, _renewed_key(fleet, stack))
+        assert opened.returncode == 0, (stack, opened.stderr)
+        data = {k: base64.b64decode(v).decode() for k, v in yaml.safe_load(opened.stdout)["data"].items()}
+        assert data == {"API_KEY": "canary-new", "EMPTY": "", "EQ": "c=d", "NEW": "canary-added"}, stack
+    assert ksecrets_in_process("verify", "--env", "production", "--root", str(fleet)).returncode == 0
+    assert ksecrets_in_process("drift", "--env", "production", "--root", str(fleet)).returncode == 0
