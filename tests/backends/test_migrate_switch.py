@@ -310,6 +310,8 @@ def test_a_vault_stack_prepares_by_releasing_its_secrets(tmp_path, cli, to):
     assert vss["spec"]["destination"]["create"] is True and "overwrite" not in vss["spec"]["destination"]
     assert after["Deployment"] == before["Deployment"]
     assert after["VaultAuth"] == before["VaultAuth"] and after["VaultConnection"] == before["VaultConnection"]
+    r = cli("export", "--stack", "dev", "--root", str(tmp_path))  # the CRD schemas accept it
+    assert r.code == 0, r.err
 
     (tmp_path / "Pulumi.dev.yaml").write_text(STACK.format(backend="manual"))
     r = cli("migrate", "--stack", "dev", "--to", to, "--prepare", "--root", str(tmp_path))
