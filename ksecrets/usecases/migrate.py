@@ -22,8 +22,12 @@ is written.
 Phases that keep workloads running (see README): `--prepare` on a sealed-secrets stack sets
 `vaultMigration: release` (or `install` when Vault is the target, `vault_migrate.prepare`): the
 SealedSecrets release their Secrets, so pruning them later leaves the Secret for the new source to
-take over. A move to Vault ends in `vaultMigration: handover` (the operator takes over the existing
-Secret) and `--finish`. sealed-secrets -> vault keeps its own use case (`vault_migrate`).
+take over; on a vault stack `release` leaves the VaultStaticSecrets to Flux's prune (their Secrets
+carry their ownerReference) and has the operator write the sealed-secrets controller's `managed`
+annotation. A move to Vault ends in `vaultMigration: handover` (the operator takes over the existing
+Secret) and `--finish`; a move away from Vault in `uninstall` (Vault and the operator stay installed,
+Flux keeps its rights to prune the operator's objects) and `--finish`, which drops the install.
+sealed-secrets -> vault keeps its own use case (`vault_migrate`).
 """
 
 from __future__ import annotations
