@@ -37,7 +37,9 @@ class BackendSpec:
     # encrypts into them. Flux only: `pulumi up` does not apply them.
     sops_files: bool = False
     # The `vaultMigration` phases a stack of this backend may be in (`install`: still sealing,
-    # Vault installed beside; `handover`: switched to Vault, the SealedSecrets still there).
+    # Vault installed beside; `handover`: switched to Vault, the SealedSecrets still there;
+    # `release`: its objects let go of their Secrets for the next backend; `uninstall`: switched
+    # away from Vault, Vault and the operator still installed until `migrate --finish`).
     migration_phases: tuple[str, ...] = ()
     # `ksecrets migrate`: every Secret's values can be read out of this backend (with the source's
     # key material: `migrate_material`), and written into it (after which the stack file is

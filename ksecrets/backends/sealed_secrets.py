@@ -41,5 +41,9 @@ class SealedSecrets(BackendSpec):
 
 
 BACKEND = SealedSecrets(
-    "sealed-secrets", seals=True, migration_phases=("install", "release"), migrate_out=True, migrate_in=True
+    "sealed-secrets",
+    seals=True,
+    migration_phases=("install", "release", "uninstall"),
+    migrate_out=True,
+    migrate_in=True,
 )

@@ -62,4 +62,4 @@ class Sops(BackendSpec):
         return [f"ksecrets sops set --stack {stack} --name {secret} --from-env-file .env.{stack}"]
 
 
-BACKEND = Sops("sops", sops_files=True, migration_phases=("handover",), migrate_out=True, migrate_in=True)
+BACKEND = Sops("sops", sops_files=True, migration_phases=("handover", "uninstall"), migrate_out=True, migrate_in=True)

@@ -65,4 +65,4 @@ class Vault(BackendSpec):
         ]
 
 
-BACKEND = Vault("vault", vault=True, migration_phases=("handover",), migrate_out=True, migrate_in=True)
+BACKEND = Vault("vault", vault=True, migration_phases=("handover", "release"), migrate_out=True, migrate_in=True)

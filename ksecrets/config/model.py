@@ -64,8 +64,12 @@ SYSTEM_NAMESPACES: tuple[str, ...] = ("default", "kube-node-lease", "kube-public
 # `vaultMigration` (the field's name from when Vault was the one target of `ksecrets migrate`):
 # install (sealed stack, Vault installed beside, SealedSecrets release their Secrets), release
 # (sealed stack, its SealedSecrets release their Secrets for another backend to take over),
-# handover (vault stack, the operator takes over the Secrets that exist).
-MigrationPhase = Literal["install", "handover", "release"]
+# handover (vault stack, the operator takes over the Secrets that exist); release on a vault stack
+# (its VaultStaticSecrets are left in place by Flux and have the operator write the sealed-secrets
+# controller's `managed` annotation, so the next backend takes the Secret over); uninstall (a stack
+# switched away from Vault: Vault and the operator stay installed, and Flux keeps its rights to
+# prune the operator's objects, until `migrate --finish`).
+MigrationPhase = Literal["install", "handover", "release", "uninstall"]
 MIGRATION_PHASES: tuple[MigrationPhase, ...] = get_args(MigrationPhase)
 # Stack keys whose values may be placeholders (see `ksecrets.usecases.preflight`): allowPlaceholders lists them.
 PLACEHOLDER_KEYS = (
@@ -483,8 +487,9 @@ class StackConfig(Section):
 
     @property
     def installs_vault(self) -> bool:
-        """Vault and the operator are part of this stack: a vault stack, or phase 1 of a migration."""
-        return self.vault is not None and (self.spec.vault or self.vault_migration == "install")
+        """Vault and the operator are part of this stack: a vault stack, phase 1 of a move to Vault
+        (`install`), or the last phase of a move away from it (`uninstall`, until `--finish`)."""
+        return self.vault is not None and (self.spec.vault or self.vault_migration in ("install", "uninstall"))
 
     @property
     def flux_path(self) -> str:

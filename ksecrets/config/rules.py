@@ -160,6 +160,8 @@ def _migration(cfg: StackConfig) -> None:
         raise fail(f"phase {phase} needs backend {wanted}, not {cfg.backend}", ("vaultMigration",))
     if phase == "install" and cfg.vault is None:
         raise fail("phase install needs a vault section (the Vault this stack installs)", ("vaultMigration",))
+    if phase == "uninstall" and cfg.vault is None:
+        raise fail("phase uninstall needs a vault section (the Vault this stack still installs)", ("vaultMigration",))
 
 
 def _delivery(cfg: StackConfig) -> None:

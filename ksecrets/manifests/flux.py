@@ -168,6 +168,11 @@ def health_check_exprs(
 # (its `prune: disabled`) with the `get` on the app's Secret the applier holds anyway (the app's
 # secret-reader Role it creates: tests/e2e/test_flux_migrate_sops_vault.py).
 
+# A move away from Vault (`vaultMigration: uninstall`, until `--finish`): the apps layer no longer
+# holds the operator's VaultConnection and VaultAuths, and the applier keeps its rights on them (and
+# on VaultStaticSecrets, which it reads to see their `prune: disabled`), so Flux can prune them while
+# the operator, still installed, removes its finalizers (tests/e2e/test_flux_migrate_pairs.py).
+
 APPLIER_COMPONENT = "flux-applier"
 APPLY_VERBS = ["get", "list", "watch", "create", "update", "patch", "delete"]
 READ_VERBS = ["get", "list", "watch"]
@@ -184,6 +189,24 @@ def guess_resource(kind: str) -> str:
     if lower.endswith("y"):
         return lower[:-1] + "ies"
     return lower + "s"
+
+
+# An object with this annotation is left in place when Flux drops it from a layer
+# (kustomize-controller's `kustomize.toolkit.fluxcd.io/prune: disabled`): `migrate --prepare` puts it
+# on the objects that own a Secret the next backend takes over (SOPS files, VaultStaticSecrets).
+FLUX_PRUNE_DISABLED = {"kustomize.toolkit.fluxcd.io/prune": "disabled"}
+VSO_GROUP = "secrets.hashicorp.com"  # the Vault Secrets Operator's API group (manifests/vault.py: VSO_API)
+VSO_APP_KINDS = ("VaultAuth", "VaultStaticSecret", "VaultDynamicSecret")  # per app, in its namespace
+VSO_CONNECTION_KIND = "VaultConnection"  # one per stack, in the operator's namespace
+
+
+def _operator_objects(cfg: StackConfig) -> list[tuple[str, str]]:
+    """(namespace, kind) of every operator object a vault stack's apps layer held."""
+    assert cfg.vault is not None
+    out = [(cfg.vault.operator.namespace, VSO_CONNECTION_KIND)]
+    for ns in sorted({a.namespace for a in cfg.apps if a.vault is not None}):
+        out += [(ns, kind) for kind in VSO_APP_KINDS]
+    return out
 
 
 def applier_name(cfg: StackConfig) -> str:
@@ -219,6 +242,9 @@ def apps_applier(cfg: StackConfig, apps: list[Manifest], plurals: Mapping[tuple[
         group, kind = SEALED_API_VERSION.split("/")[0], SEALED_KIND
         for entry in cfg.sealed:
             by_ns.setdefault(entry.namespace, set()).add((group, plurals.get((group, kind)) or guess_resource(kind)))
+    if cfg.vault_migration == "uninstall" and cfg.vault is not None:
+        for ns, kind in _operator_objects(cfg):
+            by_ns.setdefault(ns, set()).add((VSO_GROUP, plurals.get((VSO_GROUP, kind)) or guess_resource(kind)))
     out: list[Manifest] = [
         {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": metadata(name, cfg.flux.namespace, labels=labels)}
     ]

@@ -15,8 +15,9 @@ RELEASE = "sealed-secrets"
 # Pruning the SealedSecret later then leaves the Secret in place for the Vault operator to take
 # over (pkg/apis/sealedsecrets/v1alpha1: SealedSecretSkipSetOwnerReferencesAnnotation,
 # SealedSecretManagedAnnotation; pkg/controller: isAnnotatedToBeManaged).
+MANAGED_ANNOTATION = {"sealedsecrets.bitnami.com/managed": "true"}  # the controller takes over an existing Secret
 HANDOVER_ANNOTATIONS = {
-    "sealedsecrets.bitnami.com/managed": "true",
+    **MANAGED_ANNOTATION,
     "sealedsecrets.bitnami.com/skip-set-owner-references": "true",
 }
 

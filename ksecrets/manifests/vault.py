@@ -18,7 +18,7 @@ from ksecrets.config.model import App, DynamicSecretSpec, StackConfig, VaultConf
 from ksecrets.manifests import flux
 from ksecrets.manifests.plan import PART_OF, Manifest, Planned, metadata
 
-VSO_API = "secrets.hashicorp.com/v1beta1"
+VSO_API = f"{flux.VSO_GROUP}/v1beta1"
 REPOSITORY = "hashicorp"
 VAULT_RELEASE = "vault"  # also the chart's fullname: pods vault-N, headless service vault-internal
 VSO_RELEASE = "vault-secrets-operator"
@@ -301,13 +301,21 @@ def _restart_targets(app: App) -> list[dict[str, str]]:
     return [{"kind": "Deployment", "name": d.name} for d in app.deployments]
 
 
-def _destination(name: str, overwrite: bool = False) -> dict[str, Any]:
+def _destination(name: str, overwrite: bool = False, release: bool = False) -> dict[str, Any]:
     dest: dict[str, Any] = {"name": name, "create": True}
     if overwrite:
         # The Secret exists (the SealedSecret made it): take it over in place. The operator then
         # owns it (its ownerReference replaces any other), so pruning the SealedSecret leaves it.
         dest["overwrite"] = True
     dest["labels"] = dict(PART_OF)  # the operator owns managed-by on its Secrets
+    if release:
+        # `release` (a vault stack's `migrate --prepare`): the operator writes the sealed-secrets
+        # controller's `managed` annotation on the Secret (it sets the destination's annotations at
+        # every sync), so a SealedSecret takes the Secret over in place, its ownerReference replacing
+        # the operator's; a SOPS Secret Flux applies ignores it.
+        from ksecrets.manifests.sealed_secrets import MANAGED_ANNOTATION
+
+        dest["annotations"] = dict(MANAGED_ANNOTATION)
     return dest
 
 
@@ -322,15 +330,23 @@ def vault_static_secret(cfg: StackConfig, app: App) -> Manifest:
         "refreshAfter": app.vault.refresh_after,
         # The operator restarts the Deployments only when the data's HMAC changes.
         "hmacSecretData": True,
-        "destination": _destination(app.secret_name, overwrite=cfg.vault_migration == "handover"),
+        "destination": _destination(
+            app.secret_name,
+            overwrite=cfg.vault_migration == "handover",
+            release=cfg.vault_migration == "release",
+        ),
     }
     targets = _restart_targets(app)
     if targets:
         spec["rolloutRestartTargets"] = targets
+    # `release`: Flux leaves the VaultStaticSecret when the switch drops it. The operator's Secret
+    # carries its ownerReference, and Flux prunes with background propagation, so pruning it would
+    # have the garbage collector delete the Secret the next backend is taking over.
+    annotations = dict(flux.FLUX_PRUNE_DISABLED) if cfg.vault_migration == "release" else None
     return {
         "apiVersion": VSO_API,
         "kind": "VaultStaticSecret",
-        "metadata": metadata(app.name, app.namespace),
+        "metadata": metadata(app.name, app.namespace, annotations=annotations),
         "spec": spec,
     }
 

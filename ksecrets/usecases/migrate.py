@@ -22,8 +22,12 @@ is written.
 Phases that keep workloads running (see README): `--prepare` on a sealed-secrets stack sets
 `vaultMigration: release` (or `install` when Vault is the target, `vault_migrate.prepare`): the
 SealedSecrets release their Secrets, so pruning them later leaves the Secret for the new source to
-take over. A move to Vault ends in `vaultMigration: handover` (the operator takes over the existing
-Secret) and `--finish`. sealed-secrets -> vault keeps its own use case (`vault_migrate`).
+take over; on a vault stack `release` leaves the VaultStaticSecrets to Flux's prune (their Secrets
+carry their ownerReference) and has the operator write the sealed-secrets controller's `managed`
+annotation. A move to Vault ends in `vaultMigration: handover` (the operator takes over the existing
+Secret) and `--finish`; a move away from Vault in `uninstall` (Vault and the operator stay installed,
+Flux keeps its rights to prune the operator's objects) and `--finish`, which drops the install.
+sealed-secrets -> vault keeps its own use case (`vault_migrate`).
 """
 
 from __future__ import annotations
@@ -45,6 +49,7 @@ from ksecrets.config.model import App, StackConfig
 from ksecrets.config.names import PREFIX
 from ksecrets.errors import KsecretsError
 from ksecrets.fileio import atomic_write_text, locked, read_bytes
+from ksecrets.manifests import flux as flux_manifests
 from ksecrets.manifests.plan import metadata
 from ksecrets.manifests.sealed_secrets import sealed_secret
 from ksecrets.sealing import sops
@@ -325,15 +330,23 @@ def write_values(target: StackConfig, secrets: list[SecretValues], material: Mat
 def _as_target(path: Path, cfg: StackConfig, spec: BackendSpec, keys: dict[tuple[str, str], list[str]], material):
     """The stack parsed as if already switched (its defaults, paths, recipients checked)."""
     doc, y, _ = stackfile.load_round_trip(path, cfg.source)  # bounded: size, depth, aliases (yamlio)
-    config = doc["config"]
-    spec.migrate_switch(config, cfg.stack, PREFIX, keys)
-    if spec.sops_files and material.age_recipients:
-        _add_recipients(config, material.age_recipients)
+    _switch(doc["config"], cfg, spec, keys, material)
     import io
 
     buf = io.StringIO()
     y.dump(doc, buf)
     return parse(raw_from_text(buf.getvalue(), cfg.source), stack=cfg.stack, source=cfg.source, root=cfg.root)
+
+
+def _switch(config: Any, cfg: StackConfig, spec: BackendSpec, keys, material: Material) -> None:
+    """The stack's config made the target's: its module's switch, the age recipients given, and
+    after Vault `vaultMigration: uninstall` (Vault and the operator stay installed and Flux keeps its
+    rights to prune the operator's objects until `--finish`: manifests/flux.py)."""
+    spec.migrate_switch(config, cfg.stack, PREFIX, keys)
+    if spec.sops_files and material.age_recipients:
+        _add_recipients(config, material.age_recipients)
+    if cfg.spec.vault and not spec.vault:
+        config[PREFIX + "vaultMigration"] = "uninstall"
 
 
 def _add_recipients(config: Any, recipients: Sequence[str]) -> None:
@@ -374,9 +387,7 @@ def migrate(root: str | os.PathLike[str], stack: str, to: str, material: Materia
     report.values = sum(len(s.values) for s in secrets)
 
     def mutate(config: Any) -> None:
-        target_spec.migrate_switch(config, stack, PREFIX, keys)
-        if target_spec.sops_files and material.age_recipients:
-            _add_recipients(config, material.age_recipients)
+        _switch(config, cfg, target_spec, keys, material)
 
     def check(text: str) -> None:
         parse(raw_from_text(text, cfg.source), stack=cfg.stack, source=cfg.source, root=cfg.root)
@@ -401,19 +412,29 @@ def migrate(root: str | os.PathLike[str], stack: str, to: str, material: Materia
                 f"{', '.join(bare)}: without `migrate --prepare` (prune: disabled) Flux deletes these Secrets when "
                 "the switch drops them, until the new backend writes them again; apply `--prepare` first on a live cluster"
             )
-    if cfg.spec.vault or cfg.spec.pulumi_values:
+    if cfg.spec.vault and cfg.vault_migration == "release":
+        report.warnings.append(
+            f"{cfg.source}: Flux leaves the VaultStaticSecrets (prune: disabled), whose Secrets still carry their "
+            "ownerReference: once the new backend wrote the Secrets, and before `--finish` uninstalls the operator, "
+            "delete them without their Secrets: kubectl delete vaultstaticsecret -n NAMESPACE NAME --cascade=orphan"
+        )
+    elif cfg.spec.vault or cfg.spec.pulumi_values:
         report.warnings.append(
             f"{cfg.source}: the Secrets of a {cfg.backend} stack are owned by "
             f"{'their VaultStaticSecrets' if cfg.spec.vault else 'Pulumi'}: removing those deletes them until the "
-            "new backend writes them (not yet handed over in place)"
+            "new backend writes them"
+            + (
+                "; apply `migrate --prepare` first on a live cluster"
+                if cfg.spec.vault
+                else " (not handed over in place)"
+            )
         )
     return report
 
 
 # A sops stack's Secrets are applied by Flux (in its inventory): at the switch Flux would prune
-# them. With this annotation in the SOPS file Flux leaves the Secret in place when it drops it
-# (kustomize-controller's `kustomize.toolkit.fluxcd.io/prune: disabled`).
-FLUX_PRUNE_DISABLED = {"kustomize.toolkit.fluxcd.io/prune": "disabled"}
+# them. With this annotation in the SOPS file Flux leaves the Secret in place when it drops it.
+FLUX_PRUNE_DISABLED = flux_manifests.FLUX_PRUNE_DISABLED
 
 
 def prepare(root: str | os.PathLike[str], stack: str, to: str, identities: Sequence[str] = ()) -> tuple[str, list[str]]:
@@ -423,7 +444,11 @@ def prepare(root: str | os.PathLike[str], stack: str, to: str, identities: Seque
       `vaultMigration: release`, its SealedSecrets release their Secrets. Needs no key.
     - a sops stack: each SOPS file re-encrypted (same values, same recipients) with
       `FLUX_PRUNE_DISABLED` in its metadata, and for a sealed-secrets target the controller's
-      `managed` annotation (it then takes over the existing Secret). Needs the age key."""
+      `managed` annotation (it then takes over the existing Secret). Needs the age key.
+    - a vault stack: `vaultMigration: release`, its VaultStaticSecrets carry `FLUX_PRUNE_DISABLED`
+      (Flux leaves them at the switch, so the garbage collector does not delete their Secrets) and
+      have the operator write the controller's `managed` annotation on their Secrets (a SealedSecret
+      then takes them over in place). Needs no key."""
     from ksecrets.manifests.sealed_secrets import HANDOVER_ANNOTATIONS
 
     path = stackfile.stack_file_path(stack, root)
@@ -455,10 +480,10 @@ def prepare(root: str | os.PathLike[str], stack: str, to: str, identities: Seque
         for real, _, new in texts:  # every file encrypted before any is written
             atomic_write_text(real, new, 0o644)
         return ", ".join(f"{k}: {v}" for k, v in wanted.items()), [rel for _, rel, _ in texts]
-    if not cfg.spec.seals:
+    if not (cfg.spec.seals or cfg.spec.vault):
         raise KsecretsError(
-            f"{cfg.source}: backend: {cfg.backend}; --prepare is for a sealed-secrets or sops stack "
-            "(a Secret of this backend is not handed over in place yet)"
+            f"{cfg.source}: backend: {cfg.backend}; --prepare is for a sealed-secrets, sops or vault stack "
+            "(a Secret of this backend is not handed over in place)"
         )
     with locked(path, "stack file", source=path.name):
         cfg = load_stack_file(path)

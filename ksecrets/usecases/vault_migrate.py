@@ -233,11 +233,12 @@ def prepare(stack_file: str | os.PathLike[str]) -> bool:
 
 
 def finish(stack_file: str | os.PathLike[str]) -> bool:
-    """After the handover: the operator owns the Secrets; the stack becomes a plain vault stack."""
+    """After the handover: the operator owns the Secrets; the stack becomes a plain vault stack. After
+    a switch away from Vault (`uninstall`): the export no longer installs Vault and the operator."""
     path = Path(stack_file)
     with locked(path, "stack file", source=path.name):  # read to write, as every edit
         cfg = load_stack_file(path)
-        if cfg.vault_migration != "handover":
+        if cfg.vault_migration not in ("handover", "uninstall"):
             raise KsecretsError(
                 f"{cfg.source}: vaultMigration: is {cfg.vault_migration or 'not set'}; --finish follows "
                 "the switch (`ksecrets migrate --to vault`), once the VaultStaticSecrets have synced"

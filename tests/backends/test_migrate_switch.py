@@ -255,3 +255,130 @@ def test_sealed_to_sops_handover_keeps_the_applier_able_to_prune_and_the_pods_un
     assert r.code == 0, r.err
     cfg, can_prune, after = state()
     assert cfg.vault_migration is None and not can_prune and after is None
+
+
+VAULT_STACK = (
+    STACK.format(backend="vault").replace(
+        "      secretName: web-secrets\n",
+        "      secretName: web-secrets\n      vault:\n        path: web\n      deployments:\n        - name: web\n"
+        "          image: ghcr.io/stefanprodan/podinfo:6.7.1\n          envFrom: true\n",
+    )
+    + "  k8s-secrets:delivery: flux\n  k8s-secrets:vault:\n    address: https://vault.example:8200\n"
+)
+OPERATOR_NS = "vault-secrets-operator-system"
+
+
+def _by_kind(tmp_path: Path) -> dict[str, list[dict]]:
+    out: dict[str, list[dict]] = {}
+    for p in plan_stack(load_stack("dev", tmp_path)):
+        out.setdefault(p.obj["kind"], []).append(p.obj)
+    return out
+
+
+def _operator_rights(objs: dict[str, list[dict]]) -> dict[str, set[str]]:
+    """namespace -> the operator's resources the apps applier may delete there."""
+    out: dict[str, set[str]] = {}
+    for role in objs.get("Role", []):
+        if role["metadata"]["name"] != "dev-apps-applier":
+            continue
+        for rule in role["rules"]:
+            if rule.get("apiGroups") == ["secrets.hashicorp.com"] and "delete" in rule["verbs"]:
+                out.setdefault(role["metadata"]["namespace"], set()).update(rule["resources"])
+    return out
+
+
+@pytest.mark.parametrize("to", ["sealed-secrets", "sops"])
+def test_a_vault_stack_prepares_by_releasing_its_secrets(tmp_path, cli, to):
+    """`--prepare` of a vault stack: `release`, its VaultStaticSecrets left by Flux when the switch
+    drops them (`prune: disabled`: the operator's Secret carries the VaultStaticSecret's
+    ownerReference and Flux prunes in the background, so the garbage collector would delete it) and
+    having the operator write the controller's `managed` annotation (a SealedSecret then takes the
+    Secret over in place). No pod template changes; a manual stack is still refused."""
+    (tmp_path / "Pulumi.dev.yaml").write_text(VAULT_STACK)
+    before = _by_kind(tmp_path)
+    (vss,) = before["VaultStaticSecret"]
+    assert "annotations" not in vss["metadata"] and "annotations" not in vss["spec"]["destination"]
+    r = cli("migrate", "--stack", "dev", "--to", to, "--prepare", "--root", str(tmp_path))
+    assert r.code == 0, r.err
+    assert "vaultMigration: release: Pulumi.dev.yaml" in r.out
+    cfg = load_stack("dev", tmp_path)
+    assert cfg.backend == "vault" and cfg.vault_migration == "release" and cfg.installs_vault
+    after = _by_kind(tmp_path)
+    (vss,) = after["VaultStaticSecret"]
+    assert vss["metadata"]["annotations"] == {"kustomize.toolkit.fluxcd.io/prune": "disabled"}
+    assert vss["spec"]["destination"]["annotations"] == {"sealedsecrets.bitnami.com/managed": "true"}
+    assert vss["spec"]["destination"]["create"] is True and "overwrite" not in vss["spec"]["destination"]
+    assert after["Deployment"] == before["Deployment"]
+    assert after["VaultAuth"] == before["VaultAuth"] and after["VaultConnection"] == before["VaultConnection"]
+    r = cli("export", "--stack", "dev", "--root", str(tmp_path))  # the CRD schemas accept it
+    assert r.code == 0, r.err
+
+    (tmp_path / "Pulumi.dev.yaml").write_text(STACK.format(backend="manual"))
+    r = cli("migrate", "--stack", "dev", "--to", to, "--prepare", "--root", str(tmp_path))
+    assert r.code == 2 and "--prepare is for a sealed-secrets, sops or vault stack" in r.err, r
+
+
+@pytest.mark.parametrize("to", ["sealed-secrets", "sops"])
+def test_a_move_away_from_vault_keeps_the_operator_until_finish(tmp_path, cli, cert_pem_and_key, to):
+    """The switch away from Vault drops the apps layer's VaultConnection, VaultAuths and
+    VaultStaticSecrets. Had it also dropped Vault and the operator (and the operator's namespace),
+    nothing would remove the operator's finalizers and the applier could not keep its rights to
+    prune (the export refuses a Role in a namespace the stack does not have: the failure of
+    2026-12-07 through the real Flux). `uninstall` keeps both until `--finish`; the export passes.
+    The values come from a fake kv-v2 (tests/vault/fakevault.py)."""
+    import hvac
+    import responses
+
+    from tests.vault.fakevault import FakeVault
+
+    cert, _ = cert_pem_and_key
+    (tmp_path / "certs").mkdir()
+    (tmp_path / "certs/dev.pem").write_bytes(cert)
+    (tmp_path / "Pulumi.dev.yaml").write_text(VAULT_STACK)
+    (tmp_path / "Pulumi.yaml").write_text("name: t\nruntime: python\n")
+    r = cli("migrate", "--stack", "dev", "--to", to, "--prepare", "--root", str(tmp_path))
+    assert r.code == 0, r.err
+
+    def releases(objs: dict[str, list[dict]]) -> set[str]:
+        return {o["metadata"]["name"] for o in objs.get("HelmRelease", [])}
+
+    before = _by_kind(tmp_path)
+    assert {"vault", "vault-secrets-operator"} <= releases(before)
+    assert _operator_rights(before) == {
+        "web": {"vaultauths", "vaultstaticsecrets"},
+        OPERATOR_NS: {"vaultconnections"},
+    }
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as rsps:
+        vault = FakeVault(rsps)
+        vault.enable_kv2("secret")
+        vault.store("secret").seed("web", {"A": "1", "EMPTY": ""})
+        material = migrate.Material(
+            vault_client=hvac.Client(url=vault.addr, token=vault.token),
+            age_recipients=[sops.generate_age_key().recipient],
+        )
+        report = migrate.migrate(tmp_path, "dev", to, material)
+    assert report.switched and report.values == 2
+    assert any("--cascade=orphan" in w for w in report.warnings), report.warnings
+    cfg = load_stack("dev", tmp_path)
+    assert cfg.backend == to and cfg.vault_migration == "uninstall" and cfg.installs_vault
+    during = _by_kind(tmp_path)
+    assert not {"VaultConnection", "VaultAuth", "VaultStaticSecret"} & during.keys()
+    assert {"vault", "vault-secrets-operator"} <= releases(during)
+    assert OPERATOR_NS in {n["metadata"]["name"] for n in during["Namespace"]}
+    rights = _operator_rights(during)
+    assert rights["web"] >= {"vaultauths", "vaultstaticsecrets"} and rights[OPERATOR_NS] == {"vaultconnections"}
+    r = cli("export", "--stack", "dev", "--root", str(tmp_path))
+    assert r.code == 0, r.err
+    role = tmp_path / f"k8s/dev/infrastructure/role-{OPERATOR_NS}-dev-apps-applier.yaml"
+    assert "vaultconnections" in role.read_text()
+
+    r = cli("migrate", "--stack", "dev", "--to", to, "--finish", "--root", str(tmp_path))
+    assert r.code == 0 and "vaultMigration removed" in r.out, r.err
+    cfg = load_stack("dev", tmp_path)
+    assert cfg.vault_migration is None and not cfg.installs_vault
+    after = _by_kind(tmp_path)
+    assert not {"vault", "vault-secrets-operator"} & releases(after) and _operator_rights(after) == {}
+    assert OPERATOR_NS not in {n["metadata"]["name"] for n in after["Namespace"]}
+    r = cli("export", "--stack", "dev", "--root", str(tmp_path))
+    assert r.code == 0, r.err
+    assert not role.exists()

@@ -1,37 +1,38 @@
-"""Issue 20 §3: `ksecrets migrate --stack dev --to B` for a pair no other test runs through Git:
-sops -> sealed-secrets (vault -> sealed-secrets and vault -> sops are written below but not yet
-run: see PAIRS). Each phase (`--prepare`, the
-switch, `--finish` where the target has one) is exported, committed, pushed and reconciled to Ready
-by the real Flux; the three pairs the other tests run are test_flux_migrate.py (sealed-secrets ->
-vault), test_flux_migrate_sops.py (sealed-secrets -> sops) and test_flux_migrate_sops_vault.py
-(sops -> vault).
+"""Issue 20 §3: `ksecrets migrate --stack dev --to B` for the pairs no other test runs through Git:
+sops -> sealed-secrets, vault -> sealed-secrets and vault -> sops. Each phase (`--prepare`, the
+switch, `--finish` where the switch set a phase) is exported, committed, pushed and reconciled to
+Ready by the real Flux; the three pairs the other tests run are test_flux_migrate.py
+(sealed-secrets -> vault), test_flux_migrate_sops.py (sealed-secrets -> sops) and
+test_flux_migrate_sops_vault.py (sops -> vault).
 
 Real: kube-apiserver + kube-controller-manager (the garbage collector that deletes a Secret whose
-owner is deleted), source-controller and kustomize-controller v1.9.6 (applying, pruning, SOPS
-decryption with the age key Secret of `decryption.secretRef`), git's http-backend, the
-sealed-secrets controller v0.36.6 with a key from `ksecrets keygen`, Vault (dev server, TLS) and the
-Vault Secrets Operator, and every `ksecrets` command: `sops set`, `vault bootstrap`, `vault push`,
-`migrate --prepare`, `migrate`, `migrate --finish`, `export`, `scan`. The setup is
-harness/migrate.py's, one cluster per pair (the pairs' stacks would share the infrastructure
-layer's objects, Vault's HelmRelease and VaultConnection among them, so one cluster for all is not
-safe).
+owner is deleted, and orphans it on `--cascade=orphan`), source-controller and kustomize-controller
+v1.9.6 (applying, pruning, SOPS decryption with the age key Secret of `decryption.secretRef`), git's
+http-backend, the sealed-secrets controller v0.36.6 with a key from `ksecrets keygen`, Vault (dev
+server, TLS) and the Vault Secrets Operator, and every `ksecrets` command: `sops set`, `vault
+bootstrap`, `vault push`, `migrate --prepare`, `migrate`, `migrate --finish`, `export`, `scan`. The
+setup is harness/migrate.py's, one cluster per pair (the pairs' stacks would share the
+infrastructure layer's objects, Vault's HelmRelease and VaultConnection among them, so one cluster
+for all is not safe).
 
 Simulated, one named place each: helm-controller and the chart repositories (gitops.HelmStandIn:
-Vault, the operator and the sealed-secrets controller run as local processes); the scheduler and
-kubelet (kubelet.PodStandIn); what `flux bootstrap` writes and the flux-system Kustomization that
-keeps `sync/` applied (flux.FluxControllers.bootstrap, applied again at each commit). The age key
-Secret is created by hand, as README says; `vault.address` points at the local Vault.
+Vault, the operator and the sealed-secrets controller run as local processes, and pruning their
+HelmReleases at `--finish` does not stop them); the scheduler and kubelet (kubelet.PodStandIn); what
+`flux bootstrap` writes and the flux-system Kustomization that keeps `sync/` applied
+(flux.FluxControllers.bootstrap, applied again at each commit). The age key Secret is created by
+hand, as README says; `vault.address` points at the local Vault.
 
 Asserted per pair, from a watcher sampling the Secret every 0.2 s: the Secret never holds anything
 but the source's values, byte for byte (what `kubectl create secret --from-env-file` makes of the
-env file: an empty value, `=`, spaces, UTF-8); it holds them at the end, owned by the new mechanism
-(the SealedSecret; Flux's apps Kustomization for sops); the old objects are gone from the cluster and
-Flux's inventory; `ksecrets scan --env-file` finds no value in the committed tree. A sops source is
-never absent between phases (its `--prepare`: `prune: disabled` and the controller's `managed`
-annotation). A vault source has no `--prepare` (the command refuses it): when Flux prunes the
-VaultStaticSecret the garbage collector deletes its Secret, and the test measures how long it is
-absent until the new mechanism writes it (for sops: at the Kustomization's next reconcile, requested
-as `flux reconcile` does). That gap is the known limit README states, measured here, not hidden.
+env file: an empty value, `=`, spaces, UTF-8), and is never absent; it holds them at the end, owned
+by the new mechanism (the SealedSecret; Flux's apps Kustomization for sops); the old objects are gone
+from the cluster and Flux's inventory; `ksecrets scan --env-file` finds no value in the committed
+tree. A sops source's `--prepare`: `prune: disabled` and the controller's `managed` annotation. A
+vault source's `--prepare` (`release`): the VaultStaticSecret keeps `prune: disabled` (its Secret
+carries its ownerReference, and Flux prunes in the background) and has the operator write `managed`;
+the switch (`uninstall`) keeps Vault and the operator installed while Flux prunes the VaultAuth and
+the VaultConnection; the VaultStaticSecret is deleted as `migrate` says (`--cascade=orphan`, the
+garbage collector removes its ownerReference from the Secret); `--finish` drops the install.
 """
 
 from __future__ import annotations
@@ -46,14 +47,15 @@ from tests.e2e.harness.migrate import APP_NS, DEPLOYMENT, SECRET, MigrationRig, 
 from tests.e2e.harness.sealed_secrets import ksecrets_run
 
 STACK = "dev"
-# The vault-source pairs (vault -> sealed-secrets, vault -> sops) are not here yet: run through Git
-# they failed (2026-12-07). After the switch the apps layer no longer holds the operator's objects
-# and its applier may not prune them, and keeping those rights needs a Role in the operator's
-# namespace, which the stack no longer creates (export refuses it). Open in issue 20.
-PAIRS = [("sops", "sealed-secrets")]
+PAIRS = [("sops", "sealed-secrets"), ("vault", "sealed-secrets"), ("vault", "sops")]
 AGE = sops.generate_age_key()  # the sops source's key (a sops target gets a key of its own)
 VSS_API = f"/apis/secrets.hashicorp.com/v1beta1/namespaces/{APP_NS}/vaultstaticsecrets"
 SEALED_API = f"/apis/bitnami.com/v1alpha1/namespaces/{APP_NS}/sealedsecrets"
+VSO_NS = "vault-secrets-operator-system"
+VSO_OBJECTS = (
+    f"/apis/secrets.hashicorp.com/v1beta1/namespaces/{APP_NS}/vaultauths",
+    f"/apis/secrets.hashicorp.com/v1beta1/namespaces/{VSO_NS}/vaultconnections",
+)
 FIGURES: list[str] = []
 
 
@@ -88,6 +90,13 @@ def annotations(rig: MigrationRig) -> dict[str, str]:
 def applied_by_flux(rig: MigrationRig) -> bool:
     labels = (secret(rig).get("metadata") or {}).get("labels") or {}
     return labels.get("kustomize.toolkit.fluxcd.io/name") == f"{STACK}-apps"
+
+
+def helm_releases(rig: MigrationRig) -> set[str]:
+    """The HelmReleases in Flux's inventory of the infrastructure layer (ids: ns_name_group_kind)."""
+    k = rig.flux.kustomization(f"{STACK}-infrastructure") or {}
+    ids = [e["id"].split("_") for e in k["status"]["inventory"]["entries"]]
+    return {i[1] for i in ids if i[-1] == "HelmRelease"}
 
 
 def test_migrate_pair_through_git(pair):
@@ -127,22 +136,25 @@ def test_migrate_pair_through_git(pair):
         res = ksecrets_run(
             "migrate", "--stack", STACK, "--to", target, "--prepare", cwd=rig.ws.root, env=rig.env, expect_ok=False
         )
+        assert res.returncode == 0, res.stderr
         if source == "sops":
-            assert res.returncode == 0, res.stderr
             wanted = {"kustomize.toolkit.fluxcd.io/prune": "disabled"}
             if target == "sealed-secrets":
                 wanted["sealedsecrets.bitnami.com/managed"] = "true"
             assert all(f"{k}: {v}" in res.stdout for k, v in wanted.items()), res.stdout
-            rig.publish(f"dev: SOPS Secret kept and handed over (migrate --to {target} --prepare)")
-            cluster.wait(
-                "the Secret carries the handover annotations",
-                lambda: wanted.items() <= annotations(rig).items(),
-                120,
-            )
-            phases.append("prepare")
-        else:
-            assert res.returncode == 2 and "--prepare is for a sealed-secrets or sops stack" in res.stderr, res
-            phases.append("prepare refused")
+        else:  # the operator writes the controller's annotation; Flux will leave the VaultStaticSecret
+            wanted = {"sealedsecrets.bitnami.com/managed": "true"}
+            assert "vaultMigration: release" in res.stdout, res.stdout
+        rig.publish(f"dev: the Secret kept and handed over (migrate --to {target} --prepare)")
+        cluster.wait(
+            "the Secret carries the handover annotations",
+            lambda: wanted.items() <= annotations(rig).items(),
+            120,
+        )
+        if source == "vault":
+            vss = cluster.get(f"{VSS_API}/{DEPLOYMENT}") or {}
+            assert vss["metadata"]["annotations"]["kustomize.toolkit.fluxcd.io/prune"] == "disabled", vss
+        phases.append("prepare")
         timings["prepare"] = time.monotonic() - t
 
         # Phase 2: the switch.
@@ -167,21 +179,25 @@ def test_migrate_pair_through_git(pair):
             def new_owner() -> bool:
                 return applied_by_flux(rig) and watcher.last.values == original
 
-        try:
-            cluster.wait(f"the Secret written by {target}", new_owner, 60)
-        except AssertionError:
-            if source != "vault":
-                raise
-            # The garbage collector deleted the Secret with its VaultStaticSecret after Flux had
-            # applied the new one; Flux writes it again at the next reconcile (`flux reconcile`).
-            rig.reconcile()
-            cluster.wait(f"the Secret written by {target} (after a reconcile)", new_owner, 180)
-            phases.append("reconcile requested")
+        cluster.wait(f"the Secret written by {target}", new_owner, 60)
         owned_at = time.monotonic()
         kinds = rig.inventory_kinds()
         if source == "vault":
-            cluster.wait("the VaultStaticSecrets pruned", lambda: not (cluster.get(VSS_API) or {}).get("items"), 120)
-            assert "VaultStaticSecret" not in kinds, kinds
+            # `uninstall`: Flux pruned the VaultAuth and the VaultConnection (the operator, still
+            # installed, removed its finalizers) and left the VaultStaticSecret (prune: disabled).
+            for api in VSO_OBJECTS:
+                cluster.wait(
+                    f"{api.rsplit('/', 1)[-1]} pruned", lambda api=api: not (cluster.get(api) or {}).get("items"), 120
+                )
+            assert not {"VaultStaticSecret", "VaultAuth", "VaultConnection"} & kinds, kinds
+            assert cluster.get(f"{VSS_API}/{DEPLOYMENT}") is not None
+            assert {"vault", "vault-secrets-operator"} <= helm_releases(rig), helm_releases(rig)
+            # What `migrate` told the user: delete it without its Secret, before `--finish`.
+            cluster.kubectl("-n", APP_NS, "delete", "vaultstaticsecret", DEPLOYMENT, "--cascade=orphan", "--wait=true")
+            cluster.wait("the VaultStaticSecret gone", lambda: not (cluster.get(VSS_API) or {}).get("items"), 120)
+            unowned = ("SealedSecret",) if target == "sealed-secrets" else ()
+            cluster.wait("the Secret without the operator's ownerReference", lambda: watcher.last.owners == unowned, 60)
+            phases.append("VaultStaticSecret deleted (--cascade=orphan)")
         else:
             assert "Secret" not in kinds, kinds  # dropped from Flux's inventory, left in place (prune: disabled)
         if target == "sealed-secrets":
@@ -192,16 +208,18 @@ def test_migrate_pair_through_git(pair):
         phases.append("switch")
         timings["switch"] = time.monotonic() - t
 
-        # Phase 3: --finish, for a target that has a handover phase (sops); the switch to
-        # sealed-secrets ends the migration (its switch sets no vaultMigration).
+        # Phase 3: --finish, after a switch that set a phase (to sops: `handover`; away from Vault:
+        # `uninstall`, whose --finish drops Vault and the operator); sops -> sealed-secrets ends at the switch.
         t = time.monotonic()
         res = ksecrets_run(
             "migrate", "--stack", STACK, "--to", target, "--finish", cwd=rig.ws.root, env=rig.env, expect_ok=False
         )
-        if target == "sops":
+        if target == "sops" or source == "vault":
             assert res.returncode == 0 and "vaultMigration removed" in res.stdout, res
             rig.publish(f"dev: migration done (migrate --to {target} --finish)")
             phases.append("finish")
+            if source == "vault":
+                assert not {"vault", "vault-secrets-operator"} & helm_releases(rig), helm_releases(rig)
         else:
             assert res.returncode == 2 and "vaultMigration: is not set" in res.stderr, res
         time.sleep(2.0)
@@ -221,8 +239,7 @@ def test_migrate_pair_through_git(pair):
     else:
         assert final.owners == () and applied_by_flux(rig), final.owners
     absent = [s for s in samples if s.values is None]
-    if source == "sops":
-        assert not absent, f"the Secret was absent in {len(absent)} samples"
+    assert not absent, f"the Secret was absent in {len(absent)} samples"
     gap = (absent[-1].at - absent[0].at + 0.2) if absent else 0.0
     assert all(s.at >= switched_at for s in absent), "the Secret was absent before the switch"
     assert all(s.at <= owned_at for s in absent), "the Secret was absent after the new mechanism wrote it"

@@ -161,3 +161,31 @@ def test_phases_out_of_order_are_refused(cli, sealed_stack):
         "ksecrets: Pulumi.staging.yaml: vaultMigration: phase handover needs backend vault, not sealed-secrets\n",
     )
     f.write_bytes(before)
+
+
+def test_uninstall_phase_is_a_stack_switched_away_from_vault_that_still_installs_it(cli, sealed_stack):
+    """`uninstall` (written by the switch away from Vault): the stack still installs Vault and the
+    operator, so it needs its vault section (without it the export refuses with one line); it drops
+    the operator's objects from the apps layer; `--finish` ends it and with it the install."""
+    root, _, _ = sealed_stack
+    f = root / "Pulumi.staging.yaml"
+    before = f.read_bytes()
+    sealed = "k8s-secrets:backend: sealed-secrets"
+    f.write_text(before.decode().replace(sealed, sealed + "\n  k8s-secrets:vaultMigration: uninstall"))
+    r = cli("export", "--root", str(root))
+    assert (r.code, r.err) == (
+        2,
+        "ksecrets: Pulumi.staging.yaml: vaultMigration: phase uninstall needs a vault section "
+        "(the Vault this stack still installs)\n",
+    )
+    f.write_text(
+        before.decode().replace(sealed, sealed + "\n  k8s-secrets:vaultMigration: uninstall\n  k8s-secrets:vault: {}")
+    )
+    cfg = load_stack("staging", root)
+    assert cfg.installs_vault and not cfg.spec.vault
+    kinds = {p.obj["kind"] for p in plan_stack(cfg)}
+    assert "HelmRelease" in kinds and not {"VaultStaticSecret", "VaultAuth", "VaultConnection"} & kinds
+    r = cli("migrate", "--stack", "staging", "--to", "sealed-secrets", "--finish", "--root", str(root))
+    assert r.code == 0 and "vaultMigration removed" in r.out, r.err
+    assert not load_stack("staging", root).installs_vault
+    f.write_bytes(before)
