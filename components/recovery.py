@@ -488,8 +488,8 @@ def kubectl_argv(context: str, kubeconfig: str | None, env: Mapping[str, str]) -
 
 
 def list_objects(argv: list[str], kinds: Iterable[tuple[str, str]], env: Mapping[str, str]) -> list[dict[str, Any]]:
-    """Every object of `kinds` cluster-wide, managedFields included (a kind the server does not
-    serve, a CRD not installed, is skipped)."""
+    """Every object of `kinds` cluster-wide, as apiVersion, kind and metadata (managedFields
+    included; nothing else is kept). A kind the server does not serve, a CRD not installed, is skipped."""
     out: list[dict[str, Any]] = []
     for api_version, kind in kinds:
         path, token = list_path(api_version, kind), ""
@@ -505,7 +505,8 @@ def list_objects(argv: list[str], kinds: Iterable[tuple[str, str]], env: Mapping
                 raise RecoveryError(f"kubectl get --raw {path}: {line}")
             page = json.loads(res.stdout)
             for item in page.get("items") or []:
-                out.append({"apiVersion": api_version, "kind": kind, **item})
+                # Only the identity and managedFields are kept: a Secret's data is dropped here.
+                out.append({"apiVersion": api_version, "kind": kind, "metadata": item.get("metadata") or {}})
             token = (page.get("metadata") or {}).get("continue") or ""
             if not token:
                 break

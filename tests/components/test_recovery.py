@@ -351,6 +351,7 @@ def test_listing_pages_and_skips_kinds_the_server_does_not_serve(tmp_path):
     pages = {
         "/api/v1/namespaces?limit=500": {"items": [{"metadata": {"name": "a"}}], "metadata": {"continue": "t1"}},
         "/api/v1/namespaces?limit=500&continue=t1": {"items": [{"metadata": {"name": "b"}}], "metadata": {}},
+        "/api/v1/configmaps?limit=500": {"items": [{"metadata": {"name": "c"}, "data": {"k": "v"}}]},
         "/api/v1/secrets?limit=500": "Error from server (Forbidden): secrets is forbidden",
     }
     (tmp_path / "pages.json").write_text(json.dumps(pages))
@@ -371,6 +372,8 @@ def test_listing_pages_and_skips_kinds_the_server_does_not_serve(tmp_path):
     argv = recovery.kubectl_argv("dev", None, env)
     listed = recovery.list_objects(argv, [("v1", "Namespace"), ("apps/v1", "Deployment")], env)
     assert [(o["kind"], o["metadata"]["name"]) for o in listed] == [("Namespace", "a"), ("Namespace", "b")]
+    (kept,) = recovery.list_objects(argv, [("v1", "ConfigMap")], env)
+    assert kept == {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"}}  # data is not kept
     with pytest.raises(RecoveryError, match=r"^kubectl get --raw /api/v1/secrets: Error from server \(Forbidden\)"):
         recovery.list_objects(argv, [("v1", "Secret")], env)
 
