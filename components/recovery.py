@@ -587,7 +587,7 @@ class Engine:
         return preview_document(result.stdout)
 
     def refresh(self) -> None:
-        self.stack.refresh(on_output=self.output, color="never")
+        self.stack.refresh(on_output=self.output, color="never", show_secrets=False)
 
     def up(self) -> dict[str, int]:
         up = self.stack.up(on_output=self.output, color="never", show_secrets=False)

@@ -421,3 +421,33 @@ def test_locks_of_a_file_backend_are_found(tmp_path: Path):
     lock.write_text("{}")
     assert recovery._lock_files(f"file://{tmp_path}?metadata=skip", "k8s-secrets", "dev") == [lock]
     assert recovery._lock_files(f"file://{tmp_path}", "k8s-secrets", "prod") == []
+
+
+def test_the_engines_export_and_import_keep_secrets_ciphertext(tmp_path, monkeypatch):
+    """The Automation API's `export_stack` runs `stack export --show-secrets` and its `import_stack`
+    writes that plaintext to a temp file: the recovery's export asks for no secret and its import
+    reads stdin. A stand-in `pulumi` records every command it is given."""
+    seen = tmp_path / "seen.jsonl"
+    fake = tmp_path / "bin" / "pulumi"
+    fake.parent.mkdir()
+    fake.write_text(
+        f"#!{sys.executable}\nimport json, sys\nargs = sys.argv[1:]\n"
+        "stdin = sys.stdin.read() if args[:2] == ['stack', 'import'] else ''\n"
+        f"open({str(seen)!r}, 'a').write(json.dumps({{'args': args, 'stdin': stdin}}) + '\\n')\n"
+        "if args[:1] == ['version']:\n    print('v3.274.0')\n"
+        "elif args[:2] == ['stack', 'export']:\n"
+        "    print(json.dumps({'version': 3, 'deployment': {'resources': [{'urn': 'u', 'outputs': "
+        "{'data': {'4dabf18193072939515e22adb298388d': '1b47061264138c4ac30d75fd1eb44270', 'ciphertext': 'v1:abc'}}}]}}))\n"
+    )
+    fake.chmod(0o755)
+    (tmp_path / "Pulumi.yaml").write_text("name: k8s-secrets\nruntime: python\n")
+    monkeypatch.setenv("PATH", f"{fake.parent}:/usr/bin:/bin")
+    engine = recovery.Engine(tmp_path, "dev", {}, lambda line: None)
+    doc = engine.export()
+    engine.import_(doc)
+    calls = [json.loads(line) for line in seen.read_text().splitlines()]
+    export, imported = [c for c in calls if c["args"][:1] == ["stack"] and c["args"][1] in ("export", "import")]
+    assert export["args"] == ["stack", "export", "--stack", "dev", "--non-interactive"]
+    assert imported["args"] == ["stack", "import", "--stack", "dev", "--non-interactive"]
+    assert json.loads(imported["stdin"]) == doc and "v1:abc" in imported["stdin"]
+    assert not [c for c in calls if "--show-secrets" in c["args"] or "--file" in c["args"]], calls
