@@ -127,14 +127,22 @@ def marker_dir(backend_url: str, env: Mapping[str, str]) -> Path:
     """Where the stacks' run markers live: `KSECRETS_RUN_MARKERS`, else beside a file backend's state."""
     if env.get(MARKERS_ENV):
         return Path(env[MARKERS_ENV]).expanduser()
-    parsed = urlparse(backend_url)
-    if parsed.scheme == "file":
-        path = unquote(parsed.netloc + parsed.path) if parsed.netloc not in ("", "localhost") else unquote(parsed.path)
-        return Path(path).expanduser() / ".ksecrets-runs"
+    state = file_backend_dir(backend_url)
+    if state is not None:
+        return state / ".ksecrets-runs"
     raise RecoveryError(
         f"--no-checkpoints needs a place for its run marker that outlives this runner: the backend "
-        f"{parsed.scheme or backend_url}:// has none here; set {MARKERS_ENV} to a durable directory"
+        f"{urlparse(backend_url).scheme or backend_url}:// has none here; set {MARKERS_ENV} to a durable directory"
     )
+
+
+def file_backend_dir(backend_url: str) -> Path | None:
+    """The folder of a file backend (`file://<dir>[?query]`, `file://~/<dir>`), None for any other."""
+    parsed = urlparse(backend_url)
+    if parsed.scheme != "file":
+        return None
+    path = unquote(parsed.netloc + parsed.path) if parsed.netloc not in ("", "localhost") else unquote(parsed.path)
+    return Path(path).expanduser()
 
 
 def marker_path(directory: Path, project: str, stack: str) -> Path:
@@ -516,10 +524,10 @@ def list_objects(argv: list[str], kinds: Iterable[tuple[str, str]], env: Mapping
 # ---- the protocol on the engine -----------------------------------------------------------------
 def _lock_files(backend_url: str, project: str, stack: str) -> list[Path]:
     """A file backend's lock files of the stack (a killed run's stays until `pulumi cancel`)."""
-    parsed = urlparse(backend_url)
-    if parsed.scheme != "file":
+    state = file_backend_dir(backend_url)
+    if state is None:
         return []
-    root = Path(unquote(parsed.path)).expanduser() / ".pulumi" / "locks"
+    root = state / ".pulumi" / "locks"
     return sorted(p for p in root.rglob("*.json") if p.parent.name == stack and p.parent.parent.name == project)
 
 

@@ -149,6 +149,7 @@ def test_a_damaged_marker_is_one_line(tmp_path):
 def test_the_marker_lives_beside_a_file_backends_state_or_where_it_is_told(tmp_path):
     assert marker_dir(f"file://{tmp_path}?metadata=skip", {}) == tmp_path / ".ksecrets-runs"
     assert marker_dir("https://api.pulumi.com", {"KSECRETS_RUN_MARKERS": str(tmp_path)}) == tmp_path
+    assert marker_dir("file://~/state", {}) == Path.home() / "state" / ".ksecrets-runs"
     with pytest.raises(RecoveryError, match="KSECRETS_RUN_MARKERS"):
         marker_dir("https://api.pulumi.com", {})
     with pytest.raises(RecoveryError):
