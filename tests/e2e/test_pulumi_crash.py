@@ -568,6 +568,61 @@ def test_a_killed_up_followed_by_a_different_program(setting, cluster_factory, e
         assert _converged(project, cluster, stack_file) == []
 
 
+def test_ksecrets_no_checkpoints_killed_while_creates_wait_then_recovered(cluster_factory, e2e_dir: Path):
+    """A first `ksecrets up --no-checkpoints` killed with part of its creates done: the HelmRelease
+    is never marked Ready during that run, so every object that depends on it (the SealedSecrets)
+    waits while the rest is created; the kill comes once every Deployment is on the server. The
+    recovery adopts exactly what is there (the state had nothing), and its `up` creates the rest."""
+    bins = require(*PULUMI, "kubectl")
+    cluster = cluster_factory("pulumi-crash-waiting")
+    bootstrap_flux(cluster)
+    doc = stack_doc(4)
+    doc["config"]["kubernetes:context"] = "e2e"
+    project = PulumiProject(
+        e2e_dir / "pulumi-crash-waiting",
+        bins,
+        "crash",
+        kubeconfig=cluster.kubeconfig,
+        stack_file=yamlio.dump(doc),
+        context=None,
+    ).init()
+    _kubectl_on_path(project, bins)
+    stack_file = project.project / "Pulumi.crash.yaml"
+    target = {_key(o): o for o in _exported(stack_file)}
+    deployments = {k for k in target if k[0] == "Deployment"}
+    waiting = {k for k in target if k[0] == "SealedSecret"}
+    assert deployments and waiting
+    with open(project.workdir / "killed-up.log", "a") as out:
+        proc = _start_up(project, {}, KSECRETS, out)
+        try:
+            procs.wait_for("every Deployment created", lambda: deployments <= set(_written_by_pulumi(cluster)), 300)
+            time.sleep(2)  # the run now waits for the HelmRelease, which nothing marks Ready
+            below = procs.descendants(proc.pid)
+            procs.kill_tree(proc.pid)
+            proc.wait(30)
+            procs.wait_for("the killed up's plugins gone", lambda: all(_gone(p) for p in below), 30)
+        finally:
+            if proc.poll() is None:
+                procs.kill_tree(proc.pid)
+                proc.wait(30)
+    on_server = set(_written_by_pulumi(cluster))
+    in_state, pending = _state_objects(project)
+    assert in_state == [] and pending == [], "the killed run wrote state"
+    assert not (waiting & on_server), "a SealedSecret was created before its HelmRelease was Ready"
+    left_behind = on_server & set(target)
+    assert left_behind and left_behind < set(target), left_behind
+    recovered = _recover(project, cluster, {}, KSECRETS)
+    adopted = _adopted(project)
+    print(
+        f"\nksecrets-no-checkpoints, first up killed while creates wait: {len(left_behind)} of {len(target)} "
+        f"objects on the server, none in the state; {', '.join(recovered)}; adopted {len(adopted)}"
+    )
+    assert adopted == left_behind, (sorted(adopted ^ left_behind), recovered)
+    assert _count(recovered, "adopted") == len(left_behind)
+    problems = _converged(project, cluster, stack_file)
+    assert problems == [], "\n".join(problems)
+
+
 def test_the_file_backend_writes_its_state_atomically_only_without_sidecars(e2e_dir: Path):
     """Why the harness's backend URL (and the README's `pulumi login`) carries `?metadata=skip`:
     by default each state write first rewrites `<state>.json.attrs` in place, and an empty sidecar
