@@ -452,3 +452,56 @@ def test_the_engines_export_and_import_keep_secrets_ciphertext(tmp_path, monkeyp
     assert imported["args"] == ["stack", "import", "--stack", "dev", "--non-interactive"]
     assert json.loads(imported["stdin"]) == doc and "v1:abc" in imported["stdin"]
     assert not [c for c in calls if "--show-secrets" in c["args"] or "--file" in c["args"]], calls
+
+
+class _FakeEngine:
+    """The engine's side of `run_up`, recorded: which commands ran, in which order."""
+
+    calls: list[str] = []
+    fail_up = False
+
+    def __init__(self, root, stack, env, output):
+        self.output = output
+
+    project = "k8s-secrets"
+
+    def backend_url(self) -> str:
+        return f"file://{self.root}?metadata=skip"
+
+    def up(self) -> dict[str, int]:
+        marker = _FakeEngine.marker
+        _FakeEngine.calls.append(f"up (marker {'there' if marker.is_file() else 'missing'})")
+        if _FakeEngine.fail_up:
+            raise RuntimeError("the engine failed")
+        return {"same": 1}
+
+
+def test_the_marker_is_written_before_the_up_and_removed_only_after_it_succeeds(tmp_path, monkeypatch):
+    _FakeEngine.root = tmp_path
+    _FakeEngine.marker = tmp_path / ".ksecrets-runs" / "k8s-secrets" / "dev.json"
+    _FakeEngine.calls = []
+    recovered = []
+    monkeypatch.setattr(recovery, "Engine", _FakeEngine)
+    monkeypatch.setattr(recovery, "recover", lambda engine, marker, env: recovered.append(marker) or ["recovery: x"])
+    lines: list[str] = []
+    # A clean run: the marker exists while the up runs, and is gone after it.
+    assert recovery.run_up(tmp_path, "dev", {}, lines.append) == {"same": 1}
+    assert _FakeEngine.calls == ["up (marker there)"] and not _FakeEngine.marker.exists() and recovered == []
+    # A run that fails (or is killed) keeps it; the next run recovers first, then removes it.
+    _FakeEngine.fail_up = True
+    with pytest.raises(RuntimeError):
+        recovery.run_up(tmp_path, "dev", {}, lines.append)
+    started = read_marker(_FakeEngine.marker)
+    assert started is not None and recovered == []
+    _FakeEngine.fail_up = False
+    recovery.run_up(tmp_path, "dev", {}, lines.append)
+    assert recovered == [started] and not _FakeEngine.marker.exists()
+    assert "recovery: x\n" in lines and any("did not finish" in line for line in lines)
+    # A locked stack (a killed run's lock file) is refused before anything runs.
+    lock = tmp_path / ".pulumi" / "locks" / "organization" / "k8s-secrets" / "dev" / "l.json"
+    lock.parent.mkdir(parents=True)
+    lock.write_text("{}")
+    _FakeEngine.calls = []
+    with pytest.raises(RecoveryError, match="is locked"):
+        recovery.run_up(tmp_path, "dev", {}, lines.append)
+    assert _FakeEngine.calls == [] and not _FakeEngine.marker.exists()
