@@ -1,14 +1,16 @@
 """Many stacks at once: `pulumi preview` or `pulumi up` over a selection of stacks through the
 Pulumi Automation API (`ksecrets preview|up --all-stacks` runs this; issue 22 item 6).
 
-    python -m components.automation {preview,up} [--parallel N] [--root DIR] STACK...
+    python -m components.automation {preview,up} [--parallel N] [--no-checkpoints] [--root DIR] STACK...
 
 Each stack runs in its own `LocalWorkspace` over the project folder (the program is the project's
 `__main__.py`, as `pulumi up` runs it), at most `--parallel` at once. A stack's output is held
 until it finishes and then printed whole under its name, so two stacks' lines never interleave;
 a table of every stack follows, and the exit code is the worst stack's (0 all ok, else the first
 failing code in the order 2 > 1 > any other). A preview runs with `PULUMI_SKIP_CHECKPOINTS=true`
-(it persists nothing); `up` keeps its checkpoints (README "Large stacks").
+(it persists nothing); `up` keeps its checkpoints (README "Large stacks") unless `--no-checkpoints`:
+then each stack's `up` runs with them skipped, under a run marker, and first recovers a run that
+did not finish (components/recovery.py; README "Pulumi at a thousand apps").
 
 Here because it imports Pulumi: nothing under `ksecrets/` does, so `ksecrets up` resolves the
 selection and starts this module.
@@ -64,8 +66,10 @@ def _last_error_line(text: str) -> str:
     return lines[-1][:300] if lines else ""
 
 
-def run_stack(root: Path, stack: str, operation: str, env: dict[str, str]) -> StackRun:
+def run_stack(root: Path, stack: str, operation: str, env: dict[str, str], no_checkpoints: bool = False) -> StackRun:
     from pulumi import automation as auto
+
+    from components import recovery
 
     run = StackRun(stack, operation)
     started = time.monotonic()
@@ -73,12 +77,17 @@ def run_stack(root: Path, stack: str, operation: str, env: dict[str, str]) -> St
     try:
         workspace = auto.LocalWorkspace(work_dir=str(root), env_vars={**env, **extra})
         target = auto.Stack.select(stack, workspace)
-        if operation == "preview":
+        if operation == "up" and no_checkpoints:
+            run.changes = recovery.run_up(root, stack, env, run.output.append)
+        elif operation == "preview":
             result = target.preview(on_output=run.output.append, color="never", diff=False)
             run.changes = {str(k): int(v) for k, v in result.change_summary.items()}
         else:
             up = target.up(on_output=run.output.append, color="never", show_secrets=False)
             run.changes = {str(k): int(v) for k, v in (up.summary.resource_changes or {}).items()}
+    except recovery.RecoveryError as exc:
+        run.code, run.problem = 2, f"ksecrets: {exc}"
+        run.output.append(run.problem)
     except auto.StackNotFoundError:
         run.code, run.problem = 2, f"no stack {stack!r} in this backend: run `pulumi stack init {stack}`"
     except auto.CommandError as exc:
@@ -111,7 +120,13 @@ def table(runs: list[StackRun]) -> str:
 
 
 def run_many(
-    root: Path, stacks: list[str], operation: str, parallel: int, out=None, env: dict[str, str] | None = None
+    root: Path,
+    stacks: list[str],
+    operation: str,
+    parallel: int,
+    out=None,
+    env: dict[str, str] | None = None,
+    no_checkpoints: bool = False,
 ) -> list[StackRun]:
     """Run `operation` on every stack, `parallel` at once; print each stack's block as it finishes."""
     out = out or sys.stdout
@@ -119,7 +134,7 @@ def run_many(
     base = dict(env if env is not None else {})
 
     def one(stack: str) -> StackRun:
-        run = run_stack(root, stack, operation, base)
+        run = run_stack(root, stack, operation, base, no_checkpoints)
         with lock:  # one stack's block at a time: never two stacks' lines interleaved
             verdict = "ok" if run.ok else f"FAILED (exit {run.code})"
             out.write(f"=== {stack}: pulumi {operation} {verdict} in {run.seconds:.1f} s\n")
@@ -137,11 +152,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("operation", choices=OPERATIONS)
     parser.add_argument("stacks", nargs="+", metavar="STACK")
     parser.add_argument("--parallel", type=int, default=2, help="stacks at once (default 2)")
+    parser.add_argument(
+        "--no-checkpoints",
+        action="store_true",
+        help="up: skip the engine's per-step checkpoints, safely (a run marker; a killed run is recovered first)",
+    )
     parser.add_argument("--root", type=Path, default=Path.cwd(), help="the project folder (Pulumi.yaml)")
     args = parser.parse_args(argv)
     if args.parallel < 1:
         parser.error("--parallel must be 1 or more")
-    runs = run_many(args.root.resolve(), list(dict.fromkeys(args.stacks)), args.operation, args.parallel, env={})
+    if args.no_checkpoints and args.operation != "up":
+        parser.error("--no-checkpoints is for up (a preview always skips them)")
+    stacks = list(dict.fromkeys(args.stacks))
+    runs = run_many(
+        args.root.resolve(), stacks, args.operation, args.parallel, env={}, no_checkpoints=args.no_checkpoints
+    )
     print()
     print(table(runs))
     code = worst([r.code for r in runs])

@@ -18,7 +18,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     for operation, what in (
         ("preview", "show what `pulumi up` would change"),
-        ("up", "apply the stacks with `pulumi up` (checkpoints kept)"),
+        ("up", "apply the stacks with `pulumi up` (checkpoints kept unless --no-checkpoints)"),
     ):
         p = sub.add_parser(
             operation,
@@ -29,6 +29,14 @@ def register(sub: argparse._SubParsersAction) -> None:
         chosen = p.add_mutually_exclusive_group(required=True)
         add_stacks_flag(chosen, all_stacks="every Pulumi.<stack>.yaml in the project")
         p.add_argument("--parallel", type=int, default=2, metavar="N", help="stacks at once (default 2)")
+        if operation == "up":
+            p.add_argument(
+                "--no-checkpoints",
+                action="store_true",
+                help="skip the engine's per-step checkpoints (fast at 1000s of objects); a run marker makes a "
+                "killed run recoverable: the next `up --no-checkpoints` adopts or deletes what it left "
+                "(README: Pulumi at a thousand apps)",
+            )
         add_root_flag(p, "the project folder")
         p.set_defaults(func=run, operation=operation)
 
@@ -52,4 +60,6 @@ def run(args: argparse.Namespace) -> int:
     if not stacks:
         raise KsecretsError(f"no stack files in {root}")
     argv = [sys.executable, "-m", "components.automation", args.operation, "--parallel", str(args.parallel)]
+    if getattr(args, "no_checkpoints", False):
+        argv.append("--no-checkpoints")
     return subprocess.run([*argv, "--root", str(root), *stacks], cwd=root).returncode

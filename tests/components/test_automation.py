@@ -39,7 +39,7 @@ def test_blocks_are_printed_whole_even_when_stacks_finish_together(monkeypatch):
 
     barrier = threading.Barrier(4)
 
-    def fake(root, stack, operation, env):
+    def fake(root, stack, operation, env, no_checkpoints=False):
         run = StackRun(stack, operation)
         barrier.wait()
         for i in range(50):

@@ -16,6 +16,11 @@ object of the program exactly once and no pending operation, the server holds ev
 program does not declare (no orphan). Phases: a first `up` (creates), an `up` that changes every
 app's secret and Deployment (updates), and one that removes a third of the apps (deletes). A second
 test kills an `up` and recovers with a different program (the added apps dropped again).
+The third setting is the opt-in `ksecrets up --no-checkpoints` (components/recovery.py): every `up`
+is that command (checkpoints skipped, under a run marker), killed the same way; its recovery is
+the stack's lock released (`pulumi cancel`, as the README says) and `ksecrets up --no-checkpoints`
+again, which finds the marker, adopts the killed run's objects that the program declares into the
+state (or leaves those it no longer declares for `up` to delete), refreshes and runs `up`.
 A run that finishes before its kill point is seen (a quick run between two looks at the server)
 is reverted by a finished `up` of the phase's first program and tried again at half the share, at
 most three tries; the tests assert that a run was killed. The seed is printed; KSECRETS_CRASH_SEED
@@ -28,6 +33,7 @@ import base64
 import copy
 import os
 import random
+import re
 import subprocess
 import sys
 import time
@@ -57,7 +63,13 @@ LISTS = (
     "/apis/source.toolkit.fluxcd.io/v1/helmrepositories",
     "/apis/helm.toolkit.fluxcd.io/v2/helmreleases",
 )
-SETTINGS = {"skip-checkpoints": SKIP_CHECKPOINTS, "checkpoints": {"PULUMI_SKIP_CHECKPOINTS": "false"}}
+SETTINGS = {
+    "skip-checkpoints": SKIP_CHECKPOINTS,
+    "checkpoints": {"PULUMI_SKIP_CHECKPOINTS": "false"},
+    # `ksecrets up --no-checkpoints`: it sets PULUMI_SKIP_CHECKPOINTS itself for its own commands.
+    "ksecrets-no-checkpoints": {},
+}
+KSECRETS = "ksecrets-no-checkpoints"
 
 # What the first runs on the real engine found (CLI 3.274.0, provider 4.25.0, file backend), and
 # the remedies these tests hold the project to (README "Pulumi at a thousand apps"):
@@ -169,13 +181,52 @@ def _terminating(cluster, namespace: str) -> bool:
     return ns is None or ns.get("status", {}).get("phase") == "Terminating"
 
 
-def _kill_midway(project: PulumiProject, cluster, env: dict, done, share: float, timeout: float = 600) -> dict:
+def _start_up(project: PulumiProject, env: dict, setting: str, out) -> subprocess.Popen:
+    """The `up` of a setting, in a session of its own: `pulumi up`, or `ksecrets up --no-checkpoints`
+    (the Automation API's Python, the CLI, the language host and the provider below it)."""
+    if setting != KSECRETS:
+        return project.start("up", "--yes", "--skip-preview", env=env, stdout=out)
+    argv = [sys.executable, "-m", "ksecrets", "up", "--stack", project.stack, "--no-checkpoints"]
+    return subprocess.Popen(
+        [*argv, "--parallel", "1", "--root", str(project.project)],
+        cwd=project.project,
+        env=project.env(env),
+        stdout=out,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        text=True,
+        start_new_session=True,
+    )
+
+
+def _up(project: PulumiProject, cluster, env: dict, setting: str) -> str:
+    """A finished `up` of the setting (a failure fails the test, with the log's end)."""
+    log = project.workdir / "up.log"
+    with open(log, "a") as out, HelmReleaseReady(cluster):
+        start = out.tell()
+        out.write(f"\n=== up ({setting})\n")
+        out.flush()
+        proc = _start_up(project, env, setting, out)
+        try:
+            code = proc.wait(900)
+        finally:
+            if proc.poll() is None:
+                procs.kill_tree(proc.pid)
+                proc.wait(30)
+    text = log.read_text()[start:]
+    assert code == 0, f"{setting}: up failed ({code}); log {log}:\n{text[-4000:]}"
+    return text
+
+
+def _kill_midway(
+    project: PulumiProject, cluster, env: dict, done, share: float, setting: str = "", timeout: float = 600
+) -> dict:
     """Start `up`, SIGKILL it (and its plugins, by PID) once `done()` reaches `share` of its total."""
     log = project.workdir / "killed-up.log"
     with open(log, "a") as out, HelmReleaseReady(cluster):
         out.write(f"\n=== up, killed at {share:.0%}\n")
         out.flush()
-        proc = project.start("up", "--yes", "--skip-preview", env=env, stdout=out)
+        proc = _start_up(project, env, setting, out)
         started = time.monotonic()
         try:
             while True:
@@ -197,7 +248,7 @@ def _kill_midway(project: PulumiProject, cluster, env: dict, done, share: float,
                 proc.wait(30)
 
 
-def _kill_at(project: PulumiProject, cluster, env: dict, progress, share: float, revert) -> dict:
+def _kill_at(project: PulumiProject, cluster, env: dict, progress, share: float, revert, setting: str = "") -> dict:
     """`_kill_midway`, tried again when the run finished before its kill point was seen (a fast run
     between two looks at the server: CI's run of 2026-12-07 saw a 36-object `up` without
     checkpoints end at 36 of 36). `revert()` puts the cluster and the state back where the phase
@@ -207,14 +258,14 @@ def _kill_at(project: PulumiProject, cluster, env: dict, progress, share: float,
     tries = 0
     while True:
         tries += 1
-        killed = _kill_midway(project, cluster, env, progress(), share)
+        killed = _kill_midway(project, cluster, env, progress(), share, setting)
         if killed["killed"] or tries == 3:
             return killed | {"tries": tries, "aimed at": f"{share:.0%}"}
         revert()
         share /= 2
 
 
-def _up_to(project: PulumiProject, cluster, env: dict, stack_file: Path, doc: dict) -> None:
+def _up_to(project: PulumiProject, cluster, env: dict, stack_file: Path, doc: dict, setting: str = "") -> None:
     """A finished `up` of `doc`, with no namespace Terminating before it or after it (the run that
     was not killed may have removed some, and `doc` or the next try creates them again)."""
 
@@ -227,17 +278,44 @@ def _up_to(project: PulumiProject, cluster, env: dict, stack_file: Path, doc: di
 
     procs.wait_for("no namespace Terminating", none_terminating, 120)
     stack_file.write_text(yamlio.dump(doc))
-    with HelmReleaseReady(cluster):
-        project.run("up", "--yes", "--skip-preview", env=env, timeout=900)
+    _up(project, cluster, env, setting)
     procs.wait_for("no namespace Terminating", none_terminating, 120)
 
 
-def _recover(project: PulumiProject, cluster, env: dict) -> list[str]:
+def _recover(project: PulumiProject, cluster, env: dict, setting: str = "") -> list[str]:
     """What a user does after a killed `up` (README "Pulumi at a thousand apps"), step by step:
     `pulumi cancel` (the killed run's lock; where this engine's cancel refuses on the file backend,
     the lock file is removed as its message says), each pending create made a resource of the
     state (`stack export` | .ci/pending_creates.py | `stack import`, which drops anything else
-    pending), `pulumi refresh`, then `up`. Returns what was found."""
+    pending), `pulumi refresh`, then `up`. Under `ksecrets up --no-checkpoints`: the lock, then
+    the same command again (its recovery). Returns what was found."""
+    found = _unlock(project, env)
+    if setting == KSECRETS:
+        marker = _marker(project)
+        assert marker.is_file(), f"no run marker after a killed ksecrets up: {marker}"
+        text = _up(project, cluster, env, setting)
+        assert not marker.exists(), "the run marker outlived a finished up"
+        found += [ln.split("recovery: ", 1)[1].strip() for ln in text.splitlines() if "recovery: " in ln]
+        return found
+    export = project.run("stack", "export", "--show-secrets=false", env=env).out
+    resolved = subprocess.run(
+        [sys.executable, str(PENDING_CREATES)], input=export, capture_output=True, text=True, check=True
+    )
+    found.append(resolved.stderr.strip().removeprefix("pending_creates: "))
+    (project.workdir / "resolved.json").write_text(resolved.stdout)
+    project.run("stack", "import", "--file", str(project.workdir / "resolved.json"), env=env)
+    project.run("refresh", "--yes", "--skip-preview", env=env, timeout=900)
+    with HelmReleaseReady(cluster):
+        project.run("up", "--yes", "--skip-preview", env=env, timeout=900)
+    return found
+
+
+def _marker(project: PulumiProject) -> Path:
+    """Where `ksecrets up --no-checkpoints` keeps its run marker: beside the file backend's state."""
+    return project.state / ".ksecrets-runs" / "k8s-secrets" / f"{project.stack}.json"
+
+
+def _unlock(project: PulumiProject, env: dict) -> list[str]:
     found = []
     cancel = project.run("cancel", "--yes", env=env, check=False, timeout=300)
     locks = sorted((project.state / ".pulumi" / "locks").rglob("*.json"))
@@ -249,16 +327,6 @@ def _recover(project: PulumiProject, cluster, env: dict) -> list[str]:
         found.append("lock file removed")
     else:
         found.append("not locked")
-    export = project.run("stack", "export", "--show-secrets=false", env=env).out
-    resolved = subprocess.run(
-        [sys.executable, str(PENDING_CREATES)], input=export, capture_output=True, text=True, check=True
-    )
-    found.append(resolved.stderr.strip().removeprefix("pending_creates: "))
-    (project.workdir / "resolved.json").write_text(resolved.stdout)
-    project.run("stack", "import", "--file", str(project.workdir / "resolved.json"), env=env)
-    project.run("refresh", "--yes", "--skip-preview", env=env, timeout=900)
-    with HelmReleaseReady(cluster):
-        project.run("up", "--yes", "--skip-preview", env=env, timeout=900)
     return found
 
 
@@ -320,7 +388,7 @@ def _phases(doc: dict, rng: random.Random) -> list[tuple[str, dict]]:
 
 @pytest.mark.parametrize("setting", list(SETTINGS))
 def test_up_killed_at_random_points_then_up_again_converges(setting, cluster_factory, e2e_dir: Path):
-    bins = require(*PULUMI)
+    bins = require(*PULUMI, "kubectl")
     rng = random.Random(f"{SEED}-{setting}")
     cluster = cluster_factory(f"pulumi-crash-{setting}")
     bootstrap_flux(cluster)
@@ -334,9 +402,11 @@ def test_up_killed_at_random_points_then_up_again_converges(setting, cluster_fac
         stack_file=yamlio.dump(doc),
         context=None,
     ).init()
+    _kubectl_on_path(project, bins)
     stack_file = project.project / "Pulumi.crash.yaml"
     env = SETTINGS[setting]
     report: list[str] = []
+    adopted: dict[str, int] = {}
     pending_found: list[str] = []
     before: dict = {}
     previous = copy.deepcopy(doc)
@@ -349,17 +419,33 @@ def test_up_killed_at_random_points_then_up_again_converges(setting, cluster_fac
         share = rng.uniform(0.1, 0.9)
 
         def revert(previous=previous, wanted=wanted) -> None:
-            _up_to(project, cluster, env, stack_file, previous)
+            _up_to(project, cluster, env, stack_file, previous, setting)
             stack_file.write_text(yamlio.dump(wanted))
 
-        killed = _kill_at(project, cluster, env, lambda: _progress(cluster, target, removed), share, revert)
+        state_before = _state_objects(project)[0]
+        killed = _kill_at(project, cluster, env, lambda: _progress(cluster, target, removed), share, revert, setting)
         report.append(f"{phase}: killed at {share:.0%} ({killed})")
-        _, pending = _state_objects(project)
+        in_state, pending = _state_objects(project)
+        if setting == KSECRETS:
+            # The premise: the killed run wrote no state (its creates are on the server only).
+            assert sorted(in_state) == sorted(state_before) and pending == [], f"{phase}: the killed run wrote state"
+            left_behind = set(_written_by_pulumi(cluster)) - set(in_state)
+            uncreated = _adopted(project)
         if any(p["type"] == "creating" for p in pending):
             # Creates the killed run had sent: with checkpoints the state says so (a pending
             # create); without, the state is the one before that run and records nothing.
             pending_found.append(f"{phase}: {sorted(p['type'] for p in pending)}")
-        report.append(f"{phase}: then {', '.join(_recover(project, cluster, env))}")
+        recovered = _recover(project, cluster, env, setting)
+        report.append(f"{phase}: then {', '.join(recovered)}")
+        if setting == KSECRETS:
+            adopted[phase] = _count(recovered, "adopted")
+            # The engine sets a resource's `created` only when it creates it: the objects that have
+            # none since this recovery are the ones it adopted, and each is one the killed run
+            # created (with provider 4.34.2 an `up` creating them again fails AlreadyExists).
+            now_adopted = _adopted(project) - uncreated
+            assert len(now_adopted) == adopted[phase] and now_adopted <= left_behind, (
+                f"{phase}: adopted {sorted(now_adopted)}; left behind by the kill {sorted(left_behind)}"
+            )
         problems = _converged(project, cluster, stack_file)
         assert problems == [], f"seed {SEED}, {setting}, {report}:\n" + "\n".join(problems)
         before = target
@@ -371,20 +457,51 @@ def test_up_killed_at_random_points_then_up_again_converges(setting, cluster_fac
     )
     kills = [r for r in report if "killed at" in r]
     assert all("'killed': True" in r for r in kills), f"seed {SEED}: a run ended before its kill point: {report}"
-    if setting == "skip-checkpoints":
+    if setting in ("skip-checkpoints", KSECRETS):
         # The state is written once, at the end: a killed run leaves it as it was, never half.
         assert pending_found == [], pending_found
+    if setting == KSECRETS:
+        # The create killed midway left objects only the recovery could put in the state.
+        assert adopted["create"] > 0, report
+
+
+def _count(lines: list[str], what: str) -> int:
+    """A figure of the recovery's summary line ("3 orphan(s) ...: 2 adopted, 1 to delete ...")."""
+    for line in lines:
+        m = re.search(rf"(\d+) {what}", line)
+        if m:
+            return int(m.group(1))
+    raise AssertionError(f"no '{what}' in the recovery's lines: {lines}")
+
+
+def _adopted(project: PulumiProject) -> set[tuple[str, str, str]]:
+    """Objects in the state that no `up` created (no `created` time): adopted by a recovery."""
+    deployment = project.export()["deployment"]
+    return {
+        _key(r["outputs"])
+        for r in deployment.get("resources", [])
+        if r["type"].startswith("kubernetes:") and r.get("custom") and not r.get("external") and not r.get("created")
+    }
+
+
+def _kubectl_on_path(project: PulumiProject, bins: dict[str, Path]) -> None:
+    """`ksecrets up --no-checkpoints` lists the cluster with kubectl (PATH), as on a workstation."""
+    link = project.bin / "kubectl"
+    if not link.exists():
+        link.symlink_to(bins["kubectl"])
 
 
 @pytest.mark.parametrize(
     "setting",
-    ["skip-checkpoints", "checkpoints"],
+    ["skip-checkpoints", "checkpoints", KSECRETS],
 )
 def test_a_killed_up_followed_by_a_different_program(setting, cluster_factory, e2e_dir: Path):
     """The killed run created objects for apps that the next program no longer has (a runner died,
     the next commit dropped the apps). What the state never recorded, neither `up` nor `pulumi
-    refresh` can find: without checkpoints they stay behind; with them the recovery leaves none."""
-    bins = require(*PULUMI)
+    refresh` can find: without checkpoints they stay behind; with them the recovery leaves none;
+    under `ksecrets up --no-checkpoints` its recovery finds them (the stack's field manager) and
+    the next `up` deletes them."""
+    bins = require(*PULUMI, "kubectl")
     rng = random.Random(f"{SEED}-different-{setting}")
     cluster = cluster_factory(f"pulumi-crash-diff-{setting}")
     bootstrap_flux(cluster)
@@ -400,30 +517,32 @@ def test_a_killed_up_followed_by_a_different_program(setting, cluster_factory, e
         stack_file=yamlio.dump(base),
         context=None,
     ).init()
+    _kubectl_on_path(project, bins)
     stack_file = project.project / "Pulumi.crash.yaml"
     env = SETTINGS[setting]
-    with HelmReleaseReady(cluster):
-        project.run("up", "--yes", "--skip-preview", env=env, timeout=900)
+    _up(project, cluster, env, setting)
     before = {_key(o): o for o in _exported(stack_file)}
     stack_file.write_text(yamlio.dump(more))
     target = {_key(o): o for o in _exported(stack_file)}
     share = rng.uniform(0.3, 0.8)
 
     def revert() -> None:
-        _up_to(project, cluster, env, stack_file, base)
+        _up_to(project, cluster, env, stack_file, base, setting)
         stack_file.write_text(yamlio.dump(more))
 
-    killed = _kill_at(project, cluster, env, lambda: _progress(cluster, target, set()), share, revert)
+    killed = _kill_at(project, cluster, env, lambda: _progress(cluster, target, set()), share, revert, setting)
     assert killed["killed"], killed
     created = sorted(set(_written_by_pulumi(cluster)) - set(before))
-    _, pending = _state_objects(project)
+    in_state, pending = _state_objects(project)
+    if setting == KSECRETS:
+        assert set(in_state) == set(before) and pending == [], "the killed run wrote state"
     in_flight = {
         _key(p["resource"]["inputs"])
         for p in pending
         if p["type"] == "creating" and p["resource"]["type"].startswith("kubernetes:")
     }
     stack_file.write_text(yamlio.dump(base))  # the next program: the added apps are gone again
-    recovered = _recover(project, cluster, env)
+    recovered = _recover(project, cluster, env, setting)
     orphans = sorted(set(_written_by_pulumi(cluster)) - set(before))
     orphans = [k for k in orphans if not (k[0] == "Namespace" and _terminating(cluster, k[2]))]
     print(
@@ -436,11 +555,72 @@ def test_a_killed_up_followed_by_a_different_program(setting, cluster_factory, e
         # Nothing of the killed run reached the state: every object it created stays behind.
         # This is why `up` keeps its checkpoints.
         assert orphans and set(orphans) <= set(created), orphans
+    elif setting == KSECRETS:
+        # The recovery found every object of the killed run (none in the state) and the next
+        # program declares none of them: each was left for `up` to delete.
+        assert _count(recovered, "to delete") >= len(created) - _count(recovered, "adopted"), recovered
+        assert orphans == [], f"seed {SEED}: orphans after ksecrets' recovery: {orphans}; {recovered}"
+        assert _converged(project, cluster, stack_file) == []
     else:
         # Each step that finished is in the state and deleted by the next up; the creates in
         # flight were pending creates, imported by the recovery's refresh and so deleted too.
         assert orphans == [], f"seed {SEED}: orphans with checkpoints: {orphans}; in flight {in_flight}"
         assert _converged(project, cluster, stack_file) == []
+
+
+def test_ksecrets_no_checkpoints_killed_while_creates_wait_then_recovered(cluster_factory, e2e_dir: Path):
+    """A first `ksecrets up --no-checkpoints` killed with part of its creates done: the HelmRelease
+    is never marked Ready during that run, so every object that depends on it (the SealedSecrets)
+    waits while the rest is created; the kill comes once every Deployment is on the server. The
+    recovery adopts exactly what is there (the state had nothing), and its `up` creates the rest."""
+    bins = require(*PULUMI, "kubectl")
+    cluster = cluster_factory("pulumi-crash-waiting")
+    bootstrap_flux(cluster)
+    doc = stack_doc(4)
+    doc["config"]["kubernetes:context"] = "e2e"
+    project = PulumiProject(
+        e2e_dir / "pulumi-crash-waiting",
+        bins,
+        "crash",
+        kubeconfig=cluster.kubeconfig,
+        stack_file=yamlio.dump(doc),
+        context=None,
+    ).init()
+    _kubectl_on_path(project, bins)
+    stack_file = project.project / "Pulumi.crash.yaml"
+    target = {_key(o): o for o in _exported(stack_file)}
+    deployments = {k for k in target if k[0] == "Deployment"}
+    waiting = {k for k in target if k[0] == "SealedSecret"}
+    assert deployments and waiting
+    with open(project.workdir / "killed-up.log", "a") as out:
+        proc = _start_up(project, {}, KSECRETS, out)
+        try:
+            procs.wait_for("every Deployment created", lambda: deployments <= set(_written_by_pulumi(cluster)), 300)
+            time.sleep(2)  # the run now waits for the HelmRelease, which nothing marks Ready
+            below = procs.descendants(proc.pid)
+            procs.kill_tree(proc.pid)
+            proc.wait(30)
+            procs.wait_for("the killed up's plugins gone", lambda: all(_gone(p) for p in below), 30)
+        finally:
+            if proc.poll() is None:
+                procs.kill_tree(proc.pid)
+                proc.wait(30)
+    on_server = set(_written_by_pulumi(cluster))
+    in_state, pending = _state_objects(project)
+    assert in_state == [] and pending == [], "the killed run wrote state"
+    assert not (waiting & on_server), "a SealedSecret was created before its HelmRelease was Ready"
+    left_behind = on_server & set(target)
+    assert left_behind and left_behind < set(target), left_behind
+    recovered = _recover(project, cluster, {}, KSECRETS)
+    adopted = _adopted(project)
+    print(
+        f"\nksecrets-no-checkpoints, first up killed while creates wait: {len(left_behind)} of {len(target)} "
+        f"objects on the server, none in the state; {', '.join(recovered)}; adopted {len(adopted)}"
+    )
+    assert adopted == left_behind, (sorted(adopted ^ left_behind), recovered)
+    assert _count(recovered, "adopted") == len(left_behind)
+    problems = _converged(project, cluster, stack_file)
+    assert problems == [], "\n".join(problems)
 
 
 def test_the_file_backend_writes_its_state_atomically_only_without_sidecars(e2e_dir: Path):

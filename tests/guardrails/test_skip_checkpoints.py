@@ -69,7 +69,8 @@ def test_up_keeps_its_checkpoints():
     runs (what pulumi-kubernetes 4.34.2 asks for) creates client-side since 4.29 and refuses an
     object that exists, so after a killed `up` without checkpoints every object that run created
     is outside the state and the next `up` fails on each; with checkpoints only the creates in
-    flight at the kill are, and the README's recovery (.ci/pending_creates.py, `pulumi refresh`) resolves those."""
+    flight at the kill are, and the README's recovery (.ci/pending_creates.py, `pulumi refresh`) resolves those.
+    Skipping them is the opt-in `ksecrets up --no-checkpoints`, with its own recovery (components/recovery.py)."""
     (step,) = _pulumi_steps("up")
     assert step["with"]["command"] == "up"
     assert "PULUMI_SKIP_CHECKPOINTS" not in (step.get("env") or {})
