@@ -346,6 +346,10 @@ def _switch(config: Any, cfg: StackConfig, spec: BackendSpec, keys, material: Ma
     if spec.sops_files and material.age_recipients:
         _add_recipients(config, material.age_recipients)
     if cfg.spec.vault and not spec.vault:
+        # A vault stack may rely on Vault's defaults (no `vault:` section): the switched stack must
+        # still install that same Vault until `--finish`, so the defaults are written out (an empty
+        # section is the defaults, as the model reads it).
+        config.setdefault(PREFIX + "vault", {})
         config[PREFIX + "vaultMigration"] = "uninstall"
 
 

@@ -318,14 +318,17 @@ def test_a_vault_stack_prepares_by_releasing_its_secrets(tmp_path, cli, to):
     assert r.code == 2 and "--prepare is for a sealed-secrets, sops or vault stack" in r.err, r
 
 
+@pytest.mark.parametrize("section", ["explicit", "defaults"])
 @pytest.mark.parametrize("to", ["sealed-secrets", "sops"])
-def test_a_move_away_from_vault_keeps_the_operator_until_finish(tmp_path, cli, cert_pem_and_key, to):
+def test_a_move_away_from_vault_keeps_the_operator_until_finish(tmp_path, cli, cert_pem_and_key, to, section):
     """The switch away from Vault drops the apps layer's VaultConnection, VaultAuths and
     VaultStaticSecrets. Had it also dropped Vault and the operator (and the operator's namespace),
     nothing would remove the operator's finalizers and the applier could not keep its rights to
     prune (the export refuses a Role in a namespace the stack does not have: the failure of
     2026-12-07 through the real Flux). `uninstall` keeps both until `--finish`; the export passes.
-    The values come from a fake kv-v2 (tests/vault/fakevault.py)."""
+    The values come from a fake kv-v2 (tests/vault/fakevault.py). A vault stack on Vault's defaults
+    (no `vault:` section) switches too: the e2e round trip sealed -> vault -> sealed found the
+    switch refused ("phase uninstall needs a vault section")."""
     import hvac
     import responses
 
@@ -334,7 +337,11 @@ def test_a_move_away_from_vault_keeps_the_operator_until_finish(tmp_path, cli, c
     cert, _ = cert_pem_and_key
     (tmp_path / "certs").mkdir()
     (tmp_path / "certs/dev.pem").write_bytes(cert)
-    (tmp_path / "Pulumi.dev.yaml").write_text(VAULT_STACK)
+    text = VAULT_STACK
+    if section == "defaults":
+        text = text.replace("  k8s-secrets:vault:\n    address: https://vault.example:8200\n", "")
+        assert "k8s-secrets:vault:" not in text
+    (tmp_path / "Pulumi.dev.yaml").write_text(text)
     (tmp_path / "Pulumi.yaml").write_text("name: t\nruntime: python\n")
     r = cli("migrate", "--stack", "dev", "--to", to, "--prepare", "--root", str(tmp_path))
     assert r.code == 0, r.err
