@@ -133,6 +133,24 @@ def _seal_env(root: Path, *selector: str, values: str) -> subprocess.CompletedPr
     )
 
 
+def _fail_the_second_write(monkeypatch) -> list[str]:
+    """Stack files are written as before, but the second write fails as a full disk does; returns
+    the names of the files written to, in order."""
+    from ksecrets.config import stackfile
+
+    real_write = stackfile.atomic_write_bytes
+    writes: list[str] = []
+
+    def failing(path, *args, **kwargs):
+        writes.append(Path(path).name)
+        if len(writes) == 2:
+            raise OSError(28, "No space left on device")
+        return real_write(path, *args, **kwargs)
+
+    monkeypatch.setattr(stackfile, "atomic_write_bytes", failing)
+    return writes
+
+
 def test_seal_env_seals_each_cluster_with_its_own_certificate_and_leaves_no_drift(fleet):
     staging = (fleet / "Pulumi.staging.yaml").read_bytes()
     res = _seal_env(fleet, "--env", "production", values="API_KEY=canary-one-0001\nTOKEN=canary-two-0002\n")
@@ -199,22 +217,12 @@ def test_one_cluster_that_cannot_be_sealed_for_writes_no_file(fleet, broken):
 def test_a_write_that_fails_midway_restores_every_stack_file(fleet, monkeypatch):
     """The transaction, not only the checks before it: the second file's write fails after the
     first was renamed into place; the first gets its bytes back."""
-    from ksecrets.config import stackfile
     from ksecrets.errors import KsecretsError
     from ksecrets.usecases.seal_stack import SealRequest, seal_into_stacks
 
     assert _seal_env(fleet, "--env", "production", values="API_KEY=canary-first\n").returncode == 0
     before = _files(fleet)
-    real_write = stackfile.atomic_write_bytes
-    writes: list[str] = []
-
-    def failing(path, *args, **kwargs):
-        writes.append(Path(path).name)
-        if len(writes) == 2:
-            raise OSError(28, "No space left on device")
-        return real_write(path, *args, **kwargs)
-
-    monkeypatch.setattr(stackfile, "atomic_write_bytes", failing)
+    writes = _fail_the_second_write(monkeypatch)
     with pytest.raises(KsecretsError, match=r"^Pulumi\.prod-b\.yaml: cannot write it \(No space left on device\)"):
         request = SealRequest(name=NAME, values={"API_KEY": b"canary-second"}, seal_key=SEAL_KEY.encode())
         seal_into_stacks(fleet, CLUSTERS, request)
@@ -662,19 +670,8 @@ def test_what_a_reseal_worker_sends_back_holds_no_plaintext(fleet):
 
 @pytest.mark.parametrize("jobs", ["1", "2"])
 def test_fleet_reseal_whose_write_fails_midway_restores_every_stack_file(fleet, monkeypatch, jobs):
-    from ksecrets.config import stackfile
-
     before = _renew_and_seal_two(fleet)
-    real_write = stackfile.atomic_write_bytes
-    writes: list[str] = []
-
-    def failing(path, *args, **kwargs):
-        writes.append(Path(path).name)
-        if len(writes) == 2:
-            raise OSError(28, "No space left on device")
-        return real_write(path, *args, **kwargs)
-
-    monkeypatch.setattr(stackfile, "atomic_write_bytes", failing)
+    writes = _fail_the_second_write(monkeypatch)
     res = ksecrets_in_process(
         "reseal", "--env", "production", *_all_old_keys(fleet), "--jobs", jobs, "--root", str(fleet), env=_env()
     )
