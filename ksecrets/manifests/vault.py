@@ -17,6 +17,7 @@ from typing import Any
 from ksecrets.config.model import App, DynamicSecretSpec, StackConfig, VaultConfig
 from ksecrets.manifests import flux
 from ksecrets.manifests.plan import PART_OF, Manifest, Planned, metadata
+from ksecrets.manifests.sealed_secrets import MANAGED_ANNOTATION
 
 VSO_API = f"{flux.VSO_GROUP}/v1beta1"
 REPOSITORY = "hashicorp"
@@ -313,8 +314,6 @@ def _destination(name: str, overwrite: bool = False, release: bool = False) -> d
         # controller's `managed` annotation on the Secret (it sets the destination's annotations at
         # every sync), so a SealedSecret takes the Secret over in place, its ownerReference replacing
         # the operator's; a SOPS Secret Flux applies ignores it.
-        from ksecrets.manifests.sealed_secrets import MANAGED_ANNOTATION
-
         dest["annotations"] = dict(MANAGED_ANNOTATION)
     return dest
 
