@@ -33,7 +33,15 @@ costs to deliver one stack.
 Setting `ksecrets` is skip's, with each `up` run as `ksecrets up --no-checkpoints` (the opt-in with
 a run marker and its recovery, components/recovery.py; a clean run recovers nothing).
 
-    .venv/bin/python bench/pulumi.py [--sizes 10,100,1000] [--settings skip,checkpoints,flux,ksecrets]
+Setting `recover` times that recovery: `ksecrets up --no-checkpoints` SIGKILLed (the whole tree, by
+PID) once half the apps' SealedSecrets are on the server, the stack's lock removed as a user does
+(`pulumi cancel`, or the lock file its message names), then the same command again, which finds
+the run marker, lists the cluster, adopts the orphans, imports, refreshes and runs `up`; then a
+`preview --expect-no-changes` that fails unless it converged. The same for an `up` of every app's
+secret killed when half of the SealedSecrets carry the new ciphertext. A killed run's CPU is what
+was sampled before the kill (the tree is never reaped by its parents).
+
+    .venv/bin/python bench/pulumi.py [--sizes 10,100,1000] [--settings skip,checkpoints,flux,ksecrets,recover]
                                      [--no-checkpoints-above 200] [--without-shim]
 
 `--without-shim` runs the program without components/sdk_drain.py (the SDK's quadratic drain).
@@ -94,9 +102,12 @@ SETTINGS = {
     # The opt-in `ksecrets up --no-checkpoints` (components/recovery.py): its `up` rows are that
     # command (run marker, the Automation API, checkpoints skipped); its previews are skip's.
     "ksecrets": {"PULUMI_SKIP_CHECKPOINTS": "true"},
+    # `ksecrets up --no-checkpoints` killed at half its work, then run again: what its recovery costs.
+    "recover": {"PULUMI_SKIP_CHECKPOINTS": "true"},
 }
+SEALED = "/apis/bitnami.com/v1alpha1/sealedsecrets"
 KSECRETS = ROOT / ".venv" / "bin" / "ksecrets"
-COLUMNS = ("cli", "python", "host", "provider", "kubectl", "server")
+COLUMNS = ("cli", "python", "host", "provider", "kubectl", "ksecrets", "server")
 
 
 def _stat(pid: int) -> tuple[str, float, float] | None:
@@ -195,7 +206,7 @@ def pulumi_run(
     project: PulumiProject, cluster: Cluster, args: tuple[str, ...], env: dict, timeout: float, via_ksecrets=False
 ) -> Run:
     """One run, timed. `via_ksecrets`: the `up` is `ksecrets up --no-checkpoints` (the Automation
-    API's Python counts under no column; the CLI's CPU is the tree's less every sampled process)."""
+    API's Python and the kubectl it runs count as `ksecrets`; the CLI is sampled)."""
     server0 = _server_cpu(cluster)
     log = project.workdir / "pulumi.log"
     with open(log, "a") as out:
@@ -216,16 +227,81 @@ def pulumi_run(
         seconds = time.monotonic() - started
     cpu = sampler.stop()
     # The CLI reaps its plugins and the host reaps the program: wait4 of the CLI is the whole tree.
-    # (Under `ksecrets up` the CLI is sampled too; the rest, ksecrets' own Python, counts as "other".)
+    # (Under `ksecrets up` the CLI is sampled too; the rest is ksecrets' own Python and its kubectl.)
     rest = max(tree - sum(cpu.values()), 0.0) if code is not None else 0.0
-    if via_ksecrets:
-        cpu["other"] = cpu.get("other", 0.0) + rest
+    if via_ksecrets:  # ksecrets' own Python, and what it runs besides the engine (kubectl)
+        cpu["ksecrets"] = cpu.pop("other", 0.0) + rest
     else:
         cpu["cli"] = rest
     cpu["server"] = _server_cpu(cluster) - server0
     ok = code == 0
     tail = "" if ok else log.read_text()[-1500:]
     return Run(" ".join(args), seconds, cpu, ok, tail)
+
+
+def killed_run(project: PulumiProject, cluster: Cluster, env: dict, reached, share: float, timeout: float) -> Run:
+    """`ksecrets up --no-checkpoints` SIGKILLed (every process of its tree, by PID) once `reached()`
+    (done, total) passes `share`. Its CPU is the sampler's: a killed tree is never reaped."""
+    log = project.workdir / "pulumi.log"
+    with open(log, "a") as out:
+        out.write(f"\n=== ksecrets up --no-checkpoints, killed at {share:.0%} {env}\n")
+        out.flush()
+        started = time.monotonic()
+        proc = _ksecrets_up(project, env, out)
+        sampler = Sampler(proc.pid)
+        note, ok = "", False
+        try:
+            while True:
+                done, total = reached()
+                if proc.poll() is not None:
+                    note = f"finished before its kill point ({done} of {total})"
+                    break
+                if done >= max(1, round(share * total)):
+                    root = _stat(proc.pid)  # ksecrets' own Python: the sampler sees only below it
+                    cpu_now = sampler.stop()
+                    cpu_now["ksecrets"] = cpu_now.pop("other", 0.0) + (root[1] + root[2] if root else 0.0)
+                    procs.kill_tree(proc.pid)
+                    proc.wait(30)
+                    note, ok = f"killed at {done} of {total}", True
+                    break
+                if time.monotonic() - started > timeout:
+                    note = f"did not reach {share:.0%} in {timeout:.0f} s"
+                    break
+                time.sleep(0.5)
+        finally:
+            if proc.poll() is None:
+                procs.kill_tree(proc.pid)
+                proc.wait(30)
+        seconds = time.monotonic() - started
+    cpu = cpu_now if ok else sampler.stop()
+    return Run("up killed", seconds, cpu, ok, note)
+
+
+def unlock(project: PulumiProject, env: dict) -> str:
+    """What a user does after a killed run (README "Pulumi at a thousand apps"): `pulumi cancel`,
+    or, where this engine refuses it on the file backend, the lock file it names removed."""
+    if project.run("cancel", "--yes", env=env, check=False, timeout=600).ok:
+        return "cancel"
+    locks = sorted((project.state / ".pulumi" / "locks").rglob("*.json"))
+    for lock in locks:
+        lock.unlink()
+    return "lock file removed" if locks else "not locked"
+
+
+def sealed_count(c: Cluster) -> int:
+    page = c.get(f"{SEALED}?limit=1") or {}
+    return len(page.get("items") or []) + int((page.get("metadata") or {}).get("remainingItemCount") or 0)
+
+
+def sealed_with(c: Cluster, wanted: dict[tuple[str, str], dict]) -> int:
+    """How many SealedSecrets on the server carry the encryptedData of `wanted`."""
+    items = (c.get(SEALED) or {}).get("items") or []
+    return sum(
+        1
+        for o in items
+        if wanted.get((o["metadata"].get("namespace", ""), o["metadata"]["name"]))
+        == o.get("spec", {}).get("encryptedData")
+    )
 
 
 def _wait4(proc, timeout: float):  # type: ignore[no-untyped-def]
@@ -342,13 +418,60 @@ def print_row(apps: int, objects: int, setting: str, run: Run) -> None:
         print(run.note, file=sys.stderr, flush=True)
 
 
+def recover_rows(
+    project: PulumiProject,
+    pc: Cluster,
+    env: dict,
+    apps: int,
+    objects: int,
+    files_after: dict[str, str],
+    changed: list[dict],
+    rows: list,
+    timeout: float,
+) -> None:
+    """Setting `recover`: a create and an update of every secret, each killed at half its work and
+    recovered by running `ksecrets up --no-checkpoints` again; a no-change preview after each."""
+    wanted = {(o["metadata"].get("namespace", ""), o["metadata"]["name"]): o["spec"]["encryptedData"] for o in changed}
+    phases = [
+        (" (create)", lambda: (sealed_count(pc), apps)),
+        (" (secrets)", lambda: (sealed_with(pc, wanted), apps)),
+    ]
+    for suffix, reached in phases:
+        if suffix == " (secrets)":
+            for rel, body in files_after.items():
+                (project.project / rel).write_text(body)
+        with HelmReleaseReady(pc):
+            run = killed_run(project, pc, env, reached, 0.5, timeout)
+        run.what += suffix
+        rows.append(("recover", run))
+        print_row(apps, objects, "recover", run)
+        print(f"#   {run.note}; then: {unlock(project, env)}", flush=True)
+        with HelmReleaseReady(pc):
+            run = pulumi_run(project, pc, ("up",), env, timeout, via_ksecrets=True)
+        run.what = "up again" + suffix
+        rows.append(("recover", run))
+        print_row(apps, objects, "recover", run)
+        this_run = (project.workdir / "pulumi.log").read_text().rsplit("\n=== ", 1)[-1]
+        found = [ln.split("recovery: ", 1)[1].strip() for ln in this_run.splitlines() if "recovery: " in ln]
+        print(f"#   {'; '.join(found[-4:]) or 'no recovery line'}", flush=True)
+        if not run.ok:
+            return
+        run = pulumi_run(project, pc, ("preview", "--expect-no-changes"), env, timeout)
+        run.what = "preview (no change)"
+        rows.append(("recover", run))
+        print_row(apps, objects, "recover", run)
+        if not run.ok:
+            return
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="10,100,1000")
     parser.add_argument(
         "--settings",
         default="skip,checkpoints,flux",
-        help="comma-separated: skip, checkpoints, flux (delivery: flux), ksecrets (up --no-checkpoints)",
+        help="comma-separated: skip, checkpoints, flux (delivery: flux), ksecrets (up --no-checkpoints), "
+        "recover (up --no-checkpoints killed at half, then its recovery)",
     )
     parser.add_argument(
         "--no-checkpoints-above",
@@ -422,6 +545,10 @@ def main() -> int:
                         (project.project / rel).parent.mkdir(parents=True, exist_ok=True)
                         (project.project / rel).write_text(body)
                     project.init()
+                    if setting == "recover":
+                        recover_rows(project, pc, env, apps, len(objects), files_after, changed, rows, args.timeout)
+                        pc.stop()
+                        continue
                     steps = [
                         ("preview", ("preview",)),
                         ("up", ("up", "--yes", "--skip-preview")),

@@ -50,9 +50,10 @@ class LayerResult:
     stderr: str = ""
 
 
-def build(cluster: Cluster, layer_dir: Path) -> list[dict]:
-    """``kubectl kustomize`` of one layer, as kustomize-controller builds it."""
-    out = cluster.kubectl("kustomize", str(layer_dir))
+def build(cluster: Cluster, layer_dir: Path, timeout: float = 120) -> list[dict]:
+    """``kubectl kustomize`` of one layer, as kustomize-controller builds it (kustomize's build is
+    quadratic in a layer's resources, kubernetes-sigs/kustomize#5084: 1000 apps need minutes)."""
+    out = cluster.kubectl("kustomize", str(layer_dir), timeout=timeout)
     return [d for d in yaml.safe_load_all(out.stdout) if d]
 
 
