@@ -47,6 +47,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     phase.add_argument(
         "--finish", action="store_true", help="phase 3: end the handover once the VaultStaticSecrets have synced"
     )
+    p.add_argument(
+        "--no-cluster-check",
+        action="store_true",
+        help="--finish away from Vault: do not ask the stack's cluster (kubectl, its kubernetes:context) whether "
+        "VaultStaticSecrets are left; you checked that `kubectl get vaultstaticsecret -A` lists none",
+    )
     add_recovery_flags(p)
     p.add_argument(
         "--age-key-file",
@@ -75,6 +81,8 @@ def run(args: argparse.Namespace) -> int:
 
     path = stack_path(args.stack, args.root)
     cfg = load_stack_file(path)  # bad stack names and files fail before any key is read
+    if args.no_cluster_check and not args.finish:
+        raise KsecretsError("--no-cluster-check: only with --finish")
     if not (cfg.spec.seals and backends.get(args.to).vault):
         return _generic(args, cfg)
     if args.prepare or args.finish:
@@ -122,10 +130,11 @@ def _generic(args: argparse.Namespace, cfg) -> int:
     from ksecrets.config.model import VaultConfig
     from ksecrets.usecases import migrate
     from ksecrets.usecases.vault_migrate import finish
+    from ksecrets.vault.operator import static_secrets
 
     target = backends.get(args.to)
     if args.finish:
-        wrote = finish(_path(args))
+        wrote = finish(_path(args), static_secrets=None if args.no_cluster_check else static_secrets)
         print(f"{_path(args).name}: vaultMigration removed" + ("" if wrote else " (file unchanged)"))
         print(f"next: ksecrets export --stack {args.stack}, commit")
         return 0
@@ -159,7 +168,8 @@ def _generic(args: argparse.Namespace, cfg) -> int:
         then = (
             "; once `kubectl get vaultstaticsecret -A` shows them synced: "
             if target.vault
-            else "; once Flux has applied it (the old objects pruned): "
+            else "; once Flux has applied it (the old objects pruned)"
+            + (", and the VaultStaticSecrets deleted as the warning says: " if cfg.spec.vault else ": ")
         ) + f"ksecrets migrate --stack {args.stack} --to {args.to} --finish"
         print(f"next: ksecrets export --stack {args.stack}, commit{then}")
     return 0

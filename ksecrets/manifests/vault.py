@@ -315,6 +315,12 @@ def _destination(name: str, overwrite: bool = False, release: bool = False) -> d
         # every sync), so a SealedSecret takes the Secret over in place, its ownerReference replacing
         # the operator's; a SOPS Secret Flux applies ignores it.
         dest["annotations"] = dict(MANAGED_ANNOTATION)
+        # And it drops its `_raw` key (Vault's whole answer as JSON, every value again): the next
+        # backend's apply does not remove a key it does not own (Flux's server-side apply leaves
+        # it), so the migrated Secret would keep a copy of every value under a key no one writes.
+        # Only here: a running vault stack keeps its Secrets as they are (no data change, no
+        # rollout); the release phase changes the data once, before the handover.
+        dest["transformation"] = {"excludeRaw": True}
     return dest
 
 

@@ -417,10 +417,15 @@ def migrate(root: str | os.PathLike[str], stack: str, to: str, material: Materia
                 "the switch drops them, until the new backend writes them again; apply `--prepare` first on a live cluster"
             )
     if cfg.spec.vault and cfg.vault_migration == "release":
+        from ksecrets.usecases.vault_migrate import kube_context
+        from ksecrets.vault.operator import orphan_delete_command
+
+        context = kube_context(path)
         report.warnings.append(
             f"{cfg.source}: Flux leaves the VaultStaticSecrets (prune: disabled), whose Secrets still carry their "
-            "ownerReference: once the new backend wrote the Secrets, and before `--finish` uninstalls the operator, "
-            "delete them without their Secrets: kubectl delete vaultstaticsecret -n NAMESPACE NAME --cascade=orphan"
+            "ownerReference: once the new backend wrote the Secrets, and before `--finish` uninstalls the operator "
+            "(it refuses while one is left), delete them without their Secrets: "
+            + "; ".join(orphan_delete_command(context, a.namespace, a.name) for a in cfg.apps if a.vault is not None)
         )
     elif cfg.spec.vault or cfg.spec.pulumi_values:
         report.warnings.append(

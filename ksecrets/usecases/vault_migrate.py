@@ -36,7 +36,7 @@ import base64
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 
@@ -49,8 +49,9 @@ from ksecrets.errors import KsecretsError
 from ksecrets.fileio import locked
 from ksecrets.manifests.sealed_secrets import sealed_secret
 from ksecrets.sealing.sealedsecret import unseal
-from ksecrets.vault import kv
+from ksecrets.vault import kv, operator
 from ksecrets.vault.client import VaultClient
+from ksecrets.vault.operator import StaticSecret
 
 
 @dataclass
@@ -232,10 +233,47 @@ def prepare(stack_file: str | os.PathLike[str]) -> bool:
         return stackfile.update_stack_file(path, mutate, check=_check_edit(cfg))
 
 
-def finish(stack_file: str | os.PathLike[str]) -> bool:
+def kube_context(path: Path) -> str | None:
+    """The stack file's `kubernetes:context` (the cluster it deploys to); None when it names none
+    (then kubectl's current context, as the Pulumi kubernetes provider does)."""
+    from ksecrets import yamlio
+    from ksecrets.config.load import read_stack_bytes
+
+    doc = yamlio.load(read_stack_bytes(path, path.name).decode("utf-8", "replace"), path.name)
+    config = doc.get("config") if isinstance(doc, dict) else None
+    context = config.get("kubernetes:context") if isinstance(config, dict) else None
+    return context if isinstance(context, str) and context else None
+
+
+def finish(
+    stack_file: str | os.PathLike[str],
+    *,
+    static_secrets: Callable[[str | None], list[StaticSecret]] | None = operator.static_secrets,
+) -> bool:
     """After the handover: the operator owns the Secrets; the stack becomes a plain vault stack. After
-    a switch away from Vault (`uninstall`): the export no longer installs Vault and the operator."""
+    a switch away from Vault (`uninstall`): the export no longer installs Vault and the operator.
+
+    `uninstall` first asks the stack's cluster (`static_secrets`, with the stack's kubeconfig context)
+    for the VaultStaticSecrets left: uninstalling the operator removes its CRDs, which deletes every
+    VaultStaticSecret, and the garbage collector then deletes the Secrets they own, the ones the new
+    backend took over. While any is left it refuses, naming each and the command that deletes it
+    without its Secret. `static_secrets=None` (`--no-cluster-check`) skips the question: the user
+    says they checked."""
     path = Path(stack_file)
+    cfg = load_stack_file(path)
+    if cfg.vault_migration == "uninstall" and static_secrets is not None:
+        context = kube_context(path)
+        left = static_secrets(context)
+        if left:
+            where = f"context {context}" if context else "the current kubectl context"
+            raise KsecretsError(
+                f"{cfg.source}: --finish uninstalls the Vault Secrets Operator, which deletes the "
+                f"VaultStaticSecrets left in the cluster ({where}) and the garbage collector the Secrets they own: "
+                + ", ".join(f"{s.namespace}/{s.name} (Secret {s.secret or '?'})" for s in left)
+                + "; once the new backend wrote those Secrets, delete each without its Secret: "
+                + "; ".join(s.orphan_command(context) for s in left)
+                + "; the stack file is unchanged"
+            )
     with locked(path, "stack file", source=path.name):  # read to write, as every edit
         cfg = load_stack_file(path)
         if cfg.vault_migration not in ("handover", "uninstall"):

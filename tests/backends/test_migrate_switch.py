@@ -308,6 +308,10 @@ def test_a_vault_stack_prepares_by_releasing_its_secrets(tmp_path, cli, to):
     assert vss["metadata"]["annotations"] == {"kustomize.toolkit.fluxcd.io/prune": "disabled"}
     assert vss["spec"]["destination"]["annotations"] == {"sealedsecrets.bitnami.com/managed": "true"}
     assert vss["spec"]["destination"]["create"] is True and "overwrite" not in vss["spec"]["destination"]
+    # The operator drops `_raw` (every value again, as Vault's JSON) before the handover: the next
+    # backend's apply would leave that key it does not own. A running vault stack keeps it.
+    assert vss["spec"]["destination"]["transformation"] == {"excludeRaw": True}
+    assert "transformation" not in before["VaultStaticSecret"][0]["spec"]["destination"]
     assert after["Deployment"] == before["Deployment"]
     assert after["VaultAuth"] == before["VaultAuth"] and after["VaultConnection"] == before["VaultConnection"]
     r = cli("export", "--stack", "dev", "--root", str(tmp_path))  # the CRD schemas accept it
@@ -320,7 +324,9 @@ def test_a_vault_stack_prepares_by_releasing_its_secrets(tmp_path, cli, to):
 
 @pytest.mark.parametrize("section", ["explicit", "defaults"])
 @pytest.mark.parametrize("to", ["sealed-secrets", "sops"])
-def test_a_move_away_from_vault_keeps_the_operator_until_finish(tmp_path, cli, cert_pem_and_key, to, section):
+def test_a_move_away_from_vault_keeps_the_operator_until_finish(
+    tmp_path, cli, cert_pem_and_key, monkeypatch, to, section
+):
     """The switch away from Vault drops the apps layer's VaultConnection, VaultAuths and
     VaultStaticSecrets. Had it also dropped Vault and the operator (and the operator's namespace),
     nothing would remove the operator's finalizers and the applier could not keep its rights to
@@ -379,6 +385,27 @@ def test_a_move_away_from_vault_keeps_the_operator_until_finish(tmp_path, cli, c
     role = tmp_path / f"k8s/dev/infrastructure/role-{OPERATOR_NS}-dev-apps-applier.yaml"
     assert "vaultconnections" in role.read_text()
 
+    assert "kubectl --context dev delete vaultstaticsecret -n web web --cascade=orphan" in " ".join(report.warnings)
+
+    # --finish asks the cluster (kubectl with the stack's context) and refuses while a
+    # VaultStaticSecret is left: uninstalling the operator would delete it and its Secret.
+    kubectl = _fake_kubectl(tmp_path / "bin", monkeypatch)
+    kubectl.answer(items=[_vss("web", "web", "web-secrets"), _vss("other", "db", "db")])
+    stack_text = (tmp_path / "Pulumi.dev.yaml").read_bytes()
+    r = cli("migrate", "--stack", "dev", "--to", to, "--finish", "--root", str(tmp_path))
+    assert r.code == 2 and len(r.err.strip().splitlines()) == 1, r
+    assert "other/db (Secret db), web/web (Secret web-secrets)" in r.err, r.err
+    assert "kubectl --context dev delete vaultstaticsecret -n other db --cascade=orphan" in r.err, r.err
+    assert "kubectl --context dev delete vaultstaticsecret -n web web --cascade=orphan" in r.err, r.err
+    assert (tmp_path / "Pulumi.dev.yaml").read_bytes() == stack_text
+    assert kubectl.calls() == ["--context dev get vaultstaticsecrets.secrets.hashicorp.com --all-namespaces -o json"]
+    # A cluster that cannot be asked is not "none left".
+    kubectl.answer(rc=1, err="error: context was not found for specified context: dev")
+    r = cli("migrate", "--stack", "dev", "--to", to, "--finish", "--root", str(tmp_path))
+    assert r.code == 2 and "context was not found" in r.err, r
+    assert (tmp_path / "Pulumi.dev.yaml").read_bytes() == stack_text
+
+    kubectl.answer(items=[])
     r = cli("migrate", "--stack", "dev", "--to", to, "--finish", "--root", str(tmp_path))
     assert r.code == 0 and "vaultMigration removed" in r.out, r.err
     cfg = load_stack("dev", tmp_path)
@@ -389,3 +416,64 @@ def test_a_move_away_from_vault_keeps_the_operator_until_finish(tmp_path, cli, c
     r = cli("export", "--stack", "dev", "--root", str(tmp_path))
     assert r.code == 0, r.err
     assert not role.exists()
+
+
+class _FakeKubectl:
+    """`kubectl` on PATH that records its arguments and gives a set answer (the real kubectl against
+    a real API server is tests/e2e/test_flux_migrate_pairs.py)."""
+
+    def __init__(self, bin_dir: Path):
+        self.dir = bin_dir
+
+    def answer(self, *, items: list | None = None, rc: int = 0, err: str = "") -> None:
+        import json
+
+        (self.dir / "out").write_text(json.dumps({"kind": "List", "items": items}) if items is not None else "")
+        (self.dir / "err").write_text(err)
+        (self.dir / "rc").write_text(str(rc))
+
+    def calls(self) -> list[str]:
+        path = self.dir / "argv"
+        return path.read_text().splitlines() if path.exists() else []
+
+
+def _fake_kubectl(bin_dir: Path, monkeypatch) -> _FakeKubectl:
+    import os
+
+    bin_dir.mkdir()
+    script = bin_dir / "kubectl"
+    script.write_text(
+        '#!/bin/sh\nd=$(dirname "$0")\necho "$@" >> "$d/argv"\ncat "$d/out"\ncat "$d/err" >&2\nexit $(cat "$d/rc")\n'
+    )
+    script.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    return _FakeKubectl(bin_dir)
+
+
+def _vss(namespace: str, name: str, secret: str) -> dict:
+    return {"metadata": {"namespace": namespace, "name": name}, "spec": {"destination": {"name": secret}}}
+
+
+def test_finish_away_from_vault_without_the_cluster_check(tmp_path, cli, monkeypatch):
+    """`--no-cluster-check`: the user says no VaultStaticSecret is left; kubectl is not run. A missing
+    CRD (the operator already gone) is "none left". The flag is refused without --finish."""
+    text = VAULT_STACK.replace("k8s-secrets:backend: vault", "k8s-secrets:backend: sops") + (
+        "  k8s-secrets:vaultMigration: uninstall\n  k8s-secrets:sops:\n    recipients: ["
+        + sops.generate_age_key().recipient
+        + "]\n"
+    )
+    (tmp_path / "Pulumi.dev.yaml").write_text(text)
+    assert load_stack("dev", tmp_path).vault_migration == "uninstall"
+    kubectl = _fake_kubectl(tmp_path / "bin", monkeypatch)
+    kubectl.answer(items=[_vss("web", "web", "web-secrets")])
+    r = cli("migrate", "--stack", "dev", "--to", "sops", "--no-cluster-check", "--root", str(tmp_path))
+    assert r.code == 2 and "--no-cluster-check: only with --finish" in r.err, r
+    r = cli("migrate", "--stack", "dev", "--to", "sops", "--finish", "--no-cluster-check", "--root", str(tmp_path))
+    assert r.code == 0 and "vaultMigration removed" in r.out, r.err
+    assert kubectl.calls() == []
+
+    (tmp_path / "Pulumi.dev.yaml").write_text(text)
+    kubectl.answer(rc=1, err='error: the server doesn\'t have a resource type "vaultstaticsecrets"')
+    r = cli("migrate", "--stack", "dev", "--to", "sops", "--finish", "--root", str(tmp_path))
+    assert r.code == 0 and "vaultMigration removed" in r.out, r.err
+    assert len(kubectl.calls()) == 1

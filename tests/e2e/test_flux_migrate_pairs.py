@@ -37,10 +37,12 @@ garbage collector removes its ownerReference from the Secret); `--finish` drops 
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 
 import pytest
+import yaml
 
 from ksecrets.sealing import sops
 from tests.e2e.harness.migrate import APP_NS, DEPLOYMENT, SECRET, MigrationRig, Watcher, dev_stack, migration_rig
@@ -87,6 +89,20 @@ def annotations(rig: MigrationRig) -> dict[str, str]:
     return (secret(rig).get("metadata") or {}).get("annotations") or {}
 
 
+def data_keys(rig: MigrationRig) -> set[str]:
+    return set(secret(rig).get("data") or {})
+
+
+def stack_kubeconfig(rig: MigrationRig) -> Path:
+    """The cluster's admin kubeconfig with its context named as the stack's `kubernetes:context`."""
+    doc = yaml.safe_load(rig.cluster.kubeconfig.read_text())
+    doc["contexts"][0]["name"] = doc["current-context"] = STACK
+    path = rig.workdir / "stack.kubeconfig"
+    path.write_text(yaml.safe_dump(doc))
+    path.chmod(0o600)
+    return path
+
+
 def applied_by_flux(rig: MigrationRig) -> bool:
     labels = (secret(rig).get("metadata") or {}).get("labels") or {}
     return labels.get("kustomize.toolkit.fluxcd.io/name") == f"{STACK}-apps"
@@ -124,6 +140,13 @@ def test_migrate_pair_through_git(pair):
         180,
     )
     timings["bootstrap"] = time.monotonic() - t
+    # `migrate --finish` reaches the cluster as the user does: kubectl, the stack's context `dev`.
+    kube_env_file = stack_kubeconfig(rig)
+    kube_env = {
+        **rig.env,
+        "KUBECONFIG": str(kube_env_file),
+        "PATH": f"{cluster.bins['kubectl'].parent}{os.pathsep}{rig.env.get('PATH', os.environ['PATH'])}",
+    }
     watcher = Watcher(cluster).start()
     phases: list[str] = []
     try:
@@ -151,6 +174,8 @@ def test_migrate_pair_through_git(pair):
             lambda: wanted.items() <= annotations(rig).items(),
             120,
         )
+        if source == "vault":  # and the operator dropped its `_raw` (excludeRaw) before the handover
+            cluster.wait("the Secret without _raw", lambda: data_keys(rig) == set(original), 120)
         if source == "vault":
             vss = cluster.get(f"{VSS_API}/{DEPLOYMENT}") or {}
             assert vss["metadata"]["annotations"]["kustomize.toolkit.fluxcd.io/prune"] == "disabled", vss
@@ -163,7 +188,8 @@ def test_migrate_pair_through_git(pair):
         if target == "sops":
             new_age = rig.age_key()  # the sops target's own key, in the cluster before the switch
             args += ["--age-recipient", new_age.recipient]
-        out = rig.ks(*args)
+        switched = ksecrets_run(*args, cwd=rig.ws.root, env=rig.env)
+        out, switch_err = switched.stdout, switched.stderr
         assert f"values moved from {source} to {target}; backend switched to {target}" in out, out
         moved = int(out.split(" values moved")[0].split()[-1])
         assert moved == len(original)
@@ -192,8 +218,21 @@ def test_migrate_pair_through_git(pair):
             assert not {"VaultStaticSecret", "VaultAuth", "VaultConnection"} & kinds, kinds
             assert cluster.get(f"{VSS_API}/{DEPLOYMENT}") is not None
             assert {"vault", "vault-secrets-operator"} <= helm_releases(rig), helm_releases(rig)
+            # `--finish` now would uninstall the operator, whose CRD's removal deletes the
+            # VaultStaticSecret and the garbage collector the Secret: it asks the cluster (the real
+            # kubectl, the stack's context `dev`) and refuses, naming it and the command.
+            command = f"kubectl --context {STACK} delete vaultstaticsecret -n {APP_NS} {DEPLOYMENT} --cascade=orphan"
+            stack_text = (rig.ws.root / f"Pulumi.{STACK}.yaml").read_bytes()
+            res = ksecrets_run(
+                "migrate", "--stack", STACK, "--to", target, "--finish", cwd=rig.ws.root, env=kube_env, expect_ok=False
+            )
+            assert res.returncode == 2 and len(res.stderr.strip().splitlines()) == 1, res
+            assert f"{APP_NS}/{DEPLOYMENT} (Secret {SECRET})" in res.stderr and command in res.stderr, res.stderr
+            assert command in out or command in switch_err, (out, switch_err)  # the switch said it too
+            assert (rig.ws.root / f"Pulumi.{STACK}.yaml").read_bytes() == stack_text
+            phases.append("finish refused (VaultStaticSecret left)")
             # What `migrate` told the user: delete it without its Secret, before `--finish`.
-            cluster.kubectl("-n", APP_NS, "delete", "vaultstaticsecret", DEPLOYMENT, "--cascade=orphan", "--wait=true")
+            cluster.kubectl(*command.split()[1:], "--wait=true", kubeconfig=kube_env_file)
             cluster.wait("the VaultStaticSecret gone", lambda: not (cluster.get(VSS_API) or {}).get("items"), 120)
             unowned = ("SealedSecret",) if target == "sealed-secrets" else ()
             cluster.wait("the Secret without the operator's ownerReference", lambda: watcher.last.owners == unowned, 60)
@@ -212,7 +251,7 @@ def test_migrate_pair_through_git(pair):
         # `uninstall`, whose --finish drops Vault and the operator); sops -> sealed-secrets ends at the switch.
         t = time.monotonic()
         res = ksecrets_run(
-            "migrate", "--stack", STACK, "--to", target, "--finish", cwd=rig.ws.root, env=rig.env, expect_ok=False
+            "migrate", "--stack", STACK, "--to", target, "--finish", cwd=rig.ws.root, env=kube_env, expect_ok=False
         )
         if target == "sops" or source == "vault":
             assert res.returncode == 0 and "vaultMigration removed" in res.stdout, res
@@ -233,6 +272,8 @@ def test_migrate_pair_through_git(pair):
     assert other == 0, f"{other} samples held values other than the source's"
     final = samples[-1]
     assert final.values == original, "the final Secret does not hold every source value"
+    # Exactly the stack's keys: no `_raw` of the operator left behind (the watcher's values skip it).
+    assert data_keys(rig) == set(original), sorted(data_keys(rig))
     if target == "sealed-secrets":
         assert final.owners == ("SealedSecret",), final.owners
         assert cluster.get(f"{SEALED_API}/{SECRET}") is not None
