@@ -26,6 +26,9 @@ What only Pulumi needs is added here and never exported:
   per stack makes every run the same owner, as `kubectl` and Flux's controllers are: nothing is
   forced, so a field another manager owns still conflicts (README "Pulumi at a thousand apps");
 - `depends_on` from an object to the HelmReleases it needs and to the Namespace it lives in;
+- `retain_on_delete` on an object planned with `retain` (a manual Secret in phase `release`): the
+  state records it at this `pulumi up`, so the `pulumi up` after the switch, whose program no longer
+  declares the Secret, drops it from the state and leaves it in the cluster for the next backend;
 - under `delivery: flux`, `pulumi.com/waitFor: condition=Ready` on the infrastructure
   Kustomization when a Pulumi object needs it (a manual Secret, whose namespace Flux creates),
   awaited for the Kustomization's own `timeout` plus a margin.
@@ -187,6 +190,17 @@ def register(obj: Manifest, opts: pulumi.ResourceOptions) -> pulumi.CustomResour
     )
 
 
+def child_options(
+    planned: Planned, parent: pulumi.Resource, depends_on: Sequence[pulumi.Resource]
+) -> pulumi.ResourceOptions:
+    """A planned object's resource options: its component, what it waits for, and whether Pulumi
+    leaves it in the cluster when the program stops declaring it (`Planned.retain`)."""
+    opts = pulumi.ResourceOptions(parent=parent, depends_on=list(depends_on))
+    if planned.retain:
+        opts.retain_on_delete = True
+    return opts
+
+
 class Registry:
     """The resources of one stack by object id, so later groups can depend on earlier ones."""
 
@@ -223,9 +237,7 @@ class ObjectGroup(pulumi.ComponentResource):
             ns = p.obj["metadata"].get("namespace")
             if ns in registry.namespaces:
                 depends.append(registry.namespaces[ns])
-            child_opts = pulumi.ResourceOptions(
-                parent=self, depends_on=[registry.by_id[d] for d in depends if d in registry.by_id]
-            )
+            child_opts = child_options(p, self, [registry.by_id[d] for d in depends if d in registry.by_id])
             resource = register(pulumi_object(p, registry, stack), child_opts)
             registry.add(p, resource, depends)
             self.resources[p.id] = resource

@@ -38,8 +38,9 @@ class BackendSpec:
     sops_files: bool = False
     # The `vaultMigration` phases a stack of this backend may be in (`install`: still sealing,
     # Vault installed beside; `handover`: switched to Vault, the SealedSecrets still there;
-    # `release`: its objects let go of their Secrets for the next backend; `uninstall`: switched
-    # away from Vault, Vault and the operator still installed until `migrate --finish`).
+    # `release`: its objects (a manual stack's: Pulumi) let go of their Secrets for the next
+    # backend; `uninstall`: switched away from Vault, Vault and the operator still installed until
+    # `migrate --finish`).
     migration_phases: tuple[str, ...] = ()
     # `ksecrets migrate`: every Secret's values can be read out of this backend (with the source's
     # key material: `migrate_material`), and written into it (after which the stack file is
@@ -78,6 +79,15 @@ class BackendSpec:
     def migrate_material(self) -> str:
         """What `migrate` needs to read every value out of a stack of this backend."""
         raise NotImplementedError(self.name)
+
+    def migrate_apply(self, stack: str) -> str:
+        """How a `migrate` phase of a stack of this backend reaches the cluster (`--prepare`'s next step)."""
+        return f"ksecrets export --stack {stack}, commit"
+
+    def migrate_release(self, stack: str) -> str:
+        """After the switch away from this backend: what lets go of its Secrets for the new one ("" when
+        the new backend's own objects do, through Git)."""
+        return ""
 
     def migrate_switch(
         self, config: MutableMapping[str, Any], stack: str, prefix: str, keys: dict[tuple[str, str], list[str]]

@@ -1,5 +1,10 @@
 """Backend `manual`: values are Pulumi config secrets (`k8s-secrets:manualValues`), applied as plain
-Secrets by `pulumi up` and never exported to k8s/."""
+Secrets by `pulumi up` and never exported to k8s/.
+
+`ksecrets migrate` reads them out with the `pulumi` CLI. Its phase `release` (`migrate --prepare`)
+hands the Secrets over in place: `pulumi up` records `retainOnDelete` on them (and writes the
+sealed-secrets controller's `managed` annotation: manifests/manual.py), so the `pulumi up` after the
+switch forgets them instead of deleting them, and the new backend takes them over."""
 
 from __future__ import annotations
 
@@ -26,8 +31,20 @@ class Manual(BackendSpec):
     def migrate_material(self) -> str:
         return "the stack's Pulumi config secrets: the `pulumi` CLI, logged in, with PULUMI_CONFIG_PASSPHRASE if the stack uses one"
 
+    def migrate_apply(self, stack: str) -> str:
+        return (
+            f"pulumi up --stack {stack} (its state records retainOnDelete on the manual Secrets, and they get "
+            "the sealed-secrets controller's managed annotation)"
+        )
+
+    def migrate_release(self, stack: str) -> str:
+        return (
+            f"pulumi up --stack {stack}: it forgets the manual Secrets (retainOnDelete, recorded by the "
+            "`pulumi up` after --prepare) and leaves them for the new backend to take over"
+        )
+
     def cannot_adopt(self) -> str:
         return f"backend {self.name} keeps values in Pulumi config; adopt seals (sealed-secrets) or pushes (vault)"
 
 
-BACKEND = Manual("manual", pulumi_values=True, migrate_out=True)
+BACKEND = Manual("manual", pulumi_values=True, migration_phases=("release",), migrate_out=True)

@@ -7,7 +7,8 @@ backend. `--finish` ends the handover. See `ksecrets.usecases.vault_migrate`.
 
 Every other pair (sealed-secrets, sops, vault; manual as a source): `ksecrets.usecases.migrate`.
 The source's key material: --recovery-private-key/--backup (sealed-secrets), --age-key-file or
-SOPS_AGE_KEY_FILE (sops), VAULT_ADDR/VAULT_TOKEN (vault), the `pulumi` CLI (manual).
+SOPS_AGE_KEY_FILE (sops), VAULT_ADDR/VAULT_TOKEN (vault), the `pulumi` CLI (manual). A manual
+stack's phases reach the cluster through `pulumi up` (`BackendSpec.migrate_apply`, `migrate_release`).
 """
 
 from __future__ import annotations
@@ -41,8 +42,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     phase.add_argument(
         "--prepare",
         action="store_true",
-        help="phase 1 (a sealed-secrets stack): its SealedSecrets release their Secrets; for --to vault it "
-        "also installs Vault and the operator (no Vault or keys needed)",
+        help="phase 1: the stack's Secrets are kept for the next backend to take over in place (SealedSecrets "
+        "release them; SOPS files and VaultStaticSecrets are left by Flux; Pulumi retains manual Secrets); a "
+        "sealed-secrets stack --to vault also installs Vault and the operator",
     )
     phase.add_argument(
         "--finish", action="store_true", help="phase 3: end the handover once the VaultStaticSecrets have synced"
@@ -146,7 +148,7 @@ def _generic(args: argparse.Namespace, cfg) -> int:
         what, written = migrate.prepare(args.root, args.stack, args.to, identities)
         print(f"{what}: {', '.join(written) if written else 'nothing to change'}")
         print(
-            f"next: ksecrets export --stack {args.stack}, commit (the Secrets are released to the next backend); "
+            f"next: {cfg.spec.migrate_apply(args.stack)}, so the Secrets are released to the next backend; "
             f"then ksecrets migrate --stack {args.stack} --to {args.to} with the stack's keys"
         )
         return 0
@@ -171,7 +173,8 @@ def _generic(args: argparse.Namespace, cfg) -> int:
             else "; once Flux has applied it (the old objects pruned)"
             + (", and the VaultStaticSecrets deleted as the warning says: " if cfg.spec.vault else ": ")
         ) + f"ksecrets migrate --stack {args.stack} --to {args.to} --finish"
-        print(f"next: ksecrets export --stack {args.stack}, commit{then}")
+        release = cfg.spec.migrate_release(args.stack)
+        print(f"next: ksecrets export --stack {args.stack}, commit{'; then ' + release if release else ''}{then}")
     return 0
 
 

@@ -156,8 +156,9 @@ def _migration(cfg: StackConfig) -> None:
     if phase is None:
         return
     if phase not in cfg.spec.migration_phases:
-        wanted = next(b.name for b in backends.all_specs() if phase in b.migration_phases)
-        raise fail(f"phase {phase} needs backend {wanted}, not {cfg.backend}", ("vaultMigration",))
+        wanted = [b.name for b in backends.all_specs() if phase in b.migration_phases]
+        named = " or ".join(wanted) if len(wanted) < 3 else ", ".join(wanted[:-1]) + " or " + wanted[-1]
+        raise fail(f"phase {phase} needs backend {named}, not {cfg.backend}", ("vaultMigration",))
     if phase == "install" and cfg.vault is None:
         raise fail("phase install needs a vault section (the Vault this stack installs)", ("vaultMigration",))
     if phase == "uninstall" and cfg.vault is None:

@@ -9,7 +9,11 @@
 - `raw`: bytes the exporter writes as they are instead of dumping `obj` (a SOPS-encrypted Secret,
   whose MAC binds its values; `obj` is then what was read from it, for the checks);
 - `group`: the concern it belongs to; `components/` registers each group under one
-  ComponentResource (`build_stack` sets it per builder).
+  ComponentResource (`build_stack` sets it per builder);
+- `retain`: when `pulumi up` stops declaring it, Pulumi drops it from its state and leaves it in
+  the cluster (the `retainOnDelete` resource option `components/` sets; recorded in the state by
+  the `pulumi up` that registered it so): a manual Secret in phase `release`, which the next
+  backend takes over in place (`ksecrets migrate --prepare`, manifests/manual.py).
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ class Planned:
     group: str = ""
     pulumi: bool = True
     raw: bytes | None = field(default=None, repr=False)
+    retain: bool = False
 
     @property
     def id(self) -> str:

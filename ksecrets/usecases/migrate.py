@@ -27,6 +27,10 @@ carry their ownerReference) and has the operator write the sealed-secrets contro
 annotation. A move to Vault ends in `vaultMigration: handover` (the operator takes over the existing
 Secret) and `--finish`; a move away from Vault in `uninstall` (Vault and the operator stay installed,
 Flux keeps its rights to prune the operator's objects) and `--finish`, which drops the install.
+A manual stack's `--prepare` sets `release` too: `pulumi up` then records `retainOnDelete` on its
+Secrets (and writes the sealed-secrets controller's `managed` annotation on them), so the `pulumi up`
+after the switch forgets them instead of deleting them while the new backend takes them over
+(manifests/manual.py).
 sealed-secrets -> vault keeps its own use case (`vault_migrate`).
 """
 
@@ -427,16 +431,17 @@ def migrate(root: str | os.PathLike[str], stack: str, to: str, material: Materia
             "(it refuses while one is left), delete them without their Secrets: "
             + "; ".join(orphan_delete_command(context, a.namespace, a.name) for a in cfg.apps if a.vault is not None)
         )
-    elif cfg.spec.vault or cfg.spec.pulumi_values:
+    elif cfg.spec.vault:
         report.warnings.append(
-            f"{cfg.source}: the Secrets of a {cfg.backend} stack are owned by "
-            f"{'their VaultStaticSecrets' if cfg.spec.vault else 'Pulumi'}: removing those deletes them until the "
-            "new backend writes them"
-            + (
-                "; apply `migrate --prepare` first on a live cluster"
-                if cfg.spec.vault
-                else " (not handed over in place)"
-            )
+            f"{cfg.source}: the Secrets of a {cfg.backend} stack are owned by their VaultStaticSecrets: removing "
+            "those deletes them until the new backend writes them; apply `migrate --prepare` first on a live cluster"
+        )
+    if cfg.spec.pulumi_values and cfg.vault_migration != "release":
+        report.warnings.append(
+            f"{cfg.source}: the stack skipped `migrate --prepare`: the next `pulumi up` deletes its Secrets (the "
+            "program no longer declares them) until the new backend writes them again. On a live cluster, switch "
+            f"back first (backend: {cfg.backend}, no vaultMigration; the values are still in {PREFIX}manualValues), then "
+            f"`ksecrets migrate --prepare --to {to}`, `pulumi up`, and this switch again"
         )
     return report
 
@@ -457,7 +462,10 @@ def prepare(root: str | os.PathLike[str], stack: str, to: str, identities: Seque
     - a vault stack: `vaultMigration: release`, its VaultStaticSecrets carry `FLUX_PRUNE_DISABLED`
       (Flux leaves them at the switch, so the garbage collector does not delete their Secrets) and
       have the operator write the controller's `managed` annotation on their Secrets (a SealedSecret
-      then takes them over in place). Needs no key."""
+      then takes them over in place). Needs no key.
+    - a manual stack: `vaultMigration: release`, its Secrets planned with `retain` and the
+      controller's `managed` annotation; the `pulumi up` that follows records `retainOnDelete` in
+      Pulumi's state. Needs no key."""
     from ksecrets.manifests.sealed_secrets import HANDOVER_ANNOTATIONS
 
     path = stackfile.stack_file_path(stack, root)
@@ -489,10 +497,9 @@ def prepare(root: str | os.PathLike[str], stack: str, to: str, identities: Seque
         for real, _, new in texts:  # every file encrypted before any is written
             atomic_write_text(real, new, 0o644)
         return ", ".join(f"{k}: {v}" for k, v in wanted.items()), [rel for _, rel, _ in texts]
-    if not (cfg.spec.seals or cfg.spec.vault):
+    if "release" not in cfg.spec.migration_phases:
         raise KsecretsError(
-            f"{cfg.source}: backend: {cfg.backend}; --prepare is for a sealed-secrets, sops or vault stack "
-            "(a Secret of this backend is not handed over in place)"
+            f"{cfg.source}: backend: {cfg.backend}; its Secrets have no phase that hands them over in place (--prepare)"
         )
     with locked(path, "stack file", source=path.name):
         cfg = load_stack_file(path)

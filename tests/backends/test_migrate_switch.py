@@ -98,7 +98,7 @@ def test_release_annotations_on_the_sealed_secret(tmp_path, cert_pem_and_key):
 def test_release_phase_is_for_a_sealed_stack_only(tmp_path, cli):
     (tmp_path / "Pulumi.dev.yaml").write_text(STACK.format(backend="sops") + "  k8s-secrets:vaultMigration: release\n")
     r = cli("doctor", "--stack", "dev", "--root", str(tmp_path))
-    assert r.code != 0 and "phase release needs backend sealed-secrets" in (r.err + r.out)
+    assert r.code != 0 and "phase release needs backend manual, sealed-secrets or vault, not sops" in (r.err + r.out)
 
 
 def _sops_stack(root: Path) -> sops.AgeKey:
@@ -293,7 +293,7 @@ def test_a_vault_stack_prepares_by_releasing_its_secrets(tmp_path, cli, to):
     drops them (`prune: disabled`: the operator's Secret carries the VaultStaticSecret's
     ownerReference and Flux prunes in the background, so the garbage collector would delete it) and
     having the operator write the controller's `managed` annotation (a SealedSecret then takes the
-    Secret over in place). No pod template changes; a manual stack is still refused."""
+    Secret over in place). No pod template changes."""
     (tmp_path / "Pulumi.dev.yaml").write_text(VAULT_STACK)
     before = _by_kind(tmp_path)
     (vss,) = before["VaultStaticSecret"]
@@ -316,10 +316,6 @@ def test_a_vault_stack_prepares_by_releasing_its_secrets(tmp_path, cli, to):
     assert after["VaultAuth"] == before["VaultAuth"] and after["VaultConnection"] == before["VaultConnection"]
     r = cli("export", "--stack", "dev", "--root", str(tmp_path))  # the CRD schemas accept it
     assert r.code == 0, r.err
-
-    (tmp_path / "Pulumi.dev.yaml").write_text(STACK.format(backend="manual"))
-    r = cli("migrate", "--stack", "dev", "--to", to, "--prepare", "--root", str(tmp_path))
-    assert r.code == 2 and "--prepare is for a sealed-secrets, sops or vault stack" in r.err, r
 
 
 @pytest.mark.parametrize("section", ["explicit", "defaults"])
@@ -477,3 +473,85 @@ def test_finish_away_from_vault_without_the_cluster_check(tmp_path, cli, monkeyp
     r = cli("migrate", "--stack", "dev", "--to", "sops", "--finish", "--root", str(tmp_path))
     assert r.code == 0 and "vaultMigration removed" in r.out, r.err
     assert len(kubectl.calls()) == 1
+
+
+MANUAL_STACK = (
+    STACK.format(backend="manual")
+    + """\
+  k8s-secrets:manualValues:
+    web-secrets:
+      PASSWORD:
+        secure: v1:not-read-here
+      TOKEN:
+        secure: v1:not-read-here
+"""
+)
+
+
+def _manual_secret(tmp_path: Path):
+    (planned,) = [p for p in plan_stack(load_stack("dev", tmp_path)) if p.obj["kind"] == "Secret"]
+    return planned
+
+
+@pytest.mark.parametrize("to", ["sealed-secrets", "sops", "vault"])
+def test_manual_prepare_keeps_the_secrets_for_the_next_backend(tmp_path, cli, to):
+    """Issue 20: a manual stack's `--prepare` sets `release`: its Secrets are planned with `retain`
+    (components/ registers them with retainOnDelete) and the sealed-secrets controller's `managed`
+    annotation, and the next step is `pulumi up` (which records that in Pulumi's state), not a commit.
+    Nothing else changes and nothing is exported."""
+    (tmp_path / "Pulumi.dev.yaml").write_text(MANUAL_STACK)
+    before = _manual_secret(tmp_path)
+    assert not before.retain and "annotations" not in before.obj["metadata"] and not before.gitops
+    others = [p for p in plan_stack(load_stack("dev", tmp_path)) if p.obj["kind"] != "Secret"]
+    r = cli("migrate", "--stack", "dev", "--to", to, "--prepare", "--root", str(tmp_path))
+    assert r.code == 0, r.err
+    assert "vaultMigration: release: Pulumi.dev.yaml" in r.out
+    assert "next: pulumi up --stack dev (its state records retainOnDelete" in r.out, r.out
+    assert f"then ksecrets migrate --stack dev --to {to}" in r.out
+    cfg = load_stack("dev", tmp_path)
+    assert cfg.backend == "manual" and cfg.vault_migration == "release" and cfg.vault is None
+    after = _manual_secret(tmp_path)
+    assert after.retain and not after.gitops
+    assert after.obj["metadata"]["annotations"] == {"sealedsecrets.bitnami.com/managed": "true"}
+    assert after.obj["stringData"] == before.obj["stringData"]
+    assert [p for p in plan_stack(cfg) if p.obj["kind"] != "Secret"] == others
+    r = cli("export", "--stack", "dev", "--root", str(tmp_path))
+    assert r.code == 0, r.err
+    assert not [f for f in (tmp_path / "k8s").rglob("*.yaml") if "kind: Secret\n" in f.read_text()]
+    again = cli("migrate", "--stack", "dev", "--to", to, "--prepare", "--root", str(tmp_path))
+    assert again.code == 0 and "nothing to change" in again.out
+
+
+def test_retain_becomes_pulumis_retain_on_delete():
+    """components/ turns `Planned.retain` into the resource option, and only that object's."""
+    import pulumi
+
+    from components.kube import child_options
+    from ksecrets.manifests.plan import Planned
+
+    obj = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "s", "namespace": "n"}}
+    parent = object.__new__(pulumi.ComponentResource)
+    assert child_options(Planned(obj, "apps", retain=True), parent, []).retain_on_delete is True
+    assert not child_options(Planned(obj, "apps"), parent, []).retain_on_delete
+
+
+@pytest.mark.parametrize("prepared", [True, False])
+def test_manual_switch_says_pulumi_up_releases_or_warns_without_prepare(tmp_path, cli, monkeypatch, prepared):
+    """The switch from manual: after `--prepare` the next step names `pulumi up` releasing the
+    Secrets; without it a warning says `pulumi up` would delete them and how to go the safe way."""
+    key = sops.generate_age_key()
+    (tmp_path / "Pulumi.dev.yaml").write_text(
+        MANUAL_STACK + ("  k8s-secrets:vaultMigration: release\n" if prepared else "")
+    )
+    pulumi_json = {"k8s-secrets:manualValues": {"objectValue": {"web-secrets": {"PASSWORD": "p=w", "TOKEN": ""}}}}
+    monkeypatch.setattr(migrate, "pulumi_config_cli", lambda cfg: pulumi_json)
+    r = cli("migrate", "--stack", "dev", "--to", "sops", "--age-recipient", key.recipient, "--root", str(tmp_path))
+    assert r.code == 0, r.err
+    assert "2 values moved from manual to sops; backend switched to sops" in r.out
+    assert "then pulumi up --stack dev: it forgets the manual Secrets (retainOnDelete" in r.out, r.out
+    skipped = "the stack skipped `migrate --prepare`: the next `pulumi up` deletes its Secrets"
+    if prepared:
+        assert skipped not in r.err, r.err
+    else:
+        assert skipped in r.err and "`ksecrets migrate --prepare --to sops`, `pulumi up`" in r.err, r.err
+    assert load_stack("dev", tmp_path).backend == "sops"

@@ -158,7 +158,7 @@ def test_phases_out_of_order_are_refused(cli, sealed_stack):
     r = cli("export", "--root", str(root))
     assert (r.code, r.err) == (
         2,
-        "ksecrets: Pulumi.staging.yaml: vaultMigration: phase handover needs backend vault, not sealed-secrets\n",
+        "ksecrets: Pulumi.staging.yaml: vaultMigration: phase handover needs backend vault or sops, not sealed-secrets\n",
     )
     f.write_bytes(before)
 
