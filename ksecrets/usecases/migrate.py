@@ -439,7 +439,8 @@ def migrate(root: str | os.PathLike[str], stack: str, to: str, material: Materia
     if cfg.spec.pulumi_values and cfg.vault_migration != "release":
         report.warnings.append(
             f"{cfg.source}: the stack skipped `migrate --prepare`: the next `pulumi up` deletes its Secrets (the "
-            "program no longer declares them) until the new backend writes them again. On a live cluster, switch "
+            "program no longer declares them), and a SealedSecret applied before that finds the Secret not its own and "
+            "gives up (the end-to-end run saw no Secret until it ended). On a live cluster, switch "
             f"back first (backend: {cfg.backend}, no vaultMigration; the values are still in {PREFIX}manualValues), then "
             f"`ksecrets migrate --prepare --to {to}`, `pulumi up`, and this switch again"
         )
