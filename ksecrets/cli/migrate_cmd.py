@@ -152,6 +152,7 @@ def _generic(args: argparse.Namespace, cfg) -> int:
             f"then ksecrets migrate --stack {args.stack} --to {args.to} with the stack's keys"
         )
         return 0
+    migrate.refuse_dynamic(cfg, args.to)  # before any key material is asked for
     material = migrate.Material(age_recipients=tuple(args.age_recipient))
     if cfg.spec.seals:
         material.private_keys = recovery_keys(args)

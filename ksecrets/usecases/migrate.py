@@ -374,6 +374,21 @@ def _app_keys(cfg: StackConfig, secrets: list[SecretValues]) -> dict[tuple[str, 
     }
 
 
+def refuse_dynamic(cfg: StackConfig, to: str) -> None:
+    """A VaultDynamicSecret's credentials are made by Vault per lease (a database role): no other
+    backend makes them, and copying one lease's credentials into Git would freeze them there. A move
+    away from Vault stops before anything is written while an app still has `vault.dynamic`."""
+    if not cfg.spec.vault:
+        return
+    for i, app in enumerate(cfg.apps):
+        for d in app.vault.dynamic if app.vault else ():
+            raise KsecretsError(
+                f"{cfg.source}: apps[{i}] ({app.name}): vault.dynamic: Secret {d.name} holds credentials Vault "
+                f"makes per lease (role {d.role}), which {to} cannot make; give the app static credentials "
+                "(ksecrets vault push, then remove vault.dynamic) or keep the stack on vault; nothing was written"
+            )
+
+
 def migrate(root: str | os.PathLike[str], stack: str, to: str, material: Material) -> MigrateReport:
     """Read every value out of the stack's backend, write it into `to`, then switch the stack file."""
     cfg = load_stack(stack, root)
@@ -385,6 +400,7 @@ def migrate(root: str | os.PathLike[str], stack: str, to: str, material: Materia
         raise KsecretsError(f"{cfg.source}: backend: already {to}; nothing to migrate")
     if not target_spec.migrate_in:
         raise KsecretsError(f"--to {to}: migrate cannot write into backend {to} (a source only)")
+    refuse_dynamic(cfg, to)
     secrets = read_values(cfg, material)
     keys = _app_keys(cfg, secrets)
     target = _as_target(path, cfg, target_spec, keys, material)
@@ -474,6 +490,7 @@ def prepare(root: str | os.PathLike[str], stack: str, to: str, identities: Seque
     target = backends.find(to)
     if target is None or not target.migrate_in or cfg.spec is target:
         raise KsecretsError(f"--to {to}: not a backend this stack can move to")
+    refuse_dynamic(cfg, to)
     if cfg.spec.sops_files:
         from ksecrets.usecases.stack_facts import sops_secrets
 

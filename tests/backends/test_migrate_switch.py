@@ -555,3 +555,28 @@ def test_manual_switch_says_pulumi_up_releases_or_warns_without_prepare(tmp_path
     else:
         assert skipped in r.err and "`ksecrets migrate --prepare --to sops`, `pulumi up`" in r.err, r.err
     assert load_stack("dev", tmp_path).backend == "sops"
+
+
+DYNAMIC_STACK = VAULT_STACK.replace(
+    "      vault:\n        path: web\n",
+    "      vault:\n        path: web\n        dynamic:\n          - name: web-db\n            role: web\n",
+)
+
+
+@pytest.mark.parametrize("to", ["sealed-secrets", "sops"])
+def test_a_move_away_from_vault_refuses_dynamic_credentials(tmp_path, cli, to):
+    """A VaultDynamicSecret's credentials are Vault's per lease: neither --prepare nor the switch
+    moves a stack that still has `vault.dynamic`; one line naming the app and the Secret, no value,
+    the stack file byte for byte as it was, before Vault is asked."""
+    (tmp_path / "Pulumi.dev.yaml").write_text(DYNAMIC_STACK)
+    cfg = load_stack("dev", tmp_path)
+    assert [d.name for a in cfg.apps if a.vault for d in a.vault.dynamic] == ["web-db"]
+    before = (tmp_path / "Pulumi.dev.yaml").read_bytes()
+    for args in (["--prepare"], []):
+        r = cli("migrate", "--stack", "dev", "--to", to, *args, "--root", str(tmp_path))
+        assert r.code == 2, r
+        assert "apps[0] (web): vault.dynamic: Secret web-db holds credentials Vault makes per lease" in r.err, r.err
+        assert len(r.err.strip().splitlines()) == 1
+        assert (tmp_path / "Pulumi.dev.yaml").read_bytes() == before
+    with pytest.raises(Exception, match="nothing was written"):
+        migrate.migrate(tmp_path, "dev", to, migrate.Material())  # before any key material is needed
