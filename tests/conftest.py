@@ -152,6 +152,7 @@ def fresh_venv_with_wheel(where: Path, wheel: Path, deps_dir: str | Path) -> Pat
             str(py),
             "install",
             "--no-deps",
+            "--no-compile",  # what the tests run is the same; bytecode for it would be CPU for nothing
             "--no-index",
             "--disable-pip-version-check",
             "-q",
