@@ -38,9 +38,15 @@ tools:
 ## it in one process), printing the 25 slowest tests. --dist worksteal: idle workers take queued
 ## tests from busy ones (a few tests take a minute). Each worker starts its own PostgreSQL server
 ## (tests/jobs/rotate/conftest.py), so the tests naming fixed roles never share one.
+## Bytecode: the suite starts Python hundreds of times (`python -m ksecrets` from tests, and from git
+## as merge driver, textconv and hooks) and pytest rewrites every test module in each worker. With
+## PYTHONDONTWRITEBYTECODE set (this machine sets it) all of that compiled from source every time;
+## the run keeps its bytecode under .venv/pycache instead (PYTHONPYCACHEPREFIX: nothing is written
+## beside the sources), as a pip-installed ksecrets has it.
 TEST_WORKERS ?= auto
 test: $(STAMP) tools
-	PATH="$(CURDIR)/.tools/bin:$$PATH" $(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist worksteal --durations=25
+	PATH="$(CURDIR)/.tools/bin:$$PATH" PYTHONDONTWRITEBYTECODE= PYTHONPYCACHEPREFIX="$${PYTHONPYCACHEPREFIX:-$(CURDIR)/$(VENV)/pycache}" \
+	  $(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist worksteal --durations=25
 
 ## e2e-tools: build the real upstream programs from their pinned Go modules (tools/) into
 ## $${XDG_CACHE_HOME:-~/.cache}/k8s-secrets/e2e, keyed by version; builds only what is missing

@@ -152,6 +152,7 @@ def fresh_venv_with_wheel(where: Path, wheel: Path, deps_dir: str | Path) -> Pat
             str(py),
             "install",
             "--no-deps",
+            "--no-compile",  # what the tests run is the same; bytecode for it would be CPU for nothing
             "--no-index",
             "--disable-pip-version-check",
             "-q",
@@ -251,3 +252,66 @@ def sealed_shape(tag: int = 0, key_bytes: int = 512) -> str:
 
     body = key_bytes.to_bytes(2, "big") + bytes([tag % 256]) * key_bytes + bytes(16)
     return base64.b64encode(body).decode("ascii")
+
+
+# RSA keys for tests that need several distinct ones (issue 23: a 2048-bit key costs about 0.1 s of
+# CPU, the fleet tests made hundreds). Within one test every call returns a key no earlier call of
+# that test returned; the keys are generated once per worker and handed out again to later tests,
+# which never compare keys with another test's.
+_RSA_KEYS: list = []
+_rsa_taken = 0
+
+
+def distinct_rsa_key():
+    """A 2048-bit RSA private key (cryptography), distinct from every other this test has had."""
+    global _rsa_taken
+    if _rsa_taken == len(_RSA_KEYS):
+        from cryptography.hazmat.primitives.asymmetric import rsa
+
+        _RSA_KEYS.append(rsa.generate_private_key(public_exponent=65537, key_size=2048))
+    _rsa_taken += 1
+    return _RSA_KEYS[_rsa_taken - 1]
+
+
+def pytest_runtest_setup(item) -> None:
+    global _rsa_taken
+    _rsa_taken = 0
+
+
+# The modules holding the suite's longest tests (tens of seconds of a core each: the README chains,
+# 100 rotations, the merge properties, the wheel, the kubectl corpus), run first: with
+# `--dist worksteal` the queue is handed out in order, so none of them starts last and runs alone
+# while the other workers are idle. Whole modules move, so module fixtures are still made once.
+LONG_FIRST = (
+    "tests/docs/test_readme_commands.py",
+    "tests/jobs/rotate/test_rotation_proof.py",
+    "tests/git/test_merge_properties.py",
+    "tests/git/test_sops_merge.py",
+    "tests/guardrails/test_wheel.py",
+    "tests/sealing/test_envfile_kubectl.py",
+)
+
+
+def pytest_collection_modifyitems(config, items) -> None:
+    items.sort(key=lambda item: item.nodeid.split("::", 1)[0] not in LONG_FIRST)  # stable: False first
+
+
+# Per-test CPU (issue 23): KSECRETS_TEST_CPU=FILE appends one line per test, "CPU-seconds
+# wall-seconds nodeid", the CPU of this process and of the children it waited for, setup to teardown.
+_CPU_LOG = os.environ.get("KSECRETS_TEST_CPU")
+
+
+if _CPU_LOG:
+    import resource
+    import time
+
+    def _cpu() -> float:
+        me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+        return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
+
+    @pytest.hookimpl(hookwrapper=True)
+    def pytest_runtest_protocol(item, nextitem):
+        cpu0, wall0 = _cpu(), time.monotonic()
+        yield
+        with open(_CPU_LOG, "a") as fh:
+            fh.write(f"{_cpu() - cpu0:.3f} {time.monotonic() - wall0:.3f} {item.nodeid}\n")

@@ -30,7 +30,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from ksecrets.sealing import churn
-from tests.conftest import ROOT, ksecrets_in_process
+from tests.conftest import ROOT, distinct_rsa_key, ksecrets_in_process
 
 SEAL_KEY = "dGVzdC1mbGVldC1rZXktMDEyMzQ1Njc4OWFiY2RlZmdoaWprbG1ub3A="
 CLUSTERS = ("prod-a", "prod-b", "prod-c")
@@ -63,11 +63,13 @@ config:
 """
 
 
-def _keypair(root: Path, stack: str, *, not_after: dt.datetime | None = None, tag: str = "") -> Path:
+def _keypair(root: Path, stack: str, *, not_after: dt.datetime | None = None, tag: str = "", key=None) -> Path:
     """A fresh key for `stack`: its certificate at certs/<stack>.pem (the default path), and the
-    private key (the recovery key) at keys/<stack><tag>.key, outside what the stack reads."""
+    private key (the recovery key) at keys/<stack><tag>.key, outside what the stack reads. The key
+    is one this test has not had yet (tests/conftest.py: distinct_rsa_key); a fixture that outlives
+    the test passes its own `key`."""
     not_after = not_after or NOW + dt.timedelta(days=3650)
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    key = key or distinct_rsa_key()
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"sealed-secret-{stack}")])
     cert = (
         x509.CertificateBuilder()
@@ -369,7 +371,7 @@ def four_clusters(tmp_path_factory) -> Path:
     (root / "environments" / "production.yaml").write_text(ENVIRONMENT)
     for stack in _FOUR:
         (root / f"Pulumi.{stack}.yaml").write_text(CLUSTER.format(stack=stack))
-        _keypair(root, stack)
+        _keypair(root, stack, key=rsa.generate_private_key(public_exponent=65537, key_size=2048))
     return root
 
 
