@@ -25,7 +25,10 @@ one-cluster run (CPU is the figure to read on a machine that other work shares).
 time its RSA alone takes on one core: one private and one public RSA-4096 OAEP operation per value
 at the rate of the OpenSSL that `cryptography` bundles (what ksecrets runs; the system's `openssl
 speed rsa4096` is printed too, and is slower), and a line per fleet size comparing `--jobs 1` with
-`--jobs <cores>`: wall and CPU. The load average is printed before and after each command.
+`--jobs <cores>`: wall and CPU. The load average is printed before and after each command, and,
+before each fleet size's reseal, how many cores this session gets with one busy process and with
+two: with the kernel's autogroup scheduling, CPU is shared between sessions, so on a loaded machine
+the second figure stays near the first and `--jobs 2` cannot be faster (README, round 9).
 
 Run: .venv/bin/python bench/fleet.py [--clusters 1,10,50] [--apps 200]   (about 12 min on a busy 2-core machine)
 """
@@ -107,6 +110,41 @@ def library_rsa4096(seconds: float = 2.0) -> tuple[float, float]:
 
 def load() -> str:
     return "load average " + " ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
+def _spin(seconds: float) -> float:
+    """CPU seconds of this process while it computes for `seconds` of wall time (RSA, as reseal)."""
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import padding, rsa
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    oaep = padding.OAEP(mgf=padding.MGF1(algorithm=hashes.SHA256()), algorithm=hashes.SHA256(), label=None)
+    ct = key.public_key().encrypt(bytes(32), oaep)
+    start, cpu = time.perf_counter(), time.process_time()
+    while time.perf_counter() - start < seconds:
+        key.decrypt(ct, oaep)
+    return time.process_time() - cpu
+
+
+def session_share(seconds: float = 3.0) -> tuple[float, float]:
+    """(cores one busy process of this session gets, cores two get together), measured now. With the
+    kernel's autogroup scheduling (/proc/sys/kernel/sched_autogroup_enabled) a loaded machine's CPU
+    is shared between sessions, not processes: a second process of `ksecrets reseal --jobs 2` (its
+    workers are in its session) then gets no more of the machine, and the second figure stays near
+    the first. `--jobs 2` can only be faster where this second figure is near 2."""
+    import multiprocessing
+
+    one = _spin(seconds) / seconds
+    with ProcessPoolExecutor(2, mp_context=multiprocessing.get_context("fork")) as pool:
+        two = sum(pool.map(_spin, [seconds, seconds])) / seconds
+    return one, two
+
+
+def autogroup() -> str:
+    try:
+        return "on" if Path("/proc/sys/kernel/sched_autogroup_enabled").read_text().strip() == "1" else "off"
+    except OSError:
+        return "unknown"
 
 
 def environment(apps: int) -> dict:
@@ -212,7 +250,8 @@ def main() -> None:
     print(
         f"the OpenSSL ksecrets uses (cryptography's): {sign:.0f} private and {verify:.0f} public operations/s per core;"
     )
-    print(f"reseal's RSA limit (one of each per value): {per_value:.0f} values/s per core, {cpus} core(s) here\n")
+    print(f"reseal's RSA limit (one of each per value): {per_value:.0f} values/s per core, {cpus} core(s) here")
+    print(f"the kernel's autogroup scheduling (CPU shared between sessions, not processes): {autogroup()}\n")
 
     most = max(sizes)
     with ProcessPoolExecutor(cpus) as pool:
@@ -252,6 +291,10 @@ def main() -> None:
                     (root / "certs" / f"{stack}.pem").write_bytes(cert)
                 keys = ",".join(str(root / "keys" / f"{s}.key") for s in stacks)
                 saved = {p.name: p.read_bytes() for p in root.glob("Pulumi.*.yaml")}
+                if cpus > 1:
+                    one, two = session_share()
+                    shares = f"this session got {one:.2f} core(s) with one busy process, {two:.2f} with two"
+                    print(f"  {shares} ({load()})", flush=True)
                 for jobs in ("1", str(cpus)) if cpus > 1 else ("1",):
                     for name, data in saved.items():
                         (root / name).write_bytes(data)
@@ -270,7 +313,8 @@ def main() -> None:
                     (w1, c1), (w2, c2) = resealed.values()
                     jobs_lines.append(
                         f"reseal at {clusters} cluster(s), --jobs 1 vs --jobs {cpus}: wall {w1:.2f} s vs {w2:.2f} s "
-                        f"(speed-up {w1 / w2:.2f}), CPU {c1:.2f} s vs {c2:.2f} s (ratio {c2 / c1:.2f})"
+                        f"(speed-up {w1 / w2:.2f}), CPU {c1:.2f} s vs {c2:.2f} s (ratio {c2 / c1:.2f}); "
+                        f"cores used {c1 / w1:.2f} vs {c2 / w2:.2f}; {shares}"
                     )
 
     print(

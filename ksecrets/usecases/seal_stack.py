@@ -503,13 +503,15 @@ def _reseal_plan(
     seal_key: bytes | None,
     force: bool,
     part: tuple[int, int] = (0, 1),
+    cfg: StackConfig | None = None,
 ) -> _ResealPlan | None:
     """The new ciphertexts of a stack's entries (for `cert`; else for the stack's own certificate,
     and None when the stack has nothing sealed). `part` (k, n): only the k-th of n contiguous
-    slices of the entries (`_merged` puts the n plans back together, in order)."""
+    slices of the entries (`_merged` puts the n plans back together, in order). `cfg`: the
+    stack's config already loaded (a slice's worker inherits it from the parent)."""
     from ksecrets.sealing.certs import public_key_fingerprint
 
-    cfg = load_stack(stack, root)
+    cfg = cfg if cfg is not None else load_stack(stack, root)
     if cert is None:
         if not cfg.sealed:
             return None
@@ -597,10 +599,23 @@ def _reseal_one(
 # A worker's recovery keys, set once per process by `_init_worker`. The pool forks, so the DER
 # bytes are inherited, not sent: no private key is in a task message, and a task is a stack name.
 _WORKER_KEYS: list[rsa.RSAPrivateKey] = []
+# The configs of the stacks cut into slices, loaded once by the parent and inherited the same way
+# (each slice's worker loading the whole stack again cost 0.17 s of CPU per slice of a 200-app stack).
+_WORKER_CONFIGS: dict[str, StackConfig] = {}
 
 
-def _init_worker(ders: list[bytes]) -> None:
+# With slices: a barrier of `jobs` parties that the first `jobs` slices wait at before their RSA, so
+# each of them is in a worker of its own (the queue hands tasks out in order): a worker that is
+# quick with a small slice cannot take its neighbour's too while the other worker is still starting.
+_WORKER_START: list[Any] = []
+
+
+def _init_worker(ders: list[bytes], configs: dict[str, StackConfig] | None = None, start: Any = None) -> None:
     from cryptography.hazmat.primitives.serialization import load_der_private_key
+
+    _WORKER_CONFIGS.clear()
+    _WORKER_CONFIGS.update(configs or {})
+    _WORKER_START[:] = [start] if start is not None else []
 
     # The parent loaded and checked these very keys (`check_private_keys` or a validating load):
     # the workers skip the RSA consistency check (about 0.25 s of CPU per 4096-bit key, per worker).
@@ -613,9 +628,16 @@ def _worker_reseal(args: tuple[str, str, bytes | None, bool]) -> tuple[ResealRep
     return _reseal_one(root, stack, _WORKER_KEYS, seal_key, force)
 
 
-def _worker_plan_part(args: tuple[str, str, bytes | None, bool, tuple[int, int]]) -> _ResealPlan | None:
-    root, stack, seal_key, force, part = args
-    return _reseal_plan(root, stack, _WORKER_KEYS, None, seal_key, force, part)
+def _worker_plan_part(args: tuple[str, str, bytes | None, bool, tuple[int, int], bool]) -> _ResealPlan | None:
+    root, stack, seal_key, force, part, first = args
+    if first and _WORKER_START:
+        import threading
+
+        try:
+            _WORKER_START[0].wait(timeout=30)
+        except threading.BrokenBarrierError:
+            pass  # a worker that did not come: the slices run anyway, fewer at once
+    return _reseal_plan(root, stack, _WORKER_KEYS, None, seal_key, force, part, _WORKER_CONFIGS.get(stack))
 
 
 def _worker_prepare(args: tuple[str, _ResealPlan | None]) -> tuple[ResealReport, PendingWrite | None] | None:
@@ -661,17 +683,23 @@ def _reseal_prepared(
         k.private_bytes(serialization.Encoding.DER, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
         for k in keys
     ]
+    # Fewer stacks than jobs: each stack's values are cut into slices, and its config, loaded here
+    # once, reaches the slices' workers by the fork (as the keys do), not loaded again by each.
+    slicing = len(stacks) < jobs
+    configs = {stack: load_stack(stack, root) for stack in stacks} if slicing else {}
+    context = multiprocessing.get_context("fork")
     pool = ProcessPoolExecutor(
         max_workers=jobs,
-        mp_context=multiprocessing.get_context("fork"),
+        mp_context=context,
         initializer=_init_worker,
-        initargs=(ders,),
+        initargs=(ders, configs, context.Barrier(jobs) if slicing else None),
     )
     try:
-        if len(stacks) >= jobs:
+        if not slicing:
             return list(pool.map(_worker_reseal, [(root, stack, seal_key, force) for stack in stacks]))
         n = -(-jobs // len(stacks))  # slices per stack
-        tasks = [(root, stack, seal_key, force, (k, n)) for stack in stacks for k in range(n)]
+        slices = [(stack, k) for stack in stacks for k in range(n)]
+        tasks = [(root, stack, seal_key, force, (k, n), i < jobs) for i, (stack, k) in enumerate(slices)]
         parts = list(pool.map(_worker_plan_part, tasks))
         plans = [_merged(parts[i * n : (i + 1) * n]) for i in range(len(stacks))]
         return list(pool.map(_worker_prepare, [(root, plan) for plan in plans]))

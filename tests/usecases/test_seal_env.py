@@ -619,6 +619,30 @@ def test_one_stack_is_resealed_on_every_core_and_written_as_by_one_process(fleet
     assert "<sealed b'canary-app2-secrets'>" in copies["2"][1]
 
 
+def test_one_stack_cut_into_slices_is_loaded_once_by_the_parent_not_by_each_worker(fleet, tmp_path, monkeypatch):
+    """One cluster with --jobs 2: the stack's config is loaded once, in the process that holds the
+    lock, and reaches the slices' workers by the fork (each worker loading the whole stack again
+    was 0.17 s of CPU per slice of a 200-app stack: --jobs 2 cost more CPU than --jobs 1)."""
+    from ksecrets.usecases import seal_stack
+
+    _three_secrets(fleet)
+    seen = tmp_path / "pids"
+    real = seal_stack.load_stack
+
+    def recording(stack, *args, **kwargs):
+        with open(seen, "a") as f:  # the workers fork from this process: they record too
+            f.write(f"{os.getpid()} {stack}\n")
+        return real(stack, *args, **kwargs)
+
+    monkeypatch.setattr(seal_stack, "load_stack", recording)
+    res = ksecrets_in_process(
+        "reseal", "--stack", "prod-a", *_all_old_keys(fleet), "--jobs", "2", "--root", str(fleet), env=_env()
+    )
+    assert res.returncode == 0, res.stderr
+    assert "re-sealed 3 Secret(s)" in res.stderr
+    assert [line.split() for line in seen.read_text().splitlines()] == [[str(os.getpid()), "prod-a"]]
+
+
 def test_fleet_reseal_reads_edits_and_checks_each_stack_file_in_the_workers(fleet, tmp_path, monkeypatch):
     """The stack files' round trip (ruamel's load and dump, and the config loader's check of the
     result) is most of a reseal's time: with --jobs 2 it runs in the worker processes, not in the
