@@ -29,6 +29,13 @@ flux` with the real source-controller and kustomize-controller v1.9.6 reconcilin
 from a Git server on 127.0.0.1 (harness/gitserver.py): the decrypted SOPS Secret is applied over the
 retained one (server-side apply, force), the same object throughout; without `--prepare` `pulumi up`
 deletes it and Flux creates a new one (a new uid; absent while that takes).
+
+manual -> vault (test_manual_secret_handed_over_to_vault_in_place) runs a real Vault dev server and
+the real Vault Secrets Operator v1.5.0 (harness/vso.py); the switch pushes the values to Vault and
+sets `vaultMigration: handover` (`destination.overwrite: true`), `ksecrets vault bootstrap`
+configures the kubernetes auth mount, and the exported vault objects are applied with `kubectl
+apply` (standing in for Flux) and by `pulumi up`: the operator takes the retained Secret over (its
+ownerReference the VaultStaticSecret), the same uid; without `--prepare` a new uid.
 """
 
 from __future__ import annotations
@@ -79,7 +86,7 @@ def stack_text() -> str:
 def report_figures():
     yield
     if FIGURES:
-        print("\nmanual -> sealed-secrets in place:\n  " + "\n  ".join(FIGURES))
+        print("\nmanual in place:\n  " + "\n  ".join(FIGURES))
 
 
 def _controller_key_manifest() -> tuple[str, bytes]:
@@ -395,3 +402,108 @@ def test_manual_secret_handed_over_to_sops_in_place(cluster_factory, e2e_dir: Pa
                 proc.stop()
         flux.stop()
         server.stop()
+
+
+# ---- manual -> vault: the real Vault and Vault Secrets Operator (`delivery: pulumi`) -------------
+
+
+@pytest.mark.parametrize("variant", ["prepared", "skipped"])
+def test_manual_secret_handed_over_to_vault_in_place(cluster_factory, e2e_dir: Path, variant: str):
+    """manual -> vault: after `--prepare` and `pulumi up`, the switch pushes the values to a real
+    Vault dev server (harness/vault.py) and sets `vaultMigration: handover`; `vault.address` is
+    pointed at it (harness/vault_stack.point_at) and `ksecrets vault bootstrap` configures its
+    kubernetes auth against the API server. The exported VaultConnection, VaultAuth and
+    VaultStaticSecret (`destination.overwrite: true`) are applied with `kubectl apply` (standing in
+    for Flux; the `pulumi up` after it applies them too), the real Vault Secrets Operator
+    (harness/vso.py) takes the existing Secret over and that `pulumi up` forgets it; then `--finish`.
+    `skipped`: without `--prepare` that `pulumi up` deletes the Secret and the operator writes a
+    new one (a new uid)."""
+    from tests.e2e.harness import module_dir
+    from tests.e2e.harness.vault import DevVault
+    from tests.e2e.harness.vault_stack import bootstrap, point_at
+    from tests.e2e.harness.vso import Operator
+
+    bins = require(*PULUMI, "vault", "vault-secrets-operator")
+    workdir = e2e_dir / f"manual-vault-{variant}"
+    cluster = cluster_factory(f"manual-vault-{variant}")
+    bootstrap_flux(cluster)
+    vault = DevVault(workdir / "vault", bins["vault"]).start()
+    op = Operator(cluster, bins["vault-secrets-operator"], module_dir("vault-secrets-operator"), workdir / "vso")
+    started = time.monotonic()
+    try:
+        op.install()
+        op.start()
+        doc = yaml.safe_load(stack_text())
+        del doc["config"]["k8s-secrets:sealedSecrets"]
+        text = yaml.safe_dump(doc, sort_keys=False)
+        project = PulumiProject(workdir / "pulumi", bins, STACK, kubeconfig=cluster.kubeconfig, stack_file=text).init()
+        for key, value in VALUES.items():
+            project.run("config", "set", "--secret", "--path", f"k8s-secrets:manualValues.{SECRET}.{key}", value)
+        root = str(project.project)
+        env = {k: v for k, v in project.env().items() if k != "KSECRETS_SEAL_KEY"} | vault.env()
+        timings = {"up (manual)": _up(project, cluster)}
+        cluster.wait("the manual Secret", lambda: Watcher(cluster).sample().values == VALUES, 60)
+        uid = _secret(cluster)["metadata"]["uid"]
+        watcher = Watcher(cluster).start()
+        load_before = os.getloadavg()
+        try:
+            time.sleep(1.0)
+            if variant == "prepared":
+                res = ksecrets_run("migrate", "--stack", STACK, "--to", "vault", "--prepare", "--root", root,
+                                   cwd=project.project, env=env)  # fmt: skip
+                assert "vaultMigration: release" in res.stdout, res.stdout
+                timings["up (--prepare)"] = _up(project, cluster)
+                held = _in_state(project)
+                assert held is not None and held.get("retainOnDelete") is True, held
+            res = ksecrets_run("migrate", "--stack", STACK, "--to", "vault", "--root", root, cwd=project.project,
+                               env=env)  # fmt: skip
+            assert "4 values moved from manual to vault; backend switched to vault" in res.stdout, res.stdout
+            assert ("the stack skipped `migrate --prepare`" in res.stderr) == (variant == "skipped"), res.stderr
+            assert "vaultMigration: handover" in (project.project / f"Pulumi.{STACK}.yaml").read_text()
+            point_at(project.project, STACK, vault)
+            bootstrap(cluster, vault, project.project, STACK, workdir / "bootstrap")
+            ksecrets_run("export", "--stack", STACK, "--root", root, cwd=project.project, env=env)
+            apps = project.project / "k8s" / STACK / "apps"
+            switched_at = time.monotonic()
+            for f in sorted(apps.glob("*.yaml")):  # what Flux applies from Git under `delivery: flux`
+                if f.name != "kustomization.yaml":
+                    cluster.kubectl("apply", "-f", str(f))
+            timings["up (switched)"] = _up(project, cluster)
+            assert _in_state(project) is None
+            cluster.wait(
+                "the operator owns the Secret",
+                lambda: watcher.last.owners == ("VaultStaticSecret",) and watcher.last.values == VALUES,
+                120,
+            )
+            owned = time.monotonic() - switched_at
+            res = ksecrets_run("migrate", "--stack", STACK, "--to", "vault", "--finish", "--root", root,
+                               cwd=project.project, env=env)  # fmt: skip
+            assert "vaultMigration removed" in res.stdout, res.stdout
+            timings["up (--finish)"] = _up(project, cluster)
+            time.sleep(3.0)
+        finally:
+            watcher.stop()
+    finally:
+        op.stop()
+        vault.stop()
+
+    samples = watcher.samples
+    assert not watcher.errors, watcher.errors[:5]
+    absent, other = watcher.absent(), watcher.other(VALUES)
+    recreated = _secret(cluster)["metadata"]["uid"] != uid
+    load = os.getloadavg()
+    figure = (
+        f"manual -> vault, {variant}: {len(samples)} samples over {samples[-1].at - samples[0].at:.0f} s, "
+        f"absent {absent}, other-valued {other}; the operator owned it {owned:.0f} s after the switch; "
+        + ", ".join(f"{k} {v:.0f} s" for k, v in timings.items())
+        + f"; total {time.monotonic() - started:.0f} s; load average {load_before[0]:.2f} -> {load[0]:.2f}"
+        + f"; {'deleted and re-created' if recreated else 'the same object (uid) throughout'}"
+    )
+    FIGURES.append(figure)
+    print("\nfigure: manual in place " + figure)
+    assert other == 0, figure
+    if variant == "skipped":
+        assert recreated and all(s.at >= switched_at for s in samples if s.values is None), figure
+        return
+    assert absent == 0 and not recreated, figure
+    assert samples[-1].values == VALUES and samples[-1].owners == ("VaultStaticSecret",), samples[-1]
