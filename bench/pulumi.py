@@ -145,17 +145,21 @@ class Sampler:
     def __init__(self, pid: int) -> None:
         self.pid = pid
         self.seen: dict[int, tuple[str, float]] = {}
+        self.errors: list[str] = []
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, daemon=True)
         self._thread.start()
 
     def _loop(self) -> None:
         while not self._stop.is_set():
-            for p in procs.descendants(self.pid):
-                st = _stat(p)
-                if st is not None:
-                    role = _role(p, st[0])
-                    self.seen[p] = (role, max(st[1], self.seen.get(p, (role, 0.0))[1]))
+            try:
+                for p in procs.descendants(self.pid):
+                    st = _stat(p)
+                    if st is not None:
+                        role = _role(p, st[0])
+                        self.seen[p] = (role, max(st[1], self.seen.get(p, (role, 0.0))[1]))
+            except Exception as exc:  # a process gone mid-read must not end the sampling (1000-app rows lost python)
+                self.errors.append(type(exc).__name__)
             self._stop.wait(0.2)
 
     def stop(self) -> dict[str, float]:
