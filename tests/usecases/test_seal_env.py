@@ -619,6 +619,19 @@ def test_one_stack_is_resealed_on_every_core_and_written_as_by_one_process(fleet
     assert "<sealed b'canary-app2-secrets'>" in copies["2"][1]
 
 
+def _record_pids(monkeypatch, module, name: str, log: Path, label) -> None:
+    """`module.name` patched to append "<pid> <label(args)>" to `log` before each call. The reseal
+    workers fork from this process, so their calls are recorded too."""
+    real = getattr(module, name)
+
+    def recording(*args, **kwargs):
+        with open(log, "a") as f:
+            f.write(f"{os.getpid()} {label(*args, **kwargs)}\n")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(module, name, recording)
+
+
 def test_one_stack_cut_into_slices_is_loaded_once_by_the_parent_not_by_each_worker(fleet, tmp_path, monkeypatch):
     """One cluster with --jobs 2: the stack's config is loaded once, in the process that holds the
     lock, and reaches the slices' workers by the fork (each worker loading the whole stack again
@@ -627,14 +640,7 @@ def test_one_stack_cut_into_slices_is_loaded_once_by_the_parent_not_by_each_work
 
     _three_secrets(fleet)
     seen = tmp_path / "pids"
-    real = seal_stack.load_stack
-
-    def recording(stack, *args, **kwargs):
-        with open(seen, "a") as f:  # the workers fork from this process: they record too
-            f.write(f"{os.getpid()} {stack}\n")
-        return real(stack, *args, **kwargs)
-
-    monkeypatch.setattr(seal_stack, "load_stack", recording)
+    _record_pids(monkeypatch, seal_stack, "load_stack", seen, lambda stack, *a, **k: stack)
     res = ksecrets_in_process(
         "reseal", "--stack", "prod-a", *_all_old_keys(fleet), "--jobs", "2", "--root", str(fleet), env=_env()
     )
@@ -651,14 +657,7 @@ def test_fleet_reseal_reads_edits_and_checks_each_stack_file_in_the_workers(flee
 
     before = _renew_and_seal_two(fleet)
     seen = tmp_path / "pids"
-    real = seal_stack.prepare_stack_update
-
-    def recording(path, *args, **kwargs):
-        with open(seen, "a") as f:  # the workers fork from this process: they record too
-            f.write(f"{os.getpid()} {Path(path).name}\n")
-        return real(path, *args, **kwargs)
-
-    monkeypatch.setattr(seal_stack, "prepare_stack_update", recording)
+    _record_pids(monkeypatch, seal_stack, "prepare_stack_update", seen, lambda path, *a, **k: Path(path).name)
     res = ksecrets_in_process(
         "reseal", "--env", "production", *_all_old_keys(fleet), "--jobs", "2", "--root", str(fleet), env=_env()
     )
