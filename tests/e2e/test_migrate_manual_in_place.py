@@ -140,6 +140,19 @@ def _up(project: PulumiProject, cluster) -> float:
     return time.monotonic() - t
 
 
+def _prepare(project: PulumiProject, to: str, root: str, env: dict, up) -> float:
+    """Phase 1 of a prepared run: `migrate --prepare` (phase `release`, `pulumi up` named as the next
+    step), then that `pulumi up` (`up()`, returning its seconds), after which Pulumi's state holds
+    the manual Secret with retainOnDelete."""
+    res = ksecrets_run("migrate", "--stack", STACK, "--to", to, "--prepare", "--root", root, cwd=project.project,
+                       env=env)  # fmt: skip
+    assert "vaultMigration: release" in res.stdout and f"next: pulumi up --stack {STACK}" in res.stdout, res.stdout
+    seconds = up()
+    held = _in_state(project)
+    assert held is not None and held.get("retainOnDelete") is True, held
+    return seconds
+
+
 def test_manual_secret_handed_over_to_sealed_secrets_in_place(rig):
     variant, cluster, project = rig
     started = time.monotonic()
@@ -160,18 +173,9 @@ def test_manual_secret_handed_over_to_sealed_secrets_in_place(rig):
 
         # Phase 1 (the prepared run): --prepare, then `pulumi up`, which the CLI names as the next step.
         if variant == "prepared":
-            res = ksecrets_run(
-                "migrate", "--stack", STACK, "--to", "sealed-secrets", "--prepare", "--root", root, cwd=project.project,
-                env=env,
-            )  # fmt: skip
-            assert "vaultMigration: release" in res.stdout and f"next: pulumi up --stack {STACK}" in res.stdout, (
-                res.stdout
-            )
-            timings["up (--prepare)"] = _up(project, cluster)
+            timings["up (--prepare)"] = _prepare(project, "sealed-secrets", root, env, lambda: _up(project, cluster))
             annotations = _secret(cluster)["metadata"].get("annotations") or {}
             assert annotations.get("sealedsecrets.bitnami.com/managed") == "true", annotations
-            held = _in_state(project)
-            assert held is not None and held.get("retainOnDelete") is True, held
 
         # Phase 2: the switch; values read through the real `pulumi config --show-secrets`.
         res = ksecrets_run("migrate", "--stack", STACK, "--to", "sealed-secrets", "--root", root, cwd=project.project,
@@ -326,14 +330,13 @@ def test_manual_secret_handed_over_to_sops_in_place(cluster_factory, e2e_dir: Pa
         try:
             time.sleep(1.0)
             if variant == "prepared":
-                res = ksecrets_run("migrate", "--stack", STACK, "--to", "sops", "--prepare", "--root", root,
-                                   cwd=project.project, env=env)  # fmt: skip
-                assert f"next: pulumi up --stack {STACK}" in res.stdout, res.stdout
-                t = time.monotonic()
-                project.run("up", "--yes", "--skip-preview", timeout=900)
-                timings["up (--prepare)"] = time.monotonic() - t
-                held = _in_state(project)
-                assert held is not None and held.get("retainOnDelete") is True, held
+
+                def up() -> float:
+                    t = time.monotonic()
+                    project.run("up", "--yes", "--skip-preview", timeout=900)
+                    return time.monotonic() - t
+
+                timings["up (--prepare)"] = _prepare(project, "sops", root, env, up)
 
             age = sops.generate_age_key()
             key_file = workdir / "keys" / f"{STACK}.agekey"
@@ -449,12 +452,7 @@ def test_manual_secret_handed_over_to_vault_in_place(cluster_factory, e2e_dir: P
         try:
             time.sleep(1.0)
             if variant == "prepared":
-                res = ksecrets_run("migrate", "--stack", STACK, "--to", "vault", "--prepare", "--root", root,
-                                   cwd=project.project, env=env)  # fmt: skip
-                assert "vaultMigration: release" in res.stdout, res.stdout
-                timings["up (--prepare)"] = _up(project, cluster)
-                held = _in_state(project)
-                assert held is not None and held.get("retainOnDelete") is True, held
+                timings["up (--prepare)"] = _prepare(project, "vault", root, env, lambda: _up(project, cluster))
             res = ksecrets_run("migrate", "--stack", STACK, "--to", "vault", "--root", root, cwd=project.project,
                                env=env)  # fmt: skip
             assert "4 values moved from manual to vault; backend switched to vault" in res.stdout, res.stdout
